@@ -1,0 +1,45 @@
+//! Errors of the pipeline machinery. Callers branch on them, so they are typed.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// How a delivery attempt failed, classified so that the channel actor knows what to do.
+/// The texts must never contain secrets (webhook keys, tokens): implementations redact.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum ChannelError {
+    /// Worth trying again soon (timeouts, 5xx, provider "system busy").
+    #[error("temporary failure: {reason}")]
+    Retryable { reason: String },
+    /// The provider said "too many": wait at least `retry_after` before the next attempt on
+    /// this destination.
+    #[error("rate limited: {reason}")]
+    RateLimited {
+        reason: String,
+        retry_after: Duration,
+    },
+    /// Will fail the same way every time (bad key, invalid payload): do not retry.
+    #[error("permanent failure: {reason}")]
+    Permanent { reason: String },
+}
+
+impl ChannelError {
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, ChannelError::Permanent { .. })
+    }
+}
+
+/// A source could not produce a snapshot.
+#[derive(Clone, Debug, Error)]
+#[error("{message}")]
+pub struct SourceError {
+    pub message: String,
+}
+
+impl SourceError {
+    pub fn new(message: impl Into<String>) -> Self {
+        SourceError {
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Domain-free pipeline machinery for powa-sentinel.
+//!
+//! ```text
+//!  Source ──Collect──▶ CollectorActor ──Snapshot──▶ AnalyzerActor(s) ──Insights──▶ GateActor
+//!                                                                                   │ Flush
+//!                                        DeliveryReport ◀── ChannelActor(s) ◀─Deliver┘
+//! ```
+//!
+//! Data flows one way; only the delivery report flows back. Every hand-off uses
+//! `send().await`, so a slow stage pushes back on the stage before it instead of growing an
+//! unbounded queue. The crate knows nothing about PostgreSQL, HTTP or WeCom: the domain
+//! implements [`collector::Source`], [`analyzer::Analyze`], [`channel::Channel`] and
+//! [`gate::Router`].
+
+pub mod analyzer;
+pub mod channel;
+pub mod collector;
+pub mod error;
+pub mod gate;
+pub mod message;
+pub mod throttle;
+
+pub use error::{ChannelError, SourceError};
+pub use message::{Fingerprint, Insight, Notification, NotifyReason, Severity, Snapshot, Window};

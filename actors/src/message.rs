@@ -1,0 +1,195 @@
+//! Messages that flow between the pipeline stages.
+//!
+//! Data flows one way — collector → analyzers → gate → channels — and only the
+//! [`DeliveryOutcome`] flows back. Every message is cheap to clone: bodies sit behind `Arc`,
+//! so fanning a snapshot out to several analyzers copies a pointer, not the rows.
+//! Timestamps come from the data (PoWA's snapshot time, the window) or from the tick that
+//! caused the work, never from `now()` deep inside a stage, so tests can replay time.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// How urgent an insight is. Ordered: `Info < Warning < Critical`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "info" => Ok(Severity::Info),
+            "warning" => Ok(Severity::Warning),
+            "critical" => Ok(Severity::Critical),
+            other => Err(format!(
+                "unknown severity `{other}`: use info, warning or critical"
+            )),
+        }
+    }
+}
+
+/// Stable identity of a problem: the same problem seen in two cycles (or two processes, or
+/// two versions of the program) has the same fingerprint. Computed with FNV-1a over the
+/// identifying parts, because std's hashers make no stability promise across releases.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Fingerprint(pub u64);
+
+impl Fingerprint {
+    /// Hashes the parts in order; each part is terminated so that `["ab","c"]` and
+    /// `["a","bc"]` differ.
+    pub fn of<I, S>(parts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut h = OFFSET;
+        for part in parts {
+            for b in part.as_ref().bytes().chain(std::iter::once(0xff)) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(PRIME);
+            }
+        }
+        Fingerprint(h)
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+impl From<Fingerprint> for String {
+    fn from(f: Fingerprint) -> String {
+        f.to_string()
+    }
+}
+
+impl TryFrom<String> for Fingerprint {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        u64::from_str_radix(&s, 16)
+            .map(Fingerprint)
+            .map_err(|_| format!("`{s}` is not a 16-digit hexadecimal fingerprint"))
+    }
+}
+
+/// The time span an insight speaks about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// A conclusion a person can act on: what is wrong, where, how bad, what to do.
+///
+/// `labels` say *where* (repository, server, database, user, queryid, …) and are what routes
+/// match on; `metrics` are the numbers behind the conclusion, with the unit in the name
+/// (`mean_time_ms`, `share_of_total_time`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Insight {
+    pub fingerprint: Fingerprint,
+    /// Family of the finding, e.g. `slow_query`, `regression`.
+    pub kind: String,
+    /// The rule that produced it, e.g. `slow_query.total_time`.
+    pub rule: String,
+    pub severity: Severity,
+    #[serde(flatten)]
+    pub labels: BTreeMap<String, String>,
+    pub title: String,
+    pub advice: String,
+    /// The query text or other subject text, untruncated; renderers cut it to fit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    pub metrics: BTreeMap<String, f64>,
+    pub window: Window,
+    pub observed_at: DateTime<Utc>,
+}
+
+impl Insight {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+
+    pub fn metric(&self, key: &str) -> Option<f64> {
+        self.metrics.get(key).copied()
+    }
+}
+
+/// What a collector hands to the analyzers: one server's data for one collection.
+#[derive(Debug)]
+pub struct Snapshot<S> {
+    /// Stable name of the source (repository/server).
+    pub source: String,
+    /// Increases by one per collection of this source; lets analyzers spot gaps.
+    pub seq: u64,
+    /// The newest data time covered (PoWA's snapshot timestamp), not the wall clock.
+    pub taken_at: DateTime<Utc>,
+    pub body: Arc<S>,
+}
+
+impl<S> Clone for Snapshot<S> {
+    fn clone(&self) -> Self {
+        Snapshot {
+            source: self.source.clone(),
+            seq: self.seq,
+            taken_at: self.taken_at,
+            body: Arc::clone(&self.body),
+        }
+    }
+}
+
+/// Why the gate is sending a notification now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyReason {
+    /// A scheduled report (or `once`) flushed what was pending.
+    Report,
+    /// A critical insight that does not wait for the report.
+    Immediate,
+}
+
+/// A batch of insights for one channel. The channel renders it within its own limits.
+#[derive(Clone, Debug)]
+pub struct Notification {
+    /// Unique per notification; parts of a split message derive their ids from it.
+    pub id: u64,
+    pub channel: String,
+    pub reason: NotifyReason,
+    pub insights: Arc<Vec<Insight>>,
+    /// Time the gate decided to send (the tick time).
+    pub created_at: DateTime<Utc>,
+}

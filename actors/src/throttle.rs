@@ -1,0 +1,127 @@
+//! Pacing per destination: a limiter that holds "at most N messages in ANY rolling window".
+//!
+//! governor's `Quota::per_minute(20)` is a GCRA bucket with burst 20 that refills one cell
+//! every 3 s, so a greedy sender gets 39 messages through in its worst rolling minute. The
+//! worst rolling window of a GCRA quota is `burst + ceil(window / period) - 1`; [`Pacer::new`]
+//! picks a burst and a period that keep that number at or below the provider's limit.
+//! A provider can still say "too many" (another process shares the key): [`Pacer::pause`]
+//! then holds every sender of that destination until the provider's window has passed.
+
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+/// Shared by every channel that sends to the same destination (e.g. one WeCom robot key).
+pub struct Pacer {
+    limiter: DefaultDirectRateLimiter,
+    paused_until: Mutex<Option<Instant>>,
+    burst: u32,
+    period: Duration,
+}
+
+impl std::fmt::Debug for Pacer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pacer")
+            .field("burst", &self.burst)
+            .field("period", &self.period)
+            .finish()
+    }
+}
+
+impl Pacer {
+    /// At most `max` messages in any rolling `window`. The burst is a quarter of `max`
+    /// (at least 1), the rest is spread evenly.
+    pub fn new(max: u32, window: Duration) -> Pacer {
+        let max = max.max(1);
+        let burst = (max / 4).max(1);
+        // worst = burst + ceil(window / period) - 1 <= max  <=>  ceil(window/period) <= max - burst + 1.
+        // Using `max - burst` steps (not +1) keeps one message of margin for clock jitter.
+        let steps = (max - burst).max(1);
+        let period = window / steps;
+        Self::with_quota(burst, period)
+    }
+
+    fn with_quota(burst: u32, period: Duration) -> Pacer {
+        let period = period.max(Duration::from_millis(1));
+        let quota = Quota::with_period(period)
+            .expect("period is non-zero")
+            .allow_burst(NonZeroU32::new(burst.max(1)).expect("burst is non-zero"));
+        Pacer {
+            limiter: RateLimiter::direct(quota),
+            paused_until: Mutex::new(None),
+            burst,
+            period,
+        }
+    }
+
+    /// Worst number of messages this pacer lets through in any rolling `window`.
+    pub fn worst_case_in(&self, window: Duration) -> u32 {
+        let steps = window.as_nanos().div_ceil(self.period.as_nanos()) as u32;
+        self.burst + steps - 1
+    }
+
+    /// Waits until one message may be sent, honouring any pause.
+    pub async fn ready(&self) {
+        loop {
+            let wait = {
+                let guard = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+                guard.and_then(|until| until.checked_duration_since(Instant::now()))
+            };
+            match wait {
+                Some(d) if !d.is_zero() => actix_rt::time::sleep(d).await,
+                _ => break,
+            }
+        }
+        self.limiter.until_ready().await;
+    }
+
+    /// Holds every sender of this destination for `d` (e.g. after WeCom's errcode 45009).
+    pub fn pause(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut guard = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none_or(|cur| cur < until) {
+            *guard = Some(until);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wecom_quota_holds_in_every_rolling_minute() {
+        let p = Pacer::new(20, Duration::from_secs(60));
+        assert!(p.worst_case_in(Duration::from_secs(60)) <= 20, "{p:?}");
+        assert_eq!(p.burst, 5);
+    }
+
+    #[test]
+    fn greedy_sender_never_exceeds_the_limit() {
+        // Simulate with governor's fake clock: a sender that tries every 100 ms for 10 min.
+        use governor::clock::{Clock, FakeRelativeClock, Reference};
+        let p = Pacer::new(20, Duration::from_secs(60));
+        let clock = FakeRelativeClock::default();
+        let quota = Quota::with_period(p.period)
+            .unwrap()
+            .allow_burst(NonZeroU32::new(p.burst).unwrap());
+        let lim = RateLimiter::direct_with_clock(quota, clock.clone());
+        let mut sent: Vec<u64> = Vec::new();
+        for step in 0..6000u64 {
+            if lim.check().is_ok() {
+                sent.push(clock.now().duration_since(Default::default()).as_u64() / 1_000_000);
+            }
+            clock.advance(Duration::from_millis(100));
+            let _ = step;
+        }
+        let mut worst = 0;
+        for (i, &t) in sent.iter().enumerate() {
+            let n = sent[i..].iter().take_while(|&&u| u < t + 60_000).count();
+            worst = worst.max(n);
+        }
+        assert!(worst <= 20, "worst rolling minute had {worst} messages");
+        assert!(sent.len() > 140, "pacer is too strict: only {} in 10 min", sent.len());
+    }
+}

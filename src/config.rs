@@ -1,0 +1,237 @@
+//! Settings: one TOML or YAML file, overridable by `POWA_SENTINEL__SECTION__KEY` environment
+//! variables, read with the `config` crate.
+//!
+//! Every component owns its settings struct (beside its code); this module only composes
+//! them and turns every failure into a [`ConfigError`] that names the file, the key, what is
+//! wrong and what to do. Structs use `deny_unknown_fields`, so a typo is an error, not a
+//! silently ignored key. Named collections (`repositories.<name>`, `channels.<name>`) are
+//! maps rather than arrays so that each of their keys can be overridden from the environment.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::analyze::AnalyzersSettings;
+use crate::channels::ChannelSettings;
+use crate::logging::LogSettings;
+use crate::powa::RepositorySettings;
+
+/// The prefix of environment overrides: `POWA_SENTINEL__REPOSITORIES__MAIN__DSN`.
+pub const ENV_PREFIX: &str = "POWA_SENTINEL";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub log: LogSettings,
+    #[serde(default)]
+    pub analysis: AnalysisSettings,
+    /// PoWA repositories to read, by name.
+    #[serde(default)]
+    pub repositories: BTreeMap<String, RepositorySettings>,
+    #[serde(default)]
+    pub analyzers: AnalyzersSettings,
+    /// Where insights go, by name.
+    #[serde(default)]
+    pub channels: BTreeMap<String, ChannelSettings>,
+}
+
+/// What window the analyzers look at.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisSettings {
+    /// Length of the analysed window, ending now. Default 24h.
+    #[serde(with = "humantime_serde", default = "default_window")]
+    pub window: Duration,
+}
+
+fn default_window() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+impl Default for AnalysisSettings {
+    fn default() -> Self {
+        AnalysisSettings {
+            window: default_window(),
+        }
+    }
+}
+
+/// One thing wrong with the settings, found after parsing (a value out of range, a
+/// reference to something that does not exist).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `channels.ops.webhook_url`.
+    pub key: String,
+    /// What is wrong and what to do, as one sentence.
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why the settings could not be used. Displays as one line per problem, each naming the
+/// file and the key.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if p.key.is_empty() {
+                write!(f, "{}: {}", self.file.display(), p.message)?;
+            } else {
+                write!(f, "{}: key `{}`: {}", self.file.display(), p.key, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Settings {
+    /// Reads `path` (format from its extension: .toml, .yaml or .yml) and the environment.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        Self::load_with_env(path, None)
+    }
+
+    /// As [`Settings::load`], with the environment given explicitly (tests).
+    pub fn load_with_env(
+        path: &Path,
+        env: Option<BTreeMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        let err = |message: String| ConfigError {
+            file: path.to_path_buf(),
+            problems: vec![Problem::new("", message)],
+        };
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => config::FileFormat::Toml,
+            Some("yaml") | Some("yml") => config::FileFormat::Yaml,
+            _ => {
+                return Err(err(
+                    "unknown file type: name the file *.toml, *.yaml or *.yml".to_string(),
+                ))
+            }
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            err(format!(
+                "cannot read the configuration file ({e}); check the path given with --config"
+            ))
+        })?;
+        let mut envsrc = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true);
+        if let Some(map) = env {
+            envsrc = envsrc.source(Some(map.into_iter().collect()));
+        }
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(&text, format))
+            .add_source(envsrc)
+            .build()
+            .map_err(|e| err(describe_config_error(&e)))?;
+        let settings: Settings = built
+            .try_deserialize()
+            .map_err(|e| err(describe_config_error(&e)))?;
+        let problems = settings.validate();
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError {
+                file: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    /// Checks what serde cannot: ranges, references, required combinations.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if self.repositories.is_empty() {
+            problems.push(Problem::new(
+                "repositories",
+                "no PoWA repository is configured: add a [repositories.<name>] table with a dsn",
+            ));
+        }
+        for (name, repo) in &self.repositories {
+            repo.validate(&format!("repositories.{name}"), &mut problems);
+        }
+        if self.channels.is_empty() {
+            problems.push(Problem::new(
+                "channels",
+                "no channel is configured: add a [channels.<name>] table, e.g. type = \"console\"",
+            ));
+        }
+        for (name, ch) in &self.channels {
+            ch.validate(&format!("channels.{name}"), &mut problems);
+        }
+        if self.analysis.window < Duration::from_secs(60) {
+            problems.push(Problem::new(
+                "analysis.window",
+                "the window must be at least 1m (PoWA snapshots are minutes apart)",
+            ));
+        }
+        self.analyzers.validate("analyzers", &mut problems);
+        problems
+    }
+}
+
+/// The `config` crate's messages already carry the key path and origin; make the origin
+/// readable (the file text is passed as a string, so the crate cannot name the file — the
+/// caller's [`ConfigError`] does).
+fn describe_config_error(e: &config::ConfigError) -> String {
+    let text = e.to_string();
+    let text = text.replace(" in the environment", " (set in the environment)");
+    format!("{text}; see config/powa-sentinel.toml for every key and its default")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_duration_names_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, "[analysis]\nwindow = \"five minutes\"\n").unwrap();
+        let e = Settings::load_with_env(&p, Some(BTreeMap::new())).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("s.toml"), "{text}");
+        assert!(text.contains("analysis.window"), "{text}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, "[analysis]\nwindw = \"1h\"\n").unwrap();
+        let e = Settings::load_with_env(&p, Some(BTreeMap::new())).unwrap_err();
+        assert!(e.to_string().contains("unknown field `windw`"), "{e}");
+    }
+
+    #[test]
+    fn missing_sections_are_reported_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.yaml");
+        std::fs::write(&p, "analysis:\n  window: 2h\n").unwrap();
+        let e = Settings::load_with_env(&p, Some(BTreeMap::new())).unwrap_err();
+        let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["repositories", "channels"], "{e}");
+    }
+}

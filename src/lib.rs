@@ -1,0 +1,21 @@
+//! powa-sentinel: reads PoWA repositories, finds what matters, tells people.
+//!
+//! The generic pipeline (actors, gate, pacing) lives in the `sentinel-actors` crate; this
+//! crate holds what is specific to PoWA, to the rules and to the channels:
+//!
+//! - [`config`]: settings, read with the `config` crate, errors that name file and key;
+//! - [`powa`]: discovery of PoWA repositories and servers, and the read-only reader;
+//! - [`analyze`]: the analyzers that turn snapshots into insights;
+//! - [`channels`] and [`render`]: delivery to the console, WeCom, files;
+//! - [`topology`]: wires the actors together for one run.
+
+pub mod analyze;
+pub mod channels;
+pub mod config;
+pub mod logging;
+pub mod powa;
+pub mod render;
+pub mod secret;
+pub mod topology;
+
+pub use sentinel_actors as actors;
