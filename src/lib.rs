@@ -13,6 +13,7 @@ pub mod analyze;
 pub mod channels;
 pub mod config;
 pub mod logging;
+pub mod output;
 pub mod powa;
 pub mod render;
 pub mod secret;

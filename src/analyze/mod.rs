@@ -1,0 +1,90 @@
+//! Analyzers: each turns a server's snapshot into insights. One file per analyzer, its
+//! settings beside it.
+
+pub mod slow_query;
+
+use serde::Deserialize;
+
+use crate::config::Problem;
+pub use slow_query::{SlowQueryAnalyzer, SlowQuerySettings};
+
+/// `[analyzers]`: one table per analyzer.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzersSettings {
+    #[serde(default)]
+    pub slow_queries: SlowQuerySettings,
+}
+
+impl AnalyzersSettings {
+    pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+        self.slow_queries
+            .validate(&format!("{path}.slow_queries"), problems);
+    }
+}
+
+/// Statements PoWA itself or the sentinel runs: never the user's problem.
+pub fn is_monitoring_query(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("powa_take_snapshot")
+        || (t.contains("powa_") && t.contains("_src("))
+        || t.contains("pg_qualstats_reset")
+        || t.contains("pg_stat_kcache_reset")
+        || t.contains("powa_statements_history")
+}
+
+/// Maintenance and session statements (VACUUM, CREATE INDEX, COPY, BEGIN…): their cost is
+/// not fixed by tuning a query.
+pub fn is_utility(text: &str) -> bool {
+    const UTILITY: &[&str] = &[
+        "vacuum", "analyze", "analyse", "create", "alter", "drop", "truncate", "reindex",
+        "cluster", "checkpoint", "begin", "commit", "rollback", "start", "end", "set",
+        "reset", "show", "discard", "deallocate", "listen", "notify", "unlisten", "grant",
+        "revoke", "comment", "copy", "lock", "refresh", "savepoint", "release", "prepare",
+        "execute", "do", "call", "load", "security",
+    ];
+    let first = text
+        .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    UTILITY.contains(&first.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_statements() {
+        assert!(is_utility("VACUUM ANALYZE pgbench_accounts"));
+        assert!(is_utility("  copy t from stdin"));
+        assert!(!is_utility("SELECT * FROM t"));
+        assert!(!is_utility("with x as (select 1) select * from x"));
+        assert!(is_monitoring_query("SELECT powa_take_snapshot()"));
+        assert!(is_monitoring_query("SELECT $1, * FROM public.powa_statements_src($2)"));
+        assert!(!is_monitoring_query("SELECT * FROM powa_orders WHERE id = $1"));
+    }
+}
+
+/// A duration in milliseconds, the way a person says it: `850 µs`, `12.3 ms`, `4.2 s`,
+/// `3 min 20 s`.
+pub fn human_ms(ms: f64) -> String {
+    if ms < 1.0 {
+        format!("{:.0} µs", ms * 1000.0)
+    } else if ms < 100.0 {
+        format!("{ms:.1} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else if ms < 60_000.0 {
+        format!("{:.1} s", ms / 1000.0)
+    } else {
+        let s = (ms / 1000.0).round() as u64;
+        if s < 3600 {
+            format!("{} min {} s", s / 60, s % 60)
+        } else {
+            format!("{} h {} min", s / 3600, (s % 3600) / 60)
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Top slow queries per server: the few statements that cost a server the most, ranked
+//! per server (a big server must not crowd out a small one), each with its share of the
+//! server's total execution time and advice that depends on *why* it is expensive.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::Problem;
+use crate::powa::reader::{
+    QueryStats, StatementsWindow, BLK_READ_TIME, BLK_WRITE_TIME, CALLS, EXEC_TIME, ROWS,
+    SHARED_HIT, SHARED_READ, TEMP_WRITTEN,
+};
+use sentinel_actors::analyzer::Analyze;
+use sentinel_actors::{Fingerprint, Insight, Severity, Snapshot};
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RankBy {
+    /// Total execution time in the window: what the server spends its time on.
+    #[default]
+    TotalTime,
+    /// Mean time per call: what users wait for.
+    MeanTime,
+    /// Number of calls.
+    Calls,
+}
+
+impl RankBy {
+    fn key(self, q: &QueryStats) -> f64 {
+        match self {
+            RankBy::TotalTime => q.get(EXEC_TIME),
+            RankBy::MeanTime => q.mean_time_ms(),
+            RankBy::Calls => q.get(CALLS),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RankBy::TotalTime => "total_time",
+            RankBy::MeanTime => "mean_time",
+            RankBy::Calls => "calls",
+        }
+    }
+}
+
+/// `[analyzers.slow_queries]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlowQuerySettings {
+    /// Default true.
+    pub enabled: bool,
+    /// How many queries per server. Default 5.
+    pub top_n: usize,
+    /// total_time (default), mean_time or calls.
+    pub rank_by: RankBy,
+    /// A query must have run at least this many times in the window. Default 2.
+    pub min_calls: u64,
+    /// A query must have cost at least this much in total in the window. Default 1s:
+    /// below that, nothing is worth a message.
+    #[serde(with = "humantime_serde")]
+    pub min_total_time: Duration,
+    /// A query must average at least this per call. Default 0ms.
+    #[serde(with = "humantime_serde")]
+    pub min_mean_time: Duration,
+    /// Mean time per call from which the insight is a warning. Default 500ms.
+    #[serde(with = "humantime_serde")]
+    pub warning_mean_time: Duration,
+    /// Mean time per call from which the insight is critical. Default 5s.
+    #[serde(with = "humantime_serde")]
+    pub critical_mean_time: Duration,
+    /// Skip maintenance and session statements (VACUUM, CREATE INDEX, COPY, BEGIN…).
+    /// Default true.
+    pub exclude_utility: bool,
+}
+
+impl Default for SlowQuerySettings {
+    fn default() -> Self {
+        SlowQuerySettings {
+            enabled: true,
+            top_n: 5,
+            rank_by: RankBy::TotalTime,
+            min_calls: 2,
+            min_total_time: Duration::from_secs(1),
+            min_mean_time: Duration::ZERO,
+            warning_mean_time: Duration::from_millis(500),
+            critical_mean_time: Duration::from_secs(5),
+            exclude_utility: true,
+        }
+    }
+}
+
+impl SlowQuerySettings {
+    pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+        if self.top_n == 0 && self.enabled {
+            problems.push(Problem::new(
+                format!("{path}.top_n"),
+                "must be at least 1 (set enabled = false to turn the analyzer off)",
+            ));
+        }
+        if self.critical_mean_time < self.warning_mean_time {
+            problems.push(Problem::new(
+                format!("{path}.critical_mean_time"),
+                "must not be below warning_mean_time",
+            ));
+        }
+    }
+}
+
+pub struct SlowQueryAnalyzer {
+    settings: SlowQuerySettings,
+}
+
+impl SlowQueryAnalyzer {
+    pub fn new(settings: SlowQuerySettings) -> Self {
+        SlowQueryAnalyzer { settings }
+    }
+
+    fn eligible(&self, q: &QueryStats) -> bool {
+        let s = &self.settings;
+        if let Some(text) = &q.query {
+            if super::is_monitoring_query(text) || (s.exclude_utility && super::is_utility(text))
+            {
+                return false;
+            }
+        }
+        q.get(CALLS) >= s.min_calls as f64
+            && q.get(EXEC_TIME) >= s.min_total_time.as_secs_f64() * 1000.0
+            && q.mean_time_ms() >= s.min_mean_time.as_secs_f64() * 1000.0
+    }
+
+    fn severity(&self, mean_ms: f64) -> Severity {
+        let s = &self.settings;
+        if mean_ms >= s.critical_mean_time.as_secs_f64() * 1000.0 {
+            Severity::Critical
+        } else if mean_ms >= s.warning_mean_time.as_secs_f64() * 1000.0 {
+            Severity::Warning
+        } else {
+            Severity::Info
+        }
+    }
+
+    /// Analyses one server's window.
+    pub fn analyze_window(&self, w: &StatementsWindow) -> Vec<Insight> {
+        if !self.settings.enabled {
+            return Vec::new();
+        }
+        let server_total: f64 = w
+            .queries
+            .iter()
+            .filter(|q| q.query.as_deref().is_none_or(|t| !super::is_monitoring_query(t)))
+            .map(|q| q.get(EXEC_TIME))
+            .sum();
+        let mut ranked: Vec<&QueryStats> = w.queries.iter().filter(|q| self.eligible(q)).collect();
+        let rank_by = self.settings.rank_by;
+        ranked.sort_by(|a, b| {
+            rank_by
+                .key(b)
+                .total_cmp(&rank_by.key(a))
+                .then(a.key.cmp(&b.key))
+        });
+        ranked
+            .into_iter()
+            .take(self.settings.top_n)
+            .enumerate()
+            .map(|(i, q)| self.insight(w, q, i + 1, server_total))
+            .collect()
+    }
+
+    fn insight(&self, w: &StatementsWindow, q: &QueryStats, rank: usize, server_total: f64) -> Insight {
+        let database = q.database.clone().unwrap_or_else(|| format!("oid {}", q.key.dbid));
+        let user = q.user.clone().unwrap_or_else(|| format!("oid {}", q.key.userid));
+        let total = q.get(EXEC_TIME);
+        let calls = q.get(CALLS);
+        let mean = q.mean_time_ms();
+        let share = if server_total > 0.0 { total / server_total } else { 0.0 };
+        let hit = q.get(SHARED_HIT);
+        let read = q.get(SHARED_READ);
+
+        let mut labels = BTreeMap::new();
+        labels.insert("repository".to_string(), w.repository.clone());
+        labels.insert("server".to_string(), w.server.name.clone());
+        labels.insert("database".to_string(), database.clone());
+        labels.insert("user".to_string(), user.clone());
+        labels.insert("queryid".to_string(), q.key.queryid.to_string());
+
+        let mut metrics = BTreeMap::new();
+        metrics.insert("rank".to_string(), rank as f64);
+        metrics.insert("calls".to_string(), calls);
+        metrics.insert("total_time_ms".to_string(), total);
+        metrics.insert("mean_time_ms".to_string(), mean);
+        metrics.insert("share_of_total_time".to_string(), share);
+        metrics.insert("rows".to_string(), q.get(ROWS));
+        metrics.insert("shared_blks_hit".to_string(), hit);
+        metrics.insert("shared_blks_read".to_string(), read);
+        metrics.insert("temp_blks_written".to_string(), q.get(TEMP_WRITTEN));
+        let io_time = q.get(BLK_READ_TIME) + q.get(BLK_WRITE_TIME);
+        if io_time > 0.0 {
+            metrics.insert("io_time_ms".to_string(), io_time);
+        }
+
+        let by = match self.settings.rank_by {
+            RankBy::TotalTime => format!("{:.0}% of its execution time", share * 100.0),
+            RankBy::MeanTime => format!("{} per call", super::human_ms(mean)),
+            RankBy::Calls => format!("{calls:.0} calls"),
+        };
+        let title = format!(
+            "#{rank} query on {} / {database}: {by}",
+            w.server.name
+        );
+        Insight {
+            fingerprint: Fingerprint::of([
+                w.repository.as_str(),
+                w.server.name.as_str(),
+                &q.key.dbid.to_string(),
+                &q.key.userid.to_string(),
+                &q.key.queryid.to_string(),
+                &q.key.toplevel.map(|t| t.to_string()).unwrap_or_default(),
+                "slow_query",
+            ]),
+            kind: "slow_query".to_string(),
+            rule: format!("slow_query.{}", self.settings.rank_by.as_str()),
+            severity: self.severity(mean),
+            labels,
+            title,
+            advice: advice(q, share),
+            text: q.query.clone(),
+            metrics,
+            window: w.window,
+            observed_at: w.last_ts.unwrap_or(w.window.end),
+        }
+    }
+}
+
+/// What to look at first, from the shape of the cost.
+fn advice(q: &QueryStats, share: f64) -> String {
+    let calls = q.get(CALLS);
+    let mean = q.mean_time_ms();
+    let rows_per_call = if calls > 0.0 { q.get(ROWS) / calls } else { 0.0 };
+    let hit = q.get(SHARED_HIT);
+    let read = q.get(SHARED_READ);
+    let blocks_per_call = if calls > 0.0 { (hit + read) / calls } else { 0.0 };
+    if q.get(TEMP_WRITTEN) > 0.0 {
+        "It spills to temporary files: check its sorts and hashes with EXPLAIN (ANALYZE, BUFFERS); raise work_mem for it or add an index that provides the order.".to_string()
+    } else if blocks_per_call > 1000.0 && rows_per_call < 100.0 {
+        format!(
+            "It reads {:.0} blocks per call to return {:.0} rows: likely a sequential scan behind a selective filter; look for a missing index with EXPLAIN (ANALYZE, BUFFERS).",
+            blocks_per_call, rows_per_call
+        )
+    } else if mean < 5.0 && calls > 10_000.0 {
+        format!(
+            "Cheap per call ({}) but executed {:.0} times: cache the result, batch the calls, or check for an N+1 pattern in the application.",
+            super::human_ms(mean),
+            calls
+        )
+    } else if read > hit && read > 10_000.0 {
+        "Most of its blocks come from disk, not shared buffers: check its plan, and whether shared_buffers fits the working set.".to_string()
+    } else if share > 0.5 {
+        "It dominates this server's workload: tuning it first pays the most; start with EXPLAIN (ANALYZE, BUFFERS).".to_string()
+    } else {
+        "Check its plan with EXPLAIN (ANALYZE, BUFFERS) and whether its filters are indexed.".to_string()
+    }
+}
+
+impl Analyze for SlowQueryAnalyzer {
+    type Input = StatementsWindow;
+
+    fn name(&self) -> &str {
+        "slow_queries"
+    }
+
+    fn analyze(&mut self, snapshot: &Snapshot<StatementsWindow>) -> Vec<Insight> {
+        self.analyze_window(&snapshot.body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::powa::discovery::ServerInfo;
+    use crate::powa::reader::{QueryKey, COUNTERS};
+    use chrono::{TimeZone, Utc};
+    use sentinel_actors::Window;
+
+    fn q(id: i64, calls: f64, total_ms: f64, text: &str) -> QueryStats {
+        let mut c = [0.0; COUNTERS.len()];
+        c[CALLS] = calls;
+        c[EXEC_TIME] = total_ms;
+        c[ROWS] = calls;
+        QueryStats {
+            key: QueryKey { dbid: 1, userid: 10, queryid: id, toplevel: None },
+            database: Some("app".into()),
+            user: Some("bob".into()),
+            counters: c,
+            query: Some(text.into()),
+        }
+    }
+
+    fn window(queries: Vec<QueryStats>) -> StatementsWindow {
+        let t0 = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        StatementsWindow {
+            repository: "main".into(),
+            server: ServerInfo {
+                srvid: 1,
+                name: "db1".into(),
+                frequency: None,
+                retention: None,
+                last_snapshot: None,
+                errors: vec![],
+                modules: vec![],
+            },
+            window: Window { start: t0, end: t0 + chrono::Duration::hours(1) },
+            anchor: Some(t0),
+            last_ts: None,
+            points: 0,
+            queries,
+        }
+    }
+
+    #[test]
+    fn ranks_by_total_time_with_share() {
+        let a = SlowQueryAnalyzer::new(SlowQuerySettings::default());
+        let w = window(vec![
+            q(1, 10.0, 3000.0, "SELECT a"),
+            q(2, 100.0, 6000.0, "SELECT b"),
+            q(3, 5.0, 1000.0, "SELECT c"),
+        ]);
+        let out = a.analyze_window(&w);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].label("queryid"), Some("2"));
+        assert!((out[0].metric("share_of_total_time").unwrap() - 0.6).abs() < 1e-9);
+        assert_eq!(out[0].severity, Severity::Info);
+        // Same problem, same fingerprint, whatever the numbers.
+        let again = a.analyze_window(&window(vec![q(2, 1.0e3, 9.0e4, "SELECT b")]));
+        assert_eq!(again[0].fingerprint, out[0].fingerprint);
+    }
+
+    #[test]
+    fn quiet_below_the_guards() {
+        let a = SlowQueryAnalyzer::new(SlowQuerySettings::default());
+        let w = window(vec![
+            q(1, 500.0, 900.0, "SELECT fast"),          // under 1 s in total
+            q(2, 1.0, 50_000.0, "SELECT once"),         // a single call
+            q(3, 50.0, 90_000.0, "VACUUM ANALYZE t"),   // maintenance
+            q(4, 50.0, 90_000.0, "SELECT powa_take_snapshot()"),
+        ]);
+        assert!(a.analyze_window(&w).is_empty());
+    }
+
+    #[test]
+    fn severity_follows_mean_time() {
+        let a = SlowQueryAnalyzer::new(SlowQuerySettings::default());
+        let w = window(vec![q(1, 2.0, 12_000.0, "SELECT slow"), q(2, 4.0, 2_400.0, "SELECT mid")]);
+        let out = a.analyze_window(&w);
+        assert_eq!(out[0].severity, Severity::Critical);
+        assert_eq!(out[1].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn top_n_is_per_server_and_bounded() {
+        let s = SlowQuerySettings { top_n: 2, ..Default::default() };
+        let a = SlowQueryAnalyzer::new(s);
+        let w = window((1..=10).map(|i| q(i, 10.0, 1000.0 * i as f64, "SELECT x")).collect());
+        let out = a.analyze_window(&w);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].label("queryid"), Some("10"));
+    }
+}

@@ -1,0 +1,133 @@
+//! Everything that talks to a PoWA repository: settings and connection ([`connect`]),
+//! discovery of the PoWA version, schema and servers ([`discovery`]), the window reader
+//! ([`reader`]) and the collector source that feeds the actors ([`source`]).
+//!
+//! Read-only, always: every session sets `default_transaction_read_only`, an
+//! `application_name`, and statement and lock timeouts before running anything.
+
+pub mod connect;
+pub mod discovery;
+pub mod reader;
+pub mod source;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::Problem;
+use crate::secret::Secret;
+
+pub use connect::{connect, Repository};
+pub use discovery::{PowaInfo, PowaVersion, ServerInfo};
+pub use reader::{QueryKey, QueryStats, StatementsWindow};
+
+/// How to reach one PoWA repository database (`[repositories.<name>]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositorySettings {
+    /// libpq-style connection string, key=value (`host=db1 port=5432 user=sentinel
+    /// dbname=powa`) or URL (`postgresql://sentinel@db1/powa`). Keys below override it.
+    /// A password inside the DSN is accepted but `password_file`/`password_env` are safer.
+    #[serde(default)]
+    pub dsn: Option<Secret>,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub dbname: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Read the password from this file (first line, trailing newline removed).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Read the password from this environment variable.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// disable (default) or prefer. (TLS modes that need certificates come with the TLS
+    /// connector.)
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// Longest a single query may run on the repository. Default 30s.
+    #[serde(with = "humantime_serde", default = "default_statement_timeout")]
+    pub statement_timeout: Duration,
+    /// Longest to wait for a connection. Default 10s.
+    #[serde(with = "humantime_serde", default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Analyse only these servers (by name as shown by `check`); empty means all.
+    #[serde(default)]
+    pub servers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    #[default]
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+fn default_statement_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl RepositorySettings {
+    pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+        if self.dsn.is_none() && self.host.is_none() {
+            problems.push(Problem::new(
+                format!("{path}.dsn"),
+                "say where the repository is: set dsn (e.g. \"host=db1 user=sentinel dbname=powa\") or host",
+            ));
+        }
+        let password_sources = [
+            self.password.is_some(),
+            self.password_file.is_some(),
+            self.password_env.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if password_sources > 1 {
+            problems.push(Problem::new(
+                format!("{path}.password"),
+                "set only one of password, password_file and password_env",
+            ));
+        }
+        if let Some(dsn) = &self.dsn {
+            if let Err(e) = dsn.expose().parse::<tokio_postgres::Config>() {
+                problems.push(Problem::new(
+                    format!("{path}.dsn"),
+                    format!(
+                        "not a valid connection string ({}); use key=value pairs or a postgresql:// URL, and put sslmode in its own key",
+                        connect::describe_pg_error(&e)
+                    ),
+                ));
+            }
+        }
+        if matches!(
+            self.sslmode,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull
+        ) {
+            problems.push(Problem::new(
+                format!("{path}.sslmode"),
+                "TLS to the repository is not available in this build yet: use disable or prefer, or reach the repository through a local TLS tunnel",
+            ));
+        }
+        if self.statement_timeout < Duration::from_secs(1) {
+            problems.push(Problem::new(
+                format!("{path}.statement_timeout"),
+                "must be at least 1s",
+            ));
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! Per-query deltas of pg_stat_statements counters over a window, as PoWA recorded them.
+//!
+//! Semantics (the "S3" of the PoWA notes): for a window [a, b], the anchor a' is the
+//! server's last snapshot at or before a. Per query, counters are summed step by step in
+//! timestamp order from a' to b; a step where `calls` or the execution time goes down is a
+//! counter reset (stats reset, restart, eviction) and contributes the new value, not a
+//! negative number. A query that first appears after the anchor is counted from zero, so a
+//! burst of a new query inside the window is not lost. When PoWA holds nothing before a,
+//! the first snapshot inside the window is the anchor.
+//!
+//! Both `*_history` (coalesced arrays, unordered — hence the ORDER BY) and
+//! `*_history_current` are read. Several rows for one key and timestamp (PoWA 4.1 with
+//! `pg_stat_statements.track = all` stores top-level and nested entries under one key) are
+//! summed before stepping.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use futures_util::{pin_mut, TryStreamExt};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Client;
+
+use super::connect::describe_pg_error;
+use super::discovery::{PowaInfo, ServerInfo};
+use sentinel_actors::Window;
+
+/// Counters read per query, in this order. Units: times in ms, blocks in blocks.
+pub const COUNTERS: [&str; 16] = [
+    "calls",
+    "exec_time_ms",
+    "rows",
+    "shared_blks_hit",
+    "shared_blks_read",
+    "shared_blks_dirtied",
+    "shared_blks_written",
+    "local_blks_hit",
+    "local_blks_read",
+    "temp_blks_read",
+    "temp_blks_written",
+    "blk_read_time_ms",
+    "blk_write_time_ms",
+    "plans",
+    "plan_time_ms",
+    "wal_bytes",
+];
+
+pub const CALLS: usize = 0;
+pub const EXEC_TIME: usize = 1;
+pub const ROWS: usize = 2;
+pub const SHARED_HIT: usize = 3;
+pub const SHARED_READ: usize = 4;
+pub const TEMP_WRITTEN: usize = 10;
+pub const BLK_READ_TIME: usize = 11;
+pub const BLK_WRITE_TIME: usize = 12;
+pub const PLAN_TIME: usize = 14;
+
+const N: usize = COUNTERS.len();
+
+/// The counter values of one query.
+pub type Counters = [f64; N];
+
+/// Identity of a query series in PoWA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueryKey {
+    pub dbid: u32,
+    pub userid: u32,
+    pub queryid: i64,
+    /// PoWA 4.2+/5.x only.
+    pub toplevel: Option<bool>,
+}
+
+/// Deltas of one query over the window.
+#[derive(Clone, Debug)]
+pub struct QueryStats {
+    pub key: QueryKey,
+    pub database: Option<String>,
+    pub user: Option<String>,
+    pub counters: Counters,
+    /// Normalised text, cut to [`TEXT_LIMIT`] characters; None if PoWA purged it.
+    pub query: Option<String>,
+}
+
+impl QueryStats {
+    pub fn get(&self, i: usize) -> f64 {
+        self.counters[i]
+    }
+
+    pub fn mean_time_ms(&self) -> f64 {
+        if self.counters[CALLS] > 0.0 {
+            self.counters[EXEC_TIME] / self.counters[CALLS]
+        } else {
+            0.0
+        }
+    }
+}
+
+/// One server's statements over one window.
+#[derive(Clone, Debug)]
+pub struct StatementsWindow {
+    pub repository: String,
+    pub server: ServerInfo,
+    pub window: Window,
+    /// Snapshot the deltas start from (a'), if PoWA had one.
+    pub anchor: Option<DateTime<Utc>>,
+    /// Newest snapshot time seen in the window.
+    pub last_ts: Option<DateTime<Utc>>,
+    /// Rows read from the repository (points, after summing duplicates).
+    pub points: u64,
+    /// Queries with at least one call in the window.
+    pub queries: Vec<QueryStats>,
+}
+
+/// Query texts can be megabytes; nobody reads more than this in a chat message.
+pub const TEXT_LIMIT: i32 = 4000;
+
+/// Reset detection: a series went backwards.
+fn is_reset(cur: &Counters, prev: &Counters) -> bool {
+    cur[CALLS] < prev[CALLS] || cur[EXEC_TIME] < prev[EXEC_TIME]
+}
+
+/// Accumulates one key's points, in timestamp order. Rows with the same timestamp are one
+/// snapshot (duplicates are summed), so a point is only stepped over once the next
+/// timestamp arrives.
+#[derive(Clone, Debug)]
+pub struct SeriesAcc {
+    first_ts: DateTime<Utc>,
+    first: Counters,
+    prev: Option<Counters>,
+    pending_ts: DateTime<Utc>,
+    pending: Counters,
+    /// Sum of increments since `first`, pending point excluded.
+    inc: Counters,
+}
+
+impl SeriesAcc {
+    pub fn new(ts: DateTime<Utc>, v: Counters) -> Self {
+        SeriesAcc {
+            first_ts: ts,
+            first: v,
+            prev: None,
+            pending_ts: ts,
+            pending: v,
+            inc: [0.0; N],
+        }
+    }
+
+    /// Adds the next point; `ts` must not be older than the previous one.
+    pub fn push(&mut self, ts: DateTime<Utc>, v: Counters) {
+        if ts == self.pending_ts {
+            for (p, x) in self.pending.iter_mut().zip(v) {
+                *p += x;
+            }
+            if self.prev.is_none() {
+                self.first = self.pending;
+            }
+            return;
+        }
+        self.commit();
+        self.pending_ts = ts;
+        self.pending = v;
+    }
+
+    fn commit(&mut self) {
+        let cur = self.pending;
+        if let Some(prev) = self.prev {
+            let reset = is_reset(&cur, &prev);
+            for i in 0..N {
+                let step = if reset { cur[i] } else { cur[i] - prev[i] };
+                self.inc[i] += step.max(0.0);
+            }
+        }
+        self.prev = Some(cur);
+    }
+
+    /// Final deltas; the first value counts too when the series started after the anchor.
+    pub fn finish(&self, anchor: Option<DateTime<Utc>>) -> Counters {
+        let mut done = self.clone();
+        done.commit();
+        let count_first = anchor.is_some_and(|a| self.first_ts > a);
+        std::array::from_fn(|i| done.inc[i] + if count_first { self.first[i] } else { 0.0 })
+    }
+
+    pub fn first_ts(&self) -> DateTime<Utc> {
+        self.first_ts
+    }
+}
+
+fn field_expr(info: &PowaInfo, counter: &str, rec: &str) -> String {
+    let candidates: &[&str] = match counter {
+        "exec_time_ms" => &["total_exec_time", "total_time"],
+        "blk_read_time_ms" => &["blk_read_time", "shared_blk_read_time"],
+        "blk_write_time_ms" => &["blk_write_time", "shared_blk_write_time"],
+        "plan_time_ms" => &["total_plan_time"],
+        other => std::slice::from_ref(match other {
+            "calls" => &"calls",
+            "rows" => &"rows",
+            "shared_blks_hit" => &"shared_blks_hit",
+            "shared_blks_read" => &"shared_blks_read",
+            "shared_blks_dirtied" => &"shared_blks_dirtied",
+            "shared_blks_written" => &"shared_blks_written",
+            "local_blks_hit" => &"local_blks_hit",
+            "local_blks_read" => &"local_blks_read",
+            "temp_blks_read" => &"temp_blks_read",
+            "temp_blks_written" => &"temp_blks_written",
+            "plans" => &"plans",
+            "wal_bytes" => &"wal_bytes",
+            _ => &"",
+        }),
+    };
+    for c in candidates {
+        if info.has_field(c) {
+            return format!("coalesce(({rec}).{c}, 0)::float8");
+        }
+    }
+    "0::float8".to_string()
+}
+
+/// Builds the points query. `$1`/`$2` are the window bounds, `$3` the srvid (4.x+).
+fn points_sql(info: &PowaInfo) -> String {
+    let s = &info.schema;
+    let multi = info.version.multi_server();
+    let (srv_h, srv_c) = if multi {
+        ("h.srvid = $3 AND ", "c.srvid = $3 AND ")
+    } else {
+        ("", "")
+    };
+    let top_h = if info.has_toplevel { ", h.toplevel" } else { "" };
+    let top_c = if info.has_toplevel { ", c.toplevel" } else { "" };
+    let top_out = if info.has_toplevel {
+        "toplevel"
+    } else {
+        "NULL::bool"
+    };
+    let fields: Vec<String> = COUNTERS.iter().map(|c| field_expr(info, c, "rec")).collect();
+    format!(
+        "WITH pts AS ( \
+           SELECT h.dbid, h.userid, h.queryid{top_h}, r AS rec \
+           FROM {s}.powa_statements_history h CROSS JOIN LATERAL unnest(h.records) r \
+           WHERE {srv_h}h.coalesce_range && tstzrange($1, $2, '[]') AND (r).ts BETWEEN $1 AND $2 \
+           UNION ALL \
+           SELECT c.dbid, c.userid, c.queryid{top_c}, c.record \
+           FROM {s}.powa_statements_history_current c \
+           WHERE {srv_c}(c.record).ts BETWEEN $1 AND $2) \
+         SELECT dbid::int8, userid::int8, queryid, {top_out}, (rec).ts, {fields} \
+         FROM pts ORDER BY dbid, userid, queryid, {top_out}, (rec).ts",
+        fields = fields.join(", ")
+    )
+}
+
+fn anchor_sql(info: &PowaInfo) -> String {
+    let s = &info.schema;
+    let (srv_h, srv_c) = if info.version.multi_server() {
+        ("h.srvid = $2 AND ", "c.srvid = $2 AND ")
+    } else {
+        ("", "")
+    };
+    // The per-database tables are small; one day of look-back is far more than a
+    // snapshot period.
+    format!(
+        "SELECT max(t) FROM ( \
+           SELECT max((r).ts) AS t FROM {s}.powa_statements_history_db h \
+             CROSS JOIN LATERAL unnest(h.records) r \
+           WHERE {srv_h}h.coalesce_range && tstzrange($1 - interval '1 day', $1, '[]') \
+             AND (r).ts <= $1 \
+           UNION ALL \
+           SELECT max((c.record).ts) FROM {s}.powa_statements_history_current_db c \
+           WHERE {srv_c}(c.record).ts <= $1 AND (c.record).ts >= $1 - interval '1 day') x"
+    )
+}
+
+/// Reads one server's per-query deltas for `window` (the naive, complete computation:
+/// every point in the window is read once).
+pub async fn read_window(
+    client: &Client,
+    repository: &str,
+    info: &PowaInfo,
+    server: &ServerInfo,
+    window: Window,
+) -> Result<StatementsWindow, String> {
+    let srvid = server.srvid;
+    let multi = info.version.multi_server();
+    let ctx = |what: &str, e: tokio_postgres::Error| {
+        format!(
+            "server `{}`: reading {what}: {}",
+            server.name,
+            describe_pg_error(&e)
+        )
+    };
+
+    let anchor_params: Vec<&(dyn ToSql + Sync)> = if multi {
+        vec![&window.start, &srvid]
+    } else {
+        vec![&window.start]
+    };
+    let anchor: Option<DateTime<Utc>> = client
+        .query_one(&anchor_sql(info), &anchor_params)
+        .await
+        .map_err(|e| ctx("the anchor snapshot", e))?
+        .get(0);
+    let from = anchor.unwrap_or(window.start);
+
+    let sql = points_sql(info);
+    let params: Vec<&(dyn ToSql + Sync)> = if multi {
+        vec![&from, &window.end, &srvid]
+    } else {
+        vec![&from, &window.end]
+    };
+    let stream = client
+        .query_raw(&sql, params)
+        .await
+        .map_err(|e| ctx("statements history", e))?;
+    pin_mut!(stream);
+    let mut series: Vec<(QueryKey, SeriesAcc)> = Vec::new();
+    let mut points = 0u64;
+    let mut earliest: Option<DateTime<Utc>> = None;
+    let mut last_ts: Option<DateTime<Utc>> = None;
+    while let Some(row) = stream
+        .try_next()
+        .await
+        .map_err(|e| ctx("statements history", e))?
+    {
+        points += 1;
+        let key = QueryKey {
+            dbid: row.get::<_, i64>(0) as u32,
+            userid: row.get::<_, i64>(1) as u32,
+            queryid: row.get(2),
+            toplevel: row.get(3),
+        };
+        let ts: DateTime<Utc> = row.get(4);
+        let v: Counters = std::array::from_fn(|i| row.get::<_, f64>(5 + i));
+        earliest = Some(earliest.map_or(ts, |e| e.min(ts)));
+        last_ts = Some(last_ts.map_or(ts, |e| e.max(ts)));
+        match series.last_mut() {
+            Some((k, acc)) if *k == key => acc.push(ts, v),
+            _ => series.push((key, SeriesAcc::new(ts, v))),
+        }
+    }
+    // With no snapshot before the window, the first one inside it is the anchor.
+    let effective_anchor = anchor.or(earliest);
+
+    let mut queries: Vec<QueryStats> = series
+        .iter()
+        .map(|(k, acc)| QueryStats {
+            key: *k,
+            database: None,
+            user: None,
+            counters: acc.finish(effective_anchor),
+            query: None,
+        })
+        .filter(|q| q.counters[CALLS] > 0.0)
+        .collect();
+
+    decorate(client, info, server, &mut queries)
+        .await
+        .map_err(|e| ctx("query texts and names", e))?;
+
+    Ok(StatementsWindow {
+        repository: repository.to_string(),
+        server: server.clone(),
+        window,
+        anchor,
+        last_ts,
+        points,
+        queries,
+    })
+}
+
+/// Adds database names, role names (local server only: PoWA 4 does not keep remote role
+/// names) and query texts.
+async fn decorate(
+    client: &Client,
+    info: &PowaInfo,
+    server: &ServerInfo,
+    queries: &mut [QueryStats],
+) -> Result<(), tokio_postgres::Error> {
+    if queries.is_empty() {
+        return Ok(());
+    }
+    let s = &info.schema;
+    let multi = info.version.multi_server();
+    let srvid = server.srvid;
+    let db_rows = if multi {
+        client
+            .query(
+                &format!("SELECT oid::int8, datname::text FROM {s}.powa_databases WHERE srvid = $1"),
+                &[&srvid],
+            )
+            .await?
+    } else {
+        client
+            .query(
+                &format!("SELECT oid::int8, datname::text FROM {s}.powa_databases"),
+                &[],
+            )
+            .await?
+    };
+    let dbs: HashMap<u32, String> = db_rows
+        .iter()
+        .map(|r| (r.get::<_, i64>(0) as u32, r.get(1)))
+        .collect();
+    let roles: HashMap<u32, String> = if srvid == 0 {
+        client
+            .query("SELECT oid::int8, rolname::text FROM pg_catalog.pg_roles", &[])
+            .await?
+            .iter()
+            .map(|r| (r.get::<_, i64>(0) as u32, r.get(1)))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let ids: Vec<i64> = queries.iter().map(|q| q.key.queryid).collect();
+    let text_rows = if multi {
+        client
+            .query(
+                &format!(
+                    "SELECT queryid, dbid::int8, userid::int8, left(query, {TEXT_LIMIT}) \
+                     FROM {s}.powa_statements WHERE srvid = $1 AND queryid = ANY($2)"
+                ),
+                &[&srvid, &ids],
+            )
+            .await?
+    } else {
+        client
+            .query(
+                &format!(
+                    "SELECT queryid, dbid::int8, userid::int8, left(query, {TEXT_LIMIT}) \
+                     FROM {s}.powa_statements WHERE queryid = ANY($1)"
+                ),
+                &[&ids],
+            )
+            .await?
+    };
+    let texts: HashMap<(i64, u32, u32), String> = text_rows
+        .iter()
+        .map(|r| {
+            (
+                (
+                    r.get::<_, i64>(0),
+                    r.get::<_, i64>(1) as u32,
+                    r.get::<_, i64>(2) as u32,
+                ),
+                r.get(3),
+            )
+        })
+        .collect();
+    for q in queries.iter_mut() {
+        q.database = dbs.get(&q.key.dbid).cloned();
+        q.user = roles.get(&q.key.userid).cloned();
+        q.query = texts
+            .get(&(q.key.queryid, q.key.dbid, q.key.userid))
+            .cloned();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(min: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + min * 60, 0).unwrap()
+    }
+
+    fn c(calls: f64, time: f64) -> Counters {
+        let mut v = [0.0; N];
+        v[CALLS] = calls;
+        v[EXEC_TIME] = time;
+        v
+    }
+
+    #[test]
+    fn plain_increments() {
+        let mut a = SeriesAcc::new(t(0), c(10.0, 100.0));
+        a.push(t(5), c(15.0, 150.0));
+        a.push(t(10), c(30.0, 400.0));
+        let d = a.finish(Some(t(0)));
+        assert_eq!((d[CALLS], d[EXEC_TIME]), (20.0, 300.0));
+    }
+
+    #[test]
+    fn reset_counts_the_new_value() {
+        let mut a = SeriesAcc::new(t(0), c(100.0, 1000.0));
+        a.push(t(5), c(120.0, 1200.0));
+        a.push(t(10), c(7.0, 70.0)); // reset, then 7 calls
+        a.push(t(15), c(10.0, 100.0));
+        let d = a.finish(Some(t(0)));
+        assert_eq!((d[CALLS], d[EXEC_TIME]), (20.0 + 7.0 + 3.0, 200.0 + 70.0 + 30.0));
+    }
+
+    #[test]
+    fn new_query_after_anchor_counts_from_zero() {
+        let a = SeriesAcc::new(t(5), c(30.0, 60.0));
+        let d = a.finish(Some(t(0)));
+        assert_eq!(d[CALLS], 30.0);
+        // Present at the anchor: the anchor value is the baseline.
+        let b = SeriesAcc::new(t(0), c(30.0, 60.0));
+        assert_eq!(b.finish(Some(t(0)))[CALLS], 0.0);
+    }
+
+    #[test]
+    fn duplicate_rows_of_one_snapshot_are_summed() {
+        // track = all in PoWA 4.1: top-level and nested rows under one key.
+        let mut a = SeriesAcc::new(t(0), c(10.0, 10.0));
+        a.push(t(0), c(100.0, 100.0));
+        a.push(t(5), c(12.0, 12.0));
+        a.push(t(5), c(150.0, 150.0));
+        let d = a.finish(Some(t(0)));
+        assert_eq!((d[CALLS], d[EXEC_TIME]), (52.0, 52.0));
+    }
+}

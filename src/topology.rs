@@ -1,0 +1,122 @@
+//! Wires one run: channels, the gate, the analyzers and one collector per discovered
+//! server. Repositories are connected concurrently; one that fails is reported and the
+//! others carry on.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use anyhow::Context as _;
+use futures_util::future::join_all;
+use slog::{info, o, warn, Logger};
+
+use crate::analyze::SlowQueryAnalyzer;
+use crate::channels::{self, ChannelEnv};
+use crate::config::Settings;
+use crate::output::{JsonLinesOutput, JSON_OUTPUT_CHANNEL};
+use crate::powa::source::PowaSource;
+use crate::powa::{self, Repository};
+use sentinel_actors::analyzer::AnalyzerActor;
+use sentinel_actors::channel::{ChannelActor, RetryPolicy};
+use sentinel_actors::collector::CollectorActor;
+use sentinel_actors::gate::{Broadcast, GateActor};
+
+pub type Gate = GateActor<Broadcast>;
+
+/// Options of one run that do not come from the settings file.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Print insights as JSON lines on stdout (and send the console channel to stderr).
+    pub json_output: bool,
+}
+
+/// A collector and the server it reads.
+pub struct CollectorHandle {
+    pub name: String,
+    pub addr: Addr<CollectorActor<PowaSource>>,
+}
+
+pub struct Topology {
+    pub gate: Addr<Gate>,
+    pub collectors: Vec<CollectorHandle>,
+    pub repositories: Vec<Repository>,
+    /// Repositories that could not be used, with the reason.
+    pub failures: Vec<String>,
+}
+
+/// Connects every configured repository concurrently.
+pub async fn connect_all(settings: &Settings) -> (Vec<Repository>, Vec<String>) {
+    let results = join_all(
+        settings
+            .repositories
+            .iter()
+            .map(|(name, s)| async move { powa::connect(name, s).await }),
+    )
+    .await;
+    let mut ok = Vec::new();
+    let mut failures = Vec::new();
+    for r in results {
+        match r {
+            Ok(repo) => ok.push(repo),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    (ok, failures)
+}
+
+/// Builds the pipeline. Must run inside an actix System.
+pub async fn build(settings: &Settings, opts: RunOptions, log: &Logger) -> anyhow::Result<Topology> {
+    let mut env = ChannelEnv::new(log.new(o!("component" => "channel")), opts.json_output);
+    let mut channel_addrs = BTreeMap::new();
+    for (name, ch) in &settings.channels {
+        let addr = channels::start(name, ch, &mut env)
+            .with_context(|| format!("channel `{name}` could not start"))?;
+        channel_addrs.insert(name.clone(), addr);
+    }
+    if opts.json_output {
+        let actor = ChannelActor::new(
+            JSON_OUTPUT_CHANNEL,
+            JsonLinesOutput,
+            None,
+            RetryPolicy::default(),
+            log.new(o!("component" => "channel", "channel" => JSON_OUTPUT_CHANNEL)),
+        )
+        .start();
+        channel_addrs.insert(JSON_OUTPUT_CHANNEL.to_string(), actor.recipient());
+    }
+    let names: Vec<String> = channel_addrs.keys().cloned().collect();
+    let gate = GateActor::new(Broadcast(names), channel_addrs).start();
+
+    let slow = AnalyzerActor::new(
+        SlowQueryAnalyzer::new(settings.analyzers.slow_queries.clone()),
+        gate.clone().recipient(),
+    )
+    .start();
+
+    let (repositories, failures) = connect_all(settings).await;
+    for f in &failures {
+        warn!(log, "Repository unavailable; the others are analysed."; "error" => %f);
+    }
+    let mut collectors = Vec::new();
+    for repo in &repositories {
+        let wanted = &settings.repositories[&repo.name].servers;
+        let info = Arc::new(repo.info.clone());
+        for server in &repo.info.servers {
+            if !wanted.is_empty() && !wanted.contains(&server.name) {
+                continue;
+            }
+            let source = PowaSource::new(&repo.name, Arc::clone(&repo.client), Arc::clone(&info), server.clone());
+            let name = format!("{}/{}", repo.name, server.name);
+            info!(log, "Collector ready."; "repository" => &repo.name, "server" => &server.name,
+                  "srvid" => server.srvid, "powa" => %repo.info.version);
+            let addr = CollectorActor::new(source, vec![slow.clone().recipient()]).start();
+            collectors.push(CollectorHandle { name, addr });
+        }
+    }
+    Ok(Topology {
+        gate,
+        collectors,
+        repositories,
+        failures,
+    })
+}
