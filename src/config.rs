@@ -179,6 +179,12 @@ impl Settings {
             ));
         }
         for (name, ch) in &self.channels {
+            if !valid_name(name) {
+                problems.push(Problem::new(
+                    format!("channels.{name}"),
+                    "channel names may contain only letters, digits, '-' and '_'",
+                ));
+            }
             ch.validate(&format!("channels.{name}"), &mut problems);
         }
         if self.analysis.window < Duration::from_secs(60) {
@@ -190,6 +196,13 @@ impl Settings {
         self.analyzers.validate("analyzers", &mut problems);
         problems
     }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// The `config` crate's messages already carry the key path and origin; make the origin

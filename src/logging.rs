@@ -46,7 +46,11 @@ impl Default for LogSettings {
 impl LogSettings {
     pub fn level(&self) -> Result<Level, String> {
         let l = self.level.to_ascii_lowercase();
-        let l = if l == "warn" { "warning".to_string() } else { l };
+        let l = if l == "warn" {
+            "warning".to_string()
+        } else {
+            l
+        };
         l.parse::<Level>().map_err(|_| {
             format!(
                 "unknown log level `{}`: use trace, debug, info, warning, error or critical",

@@ -19,7 +19,11 @@ use sentinel_actors::gate::Flush;
 use sentinel_actors::Window;
 
 #[derive(Parser)]
-#[command(name = "powa-sentinel", version, about = "Watches PostgreSQL fleets through PoWA and tells people what is going wrong.")]
+#[command(
+    name = "powa-sentinel",
+    version,
+    about = "Watches PostgreSQL fleets through PoWA and tells people what is going wrong."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,6 +56,8 @@ enum Output {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS crypto provider for the whole process (rustls panics if it has to guess).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match &cli.command {
         Command::Once { config, .. } | Command::Check { config } => config.clone(),
     };
@@ -63,7 +69,10 @@ fn main() -> ExitCode {
         }
     };
     if let Err(e) = settings.log.level() {
-        eprintln!("powa-sentinel: invalid configuration:\n{}: key `log.level`: {e}", config.display());
+        eprintln!(
+            "powa-sentinel: invalid configuration:\n{}: key `log.level`: {e}",
+            config.display()
+        );
         return ExitCode::from(2);
     }
     let (log, guard) = logging::init(&settings.log);
@@ -96,12 +105,17 @@ async fn once(settings: Settings, opts: RunOptions, log: Logger) -> ExitCode {
     };
     let mut failed = !topo.failures.is_empty();
     if topo.collectors.is_empty() {
-        error!(log, "No server to analyse: every repository failed or none has a server.");
+        error!(
+            log,
+            "No server to analyse: every repository failed or none has a server."
+        );
         return ExitCode::from(1);
     }
     let end = Utc::now();
     let window = Window {
-        start: end - chrono::Duration::from_std(settings.analysis.window).unwrap_or(chrono::Duration::hours(24)),
+        start: end
+            - chrono::Duration::from_std(settings.analysis.window)
+                .unwrap_or(chrono::Duration::hours(24)),
         end,
     };
     let results = join_all(

@@ -65,7 +65,11 @@ pub async fn connect_all(settings: &Settings) -> (Vec<Repository>, Vec<String>) 
 }
 
 /// Builds the pipeline. Must run inside an actix System.
-pub async fn build(settings: &Settings, opts: RunOptions, log: &Logger) -> anyhow::Result<Topology> {
+pub async fn build(
+    settings: &Settings,
+    opts: RunOptions,
+    log: &Logger,
+) -> anyhow::Result<Topology> {
     let mut env = ChannelEnv::new(log.new(o!("component" => "channel")), opts.json_output);
     let mut channel_addrs = BTreeMap::new();
     for (name, ch) in &settings.channels {
@@ -105,7 +109,12 @@ pub async fn build(settings: &Settings, opts: RunOptions, log: &Logger) -> anyho
             if !wanted.is_empty() && !wanted.contains(&server.name) {
                 continue;
             }
-            let source = PowaSource::new(&repo.name, Arc::clone(&repo.client), Arc::clone(&info), server.clone());
+            let source = PowaSource::new(
+                &repo.name,
+                Arc::clone(&repo.client),
+                Arc::clone(&info),
+                server.clone(),
+            );
             let name = format!("{}/{}", repo.name, server.name);
             info!(log, "Collector ready."; "repository" => &repo.name, "server" => &server.name,
                   "srvid" => server.srvid, "powa" => %repo.info.version);

@@ -23,7 +23,6 @@ impl<S: Send + Sync + 'static> Message for AnalyzeSnapshot<S> {
     type Result = Result<usize, MailboxError>;
 }
 
-
 pub struct AnalyzerActor<A: Analyze> {
     analyzer: A,
     gate: Recipient<Insights>,

@@ -13,16 +13,16 @@ use crate::analyzer::AnalyzeSnapshot;
 use crate::error::SourceError;
 use crate::message::{Snapshot, Window};
 
+/// What a source produces: the body and the newest data time it covers.
+pub type Collected<T> = Result<(Arc<T>, DateTime<Utc>), SourceError>;
+
 /// Where snapshots come from (a PoWA server, a fixture).
 pub trait Source: Unpin + 'static {
     type Output: Send + Sync + 'static;
     /// Stable name used as the snapshot's source and in logs.
     fn name(&self) -> &str;
     /// Reads the data for `window`. Returns the body and the newest data time it covers.
-    fn collect(
-        &mut self,
-        window: Window,
-    ) -> LocalBoxFuture<'static, Result<(Arc<Self::Output>, DateTime<Utc>), SourceError>>;
+    fn collect(&mut self, window: Window) -> LocalBoxFuture<'static, Collected<Self::Output>>;
 }
 
 /// Collect the given window now and pass it on.

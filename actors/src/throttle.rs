@@ -122,6 +122,10 @@ mod tests {
             worst = worst.max(n);
         }
         assert!(worst <= 20, "worst rolling minute had {worst} messages");
-        assert!(sent.len() > 140, "pacer is too strict: only {} in 10 min", sent.len());
+        assert!(
+            sent.len() > 140,
+            "pacer is too strict: only {} in 10 min",
+            sent.len()
+        );
     }
 }

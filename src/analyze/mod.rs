@@ -37,11 +37,43 @@ pub fn is_monitoring_query(text: &str) -> bool {
 /// not fixed by tuning a query.
 pub fn is_utility(text: &str) -> bool {
     const UTILITY: &[&str] = &[
-        "vacuum", "analyze", "analyse", "create", "alter", "drop", "truncate", "reindex",
-        "cluster", "checkpoint", "begin", "commit", "rollback", "start", "end", "set",
-        "reset", "show", "discard", "deallocate", "listen", "notify", "unlisten", "grant",
-        "revoke", "comment", "copy", "lock", "refresh", "savepoint", "release", "prepare",
-        "execute", "do", "call", "load", "security",
+        "vacuum",
+        "analyze",
+        "analyse",
+        "create",
+        "alter",
+        "drop",
+        "truncate",
+        "reindex",
+        "cluster",
+        "checkpoint",
+        "begin",
+        "commit",
+        "rollback",
+        "start",
+        "end",
+        "set",
+        "reset",
+        "show",
+        "discard",
+        "deallocate",
+        "listen",
+        "notify",
+        "unlisten",
+        "grant",
+        "revoke",
+        "comment",
+        "copy",
+        "lock",
+        "refresh",
+        "savepoint",
+        "release",
+        "prepare",
+        "execute",
+        "do",
+        "call",
+        "load",
+        "security",
     ];
     let first = text
         .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
@@ -50,22 +82,6 @@ pub fn is_utility(text: &str) -> bool {
         .unwrap_or("")
         .to_ascii_lowercase();
     UTILITY.contains(&first.as_str())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classifies_statements() {
-        assert!(is_utility("VACUUM ANALYZE pgbench_accounts"));
-        assert!(is_utility("  copy t from stdin"));
-        assert!(!is_utility("SELECT * FROM t"));
-        assert!(!is_utility("with x as (select 1) select * from x"));
-        assert!(is_monitoring_query("SELECT powa_take_snapshot()"));
-        assert!(is_monitoring_query("SELECT $1, * FROM public.powa_statements_src($2)"));
-        assert!(!is_monitoring_query("SELECT * FROM powa_orders WHERE id = $1"));
-    }
 }
 
 /// A duration in milliseconds, the way a person says it: `850 µs`, `12.3 ms`, `4.2 s`,
@@ -86,5 +102,25 @@ pub fn human_ms(ms: f64) -> String {
         } else {
             format!("{} h {} min", s / 3600, (s % 3600) / 60)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_statements() {
+        assert!(is_utility("VACUUM ANALYZE pgbench_accounts"));
+        assert!(is_utility("  copy t from stdin"));
+        assert!(!is_utility("SELECT * FROM t"));
+        assert!(!is_utility("with x as (select 1) select * from x"));
+        assert!(is_monitoring_query("SELECT powa_take_snapshot()"));
+        assert!(is_monitoring_query(
+            "SELECT $1, * FROM public.powa_statements_src($2)"
+        ));
+        assert!(!is_monitoring_query(
+            "SELECT * FROM powa_orders WHERE id = $1"
+        ));
     }
 }

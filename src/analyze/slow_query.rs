@@ -120,8 +120,7 @@ impl SlowQueryAnalyzer {
     fn eligible(&self, q: &QueryStats) -> bool {
         let s = &self.settings;
         if let Some(text) = &q.query {
-            if super::is_monitoring_query(text) || (s.exclude_utility && super::is_utility(text))
-            {
+            if super::is_monitoring_query(text) || (s.exclude_utility && super::is_utility(text)) {
                 return false;
             }
         }
@@ -149,7 +148,11 @@ impl SlowQueryAnalyzer {
         let server_total: f64 = w
             .queries
             .iter()
-            .filter(|q| q.query.as_deref().is_none_or(|t| !super::is_monitoring_query(t)))
+            .filter(|q| {
+                q.query
+                    .as_deref()
+                    .is_none_or(|t| !super::is_monitoring_query(t))
+            })
             .map(|q| q.get(EXEC_TIME))
             .sum();
         let mut ranked: Vec<&QueryStats> = w.queries.iter().filter(|q| self.eligible(q)).collect();
@@ -168,13 +171,29 @@ impl SlowQueryAnalyzer {
             .collect()
     }
 
-    fn insight(&self, w: &StatementsWindow, q: &QueryStats, rank: usize, server_total: f64) -> Insight {
-        let database = q.database.clone().unwrap_or_else(|| format!("oid {}", q.key.dbid));
-        let user = q.user.clone().unwrap_or_else(|| format!("oid {}", q.key.userid));
+    fn insight(
+        &self,
+        w: &StatementsWindow,
+        q: &QueryStats,
+        rank: usize,
+        server_total: f64,
+    ) -> Insight {
+        let database = q
+            .database
+            .clone()
+            .unwrap_or_else(|| format!("oid {}", q.key.dbid));
+        let user = q
+            .user
+            .clone()
+            .unwrap_or_else(|| format!("oid {}", q.key.userid));
         let total = q.get(EXEC_TIME);
         let calls = q.get(CALLS);
         let mean = q.mean_time_ms();
-        let share = if server_total > 0.0 { total / server_total } else { 0.0 };
+        let share = if server_total > 0.0 {
+            total / server_total
+        } else {
+            0.0
+        };
         let hit = q.get(SHARED_HIT);
         let read = q.get(SHARED_READ);
 
@@ -205,10 +224,7 @@ impl SlowQueryAnalyzer {
             RankBy::MeanTime => format!("{} per call", super::human_ms(mean)),
             RankBy::Calls => format!("{calls:.0} calls"),
         };
-        let title = format!(
-            "#{rank} query on {} / {database}: {by}",
-            w.server.name
-        );
+        let title = format!("#{rank} query on {} / {database}: {by}", w.server.name);
         Insight {
             fingerprint: Fingerprint::of([
                 w.repository.as_str(),
@@ -237,10 +253,18 @@ impl SlowQueryAnalyzer {
 fn advice(q: &QueryStats, share: f64) -> String {
     let calls = q.get(CALLS);
     let mean = q.mean_time_ms();
-    let rows_per_call = if calls > 0.0 { q.get(ROWS) / calls } else { 0.0 };
+    let rows_per_call = if calls > 0.0 {
+        q.get(ROWS) / calls
+    } else {
+        0.0
+    };
     let hit = q.get(SHARED_HIT);
     let read = q.get(SHARED_READ);
-    let blocks_per_call = if calls > 0.0 { (hit + read) / calls } else { 0.0 };
+    let blocks_per_call = if calls > 0.0 {
+        (hit + read) / calls
+    } else {
+        0.0
+    };
     if q.get(TEMP_WRITTEN) > 0.0 {
         "It spills to temporary files: check its sorts and hashes with EXPLAIN (ANALYZE, BUFFERS); raise work_mem for it or add an index that provides the order.".to_string()
     } else if blocks_per_call > 1000.0 && rows_per_call < 100.0 {
@@ -259,7 +283,8 @@ fn advice(q: &QueryStats, share: f64) -> String {
     } else if share > 0.5 {
         "It dominates this server's workload: tuning it first pays the most; start with EXPLAIN (ANALYZE, BUFFERS).".to_string()
     } else {
-        "Check its plan with EXPLAIN (ANALYZE, BUFFERS) and whether its filters are indexed.".to_string()
+        "Check its plan with EXPLAIN (ANALYZE, BUFFERS) and whether its filters are indexed."
+            .to_string()
     }
 }
 
@@ -289,7 +314,12 @@ mod tests {
         c[EXEC_TIME] = total_ms;
         c[ROWS] = calls;
         QueryStats {
-            key: QueryKey { dbid: 1, userid: 10, queryid: id, toplevel: None },
+            key: QueryKey {
+                dbid: 1,
+                userid: 10,
+                queryid: id,
+                toplevel: None,
+            },
             database: Some("app".into()),
             user: Some("bob".into()),
             counters: c,
@@ -310,7 +340,10 @@ mod tests {
                 errors: vec![],
                 modules: vec![],
             },
-            window: Window { start: t0, end: t0 + chrono::Duration::hours(1) },
+            window: Window {
+                start: t0,
+                end: t0 + chrono::Duration::hours(1),
+            },
             anchor: Some(t0),
             last_ts: None,
             points: 0,
@@ -340,9 +373,9 @@ mod tests {
     fn quiet_below_the_guards() {
         let a = SlowQueryAnalyzer::new(SlowQuerySettings::default());
         let w = window(vec![
-            q(1, 500.0, 900.0, "SELECT fast"),          // under 1 s in total
-            q(2, 1.0, 50_000.0, "SELECT once"),         // a single call
-            q(3, 50.0, 90_000.0, "VACUUM ANALYZE t"),   // maintenance
+            q(1, 500.0, 900.0, "SELECT fast"),        // under 1 s in total
+            q(2, 1.0, 50_000.0, "SELECT once"),       // a single call
+            q(3, 50.0, 90_000.0, "VACUUM ANALYZE t"), // maintenance
             q(4, 50.0, 90_000.0, "SELECT powa_take_snapshot()"),
         ]);
         assert!(a.analyze_window(&w).is_empty());
@@ -351,7 +384,10 @@ mod tests {
     #[test]
     fn severity_follows_mean_time() {
         let a = SlowQueryAnalyzer::new(SlowQuerySettings::default());
-        let w = window(vec![q(1, 2.0, 12_000.0, "SELECT slow"), q(2, 4.0, 2_400.0, "SELECT mid")]);
+        let w = window(vec![
+            q(1, 2.0, 12_000.0, "SELECT slow"),
+            q(2, 4.0, 2_400.0, "SELECT mid"),
+        ]);
         let out = a.analyze_window(&w);
         assert_eq!(out[0].severity, Severity::Critical);
         assert_eq!(out[1].severity, Severity::Warning);
@@ -359,9 +395,16 @@ mod tests {
 
     #[test]
     fn top_n_is_per_server_and_bounded() {
-        let s = SlowQuerySettings { top_n: 2, ..Default::default() };
+        let s = SlowQuerySettings {
+            top_n: 2,
+            ..Default::default()
+        };
         let a = SlowQueryAnalyzer::new(s);
-        let w = window((1..=10).map(|i| q(i, 10.0, 1000.0 * i as f64, "SELECT x")).collect());
+        let w = window(
+            (1..=10)
+                .map(|i| q(i, 10.0, 1000.0 * i as f64, "SELECT x"))
+                .collect(),
+        );
         let out = a.analyze_window(&w);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].label("queryid"), Some("10"));

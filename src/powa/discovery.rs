@@ -18,7 +18,9 @@ pub struct PowaVersion {
 
 impl PowaVersion {
     pub fn parse(s: &str) -> Option<PowaVersion> {
-        let mut it = s.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty());
+        let mut it = s
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty());
         let major = it.next()?.parse().ok()?;
         let minor = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
         let patch = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
@@ -250,9 +252,7 @@ async fn servers_v4(client: &Client, info: &PowaInfo) -> Result<Vec<ServerInfo>,
         } else {
             (
                 (freq > 0).then(|| Duration::from_secs(freq as u64)),
-                retention
-                    .filter(|r| *r > 0.0)
-                    .map(Duration::from_secs_f64),
+                retention.filter(|r| *r > 0.0).map(Duration::from_secs_f64),
             )
         };
         out.push(ServerInfo {
@@ -329,7 +329,10 @@ mod tests {
             guc_duration(Some("300".into()), Duration::from_secs(1)),
             Some(Duration::from_secs(300))
         );
-        assert_eq!(guc_duration(Some("-1".into()), Duration::from_secs(1)), None);
+        assert_eq!(
+            guc_duration(Some("-1".into()), Duration::from_secs(1)),
+            None
+        );
         assert_eq!(
             guc_duration(Some("1d".into()), Duration::from_secs(60)),
             Some(Duration::from_secs(86400))

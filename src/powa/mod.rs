@@ -82,6 +82,24 @@ fn default_connect_timeout() -> Duration {
 }
 
 impl RepositorySettings {
+    /// Settings with every default and this connection string.
+    pub fn from_dsn(dsn: &str) -> Self {
+        RepositorySettings {
+            dsn: Some(Secret::new(dsn)),
+            host: None,
+            port: None,
+            user: None,
+            dbname: None,
+            password: None,
+            password_file: None,
+            password_env: None,
+            sslmode: SslMode::Disable,
+            statement_timeout: default_statement_timeout(),
+            connect_timeout: default_connect_timeout(),
+            servers: Vec::new(),
+        }
+    }
+
     pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
         if self.dsn.is_none() && self.host.is_none() {
             problems.push(Problem::new(

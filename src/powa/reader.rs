@@ -224,14 +224,25 @@ fn points_sql(info: &PowaInfo) -> String {
     } else {
         ("", "")
     };
-    let top_h = if info.has_toplevel { ", h.toplevel" } else { "" };
-    let top_c = if info.has_toplevel { ", c.toplevel" } else { "" };
+    let top_h = if info.has_toplevel {
+        ", h.toplevel"
+    } else {
+        ""
+    };
+    let top_c = if info.has_toplevel {
+        ", c.toplevel"
+    } else {
+        ""
+    };
     let top_out = if info.has_toplevel {
         "toplevel"
     } else {
         "NULL::bool"
     };
-    let fields: Vec<String> = COUNTERS.iter().map(|c| field_expr(info, c, "rec")).collect();
+    let fields: Vec<String> = COUNTERS
+        .iter()
+        .map(|c| field_expr(info, c, "rec"))
+        .collect();
     format!(
         "WITH pts AS ( \
            SELECT h.dbid, h.userid, h.queryid{top_h}, r AS rec \
@@ -382,7 +393,9 @@ async fn decorate(
     let db_rows = if multi {
         client
             .query(
-                &format!("SELECT oid::int8, datname::text FROM {s}.powa_databases WHERE srvid = $1"),
+                &format!(
+                    "SELECT oid::int8, datname::text FROM {s}.powa_databases WHERE srvid = $1"
+                ),
                 &[&srvid],
             )
             .await?
@@ -400,7 +413,10 @@ async fn decorate(
         .collect();
     let roles: HashMap<u32, String> = if srvid == 0 {
         client
-            .query("SELECT oid::int8, rolname::text FROM pg_catalog.pg_roles", &[])
+            .query(
+                "SELECT oid::int8, rolname::text FROM pg_catalog.pg_roles",
+                &[],
+            )
             .await?
             .iter()
             .map(|r| (r.get::<_, i64>(0) as u32, r.get(1)))
@@ -485,7 +501,10 @@ mod tests {
         a.push(t(10), c(7.0, 70.0)); // reset, then 7 calls
         a.push(t(15), c(10.0, 100.0));
         let d = a.finish(Some(t(0)));
-        assert_eq!((d[CALLS], d[EXEC_TIME]), (20.0 + 7.0 + 3.0, 200.0 + 70.0 + 30.0));
+        assert_eq!(
+            (d[CALLS], d[EXEC_TIME]),
+            (20.0 + 7.0 + 3.0, 200.0 + 70.0 + 30.0)
+        );
     }
 
     #[test]

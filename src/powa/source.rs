@@ -2,13 +2,12 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
 use tokio_postgres::Client;
 
 use super::discovery::{PowaInfo, ServerInfo};
 use super::reader::{read_window, StatementsWindow};
-use sentinel_actors::collector::Source;
+use sentinel_actors::collector::{Collected, Source};
 use sentinel_actors::{SourceError, Window};
 
 pub struct PowaSource {
@@ -43,10 +42,7 @@ impl Source for PowaSource {
         &self.name
     }
 
-    fn collect(
-        &mut self,
-        window: Window,
-    ) -> LocalBoxFuture<'static, Result<(Arc<StatementsWindow>, DateTime<Utc>), SourceError>> {
+    fn collect(&mut self, window: Window) -> LocalBoxFuture<'static, Collected<StatementsWindow>> {
         let client = Arc::clone(&self.client);
         let info = Arc::clone(&self.info);
         let server = self.server.clone();

@@ -1,0 +1,406 @@
+//! Where insights go: one `[channels.<name>]` table per destination.
+//!
+//! A channel is a [`sentinel_actors::channel::Channel`] (render + send) run by its own
+//! [`ChannelActor`], so one slow or broken destination never delays another. The settings
+//! are one flat struct with a `type` field rather than an internally tagged enum: the
+//! `config` crate loses key paths inside tagged enums, and we want every error to name its
+//! key (`channels.ops.webhook_url`). [`ChannelSettings::validate`] reports fields that do
+//! not belong to the chosen type.
+//!
+//! ```toml
+//! [channels.console]
+//! type = "console"
+//!
+//! [channels.ops]
+//! type = "wecom"
+//! webhook_url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…"  # or: key = "…"
+//! msgtype = "markdown"       # markdown | markdown_v2 | text
+//! timeout = "10s"
+//! max_per_minute = 20
+//!
+//! [channels.archive]
+//! type = "file"
+//! path = "/var/lib/powa-sentinel/insights.jsonl"
+//! ```
+
+pub mod console;
+pub mod file;
+pub mod wecom;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Recipient};
+use serde::Deserialize;
+use slog::{o, warn, Logger};
+
+use sentinel_actors::channel::{ChannelActor, Deliver, RetryPolicy};
+use sentinel_actors::throttle::Pacer;
+
+use crate::config::Problem;
+use crate::render::{RenderOptions, DEFAULT_SQL_PREVIEW_CHARS};
+use crate::secret::Secret;
+
+pub use console::ConsoleChannel;
+pub use file::FileChannel;
+pub use wecom::{MsgType, WeComChannel, WeComTarget};
+
+/// Shortest and longest accepted `sql_preview_chars`.
+pub const SQL_PREVIEW_RANGE: std::ops::RangeInclusive<usize> = 20..=2000;
+
+/// One `[channels.<name>]` table.
+///
+/// Only `type` is always required; each other field belongs to one type (or to all, as
+/// noted) and setting it for another type is an error, so a misplaced key is not silently
+/// ignored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSettings {
+    /// `console`, `wecom` or `file`.
+    #[serde(rename = "type")]
+    pub kind: ChannelKind,
+
+    /// wecom: the robot's full webhook URL, as shown when the robot was added to the group:
+    /// `https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=<KEY>`. It is a secret (the key
+    /// is the robot's only credential). Set this or `key`, not both.
+    #[serde(default)]
+    pub webhook_url: Option<Secret>,
+
+    /// wecom: the robot key alone (the `key=` value of the webhook URL); a secret. Handy to
+    /// pass from the environment: `POWA_SENTINEL__CHANNELS__<NAME>__KEY`.
+    #[serde(default)]
+    pub key: Option<Secret>,
+
+    /// wecom, with `key` only: where the WeCom API lives. Default
+    /// `https://qyapi.weixin.qq.com`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+
+    /// wecom: message type, `markdown` (default), `markdown_v2` (lists, headings, no
+    /// colours; needs WeCom ≥ 4.1.36) or `text`.
+    #[serde(default)]
+    pub msgtype: Option<MsgType>,
+
+    /// wecom: time limit of one HTTP request, e.g. `"10s"`. Default 10s.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+
+    /// wecom: most messages sent per rolling minute with this robot key, 1 to 20 (WeCom's
+    /// own limit is 20). Default 20. Channels that share a key share this budget.
+    #[serde(default)]
+    pub max_per_minute: Option<u32>,
+
+    /// file: the JSON-lines file to append insights to (one JSON object per line). Parent
+    /// directories are created. Required for type = "file".
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+
+    /// all types: longest SQL preview, in characters (20 to 2000). Default 200.
+    #[serde(default)]
+    pub sql_preview_chars: Option<usize>,
+}
+
+/// The kind of destination.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// A plain-text report on stdout (stderr with `--output json`).
+    Console,
+    /// A WeCom group robot (webhook).
+    Wecom,
+    /// A JSON-lines file.
+    File,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Console => "console",
+            ChannelKind::Wecom => "wecom",
+            ChannelKind::File => "file",
+        }
+    }
+}
+
+impl fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ChannelSettings {
+    /// Checks what serde cannot; `path` is this table's key path, e.g. `channels.ops`.
+    /// Messages never quote secret values.
+    pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+        let key = |field: &str| format!("{path}.{field}");
+        // Which type each optional field belongs to, and whether it is set.
+        let owned: [(&str, ChannelKind, bool); 7] = [
+            (
+                "webhook_url",
+                ChannelKind::Wecom,
+                self.webhook_url.is_some(),
+            ),
+            ("key", ChannelKind::Wecom, self.key.is_some()),
+            ("base_url", ChannelKind::Wecom, self.base_url.is_some()),
+            ("msgtype", ChannelKind::Wecom, self.msgtype.is_some()),
+            ("timeout", ChannelKind::Wecom, self.timeout.is_some()),
+            (
+                "max_per_minute",
+                ChannelKind::Wecom,
+                self.max_per_minute.is_some(),
+            ),
+            ("path", ChannelKind::File, self.path.is_some()),
+        ];
+        for (field, owner, set) in owned {
+            if set && owner != self.kind {
+                problems.push(Problem::new(
+                    key(field),
+                    format!(
+                        "not used by type = \"{}\" (it belongs to type = \"{owner}\"): remove it or change the type",
+                        self.kind
+                    ),
+                ));
+            }
+        }
+        if let Some(n) = self.sql_preview_chars {
+            if !SQL_PREVIEW_RANGE.contains(&n) {
+                problems.push(Problem::new(
+                    key("sql_preview_chars"),
+                    format!(
+                        "must be between {} and {} characters (default {DEFAULT_SQL_PREVIEW_CHARS})",
+                        SQL_PREVIEW_RANGE.start(),
+                        SQL_PREVIEW_RANGE.end()
+                    ),
+                ));
+            }
+        }
+        match self.kind {
+            ChannelKind::Console => {}
+            ChannelKind::Wecom => wecom::validate(self, path, problems),
+            ChannelKind::File => match &self.path {
+                None => problems.push(Problem::new(
+                    key("path"),
+                    "required when type = \"file\": set the JSON-lines file to append insights to",
+                )),
+                Some(p) if p.as_os_str().is_empty() => problems.push(Problem::new(
+                    key("path"),
+                    "is empty: set the JSON-lines file to append insights to",
+                )),
+                Some(_) => {}
+            },
+        }
+    }
+
+    fn render_options(&self) -> RenderOptions {
+        RenderOptions {
+            sql_preview_chars: self.sql_preview_chars.unwrap_or(DEFAULT_SQL_PREVIEW_CHARS),
+        }
+    }
+}
+
+/// Shared while starting all channels of one run: the logger, where the console writes,
+/// and one [`Pacer`] per destination (WeCom counts messages per robot key, so every
+/// channel that posts with the same key must draw from the same budget).
+pub struct ChannelEnv {
+    pub log: Logger,
+    pub console_to_stderr: bool,
+    /// Pacer per destination, keyed by the robot key (a secret: never printed).
+    pacers: HashMap<String, (u32, Arc<Pacer>)>,
+    rate_window: Duration,
+    retry: RetryPolicy,
+}
+
+impl fmt::Debug for ChannelEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelEnv")
+            .field("console_to_stderr", &self.console_to_stderr)
+            .field("destinations", &self.pacers.len())
+            .field("rate_window", &self.rate_window)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+impl ChannelEnv {
+    pub fn new(log: Logger, console_to_stderr: bool) -> Self {
+        ChannelEnv {
+            log,
+            console_to_stderr,
+            pacers: HashMap::new(),
+            rate_window: wecom::RATE_WINDOW,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// The window that `max_per_minute` counts in. One minute (WeCom's rule); tests against
+    /// a fake robot with a scaled-down window shorten it.
+    pub fn with_rate_window(mut self, window: Duration) -> Self {
+        self.rate_window = window;
+        self
+    }
+
+    /// How channels retry (default: [`RetryPolicy::default`]).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn rate_window(&self) -> Duration {
+        self.rate_window
+    }
+
+    /// The pacer of `destination`, created on first use with `max` per window.
+    fn pacer_for(&mut self, destination: &str, max: u32, log: &Logger) -> Arc<Pacer> {
+        if let Some((first, pacer)) = self.pacers.get(destination) {
+            if *first != max {
+                warn!(log, "Channels sharing one robot key ask for different max_per_minute; the first one applies.";
+                    "max_per_minute" => max, "applied" => *first);
+            }
+            return Arc::clone(pacer);
+        }
+        let pacer = Arc::new(Pacer::new(max, self.rate_window));
+        self.pacers
+            .insert(destination.to_string(), (max, Arc::clone(&pacer)));
+        pacer
+    }
+}
+
+/// Starts the [`ChannelActor`] of channel `name` on the current arbiter. Must be called
+/// inside a running actix System. Fails (without quoting secrets) if the settings are
+/// invalid.
+pub fn start(
+    name: &str,
+    settings: &ChannelSettings,
+    env: &mut ChannelEnv,
+) -> anyhow::Result<Recipient<Deliver>> {
+    let mut problems = Vec::new();
+    settings.validate(&format!("channels.{name}"), &mut problems);
+    if !problems.is_empty() {
+        let text: Vec<String> = problems
+            .iter()
+            .map(|p| format!("key `{}`: {}", p.key, p.message))
+            .collect();
+        anyhow::bail!("channel `{name}` is misconfigured: {}", text.join("; "));
+    }
+    let log = env
+        .log
+        .new(o!("channel" => name.to_string(), "type" => settings.kind.as_str()));
+    let opts = settings.render_options();
+    let retry = env.retry.clone();
+    let recipient = match settings.kind {
+        ChannelKind::Console => {
+            let ch = ConsoleChannel::new(env.console_to_stderr, opts);
+            ChannelActor::new(name, ch, None, retry, log)
+                .start()
+                .recipient()
+        }
+        ChannelKind::File => {
+            let path = settings
+                .path
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("channel `{name}`: path is required"))?;
+            let ch = FileChannel::new(path);
+            ChannelActor::new(name, ch, None, retry, log)
+                .start()
+                .recipient()
+        }
+        ChannelKind::Wecom => {
+            let target = WeComTarget::from_settings(settings)
+                .map_err(|e| anyhow::anyhow!("channel `{name}`: {e}"))?;
+            let max = settings
+                .max_per_minute
+                .unwrap_or(wecom::DEFAULT_MAX_PER_MINUTE);
+            let pacer = env.pacer_for(target.destination(), max, &log);
+            let ch = WeComChannel::new(
+                target,
+                settings.msgtype.unwrap_or_default(),
+                settings.timeout.unwrap_or(wecom::DEFAULT_TIMEOUT),
+                opts,
+                env.rate_window,
+            );
+            ChannelActor::new(name, ch, Some(pacer), retry, log)
+                .start()
+                .recipient()
+        }
+    };
+    Ok(recipient)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: serde_json::Value) -> ChannelSettings {
+        serde_json::from_value(v).expect("settings parse")
+    }
+
+    fn problems(s: &ChannelSettings) -> Vec<Problem> {
+        let mut p = Vec::new();
+        s.validate("channels.ops", &mut p);
+        p
+    }
+
+    #[test]
+    fn console_needs_nothing() {
+        let s = parse(serde_json::json!({"type": "console"}));
+        assert_eq!(s.kind, ChannelKind::Console);
+        assert!(problems(&s).is_empty());
+    }
+
+    #[test]
+    fn fields_of_another_type_are_problems() {
+        let s = parse(serde_json::json!({"type": "console", "key": "k", "path": "/tmp/x"}));
+        let p = problems(&s);
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["channels.ops.key", "channels.ops.path"]);
+        assert!(p[0].message.contains("type = \"wecom\""), "{p:?}");
+    }
+
+    #[test]
+    fn unknown_fields_and_types_are_rejected() {
+        let e = serde_json::from_value::<ChannelSettings>(
+            serde_json::json!({"type": "console", "colour": "red"}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field `colour`"), "{e}");
+        let e = serde_json::from_value::<ChannelSettings>(serde_json::json!({"type": "slack"}))
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown variant `slack`"), "{e}");
+    }
+
+    #[test]
+    fn file_requires_a_path() {
+        let p = problems(&parse(serde_json::json!({"type": "file"})));
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].key, "channels.ops.path");
+        assert!(p[0].message.starts_with("required when type = \"file\""));
+        assert!(problems(&parse(
+            serde_json::json!({"type": "file", "path": "x.jsonl"})
+        ))
+        .is_empty());
+    }
+
+    #[test]
+    fn preview_length_is_bounded() {
+        let p = problems(&parse(
+            serde_json::json!({"type": "console", "sql_preview_chars": 5}),
+        ));
+        assert_eq!(p[0].key, "channels.ops.sql_preview_chars");
+    }
+
+    #[test]
+    fn env_debug_hides_destinations() {
+        let log = Logger::root(slog::Discard, o!());
+        let mut env = ChannelEnv::new(log.clone(), false);
+        let a = env.pacer_for("http://h/send?key=SECRET1", 20, &log);
+        let b = env.pacer_for("http://h/send?key=SECRET1", 20, &log);
+        assert!(Arc::ptr_eq(&a, &b), "one pacer per destination");
+        let c = env.pacer_for("http://h/send?key=SECRET2", 20, &log);
+        assert!(!Arc::ptr_eq(&a, &c));
+        let d = format!("{env:?}");
+        assert!(!d.contains("SECRET"), "{d}");
+    }
+}

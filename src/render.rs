@@ -1,0 +1,1173 @@
+//! Notification → text, within each message type's byte limit.
+//!
+//! Every renderer works on the same small document model: a report is a header plus one
+//! *block* per insight, a block is a list of *lines*, a line is a list of *spans* (plain
+//! text, bold, inline code, coloured text). Every construct opens and closes inside one
+//! span, so cutting a message between lines can never leave a backtick, a `**` or a
+//! `<font>` open, and shrinking a span (cutting its text, adding "…") can never break one.
+//!
+//! Escaping happens when a span is built: user-controlled text (titles, labels, advice,
+//! SQL) has markdown specials replaced by look-alike characters, one character for one
+//! character, so a span's byte length is known exactly and cuts fall on character
+//! boundaries. Whitespace and control characters collapse to single spaces: every span is
+//! one line.
+//!
+//! Budgets are **UTF-8 bytes** (WeCom counts bytes: markdown 4096, text 2048). A message is
+//! split between insights; when one insight alone is too big, its SQL preview is shortened,
+//! then dropped, then its longest lines are cut. No part ever exceeds the budget.
+
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use sentinel_actors::{Insight, Notification, NotifyReason, Severity};
+
+/// WeCom's hard limit for `markdown` and `markdown_v2` content, in UTF-8 bytes.
+pub const WECOM_MARKDOWN_LIMIT: usize = 4096;
+/// WeCom's hard limit for `text` content, in UTF-8 bytes.
+pub const WECOM_TEXT_LIMIT: usize = 2048;
+/// What we aim for in markdown messages: the limit less a safety margin.
+pub const WECOM_MARKDOWN_BUDGET: usize = 4000;
+/// What we aim for in text messages: the limit less a safety margin.
+pub const WECOM_TEXT_BUDGET: usize = 2000;
+/// Smallest budget the splitter works with; smaller budgets are raised to this.
+pub const MIN_BUDGET: usize = 512;
+/// Default length of SQL previews, in characters.
+pub const DEFAULT_SQL_PREVIEW_CHARS: usize = 200;
+
+/// Longest title, label value and advice kept, in characters (the rest is cut with "…").
+const TITLE_CHARS: usize = 200;
+const LABEL_CHARS: usize = 100;
+const ADVICE_CHARS: usize = 500;
+const NAME_CHARS: usize = 60;
+/// At most this many metrics and extra labels per insight; the rest is counted.
+const MAX_METRICS: usize = 12;
+const MAX_EXTRA_LABELS: usize = 8;
+/// SQL previews shorter than this are not worth showing: drop the line instead.
+const MIN_PREVIEW_CHARS: usize = 24;
+
+/// The output dialect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// Console: plain text, one part, no budget.
+    Plain,
+    /// WeCom `markdown` (v1): headings, bold, inline code, `>` quotes, `<font color>`.
+    /// Lists, rules and fenced code are shown raw by WeCom, so they are never used.
+    Markdown,
+    /// WeCom `markdown_v2`: lists and headings; no colours.
+    MarkdownV2,
+    /// WeCom `text`: no markup at all.
+    Text,
+}
+
+/// Knobs of the renderers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// Longest SQL preview, in characters, "…" included.
+    pub sql_preview_chars: usize,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            sql_preview_chars: DEFAULT_SQL_PREVIEW_CHARS,
+        }
+    }
+}
+
+/// The console report: one plain-text string, empty for an empty notification.
+pub fn plain_report(n: &Notification) -> String {
+    plain_report_with(n, &RenderOptions::default())
+}
+
+/// [`plain_report`] with explicit options.
+pub fn plain_report_with(n: &Notification, opts: &RenderOptions) -> String {
+    render(n, Style::Plain, usize::MAX, opts)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
+/// WeCom markdown (v1) messages, each at most `budget` bytes.
+pub fn wecom_markdown(n: &Notification, budget: usize) -> Vec<String> {
+    render(n, Style::Markdown, budget, &RenderOptions::default())
+}
+
+/// WeCom markdown_v2 messages, each at most `budget` bytes.
+pub fn wecom_markdown_v2(n: &Notification, budget: usize) -> Vec<String> {
+    render(n, Style::MarkdownV2, budget, &RenderOptions::default())
+}
+
+/// WeCom text messages, each at most `budget` bytes.
+pub fn wecom_text(n: &Notification, budget: usize) -> Vec<String> {
+    render(n, Style::Text, budget, &RenderOptions::default())
+}
+
+/// Renders `n` in `style` as messages of at most `budget` UTF-8 bytes each (budgets below
+/// [`MIN_BUDGET`] are raised to it; [`Style::Plain`] ignores the budget and gives one part).
+/// Insights appear most severe first, then in input order; all of them appear. An empty
+/// notification gives no parts. Parts carry "(part i/n)" when there are several.
+pub fn render(n: &Notification, style: Style, budget: usize, opts: &RenderOptions) -> Vec<String> {
+    if n.insights.is_empty() {
+        return Vec::new();
+    }
+    let budget = if style == Style::Plain {
+        usize::MAX
+    } else {
+        budget.max(MIN_BUDGET)
+    };
+    let summary = Summary::of(n);
+    let mut order: Vec<&Insight> = n.insights.iter().collect();
+    order.sort_by_key(|i| Reverse(i.severity)); // stable: input order within a severity
+
+    // The header of any part is at most as long as the one with the widest part numbers.
+    let widest = order.len();
+    let reserve = header(style, &summary, Some((widest, widest))).len() + 2;
+    let avail = budget.saturating_sub(reserve);
+
+    let ctx = Ctx {
+        style,
+        opts,
+        several_repositories: summary.repositories > 1,
+    };
+    let blocks: Vec<String> = order
+        .iter()
+        .filter_map(|i| fit_block(i, &ctx, avail))
+        .collect();
+
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut used = 0usize;
+    for b in blocks {
+        match groups.last_mut() {
+            Some(g) if used + 2 + b.len() <= avail => {
+                used += 2 + b.len();
+                g.push(b);
+            }
+            _ => {
+                used = b.len();
+                groups.push(vec![b]);
+            }
+        }
+    }
+    let total = groups.len();
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let part = (total > 1).then_some((i + 1, total));
+            let mut out = header(style, &summary, part);
+            for b in g {
+                out.push_str("\n\n");
+                out.push_str(&b);
+            }
+            if style == Style::Plain {
+                out.push('\n');
+            }
+            debug_assert!(
+                out.len() <= budget,
+                "part of {} bytes > {budget}",
+                out.len()
+            );
+            out
+        })
+        .collect()
+}
+
+/// A SQL text as one line: whitespace collapsed to single spaces, at most `max_chars`
+/// characters ("…" included when cut), backticks replaced by `ʼ` so the result is safe
+/// inside inline code. Reads only as much of `text` as it needs.
+pub fn sql_preview(text: &str, max_chars: usize) -> String {
+    clean(text, Style::Plain, Escape::Code, max_chars)
+}
+
+/// A metric value formatted by the unit in its name: `*_ms` as ms or s, `share_*` as a
+/// percentage, `calls`/`rows` as integers with thousands separators.
+pub fn format_metric(name: &str, value: f64) -> String {
+    if !value.is_finite() {
+        return "n/a".to_string();
+    }
+    if name.ends_with("_ms") {
+        format_ms(value)
+    } else if name.starts_with("share_") || name.ends_with("_share") {
+        let pct = value * 100.0;
+        if pct.abs() >= 10.0 || pct == 0.0 {
+            format!("{pct:.0}%")
+        } else {
+            format!("{pct:.1}%")
+        }
+    } else if is_count(name) || (value.fract() == 0.0 && value.abs() < 1e15) {
+        thousands(value.round())
+    } else {
+        let s = if value.abs() >= 100.0 {
+            format!("{value:.1}")
+        } else {
+            format!("{value:.2}")
+        };
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.to_string()
+    }
+}
+
+/// The human name of a metric: its unit suffix dropped, underscores as spaces.
+pub fn metric_label(name: &str) -> String {
+    name.strip_suffix("_ms").unwrap_or(name).replace('_', " ")
+}
+
+fn is_count(name: &str) -> bool {
+    matches!(name, "calls" | "rows") || name.ends_with("_calls") || name.ends_with("_rows")
+}
+
+fn format_ms(ms: f64) -> String {
+    let a = ms.abs();
+    if a < 1.0 {
+        format!("{ms:.3} ms")
+    } else if a < 100.0 {
+        format!("{ms:.2} ms")
+    } else if a < 1000.0 {
+        format!("{ms:.1} ms")
+    } else if a < 60_000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else if a < 3_600_000.0 {
+        let s = (ms / 1000.0).round() as i64;
+        format!("{} min {} s", s / 60, (s % 60).abs())
+    } else {
+        let m = (ms / 60_000.0).round() as i64;
+        format!("{} h {} min", m / 60, (m % 60).abs())
+    }
+}
+
+fn thousands(v: f64) -> String {
+    let neg = v < 0.0;
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if neg {
+        out.insert(0, '-');
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Escaping
+
+/// Where a piece of text goes: prose (escaped for markdown) or inline code (only backticks
+/// matter there).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    Prose,
+    Code,
+}
+
+/// Characters that are invisible but reorder or hide text (zero-width, bidi controls).
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// One character for one character, so that byte lengths stay predictable. `next` is the
+/// character that follows `c` in the source.
+fn map_char(c: char, next: Option<char>, style: Style, ctx: Escape) -> char {
+    if c == '`' {
+        return 'ʼ';
+    }
+    let markdown = matches!(style, Style::Markdown | Style::MarkdownV2);
+    if !markdown {
+        return c;
+    }
+    if ctx == Escape::Code {
+        // SQL keeps its `<` and `>`, except where WeCom could see a tag or a mention
+        // (`<font`, `</font>`, `<@all>`): its renderer is not CommonMark and the docs do not
+        // promise that code spans are literal.
+        let tag_like =
+            next.is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '@' | '!'));
+        return if c == '<' && tag_like { '‹' } else { c };
+    }
+    match c {
+        '*' => '∗',
+        '<' => '‹',
+        '>' => '›',
+        '[' => '［',
+        ']' => '］',
+        '\\' => '⧵',
+        '~' => '∼',
+        '|' => '│',
+        c => c,
+    }
+}
+
+/// `s` as one escaped line of at most `max_chars` characters ("…" included when cut).
+/// Stops reading once the limit is passed, so a 1 MB query costs no more than a short one.
+fn clean(s: &str, style: Style, ctx: Escape, max_chars: usize) -> String {
+    let mut out = String::new();
+    if max_chars == 0 {
+        return out;
+    }
+    let mut count = 0usize;
+    let mut space = false;
+    let mut cut = false;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_whitespace() || c.is_control() {
+            space = count > 0;
+            continue;
+        }
+        if is_invisible(c) {
+            continue;
+        }
+        let need = if space { 2 } else { 1 };
+        if count + need > max_chars {
+            cut = true;
+            break;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        out.push(map_char(c, chars.peek().copied(), style, ctx));
+        count += need;
+    }
+    if cut {
+        // Make room for the ellipsis.
+        while count >= max_chars {
+            out.pop();
+            count -= 1;
+        }
+        let trimmed = out.trim_end().len();
+        out.truncate(trimmed);
+        out.push('…');
+    }
+    out
+}
+
+/// Longest prefix of already-escaped `s` that fits `max` bytes with a trailing "…", cut at
+/// a character boundary; empty when not even one character fits.
+fn cut_bytes(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    if max < 4 {
+        return String::new();
+    }
+    let mut end = max - '…'.len_utf8();
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = s[..end].trim_end();
+    if head.is_empty() {
+        return String::new();
+    }
+    format!("{head}…")
+}
+
+// ---------------------------------------------------------------------------------------
+// Document model
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Color {
+    Warning,
+    Comment,
+}
+
+impl Color {
+    fn name(self) -> &'static str {
+        match self {
+            Color::Warning => "warning",
+            Color::Comment => "comment",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Span {
+    /// Our own wording; never cut.
+    Fixed(String),
+    /// A separator, shown only between two non-empty spans.
+    Sep(&'static str),
+    /// Escaped text.
+    Text(String),
+    Strong(String),
+    Code(String),
+    Font(Color, String),
+}
+
+impl Span {
+    fn content(&self) -> &str {
+        match self {
+            Span::Fixed(s) | Span::Text(s) | Span::Strong(s) | Span::Code(s) | Span::Font(_, s) => {
+                s
+            }
+            Span::Sep(s) => s,
+        }
+    }
+
+    fn render(&self, style: Style, out: &mut String) {
+        let md = matches!(style, Style::Markdown | Style::MarkdownV2);
+        match self {
+            Span::Fixed(s) | Span::Text(s) => out.push_str(s),
+            Span::Sep(s) => out.push_str(s),
+            _ if self.content().is_empty() => {}
+            Span::Strong(s) if md => {
+                out.push_str("**");
+                out.push_str(s);
+                out.push_str("**");
+            }
+            Span::Code(s) if md => {
+                out.push('`');
+                out.push_str(s);
+                out.push('`');
+            }
+            Span::Font(c, s) if style == Style::Markdown => {
+                out.push_str("<font color=\"");
+                out.push_str(c.name());
+                out.push_str("\">");
+                out.push_str(s);
+                out.push_str("</font>");
+            }
+            Span::Strong(s) | Span::Code(s) | Span::Font(_, s) => out.push_str(s),
+        }
+    }
+
+    /// User text that may be cut; our own wording (fixed text, markers) is never cut.
+    fn shrinkable(&self) -> bool {
+        matches!(self, Span::Text(_) | Span::Strong(_) | Span::Code(_))
+            && !self.content().is_empty()
+    }
+
+    fn cut_to(&mut self, max: usize) {
+        match self {
+            Span::Text(s) | Span::Strong(s) | Span::Code(s) => *s = cut_bytes(s, max),
+            Span::Fixed(_) | Span::Sep(_) | Span::Font(..) => {}
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Line {
+    prefix: String,
+    spans: Vec<Span>,
+}
+
+impl Line {
+    fn new(prefix: impl Into<String>) -> Self {
+        Line {
+            prefix: prefix.into(),
+            spans: Vec::new(),
+        }
+    }
+
+    fn sep(mut self, s: &'static str) -> Self {
+        self.spans.push(Span::Sep(s));
+        self
+    }
+
+    fn has_content(&self) -> bool {
+        self.spans
+            .iter()
+            .any(|s| !matches!(s, Span::Sep(_)) && !s.content().is_empty())
+    }
+
+    fn fixed(mut self, s: impl Into<String>) -> Self {
+        self.spans.push(Span::Fixed(s.into()));
+        self
+    }
+
+    fn span(mut self, s: Span) -> Self {
+        self.spans.push(s);
+        self
+    }
+
+    fn render(&self, style: Style) -> String {
+        let mut out = self.prefix.clone();
+        let mut seen = false;
+        for (k, s) in self.spans.iter().enumerate() {
+            if let Span::Sep(sep) = s {
+                let next = self.spans[k + 1..]
+                    .iter()
+                    .find(|s| !matches!(s, Span::Sep(_)));
+                if seen && next.is_some_and(|n| !n.content().is_empty()) {
+                    out.push_str(sep);
+                }
+                continue;
+            }
+            seen |= !s.content().is_empty();
+            s.render(style, &mut out);
+        }
+        out
+    }
+}
+
+struct Ctx<'a> {
+    style: Style,
+    opts: &'a RenderOptions,
+    several_repositories: bool,
+}
+
+impl Ctx<'_> {
+    fn prose(&self, s: &str, max_chars: usize) -> String {
+        clean(s, self.style, Escape::Prose, max_chars)
+    }
+
+    fn code(&self, s: &str, max_chars: usize) -> String {
+        clean(s, self.style, Escape::Code, max_chars)
+    }
+}
+
+/// What the header says: counts per severity, the covered window.
+struct Summary {
+    reason: NotifyReason,
+    counts: [(Severity, usize); 3],
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+    repositories: usize,
+}
+
+impl Summary {
+    fn of(n: &Notification) -> Summary {
+        let mut counts = [
+            (Severity::Critical, 0),
+            (Severity::Warning, 0),
+            (Severity::Info, 0),
+        ];
+        let mut repos = BTreeSet::new();
+        for i in n.insights.iter() {
+            for c in counts.iter_mut() {
+                if c.0 == i.severity {
+                    c.1 += 1;
+                }
+            }
+            if let Some(r) = i.label("repository") {
+                repos.insert(r);
+            }
+        }
+        Summary {
+            reason: n.reason,
+            counts,
+            start: n.insights.iter().map(|i| i.window.start).min(),
+            end: n.insights.iter().map(|i| i.window.end).max(),
+            repositories: repos.len(),
+        }
+    }
+
+    fn window_text(&self) -> Option<String> {
+        let (s, e) = (self.start?, self.end?);
+        let fmt = "%Y-%m-%d %H:%M";
+        Some(if s.date_naive() == e.date_naive() {
+            format!("{}–{} UTC", s.format(fmt), e.format("%H:%M"))
+        } else {
+            format!("{} – {} UTC", s.format(fmt), e.format(fmt))
+        })
+    }
+}
+
+fn severity_word(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "CRITICAL",
+        Severity::Warning => "WARNING",
+        Severity::Info => "INFO",
+    }
+}
+
+fn severity_emoji(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "🔴",
+        Severity::Warning => "🟠",
+        Severity::Info => "🔵",
+    }
+}
+
+fn severity_color(s: Severity) -> Color {
+    match s {
+        Severity::Critical | Severity::Warning => Color::Warning,
+        Severity::Info => Color::Comment,
+    }
+}
+
+fn header(style: Style, sum: &Summary, part: Option<(usize, usize)>) -> String {
+    let mut title = match sum.reason {
+        NotifyReason::Report => "PoWA Sentinel report".to_string(),
+        NotifyReason::Immediate => "PoWA Sentinel alert".to_string(),
+    };
+    if let Some((i, n)) = part {
+        title.push_str(&format!(" (part {i}/{n})"));
+    }
+    let present: Vec<(Severity, usize)> = sum.counts.iter().copied().filter(|c| c.1 > 0).collect();
+    let mut lines: Vec<Line> = Vec::new();
+    match style {
+        Style::Markdown => {
+            lines.push(Line::new("## ").fixed(title));
+            let mut l = Line::new("");
+            for (k, (sev, count)) in present.iter().enumerate() {
+                if k > 0 {
+                    l = l.sep(" · ");
+                }
+                l = l.span(Span::Font(
+                    severity_color(*sev),
+                    format!("{count} {}", sev.as_str()),
+                ));
+            }
+            lines.push(l);
+            if let Some(w) = sum.window_text() {
+                lines.push(Line::new(">").fixed(format!("Window: {w}")));
+            }
+        }
+        Style::MarkdownV2 => {
+            lines.push(Line::new("## ").fixed(title));
+            let counts: Vec<String> = present
+                .iter()
+                .map(|(s, c)| format!("{c} {}", s.as_str()))
+                .collect();
+            let mut l = Line::new("").span(Span::Strong(counts.join(" · ")));
+            if let Some(w) = sum.window_text() {
+                l = l.fixed(format!(" · window {w}"));
+            }
+            lines.push(l);
+        }
+        Style::Text | Style::Plain => {
+            lines.push(Line::new("").fixed(title));
+            let counts: Vec<String> = present
+                .iter()
+                .map(|(s, c)| format!("{c} {}", s.as_str()))
+                .collect();
+            let mut l = Line::new("").fixed(counts.join(", "));
+            if let Some(w) = sum.window_text() {
+                l = l.fixed(format!(" | window {w}"));
+            }
+            lines.push(l);
+        }
+    }
+    lines
+        .iter()
+        .map(|l| l.render(style))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The lines of one insight, with a SQL preview of at most `preview` characters (none when
+/// 0).
+fn insight_lines(i: &Insight, ctx: &Ctx<'_>, preview: usize) -> Vec<Line> {
+    let style = ctx.style;
+    let (detail, first): (&'static str, Line) = match style {
+        Style::Markdown => (
+            ">",
+            Line::new("")
+                .span(Span::Font(
+                    severity_color(i.severity),
+                    format!(
+                        "{} {}",
+                        severity_emoji(i.severity),
+                        severity_word(i.severity)
+                    ),
+                ))
+                .fixed(" ")
+                .span(Span::Strong(ctx.prose(&i.title, TITLE_CHARS))),
+        ),
+        Style::MarkdownV2 => (
+            "- ",
+            Line::new("### ")
+                .fixed(format!(
+                    "{} {}: ",
+                    severity_emoji(i.severity),
+                    severity_word(i.severity)
+                ))
+                .span(Span::Text(ctx.prose(&i.title, TITLE_CHARS))),
+        ),
+        Style::Text | Style::Plain => (
+            "  ",
+            Line::new("")
+                .fixed(format!("[{}] ", severity_word(i.severity)))
+                .span(Span::Text(ctx.prose(&i.title, TITLE_CHARS))),
+        ),
+    };
+    let mut lines = vec![first];
+    let sep = if matches!(style, Style::Text | Style::Plain) {
+        ", "
+    } else {
+        " · "
+    };
+
+    // Where: server / database (repository), other labels.
+    let mut place = Vec::new();
+    for key in ["server", "database"] {
+        if let Some(v) = i.label(key).filter(|v| !v.trim().is_empty()) {
+            place.push(ctx.prose(v, LABEL_CHARS));
+        }
+    }
+    let mut where_line = Line::new(format!("{detail}Where: "));
+    let mut any = false;
+    if !place.is_empty() {
+        where_line = where_line.span(Span::Text(place.join(" / ")));
+        any = true;
+    }
+    if ctx.several_repositories {
+        if let Some(r) = i.label("repository") {
+            where_line = where_line.span(Span::Text(format!(
+                " (repository {})",
+                ctx.prose(r, LABEL_CHARS)
+            )));
+            any = true;
+        }
+    }
+    let extra: Vec<(&String, &String)> = i
+        .labels
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "server" | "database" | "repository" | "queryid"))
+        .collect();
+    for (k, v) in extra.iter().take(MAX_EXTRA_LABELS) {
+        if any {
+            where_line = where_line.sep(sep);
+        }
+        where_line = where_line.span(Span::Text(format!(
+            "{} {}",
+            ctx.prose(k, NAME_CHARS),
+            ctx.prose(v, LABEL_CHARS)
+        )));
+        any = true;
+    }
+    if extra.len() > MAX_EXTRA_LABELS {
+        where_line = where_line
+            .sep(sep)
+            .fixed(format!("+{} more labels", extra.len() - MAX_EXTRA_LABELS));
+    }
+    if any {
+        lines.push(where_line);
+    }
+
+    // Metrics, the usual ones first.
+    const PREFERRED: [&str; 5] = [
+        "calls",
+        "total_time_ms",
+        "mean_time_ms",
+        "share_of_total_time",
+        "rows",
+    ];
+    let mut names: Vec<&String> = i.metrics.keys().collect();
+    names.sort_by_key(|n| {
+        (
+            PREFERRED
+                .iter()
+                .position(|p| p == n)
+                .unwrap_or(PREFERRED.len()),
+            n.as_str(),
+        )
+    });
+    if !names.is_empty() {
+        let mut l = Line::new(format!("{detail}Metrics: "));
+        for (k, name) in names.iter().take(MAX_METRICS).enumerate() {
+            if k > 0 {
+                l = l.sep(sep);
+            }
+            let value = i.metrics[*name];
+            l = l.span(Span::Text(format!(
+                "{} {}",
+                ctx.prose(&metric_label(name), NAME_CHARS),
+                format_metric(name, value)
+            )));
+        }
+        if names.len() > MAX_METRICS {
+            l = l
+                .sep(sep)
+                .fixed(format!("+{} more", names.len() - MAX_METRICS));
+        }
+        lines.push(l);
+    }
+
+    if preview > 0 {
+        if let Some(sql) = i.text.as_deref() {
+            let p = ctx.code(sql, preview);
+            if !p.is_empty() {
+                lines.push(Line::new(format!("{detail}Query: ")).span(Span::Code(p)));
+            }
+        }
+    }
+    if !i.advice.trim().is_empty() {
+        lines.push(
+            Line::new(format!("{detail}Advice: "))
+                .span(Span::Text(ctx.prose(&i.advice, ADVICE_CHARS))),
+        );
+    }
+    if let Some(q) = i.label("queryid") {
+        let q = ctx.code(q, LABEL_CHARS);
+        if !q.is_empty() {
+            lines.push(Line::new(format!("{detail}queryid ")).span(Span::Code(q)));
+        }
+    }
+    lines
+}
+
+fn block_len(lines: &[Line], style: Style) -> usize {
+    let bytes: usize = lines.iter().map(|l| l.render(style).len()).sum();
+    bytes + lines.len().saturating_sub(1)
+}
+
+/// One insight as text of at most `avail` bytes: shorter SQL preview first, then no
+/// preview, then the longest lines cut, then the last lines dropped.
+fn fit_block(i: &Insight, ctx: &Ctx<'_>, avail: usize) -> Option<String> {
+    let style = ctx.style;
+    let mut preview = ctx.opts.sql_preview_chars;
+    let mut lines = loop {
+        let lines = insight_lines(i, ctx, preview);
+        if block_len(&lines, style) <= avail || preview == 0 {
+            break lines;
+        }
+        preview = if preview / 2 >= MIN_PREVIEW_CHARS {
+            preview / 2
+        } else {
+            0
+        };
+    };
+    // Rendered length per line, updated only where something changed.
+    let mut lens: Vec<usize> = lines.iter().map(|l| l.render(style).len()).collect();
+    loop {
+        let len = lens.iter().sum::<usize>() + lens.len().saturating_sub(1);
+        if len <= avail {
+            break;
+        }
+        let excess = len - avail;
+        // Halve the longest piece of user text (or cut just the excess), so that cuts
+        // spread over the pieces instead of wiping out the first one.
+        let longest = lines
+            .iter()
+            .enumerate()
+            .flat_map(|(li, l)| {
+                l.spans
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.shrinkable())
+                    .map(move |(si, s)| (s.content().len(), li, si))
+            })
+            .max();
+        match longest {
+            Some((size, li, si)) => {
+                let cut = excess.min(size.div_ceil(2)).max(1);
+                lines[li].spans[si].cut_to(size - cut);
+                if li > 0 && !lines[li].has_content() {
+                    lines.remove(li);
+                    lens.remove(li);
+                } else {
+                    lens[li] = lines[li].render(style).len();
+                }
+            }
+            None if lines.len() > 1 => {
+                lines.pop();
+                lens.pop();
+            }
+            None => return None,
+        }
+    }
+    let rendered: Vec<String> = lines.iter().map(|l| l.render(style)).collect();
+    Some(rendered.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use chrono::TimeZone;
+    use sentinel_actors::{Fingerprint, Window};
+
+    fn slow_query(n: usize, sql: &str) -> Insight {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
+        let t1 = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
+        let labels: BTreeMap<String, String> = [
+            ("repository", "main"),
+            ("server", "remote1"),
+            ("database", "app"),
+            ("user", "bob"),
+            ("queryid", "-123456"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let metrics: BTreeMap<String, f64> = [
+            ("calls", 52.0),
+            ("total_time_ms", 8123.4),
+            ("mean_time_ms", 156.2),
+            ("share_of_total_time", 0.62),
+            ("rows", 52.0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Insight {
+            fingerprint: Fingerprint::of([n.to_string()]),
+            kind: "slow_query".into(),
+            rule: "slow_query.total_time".into(),
+            severity: Severity::Warning,
+            labels,
+            title: format!("Top query #{n} by total time on remote1 (62% of its time)"),
+            advice: "Check its plan with EXPLAIN (ANALYZE, BUFFERS).".into(),
+            text: Some(sql.to_string()),
+            metrics,
+            window: Window { start: t0, end: t1 },
+            observed_at: t1,
+        }
+    }
+
+    fn notification(insights: Vec<Insight>) -> Notification {
+        Notification {
+            id: 7,
+            channel: "ops".into(),
+            reason: NotifyReason::Report,
+            insights: Arc::new(insights),
+            created_at: Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap(),
+        }
+    }
+
+    fn backticks_balanced(s: &str) -> bool {
+        s.lines().all(|l| l.matches('`').count() % 2 == 0)
+    }
+
+    #[test]
+    fn metrics_are_formatted_by_unit() {
+        assert_eq!(format_metric("total_time_ms", 8123.4), "8.12 s");
+        assert_eq!(format_metric("mean_time_ms", 156.2), "156.2 ms");
+        assert_eq!(format_metric("mean_time_ms", 0.4213), "0.421 ms");
+        assert_eq!(format_metric("mean_time_ms", 12.345), "12.35 ms");
+        assert_eq!(format_metric("total_time_ms", 125_000.0), "2 min 5 s");
+        assert_eq!(format_metric("total_time_ms", 7_500_000.0), "2 h 5 min");
+        assert_eq!(format_metric("share_of_total_time", 0.62), "62%");
+        assert_eq!(format_metric("share_of_total_time", 0.0123), "1.2%");
+        assert_eq!(format_metric("calls", 1_234_567.0), "1,234,567");
+        assert_eq!(format_metric("rows", 52.0), "52");
+        assert_eq!(format_metric("rows", -1000.0), "-1,000");
+        assert_eq!(format_metric("ratio", 1.5), "1.5");
+        assert_eq!(format_metric("ratio", 2.0), "2");
+        assert_eq!(format_metric("ratio", f64::NAN), "n/a");
+        assert_eq!(metric_label("mean_time_ms"), "mean time");
+    }
+
+    #[test]
+    fn sql_preview_collapses_cuts_and_defuses_backticks() {
+        assert_eq!(
+            sql_preview("SELECT  *\n\tFROM `t`", 200),
+            "SELECT * FROM ʼtʼ"
+        );
+        let p = sql_preview(&"é".repeat(500), 200);
+        assert_eq!(p.chars().count(), 200);
+        assert!(p.ends_with('…'));
+        assert_eq!(sql_preview("abc", 3), "abc");
+        assert_eq!(sql_preview("abcd", 3), "ab…");
+        assert_eq!(sql_preview("ab    cd", 4), "ab…");
+        assert_eq!(sql_preview("   ", 10), "");
+        assert_eq!(sql_preview("x", 0), "");
+    }
+
+    #[test]
+    fn markdown_specials_are_defused() {
+        let mut i = slow_query(1, "SELECT 1");
+        i.title = "**bold** `code` <font color=\"info\">x</font> [a](b) \\".into();
+        let parts = wecom_markdown(&notification(vec![i]), WECOM_MARKDOWN_BUDGET);
+        assert_eq!(parts.len(), 1);
+        let p = &parts[0];
+        assert!(!p.contains("**bold**"), "{p}");
+        assert!(!p.contains("<font color=\"info\">x"), "{p}");
+        assert!(!p.contains("[a](b)"), "{p}");
+        assert!(backticks_balanced(p), "{p}");
+
+        let mut i = slow_query(
+            1,
+            "SELECT '<font color=\"info\">', '<@all>' WHERE a<b AND c < d",
+        );
+        i.labels.insert("queryid".into(), "</font>".into());
+        let p = &wecom_markdown(&notification(vec![i]), WECOM_MARKDOWN_BUDGET)[0];
+        assert!(
+            p.contains("`SELECT '‹font color=\"info\">', '‹@all>' WHERE a‹b AND c < d`"),
+            "{p}"
+        );
+        assert!(p.contains("`‹/font>`"), "{p}");
+        assert_eq!(
+            p.matches("<font").count(),
+            p.matches("</font>").count(),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn slow_query_report_shows_everything() {
+        let n = notification(vec![slow_query(1, "SELECT *\n  FROM t WHERE id = $1")]);
+        let md = &wecom_markdown(&n, WECOM_MARKDOWN_BUDGET)[0];
+        for want in [
+            "PoWA Sentinel report",
+            "<font color=\"warning\">1 warning</font>",
+            "2026-11-23 10:00 – 2026-11-24 10:00 UTC",
+            "<font color=\"warning\">🟠 WARNING</font> **Top query #1",
+            ">Where: remote1 / app · user bob",
+            "calls 52 · total time 8.12 s · mean time 156.2 ms · share of total time 62% · rows 52",
+            ">Query: `SELECT * FROM t WHERE id = $1`",
+            ">Advice: Check its plan",
+            ">queryid `-123456`",
+        ] {
+            assert!(md.contains(want), "missing {want:?} in\n{md}");
+        }
+        assert!(!md.contains("(part"), "{md}");
+        assert!(
+            !md.contains("repository main"),
+            "one repository is not named: {md}"
+        );
+        // v1 shows lists, rules and fences raw: never use them.
+        for l in md.lines() {
+            assert!(!l.starts_with("- ") && !l.starts_with("---") && !l.starts_with("```"));
+        }
+
+        let v2 = &wecom_markdown_v2(&n, WECOM_MARKDOWN_BUDGET)[0];
+        assert!(v2.contains("### 🟠 WARNING: Top query #1"), "{v2}");
+        assert!(
+            v2.contains("- Query: `SELECT * FROM t WHERE id = $1`"),
+            "{v2}"
+        );
+        assert!(!v2.contains("<font"), "{v2}");
+
+        let text = &wecom_text(&n, WECOM_TEXT_BUDGET)[0];
+        assert!(text.contains("[WARNING] Top query #1"), "{text}");
+        assert!(
+            text.contains("  Query: SELECT * FROM t WHERE id = $1"),
+            "{text}"
+        );
+        assert!(!text.contains('`') && !text.contains("**"), "{text}");
+
+        let plain = plain_report(&n);
+        assert!(plain.contains("  queryid -123456"), "{plain}");
+        assert!(plain.ends_with('\n'));
+    }
+
+    #[test]
+    fn several_repositories_are_named() {
+        let a = slow_query(1, "SELECT 1");
+        let mut b = slow_query(2, "SELECT 2");
+        b.labels.insert("repository".into(), "other".into());
+        let md = &wecom_markdown(&notification(vec![a, b]), WECOM_MARKDOWN_BUDGET)[0];
+        assert!(md.contains("remote1 / app (repository main)"), "{md}");
+        assert!(md.contains("remote1 / app (repository other)"), "{md}");
+    }
+
+    #[test]
+    fn most_severe_first_then_input_order() {
+        let mut v = Vec::new();
+        for (k, s) in [
+            Severity::Info,
+            Severity::Warning,
+            Severity::Critical,
+            Severity::Warning,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut i = slow_query(k, "SELECT 1");
+            i.severity = s;
+            v.push(i);
+        }
+        let p = plain_report(&notification(v));
+        let pos = |needle: &str| p.find(needle).unwrap();
+        assert!(pos("Top query #2 ") < pos("Top query #1 "));
+        assert!(pos("Top query #1 ") < pos("Top query #3 "));
+        assert!(pos("Top query #3 ") < pos("Top query #0 "));
+        assert!(
+            p.starts_with("PoWA Sentinel report\n1 critical, 2 warning, 1 info"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn empty_notification_has_no_parts() {
+        let n = notification(vec![]);
+        assert!(wecom_markdown(&n, 4000).is_empty());
+        assert!(wecom_markdown_v2(&n, 4000).is_empty());
+        assert!(wecom_text(&n, 2000).is_empty());
+        assert_eq!(plain_report(&n), "");
+    }
+
+    #[test]
+    fn many_insights_split_into_numbered_self_contained_parts() {
+        let sql = "SELECT a, b, c FROM some_table WHERE x = $1 AND y = `z` ".repeat(40);
+        let v: Vec<Insight> = (0..60).map(|k| slow_query(k, &sql)).collect();
+        let n = notification(v);
+        for (style, budget) in [
+            (Style::Markdown, WECOM_MARKDOWN_BUDGET),
+            (Style::MarkdownV2, WECOM_MARKDOWN_BUDGET),
+            (Style::Text, WECOM_TEXT_BUDGET),
+        ] {
+            let parts = render(&n, style, budget, &RenderOptions::default());
+            assert!(parts.len() > 1);
+            let total = parts.len();
+            for (k, p) in parts.iter().enumerate() {
+                assert!(p.len() <= budget, "{style:?} part {k}: {} bytes", p.len());
+                assert!(p.contains(&format!("(part {}/{total})", k + 1)), "{p}");
+                assert!(backticks_balanced(p));
+                assert_eq!(p.matches("<font").count(), p.matches("</font>").count());
+                assert_eq!(p.matches("**").count() % 2, 0);
+            }
+            let all = parts.join("\n");
+            for k in 0..60 {
+                assert!(
+                    all.contains(&format!("Top query #{k} ")),
+                    "{style:?} lost #{k}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_huge_insight_is_shortened_never_split() {
+        let mut i = slow_query(1, &"SELECT 数据库 🐘 ".repeat(100_000));
+        i.title = "标题".repeat(5000);
+        i.advice = "`".repeat(10_000);
+        for k in 0..100 {
+            i.labels.insert(format!("label_{k}"), "值".repeat(1000));
+            i.metrics.insert(format!("m_{k}_ms"), k as f64);
+        }
+        let n = notification(vec![i]);
+        for budget in [MIN_BUDGET, 600, 1000, 2000, 4000] {
+            for style in [Style::Markdown, Style::MarkdownV2, Style::Text] {
+                let parts = render(&n, style, budget, &RenderOptions::default());
+                assert_eq!(parts.len(), 1, "{style:?} {budget}");
+                assert!(
+                    parts[0].len() <= budget,
+                    "{style:?} {budget}: {}",
+                    parts[0].len()
+                );
+                assert!(backticks_balanced(&parts[0]));
+                assert!(
+                    parts[0].contains("标题"),
+                    "{style:?} {budget}:\n{}",
+                    parts[0]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tiny_budgets_are_raised_to_the_minimum() {
+        let n = notification(vec![slow_query(1, "SELECT 1")]);
+        let parts = wecom_text(&n, 10);
+        assert_eq!(parts.len(), 1);
+        assert!(parts[0].len() <= MIN_BUDGET);
+    }
+
+    #[test]
+    fn configurable_preview_length() {
+        let n = notification(vec![slow_query(1, &"x ".repeat(1000))]);
+        let opts = RenderOptions {
+            sql_preview_chars: 30,
+        };
+        let p = render(&n, Style::Text, 2000, &opts).remove(0);
+        let q = p.lines().find(|l| l.contains("Query: ")).unwrap();
+        assert_eq!(
+            q.trim_start().trim_start_matches("Query: ").chars().count(),
+            30
+        );
+    }
+
+    #[test]
+    fn cut_bytes_respects_char_boundaries() {
+        assert_eq!(cut_bytes("héllo", 10), "héllo");
+        assert_eq!(cut_bytes("ééééé", 7), "éé…"); // 2 + 2 + 3
+        assert_eq!(cut_bytes("ééééé", 3), "");
+        assert_eq!(cut_bytes("数据库", 8), "数…");
+    }
+}

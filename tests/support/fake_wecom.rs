@@ -1,0 +1,401 @@
+//! A fake WeCom group-robot endpoint that enforces the real one's rules, so that tests and
+//! the demo prove something about the channel:
+//!
+//! - `POST /cgi-bin/webhook/send?key=K` with a JSON body; the answer is always HTTP 200
+//!   with `{"errcode":N,"errmsg":"..."}` (like WeCom), except for injected faults;
+//! - a key not in the configured set → 93000 (invalid webhook url);
+//! - a body that is not JSON → 40058; a `msgtype` other than markdown, markdown_v2, text
+//!   → 40008; a missing `<msgtype>.content` → 40058; empty content → 44004;
+//! - content over 4096 bytes (markdown, markdown_v2) or 2048 bytes (text) → 40058;
+//! - rate limit, decided here as: at most `max_per_window` (20) *accepted* messages per key
+//!   in any rolling `window` (60 s); the next one → 45009. Rejected attempts are not
+//!   counted (WeCom does not say either way; the channel paces every attempt anyway).
+//!
+//! Checks run in that order. Accepted messages are kept in memory (and appended as JSON
+//! lines to a record file when one is configured); everything else is kept as a
+//! [`Rejected`]. Faults injected with [`FakeWeCom::inject`] apply to the next requests, any
+//! key, in order: HTTP 500, a delay before the normal answer, a connection closed without
+//! an answer, or a given errcode.
+//!
+//! Used by the integration tests (`#[path = "support/fake_wecom.rs"] mod fake_wecom;`) and
+//! by the `fake-wecom` binary (`tests/support/fake_wecom_main.rs`).
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// WeCom's content limits, in UTF-8 bytes.
+pub const MARKDOWN_LIMIT: usize = 4096;
+pub const TEXT_LIMIT: usize = 2048;
+/// WeCom's rate limit: messages per robot per minute.
+pub const MAX_PER_WINDOW: usize = 20;
+pub const WINDOW: Duration = Duration::from_secs(60);
+pub const SEND_PATH: &str = "/cgi-bin/webhook/send";
+
+/// How the fake behaves.
+#[derive(Clone, Debug)]
+pub struct FakeConfig {
+    /// Where to listen; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The robot keys that exist.
+    pub keys: Vec<String>,
+    /// At most this many accepted messages per key in any rolling `window`.
+    pub max_per_window: usize,
+    pub window: Duration,
+    /// Append every accepted message as a JSON line to this file.
+    pub record: Option<PathBuf>,
+}
+
+impl FakeConfig {
+    /// WeCom's limits, on a free loopback port.
+    pub fn new<S: AsRef<str>>(keys: &[S]) -> Self {
+        FakeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            keys: keys.iter().map(|k| k.as_ref().to_string()).collect(),
+            max_per_window: MAX_PER_WINDOW,
+            window: WINDOW,
+            record: None,
+        }
+    }
+
+    /// The same rule on a shorter window (tests that must not take a minute).
+    pub fn with_window(mut self, max_per_window: usize, window: Duration) -> Self {
+        self.max_per_window = max_per_window;
+        self.window = window;
+        self
+    }
+
+    pub fn with_record(mut self, path: PathBuf) -> Self {
+        self.record = Some(path);
+        self
+    }
+}
+
+/// One accepted message.
+#[derive(Clone, Debug, Serialize)]
+pub struct Accepted {
+    pub at: DateTime<Utc>,
+    #[serde(skip)]
+    pub instant: Instant,
+    pub key: String,
+    pub msgtype: String,
+    pub content: String,
+}
+
+/// One request answered with a non-zero errcode (faults excluded).
+#[derive(Clone, Debug, Serialize)]
+pub struct Rejected {
+    pub at: DateTime<Utc>,
+    pub key: String,
+    pub errcode: i64,
+    pub errmsg: String,
+}
+
+/// Injected faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer HTTP 500 with an empty body.
+    Http500,
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+    /// Close the connection without an answer (the response body fails before its first
+    /// byte, and actix-web sends the head together with that byte, so the client sees the
+    /// connection go away: awc reports `Connect(Disconnected)`).
+    Drop,
+    /// Answer HTTP 200 with this errcode (e.g. -1 "system busy", 45009).
+    Errcode(i64),
+}
+
+struct State {
+    cfg: FakeConfig,
+    keys: HashSet<String>,
+    accepted: Vec<Accepted>,
+    rejected: Vec<Rejected>,
+    /// Every request to the send path: time and key (faults included).
+    requests: Vec<(Instant, String)>,
+    faults: VecDeque<Fault>,
+    record: Option<std::fs::File>,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+fn lock(s: &Shared) -> MutexGuard<'_, State> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running fake. Dropping it does not stop the server; call [`FakeWeCom::stop`].
+pub struct FakeWeCom {
+    addr: SocketAddr,
+    state: Shared,
+    handle: ServerHandle,
+}
+
+impl FakeWeCom {
+    /// Starts a fake with WeCom's limits on a free loopback port. Must be called inside an
+    /// actix (or tokio) runtime, e.g. in an `#[actix_rt::test]`.
+    pub fn start<S: AsRef<str>>(keys: &[S]) -> std::io::Result<FakeWeCom> {
+        Self::start_with(FakeConfig::new(keys))
+    }
+
+    pub fn start_with(cfg: FakeConfig) -> std::io::Result<FakeWeCom> {
+        let record = match &cfg.record {
+            Some(p) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            ),
+            None => None,
+        };
+        let state: Shared = Arc::new(Mutex::new(State {
+            keys: cfg.keys.iter().cloned().collect(),
+            cfg: cfg.clone(),
+            accepted: Vec::new(),
+            rejected: Vec::new(),
+            requests: Vec::new(),
+            faults: VecDeque::new(),
+            record,
+        }));
+        let data = web::Data::new(Arc::clone(&state));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(8 * 1024 * 1024))
+                .route(SEND_PATH, web::post().to(send))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(cfg.listen)?;
+        let addr = server
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| std::io::Error::other("the fake WeCom bound no address"))?;
+        let server = server.run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        Ok(FakeWeCom {
+            addr,
+            state,
+            handle,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:41234` (use as `base_url`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The full webhook URL of `key`.
+    pub fn webhook_url(&self, key: &str) -> String {
+        format!("{}{SEND_PATH}?key={key}", self.url())
+    }
+
+    /// Accepted messages of `key`, oldest first.
+    pub fn messages(&self, key: &str) -> Vec<Accepted> {
+        lock(&self.state)
+            .accepted
+            .iter()
+            .filter(|m| m.key == key)
+            .cloned()
+            .collect()
+    }
+
+    /// All accepted messages, oldest first.
+    pub fn all_messages(&self) -> Vec<Accepted> {
+        lock(&self.state).accepted.clone()
+    }
+
+    /// Requests answered with a non-zero errcode (injected faults excluded).
+    pub fn rejected(&self) -> Vec<Rejected> {
+        lock(&self.state).rejected.clone()
+    }
+
+    /// Number of requests received on the send path, faults included.
+    pub fn requests(&self) -> usize {
+        lock(&self.state).requests.len()
+    }
+
+    /// Number of requests received for `key`, faults included.
+    pub fn requests_for(&self, key: &str) -> usize {
+        lock(&self.state)
+            .requests
+            .iter()
+            .filter(|(_, k)| k == key)
+            .count()
+    }
+
+    /// The most messages of `key` accepted within any rolling window.
+    pub fn max_accepted_in_window(&self, key: &str) -> usize {
+        let st = lock(&self.state);
+        let times: Vec<Instant> = st
+            .accepted
+            .iter()
+            .filter(|m| m.key == key)
+            .map(|m| m.instant)
+            .collect();
+        let window = st.cfg.window;
+        (0..times.len())
+            .map(|i| {
+                times[i..]
+                    .iter()
+                    .take_while(|t| t.duration_since(times[i]) < window)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The next `times` requests (any key) get `fault`, after faults already queued.
+    pub fn inject(&self, fault: Fault, times: usize) {
+        let mut st = lock(&self.state);
+        st.faults.extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// Forgets faults not yet used.
+    pub fn clear_faults(&self) {
+        lock(&self.state).faults.clear();
+    }
+
+    /// Stops the server (in-flight requests are dropped).
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+fn answer(errcode: i64, errmsg: &str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(serde_json::json!({ "errcode": errcode, "errmsg": errmsg }).to_string())
+}
+
+async fn send(
+    state: web::Data<Shared>,
+    query: web::Query<HashMap<String, String>>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let key = query.get("key").cloned().unwrap_or_default();
+    let fault = {
+        let mut st = lock(&state);
+        st.requests.push((Instant::now(), key.clone()));
+        st.faults.pop_front()
+    };
+    match fault {
+        Some(Fault::Http500) => return HttpResponse::InternalServerError().finish(),
+        Some(Fault::Drop) => {
+            let broken = futures_util::stream::once(async {
+                Err::<web::Bytes, _>(std::io::Error::other("connection dropped by the fake"))
+            });
+            return HttpResponse::Ok()
+                .content_type("application/json")
+                .streaming(broken);
+        }
+        Some(Fault::Errcode(code)) => return answer(code, "injected fault"),
+        Some(Fault::Delay(d)) => actix_rt::time::sleep(d).await,
+        None => {}
+    }
+    let (errcode, errmsg) = judge(&mut lock(&state), &key, &body);
+    answer(errcode, &errmsg)
+}
+
+/// Decides like WeCom, records the outcome.
+fn judge(st: &mut State, key: &str, body: &[u8]) -> (i64, String) {
+    let now = Instant::now();
+    let verdict = check(st, key, body, now);
+    match verdict {
+        Ok((msgtype, content)) => {
+            let m = Accepted {
+                at: Utc::now(),
+                instant: now,
+                key: key.to_string(),
+                msgtype,
+                content,
+            };
+            if let Some(f) = st.record.as_mut() {
+                let line = serde_json::to_string(&m).unwrap_or_default();
+                // One write per message, so a reader of the record never sees half a line.
+                let _ = f.write_all(format!("{line}\n").as_bytes());
+                let _ = f.flush();
+            }
+            st.accepted.push(m);
+            (0, "ok".to_string())
+        }
+        Err((errcode, errmsg)) => {
+            st.rejected.push(Rejected {
+                at: Utc::now(),
+                key: key.to_string(),
+                errcode,
+                errmsg: errmsg.clone(),
+            });
+            (errcode, errmsg)
+        }
+    }
+}
+
+fn check(
+    st: &State,
+    key: &str,
+    body: &[u8],
+    now: Instant,
+) -> Result<(String, String), (i64, String)> {
+    if !st.keys.contains(key) {
+        return Err((93000, "invalid webhook url, hint: [fake]".into()));
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
+        (
+            40058,
+            "invalid Request Parameter, hint: [fake] not json".to_string(),
+        )
+    })?;
+    let msgtype = v
+        .get("msgtype")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let limit = match msgtype.as_str() {
+        "markdown" | "markdown_v2" => MARKDOWN_LIMIT,
+        "text" => TEXT_LIMIT,
+        _ => return Err((40008, "invalid message type, hint: [fake]".into())),
+    };
+    let content = v
+        .get(&msgtype)
+        .and_then(|o| o.get("content"))
+        .and_then(|c| c.as_str())
+        .ok_or_else(|| {
+            (
+                40058,
+                format!("missing field {msgtype}.content, hint: [fake]"),
+            )
+        })?;
+    if content.is_empty() {
+        return Err((44004, "empty content, hint: [fake]".into()));
+    }
+    if content.len() > limit {
+        return Err((
+            40058,
+            format!("{msgtype}.content exceed max length {limit}, hint: [fake]"),
+        ));
+    }
+    let recent = st
+        .accepted
+        .iter()
+        .filter(|m| m.key == key && now.duration_since(m.instant) < st.cfg.window)
+        .count();
+    if recent >= st.cfg.max_per_window {
+        return Err((45009, "api freq out of limit, hint: [fake]".into()));
+    }
+    Ok((msgtype, content.to_string()))
+}

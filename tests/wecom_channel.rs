@@ -1,0 +1,705 @@
+//! The WeCom channel against a fake robot endpoint that enforces WeCom's rules (errcodes,
+//! byte limits, per-key rate limit), over real HTTP on loopback, through the real
+//! `channels::start` → `ChannelActor` path.
+//!
+//! The rate window is scaled down (3 s instead of 60 s, same 20-message rule) on both
+//! sides so that pacing tests take seconds, not minutes.
+
+#[path = "support/fake_wecom.rs"]
+mod fake_wecom;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::Recipient;
+use chrono::{TimeZone, Utc};
+use proptest::prelude::*;
+use slog::{o, Drain, Logger};
+
+use powa_sentinel::actors::channel::{Deliver, DeliveryReport, RetryPolicy};
+use powa_sentinel::actors::throttle::Pacer;
+use powa_sentinel::actors::{
+    ChannelError, Fingerprint, Insight, Notification, NotifyReason, Severity, Window,
+};
+use powa_sentinel::channels::{self, ChannelEnv, ChannelSettings};
+use powa_sentinel::render::{self, Style};
+
+use fake_wecom::{FakeConfig, FakeWeCom, Fault};
+
+const KEY: &str = "3f1c9a2e-7b4d-4e1a-9c7f-robot-key-one";
+const WINDOW: Duration = Duration::from_secs(3);
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+/// A log drain into a buffer, to check that logs carry no secret.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuf {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+    fn logger(&self) -> Logger {
+        let deco = slog_term::PlainSyncDecorator::new(self.clone());
+        let drain = slog_term::FullFormat::new(deco).build().fuse();
+        Logger::root(drain, o!())
+    }
+}
+
+fn fast_env(log: Logger) -> ChannelEnv {
+    ChannelEnv::new(log, false)
+        .with_rate_window(WINDOW)
+        .with_retry(RetryPolicy {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            deadline: Duration::from_secs(20),
+        })
+}
+
+fn fake() -> FakeWeCom {
+    FakeWeCom::start_with(FakeConfig::new(&[KEY]).with_window(20, WINDOW)).expect("fake starts")
+}
+
+fn wecom_settings(base_url: &str, key: &str, extra: serde_json::Value) -> ChannelSettings {
+    let mut v = serde_json::json!({"type": "wecom", "key": key, "base_url": base_url});
+    if let serde_json::Value::Object(m) = extra {
+        for (k, x) in m {
+            v[k] = x;
+        }
+    }
+    serde_json::from_value(v).expect("settings parse")
+}
+
+fn slow_query(n: usize, sql: &str) -> Insight {
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
+    let t1 = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
+    let labels: BTreeMap<String, String> = [
+        ("repository", "main".to_string()),
+        ("server", "remote1".to_string()),
+        ("database", "app".to_string()),
+        ("user", "bob".to_string()),
+        ("queryid", format!("-{}", 1_000_000 + n)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let metrics: BTreeMap<String, f64> = [
+        ("calls", 52.0),
+        ("total_time_ms", 8123.4),
+        ("mean_time_ms", 156.2),
+        ("share_of_total_time", 0.62),
+        ("rows", 52.0),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Insight {
+        fingerprint: Fingerprint::of(["slow_query", &n.to_string()]),
+        kind: "slow_query".into(),
+        rule: "slow_query.total_time".into(),
+        severity: if n.is_multiple_of(7) {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        labels,
+        title: format!("Top query by total time on remote1 (62% of its time) #{n}"),
+        advice: "Check its plan with EXPLAIN (ANALYZE, BUFFERS); an index may help.".into(),
+        text: Some(sql.to_string()),
+        metrics,
+        window: Window { start: t0, end: t1 },
+        observed_at: t1,
+    }
+}
+
+fn notification(id: u64, insights: Vec<Insight>) -> Notification {
+    Notification {
+        id,
+        channel: "ops".into(),
+        reason: NotifyReason::Report,
+        insights: Arc::new(insights),
+        created_at: Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap(),
+    }
+}
+
+async fn deliver(r: &Recipient<Deliver>, n: Notification) -> DeliveryReport {
+    r.send(Deliver(n)).await.expect("channel actor answers")
+}
+
+fn long_sql(n: usize) -> String {
+    let cols: Vec<String> = (0..80).map(|c| format!("t{n}.column_{c}")).collect();
+    format!(
+        "SELECT {}\n  FROM big_table_{n} t{n}\n  JOIN other o ON o.id = t{n}.other_id\n WHERE t{n}.created_at > $1\n ORDER BY 1",
+        cols.join(",\n       ")
+    )
+}
+
+/// Per line, backticks come in pairs (inline code never spans lines).
+fn backticks_balanced(s: &str) -> bool {
+    s.lines().all(|l| l.matches('`').count() % 2 == 0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Delivery
+
+/// 60 slow queries with long SQL make several markdown parts; WeCom accepts every one
+/// (none over 4096 bytes, none rate-limited) and every insight is in one of them.
+#[actix_rt::test]
+async fn sixty_slow_queries_arrive_as_several_accepted_markdown_parts() {
+    let fake = fake();
+    let mut env = fast_env(Logger::root(slog::Discard, o!()));
+    let r = channels::start(
+        "ops",
+        &wecom_settings(&fake.url(), KEY, serde_json::json!({})),
+        &mut env,
+    )
+    .unwrap();
+    let insights: Vec<Insight> = (0..60).map(|n| slow_query(n, &long_sql(n))).collect();
+    let report = deliver(&r, notification(1, insights)).await;
+
+    assert_eq!(report.outcome, Ok(()), "{report:?}");
+    let msgs = fake.messages(KEY);
+    assert!(msgs.len() > 1, "expected several parts, got {}", msgs.len());
+    assert_eq!(msgs.len(), report.parts_total);
+    assert_eq!(report.attempts as usize, msgs.len(), "no retries needed");
+    assert!(fake.rejected().is_empty(), "{:?}", fake.rejected());
+    let total = msgs.len();
+    for (i, m) in msgs.iter().enumerate() {
+        assert_eq!(m.msgtype, "markdown");
+        assert!(
+            m.content.len() <= render::WECOM_MARKDOWN_BUDGET,
+            "{}",
+            m.content.len()
+        );
+        assert!(m.content.contains(&format!("(part {}/{total})", i + 1)));
+        assert!(backticks_balanced(&m.content));
+        assert_eq!(
+            m.content.matches("<font").count(),
+            m.content.matches("</font>").count()
+        );
+    }
+    let all: String = msgs.iter().map(|m| m.content.as_str()).collect();
+    for n in 0..60 {
+        assert!(
+            all.contains(&format!("`-{}`", 1_000_000 + n)),
+            "insight {n} is missing"
+        );
+    }
+    fake.stop().await;
+}
+
+/// CJK, emoji, backticks, markdown specials and a 1 MB query: every msgtype stays within
+/// WeCom's byte limits and is accepted.
+#[actix_rt::test]
+async fn hostile_text_is_accepted_in_every_msgtype() {
+    let fake = fake();
+    let mut env = fast_env(Logger::root(slog::Discard, o!()));
+    let mut insights = Vec::new();
+    let mut a = slow_query(
+        1,
+        &"SELECT `数据库`, '🐘' FROM \"表\" WHERE x <> '**y**' ".repeat(30_000),
+    );
+    assert!(a.text.as_ref().unwrap().len() > 1_000_000);
+    a.title = "数据库 **慢查询** `x` <font color=\"info\">绿</font> [链接](http://x) # > | ~ \\"
+        .repeat(20);
+    a.advice = "建议：创建索引 🔧 ``` ```".repeat(100);
+    a.labels.insert("server".into(), "服务器_1 <@all>".into());
+    a.labels.insert("database".into(), "库`名`".into());
+    insights.push(a);
+    for n in 2..40 {
+        insights.push(slow_query(n, &"SELECT 数据 🐘 FROM t ".repeat(500)));
+    }
+    for (name, msgtype, limit) in [
+        ("md", "markdown", 4096),
+        ("md2", "markdown_v2", 4096),
+        ("txt", "text", 2048),
+    ] {
+        let s = wecom_settings(&fake.url(), KEY, serde_json::json!({"msgtype": msgtype}));
+        let r = channels::start(name, &s, &mut env).unwrap();
+        let before = fake.messages(KEY).len();
+        let report = deliver(&r, notification(2, insights.clone())).await;
+        assert_eq!(report.outcome, Ok(()), "{msgtype}: {report:?}");
+        let msgs = &fake.messages(KEY)[before..];
+        assert_eq!(msgs.len(), report.parts_total);
+        for m in msgs {
+            assert_eq!(m.msgtype, msgtype);
+            assert!(
+                m.content.len() <= limit,
+                "{msgtype}: {} bytes",
+                m.content.len()
+            );
+            assert!(backticks_balanced(&m.content), "{msgtype}");
+            assert!(m.content.contains("数据"), "{msgtype}: {}", m.content);
+        }
+    }
+    assert!(fake.rejected().is_empty(), "{:?}", fake.rejected());
+    fake.stop().await;
+}
+
+/// A key the robot endpoint does not know (93000) is a permanent failure: reported once,
+/// not retried.
+#[actix_rt::test]
+async fn bad_key_is_permanent_and_not_retried() {
+    let fake = fake();
+    let logs = LogBuf::default();
+    let mut env = fast_env(logs.logger());
+    let bad = "0000-not-a-robot-key-0000";
+    let r = channels::start(
+        "ops",
+        &wecom_settings(&fake.url(), bad, serde_json::json!({})),
+        &mut env,
+    )
+    .unwrap();
+    let report = deliver(&r, notification(3, vec![slow_query(1, "SELECT 1")])).await;
+    match &report.outcome {
+        Err(ChannelError::Permanent { reason }) => {
+            assert!(reason.contains("93000"), "{reason}");
+            assert!(!reason.contains(bad), "{reason}");
+        }
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+    assert_eq!(report.attempts, 1);
+    assert_eq!(report.parts_delivered, 0);
+    // A second notification tries once more, and only once.
+    let again = deliver(&r, notification(4, vec![slow_query(2, "SELECT 2")])).await;
+    assert!(again
+        .outcome
+        .as_ref()
+        .is_err_and(ChannelError::is_permanent));
+    assert_eq!(
+        fake.requests(),
+        2,
+        "one request per notification, no retry storm"
+    );
+    assert_eq!(fake.rejected().len(), 2);
+    assert!(fake.rejected().iter().all(|r| r.errcode == 93000));
+    assert!(!logs.text().contains(bad), "{}", logs.text());
+    fake.stop().await;
+}
+
+/// HTTP 500 twice, then OK: delivered on the third attempt, and the report counts them.
+#[actix_rt::test]
+async fn http_500_twice_then_delivered() {
+    let fake = fake();
+    let mut env = fast_env(Logger::root(slog::Discard, o!()));
+    let r = channels::start(
+        "ops",
+        &wecom_settings(&fake.url(), KEY, serde_json::json!({})),
+        &mut env,
+    )
+    .unwrap();
+    fake.inject(Fault::Http500, 2);
+    let report = deliver(&r, notification(5, vec![slow_query(1, "SELECT 1")])).await;
+    assert_eq!(report.outcome, Ok(()), "{report:?}");
+    assert_eq!(report.attempts, 3);
+    assert_eq!(report.parts_delivered, 1);
+    assert_eq!(fake.requests(), 3);
+    assert_eq!(fake.messages(KEY).len(), 1);
+    fake.stop().await;
+}
+
+/// A dropped connection, WeCom's "system busy" (-1) and a request that outlives the
+/// timeout are all retried until delivered.
+#[actix_rt::test]
+async fn transient_faults_are_retried() {
+    let fake = fake();
+    let mut env = fast_env(Logger::root(slog::Discard, o!()));
+    let s = wecom_settings(&fake.url(), KEY, serde_json::json!({"timeout": "300ms"}));
+    let r = channels::start("ops", &s, &mut env).unwrap();
+    fake.inject(Fault::Drop, 1);
+    fake.inject(Fault::Errcode(-1), 1);
+    fake.inject(Fault::Delay(Duration::from_secs(1)), 1);
+    let report = deliver(&r, notification(6, vec![slow_query(1, "SELECT 1")])).await;
+    assert_eq!(report.outcome, Ok(()), "{report:?}");
+    assert_eq!(report.attempts, 4, "{report:?}");
+    // The delayed request may still be accepted after the client gave up (as with the
+    // real service, a timeout can mean a duplicate).
+    assert!(!fake.messages(KEY).is_empty());
+    fake.stop().await;
+}
+
+/// WeCom's 45009 pauses the key for its window, then the message goes through.
+#[actix_rt::test]
+async fn rate_limited_answer_pauses_then_delivers() {
+    let fake = fake();
+    let mut env = fast_env(Logger::root(slog::Discard, o!()));
+    let r = channels::start(
+        "ops",
+        &wecom_settings(&fake.url(), KEY, serde_json::json!({})),
+        &mut env,
+    )
+    .unwrap();
+    fake.inject(Fault::Errcode(45009), 1);
+    let t = Instant::now();
+    let report = deliver(&r, notification(7, vec![slow_query(1, "SELECT 1")])).await;
+    assert_eq!(report.outcome, Ok(()), "{report:?}");
+    assert_eq!(report.attempts, 2);
+    assert!(
+        t.elapsed() >= WINDOW,
+        "held for the window, took {:?}",
+        t.elapsed()
+    );
+    fake.stop().await;
+}
+
+/// 25 single-insight notifications queued at once on one key: the pacer keeps every
+/// rolling window at 20 or fewer, so WeCom rejects none with 45009.
+#[actix_rt::test]
+async fn burst_of_25_is_paced_within_the_robot_limit() {
+    // The real configuration holds too: at most 20 in any rolling minute.
+    assert!(Pacer::new(20, Duration::from_secs(60)).worst_case_in(Duration::from_secs(60)) <= 20);
+
+    let fake = fake();
+    let mut env = fast_env(Logger::root(slog::Discard, o!()));
+    let r = channels::start(
+        "ops",
+        &wecom_settings(&fake.url(), KEY, serde_json::json!({})),
+        &mut env,
+    )
+    .unwrap();
+    let t = Instant::now();
+    let sends: Vec<_> = (0..25)
+        .map(|k| {
+            r.send(Deliver(notification(
+                100 + k,
+                vec![slow_query(k as usize, "SELECT 1")],
+            )))
+        })
+        .collect();
+    let reports = futures_util::future::join_all(sends).await;
+    for rep in &reports {
+        let rep = rep.as_ref().expect("actor answers");
+        assert_eq!(rep.outcome, Ok(()), "{rep:?}");
+        assert_eq!(rep.attempts, 1, "{rep:?}");
+    }
+    assert_eq!(fake.messages(KEY).len(), 25);
+    assert!(fake.rejected().is_empty(), "{:?}", fake.rejected());
+    assert!(fake.max_accepted_in_window(KEY) <= 20);
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
+    fake.stop().await;
+}
+
+/// Two channels posting with the same key draw from one budget.
+#[actix_rt::test]
+async fn channels_sharing_a_key_share_its_budget() {
+    let fake = fake();
+    let mut env = fast_env(Logger::root(slog::Discard, o!()));
+    let a = channels::start(
+        "a",
+        &wecom_settings(&fake.url(), KEY, serde_json::json!({})),
+        &mut env,
+    )
+    .unwrap();
+    let webhook = serde_json::json!({"type": "wecom", "webhook_url": fake.webhook_url(KEY), "msgtype": "text"});
+    let b_settings: ChannelSettings = serde_json::from_value(webhook).unwrap();
+    let b = channels::start("b", &b_settings, &mut env).unwrap();
+    let mut sends = Vec::new();
+    for k in 0..13u64 {
+        for r in [&a, &b] {
+            sends.push(r.send(Deliver(notification(
+                200 + k,
+                vec![slow_query(k as usize, "SELECT 1")],
+            ))));
+        }
+    }
+    let reports = futures_util::future::join_all(sends).await;
+    assert!(reports.iter().all(|r| r.as_ref().unwrap().outcome.is_ok()));
+    assert_eq!(fake.messages(KEY).len(), 26);
+    assert!(fake.rejected().is_empty(), "{:?}", fake.rejected());
+    assert!(fake.max_accepted_in_window(KEY) <= 20);
+    fake.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Secrets
+
+/// The key shows in no Debug output, no error text, no log line and no rendered message,
+/// whatever goes wrong.
+#[actix_rt::test]
+async fn secrets_never_leak() {
+    let secret = "s3cr3t-9d8c7b6a";
+    let logs = LogBuf::default();
+    let mut env = fast_env(logs.logger()).with_retry(RetryPolicy {
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        deadline: Duration::from_secs(1),
+    });
+
+    // Settings, both spellings.
+    let by_url: ChannelSettings = serde_json::from_value(serde_json::json!({
+        "type": "wecom",
+        "webhook_url": format!("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={secret}")
+    }))
+    .unwrap();
+    let by_key = wecom_settings("https://qyapi.weixin.qq.com", secret, serde_json::json!({}));
+    for s in [&by_url, &by_key] {
+        assert!(!format!("{s:?}").contains(secret), "{s:?}");
+    }
+    assert!(!format!("{env:?}").contains(secret));
+
+    // Invalid settings: the start error does not quote the value.
+    let broken: ChannelSettings = serde_json::from_value(serde_json::json!({
+        "type": "wecom", "webhook_url": format!("https://h/?k={secret}")
+    }))
+    .unwrap();
+    let e = channels::start("ops", &broken, &mut env).unwrap_err();
+    assert!(e.to_string().contains("channels.ops.webhook_url"), "{e}");
+    assert!(!format!("{e} {e:?}").contains(secret), "{e:?}");
+
+    let mut texts = Vec::new();
+    // Connection refused: a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/cgi-bin/webhook/send?key={secret}");
+    let s: ChannelSettings =
+        serde_json::from_value(serde_json::json!({"type": "wecom", "webhook_url": url})).unwrap();
+    let r = channels::start("refused", &s, &mut env).unwrap();
+    let rep = deliver(&r, notification(8, vec![slow_query(1, "SELECT 1")])).await;
+    assert!(
+        matches!(rep.outcome, Err(ChannelError::Retryable { .. })),
+        "{rep:?}"
+    );
+    texts.push(format!("{rep:?} {}", rep.outcome.as_ref().unwrap_err()));
+
+    // Unknown key, timeouts, dropped connections at the fake.
+    let fake = FakeWeCom::start_with(FakeConfig::new(&["other"]).with_window(20, WINDOW)).unwrap();
+    let s = wecom_settings(&fake.url(), secret, serde_json::json!({"timeout": "200ms"}));
+    let r = channels::start("fake", &s, &mut env).unwrap();
+    for fault in [
+        None,
+        Some(Fault::Delay(Duration::from_secs(2))),
+        Some(Fault::Drop),
+    ] {
+        fake.clear_faults();
+        if let Some(f) = fault {
+            fake.inject(f, 1000);
+        }
+        let rep = deliver(&r, notification(9, vec![slow_query(1, "SELECT 1")])).await;
+        let err = rep.outcome.as_ref().unwrap_err();
+        texts.push(format!("{rep:?} {err}"));
+    }
+    fake.stop().await;
+    // Rendered messages: only insight content, never the destination.
+    let n = notification(10, vec![slow_query(1, "SELECT 1")]);
+    texts.extend(render::wecom_markdown(&n, 4000));
+    texts.push(render::plain_report(&n));
+
+    texts.push(logs.text());
+    for t in &texts {
+        assert!(!t.contains(secret), "secret leaked in: {t}");
+    }
+    assert!(
+        logs.text().contains("Delivery attempt failed."),
+        "logs were captured"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Other channel kinds through `start`
+
+#[actix_rt::test]
+async fn file_channel_appends_one_json_line_per_insight() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out/insights.jsonl");
+    let s: ChannelSettings =
+        serde_json::from_value(serde_json::json!({"type": "file", "path": path})).unwrap();
+    let mut env = fast_env(Logger::root(slog::Discard, o!()));
+    let r = channels::start("archive", &s, &mut env).unwrap();
+    let rep = deliver(
+        &r,
+        notification(11, (0..3).map(|n| slow_query(n, "SELECT 1")).collect()),
+    )
+    .await;
+    assert_eq!(rep.outcome, Ok(()));
+    let rep = deliver(&r, notification(12, vec![])).await;
+    assert_eq!((rep.outcome, rep.parts_total), (Ok(()), 0));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<Insight> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2], slow_query(2, "SELECT 1"));
+}
+
+#[actix_rt::test]
+async fn console_channel_delivers_one_part() {
+    let s: ChannelSettings =
+        serde_json::from_value(serde_json::json!({"type": "console"})).unwrap();
+    let mut env = ChannelEnv::new(Logger::root(slog::Discard, o!()), true);
+    let r = channels::start("console", &s, &mut env).unwrap();
+    let rep = deliver(&r, notification(13, vec![slow_query(1, "SELECT 1")])).await;
+    assert_eq!((rep.outcome, rep.parts_total), (Ok(()), 1));
+}
+
+// ---------------------------------------------------------------------------------------
+// Properties of the renderers
+
+/// Pieces that break naive renderers: markdown and WeCom markup, mentions, multi-byte and
+/// invisible characters, line breaks.
+const NASTY: &[&str] = &[
+    "`",
+    "``",
+    "```",
+    "**",
+    "*",
+    "_",
+    "<font color=\"info\">",
+    "</font>",
+    "<@all>",
+    "<",
+    ">",
+    "> ",
+    "- ",
+    "# ",
+    "|",
+    "~",
+    "[",
+    "](",
+    ")",
+    "\\",
+    " ",
+    "  ",
+    "\n",
+    "\t",
+    "\r\n",
+    "数据库",
+    "慢",
+    "🐘",
+    "🔥",
+    "👩‍💻",
+    "é",
+    "\u{200b}",
+    "\u{202e}",
+    "\u{0}",
+    "a",
+    "SELECT x FROM t",
+    "0",
+];
+
+fn arb_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        prop::collection::vec(prop::sample::select(NASTY), 0..200).prop_map(|v| v.concat()),
+    ]
+}
+
+fn arb_insight() -> impl Strategy<Value = Insight> {
+    (
+        arb_text(),
+        arb_text(),
+        arb_text(),
+        arb_text(),
+        arb_text(),
+        prop::option::of(arb_text()),
+        0..3u8,
+        prop::collection::btree_map("[a-z_]{1,20}", any::<f64>(), 0..6),
+    )
+        .prop_map(
+            |(title, advice, server, database, sql, qid, sev, metrics)| {
+                let mut i = slow_query(0, &sql);
+                i.title = title;
+                i.advice = advice;
+                i.labels.insert("server".into(), server);
+                i.labels.insert("database".into(), database);
+                match qid {
+                    Some(q) => i.labels.insert("queryid".into(), q),
+                    None => i.labels.remove("queryid"),
+                };
+                i.severity = [Severity::Info, Severity::Warning, Severity::Critical][sev as usize];
+                i.metrics.extend(metrics);
+                i
+            },
+        )
+}
+
+/// How many insight title lines a part holds, by style.
+fn insight_lines(style: Style, part: &str) -> usize {
+    part.lines()
+        .filter(|l| match style {
+            Style::Markdown => {
+                l.starts_with("<font color=\"")
+                    && (l.contains(" CRITICAL</font>")
+                        || l.contains(" WARNING</font>")
+                        || l.contains(" INFO</font>"))
+            }
+            Style::MarkdownV2 => l.starts_with("### "),
+            Style::Text | Style::Plain => {
+                l.starts_with("[CRITICAL] ")
+                    || l.starts_with("[WARNING] ")
+                    || l.starts_with("[INFO] ")
+            }
+        })
+        .count()
+}
+
+proptest! {
+    /// Whatever the text: every part fits its byte budget, inline code and font tags are
+    /// balanced, and every insight appears exactly once.
+    #[test]
+    fn parts_fit_their_budget(
+        insights in prop::collection::vec(arb_insight(), 1..25),
+        budget in 512usize..=4096,
+    ) {
+        let n = notification(1, insights);
+        for style in [Style::Markdown, Style::MarkdownV2, Style::Text] {
+            let parts = match style {
+                Style::Markdown => render::wecom_markdown(&n, budget),
+                Style::MarkdownV2 => render::wecom_markdown_v2(&n, budget),
+                _ => render::wecom_text(&n, budget),
+            };
+            prop_assert!(!parts.is_empty());
+            let mut seen = 0;
+            for p in &parts {
+                prop_assert!(p.len() <= budget, "{:?}: {} > {}", style, p.len(), budget);
+                prop_assert!(std::str::from_utf8(p.as_bytes()).is_ok());
+                prop_assert!(backticks_balanced(p), "{:?}: {}", style, p);
+                if style == Style::Markdown {
+                    prop_assert_eq!(p.matches("<font").count(), p.matches("</font>").count());
+                }
+                if style == Style::MarkdownV2 {
+                    // No colours in v2, and user text cannot smuggle tags in.
+                    prop_assert!(!p.contains("<font"));
+                }
+                if style == Style::Text {
+                    prop_assert!(!p.contains('`'));
+                }
+                if parts.len() > 1 {
+                    let marker = format!("/{})", parts.len());
+                    prop_assert!(p.contains(&marker), "no part marker in {}", p);
+                }
+                seen += insight_lines(style, p);
+            }
+            prop_assert_eq!(seen, n.insights.len(), "{:?}", style);
+        }
+    }
+
+    /// SQL previews are one line, at most the asked number of characters, and safe inside
+    /// inline code.
+    #[test]
+    fn sql_previews_are_bounded(sql in arb_text(), max in 0usize..300) {
+        let p = render::sql_preview(&sql, max);
+        prop_assert!(p.chars().count() <= max);
+        prop_assert!(!p.contains('`') && !p.contains('\n'));
+    }
+}
