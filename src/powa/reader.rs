@@ -247,7 +247,7 @@ fn points_sql(info: &PowaInfo) -> String {
         "WITH pts AS ( \
            SELECT h.dbid, h.userid, h.queryid{top_h}, r AS rec \
            FROM {s}.powa_statements_history h CROSS JOIN LATERAL unnest(h.records) r \
-           WHERE {srv_h}h.coalesce_range && tstzrange($1, $2, '[]') AND (r).ts BETWEEN $1 AND $2 \
+           WHERE {srv_h}h.coalesce_range && tstzrange($1::timestamptz, $2::timestamptz, '[]') AND (r).ts BETWEEN $1 AND $2 \
            UNION ALL \
            SELECT c.dbid, c.userid, c.queryid{top_c}, c.record \
            FROM {s}.powa_statements_history_current c \
@@ -271,11 +271,11 @@ fn anchor_sql(info: &PowaInfo) -> String {
         "SELECT max(t) FROM ( \
            SELECT max((r).ts) AS t FROM {s}.powa_statements_history_db h \
              CROSS JOIN LATERAL unnest(h.records) r \
-           WHERE {srv_h}h.coalesce_range && tstzrange($1 - interval '1 day', $1, '[]') \
-             AND (r).ts <= $1 \
+           WHERE {srv_h}h.coalesce_range && tstzrange($1::timestamptz - interval '1 day', $1::timestamptz, '[]') \
+             AND (r).ts <= $1::timestamptz \
            UNION ALL \
            SELECT max((c.record).ts) FROM {s}.powa_statements_history_current_db c \
-           WHERE {srv_c}(c.record).ts <= $1 AND (c.record).ts >= $1 - interval '1 day') x"
+           WHERE {srv_c}(c.record).ts <= $1::timestamptz AND (c.record).ts >= $1::timestamptz - interval '1 day') x"
     )
 }
 

@@ -1,0 +1,228 @@
+//! The reader against real PoWA repositories (4.1.4 with remote servers, 3.2.0), as the
+//! SELECT-only role: discovery, exact window deltas for a query first seen in the window,
+//! across a counter reset, and read-only sessions.
+
+mod support;
+
+use chrono::{DateTime, Utc};
+use powa_sentinel::powa::reader::{read_window, StatementsWindow, CALLS};
+use powa_sentinel::powa::{connect, Repository, RepositorySettings};
+use sentinel_actors::Window;
+use support::{exclusive, lab, unique};
+
+async fn repo(dsn: &str) -> Repository {
+    connect("lab", &RepositorySettings::from_dsn(dsn))
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"))
+}
+
+async fn window(repo: &Repository, server: &str, start: DateTime<Utc>) -> StatementsWindow {
+    let s = repo
+        .info
+        .servers
+        .iter()
+        .find(|s| s.name == server)
+        .unwrap_or_else(|| panic!("server {server} not discovered: {:?}", repo.info.servers));
+    read_window(
+        &repo.client,
+        &repo.name,
+        &repo.info,
+        s,
+        Window {
+            start,
+            end: Utc::now(),
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("read_window: {e}"))
+}
+
+fn calls_of(w: &StatementsWindow, table: &str) -> f64 {
+    w.queries
+        .iter()
+        .filter(|q| q.query.as_deref().is_some_and(|t| t.contains(table)))
+        .map(|q| q.get(CALLS))
+        .sum()
+}
+
+#[actix_rt::test]
+async fn discovers_powa_4_with_remote_servers() {
+    let repo = repo(&lab().repo_dsn()).await;
+    assert_eq!(repo.info.version.to_string(), "4.1.4");
+    assert_eq!(repo.info.schema, "public");
+    assert_eq!(repo.info.exec_time_field(), "total_exec_time");
+    let names: Vec<&str> = repo.info.servers.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["local", "remote1", "remote2"]);
+    let remote = &repo.info.servers[1];
+    assert_eq!(remote.frequency, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(
+        remote.retention,
+        Some(std::time::Duration::from_secs(30 * 86400))
+    );
+    assert!(remote.last_snapshot.is_some(), "{remote:?}");
+    for m in ["pg_stat_statements", "pg_stat_kcache", "pg_qualstats"] {
+        assert!(
+            remote.modules.iter().any(|x| x == m),
+            "{m} not in {:?}",
+            remote.modules
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn discovers_powa_3() {
+    let repo = repo(&lab().repo3_dsn()).await;
+    assert_eq!(repo.info.version.to_string(), "3.2.0");
+    assert_eq!(repo.info.exec_time_field(), "total_time");
+    let names: Vec<&str> = repo.info.servers.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["local"]);
+}
+
+/// A query that first appears inside the window is counted from zero; a
+/// pg_stat_statements reset inside the window does not lose or negate calls.
+async fn exact_deltas(cluster: &str, dsn: &str) {
+    let lab = lab();
+    let t = format!("t_delta_{}", unique());
+    let start = {
+        let _guard = exclusive();
+        lab.psql(
+            cluster,
+            "app",
+            &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 100) g"),
+        );
+        lab.snapshot(cluster);
+        let start = Utc::now();
+        let q = format!("SELECT count(*) FROM {t} WHERE id < 50");
+        lab.repeat(cluster, "app", &q, 37);
+        lab.snapshot(cluster);
+        lab.repeat(cluster, "app", &q, 5);
+        lab.snapshot(cluster);
+        lab.psql(cluster, "powa", "SELECT pg_stat_statements_reset()");
+        lab.repeat(cluster, "app", &q, 3);
+        lab.snapshot(cluster);
+        start
+    };
+
+    let repo = repo(dsn).await;
+    let w = window(&repo, "local", start).await;
+    assert_eq!(calls_of(&w, &t), 45.0, "37 + 5 + 3 calls across a reset");
+    let before_start = window(&repo, "local", Utc::now()).await;
+    assert_eq!(
+        calls_of(&before_start, &t),
+        0.0,
+        "an empty window has no calls"
+    );
+    lab.psql(cluster, "app", &format!("DROP TABLE {t}"));
+}
+
+#[actix_rt::test]
+async fn exact_deltas_on_powa_4() {
+    exact_deltas("repo", &lab().repo_dsn()).await;
+}
+
+#[actix_rt::test]
+async fn exact_deltas_on_powa_3() {
+    exact_deltas("repo3", &lab().repo3_dsn()).await;
+}
+
+#[actix_rt::test]
+async fn remote_server_deltas_come_from_powa_collector() {
+    let lab = lab();
+    let t = format!("t_remote_{}", unique());
+    let start = {
+        let _guard = exclusive();
+        lab.psql(
+            "remote1",
+            "app",
+            &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 100) g"),
+        );
+        lab.snapshot("remote");
+        let start = Utc::now();
+        lab.repeat(
+            "remote1",
+            "app",
+            &format!("SELECT count(*) FROM {t} WHERE id > 10"),
+            23,
+        );
+        lab.snapshot("remote");
+        start
+    };
+    let repo = repo(&lab.repo_dsn()).await;
+    let w1 = window(&repo, "remote1", start).await;
+    assert_eq!(calls_of(&w1, &t), 23.0);
+    assert!(
+        w1.queries.iter().all(|q| q.database.is_some()),
+        "database names resolved"
+    );
+    // Per-server: the other server and the repository's own server never see it.
+    let w2 = window(&repo, "remote2", start).await;
+    assert_eq!(calls_of(&w2, &t), 0.0);
+    let w0 = window(&repo, "local", start).await;
+    assert_eq!(calls_of(&w0, &t), 0.0);
+    lab.psql("remote1", "app", &format!("DROP TABLE {t}"));
+}
+
+#[actix_rt::test]
+async fn sessions_are_read_only() {
+    let repo = repo(&lab().repo_dsn()).await;
+    let err = repo
+        .client
+        .batch_execute("CREATE TEMP TABLE sentinel_must_not_write (x int)")
+        .await
+        .expect_err("a write must fail");
+    let text = powa_sentinel::powa::connect::describe_pg_error(&err);
+    assert!(text.contains("read-only"), "{text}");
+    let app: String = repo
+        .client
+        .query_one("SHOW application_name", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(app, "powa-sentinel");
+}
+
+#[actix_rt::test]
+async fn bad_inputs_say_what_to_do() {
+    let lab = lab();
+    let good = lab.repo_dsn();
+    let wrong_pw = format!("{good} password=certainly-wrong");
+    let e = connect("lab", &RepositorySettings::from_dsn(&wrong_pw))
+        .await
+        .err()
+        .expect("wrong password must fail")
+        .to_string();
+    assert!(e.contains("password authentication failed"), "{e}");
+    assert!(!e.contains("certainly-wrong"), "password leaked: {e}");
+
+    let db = format!("nopowa_{}", unique());
+    lab.psql("repo", "postgres", &format!("CREATE DATABASE {db}"));
+    let ro = lab.var("POWA_LAB_RO_USER");
+    lab.psql(
+        "repo",
+        "postgres",
+        &format!("GRANT CONNECT ON DATABASE {db} TO {ro}"),
+    );
+    let no_powa = format!("{good} dbname={db}");
+    let e = connect("lab", &RepositorySettings::from_dsn(&no_powa))
+        .await
+        .err()
+        .expect("a database without PoWA must fail")
+        .to_string();
+    assert!(
+        e.contains(&format!("PoWA is not installed in database `{db}`")),
+        "{e}"
+    );
+    lab.psql(
+        "repo",
+        "postgres",
+        &format!("DROP DATABASE {db} WITH (FORCE)"),
+    );
+
+    let closed = "host=127.0.0.1 port=1 user=x dbname=powa connect_timeout=2";
+    let e = connect("lab", &RepositorySettings::from_dsn(closed))
+        .await
+        .err()
+        .expect("a closed port must fail")
+        .to_string();
+    assert!(e.contains("cannot connect") && e.contains("refused"), "{e}");
+}

@@ -1,0 +1,205 @@
+//! Access to the throwaway real-PoWA environment built by `tests/support/powa-lab`.
+//!
+//! `tests/run-tests` starts one environment for the whole run and exports `POWA_LAB_ENV`
+//! (the path of its `lab.env`). A test binary started alone (`cargo test --test x`) starts
+//! its own environment; the lab's watchdog removes it when this process exits, since
+//! `cargo test` has no global teardown.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+pub struct Lab {
+    pub dir: PathBuf,
+    vars: HashMap<String, String>,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/powa-lab")
+}
+
+fn parse_env(path: &Path) -> HashMap<String, String> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read lab env {}: {e}", path.display()));
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or(v);
+            (k.trim().to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// The shared environment, started on first use.
+pub fn lab() -> &'static Lab {
+    static LAB: OnceLock<Lab> = OnceLock::new();
+    LAB.get_or_init(|| {
+        let envfile = match std::env::var("POWA_LAB_ENV") {
+            Ok(p) if !p.is_empty() => PathBuf::from(p),
+            _ => {
+                let base = std::env::temp_dir().join(format!(
+                    "powa-sentinel-test-{}-{}",
+                    std::process::id(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis()
+                ));
+                let out = Command::new(script())
+                    .arg("up")
+                    .arg(&base)
+                    .arg("--watch-pid")
+                    .arg(std::process::id().to_string())
+                    .output()
+                    .expect("run tests/support/powa-lab");
+                assert!(
+                    out.status.success(),
+                    "powa-lab up failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                PathBuf::from(stdout.lines().last().expect("lab.env path").trim())
+            }
+        };
+        let vars = parse_env(&envfile);
+        let dir = PathBuf::from(vars.get("POWA_LAB_DIR").expect("POWA_LAB_DIR in lab.env"));
+        Lab { dir, vars }
+    })
+}
+
+/// Tests that take snapshots or reset statistics hold this, so that their windows do not
+/// interleave with another test's in the same binary.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Lab {
+    pub fn var(&self, key: &str) -> &str {
+        self.vars
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} missing from lab.env"))
+    }
+
+    /// DSN of the PoWA 4.1.4 repository for the read-only role.
+    pub fn repo_dsn(&self) -> String {
+        self.var("POWA_LAB_REPO_DSN").to_string()
+    }
+
+    /// DSN of the PoWA 3.2.0 repository for the read-only role.
+    pub fn repo3_dsn(&self) -> String {
+        self.var("POWA_LAB_REPO3_DSN").to_string()
+    }
+
+    /// Runs SQL as the superuser on `cluster` (repo, repo3, remote1, remote2) in `db`;
+    /// returns psql's unaligned, tuples-only output.
+    pub fn psql(&self, cluster: &str, db: &str, sql: &str) -> String {
+        let out = Command::new(script())
+            .args(["psql"])
+            .arg(&self.dir)
+            .arg(cluster)
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("run powa-lab psql");
+        assert!(
+            out.status.success(),
+            "psql on {cluster}/{db} failed for {sql}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Runs the same statement `n` times in one session (each one is a separate
+    /// pg_stat_statements call).
+    pub fn repeat(&self, cluster: &str, db: &str, sql: &str, n: usize) {
+        let mut script = String::new();
+        for _ in 0..n {
+            script.push_str(sql);
+            script.push_str(";\n");
+        }
+        let path = std::env::temp_dir().join(format!(
+            "powa-sentinel-sql-{}-{}.sql",
+            std::process::id(),
+            unique()
+        ));
+        std::fs::write(&path, script).unwrap();
+        // The lab may run psql as another OS user.
+        let _ =
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644));
+        let out = Command::new(script_path())
+            .args(["psql"])
+            .arg(&self.dir)
+            .arg(cluster)
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                db,
+                "-o",
+                "/dev/null",
+                "-f",
+            ])
+            .arg(&path)
+            .output()
+            .expect("run powa-lab psql");
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            out.status.success(),
+            "psql -f on {cluster}/{db} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `powa-lab snapshot DIR which` (repo, repo3, remote or all).
+    pub fn snapshot(&self, which: &str) {
+        let out = Command::new(script())
+            .arg("snapshot")
+            .arg(&self.dir)
+            .arg(which)
+            .output()
+            .expect("run powa-lab snapshot");
+        assert!(
+            out.status.success(),
+            "powa-lab snapshot {which} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn script_path() -> PathBuf {
+    script()
+}
+
+/// A short unique suffix for table names, so that each test has its own queries.
+pub fn unique() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_micros(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
