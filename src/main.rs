@@ -112,6 +112,7 @@ async fn once(settings: Settings, opts: RunOptions, log: Logger) -> ExitCode {
         return ExitCode::from(1);
     }
     let end = Utc::now();
+    warn_about_servers(&topo, settings.analysis.window, end, &log);
     let window = Window {
         start: end
             - chrono::Duration::from_std(settings.analysis.window)
@@ -165,6 +166,39 @@ async fn once(settings: Settings, opts: RunOptions, log: Logger) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// What makes a window's numbers incomplete: a server PoWA stopped snapshotting, snapshot
+/// errors, a retention shorter than the window.
+fn warn_about_servers(
+    topo: &topology::Topology,
+    window: std::time::Duration,
+    now: chrono::DateTime<Utc>,
+    log: &Logger,
+) {
+    for repo in &topo.repositories {
+        for s in &repo.info.servers {
+            let server = format!("{}/{}", repo.name, s.name);
+            if let (Some(freq), Some(last)) = (s.frequency, s.last_snapshot) {
+                let age = (now - last).to_std().unwrap_or_default();
+                if age > freq * 3 {
+                    warn!(log, "PoWA has not snapshotted this server recently; its newest data is missing.";
+                        "server" => &server, "last_snapshot" => %last.to_rfc3339(),
+                        "frequency" => %humantime::format_duration(freq));
+                }
+            }
+            if !s.errors.is_empty() {
+                warn!(log, "PoWA's last snapshot of this server had errors.";
+                    "server" => &server, "errors" => s.errors.join("; "));
+            }
+            if let Some(ret) = s.retention {
+                if ret < window {
+                    warn!(log, "Retention is shorter than the analysis window: the start of the window is gone.";
+                        "server" => &server, "retention" => %humantime::format_duration(ret));
+                }
+            }
+        }
     }
 }
 

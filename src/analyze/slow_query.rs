@@ -269,7 +269,7 @@ fn advice(q: &QueryStats, share: f64) -> String {
         "It spills to temporary files: check its sorts and hashes with EXPLAIN (ANALYZE, BUFFERS); raise work_mem for it or add an index that provides the order.".to_string()
     } else if blocks_per_call > 1000.0 && rows_per_call < 100.0 {
         format!(
-            "It reads {:.0} blocks per call to return {:.0} rows: likely a sequential scan behind a selective filter; look for a missing index with EXPLAIN (ANALYZE, BUFFERS).",
+            "It reads {:.0} blocks per call for {:.0} row(s) returned: likely a sequential scan behind a selective filter; look for a missing index with EXPLAIN (ANALYZE, BUFFERS).",
             blocks_per_call, rows_per_call
         )
     } else if mean < 5.0 && calls > 10_000.0 {
