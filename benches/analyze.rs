@@ -37,15 +37,7 @@ fn window(n: usize) -> StatementsWindow {
         .collect();
     StatementsWindow {
         repository: "bench".into(),
-        server: ServerInfo {
-            srvid: 1,
-            name: "db1".into(),
-            frequency: None,
-            retention: None,
-            last_snapshot: None,
-            errors: vec![],
-            modules: vec![],
-        },
+        server: ServerInfo::named(1, "db1"),
         window: Window {
             start: t0,
             end: t0 + chrono::Duration::hours(24),

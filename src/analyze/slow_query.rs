@@ -331,15 +331,7 @@ mod tests {
         let t0 = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
         StatementsWindow {
             repository: "main".into(),
-            server: ServerInfo {
-                srvid: 1,
-                name: "db1".into(),
-                frequency: None,
-                retention: None,
-                last_snapshot: None,
-                errors: vec![],
-                modules: vec![],
-            },
+            server: ServerInfo::named(1, "db1"),
             window: Window {
                 start: t0,
                 end: t0 + chrono::Duration::hours(1),

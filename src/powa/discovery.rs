@@ -61,6 +61,22 @@ pub struct ServerInfo {
     pub modules: Vec<String>,
 }
 
+impl ServerInfo {
+    /// A server known only by id and name (nothing read from PoWA yet); for fixtures and
+    /// synthetic data.
+    pub fn named(srvid: i32, name: &str) -> Self {
+        ServerInfo {
+            srvid,
+            name: name.to_string(),
+            frequency: None,
+            retention: None,
+            last_snapshot: None,
+            errors: Vec::new(),
+            modules: Vec::new(),
+        }
+    }
+}
+
 /// What discovery learnt about a repository.
 #[derive(Clone, Debug)]
 pub struct PowaInfo {

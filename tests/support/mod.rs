@@ -97,76 +97,42 @@ impl Lab {
         self.var("POWA_LAB_REPO3_DSN").to_string()
     }
 
-    /// Runs SQL as the superuser on `cluster` (repo, repo3, remote1, remote2) in `db`;
-    /// returns psql's unaligned, tuples-only output.
-    pub fn psql(&self, cluster: &str, db: &str, sql: &str) -> String {
+    /// Runs psql as the superuser on `cluster` (repo, repo3, remote1, remote2) in `db`
+    /// with `args` after the common options; panics with psql's error on failure.
+    fn run_psql(&self, cluster: &str, db: &str, args: &[&str]) -> String {
         let out = Command::new(script())
-            .args(["psql"])
+            .arg("psql")
             .arg(&self.dir)
             .arg(cluster)
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                db,
-                "-c",
-                sql,
-            ])
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db])
+            .args(args)
             .output()
             .expect("run powa-lab psql");
         assert!(
             out.status.success(),
-            "psql on {cluster}/{db} failed for {sql}:\n{}",
+            "psql on {cluster}/{db} failed for {args:?}:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Runs SQL; returns psql's unaligned, tuples-only output.
+    pub fn psql(&self, cluster: &str, db: &str, sql: &str) -> String {
+        self.run_psql(cluster, db, &["-A", "-t", "-c", sql])
+    }
+
     /// Runs the same statement `n` times in one session (each one is a separate
     /// pg_stat_statements call).
     pub fn repeat(&self, cluster: &str, db: &str, sql: &str, n: usize) {
-        let mut script = String::new();
-        for _ in 0..n {
-            script.push_str(sql);
-            script.push_str(";\n");
-        }
-        let path = std::env::temp_dir().join(format!(
-            "powa-sentinel-sql-{}-{}.sql",
-            std::process::id(),
-            unique()
-        ));
-        std::fs::write(&path, script).unwrap();
+        let text = format!("{sql};\n").repeat(n);
+        let path = std::env::temp_dir().join(format!("powa-sentinel-sql-{}.sql", unique()));
+        std::fs::write(&path, text).unwrap();
         // The lab may run psql as another OS user.
         let _ =
             std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644));
-        let out = Command::new(script_path())
-            .args(["psql"])
-            .arg(&self.dir)
-            .arg(cluster)
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                db,
-                "-o",
-                "/dev/null",
-                "-f",
-            ])
-            .arg(&path)
-            .output()
-            .expect("run powa-lab psql");
+        let file = path.to_str().expect("temp path is UTF-8");
+        self.run_psql(cluster, db, &["-o", "/dev/null", "-f", file]);
         let _ = std::fs::remove_file(&path);
-        assert!(
-            out.status.success(),
-            "psql -f on {cluster}/{db} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 
     /// `powa-lab snapshot DIR which` (repo, repo3, remote or all).
@@ -183,10 +149,6 @@ impl Lab {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-fn script_path() -> PathBuf {
-    script()
 }
 
 /// A short unique suffix for table names, so that each test has its own queries.
