@@ -31,6 +31,7 @@ fn window(n: usize) -> StatementsWindow {
                 database: Some("app".into()),
                 user: Some("app".into()),
                 counters: c,
+                kcache: None,
                 query: Some(format!("SELECT * FROM t{i} WHERE id = $1")),
             }
         })

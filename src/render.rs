@@ -188,6 +188,8 @@ pub fn format_metric(name: &str, value: f64) -> String {
     }
     if name.ends_with("_ms") {
         format_ms(value)
+    } else if name.ends_with("_bytes") {
+        format_bytes(value)
     } else if name.starts_with("share_") || name.ends_with("_share") {
         let pct = value * 100.0;
         if pct.abs() >= 10.0 || pct == 0.0 {
@@ -208,9 +210,28 @@ pub fn format_metric(name: &str, value: f64) -> String {
     }
 }
 
+/// Bytes with a binary unit: `512 B`, `12.0 KiB`, `3.4 GiB`.
+fn format_bytes(value: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = value;
+    let mut unit = 0;
+    while v.abs() >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{v:.0} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
 /// The human name of a metric: its unit suffix dropped, underscores as spaces.
 pub fn metric_label(name: &str) -> String {
-    name.strip_suffix("_ms").unwrap_or(name).replace('_', " ")
+    let base = name.strip_suffix("_ms").unwrap_or(name);
+    base.strip_suffix("_bytes")
+        .unwrap_or(base)
+        .replace('_', " ")
 }
 
 fn is_count(name: &str) -> bool {

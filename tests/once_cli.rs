@@ -141,6 +141,15 @@ key = "robot-key-1"
     assert_eq!(i["repository"], "lab");
     assert_eq!(i["metrics"]["calls"], 8.0);
     assert!(i["metrics"]["mean_time_ms"].as_f64().unwrap() > 1.0);
+    // pg_stat_kcache: the query hashes every row, so most of its time is CPU.
+    let cpu = i["metrics"]["cpu_time_ms"]
+        .as_f64()
+        .expect("kcache CPU time");
+    let total = i["metrics"]["total_time_ms"].as_f64().unwrap();
+    assert!(
+        cpu > 0.2 * total && cpu < 1.5 * total,
+        "cpu {cpu} ms of {total} ms"
+    );
     assert!(i["queryid"].as_str().is_some());
     assert!(
         insights.iter().all(|i| i["database"] != "quiet"),

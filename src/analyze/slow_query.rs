@@ -25,6 +25,12 @@ pub enum RankBy {
     MeanTime,
     /// Number of calls.
     Calls,
+    /// CPU time (user + system, pg_stat_kcache); falls back to execution time for
+    /// queries kcache has no data for.
+    CpuTime,
+    /// Time spent reading and writing blocks (track_io_timing); with pg_stat_kcache,
+    /// bytes of physical I/O rank first.
+    IoTime,
 }
 
 impl RankBy {
@@ -33,6 +39,12 @@ impl RankBy {
             RankBy::TotalTime => q.get(EXEC_TIME),
             RankBy::MeanTime => q.mean_time_ms(),
             RankBy::Calls => q.get(CALLS),
+            RankBy::CpuTime => q.kcache.map_or(q.get(EXEC_TIME), |k| k.cpu_time_ms()),
+            RankBy::IoTime => {
+                let timed = q.get(BLK_READ_TIME) + q.get(BLK_WRITE_TIME);
+                // Bytes dwarf milliseconds: a query with physical I/O outranks one without.
+                q.kcache.map_or(timed, |k| k.io_bytes() + timed)
+            }
         }
     }
 
@@ -41,6 +53,8 @@ impl RankBy {
             RankBy::TotalTime => "total_time",
             RankBy::MeanTime => "mean_time",
             RankBy::Calls => "calls",
+            RankBy::CpuTime => "cpu_time",
+            RankBy::IoTime => "io_time",
         }
     }
 }
@@ -218,11 +232,26 @@ impl SlowQueryAnalyzer {
         if io_time > 0.0 {
             metrics.insert("io_time_ms".to_string(), io_time);
         }
+        if let Some(k) = q.kcache {
+            metrics.insert("cpu_time_ms".to_string(), k.cpu_time_ms());
+            metrics.insert("read_bytes".to_string(), k.reads_bytes);
+            metrics.insert("write_bytes".to_string(), k.writes_bytes);
+        }
 
         let by = match self.settings.rank_by {
             RankBy::TotalTime => format!("{:.0}% of its execution time", share * 100.0),
             RankBy::MeanTime => format!("{} per call", super::human_ms(mean)),
             RankBy::Calls => format!("{calls:.0} calls"),
+            RankBy::CpuTime => format!(
+                "{} of CPU",
+                super::human_ms(q.kcache.map_or(total, |k| k.cpu_time_ms()))
+            ),
+            RankBy::IoTime => match q.kcache {
+                Some(k) if k.io_bytes() > 0.0 => {
+                    format!("{:.1} MB of disk I/O", k.io_bytes() / 1e6)
+                }
+                _ => format!("{} of I/O time", super::human_ms(io_time)),
+            },
         };
         let title = format!("#{rank} query on {} / {database}: {by}", w.server.name);
         Insight {
@@ -323,6 +352,7 @@ mod tests {
             database: Some("app".into()),
             user: Some("bob".into()),
             counters: c,
+            kcache: None,
             query: Some(text.into()),
         }
     }
@@ -383,6 +413,35 @@ mod tests {
         let out = a.analyze_window(&w);
         assert_eq!(out[0].severity, Severity::Critical);
         assert_eq!(out[1].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn cpu_ranking_uses_kcache_when_present() {
+        use crate::powa::kcache::Kcache;
+        let s = SlowQuerySettings {
+            rank_by: RankBy::CpuTime,
+            ..Default::default()
+        };
+        let a = SlowQueryAnalyzer::new(s);
+        let mut waits = q(1, 10.0, 9_000.0, "SELECT pg_sleep(1)");
+        waits.kcache = Some(Kcache {
+            user_time_s: 0.01,
+            ..Default::default()
+        });
+        let mut burns = q(2, 10.0, 3_000.0, "SELECT md5(x) FROM big");
+        burns.kcache = Some(Kcache {
+            user_time_s: 2.5,
+            system_time_s: 0.3,
+            ..Default::default()
+        });
+        let out = a.analyze_window(&window(vec![waits, burns]));
+        assert_eq!(
+            out[0].label("queryid"),
+            Some("2"),
+            "the CPU burner ranks first"
+        );
+        assert!((out[0].metric("cpu_time_ms").unwrap() - 2800.0).abs() < 1e-6);
+        assert_eq!(out[0].rule, "slow_query.cpu_time");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod connect;
 pub mod discovery;
+pub mod kcache;
 pub mod reader;
 pub mod source;
 

@@ -76,6 +76,8 @@ pub struct QueryStats {
     pub database: Option<String>,
     pub user: Option<String>,
     pub counters: Counters,
+    /// CPU and physical I/O from pg_stat_kcache, when PoWA records it for this server.
+    pub kcache: Option<super::kcache::Kcache>,
     /// Normalised text, cut to [`TEXT_LIMIT`] characters; None if PoWA purged it.
     pub query: Option<String>,
 }
@@ -113,39 +115,40 @@ pub struct StatementsWindow {
 /// Query texts can be megabytes; nobody reads more than this in a chat message.
 pub const TEXT_LIMIT: i32 = 4000;
 
-/// Reset detection: a series went backwards.
-fn is_reset(cur: &Counters, prev: &Counters) -> bool {
-    cur[CALLS] < prev[CALLS] || cur[EXEC_TIME] < prev[EXEC_TIME]
+/// Reset detection: a series went backwards. The first two counters of every series are
+/// its reset detectors (calls and execution time; user and system CPU time for kcache).
+fn is_reset<const M: usize>(cur: &[f64; M], prev: &[f64; M]) -> bool {
+    cur[0] < prev[0] || cur[1] < prev[1]
 }
 
 /// Accumulates one key's points, in timestamp order. Rows with the same timestamp are one
 /// snapshot (duplicates are summed), so a point is only stepped over once the next
 /// timestamp arrives.
 #[derive(Clone, Debug)]
-pub struct SeriesAcc {
+pub struct SeriesAcc<const M: usize = N> {
     first_ts: DateTime<Utc>,
-    first: Counters,
-    prev: Option<Counters>,
+    first: [f64; M],
+    prev: Option<[f64; M]>,
     pending_ts: DateTime<Utc>,
-    pending: Counters,
+    pending: [f64; M],
     /// Sum of increments since `first`, pending point excluded.
-    inc: Counters,
+    inc: [f64; M],
 }
 
-impl SeriesAcc {
-    pub fn new(ts: DateTime<Utc>, v: Counters) -> Self {
+impl<const M: usize> SeriesAcc<M> {
+    pub fn new(ts: DateTime<Utc>, v: [f64; M]) -> Self {
         SeriesAcc {
             first_ts: ts,
             first: v,
             prev: None,
             pending_ts: ts,
             pending: v,
-            inc: [0.0; N],
+            inc: [0.0; M],
         }
     }
 
     /// Adds the next point; `ts` must not be older than the previous one.
-    pub fn push(&mut self, ts: DateTime<Utc>, v: Counters) {
+    pub fn push(&mut self, ts: DateTime<Utc>, v: [f64; M]) {
         if ts == self.pending_ts {
             for (p, x) in self.pending.iter_mut().zip(v) {
                 *p += x;
@@ -164,7 +167,7 @@ impl SeriesAcc {
         let cur = self.pending;
         if let Some(prev) = self.prev {
             let reset = is_reset(&cur, &prev);
-            for i in 0..N {
+            for i in 0..M {
                 let step = if reset { cur[i] } else { cur[i] - prev[i] };
                 self.inc[i] += step.max(0.0);
             }
@@ -173,7 +176,7 @@ impl SeriesAcc {
     }
 
     /// Final deltas; the first value counts too when the series started after the anchor.
-    pub fn finish(&self, anchor: Option<DateTime<Utc>>) -> Counters {
+    pub fn finish(&self, anchor: Option<DateTime<Utc>>) -> [f64; M] {
         let mut done = self.clone();
         done.commit();
         let count_first = anchor.is_some_and(|a| self.first_ts > a);
@@ -356,10 +359,20 @@ pub async fn read_window(
             database: None,
             user: None,
             counters: acc.finish(effective_anchor),
+            kcache: None,
             query: None,
         })
         .filter(|q| q.counters[CALLS] > 0.0)
         .collect();
+
+    if server.modules.iter().any(|m| m == "pg_stat_kcache") && !queries.is_empty() {
+        let k = super::kcache::read_kcache(client, info, srvid, from, window.end, effective_anchor)
+            .await
+            .map_err(|e| ctx("pg_stat_kcache history", e))?;
+        for q in queries.iter_mut() {
+            q.kcache = k.get(&(q.key.dbid, q.key.userid, q.key.queryid)).copied();
+        }
+    }
 
     decorate(client, info, server, &mut queries)
         .await
