@@ -47,6 +47,7 @@ fn window(n: usize) -> StatementsWindow {
         last_ts: None,
         points: 0,
         queries,
+        baseline: None,
     }
 }
 

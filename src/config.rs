@@ -46,6 +46,14 @@ pub struct AnalysisSettings {
     /// Length of the analysed window, ending now. Default 24h.
     #[serde(with = "humantime_serde", default = "default_window")]
     pub window: Duration,
+    /// The baseline is the same window shifted back by this much. Default 7d (the same
+    /// hours a week earlier); PoWA's retention must cover window + offset.
+    #[serde(with = "humantime_serde", default = "default_baseline_offset")]
+    pub baseline_offset: Duration,
+}
+
+fn default_baseline_offset() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
 }
 
 fn default_window() -> Duration {
@@ -56,6 +64,7 @@ impl Default for AnalysisSettings {
     fn default() -> Self {
         AnalysisSettings {
             window: default_window(),
+            baseline_offset: default_baseline_offset(),
         }
     }
 }
@@ -193,6 +202,12 @@ impl Settings {
                 "the window must be at least 1m (PoWA snapshots are minutes apart)",
             ));
         }
+        if self.analysis.baseline_offset < self.analysis.window {
+            problems.push(Problem::new(
+                "analysis.baseline_offset",
+                "must be at least the window, or the baseline overlaps the window it is compared with",
+            ));
+        }
         self.analyzers.validate("analyzers", &mut problems);
         problems
     }
@@ -227,6 +242,29 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("s.toml"), "{text}");
         assert!(text.contains("analysis.window"), "{text}");
+    }
+
+    #[test]
+    fn the_documented_defaults_load() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/powa-sentinel.toml");
+        let s =
+            Settings::load_with_env(&p, Some(BTreeMap::new())).unwrap_or_else(|e| panic!("{e}"));
+        // The documented values are the defaults.
+        assert_eq!(s.analysis.window, default_window());
+        assert_eq!(s.analysis.baseline_offset, default_baseline_offset());
+        assert_eq!(s.analyzers.slow_queries.top_n, 5);
+        assert_eq!(s.analyzers.regression.min_calls, 10);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/powa-sentinel.toml");
+        let env = BTreeMap::from([(
+            "POWA_SENTINEL__ANALYZERS__SLOW_QUERIES__TOP_N".to_string(),
+            "9".to_string(),
+        )]);
+        let s = Settings::load_with_env(&p, Some(env)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.analyzers.slow_queries.top_n, 9);
     }
 
     #[test]

@@ -112,7 +112,12 @@ async fn once(settings: Settings, opts: RunOptions, log: Logger) -> ExitCode {
         return ExitCode::from(1);
     }
     let end = Utc::now();
-    warn_about_servers(&topo, settings.analysis.window, end, &log);
+    let baseline = settings
+        .analyzers
+        .regression
+        .enabled
+        .then_some(settings.analysis.baseline_offset);
+    warn_about_servers(&topo, settings.analysis.window, baseline, end, &log);
     let window = Window {
         start: end
             - chrono::Duration::from_std(settings.analysis.window)
@@ -174,6 +179,7 @@ async fn once(settings: Settings, opts: RunOptions, log: Logger) -> ExitCode {
 fn warn_about_servers(
     topo: &topology::Topology,
     window: std::time::Duration,
+    baseline_offset: Option<std::time::Duration>,
     now: chrono::DateTime<Utc>,
     log: &Logger,
 ) {
@@ -196,6 +202,10 @@ fn warn_about_servers(
                 if ret < window {
                     warn!(log, "Retention is shorter than the analysis window: the start of the window is gone.";
                         "server" => &server, "retention" => %humantime::format_duration(ret));
+                } else if let Some(off) = baseline_offset.filter(|off| ret < window + *off) {
+                    warn!(log, "Retention is shorter than window + baseline_offset: PoWA has already purged the baseline, so no regression can be found. Raise the server's retention or lower analysis.baseline_offset.";
+                        "server" => &server, "retention" => %humantime::format_duration(ret),
+                        "needed" => %humantime::format_duration(window + off));
                 }
             }
         }

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use futures_util::future::join_all;
 use slog::{info, o, warn, Logger};
 
-use crate::analyze::SlowQueryAnalyzer;
+use crate::analyze::{RegressionAnalyzer, SlowQueryAnalyzer};
 use crate::channels::{self, ChannelEnv};
 use crate::config::Settings;
 use crate::output::{JsonLinesOutput, JSON_OUTPUT_CHANNEL};
@@ -97,6 +97,17 @@ pub async fn build(
     )
     .start();
 
+    let regression = AnalyzerActor::new(
+        RegressionAnalyzer::new(settings.analyzers.regression.clone()),
+        gate.clone().recipient(),
+    )
+    .start();
+    let baseline_offset = settings
+        .analyzers
+        .regression
+        .enabled
+        .then_some(settings.analysis.baseline_offset);
+
     let (repositories, failures) = connect_all(settings).await;
     for f in &failures {
         warn!(log, "Repository unavailable; the others are analysed."; "error" => %f);
@@ -114,11 +125,16 @@ pub async fn build(
                 Arc::clone(&repo.client),
                 Arc::clone(&info),
                 server.clone(),
+                baseline_offset,
             );
             let name = format!("{}/{}", repo.name, server.name);
             info!(log, "Collector ready."; "repository" => &repo.name, "server" => &server.name,
                   "srvid" => server.srvid, "powa" => %repo.info.version);
-            let addr = CollectorActor::new(source, vec![slow.clone().recipient()]).start();
+            let addr = CollectorActor::new(
+                source,
+                vec![slow.clone().recipient(), regression.clone().recipient()],
+            )
+            .start();
             collectors.push(CollectorHandle { name, addr });
         }
     }

@@ -1,11 +1,13 @@
 //! Analyzers: each turns a server's snapshot into insights. One file per analyzer, its
 //! settings beside it.
 
+pub mod regression;
 pub mod slow_query;
 
 use serde::Deserialize;
 
 use crate::config::Problem;
+pub use regression::{RegressionAnalyzer, RegressionSettings};
 pub use slow_query::{SlowQueryAnalyzer, SlowQuerySettings};
 
 /// `[analyzers]`: one table per analyzer.
@@ -14,12 +16,16 @@ pub use slow_query::{SlowQueryAnalyzer, SlowQuerySettings};
 pub struct AnalyzersSettings {
     #[serde(default)]
     pub slow_queries: SlowQuerySettings,
+    #[serde(default)]
+    pub regression: RegressionSettings,
 }
 
 impl AnalyzersSettings {
     pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
         self.slow_queries
             .validate(&format!("{path}.slow_queries"), problems);
+        self.regression
+            .validate(&format!("{path}.regression"), problems);
     }
 }
 

@@ -370,6 +370,7 @@ mod tests {
             last_ts: None,
             points: 0,
             queries,
+            baseline: None,
         }
     }
 

@@ -110,6 +110,9 @@ pub struct StatementsWindow {
     pub points: u64,
     /// Queries with at least one call in the window.
     pub queries: Vec<QueryStats>,
+    /// The same server over the baseline window (the window shifted back by the baseline
+    /// offset), when a baseline was asked for.
+    pub baseline: Option<Box<StatementsWindow>>,
 }
 
 /// Query texts can be megabytes; nobody reads more than this in a chat message.
@@ -386,6 +389,7 @@ pub async fn read_window(
         last_ts,
         points,
         queries,
+        baseline: None,
     })
 }
 

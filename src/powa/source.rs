@@ -16,6 +16,8 @@ pub struct PowaSource {
     client: Arc<Client>,
     info: Arc<PowaInfo>,
     server: ServerInfo,
+    /// Read the window shifted back by this much too, for the baseline.
+    baseline_offset: Option<std::time::Duration>,
 }
 
 impl PowaSource {
@@ -24,6 +26,7 @@ impl PowaSource {
         client: Arc<Client>,
         info: Arc<PowaInfo>,
         server: ServerInfo,
+        baseline_offset: Option<std::time::Duration>,
     ) -> Self {
         PowaSource {
             name: format!("{repository}/{}", server.name),
@@ -31,6 +34,7 @@ impl PowaSource {
             client,
             info,
             server,
+            baseline_offset,
         }
     }
 }
@@ -47,10 +51,23 @@ impl Source for PowaSource {
         let info = Arc::clone(&self.info);
         let server = self.server.clone();
         let repository = self.repository.clone();
+        let offset = self
+            .baseline_offset
+            .and_then(|d| chrono::Duration::from_std(d).ok());
         Box::pin(async move {
-            let w = read_window(&client, &repository, &info, &server, window)
+            let mut w = read_window(&client, &repository, &info, &server, window)
                 .await
                 .map_err(SourceError::new)?;
+            if let Some(off) = offset {
+                let shifted = Window {
+                    start: window.start - off,
+                    end: window.end - off,
+                };
+                let b = read_window(&client, &repository, &info, &server, shifted)
+                    .await
+                    .map_err(SourceError::new)?;
+                w.baseline = Some(Box::new(b));
+            }
             let taken_at = w.last_ts.unwrap_or(window.end);
             Ok((Arc::new(w), taken_at))
         })

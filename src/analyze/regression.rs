@@ -1,0 +1,312 @@
+//! Regressions: queries whose mean time per call went up against the baseline window (the
+//! same window, shifted back by `analysis.baseline_offset`).
+//!
+//! Mean times of fast queries are noisy (on a busy machine a 0.05 ms query varies 2–3×
+//! between windows), so a regression must pass every guard: enough calls in both windows,
+//! an absolute increase in milliseconds, a relative factor, and enough time in the current
+//! window to matter. Severity grows with the factor and with the query's share of the
+//! server's time: a 10× slowdown of a query nobody runs is less urgent than a 2× slowdown
+//! of the query that carries the server.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::Problem;
+use crate::powa::reader::{QueryKey, QueryStats, StatementsWindow, CALLS, EXEC_TIME, ROWS};
+use sentinel_actors::analyzer::Analyze;
+use sentinel_actors::{Fingerprint, Insight, Severity, Snapshot};
+
+/// `[analyzers.regression]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegressionSettings {
+    /// Default true. Needs a baseline: see `analysis.baseline_offset`.
+    pub enabled: bool,
+    /// Calls needed in each window for a mean to mean something. Default 10.
+    pub min_calls: u64,
+    /// Smallest increase of the mean time per call worth a message. Default 2ms.
+    #[serde(with = "humantime_serde")]
+    pub min_mean_increase: Duration,
+    /// Current mean / baseline mean from which it is a regression. Default 1.5 (+50%).
+    pub min_factor: f64,
+    /// The query must cost at least this much in the current window. Default 1s.
+    #[serde(with = "humantime_serde")]
+    pub min_total_time: Duration,
+    /// Factor from which it is a warning (or from 10% of the server's time). Default 3.
+    pub warning_factor: f64,
+    /// Factor from which it is critical when the query also has at least
+    /// `critical_share` of the server's time. Default 10.
+    pub critical_factor: f64,
+    /// Default 0.2 (20% of the server's execution time in the window).
+    pub critical_share: f64,
+}
+
+impl Default for RegressionSettings {
+    fn default() -> Self {
+        RegressionSettings {
+            enabled: true,
+            min_calls: 10,
+            min_mean_increase: Duration::from_millis(2),
+            min_factor: 1.5,
+            min_total_time: Duration::from_secs(1),
+            warning_factor: 3.0,
+            critical_factor: 10.0,
+            critical_share: 0.2,
+        }
+    }
+}
+
+impl RegressionSettings {
+    pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+        if self.min_factor.is_nan() || self.min_factor <= 1.0 {
+            problems.push(Problem::new(
+                format!("{path}.min_factor"),
+                "must be above 1 (1.5 means 50% slower than the baseline)",
+            ));
+        }
+        if self.warning_factor < self.min_factor || self.critical_factor < self.warning_factor {
+            problems.push(Problem::new(
+                format!("{path}.warning_factor"),
+                "keep min_factor <= warning_factor <= critical_factor",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.critical_share) {
+            problems.push(Problem::new(
+                format!("{path}.critical_share"),
+                "is a fraction of the server's time, between 0 and 1",
+            ));
+        }
+    }
+}
+
+pub struct RegressionAnalyzer {
+    settings: RegressionSettings,
+}
+
+impl RegressionAnalyzer {
+    pub fn new(settings: RegressionSettings) -> Self {
+        RegressionAnalyzer { settings }
+    }
+
+    pub fn analyze_window(&self, w: &StatementsWindow) -> Vec<Insight> {
+        let s = &self.settings;
+        let Some(base) = w.baseline.as_deref() else {
+            return Vec::new();
+        };
+        if !s.enabled {
+            return Vec::new();
+        }
+        let before: HashMap<QueryKey, &QueryStats> =
+            base.queries.iter().map(|q| (q.key, q)).collect();
+        let server_total: f64 = w.queries.iter().map(|q| q.get(EXEC_TIME)).sum();
+        let min_calls = s.min_calls as f64;
+        let mut out: Vec<(f64, Insight)> = Vec::new();
+        for q in &w.queries {
+            if q.query
+                .as_deref()
+                .is_some_and(|t| super::is_monitoring_query(t) || super::is_utility(t))
+            {
+                continue;
+            }
+            let Some(b) = before.get(&q.key) else {
+                continue;
+            };
+            if q.get(CALLS) < min_calls || b.get(CALLS) < min_calls {
+                continue;
+            }
+            let (now, then) = (q.mean_time_ms(), b.mean_time_ms());
+            if then <= 0.0 || q.get(EXEC_TIME) < s.min_total_time.as_secs_f64() * 1000.0 {
+                continue;
+            }
+            let factor = now / then;
+            if factor < s.min_factor || now - then < s.min_mean_increase.as_secs_f64() * 1000.0 {
+                continue;
+            }
+            let share = if server_total > 0.0 {
+                q.get(EXEC_TIME) / server_total
+            } else {
+                0.0
+            };
+            let severity = if factor >= s.critical_factor && share >= s.critical_share {
+                Severity::Critical
+            } else if factor >= s.warning_factor || share >= 0.1 {
+                Severity::Warning
+            } else {
+                Severity::Info
+            };
+            let extra = (now - then) * q.get(CALLS);
+            out.push((extra, self.insight(w, q, b, factor, share, severity)));
+        }
+        // Most extra time first: that is what the regression costs the server.
+        out.sort_by(|a, b| b.0.total_cmp(&a.0));
+        out.into_iter().map(|(_, i)| i).collect()
+    }
+
+    fn insight(
+        &self,
+        w: &StatementsWindow,
+        q: &QueryStats,
+        b: &QueryStats,
+        factor: f64,
+        share: f64,
+        severity: Severity,
+    ) -> Insight {
+        let database = q
+            .database
+            .clone()
+            .unwrap_or_else(|| format!("oid {}", q.key.dbid));
+        let user = q
+            .user
+            .clone()
+            .unwrap_or_else(|| format!("oid {}", q.key.userid));
+        let (now, then) = (q.mean_time_ms(), b.mean_time_ms());
+        let rows_now = q.get(ROWS) / q.get(CALLS);
+        let rows_then = b.get(ROWS) / b.get(CALLS);
+        let mut labels = BTreeMap::new();
+        labels.insert("repository".to_string(), w.repository.clone());
+        labels.insert("server".to_string(), w.server.name.clone());
+        labels.insert("database".to_string(), database.clone());
+        labels.insert("user".to_string(), user);
+        labels.insert("queryid".to_string(), q.key.queryid.to_string());
+        let mut metrics = BTreeMap::new();
+        metrics.insert("mean_time_ms".to_string(), now);
+        metrics.insert("baseline_mean_time_ms".to_string(), then);
+        metrics.insert("factor".to_string(), factor);
+        metrics.insert("calls".to_string(), q.get(CALLS));
+        metrics.insert("baseline_calls".to_string(), b.get(CALLS));
+        metrics.insert("extra_time_ms".to_string(), (now - then) * q.get(CALLS));
+        metrics.insert("share_of_total_time".to_string(), share);
+        metrics.insert("rows_per_call".to_string(), rows_now);
+        metrics.insert("baseline_rows_per_call".to_string(), rows_then);
+        let advice = if rows_then > 0.0 && rows_now / rows_then >= 2.0 {
+            format!(
+                "It now returns {rows_now:.0} rows per call instead of {rows_then:.0}: the data or the parameters changed; check the filters and whether the application asks for more than it needs."
+            )
+        } else {
+            "Same work, slower: compare its plan now with the plan before (EXPLAIN (ANALYZE, BUFFERS)); look for a dropped or invalid index, stale statistics (ANALYZE), a changed setting, or lock waits.".to_string()
+        };
+        Insight {
+            fingerprint: Fingerprint::of([
+                w.repository.as_str(),
+                w.server.name.as_str(),
+                &q.key.dbid.to_string(),
+                &q.key.userid.to_string(),
+                &q.key.queryid.to_string(),
+                &q.key.toplevel.map(|t| t.to_string()).unwrap_or_default(),
+                "regression",
+            ]),
+            kind: "regression".to_string(),
+            rule: "regression.mean_time".to_string(),
+            severity,
+            labels,
+            title: format!(
+                "Query on {} / {database} is {factor:.1}× slower: {} → {} per call",
+                w.server.name,
+                super::human_ms(then),
+                super::human_ms(now)
+            ),
+            advice,
+            text: q.query.clone(),
+            metrics,
+            window: w.window,
+            observed_at: w.last_ts.unwrap_or(w.window.end),
+        }
+    }
+}
+
+impl Analyze for RegressionAnalyzer {
+    type Input = StatementsWindow;
+
+    fn name(&self) -> &str {
+        "regression"
+    }
+
+    fn analyze(&mut self, snapshot: &Snapshot<StatementsWindow>) -> Vec<Insight> {
+        self.analyze_window(&snapshot.body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::powa::discovery::ServerInfo;
+    use crate::powa::reader::COUNTERS;
+    use chrono::{TimeZone, Utc};
+    use sentinel_actors::Window;
+
+    fn q(id: i64, calls: f64, mean_ms: f64) -> QueryStats {
+        let mut c = [0.0; COUNTERS.len()];
+        c[CALLS] = calls;
+        c[EXEC_TIME] = calls * mean_ms;
+        c[ROWS] = calls;
+        QueryStats {
+            key: QueryKey {
+                dbid: 1,
+                userid: 10,
+                queryid: id,
+                toplevel: None,
+            },
+            database: Some("app".into()),
+            user: Some("bob".into()),
+            counters: c,
+            kcache: None,
+            query: Some(format!("SELECT * FROM t{id} WHERE x = $1")),
+        }
+    }
+
+    fn windows(now: Vec<QueryStats>, then: Vec<QueryStats>) -> StatementsWindow {
+        let t0 = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let mk = |queries| StatementsWindow {
+            repository: "main".into(),
+            server: ServerInfo::named(1, "db1"),
+            window: Window {
+                start: t0,
+                end: t0 + chrono::Duration::hours(1),
+            },
+            anchor: Some(t0),
+            last_ts: None,
+            points: 0,
+            queries,
+            baseline: None,
+        };
+        let mut w = mk(now);
+        w.baseline = Some(Box::new(mk(then)));
+        w
+    }
+
+    #[test]
+    fn a_real_slowdown_fires() {
+        let a = RegressionAnalyzer::new(RegressionSettings::default());
+        let w = windows(
+            vec![q(1, 400.0, 40.0), q(2, 100.0, 1.0)],
+            vec![q(1, 400.0, 0.1), q(2, 100.0, 1.0)],
+        );
+        let out = a.analyze_window(&w);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0].label("queryid"), Some("1"));
+        assert!((out[0].metric("factor").unwrap() - 400.0).abs() < 1e-6);
+        assert_eq!(out[0].severity, Severity::Critical);
+        assert_eq!(out[0].kind, "regression");
+    }
+
+    #[test]
+    fn noise_stays_quiet() {
+        let a = RegressionAnalyzer::new(RegressionSettings::default());
+        let w = windows(
+            vec![
+                q(1, 5000.0, 0.03), // 0.01 ms -> 0.03 ms: 3× but far below the 2 ms floor
+                q(2, 5.0, 900.0),   // too few calls
+                q(3, 50.0, 12.0),   // +20%: below the factor
+                q(4, 500.0, 50.0),  // no baseline: a new query is not a regression
+            ],
+            vec![q(1, 5000.0, 0.01), q(2, 5.0, 100.0), q(3, 50.0, 10.0)],
+        );
+        assert!(a.analyze_window(&w).is_empty());
+        // And nothing without a baseline at all.
+        let mut no_base = windows(vec![q(1, 400.0, 40.0)], vec![]);
+        no_base.baseline = None;
+        assert!(a.analyze_window(&no_base).is_empty());
+    }
+}

@@ -1,0 +1,105 @@
+//! Analyzers on workloads made to trigger them, on a real PoWA 4.1.4 repository read as
+//! the SELECT-only role.
+
+mod support;
+
+use chrono::Utc;
+use powa_sentinel::analyze::{RegressionAnalyzer, RegressionSettings};
+use powa_sentinel::powa::reader::read_window;
+use powa_sentinel::powa::{connect, RepositorySettings};
+use sentinel_actors::{Severity, Window};
+use support::{exclusive, lab, unique};
+
+/// An index dropped between a baseline phase and a current phase makes a query slower;
+/// a query that did not change stays quiet.
+#[actix_rt::test]
+async fn regression_after_an_index_is_dropped() {
+    let lab = lab();
+    let t = format!("t_regress_{}", unique());
+    let fast = format!(
+        "SELECT count(*) FROM {t} WHERE created_at BETWEEN '2026-01-01 10:00' AND '2026-01-01 10:01'"
+    );
+    let steady = format!("SELECT count(*) FROM {t} WHERE id < 1000");
+    let (t1, t2, t0) = {
+        let _guard = exclusive();
+        lab.psql(
+            "repo",
+            "app",
+            &format!(
+                "CREATE TABLE {t} AS SELECT g AS id, timestamptz '2026-01-01' + g * interval '1 second' AS created_at \
+                 FROM generate_series(1, 400000) g; \
+                 CREATE INDEX ON {t} (created_at); CREATE INDEX ON {t} (id); ANALYZE {t}"
+            ),
+        );
+        lab.snapshot("repo");
+        let t0 = Utc::now();
+        lab.repeat("repo", "app", &fast, 60);
+        lab.repeat("repo", "app", &steady, 60);
+        lab.snapshot("repo");
+        let t1 = Utc::now();
+        lab.psql("repo", "app", &format!("DROP INDEX {t}_created_at_idx"));
+        // The current window must be longer than the baseline phase, so that the baseline
+        // window (shifted back by the current window's length) covers all of it.
+        let started = std::time::Instant::now();
+        lab.repeat("repo", "app", &fast, 60);
+        lab.repeat("repo", "app", &steady, 60);
+        let phase_a = (t1 - t0).to_std().unwrap();
+        if let Some(rest) =
+            (phase_a + std::time::Duration::from_secs(1)).checked_sub(started.elapsed())
+        {
+            std::thread::sleep(rest);
+        }
+        lab.snapshot("repo");
+        (t1, Utc::now(), t0)
+    };
+    let len = t2 - t1;
+    assert!(t1 - len <= t0);
+
+    let repo = connect("lab", &RepositorySettings::from_dsn(&lab.repo_dsn()))
+        .await
+        .unwrap();
+    let server = repo.info.servers.iter().find(|s| s.srvid == 0).unwrap();
+    let mut current = read_window(
+        &repo.client,
+        "lab",
+        &repo.info,
+        server,
+        Window { start: t1, end: t2 },
+    )
+    .await
+    .unwrap();
+    let baseline = read_window(
+        &repo.client,
+        "lab",
+        &repo.info,
+        server,
+        Window {
+            start: t1 - len,
+            end: t1,
+        },
+    )
+    .await
+    .unwrap();
+    current.baseline = Some(Box::new(baseline));
+
+    let insights = RegressionAnalyzer::new(RegressionSettings::default()).analyze_window(&current);
+    let ours: Vec<_> = insights
+        .iter()
+        .filter(|i| i.text.as_deref().is_some_and(|x| x.contains(&t)))
+        .collect();
+    assert_eq!(
+        ours.len(),
+        1,
+        "exactly the slowed-down query: {insights:#?}"
+    );
+    let i = ours[0];
+    assert!(
+        i.text.as_deref().unwrap().contains("created_at BETWEEN"),
+        "{i:#?}"
+    );
+    assert!(i.metric("factor").unwrap() > 5.0, "{i:#?}");
+    assert_eq!(i.metric("calls"), Some(60.0));
+    assert_eq!(i.metric("baseline_calls"), Some(60.0));
+    assert!(i.severity >= Severity::Warning, "{i:#?}");
+    lab.psql("repo", "app", &format!("DROP TABLE {t}"));
+}
