@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use futures_util::future::join_all;
 use slog::{info, o, warn, Logger};
 
-use crate::analyze::{RegressionAnalyzer, SlowQueryAnalyzer};
+use crate::analyze::{PowaHealthAnalyzer, RegressionAnalyzer, SlowQueryAnalyzer};
 use crate::channels::{self, ChannelEnv};
 use crate::config::Settings;
 use crate::output::{JsonLinesOutput, JSON_OUTPUT_CHANNEL};
@@ -102,6 +102,17 @@ pub async fn build(
         gate.clone().recipient(),
     )
     .start();
+    let mut health_settings = settings.analyzers.powa_health.clone();
+    health_settings.needed_retention = settings
+        .analyzers
+        .regression
+        .enabled
+        .then_some(settings.analysis.window + settings.analysis.baseline_offset);
+    let health = AnalyzerActor::new(
+        PowaHealthAnalyzer::new(health_settings),
+        gate.clone().recipient(),
+    )
+    .start();
     let baseline_offset = settings
         .analyzers
         .regression
@@ -132,7 +143,11 @@ pub async fn build(
                   "srvid" => server.srvid, "powa" => %repo.info.version);
             let addr = CollectorActor::new(
                 source,
-                vec![slow.clone().recipient(), regression.clone().recipient()],
+                vec![
+                    slow.clone().recipient(),
+                    regression.clone().recipient(),
+                    health.clone().recipient(),
+                ],
             )
             .start();
             collectors.push(CollectorHandle { name, addr });

@@ -155,6 +155,11 @@ key = "robot-key-1"
         insights.iter().all(|i| i["database"] != "quiet"),
         "the quiet database produced insights: {insights:#?}"
     );
+    // PoWA is collecting every server of the lab: no staleness alarm.
+    assert!(
+        insights.iter().all(|i| i["rule"] != "powa_health.stale"),
+        "a healthy lab reported as stale: {insights:#?}"
+    );
     // The console report went to stderr, not stdout.
     assert!(
         stderr.contains(i["queryid"].as_str().unwrap()),

@@ -1,12 +1,14 @@
 //! Analyzers: each turns a server's snapshot into insights. One file per analyzer, its
 //! settings beside it.
 
+pub mod powa_health;
 pub mod regression;
 pub mod slow_query;
 
 use serde::Deserialize;
 
 use crate::config::Problem;
+pub use powa_health::{PowaHealthAnalyzer, PowaHealthSettings};
 pub use regression::{RegressionAnalyzer, RegressionSettings};
 pub use slow_query::{SlowQueryAnalyzer, SlowQuerySettings};
 
@@ -18,6 +20,8 @@ pub struct AnalyzersSettings {
     pub slow_queries: SlowQuerySettings,
     #[serde(default)]
     pub regression: RegressionSettings,
+    #[serde(default)]
+    pub powa_health: PowaHealthSettings,
 }
 
 impl AnalyzersSettings {
@@ -26,6 +30,8 @@ impl AnalyzersSettings {
             .validate(&format!("{path}.slow_queries"), problems);
         self.regression
             .validate(&format!("{path}.regression"), problems);
+        self.powa_health
+            .validate(&format!("{path}.powa_health"), problems);
     }
 }
 

@@ -1,0 +1,249 @@
+//! PoWA's own health: a server PoWA stopped snapshotting, snapshot errors, and a retention
+//! too short for the baseline. "PoWA stopped collecting" is itself an insight — without it,
+//! silence from every other analyzer would look like good news.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::Problem;
+use crate::powa::reader::StatementsWindow;
+use sentinel_actors::analyzer::Analyze;
+use sentinel_actors::{Fingerprint, Insight, Severity, Snapshot};
+
+/// `[analyzers.powa_health]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PowaHealthSettings {
+    /// Default true.
+    pub enabled: bool,
+    /// A server is stale when its last snapshot is older than this many snapshot periods…
+    /// Default 10 (powa-collector 1.2 snapshots about every 3 periods in practice).
+    pub stale_after_periods: u32,
+    /// …and older than this. Default 15m.
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+    /// The baseline the retention must cover (window + baseline offset); set by the
+    /// topology from `[analysis]`, not from this table.
+    #[serde(skip)]
+    pub needed_retention: Option<Duration>,
+}
+
+impl Default for PowaHealthSettings {
+    fn default() -> Self {
+        PowaHealthSettings {
+            enabled: true,
+            stale_after_periods: 10,
+            stale_after: Duration::from_secs(15 * 60),
+            needed_retention: None,
+        }
+    }
+}
+
+impl PowaHealthSettings {
+    pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+        if self.stale_after_periods == 0 {
+            problems.push(Problem::new(
+                format!("{path}.stale_after_periods"),
+                "must be at least 1",
+            ));
+        }
+    }
+}
+
+pub struct PowaHealthAnalyzer {
+    settings: PowaHealthSettings,
+}
+
+impl PowaHealthAnalyzer {
+    pub fn new(settings: PowaHealthSettings) -> Self {
+        PowaHealthAnalyzer { settings }
+    }
+
+    pub fn analyze_window(&self, w: &StatementsWindow) -> Vec<Insight> {
+        let s = &self.settings;
+        if !s.enabled {
+            return Vec::new();
+        }
+        let server = &w.server;
+        let now = w.window.end;
+        let mut out = Vec::new();
+        let mut push =
+            |rule: &str, severity, title: String, advice: &str, metrics: Vec<(&str, f64)>| {
+                let mut labels = BTreeMap::new();
+                labels.insert("repository".to_string(), w.repository.clone());
+                labels.insert("server".to_string(), server.name.clone());
+                out.push(Insight {
+                    fingerprint: Fingerprint::of([
+                        w.repository.as_str(),
+                        server.name.as_str(),
+                        "powa_health",
+                        rule,
+                    ]),
+                    kind: "powa_health".to_string(),
+                    rule: format!("powa_health.{rule}"),
+                    severity,
+                    labels,
+                    title,
+                    advice: advice.to_string(),
+                    text: None,
+                    metrics: metrics
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                    window: w.window,
+                    observed_at: now,
+                });
+            };
+        if let Some(freq) = server.frequency {
+            let limit = (freq * s.stale_after_periods).max(s.stale_after);
+            let age = server
+                .last_snapshot
+                .map(|t| (now - t).to_std().unwrap_or_default());
+            let stale = match age {
+                Some(a) => a > limit,
+                None => true,
+            };
+            if stale {
+                let title = match (age, server.last_snapshot) {
+                    (Some(a), Some(t)) => format!(
+                        "PoWA has not snapshotted {} for {} (last at {})",
+                        server.name,
+                        humantime::format_duration(Duration::from_secs(a.as_secs())),
+                        t.format("%Y-%m-%d %H:%M UTC")
+                    ),
+                    _ => format!("PoWA has never snapshotted {}", server.name),
+                };
+                push(
+                    "stale",
+                    Severity::Critical,
+                    title,
+                    "Check that powa-collector (remote servers) or the powa background worker (local) is running and can reach the server; its log and powa_snapshot_metas.errors say why. Until then no other insight can be trusted for this server.",
+                    vec![
+                        ("snapshot_age_ms", age.map_or(f64::NAN, |a| a.as_secs_f64() * 1000.0)),
+                        ("frequency_ms", freq.as_secs_f64() * 1000.0),
+                    ],
+                );
+            }
+        }
+        if !server.errors.is_empty() {
+            push(
+                "errors",
+                Severity::Warning,
+                format!(
+                    "PoWA's last snapshot of {} failed in: {}",
+                    server.name,
+                    server.errors.join(", ")
+                ),
+                "Those modules' data is missing for this server: check the collector log, and that the extensions exist on the server in the versions PoWA expects.",
+                vec![("failed_functions", server.errors.len() as f64)],
+            );
+        }
+        if let (Some(ret), Some(needed)) = (server.retention, s.needed_retention) {
+            if ret < needed {
+                push(
+                    "retention",
+                    Severity::Info,
+                    format!(
+                        "{} keeps {} of history, the baseline needs {}",
+                        server.name,
+                        humantime::format_duration(ret),
+                        humantime::format_duration(needed)
+                    ),
+                    "Regressions cannot be found on this server: raise its retention (powa_configure_server / powa.retention) or lower analysis.baseline_offset.",
+                    vec![
+                        ("retention_ms", ret.as_secs_f64() * 1000.0),
+                        ("needed_retention_ms", needed.as_secs_f64() * 1000.0),
+                    ],
+                );
+            }
+        }
+        out
+    }
+}
+
+impl Analyze for PowaHealthAnalyzer {
+    type Input = StatementsWindow;
+
+    fn name(&self) -> &str {
+        "powa_health"
+    }
+
+    fn analyze(&mut self, snapshot: &Snapshot<StatementsWindow>) -> Vec<Insight> {
+        self.analyze_window(&snapshot.body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::powa::discovery::ServerInfo;
+    use chrono::{TimeZone, Utc};
+    use sentinel_actors::Window;
+
+    fn window(server: ServerInfo) -> StatementsWindow {
+        let end = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        StatementsWindow {
+            repository: "main".into(),
+            server,
+            window: Window {
+                start: end - chrono::Duration::hours(1),
+                end,
+            },
+            anchor: None,
+            last_ts: None,
+            points: 0,
+            queries: vec![],
+            baseline: None,
+        }
+    }
+
+    fn server(age_s: i64, freq_s: u64) -> ServerInfo {
+        let mut s = ServerInfo::named(1, "db1");
+        s.frequency = Some(Duration::from_secs(freq_s));
+        s.last_snapshot = Some(Utc.timestamp_opt(1_700_000_000 - age_s, 0).unwrap());
+        s.retention = Some(Duration::from_secs(30 * 86400));
+        s
+    }
+
+    #[test]
+    fn healthy_server_is_quiet() {
+        let a = PowaHealthAnalyzer::new(PowaHealthSettings {
+            needed_retention: Some(Duration::from_secs(8 * 86400)),
+            ..Default::default()
+        });
+        // 3 periods late is what powa-collector 1.2 normally is.
+        assert!(a.analyze_window(&window(server(900, 300))).is_empty());
+        // The local server with its worker off has no frequency: nothing to judge.
+        assert!(a
+            .analyze_window(&window(ServerInfo::named(0, "local")))
+            .is_empty());
+    }
+
+    #[test]
+    fn stale_errors_and_short_retention_fire() {
+        let a = PowaHealthAnalyzer::new(PowaHealthSettings {
+            needed_retention: Some(Duration::from_secs(8 * 86400)),
+            ..Default::default()
+        });
+        let mut s = server(4 * 3600, 300);
+        s.errors = vec!["powa_kcache_snapshot".into()];
+        s.retention = Some(Duration::from_secs(86400));
+        let out = a.analyze_window(&window(s));
+        let rules: Vec<&str> = out.iter().map(|i| i.rule.as_str()).collect();
+        assert_eq!(
+            rules,
+            [
+                "powa_health.stale",
+                "powa_health.errors",
+                "powa_health.retention"
+            ]
+        );
+        assert_eq!(out[0].severity, Severity::Critical);
+        assert!(out[0].title.contains("4h"), "{}", out[0].title);
+        // Stable identity per server and rule.
+        let again = a.analyze_window(&window(server(5 * 3600, 300)));
+        assert_eq!(again[0].fingerprint, out[0].fingerprint);
+    }
+}
