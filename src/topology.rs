@@ -10,7 +10,9 @@ use anyhow::Context as _;
 use futures_util::future::join_all;
 use slog::{info, o, warn, Logger};
 
-use crate::analyze::{PowaHealthAnalyzer, RegressionAnalyzer, SlowQueryAnalyzer};
+use crate::analyze::{
+    PowaHealthAnalyzer, RegressionAnalyzer, SlowQueryAnalyzer, WorkloadChangeAnalyzer,
+};
 use crate::channels::{self, ChannelEnv};
 use crate::config::Settings;
 use crate::output::{JsonLinesOutput, JSON_OUTPUT_CHANNEL};
@@ -113,10 +115,13 @@ pub async fn build(
         gate.clone().recipient(),
     )
     .start();
-    let baseline_offset = settings
-        .analyzers
-        .regression
-        .enabled
+    let workload = AnalyzerActor::new(
+        WorkloadChangeAnalyzer::new(settings.analyzers.workload_change.clone()),
+        gate.clone().recipient(),
+    )
+    .start();
+    let baseline_offset = (settings.analyzers.regression.enabled
+        || settings.analyzers.workload_change.enabled)
         .then_some(settings.analysis.baseline_offset);
 
     let (repositories, failures) = connect_all(settings).await;
@@ -147,6 +152,7 @@ pub async fn build(
                     slow.clone().recipient(),
                     regression.clone().recipient(),
                     health.clone().recipient(),
+                    workload.clone().recipient(),
                 ],
             )
             .start();

@@ -4,22 +4,27 @@
 mod support;
 
 use chrono::Utc;
-use powa_sentinel::analyze::{RegressionAnalyzer, RegressionSettings};
+use powa_sentinel::analyze::{
+    RegressionAnalyzer, RegressionSettings, WorkloadChangeAnalyzer, WorkloadChangeSettings,
+};
 use powa_sentinel::powa::reader::read_window;
 use powa_sentinel::powa::{connect, RepositorySettings};
 use sentinel_actors::{Severity, Window};
 use support::{exclusive, lab, unique};
 
-/// An index dropped between a baseline phase and a current phase makes a query slower;
-/// a query that did not change stays quiet.
+/// An index dropped between a baseline phase and a current phase makes a query slower; a
+/// query called 15× more often is a workload change; a query that did not change stays
+/// quiet.
 #[actix_rt::test]
-async fn regression_after_an_index_is_dropped() {
+async fn regression_and_call_spike_between_two_phases() {
     let lab = lab();
     let t = format!("t_regress_{}", unique());
     let fast = format!(
         "SELECT count(*) FROM {t} WHERE created_at BETWEEN '2026-01-01 10:00' AND '2026-01-01 10:01'"
     );
     let steady = format!("SELECT count(*) FROM {t} WHERE id < 1000");
+    // Same plan in both phases, called 15× more in the second: a workload change.
+    let spiky = format!("SELECT count(*) FROM {t} WHERE id BETWEEN 1 AND 30000");
     let (t1, t2, t0) = {
         let _guard = exclusive();
         lab.psql(
@@ -35,6 +40,7 @@ async fn regression_after_an_index_is_dropped() {
         let t0 = Utc::now();
         lab.repeat("repo", "app", &fast, 60);
         lab.repeat("repo", "app", &steady, 60);
+        lab.repeat("repo", "app", &spiky, 100);
         lab.snapshot("repo");
         let t1 = Utc::now();
         lab.psql("repo", "app", &format!("DROP INDEX {t}_created_at_idx"));
@@ -43,6 +49,7 @@ async fn regression_after_an_index_is_dropped() {
         let started = std::time::Instant::now();
         lab.repeat("repo", "app", &fast, 60);
         lab.repeat("repo", "app", &steady, 60);
+        lab.repeat("repo", "app", &spiky, 1500);
         let phase_a = (t1 - t0).to_std().unwrap();
         if let Some(rest) =
             (phase_a + std::time::Duration::from_secs(1)).checked_sub(started.elapsed())
@@ -101,5 +108,21 @@ async fn regression_after_an_index_is_dropped() {
     assert_eq!(i.metric("calls"), Some(60.0));
     assert_eq!(i.metric("baseline_calls"), Some(60.0));
     assert!(i.severity >= Severity::Warning, "{i:#?}");
+
+    let changes =
+        WorkloadChangeAnalyzer::new(WorkloadChangeSettings::default()).analyze_window(&current);
+    let ours: Vec<_> = changes
+        .iter()
+        .filter(|i| i.text.as_deref().is_some_and(|x| x.contains(&t)))
+        .collect();
+    assert_eq!(ours.len(), 1, "exactly the spiking query: {changes:#?}");
+    assert_eq!(ours[0].rule, "workload_change.calls_up");
+    assert!(
+        ours[0].text.as_deref().unwrap().contains("BETWEEN"),
+        "{:#?}",
+        ours[0]
+    );
+    assert_eq!(ours[0].metric("calls"), Some(1500.0));
+    assert_eq!(ours[0].metric("baseline_calls"), Some(100.0));
     lab.psql("repo", "app", &format!("DROP TABLE {t}"));
 }

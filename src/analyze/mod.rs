@@ -4,6 +4,7 @@
 pub mod powa_health;
 pub mod regression;
 pub mod slow_query;
+pub mod workload_change;
 
 use serde::Deserialize;
 
@@ -11,6 +12,7 @@ use crate::config::Problem;
 pub use powa_health::{PowaHealthAnalyzer, PowaHealthSettings};
 pub use regression::{RegressionAnalyzer, RegressionSettings};
 pub use slow_query::{SlowQueryAnalyzer, SlowQuerySettings};
+pub use workload_change::{WorkloadChangeAnalyzer, WorkloadChangeSettings};
 
 /// `[analyzers]`: one table per analyzer.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -22,6 +24,8 @@ pub struct AnalyzersSettings {
     pub regression: RegressionSettings,
     #[serde(default)]
     pub powa_health: PowaHealthSettings,
+    #[serde(default)]
+    pub workload_change: WorkloadChangeSettings,
 }
 
 impl AnalyzersSettings {
@@ -32,6 +36,8 @@ impl AnalyzersSettings {
             .validate(&format!("{path}.regression"), problems);
         self.powa_health
             .validate(&format!("{path}.powa_health"), problems);
+        self.workload_change
+            .validate(&format!("{path}.workload_change"), problems);
     }
 }
 
