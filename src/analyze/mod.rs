@@ -6,11 +6,15 @@ pub mod regression;
 pub mod slow_query;
 pub mod workload_change;
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use crate::config::Problem;
+use crate::powa::reader::{QueryStats, StatementsWindow};
 pub use powa_health::{PowaHealthAnalyzer, PowaHealthSettings};
 pub use regression::{RegressionAnalyzer, RegressionSettings};
+use sentinel_actors::Fingerprint;
 pub use slow_query::{SlowQueryAnalyzer, SlowQuerySettings};
 pub use workload_change::{WorkloadChangeAnalyzer, WorkloadChangeSettings};
 
@@ -39,6 +43,43 @@ impl AnalyzersSettings {
         self.workload_change
             .validate(&format!("{path}.workload_change"), problems);
     }
+}
+
+/// The database name, or its oid when PoWA no longer knows the name.
+pub fn database_name(q: &QueryStats) -> String {
+    q.database
+        .clone()
+        .unwrap_or_else(|| format!("oid {}", q.key.dbid))
+}
+
+/// Where a finding about one query is: repository, server, database, user, queryid.
+pub fn query_labels(w: &StatementsWindow, q: &QueryStats) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("repository".to_string(), w.repository.clone()),
+        ("server".to_string(), w.server.name.clone()),
+        ("database".to_string(), database_name(q)),
+        (
+            "user".to_string(),
+            q.user
+                .clone()
+                .unwrap_or_else(|| format!("oid {}", q.key.userid)),
+        ),
+        ("queryid".to_string(), q.key.queryid.to_string()),
+    ])
+}
+
+/// Stable identity of a finding about one query series: the series' full PoWA key, then
+/// `tags` (the kind, and the rule where one kind has several findings per query).
+pub fn query_fingerprint(w: &StatementsWindow, q: &QueryStats, tags: &[&str]) -> Fingerprint {
+    let key = [
+        w.repository.clone(),
+        w.server.name.clone(),
+        q.key.dbid.to_string(),
+        q.key.userid.to_string(),
+        q.key.queryid.to_string(),
+        q.key.toplevel.map(|t| t.to_string()).unwrap_or_default(),
+    ];
+    Fingerprint::of(key.iter().map(String::as_str).chain(tags.iter().copied()))
 }
 
 /// Statements PoWA itself or the sentinel runs: never the user's problem.

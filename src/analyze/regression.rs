@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::config::Problem;
 use crate::powa::reader::{QueryKey, QueryStats, StatementsWindow, CALLS, EXEC_TIME, ROWS};
 use sentinel_actors::analyzer::Analyze;
-use sentinel_actors::{Fingerprint, Insight, Severity, Snapshot};
+use sentinel_actors::{Insight, Severity, Snapshot};
 
 /// `[analyzers.regression]`
 #[derive(Debug, Clone, Deserialize)]
@@ -153,23 +153,11 @@ impl RegressionAnalyzer {
         share: f64,
         severity: Severity,
     ) -> Insight {
-        let database = q
-            .database
-            .clone()
-            .unwrap_or_else(|| format!("oid {}", q.key.dbid));
-        let user = q
-            .user
-            .clone()
-            .unwrap_or_else(|| format!("oid {}", q.key.userid));
+        let database = super::database_name(q);
         let (now, then) = (q.mean_time_ms(), b.mean_time_ms());
         let rows_now = q.get(ROWS) / q.get(CALLS);
         let rows_then = b.get(ROWS) / b.get(CALLS);
-        let mut labels = BTreeMap::new();
-        labels.insert("repository".to_string(), w.repository.clone());
-        labels.insert("server".to_string(), w.server.name.clone());
-        labels.insert("database".to_string(), database.clone());
-        labels.insert("user".to_string(), user);
-        labels.insert("queryid".to_string(), q.key.queryid.to_string());
+        let labels = super::query_labels(w, q);
         let mut metrics = BTreeMap::new();
         metrics.insert("mean_time_ms".to_string(), now);
         metrics.insert("baseline_mean_time_ms".to_string(), then);
@@ -188,15 +176,7 @@ impl RegressionAnalyzer {
             "Same work, slower: compare its plan now with the plan before (EXPLAIN (ANALYZE, BUFFERS)); look for a dropped or invalid index, stale statistics (ANALYZE), a changed setting, or lock waits.".to_string()
         };
         Insight {
-            fingerprint: Fingerprint::of([
-                w.repository.as_str(),
-                w.server.name.as_str(),
-                &q.key.dbid.to_string(),
-                &q.key.userid.to_string(),
-                &q.key.queryid.to_string(),
-                &q.key.toplevel.map(|t| t.to_string()).unwrap_or_default(),
-                "regression",
-            ]),
+            fingerprint: super::query_fingerprint(w, q, &["regression"]),
             kind: "regression".to_string(),
             rule: "regression.mean_time".to_string(),
             severity,

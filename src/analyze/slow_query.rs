@@ -13,7 +13,7 @@ use crate::powa::reader::{
     SHARED_HIT, SHARED_READ, TEMP_WRITTEN,
 };
 use sentinel_actors::analyzer::Analyze;
-use sentinel_actors::{Fingerprint, Insight, Severity, Snapshot};
+use sentinel_actors::{Insight, Severity, Snapshot};
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -192,14 +192,7 @@ impl SlowQueryAnalyzer {
         rank: usize,
         server_total: f64,
     ) -> Insight {
-        let database = q
-            .database
-            .clone()
-            .unwrap_or_else(|| format!("oid {}", q.key.dbid));
-        let user = q
-            .user
-            .clone()
-            .unwrap_or_else(|| format!("oid {}", q.key.userid));
+        let database = super::database_name(q);
         let total = q.get(EXEC_TIME);
         let calls = q.get(CALLS);
         let mean = q.mean_time_ms();
@@ -211,12 +204,7 @@ impl SlowQueryAnalyzer {
         let hit = q.get(SHARED_HIT);
         let read = q.get(SHARED_READ);
 
-        let mut labels = BTreeMap::new();
-        labels.insert("repository".to_string(), w.repository.clone());
-        labels.insert("server".to_string(), w.server.name.clone());
-        labels.insert("database".to_string(), database.clone());
-        labels.insert("user".to_string(), user.clone());
-        labels.insert("queryid".to_string(), q.key.queryid.to_string());
+        let labels = super::query_labels(w, q);
 
         let mut metrics = BTreeMap::new();
         metrics.insert("rank".to_string(), rank as f64);
@@ -255,15 +243,7 @@ impl SlowQueryAnalyzer {
         };
         let title = format!("#{rank} query on {} / {database}: {by}", w.server.name);
         Insight {
-            fingerprint: Fingerprint::of([
-                w.repository.as_str(),
-                w.server.name.as_str(),
-                &q.key.dbid.to_string(),
-                &q.key.userid.to_string(),
-                &q.key.queryid.to_string(),
-                &q.key.toplevel.map(|t| t.to_string()).unwrap_or_default(),
-                "slow_query",
-            ]),
+            fingerprint: super::query_fingerprint(w, q, &["slow_query"]),
             kind: "slow_query".to_string(),
             rule: format!("slow_query.{}", self.settings.rank_by.as_str()),
             severity: self.severity(mean),

@@ -5,7 +5,7 @@
 //! Every rule needs the change to matter in absolute terms too (extra calls, time, blocks),
 //! so that a query going from 2 to 9 calls is never news.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::config::Problem;
 use crate::powa::reader::{QueryKey, QueryStats, StatementsWindow, CALLS, EXEC_TIME, TEMP_WRITTEN};
 use sentinel_actors::analyzer::Analyze;
-use sentinel_actors::{Fingerprint, Insight, Severity, Snapshot};
+use sentinel_actors::{Insight, Severity, Snapshot};
 
 /// `[analyzers.workload_change]`
 #[derive(Debug, Clone, Deserialize)]
@@ -198,32 +198,9 @@ impl WorkloadChangeAnalyzer {
 
     fn insight(&self, w: &StatementsWindow, f: Finding<'_>) -> Insight {
         let q = f.q;
-        let database = q
-            .database
-            .clone()
-            .unwrap_or_else(|| format!("oid {}", q.key.dbid));
-        let mut labels = BTreeMap::new();
-        labels.insert("repository".to_string(), w.repository.clone());
-        labels.insert("server".to_string(), w.server.name.clone());
-        labels.insert("database".to_string(), database);
-        labels.insert(
-            "user".to_string(),
-            q.user
-                .clone()
-                .unwrap_or_else(|| format!("oid {}", q.key.userid)),
-        );
-        labels.insert("queryid".to_string(), q.key.queryid.to_string());
+        let labels = super::query_labels(w, q);
         Insight {
-            fingerprint: Fingerprint::of([
-                w.repository.as_str(),
-                w.server.name.as_str(),
-                &q.key.dbid.to_string(),
-                &q.key.userid.to_string(),
-                &q.key.queryid.to_string(),
-                &q.key.toplevel.map(|t| t.to_string()).unwrap_or_default(),
-                "workload_change",
-                f.rule,
-            ]),
+            fingerprint: super::query_fingerprint(w, q, &["workload_change", f.rule]),
             kind: "workload_change".to_string(),
             rule: format!("workload_change.{}", f.rule),
             severity: f.severity,
