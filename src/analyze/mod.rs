@@ -1,6 +1,8 @@
 //! Analyzers: each turns a server's snapshot into insights. One file per analyzer, its
 //! settings beside it.
 
+#[cfg(test)]
+mod fixtures;
 pub mod powa_health;
 pub mod regression;
 pub mod slow_query;

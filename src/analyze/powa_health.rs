@@ -178,25 +178,14 @@ impl Analyze for PowaHealthAnalyzer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analyze::fixtures;
     use crate::powa::discovery::ServerInfo;
     use chrono::{TimeZone, Utc};
-    use sentinel_actors::Window;
 
     fn window(server: ServerInfo) -> StatementsWindow {
-        let end = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
-        StatementsWindow {
-            repository: "main".into(),
-            server,
-            window: Window {
-                start: end - chrono::Duration::hours(1),
-                end,
-            },
-            anchor: None,
-            last_ts: None,
-            points: 0,
-            queries: vec![],
-            baseline: None,
-        }
+        let mut w = fixtures::window(vec![]);
+        w.server = server;
+        w
     }
 
     fn server(age_s: i64, freq_s: u64) -> ServerInfo {

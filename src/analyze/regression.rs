@@ -211,49 +211,10 @@ impl Analyze for RegressionAnalyzer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::powa::discovery::ServerInfo;
-    use crate::powa::reader::COUNTERS;
-    use chrono::{TimeZone, Utc};
-    use sentinel_actors::Window;
+    use crate::analyze::fixtures::{query, with_baseline as windows};
 
     fn q(id: i64, calls: f64, mean_ms: f64) -> QueryStats {
-        let mut c = [0.0; COUNTERS.len()];
-        c[CALLS] = calls;
-        c[EXEC_TIME] = calls * mean_ms;
-        c[ROWS] = calls;
-        QueryStats {
-            key: QueryKey {
-                dbid: 1,
-                userid: 10,
-                queryid: id,
-                toplevel: None,
-            },
-            database: Some("app".into()),
-            user: Some("bob".into()),
-            counters: c,
-            kcache: None,
-            query: Some(format!("SELECT * FROM t{id} WHERE x = $1")),
-        }
-    }
-
-    fn windows(now: Vec<QueryStats>, then: Vec<QueryStats>) -> StatementsWindow {
-        let t0 = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
-        let mk = |queries| StatementsWindow {
-            repository: "main".into(),
-            server: ServerInfo::named(1, "db1"),
-            window: Window {
-                start: t0,
-                end: t0 + chrono::Duration::hours(1),
-            },
-            anchor: Some(t0),
-            last_ts: None,
-            points: 0,
-            queries,
-            baseline: None,
-        };
-        let mut w = mk(now);
-        w.baseline = Some(Box::new(mk(then)));
-        w
+        query(id, calls, calls * mean_ms)
     }
 
     #[test]

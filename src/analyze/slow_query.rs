@@ -312,46 +312,12 @@ impl Analyze for SlowQueryAnalyzer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::powa::discovery::ServerInfo;
-    use crate::powa::reader::{QueryKey, COUNTERS};
-    use chrono::{TimeZone, Utc};
-    use sentinel_actors::Window;
+    use crate::analyze::fixtures::{query, window};
 
     fn q(id: i64, calls: f64, total_ms: f64, text: &str) -> QueryStats {
-        let mut c = [0.0; COUNTERS.len()];
-        c[CALLS] = calls;
-        c[EXEC_TIME] = total_ms;
-        c[ROWS] = calls;
-        QueryStats {
-            key: QueryKey {
-                dbid: 1,
-                userid: 10,
-                queryid: id,
-                toplevel: None,
-            },
-            database: Some("app".into()),
-            user: Some("bob".into()),
-            counters: c,
-            kcache: None,
-            query: Some(text.into()),
-        }
-    }
-
-    fn window(queries: Vec<QueryStats>) -> StatementsWindow {
-        let t0 = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
-        StatementsWindow {
-            repository: "main".into(),
-            server: ServerInfo::named(1, "db1"),
-            window: Window {
-                start: t0,
-                end: t0 + chrono::Duration::hours(1),
-            },
-            anchor: Some(t0),
-            last_ts: None,
-            points: 0,
-            queries,
-            baseline: None,
-        }
+        let mut q = query(id, calls, total_ms);
+        q.query = Some(text.to_string());
+        q
     }
 
     #[test]

@@ -234,50 +234,7 @@ impl Analyze for WorkloadChangeAnalyzer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::powa::discovery::ServerInfo;
-    use crate::powa::reader::{COUNTERS, ROWS};
-    use chrono::{TimeZone, Utc};
-    use sentinel_actors::Window;
-
-    fn q(id: i64, calls: f64, total_ms: f64) -> QueryStats {
-        let mut c = [0.0; COUNTERS.len()];
-        c[CALLS] = calls;
-        c[EXEC_TIME] = total_ms;
-        c[ROWS] = calls;
-        QueryStats {
-            key: QueryKey {
-                dbid: 1,
-                userid: 10,
-                queryid: id,
-                toplevel: None,
-            },
-            database: Some("app".into()),
-            user: Some("bob".into()),
-            counters: c,
-            kcache: None,
-            query: Some(format!("SELECT * FROM t{id} WHERE x = $1")),
-        }
-    }
-
-    fn windows(now: Vec<QueryStats>, then: Vec<QueryStats>) -> StatementsWindow {
-        let t0 = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
-        let mk = |queries| StatementsWindow {
-            repository: "main".into(),
-            server: ServerInfo::named(1, "db1"),
-            window: Window {
-                start: t0,
-                end: t0 + chrono::Duration::hours(1),
-            },
-            anchor: Some(t0),
-            last_ts: None,
-            points: 0,
-            queries,
-            baseline: None,
-        };
-        let mut w = mk(now);
-        w.baseline = Some(Box::new(mk(then)));
-        w
-    }
+    use crate::analyze::fixtures::{query as q, with_baseline as windows};
 
     fn rules(out: &[Insight]) -> Vec<(String, String)> {
         out.iter()
