@@ -7,7 +7,7 @@ use chrono::Utc;
 use powa_sentinel::analyze::{
     RegressionAnalyzer, RegressionSettings, WorkloadChangeAnalyzer, WorkloadChangeSettings,
 };
-use powa_sentinel::powa::reader::read_window;
+use powa_sentinel::powa::reader::{read_baseline, read_window};
 use powa_sentinel::powa::{connect, RepositorySettings};
 use sentinel_actors::{Severity, Window};
 use support::{exclusive, lab, unique};
@@ -75,7 +75,7 @@ async fn regression_and_call_spike_between_two_phases() {
     )
     .await
     .unwrap();
-    let baseline = read_window(
+    let baseline = read_baseline(
         &repo.client,
         "lab",
         &repo.info,

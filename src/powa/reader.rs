@@ -294,6 +294,30 @@ pub async fn read_window(
     server: &ServerInfo,
     window: Window,
 ) -> Result<StatementsWindow, String> {
+    read(client, repository, info, server, window, true).await
+}
+
+/// As [`read_window`], counters only: no kcache, names or texts. A baseline is only
+/// compared with the current window, which carries those already; reading them twice
+/// would double the repository's work for nothing.
+pub async fn read_baseline(
+    client: &Client,
+    repository: &str,
+    info: &PowaInfo,
+    server: &ServerInfo,
+    window: Window,
+) -> Result<StatementsWindow, String> {
+    read(client, repository, info, server, window, false).await
+}
+
+async fn read(
+    client: &Client,
+    repository: &str,
+    info: &PowaInfo,
+    server: &ServerInfo,
+    window: Window,
+    details: bool,
+) -> Result<StatementsWindow, String> {
     let srvid = server.srvid;
     let multi = info.version.multi_server();
     let ctx = |what: &str, e: tokio_postgres::Error| {
@@ -368,18 +392,19 @@ pub async fn read_window(
         .filter(|q| q.counters[CALLS] > 0.0)
         .collect();
 
-    if server.modules.iter().any(|m| m == "pg_stat_kcache") && !queries.is_empty() {
-        let k = super::kcache::read_kcache(client, info, srvid, from, window.end, effective_anchor)
-            .await
-            .map_err(|e| ctx("pg_stat_kcache history", e))?;
-        for q in queries.iter_mut() {
-            q.kcache = k.get(&(q.key.dbid, q.key.userid, q.key.queryid)).copied();
-        }
-    }
-
-    decorate(client, info, server, &mut queries)
+    if details {
+        add_details(
+            client,
+            info,
+            server,
+            from,
+            window.end,
+            effective_anchor,
+            &mut queries,
+        )
         .await
-        .map_err(|e| ctx("query texts and names", e))?;
+        .map_err(|(what, e)| ctx(what, e))?;
+    }
 
     Ok(StatementsWindow {
         repository: repository.to_string(),
@@ -391,6 +416,29 @@ pub async fn read_window(
         queries,
         baseline: None,
     })
+}
+
+/// CPU and I/O from pg_stat_kcache where PoWA records it, then names and query texts.
+async fn add_details(
+    client: &Client,
+    info: &PowaInfo,
+    server: &ServerInfo,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    anchor: Option<DateTime<Utc>>,
+    queries: &mut [QueryStats],
+) -> Result<(), (&'static str, tokio_postgres::Error)> {
+    if server.modules.iter().any(|m| m == "pg_stat_kcache") && !queries.is_empty() {
+        let k = super::kcache::read_kcache(client, info, server.srvid, from, to, anchor)
+            .await
+            .map_err(|e| ("pg_stat_kcache history", e))?;
+        for q in queries.iter_mut() {
+            q.kcache = k.get(&(q.key.dbid, q.key.userid, q.key.queryid)).copied();
+        }
+    }
+    decorate(client, info, server, queries)
+        .await
+        .map_err(|e| ("query texts and names", e))
 }
 
 /// Adds database names, role names (local server only: PoWA 4 does not keep remote role

@@ -6,7 +6,7 @@ use futures_util::future::LocalBoxFuture;
 use tokio_postgres::Client;
 
 use super::discovery::{PowaInfo, ServerInfo};
-use super::reader::{read_window, StatementsWindow};
+use super::reader::{read_baseline, read_window, StatementsWindow};
 use sentinel_actors::collector::{Collected, Source};
 use sentinel_actors::{SourceError, Window};
 
@@ -63,7 +63,7 @@ impl Source for PowaSource {
                     start: window.start - off,
                     end: window.end - off,
                 };
-                let b = read_window(&client, &repository, &info, &server, shifted)
+                let b = read_baseline(&client, &repository, &info, &server, shifted)
                     .await
                     .map_err(SourceError::new)?;
                 w.baseline = Some(Box::new(b));
