@@ -90,8 +90,3 @@ pub fn init(settings: &LogSettings) -> (Logger, LogGuard) {
     let log = Logger::root(drain.filter_level(level).fuse(), o!());
     (log, LogGuard(Some(guard)))
 }
-
-/// A logger that drops everything, for tests and library callers.
-pub fn discard() -> Logger {
-    Logger::root(slog::Discard, o!())
-}

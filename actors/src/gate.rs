@@ -31,12 +31,6 @@ pub struct FlushSummary {
     pub reports: Vec<DeliveryReport>,
 }
 
-impl FlushSummary {
-    pub fn failed(&self) -> impl Iterator<Item = &DeliveryReport> {
-        self.reports.iter().filter(|r| r.outcome.is_err())
-    }
-}
-
 /// Picks the channels of one insight. The gate is domain-free: routing rules come from
 /// the caller.
 pub trait Router: Unpin + 'static {

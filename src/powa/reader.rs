@@ -185,10 +185,6 @@ impl<const M: usize> SeriesAcc<M> {
         let count_first = anchor.is_some_and(|a| self.first_ts > a);
         std::array::from_fn(|i| done.inc[i] + if count_first { self.first[i] } else { 0.0 })
     }
-
-    pub fn first_ts(&self) -> DateTime<Utc> {
-        self.first_ts
-    }
 }
 
 fn field_expr(info: &PowaInfo, counter: &str, rec: &str) -> String {
