@@ -927,6 +927,7 @@ mod tests {
             metrics,
             window: Window { start: t0, end: t1 },
             observed_at: t1,
+            status: None,
         }
     }
 
@@ -937,6 +938,7 @@ mod tests {
             reason: NotifyReason::Report,
             insights: Arc::new(insights),
             created_at: Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap(),
+            mentions: Default::default(),
         }
     }
 

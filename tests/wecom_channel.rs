@@ -122,6 +122,7 @@ fn slow_query(n: usize, sql: &str) -> Insight {
         metrics,
         window: Window { start: t0, end: t1 },
         observed_at: t1,
+        status: None,
     }
 }
 
@@ -132,6 +133,7 @@ fn notification(id: u64, insights: Vec<Insight>) -> Notification {
         reason: NotifyReason::Report,
         insights: Arc::new(insights),
         created_at: Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap(),
+        mentions: Default::default(),
     }
 }
 

@@ -49,11 +49,17 @@ impl<A: Analyze> Handler<AnalyzeSnapshot<A::Input>> for AnalyzerActor<A> {
         let insights = self.analyzer.analyze(&msg.0);
         let n = insights.len();
         let gate = self.gate.clone();
+        let report = Insights {
+            analyzer: self.analyzer.name().to_string(),
+            source: msg.0.source.clone(),
+            seq: msg.0.seq,
+            at: msg.0.taken_at,
+            insights,
+        };
         Box::pin(async move {
-            if n > 0 {
-                // `send` (not `do_send`) so a full gate mailbox pushes back on us.
-                gate.send(Insights(insights)).await?;
-            }
+            // Sent even when empty (a clean pass resolves earlier findings); `send`, not
+            // `do_send`, so a full gate mailbox pushes back on us.
+            gate.send(report).await?;
             Ok(n)
         })
     }

@@ -12,10 +12,22 @@ use futures_util::future::join_all;
 use crate::channel::{Deliver, DeliveryReport};
 use crate::message::{Insight, Notification, NotifyReason};
 
-/// Insights from an analyzer.
-#[derive(Message)]
+/// What one analyzer concluded about one source in one collection. Sent even when
+/// `insights` is empty: a clean pass is what lets the gate resolve what it saw before
+/// (a fingerprint belongs to the (analyzer, source) scope that produced it).
+#[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
-pub struct Insights(pub Vec<Insight>);
+pub struct Insights {
+    /// Analyzer name, e.g. `slow_queries`.
+    pub analyzer: String,
+    /// The snapshot's source (repository/server).
+    pub source: String,
+    /// The snapshot's sequence number for that source.
+    pub seq: u64,
+    /// The snapshot's data time.
+    pub at: DateTime<Utc>,
+    pub insights: Vec<Insight>,
+}
 
 /// Send everything pending now; answered when every channel has reported.
 #[derive(Message, Clone, Copy, Debug)]
@@ -78,7 +90,7 @@ impl<R: Router> Handler<Insights> for GateActor<R> {
     type Result = ();
 
     fn handle(&mut self, msg: Insights, _ctx: &mut Self::Context) {
-        self.pending.extend(msg.0);
+        self.pending.extend(msg.insights);
     }
 }
 
@@ -106,6 +118,7 @@ impl<R: Router> Handler<Flush> for GateActor<R> {
                 reason: NotifyReason::Report,
                 insights: std::sync::Arc::new(insights),
                 created_at: msg.at,
+                mentions: Default::default(),
             };
             sends.push(async move {
                 let id = n.id;

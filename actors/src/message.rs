@@ -137,6 +137,38 @@ pub struct Insight {
     pub metrics: BTreeMap<String, f64>,
     pub window: Window,
     pub observed_at: DateTime<Utc>,
+    /// Where the gate's lifecycle puts this finding; analyzers leave it `None`, the gate
+    /// sets it on the copies it routes so channels can say "new", "resolved", ….
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Lifecycle>,
+}
+
+/// The gate's view of one fingerprint over time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    /// First seen (after flap damping).
+    New,
+    /// Still there; only notified again after the repeat interval.
+    Ongoing,
+    /// Severity or magnitude grew since the last notification.
+    Escalated,
+    /// Gone for enough clean cycles.
+    Resolved,
+    /// Back after having been resolved.
+    Reopened,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::New => "new",
+            Lifecycle::Ongoing => "ongoing",
+            Lifecycle::Escalated => "escalated",
+            Lifecycle::Resolved => "resolved",
+            Lifecycle::Reopened => "reopened",
+        }
+    }
 }
 
 impl Insight {
@@ -192,4 +224,22 @@ pub struct Notification {
     pub insights: Arc<Vec<Insight>>,
     /// Time the gate decided to send (the tick time).
     pub created_at: DateTime<Utc>,
+    /// People to notify with this message (chosen by the route, per severity).
+    pub mentions: Mentions,
+}
+
+/// Who a message must notify: provider user ids and mobile numbers. WeCom robots take
+/// `@all` as a user id.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mentions {
+    #[serde(default)]
+    pub userids: Vec<String>,
+    #[serde(default)]
+    pub mobiles: Vec<String>,
+}
+
+impl Mentions {
+    pub fn is_empty(&self) -> bool {
+        self.userids.is_empty() && self.mobiles.is_empty()
+    }
 }

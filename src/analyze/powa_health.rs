@@ -94,6 +94,7 @@ impl PowaHealthAnalyzer {
                         .collect(),
                     window: w.window,
                     observed_at: now,
+                    status: None,
                 });
             };
         if let Some(freq) = server.frequency {

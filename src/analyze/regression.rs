@@ -192,6 +192,7 @@ impl RegressionAnalyzer {
             metrics,
             window: w.window,
             observed_at: w.last_ts.unwrap_or(w.window.end),
+            status: None,
         }
     }
 }

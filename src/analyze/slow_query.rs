@@ -254,6 +254,7 @@ impl SlowQueryAnalyzer {
             metrics,
             window: w.window,
             observed_at: w.last_ts.unwrap_or(w.window.end),
+            status: None,
         }
     }
 }

@@ -215,6 +215,7 @@ impl WorkloadChangeAnalyzer {
                 .collect(),
             window: w.window,
             observed_at: w.last_ts.unwrap_or(w.window.end),
+            status: None,
         }
     }
 }

@@ -71,6 +71,7 @@ mod tests {
             reason: NotifyReason::Report,
             insights: Arc::new(Vec::new()),
             created_at: Utc::now(),
+            mentions: Default::default(),
         };
         assert!(ch.render(&n).unwrap().is_empty());
     }

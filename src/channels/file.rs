@@ -96,6 +96,7 @@ mod tests {
             metrics: BTreeMap::from([("calls".to_string(), 3.0)]),
             window: Window { start: t, end: t },
             observed_at: t,
+            status: None,
         }
     }
 
@@ -111,6 +112,7 @@ mod tests {
                 reason: NotifyReason::Report,
                 insights: Arc::new(vec![insight(1), insight(2)]),
                 created_at: Utc::now(),
+                mentions: Default::default(),
             };
             for part in ch.render(&n).unwrap() {
                 ch.send(part).await.unwrap();
