@@ -37,6 +37,19 @@ pub struct Settings {
     /// Where insights go, by name.
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelSettings>,
+    #[serde(default)]
+    pub state: StateSettings,
+}
+
+/// Where the state that must survive a restart lives (the gate's lifecycle and silences,
+/// the channels' outbox). Each component keeps its own file in this directory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    /// Data directory, created if missing. Unset: state is kept in memory only (fine for
+    /// `once`; `run` warns, since a restart then forgets what was pending).
+    #[serde(default)]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 /// What window the analyzers look at.
