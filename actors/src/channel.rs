@@ -26,6 +26,19 @@ pub trait Channel: 'static {
     /// Splits the notification into messages that each fit the provider's limits.
     fn render(&self, notification: &Notification) -> Result<Vec<Self::Part>, ChannelError>;
 
+    /// Renders a digest of a notification in at most `max_parts` messages, for when a
+    /// burst holds more than the destination's quota lets through: most severe first,
+    /// the rest summarised ("+N more", counts by kind and severity), so every insight is
+    /// still represented. Channels without a quota keep the default (everything).
+    fn render_digest(
+        &self,
+        notification: &Notification,
+        max_parts: usize,
+    ) -> Result<Vec<Self::Part>, ChannelError> {
+        let _ = max_parts;
+        self.render(notification)
+    }
+
     /// Sends one part. The future must not borrow `self` (clone what it needs).
     fn send(&self, part: Self::Part) -> LocalBoxFuture<'static, Result<(), ChannelError>>;
 }
