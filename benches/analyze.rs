@@ -32,7 +32,7 @@ fn window(n: usize) -> StatementsWindow {
                 user: Some("app".into()),
                 counters: c,
                 kcache: None,
-                query: Some(format!("SELECT * FROM t{i} WHERE id = $1")),
+                query: Some(format!("SELECT * FROM t{i} WHERE id = $1").into()),
             }
         })
         .collect();
@@ -47,7 +47,7 @@ fn window(n: usize) -> StatementsWindow {
         last_ts: None,
         points: 0,
         queries,
-        baseline: None,
+        baselines: Vec::new(),
     }
 }
 

@@ -63,6 +63,16 @@ pub struct AnalysisSettings {
     /// hours a week earlier); PoWA's retention must cover window + offset.
     #[serde(with = "humantime_serde", default = "default_baseline_offset")]
     pub baseline_offset: Duration,
+    /// How many past windows make the baseline: the window shifted back by 1, 2, …, n
+    /// times `baseline_offset`, as far as the server's retention reaches. With several,
+    /// analyzers compare with their median, so one odd week neither makes nor hides a
+    /// regression. Default 3.
+    #[serde(default = "default_baseline_periods")]
+    pub baseline_periods: u32,
+}
+
+fn default_baseline_periods() -> u32 {
+    3
 }
 
 fn default_baseline_offset() -> Duration {
@@ -78,6 +88,7 @@ impl Default for AnalysisSettings {
         AnalysisSettings {
             window: default_window(),
             baseline_offset: default_baseline_offset(),
+            baseline_periods: default_baseline_periods(),
         }
     }
 }
@@ -219,6 +230,15 @@ impl Settings {
             problems.push(Problem::new(
                 "analysis.baseline_offset",
                 "must be at least the window, or the baseline overlaps the window it is compared with",
+            ));
+        }
+        if !(1..=12).contains(&self.analysis.baseline_periods) {
+            problems.push(Problem::new(
+                "analysis.baseline_periods",
+                format!(
+                    "{} is out of range: use 1 to 12 (past windows compared with)",
+                    self.analysis.baseline_periods
+                ),
             ));
         }
         self.analyzers.validate("analyzers", &mut problems);

@@ -142,6 +142,7 @@ pub async fn build(
                 Arc::clone(&info),
                 server.clone(),
                 baseline_offset,
+                settings.analysis.baseline_periods,
             );
             let name = format!("{}/{}", repo.name, server.name);
             info!(log, "Collector ready."; "repository" => &repo.name, "server" => &server.name,

@@ -87,7 +87,7 @@ async fn regression_and_call_spike_between_two_phases() {
     )
     .await
     .unwrap();
-    current.baseline = Some(Box::new(baseline));
+    current.baselines = vec![baseline];
 
     let insights = RegressionAnalyzer::new(RegressionSettings::default()).analyze_window(&current);
     let ours: Vec<_> = insights

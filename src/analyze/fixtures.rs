@@ -25,7 +25,7 @@ pub fn query(id: i64, calls: f64, total_ms: f64) -> QueryStats {
         user: Some("bob".into()),
         counters: c,
         kcache: None,
-        query: Some(format!("SELECT * FROM t{id} WHERE x = $1")),
+        query: Some(format!("SELECT * FROM t{id} WHERE x = $1").into()),
     }
 }
 
@@ -45,13 +45,13 @@ pub fn window(queries: Vec<QueryStats>) -> StatementsWindow {
         last_ts: None,
         points: 0,
         queries,
-        baseline: None,
+        baselines: Vec::new(),
     }
 }
 
 /// [`window`] of `now`, with `then` as its baseline.
 pub fn with_baseline(now: Vec<QueryStats>, then: Vec<QueryStats>) -> StatementsWindow {
     let mut w = window(now);
-    w.baseline = Some(Box::new(window(then)));
+    w.baselines = vec![window(then)];
     w
 }

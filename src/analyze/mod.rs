@@ -50,8 +50,8 @@ impl AnalyzersSettings {
 /// The database name, or its oid when PoWA no longer knows the name.
 pub fn database_name(q: &QueryStats) -> String {
     q.database
-        .clone()
-        .unwrap_or_else(|| format!("oid {}", q.key.dbid))
+        .as_deref()
+        .map_or_else(|| format!("oid {}", q.key.dbid), str::to_string)
 }
 
 /// Where a finding about one query is: repository, server, database, user, queryid.
@@ -63,8 +63,8 @@ pub fn query_labels(w: &StatementsWindow, q: &QueryStats) -> BTreeMap<String, St
         (
             "user".to_string(),
             q.user
-                .clone()
-                .unwrap_or_else(|| format!("oid {}", q.key.userid)),
+                .as_deref()
+                .map_or_else(|| format!("oid {}", q.key.userid), str::to_string),
         ),
         ("queryid".to_string(), q.key.queryid.to_string()),
     ])

@@ -250,7 +250,7 @@ impl SlowQueryAnalyzer {
             labels,
             title,
             advice: advice(q, share),
-            text: q.query.clone(),
+            text: q.query.as_deref().map(str::to_string),
             metrics,
             window: w.window,
             observed_at: w.last_ts.unwrap_or(w.window.end),
@@ -317,7 +317,7 @@ mod tests {
 
     fn q(id: i64, calls: f64, total_ms: f64, text: &str) -> QueryStats {
         let mut q = query(id, calls, total_ms);
-        q.query = Some(text.to_string());
+        q.query = Some(text.into());
         q
     }
 

@@ -91,7 +91,7 @@ impl WorkloadChangeAnalyzer {
 
     pub fn analyze_window(&self, w: &StatementsWindow) -> Vec<Insight> {
         let s = &self.settings;
-        let Some(base) = w.baseline.as_deref() else {
+        let Some(base) = w.baselines.first() else {
             return Vec::new();
         };
         // No baseline data at all (PoWA purged it, or the server is new): nothing is "new".
@@ -207,7 +207,7 @@ impl WorkloadChangeAnalyzer {
             labels,
             title: f.title,
             advice: f.advice.to_string(),
-            text: q.query.clone(),
+            text: q.query.as_deref().map(str::to_string),
             metrics: f
                 .metrics
                 .into_iter()

@@ -14,6 +14,7 @@
 //! summed before stepping.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures_util::{pin_mut, TryStreamExt};
@@ -73,13 +74,15 @@ pub struct QueryKey {
 #[derive(Clone, Debug)]
 pub struct QueryStats {
     pub key: QueryKey,
-    pub database: Option<String>,
-    pub user: Option<String>,
+    /// Names and texts are shared (`Arc`): a live window hands the same ones to every
+    /// cycle's snapshot without copying them.
+    pub database: Option<Arc<str>>,
+    pub user: Option<Arc<str>>,
     pub counters: Counters,
     /// CPU and physical I/O from pg_stat_kcache, when PoWA records it for this server.
     pub kcache: Option<super::kcache::Kcache>,
     /// Normalised text, cut to [`TEXT_LIMIT`] characters; None if PoWA purged it.
-    pub query: Option<String>,
+    pub query: Option<Arc<str>>,
 }
 
 impl QueryStats {
@@ -110,9 +113,10 @@ pub struct StatementsWindow {
     pub points: u64,
     /// Queries with at least one call in the window.
     pub queries: Vec<QueryStats>,
-    /// The same server over the baseline window (the window shifted back by the baseline
-    /// offset), when a baseline was asked for.
-    pub baseline: Option<Box<StatementsWindow>>,
+    /// The same server over past windows: the window shifted back by 1, 2, … times the
+    /// baseline offset, nearest first, as far as retention allows (empty when no
+    /// baseline was asked for). Baselines carry counters only.
+    pub baselines: Vec<StatementsWindow>,
 }
 
 /// Query texts can be megabytes; nobody reads more than this in a chat message.
@@ -410,7 +414,7 @@ async fn read(
         last_ts,
         points,
         queries,
-        baseline: None,
+        baselines: Vec::new(),
     })
 }
 
@@ -468,11 +472,11 @@ async fn decorate(
             )
             .await?
     };
-    let dbs: HashMap<u32, String> = db_rows
+    let dbs: HashMap<u32, Arc<str>> = db_rows
         .iter()
-        .map(|r| (r.get::<_, i64>(0) as u32, r.get(1)))
+        .map(|r| (r.get::<_, i64>(0) as u32, Arc::from(r.get::<_, &str>(1))))
         .collect();
-    let roles: HashMap<u32, String> = if srvid == 0 {
+    let roles: HashMap<u32, Arc<str>> = if srvid == 0 {
         client
             .query(
                 "SELECT oid::int8, rolname::text FROM pg_catalog.pg_roles",
@@ -480,7 +484,7 @@ async fn decorate(
             )
             .await?
             .iter()
-            .map(|r| (r.get::<_, i64>(0) as u32, r.get(1)))
+            .map(|r| (r.get::<_, i64>(0) as u32, Arc::from(r.get::<_, &str>(1))))
             .collect()
     } else {
         HashMap::new()
@@ -507,7 +511,7 @@ async fn decorate(
             )
             .await?
     };
-    let texts: HashMap<(i64, u32, u32), String> = text_rows
+    let texts: HashMap<(i64, u32, u32), Arc<str>> = text_rows
         .iter()
         .map(|r| {
             (
@@ -516,7 +520,7 @@ async fn decorate(
                     r.get::<_, i64>(1) as u32,
                     r.get::<_, i64>(2) as u32,
                 ),
-                r.get(3),
+                Arc::from(r.get::<_, &str>(3)),
             )
         })
         .collect();

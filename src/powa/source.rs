@@ -18,6 +18,8 @@ pub struct PowaSource {
     server: ServerInfo,
     /// Read the window shifted back by this much too, for the baseline.
     baseline_offset: Option<std::time::Duration>,
+    /// How many multiples of the offset to read (as far as retention reaches).
+    baseline_periods: u32,
 }
 
 impl PowaSource {
@@ -27,6 +29,7 @@ impl PowaSource {
         info: Arc<PowaInfo>,
         server: ServerInfo,
         baseline_offset: Option<std::time::Duration>,
+        baseline_periods: u32,
     ) -> Self {
         PowaSource {
             name: format!("{repository}/{}", server.name),
@@ -35,6 +38,7 @@ impl PowaSource {
             info,
             server,
             baseline_offset,
+            baseline_periods: baseline_periods.max(1),
         }
     }
 }
@@ -54,22 +58,72 @@ impl Source for PowaSource {
         let offset = self
             .baseline_offset
             .and_then(|d| chrono::Duration::from_std(d).ok());
+        let periods = self.baseline_periods;
         Box::pin(async move {
             let mut w = read_window(&client, &repository, &info, &server, window)
                 .await
                 .map_err(SourceError::new)?;
-            if let Some(off) = offset {
-                let shifted = Window {
-                    start: window.start - off,
-                    end: window.end - off,
-                };
+            for shifted in baseline_windows(window, offset, periods, &server) {
                 let b = read_baseline(&client, &repository, &info, &server, shifted)
                     .await
                     .map_err(SourceError::new)?;
-                w.baseline = Some(Box::new(b));
+                w.baselines.push(b);
             }
             let taken_at = w.last_ts.unwrap_or(window.end);
             Ok((Arc::new(w), taken_at))
         })
+    }
+}
+
+/// The past windows to compare with: `window` shifted back by 1, 2, … times `offset`. The
+/// first is always read (it is what the seed compared with, and an empty one is what the
+/// health analyzer reports); further ones only while PoWA's retention still holds them.
+pub fn baseline_windows(
+    window: Window,
+    offset: Option<chrono::Duration>,
+    periods: u32,
+    server: &ServerInfo,
+) -> Vec<Window> {
+    let Some(off) = offset else {
+        return Vec::new();
+    };
+    let oldest_kept = server
+        .retention
+        .and_then(|r| chrono::Duration::from_std(r).ok())
+        .map(|r| window.end - r);
+    (1..=periods.max(1))
+        .map(|k| Window {
+            start: window.start - off * k as i32,
+            end: window.end - off * k as i32,
+        })
+        .enumerate()
+        .filter(|(i, w)| *i == 0 || oldest_kept.is_none_or(|o| w.start >= o))
+        .map(|(_, w)| w)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn baselines_stop_at_retention() {
+        let end = Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap();
+        let w = Window {
+            start: end - chrono::Duration::hours(24),
+            end,
+        };
+        let mut server = ServerInfo::named(1, "s");
+        server.retention = Some(std::time::Duration::from_secs(16 * 86400));
+        let week = Some(chrono::Duration::days(7));
+        let got = baseline_windows(w, week, 3, &server);
+        // 7 and 14 days back fit in 16 days; 21 days back does not.
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].end, end - chrono::Duration::days(14));
+        // The first is read even when retention is too short (the health analyzer says so).
+        server.retention = Some(std::time::Duration::from_secs(86400));
+        assert_eq!(baseline_windows(w, week, 3, &server).len(), 1);
+        assert!(baseline_windows(w, None, 3, &server).is_empty());
     }
 }
