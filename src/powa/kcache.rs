@@ -10,12 +10,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use futures_util::{pin_mut, TryStreamExt};
-use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
+use super::cold;
 use super::discovery::PowaInfo;
-use super::reader::SeriesAcc;
+use super::layout::{Layout, SeriesKey};
+use super::reader::{QueryKey, QueryStats, ReadMode};
 
 /// One query's kcache deltas over a window.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -36,43 +36,29 @@ impl Kcache {
     }
 }
 
-/// Field expressions for user, system, reads, writes, in that order.
-fn fields(info: &PowaInfo) -> [String; 4] {
-    let split = (info.version.major, info.version.minor) >= (4, 1);
-    ["user_time", "system_time", "reads", "writes"].map(|f| {
-        if split {
-            format!("coalesce((m).plan_{f}, 0)::float8 + coalesce((m).exec_{f}, 0)::float8")
-        } else {
-            format!("coalesce((m).{f}, 0)::float8")
+/// Kcache deltas per series, keyed like the statements they belong to.
+pub type KcacheByQuery = HashMap<QueryKey, Kcache>;
+
+impl Kcache {
+    pub fn from_delta(d: [f64; 4]) -> Kcache {
+        Kcache {
+            user_time_s: d[0],
+            system_time_s: d[1],
+            reads_bytes: d[2],
+            writes_bytes: d[3],
         }
-    })
+    }
+
+    pub fn add(&mut self, o: &Kcache) {
+        self.user_time_s += o.user_time_s;
+        self.system_time_s += o.system_time_s;
+        self.reads_bytes += o.reads_bytes;
+        self.writes_bytes += o.writes_bytes;
+    }
 }
 
-fn sql(info: &PowaInfo) -> String {
-    let s = &info.schema;
-    let (srv_h, srv_c) = if info.version.multi_server() {
-        ("h.srvid = $3 AND ", "c.srvid = $3 AND ")
-    } else {
-        ("", "")
-    };
-    let f = fields(info).join(", ");
-    format!(
-        "WITH pts AS ( \
-           SELECT h.dbid, h.userid, h.queryid, m \
-           FROM {s}.powa_kcache_metrics h CROSS JOIN LATERAL unnest(h.metrics) m \
-           WHERE {srv_h}h.coalesce_range && tstzrange($1::timestamptz, $2::timestamptz, '[]') \
-             AND (m).ts BETWEEN $1 AND $2 \
-           UNION ALL \
-           SELECT c.dbid, c.userid, c.queryid, c.metrics \
-           FROM {s}.powa_kcache_metrics_current c \
-           WHERE {srv_c}(c.metrics).ts BETWEEN $1 AND $2) \
-         SELECT dbid::int8, userid::int8, queryid, (m).ts, {f} \
-         FROM pts ORDER BY dbid, userid, queryid, (m).ts"
-    )
-}
-
-/// Reads kcache deltas for [from, to] keyed by (dbid, userid, queryid). `anchor` is the
-/// statements reader's anchor, so both count a new query the same way.
+/// Reads kcache deltas for [from, to]. `anchor` is the statements reader's anchor, so
+/// both count a new query the same way.
 pub async fn read_kcache(
     client: &Client,
     info: &PowaInfo,
@@ -80,41 +66,35 @@ pub async fn read_kcache(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     anchor: Option<DateTime<Utc>>,
-) -> Result<HashMap<(u32, u32, i64), Kcache>, tokio_postgres::Error> {
-    let params: Vec<&(dyn ToSql + Sync)> = if info.version.multi_server() {
-        vec![&from, &to, &srvid]
-    } else {
-        vec![&from, &to]
+    mode: ReadMode,
+) -> Result<KcacheByQuery, tokio_postgres::Error> {
+    let layout = Layout::kcache(info);
+    let read = match mode {
+        ReadMode::Fast => cold::read_fast::<4>(client, &layout, srvid, from, to).await?,
+        ReadMode::Naive => cold::read_naive::<4>(client, &layout, srvid, from, to).await?,
     };
-    let stream = client.query_raw(&sql(info), params).await?;
-    pin_mut!(stream);
-    let mut series: Vec<((u32, u32, i64), SeriesAcc<4>)> = Vec::new();
-    while let Some(row) = stream.try_next().await? {
-        let key = (
-            row.get::<_, i64>(0) as u32,
-            row.get::<_, i64>(1) as u32,
-            row.get::<_, i64>(2),
-        );
-        let ts: DateTime<Utc> = row.get(3);
-        let v: [f64; 4] = std::array::from_fn(|i| row.get::<_, f64>(4 + i));
-        match series.last_mut() {
-            Some((k, acc)) if *k == key => acc.push(ts, v),
-            _ => series.push((key, SeriesAcc::new(ts, v))),
-        }
+    let mut out = KcacheByQuery::new();
+    for (k, acc) in &read.series {
+        let d = Kcache::from_delta(acc.finish(anchor));
+        out.entry(series_query(info, *k)).or_default().add(&d);
     }
-    Ok(series
-        .into_iter()
-        .map(|(k, acc)| {
-            let d = acc.finish(anchor);
-            (
-                k,
-                Kcache {
-                    user_time_s: d[0],
-                    system_time_s: d[1],
-                    reads_bytes: d[2],
-                    writes_bytes: d[3],
-                },
-            )
-        })
-        .collect())
+    Ok(out)
+}
+
+/// The statements key a kcache series belongs to: `top` is the statements' `toplevel`
+/// where PoWA records that (4.2+); in 4.1 both variants belong to the one query.
+pub fn series_query(info: &PowaInfo, k: SeriesKey) -> QueryKey {
+    QueryKey {
+        dbid: k.dbid,
+        userid: k.userid,
+        queryid: k.queryid,
+        toplevel: (info.has_toplevel && k.sub >= 0).then_some(k.sub == 1),
+    }
+}
+
+/// Gives each query its kcache numbers.
+pub fn attach(queries: &mut [QueryStats], k: &KcacheByQuery) {
+    for q in queries.iter_mut() {
+        q.kcache = k.get(&q.key).copied();
+    }
 }

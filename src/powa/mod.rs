@@ -5,9 +5,11 @@
 //! Read-only, always: every session sets `default_transaction_read_only`, an
 //! `application_name`, and statement and lock timeouts before running anything.
 
+pub mod cold;
 pub mod connect;
 pub mod discovery;
 pub mod kcache;
+pub mod layout;
 pub mod reader;
 pub mod source;
 

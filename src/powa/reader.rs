@@ -17,12 +17,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
+use super::cold;
 use super::connect::describe_pg_error;
 use super::discovery::{PowaInfo, ServerInfo};
+use super::layout::{Layout, SeriesKey};
 use sentinel_actors::Window;
 
 /// Counters read per query, in this order. Units: times in ms, blocks in blocks.
@@ -191,79 +192,6 @@ impl<const M: usize> SeriesAcc<M> {
     }
 }
 
-fn field_expr(info: &PowaInfo, counter: &str, rec: &str) -> String {
-    let candidates: &[&str] = match counter {
-        "exec_time_ms" => &["total_exec_time", "total_time"],
-        "blk_read_time_ms" => &["blk_read_time", "shared_blk_read_time"],
-        "blk_write_time_ms" => &["blk_write_time", "shared_blk_write_time"],
-        "plan_time_ms" => &["total_plan_time"],
-        other => std::slice::from_ref(match other {
-            "calls" => &"calls",
-            "rows" => &"rows",
-            "shared_blks_hit" => &"shared_blks_hit",
-            "shared_blks_read" => &"shared_blks_read",
-            "shared_blks_dirtied" => &"shared_blks_dirtied",
-            "shared_blks_written" => &"shared_blks_written",
-            "local_blks_hit" => &"local_blks_hit",
-            "local_blks_read" => &"local_blks_read",
-            "temp_blks_read" => &"temp_blks_read",
-            "temp_blks_written" => &"temp_blks_written",
-            "plans" => &"plans",
-            "wal_bytes" => &"wal_bytes",
-            _ => &"",
-        }),
-    };
-    for c in candidates {
-        if info.has_field(c) {
-            return format!("coalesce(({rec}).{c}, 0)::float8");
-        }
-    }
-    "0::float8".to_string()
-}
-
-/// Builds the points query. `$1`/`$2` are the window bounds, `$3` the srvid (4.x+).
-fn points_sql(info: &PowaInfo) -> String {
-    let s = &info.schema;
-    let multi = info.version.multi_server();
-    let (srv_h, srv_c) = if multi {
-        ("h.srvid = $3 AND ", "c.srvid = $3 AND ")
-    } else {
-        ("", "")
-    };
-    let top_h = if info.has_toplevel {
-        ", h.toplevel"
-    } else {
-        ""
-    };
-    let top_c = if info.has_toplevel {
-        ", c.toplevel"
-    } else {
-        ""
-    };
-    let top_out = if info.has_toplevel {
-        "toplevel"
-    } else {
-        "NULL::bool"
-    };
-    let fields: Vec<String> = COUNTERS
-        .iter()
-        .map(|c| field_expr(info, c, "rec"))
-        .collect();
-    format!(
-        "WITH pts AS ( \
-           SELECT h.dbid, h.userid, h.queryid{top_h}, r AS rec \
-           FROM {s}.powa_statements_history h CROSS JOIN LATERAL unnest(h.records) r \
-           WHERE {srv_h}h.coalesce_range && tstzrange($1::timestamptz, $2::timestamptz, '[]') AND (r).ts BETWEEN $1 AND $2 \
-           UNION ALL \
-           SELECT c.dbid, c.userid, c.queryid{top_c}, c.record \
-           FROM {s}.powa_statements_history_current c \
-           WHERE {srv_c}(c.record).ts BETWEEN $1 AND $2) \
-         SELECT dbid::int8, userid::int8, queryid, {top_out}, (rec).ts, {fields} \
-         FROM pts ORDER BY dbid, userid, queryid, {top_out}, (rec).ts",
-        fields = fields.join(", ")
-    )
-}
-
 fn anchor_sql(info: &PowaInfo) -> String {
     let s = &info.schema;
     let (srv_h, srv_c) = if info.version.multi_server() {
@@ -285,8 +213,16 @@ fn anchor_sql(info: &PowaInfo) -> String {
     )
 }
 
-/// Reads one server's per-query deltas for `window` (the naive, complete computation:
-/// every point in the window is read once).
+/// How a window is read from the repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Whole coalesce ranges inside the window from mins/maxs (see [`super::cold`]).
+    Fast,
+    /// Every point unnested: the reference the fast read is checked against.
+    Naive,
+}
+
+/// Reads one server's per-query deltas for `window`, with CPU/IO, names and texts.
 pub async fn read_window(
     client: &Client,
     repository: &str,
@@ -294,7 +230,16 @@ pub async fn read_window(
     server: &ServerInfo,
     window: Window,
 ) -> Result<StatementsWindow, String> {
-    read(client, repository, info, server, window, true).await
+    read(
+        client,
+        repository,
+        info,
+        server,
+        window,
+        true,
+        ReadMode::Fast,
+    )
+    .await
 }
 
 /// As [`read_window`], counters only: no kcache, names or texts. A baseline is only
@@ -307,7 +252,54 @@ pub async fn read_baseline(
     server: &ServerInfo,
     window: Window,
 ) -> Result<StatementsWindow, String> {
-    read(client, repository, info, server, window, false).await
+    read(
+        client,
+        repository,
+        info,
+        server,
+        window,
+        false,
+        ReadMode::Fast,
+    )
+    .await
+}
+
+/// Any read, for tests and benchmarks that compare the modes.
+pub async fn read_window_with(
+    client: &Client,
+    repository: &str,
+    info: &PowaInfo,
+    server: &ServerInfo,
+    window: Window,
+    details: bool,
+    mode: ReadMode,
+) -> Result<StatementsWindow, String> {
+    read(client, repository, info, server, window, details, mode).await
+}
+
+/// The server's last snapshot at or before `at` (the anchor of a window starting there).
+pub async fn anchor_before(
+    client: &Client,
+    info: &PowaInfo,
+    srvid: i32,
+    at: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, tokio_postgres::Error> {
+    let params: Vec<&(dyn ToSql + Sync)> = if info.version.multi_server() {
+        vec![&at, &srvid]
+    } else {
+        vec![&at]
+    };
+    Ok(client.query_one(&anchor_sql(info), &params).await?.get(0))
+}
+
+/// Sums series into queries: PoWA 4.1 keeps no `toplevel`, so its variants are one query.
+pub(crate) fn query_key(k: SeriesKey) -> QueryKey {
+    QueryKey {
+        dbid: k.dbid,
+        userid: k.userid,
+        queryid: k.queryid,
+        toplevel: (k.sub >= 0).then_some(k.sub == 1),
+    }
 }
 
 async fn read(
@@ -317,9 +309,8 @@ async fn read(
     server: &ServerInfo,
     window: Window,
     details: bool,
+    mode: ReadMode,
 ) -> Result<StatementsWindow, String> {
-    let srvid = server.srvid;
-    let multi = info.version.multi_server();
     let ctx = |what: &str, e: tokio_postgres::Error| {
         format!(
             "server `{}`: reading {what}: {}",
@@ -327,62 +318,27 @@ async fn read(
             describe_pg_error(&e)
         )
     };
-
-    let anchor_params: Vec<&(dyn ToSql + Sync)> = if multi {
-        vec![&window.start, &srvid]
-    } else {
-        vec![&window.start]
-    };
-    let anchor: Option<DateTime<Utc>> = client
-        .query_one(&anchor_sql(info), &anchor_params)
+    let anchor = anchor_before(client, info, server.srvid, window.start)
         .await
-        .map_err(|e| ctx("the anchor snapshot", e))?
-        .get(0);
+        .map_err(|e| ctx("the anchor snapshot", e))?;
     let from = anchor.unwrap_or(window.start);
-
-    let sql = points_sql(info);
-    let params: Vec<&(dyn ToSql + Sync)> = if multi {
-        vec![&from, &window.end, &srvid]
-    } else {
-        vec![&from, &window.end]
-    };
-    let stream = client
-        .query_raw(&sql, params)
-        .await
-        .map_err(|e| ctx("statements history", e))?;
-    pin_mut!(stream);
-    let mut series: Vec<(QueryKey, SeriesAcc)> = Vec::new();
-    let mut points = 0u64;
-    let mut earliest: Option<DateTime<Utc>> = None;
-    let mut last_ts: Option<DateTime<Utc>> = None;
-    while let Some(row) = stream
-        .try_next()
-        .await
-        .map_err(|e| ctx("statements history", e))?
-    {
-        points += 1;
-        let key = QueryKey {
-            dbid: row.get::<_, i64>(0) as u32,
-            userid: row.get::<_, i64>(1) as u32,
-            queryid: row.get(2),
-            toplevel: row.get(3),
-        };
-        let ts: DateTime<Utc> = row.get(4);
-        let v: Counters = std::array::from_fn(|i| row.get::<_, f64>(5 + i));
-        earliest = Some(earliest.map_or(ts, |e| e.min(ts)));
-        last_ts = Some(last_ts.map_or(ts, |e| e.max(ts)));
-        match series.last_mut() {
-            Some((k, acc)) if *k == key => acc.push(ts, v),
-            _ => series.push((key, SeriesAcc::new(ts, v))),
+    let layout = Layout::statements(info);
+    let read = match mode {
+        ReadMode::Fast => {
+            cold::read_fast::<N>(client, &layout, server.srvid, from, window.end).await
+        }
+        ReadMode::Naive => {
+            cold::read_naive::<N>(client, &layout, server.srvid, from, window.end).await
         }
     }
+    .map_err(|e| ctx("statements history", e))?;
     // With no snapshot before the window, the first one inside it is the anchor.
-    let effective_anchor = anchor.or(earliest);
-
-    let mut queries: Vec<QueryStats> = series
+    let effective_anchor = anchor.or(read.earliest);
+    let mut queries: Vec<QueryStats> = read
+        .series
         .iter()
         .map(|(k, acc)| QueryStats {
-            key: *k,
+            key: query_key(*k),
             database: None,
             user: None,
             counters: acc.finish(effective_anchor),
@@ -393,17 +349,23 @@ async fn read(
         .collect();
 
     if details {
-        add_details(
-            client,
-            info,
-            server,
-            from,
-            window.end,
-            effective_anchor,
-            &mut queries,
-        )
-        .await
-        .map_err(|(what, e)| ctx(what, e))?;
+        if server.modules.iter().any(|m| m == "pg_stat_kcache") && !queries.is_empty() {
+            let k = super::kcache::read_kcache(
+                client,
+                info,
+                server.srvid,
+                from,
+                window.end,
+                effective_anchor,
+                mode,
+            )
+            .await
+            .map_err(|e| ctx("pg_stat_kcache history", e))?;
+            super::kcache::attach(&mut queries, &k);
+        }
+        decorate(client, info, server, &mut queries)
+            .await
+            .map_err(|e| ctx("query texts and names", e))?;
     }
 
     Ok(StatementsWindow {
@@ -411,34 +373,11 @@ async fn read(
         server: server.clone(),
         window,
         anchor,
-        last_ts,
-        points,
+        last_ts: read.latest,
+        points: read.rows,
         queries,
         baselines: Vec::new(),
     })
-}
-
-/// CPU and I/O from pg_stat_kcache where PoWA records it, then names and query texts.
-async fn add_details(
-    client: &Client,
-    info: &PowaInfo,
-    server: &ServerInfo,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    anchor: Option<DateTime<Utc>>,
-    queries: &mut [QueryStats],
-) -> Result<(), (&'static str, tokio_postgres::Error)> {
-    if server.modules.iter().any(|m| m == "pg_stat_kcache") && !queries.is_empty() {
-        let k = super::kcache::read_kcache(client, info, server.srvid, from, to, anchor)
-            .await
-            .map_err(|e| ("pg_stat_kcache history", e))?;
-        for q in queries.iter_mut() {
-            q.kcache = k.get(&(q.key.dbid, q.key.userid, q.key.queryid)).copied();
-        }
-    }
-    decorate(client, info, server, queries)
-        .await
-        .map_err(|e| ("query texts and names", e))
 }
 
 /// Adds database names, role names (local server only: PoWA 4 does not keep remote role

@@ -1,0 +1,307 @@
+//! How one PoWA source is laid out, and the SQL that reads it.
+//!
+//! Statements and kcache (and most PoWA sources) share one storage model: a history table
+//! with one row per key and coalesce range (`records`/`metrics` array, plus the field-wise
+//! `mins_in_range`/`maxs_in_range`), and a current table with one row per key and
+//! snapshot. A [`Layout`] names the tables, the key columns and the counter expressions
+//! of one source for one PoWA version, and builds every statement the readers need from
+//! that single description, so the naive, the fast and the incremental readers can never
+//! disagree on what a counter is.
+
+use super::discovery::PowaInfo;
+use super::reader::COUNTERS;
+
+/// Identity of one series in a source: `sub` tells the variants PoWA keeps apart under one
+/// query (`toplevel` of statements in 4.2+, `top` of kcache in 4.1+); -1 when there are none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    pub dbid: u32,
+    pub userid: u32,
+    pub queryid: i64,
+    pub sub: i8,
+}
+
+/// One source's tables and fields for one PoWA version.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// Schema-qualified history table.
+    history: String,
+    /// Schema-qualified current table.
+    current: String,
+    /// The array column of the history table (`records`, or `metrics` for kcache).
+    array: &'static str,
+    /// The record column of the current table (`record`, or `metrics` for kcache).
+    record: &'static str,
+    /// Column carrying `sub`, if any.
+    sub: Option<&'static str>,
+    /// Counter expressions over a record, with `{r}` standing for the record.
+    fields: Vec<String>,
+    /// Whether tables carry `srvid` (PoWA 4+).
+    multi: bool,
+}
+
+impl Layout {
+    /// pg_stat_statements counters, in [`COUNTERS`] order.
+    pub fn statements(info: &PowaInfo) -> Layout {
+        let s = &info.schema;
+        Layout {
+            history: format!("{s}.powa_statements_history"),
+            current: format!("{s}.powa_statements_history_current"),
+            array: "records",
+            record: "record",
+            sub: info.has_toplevel.then_some("toplevel"),
+            fields: COUNTERS.iter().map(|c| statement_field(info, c)).collect(),
+            multi: info.version.multi_server(),
+        }
+    }
+
+    /// pg_stat_kcache: user time, system time (s), reads, writes (bytes). Planning and
+    /// execution are added (4.1+); `top` is kept apart as `sub` (4.1+).
+    pub fn kcache(info: &PowaInfo) -> Layout {
+        let s = &info.schema;
+        let split = (info.version.major, info.version.minor) >= (4, 1);
+        Layout {
+            history: format!("{s}.powa_kcache_metrics"),
+            current: format!("{s}.powa_kcache_metrics_current"),
+            array: "metrics",
+            record: "metrics",
+            sub: split.then_some("top"),
+            fields: ["user_time", "system_time", "reads", "writes"]
+                .iter()
+                .map(|f| {
+                    if split {
+                        format!(
+                            "coalesce(({{r}}).plan_{f}, 0)::float8 + coalesce(({{r}}).exec_{f}, 0)::float8"
+                        )
+                    } else {
+                        format!("coalesce(({{r}}).{f}, 0)::float8")
+                    }
+                })
+                .collect(),
+            multi: info.version.multi_server(),
+        }
+    }
+
+    pub fn width(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Key columns of table alias `t`: dbid, userid, queryid, sub.
+    fn keys(&self, t: &str) -> String {
+        let sub = match self.sub {
+            Some(c) => format!("{t}.{c}::int4::int2"),
+            None => "(-1)::int2".to_string(),
+        };
+        format!("{t}.dbid::int8, {t}.userid::int8, {t}.queryid, {sub}")
+    }
+
+    fn fields_of(&self, rec: &str) -> String {
+        self.fields
+            .iter()
+            .map(|f| f.replace("{r}", rec))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn null_fields(&self) -> String {
+        vec!["NULL::float8"; self.fields.len()].join(", ")
+    }
+
+    /// `srvid = $n AND ` for alias `t`, or nothing before PoWA 4.
+    fn srv(&self, t: &str, n: usize) -> String {
+        if self.multi {
+            format!("{t}.srvid = ${n} AND ")
+        } else {
+            String::new()
+        }
+    }
+
+    pub fn multi(&self) -> bool {
+        self.multi
+    }
+
+    /// Every point with ts in [$1, $2], history arrays unnested: the reference reader.
+    /// Columns: keys(4), ts, fields. `$3` is the srvid (PoWA 4+).
+    pub fn points_sql(&self) -> String {
+        format!(
+            "SELECT * FROM ( \
+               SELECT {hk}, (r).ts, {hf} \
+               FROM {h} h CROSS JOIN LATERAL unnest(h.{a}) r \
+               WHERE {hs}h.coalesce_range && tstzrange($1::timestamptz, $2::timestamptz, '[]') \
+                 AND (r).ts BETWEEN $1 AND $2 \
+               UNION ALL \
+               SELECT {ck}, (c.{rc}).ts, {cf} \
+               FROM {c} c WHERE {cs}(c.{rc}).ts BETWEEN $1 AND $2) p \
+             ORDER BY 1, 2, 3, 4, 5",
+            hk = self.keys("h"),
+            hf = self.fields_of("r"),
+            h = self.history,
+            a = self.array,
+            hs = self.srv("h", 3),
+            ck = self.keys("c"),
+            rc = self.record,
+            cf = self.fields_of(&format!("c.{}", self.record)),
+            c = self.current,
+            cs = self.srv("c", 3),
+        )
+    }
+
+    /// The fast window read: whole coalesce ranges inside [$1, $2] as one piece each
+    /// (from `mins_in_range`/`maxs_in_range`, the array is not read), the boundary
+    /// ranges and the current rows as points. Columns: keys(4), is_piece, t0, t1,
+    /// first fields, last fields (NULL for points). `$3` is the srvid (PoWA 4+).
+    pub fn pieces_sql(&self) -> String {
+        let w = "tstzrange($1::timestamptz, $2::timestamptz, '[]')";
+        format!(
+            "SELECT * FROM ( \
+               SELECT {hk}, true, lower(h.coalesce_range), upper(h.coalesce_range), {mins}, {maxs} \
+               FROM {h} h WHERE {hs}h.coalesce_range <@ {w} \
+               UNION ALL \
+               SELECT {hk}, false, (r).ts, (r).ts, {rf}, {nulls} \
+               FROM {h} h CROSS JOIN LATERAL unnest(h.{a}) r \
+               WHERE {hs}h.coalesce_range && {w} AND NOT h.coalesce_range <@ {w} \
+                 AND (r).ts BETWEEN $1 AND $2 \
+               UNION ALL \
+               SELECT {ck}, false, (c.{rc}).ts, (c.{rc}).ts, {cf}, {nulls} \
+               FROM {c} c WHERE {cs}(c.{rc}).ts BETWEEN $1 AND $2) p \
+             ORDER BY 1, 2, 3, 4, 6",
+            hk = self.keys("h"),
+            mins = self.fields_of("h.mins_in_range"),
+            maxs = self.fields_of("h.maxs_in_range"),
+            h = self.history,
+            hs = self.srv("h", 3),
+            rf = self.fields_of("r"),
+            nulls = self.null_fields(),
+            a = self.array,
+            ck = self.keys("c"),
+            rc = self.record,
+            cf = self.fields_of(&format!("c.{}", self.record)),
+            c = self.current,
+            cs = self.srv("c", 3),
+        )
+    }
+
+    /// The points of chosen coalesce ranges, found by (queryid, dbid, userid, lower bound)
+    /// in the parallel arrays $1..$4. Columns: keys(4), lower(range), ts, fields. `$5`
+    /// is the srvid (PoWA 4+).
+    pub fn ranges_sql(&self) -> String {
+        format!(
+            "SELECT {hk}, lower(h.coalesce_range), (r).ts, {rf} \
+             FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::timestamptz[]) AS w(queryid, dbid, userid, lo) \
+             JOIN {h} h ON {hs}h.queryid = w.queryid AND h.dbid = w.dbid::oid AND h.userid = w.userid::oid \
+               AND lower(h.coalesce_range) = w.lo \
+             CROSS JOIN LATERAL unnest(h.{a}) r \
+             ORDER BY 1, 2, 3, 4, 6",
+            hk = self.keys("h"),
+            rf = self.fields_of("r"),
+            h = self.history,
+            hs = self.srv("h", 5),
+            a = self.array,
+        )
+    }
+
+    /// Points newer than $1: the current rows and, when `with_history` (PoWA coalesced
+    /// since the cursor), the history ranges that reach past it. Columns: keys(4), ts,
+    /// fields. `$2` is the srvid (PoWA 4+).
+    pub fn since_sql(&self, with_history: bool) -> String {
+        let history = if with_history {
+            format!(
+                "SELECT {hk}, (r).ts, {hf} \
+                 FROM {h} h CROSS JOIN LATERAL unnest(h.{a}) r \
+                 WHERE {hs}h.coalesce_range && tstzrange($1::timestamptz, NULL, '(]') AND (r).ts > $1 \
+                 UNION ALL ",
+                hk = self.keys("h"),
+                hf = self.fields_of("r"),
+                h = self.history,
+                a = self.array,
+                hs = self.srv("h", 2),
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "SELECT * FROM ({history} \
+               SELECT {ck}, (c.{rc}).ts, {cf} FROM {c} c WHERE {cs}(c.{rc}).ts > $1) p \
+             ORDER BY 1, 2, 3, 4, 5",
+            ck = self.keys("c"),
+            rc = self.record,
+            cf = self.fields_of(&format!("c.{}", self.record)),
+            c = self.current,
+            cs = self.srv("c", 2),
+        )
+    }
+}
+
+/// The expression of one statements counter, by what this PoWA version calls it.
+fn statement_field(info: &PowaInfo, counter: &str) -> String {
+    let candidates: &[&str] = match counter {
+        "exec_time_ms" => &["total_exec_time", "total_time"],
+        "blk_read_time_ms" => &["blk_read_time", "shared_blk_read_time"],
+        "blk_write_time_ms" => &["blk_write_time", "shared_blk_write_time"],
+        "plan_time_ms" => &["total_plan_time"],
+        other => std::slice::from_ref(match other {
+            "calls" => &"calls",
+            "rows" => &"rows",
+            "shared_blks_hit" => &"shared_blks_hit",
+            "shared_blks_read" => &"shared_blks_read",
+            "shared_blks_dirtied" => &"shared_blks_dirtied",
+            "shared_blks_written" => &"shared_blks_written",
+            "local_blks_hit" => &"local_blks_hit",
+            "local_blks_read" => &"local_blks_read",
+            "temp_blks_read" => &"temp_blks_read",
+            "temp_blks_written" => &"temp_blks_written",
+            "plans" => &"plans",
+            "wal_bytes" => &"wal_bytes",
+            _ => &"",
+        }),
+    };
+    for c in candidates {
+        if info.has_field(c) {
+            return format!("coalesce(({{r}}).{c}, 0)::float8");
+        }
+    }
+    "0::float8".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::powa::discovery::PowaVersion;
+
+    fn info(v: &str, fields: &[&str], toplevel: bool) -> PowaInfo {
+        PowaInfo {
+            version: PowaVersion::parse(v).unwrap(),
+            schema: "\"powa\"".into(),
+            statement_fields: fields.iter().map(|s| s.to_string()).collect(),
+            has_toplevel: toplevel,
+            servers: vec![],
+        }
+    }
+
+    #[test]
+    fn fields_follow_the_version() {
+        let v3 = info("3.2.0", &["calls", "total_time"], false);
+        let l = Layout::statements(&v3);
+        assert!(!l.multi());
+        let sql = l.points_sql();
+        assert!(sql.contains("(r).total_time"));
+        assert!(!sql.contains("srvid"));
+        assert!(sql.contains("(-1)::int2"));
+
+        let v5 = info("5.0.1", &["calls", "total_exec_time"], true);
+        let l = Layout::statements(&v5);
+        let sql = l.pieces_sql();
+        assert!(sql.contains("h.toplevel::int4::int2"));
+        assert!(sql.contains("h.srvid = $3"));
+        assert!(sql.contains("(h.mins_in_range).total_exec_time"));
+
+        let k = Layout::kcache(&info("4.1.4", &[], false));
+        assert_eq!(k.width(), 4);
+        let sql = k.since_sql(true);
+        assert!(sql.contains("h.top::int4::int2"));
+        assert!(sql.contains("(c.metrics).plan_user_time"));
+        assert!(sql.contains("h.srvid = $2"));
+        let k3 = Layout::kcache(&info("3.2.0", &[], false));
+        assert!(k3.ranges_sql().contains("(r).reads"));
+    }
+}

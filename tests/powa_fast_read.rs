@@ -1,0 +1,163 @@
+//! The fast window read (whole coalesce ranges from mins/maxs) against the naive reference
+//! (every point unnested) on real PoWA 4.1.4 and 3.2.0 history: coalesced ranges, a reset
+//! inside a range, a reset at a range boundary, a query born inside a range, current rows,
+//! and windows starting before, inside and between ranges.
+
+mod support;
+
+use chrono::{DateTime, Utc};
+use powa_sentinel::powa::cold;
+use powa_sentinel::powa::layout::Layout;
+use powa_sentinel::powa::reader::{read_window_with, ReadMode, StatementsWindow, COUNTERS};
+use powa_sentinel::powa::{connect, Repository, RepositorySettings};
+use sentinel_actors::Window;
+use support::{exclusive, lab, unique};
+
+fn aggregate(cluster: &str) {
+    let sql = if cluster == "repo3" {
+        "SELECT powa_statements_aggregate(), powa_kcache_aggregate()"
+    } else {
+        "SELECT powa_statements_aggregate(0), powa_kcache_aggregate(0)"
+    };
+    lab().psql(cluster, "powa", sql);
+}
+
+/// Builds history for one query family and returns the times between phases.
+fn build_history(cluster: &str, t: &str) -> Vec<DateTime<Utc>> {
+    let lab = lab();
+    let mut marks = vec![Utc::now()];
+    lab.psql(
+        cluster,
+        "app",
+        &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 1000) g"),
+    );
+    let q1 = format!("SELECT count(*) FROM {t} WHERE id < 500");
+    let q2 = format!("SELECT max(id) FROM {t} WHERE id > 10");
+    // Range 1: three snapshots.
+    for n in [7, 11, 13] {
+        lab.repeat(cluster, "app", &q1, n);
+        lab.snapshot(cluster);
+    }
+    aggregate(cluster);
+    marks.push(Utc::now());
+    // Range 2: a reset in the middle, and q2 born inside the range.
+    lab.repeat(cluster, "app", &q1, 5);
+    lab.snapshot(cluster);
+    lab.psql(cluster, "powa", "SELECT pg_stat_statements_reset()");
+    lab.repeat(cluster, "app", &q1, 3);
+    lab.repeat(cluster, "app", &q2, 17);
+    lab.snapshot(cluster);
+    lab.repeat(cluster, "app", &q1, 4);
+    lab.repeat(cluster, "app", &q2, 2);
+    lab.snapshot(cluster);
+    aggregate(cluster);
+    marks.push(Utc::now());
+    // Range 3 starts right after a reset (a reset at the range boundary).
+    lab.psql(cluster, "powa", "SELECT pg_stat_statements_reset()");
+    for n in [2, 9] {
+        lab.repeat(cluster, "app", &q1, n);
+        lab.repeat(cluster, "app", &q2, n);
+        lab.snapshot(cluster);
+    }
+    aggregate(cluster);
+    marks.push(Utc::now());
+    // Current rows.
+    for n in [6, 1] {
+        lab.repeat(cluster, "app", &q1, n);
+        lab.snapshot(cluster);
+    }
+    marks.push(Utc::now());
+    marks
+}
+
+fn same(a: &StatementsWindow, b: &StatementsWindow, what: &str) {
+    let mut x: Vec<_> = a.queries.iter().map(|q| (q.key, q)).collect();
+    let mut y: Vec<_> = b.queries.iter().map(|q| (q.key, q)).collect();
+    x.sort_by_key(|p| p.0);
+    y.sort_by_key(|p| p.0);
+    assert_eq!(
+        x.iter().map(|p| p.0).collect::<Vec<_>>(),
+        y.iter().map(|p| p.0).collect::<Vec<_>>(),
+        "{what}: the same queries"
+    );
+    for ((k, qa), (_, qb)) in x.iter().zip(&y) {
+        for (i, name) in COUNTERS.iter().enumerate() {
+            let (va, vb) = (qa.counters[i], qb.counters[i]);
+            assert!(
+                (va - vb).abs() <= 1e-6 * va.abs().max(vb.abs()).max(1.0),
+                "{what}: {k:?} {name}: fast {va} vs naive {vb}"
+            );
+        }
+        let (ka, kb) = (qa.kcache.unwrap_or_default(), qb.kcache.unwrap_or_default());
+        for (va, vb) in [
+            (ka.user_time_s, kb.user_time_s),
+            (ka.system_time_s, kb.system_time_s),
+            (ka.reads_bytes, kb.reads_bytes),
+            (ka.writes_bytes, kb.writes_bytes),
+        ] {
+            assert!(
+                (va - vb).abs() <= 1e-6 * va.abs().max(vb.abs()).max(1e-3),
+                "{what}: {k:?} kcache: fast {va} vs naive {vb}"
+            );
+        }
+    }
+}
+
+async fn fast_matches_naive(cluster: &str, dsn: &str) {
+    let t = format!("t_fast_{}", unique());
+    let marks = {
+        let _guard = exclusive();
+        build_history(cluster, &t)
+    };
+    let repo: Repository = connect("lab", &RepositorySettings::from_dsn(dsn))
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let server = repo
+        .info
+        .servers
+        .iter()
+        .find(|s| s.name == "local")
+        .expect("local server");
+    let end = *marks.last().unwrap();
+    let mut starts = marks[..marks.len() - 1].to_vec();
+    // Inside range 2 (straddling it) and long before anything.
+    starts.push(marks[1] + (marks[2] - marks[1]) / 2);
+    starts.push(marks[0] - chrono::Duration::days(2));
+    let mut ours = 0;
+    for start in starts {
+        let w = Window { start, end };
+        let read = |mode| read_window_with(&repo.client, "lab", &repo.info, server, w, true, mode);
+        let fast = read(ReadMode::Fast).await.expect("fast read");
+        let naive = read(ReadMode::Naive).await.expect("naive read");
+        same(&fast, &naive, &format!("{cluster} window from {start}"));
+        ours += fast
+            .queries
+            .iter()
+            .filter(|q| q.query.as_deref().is_some_and(|x| x.contains(&t)))
+            .count();
+    }
+    assert!(ours >= 2, "the test's own queries were read ({ours})");
+
+    // The fast path really skipped arrays: whole ranges were trusted over the full window.
+    let layout = Layout::statements(&repo.info);
+    let r =
+        cold::read_fast::<{ COUNTERS.len() }>(&repo.client, &layout, server.srvid, marks[0], end)
+            .await
+            .expect("fast read");
+    assert!(
+        r.ranges_trusted > 0,
+        "some ranges read from mins/maxs ({} unnested)",
+        r.ranges_unnested
+    );
+    lab().psql(cluster, "app", &format!("DROP TABLE {t}"));
+}
+
+#[actix_rt::test]
+async fn fast_read_matches_naive_on_powa_4() {
+    fast_matches_naive("repo", &lab().repo_dsn()).await;
+}
+
+#[actix_rt::test]
+async fn fast_read_matches_naive_on_powa_3() {
+    fast_matches_naive("repo3", &lab().repo3_dsn()).await;
+}
