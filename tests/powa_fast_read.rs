@@ -8,9 +8,10 @@ mod support;
 use chrono::{DateTime, Utc};
 use powa_sentinel::powa::cold;
 use powa_sentinel::powa::layout::Layout;
-use powa_sentinel::powa::reader::{read_window_with, ReadMode, StatementsWindow, COUNTERS};
+use powa_sentinel::powa::reader::{read_window_with, ReadMode, COUNTERS};
 use powa_sentinel::powa::{connect, Repository, RepositorySettings};
 use sentinel_actors::Window;
+use support::windows::assert_same_windows;
 use support::{exclusive, lab, unique};
 
 fn aggregate(cluster: &str) {
@@ -70,39 +71,6 @@ fn build_history(cluster: &str, t: &str) -> Vec<DateTime<Utc>> {
     marks
 }
 
-fn same(a: &StatementsWindow, b: &StatementsWindow, what: &str) {
-    let mut x: Vec<_> = a.queries.iter().map(|q| (q.key, q)).collect();
-    let mut y: Vec<_> = b.queries.iter().map(|q| (q.key, q)).collect();
-    x.sort_by_key(|p| p.0);
-    y.sort_by_key(|p| p.0);
-    assert_eq!(
-        x.iter().map(|p| p.0).collect::<Vec<_>>(),
-        y.iter().map(|p| p.0).collect::<Vec<_>>(),
-        "{what}: the same queries"
-    );
-    for ((k, qa), (_, qb)) in x.iter().zip(&y) {
-        for (i, name) in COUNTERS.iter().enumerate() {
-            let (va, vb) = (qa.counters[i], qb.counters[i]);
-            assert!(
-                (va - vb).abs() <= 1e-6 * va.abs().max(vb.abs()).max(1.0),
-                "{what}: {k:?} {name}: fast {va} vs naive {vb}"
-            );
-        }
-        let (ka, kb) = (qa.kcache.unwrap_or_default(), qb.kcache.unwrap_or_default());
-        for (va, vb) in [
-            (ka.user_time_s, kb.user_time_s),
-            (ka.system_time_s, kb.system_time_s),
-            (ka.reads_bytes, kb.reads_bytes),
-            (ka.writes_bytes, kb.writes_bytes),
-        ] {
-            assert!(
-                (va - vb).abs() <= 1e-6 * va.abs().max(vb.abs()).max(1e-3),
-                "{what}: {k:?} kcache: fast {va} vs naive {vb}"
-            );
-        }
-    }
-}
-
 async fn fast_matches_naive(cluster: &str, dsn: &str) {
     let t = format!("t_fast_{}", unique());
     let marks = {
@@ -129,7 +97,7 @@ async fn fast_matches_naive(cluster: &str, dsn: &str) {
         let read = |mode| read_window_with(&repo.client, "lab", &repo.info, server, w, true, mode);
         let fast = read(ReadMode::Fast).await.expect("fast read");
         let naive = read(ReadMode::Naive).await.expect("naive read");
-        same(&fast, &naive, &format!("{cluster} window from {start}"));
+        assert_same_windows(&fast, &naive, &format!("{cluster} window from {start}"));
         ours += fast
             .queries
             .iter()

@@ -10,6 +10,7 @@ pub mod connect;
 pub mod discovery;
 pub mod kcache;
 pub mod layout;
+pub mod live;
 pub mod reader;
 pub mod source;
 

@@ -183,6 +183,11 @@ impl<const M: usize> SeriesAcc<M> {
         self.prev = Some(cur);
     }
 
+    /// The newest point (duplicates of its timestamp summed): where a live reader goes on.
+    pub fn last(&self) -> (DateTime<Utc>, [f64; M]) {
+        (self.pending_ts, self.pending)
+    }
+
     /// Final deltas; the first value counts too when the series started after the anchor.
     pub fn finish(&self, anchor: Option<DateTime<Utc>>) -> [f64; M] {
         let mut done = self.clone();
@@ -380,21 +385,21 @@ async fn read(
     })
 }
 
-/// Adds database names, role names (local server only: PoWA 4 does not keep remote role
-/// names) and query texts.
-async fn decorate(
+/// Database names (by oid) and role names (local server only: PoWA 4 does not keep
+/// remote role names) of one server.
+pub(crate) struct Names {
+    pub dbs: HashMap<u32, Arc<str>>,
+    pub roles: HashMap<u32, Arc<str>>,
+}
+
+pub(crate) async fn read_names(
     client: &Client,
     info: &PowaInfo,
     server: &ServerInfo,
-    queries: &mut [QueryStats],
-) -> Result<(), tokio_postgres::Error> {
-    if queries.is_empty() {
-        return Ok(());
-    }
+) -> Result<Names, tokio_postgres::Error> {
     let s = &info.schema;
-    let multi = info.version.multi_server();
     let srvid = server.srvid;
-    let db_rows = if multi {
+    let db_rows = if info.version.multi_server() {
         client
             .query(
                 &format!(
@@ -411,32 +416,45 @@ async fn decorate(
             )
             .await?
     };
-    let dbs: HashMap<u32, Arc<str>> = db_rows
-        .iter()
-        .map(|r| (r.get::<_, i64>(0) as u32, Arc::from(r.get::<_, &str>(1))))
-        .collect();
-    let roles: HashMap<u32, Arc<str>> = if srvid == 0 {
-        client
-            .query(
-                "SELECT oid::int8, rolname::text FROM pg_catalog.pg_roles",
-                &[],
-            )
-            .await?
-            .iter()
+    let pairs = |rows: Vec<tokio_postgres::Row>| -> HashMap<u32, Arc<str>> {
+        rows.iter()
             .map(|r| (r.get::<_, i64>(0) as u32, Arc::from(r.get::<_, &str>(1))))
             .collect()
+    };
+    let roles = if srvid == 0 {
+        pairs(
+            client
+                .query(
+                    "SELECT oid::int8, rolname::text FROM pg_catalog.pg_roles",
+                    &[],
+                )
+                .await?,
+        )
     } else {
         HashMap::new()
     };
-    let ids: Vec<i64> = queries.iter().map(|q| q.key.queryid).collect();
-    let text_rows = if multi {
+    Ok(Names {
+        dbs: pairs(db_rows),
+        roles,
+    })
+}
+
+/// Query texts, cut to [`TEXT_LIMIT`] characters, by (queryid, dbid, userid).
+pub(crate) async fn read_texts(
+    client: &Client,
+    info: &PowaInfo,
+    server: &ServerInfo,
+    ids: &[i64],
+) -> Result<HashMap<(i64, u32, u32), Arc<str>>, tokio_postgres::Error> {
+    let s = &info.schema;
+    let rows = if info.version.multi_server() {
         client
             .query(
                 &format!(
                     "SELECT queryid, dbid::int8, userid::int8, left(query, {TEXT_LIMIT}) \
                      FROM {s}.powa_statements WHERE srvid = $1 AND queryid = ANY($2)"
                 ),
-                &[&srvid, &ids],
+                &[&server.srvid, &ids],
             )
             .await?
     } else {
@@ -450,7 +468,7 @@ async fn decorate(
             )
             .await?
     };
-    let texts: HashMap<(i64, u32, u32), Arc<str>> = text_rows
+    Ok(rows
         .iter()
         .map(|r| {
             (
@@ -462,10 +480,25 @@ async fn decorate(
                 Arc::from(r.get::<_, &str>(3)),
             )
         })
-        .collect();
+        .collect())
+}
+
+/// Adds database names, role names and query texts.
+async fn decorate(
+    client: &Client,
+    info: &PowaInfo,
+    server: &ServerInfo,
+    queries: &mut [QueryStats],
+) -> Result<(), tokio_postgres::Error> {
+    if queries.is_empty() {
+        return Ok(());
+    }
+    let names = read_names(client, info, server).await?;
+    let ids: Vec<i64> = queries.iter().map(|q| q.key.queryid).collect();
+    let texts = read_texts(client, info, server, &ids).await?;
     for q in queries.iter_mut() {
-        q.database = dbs.get(&q.key.dbid).cloned();
-        q.user = roles.get(&q.key.userid).cloned();
+        q.database = names.dbs.get(&q.key.dbid).cloned();
+        q.user = names.roles.get(&q.key.userid).cloned();
         q.query = texts
             .get(&(q.key.queryid, q.key.dbid, q.key.userid))
             .cloned();

@@ -1,4 +1,5 @@
-//! The collector source for one PoWA server: reads the window's statements deltas.
+//! The collector source for one PoWA server: a live window (see [`super::live`]) that
+//! reads the whole window at the first collection and only what PoWA added afterwards.
 
 use std::sync::Arc;
 
@@ -6,20 +7,22 @@ use futures_util::future::LocalBoxFuture;
 use tokio_postgres::Client;
 
 use super::discovery::{PowaInfo, ServerInfo};
-use super::reader::{read_baseline, read_window, StatementsWindow};
+use super::live::LiveWindow;
+use super::reader::StatementsWindow;
 use sentinel_actors::collector::{Collected, Source};
 use sentinel_actors::{SourceError, Window};
 
 pub struct PowaSource {
     name: String,
-    repository: String,
     client: Arc<Client>,
-    info: Arc<PowaInfo>,
     server: ServerInfo,
     /// Read the window shifted back by this much too, for the baseline.
     baseline_offset: Option<std::time::Duration>,
     /// How many multiples of the offset to read (as far as retention reaches).
     baseline_periods: u32,
+    /// Shared with the collection future; collections never overlap (the collector
+    /// actor runs them one at a time), so the lock is never contended.
+    live: Arc<tokio::sync::Mutex<LiveWindow>>,
 }
 
 impl PowaSource {
@@ -33,12 +36,15 @@ impl PowaSource {
     ) -> Self {
         PowaSource {
             name: format!("{repository}/{}", server.name),
-            repository: repository.to_string(),
             client,
-            info,
-            server,
             baseline_offset,
             baseline_periods: baseline_periods.max(1),
+            live: Arc::new(tokio::sync::Mutex::new(LiveWindow::new(
+                repository,
+                Arc::clone(&info),
+                server.clone(),
+            ))),
+            server,
         }
     }
 }
@@ -52,23 +58,23 @@ impl Source for PowaSource {
 
     fn collect(&mut self, window: Window) -> LocalBoxFuture<'static, Collected<StatementsWindow>> {
         let client = Arc::clone(&self.client);
-        let info = Arc::clone(&self.info);
-        let server = self.server.clone();
-        let repository = self.repository.clone();
-        let offset = self
-            .baseline_offset
-            .and_then(|d| chrono::Duration::from_std(d).ok());
-        let periods = self.baseline_periods;
+        let live = Arc::clone(&self.live);
+        let offsets: Vec<chrono::Duration> = baseline_windows(
+            window,
+            self.baseline_offset
+                .and_then(|d| chrono::Duration::from_std(d).ok()),
+            self.baseline_periods,
+            &self.server,
+        )
+        .iter()
+        .map(|b| window.start - b.start)
+        .collect();
         Box::pin(async move {
-            let mut w = read_window(&client, &repository, &info, &server, window)
+            let mut live = live.lock().await;
+            let (w, _cost) = live
+                .cycle(&client, window, &offsets)
                 .await
                 .map_err(SourceError::new)?;
-            for shifted in baseline_windows(window, offset, periods, &server) {
-                let b = read_baseline(&client, &repository, &info, &server, shifted)
-                    .await
-                    .map_err(SourceError::new)?;
-                w.baselines.push(b);
-            }
             let taken_at = w.last_ts.unwrap_or(window.end);
             Ok((Arc::new(w), taken_at))
         })

@@ -6,6 +6,8 @@
 //! `cargo test` has no global teardown.
 #![allow(dead_code)]
 
+pub mod windows;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,707 @@
+//! A live window: one server's per-query deltas kept up to date from what PoWA added since
+//! the previous cycle, instead of re-reading the whole window every cycle.
+//!
+//! At start, one fast window read ([`super::cold`]) gives every series' total over the
+//! window so far (the *lump*) and its last cumulative value. Every cycle then reads only
+//! the points newer than the cursor: the `*_current` rows and, when PoWA coalesced since
+//! the last cycle (`powa_snapshot_metas.aggts` moved), the history ranges reaching past
+//! the cursor. Each new point becomes an increment (reset-aware, summing the duplicate
+//! rows of one snapshot, counting a series first seen from zero) added to an hourly
+//! checkpoint bucket. The window is the lump plus the buckets from its start on.
+//!
+//! The window start moves by whole checkpoints (hours): the window of a cycle at 10:20
+//! with a 24-hour length starts at 10:00 the day before, so the state stays bounded (at
+//! most one bucket per series and hour). The lump of the start-up read is re-read, shorter,
+//! each time the start passes a checkpoint, until it has aged out of the window; from then
+//! on a cycle costs the repository only the rows PoWA added. Baselines (past windows)
+//! are re-read once per checkpoint, not per cycle.
+//!
+//! One live window per server feeds every analyzer: they all look at the same window, so
+//! the state is kept once rather than once per analyzer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use futures_util::{pin_mut, TryStreamExt};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Row};
+
+use super::cold::{self, SeriesRead};
+use super::connect::describe_pg_error;
+use super::discovery::{PowaInfo, ServerInfo};
+use super::kcache::{series_query, Kcache};
+use super::layout::{Layout, SeriesKey};
+use super::reader::{
+    anchor_before, query_key, read_baseline, read_names, read_texts, Names, QueryKey, QueryStats,
+    StatementsWindow, CALLS, COUNTERS,
+};
+use sentinel_actors::Window;
+
+const N: usize = COUNTERS.len();
+
+/// Bucket width of the live window.
+pub fn checkpoint() -> Duration {
+    Duration::hours(1)
+}
+
+/// One checkpoint's increments. `f32` halves the state; increments of one hour keep far
+/// more precision than any threshold needs (relative error below 1e-7).
+#[derive(Clone, Debug)]
+struct Bucket<const M: usize> {
+    k: u32,
+    v: [f32; M],
+}
+
+#[derive(Clone, Debug)]
+struct Series<const M: usize> {
+    last_ts: DateTime<Utc>,
+    last: [f64; M],
+    /// Total over the part of the window covered by the start-up read.
+    lump: Option<Box<[f64; M]>>,
+    buckets: Vec<Bucket<M>>,
+}
+
+impl<const M: usize> Series<M> {
+    fn add(&mut self, k: u32, inc: [f64; M]) {
+        match self.buckets.last_mut() {
+            Some(b) if b.k == k => {
+                for (x, d) in b.v.iter_mut().zip(inc) {
+                    *x += d as f32;
+                }
+            }
+            _ => self.buckets.push(Bucket {
+                k,
+                v: inc.map(|d| d as f32),
+            }),
+        }
+    }
+
+    fn total(&self, from_k: u32) -> [f64; M] {
+        let mut t = self.lump.as_deref().copied().unwrap_or([0.0; M]);
+        for b in self.buckets.iter().filter(|b| b.k >= from_k) {
+            for (x, d) in t.iter_mut().zip(b.v) {
+                *x += d as f64;
+            }
+        }
+        t
+    }
+}
+
+/// Index of the checkpoint bucket holding a point at `ts`: bucket k covers
+/// (k·checkpoint, (k+1)·checkpoint], so a point exactly at a window start (the anchor)
+/// falls before the window, as in the window reads.
+fn bucket_of(ts: DateTime<Utc>, width: Duration) -> u32 {
+    let us = ts.timestamp_micros() - 1;
+    us.div_euclid(width.num_microseconds().unwrap_or(3_600_000_000)) as u32
+}
+
+fn is_reset<const M: usize>(cur: &[f64; M], prev: &[f64; M]) -> bool {
+    cur[0] < prev[0] || (M > 1 && cur[1] < prev[1])
+}
+
+/// The series of one source (statements or kcache).
+struct Family<const M: usize> {
+    layout: Layout,
+    series: HashMap<SeriesKey, Series<M>>,
+}
+
+impl<const M: usize> Family<M> {
+    fn new(layout: Layout) -> Self {
+        Family {
+            layout,
+            series: HashMap::new(),
+        }
+    }
+
+    /// Start-up: every series' total so far and its last value.
+    fn seed(&mut self, read: &SeriesRead<M>, anchor: Option<DateTime<Utc>>) {
+        self.series.clear();
+        for (k, acc) in &read.series {
+            let (last_ts, last) = acc.last();
+            self.series.insert(
+                *k,
+                Series {
+                    last_ts,
+                    last,
+                    lump: Some(Box::new(acc.finish(anchor))),
+                    buckets: Vec::new(),
+                },
+            );
+        }
+    }
+
+    /// The lump, re-read over a shorter span; last values are not touched.
+    fn reseed_lump(&mut self, read: Option<&SeriesRead<M>>, anchor: Option<DateTime<Utc>>) {
+        let mut fresh: HashMap<SeriesKey, [f64; M]> = read
+            .map(|r| {
+                r.series
+                    .iter()
+                    .map(|(k, acc)| (*k, acc.finish(anchor)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (k, s) in self.series.iter_mut() {
+            s.lump = fresh.remove(k).map(Box::new);
+        }
+    }
+
+    /// Folds the points newer than `cursor`; returns (rows, newest ts).
+    async fn step(
+        &mut self,
+        client: &Client,
+        srvid: i32,
+        cursor: DateTime<Utc>,
+        with_history: bool,
+        width: Duration,
+    ) -> Result<(u64, Option<DateTime<Utc>>), tokio_postgres::Error> {
+        let params: Vec<&(dyn ToSql + Sync)> = if self.layout.multi() {
+            vec![&cursor, &srvid]
+        } else {
+            vec![&cursor]
+        };
+        let stream = client
+            .query_raw(&self.layout.since_sql(with_history), params)
+            .await?;
+        pin_mut!(stream);
+        let mut rows = 0u64;
+        let mut newest: Option<DateTime<Utc>> = None;
+        let mut cur: Option<(SeriesKey, DateTime<Utc>, [f64; M])> = None;
+        while let Some(row) = stream.try_next().await? {
+            rows += 1;
+            let (key, ts, v) = point::<M>(&row);
+            newest = Some(newest.map_or(ts, |n| n.max(ts)));
+            match cur.as_mut() {
+                Some((k, t, sum)) if *k == key && *t == ts => {
+                    for (s, x) in sum.iter_mut().zip(v) {
+                        *s += x;
+                    }
+                }
+                _ => {
+                    if let Some((k, t, sum)) = cur.replace((key, ts, v)) {
+                        self.apply(k, t, sum, width);
+                    }
+                }
+            }
+        }
+        if let Some((k, t, sum)) = cur {
+            self.apply(k, t, sum, width);
+        }
+        Ok((rows, newest))
+    }
+
+    fn apply(&mut self, key: SeriesKey, ts: DateTime<Utc>, v: [f64; M], width: Duration) {
+        let k = bucket_of(ts, width);
+        match self.series.get_mut(&key) {
+            Some(s) => {
+                if ts <= s.last_ts {
+                    return; // already folded
+                }
+                let reset = is_reset(&v, &s.last);
+                let inc = std::array::from_fn(|i| {
+                    let d = if reset { v[i] } else { v[i] - s.last[i] };
+                    d.max(0.0)
+                });
+                s.add(k, inc);
+                s.last = v;
+                s.last_ts = ts;
+            }
+            None => {
+                // First seen after the start: counted from zero.
+                let mut s = Series {
+                    last_ts: ts,
+                    last: v,
+                    lump: None,
+                    buckets: Vec::new(),
+                };
+                s.add(k, v.map(|x| x.max(0.0)));
+                self.series.insert(key, s);
+            }
+        }
+    }
+
+    /// Drops buckets before the window and series PoWA no longer reports.
+    fn trim(&mut self, from_k: u32, start: DateTime<Utc>) {
+        self.series.retain(|_, s| {
+            s.buckets.retain(|b| b.k >= from_k);
+            s.last_ts >= start || s.lump.is_some() || !s.buckets.is_empty()
+        });
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let per_series = std::mem::size_of::<(SeriesKey, Series<M>)>();
+        self.series.capacity() * (per_series + 8)
+            + self
+                .series
+                .values()
+                .map(|s| {
+                    s.buckets.capacity() * std::mem::size_of::<Bucket<M>>()
+                        + s.lump.as_ref().map_or(0, |_| M * 8)
+                })
+                .sum::<usize>()
+    }
+}
+
+fn point<const M: usize>(row: &Row) -> (SeriesKey, DateTime<Utc>, [f64; M]) {
+    (
+        SeriesKey {
+            dbid: row.get::<_, i64>(0) as u32,
+            userid: row.get::<_, i64>(1) as u32,
+            queryid: row.get(2),
+            sub: row.get::<_, i16>(3) as i8,
+        },
+        row.get(4),
+        std::array::from_fn(|i| row.get::<_, f64>(5 + i)),
+    )
+}
+
+/// What one cycle cost the repository.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CycleCost {
+    /// Rows returned by the incremental reads.
+    pub rows: u64,
+    /// Whether a window read (start-up, lump or baselines) ran this cycle.
+    pub window_reads: u32,
+    /// Whether PoWA had nothing new (only `powa_snapshot_metas` was read).
+    pub idle: bool,
+}
+
+/// One server's live window. Not `Sync`-shared: the collector owns it and never runs two
+/// cycles at once.
+pub struct LiveWindow {
+    repository: String,
+    info: Arc<PowaInfo>,
+    server: ServerInfo,
+    width: Duration,
+    kcache_enabled: bool,
+    statements: Family<N>,
+    kcache: Family<4>,
+    /// Newest point folded; None until the start-up read.
+    cursor: Option<DateTime<Utc>>,
+    /// `powa_snapshot_metas.aggts` when last seen.
+    aggts: Option<DateTime<Utc>>,
+    /// Span the lumps cover: (start, end].
+    lump: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    names: Option<Names>,
+    names_k: Option<u32>,
+    /// Texts by (queryid, dbid, userid); None: looked up, PoWA has none (retried each
+    /// checkpoint).
+    texts: HashMap<(i64, u32, u32), Option<Arc<str>>>,
+    texts_checked_k: u32,
+    baselines: Vec<StatementsWindow>,
+    baselines_k: Option<u32>,
+}
+
+impl LiveWindow {
+    pub fn new(repository: &str, info: Arc<PowaInfo>, server: ServerInfo) -> Self {
+        Self::with_checkpoint(repository, info, server, checkpoint())
+    }
+
+    /// With another bucket width (tests use seconds to see the window slide).
+    pub fn with_checkpoint(
+        repository: &str,
+        info: Arc<PowaInfo>,
+        server: ServerInfo,
+        width: Duration,
+    ) -> Self {
+        let kcache_enabled = server.modules.iter().any(|m| m == "pg_stat_kcache");
+        LiveWindow {
+            repository: repository.to_string(),
+            statements: Family::new(Layout::statements(&info)),
+            kcache: Family::new(Layout::kcache(&info)),
+            info,
+            server,
+            width,
+            kcache_enabled,
+            cursor: None,
+            aggts: None,
+            lump: None,
+            names: None,
+            names_k: None,
+            texts: HashMap::new(),
+            texts_checked_k: 0,
+            baselines: Vec::new(),
+            baselines_k: None,
+        }
+    }
+
+    pub fn server(&self) -> &ServerInfo {
+        &self.server
+    }
+
+    /// Approximate heap held by the rolling state (series, buckets, lumps, texts).
+    pub fn heap_bytes(&self) -> usize {
+        self.statements.heap_bytes()
+            + self.kcache.heap_bytes()
+            + self
+                .texts
+                .values()
+                .map(|t| 48 + t.as_ref().map_or(0, |s| s.len()))
+                .sum::<usize>()
+    }
+
+    fn err(&self, what: &str, e: tokio_postgres::Error) -> String {
+        format!(
+            "server `{}`: reading {what}: {}",
+            self.server.name,
+            describe_pg_error(&e)
+        )
+    }
+
+    /// Brings the window up to `window.end` and returns it, with baselines shifted back
+    /// by each of `baseline_offsets`.
+    pub async fn cycle(
+        &mut self,
+        client: &Client,
+        window: Window,
+        baseline_offsets: &[Duration],
+    ) -> Result<(StatementsWindow, CycleCost), String> {
+        let mut cost = CycleCost::default();
+        let width = self.width;
+        // The window starts on a checkpoint, and never before what the lump covers.
+        let grid_start = window.start.duration_trunc(width).unwrap_or(window.start);
+        // The first read starts exactly where asked (what `once` reports); later ones
+        // move by whole checkpoints.
+        let start = match self.lump {
+            Some((lump_start, _)) => grid_start.max(lump_start),
+            None if self.cursor.is_none() => window.start,
+            None => grid_start,
+        };
+        match self.cursor {
+            None => {
+                self.start_up(
+                    client,
+                    Window {
+                        start,
+                        end: window.end,
+                    },
+                )
+                .await?;
+                cost.window_reads += 1;
+            }
+            Some(cursor) => {
+                self.follow(client, cursor, &mut cost).await?;
+                if self.age_lump(client, start).await? {
+                    cost.window_reads += 1;
+                }
+            }
+        }
+        let start = match self.lump {
+            Some((lump_start, _)) => grid_start.max(lump_start),
+            None => grid_start,
+        };
+        let from_k = bucket_of(start + Duration::microseconds(1), width);
+        self.statements.trim(from_k, start);
+        self.kcache.trim(from_k, start);
+
+        // Baselines: once per checkpoint.
+        if self.baselines_k != Some(from_k) {
+            self.baselines.clear();
+            for off in baseline_offsets {
+                let shifted = Window {
+                    start: start - *off,
+                    end: window.end - *off,
+                };
+                let b = read_baseline(client, &self.repository, &self.info, &self.server, shifted)
+                    .await?;
+                self.baselines.push(b);
+                cost.window_reads += 1;
+            }
+            self.baselines_k = Some(from_k);
+        }
+
+        let w = self
+            .materialize(
+                client,
+                Window {
+                    start,
+                    end: window.end,
+                },
+                from_k,
+            )
+            .await?;
+        Ok((w, cost))
+    }
+
+    async fn start_up(&mut self, client: &Client, window: Window) -> Result<(), String> {
+        let srvid = self.server.srvid;
+        self.aggts = self.metas(client).await?.and_then(|m| m.1);
+        let anchor = anchor_before(client, &self.info, srvid, window.start)
+            .await
+            .map_err(|e| self.err("the anchor snapshot", e))?;
+        let from = anchor.unwrap_or(window.start);
+        let read = cold::read_fast::<N>(client, &self.statements.layout, srvid, from, window.end)
+            .await
+            .map_err(|e| self.err("statements history", e))?;
+        let effective = anchor.or(read.earliest);
+        self.statements.seed(&read, effective);
+        if self.kcache_enabled {
+            let kread = cold::read_fast::<4>(client, &self.kcache.layout, srvid, from, window.end)
+                .await
+                .map_err(|e| self.err("pg_stat_kcache history", e))?;
+            self.kcache.seed(&kread, effective);
+        }
+        let cursor = read.latest.or(anchor).unwrap_or(window.start);
+        self.cursor = Some(cursor);
+        self.lump = Some((window.start, cursor));
+        Ok(())
+    }
+
+    /// (snapts, aggts) of the server; None before PoWA 4.
+    async fn metas(
+        &self,
+        client: &Client,
+    ) -> Result<Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>, String> {
+        if !self.info.version.multi_server() {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT CASE WHEN isfinite(snapts) THEN snapts END, \
+                    CASE WHEN isfinite(aggts) THEN aggts END \
+             FROM {}.powa_snapshot_metas WHERE srvid = $1",
+            self.info.schema
+        );
+        let row = client
+            .query_opt(&sql, &[&self.server.srvid])
+            .await
+            .map_err(|e| self.err("powa_snapshot_metas", e))?;
+        Ok(Some(row.map_or((None, None), |r| (r.get(0), r.get(1)))))
+    }
+
+    /// Reads what PoWA added since the cursor.
+    async fn follow(
+        &mut self,
+        client: &Client,
+        cursor: DateTime<Utc>,
+        cost: &mut CycleCost,
+    ) -> Result<(), String> {
+        let metas = self.metas(client).await?;
+        let with_history = match metas {
+            Some((snapts, aggts)) => {
+                if let Some(s) = snapts {
+                    self.server.last_snapshot = Some(s);
+                }
+                if snapts.is_none_or(|s| s <= cursor) {
+                    cost.idle = true;
+                    return Ok(());
+                }
+                let coalesced = aggts.is_some() && aggts != self.aggts;
+                self.aggts = aggts;
+                coalesced
+            }
+            // PoWA 3 keeps no per-server metadata: look at history every cycle.
+            None => true,
+        };
+        let srvid = self.server.srvid;
+        let (rows, newest) = self
+            .statements
+            .step(client, srvid, cursor, with_history, self.width)
+            .await
+            .map_err(|e| self.err("new statements snapshots", e))?;
+        cost.rows += rows;
+        if self.kcache_enabled {
+            let (krows, _) = self
+                .kcache
+                .step(client, srvid, cursor, with_history, self.width)
+                .await
+                .map_err(|e| self.err("new pg_stat_kcache snapshots", e))?;
+            cost.rows += krows;
+        }
+        if let Some(n) = newest {
+            self.cursor = Some(cursor.max(n));
+        }
+        Ok(())
+    }
+
+    /// Re-reads the lump when the window start passed into it; drops it once it aged out.
+    /// Returns whether a window read ran.
+    async fn age_lump(
+        &mut self,
+        client: &Client,
+        grid_start: DateTime<Utc>,
+    ) -> Result<bool, String> {
+        let Some((lump_start, lump_end)) = self.lump else {
+            return Ok(false);
+        };
+        if grid_start <= lump_start {
+            return Ok(false);
+        }
+        if grid_start >= lump_end {
+            self.statements.reseed_lump(None, None);
+            self.kcache.reseed_lump(None, None);
+            self.lump = None;
+            return Ok(false);
+        }
+        let srvid = self.server.srvid;
+        let anchor = anchor_before(client, &self.info, srvid, grid_start)
+            .await
+            .map_err(|e| self.err("the anchor snapshot", e))?;
+        let from = anchor.unwrap_or(grid_start);
+        let read = cold::read_fast::<N>(client, &self.statements.layout, srvid, from, lump_end)
+            .await
+            .map_err(|e| self.err("statements history", e))?;
+        let effective = anchor.or(read.earliest);
+        self.statements.reseed_lump(Some(&read), effective);
+        if self.kcache_enabled {
+            let kread = cold::read_fast::<4>(client, &self.kcache.layout, srvid, from, lump_end)
+                .await
+                .map_err(|e| self.err("pg_stat_kcache history", e))?;
+            self.kcache.reseed_lump(Some(&kread), effective);
+        }
+        self.lump = Some((grid_start, lump_end));
+        Ok(true)
+    }
+
+    async fn materialize(
+        &mut self,
+        client: &Client,
+        window: Window,
+        from_k: u32,
+    ) -> Result<StatementsWindow, String> {
+        let mut kc: HashMap<QueryKey, Kcache> = HashMap::new();
+        for (k, s) in &self.kcache.series {
+            let d = Kcache::from_delta(s.total(from_k));
+            if d != Kcache::default() {
+                kc.entry(series_query(&self.info, *k)).or_default().add(&d);
+            }
+        }
+        let mut queries: Vec<QueryStats> = self
+            .statements
+            .series
+            .iter()
+            .filter_map(|(k, s)| {
+                let counters = s.total(from_k);
+                (counters[CALLS] > 0.0).then(|| {
+                    let key = query_key(*k);
+                    QueryStats {
+                        key,
+                        database: None,
+                        user: None,
+                        counters,
+                        kcache: kc.get(&key).copied(),
+                        query: None,
+                    }
+                })
+            })
+            .collect();
+        queries.sort_by_key(|q| q.key);
+        self.decorate(client, &mut queries, from_k).await?;
+        Ok(StatementsWindow {
+            repository: self.repository.clone(),
+            server: self.server.clone(),
+            window,
+            anchor: Some(window.start),
+            last_ts: self.cursor,
+            points: 0,
+            queries,
+            baselines: self.baselines.clone(),
+        })
+    }
+
+    /// Names and texts, read once per query (missing texts retried each checkpoint).
+    async fn decorate(
+        &mut self,
+        client: &Client,
+        queries: &mut [QueryStats],
+        k: u32,
+    ) -> Result<(), String> {
+        if k != self.texts_checked_k {
+            self.texts.retain(|_, t| t.is_some());
+            self.texts_checked_k = k;
+        }
+        // A database created since the names were read: read them again, once per
+        // checkpoint at most (PoWA may keep history of a database it no longer names).
+        let unknown_db = self
+            .names
+            .as_ref()
+            .is_none_or(|n| queries.iter().any(|q| !n.dbs.contains_key(&q.key.dbid)));
+        if unknown_db && self.names_k != Some(k) {
+            self.names_k = Some(k);
+            self.names = Some(
+                read_names(client, &self.info, &self.server)
+                    .await
+                    .map_err(|e| self.err("database and role names", e))?,
+            );
+        }
+        let missing: Vec<i64> = queries
+            .iter()
+            .filter(|q| {
+                !self
+                    .texts
+                    .contains_key(&(q.key.queryid, q.key.dbid, q.key.userid))
+            })
+            .map(|q| q.key.queryid)
+            .collect();
+        if !missing.is_empty() {
+            let found = read_texts(client, &self.info, &self.server, &missing)
+                .await
+                .map_err(|e| self.err("query texts", e))?;
+            for q in queries.iter() {
+                let id = (q.key.queryid, q.key.dbid, q.key.userid);
+                let t = found.get(&id).cloned();
+                self.texts.entry(id).or_insert(t);
+            }
+        }
+        let names = self.names.as_ref();
+        for q in queries.iter_mut() {
+            q.database = names.and_then(|n| n.dbs.get(&q.key.dbid).cloned());
+            q.user = names.and_then(|n| n.roles.get(&q.key.userid).cloned());
+            q.query = self
+                .texts
+                .get(&(q.key.queryid, q.key.dbid, q.key.userid))
+                .cloned()
+                .flatten();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_point_on_a_checkpoint_belongs_to_the_bucket_before() {
+        let h = Duration::hours(1);
+        let t = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
+        assert_eq!(bucket_of(t, h) + 1, bucket_of(t + Duration::seconds(1), h));
+        assert_eq!(bucket_of(t - Duration::seconds(1), h), bucket_of(t, h));
+    }
+
+    fn key(q: i64) -> SeriesKey {
+        SeriesKey {
+            dbid: 1,
+            userid: 1,
+            queryid: q,
+            sub: -1,
+        }
+    }
+
+    #[test]
+    fn increments_are_reset_aware_and_new_series_count_from_zero() {
+        let h = Duration::hours(1);
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
+        let mut f: Family<2> = Family::new(Layout::kcache(&PowaInfo {
+            version: crate::powa::discovery::PowaVersion::parse("3.2.0").unwrap(),
+            schema: "public".into(),
+            statement_fields: vec![],
+            has_toplevel: false,
+            servers: vec![],
+        }));
+        let m = |x: i64| t0 + Duration::minutes(x);
+        f.apply(key(1), m(5), [10.0, 1.0], h); // new: counts 10
+        f.apply(key(1), m(10), [15.0, 2.0], h); // +5
+        f.apply(key(1), m(65), [3.0, 0.5], h); // reset: +3, next hour
+        f.apply(key(1), m(65), [99.0, 9.0], h); // already folded: ignored
+        let s = &f.series[&key(1)];
+        let k10 = bucket_of(m(5), h);
+        assert_eq!(s.total(k10), [18.0, 2.5]);
+        assert_eq!(s.total(k10 + 1), [3.0, 0.5]);
+        f.trim(k10 + 1, m(60));
+        assert_eq!(f.series[&key(1)].buckets.len(), 1);
+        // A series gone from PoWA leaves once it has nothing in the window.
+        f.trim(k10 + 5, m(300));
+        assert!(f.series.is_empty());
+    }
+}

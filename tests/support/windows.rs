@@ -1,0 +1,37 @@
+//! Comparing two reads of the same window, counter by counter.
+
+use powa_sentinel::powa::reader::{StatementsWindow, COUNTERS};
+
+/// Same queries, same counters (relative 1e-6: summation order differs), same kcache.
+pub fn assert_same_windows(a: &StatementsWindow, b: &StatementsWindow, what: &str) {
+    let mut x: Vec<_> = a.queries.iter().map(|q| (q.key, q)).collect();
+    let mut y: Vec<_> = b.queries.iter().map(|q| (q.key, q)).collect();
+    x.sort_by_key(|p| p.0);
+    y.sort_by_key(|p| p.0);
+    assert_eq!(
+        x.iter().map(|p| p.0).collect::<Vec<_>>(),
+        y.iter().map(|p| p.0).collect::<Vec<_>>(),
+        "{what}: the same queries"
+    );
+    for ((k, qa), (_, qb)) in x.iter().zip(&y) {
+        for (i, name) in COUNTERS.iter().enumerate() {
+            let (va, vb) = (qa.counters[i], qb.counters[i]);
+            assert!(
+                (va - vb).abs() <= 1e-6 * va.abs().max(vb.abs()).max(1.0),
+                "{what}: {k:?} {name}: fast {va} vs naive {vb}"
+            );
+        }
+        let (ka, kb) = (qa.kcache.unwrap_or_default(), qb.kcache.unwrap_or_default());
+        for (va, vb) in [
+            (ka.user_time_s, kb.user_time_s),
+            (ka.system_time_s, kb.system_time_s),
+            (ka.reads_bytes, kb.reads_bytes),
+            (ka.writes_bytes, kb.writes_bytes),
+        ] {
+            assert!(
+                (va - vb).abs() <= 1e-6 * va.abs().max(vb.abs()).max(1e-3),
+                "{what}: {k:?} kcache: fast {va} vs naive {vb}"
+            );
+        }
+    }
+}
