@@ -16,9 +16,9 @@ use support::{exclusive, lab, unique};
 
 fn aggregate(cluster: &str) {
     let sql = if cluster == "repo3" {
-        "SELECT powa_statements_aggregate(), powa_kcache_aggregate()"
+        "SELECT powa_statements_aggregate(), powa_kcache_aggregate(), powa_wait_sampling_aggregate()"
     } else {
-        "SELECT powa_statements_aggregate(0), powa_kcache_aggregate(0)"
+        "SELECT powa_statements_aggregate(0), powa_kcache_aggregate(0), powa_wait_sampling_aggregate(0)"
     };
     lab().psql(cluster, "powa", sql);
 }
@@ -34,9 +34,10 @@ fn build_history(cluster: &str, t: &str) -> Vec<DateTime<Utc>> {
     );
     let q1 = format!("SELECT count(*) FROM {t} WHERE id < 500");
     let q2 = format!("SELECT max(id) FROM {t} WHERE id > 10");
-    // Range 1: three snapshots.
+    // Range 1: three snapshots, with time spent waiting (pg_wait_sampling).
     for n in [7, 11, 13] {
         lab.repeat(cluster, "app", &q1, n);
+        lab.psql(cluster, "app", "SELECT pg_sleep(0.2)");
         lab.snapshot(cluster);
     }
     aggregate(cluster);
@@ -65,6 +66,7 @@ fn build_history(cluster: &str, t: &str) -> Vec<DateTime<Utc>> {
     // Current rows.
     for n in [6, 1] {
         lab.repeat(cluster, "app", &q1, n);
+        lab.psql(cluster, "app", "SELECT pg_sleep(0.2)");
         lab.snapshot(cluster);
     }
     marks.push(Utc::now());
@@ -92,12 +94,19 @@ async fn fast_matches_naive(cluster: &str, dsn: &str) {
     starts.push(marks[1] + (marks[2] - marks[1]) / 2);
     starts.push(marks[0] - chrono::Duration::days(2));
     let mut ours = 0;
+    let mut sleeps = 0.0;
     for start in starts {
         let w = Window { start, end };
         let read = |mode| read_window_with(&repo.client, "lab", &repo.info, server, w, true, mode);
         let fast = read(ReadMode::Fast).await.expect("fast read");
         let naive = read(ReadMode::Naive).await.expect("naive read");
         assert_same_windows(&fast, &naive, &format!("{cluster} window from {start}"));
+        sleeps += fast
+            .waits
+            .iter()
+            .filter(|w| &*w.event == "PgSleep")
+            .map(|w| w.samples)
+            .sum::<f64>();
         ours += fast
             .queries
             .iter()
@@ -105,6 +114,10 @@ async fn fast_matches_naive(cluster: &str, dsn: &str) {
             .count();
     }
     assert!(ours >= 2, "the test's own queries were read ({ours})");
+    assert!(
+        sleeps > 0.0,
+        "pg_wait_sampling saw the sleeps in some window"
+    );
 
     // The fast path really skipped arrays: whole ranges were trusted over the full window.
     let layout = Layout::statements(&repo.info);

@@ -55,6 +55,7 @@ async fn live_matches_naive(cluster: &str, dsn: &str, aggregate: &str) {
     let mut incremental_cycles = 0;
     let mut idle_cycles = 0;
     let mut slid = false;
+    let mut waited = false;
     for step in 0..9 {
         match step {
             0 => {}
@@ -77,6 +78,7 @@ async fn live_matches_naive(cluster: &str, dsn: &str, aggregate: &str) {
             6 => {} // nothing new: an idle cycle
             n => {
                 lab.repeat(cluster, "app", &q1, n + 1);
+                lab.psql(cluster, "app", "SELECT pg_sleep(0.1)");
                 lab.snapshot(cluster);
             }
         }
@@ -115,6 +117,7 @@ async fn live_matches_naive(cluster: &str, dsn: &str, aggregate: &str) {
         .await
         .expect("naive read");
         assert_same_windows(&w, &naive, &format!("{cluster} cycle {step}"));
+        waited |= w.waits.iter().any(|x| &*x.event == "PgSleep");
         let ours = w
             .queries
             .iter()
@@ -128,6 +131,7 @@ async fn live_matches_naive(cluster: &str, dsn: &str, aggregate: &str) {
         assert!(idle_cycles >= 1, "a cycle without a snapshot read nothing");
     }
     assert!(slid, "the window start moved onto the checkpoint grid");
+    assert!(waited, "the live window carries pg_wait_sampling's samples");
     lab.psql(cluster, "app", &format!("DROP TABLE {t}"));
 }
 
@@ -136,7 +140,7 @@ async fn live_window_matches_naive_on_powa_4() {
     live_matches_naive(
         "repo",
         &lab().repo_dsn(),
-        "SELECT powa_statements_aggregate(0), powa_kcache_aggregate(0)",
+        "SELECT powa_statements_aggregate(0), powa_kcache_aggregate(0), powa_wait_sampling_aggregate(0)",
     )
     .await;
 }
@@ -146,7 +150,7 @@ async fn live_window_matches_naive_on_powa_3() {
     live_matches_naive(
         "repo3",
         &lab().repo3_dsn(),
-        "SELECT powa_statements_aggregate(), powa_kcache_aggregate()",
+        "SELECT powa_statements_aggregate(), powa_kcache_aggregate(), powa_wait_sampling_aggregate()",
     )
     .await;
 }

@@ -46,6 +46,7 @@ pub fn window(queries: Vec<QueryStats>) -> StatementsWindow {
         points: 0,
         queries,
         baselines: Vec::new(),
+        waits: Vec::new(),
     }
 }
 

@@ -167,7 +167,7 @@ impl<const M: usize> Pending<M> {
         last: [f64; M],
     ) -> bool {
         let trusted = match self.prev_last {
-            Some((_, prev)) => !self.prev_untrusted && !decreases(&first, &prev),
+            Some((_, prev)) => !self.prev_untrusted && !super::reader::is_reset(&first, &prev),
             None => false,
         };
         self.prev_last = Some((t1, last));
@@ -182,11 +182,6 @@ impl<const M: usize> Pending<M> {
         });
         trusted
     }
-}
-
-/// A counter went down between `prev` and `cur` (the first two are the reset detectors).
-fn decreases<const M: usize>(cur: &[f64; M], prev: &[f64; M]) -> bool {
-    cur[0] < prev[0] || (M > 1 && cur[1] < prev[1])
 }
 
 /// The points of unnested ranges of one series, by the range's lower bound.

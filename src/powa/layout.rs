@@ -34,6 +34,9 @@ pub struct Layout {
     record: &'static str,
     /// Column carrying `sub`, if any.
     sub: Option<&'static str>,
+    /// Expression of the `userid` slot for alias `{t}` (wait sampling has no user and
+    /// puts its event there).
+    userid: &'static str,
     /// Counter expressions over a record, with `{r}` standing for the record.
     fields: Vec<String>,
     /// Whether tables carry `srvid` (PoWA 4+).
@@ -50,6 +53,7 @@ impl Layout {
             array: "records",
             record: "record",
             sub: info.has_toplevel.then_some("toplevel"),
+            userid: USERID,
             fields: COUNTERS.iter().map(|c| statement_field(info, c)).collect(),
             multi: info.version.multi_server(),
         }
@@ -66,6 +70,7 @@ impl Layout {
             array: "metrics",
             record: "metrics",
             sub: split.then_some("top"),
+            userid: USERID,
             fields: ["user_time", "system_time", "reads", "writes"]
                 .iter()
                 .map(|f| {
@@ -82,6 +87,41 @@ impl Layout {
         }
     }
 
+    /// pg_wait_sampling samples per (database, query, event). There is no user: the
+    /// `userid` slot of the key holds [`event_id`] of the event instead.
+    pub fn wait_sampling(info: &PowaInfo) -> Layout {
+        let s = &info.schema;
+        Layout {
+            history: format!("{s}.powa_wait_sampling_history"),
+            current: format!("{s}.powa_wait_sampling_history_current"),
+            array: "records",
+            record: "record",
+            sub: None,
+            userid: EVENT_ID,
+            fields: vec!["coalesce(({r}).count, 0)::float8".to_string()],
+            multi: info.version.multi_server(),
+        }
+    }
+
+    /// Event names behind the ids of [`Layout::wait_sampling`] rows touching [$1, $2]
+    /// (history rows by range, without their arrays) or newer. Columns: id, type,
+    /// event. `$3` is the srvid (PoWA 4+).
+    pub fn wait_events_sql(&self) -> String {
+        let w = "tstzrange($1::timestamptz, $2::timestamptz, '[]')";
+        let id = |t: &str| EVENT_ID.replace("{t}", t);
+        format!(
+            "SELECT {hid}, h.event_type, h.event FROM {h} h WHERE {hs}h.coalesce_range && {w} \
+             UNION \
+             SELECT {cid}, c.event_type, c.event FROM {c} c WHERE {cs}(c.record).ts >= $1",
+            hid = id("h"),
+            cid = id("c"),
+            h = self.history,
+            c = self.current,
+            hs = self.srv("h", 3),
+            cs = self.srv("c", 3),
+        )
+    }
+
     pub fn width(&self) -> usize {
         self.fields.len()
     }
@@ -92,7 +132,8 @@ impl Layout {
             Some(c) => format!("{t}.{c}::int4::int2"),
             None => "(-1)::int2".to_string(),
         };
-        format!("{t}.dbid::int8, {t}.userid::int8, {t}.queryid, {sub}")
+        let userid = self.userid.replace("{t}", t);
+        format!("{t}.dbid::int8, {userid}, {t}.queryid, {sub}")
     }
 
     fn fields_of(&self, rec: &str) -> String {
@@ -185,10 +226,17 @@ impl Layout {
     /// in the parallel arrays $1..$4. Columns: keys(4), lower(range), ts, fields. `$5`
     /// is the srvid (PoWA 4+).
     pub fn ranges_sql(&self) -> String {
+        // A plain column compares as an oid (the history indexes can serve it); a
+        // computed id (wait events) as the number it is.
+        let userid = if self.userid == USERID {
+            "h.userid = w.userid::oid".to_string()
+        } else {
+            format!("{} = w.userid", self.userid.replace("{t}", "h"))
+        };
         format!(
             "SELECT {hk}, lower(h.coalesce_range), (r).ts, {rf} \
              FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::timestamptz[]) AS w(queryid, dbid, userid, lo) \
-             JOIN {h} h ON {hs}h.queryid = w.queryid AND h.dbid = w.dbid::oid AND h.userid = w.userid::oid \
+             JOIN {h} h ON {hs}h.queryid = w.queryid AND h.dbid = w.dbid::oid AND {userid} \
                AND lower(h.coalesce_range) = w.lo \
              CROSS JOIN LATERAL unnest(h.{a}) r \
              ORDER BY 1, 2, 3, 4, 6",
@@ -231,6 +279,11 @@ impl Layout {
         )
     }
 }
+
+const USERID: &str = "{t}.userid::int8";
+
+/// A wait event as a number, so that it fits the numeric key of a series.
+pub const EVENT_ID: &str = "(hashtext({t}.event_type || ':' || {t}.event)::int8 & 4294967295)";
 
 /// The expression of one statements counter, by what this PoWA version calls it.
 fn statement_field(info: &PowaInfo, counter: &str) -> String {
@@ -303,5 +356,9 @@ mod tests {
         assert!(sql.contains("h.srvid = $2"));
         let k3 = Layout::kcache(&info("3.2.0", &[], false));
         assert!(k3.ranges_sql().contains("(r).reads"));
+
+        let w = Layout::wait_sampling(&info("4.1.4", &[], false));
+        assert!(w.points_sql().contains("hashtext(h.event_type"));
+        assert!(w.wait_events_sql().contains("c.srvid = $3"));
     }
 }

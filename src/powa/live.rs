@@ -33,9 +33,10 @@ use super::discovery::{PowaInfo, ServerInfo};
 use super::kcache::{series_query, Kcache};
 use super::layout::{Layout, SeriesKey};
 use super::reader::{
-    anchor_before, query_key, read_baseline, read_names, read_texts, Names, QueryKey, QueryStats,
-    StatementsWindow, CALLS, COUNTERS,
+    anchor_before, is_reset, query_key, read_baseline, read_names, read_texts, Names, QueryKey,
+    QueryStats, StatementsWindow, CALLS, COUNTERS,
 };
+use super::waits::{self, EventNames};
 use sentinel_actors::Window;
 
 const N: usize = COUNTERS.len();
@@ -94,10 +95,6 @@ impl<const M: usize> Series<M> {
 fn bucket_of(ts: DateTime<Utc>, width: Duration) -> u32 {
     let us = ts.timestamp_micros() - 1;
     us.div_euclid(width.num_microseconds().unwrap_or(3_600_000_000)) as u32
-}
-
-fn is_reset<const M: usize>(cur: &[f64; M], prev: &[f64; M]) -> bool {
-    cur[0] < prev[0] || (M > 1 && cur[1] < prev[1])
 }
 
 /// The series of one source (statements or kcache).
@@ -276,6 +273,9 @@ pub struct LiveWindow {
     kcache_enabled: bool,
     statements: Family<N>,
     kcache: Family<4>,
+    waits_enabled: bool,
+    waits: Family<1>,
+    event_names: EventNames,
     /// Newest point folded; None until the start-up read.
     cursor: Option<DateTime<Utc>>,
     /// `powa_snapshot_metas.aggts` when last seen.
@@ -309,6 +309,9 @@ impl LiveWindow {
             repository: repository.to_string(),
             statements: Family::new(Layout::statements(&info)),
             kcache: Family::new(Layout::kcache(&info)),
+            waits_enabled: waits::enabled(&server.modules),
+            waits: Family::new(Layout::wait_sampling(&info)),
+            event_names: EventNames::new(),
             info,
             server,
             width,
@@ -333,6 +336,7 @@ impl LiveWindow {
     pub fn heap_bytes(&self) -> usize {
         self.statements.heap_bytes()
             + self.kcache.heap_bytes()
+            + self.waits.heap_bytes()
             + self
                 .texts
                 .values()
@@ -393,6 +397,7 @@ impl LiveWindow {
         let from_k = bucket_of(start + Duration::microseconds(1), width);
         self.statements.trim(from_k, start);
         self.kcache.trim(from_k, start);
+        self.waits.trim(from_k, start);
 
         // Baselines: once per checkpoint.
         if self.baselines_k != Some(from_k) {
@@ -440,6 +445,12 @@ impl LiveWindow {
                 .await
                 .map_err(|e| self.err("pg_stat_kcache history", e))?;
             self.kcache.seed(&kread, effective);
+        }
+        if self.waits_enabled {
+            let wread = cold::read_fast::<1>(client, &self.waits.layout, srvid, from, window.end)
+                .await
+                .map_err(|e| self.err("pg_wait_sampling history", e))?;
+            self.waits.seed(&wread, effective);
         }
         let cursor = read.latest.or(anchor).unwrap_or(window.start);
         self.cursor = Some(cursor);
@@ -507,6 +518,14 @@ impl LiveWindow {
                 .map_err(|e| self.err("new pg_stat_kcache snapshots", e))?;
             cost.rows += krows;
         }
+        if self.waits_enabled {
+            let (wrows, _) = self
+                .waits
+                .step(client, srvid, cursor, with_history, self.width)
+                .await
+                .map_err(|e| self.err("new pg_wait_sampling snapshots", e))?;
+            cost.rows += wrows;
+        }
         if let Some(n) = newest {
             self.cursor = Some(cursor.max(n));
         }
@@ -529,6 +548,7 @@ impl LiveWindow {
         if grid_start >= lump_end {
             self.statements.reseed_lump(None, None);
             self.kcache.reseed_lump(None, None);
+            self.waits.reseed_lump(None, None);
             self.lump = None;
             return Ok(false);
         }
@@ -547,6 +567,12 @@ impl LiveWindow {
                 .await
                 .map_err(|e| self.err("pg_stat_kcache history", e))?;
             self.kcache.reseed_lump(Some(&kread), effective);
+        }
+        if self.waits_enabled {
+            let wread = cold::read_fast::<1>(client, &self.waits.layout, srvid, from, lump_end)
+                .await
+                .map_err(|e| self.err("pg_wait_sampling history", e))?;
+            self.waits.reseed_lump(Some(&wread), effective);
         }
         self.lump = Some((grid_start, lump_end));
         Ok(true)
@@ -586,6 +612,29 @@ impl LiveWindow {
             .collect();
         queries.sort_by_key(|q| q.key);
         self.decorate(client, &mut queries, from_k).await?;
+        let totals: Vec<(SeriesKey, f64)> = self
+            .waits
+            .series
+            .iter()
+            .map(|(k, s)| (*k, s.total(from_k)[0]))
+            .filter(|(_, n)| *n > 0.0)
+            .collect();
+        if totals
+            .iter()
+            .any(|(k, _)| !self.event_names.contains_key(&k.userid))
+        {
+            let names = waits::read_event_names(
+                client,
+                &self.info,
+                self.server.srvid,
+                window.start,
+                window.end,
+            )
+            .await
+            .map_err(|e| self.err("wait event names", e))?;
+            self.event_names.extend(names);
+        }
+        let waits = waits::wait_stats(totals, &self.event_names);
         Ok(StatementsWindow {
             repository: self.repository.clone(),
             server: self.server.clone(),
@@ -595,6 +644,7 @@ impl LiveWindow {
             points: 0,
             queries,
             baselines: self.baselines.clone(),
+            waits,
         })
     }
 

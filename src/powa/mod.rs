@@ -13,6 +13,7 @@ pub mod layout;
 pub mod live;
 pub mod reader;
 pub mod source;
+pub mod waits;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -118,15 +118,19 @@ pub struct StatementsWindow {
     /// baseline offset, nearest first, as far as retention allows (empty when no
     /// baseline was asked for). Baselines carry counters only.
     pub baselines: Vec<StatementsWindow>,
+    /// pg_wait_sampling samples per query and event, most first (empty when PoWA does
+    /// not sample waits for this server, and in baselines).
+    pub waits: Vec<super::waits::WaitStat>,
 }
 
 /// Query texts can be megabytes; nobody reads more than this in a chat message.
 pub const TEXT_LIMIT: i32 = 4000;
 
 /// Reset detection: a series went backwards. The first two counters of every series are
-/// its reset detectors (calls and execution time; user and system CPU time for kcache).
-fn is_reset<const M: usize>(cur: &[f64; M], prev: &[f64; M]) -> bool {
-    cur[0] < prev[0] || cur[1] < prev[1]
+/// its reset detectors (calls and execution time; user and system CPU time for kcache);
+/// a one-counter series (wait samples) has only the first.
+pub(crate) fn is_reset<const M: usize>(cur: &[f64; M], prev: &[f64; M]) -> bool {
+    cur[0] < prev[0] || (M > 1 && cur[1] < prev[1])
 }
 
 /// Accumulates one key's points, in timestamp order. Rows with the same timestamp are one
@@ -353,6 +357,7 @@ async fn read(
         .filter(|q| q.counters[CALLS] > 0.0)
         .collect();
 
+    let mut waits = Vec::new();
     if details {
         if server.modules.iter().any(|m| m == "pg_stat_kcache") && !queries.is_empty() {
             let k = super::kcache::read_kcache(
@@ -371,6 +376,28 @@ async fn read(
         decorate(client, info, server, &mut queries)
             .await
             .map_err(|e| ctx("query texts and names", e))?;
+        if super::waits::enabled(&server.modules) {
+            let layout = Layout::wait_sampling(info);
+            let w = match mode {
+                ReadMode::Fast => {
+                    cold::read_fast::<1>(client, &layout, server.srvid, from, window.end).await
+                }
+                ReadMode::Naive => {
+                    cold::read_naive::<1>(client, &layout, server.srvid, from, window.end).await
+                }
+            }
+            .map_err(|e| ctx("pg_wait_sampling history", e))?;
+            let names =
+                super::waits::read_event_names(client, info, server.srvid, from, window.end)
+                    .await
+                    .map_err(|e| ctx("wait event names", e))?;
+            waits = super::waits::wait_stats(
+                w.series
+                    .iter()
+                    .map(|(k, acc)| (*k, acc.finish(effective_anchor)[0])),
+                &names,
+            );
+        }
     }
 
     Ok(StatementsWindow {
@@ -382,6 +409,7 @@ async fn read(
         points: read.rows,
         queries,
         baselines: Vec::new(),
+        waits,
     })
 }
 

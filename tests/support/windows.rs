@@ -2,7 +2,8 @@
 
 use powa_sentinel::powa::reader::{StatementsWindow, COUNTERS};
 
-/// Same queries, same counters (relative 1e-6: summation order differs), same kcache.
+/// Same queries, same counters (relative 1e-6: summation order differs), same kcache,
+/// same wait samples.
 pub fn assert_same_windows(a: &StatementsWindow, b: &StatementsWindow, what: &str) {
     let mut x: Vec<_> = a.queries.iter().map(|q| (q.key, q)).collect();
     let mut y: Vec<_> = b.queries.iter().map(|q| (q.key, q)).collect();
@@ -33,5 +34,38 @@ pub fn assert_same_windows(a: &StatementsWindow, b: &StatementsWindow, what: &st
                 "{what}: {k:?} kcache: fast {va} vs naive {vb}"
             );
         }
+    }
+    let mut wa: Vec<_> = a
+        .waits
+        .iter()
+        .map(|w| {
+            (
+                (w.dbid, w.queryid, w.event_type.clone(), w.event.clone()),
+                w.samples,
+            )
+        })
+        .collect();
+    let mut wb: Vec<_> = b
+        .waits
+        .iter()
+        .map(|w| {
+            (
+                (w.dbid, w.queryid, w.event_type.clone(), w.event.clone()),
+                w.samples,
+            )
+        })
+        .collect();
+    wa.sort_by(|x, y| x.0.cmp(&y.0));
+    wb.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        wa.iter().map(|w| &w.0).collect::<Vec<_>>(),
+        wb.iter().map(|w| &w.0).collect::<Vec<_>>(),
+        "{what}: the same wait events"
+    );
+    for ((k, va), (_, vb)) in wa.iter().zip(&wb) {
+        assert!(
+            (va - vb).abs() <= 1e-6 * va.abs().max(vb.abs()).max(1.0),
+            "{what}: wait {k:?}: {va} vs {vb}"
+        );
     }
 }
