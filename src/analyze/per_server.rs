@@ -187,4 +187,42 @@ mod tests {
             "analyzers.regression.servers.\"main/db1\".min_factor"
         );
     }
+
+    #[test]
+    fn a_toml_file_with_overrides_loads_through_the_config_crate() {
+        let text = r#"
+[regression]
+min_calls = 20
+
+[regression.servers."Main/db1.example.com"]
+min_factor = 3
+
+[slow_queries.servers."main/reporting"]
+top_n = 2
+min_total_time = "10s"
+"#;
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .unwrap();
+        let a: crate::analyze::AnalyzersSettings = built.try_deserialize().unwrap();
+        let r = a.regression.get("Main", "db1.example.com");
+        assert_eq!((r.min_calls, r.min_factor), (20, 3.0));
+        assert_eq!(a.regression.get("main", "other").min_factor, 1.5);
+        let s = a.slow_queries.get("main", "reporting");
+        assert_eq!(s.top_n, 2);
+        assert_eq!(s.min_total_time, std::time::Duration::from_secs(10));
+        assert_eq!(a.slow_queries.top_n, 5);
+
+        let bad = "[workload_change.servers.\"main/db1\"]\ncalls_factr = 2\n";
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(bad, config::FileFormat::Toml))
+            .build()
+            .unwrap();
+        let e = built
+            .try_deserialize::<crate::analyze::AnalyzersSettings>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("main/db1") && e.contains("calls_factr"), "{e}");
+    }
 }

@@ -310,4 +310,91 @@ mod tests {
         no_base.baselines.clear();
         assert!(a.analyze_window(&no_base).is_empty());
     }
+
+    fn several(now: Vec<QueryStats>, then: Vec<Vec<QueryStats>>) -> StatementsWindow {
+        let mut w = crate::analyze::fixtures::window(now);
+        w.baselines = then
+            .into_iter()
+            .map(crate::analyze::fixtures::window)
+            .collect();
+        w
+    }
+
+    #[test]
+    fn one_odd_week_neither_makes_nor_hides_a_regression() {
+        let a = RegressionAnalyzer::new(RegressionSettings::default());
+        // Against the odd week alone this is 20× slower; against the usual weeks it is
+        // the same.
+        let w = several(
+            vec![q(1, 400.0, 40.0)],
+            vec![
+                vec![q(1, 400.0, 2.0)],
+                vec![q(1, 400.0, 41.0)],
+                vec![q(1, 400.0, 39.0)],
+            ],
+        );
+        assert!(
+            a.analyze_window(&w).is_empty(),
+            "{:#?}",
+            a.analyze_window(&w)
+        );
+        // An odd slow week does not hide a real slowdown.
+        let w = several(
+            vec![q(1, 400.0, 40.0)],
+            vec![
+                vec![q(1, 400.0, 2.0)],
+                vec![q(1, 400.0, 45.0)],
+                vec![q(1, 400.0, 2.2)],
+            ],
+        );
+        let out = a.analyze_window(&w);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0].metric("baselines_used"), Some(3.0));
+        assert!((out[0].metric("baseline_mean_time_ms").unwrap() - 2.2).abs() < 1e-9);
+        assert!((out[0].metric("magnitude").unwrap() - 40.0 / 2.2).abs() < 1e-9);
+        assert!(
+            out[0].title.contains("median of 3 past windows"),
+            "{}",
+            out[0].title
+        );
+    }
+
+    #[test]
+    fn usual_spread_is_not_a_regression() {
+        let a = RegressionAnalyzer::new(RegressionSettings::default());
+        // Median 20 ms, but weeks vary by ±10 ms: 35 ms is 1.75× and +15 ms, yet within
+        // 3 robust standard deviations (20 + 3 × 14.8).
+        let w = several(
+            vec![q(1, 400.0, 35.0)],
+            vec![
+                vec![q(1, 400.0, 10.0)],
+                vec![q(1, 400.0, 20.0)],
+                vec![q(1, 400.0, 30.0)],
+            ],
+        );
+        assert!(a.analyze_window(&w).is_empty());
+        // With a looser k it is one.
+        let loose = RegressionAnalyzer::new(RegressionSettings {
+            spread_factor: 0.5,
+            ..Default::default()
+        });
+        assert_eq!(loose.analyze_window(&w).len(), 1);
+    }
+
+    #[test]
+    fn empty_baselines_are_absent() {
+        let a = RegressionAnalyzer::new(RegressionSettings::default());
+        // The nearest week is purged (empty); the one before is the only sample.
+        let w = several(
+            vec![q(1, 400.0, 40.0)],
+            vec![vec![], vec![q(1, 400.0, 2.0)], vec![]],
+        );
+        let out = a.analyze_window(&w);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].metric("baselines_used"), Some(1.0));
+        assert_eq!(out[0].metric("baselines_present"), Some(1.0));
+        // All empty: no regression can be claimed.
+        let w = several(vec![q(1, 400.0, 40.0)], vec![vec![], vec![]]);
+        assert!(a.analyze_window(&w).is_empty());
+    }
 }

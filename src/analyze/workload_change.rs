@@ -441,4 +441,94 @@ mod tests {
         let fresh = windows(vec![q(3, 500.0, 40_000.0)], vec![]);
         assert!(a.analyze_window(&fresh).is_empty());
     }
+
+    fn several(now: Vec<QueryStats>, then: Vec<Vec<QueryStats>>) -> StatementsWindow {
+        let mut w = crate::analyze::fixtures::window(now);
+        w.baselines = then
+            .into_iter()
+            .map(crate::analyze::fixtures::window)
+            .collect();
+        w
+    }
+
+    #[test]
+    fn several_baselines_use_the_median() {
+        let a = WorkloadChangeAnalyzer::new(WorkloadChangeSettings::default());
+        // One busy week (30,000 calls) does not hide a spike over the usual 3,000; one
+        // week where it was absent does not make the query "new".
+        let w = several(
+            vec![q(1, 30_000.0, 6_000.0), q(2, 500.0, 40_000.0)],
+            vec![
+                vec![q(1, 3_000.0, 600.0), q(2, 500.0, 40_000.0)],
+                vec![q(1, 30_000.0, 6_000.0), q(9, 1.0, 1.0)],
+                vec![q(1, 3_100.0, 620.0), q(2, 480.0, 39_000.0)],
+            ],
+        );
+        let out = a.analyze_window(&w);
+        assert_eq!(
+            rules(&out),
+            [("workload_change.calls_up".to_string(), "1".to_string())]
+        );
+        assert_eq!(out[0].metric("baseline_calls"), Some(3_100.0));
+        assert_eq!(out[0].metric("baselines_used"), Some(3.0));
+        // A query that ran in only one of three weeks is new.
+        let w = several(
+            vec![q(3, 500.0, 40_000.0)],
+            vec![
+                vec![q(3, 500.0, 40_000.0)],
+                vec![q(9, 1.0, 1.0)],
+                vec![q(9, 1.0, 1.0)],
+            ],
+        );
+        assert_eq!(
+            rules(&a.analyze_window(&w)),
+            [(
+                "workload_change.new_heavy_query".to_string(),
+                "3".to_string()
+            )]
+        );
+        // Weeks that vary a lot: 9,000 calls is 3× the median but within the spread.
+        let w = several(
+            vec![q(1, 9_000.0, 6_000.0)],
+            vec![
+                vec![q(1, 1_000.0, 600.0)],
+                vec![q(1, 3_000.0, 600.0)],
+                vec![q(1, 5_000.0, 600.0)],
+            ],
+        );
+        assert!(a.analyze_window(&w).is_empty());
+    }
+
+    #[test]
+    fn read_spikes_fire_with_an_absolute_floor() {
+        let a = WorkloadChangeAnalyzer::new(WorkloadChangeSettings::default());
+        let mut now = q(1, 100.0, 60_000.0);
+        now.counters[SHARED_READ] = 1_000_000.0; // 8 GB
+        let mut then = q(1, 100.0, 20_000.0);
+        then.counters[SHARED_READ] = 10_000.0;
+        let mut small = q(2, 100.0, 60_000.0);
+        small.counters[SHARED_READ] = 50_000.0; // ×50 but 0.4 GB
+        let mut small_then = q(2, 100.0, 60_000.0);
+        small_then.counters[SHARED_READ] = 1_000.0;
+        let out = a.analyze_window(&windows(vec![now, small], vec![then, small_then]));
+        assert_eq!(
+            rules(&out),
+            [("workload_change.reads_up".to_string(), "1".to_string())]
+        );
+        assert_eq!(out[0].metric("physical_reads"), Some(0.0));
+        assert_eq!(out[0].metric("read_bytes"), Some(1e6 * 8192.0));
+        assert!(out[0].title.starts_with("Blocks read"), "{}", out[0].title);
+        // With kcache on both sides, physical reads are compared instead.
+        let k = |b: f64| crate::powa::kcache::Kcache {
+            reads_bytes: b,
+            ..Default::default()
+        };
+        let mut now = q(1, 100.0, 60_000.0);
+        now.counters[SHARED_READ] = 1_000_000.0;
+        now.kcache = Some(k(100e6)); // served by the OS cache: little disk
+        let mut then = q(1, 100.0, 20_000.0);
+        then.counters[SHARED_READ] = 10_000.0;
+        then.kcache = Some(k(50e6));
+        assert!(a.analyze_window(&windows(vec![now], vec![then])).is_empty());
+    }
 }
