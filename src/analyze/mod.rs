@@ -191,6 +191,44 @@ pub fn human_ms(ms: f64) -> String {
 mod tests {
     use super::*;
 
+    /// config/powa-sentinel.toml documents every analyzer key with its default value.
+    #[test]
+    fn the_shipped_config_documents_the_defaults() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/powa-sentinel.toml");
+        let s = crate::config::Settings::load_with_env(&p, Some(BTreeMap::new()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let a = &s.analyzers;
+        let pairs = [
+            (
+                format!("{:?}", *a.slow_queries),
+                format!("{:?}", SlowQuerySettings::default()),
+            ),
+            (
+                format!("{:?}", *a.regression),
+                format!("{:?}", RegressionSettings::default()),
+            ),
+            (
+                format!("{:?}", *a.powa_health),
+                format!("{:?}", PowaHealthSettings::default()),
+            ),
+            (
+                format!("{:?}", *a.workload_change),
+                format!("{:?}", WorkloadChangeSettings::default()),
+            ),
+            (
+                format!("{:?}", *a.resource_hogs),
+                format!("{:?}", ResourceHogSettings::default()),
+            ),
+            (
+                format!("{:?}", *a.health_score),
+                format!("{:?}", HealthScoreSettings::default()),
+            ),
+        ];
+        for (shipped, default) in pairs {
+            assert_eq!(shipped, default);
+        }
+    }
+
     #[test]
     fn classifies_statements() {
         assert!(is_utility("VACUUM ANALYZE pgbench_accounts"));
