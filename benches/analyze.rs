@@ -114,12 +114,27 @@ fn analyzers() -> Vec<(&'static str, Box<dyn FnMut(&StatementsWindow) -> usize>)
             "baseline_clone_rows",
             Box::new(|w: &StatementsWindow| black_box(w.queries.clone()).len()),
         ),
-        ("slow_queries", Box::new(move |w| slow.analyze_window(w).len())),
+        (
+            "slow_queries",
+            Box::new(move |w| slow.analyze_window(w).len()),
+        ),
         ("regression", Box::new(move |w| reg.analyze_window(w).len())),
-        ("workload_change", Box::new(move |w| wl.analyze_window(w).len())),
-        ("resource_hogs", Box::new(move |w| hogs.analyze_window(w).len())),
-        ("powa_health", Box::new(move |w| health.analyze_window(w).len())),
-        ("health_score", Box::new(move |w| score.analyze_window(w).len())),
+        (
+            "workload_change",
+            Box::new(move |w| wl.analyze_window(w).len()),
+        ),
+        (
+            "resource_hogs",
+            Box::new(move |w| hogs.analyze_window(w).len()),
+        ),
+        (
+            "powa_health",
+            Box::new(move |w| health.analyze_window(w).len()),
+        ),
+        (
+            "health_score",
+            Box::new(move |w| score.analyze_window(w).len()),
+        ),
     ]
 }
 
