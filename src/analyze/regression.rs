@@ -397,4 +397,32 @@ mod tests {
         let w = several(vec![q(1, 400.0, 40.0)], vec![vec![], vec![]]);
         assert!(a.analyze_window(&w).is_empty());
     }
+
+    proptest::proptest! {
+        /// Whatever the weeks look like, a reported regression passes every guard against
+        /// the median, and a query no slower than its baselines' median is never reported.
+        #[test]
+        fn guards_hold_for_any_baselines(
+            now_mean in 0.01f64..200.0,
+            weeks in proptest::collection::vec(0.01f64..200.0, 1..6),
+            calls in 10.0f64..2000.0,
+        ) {
+            let a = RegressionAnalyzer::new(RegressionSettings::default());
+            let w = several(
+                vec![q(1, calls, now_mean)],
+                weeks.iter().map(|m| vec![q(1, 100.0, *m)]).collect(),
+            );
+            let med = median(&weeks).unwrap();
+            let out = a.analyze_window(&w);
+            if now_mean <= med {
+                proptest::prop_assert!(out.is_empty());
+            }
+            for i in &out {
+                let then = i.metric("baseline_mean_time_ms").unwrap();
+                proptest::prop_assert!((then - med).abs() < 1e-9);
+                proptest::prop_assert!(i.metric("factor").unwrap() >= 1.5);
+                proptest::prop_assert!(now_mean - then >= 2.0 - 1e-9);
+            }
+        }
+    }
 }
