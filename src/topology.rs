@@ -10,8 +10,10 @@ use anyhow::Context as _;
 use futures_util::future::join_all;
 use slog::{info, o, warn, Logger};
 
+use crate::analyze::health_score::HealthInputs;
 use crate::analyze::{
-    PowaHealthAnalyzer, RegressionAnalyzer, SlowQueryAnalyzer, WorkloadChangeAnalyzer,
+    HealthScoreAnalyzer, PowaHealthAnalyzer, RegressionAnalyzer, ResourceHogAnalyzer,
+    SlowQueryAnalyzer, WorkloadChangeAnalyzer,
 };
 use crate::channels::{self, ChannelEnv};
 use crate::config::Settings;
@@ -105,13 +107,32 @@ pub async fn build(
     )
     .start();
     let mut health_settings = settings.analyzers.powa_health.clone();
-    health_settings.needed_retention = settings
+    let needed_retention = settings
         .analyzers
         .regression
-        .enabled
+        .any(|s| s.enabled)
         .then_some(settings.analysis.window + settings.analysis.baseline_offset);
+    health_settings.update_all(|s| s.needed_retention = needed_retention);
     let health = AnalyzerActor::new(
-        PowaHealthAnalyzer::new(health_settings),
+        PowaHealthAnalyzer::new(health_settings.clone()),
+        gate.clone().recipient(),
+    )
+    .start();
+    let hogs = AnalyzerActor::new(
+        ResourceHogAnalyzer::new(settings.analyzers.resource_hogs.clone()),
+        gate.clone().recipient(),
+    )
+    .start();
+    let score = AnalyzerActor::new(
+        HealthScoreAnalyzer::new(
+            settings.analyzers.health_score.clone(),
+            HealthInputs {
+                powa: PowaHealthAnalyzer::new(health_settings),
+                regression: RegressionAnalyzer::new(settings.analyzers.regression.clone()),
+                workload: WorkloadChangeAnalyzer::new(settings.analyzers.workload_change.clone()),
+                hogs: ResourceHogAnalyzer::new(settings.analyzers.resource_hogs.clone()),
+            },
+        ),
         gate.clone().recipient(),
     )
     .start();
@@ -120,9 +141,9 @@ pub async fn build(
         gate.clone().recipient(),
     )
     .start();
-    let baseline_offset = (settings.analyzers.regression.enabled
-        || settings.analyzers.workload_change.enabled)
-        .then_some(settings.analysis.baseline_offset);
+    let baseline_offset = (settings.analyzers.regression.any(|s| s.enabled)
+        || settings.analyzers.workload_change.any(|s| s.enabled))
+    .then_some(settings.analysis.baseline_offset);
 
     let (repositories, failures) = connect_all(settings).await;
     for f in &failures {
@@ -154,6 +175,8 @@ pub async fn build(
                     regression.clone().recipient(),
                     health.clone().recipient(),
                     workload.clone().recipient(),
+                    hogs.clone().recipient(),
+                    score.clone().recipient(),
                 ],
             )
             .start();

@@ -1,10 +1,14 @@
 //! Analyzers: each turns a server's snapshot into insights. One file per analyzer, its
 //! settings beside it.
 
+pub mod baseline;
 #[cfg(test)]
 mod fixtures;
+pub mod health_score;
+pub mod per_server;
 pub mod powa_health;
 pub mod regression;
+pub mod resource_hog;
 pub mod slow_query;
 pub mod workload_change;
 
@@ -14,24 +18,37 @@ use serde::Deserialize;
 
 use crate::config::Problem;
 use crate::powa::reader::{QueryStats, StatementsWindow};
+pub use health_score::{HealthScoreAnalyzer, HealthScoreSettings};
+pub use per_server::{AnalyzerSettings, PerServer};
 pub use powa_health::{PowaHealthAnalyzer, PowaHealthSettings};
 pub use regression::{RegressionAnalyzer, RegressionSettings};
+pub use resource_hog::{ResourceHogAnalyzer, ResourceHogSettings};
 use sentinel_actors::Fingerprint;
 pub use slow_query::{SlowQueryAnalyzer, SlowQuerySettings};
 pub use workload_change::{WorkloadChangeAnalyzer, WorkloadChangeSettings};
 
-/// `[analyzers]`: one table per analyzer.
+/// The metric every insight carries: the number whose growth means the problem got worse
+/// (a share of time, a slowdown factor, bytes…). The gate compares it between cycles to
+/// tell an escalation from the same problem seen again.
+pub const MAGNITUDE: &str = "magnitude";
+
+/// `[analyzers]`: one table per analyzer, each with optional per-server overrides
+/// (`[analyzers.<name>.servers."<repository>/<server>"]`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnalyzersSettings {
     #[serde(default)]
-    pub slow_queries: SlowQuerySettings,
+    pub slow_queries: PerServer<SlowQuerySettings>,
     #[serde(default)]
-    pub regression: RegressionSettings,
+    pub regression: PerServer<RegressionSettings>,
     #[serde(default)]
-    pub powa_health: PowaHealthSettings,
+    pub powa_health: PerServer<PowaHealthSettings>,
     #[serde(default)]
-    pub workload_change: WorkloadChangeSettings,
+    pub workload_change: PerServer<WorkloadChangeSettings>,
+    #[serde(default)]
+    pub resource_hogs: PerServer<ResourceHogSettings>,
+    #[serde(default)]
+    pub health_score: PerServer<HealthScoreSettings>,
 }
 
 impl AnalyzersSettings {
@@ -44,6 +61,10 @@ impl AnalyzersSettings {
             .validate(&format!("{path}.powa_health"), problems);
         self.workload_change
             .validate(&format!("{path}.workload_change"), problems);
+        self.resource_hogs
+            .validate(&format!("{path}.resource_hogs"), problems);
+        self.health_score
+            .validate(&format!("{path}.health_score"), problems);
     }
 }
 
@@ -169,6 +190,44 @@ pub fn human_ms(ms: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// config/powa-sentinel.toml documents every analyzer key with its default value.
+    #[test]
+    fn the_shipped_config_documents_the_defaults() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/powa-sentinel.toml");
+        let s = crate::config::Settings::load_with_env(&p, Some(BTreeMap::new()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let a = &s.analyzers;
+        let pairs = [
+            (
+                format!("{:?}", *a.slow_queries),
+                format!("{:?}", SlowQuerySettings::default()),
+            ),
+            (
+                format!("{:?}", *a.regression),
+                format!("{:?}", RegressionSettings::default()),
+            ),
+            (
+                format!("{:?}", *a.powa_health),
+                format!("{:?}", PowaHealthSettings::default()),
+            ),
+            (
+                format!("{:?}", *a.workload_change),
+                format!("{:?}", WorkloadChangeSettings::default()),
+            ),
+            (
+                format!("{:?}", *a.resource_hogs),
+                format!("{:?}", ResourceHogSettings::default()),
+            ),
+            (
+                format!("{:?}", *a.health_score),
+                format!("{:?}", HealthScoreSettings::default()),
+            ),
+        ];
+        for (shipped, default) in pairs {
+            assert_eq!(shipped, default);
+        }
+    }
 
     #[test]
     fn classifies_statements() {

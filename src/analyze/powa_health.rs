@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::per_server::{AnalyzerSettings, PerServer};
 use crate::config::Problem;
 use crate::powa::reader::StatementsWindow;
 use sentinel_actors::analyzer::Analyze;
@@ -41,8 +42,8 @@ impl Default for PowaHealthSettings {
     }
 }
 
-impl PowaHealthSettings {
-    pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+impl AnalyzerSettings for PowaHealthSettings {
+    fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
         if self.stale_after_periods == 0 {
             problems.push(Problem::new(
                 format!("{path}.stale_after_periods"),
@@ -53,16 +54,18 @@ impl PowaHealthSettings {
 }
 
 pub struct PowaHealthAnalyzer {
-    settings: PowaHealthSettings,
+    settings: PerServer<PowaHealthSettings>,
 }
 
 impl PowaHealthAnalyzer {
-    pub fn new(settings: PowaHealthSettings) -> Self {
-        PowaHealthAnalyzer { settings }
+    pub fn new(settings: impl Into<PerServer<PowaHealthSettings>>) -> Self {
+        PowaHealthAnalyzer {
+            settings: settings.into(),
+        }
     }
 
     pub fn analyze_window(&self, w: &StatementsWindow) -> Vec<Insight> {
-        let s = &self.settings;
+        let s = self.settings.get(&w.repository, &w.server.name);
         if !s.enabled {
             return Vec::new();
         }
@@ -124,6 +127,8 @@ impl PowaHealthAnalyzer {
                     vec![
                         ("snapshot_age_ms", age.map_or(f64::NAN, |a| a.as_secs_f64() * 1000.0)),
                         ("frequency_ms", freq.as_secs_f64() * 1000.0),
+                        // Never snapshotted is as bad as it gets: no finite age.
+                        (super::MAGNITUDE, age.map_or(f64::MAX, |a| a.as_secs_f64() * 1000.0)),
                     ],
                 );
             }
@@ -138,7 +143,10 @@ impl PowaHealthAnalyzer {
                     server.errors.join(", ")
                 ),
                 "Those modules' data is missing for this server: check the collector log, and that the extensions exist on the server in the versions PoWA expects.",
-                vec![("failed_functions", server.errors.len() as f64)],
+                vec![
+                    ("failed_functions", server.errors.len() as f64),
+                    (super::MAGNITUDE, server.errors.len() as f64),
+                ],
             );
         }
         if let (Some(ret), Some(needed)) = (server.retention, s.needed_retention) {
@@ -156,6 +164,7 @@ impl PowaHealthAnalyzer {
                     vec![
                         ("retention_ms", ret.as_secs_f64() * 1000.0),
                         ("needed_retention_ms", needed.as_secs_f64() * 1000.0),
+                        (super::MAGNITUDE, (needed - ret).as_secs_f64() * 1000.0),
                     ],
                 );
             }

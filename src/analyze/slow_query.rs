@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::per_server::{AnalyzerSettings, PerServer};
 use crate::config::Problem;
 use crate::powa::reader::{
     QueryStats, StatementsWindow, BLK_READ_TIME, BLK_WRITE_TIME, CALLS, EXEC_TIME, ROWS,
@@ -105,8 +106,8 @@ impl Default for SlowQuerySettings {
     }
 }
 
-impl SlowQuerySettings {
-    pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+impl AnalyzerSettings for SlowQuerySettings {
+    fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
         if self.top_n == 0 && self.enabled {
             problems.push(Problem::new(
                 format!("{path}.top_n"),
@@ -123,16 +124,17 @@ impl SlowQuerySettings {
 }
 
 pub struct SlowQueryAnalyzer {
-    settings: SlowQuerySettings,
+    settings: PerServer<SlowQuerySettings>,
 }
 
 impl SlowQueryAnalyzer {
-    pub fn new(settings: SlowQuerySettings) -> Self {
-        SlowQueryAnalyzer { settings }
+    pub fn new(settings: impl Into<PerServer<SlowQuerySettings>>) -> Self {
+        SlowQueryAnalyzer {
+            settings: settings.into(),
+        }
     }
 
-    fn eligible(&self, q: &QueryStats) -> bool {
-        let s = &self.settings;
+    fn eligible(s: &SlowQuerySettings, q: &QueryStats) -> bool {
         if let Some(text) = &q.query {
             if super::is_monitoring_query(text) || (s.exclude_utility && super::is_utility(text)) {
                 return false;
@@ -143,8 +145,7 @@ impl SlowQueryAnalyzer {
             && q.mean_time_ms() >= s.min_mean_time.as_secs_f64() * 1000.0
     }
 
-    fn severity(&self, mean_ms: f64) -> Severity {
-        let s = &self.settings;
+    fn severity(s: &SlowQuerySettings, mean_ms: f64) -> Severity {
         if mean_ms >= s.critical_mean_time.as_secs_f64() * 1000.0 {
             Severity::Critical
         } else if mean_ms >= s.warning_mean_time.as_secs_f64() * 1000.0 {
@@ -156,7 +157,8 @@ impl SlowQueryAnalyzer {
 
     /// Analyses one server's window.
     pub fn analyze_window(&self, w: &StatementsWindow) -> Vec<Insight> {
-        if !self.settings.enabled {
+        let s = self.settings.get(&w.repository, &w.server.name);
+        if !s.enabled {
             return Vec::new();
         }
         let server_total: f64 = w
@@ -169,8 +171,9 @@ impl SlowQueryAnalyzer {
             })
             .map(|q| q.get(EXEC_TIME))
             .sum();
-        let mut ranked: Vec<&QueryStats> = w.queries.iter().filter(|q| self.eligible(q)).collect();
-        let rank_by = self.settings.rank_by;
+        let mut ranked: Vec<&QueryStats> =
+            w.queries.iter().filter(|q| Self::eligible(s, q)).collect();
+        let rank_by = s.rank_by;
         ranked.sort_by(|a, b| {
             rank_by
                 .key(b)
@@ -179,14 +182,14 @@ impl SlowQueryAnalyzer {
         });
         ranked
             .into_iter()
-            .take(self.settings.top_n)
+            .take(s.top_n)
             .enumerate()
-            .map(|(i, q)| self.insight(w, q, i + 1, server_total))
+            .map(|(i, q)| Self::insight(s, w, q, i + 1, server_total))
             .collect()
     }
 
     fn insight(
-        &self,
+        s: &SlowQuerySettings,
         w: &StatementsWindow,
         q: &QueryStats,
         rank: usize,
@@ -226,7 +229,13 @@ impl SlowQueryAnalyzer {
             metrics.insert("write_bytes".to_string(), k.writes_bytes);
         }
 
-        let by = match self.settings.rank_by {
+        // Worse means a bigger share of the server (total time), or a bigger ranking value.
+        let magnitude = match s.rank_by {
+            RankBy::TotalTime => share,
+            other => other.key(q),
+        };
+        metrics.insert(super::MAGNITUDE.to_string(), magnitude);
+        let by = match s.rank_by {
             RankBy::TotalTime => format!("{:.0}% of its execution time", share * 100.0),
             RankBy::MeanTime => format!("{} per call", super::human_ms(mean)),
             RankBy::Calls => format!("{calls:.0} calls"),
@@ -245,8 +254,8 @@ impl SlowQueryAnalyzer {
         Insight {
             fingerprint: super::query_fingerprint(w, q, &["slow_query"]),
             kind: "slow_query".to_string(),
-            rule: format!("slow_query.{}", self.settings.rank_by.as_str()),
-            severity: self.severity(mean),
+            rule: format!("slow_query.{}", s.rank_by.as_str()),
+            severity: Self::severity(s, mean),
             labels,
             title,
             advice: advice(q, share),

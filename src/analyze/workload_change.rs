@@ -1,17 +1,25 @@
-//! Workload changes against the baseline window: call volumes that jump or collapse, heavy
-//! queries that were not there before, and temp-file spills that grew. Slower calls are the
-//! regression analyzer's business; this one is about *how much* is run.
+//! Workload changes against the baseline: call volumes that jump or collapse, heavy
+//! queries that were not there before, temp-file spills and disk reads that grew. Slower
+//! calls are the regression analyzer's business; this one is about *how much* is run.
+//!
+//! With several past windows (`analysis.baseline_periods`) every comparison is with their
+//! median, and a change must also leave their usual spread (see [`super::baseline`]). A
+//! query that did not run in a past window counts as 0 calls there; a past window with no
+//! data at all is ignored.
 //!
 //! Every rule needs the change to matter in absolute terms too (extra calls, time, blocks),
 //! so that a query going from 2 to 9 calls is never news.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::baseline::{Baselines, Robust};
+use super::per_server::{AnalyzerSettings, PerServer};
 use crate::config::Problem;
-use crate::powa::reader::{QueryKey, QueryStats, StatementsWindow, CALLS, EXEC_TIME, TEMP_WRITTEN};
+use crate::powa::reader::{
+    QueryStats, StatementsWindow, CALLS, EXEC_TIME, SHARED_READ, TEMP_WRITTEN,
+};
 use sentinel_actors::analyzer::Analyze;
 use sentinel_actors::{Insight, Severity, Snapshot};
 
@@ -36,6 +44,15 @@ pub struct WorkloadChangeSettings {
     pub temp_factor: f64,
     /// Smallest temp spill worth a message, in blocks (8 kB each). Default 12800 (100 MB).
     pub min_temp_blocks: u64,
+    /// Disk reads now / then from which a read spike is reported. Default 4.
+    pub read_factor: f64,
+    /// Smallest increase of reads worth a message, in bytes: physical reads from
+    /// pg_stat_kcache when the baselines have them, else shared blocks read × 8 kB (which
+    /// include reads served by the OS cache). Default 1073741824 (1 GiB).
+    pub min_read_bytes: u64,
+    /// With two or more baselines, a change must also leave the baselines' usual range:
+    /// median ± this many robust standard deviations (MAD × 1.4826). Default 3.
+    pub spread_factor: f64,
 }
 
 impl Default for WorkloadChangeSettings {
@@ -48,15 +65,19 @@ impl Default for WorkloadChangeSettings {
             new_query_min_share: 0.1,
             temp_factor: 4.0,
             min_temp_blocks: 12_800,
+            read_factor: 4.0,
+            min_read_bytes: 1 << 30,
+            spread_factor: 3.0,
         }
     }
 }
 
-impl WorkloadChangeSettings {
-    pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+impl AnalyzerSettings for WorkloadChangeSettings {
+    fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
         for (key, v) in [
             ("calls_factor", self.calls_factor),
             ("temp_factor", self.temp_factor),
+            ("read_factor", self.read_factor),
         ] {
             if v.is_nan() || v <= 1.0 {
                 problems.push(Problem::new(format!("{path}.{key}"), "must be above 1"));
@@ -68,11 +89,17 @@ impl WorkloadChangeSettings {
                 "is a fraction of the server's time, between 0 and 1",
             ));
         }
+        if self.spread_factor.is_nan() || self.spread_factor < 0.0 {
+            problems.push(Problem::new(
+                format!("{path}.spread_factor"),
+                "must be 0 or more (robust standard deviations around the baselines' median)",
+            ));
+        }
     }
 }
 
 pub struct WorkloadChangeAnalyzer {
-    settings: WorkloadChangeSettings,
+    settings: PerServer<WorkloadChangeSettings>,
 }
 
 struct Finding<'a> {
@@ -84,58 +111,128 @@ struct Finding<'a> {
     metrics: Vec<(&'static str, f64)>,
 }
 
+/// One block of shared buffers, in bytes.
+const BLOCK: f64 = 8192.0;
+
+/// Physical reads from kcache when the query has them now and in every baseline where it
+/// ran; otherwise shared blocks read. Both windows must be measured the same way.
+fn reads(q: &QueryStats, then: &[Option<&QueryStats>]) -> (bool, f64) {
+    let physical = q.kcache.is_some() && then.iter().flatten().all(|b| b.kcache.is_some());
+    (
+        physical,
+        if physical {
+            q.kcache.map_or(0.0, |k| k.reads_bytes)
+        } else {
+            q.get(SHARED_READ) * BLOCK
+        },
+    )
+}
+
 impl WorkloadChangeAnalyzer {
-    pub fn new(settings: WorkloadChangeSettings) -> Self {
-        WorkloadChangeAnalyzer { settings }
+    pub fn new(settings: impl Into<PerServer<WorkloadChangeSettings>>) -> Self {
+        WorkloadChangeAnalyzer {
+            settings: settings.into(),
+        }
     }
 
     pub fn analyze_window(&self, w: &StatementsWindow) -> Vec<Insight> {
-        let s = &self.settings;
-        let Some(base) = w.baselines.first() else {
-            return Vec::new();
-        };
-        // No baseline data at all (PoWA purged it, or the server is new): nothing is "new".
-        if !s.enabled || base.queries.is_empty() {
+        let s = self.settings.get(&w.repository, &w.server.name);
+        if !s.enabled {
             return Vec::new();
         }
-        let before: HashMap<QueryKey, &QueryStats> =
-            base.queries.iter().map(|q| (q.key, q)).collect();
+        // No baseline data at all (PoWA purged it, or the server is new): nothing is "new".
+        let bases = Baselines::of(w);
+        if bases.is_empty() {
+            return Vec::new();
+        }
         let server_total: f64 = w.queries.iter().map(|q| q.get(EXEC_TIME)).sum();
         let floor_ms = s.min_total_time.as_secs_f64() * 1000.0;
+        let k = s.spread_factor;
         let user_query = |q: &QueryStats| {
             q.query
                 .as_deref()
                 .is_none_or(|t| !super::is_monitoring_query(t) && !super::is_utility(t))
         };
         let mut found = Vec::new();
+        let mut then: Vec<Option<&QueryStats>> = Vec::with_capacity(bases.len());
+        let mut vals: Vec<f64> = Vec::with_capacity(bases.len());
         for q in w.queries.iter().filter(|q| user_query(q)) {
+            then.clear();
+            then.extend(bases.entries(&q.key));
+            // Cheap exit for the long tail: a query too small now for every rule, and too
+            // small in every past window to have collapsed.
+            let floor_reads = q.get(SHARED_READ) * BLOCK < s.min_read_bytes as f64
+                && q.kcache
+                    .is_none_or(|k| k.reads_bytes < s.min_read_bytes as f64);
+            if q.get(EXEC_TIME) < floor_ms
+                && q.get(TEMP_WRITTEN) < s.min_temp_blocks as f64
+                && floor_reads
+                && then.iter().flatten().all(|b| b.get(EXEC_TIME) < floor_ms)
+            {
+                continue;
+            }
+            let mut robust = |f: &dyn Fn(&QueryStats) -> f64| {
+                vals.clear();
+                vals.extend(then.iter().map(|b| b.map_or(0.0, f)));
+                Robust::of(&vals).expect("at least one baseline")
+            };
             let (calls, time) = (q.get(CALLS), q.get(EXEC_TIME));
             let share = if server_total > 0.0 {
                 time / server_total
             } else {
                 0.0
             };
-            let Some(b) = before.get(&q.key) else {
+            let calls_then = robust(&|b| b.get(CALLS));
+            let time_then = robust(&|b| b.get(EXEC_TIME));
+            let temp_then = robust(&|b| b.get(TEMP_WRITTEN));
+            let (physical, read_now) = reads(q, &then);
+            let read_then = robust(&|b| {
+                if physical {
+                    b.kcache.map_or(0.0, |k| k.reads_bytes)
+                } else {
+                    b.get(SHARED_READ) * BLOCK
+                }
+            });
+            let n = bases.len() as f64;
+            let against = if bases.len() > 1 {
+                format!(" (median of {} past windows)", bases.len())
+            } else {
+                String::new()
+            };
+            // Absent from (most of) the past windows: new.
+            if calls_then.median == 0.0 {
                 if share >= s.new_query_min_share && time >= floor_ms {
                     found.push(Finding {
                         rule: "new_heavy_query",
                         severity: if share >= 0.5 { Severity::Warning } else { Severity::Info },
                         q,
                         title: format!(
-                            "New query on {} takes {:.0}% of its time ({} calls, none in the baseline)",
+                            "New query on {} takes {:.0}% of its time ({} calls, {})",
                             w.server.name,
                             share * 100.0,
-                            calls
+                            calls,
+                            if bases.len() > 1 {
+                                format!("absent from most of the {} past windows", bases.len())
+                            } else {
+                                "none in the baseline".to_string()
+                            }
                         ),
                         advice: "A release or a new job brought it: check that it is expected, and its plan before it grows.",
-                        metrics: vec![("calls", calls), ("total_time_ms", time), ("share_of_total_time", share)],
+                        metrics: vec![
+                            ("calls", calls),
+                            ("total_time_ms", time),
+                            ("share_of_total_time", share),
+                            ("baselines_used", n),
+                            (super::MAGNITUDE, share),
+                        ],
                     });
                 }
                 continue;
-            };
-            let (calls_then, time_then) = (b.get(CALLS), b.get(EXEC_TIME));
-            if calls >= s.calls_factor * calls_then.max(1.0)
-                && calls - calls_then >= s.min_extra_calls as f64
+            }
+            let (c0, t0) = (calls_then.median, time_then.median);
+            if calls >= s.calls_factor * c0.max(1.0)
+                && calls - c0 >= s.min_extra_calls as f64
+                && calls_then.exceeded_by(calls, k)
                 && time >= floor_ms
             {
                 found.push(Finding {
@@ -143,53 +240,97 @@ impl WorkloadChangeAnalyzer {
                     severity: if share >= 0.2 { Severity::Warning } else { Severity::Info },
                     q,
                     title: format!(
-                        "Calls ×{:.1} on {}: {:.0} → {:.0} in the same window",
-                        calls / calls_then.max(1.0),
+                        "Calls ×{:.1} on {}: {:.0} → {:.0} in the same window{against}",
+                        calls / c0.max(1.0),
                         w.server.name,
-                        calls_then,
+                        c0,
                         calls
                     ),
                     advice: "The application runs it much more often than before: look for a retry loop, an N+1 pattern, a cache that stopped working, or a new caller.",
                     metrics: vec![
                         ("calls", calls),
-                        ("baseline_calls", calls_then),
+                        ("baseline_calls", c0),
                         ("total_time_ms", time),
-                        ("baseline_total_time_ms", time_then),
+                        ("baseline_total_time_ms", t0),
                         ("share_of_total_time", share),
+                        ("baselines_used", n),
+                        (super::MAGNITUDE, calls / c0.max(1.0)),
                     ],
                 });
-            } else if calls_then >= s.calls_factor * calls.max(1.0)
-                && calls_then - calls >= s.min_extra_calls as f64
-                && time_then >= floor_ms
+            } else if c0 >= s.calls_factor * calls.max(1.0)
+                && c0 - calls >= s.min_extra_calls as f64
+                && calls_then.undercut_by(calls, k)
+                && t0 >= floor_ms
             {
                 found.push(Finding {
                     rule: "calls_down",
                     severity: Severity::Info,
                     q,
                     title: format!(
-                        "Calls collapsed on {}: {:.0} → {:.0} in the same window",
-                        w.server.name, calls_then, calls
+                        "Calls collapsed on {}: {:.0} → {:.0} in the same window{against}",
+                        w.server.name, c0, calls
                     ),
                     advice: "A heavy query almost stopped: expected after a change, or a sign that a feature or a job is failing upstream.",
-                    metrics: vec![("calls", calls), ("baseline_calls", calls_then)],
+                    metrics: vec![
+                        ("calls", calls),
+                        ("baseline_calls", c0),
+                        ("baselines_used", n),
+                        (super::MAGNITUDE, c0 / calls.max(1.0)),
+                    ],
                 });
             }
-            let (temp, temp_then) = (q.get(TEMP_WRITTEN), b.get(TEMP_WRITTEN));
-            if temp >= s.temp_factor * temp_then.max(1.0)
-                && temp - temp_then >= s.min_temp_blocks as f64
+            let (temp, tp0) = (q.get(TEMP_WRITTEN), temp_then.median);
+            if temp >= s.temp_factor * tp0.max(1.0)
+                && temp - tp0 >= s.min_temp_blocks as f64
+                && temp_then.exceeded_by(temp, k)
             {
                 found.push(Finding {
                     rule: "temp_up",
                     severity: Severity::Warning,
                     q,
                     title: format!(
-                        "Temp files ×{:.1} on {}: {:.0} MB written",
-                        temp / temp_then.max(1.0),
+                        "Temp files ×{:.1} on {}: {:.0} MB written{against}",
+                        temp / tp0.max(1.0),
                         w.server.name,
-                        temp * 8192.0 / 1e6
+                        temp * BLOCK / 1e6
                     ),
                     advice: "Its sorts or hashes no longer fit in work_mem: the data grew or the plan changed; check EXPLAIN (ANALYZE, BUFFERS) and work_mem for it.",
-                    metrics: vec![("temp_blks_written", temp), ("baseline_temp_blks_written", temp_then)],
+                    metrics: vec![
+                        ("temp_blks_written", temp),
+                        ("baseline_temp_blks_written", tp0),
+                        ("baselines_used", n),
+                        (super::MAGNITUDE, temp * BLOCK),
+                    ],
+                });
+            }
+            let r0 = read_then.median;
+            if read_now >= s.read_factor * r0.max(BLOCK)
+                && read_now - r0 >= s.min_read_bytes as f64
+                && read_then.exceeded_by(read_now, k)
+            {
+                found.push(Finding {
+                    rule: "reads_up",
+                    severity: if share >= 0.2 { Severity::Warning } else { Severity::Info },
+                    q,
+                    title: format!(
+                        "{} ×{:.1} on {}: {:.0} MB read{against}",
+                        if physical { "Disk reads" } else { "Blocks read" },
+                        read_now / r0.max(BLOCK),
+                        w.server.name,
+                        read_now / 1e6
+                    ),
+                    advice: if physical {
+                        "It reads far more from disk than before: its data no longer fits in memory, or its plan switched to a scan; check EXPLAIN (ANALYZE, BUFFERS), missing or unused indexes, and shared_buffers."
+                    } else {
+                        "It reads far more blocks outside shared buffers than before (pg_stat_kcache is not there to tell disk from OS cache): check EXPLAIN (ANALYZE, BUFFERS) for a new scan, missing or unused indexes, and shared_buffers."
+                    },
+                    metrics: vec![
+                        ("read_bytes", read_now),
+                        ("baseline_read_bytes", r0),
+                        ("physical_reads", if physical { 1.0 } else { 0.0 }),
+                        ("baselines_used", n),
+                        (super::MAGNITUDE, read_now),
+                    ],
                 });
             }
         }
@@ -299,5 +440,95 @@ mod tests {
         // An empty baseline (purged history) makes nothing "new".
         let fresh = windows(vec![q(3, 500.0, 40_000.0)], vec![]);
         assert!(a.analyze_window(&fresh).is_empty());
+    }
+
+    fn several(now: Vec<QueryStats>, then: Vec<Vec<QueryStats>>) -> StatementsWindow {
+        let mut w = crate::analyze::fixtures::window(now);
+        w.baselines = then
+            .into_iter()
+            .map(crate::analyze::fixtures::window)
+            .collect();
+        w
+    }
+
+    #[test]
+    fn several_baselines_use_the_median() {
+        let a = WorkloadChangeAnalyzer::new(WorkloadChangeSettings::default());
+        // One busy week (30,000 calls) does not hide a spike over the usual 3,000; one
+        // week where it was absent does not make the query "new".
+        let w = several(
+            vec![q(1, 30_000.0, 6_000.0), q(2, 500.0, 40_000.0)],
+            vec![
+                vec![q(1, 3_000.0, 600.0), q(2, 500.0, 40_000.0)],
+                vec![q(1, 30_000.0, 6_000.0), q(9, 1.0, 1.0)],
+                vec![q(1, 3_100.0, 620.0), q(2, 480.0, 39_000.0)],
+            ],
+        );
+        let out = a.analyze_window(&w);
+        assert_eq!(
+            rules(&out),
+            [("workload_change.calls_up".to_string(), "1".to_string())]
+        );
+        assert_eq!(out[0].metric("baseline_calls"), Some(3_100.0));
+        assert_eq!(out[0].metric("baselines_used"), Some(3.0));
+        // A query that ran in only one of three weeks is new.
+        let w = several(
+            vec![q(3, 500.0, 40_000.0)],
+            vec![
+                vec![q(3, 500.0, 40_000.0)],
+                vec![q(9, 1.0, 1.0)],
+                vec![q(9, 1.0, 1.0)],
+            ],
+        );
+        assert_eq!(
+            rules(&a.analyze_window(&w)),
+            [(
+                "workload_change.new_heavy_query".to_string(),
+                "3".to_string()
+            )]
+        );
+        // Weeks that vary a lot: 9,000 calls is 3× the median but within the spread.
+        let w = several(
+            vec![q(1, 9_000.0, 6_000.0)],
+            vec![
+                vec![q(1, 1_000.0, 600.0)],
+                vec![q(1, 3_000.0, 600.0)],
+                vec![q(1, 5_000.0, 600.0)],
+            ],
+        );
+        assert!(a.analyze_window(&w).is_empty());
+    }
+
+    #[test]
+    fn read_spikes_fire_with_an_absolute_floor() {
+        let a = WorkloadChangeAnalyzer::new(WorkloadChangeSettings::default());
+        let mut now = q(1, 100.0, 60_000.0);
+        now.counters[SHARED_READ] = 1_000_000.0; // 8 GB
+        let mut then = q(1, 100.0, 20_000.0);
+        then.counters[SHARED_READ] = 10_000.0;
+        let mut small = q(2, 100.0, 60_000.0);
+        small.counters[SHARED_READ] = 50_000.0; // ×50 but 0.4 GB
+        let mut small_then = q(2, 100.0, 60_000.0);
+        small_then.counters[SHARED_READ] = 1_000.0;
+        let out = a.analyze_window(&windows(vec![now, small], vec![then, small_then]));
+        assert_eq!(
+            rules(&out),
+            [("workload_change.reads_up".to_string(), "1".to_string())]
+        );
+        assert_eq!(out[0].metric("physical_reads"), Some(0.0));
+        assert_eq!(out[0].metric("read_bytes"), Some(1e6 * 8192.0));
+        assert!(out[0].title.starts_with("Blocks read"), "{}", out[0].title);
+        // With kcache on both sides, physical reads are compared instead.
+        let k = |b: f64| crate::powa::kcache::Kcache {
+            reads_bytes: b,
+            ..Default::default()
+        };
+        let mut now = q(1, 100.0, 60_000.0);
+        now.counters[SHARED_READ] = 1_000_000.0;
+        now.kcache = Some(k(100e6)); // served by the OS cache: little disk
+        let mut then = q(1, 100.0, 20_000.0);
+        then.counters[SHARED_READ] = 10_000.0;
+        then.kcache = Some(k(50e6));
+        assert!(a.analyze_window(&windows(vec![now], vec![then])).is_empty());
     }
 }

@@ -1,0 +1,127 @@
+//! `powa-sentinel once --output json` shows the new analyzers' findings, with per-server
+//! thresholds from the settings file, on a real PoWA 4.1.4 repository with pg_stat_kcache.
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::Value;
+use support::{exclusive, lab, unique};
+
+#[test]
+fn once_shows_a_cpu_hog_and_the_health_score_with_per_server_thresholds() {
+    let lab = lab();
+    let t = format!("t_hog_{}", unique());
+    {
+        let _guard = exclusive();
+        lab.psql(
+            "repo",
+            "app",
+            &format!(
+                "CREATE TABLE {t} AS SELECT g FROM generate_series(1, 200000) g; \
+                 ANALYZE {t}; SELECT count(*) FROM {t}"
+            ),
+        );
+        lab.repeat("repo", "quiet", "SELECT 1", 20);
+        lab.snapshot("repo");
+        lab.repeat(
+            "repo",
+            "app",
+            &format!("SELECT count(*) FROM {t} WHERE md5(md5(g::text)) LIKE '0%'"),
+            20,
+        );
+        lab.snapshot("repo");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sentinel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[log]
+level = "warning"
+
+[analysis]
+window = "2m"
+
+[repositories.lab]
+dsn = "{dsn}"
+
+# Lab-sized thresholds for the lab's own server only.
+[analyzers.resource_hogs.servers."lab/local"]
+min_cpu_time = "1s"
+
+[analyzers.health_score.servers."lab/local"]
+report_below = 100.0
+
+[channels.console]
+type = "console"
+"#,
+            dsn = lab.repo_dsn()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
+        .args(["once", "--output", "json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    let insights: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+
+    let hogs: Vec<&Value> = insights
+        .iter()
+        .filter(|i| i["kind"] == "resource_hog")
+        .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(t.as_str())))
+        .collect();
+    assert_eq!(hogs.len(), 1, "our CPU hog once: {insights:#?}");
+    let h = hogs[0];
+    assert_eq!(h["rule"], "resource_hog.cpu");
+    assert_eq!(h["server"], "local");
+    assert_eq!(h["database"], "app");
+    assert!(h["metrics"]["share"].as_f64().unwrap() >= 0.3, "{h:#}");
+
+    let scores: Vec<&Value> = insights
+        .iter()
+        .filter(|i| i["kind"] == "health_score" && i["server"] == "local")
+        .collect();
+    assert_eq!(
+        scores.len(),
+        1,
+        "one health score for the server: {insights:#?}"
+    );
+    let s = &scores[0];
+    assert_eq!(s["severity"], "info");
+    assert!(s["metrics"]["score"].as_f64().unwrap() < 100.0, "{s:#}");
+    assert!(
+        s["metrics"]["penalty_resource_hogs"].as_f64().unwrap() > 0.0,
+        "{s:#}"
+    );
+
+    // The other servers keep the defaults: the lab's load is below their floors.
+    assert!(
+        insights
+            .iter()
+            .filter(|i| i["kind"] == "resource_hog")
+            .all(|i| i["server"] == "local"),
+        "{insights:#?}"
+    );
+    // Every insight says how big it is, for the gate's escalation check.
+    for i in &insights {
+        assert!(i["metrics"]["magnitude"].is_number(), "no magnitude: {i:#}");
+    }
+    assert!(
+        insights.iter().all(|i| i["database"] != "quiet"),
+        "the quiet database produced insights: {insights:#?}"
+    );
+    lab.psql("repo", "app", &format!("DROP TABLE {t}"));
+}
