@@ -48,6 +48,7 @@ fn window(n: usize) -> StatementsWindow {
         points: 0,
         queries,
         baseline: None,
+        quals: None,
     }
 }
 

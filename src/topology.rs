@@ -11,7 +11,8 @@ use futures_util::future::join_all;
 use slog::{info, o, warn, Logger};
 
 use crate::analyze::{
-    PowaHealthAnalyzer, RegressionAnalyzer, SlowQueryAnalyzer, WorkloadChangeAnalyzer,
+    MissingIndexAnalyzer, PowaHealthAnalyzer, RegressionAnalyzer, SlowQueryAnalyzer,
+    WorkloadChangeAnalyzer,
 };
 use crate::channels::{self, ChannelEnv};
 use crate::config::Settings;
@@ -120,6 +121,11 @@ pub async fn build(
         gate.clone().recipient(),
     )
     .start();
+    let missing_index = AnalyzerActor::new(
+        MissingIndexAnalyzer::new(settings.analyzers.missing_index.clone()),
+        gate.clone().recipient(),
+    )
+    .start();
     let baseline_offset = (settings.analyzers.regression.enabled
         || settings.analyzers.workload_change.enabled)
         .then_some(settings.analysis.baseline_offset);
@@ -143,6 +149,18 @@ pub async fn build(
                 server.clone(),
                 baseline_offset,
             );
+            let source = if settings.analyzers.missing_index.enabled {
+                source.with_quals(powa::qualstats::QualsCollector {
+                    repository: repo.name.clone(),
+                    settings: settings.analyzers.missing_index.clone(),
+                    monitored: settings.repositories[&repo.name]
+                        .monitored
+                        .get(&server.name)
+                        .cloned(),
+                })
+            } else {
+                source
+            };
             let name = format!("{}/{}", repo.name, server.name);
             info!(log, "Collector ready."; "repository" => &repo.name, "server" => &server.name,
                   "srvid" => server.srvid, "powa" => %repo.info.version);
@@ -153,6 +171,7 @@ pub async fn build(
                     regression.clone().recipient(),
                     health.clone().recipient(),
                     workload.clone().recipient(),
+                    missing_index.clone().recipient(),
                 ],
             )
             .start();

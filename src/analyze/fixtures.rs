@@ -46,6 +46,7 @@ pub fn window(queries: Vec<QueryStats>) -> StatementsWindow {
         points: 0,
         queries,
         baseline: None,
+        quals: None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 mod fixtures;
+pub mod missing_index;
 pub mod powa_health;
 pub mod regression;
 pub mod slow_query;
@@ -14,6 +15,7 @@ use serde::Deserialize;
 
 use crate::config::Problem;
 use crate::powa::reader::{QueryStats, StatementsWindow};
+pub use missing_index::{MissingIndexAnalyzer, MissingIndexSettings};
 pub use powa_health::{PowaHealthAnalyzer, PowaHealthSettings};
 pub use regression::{RegressionAnalyzer, RegressionSettings};
 use sentinel_actors::Fingerprint;
@@ -32,6 +34,8 @@ pub struct AnalyzersSettings {
     pub powa_health: PowaHealthSettings,
     #[serde(default)]
     pub workload_change: WorkloadChangeSettings,
+    #[serde(default)]
+    pub missing_index: MissingIndexSettings,
 }
 
 impl AnalyzersSettings {
@@ -44,6 +48,8 @@ impl AnalyzersSettings {
             .validate(&format!("{path}.powa_health"), problems);
         self.workload_change
             .validate(&format!("{path}.workload_change"), problems);
+        self.missing_index
+            .validate(&format!("{path}.missing_index"), problems);
     }
 }
 

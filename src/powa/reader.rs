@@ -113,6 +113,8 @@ pub struct StatementsWindow {
     /// The same server over the baseline window (the window shifted back by the baseline
     /// offset), when a baseline was asked for.
     pub baseline: Option<Box<StatementsWindow>>,
+    /// pg_qualstats predicates over the window (None when PoWA does not collect them).
+    pub quals: Option<std::sync::Arc<crate::powa::qualstats::QualsWindow>>,
 }
 
 /// Query texts can be megabytes; nobody reads more than this in a chat message.
@@ -411,6 +413,7 @@ async fn read(
         points,
         queries,
         baseline: None,
+        quals: None,
     })
 }
 

@@ -18,6 +18,8 @@ pub struct PowaSource {
     server: ServerInfo,
     /// Read the window shifted back by this much too, for the baseline.
     baseline_offset: Option<std::time::Duration>,
+    /// Reads pg_qualstats quals for the missing-index advisor, when it is on.
+    quals: Option<super::qualstats::QualsCollector>,
 }
 
 impl PowaSource {
@@ -35,7 +37,14 @@ impl PowaSource {
             info,
             server,
             baseline_offset,
+            quals: None,
         }
+    }
+
+    /// Also read the server's pg_qualstats quals each cycle.
+    pub fn with_quals(mut self, quals: super::qualstats::QualsCollector) -> Self {
+        self.quals = Some(quals);
+        self
     }
 }
 
@@ -54,6 +63,7 @@ impl Source for PowaSource {
         let offset = self
             .baseline_offset
             .and_then(|d| chrono::Duration::from_std(d).ok());
+        let quals = self.quals.clone();
         Box::pin(async move {
             let mut w = read_window(&client, &repository, &info, &server, window)
                 .await
@@ -67,6 +77,12 @@ impl Source for PowaSource {
                     .await
                     .map_err(SourceError::new)?;
                 w.baseline = Some(Box::new(b));
+            }
+            if let Some(q) = quals {
+                w.quals = q
+                    .collect(&client, &info, &server, window)
+                    .await
+                    .map_err(SourceError::new)?;
             }
             let taken_at = w.last_ts.unwrap_or(window.end);
             Ok((Arc::new(w), taken_at))
