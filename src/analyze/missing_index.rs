@@ -504,3 +504,323 @@ impl Analyze for MissingIndexAnalyzer {
         self.analyze_window(&snapshot.body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::analyze::fixtures::window;
+    use crate::powa::hypopg::QueryCost;
+    use crate::powa::qualstats::{DbCatalog, IndexDef, Operator, Predicate, QualStats, Relation};
+
+    const INT_EQ: u32 = 96;
+    const TEXT_EQ: u32 = 98;
+    const INT_GT: u32 = 521;
+    const LIKE: u32 = 1209;
+    const ORDERS: u32 = 100;
+
+    fn op(name: &str, btree: bool, equality: bool) -> Operator {
+        Operator {
+            name: name.into(),
+            btree,
+            equality,
+        }
+    }
+
+    fn qual(
+        qualid: i64,
+        queryid: i64,
+        preds: &[(i32, u32)],
+        occ: f64,
+        rows: f64,
+        kept: f64,
+    ) -> QualStats {
+        QualStats {
+            key: QualKey {
+                dbid: 1,
+                userid: 10,
+                queryid,
+                qualid,
+            },
+            predicates: preds
+                .iter()
+                .map(|(attnum, opno)| Predicate {
+                    relid: ORDERS,
+                    attnum: *attnum,
+                    opno: *opno,
+                    eval_type: 'f',
+                })
+                .collect(),
+            occurrences: occ,
+            execution_count: occ * rows,
+            nbfiltered: occ * (rows - kept),
+        }
+    }
+
+    fn orders(rows: f64, indexes: Vec<Vec<i32>>) -> Relation {
+        Relation {
+            schema: "public".into(),
+            name: "orders".into(),
+            rows,
+            columns: BTreeMap::from([
+                (1, "id".to_string()),
+                (2, "customer_id".to_string()),
+                (3, "status".to_string()),
+                (4, "created_at".to_string()),
+                (5, "Weird Col".to_string()),
+            ]),
+            indexes: Some(
+                indexes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, columns)| IndexDef {
+                        name: format!("ix{i}"),
+                        am: "btree".into(),
+                        columns,
+                        partial: false,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn quals(qs: Vec<QualStats>, rel: Option<Relation>) -> QualsWindow {
+        let mut w = QualsWindow {
+            quals: qs,
+            databases: HashMap::from([(1, "app".to_string())]),
+            operators: HashMap::from([
+                (INT_EQ, op("=", true, true)),
+                (TEXT_EQ, op("=", true, true)),
+                (INT_GT, op(">", true, false)),
+                (LIKE, op("~~", false, false)),
+            ]),
+            ..Default::default()
+        };
+        for q in &w.quals {
+            w.texts.insert(
+                (q.key.queryid, 1, 10),
+                format!("SELECT * FROM orders WHERE /* {} */ x = $1", q.key.queryid),
+            );
+        }
+        if let Some(r) = rel {
+            w.catalogs.insert(
+                1,
+                DbCatalog {
+                    relations: HashMap::from([(ORDERS, r)]),
+                },
+            );
+        }
+        w
+    }
+
+    fn run(q: QualsWindow) -> Vec<Insight> {
+        run_with(q, MissingIndexSettings::default())
+    }
+
+    fn run_with(q: QualsWindow, s: MissingIndexSettings) -> Vec<Insight> {
+        let mut w = window(vec![]);
+        w.quals = Some(Arc::new(q));
+        MissingIndexAnalyzer::new(s).analyze_window(&w)
+    }
+
+    #[test]
+    fn equality_columns_first_then_one_range_column() {
+        let q = quals(
+            vec![qual(
+                1,
+                11,
+                &[(4, INT_GT), (2, INT_EQ)],
+                50.0,
+                300_000.0,
+                3.0,
+            )],
+            Some(orders(300_000.0, vec![vec![1]])),
+        );
+        let out = run(q);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        let i = &out[0];
+        assert_eq!(i.label("columns"), Some("customer_id, created_at"));
+        assert_eq!(i.label("table"), Some("public.orders"));
+        assert_eq!(i.rule, "missing_index.btree");
+        assert!(i.text.as_deref().unwrap().starts_with(
+            "CREATE INDEX CONCURRENTLY ON public.orders USING btree (customer_id, created_at);\n-- helps queryid 11: SELECT * FROM orders"
+        ));
+        assert_eq!(i.metric("executions"), Some(50.0));
+        assert!((i.metric("rows_filtered_per_execution").unwrap() - 299_997.0).abs() < 1e-6);
+        assert_eq!(i.metric("table_rows"), Some(300_000.0));
+        assert_eq!(i.severity, Severity::Warning);
+    }
+
+    #[test]
+    fn prefix_groups_merge_and_shared_columns_lead() {
+        let q = quals(
+            vec![
+                qual(1, 11, &[(2, INT_EQ)], 50.0, 300_000.0, 30.0),
+                qual(2, 12, &[(3, TEXT_EQ), (2, INT_EQ)], 40.0, 300_000.0, 3.0),
+                qual(3, 13, &[(2, INT_EQ)], 20.0, 300_000.0, 30.0),
+            ],
+            Some(orders(300_000.0, vec![])),
+        );
+        let out = run(q);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0].label("columns"), Some("customer_id, status"));
+        assert_eq!(out[0].label("queryids"), Some("11,12,13"));
+        assert_eq!(out[0].metric("queries"), Some(3.0));
+        assert_eq!(out[0].metric("executions"), Some(110.0));
+    }
+
+    #[test]
+    fn an_existing_index_covers_the_equality_set_in_any_order() {
+        let preds = [(2, INT_EQ), (3, TEXT_EQ)];
+        let covered = quals(
+            vec![qual(1, 11, &preds, 50.0, 300_000.0, 3.0)],
+            Some(orders(300_000.0, vec![vec![3, 2, 4]])),
+        );
+        assert!(run(covered).is_empty());
+        // An index on one of the columns does not give what the pair gives.
+        let partial = quals(
+            vec![qual(1, 11, &preds, 50.0, 300_000.0, 3.0)],
+            Some(orders(300_000.0, vec![vec![2]])),
+        );
+        assert_eq!(run(partial).len(), 1);
+    }
+
+    #[test]
+    fn quiet_below_every_guard() {
+        let rel = || Some(orders(300_000.0, vec![]));
+        let eq = [(2, INT_EQ)];
+        // Too few executions.
+        assert!(run(quals(vec![qual(1, 11, &eq, 5.0, 300_000.0, 3.0)], rel())).is_empty());
+        // Few rows discarded per execution.
+        assert!(run(quals(vec![qual(1, 11, &eq, 50.0, 900.0, 3.0)], rel())).is_empty());
+        // Most rows kept: a poor filter.
+        assert!(run(quals(
+            vec![qual(1, 11, &eq, 50.0, 300_000.0, 250_000.0)],
+            rel()
+        ))
+        .is_empty());
+        // A small table.
+        assert!(run(quals(
+            vec![qual(1, 11, &eq, 50.0, 300_000.0, 3.0)],
+            Some(orders(500.0, vec![]))
+        ))
+        .is_empty());
+        // An operator a btree cannot serve.
+        assert!(run(quals(
+            vec![qual(1, 11, &[(3, LIKE)], 50.0, 300_000.0, 3.0)],
+            rel()
+        ))
+        .is_empty());
+        // PoWA's own statements.
+        let mut own = quals(vec![qual(1, 11, &eq, 50.0, 300_000.0, 3.0)], rel());
+        own.texts
+            .insert((11, 1, 10), "SELECT powa_take_snapshot()".into());
+        assert!(run(own).is_empty());
+        // Off.
+        let off = MissingIndexSettings {
+            enabled: false,
+            ..Default::default()
+        };
+        assert!(run_with(
+            quals(vec![qual(1, 11, &eq, 50.0, 300_000.0, 3.0)], rel()),
+            off
+        )
+        .is_empty());
+        // No quals at all (module off).
+        assert!(MissingIndexAnalyzer::new(MissingIndexSettings::default())
+            .analyze_window(&window(vec![]))
+            .is_empty());
+    }
+
+    #[test]
+    fn identifiers_are_quoted_where_needed() {
+        let q = quals(
+            vec![qual(1, 11, &[(5, INT_EQ)], 50.0, 300_000.0, 3.0)],
+            Some(orders(300_000.0, vec![])),
+        );
+        let out = run(q);
+        assert!(out[0].text.as_deref().unwrap().starts_with(
+            "CREATE INDEX CONCURRENTLY ON public.orders USING btree (\"Weird Col\");"
+        ));
+    }
+
+    #[test]
+    fn without_catalog_only_filters_are_trusted_and_the_advice_says_why() {
+        let mut index_cond = qual(1, 11, &[(2, INT_EQ)], 50.0, 300_000.0, 3.0);
+        index_cond.predicates[0].eval_type = 'i';
+        assert!(run(quals(vec![index_cond], None)).is_empty());
+        let out = run(quals(
+            vec![qual(1, 11, &[(2, INT_EQ)], 50.0, 300_000.0, 3.0)],
+            None,
+        ));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].rule, "missing_index.unresolved");
+        assert_eq!(out[0].label("columns"), Some("#2"));
+        assert!(out[0]
+            .advice
+            .contains("[repositories.main.monitored.\"db1\"]"));
+    }
+
+    fn validated(before: f64, after: f64, error: Option<&str>) -> QualsWindow {
+        let mut q = quals(
+            vec![qual(1, 11, &[(2, INT_EQ)], 50.0, 300_000.0, 3.0)],
+            Some(orders(300_000.0, vec![])),
+        );
+        q.validations.push(Validation {
+            dbid: 1,
+            relid: ORDERS,
+            columns: vec![2],
+            queries: vec![QueryCost {
+                queryid: 11,
+                before,
+                after,
+                uses_index: after < before,
+            }],
+            error: error.map(str::to_string),
+        });
+        q
+    }
+
+    #[test]
+    fn hypopg_results_gate_and_inform() {
+        let out = run(validated(5000.0, 150.0, None));
+        assert_eq!(out[0].rule, "missing_index.btree_validated");
+        assert_eq!(out[0].metric("cost_before"), Some(5000.0));
+        assert_eq!(out[0].metric("cost_after"), Some(150.0));
+        assert!(out[0]
+            .advice
+            .starts_with("hypopg: estimated cost 5000 → 150 (97% less)"));
+        // Below the minimum gain: dropped.
+        assert!(run(validated(5000.0, 4000.0, None)).is_empty());
+        // Kept when validation is off.
+        let off = MissingIndexSettings {
+            hypopg: false,
+            ..Default::default()
+        };
+        assert_eq!(run_with(validated(5000.0, 4000.0, None), off).len(), 1);
+        // A check that could not run keeps the suggestion and says why.
+        let out = run(validated(0.0, 0.0, Some("hypopg is not installed")));
+        assert_eq!(out[0].rule, "missing_index.btree");
+        assert!(out[0].advice.contains("hypopg is not installed"));
+    }
+
+    #[test]
+    fn fingerprint_is_stable_across_numbers() {
+        let a = run(quals(
+            vec![qual(1, 11, &[(2, INT_EQ)], 50.0, 300_000.0, 3.0)],
+            Some(orders(300_000.0, vec![])),
+        ));
+        let b = run(quals(
+            vec![qual(7, 99, &[(2, INT_EQ)], 500.0, 310_000.0, 8.0)],
+            Some(orders(310_000.0, vec![])),
+        ));
+        assert_eq!(a[0].fingerprint, b[0].fingerprint);
+        let c = run(quals(
+            vec![qual(1, 11, &[(3, TEXT_EQ)], 50.0, 300_000.0, 3.0)],
+            Some(orders(300_000.0, vec![])),
+        ));
+        assert_ne!(a[0].fingerprint, c[0].fingerprint);
+    }
+}
