@@ -317,10 +317,12 @@ impl MissingIndexAnalyzer {
         let Some(quals) = w.quals.as_deref() else {
             return Vec::new();
         };
-        candidates(quals, &self.settings)
+        let mut out: Vec<Insight> = candidates(quals, &self.settings)
             .iter()
             .filter_map(|c| self.insight(w, quals, c))
-            .collect()
+            .collect();
+        out.extend(blind(w, quals));
+        out
     }
 
     fn insight(&self, w: &StatementsWindow, q: &QualsWindow, c: &Candidate) -> Option<Insight> {
@@ -481,6 +483,38 @@ impl MissingIndexAnalyzer {
             status: None,
         })
     }
+}
+
+/// What kept the advisor from seeing everything (quals unreadable, a monitored database
+/// unreachable, hypopg missing): one finding per server, so it gets fixed.
+fn blind(w: &StatementsWindow, q: &QualsWindow) -> Option<Insight> {
+    if q.notes.is_empty() {
+        return None;
+    }
+    Some(Insight {
+        fingerprint: Fingerprint::of([
+            w.repository.as_str(),
+            w.server.name.as_str(),
+            "missing_index_blind",
+        ]),
+        kind: "missing_index".to_string(),
+        rule: "missing_index.blind".to_string(),
+        severity: Severity::Info,
+        labels: BTreeMap::from([
+            ("repository".to_string(), w.repository.clone()),
+            ("server".to_string(), w.server.name.clone()),
+        ]),
+        title: format!("Index advisor cannot see everything on {}", w.server.name),
+        advice: format!(
+            "Fix what is below, or narrow the advisor ([analyzers.missing_index]): {}",
+            q.notes.join("; ")
+        ),
+        text: None,
+        metrics: BTreeMap::from([("problems".to_string(), q.notes.len() as f64)]),
+        window: w.window,
+        observed_at: w.last_ts.unwrap_or(w.window.end),
+        status: None,
+    })
 }
 
 /// The first `n` characters of a query text on one line.
@@ -804,6 +838,21 @@ mod tests {
         let out = run(validated(0.0, 0.0, Some("hypopg is not installed")));
         assert_eq!(out[0].rule, "missing_index.btree");
         assert!(out[0].advice.contains("hypopg is not installed"));
+    }
+
+    #[test]
+    fn what_could_not_be_read_is_one_finding_per_server() {
+        let mut q = quals(vec![], None);
+        q.notes = vec![
+            "database `app`: hypopg is not installed".into(),
+            "server `db1`: cannot connect to database `crm`".into(),
+        ];
+        let out = run(q);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].rule, "missing_index.blind");
+        assert!(out[0]
+            .advice
+            .contains("hypopg is not installed; server `db1`"));
     }
 
     #[test]

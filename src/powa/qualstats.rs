@@ -212,11 +212,10 @@ pub async fn read_quals(
         };
         let v = [r.get::<_, f64>(4), r.get::<_, f64>(5), r.get::<_, f64>(6)];
         let inc = if cumulative {
-            // Points come in ts order per key: step them, a decrease is a reset.
-            match series.insert(key, v) {
+            // Points come in ts order per key.
+            match step(series.insert(key, v), v) {
+                Some(inc) => inc,
                 None => continue,
-                Some(prev) if v.iter().zip(prev).any(|(c, p)| *c < p) => v,
-                Some(prev) => [v[0] - prev[0], v[1] - prev[1], v[2] - prev[2]],
             }
         } else {
             v
@@ -355,6 +354,18 @@ pub async fn read_quals(
         }
     }
     Ok(Some(out))
+}
+
+/// The increment of a cumulative series from its previous point (None for the first
+/// point, which only anchors the series); a decrease of any counter is a reset and the
+/// new values count whole.
+fn step(prev: Option<[f64; 3]>, cur: [f64; 3]) -> Option<[f64; 3]> {
+    let prev = prev?;
+    if cur.iter().zip(prev).any(|(c, p)| *c < p) {
+        Some(cur)
+    } else {
+        Some([cur[0] - prev[0], cur[1] - prev[1], cur[2] - prev[2]])
+    }
 }
 
 fn counters_sql(info: &PowaInfo, cumulative: bool) -> String {
@@ -587,8 +598,15 @@ impl QualsCollector {
         server: &ServerInfo,
         window: Window,
     ) -> Result<Option<Arc<QualsWindow>>, String> {
-        let Some(mut w) = read_quals(client, info, server, window).await? else {
-            return Ok(None);
+        // A failure here must not cost the server its other analyses: it becomes a note
+        // the advisor reports.
+        let mut w = match read_quals(client, info, server, window).await {
+            Ok(Some(w)) => w,
+            Ok(None) => return Ok(None),
+            Err(e) => QualsWindow {
+                notes: vec![e],
+                ..Default::default()
+            },
         };
         if let Some(m) = &self.monitored {
             if !w.quals.is_empty() {
@@ -596,5 +614,60 @@ impl QualsCollector {
             }
         }
         Ok(Some(Arc::new(w)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cumulative_values_are_stepped_with_resets() {
+        // PoWA 5 local mode: 10, 25, 40, then a reset to 5, then 12.
+        let pts = [
+            [10.0, 1e4, 9e3],
+            [25.0, 2.5e4, 2.2e4],
+            [40.0, 4e4, 3.6e4],
+            [5.0, 5e3, 4e3],
+            [12.0, 1.2e4, 1e4],
+        ];
+        let mut prev = None;
+        let mut total = [0.0; 3];
+        for p in pts {
+            if let Some(inc) = step(prev, p) {
+                for (t, i) in total.iter_mut().zip(inc) {
+                    *t += i;
+                }
+            }
+            prev = Some(p);
+        }
+        assert_eq!(total, [15.0 + 15.0 + 5.0 + 7.0, 4.2e4, 3.7e4]);
+    }
+
+    #[test]
+    fn ratios() {
+        let q = QualStats {
+            key: QualKey {
+                dbid: 1,
+                userid: 1,
+                queryid: 1,
+                qualid: 1,
+            },
+            predicates: vec![],
+            occurrences: 40.0,
+            execution_count: 8_000_000.0,
+            nbfiltered: 7_840_000.0,
+        };
+        assert!((q.filter_ratio() - 0.98).abs() < 1e-12);
+        assert_eq!(q.filtered_per_execution(), 196_000.0);
+        let never = QualStats {
+            occurrences: 0.0,
+            execution_count: 0.0,
+            ..q
+        };
+        assert_eq!(
+            (never.filter_ratio(), never.filtered_per_execution()),
+            (0.0, 0.0)
+        );
     }
 }
