@@ -197,8 +197,17 @@ pub async fn read_quals(
     } else {
         vec![&window.start, &window.end]
     };
+    let layout = current_layout(client, info)
+        .await
+        .map_err(|e| ctx("the pg_qualstats tables' layout", e))?
+        .ok_or_else(|| {
+            format!(
+                "server `{}`: PoWA {}'s pg_qualstats tables have no occurences/execution_count counters; reading quals is supported from PoWA 3.2 on",
+                server.name, info.version
+            )
+        })?;
     let rows = client
-        .query(&counters_sql(info, cumulative), &params)
+        .query(&counters_sql(info, cumulative, layout), &params)
         .await
         .map_err(|e| ctx("pg_qualstats history", e))?;
     let mut stats: BTreeMap<QualKey, QualStats> = BTreeMap::new();
@@ -368,7 +377,38 @@ fn step(prev: Option<[f64; 3]>, cur: [f64; 3]) -> Option<[f64; 3]> {
     }
 }
 
-fn counters_sql(info: &PowaInfo, cumulative: bool) -> String {
+/// How `powa_qualstats_quals_history_current` stores its counters: flat columns (3.2,
+/// 4.x) or one composite `record` column (the layout of every other current table, which
+/// later versions may adopt). None when neither is there (PoWA before 3.2).
+async fn current_layout(
+    client: &Client,
+    info: &PowaInfo,
+) -> Result<Option<&'static str>, tokio_postgres::Error> {
+    let schema = info.schema.trim_matches('"').replace("\"\"", "\"");
+    let cols: Vec<String> = client
+        .query(
+            "SELECT a.attname::text FROM pg_catalog.pg_attribute a \
+             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = 'powa_qualstats_quals_history_current' \
+               AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&schema],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let has = |c: &str| cols.iter().any(|x| x == c);
+    Ok(if has("execution_count") && has("occurences") {
+        Some("c")
+    } else if has("record") {
+        Some("(c.record)")
+    } else {
+        None
+    })
+}
+
+fn counters_sql(info: &PowaInfo, cumulative: bool, c: &str) -> String {
     let s = &info.schema;
     let (srv_h, srv_c) = if info.version.multi_server() {
         ("h.srvid = $3 AND ", "c.srvid = $3 AND ")
@@ -382,10 +422,10 @@ fn counters_sql(info: &PowaInfo, cumulative: bool) -> String {
          WHERE {srv_h}h.coalesce_range && tstzrange($1::timestamptz, $2::timestamptz, '(]') \
            AND (r).ts > $1 AND (r).ts <= $2 \
          UNION ALL \
-         SELECT c.qualid, c.queryid, c.dbid, c.userid, c.ts, \
-                c.occurences, c.execution_count, c.nbfiltered \
+         SELECT c.qualid, c.queryid, c.dbid, c.userid, {c}.ts, \
+                {c}.occurences, {c}.execution_count, {c}.nbfiltered \
          FROM {s}.powa_qualstats_quals_history_current c \
-         WHERE {srv_c}c.ts > $1 AND c.ts <= $2"
+         WHERE {srv_c}{c}.ts > $1 AND {c}.ts <= $2"
     );
     if cumulative {
         format!(
