@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::config::Problem;
 use crate::powa::discovery::quote_ident;
 use crate::powa::hypopg::Validation;
-use crate::powa::qualstats::{QualKey, QualsWindow};
+use crate::powa::qualstats::{QualKey, QualStats, QualsWindow};
 use crate::powa::reader::StatementsWindow;
 use sentinel_actors::analyzer::Analyze;
 use sentinel_actors::{Fingerprint, Insight, Severity, Snapshot};
@@ -131,6 +131,37 @@ fn covered(index_cols: &[i32], columns: &[i32], equality: usize) -> bool {
     lead == want && index_cols[equality..columns.len()] == columns[equality..]
 }
 
+/// Statements on PoWA's own tables (snapshots, the sentinel's reads): tuning the
+/// repository is not the user's question.
+fn on_powa_tables(text: &str) -> bool {
+    const POWA: &[&str] = &[
+        "powa_statements",
+        "powa_qualstats",
+        "powa_kcache",
+        "powa_wait_sampling",
+        "powa_functions",
+        "powa_servers",
+        "powa_snapshot",
+        "powa_databases",
+        "powa_catalog",
+        "powa_extension",
+        "powa_module",
+        "powa_all_",
+        "powa_stat_",
+        "powa_user_functions",
+    ];
+    let t = text.to_ascii_lowercase();
+    crate::analyze::is_monitoring_query(&t) || POWA.iter().any(|p| t.contains(p))
+}
+
+/// A predicate group past the numeric guards, not from PoWA's own work.
+pub fn worth_a_look(w: &QualsWindow, q: &QualStats, s: &MissingIndexSettings) -> bool {
+    q.occurrences >= s.min_executions as f64
+        && q.filtered_per_execution() >= s.min_filtered_rows_per_execution
+        && q.filter_ratio() >= s.min_filter_ratio
+        && !w.text(&q.key).is_some_and(on_powa_tables)
+}
+
 /// The candidates of one server's quals, strongest first. Pure: the collector calls it
 /// too, to know what to try with hypopg.
 pub fn candidates(w: &QualsWindow, s: &MissingIndexSettings) -> Vec<Candidate> {
@@ -158,10 +189,11 @@ pub fn candidates(w: &QualsWindow, s: &MissingIndexSettings) -> Vec<Candidate> {
         }
         let relids: BTreeSet<u32> = q.predicates.iter().map(|p| p.relid).collect();
         for relid in relids {
-            if let Some(rel) = w.relation(q.key.dbid, relid) {
-                if rel.rows >= 0.0 && rel.rows < s.min_table_rows {
-                    continue;
-                }
+            match w.relation(q.key.dbid, relid) {
+                Some(rel) if rel.rows >= 0.0 && rel.rows < s.min_table_rows => continue,
+                // The database's catalog was read and the table is gone: dropped since.
+                None if w.catalogs.contains_key(&q.key.dbid) => continue,
+                _ => {}
             }
             let mut eq = BTreeSet::new();
             let mut range = BTreeSet::new();
@@ -838,6 +870,16 @@ mod tests {
         let out = run(validated(0.0, 0.0, Some("hypopg is not installed")));
         assert_eq!(out[0].rule, "missing_index.btree");
         assert!(out[0].advice.contains("hypopg is not installed"));
+    }
+
+    #[test]
+    fn a_table_missing_from_a_read_catalog_was_dropped() {
+        let mut q = quals(
+            vec![qual(1, 11, &[(2, INT_EQ)], 50.0, 300_000.0, 3.0)],
+            None,
+        );
+        q.catalogs.insert(1, DbCatalog::default());
+        assert!(run(q).is_empty());
     }
 
     #[test]

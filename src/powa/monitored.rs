@@ -19,7 +19,7 @@ use super::discovery::ServerInfo;
 use super::hypopg::{Explainer, Validation};
 use super::qualstats::{read_catalog, read_operators, QualsWindow};
 use super::{validate_tls, RepositorySettings, SslMode};
-use crate::analyze::missing_index::{candidates, ddl, MissingIndexSettings};
+use crate::analyze::missing_index::{candidates, ddl, worth_a_look, MissingIndexSettings};
 use crate::config::Problem;
 use crate::secret::Secret;
 
@@ -178,10 +178,7 @@ pub async fn enrich(
     let mut relids_by_db: HashMap<u32, BTreeSet<i64>> = HashMap::new();
     let mut opnos_by_db: HashMap<u32, BTreeSet<i64>> = HashMap::new();
     for q in &w.quals {
-        if q.occurrences < settings.min_executions as f64
-            || q.filtered_per_execution() < settings.min_filtered_rows_per_execution
-            || q.filter_ratio() < settings.min_filter_ratio
-        {
+        if !worth_a_look(w, q, settings) {
             continue;
         }
         for p in &q.predicates {
