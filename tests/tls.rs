@@ -110,6 +110,17 @@ async fn each_sslmode_does_what_libpq_does() {
 }
 
 #[actix_rt::test]
+async fn prefer_falls_back_to_plain_where_the_server_has_no_tls() {
+    let lab = lab();
+    let mut s = RepositorySettings::from_dsn(&lab.repo3_dsn());
+    s.sslmode = Some(SslMode::Prefer);
+    assert!(!encrypted(&s).await.unwrap());
+    s.sslmode = Some(SslMode::Require);
+    let e = encrypted(&s).await.unwrap_err();
+    assert!(e.contains("cannot connect"), "{e}");
+}
+
+#[actix_rt::test]
 async fn a_wrong_ca_fails_with_a_clear_error() {
     let t = tls();
     for mode in [SslMode::VerifyCa, SslMode::VerifyFull] {
