@@ -333,6 +333,9 @@ pub fn validation_of<'a>(w: &'a QualsWindow, c: &Candidate) -> Option<&'a Valida
         .find(|v| v.dbid == c.dbid && v.relid == c.relid && v.columns == c.columns)
 }
 
+/// Helped queries listed per suggestion; the rest are counted.
+const MAX_LISTED: usize = 5;
+
 pub struct MissingIndexAnalyzer {
     settings: MissingIndexSettings,
 }
@@ -388,6 +391,7 @@ impl MissingIndexAnalyzer {
         let columns = col_names.join(", ");
         let statement = ddl(q, c);
 
+        let ids: BTreeSet<i64> = c.queries.iter().map(|(id, _)| *id).collect();
         let mut labels = BTreeMap::from([
             ("repository".to_string(), w.repository.clone()),
             ("server".to_string(), w.server.name.clone()),
@@ -395,16 +399,15 @@ impl MissingIndexAnalyzer {
             ("table".to_string(), table.clone()),
             ("columns".to_string(), columns.clone()),
         ]);
-        labels.insert(
-            "queryids".to_string(),
-            c.queries
-                .iter()
-                .map(|(id, _)| id.to_string())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        let mut shown: Vec<String> = ids
+            .iter()
+            .take(MAX_LISTED)
+            .map(|id| id.to_string())
+            .collect();
+        if ids.len() > MAX_LISTED {
+            shown.push(format!("+{}", ids.len() - MAX_LISTED));
+        }
+        labels.insert("queryids".to_string(), shown.join(","));
 
         let mut metrics = BTreeMap::from([
             ("executions".to_string(), c.occurrences),
@@ -419,7 +422,7 @@ impl MissingIndexAnalyzer {
                     0.0
                 },
             ),
-            ("queries".to_string(), c.queries.len() as f64),
+            ("queries".to_string(), ids.len() as f64),
         ]);
         if let Some(r) = rel.filter(|r| r.rows >= 0.0) {
             metrics.insert("table_rows".to_string(), r.rows);
@@ -436,6 +439,10 @@ impl MissingIndexAnalyzer {
         for (queryid, userid) in &c.queries {
             if !seen.insert(*queryid) {
                 continue;
+            }
+            if seen.len() > MAX_LISTED {
+                text.push_str(&format!("-- and {} more queries\n", ids.len() - MAX_LISTED));
+                break;
             }
             let t = q
                 .texts
@@ -735,6 +742,20 @@ mod tests {
         assert_eq!(out[0].label("queryids"), Some("11,12,13"));
         assert_eq!(out[0].metric("queries"), Some(3.0));
         assert_eq!(out[0].metric("executions"), Some(110.0));
+    }
+
+    #[test]
+    fn many_helped_queries_are_counted_not_listed() {
+        let qs = (0..8)
+            .map(|i| qual(i, 100 + i, &[(2, INT_EQ)], 50.0, 300_000.0, 3.0))
+            .collect();
+        let out = run(quals(qs, Some(orders(300_000.0, vec![]))));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].label("queryids"), Some("100,101,102,103,104,+3"));
+        let text = out[0].text.as_deref().unwrap();
+        assert_eq!(text.matches("-- helps queryid").count(), 5);
+        assert!(text.ends_with("-- and 3 more queries\n"), "{text}");
+        assert_eq!(out[0].metric("queries"), Some(8.0));
     }
 
     #[test]

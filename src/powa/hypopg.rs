@@ -226,6 +226,12 @@ impl<'a> Explainer<'a> {
             .batch_execute("SELECT hypopg_reset()")
             .await
             .map_err(err)?;
+        if out.is_empty() {
+            return Err(format!(
+                "no helped query could be explained with the index ({})",
+                problems.join("; ")
+            ));
+        }
         Ok(out)
     }
 }
