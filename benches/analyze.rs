@@ -81,6 +81,7 @@ fn window(n: usize) -> StatementsWindow {
             queries,
             baselines: Vec::new(),
             waits: Vec::new(),
+            quals: None,
         }
     };
     let mut w = at(0, queries(n, 0, true));

@@ -12,8 +12,8 @@ use slog::{info, o, warn, Logger};
 
 use crate::analyze::health_score::HealthInputs;
 use crate::analyze::{
-    HealthScoreAnalyzer, PowaHealthAnalyzer, RegressionAnalyzer, ResourceHogAnalyzer,
-    SlowQueryAnalyzer, WorkloadChangeAnalyzer,
+    HealthScoreAnalyzer, MissingIndexAnalyzer, PowaHealthAnalyzer, RegressionAnalyzer,
+    ResourceHogAnalyzer, SlowQueryAnalyzer, WorkloadChangeAnalyzer,
 };
 use crate::channels::{self, ChannelEnv};
 use crate::config::Settings;
@@ -141,6 +141,11 @@ pub async fn build(
         gate.clone().recipient(),
     )
     .start();
+    let missing_index = AnalyzerActor::new(
+        MissingIndexAnalyzer::new(settings.analyzers.missing_index.clone()),
+        gate.clone().recipient(),
+    )
+    .start();
     let baseline_offset = (settings.analyzers.regression.any(|s| s.enabled)
         || settings.analyzers.workload_change.any(|s| s.enabled))
     .then_some(settings.analysis.baseline_offset);
@@ -165,6 +170,18 @@ pub async fn build(
                 baseline_offset,
                 settings.analysis.baseline_periods,
             );
+            let source = if settings.analyzers.missing_index.enabled {
+                source.with_quals(powa::qualstats::QualsCollector {
+                    repository: repo.name.clone(),
+                    settings: settings.analyzers.missing_index.clone(),
+                    monitored: settings.repositories[&repo.name]
+                        .monitored
+                        .get(&server.name)
+                        .cloned(),
+                })
+            } else {
+                source
+            };
             let name = format!("{}/{}", repo.name, server.name);
             info!(log, "Collector ready."; "repository" => &repo.name, "server" => &server.name,
                   "srvid" => server.srvid, "powa" => %repo.info.version);
@@ -177,6 +194,7 @@ pub async fn build(
                     workload.clone().recipient(),
                     hogs.clone().recipient(),
                     score.clone().recipient(),
+                    missing_index.clone().recipient(),
                 ],
             )
             .start();

@@ -47,6 +47,7 @@ pub fn window(queries: Vec<QueryStats>) -> StatementsWindow {
         queries,
         baselines: Vec::new(),
         waits: Vec::new(),
+        quals: None,
     }
 }
 

@@ -5,6 +5,7 @@ pub mod baseline;
 #[cfg(test)]
 mod fixtures;
 pub mod health_score;
+pub mod missing_index;
 pub mod per_server;
 pub mod powa_health;
 pub mod regression;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use crate::config::Problem;
 use crate::powa::reader::{QueryStats, StatementsWindow};
 pub use health_score::{HealthScoreAnalyzer, HealthScoreSettings};
+pub use missing_index::{MissingIndexAnalyzer, MissingIndexSettings};
 pub use per_server::{AnalyzerSettings, PerServer};
 pub use powa_health::{PowaHealthAnalyzer, PowaHealthSettings};
 pub use regression::{RegressionAnalyzer, RegressionSettings};
@@ -49,6 +51,8 @@ pub struct AnalyzersSettings {
     pub resource_hogs: PerServer<ResourceHogSettings>,
     #[serde(default)]
     pub health_score: PerServer<HealthScoreSettings>,
+    #[serde(default)]
+    pub missing_index: MissingIndexSettings,
 }
 
 impl AnalyzersSettings {
@@ -65,6 +69,8 @@ impl AnalyzersSettings {
             .validate(&format!("{path}.resource_hogs"), problems);
         self.health_score
             .validate(&format!("{path}.health_score"), problems);
+        self.missing_index
+            .validate(&format!("{path}.missing_index"), problems);
     }
 }
 

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use tokio_postgres::{Client, NoTls};
 
+use super::tls;
+
 use super::discovery::{self, PowaInfo};
 use super::{RepositorySettings, SslMode};
 
@@ -112,38 +114,81 @@ pub fn pg_config(
     }
     cfg.application_name("powa-sentinel");
     cfg.connect_timeout(s.connect_timeout);
-    cfg.ssl_mode(match s.sslmode {
-        SslMode::Disable => tokio_postgres::config::SslMode::Disable,
-        _ => tokio_postgres::config::SslMode::Prefer,
-    });
+    cfg.ssl_mode(s.effective_sslmode().protocol_mode());
     Ok(cfg)
 }
 
-/// Connects, makes the session read-only with timeouts, and discovers PoWA.
-pub async fn connect(name: &str, s: &RepositorySettings) -> Result<Repository, ConnectError> {
-    let cfg = pg_config(name, s)?;
-    let (client, connection) = cfg
-        .connect(NoTls)
-        .await
-        .map_err(|e| ConnectError::Connect {
-            repo: name.to_string(),
-            reason: describe_pg_error(&e),
-        })?;
-    // The connection future drives the socket; it ends when the client is dropped.
-    actix_rt::spawn(async move {
-        let _ = connection.await;
-    });
-    let timeout_ms = s.statement_timeout.as_millis();
+/// Opens a TCP (or TLS, per `sslmode`) session and spawns its connection driver. The
+/// error is one line: TLS problems (unknown CA, wrong host name) come out of the driver's
+/// error chain as rustls words, prefixed with what to check.
+pub async fn open(
+    cfg: &tokio_postgres::Config,
+    sslmode: SslMode,
+    sslrootcert: Option<&std::path::Path>,
+) -> Result<Client, String> {
+    let connector = tls::connector(sslmode, sslrootcert).map_err(|e| e.to_string())?;
+    let tls_hint = |e: tokio_postgres::Error| {
+        let reason = describe_pg_error(&e);
+        if reason.contains("certificate") || reason.contains("UnknownIssuer") {
+            format!("TLS: the server's certificate was refused ({reason}); check sslrootcert and sslmode")
+        } else {
+            reason
+        }
+    };
+    match connector {
+        None => {
+            let (client, connection) = cfg.connect(NoTls).await.map_err(tls_hint)?;
+            // The connection future drives the socket; it ends when the client is dropped.
+            actix_rt::spawn(async move {
+                let _ = connection.await;
+            });
+            Ok(client)
+        }
+        Some(tls) => {
+            let (client, connection) = cfg.connect(tls).await.map_err(tls_hint)?;
+            actix_rt::spawn(async move {
+                let _ = connection.await;
+            });
+            Ok(client)
+        }
+    }
+}
+
+/// Makes a session read-only, with statement, lock and idle timeouts.
+pub async fn make_read_only(
+    client: &Client,
+    statement_timeout: std::time::Duration,
+) -> Result<(), tokio_postgres::Error> {
+    let timeout_ms = statement_timeout.as_millis();
     client
         .batch_execute(&format!(
             "SET default_transaction_read_only = on; \
              SET statement_timeout = {timeout_ms}; \
              SET lock_timeout = {lock}; \
-             SET idle_in_transaction_session_timeout = {idle}; \
-             SET work_mem = '64MB';",
+             SET idle_in_transaction_session_timeout = {idle};",
             lock = timeout_ms.min(5000),
             idle = timeout_ms * 2,
         ))
+        .await
+}
+
+/// Connects, makes the session read-only with timeouts, and discovers PoWA.
+pub async fn connect(name: &str, s: &RepositorySettings) -> Result<Repository, ConnectError> {
+    let cfg = pg_config(name, s)?;
+    let client = open(&cfg, s.effective_sslmode(), s.sslrootcert.as_deref())
+        .await
+        .map_err(|reason| ConnectError::Connect {
+            repo: name.to_string(),
+            reason,
+        })?;
+    make_read_only(&client, s.statement_timeout)
+        .await
+        .map_err(|e| ConnectError::Session {
+            repo: name.to_string(),
+            reason: describe_pg_error(&e),
+        })?;
+    client
+        .batch_execute("SET work_mem = '64MB'")
         .await
         .map_err(|e| ConnectError::Session {
             repo: name.to_string(),

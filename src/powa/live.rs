@@ -645,6 +645,7 @@ impl LiveWindow {
             queries,
             baselines: self.baselines.clone(),
             waits,
+            quals: None,
         })
     }
 

@@ -8,13 +8,18 @@
 pub mod cold;
 pub mod connect;
 pub mod discovery;
+pub mod hypopg;
 pub mod kcache;
 pub mod layout;
 pub mod live;
+pub mod monitored;
+pub mod qualstats;
 pub mod reader;
 pub mod source;
+pub mod tls;
 pub mod waits;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,10 +57,13 @@ pub struct RepositorySettings {
     /// Read the password from this environment variable.
     #[serde(default)]
     pub password_env: Option<String>,
-    /// disable (default) or prefer. (TLS modes that need certificates come with the TLS
-    /// connector.)
+    /// disable, prefer, require, verify-ca or verify-full (libpq's meanings). Unset: what
+    /// the dsn says (its sslmode may only be disable, prefer or require), else disable.
     #[serde(default)]
-    pub sslmode: SslMode,
+    pub sslmode: Option<SslMode>,
+    /// CA certificate file (PEM) that verify-ca and verify-full check the server against.
+    #[serde(default)]
+    pub sslrootcert: Option<PathBuf>,
     /// Longest a single query may run on the repository. Default 30s.
     #[serde(with = "humantime_serde", default = "default_statement_timeout")]
     pub statement_timeout: Duration,
@@ -65,10 +73,16 @@ pub struct RepositorySettings {
     /// Analyse only these servers (by name as shown by `check`); empty means all.
     #[serde(default)]
     pub servers: Vec<String>,
+    /// How to reach monitored servers directly (by server name as shown by `check`), for
+    /// what PoWA does not keep: table and column names, existing indexes, hypothetical
+    /// index checks.
+    #[serde(default)]
+    pub monitored: BTreeMap<String, monitored::MonitoredSettings>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
+/// TLS for a PostgreSQL session; see [`tls`] for what each mode checks.
 pub enum SslMode {
     #[default]
     Disable,
@@ -98,10 +112,29 @@ impl RepositorySettings {
             password: None,
             password_file: None,
             password_env: None,
-            sslmode: SslMode::Disable,
+            sslmode: None,
+            sslrootcert: None,
             statement_timeout: default_statement_timeout(),
             connect_timeout: default_connect_timeout(),
             servers: Vec::new(),
+            monitored: BTreeMap::new(),
+        }
+    }
+
+    /// The mode in force: the `sslmode` key, else the dsn's, else disable.
+    pub fn effective_sslmode(&self) -> SslMode {
+        if let Some(m) = self.sslmode {
+            return m;
+        }
+        let from_dsn = self
+            .dsn
+            .as_ref()
+            .and_then(|d| d.expose().parse::<tokio_postgres::Config>().ok())
+            .map(|c| c.get_ssl_mode());
+        match from_dsn {
+            Some(tokio_postgres::config::SslMode::Prefer) => SslMode::Prefer,
+            Some(tokio_postgres::config::SslMode::Require) => SslMode::Require,
+            _ => SslMode::Disable,
         }
     }
 
@@ -137,14 +170,14 @@ impl RepositorySettings {
                 ));
             }
         }
-        if matches!(
-            self.sslmode,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull
-        ) {
-            problems.push(Problem::new(
-                format!("{path}.sslmode"),
-                "TLS to the repository is not available in this build yet: use disable or prefer, or reach the repository through a local TLS tunnel",
-            ));
+        validate_tls(
+            path,
+            self.effective_sslmode(),
+            self.sslrootcert.as_deref(),
+            problems,
+        );
+        for (server, m) in &self.monitored {
+            m.validate(&format!("{path}.monitored.\"{server}\""), problems);
         }
         if self.statement_timeout < Duration::from_secs(1) {
             problems.push(Problem::new(
@@ -152,5 +185,32 @@ impl RepositorySettings {
                 "must be at least 1s",
             ));
         }
+    }
+}
+
+/// Checks that the TLS settings can work: verification needs a readable CA file.
+pub fn validate_tls(
+    path: &str,
+    mode: SslMode,
+    rootcert: Option<&std::path::Path>,
+    problems: &mut Vec<Problem>,
+) {
+    if let Err(e) = tls::connector(mode, rootcert) {
+        let key = if matches!(e, tls::TlsError::MissingRootCert { .. }) {
+            "sslmode"
+        } else {
+            "sslrootcert"
+        };
+        problems.push(Problem::new(format!("{path}.{key}"), e.to_string()));
+    } else if rootcert.is_some()
+        && matches!(mode, SslMode::Disable | SslMode::Prefer | SslMode::Require)
+    {
+        problems.push(Problem::new(
+            format!("{path}.sslrootcert"),
+            format!(
+                "is ignored with sslmode = {}: use verify-ca or verify-full to check the server against it",
+                mode.as_str()
+            ),
+        ));
     }
 }

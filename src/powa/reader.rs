@@ -121,6 +121,8 @@ pub struct StatementsWindow {
     /// pg_wait_sampling samples per query and event, most first (empty when PoWA does
     /// not sample waits for this server, and in baselines).
     pub waits: Vec<super::waits::WaitStat>,
+    /// pg_qualstats predicates over the window (None when PoWA does not collect them).
+    pub quals: Option<std::sync::Arc<crate::powa::qualstats::QualsWindow>>,
 }
 
 /// Query texts can be megabytes; nobody reads more than this in a chat message.
@@ -410,6 +412,7 @@ async fn read(
         queries,
         baselines: Vec::new(),
         waits,
+        quals: None,
     })
 }
 

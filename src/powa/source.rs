@@ -15,6 +15,7 @@ use sentinel_actors::{SourceError, Window};
 pub struct PowaSource {
     name: String,
     client: Arc<Client>,
+    info: Arc<PowaInfo>,
     server: ServerInfo,
     /// Read the window shifted back by this much too, for the baseline.
     baseline_offset: Option<std::time::Duration>,
@@ -23,6 +24,8 @@ pub struct PowaSource {
     /// Shared with the collection future; collections never overlap (the collector
     /// actor runs them one at a time), so the lock is never contended.
     live: Arc<tokio::sync::Mutex<LiveWindow>>,
+    /// Reads pg_qualstats quals for the missing-index advisor, when it is on.
+    quals: Option<super::qualstats::QualsCollector>,
 }
 
 impl PowaSource {
@@ -44,8 +47,16 @@ impl PowaSource {
                 Arc::clone(&info),
                 server.clone(),
             ))),
+            info,
             server,
+            quals: None,
         }
+    }
+
+    /// Also read the server's pg_qualstats quals each cycle.
+    pub fn with_quals(mut self, quals: super::qualstats::QualsCollector) -> Self {
+        self.quals = Some(quals);
+        self
     }
 }
 
@@ -69,12 +80,21 @@ impl Source for PowaSource {
         .iter()
         .map(|b| window.start - b.start)
         .collect();
+        let info = Arc::clone(&self.info);
+        let server = self.server.clone();
+        let quals = self.quals.clone();
         Box::pin(async move {
             let mut live = live.lock().await;
-            let (w, _cost) = live
+            let (mut w, _cost) = live
                 .cycle(&client, window, &offsets)
                 .await
                 .map_err(SourceError::new)?;
+            if let Some(q) = quals {
+                w.quals = q
+                    .collect(&client, &info, &server, window)
+                    .await
+                    .map_err(SourceError::new)?;
+            }
             let taken_at = w.last_ts.unwrap_or(window.end);
             Ok((Arc::new(w), taken_at))
         })
