@@ -217,7 +217,8 @@ async fn signed_versioned_payload_is_verified_by_the_receiver() {
     )
     .await;
     assert!(rep.outcome.is_ok(), "{rep:?}");
-    let st = rx.state.lock().unwrap();
+    // Take what was received, so no lock is held across an await.
+    let st = std::mem::take(&mut *rx.state.lock().unwrap());
     assert_eq!((st.requests, st.bad_signature), (1, 0));
     let p = &st.verified[0];
     assert_eq!(p["version"], "1");
@@ -243,7 +244,6 @@ async fn signed_versioned_payload_is_verified_by_the_receiver() {
     assert_eq!(i["text_truncated"], false);
     assert_eq!(i["window_start"], "2026-11-23T10:00:00Z");
     assert_eq!(st.deliveries, ["42-1of1"]);
-    drop(st);
     rx.handle.stop(false).await;
 }
 
@@ -262,12 +262,12 @@ async fn wrong_key_is_refused_by_the_receiver_and_permanent() {
         matches!(&rep.outcome, Err(ChannelError::Permanent { reason }) if reason.contains("401")),
         "{rep:?}"
     );
-    let st = rx.state.lock().unwrap();
+    // Take what was received, so no lock is held across an await.
+    let st = std::mem::take(&mut *rx.state.lock().unwrap());
     assert_eq!(
         (st.requests, st.bad_signature, st.verified.len()),
         (1, 1, 0)
     );
-    drop(st);
     rx.handle.stop(false).await;
 }
 
@@ -306,7 +306,8 @@ async fn large_notifications_are_split_and_long_texts_cut() {
     let v: Vec<Insight> = (0..100).map(|k| insight(k, &big)).collect();
     let rep = deliver(&r, notification(7, v)).await;
     assert!(rep.outcome.is_ok(), "{rep:?}");
-    let st = rx.state.lock().unwrap();
+    // Take what was received, so no lock is held across an await.
+    let st = std::mem::take(&mut *rx.state.lock().unwrap());
     assert!(st.verified.len() > 1, "split into several POSTs");
     let mut seen = 0;
     for (k, p) in st.verified.iter().enumerate() {
@@ -323,7 +324,6 @@ async fn large_notifications_are_split_and_long_texts_cut() {
         }
     }
     assert_eq!(seen, 100);
-    drop(st);
     rx.handle.stop(false).await;
 }
 
