@@ -632,7 +632,7 @@ fn clean(s: &str, style: Style, ctx: Escape, max_chars: usize) -> String {
     let mut count = 0usize;
     let mut space = false;
     let mut cut = false;
-    let mut chars = s.chars().peekable();
+    let mut chars = s.chars();
     while let Some(c) = chars.next() {
         if c.is_whitespace() || c.is_control() {
             space = count > 0;
@@ -650,7 +650,10 @@ fn clean(s: &str, style: Style, ctx: Escape, max_chars: usize) -> String {
             out.push(' ');
             space = false;
         }
-        out.push(map_char(c, chars.peek().copied(), style, ctx));
+        // The character that will follow in the output: invisible ones are dropped, so
+        // `<` + U+200B + `/font>` must be read as `</font>`.
+        let next = chars.clone().find(|n| !is_invisible(*n));
+        out.push(map_char(c, next, style, ctx));
         count += need;
     }
     if cut {
@@ -1502,6 +1505,13 @@ mod tests {
             p.matches("</font>").count(),
             "{p}"
         );
+
+        // Invisible characters are dropped, so they cannot hide a tag from the escaping.
+        let mut i = slow_query(1, "SELECT '<\u{200b}/font>', '<\u{feff}\u{202e}@all>'");
+        i.labels.insert("queryid".into(), "<\u{200b}font".into());
+        let p = &wecom_markdown(&notification(vec![i]), WECOM_MARKDOWN_BUDGET)[0];
+        assert!(p.contains("`SELECT '‹/font>', '‹@all>'`"), "{p}");
+        assert!(p.contains("`‹font`"), "{p}");
     }
 
     #[test]
