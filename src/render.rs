@@ -20,6 +20,7 @@ use std::cmp::Reverse;
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
+use sentinel_actors::message::Lifecycle;
 use sentinel_actors::{Insight, Notification, NotifyReason, Severity};
 
 /// WeCom's hard limit for `markdown` and `markdown_v2` content, in UTF-8 bytes.
@@ -60,19 +61,186 @@ pub enum Style {
     Text,
 }
 
+/// The language of our own wording (titles, headings, labels, part markers, lifecycle
+/// words). Text produced by the analyzers (insight titles, advice) and data (SQL, names)
+/// is shown as it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    #[default]
+    En,
+    Zh,
+}
+
 /// Knobs of the renderers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RenderOptions {
     /// Longest SQL preview, in characters, "…" included.
     pub sql_preview_chars: usize,
+    /// Language of the fixed wording.
+    pub lang: Lang,
 }
 
 impl Default for RenderOptions {
     fn default() -> Self {
         RenderOptions {
             sql_preview_chars: DEFAULT_SQL_PREVIEW_CHARS,
+            lang: Lang::En,
         }
     }
+}
+
+/// Every fixed string of a rendered message, per language. One table, so a missing
+/// translation is a compile error rather than an English word in a Chinese message.
+struct Words {
+    report: &'static str,
+    alert: &'static str,
+    window: &'static str,
+    where_: &'static str,
+    metrics: &'static str,
+    query: &'static str,
+    advice: &'static str,
+    queryid: &'static str,
+    repository: &'static str,
+    metric: &'static str,
+    value: &'static str,
+    by_severity: &'static str,
+    by_kind: &'static str,
+    severity: [&'static str; 3],
+    severity_upper: [&'static str; 3],
+    lifecycle: [&'static str; 5],
+    resolved_count: &'static str,
+    list_sep: &'static str,
+}
+
+const EN: Words = Words {
+    report: "PoWA Sentinel report",
+    alert: "PoWA Sentinel alert",
+    window: "Window",
+    where_: "Where",
+    metrics: "Metrics",
+    query: "Query",
+    advice: "Advice",
+    queryid: "queryid",
+    repository: "repository",
+    metric: "Metric",
+    value: "Value",
+    by_severity: "By severity",
+    by_kind: "By kind",
+    severity: ["critical", "warning", "info"],
+    severity_upper: ["CRITICAL", "WARNING", "INFO"],
+    lifecycle: ["NEW", "ONGOING", "ESCALATED", "RESOLVED", "REOPENED"],
+    resolved_count: "resolved",
+    list_sep: ", ",
+};
+
+const ZH: Words = Words {
+    report: "PoWA Sentinel 报告",
+    alert: "PoWA Sentinel 告警",
+    window: "时间窗口",
+    where_: "位置",
+    metrics: "指标",
+    query: "查询",
+    advice: "建议",
+    queryid: "查询 ID",
+    repository: "仓库",
+    metric: "指标",
+    value: "数值",
+    by_severity: "按级别",
+    by_kind: "按类型",
+    severity: ["严重", "警告", "提示"],
+    severity_upper: ["严重", "警告", "提示"],
+    lifecycle: ["新问题", "持续", "升级", "已恢复", "再次出现"],
+    resolved_count: "已恢复",
+    list_sep: "，",
+};
+
+impl Lang {
+    fn words(self) -> &'static Words {
+        match self {
+            Lang::En => &EN,
+            Lang::Zh => &ZH,
+        }
+    }
+
+    /// " (part 2/5)" / "（第 2/5 部分）".
+    fn part(self, i: usize, n: usize) -> String {
+        match self {
+            Lang::En => format!(" (part {i}/{n})"),
+            Lang::Zh => format!("（第 {i}/{n} 部分）"),
+        }
+    }
+
+    /// "3 warning" / "警告 3".
+    fn count(self, word: &str, n: usize) -> String {
+        match self {
+            Lang::En => format!("{n} {word}"),
+            Lang::Zh => format!("{word} {n}"),
+        }
+    }
+
+    /// "+N more" / "另有 N 条".
+    fn more(self, n: usize) -> String {
+        match self {
+            Lang::En => format!("+{n} more"),
+            Lang::Zh => format!("另有 {n} 条"),
+        }
+    }
+
+    /// "+N more labels" / "另有 N 个标签".
+    fn more_labels(self, n: usize) -> String {
+        match self {
+            Lang::En => format!("+{n} more labels"),
+            Lang::Zh => format!("另有 {n} 个标签"),
+        }
+    }
+
+    /// "+N more kinds" / "另有 N 种类型".
+    fn more_kinds(self, n: usize) -> String {
+        match self {
+            Lang::En => format!("+{n} more kinds"),
+            Lang::Zh => format!("另有 {n} 种类型"),
+        }
+    }
+
+    /// The digest's heading for insights not shown in full.
+    fn not_shown(self, n: usize) -> String {
+        match self {
+            Lang::En => format!("+{n} more not shown in full"),
+            Lang::Zh => format!("另有 {n} 条未完整显示"),
+        }
+    }
+
+    fn severity(self, s: Severity) -> &'static str {
+        self.words().severity[sev_index(s)]
+    }
+
+    fn severity_upper(self, s: Severity) -> &'static str {
+        self.words().severity_upper[sev_index(s)]
+    }
+
+    fn lifecycle(self, l: Lifecycle) -> &'static str {
+        let i = match l {
+            Lifecycle::New => 0,
+            Lifecycle::Ongoing => 1,
+            Lifecycle::Escalated => 2,
+            Lifecycle::Resolved => 3,
+            Lifecycle::Reopened => 4,
+        };
+        self.words().lifecycle[i]
+    }
+}
+
+fn sev_index(s: Severity) -> usize {
+    match s {
+        Severity::Critical => 0,
+        Severity::Warning => 1,
+        Severity::Info => 2,
+    }
+}
+
+fn is_resolved(i: &Insight) -> bool {
+    i.status == Some(Lifecycle::Resolved)
 }
 
 /// The console report: one plain-text string, empty for an empty notification.
@@ -105,24 +273,39 @@ pub fn wecom_text(n: &Notification, budget: usize) -> Vec<String> {
 
 /// Renders `n` in `style` as messages of at most `budget` UTF-8 bytes each (budgets below
 /// [`MIN_BUDGET`] are raised to it; [`Style::Plain`] ignores the budget and gives one part).
-/// Insights appear most severe first, then in input order; all of them appear. An empty
-/// notification gives no parts. Parts carry "(part i/n)" when there are several.
+/// Insights appear most severe first (resolved ones last), then in input order; all of
+/// them appear. An empty notification gives no parts. Parts carry "(part i/n)" when there
+/// are several.
 pub fn render(n: &Notification, style: Style, budget: usize, opts: &RenderOptions) -> Vec<String> {
+    render_digest(n, style, budget, opts, usize::MAX)
+}
+
+/// Like [`render`], in at most `max_parts` messages (at least one): most severe first, as
+/// many insights in full as fit, then one "+N more" block that counts the others by
+/// severity and by kind, so every insight is still represented. When everything fits,
+/// this is exactly [`render`].
+pub fn render_digest(
+    n: &Notification,
+    style: Style,
+    budget: usize,
+    opts: &RenderOptions,
+    max_parts: usize,
+) -> Vec<String> {
     if n.insights.is_empty() {
         return Vec::new();
     }
+    let max_parts = max_parts.max(1);
     let budget = if style == Style::Plain {
         usize::MAX
     } else {
         budget.max(MIN_BUDGET)
     };
     let summary = Summary::of(n);
-    let mut order: Vec<&Insight> = n.insights.iter().collect();
-    order.sort_by_key(|i| Reverse(i.severity)); // stable: input order within a severity
+    let order = ordered(n);
 
     // The header of any part is at most as long as the one with the widest part numbers.
-    let widest = order.len();
-    let reserve = header(style, &summary, Some((widest, widest))).len() + 2;
+    let widest = order.len() + 1;
+    let reserve = header(style, &summary, Some((widest, widest)), opts.lang).len() + 2;
     let avail = budget.saturating_sub(reserve);
 
     let ctx = Ctx {
@@ -132,30 +315,59 @@ pub fn render(n: &Notification, style: Style, budget: usize, opts: &RenderOption
     };
     let blocks: Vec<String> = order
         .iter()
-        .filter_map(|i| fit_block(i, &ctx, avail))
+        .map(|i| fit_block(i, &ctx, avail).unwrap_or_default())
         .collect();
 
-    let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut groups = Packer::new(avail);
+    for b in &blocks {
+        groups.push(b.len());
+    }
+    let chosen: Vec<String> = if groups.count() <= max_parts {
+        blocks
+    } else {
+        // The most insights in full such that they and the "+N more" block of the rest
+        // fit in max_parts messages. k = 0 (the block alone) always fits.
+        let mut best: (usize, String) = (0, String::new());
+        let mut packer = Packer::new(avail);
+        for k in 0..order.len() {
+            let rest = digest_block(&order[k..], &ctx, avail);
+            if packer.count_with(rest.len()) <= max_parts {
+                best = (k, rest);
+            } else {
+                break;
+            }
+            packer.push(blocks[k].len());
+        }
+        let (k, rest) = best;
+        let mut v: Vec<String> = blocks.into_iter().take(k).collect();
+        v.push(rest);
+        v
+    };
+
+    let mut grouped: Vec<Vec<String>> = Vec::new();
     let mut used = 0usize;
-    for b in blocks {
-        match groups.last_mut() {
+    for b in chosen {
+        if b.is_empty() {
+            continue;
+        }
+        match grouped.last_mut() {
             Some(g) if used + 2 + b.len() <= avail => {
                 used += 2 + b.len();
                 g.push(b);
             }
             _ => {
                 used = b.len();
-                groups.push(vec![b]);
+                grouped.push(vec![b]);
             }
         }
     }
-    let total = groups.len();
-    groups
+    let total = grouped.len();
+    grouped
         .into_iter()
         .enumerate()
         .map(|(i, g)| {
             let part = (total > 1).then_some((i + 1, total));
-            let mut out = header(style, &summary, part);
+            let mut out = header(style, &summary, part, opts.lang);
             for b in g {
                 out.push_str("\n\n");
                 out.push_str(&b);
@@ -171,6 +383,96 @@ pub fn render(n: &Notification, style: Style, budget: usize, opts: &RenderOption
             out
         })
         .collect()
+}
+
+/// Most severe first, resolved ones after the open ones, then input order.
+fn ordered(n: &Notification) -> Vec<&Insight> {
+    let mut order: Vec<&Insight> = n.insights.iter().collect();
+    order.sort_by_key(|i| (is_resolved(i), Reverse(i.severity))); // stable
+    order
+}
+
+/// Counts the messages that blocks of the given lengths take when packed greedily, in
+/// order, two bytes ("\n\n") between blocks, `avail` bytes per message.
+struct Packer {
+    avail: usize,
+    groups: usize,
+    used: usize,
+}
+
+impl Packer {
+    fn new(avail: usize) -> Self {
+        Packer {
+            avail,
+            groups: 0,
+            used: 0,
+        }
+    }
+
+    fn push(&mut self, len: usize) {
+        if len == 0 {
+            return;
+        }
+        if self.groups > 0 && self.used + 2 + len <= self.avail {
+            self.used += 2 + len;
+        } else {
+            self.groups += 1;
+            self.used = len;
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.groups
+    }
+
+    /// The count if one more block of `len` bytes were pushed.
+    fn count_with(&self, len: usize) -> usize {
+        let mut p = Packer { ..*self };
+        p.push(len);
+        p.groups
+    }
+}
+
+/// Mentions for WeCom markdown (v1): `<@userid>` for each valid user id, at most
+/// `max_bytes` bytes in all (user ids that do not fit are left out). WeCom user ids are
+/// 1 to 64 letters, digits and `_-.@`; anything else is dropped, since it could carry
+/// markup.
+pub fn markdown_mentions(userids: &[String], max_bytes: usize) -> String {
+    let mut out = String::new();
+    for id in userids.iter().filter(|id| valid_userid(id)) {
+        let m = format!("<@{id}>");
+        let need = m.len() + usize::from(!out.is_empty());
+        if out.len() + need > max_bytes {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&m);
+    }
+    out
+}
+
+/// A WeCom user id (or `@all`) as the mention syntax accepts it.
+pub fn valid_userid(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
+}
+
+/// The short text that carries mentions where the message type cannot (WeCom
+/// markdown_v2; mobiles with markdown v1): sent as its own `text` message after the
+/// report.
+pub fn mention_notice(n: &Notification, lang: Lang) -> String {
+    let what = match n.reason {
+        NotifyReason::Report => lang.words().report,
+        NotifyReason::Immediate => lang.words().alert,
+    };
+    match lang {
+        Lang::En => format!("{what}: {} insight(s), see above.", n.insights.len()),
+        Lang::Zh => format!("{what}：共 {} 条，详见上文。", n.insights.len()),
+    }
 }
 
 /// A SQL text as one line: whitespace collapsed to single spaces, at most `max_chars`
@@ -330,7 +632,7 @@ fn clean(s: &str, style: Style, ctx: Escape, max_chars: usize) -> String {
     let mut count = 0usize;
     let mut space = false;
     let mut cut = false;
-    let mut chars = s.chars().peekable();
+    let mut chars = s.chars();
     while let Some(c) = chars.next() {
         if c.is_whitespace() || c.is_control() {
             space = count > 0;
@@ -348,7 +650,10 @@ fn clean(s: &str, style: Style, ctx: Escape, max_chars: usize) -> String {
             out.push(' ');
             space = false;
         }
-        out.push(map_char(c, chars.peek().copied(), style, ctx));
+        // The character that will follow in the output: invisible ones are dropped, so
+        // `<` + U+200B + `/font>` must be read as `</font>`.
+        let next = chars.clone().find(|n| !is_invisible(*n));
+        out.push(map_char(c, next, style, ctx));
         count += need;
     }
     if cut {
@@ -391,6 +696,7 @@ fn cut_bytes(s: &str, max: usize) -> String {
 enum Color {
     Warning,
     Comment,
+    Info,
 }
 
 impl Color {
@@ -398,6 +704,7 @@ impl Color {
         match self {
             Color::Warning => "warning",
             Color::Comment => "comment",
+            Color::Info => "info",
         }
     }
 }
@@ -470,6 +777,9 @@ impl Span {
 struct Line {
     prefix: String,
     spans: Vec<Span>,
+    /// A table's heading or delimiter row: meaningless without a body row after it, so
+    /// it goes when the last body row goes.
+    table_head: bool,
 }
 
 impl Line {
@@ -477,7 +787,13 @@ impl Line {
         Line {
             prefix: prefix.into(),
             spans: Vec::new(),
+            table_head: false,
         }
+    }
+
+    fn head(mut self) -> Self {
+        self.table_head = true;
+        self
     }
 
     fn sep(mut self, s: &'static str) -> Self {
@@ -540,7 +856,9 @@ impl Ctx<'_> {
 /// What the header says: counts per severity, the covered window.
 struct Summary {
     reason: NotifyReason,
+    /// Open insights per severity (resolved ones are counted apart).
     counts: [(Severity, usize); 3],
+    resolved: usize,
     start: Option<DateTime<Utc>>,
     end: Option<DateTime<Utc>>,
     repositories: usize,
@@ -554,19 +872,25 @@ impl Summary {
             (Severity::Info, 0),
         ];
         let mut repos = BTreeSet::new();
+        let mut resolved = 0;
         for i in n.insights.iter() {
+            if let Some(r) = i.label("repository") {
+                repos.insert(r);
+            }
+            if is_resolved(i) {
+                resolved += 1;
+                continue;
+            }
             for c in counts.iter_mut() {
                 if c.0 == i.severity {
                     c.1 += 1;
                 }
             }
-            if let Some(r) = i.label("repository") {
-                repos.insert(r);
-            }
         }
         Summary {
             reason: n.reason,
             counts,
+            resolved,
             start: n.insights.iter().map(|i| i.window.start).min(),
             end: n.insights.iter().map(|i| i.window.end).max(),
             repositories: repos.len(),
@@ -581,14 +905,6 @@ impl Summary {
         } else {
             format!("{} – {} UTC", s.format(fmt), e.format(fmt))
         })
-    }
-}
-
-fn severity_word(s: Severity) -> &'static str {
-    match s {
-        Severity::Critical => "CRITICAL",
-        Severity::Warning => "WARNING",
-        Severity::Info => "INFO",
     }
 }
 
@@ -607,55 +923,56 @@ fn severity_color(s: Severity) -> Color {
     }
 }
 
-fn header(style: Style, sum: &Summary, part: Option<(usize, usize)>) -> String {
+const RESOLVED_EMOJI: &str = "✅";
+
+fn header(style: Style, sum: &Summary, part: Option<(usize, usize)>, lang: Lang) -> String {
+    let w = lang.words();
     let mut title = match sum.reason {
-        NotifyReason::Report => "PoWA Sentinel report".to_string(),
-        NotifyReason::Immediate => "PoWA Sentinel alert".to_string(),
+        NotifyReason::Report => w.report.to_string(),
+        NotifyReason::Immediate => w.alert.to_string(),
     };
     if let Some((i, n)) = part {
-        title.push_str(&format!(" (part {i}/{n})"));
+        title.push_str(&lang.part(i, n));
     }
-    let present: Vec<(Severity, usize)> = sum.counts.iter().copied().filter(|c| c.1 > 0).collect();
+    let mut present: Vec<(String, Color)> = sum
+        .counts
+        .iter()
+        .filter(|c| c.1 > 0)
+        .map(|(s, c)| (lang.count(lang.severity(*s), *c), severity_color(*s)))
+        .collect();
+    if sum.resolved > 0 {
+        present.push((lang.count(w.resolved_count, sum.resolved), Color::Info));
+    }
+    let plain_counts: Vec<&str> = present.iter().map(|(t, _)| t.as_str()).collect();
     let mut lines: Vec<Line> = Vec::new();
     match style {
         Style::Markdown => {
             lines.push(Line::new("## ").fixed(title));
             let mut l = Line::new("");
-            for (k, (sev, count)) in present.iter().enumerate() {
+            for (k, (text, color)) in present.iter().enumerate() {
                 if k > 0 {
                     l = l.sep(" · ");
                 }
-                l = l.span(Span::Font(
-                    severity_color(*sev),
-                    format!("{count} {}", sev.as_str()),
-                ));
+                l = l.span(Span::Font(*color, text.clone()));
             }
             lines.push(l);
-            if let Some(w) = sum.window_text() {
-                lines.push(Line::new(">").fixed(format!("Window: {w}")));
+            if let Some(win) = sum.window_text() {
+                lines.push(Line::new(">").fixed(format!("{}: {win}", w.window)));
             }
         }
         Style::MarkdownV2 => {
             lines.push(Line::new("## ").fixed(title));
-            let counts: Vec<String> = present
-                .iter()
-                .map(|(s, c)| format!("{c} {}", s.as_str()))
-                .collect();
-            let mut l = Line::new("").span(Span::Strong(counts.join(" · ")));
-            if let Some(w) = sum.window_text() {
-                l = l.fixed(format!(" · window {w}"));
+            let mut l = Line::new("").span(Span::Strong(plain_counts.join(" · ")));
+            if let Some(win) = sum.window_text() {
+                l = l.fixed(format!(" · {} {win}", w.window.to_lowercase()));
             }
             lines.push(l);
         }
         Style::Text | Style::Plain => {
             lines.push(Line::new("").fixed(title));
-            let counts: Vec<String> = present
-                .iter()
-                .map(|(s, c)| format!("{c} {}", s.as_str()))
-                .collect();
-            let mut l = Line::new("").fixed(counts.join(", "));
-            if let Some(w) = sum.window_text() {
-                l = l.fixed(format!(" | window {w}"));
+            let mut l = Line::new("").fixed(plain_counts.join(w.list_sep));
+            if let Some(win) = sum.window_text() {
+                l = l.fixed(format!(" | {} {win}", w.window.to_lowercase()));
             }
             lines.push(l);
         }
@@ -667,48 +984,99 @@ fn header(style: Style, sum: &Summary, part: Option<(usize, usize)>) -> String {
         .join("\n")
 }
 
-/// The lines of one insight, with a SQL preview of at most `preview` characters (none when
-/// 0).
-fn insight_lines(i: &Insight, ctx: &Ctx<'_>, preview: usize) -> Vec<Line> {
-    let style = ctx.style;
-    let (detail, first): (&'static str, Line) = match style {
-        Style::Markdown => (
-            ">",
-            Line::new("")
-                .span(Span::Font(
+/// The first line of an insight: severity (or "resolved") marker, lifecycle word, title.
+fn title_line(i: &Insight, ctx: &Ctx<'_>) -> Line {
+    let lang = ctx.opts.lang;
+    let resolved = is_resolved(i);
+    // The lifecycle word after the severity; "resolved" replaces the severity instead.
+    let status = i
+        .status
+        .filter(|s| *s != Lifecycle::Resolved)
+        .map(|s| lang.lifecycle(s));
+    let title = ctx.prose(&i.title, TITLE_CHARS);
+    match ctx.style {
+        Style::Markdown => {
+            let mut l = Line::new("");
+            if resolved {
+                l = l.span(Span::Font(
+                    Color::Info,
+                    format!("{RESOLVED_EMOJI} {}", lang.lifecycle(Lifecycle::Resolved)),
+                ));
+            } else {
+                l = l.span(Span::Font(
                     severity_color(i.severity),
                     format!(
                         "{} {}",
                         severity_emoji(i.severity),
-                        severity_word(i.severity)
+                        lang.severity_upper(i.severity)
                     ),
-                ))
-                .fixed(" ")
-                .span(Span::Strong(ctx.prose(&i.title, TITLE_CHARS))),
-        ),
-        Style::MarkdownV2 => (
-            "- ",
-            Line::new("### ")
-                .fixed(format!(
-                    "{} {}: ",
+                ));
+                if let Some(st) = status {
+                    l = l
+                        .fixed(" ")
+                        .span(Span::Font(Color::Comment, st.to_string()));
+                }
+            }
+            l.fixed(" ").span(Span::Strong(title))
+        }
+        Style::MarkdownV2 => {
+            let marker = if resolved {
+                format!("{RESOLVED_EMOJI} {}", lang.lifecycle(Lifecycle::Resolved))
+            } else {
+                let mut m = format!(
+                    "{} {}",
                     severity_emoji(i.severity),
-                    severity_word(i.severity)
-                ))
-                .span(Span::Text(ctx.prose(&i.title, TITLE_CHARS))),
-        ),
-        Style::Text | Style::Plain => (
-            "  ",
-            Line::new("")
-                .fixed(format!("[{}] ", severity_word(i.severity)))
-                .span(Span::Text(ctx.prose(&i.title, TITLE_CHARS))),
-        ),
-    };
-    let mut lines = vec![first];
-    let sep = if matches!(style, Style::Text | Style::Plain) {
+                    lang.severity_upper(i.severity)
+                );
+                if let Some(st) = status {
+                    m.push_str(" · ");
+                    m.push_str(st);
+                }
+                m
+            };
+            Line::new("### ")
+                .fixed(format!("{marker}: "))
+                .span(Span::Text(title))
+        }
+        Style::Text | Style::Plain => {
+            let marker = if resolved {
+                format!("[{}] ", lang.lifecycle(Lifecycle::Resolved))
+            } else {
+                match status {
+                    Some(st) => format!("[{}][{st}] ", lang.severity_upper(i.severity)),
+                    None => format!("[{}] ", lang.severity_upper(i.severity)),
+                }
+            };
+            Line::new("").fixed(marker).span(Span::Text(title))
+        }
+    }
+}
+
+fn detail_prefix(style: Style) -> &'static str {
+    match style {
+        Style::Markdown => ">",
+        Style::MarkdownV2 => "- ",
+        Style::Text | Style::Plain => "  ",
+    }
+}
+
+fn list_sep(style: Style) -> &'static str {
+    if matches!(style, Style::Text | Style::Plain) {
         ", "
     } else {
         " · "
-    };
+    }
+}
+
+/// The lines of one insight, with a SQL preview of at most `preview` characters (none when
+/// 0). A resolved insight is short: its title and where it was.
+fn insight_lines(i: &Insight, ctx: &Ctx<'_>, preview: usize) -> Vec<Line> {
+    let style = ctx.style;
+    let w = ctx.opts.lang.words();
+    let lang = ctx.opts.lang;
+    let detail = detail_prefix(style);
+    let mut lines = vec![title_line(i, ctx)];
+    let sep = list_sep(style);
 
     // Where: server / database (repository), other labels.
     let mut place = Vec::new();
@@ -717,7 +1085,7 @@ fn insight_lines(i: &Insight, ctx: &Ctx<'_>, preview: usize) -> Vec<Line> {
             place.push(ctx.prose(v, LABEL_CHARS));
         }
     }
-    let mut where_line = Line::new(format!("{detail}Where: "));
+    let mut where_line = Line::new(format!("{detail}{}: ", w.where_));
     let mut any = false;
     if !place.is_empty() {
         where_line = where_line.span(Span::Text(place.join(" / ")));
@@ -726,7 +1094,8 @@ fn insight_lines(i: &Insight, ctx: &Ctx<'_>, preview: usize) -> Vec<Line> {
     if ctx.several_repositories {
         if let Some(r) = i.label("repository") {
             where_line = where_line.span(Span::Text(format!(
-                " (repository {})",
+                " ({} {})",
+                w.repository,
                 ctx.prose(r, LABEL_CHARS)
             )));
             any = true;
@@ -737,24 +1106,30 @@ fn insight_lines(i: &Insight, ctx: &Ctx<'_>, preview: usize) -> Vec<Line> {
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "server" | "database" | "repository" | "queryid"))
         .collect();
-    for (k, v) in extra.iter().take(MAX_EXTRA_LABELS) {
-        if any {
-            where_line = where_line.sep(sep);
+    let resolved = is_resolved(i);
+    if !resolved {
+        for (k, v) in extra.iter().take(MAX_EXTRA_LABELS) {
+            if any {
+                where_line = where_line.sep(sep);
+            }
+            where_line = where_line.span(Span::Text(format!(
+                "{} {}",
+                ctx.prose(k, NAME_CHARS),
+                ctx.prose(v, LABEL_CHARS)
+            )));
+            any = true;
         }
-        where_line = where_line.span(Span::Text(format!(
-            "{} {}",
-            ctx.prose(k, NAME_CHARS),
-            ctx.prose(v, LABEL_CHARS)
-        )));
-        any = true;
-    }
-    if extra.len() > MAX_EXTRA_LABELS {
-        where_line = where_line
-            .sep(sep)
-            .fixed(format!("+{} more labels", extra.len() - MAX_EXTRA_LABELS));
+        if extra.len() > MAX_EXTRA_LABELS {
+            where_line = where_line
+                .sep(sep)
+                .fixed(lang.more_labels(extra.len() - MAX_EXTRA_LABELS));
+        }
     }
     if any {
         lines.push(where_line);
+    }
+    if resolved {
+        return lines;
     }
 
     // Metrics, the usual ones first.
@@ -775,9 +1150,36 @@ fn insight_lines(i: &Insight, ctx: &Ctx<'_>, preview: usize) -> Vec<Line> {
             n.as_str(),
         )
     });
-    if !names.is_empty() {
-        let mut l = Line::new(format!("{detail}Metrics: "));
-        for (k, name) in names.iter().take(MAX_METRICS).enumerate() {
+    let shown = names.len().min(MAX_METRICS);
+    let mut table: Vec<Line> = Vec::new();
+    if !names.is_empty() && style == Style::MarkdownV2 {
+        // markdown_v2 has tables: one row per metric, after the list (a blank line first,
+        // so the table is not read as part of the last list item).
+        table.push(
+            Line::new("\n| ")
+                .fixed(format!("{} | {} |", w.metric, w.value))
+                .head(),
+        );
+        table.push(Line::new("| --- | --- |").head());
+        for name in names.iter().take(MAX_METRICS) {
+            table.push(
+                Line::new("| ")
+                    .span(Span::Text(ctx.prose(&metric_label(name), NAME_CHARS)))
+                    .fixed(" | ")
+                    .fixed(format_metric(name, i.metrics[*name]))
+                    .fixed(" |"),
+            );
+        }
+        if names.len() > MAX_METRICS {
+            table.push(
+                Line::new("| ")
+                    .fixed(lang.more(names.len() - MAX_METRICS))
+                    .fixed(" |  |"),
+            );
+        }
+    } else if !names.is_empty() {
+        let mut l = Line::new(format!("{detail}{}: ", w.metrics));
+        for (k, name) in names.iter().take(shown).enumerate() {
             if k > 0 {
                 l = l.sep(sep);
             }
@@ -789,9 +1191,7 @@ fn insight_lines(i: &Insight, ctx: &Ctx<'_>, preview: usize) -> Vec<Line> {
             )));
         }
         if names.len() > MAX_METRICS {
-            l = l
-                .sep(sep)
-                .fixed(format!("+{} more", names.len() - MAX_METRICS));
+            l = l.sep(sep).fixed(lang.more(names.len() - MAX_METRICS));
         }
         lines.push(l);
     }
@@ -800,24 +1200,87 @@ fn insight_lines(i: &Insight, ctx: &Ctx<'_>, preview: usize) -> Vec<Line> {
         if let Some(sql) = i.text.as_deref() {
             let p = ctx.code(sql, preview);
             if !p.is_empty() {
-                lines.push(Line::new(format!("{detail}Query: ")).span(Span::Code(p)));
+                lines.push(Line::new(format!("{detail}{}: ", w.query)).span(Span::Code(p)));
             }
         }
     }
     if !i.advice.trim().is_empty() {
         lines.push(
-            Line::new(format!("{detail}Advice: "))
+            Line::new(format!("{detail}{}: ", w.advice))
                 .span(Span::Text(ctx.prose(&i.advice, ADVICE_CHARS))),
         );
     }
     if let Some(q) = i.label("queryid") {
         let q = ctx.code(q, LABEL_CHARS);
         if !q.is_empty() {
-            lines.push(Line::new(format!("{detail}queryid ")).span(Span::Code(q)));
+            lines.push(Line::new(format!("{detail}{} ", w.queryid)).span(Span::Code(q)));
         }
     }
+    lines.extend(table);
     lines
 }
+
+/// The digest's "+N more" block for the insights not shown in full: how many, by
+/// severity, by kind (most frequent first).
+fn digest_block(rest: &[&Insight], ctx: &Ctx<'_>, avail: usize) -> String {
+    let style = ctx.style;
+    let lang = ctx.opts.lang;
+    let w = lang.words();
+    let detail = detail_prefix(style);
+    let sep = list_sep(style);
+    let heading = lang.not_shown(rest.len());
+    let first = match style {
+        Style::Markdown => Line::new("").span(Span::Font(Color::Comment, heading)),
+        Style::MarkdownV2 => Line::new("### ").fixed(heading),
+        Style::Text | Style::Plain => Line::new("").fixed(format!("[{heading}]")),
+    };
+    let mut sev = [0usize; 3];
+    let mut resolved = 0usize;
+    let mut kinds: Vec<(String, usize)> = Vec::new();
+    for i in rest {
+        if is_resolved(i) {
+            resolved += 1;
+        } else {
+            sev[sev_index(i.severity)] += 1;
+        }
+        match kinds.iter_mut().find(|(k, _)| *k == i.kind) {
+            Some(k) => k.1 += 1,
+            None => kinds.push((i.kind.clone(), 1)),
+        }
+    }
+    kinds.sort_by_key(|(k, c)| (Reverse(*c), k.clone()));
+    let mut counts: Vec<String> = [Severity::Critical, Severity::Warning, Severity::Info]
+        .into_iter()
+        .filter(|s| sev[sev_index(*s)] > 0)
+        .map(|s| lang.count(lang.severity(s), sev[sev_index(s)]))
+        .collect();
+    if resolved > 0 {
+        counts.push(lang.count(w.resolved_count, resolved));
+    }
+    let mut lines = vec![
+        first,
+        Line::new(format!("{detail}{}: ", w.by_severity)).fixed(counts.join(sep)),
+    ];
+    let mut kl = Line::new(format!("{detail}{}: ", w.by_kind));
+    for (k, (kind, c)) in kinds.iter().take(MAX_DIGEST_KINDS).enumerate() {
+        if k > 0 {
+            kl = kl.sep(sep);
+        }
+        kl = kl.span(Span::Text(format!("{} {c}", ctx.prose(kind, NAME_CHARS))));
+    }
+    if kinds.len() > MAX_DIGEST_KINDS {
+        kl = kl
+            .sep(sep)
+            .fixed(lang.more_kinds(kinds.len() - MAX_DIGEST_KINDS));
+    }
+    if !kinds.is_empty() {
+        lines.push(kl);
+    }
+    fit_lines(lines, style, avail).unwrap_or_default()
+}
+
+/// At most this many kinds are named in a digest's "+N more" block.
+const MAX_DIGEST_KINDS: usize = 8;
 
 fn block_len(lines: &[Line], style: Style) -> usize {
     let bytes: usize = lines.iter().map(|l| l.render(style).len()).sum();
@@ -840,6 +1303,34 @@ fn fit_block(i: &Insight, ctx: &Ctx<'_>, avail: usize) -> Option<String> {
             0
         };
     };
+    // Then the metrics table's last rows (the table ends the block), before any text is
+    // cut: the title and the place matter more than the fifth metric.
+    let mut lens: Vec<usize> = lines.iter().map(|l| l.render(style).len()).collect();
+    while lens.iter().sum::<usize>() + lens.len().saturating_sub(1) > avail
+        && lines.iter().any(|l| l.table_head)
+    {
+        lines.pop();
+        lens.pop();
+        drop_orphan_heads(&mut lines, &mut lens);
+    }
+    fit_lines(lines, style, avail)
+}
+
+/// Removes table heading rows left without a body row under them. Tables only ever end
+/// a block, so an orphan heading is a run of heading rows at the end.
+fn drop_orphan_heads(lines: &mut Vec<Line>, lens: &mut Vec<usize>) {
+    let mut end = lines.len();
+    while end > 0 && lines[end - 1].table_head {
+        end -= 1;
+    }
+    lines.truncate(end);
+    lens.truncate(end);
+}
+
+/// Lines as text of at most `avail` bytes: the longest pieces of user text cut first,
+/// then the last lines dropped. Never cuts inside a span, so no construct is left open;
+/// never leaves a table heading without rows.
+fn fit_lines(mut lines: Vec<Line>, style: Style, avail: usize) -> Option<String> {
     // Rendered length per line, updated only where something changed.
     let mut lens: Vec<usize> = lines.iter().map(|l| l.render(style).len()).collect();
     loop {
@@ -868,6 +1359,7 @@ fn fit_block(i: &Insight, ctx: &Ctx<'_>, avail: usize) -> Option<String> {
                 if li > 0 && !lines[li].has_content() {
                     lines.remove(li);
                     lens.remove(li);
+                    drop_orphan_heads(&mut lines, &mut lens);
                 } else {
                     lens[li] = lines[li].render(style).len();
                 }
@@ -875,9 +1367,13 @@ fn fit_block(i: &Insight, ctx: &Ctx<'_>, avail: usize) -> Option<String> {
             None if lines.len() > 1 => {
                 lines.pop();
                 lens.pop();
+                drop_orphan_heads(&mut lines, &mut lens);
             }
             None => return None,
         }
+    }
+    if lines.is_empty() {
+        return None;
     }
     let rendered: Vec<String> = lines.iter().map(|l| l.render(style)).collect();
     Some(rendered.join("\n"))
@@ -1009,6 +1505,13 @@ mod tests {
             p.matches("</font>").count(),
             "{p}"
         );
+
+        // Invisible characters are dropped, so they cannot hide a tag from the escaping.
+        let mut i = slow_query(1, "SELECT '<\u{200b}/font>', '<\u{feff}\u{202e}@all>'");
+        i.labels.insert("queryid".into(), "<\u{200b}font".into());
+        let p = &wecom_markdown(&notification(vec![i]), WECOM_MARKDOWN_BUDGET)[0];
+        assert!(p.contains("`SELECT '‹/font>', '‹@all>'`"), "{p}");
+        assert!(p.contains("`‹font`"), "{p}");
     }
 
     #[test]
@@ -1177,6 +1680,7 @@ mod tests {
         let n = notification(vec![slow_query(1, &"x ".repeat(1000))]);
         let opts = RenderOptions {
             sql_preview_chars: 30,
+            ..Default::default()
         };
         let p = render(&n, Style::Text, 2000, &opts).remove(0);
         let q = p.lines().find(|l| l.contains("Query: ")).unwrap();
@@ -1184,6 +1688,187 @@ mod tests {
             q.trim_start().trim_start_matches("Query: ").chars().count(),
             30
         );
+    }
+
+    fn all_styles() -> [(Style, usize); 3] {
+        [
+            (Style::Markdown, WECOM_MARKDOWN_BUDGET),
+            (Style::MarkdownV2, WECOM_MARKDOWN_BUDGET),
+            (Style::Text, WECOM_TEXT_BUDGET),
+        ]
+    }
+
+    #[test]
+    fn digest_keeps_the_most_severe_and_counts_the_rest() {
+        let sql = "SELECT a, b, c FROM some_table WHERE x = $1 ".repeat(30);
+        let mut v: Vec<Insight> = (0..200).map(|k| slow_query(k, &sql)).collect();
+        v[150].severity = Severity::Critical;
+        v[7].kind = "regression".into();
+        v[7].severity = Severity::Info;
+        let n = notification(v);
+        for lang in [Lang::En, Lang::Zh] {
+            let opts = RenderOptions {
+                lang,
+                ..Default::default()
+            };
+            for (style, budget) in all_styles() {
+                for max in [1, 2, 3, 5] {
+                    let parts = render_digest(&n, style, budget, &opts, max);
+                    assert!(!parts.is_empty() && parts.len() <= max, "{style:?} {max}");
+                    let all = parts.join("\n");
+                    for p in &parts {
+                        assert!(p.len() <= budget);
+                        assert!(backticks_balanced(p));
+                    }
+                    // The critical one comes first, in full.
+                    assert!(all.contains("Top query #150 "), "{style:?} {max}\n{all}");
+                    let shown = (0..200)
+                        .filter(|k| all.contains(&format!("Top query #{k} ")))
+                        .count();
+                    let more = match lang {
+                        Lang::En => format!("+{} more not shown in full", 200 - shown),
+                        Lang::Zh => format!("另有 {} 条未完整显示", 200 - shown),
+                    };
+                    assert!(all.contains(&more), "{style:?} {max} {lang:?}\n{all}");
+                    let kinds = match lang {
+                        Lang::En => "By kind: ",
+                        Lang::Zh => "按类型: ",
+                    };
+                    assert!(all.contains(kinds), "{all}");
+                    assert!(all.contains("regression 1"), "{all}");
+                }
+            }
+        }
+        // Everything fits: the digest is the full rendering.
+        let small = notification(vec![slow_query(1, "SELECT 1")]);
+        assert_eq!(
+            render_digest(&small, Style::Markdown, 4000, &RenderOptions::default(), 1),
+            wecom_markdown(&small, 4000)
+        );
+    }
+
+    #[test]
+    fn lifecycle_is_shown_and_resolved_is_short() {
+        let mut a = slow_query(1, "SELECT 1");
+        a.status = Some(Lifecycle::Escalated);
+        a.severity = Severity::Critical;
+        let mut b = slow_query(2, "SELECT 2");
+        b.status = Some(Lifecycle::Resolved);
+        let n = notification(vec![b, a]);
+        let md = &wecom_markdown(&n, 4000)[0];
+        assert!(
+            md.contains(
+                "🔴 CRITICAL</font> <font color=\"comment\">ESCALATED</font> **Top query #1"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("<font color=\"info\">✅ RESOLVED</font> **Top query #2"),
+            "{md}"
+        );
+        assert!(
+            md.contains("<font color=\"info\">1 resolved</font>"),
+            "{md}"
+        );
+        // Resolved: title and place only, after the open ones.
+        let tail = &md[md.find("RESOLVED</font>").unwrap()..];
+        assert!(
+            !tail.contains("Metrics") && !tail.contains("Query"),
+            "{tail}"
+        );
+        let v2 = &wecom_markdown_v2(&n, 4000)[0];
+        assert!(
+            v2.contains("### 🔴 CRITICAL · ESCALATED: Top query #1"),
+            "{v2}"
+        );
+        assert!(v2.contains("### ✅ RESOLVED: Top query #2"), "{v2}");
+        let text = &wecom_text(&n, 2000)[0];
+        assert!(
+            text.contains("[CRITICAL][ESCALATED] Top query #1"),
+            "{text}"
+        );
+        assert!(text.contains("[RESOLVED] Top query #2"), "{text}");
+        let zh = RenderOptions {
+            lang: Lang::Zh,
+            ..Default::default()
+        };
+        let t = &render(&n, Style::Text, 2000, &zh)[0];
+        assert!(t.contains("[严重][升级] Top query #1"), "{t}");
+        assert!(t.contains("[已恢复] Top query #2"), "{t}");
+        assert!(t.starts_with("PoWA Sentinel 报告\n严重 1，已恢复 1"), "{t}");
+    }
+
+    #[test]
+    fn chinese_wording_everywhere() {
+        let zh = RenderOptions {
+            lang: Lang::Zh,
+            ..Default::default()
+        };
+        let sql = "SELECT 数据 FROM 表 ".repeat(100);
+        let v: Vec<Insight> = (0..40).map(|k| slow_query(k, &sql)).collect();
+        let n = notification(v);
+        for (style, budget) in all_styles() {
+            let parts = render(&n, style, budget, &zh);
+            assert!(parts.len() > 1);
+            for (k, p) in parts.iter().enumerate() {
+                assert!(p.len() <= budget);
+                assert!(
+                    p.contains(&format!("（第 {}/{} 部分）", k + 1, parts.len())),
+                    "{p}"
+                );
+                let words = p
+                    .replace("<font color=\"warning\">", "")
+                    .replace("<font color=\"comment\">", "");
+                for en in [
+                    "Where", "Metrics", "Query:", "Advice", "report", "WARNING", "warning", "part",
+                ] {
+                    assert!(!words.contains(en), "{style:?}: {en} in\n{p}");
+                }
+                assert!(p.contains("位置: ") && p.contains("建议: "), "{p}");
+            }
+        }
+    }
+
+    #[test]
+    fn markdown_v2_shows_metrics_as_a_table() {
+        let n = notification(vec![slow_query(1, "SELECT 1")]);
+        let v2 = &wecom_markdown_v2(&n, 4000)[0];
+        assert!(
+            v2.contains(
+                "\n\n| Metric | Value |\n| --- | --- |\n| calls | 52 |\n| total time | 8.12 s |"
+            ),
+            "{v2}"
+        );
+        // A tight budget drops rows, never leaves a heading without rows.
+        for budget in (MIN_BUDGET..900).step_by(7) {
+            let p = &wecom_markdown_v2(&n, budget)[0];
+            assert!(p.len() <= budget);
+            if p.contains("| --- |") {
+                let after = &p[p.find("| --- | --- |").unwrap()..];
+                assert!(after.lines().count() >= 2, "{budget}: {p}");
+            } else {
+                assert!(!p.contains("| Metric |"), "{budget}: {p}");
+            }
+            assert!(p.contains("Top query #1"), "{budget}: {p}");
+        }
+    }
+
+    #[test]
+    fn markdown_mentions_are_valid_and_bounded() {
+        let ids: Vec<String> = [
+            "alice",
+            "bob smith",
+            "<font>",
+            "@all",
+            "x".repeat(65).as_str(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(markdown_mentions(&ids, 100), "<@alice> <@@all>");
+        assert_eq!(markdown_mentions(&ids, 10), "<@alice>");
+        let many: Vec<String> = (0..1000).map(|k| format!("user{k}")).collect();
+        assert!(markdown_mentions(&many, 1000).len() <= 1000);
     }
 
     #[test]

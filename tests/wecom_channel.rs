@@ -18,13 +18,17 @@ use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use slog::{o, Drain, Logger};
 
+use powa_sentinel::actors::channel::Channel;
 use powa_sentinel::actors::channel::{Deliver, DeliveryReport, RetryPolicy};
+use powa_sentinel::actors::message::Mentions;
 use powa_sentinel::actors::throttle::Pacer;
 use powa_sentinel::actors::{
     ChannelError, Fingerprint, Insight, Notification, NotifyReason, Severity, Window,
 };
-use powa_sentinel::channels::{self, ChannelEnv, ChannelSettings};
-use powa_sentinel::render::{self, Style};
+use powa_sentinel::channels::{
+    self, ChannelEnv, ChannelSettings, MsgType, WeComChannel, WeComTarget,
+};
+use powa_sentinel::render::{self, RenderOptions, Style};
 
 use fake_wecom::{FakeConfig, FakeWeCom, Fault};
 
@@ -514,6 +518,204 @@ async fn secrets_never_leak() {
         logs.text().contains("Delivery attempt failed."),
         "logs were captured"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Mentions, digests, language
+
+fn with_mentions(mut n: Notification) -> Notification {
+    n.mentions = Mentions {
+        userids: vec!["zhangsan".into(), "bad id <x>".into(), "@all".into()],
+        mobiles: vec!["13800000000".into(), "not-a-phone!".into()],
+    };
+    n
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).expect("a JSON body")
+}
+
+/// Each msgtype carries the mentions the way WeCom supports them, and the fake accepts
+/// every message (the extra mention message included).
+#[actix_rt::test]
+async fn mentions_follow_what_each_msgtype_supports() {
+    let fake = fake();
+    let n = with_mentions(notification(
+        3,
+        (0..30).map(|k| slow_query(k, &long_sql(k))).collect(),
+    ));
+    let rate = WINDOW;
+    let mk = |msgtype: MsgType| {
+        WeComChannel::new(
+            WeComTarget::from_key(&fake.url(), KEY).unwrap(),
+            msgtype,
+            Duration::from_secs(5),
+            Default::default(),
+            rate,
+        )
+    };
+
+    // markdown: <@userid> in the first message; mobiles need an extra text message.
+    let md = mk(MsgType::Markdown).render(&n).unwrap();
+    let first = json(&md[0]);
+    let content = first["markdown"]["content"].as_str().unwrap();
+    assert!(
+        content.ends_with("\n<@zhangsan> <@@all>"),
+        "{}",
+        &content[content.len() - 80..]
+    );
+    assert!(content.len() <= render::WECOM_MARKDOWN_BUDGET);
+    assert!(md[1..md.len() - 1]
+        .iter()
+        .all(|b| !json(b)["markdown"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("<@")));
+    let last = json(md.last().unwrap());
+    assert_eq!(last["msgtype"], "text");
+    assert_eq!(
+        last["text"]["mentioned_mobile_list"],
+        serde_json::json!(["13800000000"])
+    );
+    assert!(last["text"].get("mentioned_list").is_none());
+
+    // markdown_v2: no mentions in the format, so one extra text message carries them all.
+    let v2 = mk(MsgType::MarkdownV2).render(&n).unwrap();
+    assert!(v2[..v2.len() - 1]
+        .iter()
+        .all(|b| !json(b)["markdown_v2"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("<@")));
+    let last = json(v2.last().unwrap());
+    assert_eq!(
+        last["text"]["mentioned_list"],
+        serde_json::json!(["zhangsan", "@all"])
+    );
+    assert_eq!(
+        last["text"]["mentioned_mobile_list"],
+        serde_json::json!(["13800000000"])
+    );
+
+    // text: the lists on the first message only, no extra message.
+    let tx = mk(MsgType::Text).render(&n).unwrap();
+    assert_eq!(
+        json(&tx[0])["text"]["mentioned_list"],
+        serde_json::json!(["zhangsan", "@all"])
+    );
+    assert!(json(&tx[1])["text"].get("mentioned_list").is_none());
+    assert!(tx.iter().all(|b| json(b)["text"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("Top query")));
+
+    // All of them are accepted by the robot.
+    let mut env = fast_env(Logger::root(slog::Discard, o!()));
+    for (name, msgtype, parts) in [
+        ("md", "markdown", md.len()),
+        ("md2", "markdown_v2", v2.len()),
+        ("txt", "text", tx.len()),
+    ] {
+        let s = wecom_settings(&fake.url(), KEY, serde_json::json!({"msgtype": msgtype}));
+        let r = channels::start(name, &s, &mut env).unwrap();
+        let rep = deliver(&r, n.clone()).await;
+        assert_eq!(rep.outcome, Ok(()), "{msgtype}: {rep:?}");
+        assert_eq!(rep.parts_total, parts, "{msgtype}");
+    }
+    assert!(fake.rejected().is_empty(), "{:?}", fake.rejected());
+    fake.stop().await;
+}
+
+/// A burst far beyond the quota, digested into at most N messages: all accepted, the most
+/// severe shown first, every insight counted.
+#[actix_rt::test]
+async fn digest_of_a_burst_fits_the_quota_and_represents_everything() {
+    let fake = fake();
+    for (msgtype, lang) in [
+        (MsgType::Markdown, "en"),
+        (MsgType::MarkdownV2, "zh"),
+        (MsgType::Text, "zh"),
+    ] {
+        let opts = RenderOptions {
+            lang: serde_json::from_value(serde_json::json!(lang)).unwrap(),
+            ..Default::default()
+        };
+        let ch = WeComChannel::new(
+            WeComTarget::from_key(&fake.url(), KEY).unwrap(),
+            msgtype,
+            Duration::from_secs(5),
+            opts,
+            WINDOW,
+        );
+        let mut v: Vec<Insight> = (0..1000).map(|k| slow_query(k, &long_sql(k))).collect();
+        for (k, i) in v.iter_mut().enumerate() {
+            i.severity = if k == 999 {
+                Severity::Critical
+            } else {
+                Severity::Info
+            };
+            if k % 3 == 0 {
+                i.kind = "regression".into();
+            }
+        }
+        let n = with_mentions(notification(4, v));
+        let parts = ch.render_digest(&n, 4).unwrap();
+        assert!(
+            !parts.is_empty() && parts.len() <= 4,
+            "{msgtype:?}: {}",
+            parts.len()
+        );
+        let contents: Vec<String> = parts
+            .iter()
+            .map(|b| {
+                let v = json(b);
+                let t = v["msgtype"].as_str().unwrap().to_string();
+                v[t]["content"].as_str().unwrap().to_string()
+            })
+            .collect();
+        let all = contents.join("\n");
+        assert!(all.contains("#999"), "the critical one is shown in full");
+        let more = if lang == "en" {
+            "more not shown in full"
+        } else {
+            "条未完整显示"
+        };
+        assert!(all.contains(more), "{msgtype:?}:\n{all}");
+        assert!(all.contains("regression"), "kinds are counted");
+        for p in &parts {
+            ch.send(p.clone()).await.expect("accepted by the robot");
+        }
+    }
+    assert!(fake.rejected().is_empty(), "{:?}", fake.rejected());
+    fake.stop().await;
+}
+
+/// `language = "zh"` through the configuration, against the robot.
+#[actix_rt::test]
+async fn chinese_reports_are_accepted() {
+    let fake = fake();
+    let mut env = fast_env(Logger::root(slog::Discard, o!()));
+    let s = wecom_settings(&fake.url(), KEY, serde_json::json!({"language": "zh"}));
+    let r = channels::start("zh", &s, &mut env).unwrap();
+    let v: Vec<Insight> = (0..40)
+        .map(|k| slow_query(k, &"SELECT 数据 ".repeat(400)))
+        .collect();
+    let rep = deliver(&r, notification(5, v)).await;
+    assert_eq!(rep.outcome, Ok(()), "{rep:?}");
+    let msgs = fake.messages(KEY);
+    assert!(msgs.len() > 1);
+    for (k, m) in msgs.iter().enumerate() {
+        assert!(
+            m.content.starts_with("## PoWA Sentinel 报告"),
+            "{}",
+            m.content
+        );
+        assert!(m
+            .content
+            .contains(&format!("（第 {}/{} 部分）", k + 1, msgs.len())));
+        assert!(m.content.len() <= render::WECOM_MARKDOWN_BUDGET);
+    }
+    fake.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -21,11 +21,25 @@
 //! [channels.archive]
 //! type = "file"
 //! path = "/var/lib/powa-sentinel/insights.jsonl"
+//!
+//! [channels.dba]
+//! type = "wecom_app"          # WeCom application messages
+//! corpid = "ww…"
+//! corpsecret_file = "/etc/powa-sentinel/corpsecret"
+//! agentid = 1000002
+//! touser = ["zhangsan"]
+//!
+//! [channels.hook]
+//! type = "webhook"            # generic JSON webhook, HMAC-signed (docs/webhook.md)
+//! url = "https://example.org/hooks/powa"
+//! hmac_key_file = "/etc/powa-sentinel/hmac"
 //! ```
 
 pub mod console;
 pub mod file;
+pub mod webhook;
 pub mod wecom;
+pub mod wecom_app;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -41,12 +55,14 @@ use sentinel_actors::channel::{ChannelActor, Deliver, RetryPolicy};
 use sentinel_actors::throttle::Pacer;
 
 use crate::config::Problem;
-use crate::render::{RenderOptions, DEFAULT_SQL_PREVIEW_CHARS};
+use crate::render::{Lang, RenderOptions, DEFAULT_SQL_PREVIEW_CHARS};
 use crate::secret::Secret;
 
 pub use console::ConsoleChannel;
 pub use file::FileChannel;
+pub use webhook::WebhookChannel;
 pub use wecom::{MsgType, WeComChannel, WeComTarget};
+pub use wecom_app::WeComAppChannel;
 
 /// Shortest and longest accepted `sql_preview_chars`.
 pub const SQL_PREVIEW_RANGE: std::ops::RangeInclusive<usize> = 20..=2000;
@@ -59,7 +75,7 @@ pub const SQL_PREVIEW_RANGE: std::ops::RangeInclusive<usize> = 20..=2000;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSettings {
-    /// `console`, `wecom` or `file`.
+    /// `console`, `wecom`, `wecom_app`, `webhook` or `file`.
     #[serde(rename = "type")]
     pub kind: ChannelKind,
 
@@ -74,22 +90,25 @@ pub struct ChannelSettings {
     #[serde(default)]
     pub key: Option<Secret>,
 
-    /// wecom, with `key` only: where the WeCom API lives. Default
+    /// wecom (with `key` only) and wecom_app: where the WeCom API lives. Default
     /// `https://qyapi.weixin.qq.com`.
     #[serde(default)]
     pub base_url: Option<String>,
 
-    /// wecom: message type, `markdown` (default), `markdown_v2` (lists, headings, no
-    /// colours; needs WeCom ≥ 4.1.36) or `text`.
+    /// wecom: message type, `markdown` (default), `markdown_v2` (lists, headings, tables,
+    /// no colours, no mentions; needs WeCom ≥ 4.1.36) or `text`. wecom_app: `markdown`
+    /// (default) or `text`.
     #[serde(default)]
     pub msgtype: Option<MsgType>,
 
-    /// wecom: time limit of one HTTP request, e.g. `"10s"`. Default 10s.
+    /// wecom, wecom_app, webhook: time limit of one HTTP request, e.g. `"10s"`. Default
+    /// 10s.
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
 
     /// wecom: most messages sent per rolling minute with this robot key, 1 to 20 (WeCom's
     /// own limit is 20). Default 20. Channels that share a key share this budget.
+    /// wecom_app: per application (corpid + agentid), 1 to 30; default 20.
     #[serde(default)]
     pub max_per_minute: Option<u32>,
 
@@ -101,6 +120,50 @@ pub struct ChannelSettings {
     /// all types: longest SQL preview, in characters (20 to 2000). Default 200.
     #[serde(default)]
     pub sql_preview_chars: Option<usize>,
+
+    /// console, wecom, wecom_app: language of the fixed wording, `en` (default) or `zh`.
+    #[serde(default)]
+    pub language: Option<Lang>,
+
+    /// wecom_app: the company id (`corpid`, "ww…").
+    #[serde(default)]
+    pub corpid: Option<String>,
+
+    /// wecom_app: the application's secret; a secret. Or `corpsecret_file`, or the
+    /// environment: `POWA_SENTINEL__CHANNELS__<NAME>__CORPSECRET`.
+    #[serde(default)]
+    pub corpsecret: Option<Secret>,
+
+    /// wecom_app: a file holding the application's secret (surrounding whitespace is
+    /// ignored).
+    #[serde(default)]
+    pub corpsecret_file: Option<PathBuf>,
+
+    /// wecom_app: the application's `agentid`.
+    #[serde(default)]
+    pub agentid: Option<i64>,
+
+    /// wecom_app: recipients: user ids (`["@all"]` for everyone), department ids, tag ids.
+    /// At least one of the three.
+    #[serde(default)]
+    pub touser: Option<Vec<String>>,
+    #[serde(default)]
+    pub toparty: Option<Vec<String>>,
+    #[serde(default)]
+    pub totag: Option<Vec<String>>,
+
+    /// webhook: where to POST the JSON payload; a secret (such URLs often carry a token).
+    #[serde(default)]
+    pub url: Option<Secret>,
+
+    /// webhook: the HMAC-SHA256 key that signs each payload; a secret. Or
+    /// `hmac_key_file`, or `POWA_SENTINEL__CHANNELS__<NAME>__HMAC_KEY`.
+    #[serde(default)]
+    pub hmac_key: Option<Secret>,
+
+    /// webhook: a file holding the HMAC key (surrounding whitespace is ignored).
+    #[serde(default)]
+    pub hmac_key_file: Option<PathBuf>,
 }
 
 /// The kind of destination.
@@ -111,6 +174,10 @@ pub enum ChannelKind {
     Console,
     /// A WeCom group robot (webhook).
     Wecom,
+    /// WeCom application messages (corpid + corpsecret → access token).
+    WecomApp,
+    /// A generic JSON webhook with an HMAC-SHA256 signature.
+    Webhook,
     /// A JSON-lines file.
     File,
 }
@@ -120,6 +187,8 @@ impl ChannelKind {
         match self {
             ChannelKind::Console => "console",
             ChannelKind::Wecom => "wecom",
+            ChannelKind::WecomApp => "wecom_app",
+            ChannelKind::Webhook => "webhook",
             ChannelKind::File => "file",
         }
     }
@@ -136,31 +205,53 @@ impl ChannelSettings {
     /// Messages never quote secret values.
     pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
         let key = |field: &str| format!("{path}.{field}");
-        // Which type each optional field belongs to, and whether it is set.
-        let owned: [(&str, ChannelKind, bool); 7] = [
+        // Which types each optional field belongs to, and whether it is set.
+        use ChannelKind::{Console, File, Webhook, Wecom, WecomApp};
+        let owned: [(&str, &[ChannelKind], bool); 18] = [
+            ("webhook_url", &[Wecom], self.webhook_url.is_some()),
+            ("key", &[Wecom], self.key.is_some()),
+            ("base_url", &[Wecom, WecomApp], self.base_url.is_some()),
+            ("msgtype", &[Wecom, WecomApp], self.msgtype.is_some()),
             (
-                "webhook_url",
-                ChannelKind::Wecom,
-                self.webhook_url.is_some(),
+                "timeout",
+                &[Wecom, WecomApp, Webhook],
+                self.timeout.is_some(),
             ),
-            ("key", ChannelKind::Wecom, self.key.is_some()),
-            ("base_url", ChannelKind::Wecom, self.base_url.is_some()),
-            ("msgtype", ChannelKind::Wecom, self.msgtype.is_some()),
-            ("timeout", ChannelKind::Wecom, self.timeout.is_some()),
             (
                 "max_per_minute",
-                ChannelKind::Wecom,
+                &[Wecom, WecomApp],
                 self.max_per_minute.is_some(),
             ),
-            ("path", ChannelKind::File, self.path.is_some()),
+            ("path", &[File], self.path.is_some()),
+            (
+                "language",
+                &[Console, Wecom, WecomApp],
+                self.language.is_some(),
+            ),
+            ("corpid", &[WecomApp], self.corpid.is_some()),
+            ("corpsecret", &[WecomApp], self.corpsecret.is_some()),
+            (
+                "corpsecret_file",
+                &[WecomApp],
+                self.corpsecret_file.is_some(),
+            ),
+            ("agentid", &[WecomApp], self.agentid.is_some()),
+            ("touser", &[WecomApp], self.touser.is_some()),
+            ("toparty", &[WecomApp], self.toparty.is_some()),
+            ("totag", &[WecomApp], self.totag.is_some()),
+            ("url", &[Webhook], self.url.is_some()),
+            ("hmac_key", &[Webhook], self.hmac_key.is_some()),
+            ("hmac_key_file", &[Webhook], self.hmac_key_file.is_some()),
         ];
-        for (field, owner, set) in owned {
-            if set && owner != self.kind {
+        for (field, owners, set) in owned {
+            if set && !owners.contains(&self.kind) {
+                let names: Vec<String> = owners.iter().map(|o| format!("\"{o}\"")).collect();
                 problems.push(Problem::new(
                     key(field),
                     format!(
-                        "not used by type = \"{}\" (it belongs to type = \"{owner}\"): remove it or change the type",
-                        self.kind
+                        "not used by type = \"{}\" (it belongs to type = {}): remove it or change the type",
+                        self.kind,
+                        names.join(" or ")
                     ),
                 ));
             }
@@ -180,6 +271,8 @@ impl ChannelSettings {
         match self.kind {
             ChannelKind::Console => {}
             ChannelKind::Wecom => wecom::validate(self, path, problems),
+            ChannelKind::WecomApp => wecom_app::validate(self, path, problems),
+            ChannelKind::Webhook => webhook::validate(self, path, problems),
             ChannelKind::File => match &self.path {
                 None => problems.push(Problem::new(
                     key("path"),
@@ -197,6 +290,7 @@ impl ChannelSettings {
     fn render_options(&self) -> RenderOptions {
         RenderOptions {
             sql_preview_chars: self.sql_preview_chars.unwrap_or(DEFAULT_SQL_PREVIEW_CHARS),
+            lang: self.language.unwrap_or_default(),
         }
     }
 }
@@ -268,6 +362,35 @@ impl ChannelEnv {
     }
 }
 
+/// A secret given inline or in a file (`<field>_file`): exactly one of them. Error texts
+/// name the key and the file, never the value.
+pub(crate) fn resolve_secret(
+    path: &str,
+    field: &str,
+    inline: Option<&Secret>,
+    file: Option<&std::path::Path>,
+) -> Result<Secret, String> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(format!(
+            "{path}.{field}: set either {field} or {field}_file, not both"
+        )),
+        (Some(s), None) if s.expose().trim().is_empty() => Err(format!("{path}.{field}: is empty")),
+        (Some(s), None) => Ok(Secret::new(s.expose().trim())),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("{path}.{field}_file: cannot read {}: {e}", f.display()))?;
+            let t = text.trim();
+            if t.is_empty() {
+                return Err(format!("{path}.{field}_file: {} is empty", f.display()));
+            }
+            Ok(Secret::new(t))
+        }
+        (None, None) => Err(format!(
+            "{path}.{field}: required: set {field} (or {field}_file, or the environment variable)"
+        )),
+    }
+}
+
 /// Starts the [`ChannelActor`] of channel `name` on the current arbiter. Must be called
 /// inside a running actix System. Fails (without quoting secrets) if the settings are
 /// invalid.
@@ -322,6 +445,26 @@ pub fn start(
                 env.rate_window,
             );
             ChannelActor::new(name, ch, Some(pacer), retry, log)
+                .start()
+                .recipient()
+        }
+        ChannelKind::WecomApp => {
+            let app = wecom_app::AppSettings::from_settings(settings)
+                .map_err(|e| anyhow::anyhow!("channel `{name}`: {e}"))?;
+            let max = settings
+                .max_per_minute
+                .unwrap_or(wecom_app::DEFAULT_MAX_PER_MINUTE);
+            let pacer = env.pacer_for(&app.destination(), max, &log);
+            let ch = WeComAppChannel::new(app, opts, env.rate_window);
+            ChannelActor::new(name, ch, Some(pacer), retry, log)
+                .start()
+                .recipient()
+        }
+        ChannelKind::Webhook => {
+            let hook = webhook::WebhookSettings::from_settings(settings)
+                .map_err(|e| anyhow::anyhow!("channel `{name}`: {e}"))?;
+            let ch = WebhookChannel::new(hook, opts);
+            ChannelActor::new(name, ch, None, retry, log)
                 .start()
                 .recipient()
         }

@@ -19,6 +19,7 @@ use futures_util::future::LocalBoxFuture;
 use serde::Deserialize;
 
 use sentinel_actors::channel::Channel;
+use sentinel_actors::message::Mentions;
 use sentinel_actors::{ChannelError, Notification};
 
 use super::ChannelSettings;
@@ -82,7 +83,7 @@ impl MsgType {
         }
     }
 
-    fn style(self) -> Style {
+    pub(crate) fn style(self) -> Style {
         match self {
             MsgType::Markdown => Style::Markdown,
             MsgType::MarkdownV2 => Style::MarkdownV2,
@@ -93,13 +94,128 @@ impl MsgType {
 
 /// The request body for one message.
 pub fn message_body(msgtype: MsgType, content: &str) -> String {
+    message_body_with(msgtype, content, &[], &[])
+}
+
+/// The request body for one message, with `mentioned_list` / `mentioned_mobile_list`
+/// (only `text` has them; ignored for the markdown types).
+pub fn message_body_with(
+    msgtype: MsgType,
+    content: &str,
+    userids: &[String],
+    mobiles: &[String],
+) -> String {
+    let mut inner = serde_json::Map::new();
+    inner.insert("content".into(), content.into());
+    if msgtype == MsgType::Text {
+        if !userids.is_empty() {
+            inner.insert("mentioned_list".into(), userids.into());
+        }
+        if !mobiles.is_empty() {
+            inner.insert("mentioned_mobile_list".into(), mobiles.into());
+        }
+    }
     let mut body = serde_json::Map::new();
     body.insert("msgtype".into(), msgtype.as_str().into());
-    body.insert(
-        msgtype.as_str().into(),
-        serde_json::json!({ "content": content }),
-    );
+    body.insert(msgtype.as_str().into(), serde_json::Value::Object(inner));
     serde_json::Value::Object(body).to_string()
+}
+
+/// At most this many user ids and as many mobiles are mentioned per message.
+pub const MAX_MENTIONS: usize = 50;
+/// Bytes of a markdown (v1) message kept for its `<@userid>` line.
+pub const MENTION_LINE_BYTES: usize = 1000;
+
+/// The mentions of a notification that WeCom can act on: valid user ids and mobile
+/// numbers (digits, `+`, `-`, 5 to 20 characters), at most [`MAX_MENTIONS`] each, in
+/// order, without duplicates.
+pub fn valid_mentions(m: &Mentions) -> (Vec<String>, Vec<String>) {
+    fn keep(v: &[String], ok: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for x in v.iter().map(|x| x.trim()) {
+            if ok(x) && !out.iter().any(|y| y == x) && out.len() < MAX_MENTIONS {
+                out.push(x.to_string());
+            }
+        }
+        out
+    }
+    let users = keep(&m.userids, render::valid_userid);
+    let mobiles = keep(&m.mobiles, |x| {
+        (5..=20).contains(&x.len())
+            && x.chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-'))
+    });
+    (users, mobiles)
+}
+
+/// The bodies for notification `n`: the report in `msgtype` within its byte budget (a
+/// digest in at most `max_parts` messages when given), with the mentions placed where the
+/// message type allows:
+///
+/// - `markdown`: user ids as `<@userid>` on the last line of the first message; mobiles
+///   cannot be mentioned in markdown, so they go in one extra short `text` message;
+/// - `markdown_v2`: no mentions at all in the format, so all of them go in one extra short
+///   `text` message (`mentioned_list` + `mentioned_mobile_list`) after the report;
+/// - `text`: `mentioned_list` / `mentioned_mobile_list` on the first message.
+///
+/// The extra message counts against `max_parts` and is paced like every other.
+pub fn bodies(
+    n: &Notification,
+    msgtype: MsgType,
+    opts: &RenderOptions,
+    max_parts: Option<usize>,
+) -> Vec<String> {
+    let (users, mobiles) = valid_mentions(&n.mentions);
+    let md_line = if msgtype == MsgType::Markdown {
+        render::markdown_mentions(&users, MENTION_LINE_BYTES)
+    } else {
+        String::new()
+    };
+    let extra = match msgtype {
+        MsgType::Markdown => !mobiles.is_empty(),
+        MsgType::MarkdownV2 => !users.is_empty() || !mobiles.is_empty(),
+        MsgType::Text => false,
+    };
+    let budget = if md_line.is_empty() {
+        msgtype.budget()
+    } else {
+        msgtype.budget() - md_line.len() - 1
+    };
+    let style = msgtype.style();
+    let mut contents = match max_parts {
+        None => render::render(n, style, budget, opts),
+        Some(m) => {
+            render::render_digest(n, style, budget, opts, m.saturating_sub(usize::from(extra)))
+        }
+    };
+    if contents.is_empty() {
+        return Vec::new();
+    }
+    if !md_line.is_empty() {
+        contents[0].push('\n');
+        contents[0].push_str(&md_line);
+    }
+    let mut out: Vec<String> = contents
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            if k == 0 && msgtype == MsgType::Text {
+                message_body_with(msgtype, c, &users, &mobiles)
+            } else {
+                message_body(msgtype, c)
+            }
+        })
+        .collect();
+    if extra {
+        let users: &[String] = if msgtype == MsgType::MarkdownV2 {
+            &users
+        } else {
+            &[]
+        };
+        let notice = render::mention_notice(n, opts.lang);
+        out.push(message_body_with(MsgType::Text, &notice, users, &mobiles));
+    }
+    out
 }
 
 /// Checks the wecom fields of `s` (called by [`ChannelSettings::validate`]).
@@ -386,11 +502,15 @@ impl Channel for WeComChannel {
     type Part = String;
 
     fn render(&self, n: &Notification) -> Result<Vec<String>, ChannelError> {
-        let parts = render::render(n, self.msgtype.style(), self.msgtype.budget(), &self.opts);
-        Ok(parts
-            .iter()
-            .map(|content| message_body(self.msgtype, content))
-            .collect())
+        Ok(bodies(n, self.msgtype, &self.opts, None))
+    }
+
+    fn render_digest(
+        &self,
+        n: &Notification,
+        max_parts: usize,
+    ) -> Result<Vec<String>, ChannelError> {
+        Ok(bodies(n, self.msgtype, &self.opts, Some(max_parts)))
     }
 
     fn send(&self, body: String) -> LocalBoxFuture<'static, Result<(), ChannelError>> {

@@ -399,3 +399,346 @@ fn check(
     }
     Ok((msgtype, content.to_string()))
 }
+
+// ---------------------------------------------------------------------------------------
+// WeCom application messages (a separate server; nothing above depends on it).
+
+/// A fake of WeCom's application-message API, behaving like the real one:
+///
+/// - `GET /cgi-bin/gettoken?corpid=C&corpsecret=S`: unknown corpid → 40013, wrong secret →
+///   40001; otherwise `{"errcode":0,"access_token":T,"expires_in":N}`, the same token while
+///   it is valid (like WeCom), a new one after it expired or was revoked;
+/// - `POST /cgi-bin/message/send?access_token=T`: missing token → 41001, unknown or
+///   revoked token → 40014, expired token → 42001; body not JSON → 40058; wrong agentid →
+///   40056; msgtype other than markdown/text → 40008; no content → 40058, empty → 44004;
+///   markdown content over 2048 bytes → 40058; text content over 2048 bytes is silently
+///   **truncated** (recorded as such); no valid recipient → 81013; otherwise errcode 0 with
+///   `invaliduser` listing unknown users;
+/// - per member at most `per_member_per_window` (30) messages in any rolling `window`
+///   (60 s): beyond that, the message is silently dropped for that member (errcode 0 —
+///   as WeCom does), recorded in [`AppMessage::dropped_for`].
+pub mod app {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex, MutexGuard};
+    use std::time::{Duration, Instant};
+
+    use actix_web::dev::ServerHandle;
+    use actix_web::{web, App, HttpResponse, HttpServer};
+
+    pub const GETTOKEN_PATH: &str = "/cgi-bin/gettoken";
+    pub const SEND_PATH: &str = "/cgi-bin/message/send";
+    pub const CONTENT_LIMIT: usize = 2048;
+
+    #[derive(Clone, Debug)]
+    pub struct AppConfig {
+        pub corpid: String,
+        pub corpsecret: String,
+        pub agentid: i64,
+        /// Users that exist (`@all` means all of them).
+        pub users: Vec<String>,
+        pub token_ttl: Duration,
+        pub per_member_per_window: usize,
+        pub window: Duration,
+    }
+
+    impl AppConfig {
+        pub fn new(corpid: &str, corpsecret: &str, agentid: i64, users: &[&str]) -> Self {
+            AppConfig {
+                corpid: corpid.into(),
+                corpsecret: corpsecret.into(),
+                agentid,
+                users: users.iter().map(|u| u.to_string()).collect(),
+                token_ttl: Duration::from_secs(7200),
+                per_member_per_window: 30,
+                window: Duration::from_secs(60),
+            }
+        }
+
+        pub fn with_token_ttl(mut self, ttl: Duration) -> Self {
+            self.token_ttl = ttl;
+            self
+        }
+    }
+
+    /// One message accepted by message/send.
+    #[derive(Clone, Debug)]
+    pub struct AppMessage {
+        pub instant: Instant,
+        pub msgtype: String,
+        pub content: String,
+        /// WeCom cut it (text over 2048 bytes).
+        pub truncated: bool,
+        pub delivered_to: Vec<String>,
+        pub dropped_for: Vec<String>,
+    }
+
+    struct Token {
+        value: String,
+        expires: Instant,
+        revoked: bool,
+    }
+
+    struct State {
+        cfg: AppConfig,
+        tokens: Vec<Token>,
+        gettoken_calls: usize,
+        send_calls: usize,
+        messages: Vec<AppMessage>,
+        /// errcodes answered by message/send and gettoken (0 excluded).
+        rejected: Vec<i64>,
+        per_member: HashMap<String, Vec<Instant>>,
+        /// Every URL query string received (to check what goes on the wire).
+        queries: Vec<String>,
+    }
+
+    type Shared = Arc<Mutex<State>>;
+
+    fn lock(s: &Shared) -> MutexGuard<'_, State> {
+        s.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub struct FakeWeComApp {
+        addr: SocketAddr,
+        state: Shared,
+        handle: ServerHandle,
+    }
+
+    impl FakeWeComApp {
+        /// Starts on a free loopback port; call inside an actix runtime.
+        pub fn start(cfg: AppConfig) -> std::io::Result<FakeWeComApp> {
+            let state: Shared = Arc::new(Mutex::new(State {
+                cfg,
+                tokens: Vec::new(),
+                gettoken_calls: 0,
+                send_calls: 0,
+                messages: Vec::new(),
+                rejected: Vec::new(),
+                per_member: HashMap::new(),
+                queries: Vec::new(),
+            }));
+            let data = web::Data::new(Arc::clone(&state));
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .app_data(web::PayloadConfig::new(8 * 1024 * 1024))
+                    .route(GETTOKEN_PATH, web::get().to(gettoken))
+                    .route(SEND_PATH, web::post().to(send))
+            })
+            .workers(1)
+            .disable_signals()
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            let addr = server
+                .addrs()
+                .first()
+                .copied()
+                .ok_or_else(|| std::io::Error::other("the fake WeCom app bound no address"))?;
+            let server = server.run();
+            let handle = server.handle();
+            actix_rt::spawn(server);
+            Ok(FakeWeComApp {
+                addr,
+                state,
+                handle,
+            })
+        }
+
+        pub fn url(&self) -> String {
+            format!("http://{}", self.addr)
+        }
+
+        pub fn gettoken_calls(&self) -> usize {
+            lock(&self.state).gettoken_calls
+        }
+
+        pub fn send_calls(&self) -> usize {
+            lock(&self.state).send_calls
+        }
+
+        pub fn messages(&self) -> Vec<AppMessage> {
+            lock(&self.state).messages.clone()
+        }
+
+        pub fn rejected(&self) -> Vec<i64> {
+            lock(&self.state).rejected.clone()
+        }
+
+        pub fn queries(&self) -> Vec<String> {
+            lock(&self.state).queries.clone()
+        }
+
+        /// WeCom invalidated every token early: the next send gets 40014.
+        pub fn revoke_tokens(&self) {
+            for t in lock(&self.state).tokens.iter_mut() {
+                t.revoked = true;
+            }
+        }
+
+        /// Every token expires now: the next send gets 42001.
+        pub fn expire_tokens(&self) {
+            let now = Instant::now();
+            for t in lock(&self.state).tokens.iter_mut() {
+                t.expires = now;
+            }
+        }
+
+        pub async fn stop(&self) {
+            self.handle.stop(false).await;
+        }
+    }
+
+    fn answer(v: serde_json::Value) -> HttpResponse {
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .body(v.to_string())
+    }
+
+    fn err(st: &mut State, code: i64, msg: &str) -> HttpResponse {
+        st.rejected.push(code);
+        answer(serde_json::json!({"errcode": code, "errmsg": format!("{msg}, hint: [fake]")}))
+    }
+
+    async fn gettoken(
+        state: web::Data<Shared>,
+        req: actix_web::HttpRequest,
+        query: web::Query<HashMap<String, String>>,
+    ) -> HttpResponse {
+        let mut st = lock(&state);
+        st.queries.push(req.query_string().to_string());
+        st.gettoken_calls += 1;
+        let corpid = query.get("corpid").cloned().unwrap_or_default();
+        let secret = query.get("corpsecret").cloned().unwrap_or_default();
+        if corpid != st.cfg.corpid {
+            return err(&mut st, 40013, "invalid corpid");
+        }
+        if secret != st.cfg.corpsecret {
+            return err(&mut st, 40001, "invalid credential");
+        }
+        let now = Instant::now();
+        if let Some(t) = st.tokens.iter().find(|t| !t.revoked && t.expires > now) {
+            let left = t.expires.duration_since(now).as_secs().max(1);
+            return answer(serde_json::json!({"errcode": 0, "errmsg": "ok",
+                "access_token": t.value, "expires_in": left}));
+        }
+        let value = format!(
+            "fake-token-{}-{}",
+            st.tokens.len() + 1,
+            now.elapsed().as_nanos()
+        );
+        let ttl = st.cfg.token_ttl;
+        st.tokens.push(Token {
+            value: value.clone(),
+            expires: now + ttl,
+            revoked: false,
+        });
+        answer(serde_json::json!({"errcode": 0, "errmsg": "ok",
+            "access_token": value, "expires_in": ttl.as_secs().max(1)}))
+    }
+
+    async fn send(
+        state: web::Data<Shared>,
+        req: actix_web::HttpRequest,
+        query: web::Query<HashMap<String, String>>,
+        body: web::Bytes,
+    ) -> HttpResponse {
+        let mut st = lock(&state);
+        st.queries.push(req.query_string().to_string());
+        st.send_calls += 1;
+        let now = Instant::now();
+        let Some(token) = query.get("access_token").filter(|t| !t.is_empty()) else {
+            return err(&mut st, 41001, "access_token missing");
+        };
+        match st.tokens.iter().find(|t| &t.value == token) {
+            None => return err(&mut st, 40014, "invalid access_token"),
+            Some(t) if t.revoked => return err(&mut st, 40014, "invalid access_token"),
+            Some(t) if t.expires <= now => return err(&mut st, 42001, "access_token expired"),
+            Some(_) => {}
+        }
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            return err(&mut st, 40058, "invalid Request Parameter");
+        };
+        if v.get("agentid").and_then(|a| a.as_i64()) != Some(st.cfg.agentid) {
+            return err(&mut st, 40056, "invalid agentid");
+        }
+        let msgtype = v
+            .get("msgtype")
+            .and_then(|m| m.as_str())
+            .unwrap_or_default()
+            .to_string();
+        if !matches!(msgtype.as_str(), "markdown" | "text") {
+            return err(&mut st, 40008, "invalid message type");
+        }
+        let Some(content) = v
+            .get(&msgtype)
+            .and_then(|o| o.get("content"))
+            .and_then(|c| c.as_str())
+        else {
+            return err(&mut st, 40058, "missing content");
+        };
+        if content.is_empty() {
+            return err(&mut st, 44004, "empty content");
+        }
+        let mut content = content.to_string();
+        let mut truncated = false;
+        if content.len() > CONTENT_LIMIT {
+            if msgtype == "markdown" {
+                return err(&mut st, 40058, "markdown.content exceed max length 2048");
+            }
+            let mut end = CONTENT_LIMIT;
+            while !content.is_char_boundary(end) {
+                end -= 1;
+            }
+            content.truncate(end);
+            truncated = true;
+        }
+        let touser: Vec<String> = v
+            .get("touser")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default()
+            .split('|')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        let targets: Vec<String> = if touser.iter().any(|u| u == "@all") {
+            st.cfg.users.clone()
+        } else {
+            touser
+                .iter()
+                .filter(|u| st.cfg.users.contains(u))
+                .cloned()
+                .collect()
+        };
+        let invalid: Vec<String> = touser
+            .iter()
+            .filter(|u| *u != "@all" && !st.cfg.users.contains(u))
+            .cloned()
+            .collect();
+        if targets.is_empty() {
+            return err(&mut st, 81013, "user & party & tag all invalid");
+        }
+        let (window, max) = (st.cfg.window, st.cfg.per_member_per_window);
+        let mut delivered_to = Vec::new();
+        let mut dropped_for = Vec::new();
+        for u in targets {
+            let times = st.per_member.entry(u.clone()).or_default();
+            times.retain(|t| now.duration_since(*t) < window);
+            if times.len() >= max {
+                dropped_for.push(u);
+            } else {
+                times.push(now);
+                delivered_to.push(u);
+            }
+        }
+        st.messages.push(AppMessage {
+            instant: now,
+            msgtype,
+            content,
+            truncated,
+            delivered_to,
+            dropped_for,
+        });
+        let n = st.messages.len();
+        answer(serde_json::json!({"errcode": 0, "errmsg": "ok",
+            "invaliduser": invalid.join("|"), "msgid": format!("fake-msg-{n}")}))
+    }
+}
