@@ -6,7 +6,12 @@
 //! picks a burst and a period that keep that number at or below the provider's limit.
 //! A provider can still say "too many" (another process shares the key): [`Pacer::pause`]
 //! then holds every sender of that destination until the provider's window has passed.
+//!
+//! The pacer also remembers when it let each message through in the last window, so the
+//! channel actor can ask how many more the quota allows soon ([`Pacer::capacity`]) and
+//! render a digest of that size instead of queueing more than the quota can carry.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -19,6 +24,10 @@ pub struct Pacer {
     paused_until: Mutex<Option<Instant>>,
     burst: u32,
     period: Duration,
+    /// The window the quota counts in.
+    window: Duration,
+    /// When messages were let through, within the last `window`.
+    granted: Mutex<VecDeque<Instant>>,
 }
 
 impl std::fmt::Debug for Pacer {
@@ -40,10 +49,10 @@ impl Pacer {
         // Using `max - burst` steps (not +1) keeps one message of margin for clock jitter.
         let steps = (max - burst).max(1);
         let period = window / steps;
-        Self::with_quota(burst, period)
+        Self::with_quota(burst, period, window)
     }
 
-    fn with_quota(burst: u32, period: Duration) -> Pacer {
+    fn with_quota(burst: u32, period: Duration, window: Duration) -> Pacer {
         let period = period.max(Duration::from_millis(1));
         let quota = Quota::with_period(period)
             .expect("period is non-zero")
@@ -53,6 +62,8 @@ impl Pacer {
             paused_until: Mutex::new(None),
             burst,
             period,
+            window,
+            granted: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -62,19 +73,57 @@ impl Pacer {
         self.burst + steps - 1
     }
 
+    /// How long the destination is still paused, if it is.
+    fn paused_for(&self) -> Option<Duration> {
+        let guard = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .and_then(|until| until.checked_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
+    }
+
     /// Waits until one message may be sent, honouring any pause.
+    ///
+    /// The pause is checked again after the limiter granted a cell: a sender already
+    /// waiting in the limiter when another sender of the same destination got "too many"
+    /// must not go out during the pause (its cell is forfeited, which only slows it down).
     pub async fn ready(&self) {
         loop {
-            let wait = {
-                let guard = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
-                guard.and_then(|until| until.checked_duration_since(Instant::now()))
-            };
-            match wait {
-                Some(d) if !d.is_zero() => actix_rt::time::sleep(d).await,
-                _ => break,
+            while let Some(d) = self.paused_for() {
+                actix_rt::time::sleep(d).await;
+            }
+            self.limiter.until_ready().await;
+            if self.paused_for().is_none() {
+                break;
             }
         }
-        self.limiter.until_ready().await;
+        let now = Instant::now();
+        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        granted.push_back(now);
+        Self::forget_old(&mut granted, now, self.window);
+    }
+
+    fn forget_old(granted: &mut VecDeque<Instant>, now: Instant, window: Duration) {
+        while granted
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
+            granted.pop_front();
+        }
+    }
+
+    /// How many more messages the quota allows within the coming window, given what this
+    /// pacer let through in the last one: the worst case it admits in a window, less what
+    /// it admitted recently. Zero when the window is used up.
+    pub fn capacity(&self) -> usize {
+        let now = Instant::now();
+        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        Self::forget_old(&mut granted, now, self.window);
+        (self.worst_case_in(self.window) as usize).saturating_sub(granted.len())
+    }
+
+    /// The window the quota counts in.
+    pub fn window(&self) -> Duration {
+        self.window
     }
 
     /// Holds every sender of this destination for `d` (e.g. after WeCom's errcode 45009).
@@ -96,6 +145,67 @@ mod tests {
         let p = Pacer::new(20, Duration::from_secs(60));
         assert!(p.worst_case_in(Duration::from_secs(60)) <= 20, "{p:?}");
         assert_eq!(p.burst, 5);
+    }
+
+    #[actix_rt::test]
+    async fn capacity_counts_what_was_let_through_in_the_window() {
+        let p = Pacer::new(20, Duration::from_secs(60));
+        let full = p.capacity();
+        assert_eq!(full, p.worst_case_in(Duration::from_secs(60)) as usize);
+        for _ in 0..3 {
+            p.ready().await;
+        }
+        assert_eq!(p.capacity(), full - 3);
+    }
+
+    #[actix_rt::test]
+    async fn capacity_recovers_after_the_window() {
+        let window = Duration::from_millis(300);
+        let p = Pacer::new(8, window);
+        p.ready().await;
+        p.ready().await;
+        assert_eq!(p.capacity(), p.worst_case_in(window) as usize - 2);
+        actix_rt::time::sleep(window).await;
+        assert_eq!(p.capacity(), p.worst_case_in(window) as usize);
+    }
+
+    /// A pause holds every sender of the destination, including one that was already
+    /// waiting for a cell when the pause began, for at least the pause.
+    #[actix_rt::test]
+    async fn pause_holds_every_sender_for_its_length() {
+        let p = std::sync::Arc::new(Pacer::new(2, Duration::from_millis(400)));
+        // Burst 1, one cell per 400 ms: after this, the next sender waits in the limiter.
+        assert_eq!(p.burst, 1);
+        p.ready().await;
+        let waiting = {
+            let p = std::sync::Arc::clone(&p);
+            actix_rt::spawn(async move {
+                p.ready().await;
+                Instant::now()
+            })
+        };
+        actix_rt::task::yield_now().await;
+        let paused_at = Instant::now();
+        let pause = Duration::from_millis(700);
+        p.pause(pause);
+        let second = {
+            let p = std::sync::Arc::clone(&p);
+            actix_rt::spawn(async move {
+                p.ready().await;
+                Instant::now()
+            })
+        };
+        for t in [waiting.await.unwrap(), second.await.unwrap()] {
+            assert!(
+                t.duration_since(paused_at) >= pause,
+                "a sender went out {:?} into a {pause:?} pause",
+                t.duration_since(paused_at)
+            );
+        }
+        // A shorter pause does not cut a longer one short.
+        p.pause(Duration::from_secs(5));
+        p.pause(Duration::from_millis(1));
+        assert!(p.paused_for().unwrap() > Duration::from_secs(4));
     }
 
     #[test]
