@@ -516,7 +516,7 @@ impl<C: Channel> ChannelActor<C> {
                         self.outbox_error("fail", &oe);
                     }
                 }
-                self.report_failure(&e);
+                self.report_failure(&e, sources.len());
                 self.answer(&sources, 0, 0, 0, Err(e));
                 return None;
             }
@@ -548,9 +548,10 @@ impl<C: Channel> ChannelActor<C> {
         self.local_seq
     }
 
-    fn report_failure(&mut self, e: &ChannelError) {
+    /// A batch of `notifications` failed for good.
+    fn report_failure(&mut self, e: &ChannelError, notifications: usize) {
         self.permanent = true;
-        self.failed += 1;
+        self.failed += notifications.max(1) as u64;
         self.failed_in_outbox += 1;
         {
             let mut live = self.live.borrow_mut();
@@ -581,7 +582,7 @@ impl<C: Channel> ChannelActor<C> {
                 if let Err(oe) = self.outbox.fail(seq, &e.to_string()) {
                     self.outbox_error("fail", &oe);
                 }
-                self.report_failure(e);
+                self.report_failure(e, sources.len());
             }
         }
         self.answer(&sources, total, delivered, attempts, outcome);
