@@ -306,3 +306,51 @@ async fn permanent_error_does_not_block_another_channel() {
     assert!(outbox.entries("good").unwrap().is_empty());
     fake.stop().await;
 }
+
+/// WeCom's 45009 ("too many") on one channel pauses the robot key for every channel that
+/// posts with it, for the quota window: nothing reaches the robot before the pause ends,
+/// and everything is delivered after it.
+#[actix_rt::test]
+async fn rate_limited_answer_pauses_every_channel_of_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox: Arc<dyn Outbox> = Arc::new(RedbOutbox::open(dir.path()).unwrap());
+    let fake = FakeWeCom::start_with(FakeConfig::new(&[KEY]).with_window(20, WINDOW)).unwrap();
+    let mut env = env(Arc::clone(&outbox), Duration::from_secs(60));
+    let a = channels::start("a", &wecom(&fake, KEY), &mut env).unwrap();
+    let text: ChannelSettings = serde_json::from_value(serde_json::json!({
+        "type": "wecom", "key": KEY, "base_url": fake.url(), "msgtype": "text"
+    }))
+    .unwrap();
+    let b = channels::start("b", &text, &mut env).unwrap();
+    let health_a = env.controls()["a"].health.clone();
+
+    fake.inject(Fault::Errcode(45009), 1);
+    let t0 = std::time::Instant::now();
+    let first = a.send(Deliver(notification(1, [0])));
+    // Wait until channel a has heard 45009, then give channel b work on the same key.
+    let first = actix_rt::spawn(first);
+    while health(&health_a).await.rate_limited == 0 {
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    let later = futures_util::future::join_all(
+        (1..4).map(|k| b.send(Deliver(notification(10 + k as u64, [k])))),
+    )
+    .await;
+    assert_eq!(first.await.unwrap().unwrap().outcome, Ok(()));
+    for rep in later {
+        assert_eq!(rep.unwrap().outcome, Ok(()));
+    }
+    let msgs = fake.messages(KEY);
+    assert!(!msgs.is_empty());
+    for m in &msgs {
+        assert!(
+            m.instant.duration_since(t0) >= WINDOW,
+            "a message reached the robot {:?} after 45009, inside the {WINDOW:?} pause",
+            m.instant.duration_since(t0)
+        );
+    }
+    let (shown, _) = tally(&msgs, 0..4);
+    assert!(shown.values().all(|n| *n == 1), "{shown:?}");
+    assert!(fake.rejected().is_empty(), "{:?}", fake.rejected());
+    fake.stop().await;
+}
