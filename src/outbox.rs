@@ -11,6 +11,8 @@
 //! - `progress`: seq → parts confirmed (kept apart so that a confirmed part rewrites 8
 //!   bytes, not the parts);
 //! - `failed`: seq → why it failed for good;
+//! - `sent`: channel → when its recent messages were confirmed (the last hour), so a
+//!   restarted process knows how much of the rolling quota is used;
 //! - `meta`: `next_seq`.
 //!
 //! The file is locked by the process that opened it: a second powa-sentinel on the same
@@ -18,6 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     WriteTransaction,
@@ -25,7 +28,8 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 use sentinel_actors::outbox::{
-    backlog_of, Backlog, EntryBody, Outbox, OutboxEntry, RenderedEntry, Seq, StoredNotification,
+    backlog_of, remember_sent, Backlog, EntryBody, Outbox, OutboxEntry, RenderedEntry, Seq,
+    StoredNotification,
 };
 use sentinel_actors::OutboxError;
 
@@ -36,6 +40,7 @@ const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const PROGRESS: TableDefinition<u64, u64> = TableDefinition::new("progress");
 const FAILED: TableDefinition<u64, &str> = TableDefinition::new("failed");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const SENT: TableDefinition<&str, &[u8]> = TableDefinition::new("sent");
 const NEXT_SEQ: &str = "next_seq";
 
 #[derive(Serialize, Deserialize)]
@@ -113,6 +118,7 @@ impl RedbOutbox {
                 .map_err(|e| err("open progress", e))?;
             tx.open_table(FAILED).map_err(|e| err("open failed", e))?;
             tx.open_table(META).map_err(|e| err("open meta", e))?;
+            tx.open_table(SENT).map_err(|e| err("open sent", e))?;
             Ok(())
         })
     }
@@ -281,6 +287,39 @@ impl Outbox for RedbOutbox {
             all.iter().map(|e| (e.channel.as_str(), e.failed.is_some())),
         ))
     }
+
+    fn record_sent(&self, channel: &str, at: DateTime<Utc>) -> Result<(), OutboxError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(SENT).map_err(|e| err("open sent", e))?;
+            let mut times: Vec<DateTime<Utc>> = match t
+                .get(channel)
+                .map_err(|e| err("read sent", e))?
+            {
+                Some(v) => ciborium::from_reader(v.value()).map_err(|e| err("decode sent", e))?,
+                None => Vec::new(),
+            };
+            remember_sent(&mut times, at);
+            let mut bytes = Vec::new();
+            ciborium::into_writer(&times, &mut bytes).map_err(|e| err("encode sent", e))?;
+            t.insert(channel, bytes.as_slice())
+                .map_err(|e| err("write sent", e))?;
+            Ok(())
+        })
+    }
+
+    fn sent_since(
+        &self,
+        channel: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, OutboxError> {
+        let tx = self.db.begin_read().map_err(|e| err("begin read", e))?;
+        let t = tx.open_table(SENT).map_err(|e| err("open sent", e))?;
+        let times: Vec<DateTime<Utc>> = match t.get(channel).map_err(|e| err("read sent", e))? {
+            Some(v) => ciborium::from_reader(v.value()).map_err(|e| err("decode sent", e))?,
+            None => Vec::new(),
+        };
+        Ok(times.into_iter().filter(|t| *t >= since).collect())
+    }
 }
 
 #[cfg(test)]
@@ -385,6 +424,13 @@ mod tests {
         o.done(r).unwrap();
         o.done(a).unwrap();
         assert!(o.entries("ops").unwrap().is_empty());
+        o.record_sent("ops", Utc::now()).unwrap();
+        drop(o);
+        let o = RedbOutbox::open(dir.path()).unwrap();
+        let recent = o
+            .sent_since("ops", Utc::now() - chrono::TimeDelta::minutes(1))
+            .unwrap();
+        assert_eq!(recent.len(), 1, "send times survive reopening");
         // Sequence numbers keep growing across reopenings.
         let n = o.accept("ops", &stored(4)).unwrap();
         assert!(n > r);

@@ -354,3 +354,39 @@ async fn rate_limited_answer_pauses_every_channel_of_the_key() {
     assert!(fake.rejected().is_empty(), "{:?}", fake.rejected());
     fake.stop().await;
 }
+
+/// A restart does not reset the quota: the new process's pacer starts empty, but the
+/// outbox remembers when the last window's messages went out. 15 messages, a "restart"
+/// (new pacer, same outbox), 15 more at once: the robot rejects none.
+#[actix_rt::test]
+async fn restart_keeps_counting_the_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox: Arc<dyn Outbox> = Arc::new(RedbOutbox::open(dir.path()).unwrap());
+    let fake = FakeWeCom::start_with(FakeConfig::new(&[KEY]).with_window(20, WINDOW)).unwrap();
+
+    let mut before = env(Arc::clone(&outbox), Duration::from_secs(60));
+    let r = channels::start("ops", &wecom(&fake, KEY), &mut before).unwrap();
+    for k in 0..15usize {
+        let rep = r
+            .send(Deliver(notification(k as u64 + 1, [k])))
+            .await
+            .unwrap();
+        assert_eq!(rep.outcome, Ok(()));
+    }
+    // The restarted process: a new environment, so a new pacer for the key.
+    let mut after = env(Arc::clone(&outbox), Duration::from_secs(60));
+    let r = channels::start("ops", &wecom(&fake, KEY), &mut after).unwrap();
+    let reports = futures_util::future::join_all(
+        (15..30usize).map(|k| r.send(Deliver(notification(k as u64 + 1, [k])))),
+    )
+    .await;
+    for rep in reports {
+        assert_eq!(rep.unwrap().outcome, Ok(()));
+    }
+    assert!(fake.rejected().is_empty(), "{:?}", fake.rejected());
+    assert!(fake.max_accepted_in_window(KEY) <= 20);
+    let (shown, counted) = tally(&fake.messages(KEY), 0..30);
+    let full = shown.values().filter(|n| **n > 0).count();
+    assert!(full + counted >= 30, "{full} + {counted}");
+    fake.stop().await;
+}

@@ -324,6 +324,23 @@ impl<C: Channel> ChannelActor<C> {
             "channel" => &self.name, "operation" => what, "error" => %e);
     }
 
+    /// Tells the pacer what this channel sent in the last window, per the outbox (an
+    /// earlier process may have used part of the quota).
+    fn seed_pacer(&self) {
+        let Some(pacer) = &self.pacer else { return };
+        let now = Utc::now();
+        let window = chrono::TimeDelta::from_std(pacer.window()).unwrap_or_default();
+        match self.outbox.sent_since(&self.name, now - window) {
+            Ok(times) => {
+                if !times.is_empty() {
+                    debug!(self.log, "Quota already used in this window."; "channel" => &self.name, "sent" => times.len());
+                }
+                pacer.seed(times.iter().filter_map(|t| (now - *t).to_std().ok()));
+            }
+            Err(e) => self.outbox_error("read sent", &e),
+        }
+    }
+
     /// Loads what the outbox holds for this channel.
     fn recover(&mut self) {
         let entries = match self.outbox.entries(&self.name) {
@@ -463,7 +480,8 @@ impl<C: Channel> ChannelActor<C> {
             Ok(p) => p.len() <= capacity,
             Err(_) => true,
         };
-        if fits && self.queue.len() > 1 {
+        // Without a quota (capacity unbounded) everything fits: no need to render ahead.
+        if fits && self.queue.len() > 1 && capacity != usize::MAX {
             let mut total = head_parts.as_ref().map_or(0, Vec::len);
             for q in self.queue.iter().skip(1) {
                 total += self.channel.render(&q.notification).map_or(0, |p| p.len());
@@ -729,6 +747,7 @@ impl<C: Channel> Actor for ChannelActor<C> {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64);
+        self.seed_pacer();
         self.recover();
         self.pump(ctx);
     }
@@ -773,6 +792,13 @@ async fn deliver_parts<P: Clone + 'static, C: Channel<Part = P>>(
                         live.borrow_mut().outbox_errors += 1;
                         error!(run.log, "Outbox write failed: a restart now would repeat this part.";
                             "channel" => &run.name, "error" => %e);
+                    }
+                    if run.pacer.is_some() {
+                        if let Err(e) = run.outbox.record_sent(&run.name, Utc::now()) {
+                            live.borrow_mut().outbox_errors += 1;
+                            warn!(run.log, "Outbox write failed: a restart may not know this message used the quota.";
+                                "channel" => &run.name, "error" => %e);
+                        }
                     }
                     let mut l = live.borrow_mut();
                     l.parts_delivered = i + 1;
@@ -1171,12 +1197,14 @@ mod tests {
             (0..12).collect::<Vec<_>>(),
             "each caller hears about its own"
         );
-        let sent = ch.sent.borrow();
-        assert!(sent.len() < 12, "{sent:?}");
-        assert!(ch.digests.get() >= 1);
-        let all = sent.join("\n");
-        for k in 0..12 {
-            assert!(all.contains(&format!("insight {k}")), "{k} lost: {sent:?}");
+        {
+            let sent = ch.sent.borrow();
+            assert!(sent.len() < 12, "{sent:?}");
+            assert!(ch.digests.get() >= 1);
+            let all = sent.join("\n");
+            for k in 0..12 {
+                assert!(all.contains(&format!("insight {k}")), "{k} lost: {sent:?}");
+            }
         }
         let h = addr.send(GetHealth).await.unwrap();
         assert!(h.merged >= 2 && h.digests >= 1, "{h:?}");

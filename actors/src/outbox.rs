@@ -139,6 +139,35 @@ pub trait Outbox: Send + Sync + 'static {
 
     /// Pending and failed counts of every channel that has entries.
     fn backlog(&self) -> Result<Vec<Backlog>, OutboxError>;
+
+    /// Records that a message of `channel` was confirmed at `at`. The quota of a
+    /// destination counts messages in a rolling window; remembering them lets a restarted
+    /// process keep counting (instead of starting from a full budget).
+    fn record_sent(&self, channel: &str, at: DateTime<Utc>) -> Result<(), OutboxError>;
+
+    /// When messages of `channel` were confirmed since `since`, oldest first.
+    fn sent_since(
+        &self,
+        channel: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, OutboxError>;
+}
+
+/// How long and how many send times an outbox keeps per channel: more than any quota
+/// window, fewer than would grow without bound.
+pub const SENT_KEEP: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+pub const SENT_KEEP_MAX: usize = 256;
+
+/// Adds `at` to a channel's send times and forgets what is past [`SENT_KEEP`] (helper for
+/// implementations of [`Outbox::record_sent`]).
+pub fn remember_sent(times: &mut Vec<DateTime<Utc>>, at: DateTime<Utc>) {
+    times.push(at);
+    times.sort_unstable();
+    let horizon = at - SENT_KEEP;
+    times.retain(|t| *t >= horizon);
+    if times.len() > SENT_KEEP_MAX {
+        times.drain(..times.len() - SENT_KEEP_MAX);
+    }
 }
 
 /// Sums up entries per channel (helper for implementations of [`Outbox::backlog`]).
@@ -164,6 +193,7 @@ pub fn backlog_of<'a>(entries: impl IntoIterator<Item = (&'a str, bool)>) -> Vec
 pub struct MemoryOutbox {
     next: AtomicU64,
     entries: Mutex<BTreeMap<Seq, OutboxEntry>>,
+    sent: Mutex<BTreeMap<String, Vec<DateTime<Utc>>>>,
 }
 
 impl MemoryOutbox {
@@ -255,6 +285,24 @@ impl Outbox for MemoryOutbox {
                 .map(|e| (e.channel.as_str(), e.failed.is_some())),
         ))
     }
+
+    fn record_sent(&self, channel: &str, at: DateTime<Utc>) -> Result<(), OutboxError> {
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        remember_sent(sent.entry(channel.to_string()).or_default(), at);
+        Ok(())
+    }
+
+    fn sent_since(
+        &self,
+        channel: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, OutboxError> {
+        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(sent
+            .get(channel)
+            .map(|v| v.iter().copied().filter(|t| *t >= since).collect())
+            .unwrap_or_default())
+    }
 }
 
 #[cfg(test)]
@@ -314,6 +362,18 @@ mod tests {
         );
         o.done(r).unwrap();
         assert!(o.entries("ops").unwrap().is_empty());
+        let t = Utc::now();
+        o.record_sent("ops", t - chrono::TimeDelta::hours(2))
+            .unwrap();
+        o.record_sent("ops", t - chrono::TimeDelta::seconds(90))
+            .unwrap();
+        o.record_sent("ops", t).unwrap();
+        let minute = t - chrono::TimeDelta::minutes(1);
+        assert_eq!(o.sent_since("ops", minute).unwrap(), [t]);
+        let all = o
+            .sent_since("ops", t - chrono::TimeDelta::hours(3))
+            .unwrap();
+        assert_eq!(all.len(), 2, "older than an hour is forgotten");
         assert_eq!(
             o.entries("other").unwrap()[0].failed.as_deref(),
             Some("errcode 93000")

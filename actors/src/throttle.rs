@@ -86,20 +86,37 @@ impl Pacer {
     /// The pause is checked again after the limiter granted a cell: a sender already
     /// waiting in the limiter when another sender of the same destination got "too many"
     /// must not go out during the pause (its cell is forfeited, which only slows it down).
+    /// Then the rolling count is checked against what was let through (or
+    /// [seeded](Pacer::seed)) in the last window: the limiter alone bounds the worst
+    /// window only for a pacer that has seen every message since it was created.
     pub async fn ready(&self) {
+        let limit = self.worst_case_in(self.window) as usize;
         loop {
             while let Some(d) = self.paused_for() {
                 actix_rt::time::sleep(d).await;
             }
             self.limiter.until_ready().await;
-            if self.paused_for().is_none() {
-                break;
+            if self.paused_for().is_some() {
+                continue;
+            }
+            let full_until = {
+                let now = Instant::now();
+                let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+                Self::forget_old(&mut granted, now, self.window);
+                if granted.len() < limit {
+                    granted.push_back(now);
+                    None
+                } else {
+                    granted.front().map(|oldest| *oldest + self.window)
+                }
+            };
+            match full_until {
+                None => break,
+                Some(until) => {
+                    actix_rt::time::sleep(until.saturating_duration_since(Instant::now())).await
+                }
             }
         }
-        let now = Instant::now();
-        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
-        granted.push_back(now);
-        Self::forget_old(&mut granted, now, self.window);
     }
 
     fn forget_old(granted: &mut VecDeque<Instant>, now: Instant, window: Duration) {
@@ -119,6 +136,25 @@ impl Pacer {
         let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
         Self::forget_old(&mut granted, now, self.window);
         (self.worst_case_in(self.window) as usize).saturating_sub(granted.len())
+    }
+
+    /// Counts messages sent `ages` ago (by an earlier process, say) as if this pacer had
+    /// let them through: those within the window lower [`Pacer::capacity`] and use up
+    /// limiter cells, so a restart does not start from a full budget.
+    pub fn seed(&self, ages: impl IntoIterator<Item = Duration>) {
+        let now = Instant::now();
+        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        for age in ages {
+            if age >= self.window {
+                continue;
+            }
+            if let Some(t) = now.checked_sub(age) {
+                granted.push_back(t);
+                // Conservative: the cell is taken now, not when the message went out.
+                let _ = self.limiter.check();
+            }
+        }
+        granted.make_contiguous().sort_unstable();
     }
 
     /// The window the quota counts in.
@@ -156,6 +192,45 @@ mod tests {
             p.ready().await;
         }
         assert_eq!(p.capacity(), full - 3);
+    }
+
+    #[test]
+    fn seeded_sends_count_against_the_window() {
+        let p = Pacer::new(20, Duration::from_secs(60));
+        let full = p.capacity();
+        p.seed([
+            Duration::from_secs(5),
+            Duration::from_secs(30),
+            Duration::from_secs(61),
+        ]);
+        assert_eq!(
+            p.capacity(),
+            full - 2,
+            "the one older than the window is ignored"
+        );
+    }
+
+    /// After a restart the pacer is new, but the sends of the last window (from the
+    /// outbox) are seeded: the rolling count holds across the two processes.
+    #[actix_rt::test]
+    async fn seeded_history_holds_the_rolling_count() {
+        let window = Duration::from_millis(600);
+        let p = Pacer::new(20, window);
+        let limit = p.worst_case_in(window) as usize;
+        // Taken before seeding: the seeded sends leave the window 500 ms after `started`
+        // at the earliest, whatever the machine's speed.
+        let started = Instant::now();
+        // The previous process sent `limit - 2` in the last 100 ms.
+        p.seed((0..limit - 2).map(|_| Duration::from_millis(100)));
+        for _ in 0..3 {
+            p.ready().await;
+        }
+        // The third one had to wait for the seeded ones to leave the window.
+        assert!(
+            started.elapsed() >= window - Duration::from_millis(100),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[actix_rt::test]
