@@ -7,12 +7,14 @@
 //! - [`powa`]: discovery of PoWA repositories and servers, and the read-only reader;
 //! - [`analyze`]: the analyzers that turn snapshots into insights;
 //! - [`channels`] and [`render`]: delivery to the console, WeCom, files;
+//! - [`outbox`]: the channels' journal of what is not yet delivered, on disk;
 //! - [`topology`]: wires the actors together for one run.
 
 pub mod analyze;
 pub mod channels;
 pub mod config;
 pub mod logging;
+pub mod outbox;
 pub mod output;
 pub mod powa;
 pub mod render;

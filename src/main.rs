@@ -104,11 +104,15 @@ async fn once(settings: Settings, opts: RunOptions, log: Logger) -> ExitCode {
         }
     };
     let mut failed = !topo.failures.is_empty();
+    // What the outbox held from an earlier run goes out first (each channel's queue is in
+    // order); once waits for it before exiting.
+    let drain = topo.drain(topology::drain_deadline());
     if topo.collectors.is_empty() {
         error!(
             log,
             "No server to analyse: every repository failed or none has a server."
         );
+        drained(drain.await, &log);
         return ExitCode::from(1);
     }
     let end = Utc::now();
@@ -167,11 +171,46 @@ async fn once(settings: Settings, opts: RunOptions, log: Logger) -> ExitCode {
             error!(log, "Gate unavailable."; "error" => %e);
         }
     }
+    if !drained(drain.await, &log) {
+        failed = true;
+    }
     if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Logs what the channels did with their backlog; false when something is left pending
+/// or failed for good.
+fn drained(
+    reports: Vec<(String, Option<sentinel_actors::channel::DrainReport>)>,
+    log: &Logger,
+) -> bool {
+    let mut ok = true;
+    for (channel, r) in reports {
+        match r {
+            Some(r) => {
+                if r.recovered > 0 {
+                    info!(log, "Resumed what the outbox held from an earlier run."; "channel" => &channel,
+                        "recovered" => r.recovered);
+                }
+                if r.pending > 0 {
+                    ok = false;
+                    warn!(log, "Not delivered yet: kept in the outbox for the next start."; "channel" => &channel,
+                        "pending" => r.pending);
+                }
+                if r.failed > 0 {
+                    ok = false;
+                }
+            }
+            None => {
+                ok = false;
+                error!(log, "Channel unavailable."; "channel" => &channel);
+            }
+        }
+    }
+    ok
 }
 
 /// What makes a window's numbers incomplete: a server PoWA stopped snapshotting, snapshot

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use anyhow::Context as _;
@@ -15,15 +16,16 @@ use crate::analyze::{
     HealthScoreAnalyzer, MissingIndexAnalyzer, PowaHealthAnalyzer, RegressionAnalyzer,
     ResourceHogAnalyzer, SlowQueryAnalyzer, WorkloadChangeAnalyzer,
 };
-use crate::channels::{self, ChannelEnv};
+use crate::channels::{self, ChannelControl, ChannelEnv};
 use crate::config::Settings;
 use crate::output::{JsonLinesOutput, JSON_OUTPUT_CHANNEL};
 use crate::powa::source::PowaSource;
 use crate::powa::{self, Repository};
 use sentinel_actors::analyzer::AnalyzerActor;
-use sentinel_actors::channel::{ChannelActor, RetryPolicy};
+use sentinel_actors::channel::{ChannelActor, Drain, DrainReport, RetryPolicy};
 use sentinel_actors::collector::CollectorActor;
 use sentinel_actors::gate::{Broadcast, GateActor};
+use sentinel_actors::outbox::{MemoryOutbox, Outbox};
 
 pub type Gate = GateActor<Broadcast>;
 
@@ -46,6 +48,57 @@ pub struct Topology {
     pub repositories: Vec<Repository>,
     /// Repositories that could not be used, with the reason.
     pub failures: Vec<String>,
+    /// Health and drain handles of the configured channels, by name.
+    pub channels: BTreeMap<String, ChannelControl>,
+}
+
+impl Topology {
+    /// Asks every channel to deliver what it holds (what it recovered from the outbox at
+    /// start, and what it accepted since), each within `within`. The requests are sent
+    /// now; await the result to wait for the answers.
+    pub fn drain(
+        &self,
+        within: Duration,
+    ) -> impl std::future::Future<Output = Vec<(String, Option<DrainReport>)>> {
+        let requests: Vec<_> = self
+            .channels
+            .iter()
+            .map(|(name, c)| (name.clone(), c.drain.send(Drain { within })))
+            .collect();
+        async move {
+            let mut out = Vec::new();
+            for (name, r) in requests {
+                out.push((name, r.await.ok()));
+            }
+            out
+        }
+    }
+}
+
+/// How long `once` waits for the channels' backlog at most: the time a `Deliver` waits
+/// for its answer.
+pub fn drain_deadline() -> Duration {
+    RetryPolicy::default().deadline
+}
+
+/// Opens the outbox: `<state.dir>/outbox.redb`, or memory when no directory is set.
+pub fn open_outbox(settings: &Settings, log: &Logger) -> anyhow::Result<Arc<dyn Outbox>> {
+    let Some(dir) = &settings.state.dir else {
+        return Ok(Arc::new(MemoryOutbox::new()));
+    };
+    let outbox = crate::outbox::RedbOutbox::open(dir)?;
+    match outbox.backlog() {
+        Ok(backlog) => {
+            for b in backlog {
+                if !settings.channels.contains_key(&b.channel) {
+                    warn!(log, "The outbox holds notifications for a channel that is no longer configured; they stay there until it is configured again.";
+                        "channel" => &b.channel, "pending" => b.pending, "failed" => b.failed);
+                }
+            }
+        }
+        Err(e) => warn!(log, "Cannot read the outbox's backlog."; "error" => %e),
+    }
+    Ok(Arc::new(outbox))
 }
 
 /// Connects every configured repository concurrently.
@@ -74,7 +127,9 @@ pub async fn build(
     opts: RunOptions,
     log: &Logger,
 ) -> anyhow::Result<Topology> {
-    let mut env = ChannelEnv::new(log.new(o!("component" => "channel")), opts.json_output);
+    let outbox = open_outbox(settings, log).context("the outbox could not be opened")?;
+    let mut env = ChannelEnv::new(log.new(o!("component" => "channel")), opts.json_output)
+        .with_outbox(outbox);
     let mut channel_addrs = BTreeMap::new();
     for (name, ch) in &settings.channels {
         let addr = channels::start(name, ch, &mut env)
@@ -92,6 +147,7 @@ pub async fn build(
         .start();
         channel_addrs.insert(JSON_OUTPUT_CHANNEL.to_string(), actor.recipient());
     }
+    let channel_controls = env.controls().clone();
     let names: Vec<String> = channel_addrs.keys().cloned().collect();
     let gate = GateActor::new(Broadcast(names), channel_addrs).start();
 
@@ -206,5 +262,6 @@ pub async fn build(
         collectors,
         repositories,
         failures,
+        channels: channel_controls,
     })
 }

@@ -43,3 +43,20 @@ impl SourceError {
         }
     }
 }
+
+/// The outbox could not read or write its journal (disk full, file damaged, …). The
+/// channel keeps delivering from memory; what it could not journal would be lost by a
+/// restart, so this is logged as an error.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("outbox: {message}")]
+pub struct OutboxError {
+    pub message: String,
+}
+
+impl OutboxError {
+    pub fn new(message: impl Into<String>) -> Self {
+        OutboxError {
+            message: message.into(),
+        }
+    }
+}

@@ -18,7 +18,8 @@ pub mod collector;
 pub mod error;
 pub mod gate;
 pub mod message;
+pub mod outbox;
 pub mod throttle;
 
-pub use error::{ChannelError, SourceError};
+pub use error::{ChannelError, OutboxError, SourceError};
 pub use message::{Fingerprint, Insight, Notification, NotifyReason, Severity, Snapshot, Window};

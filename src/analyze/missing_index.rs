@@ -131,35 +131,14 @@ fn covered(index_cols: &[i32], columns: &[i32], equality: usize) -> bool {
     lead == want && index_cols[equality..columns.len()] == columns[equality..]
 }
 
-/// Statements on PoWA's own tables (snapshots, the sentinel's reads): tuning the
-/// repository is not the user's question.
-fn on_powa_tables(text: &str) -> bool {
-    const POWA: &[&str] = &[
-        "powa_statements",
-        "powa_qualstats",
-        "powa_kcache",
-        "powa_wait_sampling",
-        "powa_functions",
-        "powa_servers",
-        "powa_snapshot",
-        "powa_databases",
-        "powa_catalog",
-        "powa_extension",
-        "powa_module",
-        "powa_all_",
-        "powa_stat_",
-        "powa_user_functions",
-    ];
-    let t = text.to_ascii_lowercase();
-    crate::analyze::is_monitoring_query(&t) || POWA.iter().any(|p| t.contains(p))
-}
-
 /// A predicate group past the numeric guards, not from PoWA's own work.
 pub fn worth_a_look(w: &QualsWindow, q: &QualStats, s: &MissingIndexSettings) -> bool {
     q.occurrences >= s.min_executions as f64
         && q.filtered_per_execution() >= s.min_filtered_rows_per_execution
         && q.filter_ratio() >= s.min_filter_ratio
-        && !w.text(&q.key).is_some_and(on_powa_tables)
+        && !w
+            .text(&q.key)
+            .is_some_and(crate::analyze::is_monitoring_query)
 }
 
 /// The candidates of one server's quals, strongest first. Pure: the collector calls it

@@ -111,14 +111,34 @@ pub fn query_fingerprint(w: &StatementsWindow, q: &QueryStats, tags: &[&str]) ->
     Fingerprint::of(key.iter().map(String::as_str).chain(tags.iter().copied()))
 }
 
-/// Statements PoWA itself or the sentinel runs: never the user's problem.
+/// Statements PoWA itself or the sentinel runs: never the user's problem. Everything
+/// PoWA does (snapshots of each module, aggregation, purge, remote `_src` reads) and every
+/// read of its tables (powa-web, the sentinel) names one of PoWA's objects; a user table
+/// that merely starts with `powa_` does not count.
 pub fn is_monitoring_query(text: &str) -> bool {
+    const POWA: &[&str] = &[
+        "powa_take_snapshot",
+        "powa_statements",
+        "powa_qualstats",
+        "powa_kcache",
+        "powa_wait_sampling",
+        "powa_functions",
+        "powa_servers",
+        "powa_snapshot",
+        "powa_databases",
+        "powa_catalog",
+        "powa_extension",
+        "powa_module",
+        "powa_all_",
+        "powa_stat_",
+        "powa_user_functions",
+        "powa_db_module",
+        "powa_roles",
+    ];
     let t = text.to_ascii_lowercase();
-    t.contains("powa_take_snapshot")
-        || (t.contains("powa_") && t.contains("_src("))
+    (t.contains("powa_") && (t.contains("_src(") || POWA.iter().any(|p| t.contains(p))))
         || t.contains("pg_qualstats_reset")
         || t.contains("pg_stat_kcache_reset")
-        || t.contains("powa_statements_history")
 }
 
 /// Maintenance and session statements (VACUUM, CREATE INDEX, COPY, BEGIN…): their cost is
@@ -242,6 +262,8 @@ mod tests {
         assert!(!is_utility("SELECT * FROM t"));
         assert!(!is_utility("with x as (select 1) select * from x"));
         assert!(is_monitoring_query("SELECT powa_take_snapshot()"));
+        assert!(is_monitoring_query("SELECT powa_statements_snapshot($1)"));
+        assert!(is_monitoring_query("SELECT powa_kcache_aggregate($1)"));
         assert!(is_monitoring_query(
             "SELECT $1, * FROM public.powa_statements_src($2)"
         ));

@@ -41,13 +41,15 @@ pub mod webhook;
 pub mod wecom;
 pub mod wecom_app;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Recipient};
+use sentinel_actors::channel::{Channel, Drain, GetHealth};
+use sentinel_actors::outbox::{MemoryOutbox, Outbox};
 use serde::Deserialize;
 use slog::{o, warn, Logger};
 
@@ -305,6 +307,17 @@ pub struct ChannelEnv {
     pacers: HashMap<String, (u32, Arc<Pacer>)>,
     rate_window: Duration,
     retry: RetryPolicy,
+    /// Where channel actors journal what they accept (see [`crate::outbox`]).
+    outbox: Arc<dyn Outbox>,
+    /// Health and drain handles of every channel started, by name.
+    controls: BTreeMap<String, ChannelControl>,
+}
+
+/// What the runtime can ask a running channel besides `Deliver`.
+#[derive(Clone)]
+pub struct ChannelControl {
+    pub health: Recipient<GetHealth>,
+    pub drain: Recipient<Drain>,
 }
 
 impl fmt::Debug for ChannelEnv {
@@ -326,7 +339,33 @@ impl ChannelEnv {
             pacers: HashMap::new(),
             rate_window: wecom::RATE_WINDOW,
             retry: RetryPolicy::default(),
+            outbox: Arc::new(MemoryOutbox::new()),
+            controls: BTreeMap::new(),
         }
+    }
+
+    /// The outbox channels journal into (default: in memory).
+    pub fn with_outbox(mut self, outbox: Arc<dyn Outbox>) -> Self {
+        self.outbox = outbox;
+        self
+    }
+
+    /// Health and drain handles of the channels started so far, by name.
+    pub fn controls(&self) -> &BTreeMap<String, ChannelControl> {
+        &self.controls
+    }
+
+    /// Starts `actor` with this run's outbox and keeps its control handles.
+    fn spawn<C: Channel>(&mut self, name: &str, actor: ChannelActor<C>) -> Recipient<Deliver> {
+        let addr = actor.with_outbox(Arc::clone(&self.outbox)).start();
+        self.controls.insert(
+            name.to_string(),
+            ChannelControl {
+                health: addr.clone().recipient(),
+                drain: addr.clone().recipient(),
+            },
+        );
+        addr.recipient()
     }
 
     /// The window that `max_per_minute` counts in. One minute (WeCom's rule); tests against
@@ -416,9 +455,7 @@ pub fn start(
     let recipient = match settings.kind {
         ChannelKind::Console => {
             let ch = ConsoleChannel::new(env.console_to_stderr, opts);
-            ChannelActor::new(name, ch, None, retry, log)
-                .start()
-                .recipient()
+            env.spawn(name, ChannelActor::new(name, ch, None, retry, log))
         }
         ChannelKind::File => {
             let path = settings
@@ -426,9 +463,7 @@ pub fn start(
                 .clone()
                 .ok_or_else(|| anyhow::anyhow!("channel `{name}`: path is required"))?;
             let ch = FileChannel::new(path);
-            ChannelActor::new(name, ch, None, retry, log)
-                .start()
-                .recipient()
+            env.spawn(name, ChannelActor::new(name, ch, None, retry, log))
         }
         ChannelKind::Wecom => {
             let target = WeComTarget::from_settings(settings)
@@ -444,9 +479,7 @@ pub fn start(
                 opts,
                 env.rate_window,
             );
-            ChannelActor::new(name, ch, Some(pacer), retry, log)
-                .start()
-                .recipient()
+            env.spawn(name, ChannelActor::new(name, ch, Some(pacer), retry, log))
         }
         ChannelKind::WecomApp => {
             let app = wecom_app::AppSettings::from_settings(settings)

@@ -282,8 +282,9 @@ pub fn classify(status: u16, retry_after: Option<&str>) -> Result<(), ChannelErr
     }
 }
 
-/// One part: the body and its delivery id.
-#[derive(Clone, Debug)]
+/// One part: the body and its delivery id (stored in the outbox, so a part resent after
+/// a restart keeps its delivery id and receivers can deduplicate on it).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct WebhookPart {
     pub delivery: String,
     pub body: String,

@@ -124,6 +124,8 @@ struct State {
     requests: Vec<(Instant, String)>,
     faults: VecDeque<Fault>,
     record: Option<std::fs::File>,
+    /// Slowness and timed outages (see [`FakeWeCom::slow_down`], [`FakeWeCom::outage_for`]).
+    extra: Extra,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -164,6 +166,7 @@ impl FakeWeCom {
             requests: Vec::new(),
             faults: VecDeque::new(),
             record,
+            extra: Extra::default(),
         }));
         let data = web::Data::new(Arc::clone(&state));
         let server = HttpServer::new(move || {
@@ -291,7 +294,7 @@ async fn send(
     let fault = {
         let mut st = lock(&state);
         st.requests.push((Instant::now(), key.clone()));
-        st.faults.pop_front()
+        st.faults.pop_front().or_else(|| outage_fault(&st))
     };
     match fault {
         Some(Fault::Http500) => return HttpResponse::InternalServerError().finish(),
@@ -307,6 +310,7 @@ async fn send(
         Some(Fault::Delay(d)) => actix_rt::time::sleep(d).await,
         None => {}
     }
+    slow_answer(&state).await;
     let (errcode, errmsg) = judge(&mut lock(&state), &key, &body);
     answer(errcode, &errmsg)
 }
@@ -398,6 +402,42 @@ fn check(
         return Err((45009, "api freq out of limit, hint: [fake]".into()));
     }
     Ok((msgtype, content.to_string()))
+}
+
+/// Delivery-test controls that last a while rather than a number of requests.
+#[derive(Default)]
+struct Extra {
+    /// Every request waits this long before being judged.
+    delay: Option<Duration>,
+    /// Until then, every request gets this fault.
+    outage: Option<(Fault, Instant)>,
+}
+
+impl FakeWeCom {
+    /// From now on every request waits `d` before its normal answer (a slow WeCom).
+    pub fn slow_down(&self, d: Duration) {
+        lock(&self.state).extra.delay = Some(d);
+    }
+
+    /// For `d` from now, every request gets `fault` (a WeCom outage); queued faults
+    /// from [`FakeWeCom::inject`] still come first.
+    pub fn outage_for(&self, fault: Fault, d: Duration) {
+        lock(&self.state).extra.outage = Some((fault, Instant::now() + d));
+    }
+}
+
+fn outage_fault(st: &State) -> Option<Fault> {
+    st.extra
+        .outage
+        .filter(|(_, until)| Instant::now() < *until)
+        .map(|(f, _)| f)
+}
+
+async fn slow_answer(state: &Shared) {
+    let delay = lock(state).extra.delay;
+    if let Some(d) = delay {
+        actix_rt::time::sleep(d).await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------

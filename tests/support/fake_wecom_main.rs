@@ -40,6 +40,9 @@ struct Args {
     /// Length of the rate window, e.g. "60s" (WeCom: one minute).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     window: Duration,
+    /// Wait this long before answering each request, e.g. "500ms" (a slow WeCom).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    delay: Option<Duration>,
 }
 
 #[actix_web::main]
@@ -52,6 +55,9 @@ async fn main() -> std::io::Result<()> {
         cfg = cfg.with_record(p);
     }
     let fake = fake_wecom::FakeWeCom::start_with(cfg)?;
+    if let Some(d) = args.delay {
+        fake.slow_down(d);
+    }
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {}", fake.url())?;

@@ -1,0 +1,460 @@
+//! The channels' outbox on disk: `<state.dir>/outbox.redb`, one [redb] database.
+//!
+//! Implements [`Outbox`] (see `sentinel_actors::outbox` for what is journaled when). Every
+//! call is one write transaction committed with redb's default durability (fsync before
+//! the call returns), so an entry written before a kill -9 — or a power loss — is there
+//! after the restart. Tables:
+//!
+//! - `entries`: seq → CBOR of `(channel, body)`: the notification as accepted, or its
+//!   rendered parts. CBOR rather than JSON because metrics may be NaN or infinite, which
+//!   JSON cannot carry;
+//! - `progress`: seq → parts confirmed (kept apart so that a confirmed part rewrites 8
+//!   bytes, not the parts);
+//! - `failed`: seq → why it failed for good;
+//! - `sent`: channel → when its recent messages were confirmed (the last hour), so a
+//!   restarted process knows how much of the rolling quota is used;
+//! - `meta`: `next_seq`.
+//!
+//! The file is locked by the process that opened it: a second powa-sentinel on the same
+//! state directory gets a clear error instead of delivering the same entries twice.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+
+use sentinel_actors::outbox::{
+    backlog_of, remember_sent, Backlog, EntryBody, Outbox, OutboxEntry, RenderedEntry, Seq,
+    StoredNotification,
+};
+use sentinel_actors::OutboxError;
+
+/// The file name inside the state directory.
+pub const FILE_NAME: &str = "outbox.redb";
+
+const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+const PROGRESS: TableDefinition<u64, u64> = TableDefinition::new("progress");
+const FAILED: TableDefinition<u64, &str> = TableDefinition::new("failed");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const SENT: TableDefinition<&str, &[u8]> = TableDefinition::new("sent");
+const NEXT_SEQ: &str = "next_seq";
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    channel: String,
+    body: EntryBody,
+}
+
+/// The durable outbox.
+pub struct RedbOutbox {
+    db: Database,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for RedbOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbOutbox")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn err(what: &str, e: impl std::fmt::Display) -> OutboxError {
+    OutboxError::new(format!("{what}: {e}"))
+}
+
+impl RedbOutbox {
+    /// Opens (or creates) `<dir>/outbox.redb`, creating `dir` if needed.
+    pub fn open(dir: &Path) -> anyhow::Result<RedbOutbox> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the state directory {} ({e}); set [state] dir to a writable directory",
+                dir.display()
+            )
+        })?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => anyhow::anyhow!(
+                "the outbox {} is in use by another powa-sentinel process; stop it, or give this one its own [state] dir",
+                path.display()
+            ),
+            other => anyhow::anyhow!(
+                "cannot open the outbox {} ({other}); move the file aside to start with an empty outbox",
+                path.display()
+            ),
+        })?;
+        let outbox = RedbOutbox {
+            db,
+            path: Some(path),
+        };
+        outbox.init()?;
+        Ok(outbox)
+    }
+
+    /// An outbox in memory (no `[state] dir`): survives nothing but a channel actor's
+    /// restart.
+    pub fn in_memory() -> anyhow::Result<RedbOutbox> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| anyhow::anyhow!("cannot create the in-memory outbox: {e}"))?;
+        let outbox = RedbOutbox { db, path: None };
+        outbox.init()?;
+        Ok(outbox)
+    }
+
+    /// Where the file is (`None` in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    fn init(&self) -> Result<(), OutboxError> {
+        self.write(|tx| {
+            tx.open_table(ENTRIES).map_err(|e| err("open entries", e))?;
+            tx.open_table(PROGRESS)
+                .map_err(|e| err("open progress", e))?;
+            tx.open_table(FAILED).map_err(|e| err("open failed", e))?;
+            tx.open_table(META).map_err(|e| err("open meta", e))?;
+            tx.open_table(SENT).map_err(|e| err("open sent", e))?;
+            Ok(())
+        })
+    }
+
+    /// Runs `f` in one write transaction and commits it.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, OutboxError>,
+    ) -> Result<T, OutboxError> {
+        let tx = self.db.begin_write().map_err(|e| err("begin", e))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(|e| err("commit", e))?;
+        Ok(out)
+    }
+
+    fn next_seq(tx: &WriteTransaction) -> Result<Seq, OutboxError> {
+        let mut meta = tx.open_table(META).map_err(|e| err("open meta", e))?;
+        let next = meta
+            .get(NEXT_SEQ)
+            .map_err(|e| err("read next_seq", e))?
+            .map_or(1, |v| v.value());
+        meta.insert(NEXT_SEQ, next + 1)
+            .map_err(|e| err("write next_seq", e))?;
+        Ok(next)
+    }
+
+    fn put(tx: &WriteTransaction, seq: Seq, stored: &Stored) -> Result<(), OutboxError> {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(stored, &mut bytes).map_err(|e| err("encode entry", e))?;
+        let mut t = tx.open_table(ENTRIES).map_err(|e| err("open entries", e))?;
+        t.insert(seq, bytes.as_slice())
+            .map_err(|e| err("write entry", e))?;
+        Ok(())
+    }
+
+    fn remove(tx: &WriteTransaction, seq: Seq) -> Result<(), OutboxError> {
+        tx.open_table(ENTRIES)
+            .map_err(|e| err("open entries", e))?
+            .remove(seq)
+            .map_err(|e| err("remove entry", e))?;
+        tx.open_table(PROGRESS)
+            .map_err(|e| err("open progress", e))?
+            .remove(seq)
+            .map_err(|e| err("remove progress", e))?;
+        tx.open_table(FAILED)
+            .map_err(|e| err("open failed", e))?
+            .remove(seq)
+            .map_err(|e| err("remove failed", e))?;
+        Ok(())
+    }
+
+    /// Every entry, oldest first.
+    fn all(&self) -> Result<Vec<OutboxEntry>, OutboxError> {
+        let tx = self.db.begin_read().map_err(|e| err("begin read", e))?;
+        let entries = tx.open_table(ENTRIES).map_err(|e| err("open entries", e))?;
+        let progress = tx
+            .open_table(PROGRESS)
+            .map_err(|e| err("open progress", e))?;
+        let failed = tx.open_table(FAILED).map_err(|e| err("open failed", e))?;
+        let mut out = Vec::with_capacity(entries.len().unwrap_or(0) as usize);
+        for row in entries.iter().map_err(|e| err("scan entries", e))? {
+            let (k, v) = row.map_err(|e| err("read entry", e))?;
+            let seq = k.value();
+            let stored: Stored = ciborium::from_reader(v.value())
+                .map_err(|e| err(&format!("decode entry {seq}"), e))?;
+            let next_part = progress
+                .get(seq)
+                .map_err(|e| err("read progress", e))?
+                .map_or(0, |p| p.value() as usize);
+            let why = failed
+                .get(seq)
+                .map_err(|e| err("read failed", e))?
+                .map(|f| f.value().to_string());
+            out.push(OutboxEntry {
+                seq,
+                channel: stored.channel,
+                body: stored.body,
+                next_part,
+                failed: why,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Outbox for RedbOutbox {
+    fn accept(&self, channel: &str, n: &StoredNotification) -> Result<Seq, OutboxError> {
+        self.write(|tx| {
+            let seq = Self::next_seq(tx)?;
+            Self::put(
+                tx,
+                seq,
+                &Stored {
+                    channel: channel.to_string(),
+                    body: EntryBody::Queued(n.clone()),
+                },
+            )?;
+            Ok(seq)
+        })
+    }
+
+    fn render(
+        &self,
+        channel: &str,
+        replaces: &[Seq],
+        entry: &RenderedEntry,
+    ) -> Result<Seq, OutboxError> {
+        self.write(|tx| {
+            for s in replaces {
+                Self::remove(tx, *s)?;
+            }
+            let seq = Self::next_seq(tx)?;
+            Self::put(
+                tx,
+                seq,
+                &Stored {
+                    channel: channel.to_string(),
+                    body: EntryBody::Rendered(entry.clone()),
+                },
+            )?;
+            Ok(seq)
+        })
+    }
+
+    fn progress(&self, seq: Seq, next_part: usize) -> Result<(), OutboxError> {
+        self.write(|tx| {
+            tx.open_table(PROGRESS)
+                .map_err(|e| err("open progress", e))?
+                .insert(seq, next_part as u64)
+                .map_err(|e| err("write progress", e))?;
+            Ok(())
+        })
+    }
+
+    fn fail(&self, seq: Seq, error: &str) -> Result<(), OutboxError> {
+        self.write(|tx| {
+            let exists = tx
+                .open_table(ENTRIES)
+                .map_err(|e| err("open entries", e))?
+                .get(seq)
+                .map_err(|e| err("read entry", e))?
+                .is_some();
+            if exists {
+                tx.open_table(FAILED)
+                    .map_err(|e| err("open failed", e))?
+                    .insert(seq, error)
+                    .map_err(|e| err("write failed", e))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn done(&self, seq: Seq) -> Result<(), OutboxError> {
+        self.write(|tx| Self::remove(tx, seq))
+    }
+
+    fn entries(&self, channel: &str) -> Result<Vec<OutboxEntry>, OutboxError> {
+        let mut all = self.all()?;
+        all.retain(|e| e.channel == channel);
+        Ok(all)
+    }
+
+    fn backlog(&self) -> Result<Vec<Backlog>, OutboxError> {
+        let all = self.all()?;
+        Ok(backlog_of(
+            all.iter().map(|e| (e.channel.as_str(), e.failed.is_some())),
+        ))
+    }
+
+    fn record_sent(&self, channel: &str, at: DateTime<Utc>) -> Result<(), OutboxError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(SENT).map_err(|e| err("open sent", e))?;
+            let mut times: Vec<DateTime<Utc>> = match t
+                .get(channel)
+                .map_err(|e| err("read sent", e))?
+            {
+                Some(v) => ciborium::from_reader(v.value()).map_err(|e| err("decode sent", e))?,
+                None => Vec::new(),
+            };
+            remember_sent(&mut times, at);
+            let mut bytes = Vec::new();
+            ciborium::into_writer(&times, &mut bytes).map_err(|e| err("encode sent", e))?;
+            t.insert(channel, bytes.as_slice())
+                .map_err(|e| err("write sent", e))?;
+            Ok(())
+        })
+    }
+
+    fn sent_since(
+        &self,
+        channel: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, OutboxError> {
+        let tx = self.db.begin_read().map_err(|e| err("begin read", e))?;
+        let t = tx.open_table(SENT).map_err(|e| err("open sent", e))?;
+        let times: Vec<DateTime<Utc>> = match t.get(channel).map_err(|e| err("read sent", e))? {
+            Some(v) => ciborium::from_reader(v.value()).map_err(|e| err("decode sent", e))?,
+            None => Vec::new(),
+        };
+        Ok(times.into_iter().filter(|t| *t >= since).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use chrono::{TimeZone, Utc};
+    use sentinel_actors::message::Mentions;
+    use sentinel_actors::{Fingerprint, Insight, NotifyReason, Severity, Window};
+
+    fn insight() -> Insight {
+        let t = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
+        Insight {
+            fingerprint: Fingerprint(42),
+            kind: "slow_query".into(),
+            rule: "slow_query.total_time".into(),
+            severity: Severity::Critical,
+            labels: BTreeMap::from([
+                ("server".to_string(), "数据库 🐘".to_string()),
+                ("queryid".to_string(), "-12".to_string()),
+            ]),
+            title: "t".into(),
+            advice: "a".into(),
+            text: Some("SELECT 1".into()),
+            metrics: BTreeMap::from([
+                ("ratio".to_string(), f64::INFINITY),
+                ("mean_time_ms".to_string(), 1.5),
+            ]),
+            window: Window { start: t, end: t },
+            observed_at: t,
+            status: None,
+        }
+    }
+
+    fn stored(id: u64) -> StoredNotification {
+        StoredNotification {
+            id,
+            channel: "ops".into(),
+            reason: NotifyReason::Immediate,
+            insights: vec![insight()],
+            created_at: Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap(),
+            mentions: Mentions {
+                userids: vec!["alice".into()],
+                mobiles: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn entries_survive_reopening_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, r) = {
+            let o = RedbOutbox::open(dir.path()).unwrap();
+            let a = o.accept("ops", &stored(1)).unwrap();
+            let b = o.accept("ops", &stored(2)).unwrap();
+            let r = o
+                .render(
+                    "ops",
+                    &[b],
+                    &RenderedEntry {
+                        notification_ids: vec![2],
+                        insights: 1,
+                        digest: false,
+                        parts: vec![b"\"one\"".to_vec(), b"\"two\"".to_vec()],
+                    },
+                )
+                .unwrap();
+            o.progress(r, 1).unwrap();
+            let f = o.accept("bad", &stored(3)).unwrap();
+            o.fail(f, "errcode 93000").unwrap();
+            (a, r)
+        };
+        let o = RedbOutbox::open(dir.path()).unwrap();
+        let e = o.entries("ops").unwrap();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].seq, a);
+        // NaN-free comparison: infinity and CJK round-trip.
+        assert_eq!(e[0].body, EntryBody::Queued(stored(1)));
+        assert_eq!(e[1].seq, r);
+        assert_eq!(e[1].next_part, 1);
+        match &e[1].body {
+            EntryBody::Rendered(x) => assert_eq!(x.parts[1], b"\"two\""),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            o.backlog().unwrap(),
+            vec![
+                Backlog {
+                    channel: "bad".into(),
+                    pending: 0,
+                    failed: 1
+                },
+                Backlog {
+                    channel: "ops".into(),
+                    pending: 2,
+                    failed: 0
+                },
+            ]
+        );
+        o.done(r).unwrap();
+        o.done(a).unwrap();
+        assert!(o.entries("ops").unwrap().is_empty());
+        o.record_sent("ops", Utc::now()).unwrap();
+        drop(o);
+        let o = RedbOutbox::open(dir.path()).unwrap();
+        let recent = o
+            .sent_since("ops", Utc::now() - chrono::TimeDelta::minutes(1))
+            .unwrap();
+        assert_eq!(recent.len(), 1, "send times survive reopening");
+        // Sequence numbers keep growing across reopenings.
+        let n = o.accept("ops", &stored(4)).unwrap();
+        assert!(n > r);
+    }
+
+    #[test]
+    fn a_second_process_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = RedbOutbox::open(dir.path()).unwrap();
+        let e = RedbOutbox::open(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("in use by another powa-sentinel"), "{e}");
+        assert!(e.contains(FILE_NAME), "{e}");
+    }
+
+    #[test]
+    fn nan_metrics_round_trip() {
+        let o = RedbOutbox::in_memory().unwrap();
+        let mut s = stored(1);
+        s.insights[0].metrics.insert("x".into(), f64::NAN);
+        o.accept("ops", &s).unwrap();
+        match &o.entries("ops").unwrap()[0].body {
+            EntryBody::Queued(n) => assert!(n.insights[0].metrics["x"].is_nan()),
+            other => panic!("{other:?}"),
+        }
+        let _ = Arc::new(o);
+    }
+}

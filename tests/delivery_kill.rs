@@ -1,0 +1,248 @@
+//! kill -9 in the middle of a delivery, then a restart: the real `powa-sentinel once`
+//! against the real PoWA lab, a slow WeCom-compatible robot on loopback recording every
+//! accepted message, and a `[state] dir` holding the outbox.
+//!
+//! The first run renders its report as `text` parts and is killed after the robot
+//! accepted two of them. The second run is configured for `markdown`, so what it sends
+//! from the outbox (the stored `text` parts) is told apart from its own new report. The
+//! rest of the first report must arrive before anything new, with the stored bytes, each
+//! part once — except that the one part in flight at the kill may arrive twice (the robot
+//! accepted it, the process died before journaling the answer).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use powa_sentinel::actors::outbox::Outbox;
+use powa_sentinel::outbox::RedbOutbox;
+use serde_json::Value;
+use support::lab;
+
+const KEY: &str = "robot-key-kill-9";
+
+struct Fake {
+    child: Child,
+    url: String,
+    record: PathBuf,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_fake(dir: &Path) -> Fake {
+    let record = dir.join("wecom.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fake-wecom"))
+        .args(["--listen", "127.0.0.1:0", "--keys", KEY, "--delay", "700ms"])
+        // Not what this test is about: the pacer is fresh after a restart.
+        .args(["--max-per-window", "1000", "--record"])
+        .arg(&record)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start fake-wecom");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line from fake-wecom: {first:?}"))
+        .to_string();
+    Fake { child, url, record }
+}
+
+fn config(dir: &Path, fake: &Fake, msgtype: &str) -> PathBuf {
+    let p = dir.join(format!("sentinel-{msgtype}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+[log]
+level = "info"
+format = "json"
+
+[analysis]
+window = "1h"
+
+[state]
+dir = "{state}"
+
+[repositories.lab]
+dsn = "{dsn}"
+
+# Enough findings for several messages: every server's top queries, whatever their time.
+[analyzers.slow_queries]
+top_n = 3
+min_calls = 1
+min_total_time = "0ms"
+
+[channels.robot]
+type = "wecom"
+base_url = "{url}"
+key = "{KEY}"
+msgtype = "{msgtype}"
+sql_preview_chars = 2000
+"#,
+            state = dir.join("state").display(),
+            dsn = lab().repo_dsn(),
+            url = fake.url,
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// The accepted messages so far: (msgtype, content).
+fn recorded(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["msgtype"].as_str().unwrap().to_string(),
+                v["content"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// "(part i/n)" of a message.
+fn part_of(content: &str) -> Option<(usize, usize)> {
+    let start = content.find("(part ")? + "(part ".len();
+    let rest = &content[start..];
+    let (i, rest) = rest.split_once('/')?;
+    let (n, _) = rest.split_once(')')?;
+    Some((i.parse().ok()?, n.parse().ok()?))
+}
+
+#[test]
+fn kill_9_mid_delivery_then_restart_delivers_the_rest_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = start_fake(dir.path());
+
+    // Run 1: killed after the robot accepted two parts.
+    let mut run1 = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
+        .args(["once", "--config"])
+        .arg(config(dir.path(), &fake, "text"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        if recorded(&fake.record).len() >= 2 {
+            break;
+        }
+        if let Some(status) = run1.try_wait().unwrap() {
+            panic!("run 1 ended ({status}) before it could be killed mid-delivery");
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "run 1 delivered nothing"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run1.kill().unwrap(); // SIGKILL
+    run1.wait().unwrap();
+    // The request in flight may still be answered (and recorded) by the robot.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = recorded(&fake.record);
+    let n = part_of(&before[0].1)
+        .expect("run 1's report has several parts")
+        .1;
+    assert!(
+        before.len() < n,
+        "run 1 finished ({} of {n} parts) before the kill",
+        before.len()
+    );
+
+    // The outbox holds the rest.
+    {
+        let outbox = RedbOutbox::open(&dir.path().join("state")).unwrap();
+        let pending = outbox.entries("robot").unwrap();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert!(pending[0].next_part >= before.len() - 1);
+    }
+
+    // Run 2, as markdown: the stored text parts go first, then the new report.
+    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
+        .args(["once", "--config"])
+        .arg(config(dir.path(), &fake, "markdown"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "run 2 failed:\n{stderr}");
+    assert!(
+        stderr.contains("Resumed what the outbox held"),
+        "run 2 said nothing about the outbox:\n{stderr}"
+    );
+    assert!(!stderr.contains(KEY), "the robot key leaked into logs");
+
+    let all = recorded(&fake.record);
+    let first_markdown = all
+        .iter()
+        .position(|(t, _)| t == "markdown")
+        .expect("run 2's own report was sent");
+    assert!(
+        all[first_markdown..].iter().all(|(t, _)| t == "markdown"),
+        "the rest of run 1's report went out before anything new"
+    );
+    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
+    for (_, content) in all.iter().filter(|(t, _)| t == "text") {
+        let (i, total) = part_of(content).expect("part marker");
+        assert_eq!(total, n, "all text parts belong to run 1's report");
+        *seen.entry(i).or_default() += 1;
+    }
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        (1..=n).collect::<Vec<_>>(),
+        "every part of run 1's report arrived"
+    );
+    eprintln!(
+        "run 1: {} of {n} parts before the kill; parts seen after run 2: {seen:?}",
+        before.len()
+    );
+    let twice: Vec<usize> = seen
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(i, _)| *i)
+        .collect();
+    assert!(
+        seen.values().all(|c| *c <= 2) && twice.len() <= 1,
+        "parts repeated: {seen:?}"
+    );
+    if let Some(i) = twice.first() {
+        assert_eq!(
+            *i,
+            before.len(),
+            "only the part in flight at the kill may be repeated"
+        );
+    }
+    // Stored bytes were resent, not re-rendered: each text part is identical to the
+    // first copy of it, and the parts recorded before the kill are not sent again
+    // (except the one in flight).
+    let dup_ok = |i: usize| twice.first() == Some(&i);
+    for (k, (_, content)) in before.iter().enumerate() {
+        let copies = all.iter().filter(|(_, c)| c == content).count();
+        assert!(
+            copies == 1 || (copies == 2 && dup_ok(k + 1)),
+            "part {} sent {copies} times",
+            k + 1
+        );
+    }
+
+    let outbox = RedbOutbox::open(&dir.path().join("state")).unwrap();
+    assert!(
+        outbox.entries("robot").unwrap().is_empty(),
+        "the outbox is empty after run 2"
+    );
+}
