@@ -6,12 +6,14 @@
 //! - [`config`]: settings, read with the `config` crate, errors that name file and key;
 //! - [`powa`]: discovery of PoWA repositories and servers, and the read-only reader;
 //! - [`analyze`]: the analyzers that turn snapshots into insights;
+//! - [`gate`]: the gate's decisions (lifecycle, routes, silences, quiet hours) and store;
 //! - [`channels`] and [`render`]: delivery to the console, WeCom, files;
 //! - [`topology`]: wires the actors together for one run.
 
 pub mod analyze;
 pub mod channels;
 pub mod config;
+pub mod gate;
 pub mod logging;
 pub mod output;
 pub mod powa;
