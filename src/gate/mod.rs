@@ -349,6 +349,110 @@ mod tests {
         assert_eq!(keys, ["gate.immediate_severity", "gate.quiet_hours.nope"]);
     }
 
+    fn shipped() -> String {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/powa-sentinel.toml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_documented_gate_values_are_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, shipped()).unwrap();
+        let s = Settings::load_with_env(&p, Some(Default::default())).unwrap();
+        let d = GateSettings::default();
+        let l = &s.gate.lifecycle;
+        let dl = &d.lifecycle;
+        assert_eq!(
+            (l.fire_after, l.fire_window, l.resolve_after, l.settled_gap),
+            (
+                dl.fire_after,
+                dl.fire_window,
+                dl.resolve_after,
+                dl.settled_gap
+            )
+        );
+        assert_eq!(
+            (
+                l.repeat_interval,
+                l.send_resolved,
+                l.escalate_ratio,
+                l.forget_after
+            ),
+            (
+                dl.repeat_interval,
+                dl.send_resolved,
+                dl.escalate_ratio,
+                dl.forget_after
+            )
+        );
+        assert_eq!(
+            (
+                &s.gate.immediate_severity,
+                s.gate.immediate,
+                s.gate.tick_interval
+            ),
+            (&d.immediate_severity, d.immediate, d.tick_interval)
+        );
+        assert!(s.routes.is_empty() && s.gate.quiet_hours.is_empty());
+    }
+
+    #[test]
+    fn the_documented_examples_are_valid() {
+        // Uncomment the example quiet hours and route: they must load as they are.
+        let mut text = String::new();
+        let mut on = false;
+        for line in shipped().lines() {
+            if line.starts_with("# [gate.quiet_hours.") || line.starts_with("# [[routes]]") {
+                on = true;
+            }
+            if on && line.is_empty() {
+                on = false;
+            }
+            match line.strip_prefix("# ").filter(|_| on) {
+                Some(l) => text.push_str(l),
+                None => text.push_str(line),
+            }
+            text.push('\n');
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, &text).unwrap();
+        let s =
+            Settings::load_with_env(&p, Some(Default::default())).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.routes.len(), 1);
+        assert_eq!(
+            s.routes[0].text_regex.as_deref(),
+            Some("(?i)\\border_items\\b")
+        );
+        assert!(s.routes[0].labels_regex.contains_key("server"));
+        assert_eq!(s.gate.quiet_hours["console"].timezone, "Asia/Shanghai");
+    }
+
+    #[test]
+    fn a_bad_route_is_a_config_error_naming_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(
+            &p,
+            "[repositories.r]\ndsn = \"host=x\"\n[channels.c]\ntype = \"console\"\n\
+             [[routes]]\nchannels = [\"ops\"]\nseverity = \"high\"\n",
+        )
+        .unwrap();
+        let e = Settings::load_with_env(&p, Some(Default::default())).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("s.toml: key `routes[0].channels`: no channel is named `ops`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("key `routes[0].severity`: unknown severity `high`"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn a_restarted_gate_remembers_what_it_notified() {
         let dir = tempfile::tempdir().unwrap();

@@ -25,7 +25,7 @@ use crate::config::Problem;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuietHoursSettings {
-    /// Start of the window, `HH:MM` local time.
+    /// Start of the window, `HH:MM` (or `HH:MM:SS`) local time.
     pub start: String,
     /// End of the window (exclusive), `HH:MM` local time.
     pub end: String,
@@ -55,7 +55,10 @@ pub struct QuietHours {
 }
 
 fn parse_time(v: &str, key: String, problems: &mut Vec<Problem>) -> Option<NaiveTime> {
-    match NaiveTime::parse_from_str(v.trim(), "%H:%M") {
+    let v = v.trim();
+    match NaiveTime::parse_from_str(v, "%H:%M")
+        .or_else(|_| NaiveTime::parse_from_str(v, "%H:%M:%S"))
+    {
         Ok(t) => Some(t),
         Err(_) => {
             problems.push(Problem::new(
