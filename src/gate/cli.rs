@@ -38,7 +38,7 @@ pub enum SilenceCommand {
         #[arg(long)]
         author: Option<String>,
     },
-    /// Show the silences (active first, then ended).
+    /// Show the silences: active ones first, each group by id.
     List {
         #[arg(long, short)]
         config: PathBuf,
@@ -179,7 +179,7 @@ pub fn run(
         SilenceCommand::List { config } => {
             let store = store(settings, config)?;
             let mut all = store.silences()?;
-            all.sort_by_key(|s| (!s.active(now), std::cmp::Reverse(s.ends_at), s.id));
+            all.sort_by_key(|s| (!s.active(now), s.id));
             let mut out = String::from("ID\tSTATE\tUNTIL\tMATCH\tAUTHOR\tREASON\n");
             for s in &all {
                 let state = if s.active(now) {
