@@ -221,8 +221,10 @@ async fn held_items_are_released_by_the_timer_without_a_flush() {
     // A quiet window that ends two seconds from now (wall clock: the timer uses it).
     let now = Utc::now();
     let end = now + chrono::Duration::seconds(2);
-    let mut s = GateSettings::default();
-    s.tick_interval = std::time::Duration::from_millis(1000);
+    let mut s = GateSettings {
+        tick_interval: std::time::Duration::from_millis(1000),
+        ..Default::default()
+    };
     s.quiet_hours.insert(
         "night".into(),
         QuietHoursSettings {
