@@ -39,6 +39,12 @@ pub struct Settings {
     pub channels: BTreeMap<String, ChannelSettings>,
     #[serde(default)]
     pub state: StateSettings,
+    /// The gate: lifecycle, immediate vs report, quiet hours.
+    #[serde(default)]
+    pub gate: crate::gate::GateSettings,
+    /// Ordered routes from insights to channels (first match wins unless `continue`).
+    #[serde(default)]
+    pub routes: Vec<crate::gate::routes::RouteSettings>,
 }
 
 /// Where the state that must survive a restart lives (the gate's lifecycle and silences,
@@ -242,6 +248,7 @@ impl Settings {
             ));
         }
         self.analyzers.validate("analyzers", &mut problems);
+        crate::gate::validate(self, &mut problems);
         problems
     }
 }

@@ -6,6 +6,7 @@
 //! - [`config`]: settings, read with the `config` crate, errors that name file and key;
 //! - [`powa`]: discovery of PoWA repositories and servers, and the read-only reader;
 //! - [`analyze`]: the analyzers that turn snapshots into insights;
+//! - [`gate`]: the gate's decisions (lifecycle, routes, silences, quiet hours) and store;
 //! - [`channels`] and [`render`]: delivery to the console, WeCom, files;
 //! - [`outbox`]: the channels' journal of what is not yet delivered, on disk;
 //! - [`topology`]: wires the actors together for one run.
@@ -13,6 +14,7 @@
 pub mod analyze;
 pub mod channels;
 pub mod config;
+pub mod gate;
 pub mod logging;
 pub mod outbox;
 pub mod output;

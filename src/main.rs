@@ -12,6 +12,7 @@ use futures_util::future::join_all;
 use slog::{error, info, o, warn, Logger};
 
 use powa_sentinel::config::Settings;
+use powa_sentinel::gate::cli::{self as silence_cli, SilenceCommand};
 use powa_sentinel::logging;
 use powa_sentinel::topology::{self, RunOptions};
 use sentinel_actors::collector::Collect;
@@ -46,6 +47,11 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Mute findings for a while: add, list or expire silences (kept in the state directory).
+    Silence {
+        #[command(subcommand)]
+        command: SilenceCommand,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -60,6 +66,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match &cli.command {
         Command::Once { config, .. } | Command::Check { config } => config.clone(),
+        Command::Silence { command } => command.config().to_path_buf(),
     };
     let settings = match Settings::load(&config) {
         Ok(s) => s,
@@ -84,10 +91,28 @@ fn main() -> ExitCode {
             run_system(once(settings, opts, log.clone()))
         }
         Command::Check { .. } => run_system(check(settings, log.clone())),
+        Command::Silence { command } => silence(&command, &settings),
     };
     drop(log);
     drop(guard);
     code
+}
+
+fn silence(command: &SilenceCommand, settings: &Settings) -> ExitCode {
+    match silence_cli::run(command, settings, Utc::now()) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e @ silence_cli::CliError::Usage(_)) => {
+            eprintln!("powa-sentinel: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("powa-sentinel: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn run_system<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {

@@ -24,10 +24,10 @@ use crate::powa::{self, Repository};
 use sentinel_actors::analyzer::AnalyzerActor;
 use sentinel_actors::channel::{ChannelActor, Drain, DrainReport, RetryPolicy};
 use sentinel_actors::collector::CollectorActor;
-use sentinel_actors::gate::{Broadcast, GateActor};
+use sentinel_actors::gate::GateActor;
 use sentinel_actors::outbox::{MemoryOutbox, Outbox};
 
-pub type Gate = GateActor<Broadcast>;
+pub type Gate = GateActor<crate::gate::Gate>;
 
 /// Options of one run that do not come from the settings file.
 #[derive(Clone, Copy, Debug, Default)]
@@ -148,8 +148,20 @@ pub async fn build(
         channel_addrs.insert(JSON_OUTPUT_CHANNEL.to_string(), actor.recipient());
     }
     let channel_controls = env.controls().clone();
-    let names: Vec<String> = channel_addrs.keys().cloned().collect();
-    let gate = GateActor::new(Broadcast(names), channel_addrs).start();
+    let names: Vec<String> = settings.channels.keys().cloned().collect();
+    let always: Vec<String> = opts
+        .json_output
+        .then(|| JSON_OUTPUT_CHANNEL.to_string())
+        .into_iter()
+        .collect();
+    let decide = crate::gate::Gate::from_settings(
+        settings,
+        &names,
+        &always,
+        log.new(o!("component" => "gate")),
+    )
+    .context("the gate could not start")?;
+    let gate = GateActor::new(decide, channel_addrs).start();
 
     let slow = AnalyzerActor::new(
         SlowQueryAnalyzer::new(settings.analyzers.slow_queries.clone()),

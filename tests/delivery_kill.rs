@@ -173,7 +173,16 @@ fn kill_9_mid_delivery_then_restart_delivers_the_rest_once() {
         assert!(pending[0].next_part >= before.len() - 1);
     }
 
-    // Run 2, as markdown: the stored text parts go first, then the new report.
+    // Run 2, as markdown: the stored text parts go first, then the new report. The gate
+    // remembers run 1's findings as announced (their delivery is the outbox's job), so
+    // run 2 would have nothing new to say: forget the gate's state, not the outbox, to
+    // give it a report of its own to order after the resumed parts.
+    std::fs::remove_file(
+        dir.path()
+            .join("state")
+            .join(powa_sentinel::gate::store::FILE),
+    )
+    .expect("run 1 kept the gate's state in the state dir");
     let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
         .args(["once", "--config"])
         .arg(config(dir.path(), &fake, "markdown"))

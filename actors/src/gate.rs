@@ -1,16 +1,24 @@
-//! The gate: every insight passes through it on its way to the channels. It holds what is
-//! pending until a report is due (a `Flush`), routes each insight to its channels, and
-//! collects the delivery reports. Deduplication, lifecycle and silences build on this
-//! decision point.
+//! The gate: every insight passes through it on its way to the channels.
+//!
+//! The actor is a thin shell around a [`Decide`] implementation, which owns every decision
+//! (lifecycle, routing, silences, quiet hours, what waits for the report): the decisions are
+//! plain, synchronous code that tests and benches drive without actors or clocks. The shell
+//! only turns the decisions into [`Deliver`] messages, runs a timer for what waits on the
+//! wall clock (quiet hours), and collects the delivery reports.
+//!
+//! Immediate notifications (sent while a scope's report is handled) do not make the analyzer
+//! wait for the channel: they are spawned, and the next [`Flush`] waits for them and returns
+//! their reports with its own, so `once` exits only when everything it sent is settled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 
 use crate::channel::{Deliver, DeliveryReport};
-use crate::message::{Insight, Notification, NotifyReason};
+use crate::message::{Insight, Mentions, Notification, NotifyReason};
 
 /// What one analyzer concluded about one source in one collection. Sent even when
 /// `insights` is empty: a clean pass is what lets the gate resolve what it saw before
@@ -39,8 +47,36 @@ pub struct Flush {
 /// What a flush did.
 #[derive(Clone, Debug, Default)]
 pub struct FlushSummary {
+    /// Distinct insights sent since the previous flush (immediate ones included).
     pub insights: usize,
     pub reports: Vec<DeliveryReport>,
+}
+
+/// One notification the decision core wants sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outgoing {
+    pub channel: String,
+    pub reason: NotifyReason,
+    pub insights: Vec<Insight>,
+    pub mentions: Mentions,
+}
+
+/// The gate's decisions. Implementations are synchronous and own their state (and its
+/// persistence); time is always passed in, never read inside.
+pub trait Decide: Unpin + 'static {
+    /// One scope's report. Returns what must go out now (immediate notifications).
+    fn observe(&mut self, report: Insights) -> Vec<Outgoing>;
+    /// A report is due at `at`: returns everything that is due.
+    fn flush(&mut self, at: DateTime<Utc>) -> Vec<Outgoing>;
+    /// Timer: what became deliverable by `now` (e.g. held by quiet hours that ended).
+    fn tick(&mut self, now: DateTime<Utc>) -> Vec<Outgoing> {
+        let _ = now;
+        Vec::new()
+    }
+    /// How often the actor calls [`Decide::tick`]; `None`: never.
+    fn tick_every(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Picks the channels of one insight. The gate is domain-free: routing rules come from
@@ -58,67 +94,94 @@ impl Router for Broadcast {
     }
 }
 
-pub struct GateActor<R: Router> {
+/// No lifecycle: every insight waits for the next flush and goes to the channels its
+/// router picks. The baseline the gate bench compares against, and a gate for tests.
+pub struct PassThrough<R: Router> {
     router: R,
-    channels: BTreeMap<String, Recipient<Deliver>>,
     pending: Vec<Insight>,
+}
+
+impl<R: Router> PassThrough<R> {
+    pub fn new(router: R) -> Self {
+        PassThrough {
+            router,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl<R: Router> Decide for PassThrough<R> {
+    fn observe(&mut self, report: Insights) -> Vec<Outgoing> {
+        self.pending.extend(report.insights);
+        Vec::new()
+    }
+
+    fn flush(&mut self, _at: DateTime<Utc>) -> Vec<Outgoing> {
+        let mut per_channel: BTreeMap<String, Vec<Insight>> = BTreeMap::new();
+        for insight in std::mem::take(&mut self.pending) {
+            for ch in self.router.channels_for(&insight) {
+                per_channel.entry(ch).or_default().push(insight.clone());
+            }
+        }
+        per_channel
+            .into_iter()
+            .map(|(channel, insights)| Outgoing {
+                channel,
+                reason: NotifyReason::Report,
+                insights,
+                mentions: Mentions::default(),
+            })
+            .collect()
+    }
+}
+
+pub struct GateActor<D: Decide> {
+    decide: D,
+    channels: BTreeMap<String, Recipient<Deliver>>,
+    /// Deliveries started outside a flush (immediate, released by the timer).
+    in_flight: Vec<tokio::task::JoinHandle<DeliveryReport>>,
+    /// Fingerprints sent since the last flush, for the flush summary.
+    sent: HashSet<crate::message::Fingerprint>,
     next_id: u64,
 }
 
-impl<R: Router> GateActor<R> {
-    pub fn new(router: R, channels: BTreeMap<String, Recipient<Deliver>>) -> Self {
+impl<D: Decide> GateActor<D> {
+    pub fn new(decide: D, channels: BTreeMap<String, Recipient<Deliver>>) -> Self {
         GateActor {
-            router,
+            decide,
             channels,
-            pending: Vec::new(),
+            in_flight: Vec::new(),
+            sent: HashSet::new(),
             // Ids only need to be unique per process run; seeding with the start time keeps
             // them unique across runs too, for providers and logs that see several runs.
             next_id: (Utc::now().timestamp_micros() as u64) << 8,
         }
     }
-}
 
-impl<R: Router> Actor for GateActor<R> {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(256);
-    }
-}
-
-impl<R: Router> Handler<Insights> for GateActor<R> {
-    type Result = ();
-
-    fn handle(&mut self, msg: Insights, _ctx: &mut Self::Context) {
-        self.pending.extend(msg.insights);
-    }
-}
-
-impl<R: Router> Handler<Flush> for GateActor<R> {
-    type Result = ResponseFuture<FlushSummary>;
-
-    fn handle(&mut self, msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
-        let pending = std::mem::take(&mut self.pending);
-        let count = pending.len();
-        let mut per_channel: BTreeMap<String, Vec<Insight>> = BTreeMap::new();
-        for insight in pending {
-            for ch in self.router.channels_for(&insight) {
-                per_channel.entry(ch).or_default().push(insight.clone());
-            }
-        }
+    /// Turns decisions into deliveries (futures that resolve to the channel's report).
+    fn deliveries(
+        &mut self,
+        outgoing: Vec<Outgoing>,
+        at: DateTime<Utc>,
+    ) -> Vec<impl std::future::Future<Output = DeliveryReport> + 'static> {
         let mut sends = Vec::new();
-        for (channel, insights) in per_channel {
-            let Some(addr) = self.channels.get(&channel).cloned() else {
+        for out in outgoing {
+            let Some(addr) = self.channels.get(&out.channel).cloned() else {
                 continue;
             };
+            if out.insights.is_empty() {
+                continue;
+            }
+            self.sent.extend(out.insights.iter().map(|i| i.fingerprint));
             self.next_id += 1;
+            let channel = out.channel;
             let n = Notification {
                 id: self.next_id,
                 channel: channel.clone(),
-                reason: NotifyReason::Report,
-                insights: std::sync::Arc::new(insights),
-                created_at: msg.at,
-                mentions: Default::default(),
+                reason: out.reason,
+                insights: std::sync::Arc::new(out.insights),
+                created_at: at,
+                mentions: out.mentions,
             };
             sends.push(async move {
                 let id = n.id;
@@ -137,12 +200,201 @@ impl<R: Router> Handler<Flush> for GateActor<R> {
                 }
             });
         }
+        sends
+    }
+
+    /// Starts deliveries now, without waiting for them; the next flush collects them.
+    fn spawn_deliveries(&mut self, outgoing: Vec<Outgoing>, at: DateTime<Utc>) {
+        if outgoing.is_empty() {
+            return;
+        }
+        for fut in self.deliveries(outgoing, at) {
+            self.in_flight.push(actix_rt::spawn(fut));
+        }
+    }
+}
+
+impl<D: Decide> Actor for GateActor<D> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(256);
+        if let Some(every) = self.decide.tick_every() {
+            ctx.run_interval(every, |act, _ctx| {
+                let now = Utc::now();
+                let out = act.decide.tick(now);
+                act.spawn_deliveries(out, now);
+            });
+        }
+    }
+}
+
+impl<D: Decide> Handler<Insights> for GateActor<D> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Insights, _ctx: &mut Self::Context) {
+        let at = msg.at;
+        let out = self.decide.observe(msg);
+        self.spawn_deliveries(out, at);
+    }
+}
+
+impl<D: Decide> Handler<Flush> for GateActor<D> {
+    type Result = ResponseFuture<FlushSummary>;
+
+    fn handle(&mut self, msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
+        let out = self.decide.flush(msg.at);
+        let sends = self.deliveries(out, msg.at);
+        let earlier = std::mem::take(&mut self.in_flight);
+        let count = std::mem::take(&mut self.sent).len();
         Box::pin(async move {
-            let reports = join_all(sends).await;
+            let mut reports = Vec::new();
+            for r in join_all(earlier).await {
+                match r {
+                    Ok(report) => reports.push(report),
+                    Err(e) => reports.push(DeliveryReport {
+                        channel: String::new(),
+                        notification_id: 0,
+                        parts_total: 0,
+                        parts_delivered: 0,
+                        attempts: 0,
+                        outcome: Err(crate::error::ChannelError::Retryable {
+                            reason: format!("delivery task failed: {e}"),
+                        }),
+                    }),
+                }
+            }
+            reports.extend(join_all(sends).await);
             FlushSummary {
                 insights: count,
                 reports,
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Fingerprint, Severity, Window};
+    use std::sync::{Arc, Mutex};
+
+    /// Records what reaches it; answers delivered.
+    struct Recorder(Arc<Mutex<Vec<Notification>>>);
+    impl Actor for Recorder {
+        type Context = Context<Self>;
+    }
+    impl Handler<Deliver> for Recorder {
+        type Result = MessageResult<Deliver>;
+        fn handle(&mut self, msg: Deliver, _: &mut Self::Context) -> Self::Result {
+            let n = msg.0;
+            let report = DeliveryReport {
+                channel: n.channel.clone(),
+                notification_id: n.id,
+                parts_total: 1,
+                parts_delivered: 1,
+                attempts: 1,
+                outcome: Ok(()),
+            };
+            self.0.lock().unwrap().push(n);
+            MessageResult(report)
+        }
+    }
+
+    fn insight(fp: u64) -> Insight {
+        let t = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
+        Insight {
+            fingerprint: Fingerprint(fp),
+            kind: "k".into(),
+            rule: "k.r".into(),
+            severity: Severity::Critical,
+            labels: Default::default(),
+            title: "t".into(),
+            advice: "a".into(),
+            text: None,
+            metrics: Default::default(),
+            window: Window { start: t, end: t },
+            observed_at: t,
+            status: None,
+        }
+    }
+
+    /// Sends fingerprint 1 at once and everything at the flush.
+    struct Split;
+    impl Decide for Split {
+        fn observe(&mut self, report: Insights) -> Vec<Outgoing> {
+            report
+                .insights
+                .into_iter()
+                .filter(|i| i.fingerprint.0 == 1)
+                .map(|i| Outgoing {
+                    channel: "a".into(),
+                    reason: NotifyReason::Immediate,
+                    insights: vec![i],
+                    mentions: Mentions::default(),
+                })
+                .collect()
+        }
+        fn flush(&mut self, _at: DateTime<Utc>) -> Vec<Outgoing> {
+            vec![Outgoing {
+                channel: "a".into(),
+                reason: NotifyReason::Report,
+                insights: vec![insight(2)],
+                mentions: Mentions {
+                    userids: vec!["@all".into()],
+                    mobiles: vec![],
+                },
+            }]
+        }
+    }
+
+    #[actix_rt::test]
+    async fn flush_waits_for_immediate_deliveries_and_reports_them() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let rec = Recorder(Arc::clone(&seen)).start();
+        let gate =
+            GateActor::new(Split, BTreeMap::from([("a".to_string(), rec.recipient())])).start();
+        gate.send(Insights {
+            analyzer: "x".into(),
+            source: "s".into(),
+            seq: 1,
+            at: Utc::now(),
+            insights: vec![insight(1), insight(3)],
+        })
+        .await
+        .unwrap();
+        let summary = gate.send(Flush { at: Utc::now() }).await.unwrap();
+        assert_eq!(summary.reports.len(), 2);
+        assert_eq!(summary.insights, 2);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0].reason, NotifyReason::Immediate);
+        assert_eq!(seen[0].insights[0].fingerprint, Fingerprint(1));
+        assert_eq!(seen[1].reason, NotifyReason::Report);
+        assert_eq!(seen[1].mentions.userids, ["@all"]);
+    }
+
+    #[actix_rt::test]
+    async fn pass_through_routes_everything_at_the_flush() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let rec = Recorder(Arc::clone(&seen)).start();
+        let gate = GateActor::new(
+            PassThrough::new(Broadcast(vec!["a".into(), "missing".into()])),
+            BTreeMap::from([("a".to_string(), rec.recipient())]),
+        )
+        .start();
+        gate.send(Insights {
+            analyzer: "x".into(),
+            source: "s".into(),
+            seq: 1,
+            at: Utc::now(),
+            insights: vec![insight(5), insight(6)],
+        })
+        .await
+        .unwrap();
+        assert!(seen.lock().unwrap().is_empty(), "nothing before the flush");
+        let summary = gate.send(Flush { at: Utc::now() }).await.unwrap();
+        assert_eq!(summary.insights, 2);
+        assert_eq!(summary.reports.len(), 1, "unknown channels are skipped");
+        assert_eq!(seen.lock().unwrap()[0].insights.len(), 2);
     }
 }

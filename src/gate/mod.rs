@@ -1,0 +1,493 @@
+//! The gate's decisions: what to tell whom, and when.
+//!
+//! Every (analyzer, source) report goes through, in order:
+//!
+//! 1. [`lifecycle`]: per fingerprint, new → ongoing → escalated → resolved → reopened, with
+//!    flap damping and a repeat interval; only transitions (and repeats) want a notification;
+//! 2. [`silence`]: a silenced finding keeps its lifecycle, its notification is swallowed
+//!    (and sent if the silence ends while it still fires);
+//! 3. [`routes`]: ordered routes pick the channels and the mentions;
+//! 4. immediate or report: critical findings that are new, escalated or reopened go at once,
+//!    the rest waits for the next report (`Flush`);
+//! 5. [`quiet_hours`]: a channel in its quiet hours gets only the bypass severity; the rest
+//!    waits for the window's end.
+//!
+//! The decisions are the pure [`engine::Engine`]; [`Gate`] adds the [`store`] (so that a
+//! restart neither re-notifies nor forgets what was held) and logs, and implements the
+//! actor crate's [`Decide`] so `GateActor<Gate>` runs it.
+//!
+//! ```toml
+//! [gate]
+//! immediate = true
+//! immediate_severity = "critical"
+//! default_channels = []          # no route matched: these channels (empty: all)
+//! tick_interval = "30s"          # how often held items are checked against quiet hours
+//! [gate.lifecycle]               # see lifecycle.rs
+//! [gate.quiet_hours.<channel>]   # see quiet_hours.rs
+//! [[routes]]                     # see routes.rs
+//! ```
+
+pub mod cli;
+pub mod engine;
+pub mod lifecycle;
+pub mod quiet_hours;
+pub mod routes;
+pub mod silence;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use slog::{error, info, warn, Logger};
+
+use sentinel_actors::gate::{Decide, Insights, Outgoing};
+use sentinel_actors::Severity;
+
+use crate::config::{Problem, Settings};
+use engine::Engine;
+use lifecycle::{LifecycleSettings, Rules};
+use quiet_hours::{QuietHours, QuietHoursSettings};
+use routes::{RouteSettings, Routes};
+use store::Store;
+
+/// `[gate]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSettings {
+    #[serde(default)]
+    pub lifecycle: LifecycleSettings,
+    /// Send new, escalated and reopened findings of `immediate_severity` and above at once
+    /// instead of with the next report.
+    #[serde(default = "default_true")]
+    pub immediate: bool,
+    #[serde(default = "default_immediate_severity")]
+    pub immediate_severity: String,
+    /// Where insights that match no route go; empty: every channel.
+    #[serde(default)]
+    pub default_channels: Vec<String>,
+    /// Quiet hours, by channel name.
+    #[serde(default)]
+    pub quiet_hours: BTreeMap<String, QuietHoursSettings>,
+    /// How often held items are checked against quiet hours (only with quiet hours).
+    #[serde(with = "humantime_serde", default = "default_tick_interval")]
+    pub tick_interval: Duration,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_immediate_severity() -> String {
+    "critical".to_string()
+}
+
+fn default_tick_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for GateSettings {
+    fn default() -> Self {
+        GateSettings {
+            lifecycle: LifecycleSettings::default(),
+            immediate: true,
+            immediate_severity: default_immediate_severity(),
+            default_channels: Vec::new(),
+            quiet_hours: BTreeMap::new(),
+            tick_interval: default_tick_interval(),
+        }
+    }
+}
+
+/// Compiles the gate's settings into an engine, or every problem found, each with its key.
+/// `channels` are the configured channels; `always` internal sinks that see every routed
+/// insight (e.g. `--output json`).
+pub fn compile(
+    gate: &GateSettings,
+    routes: &[RouteSettings],
+    channels: &[String],
+    always: &[String],
+) -> Result<Engine, Vec<Problem>> {
+    let mut problems = Vec::new();
+    gate.lifecycle.validate("gate.lifecycle", &mut problems);
+    let immediate = match gate.immediate_severity.parse::<Severity>() {
+        Ok(s) => gate.immediate.then_some(s),
+        Err(e) => {
+            problems.push(Problem::new("gate.immediate_severity", e));
+            None
+        }
+    };
+    if gate.tick_interval < Duration::from_secs(1) {
+        problems.push(Problem::new(
+            "gate.tick_interval",
+            "must be at least 1s, e.g. \"30s\"",
+        ));
+    }
+    let mut quiet = BTreeMap::new();
+    for (name, q) in &gate.quiet_hours {
+        let path = format!("gate.quiet_hours.{name}");
+        if !channels.contains(name) {
+            problems.push(Problem::new(
+                path.clone(),
+                format!("no channel is named `{name}`: name a [channels.<name>] table"),
+            ));
+        }
+        if let Some(c) = QuietHours::compile(q, &path, &mut problems) {
+            quiet.insert(name.clone(), c);
+        }
+    }
+    let routes = match Routes::compile(routes, &gate.default_channels, channels, always) {
+        Ok(r) => Some(r),
+        Err(p) => {
+            problems.extend(p);
+            None
+        }
+    };
+    match routes {
+        Some(routes) if problems.is_empty() => Ok(Engine::new(
+            Rules::new(&gate.lifecycle),
+            routes,
+            quiet,
+            immediate,
+        )),
+        _ => Err(problems),
+    }
+}
+
+/// Checks `[gate]` and `[[routes]]` against the configured channels.
+pub fn validate(settings: &Settings, problems: &mut Vec<Problem>) {
+    let channels: Vec<String> = settings.channels.keys().cloned().collect();
+    if let Err(p) = compile(&settings.gate, &settings.routes, &channels, &[]) {
+        problems.extend(p);
+    }
+}
+
+/// Why the gate could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("invalid gate settings: {}", .0.iter().map(|p| format!("key `{}`: {}", p.key, p.message)).collect::<Vec<_>>().join("; "))]
+    Settings(Vec<Problem>),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// The engine with its store: what `GateActor` runs.
+pub struct Gate {
+    engine: Engine,
+    store: Option<Store>,
+    tick_every: Option<Duration>,
+    log: Logger,
+}
+
+impl Gate {
+    /// Builds the gate and, with a state directory, loads what the last run left.
+    pub fn new(
+        gate: &GateSettings,
+        routes: &[RouteSettings],
+        channels: &[String],
+        always: &[String],
+        state_dir: Option<&Path>,
+        log: Logger,
+    ) -> Result<Gate, GateError> {
+        let mut engine = compile(gate, routes, channels, always).map_err(GateError::Settings)?;
+        let store = match state_dir {
+            Some(dir) => {
+                let store = Store::open(dir)?;
+                let loaded = store.load()?;
+                info!(log, "Gate state loaded."; "path" => %store.path().display(),
+                    "scopes" => loaded.scopes.len(), "held" => loaded.held.len(),
+                    "silences" => loaded.silences.len());
+                engine.restore(loaded.scopes, loaded.held);
+                engine.set_silences(loaded.silences);
+                Some(store)
+            }
+            None => None,
+        };
+        Ok(Gate {
+            engine,
+            store,
+            tick_every: (!gate.quiet_hours.is_empty()).then_some(gate.tick_interval),
+            log,
+        })
+    }
+
+    /// From the whole settings.
+    pub fn from_settings(
+        settings: &Settings,
+        channels: &[String],
+        always: &[String],
+        log: Logger,
+    ) -> Result<Gate, GateError> {
+        Gate::new(
+            &settings.gate,
+            &settings.routes,
+            channels,
+            always,
+            settings.state.dir.as_deref(),
+            log,
+        )
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Silences are added by another process (`powa-sentinel silence`): read them before
+    /// each decision.
+    fn refresh_silences(&mut self) {
+        if let Some(store) = &self.store {
+            match store.silences() {
+                Ok(s) => self.engine.set_silences(s),
+                Err(e) => {
+                    error!(self.log, "Cannot read silences; using the last known ones."; "error" => %e)
+                }
+            }
+        }
+    }
+
+    /// Writes what changed. On failure the changes are kept and retried next time.
+    fn persist(&mut self) {
+        let Some(store) = &self.store else {
+            // Nothing survives this process: keep no change log.
+            self.engine.take_changes();
+            return;
+        };
+        let changes = self.engine.take_changes();
+        if changes.is_empty() {
+            return;
+        }
+        let scopes = self.engine.scopes_for(&changes.scopes);
+        let held = self.engine.held_for(&changes.held_put);
+        let result = store.write(&scopes, &held, changes.held_del.iter().copied());
+        if let Err(e) = result {
+            error!(self.log, "Cannot save the gate state; will retry."; "error" => %e);
+            self.engine.return_changes(changes);
+        }
+    }
+}
+
+impl Decide for Gate {
+    fn observe(&mut self, report: Insights) -> Vec<Outgoing> {
+        self.refresh_silences();
+        let out = self.engine.observe(report);
+        self.persist();
+        out
+    }
+
+    fn flush(&mut self, at: DateTime<Utc>) -> Vec<Outgoing> {
+        self.refresh_silences();
+        let out = self.engine.flush(at);
+        self.persist();
+        let held = self.engine.counts().held;
+        if held > 0 {
+            if self.store.is_none() {
+                warn!(self.log, "Insights are held by quiet hours but there is no state directory: they are lost if the process ends. Set [state] dir."; "held" => held);
+            } else {
+                info!(self.log, "Insights held by quiet hours."; "held" => held);
+            }
+        }
+        out
+    }
+
+    fn tick(&mut self, now: DateTime<Utc>) -> Vec<Outgoing> {
+        let out = self.engine.tick(now);
+        if !out.is_empty() {
+            self.persist();
+        }
+        out
+    }
+
+    fn tick_every(&self) -> Option<Duration> {
+        self.tick_every
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn test_insight(fp: u64, severity: Severity) -> sentinel_actors::Insight {
+    let t = DateTime::<Utc>::from_timestamp(1_772_409_600, 0).unwrap_or_default();
+    sentinel_actors::Insight {
+        fingerprint: sentinel_actors::Fingerprint(fp),
+        kind: "slow_query".into(),
+        rule: "slow_query.total_time".into(),
+        severity,
+        labels: Default::default(),
+        title: format!("finding {fp}"),
+        advice: "a".into(),
+        text: None,
+        metrics: Default::default(),
+        window: sentinel_actors::Window { start: t, end: t },
+        observed_at: t,
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_channels_and_bad_values_name_their_keys() {
+        let mut gate = GateSettings {
+            immediate_severity: "urgent".into(),
+            ..Default::default()
+        };
+        gate.quiet_hours.insert(
+            "nope".into(),
+            QuietHoursSettings {
+                start: "22:00".into(),
+                end: "07:00".into(),
+                timezone: "UTC".into(),
+                bypass_severity: "critical".into(),
+            },
+        );
+        let Err(p) = compile(&gate, &[], &["console".into()], &[]) else {
+            panic!("accepted")
+        };
+        let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["gate.immediate_severity", "gate.quiet_hours.nope"]);
+    }
+
+    fn shipped() -> String {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/powa-sentinel.toml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_documented_gate_values_are_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, shipped()).unwrap();
+        let s = Settings::load_with_env(&p, Some(Default::default())).unwrap();
+        let d = GateSettings::default();
+        let l = &s.gate.lifecycle;
+        let dl = &d.lifecycle;
+        assert_eq!(
+            (l.fire_after, l.fire_window, l.resolve_after, l.settled_gap),
+            (
+                dl.fire_after,
+                dl.fire_window,
+                dl.resolve_after,
+                dl.settled_gap
+            )
+        );
+        assert_eq!(
+            (
+                l.repeat_interval,
+                l.send_resolved,
+                l.escalate_ratio,
+                l.forget_after
+            ),
+            (
+                dl.repeat_interval,
+                dl.send_resolved,
+                dl.escalate_ratio,
+                dl.forget_after
+            )
+        );
+        assert_eq!(
+            (
+                &s.gate.immediate_severity,
+                s.gate.immediate,
+                s.gate.tick_interval
+            ),
+            (&d.immediate_severity, d.immediate, d.tick_interval)
+        );
+        assert!(s.routes.is_empty() && s.gate.quiet_hours.is_empty());
+    }
+
+    #[test]
+    fn the_documented_examples_are_valid() {
+        // Uncomment the example quiet hours and route: they must load as they are.
+        let mut text = String::new();
+        let mut on = false;
+        for line in shipped().lines() {
+            if line.starts_with("# [gate.quiet_hours.") || line.starts_with("# [[routes]]") {
+                on = true;
+            }
+            if on && line.is_empty() {
+                on = false;
+            }
+            match line.strip_prefix("# ").filter(|_| on) {
+                Some(l) => text.push_str(l),
+                None => text.push_str(line),
+            }
+            text.push('\n');
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, &text).unwrap();
+        let s =
+            Settings::load_with_env(&p, Some(Default::default())).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.routes.len(), 1);
+        assert_eq!(
+            s.routes[0].text_regex.as_deref(),
+            Some("(?i)\\border_items\\b")
+        );
+        assert!(s.routes[0].labels_regex.contains_key("server"));
+        assert_eq!(s.gate.quiet_hours["console"].timezone, "Asia/Shanghai");
+    }
+
+    #[test]
+    fn a_bad_route_is_a_config_error_naming_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(
+            &p,
+            "[repositories.r]\ndsn = \"host=x\"\n[channels.c]\ntype = \"console\"\n\
+             [[routes]]\nchannels = [\"ops\"]\nseverity = \"high\"\n",
+        )
+        .unwrap();
+        let e = Settings::load_with_env(&p, Some(Default::default())).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("s.toml: key `routes[0].channels`: no channel is named `ops`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("key `routes[0].severity`: unknown severity `high`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_restarted_gate_remembers_what_it_notified() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let chans = ["console".to_string()];
+        let report = |at: DateTime<Utc>| Insights {
+            analyzer: "a".into(),
+            source: "s".into(),
+            seq: 1,
+            at,
+            insights: vec![test_insight(1, Severity::Warning)],
+        };
+        let t0 = DateTime::<Utc>::from_timestamp(1_772_409_600, 0).unwrap();
+        let mut g = Gate::new(
+            &GateSettings::default(),
+            &[],
+            &chans,
+            &[],
+            Some(dir.path()),
+            log.clone(),
+        )
+        .unwrap();
+        g.observe(report(t0));
+        assert_eq!(g.flush(t0).len(), 1);
+        drop(g);
+        let mut g = Gate::new(
+            &GateSettings::default(),
+            &[],
+            &chans,
+            &[],
+            Some(dir.path()),
+            log,
+        )
+        .unwrap();
+        g.observe(report(t0 + chrono::Duration::minutes(5)));
+        assert!(g.flush(t0).is_empty());
+    }
+}

@@ -1,0 +1,273 @@
+//! `powa-sentinel silence add|list|expire` end to end: the real binary, a state directory,
+//! and a gate built on that directory that honours what the command wrote.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use chrono::Utc;
+
+use powa_sentinel::gate::{Gate, GateSettings};
+use sentinel_actors::gate::{Decide, Insights};
+use sentinel_actors::{Fingerprint, Insight, Severity, Window};
+
+fn config(dir: &Path, state: bool) -> PathBuf {
+    let p = dir.join("sentinel.toml");
+    let state = if state {
+        format!("[state]\ndir = \"{}\"\n", dir.join("state").display())
+    } else {
+        String::new()
+    };
+    std::fs::write(
+        &p,
+        format!(
+            "[log]\nlevel = \"warning\"\n{state}[repositories.main]\ndsn = \"host=127.0.0.1 port=1\"\n[channels.console]\ntype = \"console\"\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn silence(config: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"));
+    cmd.arg("silence").arg(args[0]).arg("--config").arg(config);
+    cmd.args(&args[1..]);
+    cmd.output().unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn insight(fp: u64, server: &str) -> Insight {
+    let now = Utc::now();
+    Insight {
+        fingerprint: Fingerprint(fp),
+        kind: "slow_query".into(),
+        rule: "slow_query.total_time".into(),
+        severity: Severity::Warning,
+        labels: [("server".to_string(), server.to_string())].into(),
+        title: "t".into(),
+        advice: "a".into(),
+        text: None,
+        metrics: Default::default(),
+        window: Window {
+            start: now,
+            end: now,
+        },
+        observed_at: now,
+        status: None,
+    }
+}
+
+#[test]
+fn add_list_expire_and_the_gate_honours_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), true);
+
+    let o = silence(
+        &cfg,
+        &[
+            "add",
+            "--match",
+            "server=db1",
+            "--until",
+            "2h",
+            "--reason",
+            "index rebuild",
+            "--author",
+            "alice",
+        ],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.starts_with("silence 1 added: server=db1 until "),
+        "{out}"
+    );
+
+    let o = silence(
+        &cfg,
+        &[
+            "add",
+            "--fingerprint",
+            "00000000000000AB",
+            "--until",
+            "2099-01-01T00:00:00+08:00",
+            "--reason",
+            "known, ticket 42",
+        ],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(
+        out,
+        "silence 2 added: fingerprint=00000000000000ab until 2098-12-31T16:00:00Z\n"
+    );
+
+    // A gate on the same state directory honours both.
+    let log = slog::Logger::root(slog::Discard, slog::o!());
+    let names = ["console".to_string()];
+    let state = dir.path().join("state");
+    let mut gate = Gate::new(
+        &GateSettings::default(),
+        &[],
+        &names,
+        &[],
+        Some(&state),
+        log.clone(),
+    )
+    .unwrap();
+    gate.observe(Insights {
+        analyzer: "slow_queries".into(),
+        source: "main/db1".into(),
+        seq: 1,
+        at: Utc::now(),
+        insights: vec![insight(0xab, "db2"), insight(1, "db1"), insight(2, "db2")],
+    });
+    let out = gate.flush(Utc::now());
+    let sent: Vec<u64> = out
+        .iter()
+        .flat_map(|o| o.insights.iter().map(|i| i.fingerprint.0))
+        .collect();
+    assert_eq!(sent, [2], "the silenced fingerprint and server are muted");
+    drop(gate);
+
+    let o = silence(&cfg, &["list"]);
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "ID\tSTATE\tUNTIL\tMATCH\tAUTHOR\tREASON");
+    assert!(
+        lines[1].starts_with("1\tactive\t")
+            && lines[1].ends_with("\tserver=db1\talice\tindex rebuild"),
+        "{out}"
+    );
+    assert!(lines[2].starts_with("2\tactive\t2098-12-31T16:00:00Z\tfingerprint=00000000000000ab\t"));
+
+    let o = silence(&cfg, &["expire", "1"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.starts_with("silence 1 ended at "), "{out}");
+    let (out, _) = text(&silence(&cfg, &["list"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[1].starts_with("2\tactive\t"), "{out}");
+    assert!(lines[2].starts_with("1\tended\t"), "{out}");
+
+    // After the expiry a restarted gate lets db1 through again (its finding still fires).
+    let mut gate = Gate::new(
+        &GateSettings::default(),
+        &[],
+        &names,
+        &[],
+        Some(&state),
+        log,
+    )
+    .unwrap();
+    gate.observe(Insights {
+        analyzer: "slow_queries".into(),
+        source: "main/db1".into(),
+        seq: 2,
+        at: Utc::now(),
+        insights: vec![insight(0xab, "db2"), insight(1, "db1"), insight(2, "db2")],
+    });
+    let sent: Vec<u64> = gate
+        .flush(Utc::now())
+        .iter()
+        .flat_map(|o| o.insights.iter().map(|i| i.fingerprint.0))
+        .collect();
+    assert_eq!(sent, [1]);
+}
+
+/// Exit code 2 and a message that names the flag and says what to do.
+fn rejects(cfg: &Path, args: &[&str], expected: &[&str]) {
+    let o = silence(cfg, args);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {out}\n{err}");
+    for e in expected {
+        assert!(err.contains(e), "{args:?}: `{e}` not in:\n{err}");
+    }
+}
+
+#[test]
+fn bad_input_names_the_flag_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), true);
+    rejects(
+        &cfg,
+        &[
+            "add",
+            "--match",
+            "server=db1",
+            "--until",
+            "soon",
+            "--reason",
+            "r",
+        ],
+        &["--until `soon`", "RFC 3339", "2h"],
+    );
+    rejects(
+        &cfg,
+        &[
+            "add",
+            "--match",
+            "server=db1",
+            "--until",
+            "2001-01-01T00:00:00Z",
+            "--reason",
+            "r",
+        ],
+        &["--until", "not in the future"],
+    );
+    rejects(
+        &cfg,
+        &["add", "--match", "server", "--until", "2h", "--reason", "r"],
+        &["--match", "key=value"],
+    );
+    rejects(
+        &cfg,
+        &[
+            "add",
+            "--match",
+            "server=~db[",
+            "--until",
+            "2h",
+            "--reason",
+            "r",
+        ],
+        &["--match", "not a valid regular expression"],
+    );
+    rejects(
+        &cfg,
+        &[
+            "add",
+            "--fingerprint",
+            "xyz",
+            "--until",
+            "2h",
+            "--reason",
+            "r",
+        ],
+        &["--fingerprint", "16-digit hexadecimal"],
+    );
+    rejects(
+        &cfg,
+        &["add", "--until", "2h", "--reason", "r"],
+        &["--fingerprint", "--match"],
+    );
+    rejects(
+        &cfg,
+        &["add", "--match", "a=b", "--until", "2h", "--reason", " "],
+        &["--reason"],
+    );
+    rejects(
+        &cfg,
+        &["expire", "99"],
+        &["no silence has id 99", "silence list"],
+    );
+    let no_state = tempfile::tempdir().unwrap();
+    let cfg = config(no_state.path(), false);
+    rejects(&cfg, &["list"], &["state.dir", "[state]"]);
+}
