@@ -18,6 +18,7 @@ pub mod collector;
 pub mod error;
 pub mod gate;
 pub mod message;
+pub mod supervise;
 pub mod throttle;
 
 pub use error::{ChannelError, SourceError};
