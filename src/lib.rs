@@ -12,6 +12,8 @@
 pub mod analyze;
 pub mod channels;
 pub mod config;
+pub mod daemon;
+pub mod dry_run;
 pub mod http;
 pub mod logging;
 pub mod metrics;
