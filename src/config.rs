@@ -323,6 +323,9 @@ mod tests {
         assert_eq!(s.analysis.baseline_offset, default_baseline_offset());
         assert_eq!(s.analyzers.slow_queries.top_n, 5);
         assert_eq!(s.analyzers.regression.min_calls, 10);
+        assert_eq!(s.schedule, ScheduleSettings::default());
+        assert_eq!(s.collection, CollectionSettings::default());
+        assert_eq!(s.http, HttpSettings::default());
     }
 
     #[test]

@@ -517,8 +517,14 @@ async fn repository_loop(shared: Rc<Shared>, name: String, mut cancel: watch::Re
             }
         }
     }
-    for (_, s) in servers {
+    // Stopped (shutdown or reload): its servers leave the status page and the metrics; a
+    // new generation's tasks add back those still configured.
+    for (key, s) in servers {
         s.task.stop().await;
+        metrics().forget_server(&key);
+        update(&shared.board, |st| {
+            st.servers.remove(&key);
+        });
     }
 }
 
