@@ -199,7 +199,7 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
                     Err(reason) => {
                         error!(log, "Configuration reload refused; the running configuration is kept.";
                             "file" => %config_path.display(), "error" => &reason);
-                        update(&board, |s| s.last_reload_error = Some(reason));
+                        update(&board, |s| s.last_reload_error = Some(crate::logging::redact(&reason)));
                     }
                     Ok((next, schedule)) => {
                         for r in std::mem::take(&mut repos) {
@@ -267,6 +267,7 @@ fn reload(
     log: &Logger,
 ) -> Result<(Rc<Shared>, ReportSchedule), String> {
     let new = Settings::load(path).map_err(|e| e.to_string())?;
+    crate::logging::register_secrets(crate::logging::secrets_of(&new));
     let schedule = new
         .schedule
         .parse()
@@ -439,7 +440,7 @@ async fn connect_with_backoff(
                 update(&shared.board, |s| {
                     let r = s.repositories.entry(name.to_string()).or_default();
                     r.reachable = false;
-                    r.error = Some(e.to_string());
+                    r.error = Some(crate::logging::redact(&e.to_string()));
                 });
             }
         }

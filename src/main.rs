@@ -107,6 +107,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    logging::register_secrets(logging::secrets_of(&settings));
     let (log, guard) = logging::init(&settings.log);
     let code = match cli.command {
         Command::Run { config } => run_system(daemon::run(config, settings, log.clone())),
