@@ -29,6 +29,48 @@ impl Drop for Daemon {
     }
 }
 
+struct Fake {
+    child: Child,
+    url: String,
+    record: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_fake(key: &str) -> Fake {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("wecom.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fake-wecom"))
+        .args(["--listen", "127.0.0.1:0", "--keys", key, "--record"])
+        .arg(&record)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start fake-wecom");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    std::fs::write(&record, "").unwrap();
+    Fake {
+        child,
+        url,
+        record,
+        _dir: dir,
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -245,6 +287,60 @@ fn sigterm_flushes_what_the_gate_holds() {
         "the shutdown flush delivered nothing:\n{}",
         d.logs()
     );
+}
+
+/// Reports every second to a WeCom robot and a file while SIGTERM arrives: every insight
+/// the gate flushed (the log's "Report sent." counts) is in the file, every report with
+/// insights reached the robot, the last one after the signal.
+#[test]
+fn sigterm_during_a_delivery_burst_loses_nothing() {
+    let lab = lab();
+    let dsn = lab.repo_dsn();
+    let fake = start_fake("burst-key");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("insights.jsonl");
+    let channels = format!(
+        "[channels.archive]\ntype = \"file\"\npath = \"{}\"\n[channels.robot]\ntype = \"wecom\"\nbase_url = \"{}\"\nkey = \"burst-key\"\n",
+        out.display(),
+        fake.url
+    );
+    let mut d = start(
+        |port| {
+            config(port, &[("main", dsn.clone())], &channels)
+                .replace("cron = \"0 0 0 1 1 *\"", "interval = \"1s\"")
+        },
+        &[],
+    );
+    d.wait_for("three reports delivered to the robot", LIMIT, |d| {
+        d.logs()
+            .lines()
+            .filter(|l| l.contains("Report delivered.") && l.contains("\"channel\":\"robot\""))
+            .count()
+            >= 3
+    });
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(LIMIT), 0, "{}", d.logs());
+    let logs = d.logs();
+    let flushed: Vec<u64> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["msg"] == "Report sent.")
+        .map(|v| v["insights"].as_u64().unwrap())
+        .collect();
+    let in_file = std::fs::read_to_string(&out).unwrap().lines().count() as u64;
+    assert_eq!(in_file, flushed.iter().sum::<u64>(), "{logs}");
+    let reports_with_insights = flushed.iter().filter(|n| **n > 0).count();
+    let robot = std::fs::read_to_string(&fake.record)
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(robot, reports_with_insights, "{logs}");
+    let sigterm_at = logs.find("SIGTERM: shutting down.").unwrap();
+    assert!(
+        logs[sigterm_at..].contains("Report sent."),
+        "the shutdown flush ran: {logs}"
+    );
+    assert!(!logs.contains("Report delivery failed."), "{logs}");
 }
 
 #[test]
