@@ -175,6 +175,13 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
         move |cancel| report_loop(outputs, board, schedule_rx, at_start, cancel, log)
     });
 
+    let watch = Task::spawn({
+        let outputs = Rc::clone(&outputs);
+        let board = Arc::clone(&board);
+        let log = log.new(o!("component" => "supervisor"));
+        move |cancel| watch_outputs(outputs, board, cancel, log)
+    });
+
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -215,6 +222,7 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
             }
         }
     }
+    watch.stop().await;
     let deadline = shared.settings.collection.shutdown_deadline;
     let clean = shutdown(repos, reports, &outputs, &board, deadline, &shared, &log).await;
     if let Some(h) = http {
@@ -225,6 +233,41 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// The gate and the channels hold state that a restart would lose (what is pending, the
+/// lifecycle), so they are not restarted behind the operator's back: a closed mailbox
+/// marks them failed in the metrics, `/status` and `/readyz`, and the log says to restart.
+async fn watch_outputs(
+    outputs: Rc<Outputs>,
+    board: StatusBoard,
+    mut cancel: watch::Receiver<bool>,
+    log: Logger,
+) {
+    let events = metrics::MetricEvents { log: log.clone() };
+    let mut reported = std::collections::BTreeSet::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = cancelled(&mut cancel) => return,
+        }
+        if !outputs.gate.connected() && reported.insert("gate".to_string()) {
+            events.failed("gate", "the gate actor stopped; restart powa-sentinel");
+        }
+        for (name, r) in &outputs.channels {
+            if !r.connected() && reported.insert(format!("channel {name}")) {
+                events.failed(
+                    &format!("channel {name}"),
+                    "the channel actor stopped; restart powa-sentinel",
+                );
+                update(&board, |s| {
+                    let c = s.channels.entry(name.clone()).or_default();
+                    c.permanently_failed = true;
+                    c.last_error = Some("the channel actor stopped".into());
+                });
+            }
+        }
     }
 }
 

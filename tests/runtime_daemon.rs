@@ -534,3 +534,51 @@ fn the_seed_example_config_loads_and_checks() {
         "the password is never shown"
     );
 }
+
+#[test]
+fn servers_added_to_and_removed_from_powa_servers_follow() {
+    let lab = lab();
+    let dsn = lab.repo_dsn();
+    let alias = format!("rt_added_{}", support::unique());
+    let mut d = start(
+        |port| {
+            config(
+                port,
+                &[("main", dsn.clone())],
+                "[channels.console]\ntype = \"console\"\n",
+            )
+        },
+        &[],
+    );
+    d.wait_for("main/local collected", LIMIT, |d| {
+        d.status().is_some_and(|s| server_ok(&s, "main/local"))
+    });
+    // Registered by the lab's admin, as powa_register_server would (no snapshot yet).
+    let id = lab.psql(
+        "repo",
+        "powa",
+        &format!(
+            "INSERT INTO powa_servers (hostname, alias, port, username, dbname, frequency) \
+             VALUES ('192.0.2.1', '{alias}', 5432, 'powa', 'powa', 300) RETURNING id"
+        ),
+    );
+    let id = id.lines().next().unwrap().trim().to_string();
+    let key = format!("main/{alias}");
+    d.wait_for("the new server's collector", LIMIT, |d| {
+        d.status()
+            .is_some_and(|s| s["servers"][&key]["cycles"].as_u64() >= Some(1))
+    });
+    lab.psql(
+        "repo",
+        "powa",
+        &format!("DELETE FROM powa_servers WHERE id = {id}"),
+    );
+    d.wait_for("the removed server's collector gone", LIMIT, |d| {
+        d.status()
+            .is_some_and(|s| s["servers"][&key].is_null() && server_ok(&s, "main/local"))
+    });
+    let (_, m) = d.get("/metrics").unwrap();
+    assert!(!m.contains(&key), "its series are dropped too: {m}");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(LIMIT), 0);
+}
