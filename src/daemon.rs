@@ -26,6 +26,7 @@
 //! insights to the gate), flush the gate, wait for the channels to report, all within
 //! `collection.shutdown_deadline`.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use slog::{debug, error, info, o, warn, Logger};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
@@ -500,23 +501,119 @@ struct ServerTask {
     task: Task,
 }
 
+type Client = Arc<tokio_postgres::Client>;
+
+/// The sessions collections of one repository check out, one per permit: a collection
+/// holds a session of its own for its whole read, so a slow read never queues another
+/// server's read (tokio-postgres would pipeline them on one socket), and discovery keeps
+/// a session no collection uses. One pool per connection generation; a reconnection
+/// builds a new one.
+struct SessionPool {
+    permits: Arc<Semaphore>,
+    idle: RefCell<Vec<Client>>,
+    all: Vec<Client>,
+}
+
+impl SessionPool {
+    fn new(sessions: Vec<Client>) -> Rc<Self> {
+        Rc::new(SessionPool {
+            permits: Arc::new(Semaphore::new(sessions.len())),
+            idle: RefCell::new(sessions.clone()),
+            all: sessions,
+        })
+    }
+
+    /// Waits for a free session, preferring `last` (the one the caller's collector is
+    /// built on) so that a collector is rebuilt only when its session is busy.
+    async fn checkout(self: &Rc<Self>, last: &Client) -> Lease {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .expect("the pool's semaphore is never closed");
+        let client = {
+            let mut idle = self.idle.borrow_mut();
+            let i = idle
+                .iter()
+                .position(|c| Arc::ptr_eq(c, last))
+                .unwrap_or(idle.len() - 1);
+            idle.swap_remove(i)
+        };
+        Lease {
+            pool: Rc::clone(self),
+            client: Some(client),
+            _permit: permit,
+        }
+    }
+
+    fn any_closed(&self) -> bool {
+        self.all.iter().any(|c| c.is_closed())
+    }
+}
+
+/// A checked-out session; it goes back to the pool (before its permit is released) when
+/// dropped, also when the collection is cancelled half-way.
+struct Lease {
+    pool: Rc<SessionPool>,
+    client: Option<Client>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("set until dropped")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            self.pool.idle.borrow_mut().push(c);
+        }
+    }
+}
+
+/// Opens the collection sessions of a repository just connected. Each goes through
+/// `powa::connect`, the one path that sets the read-only session settings (read-only
+/// transactions, statement, lock and idle timeouts), so pooled sessions are configured
+/// exactly as the first. If none can be opened, collections share the discovery session.
+async fn open_pool(shared: &Shared, name: &str, first: &Client, log: &Logger) -> Rc<SessionPool> {
+    let wanted = shared.settings.collection.max_concurrent_per_repository;
+    let mut sessions = Vec::with_capacity(wanted);
+    for _ in 0..wanted {
+        match powa::connect(name, &shared.settings.repositories[name]).await {
+            Ok(r) => sessions.push(r.client),
+            Err(e) => {
+                warn!(log, "Could not open another collection session; fewer collections run at once until the next reconnection.";
+                    "error" => %e, "opened" => sessions.len(), "wanted" => wanted);
+                break;
+            }
+        }
+    }
+    if sessions.is_empty() {
+        sessions.push(Arc::clone(first));
+    }
+    SessionPool::new(sessions)
+}
+
 async fn repository_loop(shared: Rc<Shared>, name: String, mut cancel: watch::Receiver<bool>) {
     let log = shared
         .log
         .new(o!("component" => "repository", "repository" => name.clone()));
     let coll = shared.settings.collection.clone();
-    let permits = Rc::new(Semaphore::new(coll.max_concurrent_per_repository));
     let mut servers: BTreeMap<String, ServerTask> = BTreeMap::new();
     'connect: loop {
         let Some(repo) = connect_with_backoff(&shared, &name, &mut cancel, &log).await else {
             break 'connect;
         };
-        info!(log, "Repository connected."; "powa" => %repo.info.version, "servers" => repo.info.servers.len());
+        // Discovery keeps this first session; collections get sessions of their own.
         let client = Arc::clone(&repo.client);
-        // A new session: collectors of the old one cannot be reused.
+        // A new generation: collectors (and sessions) of the old one cannot be reused.
         for (_, s) in std::mem::take(&mut servers) {
             s.task.stop().await;
         }
+        let pool = open_pool(&shared, &name, &client, &log).await;
+        info!(log, "Repository connected."; "powa" => %repo.info.version, "servers" => repo.info.servers.len(),
+            "collection_sessions" => pool.all.len());
         let mut info = repo.info;
         let mut last_discovery = Instant::now();
         loop {
@@ -528,15 +625,16 @@ async fn repository_loop(shared: Rc<Shared>, name: String, mut cancel: watch::Re
                 r.powa_version = Some(info.version.to_string());
                 r.servers = info.servers.len();
             });
-            reconcile(&shared, &name, &client, &info, &permits, &mut servers, &log).await;
-            // Wait for the next discovery, checking the session meanwhile.
+            reconcile(&shared, &name, &pool, &info, &mut servers, &log).await;
+            // Wait for the next discovery, checking the sessions meanwhile: any one lost
+            // (the repository went down, or a backend was terminated) reconnects them all.
             loop {
                 let tick = Duration::from_secs(2).min(coll.rediscover_every);
                 tokio::select! {
                     _ = tokio::time::sleep(tick) => {}
                     _ = cancelled(&mut cancel) => break 'connect,
                 }
-                if client.is_closed() {
+                if client.is_closed() || pool.any_closed() {
                     warn!(
                         log,
                         "Repository session lost; reconnecting. Its servers pause until then."
@@ -586,9 +684,8 @@ fn mark_down(shared: &Shared, name: &str, reason: &str) {
 async fn reconcile(
     shared: &Rc<Shared>,
     repo: &str,
-    client: &Arc<tokio_postgres::Client>,
+    pool: &Rc<SessionPool>,
     info: &PowaInfo,
-    permits: &Rc<Semaphore>,
     servers: &mut BTreeMap<String, ServerTask>,
     log: &Logger,
 ) {
@@ -623,10 +720,9 @@ async fn reconcile(
             shared: Rc::clone(shared),
             repo: repo.to_string(),
             key: key.clone(),
-            client: Arc::clone(client),
+            pool: Rc::clone(pool),
             info: Arc::clone(&info),
             server: server.clone(),
-            permits: Rc::clone(permits),
             log: shared
                 .log
                 .new(o!("component" => "collector", "server" => key.clone())),
@@ -646,18 +742,19 @@ struct ServerCtx {
     shared: Rc<Shared>,
     repo: String,
     key: String,
-    client: Arc<tokio_postgres::Client>,
+    pool: Rc<SessionPool>,
     info: Arc<PowaInfo>,
     server: ServerInfo,
-    permits: Rc<Semaphore>,
     log: Logger,
 }
 
 impl ServerCtx {
-    fn start(&self, seq: u64) -> Collector {
+    /// A collector reading through `client`: PowaSource keeps no state between cycles,
+    /// so rebuilding it on another session loses nothing but the numbering, kept by `seq`.
+    fn start(&self, client: &Client, seq: u64) -> Collector {
         topology::start_collector(
             &self.repo,
-            Arc::clone(&self.client),
+            Arc::clone(client),
             Arc::clone(&self.info),
             self.server.clone(),
             &self.shared.analyzers,
@@ -692,7 +789,11 @@ async fn server_loop(ctx: ServerCtx, mut cancel: watch::Receiver<bool>) {
     });
     let mut tracker = RestartTracker::new(RestartPolicy::default());
     let mut seq = 0u64;
-    let mut addr = ctx.start(seq);
+    // Spread the collectors' first sessions; later each takes whichever is free.
+    let n = ctx.pool.all.len() as u64;
+    let mut session =
+        Arc::clone(&ctx.pool.all[(sentinel_actors::Fingerprint::of([&ctx.key]).0 % n) as usize]);
+    let mut addr = ctx.start(&session, seq);
     // The first cycle runs right away (after the jitter), later ones on the grid.
     let mut due = Utc::now() + chrono::Duration::from_std(jitter).unwrap_or_default();
     loop {
@@ -701,10 +802,15 @@ async fn server_loop(ctx: ServerCtx, mut cancel: watch::Receiver<bool>) {
             _ = tokio::time::sleep(wait) => {}
             _ = cancelled(&mut cancel) => return,
         }
-        let permit = tokio::select! {
-            p = ctx.permits.acquire() => p,
+        let lease = tokio::select! {
+            l = ctx.pool.checkout(&session) => l,
             _ = cancelled(&mut cancel) => return,
         };
+        if !Arc::ptr_eq(lease.client(), &session) {
+            // Its own session is busy with another server's read: read on the free one.
+            session = Arc::clone(lease.client());
+            addr = ctx.start(&session, seq);
+        }
         let started = Utc::now();
         let clock = Instant::now();
         let window = Window {
@@ -713,17 +819,21 @@ async fn server_loop(ctx: ServerCtx, mut cancel: watch::Receiver<bool>) {
         };
         metrics().set_queue_depth(
             "collect_waiting",
-            (ctx.permits.available_permits() == 0) as i64,
+            (ctx.pool.permits.available_permits() == 0) as i64,
         );
         let result = addr.send(Collect { window }).await;
-        drop(permit);
+        drop(lease);
         let secs = clock.elapsed().as_secs_f64();
         let (ok, error, insights, rows, data) = match result {
             Ok(Ok(summary)) => {
                 seq = summary.seq;
                 (true, None, summary.insights, summary.rows, summary.taken_at)
             }
-            Ok(Err(e)) => (false, Some(e.to_string()), 0, 0, None),
+            Ok(Err(e)) => {
+                // The collector numbered this attempt too; a rebuilt one must not reuse it.
+                seq += 1;
+                (false, Some(e.to_string()), 0, 0, None)
+            }
             Err(e) => {
                 // The collector is gone (a panic dropped it): restart under the policy.
                 let reason = format!("collector mailbox closed: {e}");
@@ -737,7 +847,7 @@ async fn server_loop(ctx: ServerCtx, mut cancel: watch::Receiver<bool>) {
                             _ = tokio::time::sleep(after) => {}
                             _ = cancelled(&mut cancel) => return,
                         }
-                        addr = ctx.start(seq);
+                        addr = ctx.start(&session, seq);
                     }
                     Decision::GiveUp => {
                         metrics::MetricEvents {

@@ -79,7 +79,8 @@ pub struct CollectionSettings {
     /// `powa_servers` gain or lose their collector. Default 10m.
     #[serde(default = "default_rediscover", with = "humantime_serde")]
     pub rediscover_every: Duration,
-    /// Collections running at once against one repository. Default 4.
+    /// Collections running at once against one repository, each on a session of its
+    /// own (plus one session for discovery): the bound on connections. Default 4.
     #[serde(default = "default_concurrency")]
     pub max_concurrent_per_repository: usize,
     /// Longest wait between reconnection attempts to a repository that is down (the wait

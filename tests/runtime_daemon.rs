@@ -494,8 +494,40 @@ fn a_stopped_repository_recovers_and_the_others_never_stop() {
         d.get("/readyz").is_some_and(|(c, _)| c == 200)
     });
     assert!(d.logs().contains("Repository connected."));
+    // Every session came back: discovery's plus one per concurrent collection (default 4).
+    d.wait_for("all five sessions of old reopened", LIMIT, |_| {
+        sessions(lab, "repo3").len() == 5
+    });
+    // Losing any one session (here the newest, a collection one) reopens them all.
+    let before = sessions(lab, "repo3");
+    lab.psql(
+        "repo3",
+        "powa",
+        &format!("SELECT pg_terminate_backend({})", before.last().unwrap()),
+    );
+    d.wait_for("old reconnected after losing one session", LIMIT, |d| {
+        let now = sessions(lab, "repo3");
+        now.len() == 5
+            && now.iter().all(|p| !before.contains(p))
+            && d.status().is_some_and(|s| server_ok(&s, "old/local"))
+    });
+    assert!(d.logs().contains("Repository session lost; reconnecting."));
     d.signal("TERM");
     assert_eq!(d.wait_exit(LIMIT), 0);
+}
+
+/// The backend pids of powa-sentinel's sessions on a cluster, oldest first.
+fn sessions(lab: &support::Lab, cluster: &str) -> Vec<String> {
+    lab.psql(
+        cluster,
+        "powa",
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'powa-sentinel' \
+         ORDER BY backend_start, pid",
+    )
+    .lines()
+    .map(|l| l.trim().to_string())
+    .filter(|l| !l.is_empty())
+    .collect()
 }
 
 /// Starts the cluster again even when the test fails half-way.
