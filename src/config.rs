@@ -16,8 +16,10 @@ use serde::Deserialize;
 
 use crate::analyze::AnalyzersSettings;
 use crate::channels::ChannelSettings;
+use crate::http::HttpSettings;
 use crate::logging::LogSettings;
 use crate::powa::RepositorySettings;
+use crate::schedule::{CollectionSettings, ScheduleSettings};
 
 /// The prefix of environment overrides: `POWA_SENTINEL__REPOSITORIES__MAIN__DSN`.
 pub const ENV_PREFIX: &str = "POWA_SENTINEL";
@@ -45,6 +47,27 @@ pub struct Settings {
     /// Ordered routes from insights to channels (first match wins unless `continue`).
     #[serde(default)]
     pub routes: Vec<crate::gate::routes::RouteSettings>,
+    /// When reports are sent (`run`).
+    #[serde(default)]
+    pub schedule: ScheduleSettings,
+    /// How the daemon collects the servers (`run`).
+    #[serde(default)]
+    pub collection: CollectionSettings,
+    /// Health, readiness, metrics and status endpoints (`run`).
+    #[serde(default)]
+    pub http: HttpSettings,
+    /// Where these settings came from; not a key.
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// How the file was read.
+#[derive(Debug, Clone, Default)]
+pub enum Origin {
+    #[default]
+    Native,
+    /// A seed-format file, translated ([`crate::seed_compat`]).
+    Seed(crate::seed_compat::Translation),
 }
 
 /// Where the state that must survive a restart lives (the gate's lifecycle and silences,
@@ -173,6 +196,23 @@ impl Settings {
                 "cannot read the configuration file ({e}); check the path given with --config"
             ))
         })?;
+        let mut format = format;
+        let mut text = text;
+        let mut origin = Origin::Native;
+        if format == config::FileFormat::Yaml && crate::seed_compat::is_seed(&text) {
+            let lookup = |k: &str| match &env {
+                Some(m) => m.get(k).cloned(),
+                None => std::env::var(k).ok(),
+            };
+            let expanded = crate::seed_compat::expand_env(&text, &lookup);
+            let t = crate::seed_compat::translate(&expanded).map_err(|problems| ConfigError {
+                file: path.to_path_buf(),
+                problems,
+            })?;
+            text = t.native.clone();
+            format = config::FileFormat::Toml;
+            origin = Origin::Seed(t);
+        }
         let mut envsrc = config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("__")
             .separator("__")
@@ -185,9 +225,10 @@ impl Settings {
             .add_source(envsrc)
             .build()
             .map_err(|e| err(describe_config_error(&e)))?;
-        let settings: Settings = built
+        let mut settings: Settings = built
             .try_deserialize()
             .map_err(|e| err(describe_config_error(&e)))?;
+        settings.origin = origin;
         let problems = settings.validate();
         if problems.is_empty() {
             Ok(settings)
@@ -249,6 +290,9 @@ impl Settings {
         }
         self.analyzers.validate("analyzers", &mut problems);
         crate::gate::validate(self, &mut problems);
+        self.schedule.validate(&mut problems);
+        self.collection.validate("collection", &mut problems);
+        self.http.validate(&mut problems);
         problems
     }
 }
@@ -266,7 +310,19 @@ fn valid_name(name: &str) -> bool {
 fn describe_config_error(e: &config::ConfigError) -> String {
     let text = e.to_string();
     let text = text.replace(" in the environment", " (set in the environment)");
-    format!("{text}; see config/powa-sentinel.toml for every key and its default")
+    let hint = unknown_field_hint(&text).unwrap_or_default();
+    format!("{text}{hint}; see config/powa-sentinel.toml for every key and its default")
+}
+
+/// serde says "unknown field `windw`, expected one of `window`, `baseline_offset`": turn
+/// the list into one suggestion when a name is close.
+fn unknown_field_hint(text: &str) -> Option<String> {
+    let rest = text.split("unknown field `").nth(1)?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected = rest.split("expected").nth(1)?;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    crate::seed_compat::did_you_mean(field, candidates.iter().copied())
+        .map(|c| format!("; did you mean `{c}`?"))
 }
 
 #[cfg(test)]
@@ -294,6 +350,9 @@ mod tests {
         assert_eq!(s.analysis.baseline_offset, default_baseline_offset());
         assert_eq!(s.analyzers.slow_queries.top_n, 5);
         assert_eq!(s.analyzers.regression.min_calls, 10);
+        assert_eq!(s.schedule, ScheduleSettings::default());
+        assert_eq!(s.collection, CollectionSettings::default());
+        assert_eq!(s.http, HttpSettings::default());
     }
 
     #[test]
@@ -314,6 +373,43 @@ mod tests {
         std::fs::write(&p, "[analysis]\nwindw = \"1h\"\n").unwrap();
         let e = Settings::load_with_env(&p, Some(BTreeMap::new())).unwrap_err();
         assert!(e.to_string().contains("unknown field `windw`"), "{e}");
+        assert!(e.to_string().contains("did you mean `window`?"), "{e}");
+    }
+
+    #[test]
+    fn unknown_section_gets_a_suggestion() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, "[shedule]\ncron = \"0 0 9 * * *\"\n").unwrap();
+        let e = Settings::load_with_env(&p, Some(BTreeMap::new())).unwrap_err();
+        assert!(e.to_string().contains("did you mean `schedule`?"), "{e}");
+    }
+
+    #[test]
+    fn the_seed_example_config_loads_with_the_seed_defaults() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed/config.yaml");
+        let env = BTreeMap::from([
+            ("POWA_DB_PASSWORD".to_string(), "pw with space".to_string()),
+            ("POWA_DB_HOST".to_string(), "db1".to_string()),
+        ]);
+        let s = Settings::load_with_env(&p, Some(env)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(s.origin, Origin::Seed(_)));
+        let repo = &s.repositories["main"];
+        assert_eq!(repo.host.as_deref(), Some("db1"));
+        assert_eq!(repo.port, Some(5432));
+        assert_eq!(
+            repo.password.as_ref().map(|p| p.expose()),
+            Some("pw with space")
+        );
+        assert_eq!(s.schedule.cron.as_deref(), Some("0 0 9 * * 1"));
+        assert_eq!(s.schedule.timezone, "UTC");
+        assert_eq!(s.analysis.window, Duration::from_secs(24 * 3600));
+        assert_eq!(s.analysis.baseline_offset, Duration::from_secs(168 * 3600));
+        assert_eq!(s.analyzers.slow_queries.top_n, 10);
+        assert!((s.analyzers.regression.min_factor - 1.5).abs() < 1e-9);
+        assert!(!s.analyzers.workload_change.enabled);
+        assert_eq!(s.http.listen, "0.0.0.0:8080");
+        assert!(s.channels.contains_key("console"));
     }
 
     #[test]

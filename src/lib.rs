@@ -14,13 +14,19 @@
 pub mod analyze;
 pub mod channels;
 pub mod config;
+pub mod daemon;
+pub mod dry_run;
 pub mod gate;
+pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod outbox;
 pub mod output;
 pub mod powa;
 pub mod render;
+pub mod schedule;
 pub mod secret;
+pub mod seed_compat;
 pub mod topology;
 
 pub use sentinel_actors as actors;

@@ -3,6 +3,12 @@
 //!
 //! Records go through slog-async; the returned [`LogGuard`] must live until the end of
 //! `main`, because slog-async drops queued records when the process exits without it.
+//!
+//! Secrets: settings hold them as `Secret` (redacted in Debug and Display), but an error
+//! from a driver or a parser may still quote a value. As a last line of defence every
+//! secret of the settings is registered ([`register_secrets`]) and scrubbed from each log
+//! line before it reaches stderr ([`Redacting`]). Components log with a child logger that
+//! carries `component` and, where it applies, `server`, `repository` or `channel`.
 
 use std::io::IsTerminal;
 
@@ -74,14 +80,19 @@ pub fn init(settings: &LogSettings) -> (Logger, LogGuard) {
     };
     let base: Box<dyn Drain<Ok = (), Err = slog::Never> + Send> = if json {
         Box::new(
-            slog_json::Json::new(std::io::stderr())
+            slog_json::Json::new(Redacting::new(std::io::stderr()))
                 .add_default_keys()
                 .build()
                 .fuse(),
         )
     } else {
-        let deco = slog_term::TermDecorator::new().stderr().build();
-        Box::new(slog_term::FullFormat::new(deco).build().fuse())
+        if std::io::stderr().is_terminal() {
+            let deco = slog_term::TermDecorator::new().stderr().build();
+            Box::new(slog_term::FullFormat::new(deco).build().fuse())
+        } else {
+            let deco = slog_term::PlainDecorator::new(Redacting::new(std::io::stderr()));
+            Box::new(slog_term::FullFormat::new(deco).build().fuse())
+        }
     };
     let (drain, guard) = slog_async::Async::new(base)
         .chan_size(4096)
@@ -89,4 +100,126 @@ pub fn init(settings: &LogSettings) -> (Logger, LogGuard) {
         .build_with_guard();
     let log = Logger::root(drain.filter_level(level).fuse(), o!());
     (log, LogGuard(Some(guard)))
+}
+
+fn secrets() -> &'static std::sync::RwLock<Vec<String>> {
+    static S: std::sync::OnceLock<std::sync::RwLock<Vec<String>>> = std::sync::OnceLock::new();
+    S.get_or_init(Default::default)
+}
+
+/// Adds values that must never appear in the logs (passwords, robot keys, webhook URLs).
+/// Values shorter than 4 characters are ignored: scrubbing them would mangle the logs.
+pub fn register_secrets<I: IntoIterator<Item = String>>(values: I) {
+    if let Ok(mut s) = secrets().write() {
+        for v in values {
+            if v.len() >= 4 && !s.contains(&v) {
+                s.push(v);
+            }
+        }
+        // Longest first, so a URL is replaced before the key inside it.
+        s.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    }
+}
+
+/// `text` with every registered secret replaced (for text shown outside the logs, such
+/// as `/status`).
+pub fn redact(text: &str) -> String {
+    let mut text = text.to_string();
+    if let Ok(s) = secrets().read() {
+        for v in s.iter() {
+            if text.contains(v.as_str()) {
+                text = text.replace(v.as_str(), "[REDACTED]");
+            }
+        }
+    }
+    text
+}
+
+/// Every secret a settings file holds: repository passwords (also inside DSNs), channel
+/// keys and webhook URLs.
+pub fn secrets_of(settings: &crate::config::Settings) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in settings.repositories.values() {
+        if let Some(p) = &r.password {
+            out.push(p.expose().to_string());
+        }
+        if let Some(d) = &r.dsn {
+            out.push(d.expose().to_string());
+            if let Ok(cfg) = d.expose().parse::<tokio_postgres::Config>() {
+                if let Some(p) = cfg.get_password() {
+                    out.push(String::from_utf8_lossy(p).into_owned());
+                }
+            }
+        }
+    }
+    for c in settings.channels.values() {
+        for s in [&c.webhook_url, &c.key].into_iter().flatten() {
+            out.push(s.expose().to_string());
+            if let Some((_, key)) = s.expose().split_once("key=") {
+                out.push(key.split('&').next().unwrap_or("").to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Scrubs registered secrets from what it writes, one line at a time (a secret split
+/// across two writes is still found).
+pub struct Redacting<W: std::io::Write> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+impl<W: std::io::Write> Redacting<W> {
+    pub fn new(inner: W) -> Self {
+        Redacting {
+            inner,
+            buf: Vec::new(),
+        }
+    }
+
+    fn emit(&mut self, upto: usize) -> std::io::Result<()> {
+        let line: Vec<u8> = self.buf.drain(..upto).collect();
+        let text = redact(&String::from_utf8_lossy(&line));
+        self.inner.write_all(text.as_bytes())
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Redacting<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        while let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+            self.emit(i + 1)?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let n = self.buf.len();
+            self.emit(n)?;
+        }
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    #[test]
+    fn registered_secrets_never_reach_the_output() {
+        register_secrets(["hunter2-secret".to_string(), "ab".to_string()]);
+        let mut out = Vec::new();
+        {
+            let mut w = Redacting::new(&mut out);
+            // Split across writes, as a formatter may do.
+            w.write_all(b"connect failed: password=hunter2-se").unwrap();
+            w.write_all(b"cret host=ab\nnext").unwrap();
+            w.flush().unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, "connect failed: password=[REDACTED] host=ab\nnext");
+    }
 }

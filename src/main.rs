@@ -1,6 +1,7 @@
 //! The powa-sentinel command line.
 //!
-//! Exit codes: 0 success; 1 the run failed (a repository, server or channel failed);
+//! Exit codes: 0 success (for `run`: stopped cleanly by SIGTERM/SIGINT); 1 the run failed
+//! (a repository, server or channel failed; for `run`: the shutdown deadline ran out);
 //! 2 the command line or the configuration is invalid.
 
 use std::path::PathBuf;
@@ -11,10 +12,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use futures_util::future::join_all;
 use slog::{error, info, o, warn, Logger};
 
-use powa_sentinel::config::Settings;
+use powa_sentinel::config::{Origin, Settings};
 use powa_sentinel::gate::cli::{self as silence_cli, SilenceCommand};
-use powa_sentinel::logging;
 use powa_sentinel::topology::{self, RunOptions};
+use powa_sentinel::{daemon, logging};
 use sentinel_actors::collector::Collect;
 use sentinel_actors::gate::Flush;
 use sentinel_actors::Window;
@@ -32,6 +33,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run as a daemon: collect every server on PoWA's rhythm, send reports on the
+    /// schedule, serve /healthz, /readyz, /metrics and /status. SIGHUP reloads the
+    /// settings, SIGTERM/SIGINT stop cleanly.
+    Run {
+        /// Settings file (.toml, .yaml or .yml; a seed-format config.yaml works too).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Run one analysis cycle over the configured window, deliver, and exit.
     Once {
         /// Settings file (.toml, .yaml or .yml).
@@ -41,11 +50,31 @@ enum Command {
         /// (the console channel then writes to stderr).
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// Print what each channel would send, rendered as it would be, without sending.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Validate the settings, connect to every repository and show what is there.
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also send a test message to every channel and report per channel.
+        #[arg(long)]
+        channels: bool,
+    },
+    /// Replay the analyzers over past windows still in PoWA, stepping by analysis.window,
+    /// and print what would have been sent (nothing is sent) and how many messages per
+    /// channel.
+    Backtest {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Start: RFC 3339 (2026-11-01T00:00:00Z), a date (2026-11-01, UTC) or a duration
+        /// ago (7d).
+        #[arg(long)]
+        from: String,
+        /// End, same forms. Default now.
+        #[arg(long, default_value = "0s")]
+        to: String,
     },
     /// Mute findings for a while: add, list or expire silences (kept in the state directory).
     Silence {
@@ -65,7 +94,10 @@ fn main() -> ExitCode {
     // One TLS crypto provider for the whole process (rustls panics if it has to guess).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match &cli.command {
-        Command::Once { config, .. } | Command::Check { config } => config.clone(),
+        Command::Run { config }
+        | Command::Once { config, .. }
+        | Command::Check { config, .. }
+        | Command::Backtest { config, .. } => config.clone(),
         Command::Silence { command } => command.config().to_path_buf(),
     };
     let settings = match Settings::load(&config) {
@@ -82,15 +114,36 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    logging::register_secrets(logging::secrets_of(&settings));
     let (log, guard) = logging::init(&settings.log);
     let code = match cli.command {
-        Command::Once { output, .. } => {
+        Command::Run { config } => run_system(daemon::run(config, settings, log.clone())),
+        Command::Once {
+            output, dry_run, ..
+        } => {
             let opts = RunOptions {
                 json_output: output == Output::Json,
+                dry_run,
             };
             run_system(once(settings, opts, log.clone()))
         }
-        Command::Check { .. } => run_system(check(settings, log.clone())),
+        Command::Check { channels, .. } => run_system(check(settings, channels, log.clone())),
+        Command::Backtest { from, to, .. } => {
+            let now = Utc::now();
+            match (parse_time(&from, now), parse_time(&to, now)) {
+                (Ok(from), Ok(to)) if from < to => {
+                    run_system(backtest(settings, from, to, log.clone()))
+                }
+                (Ok(_), Ok(_)) => {
+                    eprintln!("powa-sentinel: --from must be before --to");
+                    ExitCode::from(2)
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("powa-sentinel: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Silence { command } => silence(&command, &settings),
     };
     drop(log);
@@ -276,8 +329,27 @@ fn warn_about_servers(
     }
 }
 
-async fn check(settings: Settings, log: Logger) -> ExitCode {
+async fn check(settings: Settings, channels: bool, log: Logger) -> ExitCode {
+    if let Origin::Seed(t) = &settings.origin {
+        println!("configuration: seed format, translated; the native form is:\n");
+        println!("{}", t.shown);
+        for n in &t.notes {
+            println!("note: {n}");
+        }
+        println!();
+    }
+    let needed = settings.analysis.window
+        + if settings.analyzers.regression.enabled || settings.analyzers.workload_change.enabled {
+            settings.analysis.baseline_offset
+        } else {
+            std::time::Duration::ZERO
+        };
+    let fmt_d = |d: Option<std::time::Duration>| {
+        d.map(|d| humantime::format_duration(d).to_string())
+            .unwrap_or_else(|| "unknown".into())
+    };
     let (repos, failures) = topology::connect_all(&settings).await;
+    let mut failed = !failures.is_empty();
     for r in &repos {
         println!(
             "repository {}: PoWA {} in schema {}, {} server(s)",
@@ -287,34 +359,221 @@ async fn check(settings: Settings, log: Logger) -> ExitCode {
             r.info.servers.len()
         );
         for s in &r.info.servers {
-            let fmt_d = |d: Option<std::time::Duration>| {
-                d.map(|d| humantime::format_duration(d).to_string())
-                    .unwrap_or_else(|| "unknown".into())
-            };
+            let analysed = topology::wanted(&settings, &r.name, &s.name);
             println!(
-                "  server {} (srvid {}): snapshot every {}, retention {}, last snapshot {}, modules: {}",
+                "  server {} (srvid {}){}: snapshot every {}, last snapshot {}, modules: {}",
                 s.name,
                 s.srvid,
+                if analysed {
+                    ""
+                } else {
+                    " [not analysed: not in servers]"
+                },
                 fmt_d(s.frequency),
-                fmt_d(s.retention),
                 s.last_snapshot
                     .map(|t| t.to_rfc3339())
                     .unwrap_or_else(|| "never".into()),
-                if s.modules.is_empty() { "none".to_string() } else { s.modules.join(", ") }
-            );
-            if let Some(ret) = s.retention {
-                if ret < settings.analysis.window {
-                    warn!(log, "Retention is shorter than the analysis window."; "server" => &s.name);
+                if s.modules.is_empty() {
+                    "none".to_string()
+                } else {
+                    s.modules.join(", ")
                 }
+            );
+            let verdict = match s.retention {
+                None => "unknown".to_string(),
+                Some(ret) if ret >= needed => "ok".to_string(),
+                Some(_) => format!(
+                    "TOO SHORT: PoWA purges data the analysis needs; raise the server's retention to at least {} or lower analysis.window/baseline_offset",
+                    humantime::format_duration(needed)
+                ),
+            };
+            println!(
+                "    retention {} vs window + baseline {}: {verdict}",
+                fmt_d(s.retention),
+                humantime::format_duration(needed)
+            );
+            if s.retention
+                .is_some_and(|ret| ret < settings.analysis.window)
+            {
+                warn!(log, "Retention is shorter than the analysis window."; "server" => &s.name);
             }
         }
     }
     for f in &failures {
         println!("error: {f}");
     }
-    if failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
+    if channels && !check_channels(&settings, &log).await {
+        failed = true;
+    }
+    if failed {
         ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Sends one test message to every channel; prints one line per channel.
+async fn check_channels(settings: &Settings, log: &Logger) -> bool {
+    use sentinel_actors::channel::Deliver;
+    use sentinel_actors::{Fingerprint, Insight, Notification, NotifyReason, Severity};
+    let outputs = match topology::build_outputs(settings, RunOptions::default(), log) {
+        Ok(o) => o,
+        Err(e) => {
+            println!("channels: cannot start: {e:#}");
+            return false;
+        }
+    };
+    let now = Utc::now();
+    let insight = Insight {
+        fingerprint: Fingerprint::of(["powa-sentinel", "check"]),
+        kind: "test".into(),
+        rule: "check.channels".into(),
+        severity: Severity::Info,
+        labels: [("repository".to_string(), "check".to_string())].into(),
+        title: "powa-sentinel test message".into(),
+        advice: "This channel works. Nothing to do.".into(),
+        text: None,
+        metrics: Default::default(),
+        window: Window {
+            start: now,
+            end: now,
+        },
+        observed_at: now,
+        status: None,
+    };
+    let mut ok = true;
+    for (i, (name, addr)) in outputs.channels.iter().enumerate() {
+        let n = Notification {
+            id: (now.timestamp_micros() as u64) << 8 | i as u64,
+            channel: name.clone(),
+            reason: NotifyReason::Immediate,
+            insights: std::sync::Arc::new(vec![insight.clone()]),
+            created_at: now,
+            mentions: Default::default(),
+        };
+        match addr.send(Deliver(n)).await {
+            Ok(r) => match r.outcome {
+                Ok(()) => println!("channel {name}: ok ({} message(s))", r.parts_delivered),
+                Err(e) => {
+                    ok = false;
+                    println!("channel {name}: FAILED: {e}");
+                }
+            },
+            Err(e) => {
+                ok = false;
+                println!("channel {name}: FAILED: channel actor unavailable: {e}");
+            }
+        }
+    }
+    ok
+}
+
+/// `--from`/`--to`: RFC 3339, a date (UTC midnight) or a duration ago.
+fn parse_time(s: &str, now: chrono::DateTime<Utc>) -> Result<chrono::DateTime<Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        if let Some(t) = d.and_hms_opt(0, 0, 0) {
+            return Ok(t.and_utc());
+        }
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        if let Ok(d) = chrono::Duration::from_std(d) {
+            return Ok(now - d);
+        }
+    }
+    Err(format!(
+        "`{s}` is not a time: write 2026-11-01T00:00:00Z, 2026-11-01 or a duration ago such as 7d"
+    ))
+}
+
+/// Replays the analyzers over past windows; channels print instead of sending.
+async fn backtest(
+    settings: Settings,
+    from: chrono::DateTime<Utc>,
+    to: chrono::DateTime<Utc>,
+    log: Logger,
+) -> ExitCode {
+    let log = log.new(o!("command" => "backtest"));
+    let opts = RunOptions {
+        json_output: false,
+        dry_run: true,
+    };
+    let topo = match topology::build(&settings, opts, &log).await {
+        Ok(t) => t,
+        Err(e) => {
+            error!(log, "Cannot start."; "error" => format!("{e:#}"));
+            return ExitCode::from(2);
+        }
+    };
+    if topo.collectors.is_empty() {
+        error!(
+            log,
+            "No server to analyse: every repository failed or none has a server."
+        );
+        return ExitCode::from(1);
+    }
+    let step =
+        chrono::Duration::from_std(settings.analysis.window).unwrap_or(chrono::Duration::hours(24));
+    let mut failed = !topo.failures.is_empty();
+    let mut per_channel: std::collections::BTreeMap<String, usize> =
+        topo.channels.keys().map(|k| (k.clone(), 0)).collect();
+    let mut windows = 0;
+    let mut insights = 0;
+    let mut start = from;
+    while start + step <= to {
+        let window = Window {
+            start,
+            end: start + step,
+        };
+        windows += 1;
+        let results = join_all(
+            topo.collectors
+                .iter()
+                .map(|c| c.addr.send(Collect { window })),
+        )
+        .await;
+        for (c, r) in topo.collectors.iter().zip(results) {
+            match r {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    failed = true;
+                    warn!(log, "Window could not be read."; "server" => &c.name, "window_start" => %window.start, "error" => %e)
+                }
+                Err(e) => {
+                    failed = true;
+                    error!(log, "Collector unavailable."; "server" => &c.name, "error" => %e)
+                }
+            }
+        }
+        if let Ok(summary) = topo.gate.send(Flush { at: window.end }).await {
+            insights += summary.insights;
+            for r in &summary.reports {
+                *per_channel.entry(r.channel.clone()).or_default() += r.parts_delivered;
+            }
+        }
+        start += step;
+    }
+    if windows == 0 {
+        eprintln!(
+            "powa-sentinel: the range is shorter than one analysis window ({}); widen --from/--to",
+            humantime::format_duration(settings.analysis.window)
+        );
+        return ExitCode::from(2);
+    }
+    println!(
+        "backtest: {windows} window(s) of {} from {} to {}, {insights} insight(s)",
+        humantime::format_duration(settings.analysis.window),
+        from.to_rfc3339(),
+        (from + step * windows).to_rfc3339()
+    );
+    for (ch, n) in &per_channel {
+        println!("channel {ch}: {n} message(s) would have been sent");
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }

@@ -18,14 +18,18 @@ use crate::analyze::{
 };
 use crate::channels::{self, ChannelControl, ChannelEnv};
 use crate::config::Settings;
+use crate::metrics;
 use crate::output::{JsonLinesOutput, JSON_OUTPUT_CHANNEL};
+use crate::powa::live::LiveWindow;
 use crate::powa::source::PowaSource;
 use crate::powa::{self, Repository};
-use sentinel_actors::analyzer::AnalyzerActor;
-use sentinel_actors::channel::{ChannelActor, Drain, DrainReport, RetryPolicy};
+use crate::powa::{PowaInfo, ServerInfo, StatementsWindow};
+use sentinel_actors::analyzer::{Analyze, AnalyzeSnapshot, AnalyzerActor, InsightObserver};
+use sentinel_actors::channel::{ChannelActor, Deliver, Drain, DrainReport, RetryPolicy};
 use sentinel_actors::collector::CollectorActor;
 use sentinel_actors::gate::GateActor;
 use sentinel_actors::outbox::{MemoryOutbox, Outbox};
+use sentinel_actors::supervise::{Events, RestartPolicy};
 
 pub type Gate = GateActor<crate::gate::Gate>;
 
@@ -34,6 +38,8 @@ pub type Gate = GateActor<crate::gate::Gate>;
 pub struct RunOptions {
     /// Print insights as JSON lines on stdout (and send the console channel to stderr).
     pub json_output: bool,
+    /// Render every channel's messages on stdout instead of sending them.
+    pub dry_run: bool,
 }
 
 /// A collector and the server it reads.
@@ -44,12 +50,13 @@ pub struct CollectorHandle {
 
 pub struct Topology {
     pub gate: Addr<Gate>,
+    pub channels: BTreeMap<String, Recipient<Deliver>>,
+    /// Health and drain handles of the configured channels, by name.
+    pub controls: BTreeMap<String, ChannelControl>,
     pub collectors: Vec<CollectorHandle>,
     pub repositories: Vec<Repository>,
     /// Repositories that could not be used, with the reason.
     pub failures: Vec<String>,
-    /// Health and drain handles of the configured channels, by name.
-    pub channels: BTreeMap<String, ChannelControl>,
 }
 
 impl Topology {
@@ -60,18 +67,25 @@ impl Topology {
         &self,
         within: Duration,
     ) -> impl std::future::Future<Output = Vec<(String, Option<DrainReport>)>> {
-        let requests: Vec<_> = self
-            .channels
-            .iter()
-            .map(|(name, c)| (name.clone(), c.drain.send(Drain { within })))
-            .collect();
-        async move {
-            let mut out = Vec::new();
-            for (name, r) in requests {
-                out.push((name, r.await.ok()));
-            }
-            out
+        drain(&self.controls, within)
+    }
+}
+
+/// Asks every channel of `controls` to deliver what it holds, each within `within`.
+pub fn drain(
+    controls: &BTreeMap<String, ChannelControl>,
+    within: Duration,
+) -> impl std::future::Future<Output = Vec<(String, Option<DrainReport>)>> {
+    let requests: Vec<_> = controls
+        .iter()
+        .map(|(name, c)| (name.clone(), c.drain.send(Drain { within })))
+        .collect();
+    async move {
+        let mut out = Vec::new();
+        for (name, r) in requests {
+            out.push((name, r.await.ok()));
         }
+        out
     }
 }
 
@@ -121,20 +135,35 @@ pub async fn connect_all(settings: &Settings) -> (Vec<Repository>, Vec<String>) 
     (ok, failures)
 }
 
-/// Builds the pipeline. Must run inside an actix System.
-pub async fn build(
+/// The delivery side: channels and the gate. Built once per process: a configuration
+/// reload keeps them (and the gate's state).
+pub struct Outputs {
+    pub gate: Addr<Gate>,
+    pub channels: BTreeMap<String, Recipient<Deliver>>,
+    /// Health and drain handles of the configured channels (none in a dry run).
+    pub controls: BTreeMap<String, ChannelControl>,
+}
+
+/// Starts every channel and the gate. Must run inside an actix System.
+pub fn build_outputs(
     settings: &Settings,
     opts: RunOptions,
     log: &Logger,
-) -> anyhow::Result<Topology> {
-    let outbox = open_outbox(settings, log).context("the outbox could not be opened")?;
-    let mut env = ChannelEnv::new(log.new(o!("component" => "channel")), opts.json_output)
-        .with_outbox(outbox);
+) -> anyhow::Result<Outputs> {
+    let mut env = ChannelEnv::new(log.new(o!("component" => "channel")), opts.json_output);
+    if !opts.dry_run {
+        let outbox = open_outbox(settings, log).context("the outbox could not be opened")?;
+        env = env.with_outbox(outbox);
+    }
     let mut channel_addrs = BTreeMap::new();
-    for (name, ch) in &settings.channels {
-        let addr = channels::start(name, ch, &mut env)
-            .with_context(|| format!("channel `{name}` could not start"))?;
-        channel_addrs.insert(name.clone(), addr);
+    if opts.dry_run {
+        channel_addrs = crate::dry_run::start_all(&settings.channels, log)?;
+    } else {
+        for (name, ch) in &settings.channels {
+            let addr = channels::start(name, ch, &mut env)
+                .with_context(|| format!("channel `{name}` could not start"))?;
+            channel_addrs.insert(name.clone(), addr);
+        }
     }
     if opts.json_output {
         let actor = ChannelActor::new(
@@ -147,7 +176,6 @@ pub async fn build(
         .start();
         channel_addrs.insert(JSON_OUTPUT_CHANNEL.to_string(), actor.recipient());
     }
-    let channel_controls = env.controls().clone();
     let names: Vec<String> = settings.channels.keys().cloned().collect();
     let always: Vec<String> = opts
         .json_output
@@ -161,119 +189,238 @@ pub async fn build(
         log.new(o!("component" => "gate")),
     )
     .context("the gate could not start")?;
-    let gate = GateActor::new(decide, channel_addrs).start();
+    let gate = GateActor::new(decide, channel_addrs.clone()).start();
+    Ok(Outputs {
+        gate,
+        channels: channel_addrs,
+        controls: env.controls().clone(),
+    })
+}
 
-    let slow = AnalyzerActor::new(
-        SlowQueryAnalyzer::new(settings.analyzers.slow_queries.clone()),
-        gate.clone().recipient(),
-    )
-    .start();
+/// The analyzers every collector feeds, and what the collectors must read for them.
+pub struct Analyzers {
+    pub recipients: Vec<Recipient<AnalyzeSnapshot<StatementsWindow>>>,
+    /// Read the baseline windows too (regression and workload change need them).
+    pub baseline_offset: Option<std::time::Duration>,
+    /// How many past windows to compare with (`analysis.baseline_periods`).
+    pub baseline_periods: u32,
+    /// Read pg_qualstats for the index advisor (None when it is off).
+    pub missing_index: Option<crate::analyze::MissingIndexSettings>,
+    /// Direct connections to monitored servers, by repository and server.
+    pub monitored: BTreeMap<String, BTreeMap<String, powa::monitored::MonitoredSettings>>,
+}
 
-    let regression = AnalyzerActor::new(
-        RegressionAnalyzer::new(settings.analyzers.regression.clone()),
+fn supervised<A>(
+    factory: impl Fn() -> A + 'static,
+    gate: &Addr<Gate>,
+    events: &Events,
+) -> Recipient<AnalyzeSnapshot<StatementsWindow>>
+where
+    A: Analyze<Input = StatementsWindow>,
+{
+    let observer: InsightObserver =
+        Arc::new(|name: &str, insights: &[sentinel_actors::Insight]| {
+            metrics::metrics().insights_produced(name, insights)
+        });
+    AnalyzerActor::supervised(
+        factory,
         gate.clone().recipient(),
+        RestartPolicy::default(),
+        Arc::clone(events),
     )
-    .start();
-    let mut health_settings = settings.analyzers.powa_health.clone();
-    let needed_retention = settings
-        .analyzers
+    .with_observer(observer)
+    .start()
+    .recipient()
+}
+
+/// Starts one supervised actor per analyzer. A panicking analyzer is rebuilt from its
+/// settings (see `sentinel_actors::analyzer`).
+pub fn build_analyzers(settings: &Settings, gate: &Addr<Gate>, log: &Logger) -> Analyzers {
+    let events: Events = Arc::new(metrics::MetricEvents {
+        log: log.new(o!("component" => "supervisor")),
+    });
+    let a = &settings.analyzers;
+    let slow = a.slow_queries.clone();
+    let regression = a.regression.clone();
+    let mut health = a.powa_health.clone();
+    let needed_retention = a
         .regression
         .any(|s| s.enabled)
         .then_some(settings.analysis.window + settings.analysis.baseline_offset);
-    health_settings.update_all(|s| s.needed_retention = needed_retention);
-    let health = AnalyzerActor::new(
-        PowaHealthAnalyzer::new(health_settings.clone()),
-        gate.clone().recipient(),
-    )
-    .start();
-    let hogs = AnalyzerActor::new(
-        ResourceHogAnalyzer::new(settings.analyzers.resource_hogs.clone()),
-        gate.clone().recipient(),
-    )
-    .start();
-    let score = AnalyzerActor::new(
-        HealthScoreAnalyzer::new(
-            settings.analyzers.health_score.clone(),
-            HealthInputs {
-                powa: PowaHealthAnalyzer::new(health_settings),
-                regression: RegressionAnalyzer::new(settings.analyzers.regression.clone()),
-                workload: WorkloadChangeAnalyzer::new(settings.analyzers.workload_change.clone()),
-                hogs: ResourceHogAnalyzer::new(settings.analyzers.resource_hogs.clone()),
-            },
+    health.update_all(|s| s.needed_retention = needed_retention);
+    let workload = a.workload_change.clone();
+    let hogs = a.resource_hogs.clone();
+    let score = a.health_score.clone();
+    let missing = a.missing_index.clone();
+    let inputs = {
+        let (health, regression, workload, hogs) = (
+            health.clone(),
+            regression.clone(),
+            workload.clone(),
+            hogs.clone(),
+        );
+        move || HealthInputs {
+            powa: PowaHealthAnalyzer::new(health.clone()),
+            regression: RegressionAnalyzer::new(regression.clone()),
+            workload: WorkloadChangeAnalyzer::new(workload.clone()),
+            hogs: ResourceHogAnalyzer::new(hogs.clone()),
+        }
+    };
+    let mut recipients = vec![
+        supervised(move || SlowQueryAnalyzer::new(slow.clone()), gate, &events),
+        supervised(
+            move || RegressionAnalyzer::new(regression.clone()),
+            gate,
+            &events,
         ),
-        gate.clone().recipient(),
-    )
-    .start();
-    let workload = AnalyzerActor::new(
-        WorkloadChangeAnalyzer::new(settings.analyzers.workload_change.clone()),
-        gate.clone().recipient(),
-    )
-    .start();
-    let missing_index = AnalyzerActor::new(
-        MissingIndexAnalyzer::new(settings.analyzers.missing_index.clone()),
-        gate.clone().recipient(),
-    )
-    .start();
-    let baseline_offset = (settings.analyzers.regression.any(|s| s.enabled)
-        || settings.analyzers.workload_change.any(|s| s.enabled))
-    .then_some(settings.analysis.baseline_offset);
+        supervised(
+            move || PowaHealthAnalyzer::new(health.clone()),
+            gate,
+            &events,
+        ),
+        supervised(
+            move || WorkloadChangeAnalyzer::new(workload.clone()),
+            gate,
+            &events,
+        ),
+        supervised(
+            move || ResourceHogAnalyzer::new(hogs.clone()),
+            gate,
+            &events,
+        ),
+        supervised(
+            move || HealthScoreAnalyzer::new(score.clone(), inputs()),
+            gate,
+            &events,
+        ),
+    ];
+    if missing.enabled {
+        let m = missing.clone();
+        recipients.push(supervised(
+            move || MissingIndexAnalyzer::new(m.clone()),
+            gate,
+            &events,
+        ));
+    }
+    let baseline_offset = (a.regression.any(|s| s.enabled) || a.workload_change.any(|s| s.enabled))
+        .then_some(settings.analysis.baseline_offset);
+    Analyzers {
+        recipients,
+        baseline_offset,
+        baseline_periods: settings.analysis.baseline_periods,
+        missing_index: missing.enabled.then_some(missing),
+        monitored: settings
+            .repositories
+            .iter()
+            .map(|(name, r)| (name.clone(), r.monitored.clone()))
+            .collect(),
+    }
+}
 
+/// Does the configuration ask for this server of this repository?
+pub fn wanted(settings: &Settings, repository: &str, server: &str) -> bool {
+    settings
+        .repositories
+        .get(repository)
+        .is_some_and(|r| r.servers.is_empty() || r.servers.iter().any(|s| s == server))
+}
+
+/// Rows read, for the metrics.
+fn rows_of(w: &StatementsWindow) -> u64 {
+    w.points + w.baselines.iter().map(|b| b.points).sum::<u64>()
+}
+
+/// The live window a server's collector keeps between cycles. A collector rebuilt on
+/// another session of the same repository keeps it (it holds no session), so it does not
+/// read the whole window again.
+pub type LiveState = Arc<tokio::sync::Mutex<LiveWindow>>;
+
+/// A fresh live window for a server.
+pub fn live_state(repository: &str, info: &Arc<PowaInfo>, server: &ServerInfo) -> LiveState {
+    Arc::new(tokio::sync::Mutex::new(LiveWindow::new(
+        repository,
+        Arc::clone(info),
+        server.clone(),
+    )))
+}
+
+/// Starts the collector of one server, numbering its snapshots from `seq`, continuing
+/// the live window `live`.
+pub fn start_collector(
+    repository: &str,
+    client: Arc<tokio_postgres::Client>,
+    info: Arc<PowaInfo>,
+    server: ServerInfo,
+    analyzers: &Analyzers,
+    live: LiveState,
+    seq: u64,
+) -> Addr<CollectorActor<PowaSource>> {
+    let mut source = PowaSource::with_live(
+        repository,
+        client,
+        info,
+        server.clone(),
+        analyzers.baseline_offset,
+        analyzers.baseline_periods,
+        live,
+    );
+    if let Some(settings) = &analyzers.missing_index {
+        source = source.with_quals(powa::qualstats::QualsCollector {
+            repository: repository.to_string(),
+            settings: settings.clone(),
+            monitored: analyzers
+                .monitored
+                .get(repository)
+                .and_then(|m| m.get(&server.name))
+                .cloned(),
+        });
+    }
+    CollectorActor::new(source, analyzers.recipients.clone())
+        .with_measure(rows_of)
+        .with_seq(seq)
+        .start()
+}
+
+/// Builds the pipeline for one run (`once`, `backtest`). Must run inside an actix System.
+pub async fn build(
+    settings: &Settings,
+    opts: RunOptions,
+    log: &Logger,
+) -> anyhow::Result<Topology> {
+    let outputs = build_outputs(settings, opts, log)?;
+    let analyzers = build_analyzers(settings, &outputs.gate, log);
     let (repositories, failures) = connect_all(settings).await;
     for f in &failures {
         warn!(log, "Repository unavailable; the others are analysed."; "error" => %f);
     }
     let mut collectors = Vec::new();
     for repo in &repositories {
-        let wanted = &settings.repositories[&repo.name].servers;
         let info = Arc::new(repo.info.clone());
         for server in &repo.info.servers {
-            if !wanted.is_empty() && !wanted.contains(&server.name) {
+            if !wanted(settings, &repo.name, &server.name) {
                 continue;
             }
-            let source = PowaSource::new(
+            let name = format!("{}/{}", repo.name, server.name);
+            info!(log, "Collector ready."; "repository" => &repo.name, "server" => &server.name,
+                  "srvid" => server.srvid, "powa" => %repo.info.version);
+            let addr = start_collector(
                 &repo.name,
                 Arc::clone(&repo.client),
                 Arc::clone(&info),
                 server.clone(),
-                baseline_offset,
-                settings.analysis.baseline_periods,
+                &analyzers,
+                live_state(&repo.name, &info, server),
+                0,
             );
-            let source = if settings.analyzers.missing_index.enabled {
-                source.with_quals(powa::qualstats::QualsCollector {
-                    repository: repo.name.clone(),
-                    settings: settings.analyzers.missing_index.clone(),
-                    monitored: settings.repositories[&repo.name]
-                        .monitored
-                        .get(&server.name)
-                        .cloned(),
-                })
-            } else {
-                source
-            };
-            let name = format!("{}/{}", repo.name, server.name);
-            info!(log, "Collector ready."; "repository" => &repo.name, "server" => &server.name,
-                  "srvid" => server.srvid, "powa" => %repo.info.version);
-            let addr = CollectorActor::new(
-                source,
-                vec![
-                    slow.clone().recipient(),
-                    regression.clone().recipient(),
-                    health.clone().recipient(),
-                    workload.clone().recipient(),
-                    hogs.clone().recipient(),
-                    score.clone().recipient(),
-                    missing_index.clone().recipient(),
-                ],
-            )
-            .start();
             collectors.push(CollectorHandle { name, addr });
         }
     }
     Ok(Topology {
-        gate,
+        gate: outputs.gate,
+        channels: outputs.channels,
+        controls: outputs.controls,
         collectors,
         repositories,
         failures,
-        channels: channel_controls,
     })
 }

@@ -37,12 +37,20 @@ pub struct Collect {
 pub struct CollectSummary {
     pub seq: u64,
     pub insights: usize,
+    /// The newest data time the snapshot covers.
+    pub taken_at: Option<DateTime<Utc>>,
+    /// Rows read from the source, as the collector's `measure` counts them (0 without one).
+    pub rows: u64,
 }
+
+/// Counts the rows of a snapshot body, for metrics.
+pub type Measure<T> = fn(&T) -> u64;
 
 pub struct CollectorActor<S: Source> {
     source: S,
     analyzers: Vec<Recipient<AnalyzeSnapshot<S::Output>>>,
     seq: u64,
+    measure: Option<Measure<S::Output>>,
 }
 
 impl<S: Source> CollectorActor<S> {
@@ -51,12 +59,32 @@ impl<S: Source> CollectorActor<S> {
             source,
             analyzers,
             seq: 0,
+            measure: None,
         }
+    }
+
+    /// Counts each snapshot's rows with `measure` (reported in [`CollectSummary::rows`]).
+    pub fn with_measure(mut self, measure: Measure<S::Output>) -> Self {
+        self.measure = Some(measure);
+        self
+    }
+
+    /// Starts the collection numbering at `seq` (a restarted collector continues its
+    /// predecessor's sequence, so analyzers do not mistake it for a gap or a replay).
+    pub fn with_seq(mut self, seq: u64) -> Self {
+        self.seq = seq;
+        self
     }
 }
 
 impl<S: Source> Actor for CollectorActor<S> {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // One collection runs at a time; the scheduler never queues more than one behind
+        // it, so a small bounded mailbox is enough.
+        ctx.set_mailbox_capacity(4);
+    }
 }
 
 impl<S: Source> Handler<Collect> for CollectorActor<S> {
@@ -68,9 +96,11 @@ impl<S: Source> Handler<Collect> for CollectorActor<S> {
         let name = self.source.name().to_string();
         let analyzers = self.analyzers.clone();
         let read = self.source.collect(msg.window);
+        let measure = self.measure;
         AtomicResponse::new(Box::pin(
             async move {
                 let (body, taken_at) = read.await?;
+                let rows = measure.map(|m| m(&body)).unwrap_or(0);
                 let snapshot = Snapshot {
                     source: name,
                     seq,
@@ -94,7 +124,12 @@ impl<S: Source> Handler<Collect> for CollectorActor<S> {
                         }
                     }
                 }
-                Ok(CollectSummary { seq, insights })
+                Ok(CollectSummary {
+                    seq,
+                    insights,
+                    taken_at: Some(taken_at),
+                    rows,
+                })
             }
             .into_actor(self),
         ))

@@ -19,6 +19,7 @@ pub mod error;
 pub mod gate;
 pub mod message;
 pub mod outbox;
+pub mod supervise;
 pub mod throttle;
 
 pub use error::{ChannelError, OutboxError, SourceError};

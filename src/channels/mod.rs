@@ -289,7 +289,7 @@ impl ChannelSettings {
         }
     }
 
-    fn render_options(&self) -> RenderOptions {
+    pub(crate) fn render_options(&self) -> RenderOptions {
         RenderOptions {
             sql_preview_chars: self.sql_preview_chars.unwrap_or(DEFAULT_SQL_PREVIEW_CHARS),
             lang: self.language.unwrap_or_default(),
@@ -489,17 +489,13 @@ pub fn start(
                 .unwrap_or(wecom_app::DEFAULT_MAX_PER_MINUTE);
             let pacer = env.pacer_for(&app.destination(), max, &log);
             let ch = WeComAppChannel::new(app, opts, env.rate_window);
-            ChannelActor::new(name, ch, Some(pacer), retry, log)
-                .start()
-                .recipient()
+            env.spawn(name, ChannelActor::new(name, ch, Some(pacer), retry, log))
         }
         ChannelKind::Webhook => {
             let hook = webhook::WebhookSettings::from_settings(settings)
                 .map_err(|e| anyhow::anyhow!("channel `{name}`: {e}"))?;
             let ch = WebhookChannel::new(hook, opts);
-            ChannelActor::new(name, ch, None, retry, log)
-                .start()
-                .recipient()
+            env.spawn(name, ChannelActor::new(name, ch, None, retry, log))
         }
     };
     Ok(recipient)

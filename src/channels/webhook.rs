@@ -290,6 +290,13 @@ pub struct WebhookPart {
     pub body: String,
 }
 
+/// What a dry run prints for a part.
+impl std::fmt::Display for WebhookPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "delivery {}\n{}", self.delivery, self.body)
+    }
+}
+
 struct Inner {
     client: awc::Client,
     hook: WebhookSettings,

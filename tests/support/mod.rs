@@ -167,3 +167,48 @@ pub fn unique() -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+impl Lab {
+    /// Stops (`-m fast`) or starts one cluster of the lab with pg_ctl, on the same port
+    /// (the port lives in the cluster's own configuration). For fault tests.
+    pub fn pg_ctl(&self, cluster: &str, action: &str) {
+        let pg_ctl = Path::new(self.var("POWA_LAB_PG_BIN")).join("pg_ctl");
+        let data = self.dir.join(cluster);
+        let log = self.dir.join(format!("{cluster}-pg_ctl.log"));
+        let mut args: Vec<String> = vec![
+            pg_ctl.display().to_string(),
+            "-D".into(),
+            data.display().to_string(),
+            "-w".into(),
+            "-t".into(),
+            "60".into(),
+        ];
+        match action {
+            "stop" => args.extend(["-m".into(), "fast".into(), "stop".into()]),
+            "start" => args.extend(["-l".into(), log.display().to_string(), "start".into()]),
+            other => panic!("pg_ctl action {other}"),
+        }
+        let is_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let mut cmd = if is_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", self.var("POWA_LAB_OS_USER"), "--"]);
+            c.args(&args);
+            c
+        } else {
+            let mut c = Command::new(&args[0]);
+            c.args(&args[1..]);
+            c
+        };
+        let out = cmd.current_dir("/").output().expect("run pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl {action} {cluster} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! The daemon's HTTP endpoints (actix-web), bound to loopback by default:
+//!
+//! - `/healthz`: the process is alive and its actor system answers (200);
+//! - `/readyz`: every repository is reachable and no channel has failed permanently
+//!   (200), else 503 with the reasons as JSON;
+//! - `/metrics`: Prometheus text format ([`crate::metrics`]);
+//! - `/status`: the last cycle of every server, the repositories, the channels, the next
+//!   report, as JSON.
+//!
+//! Unlike the seed's health server, a database outage does not fail `/healthz`: a liveness
+//! probe that restarts the daemon while the repository is down helps nobody.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Problem;
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Serve the endpoints (`run` only). Default true.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+    /// Address and port. Default 127.0.0.1:9187 (loopback: put a proxy in front, or
+    /// write 0.0.0.0:9187 to expose it, e.g. for Kubernetes probes).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+fn default_enabled() -> bool {
+    true
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9187".to_string()
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            enabled: default_enabled(),
+            listen: default_listen(),
+        }
+    }
+}
+
+impl HttpSettings {
+    pub fn validate(&self, problems: &mut Vec<Problem>) {
+        if self.enabled && self.listen.parse::<SocketAddr>().is_err() {
+            problems.push(Problem::new(
+                "http.listen",
+                format!(
+                    "`{}` is not an address:port; write e.g. \"127.0.0.1:9187\" or \"[::1]:9187\"",
+                    self.listen
+                ),
+            ));
+        }
+    }
+}
+
+/// The last collection cycle of one server.
+#[derive(Clone, Debug, Serialize)]
+pub struct CycleStatus {
+    /// When the cycle started, in the schedule's timezone.
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub insights: usize,
+    pub rows: u64,
+    /// Newest PoWA snapshot time the cycle saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_time: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ServerStatus {
+    pub repository: String,
+    pub period_seconds: u64,
+    pub cycles: u64,
+    pub skipped: u64,
+    pub consecutive_failures: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_cycle: Option<CycleStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RepositoryStatus {
+    pub reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub powa_version: Option<String>,
+    pub servers: usize,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ChannelStatus {
+    pub delivered: u64,
+    pub failed: u64,
+    /// The last delivery failed in a way retrying cannot fix (bad key, payload refused).
+    pub permanently_failed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    pub started_at: String,
+    pub timezone: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_report: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_report: Option<String>,
+    pub config_reloads: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_reload_error: Option<String>,
+    pub repositories: BTreeMap<String, RepositoryStatus>,
+    pub servers: BTreeMap<String, ServerStatus>,
+    pub channels: BTreeMap<String, ChannelStatus>,
+    pub failed_actors: Vec<String>,
+}
+
+/// Shared between the daemon (writes) and the HTTP workers (read).
+pub type StatusBoard = Arc<Mutex<Status>>;
+
+/// Why the daemon is not ready; empty when it is.
+pub fn not_ready(status: &Status) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if status.repositories.is_empty() {
+        reasons.push("no repository has been connected yet".to_string());
+    }
+    for (name, r) in &status.repositories {
+        if !r.reachable {
+            reasons.push(format!(
+                "repository `{name}` is unreachable: {}",
+                r.error.as_deref().unwrap_or("not connected yet")
+            ));
+        }
+    }
+    for (name, c) in &status.channels {
+        if c.permanently_failed {
+            reasons.push(format!(
+                "channel `{name}` failed permanently: {}",
+                c.last_error.as_deref().unwrap_or("unknown error")
+            ));
+        }
+    }
+    reasons
+}
+
+fn snapshot(board: &StatusBoard) -> Status {
+    let mut s = board.lock().map(|s| s.clone()).unwrap_or_default();
+    s.failed_actors = crate::metrics::failed_actors();
+    s
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+async fn readyz(board: web::Data<StatusBoard>) -> HttpResponse {
+    let reasons = not_ready(&snapshot(&board));
+    if reasons.is_empty() {
+        HttpResponse::Ok().json(serde_json::json!({"ready": true}))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"ready": false, "reasons": reasons}))
+    }
+}
+
+async fn metrics_endpoint() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(crate::metrics::metrics().render())
+}
+
+async fn status(board: web::Data<StatusBoard>) -> HttpResponse {
+    HttpResponse::Ok().json(snapshot(&board))
+}
+
+/// Starts the server on the current actix System; it stops with the System (or with the
+/// returned handle).
+pub fn start(
+    settings: &HttpSettings,
+    board: StatusBoard,
+) -> std::io::Result<actix_web::dev::ServerHandle> {
+    let data = web::Data::new(board);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(metrics_endpoint))
+            .route("/status", web::get().to(status))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(&settings.listen)?
+    .run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_names_what_is_wrong() {
+        let mut s = Status::default();
+        assert_eq!(not_ready(&s).len(), 1);
+        s.repositories.insert(
+            "main".into(),
+            RepositoryStatus {
+                reachable: true,
+                ..Default::default()
+            },
+        );
+        assert!(not_ready(&s).is_empty());
+        s.repositories.insert(
+            "b".into(),
+            RepositoryStatus {
+                reachable: false,
+                error: Some("connection refused".into()),
+                ..Default::default()
+            },
+        );
+        s.channels.insert(
+            "ops".into(),
+            ChannelStatus {
+                permanently_failed: true,
+                last_error: Some("bad key".into()),
+                ..Default::default()
+            },
+        );
+        let r = not_ready(&s);
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert!(r[0].contains("`b`") && r[0].contains("connection refused"));
+        assert!(r[1].contains("`ops`") && r[1].contains("bad key"));
+    }
+
+    #[test]
+    fn listen_must_be_an_address() {
+        let mut p = Vec::new();
+        HttpSettings {
+            enabled: true,
+            listen: "localhost".into(),
+        }
+        .validate(&mut p);
+        assert_eq!(p[0].key, "http.listen");
+    }
+}

@@ -1,0 +1,196 @@
+//! The operator commands around the daemon: `once --dry-run`, `check --channels`,
+//! `backtest`. Real binary, real PoWA lab, WeCom faked on loopback.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+use support::lab;
+
+struct Fake {
+    child: Child,
+    url: String,
+    record: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_fake(key: &str) -> Fake {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("wecom.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fake-wecom"))
+        .args(["--listen", "127.0.0.1:0", "--keys", key, "--record"])
+        .arg(&record)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start fake-wecom");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line from fake-wecom: {first:?}"))
+        .to_string();
+    Fake {
+        child,
+        url,
+        record,
+        _dir: dir,
+    }
+}
+
+fn received(f: &Fake) -> usize {
+    std::fs::read_to_string(&f.record)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// A 1h window and a 7d baseline: PoWA's 1-day retention on the lab's local server is
+/// always worth an info insight, so every window has something to say.
+fn config(dir: &std::path::Path, fake: &Fake, extra_channel: &str) -> std::path::PathBuf {
+    let p = dir.join("sentinel.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+[log]
+level = "warning"
+format = "json"
+[analysis]
+window = "1h"
+baseline_offset = "7d"
+[repositories.lab]
+dsn = "{dsn}"
+servers = ["local"]
+[channels.console]
+type = "console"
+[channels.robot]
+type = "wecom"
+base_url = "{url}"
+key = "robot-key-1"
+{extra_channel}
+"#,
+            dsn = lab().repo_dsn(),
+            url = fake.url
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn run(args: &[&str], config: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn once_dry_run_renders_every_channel_and_sends_nothing() {
+    let fake = start_fake("robot-key-1");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &fake, "");
+    let out = run(&["once", "--dry-run"], &cfg);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("----- channel console · message 1/"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("----- channel robot · message 1/"),
+        "{stdout}"
+    );
+    // The WeCom body, as it would have been posted.
+    assert!(stdout.contains(r#""msgtype":"markdown""#), "{stdout}");
+    assert_eq!(received(&fake), 0, "a dry run must not post");
+}
+
+#[test]
+fn check_channels_reports_each_channel() {
+    let fake = start_fake("robot-key-1");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = format!(
+        "[channels.wrongkey]\ntype = \"wecom\"\nbase_url = \"{}\"\nkey = \"not-a-key\"\n",
+        fake.url
+    );
+    let cfg = config(dir.path(), &fake, &bad);
+    let out = run(&["check", "--channels"], &cfg);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("repository lab: PoWA 4.1.4"), "{stdout}");
+    assert!(
+        stdout.contains("retention 1day vs window + baseline 7days 1h: TOO SHORT"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("channel console: ok"), "{stdout}");
+    assert!(stdout.contains("channel robot: ok"), "{stdout}");
+    assert!(
+        stdout.contains("channel wrongkey: FAILED: permanent failure"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("not-a-key"),
+        "the key is a secret: {stdout}"
+    );
+    assert_eq!(
+        received(&fake),
+        1,
+        "one test message reached the good robot"
+    );
+}
+
+#[test]
+fn backtest_replays_windows_and_counts_messages() {
+    let fake = start_fake("robot-key-1");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &fake, "");
+    let out = run(&["backtest", "--from", "3h", "--to", "0s"], &cfg);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("backtest: 3 window(s) of 1h"), "{stdout}");
+    let count = |ch: &str| -> usize {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("channel {ch}: ")))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count for {ch}: {stdout}"))
+    };
+    // Every window has something to say; the count is what was printed (the gate may
+    // hold back repeats of the same finding, so not necessarily one per window).
+    assert!(count("robot") >= 1, "{stdout}");
+    assert_eq!(
+        count("robot"),
+        stdout.matches("----- channel robot · message").count(),
+        "{stdout}"
+    );
+    assert_eq!(
+        count("console"),
+        stdout.matches("----- channel console · message").count(),
+        "{stdout}"
+    );
+    assert_eq!(received(&fake), 0, "a backtest must not post");
+    let bad = run(&["backtest", "--from", "yesterday-ish"], &cfg);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("`yesterday-ish` is not a time"));
+}

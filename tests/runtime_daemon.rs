@@ -1,0 +1,616 @@
+//! `powa-sentinel run` as a process: endpoints, signals, reload, supervision and a
+//! repository cluster that goes away and comes back. Real binary, real PoWA lab.
+//!
+//! Waits are liveness bounds ("this must happen eventually"), never speed assertions.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::lab;
+
+struct Daemon {
+    child: Child,
+    port: u16,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Fake {
+    child: Child,
+    url: String,
+    record: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_fake(key: &str) -> Fake {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("wecom.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fake-wecom"))
+        .args(["--listen", "127.0.0.1:0", "--keys", key, "--record"])
+        .arg(&record)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start fake-wecom");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    std::fs::write(&record, "").unwrap();
+    Fake {
+        child,
+        url,
+        record,
+        _dir: dir,
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fast-paced configuration: collect every second, rediscover every second.
+fn config(port: u16, repos: &[(&str, String)], extra: &str) -> String {
+    let mut s = format!(
+        r#"
+[log]
+level = "debug"
+format = "json"
+[schedule]
+cron = "0 0 0 1 1 *"
+[collection]
+interval = "1s"
+min_interval = "1s"
+max_jitter = "200ms"
+rediscover_every = "1s"
+repository_retry_max = "2s"
+shutdown_deadline = "20s"
+[http]
+listen = "127.0.0.1:{port}"
+{extra}
+"#
+    );
+    for (name, dsn) in repos {
+        s.push_str(&format!("[repositories.{name}]\ndsn = \"{dsn}\"\n"));
+    }
+    s
+}
+
+fn start(body_for_port: impl Fn(u16) -> String, envs: &[(&str, &str)]) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("sentinel.toml");
+    std::fs::write(&config, body_for_port(port)).unwrap();
+    let stderr = dir.path().join("stderr.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .envs(envs.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("start powa-sentinel run");
+    Daemon {
+        child,
+        port,
+        stderr,
+        _dir: dir,
+        config,
+    }
+}
+
+impl Daemon {
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let code = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, body.to_string()))
+    }
+
+    fn status(&self) -> Option<Value> {
+        let (code, body) = self.get("/status")?;
+        (code == 200).then(|| serde_json::from_str(&body).ok())?
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Polls until `cond` holds; panics with the logs after `limit`.
+    fn wait_for(&mut self, what: &str, limit: Duration, mut cond: impl FnMut(&Daemon) -> bool) {
+        let t0 = Instant::now();
+        loop {
+            if cond(self) {
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "daemon exited ({st}) while waiting for {what}:\n{}",
+                    self.logs()
+                );
+            }
+            if t0.elapsed() > limit {
+                panic!(
+                    "never saw {what}; status: {:?}\nlogs:\n{}",
+                    self.status(),
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> i32 {
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            if t0.elapsed() > limit {
+                panic!("daemon did not exit:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn server_cycles(st: &Value, server: &str) -> u64 {
+    st["servers"][server]["cycles"].as_u64().unwrap_or(0)
+}
+
+fn server_ok(st: &Value, server: &str) -> bool {
+    st["servers"][server]["last_cycle"]["ok"].as_bool() == Some(true)
+}
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn endpoints_answer_and_sigterm_stops_cleanly() {
+    let lab = lab();
+    let dsn = lab.repo_dsn();
+    let mut d = start(
+        |port| {
+            config(
+                port,
+                &[("main", dsn.clone())],
+                "[channels.console]\ntype = \"console\"\n",
+            )
+        },
+        &[],
+    );
+    d.wait_for("ready", LIMIT, |d| {
+        d.get("/readyz").is_some_and(|(c, _)| c == 200)
+    });
+    d.wait_for("a successful cycle of main/local", LIMIT, |d| {
+        d.status().is_some_and(|s| server_ok(&s, "main/local"))
+    });
+    let (code, body) = d.get("/healthz").unwrap();
+    assert_eq!((code, body.trim()), (200, "ok"));
+    let (code, metrics) = d.get("/metrics").unwrap();
+    assert_eq!(code, 200);
+    for needle in [
+        r#"powa_sentinel_cycles_total{server="main/local",outcome="ok"}"#,
+        r#"powa_sentinel_rows_read_total{server="main/local"}"#,
+        r#"powa_sentinel_seconds_since_last_success{server="main/local"}"#,
+        r#"powa_sentinel_repository_up{repository="main"} 1"#,
+        "powa_sentinel_cycle_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+    let st = d.status().unwrap();
+    assert_eq!(st["repositories"]["main"]["reachable"], true);
+    assert_eq!(st["timezone"], "UTC");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(LIMIT), 0, "{}", d.logs());
+    assert!(d.logs().contains("Stopped cleanly."), "{}", d.logs());
+}
+
+#[test]
+fn sigterm_flushes_what_the_gate_holds() {
+    let lab = lab();
+    let dsn = lab.repo_dsn();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("insights.jsonl");
+    let channel = format!(
+        "[channels.archive]\ntype = \"file\"\npath = \"{}\"\n",
+        out.display()
+    );
+    // The report cron is once a year: everything found stays in the gate until SIGTERM.
+    let mut d = start(|port| config(port, &[("main", dsn.clone())], &channel), &[]);
+    d.wait_for("cycles with insights", LIMIT, |d| {
+        d.status().is_some_and(|s| {
+            s["servers"].as_object().is_some_and(|m| {
+                m.values()
+                    .any(|v| v["last_cycle"]["insights"].as_u64() > Some(0))
+            })
+        })
+    });
+    let before = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(
+        before.is_empty(),
+        "nothing is sent before the report: {before}"
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(LIMIT), 0, "{}", d.logs());
+    let after = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<Value> = after
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        !lines.is_empty(),
+        "the shutdown flush delivered nothing:\n{}",
+        d.logs()
+    );
+}
+
+/// Reports every second to a WeCom robot and a file while SIGTERM arrives: every insight
+/// the gate flushed (the log's "Report sent." counts) is in the file, every report with
+/// insights reached the robot, the last one after the signal.
+#[test]
+fn sigterm_during_a_delivery_burst_loses_nothing() {
+    let lab = lab();
+    let dsn = lab.repo_dsn();
+    let fake = start_fake("burst-key");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("insights.jsonl");
+    let channels = format!(
+        "[channels.archive]\ntype = \"file\"\npath = \"{}\"\n[channels.robot]\ntype = \"wecom\"\nbase_url = \"{}\"\nkey = \"burst-key\"\n",
+        out.display(),
+        fake.url
+    );
+    let mut d = start(
+        |port| {
+            config(port, &[("main", dsn.clone())], &channels)
+                .replace("cron = \"0 0 0 1 1 *\"", "interval = \"1s\"")
+        },
+        &[],
+    );
+    d.wait_for("three reports delivered to the robot", LIMIT, |d| {
+        d.logs()
+            .lines()
+            .filter(|l| l.contains("Report delivered.") && l.contains("\"channel\":\"robot\""))
+            .count()
+            >= 3
+    });
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(LIMIT), 0, "{}", d.logs());
+    let logs = d.logs();
+    let flushed: Vec<u64> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["msg"] == "Report sent.")
+        .map(|v| v["insights"].as_u64().unwrap())
+        .collect();
+    let in_file = std::fs::read_to_string(&out).unwrap().lines().count() as u64;
+    assert_eq!(in_file, flushed.iter().sum::<u64>(), "{logs}");
+    let reports_with_insights = flushed.iter().filter(|n| **n > 0).count();
+    let robot = std::fs::read_to_string(&fake.record)
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(robot, reports_with_insights, "{logs}");
+    let sigterm_at = logs.find("SIGTERM: shutting down.").unwrap();
+    assert!(
+        logs[sigterm_at..].contains("Report sent."),
+        "the shutdown flush ran: {logs}"
+    );
+    assert!(!logs.contains("Report delivery failed."), "{logs}");
+}
+
+#[test]
+fn sighup_with_a_broken_config_keeps_the_old_one() {
+    let lab = lab();
+    let dsn = lab.repo_dsn();
+    let good = |port: u16| {
+        config(
+            port,
+            &[("main", dsn.clone())],
+            "[channels.console]\ntype = \"console\"\n",
+        )
+    };
+    let mut d = start(good, &[]);
+    d.wait_for("remote servers collected", LIMIT, |d| {
+        d.status()
+            .is_some_and(|s| server_ok(&s, "main/local") && server_ok(&s, "main/remote1"))
+    });
+    let port = d.port;
+    std::fs::write(
+        &d.config,
+        good(port).replace("[collection]", "[collection]\nrediscover_evry = \"1s\""),
+    )
+    .unwrap();
+    d.signal("HUP");
+    d.wait_for("the reload error", LIMIT, |d| {
+        d.status()
+            .is_some_and(|s| s["last_reload_error"].is_string())
+    });
+    let st = d.status().unwrap();
+    let err = st["last_reload_error"].as_str().unwrap();
+    assert!(
+        err.contains("rediscover_evry") && err.contains("did you mean `rediscover_every`?"),
+        "{err}"
+    );
+    assert!(err.contains("sentinel.toml"), "{err}");
+    assert_eq!(st["config_reloads"], 0);
+    // Still collecting with the old settings.
+    let n = server_cycles(&st, "main/remote1");
+    d.wait_for("more cycles after the refused reload", LIMIT, |d| {
+        d.status()
+            .is_some_and(|s| server_cycles(&s, "main/remote1") >= n + 2)
+    });
+    // A valid change is applied: only the local server is analysed now.
+    let narrowed = good(port).replace(
+        &format!("dsn = \"{dsn}\"\n"),
+        &format!("dsn = \"{dsn}\"\nservers = [\"local\"]\n"),
+    );
+    std::fs::write(&d.config, narrowed).unwrap();
+    d.signal("HUP");
+    d.wait_for("the reload", LIMIT, |d| {
+        d.status()
+            .is_some_and(|s| s["config_reloads"] == 1 && s["last_reload_error"].is_null())
+    });
+    d.wait_for("remote1 dropped", LIMIT, |d| {
+        d.status()
+            .is_some_and(|s| s["servers"]["main/remote1"].is_null() && server_ok(&s, "main/local"))
+    });
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(LIMIT), 0, "{}", d.logs());
+}
+
+#[test]
+fn a_panicking_analyzer_is_restarted() {
+    let lab = lab();
+    let dsn = lab.repo_dsn();
+    let mut d = start(
+        |port| {
+            config(
+                port,
+                &[("main", dsn.clone())],
+                "[channels.console]\ntype = \"console\"\n",
+            )
+        },
+        // Test-only hook: the analyzer panics on its first two snapshots.
+        &[("POWA_SENTINEL_TEST_PANIC_ANALYZER", "slow_queries:2")],
+    );
+    d.wait_for("two restarts of slow_queries", LIMIT, |d| {
+        d.get("/metrics").is_some_and(|(_, m)| {
+            m.contains(r#"powa_sentinel_actor_restarts_total{actor="slow_queries"} 2"#)
+        })
+    });
+    let n = d
+        .status()
+        .map(|s| server_cycles(&s, "main/local"))
+        .unwrap_or(0);
+    d.wait_for("cycles go on", LIMIT, |d| {
+        d.status().is_some_and(|s| {
+            server_cycles(&s, "main/local") >= n + 2 && server_ok(&s, "main/local")
+        })
+    });
+    let (_, m) = d.get("/metrics").unwrap();
+    assert!(
+        !m.contains(r#"powa_sentinel_actor_failed{actor="slow_queries"} 1"#),
+        "{m}"
+    );
+    let st = d.status().unwrap();
+    assert_eq!(st["failed_actors"], serde_json::json!([]));
+    assert!(
+        d.logs().contains("Actor failed and was restarted."),
+        "{}",
+        d.logs()
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(LIMIT), 0);
+}
+
+#[test]
+fn a_stopped_repository_recovers_and_the_others_never_stop() {
+    let lab = lab();
+    let (main, old) = (lab.repo_dsn(), lab.repo3_dsn());
+    let mut d = start(
+        |port| {
+            config(
+                port,
+                &[("main", main.clone()), ("old", old.clone())],
+                "[channels.console]\ntype = \"console\"\n",
+            )
+        },
+        &[],
+    );
+    d.wait_for("both repositories collected", LIMIT, |d| {
+        d.status()
+            .is_some_and(|s| server_ok(&s, "main/local") && server_ok(&s, "old/local"))
+    });
+    lab.pg_ctl("repo3", "stop");
+    let restart = Restart(lab);
+    d.wait_for("old marked unreachable", LIMIT, |d| {
+        d.status()
+            .is_some_and(|s| s["repositories"]["old"]["reachable"] == false)
+    });
+    let (code, body) = d.get("/readyz").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("repository `old` is unreachable"), "{body}");
+    // The other repository's servers keep their rhythm meanwhile.
+    let n = d.status().map(|s| server_cycles(&s, "main/local")).unwrap();
+    d.wait_for("main cycles while old is down", LIMIT, |d| {
+        d.status().is_some_and(|s| {
+            server_cycles(&s, "main/local") >= n + 3
+                && server_ok(&s, "main/local")
+                && s["repositories"]["old"]["reachable"] == false
+        })
+    });
+    drop(restart);
+    d.wait_for("old back", LIMIT, |d| {
+        d.status().is_some_and(|s| {
+            s["repositories"]["old"]["reachable"] == true && server_ok(&s, "old/local")
+        })
+    });
+    d.wait_for("ready again", LIMIT, |d| {
+        d.get("/readyz").is_some_and(|(c, _)| c == 200)
+    });
+    assert!(d.logs().contains("Repository connected."));
+    // Every session came back: discovery's plus one per concurrent collection (default 4).
+    d.wait_for("all five sessions of old reopened", LIMIT, |_| {
+        sessions(lab, "repo3").len() == 5
+    });
+    // Losing any one session (here the newest, a collection one) reopens them all.
+    let before = sessions(lab, "repo3");
+    lab.psql(
+        "repo3",
+        "powa",
+        &format!("SELECT pg_terminate_backend({})", before.last().unwrap()),
+    );
+    d.wait_for("old reconnected after losing one session", LIMIT, |d| {
+        let now = sessions(lab, "repo3");
+        now.len() == 5
+            && now.iter().all(|p| !before.contains(p))
+            && d.status().is_some_and(|s| server_ok(&s, "old/local"))
+    });
+    assert!(d.logs().contains("Repository session lost; reconnecting."));
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(LIMIT), 0);
+}
+
+/// The backend pids of powa-sentinel's sessions on a cluster, oldest first.
+fn sessions(lab: &support::Lab, cluster: &str) -> Vec<String> {
+    lab.psql(
+        cluster,
+        "powa",
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'powa-sentinel' \
+         ORDER BY backend_start, pid",
+    )
+    .lines()
+    .map(|l| l.trim().to_string())
+    .filter(|l| !l.is_empty())
+    .collect()
+}
+
+/// Starts the cluster again even when the test fails half-way.
+struct Restart(&'static support::Lab);
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        self.0.pg_ctl("repo3", "start");
+    }
+}
+
+#[test]
+fn the_seed_example_config_loads_and_checks() {
+    let lab = lab();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed/config.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
+        .args(["check", "--config"])
+        .arg(&fixture)
+        .env("POWA_DB_HOST", "127.0.0.1")
+        .env("POWA_DB_PORT", lab.var("POWA_LAB_REPO_PORT"))
+        .env("POWA_DB_USER", lab.var("POWA_LAB_RO_USER"))
+        .env("POWA_DB_PASSWORD", lab.var("POWA_LAB_RO_PASSWORD"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("seed format"), "{stdout}");
+    assert!(stdout.contains("cron = \"0 0 9 * * 1\""), "{stdout}");
+    assert!(stdout.contains("repository main: PoWA 4.1.4"), "{stdout}");
+    assert!(
+        !stdout.contains(lab.var("POWA_LAB_RO_PASSWORD")),
+        "the password is never shown"
+    );
+}
+
+#[test]
+fn servers_added_to_and_removed_from_powa_servers_follow() {
+    let lab = lab();
+    let dsn = lab.repo_dsn();
+    let alias = format!("rt_added_{}", support::unique());
+    let mut d = start(
+        |port| {
+            config(
+                port,
+                &[("main", dsn.clone())],
+                "[channels.console]\ntype = \"console\"\n",
+            )
+        },
+        &[],
+    );
+    d.wait_for("main/local collected", LIMIT, |d| {
+        d.status().is_some_and(|s| server_ok(&s, "main/local"))
+    });
+    // Registered by the lab's admin, as powa_register_server would (no snapshot yet).
+    let id = lab.psql(
+        "repo",
+        "powa",
+        &format!(
+            "INSERT INTO powa_servers (hostname, alias, port, username, dbname, frequency) \
+             VALUES ('192.0.2.1', '{alias}', 5432, 'powa', 'powa', 300) RETURNING id"
+        ),
+    );
+    let id = id.lines().next().unwrap().trim().to_string();
+    let key = format!("main/{alias}");
+    d.wait_for("the new server's collector", LIMIT, |d| {
+        d.status()
+            .is_some_and(|s| s["servers"][&key]["cycles"].as_u64() >= Some(1))
+    });
+    lab.psql(
+        "repo",
+        "powa",
+        &format!("DELETE FROM powa_servers WHERE id = {id}"),
+    );
+    d.wait_for("the removed server's collector gone", LIMIT, |d| {
+        d.status()
+            .is_some_and(|s| s["servers"][&key].is_null() && server_ok(&s, "main/local"))
+    });
+    let (_, m) = d.get("/metrics").unwrap();
+    assert!(!m.contains(&key), "its series are dropped too: {m}");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(LIMIT), 0);
+}
