@@ -403,6 +403,11 @@ impl MissingIndexAnalyzer {
             ),
             ("queries".to_string(), ids.len() as f64),
         ]);
+        // Worse means more rows read for nothing per execution.
+        metrics.insert(
+            super::MAGNITUDE.to_string(),
+            metrics["rows_filtered_per_execution"],
+        );
         if let Some(r) = rel.filter(|r| r.rows >= 0.0) {
             metrics.insert("table_rows".to_string(), r.rows);
         }
@@ -528,7 +533,10 @@ fn blind(w: &StatementsWindow, q: &QualsWindow) -> Option<Insight> {
             q.notes.join("; ")
         ),
         text: None,
-        metrics: BTreeMap::from([("problems".to_string(), q.notes.len() as f64)]),
+        metrics: BTreeMap::from([
+            ("problems".to_string(), q.notes.len() as f64),
+            (super::MAGNITUDE.to_string(), q.notes.len() as f64),
+        ]),
         window: w.window,
         observed_at: w.last_ts.unwrap_or(w.window.end),
         status: None,

@@ -126,7 +126,18 @@ pub async fn open(
     sslmode: SslMode,
     sslrootcert: Option<&std::path::Path>,
 ) -> Result<Client, String> {
-    let connector = tls::connector(sslmode, sslrootcert).map_err(|e| e.to_string())?;
+    // Like libpq, no TLS over Unix-domain sockets (there is no server name to verify and
+    // PostgreSQL refuses SSL on them): sslmode only applies to TCP hosts.
+    let unix_only = !cfg.get_hosts().is_empty()
+        && cfg
+            .get_hosts()
+            .iter()
+            .all(|h| !matches!(h, tokio_postgres::config::Host::Tcp(_)));
+    let connector = if unix_only {
+        None
+    } else {
+        tls::connector(sslmode, sslrootcert).map_err(|e| e.to_string())?
+    };
     let tls_hint = |e: tokio_postgres::Error| {
         let reason = describe_pg_error(&e);
         if reason.contains("certificate") || reason.contains("UnknownIssuer") {
