@@ -293,7 +293,25 @@ async fn shutdown(
         error!(log, "Running cycles did not finish before the shutdown deadline; flushing what the gate has.");
     }
     let at = Utc::now();
-    match tokio::time::timeout_at(until, flush(outputs, board, at, shared.tz, log)).await {
+    // The report, then whatever the channels still hold (immediate alerts in flight,
+    // what they resumed from the outbox), all before the deadline.
+    let finish = async {
+        flush(outputs, board, at, shared.tz, log).await;
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        for (name, report) in topology::drain(&outputs.controls, left).await {
+            match report {
+                Some(r) if r.pending > 0 => {
+                    warn!(log, "A channel still holds notifications at exit (kept in the outbox when [state] dir is set).";
+                        "channel" => name, "pending" => r.pending)
+                }
+                Some(_) => {}
+                None => {
+                    warn!(log, "A channel did not answer the drain request."; "channel" => name)
+                }
+            }
+        }
+    };
+    match tokio::time::timeout_at(until, finish).await {
         Ok(()) => true,
         Err(_) => {
             error!(log, "The channels did not finish delivering before collection.shutdown_deadline; what was still being sent may be lost (kept in the outbox when [state] dir is set).";

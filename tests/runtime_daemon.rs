@@ -43,13 +43,15 @@ impl Drop for Fake {
     }
 }
 
-fn start_fake(key: &str) -> Fake {
+/// A fake robot with extra options (e.g. `--delay 300ms` for a slow WeCom).
+fn start_fake(key: &str, extra: &[&str]) -> Fake {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("wecom.jsonl");
     let mut child = Command::new(env!("CARGO_BIN_EXE_fake-wecom"))
         .args(["--listen", "127.0.0.1:0", "--keys", key, "--record"])
         .arg(&record)
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start fake-wecom");
@@ -296,7 +298,8 @@ fn sigterm_flushes_what_the_gate_holds() {
 fn sigterm_during_a_delivery_burst_loses_nothing() {
     let lab = lab();
     let dsn = lab.repo_dsn();
-    let fake = start_fake("burst-key");
+    // A slow robot: a report of several messages takes seconds to go out.
+    let fake = start_fake("burst-key", &["--delay", "400ms"]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("insights.jsonl");
     let channels = format!(
@@ -311,31 +314,48 @@ fn sigterm_during_a_delivery_burst_loses_nothing() {
         },
         &[],
     );
-    d.wait_for("three reports delivered to the robot", LIMIT, |d| {
-        d.logs()
+    // SIGTERM as soon as the robot has the first message of a report: the rest of the
+    // report is still to be sent.
+    d.wait_for("the robot's first message", LIMIT, |_| {
+        std::fs::read_to_string(&fake.record)
+            .unwrap_or_default()
             .lines()
-            .filter(|l| l.contains("Report delivered.") && l.contains("\"channel\":\"robot\""))
             .count()
-            >= 3
+            >= 1
     });
     d.signal("TERM");
     assert_eq!(d.wait_exit(LIMIT), 0, "{}", d.logs());
     let logs = d.logs();
-    let flushed: Vec<u64> = logs
+    let records: Vec<Value> = logs
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect();
+    let flushed: u64 = records
+        .iter()
         .filter(|v| v["msg"] == "Report sent.")
         .map(|v| v["insights"].as_u64().unwrap())
-        .collect();
+        .sum();
+    assert!(flushed > 0, "the gate reported something: {logs}");
+    // Everything the gate let through is in the file channel...
     let in_file = std::fs::read_to_string(&out).unwrap().lines().count() as u64;
-    assert_eq!(in_file, flushed.iter().sum::<u64>(), "{logs}");
-    let reports_with_insights = flushed.iter().filter(|n| **n > 0).count();
+    assert_eq!(in_file, flushed, "{logs}");
+    // ...and every message of every robot report reached the robot, none twice.
+    let robot_parts: u64 = records
+        .iter()
+        .filter(|v| v["msg"] == "Report delivered." && v["channel"] == "robot")
+        .map(|v| v["parts"].as_u64().unwrap())
+        .sum();
     let robot = std::fs::read_to_string(&fake.record)
         .unwrap()
         .lines()
-        .count();
-    assert_eq!(robot, reports_with_insights, "{logs}");
+        .count() as u64;
+    assert!(robot_parts >= 2, "a report of several messages: {logs}");
+    assert_eq!(robot, robot_parts, "{logs}");
     let sigterm_at = logs.find("SIGTERM: shutting down.").unwrap();
+    assert!(
+        logs[sigterm_at..].contains("\"msg\":\"Part delivered.\""),
+        "messages were still going out after SIGTERM: {logs}"
+    );
     assert!(
         logs[sigterm_at..].contains("Report sent."),
         "the shutdown flush ran: {logs}"
