@@ -157,11 +157,8 @@ fn main() {
     let repeat = env_usize("BENCH_REPEAT", 3).max(1);
     build_data(servers, keys, snapshots);
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
+    // The connection drivers are spawned on the actix (local) runtime, as in the daemon.
+    actix_rt::System::new().block_on(async move {
         let repo = connect(
             "bench",
             &RepositorySettings::from_dsn(&support::lab().repo_dsn()),
