@@ -206,7 +206,8 @@ pub struct Analyzers {
     pub baseline_periods: u32,
     /// Read pg_qualstats for the index advisor (None when it is off).
     pub missing_index: Option<crate::analyze::MissingIndexSettings>,
-    /// Direct connections to monitored servers, by repository and server.
+    /// Direct connections to monitored servers, by repository and server (`local`
+    /// defaults to the repository's own connection).
     pub monitored: BTreeMap<String, BTreeMap<String, powa::monitored::MonitoredSettings>>,
 }
 
@@ -312,7 +313,14 @@ pub fn build_analyzers(settings: &Settings, gate: &Addr<Gate>, log: &Logger) -> 
         monitored: settings
             .repositories
             .iter()
-            .map(|(name, r)| (name.clone(), r.monitored.clone()))
+            .map(|(name, r)| {
+                let mut m = r.monitored.clone();
+                // The repository's own instance is its `local` server: read its names
+                // through the repository's connection unless told otherwise.
+                m.entry("local".to_string())
+                    .or_insert_with(|| powa::monitored::MonitoredSettings::implicit_from(r));
+                (name.clone(), m)
+            })
             .collect(),
     }
 }

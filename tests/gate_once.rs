@@ -75,7 +75,7 @@ level = "info"
 format = "json"
 
 [analysis]
-window = "1h"
+window = "10m"
 
 # Other tests' workloads share the lab: room for ours among the top queries.
 [analyzers.slow_queries]

@@ -94,7 +94,7 @@ level = "warning"
 format = "json"
 
 [analysis]
-window = "1h"
+window = "10m"
 
 # Other tests' workloads share the lab: room for ours among the top queries.
 [analyzers.slow_queries]

@@ -52,6 +52,11 @@ pub struct MonitoredSettings {
     /// Default 5s.
     #[serde(with = "humantime_serde", default = "default_timeout")]
     pub connect_timeout: Duration,
+    /// Not configured but derived from the repository's own connection (the `local`
+    /// server of a repository is the repository's instance): what cannot be done with it
+    /// (a database the role cannot enter, no hypopg) is skipped quietly, not reported.
+    #[serde(skip)]
+    pub implicit: bool,
 }
 
 fn default_timeout() -> Duration {
@@ -73,6 +78,26 @@ impl MonitoredSettings {
             sslrootcert: None,
             statement_timeout: default_timeout(),
             connect_timeout: default_timeout(),
+            implicit: false,
+        }
+    }
+
+    /// The repository's own connection, for its `local` server when nothing is
+    /// configured for it (the database is replaced per qual, as always).
+    pub fn implicit_from(r: &RepositorySettings) -> Self {
+        MonitoredSettings {
+            dsn: r.dsn.clone(),
+            host: r.host.clone(),
+            port: r.port,
+            user: r.user.clone(),
+            password: r.password.clone(),
+            password_file: r.password_file.clone(),
+            password_env: r.password_env.clone(),
+            sslmode: r.sslmode,
+            sslrootcert: r.sslrootcert.clone(),
+            statement_timeout: default_timeout(),
+            connect_timeout: r.connect_timeout,
+            implicit: true,
         }
     }
 
@@ -205,6 +230,7 @@ pub async fn enrich(
         };
         let client = match m.connect(&label, &datname).await {
             Ok(c) => c,
+            Err(_) if m.implicit => continue,
             Err(e) => {
                 w.notes.push(format!("server `{}`: {e}", server.name));
                 continue;
@@ -243,6 +269,7 @@ pub async fn enrich(
         budget -= todo.len();
         let mut explainer = match Explainer::new(&client, &datname).await {
             Ok(e) => Some(e),
+            Err(_) if m.implicit => None,
             Err(e) => {
                 w.notes.push(format!("database `{datname}`: {e}"));
                 None
