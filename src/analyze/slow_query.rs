@@ -207,7 +207,7 @@ impl SlowQueryAnalyzer {
         let hit = q.get(SHARED_HIT);
         let read = q.get(SHARED_READ);
 
-        let labels = super::query_labels(w, q);
+        let mut labels = super::query_labels(w, q);
 
         let mut metrics = BTreeMap::new();
         metrics.insert("rank".to_string(), rank as f64);
@@ -227,6 +227,24 @@ impl SlowQueryAnalyzer {
             metrics.insert("cpu_time_ms".to_string(), k.cpu_time_ms());
             metrics.insert("read_bytes".to_string(), k.reads_bytes);
             metrics.insert("write_bytes".to_string(), k.writes_bytes);
+        }
+
+        // What it waited on, when pg_wait_sampling says: a mean time made of lock waits
+        // is not fixed by an index. 10 samples is 100 ms at the default sampling period.
+        let mut advice = advice(q, share);
+        if let Some(t) = crate::powa::waits::top_wait(&w.waits, q.key.dbid, q.key.queryid)
+            .filter(|t| t.samples >= 10.0)
+        {
+            let event = format!("{}:{}", t.top.event_type, t.top.event);
+            metrics.insert("wait_samples".to_string(), t.samples);
+            metrics.insert("top_wait_share".to_string(), t.share);
+            advice = format!(
+                "{advice} Most sampled wait: {event} ({:.0}% of {:.0} samples), {}.",
+                t.share * 100.0,
+                t.samples,
+                crate::powa::waits::hint(&t.top.event_type)
+            );
+            labels.insert("top_wait".to_string(), event);
         }
 
         // Worse means a bigger share of the server (total time), or a bigger ranking value.
@@ -258,7 +276,7 @@ impl SlowQueryAnalyzer {
             severity: Self::severity(s, mean),
             labels,
             title,
-            advice: advice(q, share),
+            advice,
             text: q.query.as_deref().map(str::to_string),
             metrics,
             window: w.window,
@@ -346,6 +364,44 @@ mod tests {
         // Same problem, same fingerprint, whatever the numbers.
         let again = a.analyze_window(&window(vec![q(2, 1.0e3, 9.0e4, "SELECT b")]));
         assert_eq!(again[0].fingerprint, out[0].fingerprint);
+    }
+
+    /// A query mostly waiting on locks says so; a few samples (under 100 ms) say nothing.
+    #[test]
+    fn names_what_a_query_waits_on() {
+        use crate::powa::waits::WaitStat;
+        let a = SlowQueryAnalyzer::new(SlowQuerySettings::default());
+        let mut w = window(vec![
+            q(1, 10.0, 3000.0, "UPDATE a SET x = $1"),
+            q(2, 10.0, 3000.0, "SELECT b"),
+        ]);
+        let wait = |queryid, event_type: &str, event: &str, samples| WaitStat {
+            dbid: 1,
+            queryid,
+            event_type: event_type.into(),
+            event: event.into(),
+            samples,
+        };
+        w.waits = vec![
+            wait(1, "Lock", "transactionid", 150.0),
+            wait(1, "IO", "DataFileRead", 50.0),
+            wait(2, "IO", "DataFileRead", 5.0),
+        ];
+        let out = a.analyze_window(&w);
+        let one = out
+            .iter()
+            .find(|i| i.label("queryid") == Some("1"))
+            .unwrap();
+        assert_eq!(one.label("top_wait"), Some("Lock:transactionid"));
+        assert_eq!(one.metric("wait_samples"), Some(200.0));
+        assert!(one.advice.contains("75% of 200 samples"), "{}", one.advice);
+        assert!(one.advice.contains("locks"), "{}", one.advice);
+        let two = out
+            .iter()
+            .find(|i| i.label("queryid") == Some("2"))
+            .unwrap();
+        assert_eq!(two.label("top_wait"), None);
+        assert!(!two.advice.contains("wait"), "{}", two.advice);
     }
 
     #[test]

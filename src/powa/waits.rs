@@ -88,6 +88,45 @@ pub fn wait_stats(
     out
 }
 
+/// What one query waited on most over the window: the event with most samples, its
+/// share of the query's samples, and the query's total samples.
+pub struct TopWait<'a> {
+    pub top: &'a WaitStat,
+    pub share: f64,
+    pub samples: f64,
+}
+
+/// The most sampled wait event of (dbid, queryid), if it was sampled at all.
+pub fn top_wait(waits: &[WaitStat], dbid: u32, queryid: i64) -> Option<TopWait<'_>> {
+    let mine = waits
+        .iter()
+        .filter(|w| w.dbid == dbid && w.queryid == queryid);
+    let samples: f64 = mine.clone().map(|w| w.samples).sum();
+    let top = mine.max_by(|a, b| a.samples.total_cmp(&b.samples))?;
+    (samples > 0.0).then(|| TopWait {
+        top,
+        share: top.samples / samples,
+        samples,
+    })
+}
+
+/// A hint per wait event type: what a query mostly waiting there is waiting for.
+pub fn hint(event_type: &str) -> &'static str {
+    match event_type {
+        "Lock" => "blocked by other sessions' locks: look for long transactions holding them",
+        "LWLock" => "contention inside PostgreSQL (buffers, WAL, lock manager)",
+        "IO" => "waiting on disk I/O: reads that do not fit in memory, or slow storage",
+        "Client" => {
+            "waiting on the client: the application reads results slowly or idles in transaction"
+        }
+        "IPC" => "waiting on other processes (parallel workers, replication)",
+        "Timeout" => "sleeping on purpose (pg_sleep, vacuum delay, lock timeouts)",
+        "BufferPin" => "waiting for a buffer pin another session holds",
+        "Activity" | "Extension" => "waiting in a background process",
+        _ => "CPU or an unnamed wait",
+    }
+}
+
 /// Whether PoWA samples waits for this server.
 pub fn enabled(modules: &[String]) -> bool {
     modules.iter().any(|m| m == "pg_wait_sampling")
@@ -119,5 +158,13 @@ mod tests {
         assert_eq!(s.len(), 3, "zero counts are dropped");
         assert_eq!((s[0].queryid, &*s[0].event), (2, "DataFileRead"));
         assert_eq!(&*s[1].event, "?", "an event PoWA no longer names");
+
+        let t = top_wait(&s, 5, 2).expect("query 2 was sampled");
+        assert_eq!(
+            (&*t.top.event, t.samples, t.share),
+            ("DataFileRead", 30.0, 1.0)
+        );
+        assert!(top_wait(&s, 5, 4).is_none(), "zero counts were dropped");
+        assert!(top_wait(&s, 6, 2).is_none(), "another database");
     }
 }
