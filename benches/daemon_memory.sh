@@ -35,7 +35,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 cargo build --release --bin powa-sentinel >&2
-bin=target/release/powa-sentinel
+bin=${CARGO_TARGET_DIR:-target}/release/powa-sentinel
 
 printf '%-8s %-10s %-10s %s\n' servers rss_mb peak_mb cycles_ok
 for n in $SIZES; do
