@@ -478,9 +478,51 @@ fn start_repositories(shared: &Rc<Shared>) -> Vec<Task> {
         .map(|name| {
             let shared = Rc::clone(shared);
             let name = name.clone();
-            Task::spawn(move |cancel| repository_loop(shared, name, cancel))
+            Task::spawn(move |cancel| supervised_repository(shared, name, cancel))
         })
         .collect()
+}
+
+/// Runs a repository's loop and restarts it if it panics (a PoWA answer nobody foresaw,
+/// say), under the restart policy: the repository is marked down with the reason in the
+/// meantime, and after too many panics it is marked failed while the others run on.
+/// Its servers' tasks end with it (their cancel sender is dropped).
+async fn supervised_repository(shared: Rc<Shared>, name: String, cancel: watch::Receiver<bool>) {
+    use futures_util::FutureExt as _;
+    let events = metrics::MetricEvents {
+        log: shared
+            .log
+            .new(o!("component" => "repository", "repository" => name.clone())),
+    };
+    let key = format!("repository {name}");
+    let mut tracker = RestartTracker::new(RestartPolicy::default());
+    loop {
+        let run = repository_loop(Rc::clone(&shared), name.clone(), cancel.clone());
+        let Err(panic) = std::panic::AssertUnwindSafe(run).catch_unwind().await else {
+            return;
+        };
+        let reason = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic")
+            .to_string();
+        mark_down(&shared, &name, &format!("internal error: {reason}"));
+        match tracker.on_failure(Instant::now()) {
+            Decision::Restart { after } => {
+                events.restarted(&key, &reason);
+                let mut c = cancel.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(after) => {}
+                    _ = cancelled(&mut c) => return,
+                }
+            }
+            Decision::GiveUp => {
+                events.failed(&key, &reason);
+                return;
+            }
+        }
+    }
 }
 
 /// Connects with backoff until it works or the task is cancelled.

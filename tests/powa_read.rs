@@ -226,3 +226,37 @@ async fn bad_inputs_say_what_to_do() {
         .to_string();
     assert!(e.contains("cannot connect") && e.contains("refused"), "{e}");
 }
+
+/// A server registered but never snapshotted: PoWA keeps `-infinity` as its last
+/// snapshot time, which discovery reports as "never", not as a failure (a repository of
+/// its own, so the shared lab keeps its servers).
+#[actix_rt::test]
+async fn a_server_never_snapshotted_is_discovered() {
+    let lab = lab();
+    let db = format!("powa_fresh_{}", unique());
+    lab.psql("repo", "postgres", &format!("CREATE DATABASE {db}"));
+    lab.psql(
+        "repo",
+        &db,
+        "SET client_min_messages = warning; CREATE EXTENSION pg_stat_statements; \
+         CREATE EXTENSION btree_gist; CREATE EXTENSION powa; \
+         INSERT INTO powa_servers (hostname, alias, port, username, dbname, frequency, retention) \
+         VALUES ('db9.example', 'fresh', 5432, 'powa', 'powa', 300, '1 day')",
+    );
+    let dsn = format!(
+        "host={} port={} dbname={db} user={}",
+        lab.var("POWA_LAB_SOCKET_DIR"),
+        lab.var("POWA_LAB_REPO_PORT"),
+        lab.var("POWA_LAB_ADMIN_USER"),
+    );
+    let found = connect("fresh", &RepositorySettings::from_dsn(&dsn)).await;
+    lab.psql("repo", "postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
+    let repo = found.unwrap_or_else(|e| panic!("connect: {e}"));
+    let fresh = repo
+        .info
+        .servers
+        .iter()
+        .find(|s| s.name == "fresh")
+        .unwrap_or_else(|| panic!("not discovered: {:?}", repo.info.servers));
+    assert_eq!(fresh.last_snapshot, None, "never snapshotted");
+}

@@ -236,7 +236,8 @@ async fn servers_v4(client: &Client, info: &PowaInfo) -> Result<Vec<ServerInfo>,
         .query(
             &format!(
                 "SELECT s.id, s.hostname, s.alias, s.port, s.frequency, \
-                        extract(epoch FROM s.retention)::float8, m.snapts, m.errors, \
+                        extract(epoch FROM s.retention)::float8, \
+                        CASE WHEN isfinite(m.snapts) THEN m.snapts END, m.errors, \
                         ARRAY(SELECT DISTINCT f.{module_col}::text FROM {s}.powa_functions f \
                               WHERE f.srvid = s.id AND f.operation = 'snapshot' AND f.enabled \
                               ORDER BY 1) \
