@@ -250,7 +250,11 @@ async fn a_server_never_snapshotted_is_discovered() {
         lab.var("POWA_LAB_ADMIN_USER"),
     );
     let found = connect("fresh", &RepositorySettings::from_dsn(&dsn)).await;
-    lab.psql("repo", "postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
+    lab.psql(
+        "repo",
+        "postgres",
+        &format!("DROP DATABASE {db} WITH (FORCE)"),
+    );
     let repo = found.unwrap_or_else(|e| panic!("connect: {e}"));
     let fresh = repo
         .info
