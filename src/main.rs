@@ -361,7 +361,7 @@ async fn check(settings: Settings, channels: bool, log: Logger) -> ExitCode {
         for s in &r.info.servers {
             let analysed = topology::wanted(&settings, &r.name, &s.name);
             println!(
-                "  server {} (srvid {}){}: snapshot every {}, last snapshot {}, modules: {}",
+                "  server {} (srvid {}){}: {}, last snapshot {}, modules: {}",
                 s.name,
                 s.srvid,
                 if analysed {
@@ -369,7 +369,10 @@ async fn check(settings: Settings, channels: bool, log: Logger) -> ExitCode {
                 } else {
                     " [not analysed: not in servers]"
                 },
-                fmt_d(s.frequency),
+                s.frequency.map_or_else(
+                    || "no snapshot frequency set (snapshots only on demand)".to_string(),
+                    |d| format!("snapshot every {}", humantime::format_duration(d))
+                ),
                 s.last_snapshot
                     .map(|t| t.to_rfc3339())
                     .unwrap_or_else(|| "never".into()),
