@@ -44,7 +44,7 @@ pub mod console;
 pub mod dingtalk;
 pub mod feishu;
 pub mod file;
-mod post;
+pub mod post;
 pub mod slack;
 pub mod webhook;
 pub mod wecom;
