@@ -361,7 +361,7 @@ fn insight(n: usize, text: &str) -> Insight {
         fingerprint: Fingerprint::of(["slow_query", &n.to_string()]),
         kind: "slow_query".into(),
         rule: "slow_query.total_time".into(),
-        severity: if n % 3 == 0 {
+        severity: if n.is_multiple_of(3) {
             Severity::Critical
         } else {
             Severity::Warning
@@ -451,10 +451,11 @@ async fn many_insights_are_delivered_within_each_budget_and_signed() {
             );
         }
     }
-    let st = fake.state.lock().unwrap();
-    assert!(st.refused.is_empty(), "{:?}", st.refused);
-    assert_eq!(st.slack_truncated, 0);
-    drop(st);
+    {
+        let st = fake.state.lock().unwrap();
+        assert!(st.refused.is_empty(), "{:?}", st.refused);
+        assert_eq!(st.slack_truncated, 0);
+    }
     fake.handle.stop(false).await;
 }
 
@@ -609,11 +610,10 @@ async fn the_fakes_refuse_oversized_bodies_and_the_channel_calls_it_permanent() 
         dingtalk::classify(&answer, Duration::from_secs(600)),
         Err(ChannelError::Permanent { reason }) if reason.contains("460101")
     ));
-    let st = fake.state.lock().unwrap();
+    let refused = std::mem::take(&mut fake.state.lock().unwrap().refused);
     assert_eq!(
-        st.refused,
+        refused,
         [(Provider::Feishu, 19036), (Provider::Ding, 460101)]
     );
-    drop(st);
     fake.handle.stop(false).await;
 }
