@@ -617,3 +617,28 @@ async fn the_fakes_refuse_oversized_bodies_and_the_channel_calls_it_permanent() 
     );
     fake.handle.stop(false).await;
 }
+
+#[actix_rt::test]
+async fn dry_run_renders_the_chat_robots_and_sends_nothing() {
+    let fake = Fake::start(conf(Duration::from_secs(60)));
+    let chans: BTreeMap<String, ChannelSettings> = [
+        ("lark", fake.feishu(FEISHU_TOKEN, Some(FEISHU_SECRET))),
+        ("ding", fake.ding(DING_TOKEN, Some(DING_SECRET))),
+        ("slack", fake.slack(SLACK_PATH)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let log = Logger::root(slog::Discard, o!());
+    let actors = powa_sentinel::dry_run::start_all(&chans, &log).unwrap();
+    assert_eq!(actors.len(), 3);
+    for (name, r) in &actors {
+        let rep = deliver(r, notification(1, 3)).await;
+        assert!(rep.outcome.is_ok(), "{name}: {rep:?}");
+        assert!(rep.attempts >= 1, "{name}: rendered and printed");
+    }
+    for p in [Provider::Feishu, Provider::Ding, Provider::Slack] {
+        assert_eq!(fake.requests(p), 0, "{p:?}: a dry run sends nothing");
+    }
+    fake.handle.stop(false).await;
+}

@@ -739,6 +739,48 @@ mod tests {
         assert_eq!(p[0].key, "channels.ops.sql_preview_chars");
     }
 
+    /// The commented chat-robot examples of the shipped configuration parse and validate
+    /// once uncommented, so the documentation cannot drift from the keys.
+    #[test]
+    fn documented_chat_robot_examples_are_valid() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/powa-sentinel.toml");
+        let text = std::fs::read_to_string(p).unwrap();
+        let (_, tail) = text.split_once("# Chat robots").expect("section present");
+        let example: String = tail
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                l.starts_with("[channels.")
+                    || l.split_once(" = ").is_some_and(|(k, _)| {
+                        !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    })
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        #[derive(Deserialize)]
+        struct Doc {
+            channels: BTreeMap<String, ChannelSettings>,
+        }
+        let doc: Doc = config::Config::builder()
+            .add_source(config::File::from_str(&example, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .unwrap_or_else(|e| panic!("{e}\n{example}"));
+        let kinds: Vec<ChannelKind> = doc.channels.values().map(|s| s.kind).collect();
+        for k in [
+            ChannelKind::Feishu,
+            ChannelKind::Dingtalk,
+            ChannelKind::Slack,
+        ] {
+            assert!(kinds.contains(&k), "{k} has no example");
+        }
+        for (name, s) in &doc.channels {
+            let mut p = Vec::new();
+            s.validate(&format!("channels.{name}"), &mut p);
+            assert!(p.is_empty(), "{name}: {p:?}");
+        }
+    }
+
     #[test]
     fn env_debug_hides_destinations() {
         let log = Logger::root(slog::Discard, o!());
