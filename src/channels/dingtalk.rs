@@ -2,7 +2,8 @@
 //!
 //! `POST https://oapi.dingtalk.com/robot/send?access_token=<token>` with
 //! `{"msgtype":"markdown","markdown":{"title":…,"text":…}}`. DingTalk's markdown has
-//! headings, bold, lists and quotes but no colours: the renderer's `markdown_v2` dialect.
+//! headings, bold, lists and quotes but no colours and no tables: the renderer's
+//! `markdown_v2` dialect with its tables turned into lists ([`without_tables`]).
 //! The title is what the conversation list and the notification show.
 //!
 //! Signing ("加签", optional; the secret starts with `SEC`): `timestamp` is Unix time in
@@ -189,6 +190,40 @@ pub fn title(content: &str) -> String {
     }
 }
 
+/// `content` (the renderer's `markdown_v2`) in the markdown DingTalk shows: DingTalk has no
+/// tables, so a table's header and separator lines are dropped and each row becomes a
+/// list item ("- calls: 52"). Every line only gets shorter, so the byte budget holds.
+pub fn without_tables(content: &str) -> String {
+    fn is_row(l: &str) -> bool {
+        l.len() >= 2 && l.starts_with('|') && l.ends_with('|')
+    }
+    fn is_separator(l: &str) -> bool {
+        is_row(l) && l.chars().all(|c| matches!(c, '|' | '-' | ':' | ' '))
+    }
+    let lines: Vec<&str> = content.lines().collect();
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    for (k, l) in lines.iter().enumerate() {
+        if is_separator(l)
+            || lines
+                .get(k + 1)
+                .is_some_and(|n| is_row(l) && is_separator(n))
+        {
+            continue;
+        }
+        if is_row(l) {
+            let cells: Vec<&str> = l[1..l.len() - 1].split('|').map(str::trim).collect();
+            let item = match cells.as_slice() {
+                [name, value] => format!("- {name}: {value}"),
+                more => format!("- {}", more.join(" · ")),
+            };
+            out.push(item);
+        } else {
+            out.push((*l).to_string());
+        }
+    }
+    out.join("\n")
+}
+
 /// The request body of one markdown message.
 pub fn message_body(content: &str) -> String {
     serde_json::json!({
@@ -205,9 +240,12 @@ pub fn parts(
     opts: &RenderOptions,
     max_parts: Option<usize>,
 ) -> Vec<DingTalkPart> {
-    let render = |budget: usize| match max_parts {
-        None => render::render(n, Style::MarkdownV2, budget, opts),
-        Some(m) => render::render_digest(n, Style::MarkdownV2, budget, opts, m),
+    let render = |budget: usize| {
+        let contents = match max_parts {
+            None => render::render(n, Style::MarkdownV2, budget, opts),
+            Some(m) => render::render_digest(n, Style::MarkdownV2, budget, opts, m),
+        };
+        contents.iter().map(|c| without_tables(c)).collect()
     };
     post::fit_bodies(TEXT_BUDGET, BODY_BUDGET, render, |c, _, _| message_body(c))
         .into_iter()
@@ -364,6 +402,16 @@ mod tests {
         );
         let plain = "https://oapi.dingtalk.com/robot/send?access_token=abc";
         assert_eq!(signed_url(plain, None, 1), plain);
+    }
+
+    #[test]
+    fn tables_become_lists() {
+        let md = "### A\n- Where: x\n\n| Metric | Value |\n| --- | --- |\n| calls | 52 |\n| mean | 3 ms |\n\n| a | b | c |\n|:-|-|-|\n| 1 | 2 | 3 |";
+        assert_eq!(
+            without_tables(md),
+            "### A\n- Where: x\n\n- calls: 52\n- mean: 3 ms\n\n- 1 · 2 · 3"
+        );
+        assert_eq!(without_tables("no table | here"), "no table | here");
     }
 
     #[test]
