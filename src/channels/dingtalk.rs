@@ -233,8 +233,59 @@ pub fn message_body(content: &str) -> String {
     .to_string()
 }
 
+/// Bytes of the first message kept for its "@…" mention line.
+pub const MENTION_LINE_BYTES: usize = 1000;
+
+/// Who the first message mentions: the notification's valid user ids and mobiles (as
+/// for WeCom), as long as their "@…" line fits in [`MENTION_LINE_BYTES`]. DingTalk only
+/// notifies someone listed in `at` whose "@…" also appears in the markdown text.
+pub fn mentions(n: &Notification) -> (Vec<String>, Vec<String>, String) {
+    let (users, mobiles) = super::wecom::valid_mentions(&n.mentions);
+    let (mut u, mut m, mut line) = (Vec::new(), Vec::new(), String::new());
+    for (is_user, x) in users
+        .into_iter()
+        .map(|x| (true, x))
+        .chain(mobiles.into_iter().map(|x| (false, x)))
+    {
+        let word = format!("@{x}");
+        if line.len() + word.len() + 1 > MENTION_LINE_BYTES {
+            break;
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+        if is_user {
+            u.push(x);
+        } else {
+            m.push(x);
+        }
+    }
+    (u, m, line)
+}
+
+/// The request body of the first message, with its mentions: the "@…" line at the end of
+/// the text and `at.atUserIds` / `at.atMobiles`.
+pub fn message_body_with(
+    content: &str,
+    users: &[String],
+    mobiles: &[String],
+    line: &str,
+) -> String {
+    if line.is_empty() {
+        return message_body(content);
+    }
+    let text = format!("{content}\n\n{line}");
+    serde_json::json!({
+        "msgtype": "markdown",
+        "markdown": {"title": title(content), "text": text},
+        "at": {"atUserIds": users, "atMobiles": mobiles, "isAtAll": false},
+    })
+    .to_string()
+}
+
 /// The parts for `n`: markdown messages within [`TEXT_BUDGET`] and [`BODY_BUDGET`]; a
-/// digest of at most `max_parts` when given.
+/// digest of at most `max_parts` when given. The first one carries the mentions.
 pub fn parts(
     n: &Notification,
     opts: &RenderOptions,
@@ -247,10 +298,22 @@ pub fn parts(
         };
         contents.iter().map(|c| without_tables(c)).collect()
     };
-    post::fit_bodies(TEXT_BUDGET, BODY_BUDGET, render, |c, _, _| message_body(c))
-        .into_iter()
-        .map(|body| DingTalkPart { body })
-        .collect()
+    let (users, mobiles, line) = mentions(n);
+    let budget = if line.is_empty() {
+        TEXT_BUDGET
+    } else {
+        TEXT_BUDGET - line.len() - 2
+    };
+    post::fit_bodies(budget, BODY_BUDGET, render, |c, k, _| {
+        if k == 0 {
+            message_body_with(c, &users, &mobiles, &line)
+        } else {
+            message_body(c)
+        }
+    })
+    .into_iter()
+    .map(|body| DingTalkPart { body })
+    .collect()
 }
 
 /// What DingTalk's answer means: transient statuses first, then `errcode`.
@@ -402,6 +465,52 @@ mod tests {
         );
         let plain = "https://oapi.dingtalk.com/robot/send?access_token=abc";
         assert_eq!(signed_url(plain, None, 1), plain);
+    }
+
+    #[test]
+    fn first_message_carries_the_mentions() {
+        use chrono::TimeZone;
+        let t = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
+            .unwrap();
+        let insight = |k: usize| sentinel_actors::Insight {
+            fingerprint: sentinel_actors::Fingerprint::of(["k", &k.to_string()]),
+            kind: "slow_query".into(),
+            rule: "r".into(),
+            severity: sentinel_actors::Severity::Warning,
+            labels: Default::default(),
+            title: format!("T{k}"),
+            advice: "a".repeat(900),
+            text: None,
+            metrics: Default::default(),
+            window: sentinel_actors::Window { start: t, end: t },
+            observed_at: t,
+            status: None,
+        };
+        let n = Notification {
+            id: 1,
+            channel: "d".into(),
+            reason: sentinel_actors::NotifyReason::Immediate,
+            insights: std::sync::Arc::new((0..30).map(insight).collect()),
+            created_at: t,
+            mentions: sentinel_actors::message::Mentions {
+                userids: vec!["zhangsan".into(), "bad id!".into()],
+                mobiles: vec!["13800000000".into()],
+            },
+        };
+        let ps = parts(&n, &RenderOptions::default(), None);
+        assert!(ps.len() > 1);
+        let first: serde_json::Value = serde_json::from_str(&ps[0].body).unwrap();
+        assert_eq!(first["at"]["atUserIds"], serde_json::json!(["zhangsan"]));
+        assert_eq!(first["at"]["atMobiles"], serde_json::json!(["13800000000"]));
+        let text = first["markdown"]["text"].as_str().unwrap();
+        assert!(text.ends_with("@zhangsan @13800000000"), "{text}");
+        assert!(text.len() <= TEXT_BUDGET);
+        for p in &ps[1..] {
+            let v: serde_json::Value = serde_json::from_str(&p.body).unwrap();
+            assert!(v.get("at").is_none());
+            assert!(p.body.len() <= BODY_BUDGET);
+        }
     }
 
     #[test]
