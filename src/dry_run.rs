@@ -9,8 +9,9 @@ use futures_util::future::LocalBoxFuture;
 use slog::{o, Logger};
 
 use crate::channels::{
-    webhook, wecom, wecom_app, ChannelKind, ChannelSettings, ConsoleChannel, WeComAppChannel,
-    WeComChannel, WeComTarget, WebhookChannel,
+    dingtalk, feishu, slack, webhook, wecom, wecom_app, ChannelKind, ChannelSettings,
+    ConsoleChannel, DingTalkChannel, FeishuChannel, SlackChannel, WeComAppChannel, WeComChannel,
+    WeComTarget, WebhookChannel,
 };
 use sentinel_actors::channel::{Channel, ChannelActor, Deliver, RetryPolicy};
 use sentinel_actors::{ChannelError, Notification};
@@ -112,6 +113,23 @@ pub fn start_all(
                 let hook = webhook::WebhookSettings::from_settings(s)
                     .map_err(|e| anyhow::anyhow!("channel `{name}`: {e}"))?;
                 start(name, WebhookChannel::new(hook, opts), log)
+            }
+            ChannelKind::Feishu => {
+                let hook = feishu::FeishuSettings::from_settings(s)
+                    .map_err(|e| anyhow::anyhow!("channel `{name}`: {e}"))?;
+                let ch = FeishuChannel::new(hook, opts, wecom::RATE_WINDOW);
+                start(name, ch, log)
+            }
+            ChannelKind::Dingtalk => {
+                let hook = dingtalk::DingTalkSettings::from_settings(s)
+                    .map_err(|e| anyhow::anyhow!("channel `{name}`: {e}"))?;
+                let ch = DingTalkChannel::new(hook, opts, wecom::RATE_WINDOW);
+                start(name, ch, log)
+            }
+            ChannelKind::Slack => {
+                let hook = slack::SlackSettings::from_settings(s)
+                    .map_err(|e| anyhow::anyhow!("channel `{name}`: {e}"))?;
+                start(name, SlackChannel::new(hook, opts), log)
             }
         };
         out.insert(name.clone(), r);

@@ -33,10 +33,19 @@
 //! type = "webhook"            # generic JSON webhook, HMAC-signed (docs/webhook.md)
 //! url = "https://example.org/hooks/powa"
 //! hmac_key_file = "/etc/powa-sentinel/hmac"
+//!
+//! [channels.lark]
+//! type = "feishu"             # Feishu / Lark custom bot; also "dingtalk", "slack"
+//! webhook_url = "https://open.feishu.cn/open-apis/bot/v2/hook/…"
+//! secret_file = "/etc/powa-sentinel/feishu-secret"   # optional signing secret
 //! ```
 
 pub mod console;
+pub mod dingtalk;
+pub mod feishu;
 pub mod file;
+pub mod post;
+pub mod slack;
 pub mod webhook;
 pub mod wecom;
 pub mod wecom_app;
@@ -61,7 +70,10 @@ use crate::render::{Lang, RenderOptions, DEFAULT_SQL_PREVIEW_CHARS};
 use crate::secret::Secret;
 
 pub use console::ConsoleChannel;
+pub use dingtalk::DingTalkChannel;
+pub use feishu::FeishuChannel;
 pub use file::FileChannel;
+pub use slack::SlackChannel;
 pub use webhook::WebhookChannel;
 pub use wecom::{MsgType, WeComChannel, WeComTarget};
 pub use wecom_app::WeComAppChannel;
@@ -77,13 +89,14 @@ pub const SQL_PREVIEW_RANGE: std::ops::RangeInclusive<usize> = 20..=2000;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSettings {
-    /// `console`, `wecom`, `wecom_app`, `webhook` or `file`.
+    /// `console`, `wecom`, `wecom_app`, `webhook`, `feishu`, `dingtalk`, `slack` or `file`.
     #[serde(rename = "type")]
     pub kind: ChannelKind,
 
     /// wecom: the robot's full webhook URL, as shown when the robot was added to the group:
     /// `https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=<KEY>`. It is a secret (the key
     /// is the robot's only credential). Set this or `key`, not both.
+    /// feishu, dingtalk, slack: the bot's webhook URL (required), also a secret.
     #[serde(default)]
     pub webhook_url: Option<Secret>,
 
@@ -103,14 +116,17 @@ pub struct ChannelSettings {
     #[serde(default)]
     pub msgtype: Option<MsgType>,
 
-    /// wecom, wecom_app, webhook: time limit of one HTTP request, e.g. `"10s"`. Default
-    /// 10s.
+    /// wecom, wecom_app, webhook, feishu, dingtalk, slack: time limit of one HTTP request,
+    /// e.g. `"10s"`. Default 10s.
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
 
     /// wecom: most messages sent per rolling minute with this robot key, 1 to 20 (WeCom's
     /// own limit is 20). Default 20. Channels that share a key share this budget.
     /// wecom_app: per application (corpid + agentid), 1 to 30; default 20.
+    /// feishu: 1 to 100 (default 100; also kept under 5 per second). dingtalk: 1 to 20
+    /// (default 20; exceeding it blocks the robot for 10 minutes). slack: 1 to 60 (default
+    /// 60, about one per second).
     #[serde(default)]
     pub max_per_minute: Option<u32>,
 
@@ -123,7 +139,8 @@ pub struct ChannelSettings {
     #[serde(default)]
     pub sql_preview_chars: Option<usize>,
 
-    /// console, wecom, wecom_app: language of the fixed wording, `en` (default) or `zh`.
+    /// console, wecom, wecom_app, feishu, dingtalk, slack: language of the fixed wording,
+    /// `en` (default) or `zh`.
     #[serde(default)]
     pub language: Option<Lang>,
 
@@ -166,6 +183,17 @@ pub struct ChannelSettings {
     /// webhook: a file holding the HMAC key (surrounding whitespace is ignored).
     #[serde(default)]
     pub hmac_key_file: Option<PathBuf>,
+
+    /// feishu, dingtalk: the bot's signing secret ("signature verification" / "加签";
+    /// DingTalk's starts with `SEC`); a secret. Optional: without it messages are not
+    /// signed. Or `secret_file`, or `POWA_SENTINEL__CHANNELS__<NAME>__SECRET`.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+
+    /// feishu, dingtalk: a file holding the signing secret (surrounding whitespace is
+    /// ignored).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
 }
 
 /// The kind of destination.
@@ -182,6 +210,12 @@ pub enum ChannelKind {
     Webhook,
     /// A JSON-lines file.
     File,
+    /// A Feishu / Lark custom bot (webhook, optional signature).
+    Feishu,
+    /// A DingTalk custom robot (webhook with access_token, optional "SEC…" signature).
+    Dingtalk,
+    /// A Slack incoming webhook.
+    Slack,
 }
 
 impl ChannelKind {
@@ -192,6 +226,9 @@ impl ChannelKind {
             ChannelKind::WecomApp => "wecom_app",
             ChannelKind::Webhook => "webhook",
             ChannelKind::File => "file",
+            ChannelKind::Feishu => "feishu",
+            ChannelKind::Dingtalk => "dingtalk",
+            ChannelKind::Slack => "slack",
         }
     }
 }
@@ -208,26 +245,30 @@ impl ChannelSettings {
     pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
         let key = |field: &str| format!("{path}.{field}");
         // Which types each optional field belongs to, and whether it is set.
-        use ChannelKind::{Console, File, Webhook, Wecom, WecomApp};
-        let owned: [(&str, &[ChannelKind], bool); 18] = [
-            ("webhook_url", &[Wecom], self.webhook_url.is_some()),
+        use ChannelKind::{Console, Dingtalk, Feishu, File, Slack, Webhook, Wecom, WecomApp};
+        let owned: [(&str, &[ChannelKind], bool); 20] = [
+            (
+                "webhook_url",
+                &[Wecom, Feishu, Dingtalk, Slack],
+                self.webhook_url.is_some(),
+            ),
             ("key", &[Wecom], self.key.is_some()),
             ("base_url", &[Wecom, WecomApp], self.base_url.is_some()),
             ("msgtype", &[Wecom, WecomApp], self.msgtype.is_some()),
             (
                 "timeout",
-                &[Wecom, WecomApp, Webhook],
+                &[Wecom, WecomApp, Webhook, Feishu, Dingtalk, Slack],
                 self.timeout.is_some(),
             ),
             (
                 "max_per_minute",
-                &[Wecom, WecomApp],
+                &[Wecom, WecomApp, Feishu, Dingtalk, Slack],
                 self.max_per_minute.is_some(),
             ),
             ("path", &[File], self.path.is_some()),
             (
                 "language",
-                &[Console, Wecom, WecomApp],
+                &[Console, Wecom, WecomApp, Feishu, Dingtalk, Slack],
                 self.language.is_some(),
             ),
             ("corpid", &[WecomApp], self.corpid.is_some()),
@@ -244,6 +285,12 @@ impl ChannelSettings {
             ("url", &[Webhook], self.url.is_some()),
             ("hmac_key", &[Webhook], self.hmac_key.is_some()),
             ("hmac_key_file", &[Webhook], self.hmac_key_file.is_some()),
+            ("secret", &[Feishu, Dingtalk], self.secret.is_some()),
+            (
+                "secret_file",
+                &[Feishu, Dingtalk],
+                self.secret_file.is_some(),
+            ),
         ];
         for (field, owners, set) in owned {
             if set && !owners.contains(&self.kind) {
@@ -275,6 +322,9 @@ impl ChannelSettings {
             ChannelKind::Wecom => wecom::validate(self, path, problems),
             ChannelKind::WecomApp => wecom_app::validate(self, path, problems),
             ChannelKind::Webhook => webhook::validate(self, path, problems),
+            ChannelKind::Feishu => feishu::validate(self, path, problems),
+            ChannelKind::Dingtalk => dingtalk::validate(self, path, problems),
+            ChannelKind::Slack => slack::validate(self, path, problems),
             ChannelKind::File => match &self.path {
                 None => problems.push(Problem::new(
                     key("path"),
@@ -387,6 +437,18 @@ impl ChannelEnv {
 
     /// The pacer of `destination`, created on first use with `max` per window.
     fn pacer_for(&mut self, destination: &str, max: u32, log: &Logger) -> Arc<Pacer> {
+        self.pacer_in(destination, max, self.rate_window, log)
+    }
+
+    /// Like [`ChannelEnv::pacer_for`], counting in `window` rather than the rate window
+    /// (for providers with a per-second limit too: Feishu, Slack).
+    fn pacer_in(
+        &mut self,
+        destination: &str,
+        max: u32,
+        window: Duration,
+        log: &Logger,
+    ) -> Arc<Pacer> {
         if let Some((first, pacer)) = self.pacers.get(destination) {
             if *first != max {
                 warn!(log, "Channels sharing one robot key ask for different max_per_minute; the first one applies.";
@@ -394,7 +456,7 @@ impl ChannelEnv {
             }
             return Arc::clone(pacer);
         }
-        let pacer = Arc::new(Pacer::new(max, self.rate_window));
+        let pacer = Arc::new(Pacer::new(max, window));
         self.pacers
             .insert(destination.to_string(), (max, Arc::clone(&pacer)));
         pacer
@@ -427,6 +489,88 @@ pub(crate) fn resolve_secret(
         (None, None) => Err(format!(
             "{path}.{field}: required: set {field} (or {field}_file, or the environment variable)"
         )),
+    }
+}
+
+/// Checks an optional signing secret pair (`secret` / `secret_file`): not both, not
+/// empty, and starting with `prefix` when the provider's secrets do. Never quotes it.
+pub(crate) fn validate_secret_pair(
+    s: &ChannelSettings,
+    path: &str,
+    prefix: Option<&str>,
+    problems: &mut Vec<Problem>,
+) {
+    let key = |field: &str| format!("{path}.{field}");
+    match (&s.secret, &s.secret_file) {
+        (Some(_), Some(_)) => problems.push(Problem::new(
+            key("secret_file"),
+            "set either secret or secret_file, not both: remove one of them",
+        )),
+        (Some(v), None) if v.expose().trim().is_empty() => problems.push(Problem::new(
+            key("secret"),
+            "is empty: set the bot's signing secret, or remove the key to send unsigned",
+        )),
+        (Some(v), None) => {
+            if let Some(p) = prefix {
+                if !v.expose().trim().starts_with(p) {
+                    problems.push(Problem::new(
+                        key("secret"),
+                        format!(
+                            "does not start with \"{p}\": copy the signing secret shown in the \
+                             robot's security settings"
+                        ),
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The optional signing secret (`secret` or `secret_file`, read now).
+pub(crate) fn optional_secret(s: &ChannelSettings) -> Result<Option<Secret>, String> {
+    if s.secret.is_none() && s.secret_file.is_none() {
+        return Ok(None);
+    }
+    resolve_secret(
+        "channel",
+        "secret",
+        s.secret.as_ref(),
+        s.secret_file.as_deref(),
+    )
+    .map(Some)
+}
+
+/// `timeout` between 1s and 5m.
+pub(crate) fn validate_timeout(s: &ChannelSettings, path: &str, problems: &mut Vec<Problem>) {
+    if let Some(t) = s.timeout {
+        if t.is_zero() || t > wecom::MAX_TIMEOUT {
+            problems.push(Problem::new(
+                format!("{path}.timeout"),
+                "must be between 1s and 5m, e.g. \"10s\" (the default)",
+            ));
+        }
+    }
+}
+
+/// `max_per_minute` between 1 and the provider's own limit.
+pub(crate) fn validate_max(
+    s: &ChannelSettings,
+    path: &str,
+    limit: u32,
+    provider: &str,
+    problems: &mut Vec<Problem>,
+) {
+    if let Some(n) = s.max_per_minute {
+        if n == 0 || n > limit {
+            problems.push(Problem::new(
+                format!("{path}.max_per_minute"),
+                format!(
+                    "must be between 1 and {limit}: {provider} accepts at most {limit} messages \
+                     per minute per bot"
+                ),
+            ));
+        }
     }
 }
 
@@ -497,6 +641,38 @@ pub fn start(
             let ch = WebhookChannel::new(hook, opts);
             env.spawn(name, ChannelActor::new(name, ch, None, retry, log))
         }
+        ChannelKind::Feishu => {
+            let hook = feishu::FeishuSettings::from_settings(settings)
+                .map_err(|e| anyhow::anyhow!("channel `{name}`: {e}"))?;
+            let max = settings
+                .max_per_minute
+                .unwrap_or(feishu::DEFAULT_MAX_PER_MINUTE);
+            let (max, window) = feishu::pacer_quota(max, env.rate_window);
+            let pacer = env.pacer_in(hook.destination(), max, window, &log);
+            let ch = FeishuChannel::new(hook, opts, env.rate_window);
+            env.spawn(name, ChannelActor::new(name, ch, Some(pacer), retry, log))
+        }
+        ChannelKind::Dingtalk => {
+            let hook = dingtalk::DingTalkSettings::from_settings(settings)
+                .map_err(|e| anyhow::anyhow!("channel `{name}`: {e}"))?;
+            let max = settings
+                .max_per_minute
+                .unwrap_or(dingtalk::DEFAULT_MAX_PER_MINUTE);
+            let pacer = env.pacer_for(&hook.destination(), max, &log);
+            let ch = DingTalkChannel::new(hook, opts, env.rate_window);
+            env.spawn(name, ChannelActor::new(name, ch, Some(pacer), retry, log))
+        }
+        ChannelKind::Slack => {
+            let hook = slack::SlackSettings::from_settings(settings)
+                .map_err(|e| anyhow::anyhow!("channel `{name}`: {e}"))?;
+            let max = settings
+                .max_per_minute
+                .unwrap_or(slack::DEFAULT_MAX_PER_MINUTE);
+            let (max, window) = slack::pacer_quota(max, env.rate_window);
+            let pacer = env.pacer_in(hook.destination(), max, window, &log);
+            let ch = SlackChannel::new(hook, opts);
+            env.spawn(name, ChannelActor::new(name, ch, Some(pacer), retry, log))
+        }
     };
     Ok(recipient)
 }
@@ -538,9 +714,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("unknown field `colour`"), "{e}");
-        let e = serde_json::from_value::<ChannelSettings>(serde_json::json!({"type": "slack"}))
+        let e = serde_json::from_value::<ChannelSettings>(serde_json::json!({"type": "teams"}))
             .unwrap_err();
-        assert!(e.to_string().contains("unknown variant `slack`"), "{e}");
+        assert!(e.to_string().contains("unknown variant `teams`"), "{e}");
     }
 
     #[test]
@@ -561,6 +737,48 @@ mod tests {
             serde_json::json!({"type": "console", "sql_preview_chars": 5}),
         ));
         assert_eq!(p[0].key, "channels.ops.sql_preview_chars");
+    }
+
+    /// The commented chat-robot examples of the shipped configuration parse and validate
+    /// once uncommented, so the documentation cannot drift from the keys.
+    #[test]
+    fn documented_chat_robot_examples_are_valid() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/powa-sentinel.toml");
+        let text = std::fs::read_to_string(p).unwrap();
+        let (_, tail) = text.split_once("# Chat robots").expect("section present");
+        let example: String = tail
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                l.starts_with("[channels.")
+                    || l.split_once(" = ").is_some_and(|(k, _)| {
+                        !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    })
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        #[derive(Deserialize)]
+        struct Doc {
+            channels: BTreeMap<String, ChannelSettings>,
+        }
+        let doc: Doc = config::Config::builder()
+            .add_source(config::File::from_str(&example, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .unwrap_or_else(|e| panic!("{e}\n{example}"));
+        let kinds: Vec<ChannelKind> = doc.channels.values().map(|s| s.kind).collect();
+        for k in [
+            ChannelKind::Feishu,
+            ChannelKind::Dingtalk,
+            ChannelKind::Slack,
+        ] {
+            assert!(kinds.contains(&k), "{k} has no example");
+        }
+        for (name, s) in &doc.channels {
+            let mut p = Vec::new();
+            s.validate(&format!("channels.{name}"), &mut p);
+            assert!(p.is_empty(), "{name}: {p:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,585 @@
+//! DingTalk custom robot ("自定义机器人") over its webhook.
+//!
+//! `POST https://oapi.dingtalk.com/robot/send?access_token=<token>` with
+//! `{"msgtype":"markdown","markdown":{"title":…,"text":…}}`. DingTalk's markdown has
+//! headings, bold, lists and quotes but no colours and no tables: the renderer's
+//! `markdown_v2` dialect with its tables turned into lists ([`without_tables`]).
+//! The title is what the conversation list and the notification show.
+//!
+//! Signing ("加签", optional; the secret starts with `SEC`): `timestamp` is Unix time in
+//! **milliseconds**, `sign` = URL-encode(base64(HMAC-SHA256 with key = secret over
+//! `"<timestamp>\n<secret>"`)), both appended to the URL's query. DingTalk refuses a
+//! timestamp more than an hour off, so they are computed at each attempt.
+//!
+//! Answers: HTTP 200 with a JSON `errcode`, 0 for success. Rate: 20 messages per minute
+//! per robot; exceeding it throttles the robot for **10 minutes** (errcode 130101), so the
+//! pacer keeps to 20 per minute and a 130101 pauses the robot for ten windows. DingTalk
+//! does not document a size limit: we keep texts at [`TEXT_BUDGET`] bytes and bodies
+//! within [`BODY_BUDGET`].
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures_util::future::LocalBoxFuture;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use sentinel_actors::channel::Channel;
+use sentinel_actors::{ChannelError, Notification};
+
+use super::post;
+use super::wecom::DEFAULT_TIMEOUT;
+use super::ChannelSettings;
+use crate::config::Problem;
+use crate::render::{self, RenderOptions, Style};
+use crate::secret::Secret;
+
+/// What the markdown text of one message is aimed at, in bytes.
+pub const TEXT_BUDGET: usize = 4000;
+/// Largest request body sent (text, title and JSON escaping included).
+pub const BODY_BUDGET: usize = 6000;
+/// DingTalk's per-robot limit per minute.
+pub const MAX_PER_MINUTE: u32 = 20;
+pub const DEFAULT_MAX_PER_MINUTE: u32 = MAX_PER_MINUTE;
+/// Exceeding the rate throttles the robot for this many rate windows (10 minutes).
+pub const THROTTLE_WINDOWS: u32 = 10;
+/// "send too fast, exceed 20 times per minute".
+pub const RATE_LIMITED: i64 = 130101;
+/// Longest title kept, in characters.
+const TITLE_CHARS: usize = 64;
+
+/// Checks the dingtalk fields (called by [`ChannelSettings::validate`]).
+pub(super) fn validate(s: &ChannelSettings, path: &str, problems: &mut Vec<Problem>) {
+    let key = |field: &str| format!("{path}.{field}");
+    match &s.webhook_url {
+        None => problems.push(Problem::new(
+            key("webhook_url"),
+            "required when type = \"dingtalk\": set the robot's webhook URL \
+             (https://oapi.dingtalk.com/robot/send?access_token=…)",
+        )),
+        Some(u) => {
+            if let Err(e) = check_url(u.expose()) {
+                problems.push(Problem::new(key("webhook_url"), e));
+            }
+        }
+    }
+    super::validate_secret_pair(s, path, Some("SEC"), problems);
+    super::validate_timeout(s, path, problems);
+    super::validate_max(s, path, MAX_PER_MINUTE, "DingTalk", problems);
+}
+
+fn check_url(u: &str) -> Result<url::Url, String> {
+    let parsed = url::Url::parse(u.trim()).map_err(|_| {
+        "is not a valid URL: copy the whole webhook URL \
+         (https://oapi.dingtalk.com/robot/send?access_token=…) from the robot's settings"
+            .to_string()
+    })?;
+    match parsed.scheme() {
+        "https" | "http" if parsed.host().is_some() => {}
+        _ => return Err("must start with https:// (or http:// for a local test endpoint)".into()),
+    }
+    let has_token = parsed
+        .query_pairs()
+        .any(|(k, v)| k == "access_token" && !v.is_empty());
+    if !has_token {
+        return Err(
+            "has no access_token= parameter: copy the whole webhook URL from the robot's settings"
+                .into(),
+        );
+    }
+    if parsed
+        .query_pairs()
+        .any(|(k, _)| k == "timestamp" || k == "sign")
+    {
+        return Err(
+            "already has timestamp= or sign=: remove them and set secret = \"SEC…\"; they are \
+             computed for each message"
+                .into(),
+        );
+    }
+    Ok(parsed)
+}
+
+/// `sign` for `timestamp_ms`, before URL-encoding:
+/// base64(HMAC-SHA256(key = secret, "<timestamp_ms>\n<secret>")).
+pub fn sign(secret: &str, timestamp_ms: i64) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .expect("HMAC accepts any key length");
+    mac.update(format!("{timestamp_ms}\n{secret}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The URL to post to: `url`, plus `timestamp` and the URL-encoded `sign` when signing.
+pub fn signed_url(url: &str, secret: Option<&Secret>, timestamp_ms: i64) -> String {
+    let Some(secret) = secret else {
+        return url.to_string();
+    };
+    let Ok(mut u) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    u.query_pairs_mut()
+        .append_pair("timestamp", &timestamp_ms.to_string())
+        .append_pair("sign", &sign(secret.expose(), timestamp_ms));
+    u.into()
+}
+
+/// Everything the channel needs, resolved.
+#[derive(Clone, Debug)]
+pub struct DingTalkSettings {
+    pub url: Secret,
+    pub secret: Option<Secret>,
+    pub timeout: Duration,
+}
+
+impl DingTalkSettings {
+    /// From validated settings; reads `secret_file`. Errors never quote secrets.
+    pub fn from_settings(s: &ChannelSettings) -> Result<Self, String> {
+        let url = s.webhook_url.as_ref().ok_or("webhook_url is required")?;
+        let parsed = check_url(url.expose()).map_err(|e| format!("webhook_url {e}"))?;
+        Ok(DingTalkSettings {
+            url: Secret::new(parsed.as_str()),
+            secret: super::optional_secret(s)?,
+            timeout: s.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        })
+    }
+
+    /// Identity of the robot for pacing: its access token (DingTalk counts per robot). A
+    /// secret.
+    pub(crate) fn destination(&self) -> String {
+        url::Url::parse(self.url.expose())
+            .ok()
+            .and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "access_token")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .unwrap_or_else(|| self.url.expose().to_string())
+    }
+}
+
+/// One message: the JSON body (the signature goes in the URL, at each attempt).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DingTalkPart {
+    pub body: String,
+}
+
+impl std::fmt::Display for DingTalkPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.body)
+    }
+}
+
+/// The title of a message: its first line without markup, at most [`TITLE_CHARS`]
+/// characters, "powa-sentinel" when that leaves nothing.
+pub fn title(content: &str) -> String {
+    let first = content.lines().next().unwrap_or_default();
+    let t: String = first
+        .trim_start_matches(['#', '>', ' '])
+        .replace("**", "")
+        .replace('`', "")
+        .trim()
+        .chars()
+        .take(TITLE_CHARS)
+        .collect();
+    if t.is_empty() {
+        "powa-sentinel".into()
+    } else {
+        t
+    }
+}
+
+/// `content` (the renderer's `markdown_v2`) in the markdown DingTalk shows: DingTalk has no
+/// tables, so a table's header and separator lines are dropped and each row becomes a
+/// list item ("- calls: 52"). Every line only gets shorter, so the byte budget holds.
+pub fn without_tables(content: &str) -> String {
+    fn is_row(l: &str) -> bool {
+        l.len() >= 2 && l.starts_with('|') && l.ends_with('|')
+    }
+    fn is_separator(l: &str) -> bool {
+        is_row(l) && l.chars().all(|c| matches!(c, '|' | '-' | ':' | ' '))
+    }
+    let lines: Vec<&str> = content.lines().collect();
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    for (k, l) in lines.iter().enumerate() {
+        if is_separator(l)
+            || lines
+                .get(k + 1)
+                .is_some_and(|n| is_row(l) && is_separator(n))
+        {
+            continue;
+        }
+        if is_row(l) {
+            let cells: Vec<&str> = l[1..l.len() - 1].split('|').map(str::trim).collect();
+            let item = match cells.as_slice() {
+                [name, value] => format!("- {name}: {value}"),
+                more => format!("- {}", more.join(" · ")),
+            };
+            out.push(item);
+        } else {
+            out.push((*l).to_string());
+        }
+    }
+    out.join("\n")
+}
+
+/// The request body of one markdown message.
+pub fn message_body(content: &str) -> String {
+    serde_json::json!({
+        "msgtype": "markdown",
+        "markdown": {"title": title(content), "text": content},
+    })
+    .to_string()
+}
+
+/// Bytes of the first message kept for its "@…" mention line.
+pub const MENTION_LINE_BYTES: usize = 1000;
+
+/// Who the first message mentions: the notification's valid user ids and mobiles (as
+/// for WeCom), as long as their "@…" line fits in [`MENTION_LINE_BYTES`]. DingTalk only
+/// notifies someone listed in `at` whose "@…" also appears in the markdown text.
+pub fn mentions(n: &Notification) -> (Vec<String>, Vec<String>, String) {
+    let (users, mobiles) = super::wecom::valid_mentions(&n.mentions);
+    let (mut u, mut m, mut line) = (Vec::new(), Vec::new(), String::new());
+    for (is_user, x) in users
+        .into_iter()
+        .map(|x| (true, x))
+        .chain(mobiles.into_iter().map(|x| (false, x)))
+    {
+        let word = format!("@{x}");
+        if line.len() + word.len() + 1 > MENTION_LINE_BYTES {
+            break;
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+        if is_user {
+            u.push(x);
+        } else {
+            m.push(x);
+        }
+    }
+    (u, m, line)
+}
+
+/// The request body of the first message, with its mentions: the "@…" line at the end of
+/// the text and `at.atUserIds` / `at.atMobiles`.
+pub fn message_body_with(
+    content: &str,
+    users: &[String],
+    mobiles: &[String],
+    line: &str,
+) -> String {
+    if line.is_empty() {
+        return message_body(content);
+    }
+    let text = format!("{content}\n\n{line}");
+    serde_json::json!({
+        "msgtype": "markdown",
+        "markdown": {"title": title(content), "text": text},
+        "at": {"atUserIds": users, "atMobiles": mobiles, "isAtAll": false},
+    })
+    .to_string()
+}
+
+/// The parts for `n`: markdown messages within [`TEXT_BUDGET`] and [`BODY_BUDGET`]; a
+/// digest of at most `max_parts` when given. The first one carries the mentions.
+pub fn parts(
+    n: &Notification,
+    opts: &RenderOptions,
+    max_parts: Option<usize>,
+) -> Vec<DingTalkPart> {
+    let render = |budget: usize| {
+        let contents = match max_parts {
+            None => render::render(n, Style::MarkdownV2, budget, opts),
+            Some(m) => render::render_digest(n, Style::MarkdownV2, budget, opts, m),
+        };
+        contents.iter().map(|c| without_tables(c)).collect()
+    };
+    let (users, mobiles, line) = mentions(n);
+    let budget = if line.is_empty() {
+        TEXT_BUDGET
+    } else {
+        TEXT_BUDGET - line.len() - 2
+    };
+    post::fit_bodies(budget, BODY_BUDGET, render, |c, k, _| {
+        if k == 0 {
+            message_body_with(c, &users, &mobiles, &line)
+        } else {
+            message_body(c)
+        }
+    })
+    .into_iter()
+    .map(|body| DingTalkPart { body })
+    .collect()
+}
+
+/// What DingTalk's answer means: transient statuses first, then `errcode`.
+/// `throttle` is how long the robot is held after errcode 130101.
+pub fn classify(a: &post::Answer, throttle: Duration) -> Result<(), ChannelError> {
+    if let Some(e) = post::transient_status("DingTalk", a) {
+        return Err(e);
+    }
+    if !(200..300).contains(&a.status) {
+        return Err(ChannelError::Permanent {
+            reason: format!("DingTalk answered HTTP {}: check webhook_url", a.status),
+        });
+    }
+    #[derive(Deserialize)]
+    struct Body {
+        errcode: Option<i64>,
+    }
+    let Some(code) = serde_json::from_slice::<Body>(&a.body)
+        .ok()
+        .and_then(|b| b.errcode)
+    else {
+        return Err(ChannelError::Retryable {
+            reason: format!(
+                "DingTalk answered HTTP {} without an errcode (a proxy in the way?)",
+                a.status
+            ),
+        });
+    };
+    let permanent = |what: &str| {
+        Err(ChannelError::Permanent {
+            reason: format!("DingTalk errcode {code}: {what}"),
+        })
+    };
+    match code {
+        0 => Ok(()),
+        RATE_LIMITED => Err(ChannelError::RateLimited {
+            reason: format!(
+                "DingTalk errcode {code}: more than {MAX_PER_MINUTE} messages per minute; \
+                 the robot is throttled for 10 minutes"
+            ),
+            retry_after: throttle,
+        }),
+        -1 => Err(ChannelError::Retryable {
+            reason: "DingTalk errcode -1: system busy".into(),
+        }),
+        310000 => permanent(
+            "the keyword, signature or IP check failed: check secret, the robot's keywords \
+             and the host's clock",
+        ),
+        300001 => permanent("the access_token does not exist: check webhook_url"),
+        _ => permanent("DingTalk refused the message"),
+    }
+}
+
+struct Inner {
+    client: awc::Client,
+    hook: DingTalkSettings,
+    opts: RenderOptions,
+    throttle: Duration,
+}
+
+/// Posts notifications to one DingTalk robot. Holds an awc client (`!Send`).
+pub struct DingTalkChannel {
+    inner: Rc<Inner>,
+}
+
+impl DingTalkChannel {
+    /// `rate_window` is the window DingTalk counts in (one minute); errcode 130101 holds
+    /// the robot for [`THROTTLE_WINDOWS`] of them.
+    pub fn new(hook: DingTalkSettings, opts: RenderOptions, rate_window: Duration) -> Self {
+        let client = post::client(hook.timeout);
+        DingTalkChannel {
+            inner: Rc::new(Inner {
+                client,
+                hook,
+                opts,
+                throttle: rate_window * THROTTLE_WINDOWS,
+            }),
+        }
+    }
+}
+
+impl Channel for DingTalkChannel {
+    type Part = DingTalkPart;
+
+    fn render(&self, n: &Notification) -> Result<Vec<DingTalkPart>, ChannelError> {
+        Ok(parts(n, &self.inner.opts, None))
+    }
+
+    fn render_digest(
+        &self,
+        n: &Notification,
+        max_parts: usize,
+    ) -> Result<Vec<DingTalkPart>, ChannelError> {
+        Ok(parts(n, &self.inner.opts, Some(max_parts)))
+    }
+
+    fn send(&self, part: DingTalkPart) -> LocalBoxFuture<'static, Result<(), ChannelError>> {
+        let inner = Rc::clone(&self.inner);
+        Box::pin(async move {
+            let hook = &inner.hook;
+            let ts = chrono::Utc::now().timestamp_millis();
+            let url = signed_url(hook.url.expose(), hook.secret.as_ref(), ts);
+            let mut secrets = vec![&hook.url];
+            secrets.extend(hook.secret.as_ref());
+            let answer = post::post_json(
+                &inner.client,
+                "DingTalk",
+                &url,
+                part.body,
+                hook.timeout,
+                &secrets,
+            )
+            .await?;
+            classify(&answer, inner.throttle)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> post::Answer {
+        post::Answer {
+            status,
+            retry_after: None,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn sign_matches_a_known_vector() {
+        // python: base64(hmac.new(s, b"1700000000000\n" + s, sha256)), then quote_plus.
+        let s = "SECdemo0123456789";
+        assert_eq!(
+            sign(s, 1_700_000_000_000),
+            "ww0uYz9hgC//la1LzHCxhiH8ja6t5XU0VlJXBRQKVAA="
+        );
+        let u = signed_url(
+            "https://oapi.dingtalk.com/robot/send?access_token=abc",
+            Some(&Secret::new(s)),
+            1_700_000_000_000,
+        );
+        assert_eq!(
+            u,
+            "https://oapi.dingtalk.com/robot/send?access_token=abc&timestamp=1700000000000\
+             &sign=ww0uYz9hgC%2F%2Fla1LzHCxhiH8ja6t5XU0VlJXBRQKVAA%3D"
+        );
+        let plain = "https://oapi.dingtalk.com/robot/send?access_token=abc";
+        assert_eq!(signed_url(plain, None, 1), plain);
+    }
+
+    #[test]
+    fn first_message_carries_the_mentions() {
+        use chrono::TimeZone;
+        let t = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
+            .unwrap();
+        let insight = |k: usize| sentinel_actors::Insight {
+            fingerprint: sentinel_actors::Fingerprint::of(["k", &k.to_string()]),
+            kind: "slow_query".into(),
+            rule: "r".into(),
+            severity: sentinel_actors::Severity::Warning,
+            labels: Default::default(),
+            title: format!("T{k}"),
+            advice: "a".repeat(900),
+            text: None,
+            metrics: Default::default(),
+            window: sentinel_actors::Window { start: t, end: t },
+            observed_at: t,
+            status: None,
+        };
+        let n = Notification {
+            id: 1,
+            channel: "d".into(),
+            reason: sentinel_actors::NotifyReason::Immediate,
+            insights: std::sync::Arc::new((0..30).map(insight).collect()),
+            created_at: t,
+            mentions: sentinel_actors::message::Mentions {
+                userids: vec!["zhangsan".into(), "bad id!".into()],
+                mobiles: vec!["13800000000".into()],
+            },
+        };
+        let ps = parts(&n, &RenderOptions::default(), None);
+        assert!(ps.len() > 1);
+        let first: serde_json::Value = serde_json::from_str(&ps[0].body).unwrap();
+        assert_eq!(first["at"]["atUserIds"], serde_json::json!(["zhangsan"]));
+        assert_eq!(first["at"]["atMobiles"], serde_json::json!(["13800000000"]));
+        let text = first["markdown"]["text"].as_str().unwrap();
+        assert!(text.ends_with("@zhangsan @13800000000"), "{text}");
+        assert!(text.len() <= TEXT_BUDGET);
+        for p in &ps[1..] {
+            let v: serde_json::Value = serde_json::from_str(&p.body).unwrap();
+            assert!(v.get("at").is_none());
+            assert!(p.body.len() <= BODY_BUDGET);
+        }
+    }
+
+    #[test]
+    fn tables_become_lists() {
+        let md = "### A\n- Where: x\n\n| Metric | Value |\n| --- | --- |\n| calls | 52 |\n| mean | 3 ms |\n\n| a | b | c |\n|:-|-|-|\n| 1 | 2 | 3 |";
+        assert_eq!(
+            without_tables(md),
+            "### A\n- Where: x\n\n- calls: 52\n- mean: 3 ms\n\n- 1 · 2 · 3"
+        );
+        assert_eq!(without_tables("no table | here"), "no table | here");
+    }
+
+    #[test]
+    fn titles_are_short_and_plain() {
+        assert_eq!(title("## **Alert** `x`\nrest"), "Alert x");
+        assert_eq!(title(""), "powa-sentinel");
+        assert_eq!(title(&"数".repeat(100)).chars().count(), TITLE_CHARS);
+    }
+
+    #[test]
+    fn errcodes_are_classified() {
+        let th = Duration::from_secs(600);
+        assert_eq!(
+            classify(&answer(200, r#"{"errcode":0,"errmsg":"ok"}"#), th),
+            Ok(())
+        );
+        assert!(matches!(
+            classify(&answer(200, r#"{"errcode":130101,"errmsg":"send too fast"}"#), th),
+            Err(ChannelError::RateLimited { retry_after, .. }) if retry_after == th
+        ));
+        assert!(matches!(
+            classify(&answer(200, r#"{"errcode":-1}"#), th),
+            Err(ChannelError::Retryable { .. })
+        ));
+        for c in [310000, 300001, 400013, 12345] {
+            let b = format!(r#"{{"errcode":{c},"errmsg":"ip 1.2.3.4"}}"#);
+            match classify(&answer(200, &b), th) {
+                Err(ChannelError::Permanent { reason }) => {
+                    assert!(reason.contains(&c.to_string()) && !reason.contains("1.2.3.4"))
+                }
+                other => panic!("{c}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            classify(&answer(503, ""), th),
+            Err(ChannelError::Retryable { .. })
+        ));
+        assert!(matches!(
+            classify(&answer(404, ""), th),
+            Err(ChannelError::Permanent { .. })
+        ));
+    }
+
+    #[test]
+    fn pacing_matches_the_robot_limit() {
+        let p = sentinel_actors::throttle::Pacer::new(MAX_PER_MINUTE, Duration::from_secs(60));
+        assert!(p.worst_case_in(Duration::from_secs(60)) <= MAX_PER_MINUTE);
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(check_url("https://oapi.dingtalk.com/robot/send?access_token=abc").is_ok());
+        for bad in [
+            "oapi.dingtalk.com/robot/send?access_token=abc",
+            "https://oapi.dingtalk.com/robot/send",
+            "https://oapi.dingtalk.com/robot/send?access_token=",
+            "https://oapi.dingtalk.com/robot/send?access_token=a&sign=x&timestamp=1",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+}

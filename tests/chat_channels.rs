@@ -1,0 +1,644 @@
+//! The Feishu, DingTalk and Slack channels against small loopback fakes that behave like
+//! the providers as documented (see the reference notes on chat robots):
+//!
+//! - Feishu: `POST /open-apis/bot/v2/hook/<token>`; unknown token → code 19001; body over
+//!   20 KB → a non-zero code (19036 here); with a secret, `timestamp` (s) and `sign` in
+//!   the body must match base64(HMAC-SHA256(key = "<ts>\n<secret>", "")) and be within one
+//!   hour, else 19021; more than 100 accepted per window → 11232. Success is
+//!   `{"code":0,…}` with HTTP 200.
+//! - DingTalk: `POST /robot/send?access_token=<token>`; unknown token → errcode 300001;
+//!   with a secret, `timestamp` (ms) and `sign` query parameters must match
+//!   base64(HMAC-SHA256(key = secret, "<ts>\n<secret>")) within one hour, else 310000;
+//!   more than 20 accepted per window → 130101. DingTalk documents no size limit: the fake
+//!   refuses bodies over 20 KB with a non-zero errcode, as a stand-in.
+//! - Slack: `POST /services/<path>`; unknown path → 404 `no_service`; not JSON or no
+//!   `text` → 400 `invalid_payload` / `no_text`; success 200 `ok`; texts over 40 000
+//!   characters are truncated (counted here).
+//!
+//! Faults scripted with [`Fake::script`] answer the next requests of that provider first.
+//! The fakes' signature checks are written here from the documented schemes, not with the
+//! channel's own signing code.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::Recipient;
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use base64::Engine as _;
+use chrono::{TimeZone, Utc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use slog::{o, Logger};
+
+use powa_sentinel::actors::channel::{Deliver, DeliveryReport, RetryPolicy};
+use powa_sentinel::actors::message::{Lifecycle, Mentions};
+use powa_sentinel::actors::{
+    ChannelError, Fingerprint, Insight, Notification, NotifyReason, Severity, Window,
+};
+use powa_sentinel::channels::{self, dingtalk, feishu, ChannelEnv, ChannelSettings};
+
+const FEISHU_TOKEN: &str = "fs-t0ken-5ecret";
+const DING_TOKEN: &str = "dt-t0ken-5ecret";
+const SLACK_PATH: &str = "/services/T000/B000/sl4ck5ecret";
+const FEISHU_SECRET: &str = "feishu-sign-5ecret";
+const DING_SECRET: &str = "SECding-sign-5ecret";
+
+const FEISHU_LIMIT: usize = 20 * 1024;
+const DING_STANDIN_LIMIT: usize = 20 * 1024;
+const SLACK_TEXT_CHARS: usize = 40_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Provider {
+    Feishu,
+    Ding,
+    Slack,
+}
+
+/// A scripted answer: HTTP status, body, optional Retry-After.
+type Fault = (u16, String, Option<&'static str>);
+
+#[derive(Default)]
+struct State {
+    /// Accepted bodies per provider.
+    accepted: HashMap<Provider, Vec<serde_json::Value>>,
+    /// Requests per provider, and refused ones with their code.
+    requests: HashMap<Provider, usize>,
+    refused: Vec<(Provider, i64)>,
+    slack_truncated: usize,
+    script: HashMap<Provider, VecDeque<Fault>>,
+    times: HashMap<Provider, VecDeque<Instant>>,
+}
+
+struct Fake {
+    base: String,
+    state: Arc<Mutex<State>>,
+    handle: ServerHandle,
+}
+
+struct Conf {
+    feishu_secret: Option<&'static str>,
+    ding_secret: Option<&'static str>,
+    window: Duration,
+}
+
+fn hmac_b64(key: &[u8], msg: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
+    mac.update(msg);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn json(v: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(v.to_string())
+}
+
+/// The next scripted fault of `p`, if any, and counts the request.
+fn begin(st: &mut State, p: Provider) -> Option<HttpResponse> {
+    *st.requests.entry(p).or_default() += 1;
+    let (status, body, ra) = st.script.get_mut(&p)?.pop_front()?;
+    let mut r = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+    if let Some(ra) = ra {
+        r.insert_header(("Retry-After", ra));
+    }
+    Some(r.body(body))
+}
+
+/// Rolling-window admission: true if one more accepted message stays within `max`.
+fn admit(st: &mut State, p: Provider, max: usize, window: Duration) -> bool {
+    let q = st.times.entry(p).or_default();
+    let now = Instant::now();
+    while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
+        q.pop_front();
+    }
+    if q.len() >= max {
+        return false;
+    }
+    q.push_back(now);
+    true
+}
+
+async fn feishu_hook(
+    conf: web::Data<Conf>,
+    state: web::Data<Arc<Mutex<State>>>,
+    token: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let mut st = state.lock().unwrap();
+    if let Some(r) = begin(&mut st, Provider::Feishu) {
+        return r;
+    }
+    let refuse = |st: &mut State, code: i64, msg: &str| {
+        st.refused.push((Provider::Feishu, code));
+        json(serde_json::json!({"code": code, "msg": msg, "data": {}}))
+    };
+    if token.as_str() != FEISHU_TOKEN {
+        return refuse(
+            &mut st,
+            19001,
+            "param invalid: incoming webhook access token invalid",
+        );
+    }
+    if body.len() > FEISHU_LIMIT {
+        return refuse(&mut st, 19036, "request body too large");
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return refuse(&mut st, 9499, "Bad Request");
+    };
+    if let Some(secret) = conf.feishu_secret {
+        let ts = v["timestamp"].as_str().and_then(|t| t.parse::<i64>().ok());
+        let ok = ts.is_some_and(|ts| {
+            (Utc::now().timestamp() - ts).abs() < 3600
+                && v["sign"].as_str()
+                    == Some(hmac_b64(format!("{ts}\n{secret}").as_bytes(), b"").as_str())
+        });
+        if !ok {
+            return refuse(
+                &mut st,
+                19021,
+                "sign match fail or timestamp is not within one hour from current time",
+            );
+        }
+    }
+    if v["msg_type"] != "text" || v["content"]["text"].as_str().is_none_or(str::is_empty) {
+        return refuse(&mut st, 19001, "param invalid: message content is empty");
+    }
+    if !admit(&mut st, Provider::Feishu, 100, conf.window) {
+        return refuse(&mut st, 11232, "frequency limited");
+    }
+    st.accepted.entry(Provider::Feishu).or_default().push(v);
+    json(
+        serde_json::json!({"StatusCode": 0, "StatusMessage": "success", "code": 0, "data": {}, "msg": "success"}),
+    )
+}
+
+async fn ding_send(
+    conf: web::Data<Conf>,
+    state: web::Data<Arc<Mutex<State>>>,
+    query: web::Query<HashMap<String, String>>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let mut st = state.lock().unwrap();
+    if let Some(r) = begin(&mut st, Provider::Ding) {
+        return r;
+    }
+    let refuse = |st: &mut State, code: i64, msg: &str| {
+        st.refused.push((Provider::Ding, code));
+        json(serde_json::json!({"errcode": code, "errmsg": msg}))
+    };
+    if query.get("access_token").map(String::as_str) != Some(DING_TOKEN) {
+        return refuse(&mut st, 300001, "token is not exist");
+    }
+    if let Some(secret) = conf.ding_secret {
+        let ts = query.get("timestamp").and_then(|t| t.parse::<i64>().ok());
+        let ok = ts.is_some_and(|ts| {
+            (Utc::now().timestamp_millis() - ts).abs() < 3_600_000
+                && query.get("sign").map(String::as_str)
+                    == Some(
+                        hmac_b64(secret.as_bytes(), format!("{ts}\n{secret}").as_bytes()).as_str(),
+                    )
+        });
+        if !ok {
+            return refuse(&mut st, 310000, "sign not match");
+        }
+    }
+    if body.len() > DING_STANDIN_LIMIT {
+        return refuse(&mut st, 460101, "message too long");
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return refuse(&mut st, 400, "invalid json");
+    };
+    if v["msgtype"] != "markdown"
+        || v["markdown"]["title"].as_str().is_none_or(str::is_empty)
+        || v["markdown"]["text"].as_str().is_none_or(str::is_empty)
+    {
+        return refuse(&mut st, 40035, "missing markdown title or text");
+    }
+    if !admit(&mut st, Provider::Ding, 20, conf.window) {
+        return refuse(&mut st, 130101, "send too fast, exceed 20 times per minute");
+    }
+    st.accepted.entry(Provider::Ding).or_default().push(v);
+    json(serde_json::json!({"errcode": 0, "errmsg": "ok"}))
+}
+
+async fn slack_hook(
+    state: web::Data<Arc<Mutex<State>>>,
+    req: actix_web::HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let mut st = state.lock().unwrap();
+    if let Some(r) = begin(&mut st, Provider::Slack) {
+        return r;
+    }
+    if req.path() != SLACK_PATH {
+        st.refused.push((Provider::Slack, 404));
+        return HttpResponse::NotFound().body("no_service");
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        st.refused.push((Provider::Slack, 400));
+        return HttpResponse::BadRequest().body("invalid_payload");
+    };
+    let Some(text) = v["text"].as_str().filter(|t| !t.is_empty()) else {
+        st.refused.push((Provider::Slack, 400));
+        return HttpResponse::BadRequest().body("no_text");
+    };
+    if text.chars().count() > SLACK_TEXT_CHARS {
+        st.slack_truncated += 1;
+    }
+    st.accepted.entry(Provider::Slack).or_default().push(v);
+    HttpResponse::Ok().body("ok")
+}
+
+impl Fake {
+    fn start(conf: Conf) -> Fake {
+        let state: Arc<Mutex<State>> = Arc::default();
+        let data = web::Data::new(Arc::clone(&state));
+        let conf = web::Data::new(conf);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(conf.clone())
+                .app_data(web::PayloadConfig::new(1024 * 1024))
+                .route(
+                    "/open-apis/bot/v2/hook/{token}",
+                    web::post().to(feishu_hook),
+                )
+                .route("/robot/send", web::post().to(ding_send))
+                .route("/services/{tail:.*}", web::post().to(slack_hook))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        Fake {
+            base: format!("http://{addr}"),
+            state,
+            handle,
+        }
+    }
+
+    fn script(&self, p: Provider, faults: &[(u16, &str, Option<&'static str>)]) {
+        let mut st = self.state.lock().unwrap();
+        let q = st.script.entry(p).or_default();
+        for (s, b, ra) in faults {
+            q.push_back((*s, b.to_string(), *ra));
+        }
+    }
+
+    fn requests(&self, p: Provider) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .get(&p)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn accepted(&self, p: Provider) -> Vec<serde_json::Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .accepted
+            .get(&p)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn feishu(&self, token: &str, secret: Option<&str>) -> ChannelSettings {
+        let mut v = serde_json::json!({"type": "feishu",
+            "webhook_url": format!("{}/open-apis/bot/v2/hook/{token}", self.base)});
+        if let Some(s) = secret {
+            v["secret"] = s.into();
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn ding(&self, token: &str, secret: Option<&str>) -> ChannelSettings {
+        let mut v = serde_json::json!({"type": "dingtalk",
+            "webhook_url": format!("{}/robot/send?access_token={token}", self.base)});
+        if let Some(s) = secret {
+            v["secret"] = s.into();
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn slack(&self, path: &str) -> ChannelSettings {
+        serde_json::from_value(serde_json::json!({"type": "slack",
+            "webhook_url": format!("{}{path}", self.base)}))
+        .unwrap()
+    }
+}
+
+fn conf(window: Duration) -> Conf {
+    Conf {
+        feishu_secret: Some(FEISHU_SECRET),
+        ding_secret: Some(DING_SECRET),
+        window,
+    }
+}
+
+fn env(window: Duration) -> ChannelEnv {
+    ChannelEnv::new(Logger::root(slog::Discard, o!()), false)
+        .with_rate_window(window)
+        .with_retry(RetryPolicy {
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(100),
+            deadline: Duration::from_secs(60),
+        })
+}
+
+fn insight(n: usize, text: &str) -> Insight {
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
+    let t1 = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
+    Insight {
+        fingerprint: Fingerprint::of(["slow_query", &n.to_string()]),
+        kind: "slow_query".into(),
+        rule: "slow_query.total_time".into(),
+        severity: if n.is_multiple_of(3) {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        labels: [("server", "remote1"), ("database", "app")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        title: format!("Top query Q{n}X"),
+        advice: "Check its plan \"now\" and add an index.".into(),
+        text: Some(text.to_string()),
+        metrics: [("calls".to_string(), 52.0)].into_iter().collect(),
+        window: Window { start: t0, end: t1 },
+        observed_at: t1,
+        status: Some(Lifecycle::New),
+    }
+}
+
+fn notification(id: u64, n: usize) -> Notification {
+    let sql = "SELECT \"数据\", * FROM t WHERE a = 'x' AND b_c = $1 ".repeat(20);
+    Notification {
+        id,
+        channel: "chat".into(),
+        reason: NotifyReason::Immediate,
+        insights: Arc::new((0..n).map(|k| insight(k, &sql)).collect()),
+        created_at: Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap(),
+        mentions: Mentions::default(),
+    }
+}
+
+async fn deliver(r: &Recipient<Deliver>, n: Notification) -> DeliveryReport {
+    r.send(Deliver(n)).await.expect("channel actor answers")
+}
+
+/// The text of an accepted message, per provider.
+fn text_of(p: Provider, v: &serde_json::Value) -> String {
+    match p {
+        Provider::Feishu => v["content"]["text"].as_str().unwrap().to_string(),
+        Provider::Ding => v["markdown"]["text"].as_str().unwrap().to_string(),
+        Provider::Slack => v["text"].as_str().unwrap().to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[actix_rt::test]
+async fn many_insights_are_delivered_within_each_budget_and_signed() {
+    let window = Duration::from_millis(600);
+    let fake = Fake::start(conf(window));
+    let mut env = env(window);
+    let chans = [
+        (
+            Provider::Feishu,
+            fake.feishu(FEISHU_TOKEN, Some(FEISHU_SECRET)),
+        ),
+        (Provider::Ding, fake.ding(DING_TOKEN, Some(DING_SECRET))),
+        (Provider::Slack, fake.slack(SLACK_PATH)),
+    ];
+    let insights = 60;
+    for (p, s) in chans {
+        let r = channels::start(&format!("{p:?}"), &s, &mut env).unwrap();
+        let rep = deliver(&r, notification(1, insights)).await;
+        assert!(rep.outcome.is_ok(), "{p:?}: {rep:?}");
+        let got = fake.accepted(p);
+        assert!(got.len() > 1, "{p:?}: a notification this big is split");
+        assert_eq!(fake.requests(p), got.len(), "{p:?}: every part accepted");
+        let mut all = String::new();
+        for v in &got {
+            let body = v.to_string();
+            match p {
+                Provider::Feishu => assert!(body.len() <= feishu::BODY_BUDGET, "{}", body.len()),
+                Provider::Ding => {
+                    assert!(body.len() <= dingtalk::BODY_BUDGET, "{}", body.len());
+                    assert!(text_of(p, v).len() <= dingtalk::TEXT_BUDGET);
+                }
+                Provider::Slack => {
+                    assert!(text_of(p, v).len() <= channels::slack::TEXT_BUDGET);
+                    assert_eq!(v["mrkdwn"], false);
+                }
+            }
+            all.push_str(&text_of(p, v));
+        }
+        for k in 0..insights {
+            assert!(
+                all.contains(&format!("Q{k}X")),
+                "{p:?}: insight {k} missing"
+            );
+        }
+    }
+    {
+        let st = fake.state.lock().unwrap();
+        assert!(st.refused.is_empty(), "{:?}", st.refused);
+        assert_eq!(st.slack_truncated, 0);
+    }
+    fake.handle.stop(false).await;
+}
+
+#[actix_rt::test]
+async fn permanent_answers_are_not_retried() {
+    let window = Duration::from_millis(600);
+    let fake = Fake::start(conf(window));
+    let mut env = env(window);
+    let cases = [
+        (
+            Provider::Feishu,
+            fake.feishu("wrong-token", Some(FEISHU_SECRET)),
+            "19001",
+        ),
+        (
+            Provider::Feishu,
+            fake.feishu(FEISHU_TOKEN, Some("wrong-secret")),
+            "19021",
+        ),
+        (Provider::Feishu, fake.feishu(FEISHU_TOKEN, None), "19021"),
+        (
+            Provider::Ding,
+            fake.ding("wrong-token", Some(DING_SECRET)),
+            "300001",
+        ),
+        (
+            Provider::Ding,
+            fake.ding(DING_TOKEN, Some("SECwrong")),
+            "310000",
+        ),
+        (
+            Provider::Slack,
+            fake.slack("/services/T000/B000/revoked"),
+            "no_service",
+        ),
+    ];
+    for (k, (p, s, want)) in cases.into_iter().enumerate() {
+        let r = channels::start(&format!("c{k}"), &s, &mut env).unwrap();
+        let before = fake.requests(p);
+        let rep = deliver(&r, notification(1, 2)).await;
+        match &rep.outcome {
+            Err(ChannelError::Permanent { reason }) => {
+                assert!(reason.contains(want), "{p:?}: {reason}");
+                for secret in [
+                    FEISHU_TOKEN,
+                    DING_TOKEN,
+                    "sl4ck5ecret",
+                    FEISHU_SECRET,
+                    DING_SECRET,
+                ] {
+                    assert!(!reason.contains(secret), "{reason}");
+                }
+            }
+            other => panic!("{p:?} {want}: {other:?}"),
+        }
+        assert_eq!(rep.attempts, 1, "{p:?} {want}");
+        assert_eq!(fake.requests(p), before + 1, "{p:?} {want}: not retried");
+    }
+    // Slack's own refusals of a payload are permanent too.
+    fake.script(Provider::Slack, &[(400, "invalid_payload", None)]);
+    let r = channels::start("sl", &fake.slack(SLACK_PATH), &mut env).unwrap();
+    let rep = deliver(&r, notification(2, 1)).await;
+    assert!(
+        matches!(&rep.outcome, Err(ChannelError::Permanent { reason }) if reason.contains("invalid_payload")),
+        "{rep:?}"
+    );
+    assert_eq!(rep.attempts, 1);
+    fake.handle.stop(false).await;
+}
+
+#[actix_rt::test]
+async fn rate_limits_and_server_errors_are_retried() {
+    // A short window: DingTalk's 130101 holds the robot for ten of them.
+    let window = Duration::from_millis(100);
+    let fake = Fake::start(conf(window));
+    let mut env = env(window);
+    let feishu_rl = r#"{"code":11232,"msg":"frequency limited"}"#;
+    let ding_rl = r#"{"errcode":130101,"errmsg":"send too fast, exceed 20 times per minute"}"#;
+    let busy = r#"{"errcode":-1,"errmsg":"system busy"}"#;
+    fake.script(Provider::Feishu, &[(200, feishu_rl, None), (502, "", None)]);
+    fake.script(Provider::Ding, &[(200, ding_rl, None), (200, busy, None)]);
+    fake.script(
+        Provider::Slack,
+        &[
+            (429, "rate_limited", Some("1")),
+            (500, "rollup_error", None),
+        ],
+    );
+    let chans = [
+        (
+            Provider::Feishu,
+            fake.feishu(FEISHU_TOKEN, Some(FEISHU_SECRET)),
+        ),
+        (Provider::Ding, fake.ding(DING_TOKEN, Some(DING_SECRET))),
+        (Provider::Slack, fake.slack(SLACK_PATH)),
+    ];
+    for (p, s) in chans {
+        let r = channels::start(&format!("{p:?}"), &s, &mut env).unwrap();
+        let rep = deliver(&r, notification(1, 1)).await;
+        assert!(rep.outcome.is_ok(), "{p:?}: {rep:?}");
+        assert_eq!(
+            rep.attempts, 3,
+            "{p:?}: two transient answers, then accepted"
+        );
+        assert_eq!(fake.accepted(p).len(), 1, "{p:?}");
+    }
+    fake.handle.stop(false).await;
+}
+
+#[actix_rt::test]
+async fn the_fakes_refuse_oversized_bodies_and_the_channel_calls_it_permanent() {
+    // The channels never send such bodies (see the budget test); this checks the fakes'
+    // answer and its classification, so a provider saying "too large" is not retried.
+    let fake = Fake::start(conf(Duration::from_secs(60)));
+    let client = awc::Client::default();
+    let big = "x".repeat(FEISHU_LIMIT + 1);
+    let ts = Utc::now().timestamp();
+    let body = serde_json::json!({"msg_type": "text", "content": {"text": big},
+        "timestamp": ts.to_string(), "sign": feishu::sign(FEISHU_SECRET, ts)});
+    let mut resp = client
+        .post(format!(
+            "{}/open-apis/bot/v2/hook/{FEISHU_TOKEN}",
+            fake.base
+        ))
+        .send_body(body.to_string())
+        .await
+        .unwrap();
+    let answer = channels::post::Answer {
+        status: resp.status().as_u16(),
+        retry_after: None,
+        body: resp.body().await.unwrap().to_vec(),
+    };
+    assert!(matches!(
+        feishu::classify(&answer, Duration::from_secs(60)),
+        Err(ChannelError::Permanent { reason }) if reason.contains("19036")
+    ));
+
+    let ts = Utc::now().timestamp_millis();
+    let url = dingtalk::signed_url(
+        &format!("{}/robot/send?access_token={DING_TOKEN}", fake.base),
+        Some(&powa_sentinel::secret::Secret::new(DING_SECRET)),
+        ts,
+    );
+    let body = dingtalk::message_body(&"y".repeat(DING_STANDIN_LIMIT));
+    let mut resp = client.post(url).send_body(body).await.unwrap();
+    let answer = channels::post::Answer {
+        status: resp.status().as_u16(),
+        retry_after: None,
+        body: resp.body().await.unwrap().to_vec(),
+    };
+    assert!(matches!(
+        dingtalk::classify(&answer, Duration::from_secs(600)),
+        Err(ChannelError::Permanent { reason }) if reason.contains("460101")
+    ));
+    let refused = std::mem::take(&mut fake.state.lock().unwrap().refused);
+    assert_eq!(
+        refused,
+        [(Provider::Feishu, 19036), (Provider::Ding, 460101)]
+    );
+    fake.handle.stop(false).await;
+}
+
+#[actix_rt::test]
+async fn dry_run_renders_the_chat_robots_and_sends_nothing() {
+    let fake = Fake::start(conf(Duration::from_secs(60)));
+    let chans: BTreeMap<String, ChannelSettings> = [
+        ("lark", fake.feishu(FEISHU_TOKEN, Some(FEISHU_SECRET))),
+        ("ding", fake.ding(DING_TOKEN, Some(DING_SECRET))),
+        ("slack", fake.slack(SLACK_PATH)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let log = Logger::root(slog::Discard, o!());
+    let actors = powa_sentinel::dry_run::start_all(&chans, &log).unwrap();
+    assert_eq!(actors.len(), 3);
+    for (name, r) in &actors {
+        let rep = deliver(r, notification(1, 3)).await;
+        assert!(rep.outcome.is_ok(), "{name}: {rep:?}");
+        assert!(rep.attempts >= 1, "{name}: rendered and printed");
+    }
+    for p in [Provider::Feishu, Provider::Ding, Provider::Slack] {
+        assert_eq!(fake.requests(p), 0, "{p:?}: a dry run sends nothing");
+    }
+    fake.handle.stop(false).await;
+}
