@@ -22,6 +22,10 @@ fn advisor_role() -> (String, String) {
     let lab = lab();
     let role = format!("advisor_{}", unique());
     let password = format!("pw{}", unique());
+    // GRANTs on the same database from parallel tests can fail with "tuple concurrently
+    // updated": one at a time.
+    static GRANTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = GRANTS.lock().unwrap_or_else(|e| e.into_inner());
     lab.psql(
         "repo",
         "app",
