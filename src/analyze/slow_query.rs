@@ -232,8 +232,8 @@ impl SlowQueryAnalyzer {
         // What it waited on, when pg_wait_sampling says: a mean time made of lock waits
         // is not fixed by an index. 10 samples is 100 ms at the default sampling period.
         let mut advice = advice(q, share);
-        if let Some(t) = crate::powa::waits::top_wait(&w.waits, q.key.dbid, q.key.queryid)
-            .filter(|t| t.samples >= 10.0)
+        if let Some(t) =
+            crate::powa::waits::top_wait(&w.waits, q.key.queryid).filter(|t| t.samples >= 10.0)
         {
             let event = format!("{}:{}", t.top.event_type, t.top.event);
             metrics.insert("wait_samples".to_string(), t.samples);

@@ -234,6 +234,9 @@ pub async fn read_fast<const M: usize>(
     to: DateTime<Utc>,
 ) -> Result<SeriesRead<M>, tokio_postgres::Error> {
     debug_assert_eq!(layout.width(), M);
+    if !layout.ranges_summable() {
+        return read_naive(client, layout, srvid, from, to).await;
+    }
     let params: Vec<&(dyn ToSql + Sync)> = if layout.multi() {
         vec![&from, &to, &srvid]
     } else {

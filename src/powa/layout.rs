@@ -37,6 +37,8 @@ pub struct Layout {
     /// Expression of the `userid` slot for alias `{t}` (wait sampling has no user and
     /// puts its event there).
     userid: &'static str,
+    /// Expression of the `dbid` slot for alias `{t}`.
+    dbid: &'static str,
     /// Counter expressions over a record, with `{r}` standing for the record.
     fields: Vec<String>,
     /// Whether tables carry `srvid` (PoWA 4+).
@@ -54,6 +56,7 @@ impl Layout {
             record: "record",
             sub: info.has_toplevel.then_some("toplevel"),
             userid: USERID,
+            dbid: DBID,
             fields: COUNTERS.iter().map(|c| statement_field(info, c)).collect(),
             multi: info.version.multi_server(),
         }
@@ -71,6 +74,7 @@ impl Layout {
             record: "metrics",
             sub: split.then_some("top"),
             userid: USERID,
+            dbid: DBID,
             fields: ["user_time", "system_time", "reads", "writes"]
                 .iter()
                 .map(|f| {
@@ -87,8 +91,11 @@ impl Layout {
         }
     }
 
-    /// pg_wait_sampling samples per (database, query, event). There is no user: the
-    /// `userid` slot of the key holds [`event_id`] of the event instead.
+    /// pg_wait_sampling samples per (query, event). There is no user: the `userid` slot
+    /// of the key holds [`EVENT_ID`] of the event instead. Nor a stable database: PoWA
+    /// files the same query's samples under its database in one snapshot and under 0 in
+    /// the next (seen on 3.2 and 4.1), which would make every series sparse; the `dbid`
+    /// slot is 0 and the rows of one snapshot are summed.
     pub fn wait_sampling(info: &PowaInfo) -> Layout {
         let s = &info.schema;
         Layout {
@@ -98,6 +105,7 @@ impl Layout {
             record: "record",
             sub: None,
             userid: EVENT_ID,
+            dbid: "0::int8",
             fields: vec!["coalesce(({r}).count, 0)::float8".to_string()],
             multi: info.version.multi_server(),
         }
@@ -122,6 +130,13 @@ impl Layout {
         )
     }
 
+    /// Whether whole ranges may be taken from mins/maxs. Not when one series is spread
+    /// over several history rows of a range (wait sampling: the folded databases), whose
+    /// mins/maxs do not add up to the series'.
+    pub fn ranges_summable(&self) -> bool {
+        self.dbid == DBID
+    }
+
     pub fn width(&self) -> usize {
         self.fields.len()
     }
@@ -133,7 +148,8 @@ impl Layout {
             None => "(-1)::int2".to_string(),
         };
         let userid = self.userid.replace("{t}", t);
-        format!("{t}.dbid::int8, {userid}, {t}.queryid, {sub}")
+        let dbid = self.dbid.replace("{t}", t);
+        format!("{dbid}, {userid}, {t}.queryid, {sub}")
     }
 
     fn fields_of(&self, rec: &str) -> String {
@@ -281,6 +297,7 @@ impl Layout {
 }
 
 const USERID: &str = "{t}.userid::int8";
+const DBID: &str = "{t}.dbid::int8";
 
 /// A wait event as a number, so that it fits the numeric key of a series.
 pub const EVENT_ID: &str = "(hashtext({t}.event_type || ':' || {t}.event)::int8 & 4294967295)";

@@ -18,6 +18,12 @@
 //!
 //! One live window per server feeds every analyzer: they all look at the same window, so
 //! the state is kept once rather than once per analyzer.
+//!
+//! Known difference with the window read: a query evicted from pg_stat_statements (or
+//! reset) that comes back after snapshots without it is diffed here against the value it
+//! had before the gap (counted in full only if a counter went down), while the window
+//! read counts it from zero when the gap spans the window start. Both diff across gaps
+//! inside the window.
 
 use std::collections::HashMap;
 use std::sync::Arc;

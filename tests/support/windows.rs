@@ -5,8 +5,37 @@ use powa_sentinel::powa::reader::{StatementsWindow, COUNTERS};
 /// Same queries, same counters (relative 1e-6: summation order differs), same kcache,
 /// same wait samples.
 pub fn assert_same_windows(a: &StatementsWindow, b: &StatementsWindow, what: &str) {
-    let mut x: Vec<_> = a.queries.iter().map(|q| (q.key, q)).collect();
-    let mut y: Vec<_> = b.queries.iter().map(|q| (q.key, q)).collect();
+    assert_same_windows_of(a, b, what, |_| true);
+}
+
+/// [`assert_same_windows`] over the queries (and their waits) that `keep` selects by text.
+pub fn assert_same_windows_of(
+    a: &StatementsWindow,
+    b: &StatementsWindow,
+    what: &str,
+    keep: impl Fn(&str) -> bool,
+) {
+    let kept = |w: &StatementsWindow| -> std::collections::BTreeSet<i64> {
+        w.queries
+            .iter()
+            .filter(|q| q.query.as_deref().is_some_and(&keep))
+            .map(|q| q.key.queryid)
+            .collect()
+    };
+    let (ka, kb) = (kept(a), kept(b));
+    let keep_q = |queryid: i64| ka.contains(&queryid) || kb.contains(&queryid);
+    let mut x: Vec<_> = a
+        .queries
+        .iter()
+        .filter(|q| keep_q(q.key.queryid))
+        .map(|q| (q.key, q))
+        .collect();
+    let mut y: Vec<_> = b
+        .queries
+        .iter()
+        .filter(|q| keep_q(q.key.queryid))
+        .map(|q| (q.key, q))
+        .collect();
     x.sort_by_key(|p| p.0);
     y.sort_by_key(|p| p.0);
     assert_eq!(
@@ -38,6 +67,7 @@ pub fn assert_same_windows(a: &StatementsWindow, b: &StatementsWindow, what: &st
     let mut wa: Vec<_> = a
         .waits
         .iter()
+        .filter(|w| keep_q(w.queryid))
         .map(|w| {
             (
                 (w.dbid, w.queryid, w.event_type.clone(), w.event.clone()),
@@ -48,6 +78,7 @@ pub fn assert_same_windows(a: &StatementsWindow, b: &StatementsWindow, what: &st
     let mut wb: Vec<_> = b
         .waits
         .iter()
+        .filter(|w| keep_q(w.queryid))
         .map(|w| {
             (
                 (w.dbid, w.queryid, w.event_type.clone(), w.event.clone()),
