@@ -311,6 +311,11 @@ fn sigterm_during_a_delivery_burst_loses_nothing() {
         |port| {
             config(port, &[("main", dsn.clone())], &channels)
                 .replace("cron = \"0 0 0 1 1 *\"", "interval = \"1s\"")
+                // Paced at WeCom's rate, a report of many messages takes a while.
+                .replace(
+                    "shutdown_deadline = \"20s\"",
+                    "shutdown_deadline = \"150s\"",
+                )
         },
         &[],
     );
@@ -324,7 +329,7 @@ fn sigterm_during_a_delivery_burst_loses_nothing() {
             >= 1
     });
     d.signal("TERM");
-    assert_eq!(d.wait_exit(LIMIT), 0, "{}", d.logs());
+    assert_eq!(d.wait_exit(Duration::from_secs(170)), 0, "{}", d.logs());
     let logs = d.logs();
     let records: Vec<Value> = logs
         .lines()

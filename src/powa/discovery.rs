@@ -88,6 +88,10 @@ pub struct PowaInfo {
     /// PoWA 4.2+/5.x key statements history by `toplevel` too.
     pub has_toplevel: bool,
     pub servers: Vec<ServerInfo>,
+    /// The database holding PoWA. On every server, the statements of a database by this
+    /// name are PoWA's own work (its snapshot functions and, with `track = all`, every
+    /// statement inside them), not the workload.
+    pub database: String,
 }
 
 impl PowaInfo {
@@ -190,6 +194,7 @@ pub async fn discover(client: &Client) -> Result<PowaInfo, String> {
         statement_fields,
         has_toplevel,
         servers: Vec::new(),
+        database: db.clone(),
     };
     info.servers = if version.multi_server() {
         servers_v4(client, &info).await?

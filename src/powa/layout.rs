@@ -345,6 +345,7 @@ mod tests {
             statement_fields: fields.iter().map(|s| s.to_string()).collect(),
             has_toplevel: toplevel,
             servers: vec![],
+            database: "powa".into(),
         }
     }
 

@@ -641,6 +641,8 @@ impl LiveWindow {
             self.event_names.extend(names);
         }
         let waits = waits::wait_stats(totals, &self.event_names);
+        let mut baselines = self.baselines.clone();
+        super::reader::drop_powa_own(&mut queries, &mut baselines, &self.info);
         Ok(StatementsWindow {
             repository: self.repository.clone(),
             server: self.server.clone(),
@@ -649,7 +651,7 @@ impl LiveWindow {
             last_ts: self.cursor,
             points: 0,
             queries,
-            baselines: self.baselines.clone(),
+            baselines,
             waits,
             quals: None,
         })
@@ -745,6 +747,7 @@ mod tests {
             statement_fields: vec![],
             has_toplevel: false,
             servers: vec![],
+            database: "powa".into(),
         }));
         let m = |x: i64| t0 + Duration::minutes(x);
         f.apply(key(1), m(5), [10.0, 1.0], h); // new: counts 10

@@ -125,6 +125,27 @@ pub struct StatementsWindow {
     pub quals: Option<std::sync::Arc<crate::powa::qualstats::QualsWindow>>,
 }
 
+/// Leaves out the statements of PoWA's own database (see [`PowaInfo::database`]), in the
+/// window and in its baselines (which carry no names: by the dbids seen in the window).
+pub(crate) fn drop_powa_own(
+    queries: &mut Vec<QueryStats>,
+    baselines: &mut [StatementsWindow],
+    info: &PowaInfo,
+) {
+    let own: std::collections::BTreeSet<u32> = queries
+        .iter()
+        .filter(|q| q.database.as_deref() == Some(info.database.as_str()))
+        .map(|q| q.key.dbid)
+        .collect();
+    if own.is_empty() {
+        return;
+    }
+    queries.retain(|q| !own.contains(&q.key.dbid));
+    for b in baselines {
+        b.queries.retain(|q| !own.contains(&q.key.dbid));
+    }
+}
+
 /// Query texts can be megabytes; nobody reads more than this in a chat message.
 pub const TEXT_LIMIT: i32 = 4000;
 
@@ -378,6 +399,7 @@ async fn read(
         decorate(client, info, server, &mut queries)
             .await
             .map_err(|e| ctx("query texts and names", e))?;
+        drop_powa_own(&mut queries, &mut [], info);
         if super::waits::enabled(&server.modules) {
             let layout = Layout::wait_sampling(info);
             let w = match mode {
