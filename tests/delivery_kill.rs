@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use powa_sentinel::actors::outbox::Outbox;
 use powa_sentinel::outbox::RedbOutbox;
 use serde_json::Value;
-use support::lab;
+use support::{exclusive, lab, unique};
 
 const KEY: &str = "robot-key-kill-9";
 
@@ -80,7 +80,7 @@ dsn = "{dsn}"
 
 # Enough findings for several messages: every server's top queries, whatever their time.
 [analyzers.slow_queries]
-top_n = 3
+top_n = 10
 min_calls = 1
 min_total_time = "0ms"
 
@@ -124,8 +124,30 @@ fn part_of(content: &str) -> Option<(usize, usize)> {
     Some((i.parse().ok()?, n.parse().ok()?))
 }
 
+/// Enough distinct queries for a report of many messages, whatever else the lab ran.
+fn workload() {
+    let lab = lab();
+    let _guard = exclusive();
+    let t = format!("t_kill_{}", unique());
+    for k in 0..12 {
+        lab.psql(
+            "repo",
+            "app",
+            &format!("CREATE TABLE {t}_{k} AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g"),
+        );
+        lab.repeat(
+            "repo",
+            "app",
+            &format!("SELECT count(*) FROM {t}_{k} WHERE v LIKE '%{k}abc%'"),
+            3,
+        );
+    }
+    lab.snapshot("repo");
+}
+
 #[test]
 fn kill_9_mid_delivery_then_restart_delivers_the_rest_once() {
+    workload();
     let dir = tempfile::tempdir().unwrap();
     let fake = start_fake(dir.path());
 
