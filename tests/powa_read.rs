@@ -241,7 +241,9 @@ async fn a_server_never_snapshotted_is_discovered() {
         "SET client_min_messages = warning; CREATE EXTENSION pg_stat_statements; \
          CREATE EXTENSION btree_gist; CREATE EXTENSION powa; \
          INSERT INTO powa_servers (hostname, alias, port, username, dbname, frequency, retention) \
-         VALUES ('db9.example', 'fresh', 5432, 'powa', 'powa', 300, '1 day')",
+         VALUES ('db9.example', 'fresh', 5432, 'powa', 'powa', 300, '1 day'); \
+         UPDATE powa_functions SET enabled = false \
+         WHERE srvid = 0 AND module = 'pg_stat_statements' AND operation = 'snapshot'",
     );
     let dsn = format!(
         "host={} port={} dbname={db} user={}",
@@ -263,4 +265,9 @@ async fn a_server_never_snapshotted_is_discovered() {
         .find(|s| s.name == "fresh")
         .unwrap_or_else(|| panic!("not discovered: {:?}", repo.info.servers));
     assert_eq!(fresh.last_snapshot, None, "never snapshotted");
+    assert!(fresh.modules.is_empty(), "{:?}", fresh.modules);
+    // A module switched off in powa_functions is told apart from one never registered.
+    let local = repo.info.servers.iter().find(|s| s.srvid == 0).unwrap();
+    assert_eq!(local.disabled_modules, ["pg_stat_statements"]);
+    assert!(!local.modules.iter().any(|m| m == "pg_stat_statements"));
 }

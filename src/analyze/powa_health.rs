@@ -149,6 +149,32 @@ impl PowaHealthAnalyzer {
                 ],
             );
         }
+        // PoWA itself not collecting what the analyses need. Only modules registered and
+        // then switched off are reported (a module never installed is a choice).
+        if !server.modules.iter().any(|m| m == "pg_stat_statements") {
+            push(
+                "modules",
+                Severity::Warning,
+                format!("PoWA does not collect pg_stat_statements for {}", server.name),
+                "No query can be analysed on this server: register the module (powa_activate_extension / powa_register_server with pg_stat_statements) and enable its snapshots in powa_functions.",
+                vec![("disabled_modules", server.disabled_modules.len() as f64), (super::MAGNITUDE, 1.0)],
+            );
+        } else if !server.disabled_modules.is_empty() {
+            push(
+                "modules",
+                Severity::Info,
+                format!(
+                    "PoWA's {} snapshots are disabled for {}",
+                    server.disabled_modules.join(", "),
+                    server.name
+                ),
+                "What they feed is off for this server (pg_stat_kcache: CPU and disk hogs; pg_qualstats: index advice; pg_wait_sampling: wait events): enable them again in powa_functions (powa_activate_extension), or deactivate them for good to silence this.",
+                vec![
+                    ("disabled_modules", server.disabled_modules.len() as f64),
+                    (super::MAGNITUDE, server.disabled_modules.len() as f64),
+                ],
+            );
+        }
         if let (Some(ret), Some(needed)) = (server.retention, s.needed_retention) {
             if ret < needed {
                 push(
@@ -200,6 +226,7 @@ mod tests {
 
     fn server(age_s: i64, freq_s: u64) -> ServerInfo {
         let mut s = ServerInfo::named(1, "db1");
+        s.modules = vec!["pg_stat_statements".into(), "pg_stat_kcache".into()];
         s.frequency = Some(Duration::from_secs(freq_s));
         s.last_snapshot = Some(Utc.timestamp_opt(1_700_000_000 - age_s, 0).unwrap());
         s.retention = Some(Duration::from_secs(30 * 86400));
@@ -215,9 +242,33 @@ mod tests {
         // 3 periods late is what powa-collector 1.2 normally is.
         assert!(a.analyze_window(&window(server(900, 300))).is_empty());
         // The local server with its worker off has no frequency: nothing to judge.
-        assert!(a
-            .analyze_window(&window(ServerInfo::named(0, "local")))
-            .is_empty());
+        let mut local = ServerInfo::named(0, "local");
+        local.modules = vec!["pg_stat_statements".into()];
+        assert!(a.analyze_window(&window(local)).is_empty());
+    }
+
+    /// Modules switched off say what is lost; no pg_stat_statements at all is a warning;
+    /// a module never registered is nobody's problem.
+    #[test]
+    fn disabled_modules_are_reported() {
+        let a = PowaHealthAnalyzer::new(PowaHealthSettings::default());
+        let mut s = server(60, 300);
+        s.modules = vec!["pg_stat_statements".into()];
+        assert!(a.analyze_window(&window(s.clone())).is_empty());
+        s.disabled_modules = vec!["pg_qualstats".into(), "pg_stat_kcache".into()];
+        let out = a.analyze_window(&window(s.clone()));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].rule, "powa_health.modules");
+        assert_eq!(out[0].severity, Severity::Info);
+        assert!(
+            out[0].title.contains("pg_qualstats, pg_stat_kcache"),
+            "{}",
+            out[0].title
+        );
+        s.modules.clear();
+        s.disabled_modules = vec!["pg_stat_statements".into()];
+        let out = a.analyze_window(&window(s));
+        assert_eq!(out[0].severity, Severity::Warning);
     }
 
     #[test]

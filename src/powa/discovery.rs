@@ -59,6 +59,8 @@ pub struct ServerInfo {
     pub errors: Vec<String>,
     /// Enabled snapshot modules (pg_stat_statements, pg_stat_kcache, …).
     pub modules: Vec<String>,
+    /// Modules registered for the server whose snapshots are all disabled.
+    pub disabled_modules: Vec<String>,
 }
 
 impl ServerInfo {
@@ -73,6 +75,7 @@ impl ServerInfo {
             last_snapshot: None,
             errors: Vec::new(),
             modules: Vec::new(),
+            disabled_modules: Vec::new(),
         }
     }
 }
@@ -245,7 +248,10 @@ async fn servers_v4(client: &Client, info: &PowaInfo) -> Result<Vec<ServerInfo>,
                         CASE WHEN isfinite(m.snapts) THEN m.snapts END, m.errors, \
                         ARRAY(SELECT DISTINCT f.{module_col}::text FROM {s}.powa_functions f \
                               WHERE f.srvid = s.id AND f.operation = 'snapshot' AND f.enabled \
-                              ORDER BY 1) \
+                              ORDER BY 1), \
+                        ARRAY(SELECT f.{module_col}::text FROM {s}.powa_functions f \
+                              WHERE f.srvid = s.id AND f.operation = 'snapshot' \
+                              GROUP BY 1 HAVING NOT bool_or(f.enabled) ORDER BY 1) \
                  FROM {s}.powa_servers s LEFT JOIN {s}.powa_snapshot_metas m ON m.srvid = s.id \
                  ORDER BY s.id"
             ),
@@ -286,6 +292,7 @@ async fn servers_v4(client: &Client, info: &PowaInfo) -> Result<Vec<ServerInfo>,
             last_snapshot: snapts.filter(|t| t.timestamp() > 0),
             errors: r.get::<_, Option<Vec<String>>>(7).unwrap_or_default(),
             modules: r.get(8),
+            disabled_modules: r.get(9),
         });
     }
     Ok(out)
@@ -293,17 +300,20 @@ async fn servers_v4(client: &Client, info: &PowaInfo) -> Result<Vec<ServerInfo>,
 
 async fn local_v3(client: &Client, info: &PowaInfo) -> Result<ServerInfo, String> {
     let s = &info.schema;
-    let modules: Vec<String> = client
+    let row = client
         .query_one(
             &format!(
                 "SELECT ARRAY(SELECT DISTINCT module FROM {s}.powa_functions \
-                 WHERE operation = 'snapshot' AND enabled ORDER BY 1)"
+                 WHERE operation = 'snapshot' AND enabled ORDER BY 1), \
+                 ARRAY(SELECT module FROM {s}.powa_functions WHERE operation = 'snapshot' \
+                 GROUP BY 1 HAVING NOT bool_or(enabled) ORDER BY 1)"
             ),
             &[],
         )
         .await
-        .map_err(|e| permission_hint(&e, "powa_functions"))?
-        .get(0);
+        .map_err(|e| permission_hint(&e, "powa_functions"))?;
+    let modules: Vec<String> = row.get(0);
+    let disabled_modules: Vec<String> = row.get(1);
     let last: Option<DateTime<Utc>> = client
         .query_one(
             &format!("SELECT max((record).ts) FROM {s}.powa_statements_history_current_db"),
@@ -321,6 +331,7 @@ async fn local_v3(client: &Client, info: &PowaInfo) -> Result<ServerInfo, String
         last_snapshot: last,
         errors: Vec::new(),
         modules,
+        disabled_modules,
     })
 }
 
