@@ -633,15 +633,16 @@ impl Drop for Lease {
 }
 
 /// Opens the collection sessions of a repository just connected. Each goes through
-/// `powa::connect`, the one path that sets the read-only session settings (read-only
-/// transactions, statement, lock and idle timeouts), so pooled sessions are configured
-/// exactly as the first. If none can be opened, collections share the discovery session.
+/// `powa::open_session`, the path `powa::connect` takes too (read-only transactions,
+/// statement, lock and idle timeouts), so pooled sessions are configured exactly as the
+/// first, without discovering PoWA again. If none can be opened, collections share the
+/// discovery session.
 async fn open_pool(shared: &Shared, name: &str, first: &Client, log: &Logger) -> Rc<SessionPool> {
     let wanted = shared.settings.collection.max_concurrent_per_repository;
     let mut sessions = Vec::with_capacity(wanted);
     for _ in 0..wanted {
-        match powa::connect(name, &shared.settings.repositories[name]).await {
-            Ok(r) => sessions.push(r.client),
+        match powa::open_session(name, &shared.settings.repositories[name]).await {
+            Ok(c) => sessions.push(Arc::new(c)),
             Err(e) => {
                 warn!(log, "Could not open another collection session; fewer collections run at once until the next reconnection.";
                     "error" => %e, "opened" => sessions.len(), "wanted" => wanted);

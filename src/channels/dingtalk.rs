@@ -438,11 +438,7 @@ mod tests {
     use super::*;
 
     fn answer(status: u16, body: &str) -> post::Answer {
-        post::Answer {
-            status,
-            retry_after: None,
-            body: body.as_bytes().to_vec(),
-        }
+        post::Answer::of(status, body, None)
     }
 
     #[test]

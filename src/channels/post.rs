@@ -25,6 +25,18 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
+#[cfg(test)]
+impl Answer {
+    /// A provider's answer, for the classification tests.
+    pub fn of(status: u16, body: &str, retry_after: Option<Duration>) -> Answer {
+        Answer {
+            status,
+            retry_after,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+}
+
 /// An awc client with our user agent. `!Send`: build it on the channel actor's thread.
 pub fn client(timeout: Duration) -> awc::Client {
     // Pick ring explicitly (see wecom.rs); an Err only means a provider is installed.

@@ -220,11 +220,7 @@ mod tests {
     use super::*;
 
     fn answer(status: u16, body: &str, ra: Option<u64>) -> post::Answer {
-        post::Answer {
-            status,
-            retry_after: ra.map(Duration::from_secs),
-            body: body.as_bytes().to_vec(),
-        }
+        post::Answer::of(status, body, ra.map(Duration::from_secs))
     }
 
     #[test]

@@ -27,7 +27,7 @@ use sentinel_actors::channel::Channel;
 use sentinel_actors::message::{Lifecycle, Mentions};
 use sentinel_actors::{ChannelError, Insight, Notification, NotifyReason, Severity};
 
-use super::wecom::{DEFAULT_TIMEOUT, MAX_TIMEOUT};
+use super::wecom::DEFAULT_TIMEOUT;
 use super::ChannelSettings;
 use crate::config::Problem;
 use crate::secret::Secret;
@@ -78,14 +78,7 @@ pub(super) fn validate(s: &ChannelSettings, path: &str, problems: &mut Vec<Probl
         )),
         _ => {}
     }
-    if let Some(t) = s.timeout {
-        if t.is_zero() || t > MAX_TIMEOUT {
-            problems.push(Problem::new(
-                key("timeout"),
-                "must be between 1s and 5m, e.g. \"10s\" (the default)",
-            ));
-        }
-    }
+    super::validate_timeout(s, path, problems);
 }
 
 fn check_url(u: &str) -> Result<url::Url, ()> {

@@ -30,7 +30,7 @@ use serde::Deserialize;
 use sentinel_actors::channel::Channel;
 use sentinel_actors::{ChannelError, Notification};
 
-use super::wecom::{MsgType, DEFAULT_BASE_URL, DEFAULT_TIMEOUT, MAX_TIMEOUT};
+use super::wecom::{MsgType, DEFAULT_BASE_URL, DEFAULT_TIMEOUT};
 use super::ChannelSettings;
 use crate::config::Problem;
 use crate::render::{self, RenderOptions};
@@ -142,14 +142,7 @@ pub(super) fn validate(s: &ChannelSettings, path: &str, problems: &mut Vec<Probl
             ));
         }
     }
-    if let Some(t) = s.timeout {
-        if t.is_zero() || t > MAX_TIMEOUT {
-            problems.push(Problem::new(
-                key("timeout"),
-                "must be between 1s and 5m, e.g. \"10s\" (the default)",
-            ));
-        }
-    }
+    super::validate_timeout(s, path, problems);
     if let Some(n) = s.max_per_minute {
         if n == 0 || n > MAX_PER_MINUTE {
             problems.push(Problem::new(

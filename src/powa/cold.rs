@@ -225,6 +225,21 @@ fn fold<const M: usize>(
     acc
 }
 
+/// The window [from, to] read the way `mode` says.
+pub async fn read<const M: usize>(
+    mode: super::reader::ReadMode,
+    client: &Client,
+    layout: &Layout,
+    srvid: i32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<SeriesRead<M>, tokio_postgres::Error> {
+    match mode {
+        super::reader::ReadMode::Fast => read_fast(client, layout, srvid, from, to).await,
+        super::reader::ReadMode::Naive => read_naive(client, layout, srvid, from, to).await,
+    }
+}
+
 /// The window [from, to], whole inside ranges read from mins/maxs.
 pub async fn read_fast<const M: usize>(
     client: &Client,

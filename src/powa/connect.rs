@@ -183,8 +183,9 @@ pub async fn make_read_only(
         .await
 }
 
-/// Connects, makes the session read-only with timeouts, and discovers PoWA.
-pub async fn connect(name: &str, s: &RepositorySettings) -> Result<Repository, ConnectError> {
+/// Opens a session on a repository, read-only with timeouts (no discovery): for extra
+/// sessions of a repository already discovered.
+pub async fn open_session(name: &str, s: &RepositorySettings) -> Result<Client, ConnectError> {
     let cfg = pg_config(name, s)?;
     let client = open(&cfg, s.effective_sslmode(), s.sslrootcert.as_deref())
         .await
@@ -205,6 +206,12 @@ pub async fn connect(name: &str, s: &RepositorySettings) -> Result<Repository, C
             repo: name.to_string(),
             reason: describe_pg_error(&e),
         })?;
+    Ok(client)
+}
+
+/// Connects, makes the session read-only with timeouts, and discovers PoWA.
+pub async fn connect(name: &str, s: &RepositorySettings) -> Result<Repository, ConnectError> {
+    let client = open_session(name, s).await?;
     let info = discovery::discover(&client)
         .await
         .map_err(|reason| ConnectError::Discovery {

@@ -69,10 +69,7 @@ pub async fn read_kcache(
     mode: ReadMode,
 ) -> Result<KcacheByQuery, tokio_postgres::Error> {
     let layout = Layout::kcache(info);
-    let read = match mode {
-        ReadMode::Fast => cold::read_fast::<4>(client, &layout, srvid, from, to).await?,
-        ReadMode::Naive => cold::read_naive::<4>(client, &layout, srvid, from, to).await?,
-    };
+    let read = cold::read::<4>(mode, client, &layout, srvid, from, to).await?;
     let mut out = KcacheByQuery::new();
     for (k, acc) in &read.series {
         let d = Kcache::from_delta(acc.finish(anchor));

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use crate::config::Problem;
 use crate::secret::Secret;
 
-pub use connect::{connect, Repository};
+pub use connect::{connect, open_session, Repository};
 pub use discovery::{PowaInfo, PowaVersion, ServerInfo};
 pub use reader::{QueryKey, QueryStats, StatementsWindow};
 

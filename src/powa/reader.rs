@@ -355,15 +355,9 @@ async fn read(
         .map_err(|e| ctx("the anchor snapshot", e))?;
     let from = anchor.unwrap_or(window.start);
     let layout = Layout::statements(info);
-    let read = match mode {
-        ReadMode::Fast => {
-            cold::read_fast::<N>(client, &layout, server.srvid, from, window.end).await
-        }
-        ReadMode::Naive => {
-            cold::read_naive::<N>(client, &layout, server.srvid, from, window.end).await
-        }
-    }
-    .map_err(|e| ctx("statements history", e))?;
+    let read = cold::read::<N>(mode, client, &layout, server.srvid, from, window.end)
+        .await
+        .map_err(|e| ctx("statements history", e))?;
     // With no snapshot before the window, the first one inside it is the anchor.
     let effective_anchor = anchor.or(read.earliest);
     let mut queries: Vec<QueryStats> = read
@@ -402,15 +396,9 @@ async fn read(
         drop_powa_own(&mut queries, &mut [], info);
         if super::waits::enabled(&server.modules) {
             let layout = Layout::wait_sampling(info);
-            let w = match mode {
-                ReadMode::Fast => {
-                    cold::read_fast::<1>(client, &layout, server.srvid, from, window.end).await
-                }
-                ReadMode::Naive => {
-                    cold::read_naive::<1>(client, &layout, server.srvid, from, window.end).await
-                }
-            }
-            .map_err(|e| ctx("pg_wait_sampling history", e))?;
+            let w = cold::read::<1>(mode, client, &layout, server.srvid, from, window.end)
+                .await
+                .map_err(|e| ctx("pg_wait_sampling history", e))?;
             let names =
                 super::waits::read_event_names(client, info, server.srvid, from, window.end)
                     .await

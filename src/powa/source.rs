@@ -29,32 +29,8 @@ pub struct PowaSource {
 }
 
 impl PowaSource {
-    pub fn new(
-        repository: &str,
-        client: Arc<Client>,
-        info: Arc<PowaInfo>,
-        server: ServerInfo,
-        baseline_offset: Option<std::time::Duration>,
-        baseline_periods: u32,
-    ) -> Self {
-        let live = Arc::new(tokio::sync::Mutex::new(LiveWindow::new(
-            repository,
-            Arc::clone(&info),
-            server.clone(),
-        )));
-        Self::with_live(
-            repository,
-            client,
-            info,
-            server,
-            baseline_offset,
-            baseline_periods,
-            live,
-        )
-    }
-
-    /// Continues a live window kept from an earlier collector of the same server (one
-    /// rebuilt on another session of the repository).
+    /// A source over the live window `live` (a fresh one, or one kept from an earlier
+    /// collector of the same server rebuilt on another session of the repository).
     pub fn with_live(
         repository: &str,
         client: Arc<Client>,
