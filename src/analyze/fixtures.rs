@@ -57,3 +57,10 @@ pub fn with_baseline(now: Vec<QueryStats>, then: Vec<QueryStats>) -> StatementsW
     w.baselines = vec![window(then)];
     w
 }
+
+/// [`window`] of `now`, with one baseline per element of `then` (nearest first).
+pub fn with_baselines(now: Vec<QueryStats>, then: Vec<Vec<QueryStats>>) -> StatementsWindow {
+    let mut w = window(now);
+    w.baselines = then.into_iter().map(window).collect();
+    w
+}

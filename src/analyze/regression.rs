@@ -311,21 +311,12 @@ mod tests {
         assert!(a.analyze_window(&no_base).is_empty());
     }
 
-    fn several(now: Vec<QueryStats>, then: Vec<Vec<QueryStats>>) -> StatementsWindow {
-        let mut w = crate::analyze::fixtures::window(now);
-        w.baselines = then
-            .into_iter()
-            .map(crate::analyze::fixtures::window)
-            .collect();
-        w
-    }
-
     #[test]
     fn one_odd_week_neither_makes_nor_hides_a_regression() {
         let a = RegressionAnalyzer::new(RegressionSettings::default());
         // Against the odd week alone this is 20× slower; against the usual weeks it is
         // the same.
-        let w = several(
+        let w = crate::analyze::fixtures::with_baselines(
             vec![q(1, 400.0, 40.0)],
             vec![
                 vec![q(1, 400.0, 2.0)],
@@ -339,7 +330,7 @@ mod tests {
             a.analyze_window(&w)
         );
         // An odd slow week does not hide a real slowdown.
-        let w = several(
+        let w = crate::analyze::fixtures::with_baselines(
             vec![q(1, 400.0, 40.0)],
             vec![
                 vec![q(1, 400.0, 2.0)],
@@ -364,7 +355,7 @@ mod tests {
         let a = RegressionAnalyzer::new(RegressionSettings::default());
         // Median 20 ms, but weeks vary by ±10 ms: 35 ms is 1.75× and +15 ms, yet within
         // 3 robust standard deviations (20 + 3 × 14.8).
-        let w = several(
+        let w = crate::analyze::fixtures::with_baselines(
             vec![q(1, 400.0, 35.0)],
             vec![
                 vec![q(1, 400.0, 10.0)],
@@ -385,7 +376,7 @@ mod tests {
     fn empty_baselines_are_absent() {
         let a = RegressionAnalyzer::new(RegressionSettings::default());
         // The nearest week is purged (empty); the one before is the only sample.
-        let w = several(
+        let w = crate::analyze::fixtures::with_baselines(
             vec![q(1, 400.0, 40.0)],
             vec![vec![], vec![q(1, 400.0, 2.0)], vec![]],
         );
@@ -394,7 +385,8 @@ mod tests {
         assert_eq!(out[0].metric("baselines_used"), Some(1.0));
         assert_eq!(out[0].metric("baselines_present"), Some(1.0));
         // All empty: no regression can be claimed.
-        let w = several(vec![q(1, 400.0, 40.0)], vec![vec![], vec![]]);
+        let w =
+            crate::analyze::fixtures::with_baselines(vec![q(1, 400.0, 40.0)], vec![vec![], vec![]]);
         assert!(a.analyze_window(&w).is_empty());
     }
 
@@ -408,7 +400,7 @@ mod tests {
             calls in 10.0f64..2000.0,
         ) {
             let a = RegressionAnalyzer::new(RegressionSettings::default());
-            let w = several(
+            let w = crate::analyze::fixtures::with_baselines(
                 vec![q(1, calls, now_mean)],
                 weeks.iter().map(|m| vec![q(1, 100.0, *m)]).collect(),
             );

@@ -442,21 +442,12 @@ mod tests {
         assert!(a.analyze_window(&fresh).is_empty());
     }
 
-    fn several(now: Vec<QueryStats>, then: Vec<Vec<QueryStats>>) -> StatementsWindow {
-        let mut w = crate::analyze::fixtures::window(now);
-        w.baselines = then
-            .into_iter()
-            .map(crate::analyze::fixtures::window)
-            .collect();
-        w
-    }
-
     #[test]
     fn several_baselines_use_the_median() {
         let a = WorkloadChangeAnalyzer::new(WorkloadChangeSettings::default());
         // One busy week (30,000 calls) does not hide a spike over the usual 3,000; one
         // week where it was absent does not make the query "new".
-        let w = several(
+        let w = crate::analyze::fixtures::with_baselines(
             vec![q(1, 30_000.0, 6_000.0), q(2, 500.0, 40_000.0)],
             vec![
                 vec![q(1, 3_000.0, 600.0), q(2, 500.0, 40_000.0)],
@@ -472,7 +463,7 @@ mod tests {
         assert_eq!(out[0].metric("baseline_calls"), Some(3_100.0));
         assert_eq!(out[0].metric("baselines_used"), Some(3.0));
         // A query that ran in only one of three weeks is new.
-        let w = several(
+        let w = crate::analyze::fixtures::with_baselines(
             vec![q(3, 500.0, 40_000.0)],
             vec![
                 vec![q(3, 500.0, 40_000.0)],
@@ -488,7 +479,7 @@ mod tests {
             )]
         );
         // Weeks that vary a lot: 9,000 calls is 3× the median but within the spread.
-        let w = several(
+        let w = crate::analyze::fixtures::with_baselines(
             vec![q(1, 9_000.0, 6_000.0)],
             vec![
                 vec![q(1, 1_000.0, 600.0)],
