@@ -9,12 +9,13 @@
 //! part once — except that the one part in flight at the kill may arrive twice (the robot
 //! accepted it, the process died before journaling the answer).
 
+#[path = "support/robot.rs"]
+mod robot;
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use powa_sentinel::actors::outbox::Outbox;
@@ -24,42 +25,7 @@ use support::{exclusive, lab, unique};
 
 const KEY: &str = "robot-key-kill-9";
 
-struct Fake {
-    child: Child,
-    url: String,
-    record: PathBuf,
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_fake(dir: &Path) -> Fake {
-    let record = dir.join("wecom.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fake-wecom"))
-        .args(["--listen", "127.0.0.1:0", "--keys", KEY, "--delay", "700ms"])
-        // Not what this test is about: the pacer is fresh after a restart.
-        .args(["--max-per-window", "1000", "--record"])
-        .arg(&record)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start fake-wecom");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from fake-wecom: {first:?}"))
-        .to_string();
-    Fake { child, url, record }
-}
-
-fn config(dir: &Path, fake: &Fake, msgtype: &str) -> PathBuf {
+fn config(dir: &Path, fake: &robot::Robot, msgtype: &str) -> PathBuf {
     let p = dir.join(format!("sentinel-{msgtype}.toml"));
     std::fs::write(
         &p,
@@ -149,7 +115,9 @@ fn workload() {
 fn kill_9_mid_delivery_then_restart_delivers_the_rest_once() {
     workload();
     let dir = tempfile::tempdir().unwrap();
-    let fake = start_fake(dir.path());
+    // A slow robot; its quota is not what this test is about (the pacer is fresh after a
+    // restart).
+    let fake = robot::start(KEY, &["--delay", "700ms", "--max-per-window", "1000"]);
 
     // Run 1: killed after the robot accepted two parts.
     let mut run1 = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))

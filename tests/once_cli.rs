@@ -1,53 +1,14 @@
 //! `powa-sentinel once` end to end, as a user runs it: the real binary, a real PoWA 4.1.4
 //! repository read as the SELECT-only role, a WeCom-compatible robot on loopback.
 
+#[path = "support/robot.rs"]
+mod robot;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use support::{exclusive, lab, unique};
-
-struct Fake {
-    child: Child,
-    url: String,
-    record: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_fake(key: &str) -> Fake {
-    let dir = tempfile::tempdir().unwrap();
-    let record = dir.path().join("wecom.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fake-wecom"))
-        .args(["--listen", "127.0.0.1:0", "--keys", key, "--record"])
-        .arg(&record)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start fake-wecom");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from fake-wecom: {first:?}"))
-        .to_string();
-    Fake {
-        child,
-        url,
-        record,
-        _dir: dir,
-    }
-}
 
 fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
     let p = dir.join("sentinel.toml");
@@ -83,7 +44,7 @@ fn once_reports_a_slow_query_as_json_and_to_wecom() {
         lab.snapshot("repo");
     }
 
-    let fake = start_fake("robot-key-1");
+    let fake = robot::start("robot-key-1", &[]);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),

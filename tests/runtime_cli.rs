@@ -1,54 +1,15 @@
 //! The operator commands around the daemon: `once --dry-run`, `check --channels`,
 //! `backtest`. Real binary, real PoWA lab, WeCom faked on loopback.
 
+#[path = "support/robot.rs"]
+mod robot;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use support::lab;
 
-struct Fake {
-    child: Child,
-    url: String,
-    record: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_fake(key: &str) -> Fake {
-    let dir = tempfile::tempdir().unwrap();
-    let record = dir.path().join("wecom.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fake-wecom"))
-        .args(["--listen", "127.0.0.1:0", "--keys", key, "--record"])
-        .arg(&record)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start fake-wecom");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from fake-wecom: {first:?}"))
-        .to_string();
-    Fake {
-        child,
-        url,
-        record,
-        _dir: dir,
-    }
-}
-
-fn received(f: &Fake) -> usize {
+fn received(f: &robot::Robot) -> usize {
     std::fs::read_to_string(&f.record)
         .map(|t| t.lines().count())
         .unwrap_or(0)
@@ -56,7 +17,7 @@ fn received(f: &Fake) -> usize {
 
 /// A 1h window and a 7d baseline: PoWA's 1-day retention on the lab's local server is
 /// always worth an info insight, so every window has something to say.
-fn config(dir: &std::path::Path, fake: &Fake, extra_channel: &str) -> std::path::PathBuf {
+fn config(dir: &std::path::Path, fake: &robot::Robot, extra_channel: &str) -> std::path::PathBuf {
     let p = dir.join("sentinel.toml");
     std::fs::write(
         &p,
@@ -98,7 +59,7 @@ fn run(args: &[&str], config: &std::path::Path) -> Output {
 
 #[test]
 fn once_dry_run_renders_every_channel_and_sends_nothing() {
-    let fake = start_fake("robot-key-1");
+    let fake = robot::start("robot-key-1", &[]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fake, "");
     let out = run(&["once", "--dry-run"], &cfg);
@@ -123,7 +84,7 @@ fn once_dry_run_renders_every_channel_and_sends_nothing() {
 
 #[test]
 fn check_channels_reports_each_channel() {
-    let fake = start_fake("robot-key-1");
+    let fake = robot::start("robot-key-1", &[]);
     let dir = tempfile::tempdir().unwrap();
     let bad = format!(
         "[channels.wrongkey]\ntype = \"wecom\"\nbase_url = \"{}\"\nkey = \"not-a-key\"\n",
@@ -157,7 +118,7 @@ fn check_channels_reports_each_channel() {
 
 #[test]
 fn backtest_replays_windows_and_counts_messages() {
-    let fake = start_fake("robot-key-1");
+    let fake = robot::start("robot-key-1", &[]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fake, "");
     let out = run(&["backtest", "--from", "3h", "--to", "0s"], &cfg);

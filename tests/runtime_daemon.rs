@@ -3,6 +3,8 @@
 //!
 //! Waits are liveness bounds ("this must happen eventually"), never speed assertions.
 
+#[path = "support/robot.rs"]
+mod robot;
 mod support;
 
 use std::io::{Read, Write};
@@ -26,50 +28,6 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-struct Fake {
-    child: Child,
-    url: String,
-    record: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A fake robot with extra options (e.g. `--delay 300ms` for a slow WeCom).
-fn start_fake(key: &str, extra: &[&str]) -> Fake {
-    use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
-    let record = dir.path().join("wecom.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fake-wecom"))
-        .args(["--listen", "127.0.0.1:0", "--keys", key, "--record"])
-        .arg(&record)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start fake-wecom");
-    let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    std::fs::write(&record, "").unwrap();
-    Fake {
-        child,
-        url,
-        record,
-        _dir: dir,
     }
 }
 
@@ -299,7 +257,7 @@ fn sigterm_during_a_delivery_burst_loses_nothing() {
     let lab = lab();
     let dsn = lab.repo_dsn();
     // A slow robot: a report of several messages takes seconds to go out.
-    let fake = start_fake("burst-key", &["--delay", "400ms"]);
+    let fake = robot::start("burst-key", &["--delay", "400ms"]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("insights.jsonl");
     let channels = format!(
