@@ -14,6 +14,7 @@ use slog::{error, info, o, warn, Logger};
 
 use powa_sentinel::config::{Origin, Settings};
 use powa_sentinel::gate::cli::{self as silence_cli, SilenceCommand};
+use powa_sentinel::outbox::cli::{self as outbox_cli, OutboxCommand};
 use powa_sentinel::topology::{self, RunOptions};
 use powa_sentinel::{daemon, logging};
 use sentinel_actors::collector::Collect;
@@ -81,6 +82,11 @@ enum Command {
         #[command(subcommand)]
         command: SilenceCommand,
     },
+    /// What the channels' outbox holds: list it, re-queue or drop what failed for good.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -99,6 +105,7 @@ fn main() -> ExitCode {
         | Command::Check { config, .. }
         | Command::Backtest { config, .. } => config.clone(),
         Command::Silence { command } => command.config().to_path_buf(),
+        Command::Outbox { command } => command.config().to_path_buf(),
     };
     let settings = match Settings::load(&config) {
         Ok(s) => s,
@@ -145,6 +152,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Silence { command } => silence(&command, &settings),
+        Command::Outbox { command } => outbox(&command, &settings),
     };
     drop(log);
     drop(guard);
@@ -164,6 +172,22 @@ fn silence(command: &SilenceCommand, settings: &Settings) -> ExitCode {
         Err(e) => {
             eprintln!("powa-sentinel: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn outbox(command: &OutboxCommand, settings: &Settings) -> ExitCode {
+    match outbox_cli::run(command, settings, Utc::now()) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("powa-sentinel: {e}");
+            ExitCode::from(match e {
+                outbox_cli::CliError::Usage(_) => 2,
+                outbox_cli::CliError::Outbox(_) => 1,
+            })
         }
     }
 }
@@ -231,6 +255,13 @@ async fn once(settings: Settings, opts: RunOptions, log: Logger) -> ExitCode {
         Ok(summary) => {
             for r in &summary.reports {
                 match &r.outcome {
+                    Ok(()) if opts.dry_run => {
+                        info!(log, "Rendered, not sent (dry run)."; "channel" => &r.channel,
+                        "parts" => r.parts_total)
+                    }
+                    Ok(()) if r.parts_total == 0 => {
+                        info!(log, "Already accepted by an earlier run; delivered from the outbox."; "channel" => &r.channel)
+                    }
                     Ok(()) => info!(log, "Delivered."; "channel" => &r.channel,
                         "parts" => r.parts_total, "attempts" => r.attempts),
                     Err(e) => {
@@ -278,8 +309,12 @@ fn drained(
                     warn!(log, "Not delivered yet: kept in the outbox for the next start."; "channel" => &channel,
                         "pending" => r.pending);
                 }
-                if r.failed > 0 {
+                if r.failed > 0 || r.failed_in_outbox > 0 {
                     ok = false;
+                }
+                if r.failed_in_outbox > 0 {
+                    error!(log, "Notifications that failed for good are kept in the outbox, not retried: fix the channel, then `powa-sentinel outbox retry --config FILE --channel NAME` (or `outbox drop`).";
+                        "channel" => &channel, "failed" => r.failed_in_outbox);
                 }
             }
             None => {
@@ -404,6 +439,9 @@ async fn check(settings: Settings, channels: bool, log: Logger) -> ExitCode {
     }
     for f in &failures {
         println!("error: {f}");
+    }
+    for line in outbox_cli::summary(&settings) {
+        println!("{line}");
     }
     if channels && !check_channels(&settings, &log).await {
         failed = true;

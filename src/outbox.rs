@@ -13,23 +13,29 @@
 //! - `failed`: seq → why it failed for good;
 //! - `sent`: channel → when its recent messages were confirmed (the last hour), so a
 //!   restarted process knows how much of the rolling quota is used;
+//! - `accepted`: (channel, notification id) → when it was accepted (the last 7 days, at
+//!   most 10,000), so that a notification offered again is not sent twice;
 //! - `meta`: `next_seq`.
 //!
 //! The file is locked by the process that opened it: a second powa-sentinel on the same
 //! state directory gets a clear error instead of delivering the same entries twice.
+//! [`RedbOutbox::open_read_only`] reads it without writing (previews, `check`), and is
+//! refused while a process holds it.
+
+pub mod cli;
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
+    Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, TableError, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
 use sentinel_actors::outbox::{
-    backlog_of, remember_sent, Backlog, EntryBody, Outbox, OutboxEntry, RenderedEntry, Seq,
-    StoredNotification,
+    accepted_to_forget, backlog_of, earliest, remember_sent, Backlog, EntryBody, Outbox,
+    OutboxEntry, RenderedEntry, Seq, StoredNotification, ACCEPTED_KEEP_MAX,
 };
 use sentinel_actors::OutboxError;
 
@@ -41,17 +47,36 @@ const PROGRESS: TableDefinition<u64, u64> = TableDefinition::new("progress");
 const FAILED: TableDefinition<u64, &str> = TableDefinition::new("failed");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SENT: TableDefinition<&str, &[u8]> = TableDefinition::new("sent");
+const ACCEPTED: TableDefinition<(&str, u64), i64> = TableDefinition::new("accepted");
 const NEXT_SEQ: &str = "next_seq";
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
     channel: String,
     body: EntryBody,
+    /// When it was accepted (absent in files of older versions).
+    #[serde(default)]
+    accepted_at: Option<DateTime<Utc>>,
+}
+
+/// A handle that writes, or one that only reads.
+enum Handle {
+    Rw(Database),
+    Ro(ReadOnlyDatabase),
+}
+
+impl Handle {
+    fn begin_read(&self) -> Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Handle::Rw(db) => db.begin_read(),
+            Handle::Ro(db) => db.begin_read(),
+        }
+    }
 }
 
 /// The durable outbox.
 pub struct RedbOutbox {
-    db: Database,
+    db: Handle,
     path: Option<PathBuf>,
 }
 
@@ -88,11 +113,35 @@ impl RedbOutbox {
             ),
         })?;
         let outbox = RedbOutbox {
-            db,
+            db: Handle::Rw(db),
             path: Some(path),
         };
         outbox.init()?;
         Ok(outbox)
+    }
+
+    /// Opens `<dir>/outbox.redb` to read it without writing anything (`once --dry-run`,
+    /// `backtest`, `check`, `outbox list`). `Ok(None)` when there is no outbox yet.
+    /// Refused while another process (a running daemon) has it open.
+    pub fn open_read_only(dir: &Path) -> anyhow::Result<Option<RedbOutbox>> {
+        let path = dir.join(FILE_NAME);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let db = ReadOnlyDatabase::open(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => anyhow::anyhow!(
+                "the outbox {} is in use by a running powa-sentinel; stop it to read or change the outbox",
+                path.display()
+            ),
+            other => anyhow::anyhow!(
+                "cannot read the outbox {} ({other}); the next `once` or `run` repairs it if it needs repair",
+                path.display()
+            ),
+        })?;
+        Ok(Some(RedbOutbox {
+            db: Handle::Ro(db),
+            path: Some(path),
+        }))
     }
 
     /// An outbox in memory (no `[state] dir`): survives nothing but a channel actor's
@@ -101,7 +150,10 @@ impl RedbOutbox {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| anyhow::anyhow!("cannot create the in-memory outbox: {e}"))?;
-        let outbox = RedbOutbox { db, path: None };
+        let outbox = RedbOutbox {
+            db: Handle::Rw(db),
+            path: None,
+        };
         outbox.init()?;
         Ok(outbox)
     }
@@ -119,6 +171,7 @@ impl RedbOutbox {
             tx.open_table(FAILED).map_err(|e| err("open failed", e))?;
             tx.open_table(META).map_err(|e| err("open meta", e))?;
             tx.open_table(SENT).map_err(|e| err("open sent", e))?;
+            Self::forget_accepted(tx, Utc::now(), true)?;
             Ok(())
         })
     }
@@ -128,7 +181,10 @@ impl RedbOutbox {
         &self,
         f: impl FnOnce(&WriteTransaction) -> Result<T, OutboxError>,
     ) -> Result<T, OutboxError> {
-        let tx = self.db.begin_write().map_err(|e| err("begin", e))?;
+        let Handle::Rw(db) = &self.db else {
+            return Err(OutboxError::new("opened read-only: nothing may be written"));
+        };
+        let tx = db.begin_write().map_err(|e| err("begin", e))?;
         let out = f(&tx)?;
         tx.commit().map_err(|e| err("commit", e))?;
         Ok(out)
@@ -170,10 +226,43 @@ impl RedbOutbox {
         Ok(())
     }
 
-    /// Every entry, oldest first.
-    fn all(&self) -> Result<Vec<OutboxEntry>, OutboxError> {
+    /// Forgets the accepted ids that are too old or too many. Scans only when `always`
+    /// (at open) or when the table grew past its bound.
+    fn forget_accepted(
+        tx: &WriteTransaction,
+        now: DateTime<Utc>,
+        always: bool,
+    ) -> Result<(), OutboxError> {
+        let mut t = tx
+            .open_table(ACCEPTED)
+            .map_err(|e| err("open accepted", e))?;
+        let len = t.len().map_err(|e| err("count accepted", e))? as usize;
+        if !always && len <= ACCEPTED_KEEP_MAX {
+            return Ok(());
+        }
+        let mut ids = Vec::with_capacity(len);
+        for row in t.iter().map_err(|e| err("scan accepted", e))? {
+            let (k, v) = row.map_err(|e| err("read accepted", e))?;
+            let (channel, id) = k.value();
+            let at = DateTime::<Utc>::from_timestamp_micros(v.value()).unwrap_or_default();
+            ids.push(((channel.to_string(), id), at));
+        }
+        for (channel, id) in accepted_to_forget(ids, now) {
+            t.remove((channel.as_str(), id))
+                .map_err(|e| err("forget accepted", e))?;
+        }
+        Ok(())
+    }
+
+    /// Every entry, oldest first (the `outbox` command lists them all).
+    pub fn all(&self) -> Result<Vec<OutboxEntry>, OutboxError> {
         let tx = self.db.begin_read().map_err(|e| err("begin read", e))?;
-        let entries = tx.open_table(ENTRIES).map_err(|e| err("open entries", e))?;
+        let entries = match tx.open_table(ENTRIES) {
+            Ok(t) => t,
+            // A read-only handle on a file no process initialised yet.
+            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(err("open entries", e)),
+        };
         let progress = tx
             .open_table(PROGRESS)
             .map_err(|e| err("open progress", e))?;
@@ -196,6 +285,7 @@ impl RedbOutbox {
                 seq,
                 channel: stored.channel,
                 body: stored.body,
+                accepted_at: stored.accepted_at,
                 next_part,
                 failed: why,
             });
@@ -205,8 +295,24 @@ impl RedbOutbox {
 }
 
 impl Outbox for RedbOutbox {
-    fn accept(&self, channel: &str, n: &StoredNotification) -> Result<Seq, OutboxError> {
+    fn accept(&self, channel: &str, n: &StoredNotification) -> Result<Option<Seq>, OutboxError> {
+        let now = Utc::now();
         self.write(|tx| {
+            {
+                let mut ids = tx
+                    .open_table(ACCEPTED)
+                    .map_err(|e| err("open accepted", e))?;
+                if ids
+                    .get((channel, n.id))
+                    .map_err(|e| err("read accepted", e))?
+                    .is_some()
+                {
+                    return Ok(None);
+                }
+                ids.insert((channel, n.id), now.timestamp_micros())
+                    .map_err(|e| err("write accepted", e))?;
+            }
+            Self::forget_accepted(tx, now, false)?;
             let seq = Self::next_seq(tx)?;
             Self::put(
                 tx,
@@ -214,9 +320,10 @@ impl Outbox for RedbOutbox {
                 &Stored {
                     channel: channel.to_string(),
                     body: EntryBody::Queued(n.clone()),
+                    accepted_at: Some(now),
                 },
             )?;
-            Ok(seq)
+            Ok(Some(seq))
         })
     }
 
@@ -227,6 +334,17 @@ impl Outbox for RedbOutbox {
         entry: &RenderedEntry,
     ) -> Result<Seq, OutboxError> {
         self.write(|tx| {
+            let mut accepted_at = None;
+            {
+                let t = tx.open_table(ENTRIES).map_err(|e| err("open entries", e))?;
+                for s in replaces {
+                    if let Some(v) = t.get(*s).map_err(|e| err("read entry", e))? {
+                        let old: Stored = ciborium::from_reader(v.value())
+                            .map_err(|e| err(&format!("decode entry {s}"), e))?;
+                        accepted_at = earliest(accepted_at, old.accepted_at);
+                    }
+                }
+            }
             for s in replaces {
                 Self::remove(tx, *s)?;
             }
@@ -237,6 +355,7 @@ impl Outbox for RedbOutbox {
                 &Stored {
                     channel: channel.to_string(),
                     body: EntryBody::Rendered(entry.clone()),
+                    accepted_at: accepted_at.or(Some(Utc::now())),
                 },
             )?;
             Ok(seq)
@@ -268,6 +387,17 @@ impl Outbox for RedbOutbox {
                     .map_err(|e| err("write failed", e))?;
             }
             Ok(())
+        })
+    }
+
+    fn requeue(&self, seq: Seq) -> Result<bool, OutboxError> {
+        self.write(|tx| {
+            Ok(tx
+                .open_table(FAILED)
+                .map_err(|e| err("open failed", e))?
+                .remove(seq)
+                .map_err(|e| err("remove failed", e))?
+                .is_some())
         })
     }
 
@@ -313,7 +443,11 @@ impl Outbox for RedbOutbox {
         since: DateTime<Utc>,
     ) -> Result<Vec<DateTime<Utc>>, OutboxError> {
         let tx = self.db.begin_read().map_err(|e| err("begin read", e))?;
-        let t = tx.open_table(SENT).map_err(|e| err("open sent", e))?;
+        let t = match tx.open_table(SENT) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(err("open sent", e)),
+        };
         let times: Vec<DateTime<Utc>> = match t.get(channel).map_err(|e| err("read sent", e))? {
             Some(v) => ciborium::from_reader(v.value()).map_err(|e| err("decode sent", e))?,
             None => Vec::new(),
@@ -375,8 +509,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, r) = {
             let o = RedbOutbox::open(dir.path()).unwrap();
-            let a = o.accept("ops", &stored(1)).unwrap();
-            let b = o.accept("ops", &stored(2)).unwrap();
+            let a = o.accept("ops", &stored(1)).unwrap().unwrap();
+            let b = o.accept("ops", &stored(2)).unwrap().unwrap();
             let r = o
                 .render(
                     "ops",
@@ -390,7 +524,7 @@ mod tests {
                 )
                 .unwrap();
             o.progress(r, 1).unwrap();
-            let f = o.accept("bad", &stored(3)).unwrap();
+            let f = o.accept("bad", &stored(3)).unwrap().unwrap();
             o.fail(f, "errcode 93000").unwrap();
             (a, r)
         };
@@ -432,8 +566,12 @@ mod tests {
             .unwrap();
         assert_eq!(recent.len(), 1, "send times survive reopening");
         // Sequence numbers keep growing across reopenings.
-        let n = o.accept("ops", &stored(4)).unwrap();
+        let n = o.accept("ops", &stored(4)).unwrap().unwrap();
         assert!(n > r);
+        // Ids accepted before the reopening are remembered, delivered or not.
+        assert_eq!(o.accept("ops", &stored(1)).unwrap(), None);
+        assert_eq!(o.accept("ops", &stored(2)).unwrap(), None);
+        assert!(o.accept("bad", &stored(1)).unwrap().is_some());
     }
 
     #[test]

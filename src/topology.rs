@@ -115,6 +115,30 @@ pub fn open_outbox(settings: &Settings, log: &Logger) -> anyhow::Result<Arc<dyn 
     Ok(Arc::new(outbox))
 }
 
+/// A preview (`--dry-run`, `backtest`) reads the outbox without writing it, to say what
+/// an earlier run left there (it does not send it). A running daemon holds the file: then
+/// the preview says so and goes on without it.
+fn preview_outbox(settings: &Settings, log: &Logger) {
+    let Some(dir) = &settings.state.dir else {
+        return;
+    };
+    match crate::outbox::RedbOutbox::open_read_only(dir) {
+        Ok(None) => {}
+        Ok(Some(outbox)) => match outbox.backlog() {
+            Ok(backlog) => {
+                for b in backlog {
+                    info!(log, "The outbox holds notifications from an earlier run; a preview does not send them.";
+                        "channel" => &b.channel, "pending" => b.pending, "failed" => b.failed);
+                }
+            }
+            Err(e) => warn!(log, "Cannot read the outbox's backlog."; "error" => %e),
+        },
+        Err(e) => {
+            warn!(log, "The preview goes on without the outbox."; "error" => format!("{e:#}"))
+        }
+    }
+}
+
 /// Connects every configured repository concurrently.
 pub async fn connect_all(settings: &Settings) -> (Vec<Repository>, Vec<String>) {
     let results = join_all(
@@ -157,6 +181,7 @@ pub fn build_outputs(
     }
     let mut channel_addrs = BTreeMap::new();
     if opts.dry_run {
+        preview_outbox(settings, log);
         channel_addrs = crate::dry_run::start_all(&settings.channels, log)?;
     } else {
         for (name, ch) in &settings.channels {
@@ -182,10 +207,18 @@ pub fn build_outputs(
         .then(|| JSON_OUTPUT_CHANNEL.to_string())
         .into_iter()
         .collect();
+    // A preview reads the real state (what was announced, silences, held items) and
+    // leaves it untouched.
+    let access = if opts.dry_run {
+        crate::gate::Access::ReadOnly
+    } else {
+        crate::gate::Access::ReadWrite
+    };
     let decide = crate::gate::Gate::from_settings(
         settings,
         &names,
         &always,
+        access,
         log.new(o!("component" => "gate")),
     )
     .context("the gate could not start")?;

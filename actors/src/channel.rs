@@ -21,7 +21,11 @@
 //!    (same bytes), then renders what was still queued.
 //!
 //! Failures: `Retryable` errors are retried with jittered exponential backoff, without
-//! limit (the provider's outage ends, the notification is never given up); `RateLimited`
+//! limit (the provider's outage ends, the notification is never given up); `Unconfirmed`
+//! (no answer in time: the provider may have delivered it) is retried too, but not before
+//! the destination's rate window and the longest backoff have passed, with a warning that
+//! the retry may be a duplicate — so a slow provider repeats a part at most once per
+//! window instead of once per backoff; `RateLimited`
 //! pauses the whole destination (the shared [`Pacer`]) for `retry_after`; `Permanent`
 //! errors are not retried: the entry stays in the outbox marked failed, the channel's
 //! [`ChannelHealth`] says so, and later notifications are still tried (once each).
@@ -130,7 +134,9 @@ fn jittered(d: Duration, seed: u64) -> Duration {
 pub struct Deliver(pub Notification);
 
 /// What happened to one notification on one channel. When the notification was merged
-/// into a digest, the counts are the digest's.
+/// into a digest, the counts are the digest's. `Ok` with `parts_total` 0: the outbox had
+/// already accepted this notification (offered again after a restart); it is delivered
+/// from there, once.
 #[derive(Clone, Debug)]
 pub struct DeliveryReport {
     pub channel: String,
@@ -207,6 +213,9 @@ pub struct DrainReport {
     pub failed: u64,
     /// Entries still waiting when the answer was given (deadline reached).
     pub pending: usize,
+    /// Entries kept in the outbox after a permanent failure, this run's and earlier
+    /// ones' (`powa-sentinel outbox retry` re-queues them).
+    pub failed_in_outbox: usize,
 }
 
 /// An accepted notification not yet rendered.
@@ -547,7 +556,10 @@ impl<C: Channel> ChannelActor<C> {
             parts: encoded,
         };
         let seq = match self.outbox.render(&self.name, &sources, &entry) {
-            Ok(seq) => seq,
+            Ok(seq) => {
+                crate::failpoint::hit("render");
+                seq
+            }
             Err(e) => {
                 self.outbox_error("render", &e);
                 self.next_local_seq()
@@ -592,6 +604,7 @@ impl<C: Channel> ChannelActor<C> {
                 if let Err(e) = self.outbox.done(seq) {
                     self.outbox_error("done", &e);
                 }
+                crate::failpoint::hit("outbox-done");
                 self.permanent = false;
                 self.delivered += sources.len().max(1) as u64;
                 debug!(self.log, "Delivered."; "channel" => &self.name, "parts" => total);
@@ -660,6 +673,7 @@ impl<C: Channel> ChannelActor<C> {
             delivered: self.delivered,
             failed: self.failed,
             pending: self.pending(),
+            failed_in_outbox: self.failed_in_outbox,
         }
     }
 
@@ -786,6 +800,7 @@ async fn deliver_parts<P: Clone + 'static, C: Channel<Part = P>>(
             }
             let err = match channel.send(part.clone()).await {
                 Ok(()) => {
+                    crate::failpoint::hit("part-sent");
                     // Journal first thing after the provider's answer: a kill from here
                     // to the commit is the only way a part is sent twice.
                     if let Err(e) = run.outbox.progress(seq, i + 1) {
@@ -816,8 +831,20 @@ async fn deliver_parts<P: Clone + 'static, C: Channel<Part = P>>(
                 l.retrying = !err.is_permanent();
             }
             failures += 1;
+            let seed = seq.rotate_left(17) ^ ((i as u64) << 8) ^ u64::from(failures);
             let wait = match &err {
                 ChannelError::Permanent { .. } => return Err(err),
+                ChannelError::Unconfirmed { .. } => {
+                    let window = run.pacer.as_ref().map_or(Duration::ZERO, |p| p.window());
+                    let wait = window
+                        .max(run.retry.max_backoff)
+                        .max(run.retry.backoff(failures, seed));
+                    warn!(run.log, "No answer in time: the provider may have received this part. Retrying after a longer wait; the retry may be a duplicate.";
+                        "channel" => &run.name, "part" => i + 1, "parts" => total, "error" => %err,
+                        "retry_in" => ?wait);
+                    actix_rt::time::sleep(wait).await;
+                    continue;
+                }
                 ChannelError::RateLimited { retry_after, .. } => {
                     live.borrow_mut().rate_limited += 1;
                     match &run.pacer {
@@ -829,10 +856,7 @@ async fn deliver_parts<P: Clone + 'static, C: Channel<Part = P>>(
                         None => *retry_after,
                     }
                 }
-                ChannelError::Retryable { .. } => run.retry.backoff(
-                    failures,
-                    seq.rotate_left(17) ^ ((i as u64) << 8) ^ u64::from(failures),
-                ),
+                ChannelError::Retryable { .. } => run.retry.backoff(failures, seed),
             };
             warn!(run.log, "Delivery attempt failed.";
                 "channel" => &run.name, "part" => i + 1, "parts" => total, "error" => %err,
@@ -850,17 +874,34 @@ impl<C: Channel> Handler<Deliver> for ChannelActor<C> {
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) -> Self::Result {
         let n = msg.0;
-        self.accepted += 1;
         let seq = match self
             .outbox
             .accept(&self.name, &StoredNotification::from(&n))
         {
-            Ok(seq) => seq,
+            Ok(Some(seq)) => {
+                crate::failpoint::hit("journal-accept");
+                seq
+            }
+            Ok(None) => {
+                // Offered again (the gate replays what it decided before a restart): the
+                // outbox has it, pending or delivered; it goes out from there, once.
+                info!(self.log, "Notification already accepted earlier; not accepted twice.";
+                    "channel" => &self.name, "notification" => n.id);
+                return Box::pin(fut::ready(DeliveryReport {
+                    channel: self.name.clone(),
+                    notification_id: n.id,
+                    parts_total: 0,
+                    parts_delivered: 0,
+                    attempts: 0,
+                    outcome: Ok(()),
+                }));
+            }
             Err(e) => {
                 self.outbox_error("accept", &e);
                 self.next_local_seq()
             }
         };
+        self.accepted += 1;
         let (tx, rx) = oneshot::channel();
         let id = n.id;
         self.waiters.insert(
@@ -1119,6 +1160,7 @@ mod tests {
         let outbox = Arc::new(MemoryOutbox::new());
         let q1 = outbox
             .accept("t", &StoredNotification::from(&notification(1, vec![])))
+            .unwrap()
             .unwrap();
         let r = outbox
             .render(
@@ -1147,6 +1189,7 @@ mod tests {
                 "t",
                 &StoredNotification::from(&notification(3, vec![insight(8, Severity::Info)])),
             )
+            .unwrap()
             .unwrap();
         outbox.fail(f, "bad key").unwrap();
         outbox
@@ -1209,6 +1252,49 @@ mod tests {
         let h = addr.send(GetHealth).await.unwrap();
         assert!(h.merged >= 2 && h.digests >= 1, "{h:?}");
         assert_eq!(h.delivered, 12);
+    }
+
+    /// A part whose answer never came is retried only after the longer wait, not at the
+    /// pace of the backoff.
+    #[actix_rt::test]
+    async fn an_unconfirmed_part_waits_the_longer_delay() {
+        let ch = Script::default();
+        ch.errors.borrow_mut().push_back(ChannelError::Unconfirmed {
+            reason: "timeout".into(),
+        });
+        let retry = RetryPolicy {
+            max_backoff: Duration::from_millis(300),
+            ..quick()
+        };
+        let addr = ChannelActor::new("t", ch.clone(), None, retry, discard()).start();
+        let t = Instant::now();
+        let rep = addr
+            .send(Deliver(notification(1, vec![insight(1, Severity::Info)])))
+            .await
+            .unwrap();
+        assert_eq!((rep.outcome, rep.attempts), (Ok(()), 2));
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "retried after {:?}",
+            t.elapsed()
+        );
+    }
+
+    /// A notification offered again (the gate's replay after a restart) is not sent again.
+    #[actix_rt::test]
+    async fn a_notification_offered_again_is_sent_once() {
+        let ch = Script::default();
+        let outbox = Arc::new(MemoryOutbox::new());
+        let addr = ChannelActor::new("t", ch.clone(), None, quick(), discard())
+            .with_outbox(outbox.clone())
+            .start();
+        let n = notification(5, vec![insight(1, Severity::Info)]);
+        let first = addr.send(Deliver(n.clone())).await.unwrap();
+        assert_eq!((first.outcome, first.parts_total), (Ok(()), 1));
+        let again = addr.send(Deliver(n)).await.unwrap();
+        assert_eq!((again.outcome, again.parts_total), (Ok(()), 0));
+        assert_eq!(*ch.sent.borrow(), ["insight 1"]);
+        assert_eq!(addr.send(GetHealth).await.unwrap().accepted, 1);
     }
 
     /// Past the deadline the caller hears "not delivered yet"; the actor keeps trying.

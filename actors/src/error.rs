@@ -21,6 +21,12 @@ pub enum ChannelError {
     /// Will fail the same way every time (bad key, invalid payload): do not retry.
     #[error("permanent failure: {reason}")]
     Permanent { reason: String },
+    /// The provider did not answer in time: the request may have reached it and the
+    /// message been delivered. Retried, but only after a longer wait (at least the
+    /// destination's rate window and the longest backoff), since the retry may be a
+    /// duplicate.
+    #[error("no answer in time (the message may have been delivered): {reason}")]
+    Unconfirmed { reason: String },
 }
 
 impl ChannelError {

@@ -9,6 +9,14 @@
 //! Immediate notifications (sent while a scope's report is handled) do not make the analyzer
 //! wait for the channel: they are spawned, and the next [`Flush`] waits for them and returns
 //! their reports with its own, so `once` exits only when everything it sent is settled.
+//!
+//! Nothing decided is lost between the decision and the channel's journal: a [`Decide`]
+//! that keeps state commits each decision together with the notifications it wants sent
+//! (its *intents*, numbered by itself, unique across runs), hears every channel's answer
+//! ([`Decide::settled`]) and forgets an intent only then; when the actor starts it offers
+//! the intents left by an earlier process again ([`Decide::pending`]), with the same ids.
+//! The channels' outboxes accept an id once, so a replay of what was already journaled is
+//! not sent twice.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -55,10 +63,14 @@ pub struct FlushSummary {
 /// One notification the decision core wants sent.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outgoing {
+    /// The notification's id; 0 lets the actor number it (deciders that keep no intents).
+    pub id: u64,
     pub channel: String,
     pub reason: NotifyReason,
     pub insights: Vec<Insight>,
     pub mentions: Mentions,
+    /// When it was decided (the data time of the decision).
+    pub created_at: DateTime<Utc>,
 }
 
 /// The gate's decisions. Implementations are synchronous and own their state (and its
@@ -76,6 +88,16 @@ pub trait Decide: Unpin + 'static {
     /// How often the actor calls [`Decide::tick`]; `None`: never.
     fn tick_every(&self) -> Option<Duration> {
         None
+    }
+    /// What an earlier process decided and no channel confirmed having journaled: sent
+    /// again, with the same ids, when the actor starts.
+    fn pending(&mut self) -> Vec<Outgoing> {
+        Vec::new()
+    }
+    /// A channel answered for a notification: it is in the channel's outbox (delivered,
+    /// pending or failed there), so the decider may forget its intent.
+    fn settled(&mut self, report: &DeliveryReport) {
+        let _ = report;
     }
 }
 
@@ -116,7 +138,7 @@ impl<R: Router> Decide for PassThrough<R> {
         Vec::new()
     }
 
-    fn flush(&mut self, _at: DateTime<Utc>) -> Vec<Outgoing> {
+    fn flush(&mut self, at: DateTime<Utc>) -> Vec<Outgoing> {
         let mut per_channel: BTreeMap<String, Vec<Insight>> = BTreeMap::new();
         for insight in std::mem::take(&mut self.pending) {
             for ch in self.router.channels_for(&insight) {
@@ -126,10 +148,12 @@ impl<R: Router> Decide for PassThrough<R> {
         per_channel
             .into_iter()
             .map(|(channel, insights)| Outgoing {
+                id: 0,
                 channel,
                 reason: NotifyReason::Report,
                 insights,
                 mentions: Mentions::default(),
+                created_at: at,
             })
             .collect()
     }
@@ -158,12 +182,12 @@ impl<D: Decide> GateActor<D> {
         }
     }
 
-    /// Turns decisions into deliveries (futures that resolve to the channel's report).
+    /// Turns decisions into deliveries: futures that resolve to the channel's report, and
+    /// whether the channel itself answered (then it journaled the notification).
     fn deliveries(
         &mut self,
         outgoing: Vec<Outgoing>,
-        at: DateTime<Utc>,
-    ) -> Vec<impl std::future::Future<Output = DeliveryReport> + 'static> {
+    ) -> Vec<impl std::future::Future<Output = (DeliveryReport, bool)> + 'static> {
         let mut sends = Vec::new();
         for out in outgoing {
             let Some(addr) = self.channels.get(&out.channel).cloned() else {
@@ -173,44 +197,73 @@ impl<D: Decide> GateActor<D> {
                 continue;
             }
             self.sent.extend(out.insights.iter().map(|i| i.fingerprint));
-            self.next_id += 1;
+            let id = if out.id == 0 {
+                self.next_id += 1;
+                self.next_id
+            } else {
+                out.id
+            };
             let channel = out.channel;
             let n = Notification {
-                id: self.next_id,
+                id,
                 channel: channel.clone(),
                 reason: out.reason,
                 insights: std::sync::Arc::new(out.insights),
-                created_at: at,
+                created_at: out.created_at,
                 mentions: out.mentions,
             };
             sends.push(async move {
-                let id = n.id;
                 match addr.send(Deliver(n)).await {
-                    Ok(report) => report,
-                    Err(e) => DeliveryReport {
-                        channel,
-                        notification_id: id,
-                        parts_total: 0,
-                        parts_delivered: 0,
-                        attempts: 0,
-                        outcome: Err(crate::error::ChannelError::Retryable {
-                            reason: format!("channel actor unavailable: {e}"),
-                        }),
-                    },
+                    Ok(report) => (report, true),
+                    Err(e) => (
+                        DeliveryReport {
+                            channel,
+                            notification_id: id,
+                            parts_total: 0,
+                            parts_delivered: 0,
+                            attempts: 0,
+                            outcome: Err(crate::error::ChannelError::Retryable {
+                                reason: format!("channel actor unavailable: {e}"),
+                            }),
+                        },
+                        false,
+                    ),
                 }
             });
         }
         sends
     }
 
-    /// Starts deliveries now, without waiting for them; the next flush collects them.
-    fn spawn_deliveries(&mut self, outgoing: Vec<Outgoing>, at: DateTime<Utc>) {
+    /// Starts deliveries now, without waiting for them; the next flush collects them. Each
+    /// channel's answer is handed to the decider as soon as it comes.
+    fn spawn_deliveries(&mut self, outgoing: Vec<Outgoing>, ctx: &mut Context<Self>) {
         if outgoing.is_empty() {
             return;
         }
-        for fut in self.deliveries(outgoing, at) {
-            self.in_flight.push(actix_rt::spawn(fut));
+        let me = ctx.address();
+        for fut in self.deliveries(outgoing) {
+            let me = me.clone();
+            self.in_flight.push(actix_rt::spawn(async move {
+                let (report, answered) = fut.await;
+                if answered {
+                    me.do_send(Settled(report.clone()));
+                }
+                report
+            }));
         }
+    }
+}
+
+/// A channel's answer for a delivery the actor spawned (internal).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Settled(DeliveryReport);
+
+impl<D: Decide> Handler<Settled> for GateActor<D> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Settled, _ctx: &mut Self::Context) {
+        self.decide.settled(&msg.0);
     }
 }
 
@@ -219,11 +272,13 @@ impl<D: Decide> Actor for GateActor<D> {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
+        // What an earlier process decided but never saw journaled goes first.
+        let replay = self.decide.pending();
+        self.spawn_deliveries(replay, ctx);
         if let Some(every) = self.decide.tick_every() {
-            ctx.run_interval(every, |act, _ctx| {
-                let now = Utc::now();
-                let out = act.decide.tick(now);
-                act.spawn_deliveries(out, now);
+            ctx.run_interval(every, |act, ctx| {
+                let out = act.decide.tick(Utc::now());
+                act.spawn_deliveries(out, ctx);
             });
         }
     }
@@ -232,22 +287,21 @@ impl<D: Decide> Actor for GateActor<D> {
 impl<D: Decide> Handler<Insights> for GateActor<D> {
     type Result = ();
 
-    fn handle(&mut self, msg: Insights, _ctx: &mut Self::Context) {
-        let at = msg.at;
+    fn handle(&mut self, msg: Insights, ctx: &mut Self::Context) {
         let out = self.decide.observe(msg);
-        self.spawn_deliveries(out, at);
+        self.spawn_deliveries(out, ctx);
     }
 }
 
 impl<D: Decide> Handler<Flush> for GateActor<D> {
-    type Result = ResponseFuture<FlushSummary>;
+    type Result = ResponseActFuture<Self, FlushSummary>;
 
     fn handle(&mut self, msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
         let out = self.decide.flush(msg.at);
-        let sends = self.deliveries(out, msg.at);
+        let sends = self.deliveries(out);
         let earlier = std::mem::take(&mut self.in_flight);
         let count = std::mem::take(&mut self.sent).len();
-        Box::pin(async move {
+        let work = async move {
             let mut reports = Vec::new();
             for r in join_all(earlier).await {
                 match r {
@@ -264,12 +318,27 @@ impl<D: Decide> Handler<Flush> for GateActor<D> {
                     }),
                 }
             }
-            reports.extend(join_all(sends).await);
-            FlushSummary {
-                insights: count,
-                reports,
+            let mut answered = Vec::new();
+            for (report, from_channel) in join_all(sends).await {
+                if from_channel {
+                    answered.push(reports.len());
+                }
+                reports.push(report);
             }
-        })
+            (reports, answered)
+        };
+        Box::pin(
+            work.into_actor(self)
+                .map(move |(reports, answered), act, _ctx| {
+                    for i in answered {
+                        act.decide.settled(&reports[i]);
+                    }
+                    FlushSummary {
+                        insights: count,
+                        reports,
+                    }
+                }),
+        )
     }
 }
 
@@ -328,15 +397,19 @@ mod tests {
                 .into_iter()
                 .filter(|i| i.fingerprint.0 == 1)
                 .map(|i| Outgoing {
+                    id: 0,
                     channel: "a".into(),
                     reason: NotifyReason::Immediate,
                     insights: vec![i],
                     mentions: Mentions::default(),
+                    created_at: report.at,
                 })
                 .collect()
         }
-        fn flush(&mut self, _at: DateTime<Utc>) -> Vec<Outgoing> {
+        fn flush(&mut self, at: DateTime<Utc>) -> Vec<Outgoing> {
             vec![Outgoing {
+                id: 0,
+                created_at: at,
                 channel: "a".into(),
                 reason: NotifyReason::Report,
                 insights: vec![insight(2)],

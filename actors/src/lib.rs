@@ -16,6 +16,7 @@ pub mod analyzer;
 pub mod channel;
 pub mod collector;
 pub mod error;
+pub mod failpoint;
 pub mod gate;
 pub mod message;
 pub mod outbox;

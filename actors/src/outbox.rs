@@ -14,7 +14,14 @@
 //! between the provider's answer and that record means the part is sent again after the
 //! restart: at most one part, once, may be repeated (the provider offers no idempotency
 //! key to do better). An entry that failed permanently is kept, marked failed, and not
-//! retried; a done entry is removed.
+//! retried until a person re-queues it (`powa-sentinel outbox retry`); a done entry is
+//! removed.
+//!
+//! Accepting is idempotent by (channel, notification id): the outbox remembers the ids it
+//! accepted ([`ACCEPTED_KEEP`], at most [`ACCEPTED_KEEP_MAX`]), and a notification offered
+//! again — the gate replays what it decided but had not seen journaled when the process
+//! died — is not journaled (nor sent) a second time, whether it is still pending or was
+//! delivered long ago.
 //!
 //! The trait is domain-free and synchronous (entries are small and writes are one short
 //! transaction each); [`MemoryOutbox`] keeps everything in memory, the domain crate
@@ -97,6 +104,9 @@ pub struct OutboxEntry {
     pub seq: Seq,
     pub channel: String,
     pub body: EntryBody,
+    /// When the (oldest) notification it holds was accepted; `None` for entries written
+    /// by a version that did not record it.
+    pub accepted_at: Option<DateTime<Utc>>,
     /// Parts already confirmed by the provider (rendered entries only).
     pub next_part: usize,
     /// Why delivery failed permanently; such an entry is kept and not retried.
@@ -114,8 +124,10 @@ pub struct Backlog {
 /// The journal of a set of channels. Implementations must make each call atomic and
 /// durable before returning (a crash right after a call keeps its effect).
 pub trait Outbox: Send + Sync + 'static {
-    /// Journals a newly accepted notification of `channel`.
-    fn accept(&self, channel: &str, n: &StoredNotification) -> Result<Seq, OutboxError>;
+    /// Journals a newly accepted notification of `channel`. `None`: this outbox already
+    /// accepted a notification with this id for this channel (pending, failed or
+    /// delivered): nothing is journaled, it must not be sent again.
+    fn accept(&self, channel: &str, n: &StoredNotification) -> Result<Option<Seq>, OutboxError>;
 
     /// Replaces the queued entries `replaces` by one rendered entry, in one transaction.
     fn render(
@@ -128,8 +140,14 @@ pub trait Outbox: Send + Sync + 'static {
     /// Records that the parts before `next_part` of entry `seq` were delivered.
     fn progress(&self, seq: Seq, next_part: usize) -> Result<(), OutboxError>;
 
-    /// Marks `seq` as failed for good: kept for a person to see, never retried.
+    /// Marks `seq` as failed for good: kept for a person to see, not retried until
+    /// [`Outbox::requeue`].
     fn fail(&self, seq: Seq, error: &str) -> Result<(), OutboxError>;
+
+    /// Clears the failed mark of `seq`, so the next channel actor started on this outbox
+    /// sends it again (from its first unconfirmed part). False when `seq` is not a failed
+    /// entry.
+    fn requeue(&self, seq: Seq) -> Result<bool, OutboxError>;
 
     /// Removes a delivered entry.
     fn done(&self, seq: Seq) -> Result<(), OutboxError>;
@@ -151,6 +169,32 @@ pub trait Outbox: Send + Sync + 'static {
         channel: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<DateTime<Utc>>, OutboxError>;
+}
+
+/// How long and how many accepted notification ids an outbox remembers, to refuse a
+/// notification offered twice: longer than a process stays down in practice, fewer than
+/// would grow without bound (an id is a few dozen bytes).
+pub const ACCEPTED_KEEP: chrono::TimeDelta = chrono::TimeDelta::days(7);
+pub const ACCEPTED_KEEP_MAX: usize = 10_000;
+
+/// Which remembered ids to forget at `now`: those older than [`ACCEPTED_KEEP`], and when
+/// more than [`ACCEPTED_KEEP_MAX`] remain, the oldest down to nine tenths of it (so the
+/// next scan is thousands of accepts away). Helper for implementations.
+pub fn accepted_to_forget<K: Clone>(
+    ids: impl IntoIterator<Item = (K, DateTime<Utc>)>,
+    now: DateTime<Utc>,
+) -> Vec<K> {
+    let mut all: Vec<(K, DateTime<Utc>)> = ids.into_iter().collect();
+    all.sort_by_key(|(_, at)| *at);
+    let horizon = now - ACCEPTED_KEEP;
+    let old = all.iter().take_while(|(_, at)| *at < horizon).count();
+    let excess = if all.len() > ACCEPTED_KEEP_MAX {
+        all.len() - (ACCEPTED_KEEP_MAX - ACCEPTED_KEEP_MAX / 10)
+    } else {
+        0
+    };
+    let n = old.max(excess);
+    all.into_iter().take(n).map(|(k, _)| k).collect()
 }
 
 /// How long and how many send times an outbox keeps per channel: more than any quota
@@ -187,6 +231,14 @@ pub fn backlog_of<'a>(entries: impl IntoIterator<Item = (&'a str, bool)>) -> Vec
     by.into_values().collect()
 }
 
+/// The earlier of two optional times (helper for implementations of [`Outbox::render`]).
+pub fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// An outbox that lives as long as the process: what is pending survives a channel
 /// actor's restart, not the process's. Used when no state directory is configured.
 #[derive(Debug, Default)]
@@ -194,6 +246,7 @@ pub struct MemoryOutbox {
     next: AtomicU64,
     entries: Mutex<BTreeMap<Seq, OutboxEntry>>,
     sent: Mutex<BTreeMap<String, Vec<DateTime<Utc>>>>,
+    accepted: Mutex<BTreeMap<(String, u64), DateTime<Utc>>>,
 }
 
 impl MemoryOutbox {
@@ -211,7 +264,20 @@ impl MemoryOutbox {
 }
 
 impl Outbox for MemoryOutbox {
-    fn accept(&self, channel: &str, n: &StoredNotification) -> Result<Seq, OutboxError> {
+    fn accept(&self, channel: &str, n: &StoredNotification) -> Result<Option<Seq>, OutboxError> {
+        let now = Utc::now();
+        {
+            let mut ids = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+            if ids.insert((channel.to_string(), n.id), now).is_some() {
+                return Ok(None);
+            }
+            if ids.len() > ACCEPTED_KEEP_MAX {
+                let forget = accepted_to_forget(ids.iter().map(|(k, at)| (k.clone(), *at)), now);
+                for k in forget {
+                    ids.remove(&k);
+                }
+            }
+        }
         let seq = self.next_seq();
         self.lock().insert(
             seq,
@@ -219,11 +285,12 @@ impl Outbox for MemoryOutbox {
                 seq,
                 channel: channel.to_string(),
                 body: EntryBody::Queued(n.clone()),
+                accepted_at: Some(now),
                 next_part: 0,
                 failed: None,
             },
         );
-        Ok(seq)
+        Ok(Some(seq))
     }
 
     fn render(
@@ -234,8 +301,11 @@ impl Outbox for MemoryOutbox {
     ) -> Result<Seq, OutboxError> {
         let seq = self.next_seq();
         let mut map = self.lock();
+        let mut accepted_at = None;
         for s in replaces {
-            map.remove(s);
+            if let Some(e) = map.remove(s) {
+                accepted_at = earliest(accepted_at, e.accepted_at);
+            }
         }
         map.insert(
             seq,
@@ -243,6 +313,7 @@ impl Outbox for MemoryOutbox {
                 seq,
                 channel: channel.to_string(),
                 body: EntryBody::Rendered(entry.clone()),
+                accepted_at: accepted_at.or(Some(Utc::now())),
                 next_part: 0,
                 failed: None,
             },
@@ -262,6 +333,14 @@ impl Outbox for MemoryOutbox {
             e.failed = Some(error.to_string());
         }
         Ok(())
+    }
+
+    fn requeue(&self, seq: Seq) -> Result<bool, OutboxError> {
+        Ok(self
+            .lock()
+            .get_mut(&seq)
+            .and_then(|e| e.failed.take())
+            .is_some())
     }
 
     fn done(&self, seq: Seq) -> Result<(), OutboxError> {
@@ -323,10 +402,11 @@ mod tests {
     #[test]
     fn memory_outbox_follows_an_entry_through_its_life() {
         let o = MemoryOutbox::new();
-        let a = o.accept("ops", &stored(1)).unwrap();
-        let b = o.accept("ops", &stored(2)).unwrap();
-        let c = o.accept("other", &stored(3)).unwrap();
+        let a = o.accept("ops", &stored(1)).unwrap().unwrap();
+        let b = o.accept("ops", &stored(2)).unwrap().unwrap();
+        let c = o.accept("other", &stored(3)).unwrap().unwrap();
         assert!(a < b && b < c);
+        assert_eq!(o.accept("ops", &stored(1)).unwrap(), None, "offered twice");
         let r = o
             .render(
                 "ops",
@@ -345,6 +425,7 @@ mod tests {
         o.progress(r, 1).unwrap();
         assert_eq!(o.entries("ops").unwrap()[0].next_part, 1);
         o.fail(c, "errcode 93000").unwrap();
+        assert!(!o.requeue(r).unwrap(), "not failed");
         assert_eq!(
             o.backlog().unwrap(),
             vec![
@@ -378,5 +459,24 @@ mod tests {
             o.entries("other").unwrap()[0].failed.as_deref(),
             Some("errcode 93000")
         );
+        assert!(o.requeue(c).unwrap());
+        assert_eq!(o.entries("other").unwrap()[0].failed, None, "re-queued");
+        assert!(
+            o.accept("other", &stored(1)).unwrap().is_some(),
+            "per channel"
+        );
+    }
+
+    #[test]
+    fn remembered_ids_are_forgotten_by_age_then_by_count() {
+        let now = Utc::now();
+        let day = chrono::TimeDelta::days(1);
+        let ids = [(1, now - day * 8), (2, now - day), (3, now)];
+        assert_eq!(accepted_to_forget(ids, now), [1]);
+        let many = (0..ACCEPTED_KEEP_MAX as u64 + 3)
+            .map(|k| (k, now - chrono::TimeDelta::seconds(100_000 - k as i64)));
+        let gone = accepted_to_forget(many, now);
+        assert_eq!(gone.len(), ACCEPTED_KEEP_MAX / 10 + 3);
+        assert_eq!(gone[..3], [0, 1, 2], "the oldest go");
     }
 }

@@ -71,9 +71,7 @@ pub async fn post_json(
             .insert_header((CONTENT_TYPE, "application/json; charset=utf-8"))
             .send_body(body)
             .await
-            .map_err(|e| ChannelError::Retryable {
-                reason: redact(format!("request to {provider} failed: {e}")),
-            })?;
+            .map_err(|e| send_error(&e, redact(format!("request to {provider} failed: {e}"))))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -93,13 +91,22 @@ pub async fn post_json(
         })
     };
     match actix_rt::time::timeout(timeout, exchange).await {
-        Err(_) => Err(ChannelError::Retryable {
+        Err(_) => Err(ChannelError::Unconfirmed {
             reason: format!(
                 "{provider} did not answer within {}",
                 humantime::format_duration(timeout)
             ),
         }),
         Ok(r) => r,
+    }
+}
+
+/// A request that failed: a timeout means the provider may have received it
+/// (`Unconfirmed`, retried after a longer wait); anything else is retried as usual.
+pub fn send_error(e: &awc::error::SendRequestError, reason: String) -> ChannelError {
+    match e {
+        awc::error::SendRequestError::Timeout => ChannelError::Unconfirmed { reason },
+        _ => ChannelError::Retryable { reason },
     }
 }
 

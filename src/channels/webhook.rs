@@ -351,8 +351,11 @@ impl Channel for WebhookChannel {
                     .insert_header((DELIVERY_HEADER, part.delivery.clone()))
                     .send_body(part.body)
                     .await
-                    .map_err(|e| ChannelError::Retryable {
-                        reason: redact(format!("request to the webhook failed: {e}")),
+                    .map_err(|e| {
+                        super::post::send_error(
+                            &e,
+                            redact(format!("request to the webhook failed: {e}")),
+                        )
                     })?;
                 let retry_after = resp
                     .headers()
@@ -362,7 +365,7 @@ impl Channel for WebhookChannel {
                 Ok::<_, ChannelError>((resp.status().as_u16(), retry_after))
             };
             match actix_rt::time::timeout(hook.timeout, exchange).await {
-                Err(_) => Err(ChannelError::Retryable {
+                Err(_) => Err(ChannelError::Unconfirmed {
                     reason: format!(
                         "the webhook did not answer within {}",
                         humantime::format_duration(hook.timeout)

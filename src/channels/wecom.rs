@@ -518,8 +518,11 @@ impl Channel for WeComChannel {
                     .insert_header((CONTENT_TYPE, "application/json"))
                     .send_body(body)
                     .await
-                    .map_err(|e| ChannelError::Retryable {
-                        reason: target.redact(&format!("request to WeCom failed: {e}")),
+                    .map_err(|e| {
+                        super::post::send_error(
+                            &e,
+                            target.redact(&format!("request to WeCom failed: {e}")),
+                        )
                     })?;
                 let status = resp.status().as_u16();
                 if status != 200 {
@@ -533,7 +536,7 @@ impl Channel for WeComChannel {
                 Ok((status, bytes))
             };
             match actix_rt::time::timeout(timeout, exchange).await {
-                Err(_) => Err(ChannelError::Retryable {
+                Err(_) => Err(ChannelError::Unconfirmed {
                     reason: format!(
                         "WeCom did not answer within {}",
                         humantime::format_duration(timeout)

@@ -195,16 +195,22 @@ fn reason_key(r: NotifyReason) -> u8 {
 
 /// Groups (channel, reason) → one notification each, in channel-name order, most severe
 /// insight first.
-fn group(items: Vec<(String, NotifyReason, Insight, Mentions)>) -> Vec<Outgoing> {
+fn group(
+    items: Vec<(String, NotifyReason, Insight, Mentions)>,
+    at: DateTime<Utc>,
+) -> Vec<Outgoing> {
     let mut by: BTreeMap<(String, u8), Outgoing> = BTreeMap::new();
     for (channel, reason, insight, mentions) in items {
         let o = by
             .entry((channel.clone(), reason_key(reason)))
             .or_insert_with(|| Outgoing {
+                // Numbered by the gate when it commits the decision.
+                id: 0,
                 channel,
                 reason,
                 insights: Vec::new(),
                 mentions: Mentions::default(),
+                created_at: at,
             });
         merge_mentions(&mut o.mentions, &mentions);
         o.insights.push(insight);
@@ -329,6 +335,7 @@ impl Engine {
                     )
                 })
                 .collect(),
+            at,
         )
     }
 
@@ -364,7 +371,7 @@ impl Engine {
                 out.push((h.channel, h.reason, h.insight, h.mentions));
             }
         }
-        group(out)
+        group(out, at)
     }
 
     /// A report is due: everything waiting for it, and everything whose quiet hours ended.

@@ -16,6 +16,13 @@
 //! restart neither re-notifies nor forgets what was held) and logs, and implements the
 //! actor crate's [`Decide`] so `GateActor<Gate>` runs it.
 //!
+//! Each decision commits with the notifications it wants sent (*intents*, numbered here
+//! so ids stay unique across runs): a finding is marked announced in the same
+//! transaction that records what will announce it. An intent is forgotten when its
+//! channel answers (it is then in the channel's outbox); those left by a process that died
+//! are offered to the channels again at the next start, with the same ids, and the
+//! outboxes do not accept an id twice.
+//!
 //! ```toml
 //! [gate]
 //! immediate = true
@@ -35,7 +42,7 @@ pub mod routes;
 pub mod silence;
 pub mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -43,7 +50,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use slog::{error, info, warn, Logger};
 
+use sentinel_actors::channel::DeliveryReport;
 use sentinel_actors::gate::{Decide, Insights, Outgoing};
+use sentinel_actors::outbox::StoredNotification;
 use sentinel_actors::Severity;
 
 use crate::config::{Problem, Settings};
@@ -51,7 +60,7 @@ use engine::Engine;
 use lifecycle::{LifecycleSettings, Rules};
 use quiet_hours::{QuietHours, QuietHoursSettings};
 use routes::{RouteSettings, Routes};
-use store::Store;
+use store::{Commit, Store};
 
 /// `[gate]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -173,12 +182,32 @@ pub enum GateError {
     Store(#[from] store::StoreError),
 }
 
+/// How the gate uses the state directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Load it, and commit every decision to it.
+    ReadWrite,
+    /// Load it and never write it: `once --dry-run` and `backtest` decide from the real
+    /// state, and leave it as they found it.
+    ReadOnly,
+}
+
 /// The engine with its store: what `GateActor` runs.
 pub struct Gate {
     engine: Engine,
     store: Option<Store>,
     tick_every: Option<Duration>,
     log: Logger,
+    /// Notifications decided and not yet answered by their channel, by id (only with a
+    /// store that writes).
+    intents: BTreeMap<u64, StoredNotification>,
+    intents_put: BTreeSet<u64>,
+    intents_del: BTreeSet<u64>,
+    /// The last notification id used.
+    last_id: u64,
+    id_moved: bool,
+    /// Internal sinks of this run only (`--output json`): no intent is kept for them.
+    internal: BTreeSet<String>,
 }
 
 impl Gate {
@@ -191,16 +220,59 @@ impl Gate {
         state_dir: Option<&Path>,
         log: Logger,
     ) -> Result<Gate, GateError> {
+        Gate::with_access(
+            gate,
+            routes,
+            channels,
+            always,
+            state_dir,
+            Access::ReadWrite,
+            log,
+        )
+    }
+
+    /// [`Gate::new`], reading the state directory only when `access` says so.
+    pub fn with_access(
+        gate: &GateSettings,
+        routes: &[RouteSettings],
+        channels: &[String],
+        always: &[String],
+        state_dir: Option<&Path>,
+        access: Access,
+        log: Logger,
+    ) -> Result<Gate, GateError> {
         let mut engine = compile(gate, routes, channels, always).map_err(GateError::Settings)?;
+        // Ids are seeded from the clock, so they stay unique even if the state is lost, and
+        // never go below the last one the store recorded, so they stay unique if the clock
+        // goes back.
+        let mut last_id = (Utc::now().timestamp_micros().max(0) as u64) << 8;
+        let mut intents = BTreeMap::new();
+        let mut dropped = Vec::new();
         let store = match state_dir {
             Some(dir) => {
-                let store = Store::open(dir)?;
+                let store = match access {
+                    Access::ReadWrite => Store::open(dir)?,
+                    Access::ReadOnly => Store::open_read_only(dir),
+                };
                 let loaded = store.load()?;
                 info!(log, "Gate state loaded."; "path" => %store.path().display(),
                     "scopes" => loaded.scopes.len(), "held" => loaded.held.len(),
-                    "silences" => loaded.silences.len());
+                    "silences" => loaded.silences.len(), "unconfirmed" => loaded.intents.len(),
+                    "read_only" => store.is_read_only());
                 engine.restore(loaded.scopes, loaded.held);
                 engine.set_silences(loaded.silences);
+                last_id = last_id.max(loaded.next_notification_id);
+                if !store.is_read_only() {
+                    for n in loaded.intents {
+                        if channels.contains(&n.channel) {
+                            intents.insert(n.id, n);
+                        } else {
+                            warn!(log, "A notification decided by an earlier run is for a channel that is no longer configured; it is dropped.";
+                                "channel" => &n.channel, "insights" => n.insights.len());
+                            dropped.push(n.id);
+                        }
+                    }
+                }
                 Some(store)
             }
             None => None,
@@ -210,6 +282,12 @@ impl Gate {
             store,
             tick_every: (!gate.quiet_hours.is_empty()).then_some(gate.tick_interval),
             log,
+            intents,
+            intents_put: BTreeSet::new(),
+            intents_del: dropped.into_iter().collect(),
+            last_id,
+            id_moved: false,
+            internal: always.iter().cloned().collect(),
         })
     }
 
@@ -218,16 +296,60 @@ impl Gate {
         settings: &Settings,
         channels: &[String],
         always: &[String],
+        access: Access,
         log: Logger,
     ) -> Result<Gate, GateError> {
-        Gate::new(
+        Gate::with_access(
             &settings.gate,
             &settings.routes,
             channels,
             always,
             settings.state.dir.as_deref(),
+            access,
             log,
         )
+    }
+
+    /// Does this gate write its decisions (a state directory, not a preview)?
+    fn durable(&self) -> bool {
+        self.store.as_ref().is_some_and(|s| !s.is_read_only())
+    }
+
+    /// Numbers the decided notifications and, with a durable store, records them as
+    /// intents of the coming commit.
+    fn number(&mut self, out: &mut [Outgoing]) {
+        for o in out.iter_mut() {
+            self.last_id += 1;
+            self.id_moved = true;
+            o.id = self.last_id;
+        }
+        if !self.durable() {
+            return;
+        }
+        for o in out.iter().filter(|o| !self.internal.contains(&o.channel)) {
+            self.intents.insert(
+                o.id,
+                StoredNotification {
+                    id: o.id,
+                    channel: o.channel.clone(),
+                    reason: o.reason,
+                    insights: o.insights.clone(),
+                    created_at: o.created_at,
+                    mentions: o.mentions.clone(),
+                },
+            );
+            self.intents_put.insert(o.id);
+        }
+    }
+
+    /// The decision core's output, numbered, committed with the decision.
+    fn decided(&mut self, mut out: Vec<Outgoing>) -> Vec<Outgoing> {
+        self.number(&mut out);
+        self.persist();
+        if !out.is_empty() {
+            sentinel_actors::failpoint::hit("gate-commit");
+        }
+        out
     }
 
     pub fn engine(&self) -> &Engine {
@@ -247,23 +369,46 @@ impl Gate {
         }
     }
 
-    /// Writes what changed. On failure the changes are kept and retried next time.
+    /// Writes what changed, the intents with it. On failure the changes are kept and
+    /// retried next time (the notifications still go out: a restart before the retry
+    /// could repeat or miss them, which the log says).
     fn persist(&mut self) {
-        let Some(store) = &self.store else {
-            // Nothing survives this process: keep no change log.
+        let Some(store) = self.store.as_ref().filter(|s| !s.is_read_only()) else {
+            // Nothing survives this process (or a preview must not write): keep no change
+            // log.
             self.engine.take_changes();
             return;
         };
         let changes = self.engine.take_changes();
-        if changes.is_empty() {
+        if changes.is_empty()
+            && self.intents_put.is_empty()
+            && self.intents_del.is_empty()
+            && !self.id_moved
+        {
             return;
         }
-        let scopes = self.engine.scopes_for(&changes.scopes);
-        let held = self.engine.held_for(&changes.held_put);
-        let result = store.write(&scopes, &held, changes.held_del.iter().copied());
-        if let Err(e) = result {
-            error!(self.log, "Cannot save the gate state; will retry."; "error" => %e);
-            self.engine.return_changes(changes);
+        let commit = Commit {
+            scopes: self.engine.scopes_for(&changes.scopes),
+            held_put: self.engine.held_for(&changes.held_put),
+            held_del: changes.held_del.iter().copied().collect(),
+            intents_put: self
+                .intents_put
+                .iter()
+                .filter_map(|id| self.intents.get(id))
+                .collect(),
+            intents_del: self.intents_del.iter().copied().collect(),
+            next_notification_id: self.id_moved.then_some(self.last_id),
+        };
+        match store.write(&commit) {
+            Ok(()) => {
+                self.intents_put.clear();
+                self.intents_del.clear();
+                self.id_moved = false;
+            }
+            Err(e) => {
+                error!(self.log, "Cannot save the gate state; will retry. A restart before then could repeat or miss these notifications."; "error" => %e);
+                self.engine.return_changes(changes);
+            }
         }
     }
 }
@@ -272,14 +417,13 @@ impl Decide for Gate {
     fn observe(&mut self, report: Insights) -> Vec<Outgoing> {
         self.refresh_silences();
         let out = self.engine.observe(report);
-        self.persist();
-        out
+        self.decided(out)
     }
 
     fn flush(&mut self, at: DateTime<Utc>) -> Vec<Outgoing> {
         self.refresh_silences();
         let out = self.engine.flush(at);
-        self.persist();
+        let out = self.decided(out);
         let held = self.engine.counts().held;
         if held > 0 {
             if self.store.is_none() {
@@ -293,14 +437,40 @@ impl Decide for Gate {
 
     fn tick(&mut self, now: DateTime<Utc>) -> Vec<Outgoing> {
         let out = self.engine.tick(now);
-        if !out.is_empty() {
-            self.persist();
+        if out.is_empty() {
+            return out;
         }
-        out
+        self.decided(out)
     }
 
     fn tick_every(&self) -> Option<Duration> {
         self.tick_every
+    }
+
+    fn pending(&mut self) -> Vec<Outgoing> {
+        if !self.intents.is_empty() {
+            warn!(self.log, "Notifications decided by an earlier run were not confirmed journaled by their channel; offering them again (a channel that already has one does not send it twice).";
+                "notifications" => self.intents.len());
+        }
+        self.intents
+            .values()
+            .map(|n| Outgoing {
+                id: n.id,
+                channel: n.channel.clone(),
+                reason: n.reason,
+                insights: n.insights.clone(),
+                mentions: n.mentions.clone(),
+                created_at: n.created_at,
+            })
+            .collect()
+    }
+
+    fn settled(&mut self, report: &DeliveryReport) {
+        if self.intents.remove(&report.notification_id).is_some() {
+            self.intents_put.remove(&report.notification_id);
+            self.intents_del.insert(report.notification_id);
+            self.persist();
+        }
     }
 }
 
@@ -451,6 +621,109 @@ mod tests {
             text.contains("key `routes[0].severity`: unknown severity `high`"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn decided_notifications_survive_until_their_channel_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let chans = ["console".to_string()];
+        let t0 = DateTime::<Utc>::from_timestamp(1_772_409_600, 0).unwrap();
+        let open = || {
+            Gate::new(
+                &GateSettings::default(),
+                &[],
+                &chans,
+                &[],
+                Some(dir.path()),
+                log.clone(),
+            )
+            .unwrap()
+        };
+        let mut g = open();
+        g.observe(Insights {
+            analyzer: "a".into(),
+            source: "s".into(),
+            seq: 1,
+            at: t0,
+            insights: vec![test_insight(1, Severity::Warning)],
+        });
+        let out = g.flush(t0);
+        assert_eq!(out.len(), 1);
+        let id = out[0].id;
+        assert!(id > 0);
+        // The process dies before the channel answered: the next start offers it again.
+        drop(g);
+        let mut g = open();
+        let again = g.pending();
+        assert_eq!(again, out, "same id, same content");
+        g.settled(&DeliveryReport {
+            channel: "console".into(),
+            notification_id: id,
+            parts_total: 1,
+            parts_delivered: 1,
+            attempts: 1,
+            outcome: Ok(()),
+        });
+        drop(g);
+        let mut g = open();
+        assert!(g.pending().is_empty(), "answered: forgotten");
+        // New ids never reuse an earlier run's.
+        g.observe(Insights {
+            analyzer: "a".into(),
+            source: "s2".into(),
+            seq: 2,
+            at: t0,
+            insights: vec![test_insight(2, Severity::Warning)],
+        });
+        assert!(g.flush(t0)[0].id > id);
+    }
+
+    #[test]
+    fn a_read_only_gate_decides_from_the_state_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let chans = ["console".to_string()];
+        let t0 = DateTime::<Utc>::from_timestamp(1_772_409_600, 0).unwrap();
+        let report = |fp| Insights {
+            analyzer: "a".into(),
+            source: format!("s{fp}"),
+            seq: 1,
+            at: t0,
+            insights: vec![test_insight(fp, Severity::Warning)],
+        };
+        let open = |access| {
+            Gate::with_access(
+                &GateSettings::default(),
+                &[],
+                &chans,
+                &[],
+                Some(dir.path()),
+                access,
+                log.clone(),
+            )
+            .unwrap()
+        };
+        let mut preview = open(Access::ReadOnly);
+        preview.observe(report(1));
+        assert_eq!(preview.flush(t0).len(), 1);
+        drop(preview);
+        assert!(
+            !dir.path().join(store::FILE).exists(),
+            "a preview creates no state"
+        );
+        let mut g = open(Access::ReadWrite);
+        g.observe(report(1));
+        assert_eq!(g.flush(t0).len(), 1, "the preview announced nothing");
+        drop(g);
+        let bytes = std::fs::read(dir.path().join(store::FILE)).unwrap();
+        let mut preview = open(Access::ReadOnly);
+        preview.observe(report(1));
+        assert!(preview.flush(t0).is_empty(), "it reads what was announced");
+        preview.observe(report(2));
+        assert_eq!(preview.flush(t0).len(), 1);
+        drop(preview);
+        assert_eq!(std::fs::read(dir.path().join(store::FILE)).unwrap(), bytes);
     }
 
     #[test]

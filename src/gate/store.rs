@@ -1,20 +1,31 @@
 //! The gate's store: `<state.dir>/gate.redb` (redb: one file, ACID, crash-safe).
 //!
 //! Tables: `scopes` (one JSON value per (analyzer, source) scope: its cycles and its
-//! findings), `held` (insights waiting for a report or for quiet hours to end), `silences`
-//! and `meta` (the next silence id). Values are JSON so that a newer version can read an
-//! older file and a person can inspect one.
+//! findings), `held` (insights waiting for a report or for quiet hours to end), `silences`,
+//! `intents` (notifications decided and not yet confirmed journaled by their channel,
+//! CBOR because their metrics may be NaN or infinite) and `meta` (the next silence id, the
+//! next notification id). Values are JSON where they can be, so that a newer version can
+//! read an older file and a person can inspect one.
+//!
+//! A decision is one transaction: the lifecycle change, the held items and the intents it
+//! produced commit together, so a kill at any instant either keeps the decision with the
+//! notifications it wants sent (replayed at the next start) or loses both (decided again).
 //!
 //! The file is opened for each operation and closed right after, rather than held open:
 //! redb allows one process per file, and the `silence` command must be able to write while
-//! a daemon runs. An open that finds the file busy retries for a few seconds.
+//! a daemon runs. An open that finds the file busy retries for a few seconds. A store
+//! opened with [`Store::open_read_only`] (previews) never writes, nor creates the file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, DatabaseError, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
+    TableDefinition, TableError,
+};
+use sentinel_actors::outbox::StoredNotification;
 
 use super::engine::Held;
 use super::lifecycle::ScopeState;
@@ -24,6 +35,8 @@ const SCOPES: TableDefinition<&str, &[u8]> = TableDefinition::new("scopes");
 const HELD: TableDefinition<u64, &[u8]> = TableDefinition::new("held");
 const SILENCES: TableDefinition<u64, &[u8]> = TableDefinition::new("silences");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const INTENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("intents");
+const NEXT_NOTIFICATION_ID: &str = "next_notification_id";
 
 /// The store file's name inside `state.dir`.
 pub const FILE: &str = "gate.redb";
@@ -50,6 +63,8 @@ pub enum StoreError {
         what: &'static str,
         reason: String,
     },
+    #[error("the gate store {path} was opened read-only (a preview): nothing may be written")]
+    ReadOnly { path: PathBuf },
 }
 
 /// Everything the gate keeps.
@@ -58,10 +73,42 @@ pub struct Loaded {
     pub scopes: HashMap<String, ScopeState>,
     pub held: Vec<Held>,
     pub silences: Vec<Silence>,
+    /// Notifications decided and not confirmed journaled by their channel, by id.
+    pub intents: Vec<StoredNotification>,
+    /// The next notification id to use (0: none recorded yet).
+    pub next_notification_id: u64,
+}
+
+/// One commit: what a decision changed, written in one transaction.
+#[derive(Debug, Default)]
+pub struct Commit<'a> {
+    pub scopes: Vec<(&'a str, &'a ScopeState)>,
+    pub held_put: Vec<&'a Held>,
+    pub held_del: Vec<u64>,
+    pub intents_put: Vec<&'a StoredNotification>,
+    pub intents_del: Vec<u64>,
+    /// The next notification id, when it moved.
+    pub next_notification_id: Option<u64>,
 }
 
 pub struct Store {
     path: PathBuf,
+    read_only: bool,
+}
+
+/// A handle that writes, or one that only reads.
+enum Handle {
+    Rw(Database),
+    Ro(ReadOnlyDatabase),
+}
+
+impl Handle {
+    fn begin_read(&self) -> Result<ReadTransaction, redb::TransactionError> {
+        match self {
+            Handle::Rw(db) => db.begin_read(),
+            Handle::Ro(db) => db.begin_read(),
+        }
+    }
 }
 
 impl Store {
@@ -73,6 +120,7 @@ impl Store {
         })?;
         let store = Store {
             path: dir.join(FILE),
+            read_only: false,
         };
         let db = store.db()?;
         let tx = db.begin_write().map_err(|e| store.err(e))?;
@@ -81,9 +129,23 @@ impl Store {
             tx.open_table(HELD).map_err(|e| store.err(e))?;
             tx.open_table(SILENCES).map_err(|e| store.err(e))?;
             tx.open_table(META).map_err(|e| store.err(e))?;
+            tx.open_table(INTENTS).map_err(|e| store.err(e))?;
         }
         tx.commit().map_err(|e| store.err(e))?;
         Ok(store)
+    }
+
+    /// A store that only reads `<dir>/gate.redb` (`once --dry-run`, `backtest`): nothing
+    /// is created or written; a missing file reads as an empty state.
+    pub fn open_read_only(dir: &Path) -> Store {
+        Store {
+            path: dir.join(FILE),
+            read_only: true,
+        }
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     pub fn path(&self) -> &Path {
@@ -105,7 +167,39 @@ impl Store {
         }
     }
 
+    /// A handle to read with: read-only stores open the file without writing (`None`:
+    /// there is no file yet).
+    fn reader(&self) -> Result<Option<Handle>, StoreError> {
+        if !self.read_only {
+            return self.db().map(|db| Some(Handle::Rw(db)));
+        }
+        if !self.path.exists() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        loop {
+            match ReadOnlyDatabase::open(&self.path) {
+                Ok(db) => return Ok(Some(Handle::Ro(db))),
+                // A daemon is writing it this instant: it closes the file right after.
+                Err(DatabaseError::DatabaseAlreadyOpen) if started.elapsed() < BUSY_WAIT => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(DatabaseError::DatabaseAlreadyOpen) => {
+                    return Err(StoreError::Busy {
+                        path: self.path.clone(),
+                    })
+                }
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+    }
+
     fn db(&self) -> Result<Database, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
         let started = Instant::now();
         loop {
             match Database::create(&self.path) {
@@ -125,21 +219,45 @@ impl Store {
 
     /// Reads everything.
     pub fn load(&self) -> Result<Loaded, StoreError> {
-        let db = self.db()?;
+        let Some(db) = self.reader()? else {
+            return Ok(Loaded::default());
+        };
         let tx = db.begin_read().map_err(|e| self.err(e))?;
         let mut out = Loaded::default();
-        let t = tx.open_table(SCOPES).map_err(|e| self.err(e))?;
-        for row in t.iter().map_err(|e| self.err(e))? {
-            let (k, v) = row.map_err(|e| self.err(e))?;
-            let scope: ScopeState =
-                serde_json::from_slice(v.value()).map_err(|e| self.corrupt("scope", e))?;
-            out.scopes.insert(k.value().to_string(), scope);
+        if let Some(t) = self.table(&tx, SCOPES)? {
+            for row in t.iter().map_err(|e| self.err(e))? {
+                let (k, v) = row.map_err(|e| self.err(e))?;
+                let scope: ScopeState =
+                    serde_json::from_slice(v.value()).map_err(|e| self.corrupt("scope", e))?;
+                out.scopes.insert(k.value().to_string(), scope);
+            }
         }
-        let t = tx.open_table(HELD).map_err(|e| self.err(e))?;
-        for row in t.iter().map_err(|e| self.err(e))? {
-            let (_, v) = row.map_err(|e| self.err(e))?;
-            out.held
-                .push(serde_json::from_slice(v.value()).map_err(|e| self.corrupt("held item", e))?);
+        if let Some(t) = self.table(&tx, HELD)? {
+            for row in t.iter().map_err(|e| self.err(e))? {
+                let (_, v) = row.map_err(|e| self.err(e))?;
+                out.held.push(
+                    serde_json::from_slice(v.value()).map_err(|e| self.corrupt("held item", e))?,
+                );
+            }
+        }
+        if let Some(t) = self.table(&tx, INTENTS)? {
+            for row in t.iter().map_err(|e| self.err(e))? {
+                let (_, v) = row.map_err(|e| self.err(e))?;
+                out.intents
+                    .push(
+                        ciborium::from_reader(v.value()).map_err(|e| StoreError::Corrupt {
+                            path: self.path.clone(),
+                            what: "notification to send",
+                            reason: e.to_string(),
+                        })?,
+                    );
+            }
+        }
+        if let Some(t) = self.table(&tx, META)? {
+            out.next_notification_id = t
+                .get(NEXT_NOTIFICATION_ID)
+                .map_err(|e| self.err(e))?
+                .map_or(0, |v| v.value());
         }
         drop(tx);
         drop(db);
@@ -147,11 +265,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Opens a table to read; `None` when a file written by an older version (read
+    /// without writing) does not have it yet.
+    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        tx: &ReadTransaction,
+        def: TableDefinition<K, V>,
+    ) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
+        match tx.open_table(def) {
+            Ok(t) => Ok(Some(t)),
+            Err(TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     /// Every silence, active or not, by id.
     pub fn silences(&self) -> Result<Vec<Silence>, StoreError> {
-        let db = self.db()?;
+        let Some(db) = self.reader()? else {
+            return Ok(Vec::new());
+        };
         let tx = db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(SILENCES).map_err(|e| self.err(e))?;
+        let Some(t) = self.table(&tx, SILENCES)? else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         for row in t.iter().map_err(|e| self.err(e))? {
             let (_, v) = row.map_err(|e| self.err(e))?;
@@ -218,28 +354,41 @@ impl Store {
         Ok(found)
     }
 
-    /// Writes changed scopes and held items in one transaction.
-    pub fn write(
-        &self,
-        scopes: &[(&str, &ScopeState)],
-        held_put: &[&Held],
-        held_del: impl IntoIterator<Item = u64>,
-    ) -> Result<(), StoreError> {
+    /// Writes one decision's changes in one transaction.
+    pub fn write(&self, c: &Commit<'_>) -> Result<(), StoreError> {
         let db = self.db()?;
         let tx = db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut t = tx.open_table(SCOPES).map_err(|e| self.err(e))?;
-            for (k, s) in scopes {
+            for (k, s) in &c.scopes {
                 let bytes = serde_json::to_vec(s).map_err(|e| self.corrupt("scope", e))?;
                 t.insert(*k, bytes.as_slice()).map_err(|e| self.err(e))?;
             }
             let mut t = tx.open_table(HELD).map_err(|e| self.err(e))?;
-            for id in held_del {
-                t.remove(id).map_err(|e| self.err(e))?;
+            for id in &c.held_del {
+                t.remove(*id).map_err(|e| self.err(e))?;
             }
-            for h in held_put {
+            for h in &c.held_put {
                 let bytes = serde_json::to_vec(h).map_err(|e| self.corrupt("held item", e))?;
                 t.insert(h.id, bytes.as_slice()).map_err(|e| self.err(e))?;
+            }
+            let mut t = tx.open_table(INTENTS).map_err(|e| self.err(e))?;
+            for id in &c.intents_del {
+                t.remove(*id).map_err(|e| self.err(e))?;
+            }
+            for n in &c.intents_put {
+                let mut bytes = Vec::new();
+                ciborium::into_writer(n, &mut bytes).map_err(|e| StoreError::Db {
+                    path: self.path.clone(),
+                    reason: format!("cannot encode a notification: {e}"),
+                })?;
+                t.insert(n.id, bytes.as_slice()).map_err(|e| self.err(e))?;
+            }
+            if let Some(next) = c.next_notification_id {
+                tx.open_table(META)
+                    .map_err(|e| self.err(e))?
+                    .insert(NEXT_NOTIFICATION_ID, next)
+                    .map_err(|e| self.err(e))?;
             }
         }
         tx.commit().map_err(|e| self.err(e))?;

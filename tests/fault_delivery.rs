@@ -1,0 +1,511 @@
+//! Delivery under faults, on real processes: the real `powa-sentinel once` against the
+//! shared PoWA lab, the `fake-wecom` robot on loopback recording every accepted message,
+//! and a `[state] dir`. Needs the `failpoints` feature (`cargo test --all-features`).
+//!
+//! Each fault is one test; read together they are the table of docs/operations.md:
+//!
+//! | fault | lost | sent twice |
+//! |---|---|---|
+//! | abort after the gate's commit, before any channel journaled | 0 | 0 |
+//! | abort after the channel journaled, before rendering | 0 | 0 |
+//! | abort after the rendered parts were journaled, before sending | 0 | 0 |
+//! | abort after the provider confirmed part 2, before its progress was journaled | 0 | that part |
+//! | abort after the delivered entry was removed, before the gate heard of it | 0 | 0 |
+//! | `once --dry-run`, then the real `once` | 0 (the state is untouched) | 0 |
+//! | bad key (93000), key fixed, `outbox retry` | 0 | 0 |
+//! | provider slower than the client timeout | 0 | ≤ 1 copy per rate window |
+//!
+//! Kills: run 1 aborts at a failpoint (`POWA_SENTINEL_FAILPOINT`, compiled in with the
+//! `failpoints` feature only); what its gate decided to announce is read from its state
+//! (every finding marked notified). Run 2, without the failpoint, on the same state dir,
+//! must bring every one of them to the robot, and repeat no message except the part in
+//! flight at the abort.
+
+#![allow(dead_code)]
+
+#[path = "support/robot.rs"]
+mod robot;
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use powa_sentinel::actors::failpoint::ENV as FAILPOINT;
+use powa_sentinel::gate::store::Store;
+use serde_json::Value;
+use support::{exclusive, lab, unique};
+
+const KEY: &str = "robot-key-faults";
+const SIGABRT: i32 = 6;
+
+/// Only the slow-query analyzer, every finding carrying a queryid the test can look for.
+fn config(dir: &Path, fake: &robot::Robot) -> PathBuf {
+    config_with(dir, fake, KEY, "")
+}
+
+/// [`config`] with another robot key and more `[channels.robot]` settings.
+fn config_with(dir: &Path, fake: &robot::Robot, key: &str, channel_extra: &str) -> PathBuf {
+    let p = dir.join("sentinel.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+[log]
+level = "info"
+format = "json"
+
+[analysis]
+window = "1h"
+
+[state]
+dir = "{state}"
+
+[repositories.lab]
+dsn = "{dsn}"
+
+[analyzers.slow_queries]
+top_n = 8
+min_calls = 1
+min_total_time = "0ms"
+[analyzers.regression]
+enabled = false
+[analyzers.workload_change]
+enabled = false
+[analyzers.powa_health]
+enabled = false
+[analyzers.resource_hogs]
+enabled = false
+[analyzers.health_score]
+enabled = false
+[analyzers.missing_index]
+enabled = false
+
+[channels.robot]
+type = "wecom"
+base_url = "{url}"
+key = "{key}"
+msgtype = "text"
+sql_preview_chars = 1500
+{channel_extra}
+"#,
+            state = dir.join("state").display(),
+            dsn = lab().repo_dsn(),
+            url = fake.url,
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// Enough distinct queries for a report of several messages, once per test binary.
+fn workload() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let lab = lab();
+        let _guard = exclusive();
+        let t = format!("t_fault_{}", unique());
+        for k in 0..10 {
+            lab.psql(
+                "repo",
+                "app",
+                &format!("CREATE TABLE {t}_{k} AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g"),
+            );
+            lab.repeat(
+                "repo",
+                "app",
+                &format!("SELECT count(*) FROM {t}_{k} WHERE v LIKE '%{k}abc%'"),
+                3,
+            );
+        }
+        lab.snapshot("repo");
+    });
+}
+
+fn sentinel(args: &[&str], config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove(FAILPOINT)
+        .output()
+        .unwrap()
+}
+
+fn once(config: &Path, failpoint: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"));
+    cmd.args(["once", "--config"]).arg(config);
+    cmd.env_remove(FAILPOINT);
+    if let Some(f) = failpoint {
+        cmd.env(FAILPOINT, f);
+    }
+    cmd.output().unwrap()
+}
+
+/// The accepted messages so far, in order.
+fn recorded(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["content"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// The queryids of every finding the gate marked notified.
+fn announced(state: &Path) -> BTreeSet<String> {
+    let loaded = Store::open(state).unwrap().load().unwrap();
+    loaded
+        .scopes
+        .values()
+        .flat_map(|s| s.findings.values())
+        .filter(|f| f.notified.is_some())
+        .filter_map(|f| f.last.label("queryid").map(str::to_string))
+        .collect()
+}
+
+/// Run 1 aborted at `failpoint`, run 2 delivers: nothing lost, at most `twice_allowed`
+/// messages repeated.
+fn abort_then_rerun(failpoint: &str, twice_allowed: usize) {
+    workload();
+    let dir = tempfile::tempdir().unwrap();
+    let fake = robot::start(KEY, &["--max-per-window", "1000"]);
+    let cfg = config(dir.path(), &fake);
+
+    let run1 = once(&cfg, Some(failpoint));
+    let stderr1 = String::from_utf8_lossy(&run1.stderr);
+    assert_eq!(
+        run1.status.signal(),
+        Some(SIGABRT),
+        "run 1 did not abort at `{failpoint}` ({}):\n{stderr1}",
+        run1.status
+    );
+    let before = recorded(&fake.record);
+    let expected = announced(&dir.path().join("state"));
+    assert!(
+        !expected.is_empty(),
+        "run 1 announced nothing before `{failpoint}`:\n{stderr1}"
+    );
+
+    let started = Instant::now();
+    let run2 = once(&cfg, None);
+    let recovery = started.elapsed();
+    let stderr2 = String::from_utf8_lossy(&run2.stderr);
+    assert!(
+        run2.status.success(),
+        "run 2 failed ({}):\n{stderr2}",
+        run2.status
+    );
+    let all = recorded(&fake.record);
+    let text = all.join("\n");
+    let lost: Vec<&String> = expected
+        .iter()
+        .filter(|q| !text.contains(&format!("queryid {q}")))
+        .collect();
+    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in &all {
+        *copies.entry(m.as_str()).or_default() += 1;
+    }
+    let twice: Vec<&&str> = copies
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(m, _)| m)
+        .collect();
+    eprintln!(
+        "fault `{failpoint}`: {} finding(s) announced by run 1, {} message(s) before the abort, \
+         {} after run 2; lost {}, sent twice {}; run 2 took {:.1}s",
+        expected.len(),
+        before.len(),
+        all.len(),
+        lost.len(),
+        twice.len(),
+        recovery.as_secs_f64()
+    );
+    assert!(
+        lost.is_empty(),
+        "`{failpoint}`: findings announced by run 1 never reached the robot: {lost:?}\nrun 2:\n{stderr2}"
+    );
+    assert!(
+        twice.len() <= twice_allowed,
+        "`{failpoint}`: messages repeated: {twice:#?}"
+    );
+    assert!(!stderr2.contains(KEY), "the robot key leaked into logs");
+}
+
+#[test]
+#[cfg(feature = "failpoints")]
+fn abort_after_the_gate_commit_loses_nothing() {
+    abort_then_rerun("gate-commit", 0);
+}
+
+#[test]
+#[cfg(feature = "failpoints")]
+fn abort_after_the_journal_accept_loses_nothing() {
+    abort_then_rerun("journal-accept", 0);
+}
+
+#[test]
+#[cfg(feature = "failpoints")]
+fn abort_after_render_loses_nothing() {
+    abort_then_rerun("render", 0);
+}
+
+#[test]
+#[cfg(feature = "failpoints")]
+fn abort_after_a_confirmed_part_repeats_only_that_part() {
+    abort_then_rerun("part-sent@2", 1);
+}
+
+#[test]
+#[cfg(feature = "failpoints")]
+fn abort_after_the_outbox_removed_the_entry_repeats_nothing() {
+    abort_then_rerun("outbox-done", 0);
+}
+
+/// Every file of the state dir with its bytes.
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
+    rd.map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The queryids a rendered text names.
+fn queryids(text: &str) -> BTreeSet<String> {
+    text.split("queryid ")
+        .skip(1)
+        .filter_map(|rest| {
+            let id: String = rest
+                .chars()
+                .take_while(|c| *c == '-' || c.is_ascii_digit())
+                .collect();
+            (!id.is_empty() && id != "-").then_some(id)
+        })
+        .collect()
+}
+
+/// A preview reads the state and writes none of it: the real run after it still sends
+/// everything, and a preview over an existing state leaves its files byte for byte.
+#[test]
+fn a_dry_run_changes_no_state_and_the_real_run_sends_everything() {
+    workload();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let fake = robot::start(KEY, &["--max-per-window", "1000"]);
+    let cfg = config(dir.path(), &fake);
+
+    let dry = sentinel(&["once", "--dry-run"], &cfg);
+    let stdout = String::from_utf8_lossy(&dry.stdout);
+    let stderr = String::from_utf8_lossy(&dry.stderr);
+    assert!(dry.status.success(), "dry run failed:\n{stderr}");
+    assert!(
+        files(&state).is_empty(),
+        "the dry run created state: {:?}",
+        files(&state).keys()
+    );
+    assert!(
+        recorded(&fake.record).is_empty(),
+        "the dry run sent something"
+    );
+    assert!(stderr.contains("Rendered, not sent (dry run)."), "{stderr}");
+    assert!(
+        !stderr.contains("\"Delivered.\""),
+        "the dry run says it delivered:\n{stderr}"
+    );
+    let previewed = queryids(&stdout);
+    assert!(
+        !previewed.is_empty(),
+        "the dry run rendered nothing:\n{stdout}"
+    );
+
+    let real = sentinel(&["once"], &cfg);
+    let stderr = String::from_utf8_lossy(&real.stderr);
+    assert!(real.status.success(), "real run failed:\n{stderr}");
+    let sent = recorded(&fake.record).join("\n");
+    let missing: Vec<&String> = previewed
+        .iter()
+        .filter(|q| !sent.contains(&format!("queryid {q}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "previewed but not sent by the real run: {missing:?}\n{stderr}"
+    );
+
+    // Over an existing state (gate, outbox), a preview leaves every file as it was.
+    let before = files(&state);
+    assert!(before.contains_key("gate.redb") && before.contains_key("outbox.redb"));
+    let dry = sentinel(&["once", "--dry-run"], &cfg);
+    assert!(dry.status.success());
+    let backtest = sentinel(&["backtest", "--from", "2h"], &cfg);
+    assert!(
+        backtest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&backtest.stderr)
+    );
+    assert!(files(&state) == before, "a preview changed the state dir");
+    eprintln!(
+        "dry run: {} queryid(s) previewed, all sent by the real run; state unchanged by a second dry run and a backtest",
+        previewed.len()
+    );
+}
+
+/// A bad key fails the report for good; once the key is fixed, `once` keeps saying so
+/// (exit 1) until `outbox retry`, after which the same report is delivered.
+#[test]
+fn bad_key_then_fixed_key_then_outbox_retry_delivers_the_report() {
+    workload();
+    let dir = tempfile::tempdir().unwrap();
+    let fake = robot::start(KEY, &["--max-per-window", "1000"]);
+    let bad = config_with(dir.path(), &fake, "robot-key-wrong", "");
+    let run1 = sentinel(&["once"], &bad);
+    let stderr = String::from_utf8_lossy(&run1.stderr);
+    assert_eq!(run1.status.code(), Some(1), "bad key:\n{stderr}");
+    assert!(stderr.contains("93000"), "{stderr}");
+    let announced = announced(&dir.path().join("state"));
+    assert!(!announced.is_empty());
+
+    let good = config(dir.path(), &fake);
+    let run2 = sentinel(&["once"], &good);
+    let stderr = String::from_utf8_lossy(&run2.stderr);
+    assert_eq!(
+        run2.status.code(),
+        Some(1),
+        "a failed entry is left, yet once succeeded:\n{stderr}"
+    );
+    assert!(stderr.contains("outbox retry"), "{stderr}");
+
+    let list = sentinel(&["outbox", "list"], &good);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(
+        text.contains("channel robot seq")
+            && text.contains(": failed, age ")
+            && text.contains("93000"),
+        "{text}"
+    );
+    let check = sentinel(&["check"], &good);
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        text.contains("outbox: channel robot: 0 pending, 1 failed"),
+        "{text}"
+    );
+
+    let nothing = sentinel(&["outbox", "retry", "424242"], &good);
+    assert_eq!(nothing.status.code(), Some(2));
+    let retry = sentinel(&["outbox", "retry", "--all"], &good);
+    let text = String::from_utf8_lossy(&retry.stdout);
+    assert!(
+        retry.status.success() && text.contains("re-queued: channel robot"),
+        "{text}"
+    );
+
+    let started = Instant::now();
+    let run3 = sentinel(&["once"], &good);
+    let stderr = String::from_utf8_lossy(&run3.stderr);
+    assert!(run3.status.success(), "after retry:\n{stderr}");
+    let sent = recorded(&fake.record).join("\n");
+    let lost: Vec<&String> = announced
+        .iter()
+        .filter(|q| !sent.contains(&format!("queryid {q}")))
+        .collect();
+    assert!(lost.is_empty(), "not delivered after retry: {lost:?}");
+    let list = sentinel(&["outbox", "list"], &good);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("outbox: empty"));
+    eprintln!(
+        "bad key: {} finding(s) failed, delivered {:.1}s after `outbox retry`",
+        announced.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// `outbox drop` removes a failed entry for good, saying what it removes; `once` then
+/// succeeds.
+#[test]
+fn outbox_drop_removes_a_failed_entry() {
+    workload();
+    let dir = tempfile::tempdir().unwrap();
+    let fake = robot::start(KEY, &["--max-per-window", "1000"]);
+    let bad = config_with(dir.path(), &fake, "robot-key-wrong", "");
+    assert_eq!(sentinel(&["once"], &bad).status.code(), Some(1));
+    let good = config(dir.path(), &fake);
+    let drop = sentinel(&["outbox", "drop", "--channel", "robot"], &good);
+    let text = String::from_utf8_lossy(&drop.stdout);
+    assert!(
+        drop.status.success() && text.contains("dropped: channel robot seq"),
+        "{text}"
+    );
+    let list = sentinel(&["outbox", "list"], &good);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("outbox: empty"));
+    let after = sentinel(&["once"], &good);
+    assert!(
+        after.status.success(),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+}
+
+/// A provider slower than the client timeout: the request may have been delivered, so
+/// it is retried only after the rate window, not at the pace of the backoff.
+#[test]
+fn a_provider_slower_than_the_timeout_gets_at_most_one_copy_per_window() {
+    workload();
+    let dir = tempfile::tempdir().unwrap();
+    let fake = robot::start(KEY, &["--max-per-window", "1000", "--delay", "2500ms"]);
+    let cfg = config_with(dir.path(), &fake, KEY, "timeout = \"1s\"");
+    let log = dir.path().join("once.log");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
+        .args(["once", "--config"])
+        .arg(&cfg)
+        .env_remove(FAILPOINT)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Bounded: 25 s, well under the 60 s rate window; the backoff alone (1 s doubling)
+    // would have retried four or five times by then.
+    let t = Instant::now();
+    while t.elapsed() < std::time::Duration::from_secs(25) {
+        assert!(run.try_wait().unwrap().is_none(), "once ended early");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let all = recorded(&fake.record);
+    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in &all {
+        *copies.entry(m.as_str()).or_default() += 1;
+    }
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    eprintln!(
+        "slow provider: {} message(s) accepted in 25 s, most copies of one: {}",
+        all.len(),
+        copies.values().max().unwrap_or(&0)
+    );
+    assert!(
+        !all.is_empty(),
+        "the slow robot accepted nothing:\n{stderr}"
+    );
+    assert!(
+        copies.values().all(|n| *n == 1),
+        "a part was accepted more than once within one window: {:?}",
+        copies.values().collect::<Vec<_>>()
+    );
+    assert!(stderr.contains("may be a duplicate"), "{stderr}");
+}
