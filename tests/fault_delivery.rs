@@ -355,6 +355,19 @@ fn a_dry_run_changes_no_state_and_the_real_run_sends_everything() {
         String::from_utf8_lossy(&backtest.stderr)
     );
     assert!(files(&state) == before, "a preview changed the state dir");
+
+    // With the outbox held by another process (a running daemon), a preview still works
+    // and says why it does not show the outbox.
+    let held = powa_sentinel::outbox::RedbOutbox::open(&state).unwrap();
+    let dry = sentinel(&["once", "--dry-run"], &cfg);
+    let stderr = String::from_utf8_lossy(&dry.stderr);
+    assert!(dry.status.success(), "dry run beside a daemon:\n{stderr}");
+    assert!(
+        stderr.contains("The preview goes on without the outbox.")
+            && stderr.contains("in use by a running powa-sentinel"),
+        "{stderr}"
+    );
+    drop(held);
     eprintln!(
         "dry run: {} queryid(s) previewed, all sent by the real run; state unchanged by a second dry run and a backtest",
         previewed.len()

@@ -286,7 +286,12 @@ async fn transient_statuses_are_retried_others_are_not() {
     for status in [400, 404, 410, 422] {
         rx.script(&[(status, None)]);
         let before = rx.state.lock().unwrap().requests;
-        let rep = deliver(&r, notification(2, vec![insight(1, "SELECT 1")])).await;
+        // A notification id is accepted once per channel: one each.
+        let rep = deliver(
+            &r,
+            notification(u64::from(status), vec![insight(1, "SELECT 1")]),
+        )
+        .await;
         assert!(
             matches!(rep.outcome, Err(ChannelError::Permanent { .. })),
             "{status}: {rep:?}"

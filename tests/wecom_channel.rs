@@ -518,16 +518,17 @@ async fn secrets_never_leak() {
     let fake = FakeWeCom::start_with(FakeConfig::new(&["other"]).with_window(20, WINDOW)).unwrap();
     let s = wecom_settings(&fake.url(), secret, serde_json::json!({"timeout": "200ms"}));
     let r = channels::start("fake", &s, &mut env).unwrap();
-    for fault in [
-        None,
-        Some(Fault::Delay(Duration::from_secs(2))),
-        Some(Fault::Drop),
+    for (id, fault) in [
+        (9, None),
+        (11, Some(Fault::Delay(Duration::from_secs(2)))),
+        (12, Some(Fault::Drop)),
     ] {
         fake.clear_faults();
         if let Some(f) = fault {
             fake.inject(f, 1000);
         }
-        let rep = deliver(&r, notification(9, vec![slow_query(1, "SELECT 1")])).await;
+        // A notification id is accepted once per channel: one each.
+        let rep = deliver(&r, notification(id, vec![slow_query(1, "SELECT 1")])).await;
         let err = rep.outcome.as_ref().unwrap_err();
         texts.push(format!("{rep:?} {err}"));
     }

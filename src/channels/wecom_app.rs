@@ -304,24 +304,27 @@ impl Inner {
     }
 
     async fn exchange(&self, send: awc::SendClientRequest) -> Result<(u16, Vec<u8>), ChannelError> {
-        let fut =
-            async {
-                let mut resp = send.await.map_err(|e| ChannelError::Retryable {
-                    reason: self.redact(&format!("request to WeCom failed: {e}")),
-                })?;
-                let status = resp.status().as_u16();
-                if status != 200 {
-                    return Ok((status, Vec::new()));
-                }
-                let bytes = resp.body().limit(MAX_ANSWER_BYTES).await.map_err(|e| {
-                    ChannelError::Retryable {
+        let fut = async {
+            let mut resp = send.await.map_err(|e| {
+                super::post::send_error(&e, self.redact(&format!("request to WeCom failed: {e}")))
+            })?;
+            let status = resp.status().as_u16();
+            if status != 200 {
+                return Ok((status, Vec::new()));
+            }
+            let bytes =
+                resp.body()
+                    .limit(MAX_ANSWER_BYTES)
+                    .await
+                    .map_err(|e| ChannelError::Retryable {
                         reason: self.redact(&format!("reading WeCom's answer failed: {e}")),
-                    }
-                })?;
-                Ok((status, bytes.to_vec()))
-            };
+                    })?;
+            Ok((status, bytes.to_vec()))
+        };
+        // No answer in time: a message may have been delivered (a token request is
+        // harmless to repeat, and waits the same: WeCom asks not to call it often).
         match actix_rt::time::timeout(self.app.timeout, fut).await {
-            Err(_) => Err(ChannelError::Retryable {
+            Err(_) => Err(ChannelError::Unconfirmed {
                 reason: format!(
                     "WeCom did not answer within {}",
                     humantime::format_duration(self.app.timeout)
