@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 
+use super::session::{QueryError, Session};
 use chrono::{DateTime, Utc};
-use tokio_postgres::Client;
 
 use super::cold;
 use super::discovery::PowaInfo;
@@ -60,14 +60,14 @@ impl Kcache {
 /// Reads kcache deltas for [from, to]. `anchor` is the statements reader's anchor, so
 /// both count a new query the same way.
 pub async fn read_kcache(
-    client: &Client,
+    client: &Session,
     info: &PowaInfo,
     srvid: i32,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     anchor: Option<DateTime<Utc>>,
     mode: ReadMode,
-) -> Result<KcacheByQuery, tokio_postgres::Error> {
+) -> Result<KcacheByQuery, QueryError> {
     let layout = Layout::kcache(info);
     let read = cold::read::<4>(mode, client, &layout, srvid, from, to).await?;
     let mut out = KcacheByQuery::new();

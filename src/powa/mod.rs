@@ -15,6 +15,7 @@ pub mod live;
 pub mod monitored;
 pub mod qualstats;
 pub mod reader;
+pub mod session;
 pub mod source;
 pub mod tls;
 pub mod waits;
@@ -31,6 +32,7 @@ use crate::secret::Secret;
 pub use connect::{connect, open_session, Repository};
 pub use discovery::{PowaInfo, PowaVersion, ServerInfo};
 pub use reader::{QueryKey, QueryStats, StatementsWindow};
+pub use session::{QueryError, Session};
 
 /// How to reach one PoWA repository database (`[repositories.<name>]`).
 #[derive(Debug, Clone, Deserialize)]
