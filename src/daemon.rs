@@ -17,14 +17,21 @@
 //!
 //! Reload (`SIGHUP`): the new file is loaded and validated first; if it is wrong the old
 //! settings stay and the reason is logged. Otherwise the collection side is rebuilt from
-//! the new settings (repositories, servers, analyzers, analysis window, schedule): running
-//! cycles finish, then new tasks start. The gate and the channels are kept as they are, so
-//! nothing pending and no lifecycle state is lost; changes to `[channels]`, `[http]`,
+//! the new settings (repositories, servers, analyzers, analysis window, schedule): cycles
+//! in progress are not waited for, new tasks start. The gate and the channels are kept as
+//! they are, so nothing pending and no lifecycle state is lost; changes to `[channels]`, `[http]`,
 //! `[log]` and `[state]` need a restart, and the log says so.
 //!
-//! Shutdown (`SIGTERM`/`SIGINT`): stop collecting (running cycles finish and hand their
-//! insights to the gate), flush the gate, wait for the channels to report, all within
+//! Shutdown (`SIGTERM`/`SIGINT`): stop collecting (cycles in progress are not waited for:
+//! one stuck on a frozen repository would take the channels' time; PoWA keeps what it had
+//! read), flush the gate, wait for the channels to report, all within
 //! `collection.shutdown_deadline`.
+//!
+//! Deadlines: connecting is bounded by `connect_timeout`, every query by `statement_timeout`
+//! plus a margin ([`powa::session`]); a query that runs out of time drops its session, which
+//! the repository task sees (as it sees a session the server closed): the repository is
+//! marked down, logged, and reconnected with backoff. An idle discovery session is probed so
+//! that a freeze between cycles is noticed too.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

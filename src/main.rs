@@ -1,7 +1,8 @@
 //! The powa-sentinel command line.
 //!
 //! Exit codes: 0 success (for `run`: stopped cleanly by SIGTERM/SIGINT); 1 the run failed
-//! (a repository, server or channel failed; for `run`: the shutdown deadline ran out);
+//! (a repository, server or channel failed; for `run`: the shutdown deadline ran out; for
+//! `once`: stopped by SIGTERM/SIGINT before everything was analysed and delivered);
 //! 2 the command line or the configuration is invalid.
 
 use std::path::PathBuf;

@@ -33,11 +33,12 @@ fn repo_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// The lab repository's DSN, sent through `port` on loopback instead.
+/// The lab repository's DSN, sent through `port` on loopback instead; in clear (the lab's
+/// repository may have TLS on), so that the proxy can see a query's text.
 fn dsn_via(port: u16) -> String {
     let l = lab();
     format!(
-        "host=127.0.0.1 port={port} dbname=powa user={} password={}",
+        "host=127.0.0.1 port={port} dbname=powa sslmode=disable user={} password={}",
         l.var("POWA_LAB_RO_USER"),
         l.var("POWA_LAB_RO_PASSWORD")
     )

@@ -14,7 +14,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::session::{QueryError, Session};
 use chrono::{DateTime, Utc};
 use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::types::ToSql;
@@ -22,6 +21,7 @@ use tokio_postgres::Row;
 
 use super::layout::{Layout, SeriesKey};
 use super::reader::SeriesAcc;
+use super::session::{QueryError, Session};
 
 /// Per-series accumulators of one window read, and what it cost.
 pub struct SeriesRead<const M: usize> {

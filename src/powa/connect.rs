@@ -45,13 +45,6 @@ pub enum ConnectError {
     },
 }
 
-impl ConnectError {
-    /// True when the repository did not answer in time (rather than refusing).
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, ConnectError::Timeout { .. })
-    }
-}
-
 /// The first meaningful reason in a tokio-postgres error chain: its own `Display` is often
 /// just "db error" or "error connecting to server". Never contains the password (the
 /// driver does not echo it).
@@ -293,4 +286,18 @@ pub async fn connect(name: &str, s: &RepositorySettings) -> Result<Repository, C
         client: Arc::new(client),
         info,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connect_deadline_is_per_host_plus_the_grace() {
+        let one: tokio_postgres::Config = "host=db1 user=u".parse().unwrap();
+        let two: tokio_postgres::Config = "host=db1,db2 user=u".parse().unwrap();
+        let t = Duration::from_secs(10);
+        assert_eq!(connect_deadline(&one, t), Duration::from_secs(11));
+        assert_eq!(connect_deadline(&two, t), Duration::from_secs(21));
+    }
 }

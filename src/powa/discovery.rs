@@ -4,10 +4,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::session::{QueryError, Session};
 use chrono::{DateTime, Utc};
 
 use super::connect::describe_pg_error;
+use super::session::{QueryError, Session};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PowaVersion {

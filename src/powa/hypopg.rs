@@ -10,10 +10,10 @@
 //! arguments (a generic plan never looks at them). `hypopg_reset()` runs after each
 //! candidate, whatever happened.
 
-use super::session::{QueryError, Session};
 use tokio_postgres::SimpleQueryMessage;
 
 use super::connect::describe_pg_error;
+use super::session::{QueryError, Session};
 
 /// Estimated cost of one helped query without and with the hypothetical index.
 #[derive(Clone, Debug, PartialEq)]

@@ -9,13 +9,13 @@
 
 use std::collections::HashMap;
 
-use super::session::{QueryError, Session};
 use chrono::{DateTime, Utc};
 
 use super::cold;
 use super::discovery::PowaInfo;
 use super::layout::{Layout, SeriesKey};
 use super::reader::{QueryKey, QueryStats, ReadMode};
+use super::session::{QueryError, Session};
 
 /// One query's kcache deltas over a window.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -28,7 +28,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::session::{QueryError, Session};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::types::ToSql;
@@ -43,6 +42,7 @@ use super::reader::{
     anchor_before, is_reset, query_key, read_baseline, read_names, read_texts, Names, QueryKey,
     QueryStats, StatementsWindow, CALLS, COUNTERS,
 };
+use super::session::{QueryError, Session};
 use super::waits::{self, EventNames};
 use sentinel_actors::Window;
 

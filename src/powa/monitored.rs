@@ -11,13 +11,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::session::Session;
 use serde::Deserialize;
 
 use super::connect::{self, describe_pg_error};
 use super::discovery::ServerInfo;
 use super::hypopg::{Explainer, Validation};
 use super::qualstats::{read_catalog, read_operators, QualsWindow};
+use super::session::Session;
 use super::{validate_tls, RepositorySettings, SslMode};
 use crate::analyze::missing_index::{candidates, ddl, worth_a_look, MissingIndexSettings};
 use crate::config::Problem;

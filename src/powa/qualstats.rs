@@ -30,12 +30,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::session::{QueryError, Session};
 use tokio_postgres::types::ToSql;
 
 use super::connect::describe_pg_error;
 use super::discovery::{PowaInfo, ServerInfo};
 use super::reader::TEXT_LIMIT;
+use super::session::{QueryError, Session};
 use sentinel_actors::Window;
 
 /// The module name PoWA gives pg_qualstats in `powa_functions`.

@@ -16,7 +16,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::session::{QueryError, Session};
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
@@ -24,6 +23,7 @@ use super::cold;
 use super::connect::describe_pg_error;
 use super::discovery::{PowaInfo, ServerInfo};
 use super::layout::{Layout, SeriesKey};
+use super::session::{QueryError, Session};
 use sentinel_actors::Window;
 
 /// Counters read per query, in this order. Units: times in ms, blocks in blocks.

@@ -280,3 +280,32 @@ pub fn address(cfg: &tokio_postgres::Config) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_name_every_host_and_port() {
+        let cfg: tokio_postgres::Config = "host=db1,db2 port=5432,6432 user=u".parse().unwrap();
+        assert_eq!(address(&cfg), "db1:5432,db2:6432");
+        let cfg: tokio_postgres::Config = "host=/run/postgresql user=u".parse().unwrap();
+        assert_eq!(address(&cfg), "/run/postgresql:5432");
+        // One port for several hosts applies to all.
+        let cfg: tokio_postgres::Config = "host=a,b port=7000".parse().unwrap();
+        assert_eq!(address(&cfg), "a:7000,b:7000");
+    }
+
+    #[test]
+    fn a_timeout_says_where_how_long_and_what_to_check() {
+        let e = QueryError::Timeout {
+            session: "db1:5432".into(),
+            after: Duration::from_secs(35),
+        };
+        assert!(e.is_session_lost());
+        assert_eq!(
+            e.to_string(),
+            "no answer from db1:5432 within 35s (statement_timeout + 5s): the session was dropped; is the server frozen or overloaded?"
+        );
+    }
+}

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use super::session::Session;
 use futures_util::future::LocalBoxFuture;
 
 use super::discovery::{PowaInfo, ServerInfo};
 use super::live::LiveWindow;
 use super::reader::StatementsWindow;
+use super::session::Session;
 use sentinel_actors::collector::{Collected, Source};
 use sentinel_actors::{SourceError, Window};
 

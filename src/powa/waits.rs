@@ -6,12 +6,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::session::{QueryError, Session};
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
 use super::discovery::PowaInfo;
 use super::layout::{Layout, SeriesKey};
+use super::session::{QueryError, Session};
 
 /// Samples of one wait event for one query over the window.
 #[derive(Clone, Debug, PartialEq)]
