@@ -10,6 +10,8 @@
 
 #[path = "support/faults.rs"]
 mod faults;
+#[path = "support/robot.rs"]
+mod robot;
 mod support;
 
 use std::io::{Read, Write};
@@ -494,4 +496,55 @@ fn once_on_sigterm_logs_reports_what_it_has_and_exits_1() {
             .is_empty();
     assert!(flushed, "{}", p.output());
     println!("once: {} insight(s) reached the file channel", p.archived());
+}
+
+/// SIGTERM while `once` is delivering (a robot that takes 2s to answer): the delivery goes
+/// on within the shutdown deadline, everything reaches the robot, and the exit is 0 since
+/// nothing was left undone. It used to die of the signal (143) mid-delivery.
+#[test]
+fn once_on_sigterm_during_the_delivery_finishes_it() {
+    let fake = robot::start("once-term-key", &["--delay", "2s"]);
+    let channel = format!(
+        "[channels.robot]\ntype = \"wecom\"\nbase_url = \"{}\"\nkey = \"once-term-key\"\n[analysis]\nwindow = \"10m\"",
+        fake.url
+    );
+    let mut p = spawn("once", |port, dir| {
+        config(port, dir, &[("main", lab().repo_dsn(), "")], &channel)
+    });
+    p.wait_for("every server analysed", LIMIT, |p| {
+        let ready = p.records("Collector ready.").len();
+        ready > 0 && p.records("Server analysed.").len() == ready
+    });
+    let insights: u64 = p
+        .records("Server analysed.")
+        .iter()
+        .map(|r| r["insights"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        insights > 0,
+        "the lab gave nothing to deliver: {}",
+        p.output()
+    );
+    p.signal("TERM");
+    let (code, took) = p.wait_exit(LIMIT);
+    println!("once: SIGTERM during the delivery, exited {code} {took:?} after");
+    assert_eq!(code, 0, "{}", p.output());
+    let stopping = p.records("Stopping: the delivery goes on within collection.shutdown_deadline.");
+    assert_eq!(stopping.len(), 1, "{}", p.output());
+    let delivered: Vec<Value> = p
+        .records("Delivered.")
+        .into_iter()
+        .filter(|r| r["channel"] == "robot" && r["level"] == "INFO")
+        .collect();
+    assert_eq!(delivered.len(), 1, "{}", p.output());
+    let received = std::fs::read_to_string(&fake.record)
+        .unwrap()
+        .lines()
+        .count() as u64;
+    assert_eq!(
+        Some(received),
+        delivered[0]["parts"].as_u64(),
+        "{}",
+        p.output()
+    );
 }
