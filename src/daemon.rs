@@ -17,14 +17,21 @@
 //!
 //! Reload (`SIGHUP`): the new file is loaded and validated first; if it is wrong the old
 //! settings stay and the reason is logged. Otherwise the collection side is rebuilt from
-//! the new settings (repositories, servers, analyzers, analysis window, schedule): running
-//! cycles finish, then new tasks start. The gate and the channels are kept as they are, so
-//! nothing pending and no lifecycle state is lost; changes to `[channels]`, `[http]`,
+//! the new settings (repositories, servers, analyzers, analysis window, schedule): cycles
+//! in progress are not waited for, new tasks start. The gate and the channels are kept as
+//! they are, so nothing pending and no lifecycle state is lost; changes to `[channels]`, `[http]`,
 //! `[log]` and `[state]` need a restart, and the log says so.
 //!
-//! Shutdown (`SIGTERM`/`SIGINT`): stop collecting (running cycles finish and hand their
-//! insights to the gate), flush the gate, wait for the channels to report, all within
+//! Shutdown (`SIGTERM`/`SIGINT`): stop collecting (cycles in progress are not waited for:
+//! one stuck on a frozen repository would take the channels' time; PoWA keeps what it had
+//! read), flush the gate, wait for the channels to report, all within
 //! `collection.shutdown_deadline`.
+//!
+//! Deadlines: connecting is bounded by `connect_timeout`, every query by `statement_timeout`
+//! plus a margin ([`powa::session`]); a query that runs out of time drops its session, which
+//! the repository task sees (as it sees a session the server closed): the repository is
+//! marked down, logged, and reconnected with backoff. An idle discovery session is probed so
+//! that a freeze between cycles is noticed too.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -535,7 +542,13 @@ async fn connect_with_backoff(
     let settings = &shared.settings.repositories[name];
     let mut wait = Duration::from_secs(1);
     loop {
-        match powa::connect(name, settings).await {
+        // Bounded by connect_timeout (connect, startup, authentication, setup) and the
+        // query deadline (discovery); a shutdown does not wait for it either way.
+        let attempt = tokio::select! {
+            r = powa::connect(name, settings) => r,
+            _ = cancelled(cancel) => return None,
+        };
+        match attempt {
             Ok(r) => return Some(r),
             Err(e) => {
                 warn!(log, "Repository unavailable; retrying."; "error" => %e,
@@ -561,7 +574,7 @@ struct ServerTask {
     task: Task,
 }
 
-type Client = Arc<tokio_postgres::Client>;
+type Client = Arc<powa::Session>;
 
 /// The sessions collections of one repository check out, one per permit: a collection
 /// holds a session of its own for its whole read, so a slow read never queues another
@@ -605,8 +618,10 @@ impl SessionPool {
         }
     }
 
-    fn any_closed(&self) -> bool {
-        self.all.iter().any(|c| c.is_closed())
+    /// Why a session of the pool is unusable (closed by the server, or dropped after a
+    /// query ran out of time), if one is.
+    fn closed_reason(&self) -> Option<String> {
+        self.all.iter().find_map(|c| c.closed_reason())
     }
 }
 
@@ -656,6 +671,11 @@ async fn open_pool(shared: &Shared, name: &str, first: &Client, log: &Logger) ->
     SessionPool::new(sessions)
 }
 
+/// How often the discovery session is asked for a round trip while nothing else runs on
+/// it: a repository that freezes between cycles is noticed within this plus the query
+/// deadline (`statement_timeout` + 5s), not at the next cycle.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+
 async fn repository_loop(shared: Rc<Shared>, name: String, mut cancel: watch::Receiver<bool>) {
     let log = shared
         .log
@@ -663,20 +683,25 @@ async fn repository_loop(shared: Rc<Shared>, name: String, mut cancel: watch::Re
     let coll = shared.settings.collection.clone();
     let mut servers: BTreeMap<String, ServerTask> = BTreeMap::new();
     'connect: loop {
+        // A new generation: collectors (and sessions) of the old one cannot be reused; its
+        // servers pause until the repository is back.
+        for (_, s) in std::mem::take(&mut servers) {
+            s.task.stop().await;
+        }
         let Some(repo) = connect_with_backoff(&shared, &name, &mut cancel, &log).await else {
             break 'connect;
         };
         // Discovery keeps this first session; collections get sessions of their own.
         let client = Arc::clone(&repo.client);
-        // A new generation: collectors (and sessions) of the old one cannot be reused.
-        for (_, s) in std::mem::take(&mut servers) {
-            s.task.stop().await;
-        }
-        let pool = open_pool(&shared, &name, &client, &log).await;
+        let pool = tokio::select! {
+            p = open_pool(&shared, &name, &client, &log) => p,
+            _ = cancelled(&mut cancel) => break 'connect,
+        };
         info!(log, "Repository connected."; "powa" => %repo.info.version, "servers" => repo.info.servers.len(),
             "collection_sessions" => pool.all.len());
         let mut info = repo.info;
         let mut last_discovery = Instant::now();
+        let mut last_probe = Instant::now();
         loop {
             metrics().repository_up(&name, true);
             update(&shared.board, |s| {
@@ -688,19 +713,27 @@ async fn repository_loop(shared: Rc<Shared>, name: String, mut cancel: watch::Re
             });
             reconcile(&shared, &name, &pool, &info, &mut servers, &log).await;
             // Wait for the next discovery, checking the sessions meanwhile: any one lost
-            // (the repository went down, or a backend was terminated) reconnects them all.
+            // (the repository went down, a backend was terminated, a query ran out of
+            // time on a frozen repository) reconnects them all.
             loop {
                 let tick = Duration::from_secs(2).min(coll.rediscover_every);
                 tokio::select! {
                     _ = tokio::time::sleep(tick) => {}
                     _ = cancelled(&mut cancel) => break 'connect,
                 }
-                if client.is_closed() || pool.any_closed() {
-                    warn!(
-                        log,
-                        "Repository session lost; reconnecting. Its servers pause until then."
-                    );
-                    mark_down(&shared, &name, "the session was closed by the server");
+                if last_probe.elapsed() >= PROBE_EVERY {
+                    last_probe = Instant::now();
+                    // An error other than a timeout leaves the session open: the checks
+                    // below decide.
+                    tokio::select! {
+                        _ = client.probe() => {}
+                        _ = cancelled(&mut cancel) => break 'connect,
+                    }
+                }
+                if let Some(reason) = client.closed_reason().or_else(|| pool.closed_reason()) {
+                    warn!(log, "Repository session lost; reconnecting. Its servers pause until then.";
+                        "error" => &reason);
+                    mark_down(&shared, &name, &reason);
                     continue 'connect;
                 }
                 if last_discovery.elapsed() >= coll.rediscover_every {
@@ -708,7 +741,11 @@ async fn repository_loop(shared: Rc<Shared>, name: String, mut cancel: watch::Re
                 }
             }
             last_discovery = Instant::now();
-            match discovery::discover(&client).await {
+            let found = tokio::select! {
+                r = discovery::discover(&client) => r,
+                _ = cancelled(&mut cancel) => break 'connect,
+            };
+            match found {
                 Ok(i) => info = i,
                 Err(e) => {
                     warn!(log, "Re-discovery failed; keeping the known servers."; "error" => &e);
@@ -889,7 +926,13 @@ async fn server_loop(ctx: ServerCtx, mut cancel: watch::Receiver<bool>) {
             "collect_waiting",
             (ctx.pool.permits.available_permits() == 0) as i64,
         );
-        let result = addr.send(Collect { window }).await;
+        // A stop (shutdown, reload) does not wait for the cycle: a read stuck on a frozen
+        // repository would hold it up to the query deadline. PoWA keeps the data; the
+        // next collector reads it again.
+        let result = tokio::select! {
+            r = addr.send(Collect { window }) => r,
+            _ = cancelled(&mut cancel) => return,
+        };
         drop(lease);
         let secs = clock.elapsed().as_secs_f64();
         let (ok, error, insights, rows, data) = match result {

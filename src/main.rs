@@ -1,7 +1,8 @@
 //! The powa-sentinel command line.
 //!
 //! Exit codes: 0 success (for `run`: stopped cleanly by SIGTERM/SIGINT); 1 the run failed
-//! (a repository, server or channel failed; for `run`: the shutdown deadline ran out);
+//! (a repository, server or channel failed; for `run`: the shutdown deadline ran out; for
+//! `once`: stopped by SIGTERM/SIGINT before everything was analysed and delivered);
 //! 2 the command line or the configuration is invalid.
 
 use std::path::PathBuf;
@@ -196,9 +197,42 @@ fn run_system<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
     actix::System::new().block_on(f)
 }
 
+/// Resolves with the signal's name at the first SIGTERM or SIGINT received after the
+/// call (the handlers are installed at once); never, if they cannot be installed.
+fn stop_signal(log: &Logger) -> impl std::future::Future<Output = &'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let signals =
+        signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
+    if let Err(e) = &signals {
+        warn!(log, "Cannot watch SIGTERM and SIGINT; a signal stops powa-sentinel without a word."; "error" => %e);
+    }
+    async move {
+        match signals {
+            Ok((mut term, mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+/// SIGTERM/SIGINT: before the analysis ends, stop reading (a read is not waited for) and
+/// report what was analysed; during the delivery, let it go on. Either way the channels
+/// get `collection.shutdown_deadline`, and what they did not send is named in the log.
+/// Exit 1 unless every server was analysed and everything delivered.
 async fn once(settings: Settings, opts: RunOptions, log: Logger) -> ExitCode {
     let log = log.new(o!("command" => "once"));
-    let topo = match topology::build(&settings, opts, &log).await {
+    let mut stop = std::pin::pin!(stop_signal(&log));
+    let deadline = settings.collection.shutdown_deadline;
+    let built = tokio::select! {
+        t = topology::build(&settings, opts, &log) => t,
+        sig = &mut stop => {
+            warn!(log, "Stopped before anything was analysed; nothing was sent."; "signal" => sig);
+            return ExitCode::from(1);
+        }
+    };
+    let topo = match built {
         Ok(t) => t,
         Err(e) => {
             error!(log, "Cannot start."; "error" => format!("{e:#}"));
@@ -230,58 +264,109 @@ async fn once(settings: Settings, opts: RunOptions, log: Logger) -> ExitCode {
                 .unwrap_or(chrono::Duration::hours(24)),
         end,
     };
-    let results = join_all(
-        topo.collectors
-            .iter()
-            .map(|c| c.addr.send(Collect { window })),
-    )
-    .await;
-    for (c, r) in topo.collectors.iter().zip(results) {
-        match r {
-            Ok(Ok(summary)) => {
-                info!(log, "Server analysed."; "server" => &c.name, "insights" => summary.insights)
-            }
-            Ok(Err(e)) => {
-                failed = true;
-                error!(log, "Server could not be analysed; the others were."; "server" => &c.name, "error" => %e)
-            }
-            Err(e) => {
-                failed = true;
-                error!(log, "Collector unavailable."; "server" => &c.name, "error" => %e)
-            }
+    // Each server is logged as soon as it is done, so that a stop can say which were not.
+    let done = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let collecting = join_all(topo.collectors.iter().map(|c| {
+        let (done, log) = (&done, &log);
+        async move {
+            let ok = match c.addr.send(Collect { window }).await {
+                Ok(Ok(summary)) => {
+                    info!(log, "Server analysed."; "server" => &c.name, "insights" => summary.insights);
+                    true
+                }
+                Ok(Err(e)) => {
+                    error!(log, "Server could not be analysed; the others were."; "server" => &c.name, "error" => %e);
+                    false
+                }
+                Err(e) => {
+                    error!(log, "Collector unavailable."; "server" => &c.name, "error" => %e);
+                    false
+                }
+            };
+            done.borrow_mut().insert(c.name.clone());
+            ok
+        }
+    }));
+    let mut interrupted = false;
+    tokio::select! {
+        oks = collecting => if oks.contains(&false) {
+            failed = true;
+        },
+        sig = &mut stop => {
+            interrupted = true;
+            failed = true;
+            let done = done.borrow();
+            let left: Vec<&str> = topo
+                .collectors
+                .iter()
+                .map(|c| c.name.as_str())
+                .filter(|n| !done.contains(*n))
+                .collect();
+            warn!(log, "Stopping: the analysis is cut short; what was analysed so far is reported, within collection.shutdown_deadline.";
+                "signal" => sig, "not_analysed" => left.join(", "),
+                "deadline" => %humantime::format_duration(deadline));
         }
     }
-    match topo.gate.send(Flush { at: Utc::now() }).await {
-        Ok(summary) => {
-            for r in &summary.reports {
-                match &r.outcome {
-                    Ok(()) if opts.dry_run => {
-                        info!(log, "Rendered, not sent (dry run)."; "channel" => &r.channel,
-                        "parts" => r.parts_total)
-                    }
-                    Ok(()) if r.parts_total == 0 => {
-                        info!(log, "Already accepted by an earlier run; delivered from the outbox."; "channel" => &r.channel)
-                    }
-                    Ok(()) => info!(log, "Delivered."; "channel" => &r.channel,
-                        "parts" => r.parts_total, "attempts" => r.attempts),
-                    Err(e) => {
-                        failed = true;
-                        error!(log, "Delivery failed."; "channel" => &r.channel,
-                            "parts_delivered" => r.parts_delivered, "parts" => r.parts_total, "error" => %e)
+    let delivering = async {
+        let mut ok = true;
+        match topo.gate.send(Flush { at: Utc::now() }).await {
+            Ok(summary) => {
+                for r in &summary.reports {
+                    match &r.outcome {
+                        Ok(()) if opts.dry_run => {
+                            info!(log, "Rendered, not sent (dry run)."; "channel" => &r.channel,
+                            "parts" => r.parts_total)
+                        }
+                        Ok(()) if r.parts_total == 0 => {
+                            info!(log, "Already accepted by an earlier run; delivered from the outbox."; "channel" => &r.channel)
+                        }
+                        Ok(()) => info!(log, "Delivered."; "channel" => &r.channel,
+                            "parts" => r.parts_total, "attempts" => r.attempts),
+                        Err(e) => {
+                            ok = false;
+                            error!(log, "Delivery failed."; "channel" => &r.channel,
+                                "parts_delivered" => r.parts_delivered, "parts" => r.parts_total, "error" => %e)
+                        }
                     }
                 }
+                if summary.insights == 0 {
+                    info!(log, "Nothing worth reporting in this window.");
+                }
             }
-            if summary.insights == 0 {
-                info!(log, "Nothing worth reporting in this window.");
+            Err(e) => {
+                ok = false;
+                error!(log, "Gate unavailable."; "error" => %e);
             }
         }
-        Err(e) => {
+        drained(drain.await, &log) && ok
+    };
+    let mut delivering = std::pin::pin!(delivering);
+    let delivered = if interrupted {
+        tokio::time::timeout(deadline, &mut delivering).await.ok()
+    } else {
+        tokio::select! {
+            ok = &mut delivering => Some(ok),
+            sig = &mut stop => {
+                warn!(log, "Stopping: the delivery goes on within collection.shutdown_deadline.";
+                    "signal" => sig, "deadline" => %humantime::format_duration(deadline));
+                tokio::time::timeout(deadline, &mut delivering).await.ok()
+            }
+        }
+    };
+    match delivered {
+        Some(true) => {}
+        Some(false) => failed = true,
+        None => {
             failed = true;
-            error!(log, "Gate unavailable."; "error" => %e);
+            error!(log, "The channels did not finish delivering before collection.shutdown_deadline; what was not sent stays in the outbox for the next run (it is lost when no [state] dir is set).";
+                "deadline" => %humantime::format_duration(deadline));
         }
     }
-    if !drained(drain.await, &log) {
-        failed = true;
+    if interrupted {
+        info!(
+            log,
+            "Stopped early; the servers not analysed are read again by the next run."
+        );
     }
     if failed {
         ExitCode::from(1)

@@ -389,7 +389,7 @@ pub fn live_state(repository: &str, info: &Arc<PowaInfo>, server: &ServerInfo) -
 /// the live window `live`.
 pub fn start_collector(
     repository: &str,
-    client: Arc<tokio_postgres::Client>,
+    client: Arc<powa::Session>,
     info: Arc<PowaInfo>,
     server: ServerInfo,
     analyzers: &Analyzers,

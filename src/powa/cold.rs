@@ -17,10 +17,11 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Row;
 
 use super::layout::{Layout, SeriesKey};
 use super::reader::SeriesAcc;
+use super::session::{QueryError, Session};
 
 /// Per-series accumulators of one window read, and what it cost.
 pub struct SeriesRead<const M: usize> {
@@ -83,12 +84,12 @@ pub(crate) fn push_point<const M: usize>(
 
 /// Every point in [from, to], the reference computation.
 pub async fn read_naive<const M: usize>(
-    client: &Client,
+    client: &Session,
     layout: &Layout,
     srvid: i32,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<SeriesRead<M>, tokio_postgres::Error> {
+) -> Result<SeriesRead<M>, QueryError> {
     debug_assert_eq!(layout.width(), M);
     let params: Vec<&(dyn ToSql + Sync)> = if layout.multi() {
         vec![&from, &to, &srvid]
@@ -228,12 +229,12 @@ fn fold<const M: usize>(
 /// The window [from, to] read the way `mode` says.
 pub async fn read<const M: usize>(
     mode: super::reader::ReadMode,
-    client: &Client,
+    client: &Session,
     layout: &Layout,
     srvid: i32,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<SeriesRead<M>, tokio_postgres::Error> {
+) -> Result<SeriesRead<M>, QueryError> {
     match mode {
         super::reader::ReadMode::Fast => read_fast(client, layout, srvid, from, to).await,
         super::reader::ReadMode::Naive => read_naive(client, layout, srvid, from, to).await,
@@ -242,12 +243,12 @@ pub async fn read<const M: usize>(
 
 /// The window [from, to], whole inside ranges read from mins/maxs.
 pub async fn read_fast<const M: usize>(
-    client: &Client,
+    client: &Session,
     layout: &Layout,
     srvid: i32,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<SeriesRead<M>, tokio_postgres::Error> {
+) -> Result<SeriesRead<M>, QueryError> {
     debug_assert_eq!(layout.width(), M);
     if !layout.ranges_summable() {
         return read_naive(client, layout, srvid, from, to).await;

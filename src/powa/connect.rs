@@ -1,9 +1,11 @@
 //! Opening read-only sessions on a PoWA repository.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::NoTls;
 
+use super::session::{self, Session};
 use super::tls;
 
 use super::discovery::{self, PowaInfo};
@@ -12,9 +14,14 @@ use super::{RepositorySettings, SslMode};
 /// An open, read-only session on one repository, with what discovery found there.
 pub struct Repository {
     pub name: String,
-    pub client: Arc<Client>,
+    pub client: Arc<Session>,
     pub info: PowaInfo,
 }
+
+/// Added to `connect_timeout` (per host) for the whole of connect, TLS, startup,
+/// authentication and session setup: the driver's own `connect_timeout` covers only the
+/// socket connect and reports first when the host does not accept the connection at all.
+pub const CONNECT_GRACE: Duration = Duration::from_secs(1);
 
 /// Why a repository could not be used. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -27,12 +34,27 @@ pub enum ConnectError {
     Session { repo: String, reason: String },
     #[error("repository `{repo}`: {reason}")]
     Discovery { repo: String, reason: String },
+    /// Connected (or still connecting) but no answer in time: startup, authentication or
+    /// the session setup never finished.
+    #[error("repository `{repo}` ({addr}): the server accepted the connection but did not answer within {}: is it a PostgreSQL server, is it overloaded? (connect_timeout; check host and port)",
+        humantime::format_duration(*.after))]
+    Timeout {
+        repo: String,
+        addr: String,
+        after: Duration,
+    },
 }
 
 /// The first meaningful reason in a tokio-postgres error chain: its own `Display` is often
 /// just "db error" or "error connecting to server". Never contains the password (the
 /// driver does not echo it).
 pub fn describe_pg_error(e: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(q) = e.downcast_ref::<session::QueryError>() {
+        return match q {
+            session::QueryError::Db(inner) => describe_pg_error(inner),
+            other => other.to_string(),
+        };
+    }
     if let Some(db) = e
         .downcast_ref::<tokio_postgres::Error>()
         .and_then(|e| e.as_db_error())
@@ -118,14 +140,18 @@ pub fn pg_config(
     Ok(cfg)
 }
 
-/// Opens a TCP (or TLS, per `sslmode`) session and spawns its connection driver. The
+/// Opens a TCP (or TLS, per `sslmode`) session and spawns its connection driver; its
+/// queries get `statement_timeout` plus [`session::MARGIN`] on the client side. The
 /// error is one line: TLS problems (unknown CA, wrong host name) come out of the driver's
-/// error chain as rustls words, prefixed with what to check.
+/// error chain as rustls words, prefixed with what to check. Not bounded in time: see
+/// [`within_connect_deadline`].
 pub async fn open(
     cfg: &tokio_postgres::Config,
     sslmode: SslMode,
     sslrootcert: Option<&std::path::Path>,
-) -> Result<Client, String> {
+    statement_timeout: Duration,
+    what: String,
+) -> Result<Session, String> {
     // Like libpq, no TLS over Unix-domain sockets (there is no server name to verify and
     // PostgreSQL refuses SSL on them): sslmode only applies to TCP hosts.
     let unix_only = !cfg.get_hosts().is_empty()
@@ -149,27 +175,44 @@ pub async fn open(
     match connector {
         None => {
             let (client, connection) = cfg.connect(NoTls).await.map_err(tls_hint)?;
-            // The connection future drives the socket; it ends when the client is dropped.
-            actix_rt::spawn(async move {
+            // The connection future drives the socket; it ends when the client is dropped
+            // (or is aborted when a query times out).
+            let driver = actix_rt::spawn(async move {
                 let _ = connection.await;
             });
-            Ok(client)
+            Ok(Session::new(
+                client,
+                driver.abort_handle(),
+                statement_timeout,
+                what,
+            ))
         }
         Some(tls) => {
             let (client, connection) = cfg.connect(tls).await.map_err(tls_hint)?;
-            actix_rt::spawn(async move {
+            let driver = actix_rt::spawn(async move {
                 let _ = connection.await;
             });
-            Ok(client)
+            Ok(Session::new(
+                client,
+                driver.abort_handle(),
+                statement_timeout,
+                what,
+            ))
         }
     }
 }
 
+/// How long connecting may take in all: `connect_timeout` per host tried, plus
+/// [`CONNECT_GRACE`].
+pub fn connect_deadline(cfg: &tokio_postgres::Config, connect_timeout: Duration) -> Duration {
+    connect_timeout * cfg.get_hosts().len().max(1) as u32 + CONNECT_GRACE
+}
+
 /// Makes a session read-only, with statement, lock and idle timeouts.
 pub async fn make_read_only(
-    client: &Client,
+    client: &Session,
     statement_timeout: std::time::Duration,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<(), session::QueryError> {
     let timeout_ms = statement_timeout.as_millis();
     client
         .batch_execute(&format!(
@@ -184,29 +227,49 @@ pub async fn make_read_only(
 }
 
 /// Opens a session on a repository, read-only with timeouts (no discovery): for extra
-/// sessions of a repository already discovered.
-pub async fn open_session(name: &str, s: &RepositorySettings) -> Result<Client, ConnectError> {
+/// sessions of a repository already discovered. Connect, TLS, startup, authentication
+/// and the setup are bounded together by [`connect_deadline`]: a server that accepts the
+/// connection and then says nothing (not PostgreSQL, frozen, overloaded) is given up on,
+/// and a session half set up is dropped.
+pub async fn open_session(name: &str, s: &RepositorySettings) -> Result<Session, ConnectError> {
     let cfg = pg_config(name, s)?;
-    let client = open(&cfg, s.effective_sslmode(), s.sslrootcert.as_deref())
+    let addr = session::address(&cfg);
+    let deadline = connect_deadline(&cfg, s.connect_timeout);
+    let until = tokio::time::Instant::now() + deadline;
+    let timeout = || ConnectError::Timeout {
+        repo: name.to_string(),
+        addr: addr.clone(),
+        after: deadline,
+    };
+    let opening = open(
+        &cfg,
+        s.effective_sslmode(),
+        s.sslrootcert.as_deref(),
+        s.statement_timeout,
+        addr.clone(),
+    );
+    let client = tokio::time::timeout_at(until, opening)
         .await
+        .map_err(|_| timeout())?
         .map_err(|reason| ConnectError::Connect {
             repo: name.to_string(),
             reason,
         })?;
-    make_read_only(&client, s.statement_timeout)
-        .await
-        .map_err(|e| ConnectError::Session {
+    let setup = async {
+        make_read_only(&client, s.statement_timeout).await?;
+        client.batch_execute("SET work_mem = '64MB'").await
+    };
+    match tokio::time::timeout_at(until, setup).await {
+        Ok(Ok(())) => Ok(client),
+        Ok(Err(e)) => Err(ConnectError::Session {
             repo: name.to_string(),
             reason: describe_pg_error(&e),
-        })?;
-    client
-        .batch_execute("SET work_mem = '64MB'")
-        .await
-        .map_err(|e| ConnectError::Session {
-            repo: name.to_string(),
-            reason: describe_pg_error(&e),
-        })?;
-    Ok(client)
+        }),
+        Err(_) => {
+            client.close("the session setup did not finish in time".into());
+            Err(timeout())
+        }
+    }
 }
 
 /// Connects, makes the session read-only with timeouts, and discovers PoWA.
@@ -223,4 +286,18 @@ pub async fn connect(name: &str, s: &RepositorySettings) -> Result<Repository, C
         client: Arc::new(client),
         info,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connect_deadline_is_per_host_plus_the_grace() {
+        let one: tokio_postgres::Config = "host=db1 user=u".parse().unwrap();
+        let two: tokio_postgres::Config = "host=db1,db2 user=u".parse().unwrap();
+        let t = Duration::from_secs(10);
+        assert_eq!(connect_deadline(&one, t), Duration::from_secs(11));
+        assert_eq!(connect_deadline(&two, t), Duration::from_secs(21));
+    }
 }

@@ -5,9 +5,9 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::Client;
 
 use super::connect::describe_pg_error;
+use super::session::{QueryError, Session};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PowaVersion {
@@ -125,7 +125,7 @@ pub fn quote_ident(s: &str) -> String {
     }
 }
 
-fn permission_hint(e: &tokio_postgres::Error, what: &str) -> String {
+fn permission_hint(e: &QueryError, what: &str) -> String {
     let reason = describe_pg_error(e);
     if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
         format!("{reason}; the role needs SELECT on the PoWA tables ({what}): GRANT SELECT ON ALL TABLES IN SCHEMA <powa schema> TO <role>")
@@ -134,7 +134,7 @@ fn permission_hint(e: &tokio_postgres::Error, what: &str) -> String {
     }
 }
 
-pub async fn discover(client: &Client) -> Result<PowaInfo, String> {
+pub async fn discover(client: &Session) -> Result<PowaInfo, String> {
     let db: String = client
         .query_one("SELECT current_database()::text", &[])
         .await
@@ -216,7 +216,7 @@ fn guc_duration(v: Option<String>, unit: Duration) -> Option<Duration> {
     humantime::parse_duration(v.replace(' ', "").as_str()).ok()
 }
 
-async fn local_settings(client: &Client) -> (Option<Duration>, Option<Duration>) {
+async fn local_settings(client: &Session) -> (Option<Duration>, Option<Duration>) {
     // powa.frequency is in seconds (-1 = worker disabled), powa.retention in minutes.
     let row = client
         .query_one(
@@ -233,7 +233,7 @@ async fn local_settings(client: &Client) -> (Option<Duration>, Option<Duration>)
     }
 }
 
-async fn servers_v4(client: &Client, info: &PowaInfo) -> Result<Vec<ServerInfo>, String> {
+async fn servers_v4(client: &Session, info: &PowaInfo) -> Result<Vec<ServerInfo>, String> {
     let s = &info.schema;
     let module_col = if info.version.major >= 5 {
         "name"
@@ -298,7 +298,7 @@ async fn servers_v4(client: &Client, info: &PowaInfo) -> Result<Vec<ServerInfo>,
     Ok(out)
 }
 
-async fn local_v3(client: &Client, info: &PowaInfo) -> Result<ServerInfo, String> {
+async fn local_v3(client: &Session, info: &PowaInfo) -> Result<ServerInfo, String> {
     let s = &info.schema;
     let row = client
         .query_one(

@@ -10,9 +10,10 @@
 //! arguments (a generic plan never looks at them). `hypopg_reset()` runs after each
 //! candidate, whatever happened.
 
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::SimpleQueryMessage;
 
 use super::connect::describe_pg_error;
+use super::session::{QueryError, Session};
 
 /// Estimated cost of one helped query without and with the hypothetical index.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,14 +81,14 @@ pub fn total_cost(plan_json: &str) -> Option<f64> {
 
 /// A session on the monitored database, prepared for generic plans.
 pub struct Explainer<'a> {
-    client: &'a Client,
+    client: &'a Session,
     generic_plan_option: bool,
     seq: u32,
 }
 
 impl<'a> Explainer<'a> {
     /// Checks that hypopg is there and sets the session up.
-    pub async fn new(client: &'a Client, database: &str) -> Result<Explainer<'a>, String> {
+    pub async fn new(client: &'a Session, database: &str) -> Result<Explainer<'a>, String> {
         let row = client
             .query_one(
                 "SELECT current_setting('server_version_num')::int, \
@@ -119,7 +120,7 @@ impl<'a> Explainer<'a> {
     /// The plan (JSON text) of a normalised query, generic in its `$n` parameters.
     pub async fn explain(&mut self, text: &str) -> Result<String, String> {
         let t = explainable(text).ok_or("not a plain SELECT")?;
-        let err = |e: tokio_postgres::Error| describe_pg_error(&e);
+        let err = |e: QueryError| describe_pg_error(&e);
         if self.generic_plan_option {
             let m = self
                 .client
@@ -171,7 +172,7 @@ impl<'a> Explainer<'a> {
         create_index: &str,
         queries: &[(i64, String)],
     ) -> Result<Vec<QueryCost>, String> {
-        let err = |e: tokio_postgres::Error| describe_pg_error(&e);
+        let err = |e: QueryError| describe_pg_error(&e);
         self.client
             .batch_execute("SELECT hypopg_reset()")
             .await

@@ -10,12 +10,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::Client;
 
 use super::cold;
 use super::discovery::PowaInfo;
 use super::layout::{Layout, SeriesKey};
 use super::reader::{QueryKey, QueryStats, ReadMode};
+use super::session::{QueryError, Session};
 
 /// One query's kcache deltas over a window.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -60,14 +60,14 @@ impl Kcache {
 /// Reads kcache deltas for [from, to]. `anchor` is the statements reader's anchor, so
 /// both count a new query the same way.
 pub async fn read_kcache(
-    client: &Client,
+    client: &Session,
     info: &PowaInfo,
     srvid: i32,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     anchor: Option<DateTime<Utc>>,
     mode: ReadMode,
-) -> Result<KcacheByQuery, tokio_postgres::Error> {
+) -> Result<KcacheByQuery, QueryError> {
     let layout = Layout::kcache(info);
     let read = cold::read::<4>(mode, client, &layout, srvid, from, to).await?;
     let mut out = KcacheByQuery::new();

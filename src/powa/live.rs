@@ -31,7 +31,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Row;
 
 use super::cold::{self, SeriesRead};
 use super::connect::describe_pg_error;
@@ -42,6 +42,7 @@ use super::reader::{
     anchor_before, is_reset, query_key, read_baseline, read_names, read_texts, Names, QueryKey,
     QueryStats, StatementsWindow, CALLS, COUNTERS,
 };
+use super::session::{QueryError, Session};
 use super::waits::{self, EventNames};
 use sentinel_actors::Window;
 
@@ -152,12 +153,12 @@ impl<const M: usize> Family<M> {
     /// Folds the points newer than `cursor`; returns (rows, newest ts).
     async fn step(
         &mut self,
-        client: &Client,
+        client: &Session,
         srvid: i32,
         cursor: DateTime<Utc>,
         with_history: bool,
         width: Duration,
-    ) -> Result<(u64, Option<DateTime<Utc>>), tokio_postgres::Error> {
+    ) -> Result<(u64, Option<DateTime<Utc>>), QueryError> {
         let params: Vec<&(dyn ToSql + Sync)> = if self.layout.multi() {
             vec![&cursor, &srvid]
         } else {
@@ -350,7 +351,7 @@ impl LiveWindow {
                 .sum::<usize>()
     }
 
-    fn err(&self, what: &str, e: tokio_postgres::Error) -> String {
+    fn err(&self, what: &str, e: QueryError) -> String {
         format!(
             "server `{}`: reading {what}: {}",
             self.server.name,
@@ -362,7 +363,7 @@ impl LiveWindow {
     /// by each of `baseline_offsets`.
     pub async fn cycle(
         &mut self,
-        client: &Client,
+        client: &Session,
         window: Window,
         baseline_offsets: &[Duration],
     ) -> Result<(StatementsWindow, CycleCost), String> {
@@ -434,7 +435,7 @@ impl LiveWindow {
         Ok((w, cost))
     }
 
-    async fn start_up(&mut self, client: &Client, window: Window) -> Result<(), String> {
+    async fn start_up(&mut self, client: &Session, window: Window) -> Result<(), String> {
         let srvid = self.server.srvid;
         self.aggts = self.metas(client).await?.and_then(|m| m.1);
         let anchor = anchor_before(client, &self.info, srvid, window.start)
@@ -467,7 +468,7 @@ impl LiveWindow {
     /// (snapts, aggts) of the server; None before PoWA 4.
     async fn metas(
         &self,
-        client: &Client,
+        client: &Session,
     ) -> Result<Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>, String> {
         if !self.info.version.multi_server() {
             return Ok(None);
@@ -488,7 +489,7 @@ impl LiveWindow {
     /// Reads what PoWA added since the cursor.
     async fn follow(
         &mut self,
-        client: &Client,
+        client: &Session,
         cursor: DateTime<Utc>,
         cost: &mut CycleCost,
     ) -> Result<(), String> {
@@ -542,7 +543,7 @@ impl LiveWindow {
     /// Returns whether a window read ran.
     async fn age_lump(
         &mut self,
-        client: &Client,
+        client: &Session,
         grid_start: DateTime<Utc>,
     ) -> Result<bool, String> {
         let Some((lump_start, lump_end)) = self.lump else {
@@ -586,7 +587,7 @@ impl LiveWindow {
 
     async fn materialize(
         &mut self,
-        client: &Client,
+        client: &Session,
         window: Window,
         from_k: u32,
     ) -> Result<StatementsWindow, String> {
@@ -660,7 +661,7 @@ impl LiveWindow {
     /// Names and texts, read once per query (missing texts retried each checkpoint).
     async fn decorate(
         &mut self,
-        client: &Client,
+        client: &Session,
         queries: &mut [QueryStats],
         k: u32,
     ) -> Result<(), String> {

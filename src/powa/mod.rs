@@ -15,6 +15,7 @@ pub mod live;
 pub mod monitored;
 pub mod qualstats;
 pub mod reader;
+pub mod session;
 pub mod source;
 pub mod tls;
 pub mod waits;
@@ -31,6 +32,7 @@ use crate::secret::Secret;
 pub use connect::{connect, open_session, Repository};
 pub use discovery::{PowaInfo, PowaVersion, ServerInfo};
 pub use reader::{QueryKey, QueryStats, StatementsWindow};
+pub use session::{QueryError, Session};
 
 /// How to reach one PoWA repository database (`[repositories.<name>]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -64,10 +66,13 @@ pub struct RepositorySettings {
     /// CA certificate file (PEM) that verify-ca and verify-full check the server against.
     #[serde(default)]
     pub sslrootcert: Option<PathBuf>,
-    /// Longest a single query may run on the repository. Default 30s.
+    /// Longest a single query may run on the repository. Default 30s. The server cancels
+    /// it then; powa-sentinel gives up [`session::MARGIN`] later on its own (a frozen
+    /// server enforces nothing) and drops the session.
     #[serde(with = "humantime_serde", default = "default_statement_timeout")]
     pub statement_timeout: Duration,
-    /// Longest to wait for a connection. Default 10s.
+    /// Longest to wait for a connection, per host: TCP connect, TLS, startup,
+    /// authentication and the session setup, plus [`connect::CONNECT_GRACE`]. Default 10s.
     #[serde(with = "humantime_serde", default = "default_connect_timeout")]
     pub connect_timeout: Duration,
     /// Analyse only these servers (by name as shown by `check`); empty means all.

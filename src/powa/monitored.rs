@@ -12,12 +12,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio_postgres::Client;
 
 use super::connect::{self, describe_pg_error};
 use super::discovery::ServerInfo;
 use super::hypopg::{Explainer, Validation};
 use super::qualstats::{read_catalog, read_operators, QualsWindow};
+use super::session::Session;
 use super::{validate_tls, RepositorySettings, SslMode};
 use crate::analyze::missing_index::{candidates, ddl, worth_a_look, MissingIndexSettings};
 use crate::config::Problem;
@@ -166,23 +166,49 @@ impl MonitoredSettings {
         }
     }
 
-    /// A read-only session on `database`.
-    pub async fn connect(&self, label: &str, database: &str) -> Result<Client, String> {
+    /// A read-only session on `database`, set up within `connect_timeout` (plus
+    /// [`connect::CONNECT_GRACE`]); its queries run under `statement_timeout` plus
+    /// [`super::session::MARGIN`].
+    pub async fn connect(&self, label: &str, database: &str) -> Result<Session, String> {
         let r = self.as_repository();
         let mut cfg = connect::pg_config(label, &r).map_err(|e| e.to_string())?;
         cfg.dbname(database);
-        let client = connect::open(&cfg, r.effective_sslmode(), r.sslrootcert.as_deref())
+        let what = format!("{} database `{database}`", super::session::address(&cfg));
+        let deadline = connect::connect_deadline(&cfg, self.connect_timeout);
+        let until = tokio::time::Instant::now() + deadline;
+        let timeout = || {
+            format!(
+                "{what}: the server accepted the connection but did not answer within {}: is it overloaded? (connect_timeout)",
+                humantime::format_duration(deadline)
+            )
+        };
+        let opening = connect::open(
+            &cfg,
+            r.effective_sslmode(),
+            r.sslrootcert.as_deref(),
+            self.statement_timeout,
+            what.clone(),
+        );
+        let client = tokio::time::timeout_at(until, opening)
             .await
+            .map_err(|_| timeout())?
             .map_err(|e| format!("cannot connect to database `{database}` ({e})"))?;
-        connect::make_read_only(&client, self.statement_timeout)
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot make the session on `{database}` read-only ({})",
-                    describe_pg_error(&e)
-                )
-            })?;
-        Ok(client)
+        match tokio::time::timeout_at(
+            until,
+            connect::make_read_only(&client, self.statement_timeout),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(client),
+            Ok(Err(e)) => Err(format!(
+                "cannot make the session on `{database}` read-only ({})",
+                describe_pg_error(&e)
+            )),
+            Err(_) => {
+                client.close("the session setup did not finish in time".into());
+                Err(timeout())
+            }
+        }
     }
 }
 

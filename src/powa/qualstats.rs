@@ -31,11 +31,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Client;
 
 use super::connect::describe_pg_error;
 use super::discovery::{PowaInfo, ServerInfo};
 use super::reader::TEXT_LIMIT;
+use super::session::{QueryError, Session};
 use sentinel_actors::Window;
 
 /// The module name PoWA gives pg_qualstats in `powa_functions`.
@@ -168,7 +168,7 @@ impl QualsWindow {
 /// names, query texts, built-in operators and, in PoWA 5, catalog snapshots). `None` when
 /// PoWA does not collect pg_qualstats for this server.
 pub async fn read_quals(
-    client: &Client,
+    client: &Session,
     info: &PowaInfo,
     server: &ServerInfo,
     window: Window,
@@ -176,7 +176,7 @@ pub async fn read_quals(
     if !server.modules.iter().any(|m| m == MODULE) {
         return Ok(None);
     }
-    let ctx = |what: &str, e: tokio_postgres::Error| {
+    let ctx = |what: &str, e: QueryError| {
         format!(
             "server `{}`: reading {what}: {}",
             server.name,
@@ -381,9 +381,9 @@ fn step(prev: Option<[f64; 3]>, cur: [f64; 3]) -> Option<[f64; 3]> {
 /// 4.x) or one composite `record` column (the layout of every other current table, which
 /// later versions may adopt). None when neither is there (PoWA before 3.2).
 async fn current_layout(
-    client: &Client,
+    client: &Session,
     info: &PowaInfo,
-) -> Result<Option<&'static str>, tokio_postgres::Error> {
+) -> Result<Option<&'static str>, QueryError> {
     let schema = info.schema.trim_matches('"').replace("\"\"", "\"");
     let cols: Vec<String> = client
         .query(
@@ -445,9 +445,9 @@ fn counters_sql(info: &PowaInfo, cumulative: bool, c: &str) -> String {
 
 /// Operator names and btree roles, from the catalog `client` is connected to.
 pub async fn read_operators(
-    client: &Client,
+    client: &Session,
     opnos: &[i64],
-) -> Result<HashMap<u32, Operator>, tokio_postgres::Error> {
+) -> Result<HashMap<u32, Operator>, QueryError> {
     if opnos.is_empty() {
         return Ok(HashMap::new());
     }
@@ -478,10 +478,7 @@ pub async fn read_operators(
 }
 
 /// Relations and columns from the monitored database's own catalog, with their indexes.
-pub async fn read_catalog(
-    client: &Client,
-    relids: &[i64],
-) -> Result<DbCatalog, tokio_postgres::Error> {
+pub async fn read_catalog(client: &Session, relids: &[i64]) -> Result<DbCatalog, QueryError> {
     let mut cat = DbCatalog::default();
     if relids.is_empty() {
         return Ok(cat);
@@ -547,11 +544,11 @@ pub async fn read_catalog(
 
 /// PoWA 5's catalog snapshots of remote servers: names and sizes, no indexes.
 async fn read_powa_catalog(
-    client: &Client,
+    client: &Session,
     info: &PowaInfo,
     srvid: i32,
     quals: &[QualStats],
-) -> Result<HashMap<u32, DbCatalog>, tokio_postgres::Error> {
+) -> Result<HashMap<u32, DbCatalog>, QueryError> {
     let s = &info.schema;
     let present: bool = client
         .query_one(
@@ -633,7 +630,7 @@ impl QualsCollector {
     /// not collect pg_qualstats for the server.
     pub async fn collect(
         &self,
-        client: &Client,
+        client: &Session,
         info: &PowaInfo,
         server: &ServerInfo,
         window: Window,

@@ -18,12 +18,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Client;
 
 use super::cold;
 use super::connect::describe_pg_error;
 use super::discovery::{PowaInfo, ServerInfo};
 use super::layout::{Layout, SeriesKey};
+use super::session::{QueryError, Session};
 use sentinel_actors::Window;
 
 /// Counters read per query, in this order. Units: times in ms, blocks in blocks.
@@ -256,7 +256,7 @@ pub enum ReadMode {
 
 /// Reads one server's per-query deltas for `window`, with CPU/IO, names and texts.
 pub async fn read_window(
-    client: &Client,
+    client: &Session,
     repository: &str,
     info: &PowaInfo,
     server: &ServerInfo,
@@ -278,7 +278,7 @@ pub async fn read_window(
 /// compared with the current window, which carries those already; reading them twice
 /// would double the repository's work for nothing.
 pub async fn read_baseline(
-    client: &Client,
+    client: &Session,
     repository: &str,
     info: &PowaInfo,
     server: &ServerInfo,
@@ -298,7 +298,7 @@ pub async fn read_baseline(
 
 /// Any read, for tests and benchmarks that compare the modes.
 pub async fn read_window_with(
-    client: &Client,
+    client: &Session,
     repository: &str,
     info: &PowaInfo,
     server: &ServerInfo,
@@ -311,11 +311,11 @@ pub async fn read_window_with(
 
 /// The server's last snapshot at or before `at` (the anchor of a window starting there).
 pub async fn anchor_before(
-    client: &Client,
+    client: &Session,
     info: &PowaInfo,
     srvid: i32,
     at: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>, tokio_postgres::Error> {
+) -> Result<Option<DateTime<Utc>>, QueryError> {
     let params: Vec<&(dyn ToSql + Sync)> = if info.version.multi_server() {
         vec![&at, &srvid]
     } else {
@@ -335,7 +335,7 @@ pub(crate) fn query_key(k: SeriesKey) -> QueryKey {
 }
 
 async fn read(
-    client: &Client,
+    client: &Session,
     repository: &str,
     info: &PowaInfo,
     server: &ServerInfo,
@@ -343,7 +343,7 @@ async fn read(
     details: bool,
     mode: ReadMode,
 ) -> Result<StatementsWindow, String> {
-    let ctx = |what: &str, e: tokio_postgres::Error| {
+    let ctx = |what: &str, e: QueryError| {
         format!(
             "server `{}`: reading {what}: {}",
             server.name,
@@ -434,10 +434,10 @@ pub(crate) struct Names {
 }
 
 pub(crate) async fn read_names(
-    client: &Client,
+    client: &Session,
     info: &PowaInfo,
     server: &ServerInfo,
-) -> Result<Names, tokio_postgres::Error> {
+) -> Result<Names, QueryError> {
     let s = &info.schema;
     let srvid = server.srvid;
     let db_rows = if info.version.multi_server() {
@@ -482,11 +482,11 @@ pub(crate) async fn read_names(
 
 /// Query texts, cut to [`TEXT_LIMIT`] characters, by (queryid, dbid, userid).
 pub(crate) async fn read_texts(
-    client: &Client,
+    client: &Session,
     info: &PowaInfo,
     server: &ServerInfo,
     ids: &[i64],
-) -> Result<HashMap<(i64, u32, u32), Arc<str>>, tokio_postgres::Error> {
+) -> Result<HashMap<(i64, u32, u32), Arc<str>>, QueryError> {
     let s = &info.schema;
     let rows = if info.version.multi_server() {
         client
@@ -526,11 +526,11 @@ pub(crate) async fn read_texts(
 
 /// Adds database names, role names and query texts.
 async fn decorate(
-    client: &Client,
+    client: &Session,
     info: &PowaInfo,
     server: &ServerInfo,
     queries: &mut [QueryStats],
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<(), QueryError> {
     if queries.is_empty() {
         return Ok(());
     }

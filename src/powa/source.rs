@@ -4,17 +4,17 @@
 use std::sync::Arc;
 
 use futures_util::future::LocalBoxFuture;
-use tokio_postgres::Client;
 
 use super::discovery::{PowaInfo, ServerInfo};
 use super::live::LiveWindow;
 use super::reader::StatementsWindow;
+use super::session::Session;
 use sentinel_actors::collector::{Collected, Source};
 use sentinel_actors::{SourceError, Window};
 
 pub struct PowaSource {
     name: String,
-    client: Arc<Client>,
+    client: Arc<Session>,
     info: Arc<PowaInfo>,
     server: ServerInfo,
     /// Read the window shifted back by this much too, for the baseline.
@@ -33,7 +33,7 @@ impl PowaSource {
     /// collector of the same server rebuilt on another session of the repository).
     pub fn with_live(
         repository: &str,
-        client: Arc<Client>,
+        client: Arc<Session>,
         info: Arc<PowaInfo>,
         server: ServerInfo,
         baseline_offset: Option<std::time::Duration>,

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Client;
 
 use super::discovery::PowaInfo;
 use super::layout::{Layout, SeriesKey};
+use super::session::{QueryError, Session};
 
 /// Samples of one wait event for one query over the window.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,12 +28,12 @@ pub type EventNames = HashMap<u32, (Arc<str>, Arc<str>)>;
 
 /// The names of the events recorded for a server in [from, to] or later.
 pub async fn read_event_names(
-    client: &Client,
+    client: &Session,
     info: &PowaInfo,
     srvid: i32,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<EventNames, tokio_postgres::Error> {
+) -> Result<EventNames, QueryError> {
     let layout = Layout::wait_sampling(info);
     let params: Vec<&(dyn ToSql + Sync)> = if info.version.multi_server() {
         vec![&from, &to, &srvid]
