@@ -402,8 +402,9 @@ async fn check(settings: Settings, channels: bool, log: Logger) -> ExitCode {
             }
         }
     }
+    // Errors go to stderr; stdout is the report.
     for f in &failures {
-        println!("error: {f}");
+        eprintln!("error: {f}");
     }
     if channels && !check_channels(&settings, &log).await {
         failed = true;
@@ -422,7 +423,7 @@ async fn check_channels(settings: &Settings, log: &Logger) -> bool {
     let outputs = match topology::build_outputs(settings, RunOptions::default(), log) {
         Ok(o) => o,
         Err(e) => {
-            println!("channels: cannot start: {e:#}");
+            eprintln!("error: channels cannot start: {e:#}");
             return false;
         }
     };
