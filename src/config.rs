@@ -371,9 +371,21 @@ fn parse(
         envsrc = envsrc.source(Some(map.clone().into_iter().collect()));
     }
     let problem = |e: &config::ConfigError| {
-        let p = describe::describe(e, text, format);
+        let mut p = describe::describe(e, text, format);
         if p.key.is_empty() && e.to_string().contains("number too ") {
-            return oversized(text, format, env).unwrap_or(p);
+            p = oversized(text, format, env).unwrap_or(p);
+        }
+        // Say so when the value came from the environment: the file may well be right.
+        let var = format!(
+            "{ENV_PREFIX}__{}",
+            p.key.replace('.', "__").to_ascii_uppercase()
+        );
+        let from_env = match env {
+            Some(m) => m.contains_key(&var),
+            None => std::env::var_os(&var).is_some(),
+        };
+        if !p.key.is_empty() && from_env {
+            p.message = format!("{} (set in the environment by {var})", p.message);
         }
         p
     };

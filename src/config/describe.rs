@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 use serde::de::DeserializeOwned;
 
-use super::{Problem, ENV_PREFIX};
+use super::Problem;
 use crate::seed_compat::did_you_mean;
 
 /// Where the parser's error points.
@@ -34,16 +34,15 @@ pub(crate) fn describe(
     match e {
         E::FileParse { cause, .. } => syntax(&cause.to_string(), source, format),
         E::Type {
-            origin,
             unexpected,
             expected,
             key,
-        } => {
-            let key = normalise_key(key.as_deref().unwrap_or(""));
-            let message = type_message(&unexpected.to_string(), expected);
-            Problem::new(key.clone(), with_origin(message, origin.as_deref(), &key))
-        }
-        E::At { error, origin, key } => {
+            ..
+        } => Problem::new(
+            normalise_key(key.as_deref().unwrap_or("")),
+            type_message(&unexpected.to_string(), expected),
+        ),
+        E::At { error, key, .. } => {
             let outer = normalise_key(key.as_deref().unwrap_or(""));
             let inner = match error.as_ref() {
                 E::Message(m) => message(m),
@@ -54,8 +53,7 @@ pub(crate) fn describe(
                 }
             };
             let (sub, text) = inner;
-            let key = join_key(&outer, sub.as_deref());
-            Problem::new(key.clone(), with_origin(text, origin.as_deref(), &key))
+            Problem::new(join_key(&outer, sub.as_deref()), text)
         }
         E::NotFound(k) => Problem::new(normalise_key(k), "is required: set it"),
         E::Message(m) => {
@@ -79,20 +77,6 @@ fn join_key(outer: &str, sub: Option<&str>) -> String {
         None | Some("") => outer.to_string(),
         Some(s) if outer.is_empty() => normalise_key(s),
         Some(s) => normalise_key(&format!("{outer}.{s}")),
-    }
-}
-
-/// Says which environment variable set the value when it came from there.
-fn with_origin(message: String, origin: Option<&str>, key: &str) -> String {
-    match origin {
-        Some(o) if o.contains("environment") => {
-            let var = format!(
-                "{ENV_PREFIX}__{}",
-                key.replace('.', "__").to_ascii_uppercase()
-            );
-            format!("{message} (set in the environment by {var})")
-        }
-        _ => message,
     }
 }
 
