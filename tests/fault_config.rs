@@ -201,6 +201,12 @@ fn bad_inputs() -> Vec<Case> {
         )
         .expect(&["key `repositories.main.dns`: unknown field `dns`; did you mean `dsn`? (the keys here are dsn, host, port, user, dbname, password, password_file, password_env, sslmode, sslrootcert, statement_timeout, connect_timeout, servers, monitored)"]),
         case(
+            "a key written in the wrong table",
+            "s.toml",
+            format!("{BASE}[gate]\nrepeat_interval = \"12h\"\n"),
+        )
+        .expect(&["key `gate.repeat_interval`: unknown field `repeat_interval`; `repeat_interval` is a key of [gate.lifecycle] (the keys here are lifecycle, immediate, immediate_severity, default_channels, quiet_hours, tick_interval)"]),
+        case(
             "one channel where a list is expected",
             "s.toml",
             format!("{BASE}[[routes]]\nchannels = \"c\"\n"),

@@ -115,6 +115,7 @@ fn message(m: &str) -> (Option<String>, String) {
         let known = backticked(c.get(2).map_or("", |m| m.as_str()));
         let hint = did_you_mean(&field, known.iter().map(String::as_str))
             .map(|s| format!("; did you mean `{s}`?"))
+            .or_else(|| elsewhere(&field))
             .unwrap_or_default();
         let list = if known.is_empty() {
             "this table takes no keys".to_string()
@@ -148,6 +149,35 @@ fn message(m: &str) -> (Option<String>, String) {
         return (Some(c[1].to_string()), "is required: set it".to_string());
     }
     (None, m.to_string())
+}
+
+/// The documented configuration (every key with its default), to tell where a key that
+/// is unknown in one table belongs.
+const DOCUMENTED: &str = include_str!("../../config/powa-sentinel.toml");
+
+/// "; `repeat_interval` is a key of [gate.lifecycle]" when the documented configuration
+/// has this key in other tables.
+fn elsewhere(field: &str) -> Option<String> {
+    let mut tables: Vec<String> = Vec::new();
+    for (i, line) in DOCUMENTED.lines().enumerate() {
+        let Some((k, _)) = line.split_once('=') else {
+            continue;
+        };
+        if line.trim_start().starts_with('#') || k.trim() != field {
+            continue;
+        }
+        let key = toml_key_at(DOCUMENTED, i + 1);
+        if let Some(table) = key.strip_suffix(&format!(".{field}")) {
+            if !tables.iter().any(|t| t == table) {
+                tables.push(table.to_string());
+            }
+        }
+    }
+    if tables.is_empty() {
+        return None;
+    }
+    let tables: Vec<String> = tables.iter().take(3).map(|t| format!("[{t}]")).collect();
+    Some(format!("; `{field}` is a key of {}", tables.join(", ")))
 }
 
 /// The names between backticks of "`a`, `b` or `c`".
@@ -568,6 +598,18 @@ mod tests {
         assert_eq!(
             text,
             "unknown value `totl_time`; expected one of total_time, calls (did you mean `total_time`?)"
+        );
+    }
+
+    #[test]
+    fn a_key_in_the_wrong_table_is_pointed_to_its_table() {
+        let (sub, text) = message(
+            "unknown field `repeat_interval`, expected one of `lifecycle`, `immediate`, `tick_interval`",
+        );
+        assert_eq!(sub.as_deref(), Some("repeat_interval"));
+        assert_eq!(
+            text,
+            "unknown field `repeat_interval`; `repeat_interval` is a key of [gate.lifecycle] (the keys here are lifecycle, immediate, tick_interval)"
         );
     }
 
