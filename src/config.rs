@@ -650,6 +650,18 @@ mod tests {
             !shown.contains("NEW") && !shown.contains("host=x"),
             "{shown}"
         );
+        // A secret kept in a file changes when the file's content does.
+        let secret = dir.path().join("hmac");
+        std::fs::write(&secret, "0123456789abcdef-OLD").unwrap();
+        let with_file = format!("{base}hmac_key_file = \"{}\"\n", secret.display());
+        let c = load(&with_file);
+        std::fs::write(&secret, "0123456789abcdef-NEW").unwrap();
+        let d = load(&with_file);
+        assert_eq!(
+            c.keys.changed_under(&d.keys, "channels"),
+            ["channels.h.hmac_key_file"]
+        );
+        assert!(!format!("{:?}", d.keys).contains("NEW"));
     }
 
     #[test]
