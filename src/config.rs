@@ -21,6 +21,10 @@ use crate::logging::LogSettings;
 use crate::powa::RepositorySettings;
 use crate::schedule::{CollectionSettings, ScheduleSettings};
 
+mod describe;
+
+pub(crate) use describe::describe as describe_error;
+
 /// The prefix of environment overrides: `POWA_SENTINEL__REPOSITORIES__MAIN__DSN`.
 pub const ENV_PREFIX: &str = "POWA_SENTINEL";
 
@@ -59,6 +63,9 @@ pub struct Settings {
     /// Where these settings came from; not a key.
     #[serde(skip)]
     pub origin: Origin,
+    /// Every key as it was set, for a reload to name what changed; not a key.
+    #[serde(skip)]
+    pub keys: Keys,
 }
 
 /// How the file was read.
@@ -174,30 +181,53 @@ impl Settings {
     }
 
     /// As [`Settings::load`], with the environment given explicitly (tests).
+    ///
+    /// Every problem's text goes through [`crate::secret::redact_config_text`] with the
+    /// file's text, so an error never quotes a secret of the file (a syntax error on the
+    /// line of a robot key, a type error on a password), wherever it is shown: the
+    /// command line, the log, `/status` after a refused reload.
     pub fn load_with_env(
         path: &Path,
         env: Option<BTreeMap<String, String>>,
     ) -> Result<Settings, ConfigError> {
-        let err = |message: String| ConfigError {
+        let fail = |problems: Vec<Problem>, sources: &[&str]| ConfigError {
             file: path.to_path_buf(),
-            problems: vec![Problem::new("", message)],
+            problems: problems
+                .into_iter()
+                .map(|p| {
+                    let message = sources.iter().fold(p.message, |m, source| {
+                        crate::secret::redact_config_text(&m, source)
+                    });
+                    Problem::new(p.key, message)
+                })
+                .collect(),
         };
         let format = match path.extension().and_then(|e| e.to_str()) {
             Some("toml") => config::FileFormat::Toml,
             Some("yaml") | Some("yml") => config::FileFormat::Yaml,
             _ => {
-                return Err(err(
-                    "unknown file type: name the file *.toml, *.yaml or *.yml".to_string(),
+                return Err(fail(
+                    vec![Problem::new(
+                        "",
+                        "unknown file type: name the file *.toml, *.yaml or *.yml",
+                    )],
+                    &[],
                 ))
             }
         };
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            err(format!(
-                "cannot read the configuration file ({e}); check the path given with --config"
-            ))
+        let file_text = std::fs::read_to_string(path).map_err(|e| {
+            fail(
+                vec![Problem::new(
+                    "",
+                    format!(
+                        "cannot read the configuration file ({e}); check the path given with --config"
+                    ),
+                )],
+                &[],
+            )
         })?;
         let mut format = format;
-        let mut text = text;
+        let mut text = file_text.clone();
         let mut origin = Origin::Native;
         if format == config::FileFormat::Yaml && crate::seed_compat::is_seed(&text) {
             let lookup = |k: &str| match &env {
@@ -205,30 +235,16 @@ impl Settings {
                 None => std::env::var(k).ok(),
             };
             let expanded = crate::seed_compat::expand_env(&text, &lookup);
-            let t = crate::seed_compat::translate(&expanded).map_err(|problems| ConfigError {
-                file: path.to_path_buf(),
-                problems,
-            })?;
+            let t = crate::seed_compat::translate(&expanded)
+                .map_err(|problems| fail(problems, &[&file_text, &expanded]))?;
             text = t.native.clone();
             format = config::FileFormat::Toml;
             origin = Origin::Seed(t);
         }
-        let mut envsrc = config::Environment::with_prefix(ENV_PREFIX)
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true);
-        if let Some(map) = env {
-            envsrc = envsrc.source(Some(map.into_iter().collect()));
-        }
-        let built = config::Config::builder()
-            .add_source(config::File::from_str(&text, format))
-            .add_source(envsrc)
-            .build()
-            .map_err(|e| err(describe_config_error(&e)))?;
-        let mut settings: Settings = built
-            .try_deserialize()
-            .map_err(|e| err(describe_config_error(&e)))?;
+        let (mut settings, keys) =
+            parse(&text, format, env.as_ref()).map_err(|p| fail(p, &[&file_text, &text]))?;
         settings.origin = origin;
+        settings.keys = keys;
         let problems = settings.validate();
         if problems.is_empty() {
             Ok(settings)
@@ -288,12 +304,48 @@ impl Settings {
                 ),
             ));
         }
+        if let Some(dir) = &self.state.dir {
+            if let Some(p) = state_dir_problem(dir) {
+                problems.push(p);
+            }
+        }
         self.analyzers.validate("analyzers", &mut problems);
         crate::gate::validate(self, &mut problems);
         self.schedule.validate(&mut problems);
         self.collection.validate("collection", &mut problems);
         self.http.validate(&mut problems);
         problems
+    }
+}
+
+/// `[state] dir` must be a directory, or a path where one can be created: a file there
+/// (or in the way of creating it) would make every command fail later, at its first write,
+/// with a less helpful message.
+fn state_dir_problem(dir: &Path) -> Option<Problem> {
+    let problem = |m: String| Some(Problem::new("state.dir", m));
+    if dir.as_os_str().is_empty() {
+        return problem(
+            "is empty: set the directory where state is kept, or remove the key".into(),
+        );
+    }
+    // The nearest part of the path that exists must be a directory.
+    let existing = dir
+        .ancestors()
+        .find(|a| !a.as_os_str().is_empty() && a.exists())?;
+    if existing.is_dir() {
+        return None;
+    }
+    if existing == dir {
+        problem(format!(
+            "`{}` is a file, not a directory: set [state] dir to a directory (it is created if missing)",
+            dir.display()
+        ))
+    } else {
+        problem(format!(
+            "`{}` cannot be created: `{}` is a file, not a directory",
+            dir.display(),
+            existing.display()
+        ))
     }
 }
 
@@ -304,25 +356,181 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// The `config` crate's messages already carry the key path and origin; make the origin
-/// readable (the file text is passed as a string, so the crate cannot name the file — the
-/// caller's [`ConfigError`] does).
-fn describe_config_error(e: &config::ConfigError) -> String {
-    let text = e.to_string();
-    let text = text.replace(" in the environment", " (set in the environment)");
-    let hint = unknown_field_hint(&text).unwrap_or_default();
-    format!("{text}{hint}; see config/powa-sentinel.toml for every key and its default")
+/// The settings in `text` (and the environment), or what is wrong with them as the
+/// parsers and serde see it (ranges and references are [`Settings::validate`]'s).
+fn parse(
+    text: &str,
+    format: config::FileFormat,
+    env: Option<&BTreeMap<String, String>>,
+) -> Result<(Settings, Keys), Vec<Problem>> {
+    let mut envsrc = config::Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true);
+    if let Some(map) = env {
+        envsrc = envsrc.source(Some(map.clone().into_iter().collect()));
+    }
+    let problem = |e: &config::ConfigError| {
+        let mut p = describe::describe(e, text, format);
+        if p.key.is_empty() && e.to_string().contains("number too ") {
+            p = oversized(text, format, env).unwrap_or(p);
+        }
+        // Say so when the value came from the environment: the file may well be right.
+        let var = format!(
+            "{ENV_PREFIX}__{}",
+            p.key.replace('.', "__").to_ascii_uppercase()
+        );
+        let from_env = match env {
+            Some(m) => m.contains_key(&var),
+            None => std::env::var_os(&var).is_some(),
+        };
+        if !p.key.is_empty() && from_env {
+            p.message = format!("{} (set in the environment by {var})", p.message);
+        }
+        p
+    };
+    let built = config::Config::builder()
+        .add_source(config::File::from_str(text, format))
+        .add_source(envsrc)
+        .build()
+        .map_err(|e| vec![problem(&e)])?;
+    let keys = Keys::of(&built);
+    let settings: Settings = built.try_deserialize().map_err(|e| vec![problem(&e)])?;
+    Ok((settings, keys))
 }
 
-/// serde says "unknown field `windw`, expected one of `window`, `baseline_offset`": turn
-/// the list into one suggestion when a name is close.
-fn unknown_field_hint(text: &str) -> Option<String> {
-    let rest = text.split("unknown field `").nth(1)?;
-    let (field, rest) = rest.split_once('`')?;
-    let expected = rest.split("expected").nth(1)?;
-    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    crate::seed_compat::did_you_mean(field, candidates.iter().copied())
-        .map(|c| format!("; did you mean `{c}`?"))
+/// A number too large for the parser (TOML integers are 64-bit), which reports it with
+/// neither line nor key: find the literal, and ask the key itself what it accepts by
+/// reading the text again with the largest number the parser takes in its place.
+fn oversized(
+    text: &str,
+    format: config::FileFormat,
+    env: Option<&BTreeMap<String, String>>,
+) -> Option<Problem> {
+    let (line, literal) = describe::oversized_integer(text)?;
+    let key = match format {
+        config::FileFormat::Yaml => describe::yaml_key_at(text, line),
+        _ => describe::toml_key_at(text, line),
+    };
+    let stand_in = if literal.starts_with('-') {
+        i64::MIN.to_string()
+    } else {
+        i64::MAX.to_string()
+    };
+    let replaced: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i + 1 == line {
+                format!("{}\n", l.replacen(&literal, &stand_in, 1))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let again = match parse(&replaced, format, env) {
+        Err(problems) => problems,
+        Ok((settings, _)) => settings.validate(),
+    };
+    let message = match again.into_iter().find(|p| p.key == key) {
+        Some(p) => p.message.replace(&stand_in, &literal),
+        None => format!(
+            "expected a whole number, got {literal}, which is too large for any setting (at most {})",
+            i64::MAX
+        ),
+    };
+    Some(Problem::new(key, message))
+}
+
+/// What every key of a loaded file was set to (file and environment), flattened to dotted
+/// keys, values kept as [`Secret`]s: a reload compares two of them to name every key that
+/// changed without ever showing a value. Debug prints the keys only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Keys(BTreeMap<String, crate::secret::Secret>);
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+impl Keys {
+    fn of(built: &config::Config) -> Keys {
+        fn walk(
+            prefix: &str,
+            v: &config::Value,
+            out: &mut BTreeMap<String, crate::secret::Secret>,
+        ) {
+            match &v.kind {
+                config::ValueKind::Table(t) => {
+                    for (k, v) in t {
+                        let key = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        walk(&key, v, out);
+                    }
+                }
+                config::ValueKind::Array(items) => {
+                    for (i, v) in items.iter().enumerate() {
+                        walk(&format!("{prefix}[{i}]"), v, out);
+                    }
+                }
+                _ => {
+                    let path = v.to_string();
+                    let mut value = path.clone();
+                    // A secret kept in a file (`hmac_key_file`, `password_file`, …) changes
+                    // when the file does.
+                    if prefix.ends_with("_file") {
+                        value.push('\0');
+                        value.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+                    }
+                    out.insert(prefix.to_string(), crate::secret::Secret::new(value));
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        if let Ok(root) = built.clone().try_deserialize::<config::Value>() {
+            walk("", &root, &mut out);
+        }
+        Keys(out)
+    }
+
+    /// The keys set differently in `self` and `other` (added, removed or changed), in
+    /// order, under `section` (a top-level key such as `channels`).
+    pub fn changed_under<'a>(&'a self, other: &'a Keys, section: &str) -> Vec<&'a str> {
+        let under = |k: &str| {
+            k == section
+                || k.strip_prefix(section)
+                    .is_some_and(|r| r.starts_with('.') || r.starts_with('['))
+        };
+        let mut out: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|(k, v)| under(k) && other.0.get(*k) != Some(*v))
+            .map(|(k, _)| k.as_str())
+            .chain(
+                other
+                    .0
+                    .keys()
+                    .filter(|k| under(k) && !self.0.contains_key(*k))
+                    .map(String::as_str),
+            )
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The top-level sections present in either.
+    pub fn sections<'a>(&'a self, other: &'a Keys) -> std::collections::BTreeSet<&'a str> {
+        self.0
+            .keys()
+            .chain(other.0.keys())
+            .map(|k| k.split(['.', '[']).next().unwrap_or(k))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -410,6 +618,64 @@ mod tests {
         assert!(!s.analyzers.workload_change.enabled);
         assert_eq!(s.http.listen, "0.0.0.0:8080");
         assert!(s.channels.contains_key("console"));
+    }
+
+    #[test]
+    fn keys_name_every_change_and_show_no_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |text: &str| {
+            let p = dir.path().join("s.toml");
+            std::fs::write(&p, text).unwrap();
+            Settings::load_with_env(&p, Some(BTreeMap::new())).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let base = "[repositories.main]\ndsn = \"host=x\"\n[[routes]]\nchannels = [\"h\"]\n[channels.h]\ntype = \"webhook\"\nurl = \"https://h/x\"\n";
+        let a = load(&format!("{base}hmac_key = \"0123456789abcdef-OLD\"\n"));
+        let b = load(&format!(
+            "{base}hmac_key = \"0123456789abcdef-NEW\"\ntimeout = \"5s\"\n[analysis]\nwindow = \"2h\"\n"
+        ));
+        assert_eq!(
+            a.keys.changed_under(&b.keys, "channels"),
+            ["channels.h.hmac_key", "channels.h.timeout"]
+        );
+        assert_eq!(
+            a.keys.changed_under(&b.keys, "analysis"),
+            ["analysis.window"]
+        );
+        assert!(a.keys.changed_under(&b.keys, "routes").is_empty());
+        assert!(a.keys.changed_under(&a.keys, "channels").is_empty());
+        let sections: Vec<&str> = a.keys.sections(&b.keys).into_iter().collect();
+        assert_eq!(sections, ["analysis", "channels", "repositories", "routes"]);
+        let shown = format!("{:?} {:?}", b.keys, b);
+        assert!(
+            !shown.contains("NEW") && !shown.contains("host=x"),
+            "{shown}"
+        );
+        // A secret kept in a file changes when the file's content does.
+        let secret = dir.path().join("hmac");
+        std::fs::write(&secret, "0123456789abcdef-OLD").unwrap();
+        let with_file = format!("{base}hmac_key_file = \"{}\"\n", secret.display());
+        let c = load(&with_file);
+        std::fs::write(&secret, "0123456789abcdef-NEW").unwrap();
+        let d = load(&with_file);
+        assert_eq!(
+            c.keys.changed_under(&d.keys, "channels"),
+            ["channels.h.hmac_key_file"]
+        );
+        assert!(!format!("{:?}", d.keys).contains("NEW"));
+    }
+
+    #[test]
+    fn a_state_dir_that_is_a_file_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state");
+        std::fs::write(&file, "").unwrap();
+        let p = state_dir_problem(&file).expect("a file is not a directory");
+        assert_eq!(p.key, "state.dir");
+        assert!(p.message.contains("is a file, not a directory"), "{p:?}");
+        let p = state_dir_problem(&file.join("sub")).expect("cannot be created under a file");
+        assert!(p.message.contains("cannot be created"), "{p:?}");
+        assert_eq!(state_dir_problem(dir.path()), None);
+        assert_eq!(state_dir_problem(&dir.path().join("new/sub")), None);
     }
 
     #[test]

@@ -18,9 +18,11 @@
 //! Reload (`SIGHUP`): the new file is loaded and validated first; if it is wrong the old
 //! settings stay and the reason is logged. Otherwise the collection side is rebuilt from
 //! the new settings (repositories, servers, analyzers, analysis window, schedule): cycles
-//! in progress are not waited for, new tasks start. The gate and the channels are kept as
-//! they are, so nothing pending and no lifecycle state is lost; changes to `[channels]`, `[http]`,
-//! `[log]` and `[state]` need a restart, and the log says so.
+//! in progress are not waited for, new tasks start; each server keeps its status and
+//! metrics. The gate and the channels are kept as they are, so nothing pending and no
+//! lifecycle state is lost; changes to `[channels]` (secrets included), `[gate]`,
+//! `[routes]`, `[http]`, `[log]` and `[state]` need a restart, and the log names every
+//! changed key (never its value).
 //!
 //! Shutdown (`SIGTERM`/`SIGINT`): stop collecting (cycles in progress are not waited for:
 //! one stuck on a frozen repository would take the channels' time; PoWA keeps what it had
@@ -341,32 +343,13 @@ fn reload(
         .schedule
         .parse()
         .map_err(|p| format!("key `{}`: {}", p.key, p.message))?;
-    let old = &current.settings;
-    for (section, changed) in [
-        (
-            "channels",
-            format!("{:?}", old.channels) != format!("{:?}", new.channels),
-        ),
-        ("http", old.http != new.http),
-        ("log", format!("{:?}", old.log) != format!("{:?}", new.log)),
-        (
-            "state",
-            format!("{:?}", old.state) != format!("{:?}", new.state),
-        ),
-    ] {
-        if changed {
-            warn!(log, "This section changed but is only applied at the next restart."; "section" => section);
-        }
-    }
-    for name in [
-        "slow_queries",
-        "regression",
-        "powa_health",
-        "workload_change",
-    ] {
+    warn_unapplied(&current.settings, &new, log);
+    let analyzers = Rc::new(topology::build_analyzers(&new, &outputs.gate, log));
+    // Every analyzer of the old generation is dropped and every one of the new starts
+    // afresh, so none is failed any more.
+    for name in current.analyzers.names.iter().chain(&analyzers.names) {
         metrics::actor_recovered(name);
     }
-    let analyzers = Rc::new(topology::build_analyzers(&new, &outputs.gate, log));
     Ok((
         Rc::new(Shared {
             tz: schedule.tz(),
@@ -377,6 +360,58 @@ fn reload(
         }),
         schedule,
     ))
+}
+
+/// The top-level sections a reload applies: the collection side, rebuilt from the new
+/// settings. Everything else (the channels, the gate and its routes, `[http]`, `[log]`,
+/// `[state]`) is built once per process, so that nothing pending and no lifecycle is lost.
+const APPLIED_ON_RELOAD: &[&str] = &[
+    "repositories",
+    "analyzers",
+    "analysis",
+    "schedule",
+    "collection",
+];
+
+/// Warns about every key that changed in a section a reload does not apply (see
+/// [`APPLIED_ON_RELOAD`]): one line per channel for `[channels]`, naming the channel and
+/// its keys, one per other section. Secrets included (a new webhook URL, `hmac_key`, robot
+/// key or application secret, also the content of a `*_file`), never their values.
+///
+/// Warn rather than rebuild the changed channels: a channel actor holds what is in flight,
+/// its retry state and the pacer it shares with every channel on the same robot key, and
+/// the gate holds its address; swapping it while a delivery runs could send a part twice
+/// or drop the pacer's count, which a restart (the outbox resumes what was pending) does
+/// not risk.
+fn warn_unapplied(old: &Settings, new: &Settings, log: &Logger) {
+    for section in old.keys.sections(&new.keys) {
+        if APPLIED_ON_RELOAD.contains(&section) {
+            continue;
+        }
+        let changed = old.keys.changed_under(&new.keys, section);
+        if changed.is_empty() {
+            continue;
+        }
+        if section == "channels" {
+            let mut by_channel: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for key in &changed {
+                let rest = key.strip_prefix("channels.").unwrap_or(key);
+                let (channel, field) = rest.split_once('.').unwrap_or((rest, ""));
+                by_channel.entry(channel).or_default().push(field);
+            }
+            for (channel, fields) in by_channel {
+                let what = match (old.channels.contains_key(channel), new.channels.contains_key(channel)) {
+                    (false, true) => "This channel was added; it starts at the next restart.",
+                    (true, false) => "This channel was removed; it keeps running until the next restart.",
+                    _ => "This channel's settings changed; they are applied at the next restart (secrets included), the running ones are kept.",
+                };
+                warn!(log, "{}", what; "channel" => channel, "keys" => fields.join(", "));
+            }
+        } else {
+            warn!(log, "These settings changed but are only applied at the next restart; the running ones are kept.";
+                "section" => section, "keys" => changed.join(", "));
+        }
+    }
 }
 
 /// Sends the gate's pending insights now and records the outcome per channel.
@@ -471,12 +506,27 @@ async fn report_loop(
 }
 
 fn start_repositories(shared: &Rc<Shared>) -> Vec<Task> {
-    // Repositories dropped from the configuration leave the status page.
+    // Repositories and servers dropped from the configuration leave the status page and
+    // the metrics; the others keep theirs across a reload (their cycle counts and the age
+    // of their last success go on, so a server stuck before the reload still shows it).
     update(&shared.board, |s| {
         s.repositories
             .retain(|r, _| shared.settings.repositories.contains_key(r));
-        s.servers
-            .retain(|_, v| shared.settings.repositories.contains_key(&v.repository));
+        let gone: Vec<String> = s
+            .servers
+            .iter()
+            .filter(|(key, v)| {
+                let server = key
+                    .strip_prefix(&format!("{}/", v.repository))
+                    .unwrap_or(key);
+                !topology::wanted(&shared.settings, &v.repository, server)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            s.servers.remove(&key);
+            metrics().forget_server(&key);
+        }
     });
     shared
         .settings
@@ -757,14 +807,11 @@ async fn repository_loop(shared: Rc<Shared>, name: String, mut cancel: watch::Re
             }
         }
     }
-    // Stopped (shutdown or reload): its servers leave the status page and the metrics; a
-    // new generation's tasks add back those still configured.
-    for (key, s) in servers {
+    // Stopped (shutdown or reload): its servers keep their status and metrics, which the
+    // next generation's tasks continue (`start_repositories` drops those no longer
+    // configured).
+    for (_, s) in servers {
         s.task.stop().await;
-        metrics().forget_server(&key);
-        update(&shared.board, |st| {
-            st.servers.remove(&key);
-        });
     }
 }
 

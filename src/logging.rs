@@ -135,15 +135,17 @@ pub fn redact(text: &str) -> String {
     text
 }
 
-/// Every secret a settings file holds: repository passwords (also inside DSNs), channel
-/// keys and webhook URLs.
+/// Every secret a settings file holds: repository and monitored-server passwords (also
+/// inside DSNs), and every secret of the channels (webhook URLs and the robot key inside,
+/// keys, HMAC keys, signing and application secrets).
 pub fn secrets_of(settings: &crate::config::Settings) -> Vec<String> {
     let mut out = Vec::new();
-    for r in settings.repositories.values() {
-        if let Some(p) = &r.password {
+    let mut connection = |dsn: Option<&crate::secret::Secret>,
+                          password: Option<&crate::secret::Secret>| {
+        if let Some(p) = password {
             out.push(p.expose().to_string());
         }
-        if let Some(d) = &r.dsn {
+        if let Some(d) = dsn {
             out.push(d.expose().to_string());
             if let Ok(cfg) = d.expose().parse::<tokio_postgres::Config>() {
                 if let Some(p) = cfg.get_password() {
@@ -151,9 +153,23 @@ pub fn secrets_of(settings: &crate::config::Settings) -> Vec<String> {
                 }
             }
         }
+    };
+    for r in settings.repositories.values() {
+        connection(r.dsn.as_ref(), r.password.as_ref());
+        for m in r.monitored.values() {
+            connection(m.dsn.as_ref(), m.password.as_ref());
+        }
     }
     for c in settings.channels.values() {
-        for s in [&c.webhook_url, &c.key].into_iter().flatten() {
+        let secrets = [
+            &c.webhook_url,
+            &c.key,
+            &c.url,
+            &c.hmac_key,
+            &c.secret,
+            &c.corpsecret,
+        ];
+        for s in secrets.into_iter().flatten() {
             out.push(s.expose().to_string());
             if let Some((_, key)) = s.expose().split_once("key=") {
                 out.push(key.split('&').next().unwrap_or("").to_string());

@@ -522,8 +522,9 @@ async fn check(settings: Settings, channels: bool, log: Logger) -> ExitCode {
             }
         }
     }
+    // Errors go to stderr; stdout is the report.
     for f in &failures {
-        println!("error: {f}");
+        eprintln!("error: {f}");
     }
     for line in outbox_cli::summary(&settings) {
         println!("{line}");
@@ -545,7 +546,7 @@ async fn check_channels(settings: &Settings, log: &Logger) -> bool {
     let outputs = match topology::build_outputs(settings, RunOptions::default(), log) {
         Ok(o) => o,
         Err(e) => {
-            println!("channels: cannot start: {e:#}");
+            eprintln!("error: channels cannot start: {e:#}");
             return false;
         }
     };

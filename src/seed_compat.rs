@@ -125,10 +125,21 @@ pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    // Swapped letters count as one edit (`dns` → `dsn`); a word that starts like the
+    // candidate may differ more at its end (`wechat` → `wecom`).
+    let close = |d: usize, c: &str| {
+        let longest = c.chars().count().max(word.chars().count());
+        let prefix = word
+            .chars()
+            .zip(c.chars())
+            .take_while(|(a, b)| a == b)
+            .count();
+        d > 0 && (d <= (longest / 3).clamp(1, 3) || (prefix >= 3 && d <= longest / 2))
+    };
     candidates
         .into_iter()
-        .map(|c| (strsim::levenshtein(word, c), c))
-        .filter(|(d, c)| *d > 0 && *d <= (c.len().max(word.len()) / 3).clamp(1, 3))
+        .map(|c| (strsim::osa_distance(word, c), c))
+        .filter(|(d, c)| close(*d, c))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -193,13 +204,18 @@ fn q(s: &str) -> String {
 
 /// Translates the seed's YAML (after substitution) into native settings.
 pub fn translate(yaml: &str) -> Result<Translation, Vec<Problem>> {
+    let describe = |e: config::ConfigError| {
+        vec![crate::config::describe_error(
+            &e,
+            yaml,
+            config::FileFormat::Yaml,
+        )]
+    };
     let built = config::Config::builder()
         .add_source(config::File::from_str(yaml, config::FileFormat::Yaml))
         .build()
-        .map_err(|e| vec![Problem::new("", format!("not valid YAML: {e}"))])?;
-    let root: config::Value = built
-        .try_deserialize()
-        .map_err(|e| vec![Problem::new("", format!("not valid YAML: {e}"))])?;
+        .map_err(describe)?;
+    let root: config::Value = built.try_deserialize().map_err(describe)?;
     let mut keys = BTreeMap::new();
     flatten("", &root, &mut keys);
     let mut problems = Vec::new();
@@ -382,6 +398,21 @@ pub fn translate(yaml: &str) -> Result<Translation, Vec<Problem>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suggestions_allow_swapped_letters_and_a_shared_start() {
+        assert_eq!(did_you_mean("dns", ["dsn", "host"]), Some("dsn"));
+        assert_eq!(
+            did_you_mean("wechat", ["console", "wecom", "wecom_app"]),
+            Some("wecom")
+        );
+        assert_eq!(
+            did_you_mean("windw", ["window", "baseline_offset"]),
+            Some("window")
+        );
+        assert_eq!(did_you_mean("teams", ["console", "wecom", "slack"]), None);
+        assert_eq!(did_you_mean("window", ["window"]), None);
+    }
 
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let m: BTreeMap<String, String> = vars

@@ -233,6 +233,9 @@ pub fn build_outputs(
 /// The analyzers every collector feeds, and what the collectors must read for them.
 pub struct Analyzers {
     pub recipients: Vec<Recipient<AnalyzeSnapshot<StatementsWindow>>>,
+    /// The name of each analyzer started, as its restarts and failures are reported (a
+    /// reload, which starts them afresh, clears exactly these).
+    pub names: Vec<String>,
     /// Read the baseline windows too (regression and workload change need them).
     pub baseline_offset: Option<std::time::Duration>,
     /// How many past windows to compare with (`analysis.baseline_periods`).
@@ -244,11 +247,10 @@ pub struct Analyzers {
     pub monitored: BTreeMap<String, BTreeMap<String, powa::monitored::MonitoredSettings>>,
 }
 
-fn supervised<A>(
-    factory: impl Fn() -> A + 'static,
-    gate: &Addr<Gate>,
-    events: &Events,
-) -> Recipient<AnalyzeSnapshot<StatementsWindow>>
+/// One supervised analyzer, started: its name and where to send it snapshots.
+type Started = (String, Recipient<AnalyzeSnapshot<StatementsWindow>>);
+
+fn supervised<A>(factory: impl Fn() -> A + 'static, gate: &Addr<Gate>, events: &Events) -> Started
 where
     A: Analyze<Input = StatementsWindow>,
 {
@@ -256,15 +258,15 @@ where
         Arc::new(|name: &str, insights: &[sentinel_actors::Insight]| {
             metrics::metrics().insights_produced(name, insights)
         });
-    AnalyzerActor::supervised(
+    let actor = AnalyzerActor::supervised(
         factory,
         gate.clone().recipient(),
         RestartPolicy::default(),
         Arc::clone(events),
     )
-    .with_observer(observer)
-    .start()
-    .recipient()
+    .with_observer(observer);
+    let name = actor.name().to_string();
+    (name, actor.start().recipient())
 }
 
 /// Starts one supervised actor per analyzer. A panicking analyzer is rebuilt from its
@@ -300,7 +302,7 @@ pub fn build_analyzers(settings: &Settings, gate: &Addr<Gate>, log: &Logger) -> 
             hogs: ResourceHogAnalyzer::new(hogs.clone()),
         }
     };
-    let mut recipients = vec![
+    let mut started = vec![
         supervised(move || SlowQueryAnalyzer::new(slow.clone()), gate, &events),
         supervised(
             move || RegressionAnalyzer::new(regression.clone()),
@@ -330,7 +332,7 @@ pub fn build_analyzers(settings: &Settings, gate: &Addr<Gate>, log: &Logger) -> 
     ];
     if missing.enabled {
         let m = missing.clone();
-        recipients.push(supervised(
+        started.push(supervised(
             move || MissingIndexAnalyzer::new(m.clone()),
             gate,
             &events,
@@ -338,8 +340,10 @@ pub fn build_analyzers(settings: &Settings, gate: &Addr<Gate>, log: &Logger) -> 
     }
     let baseline_offset = (a.regression.any(|s| s.enabled) || a.workload_change.any(|s| s.enabled))
         .then_some(settings.analysis.baseline_offset);
+    let (names, recipients) = started.into_iter().unzip();
     Analyzers {
         recipients,
+        names,
         baseline_offset,
         baseline_periods: settings.analysis.baseline_periods,
         missing_index: missing.enabled.then_some(missing),

@@ -106,6 +106,11 @@ impl<A: Analyze> AnalyzerActor<A> {
         a
     }
 
+    /// The analyzer's name: what restarts and failures are reported under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Reports every batch of insights to `observer` (metrics).
     pub fn with_observer(mut self, observer: InsightObserver) -> Self {
         self.observer = Some(observer);

@@ -113,7 +113,8 @@ impl<'de, S: DeserializeOwned> Deserialize<'de> for PerServer<S> {
                 )))
             }
         };
-        let base = S::deserialize(Value::Object(table.clone())).map_err(D::Error::custom)?;
+        let base = S::deserialize(Value::Object(table.clone()))
+            .map_err(|e| D::Error::custom(locate::<S>("", &table, e)))?;
         let mut servers = BTreeMap::new();
         for (key, over) in overrides {
             let Some((repo, server)) = key.split_once('/') else {
@@ -132,12 +133,47 @@ impl<'de, S: DeserializeOwned> Deserialize<'de> for PerServer<S> {
                 )));
             };
             let mut merged = table.clone();
-            merged.extend(over);
-            let s = S::deserialize(Value::Object(merged))
-                .map_err(|e| D::Error::custom(format!("servers.\"{key}\": {e}")))?;
+            merged.extend(over.clone());
+            let s = S::deserialize(Value::Object(merged)).map_err(|e| {
+                D::Error::custom(locate::<S>(&format!("servers.\"{key}\""), &over, e))
+            })?;
             servers.insert(key, s);
         }
         Ok(PerServer { base, servers })
+    }
+}
+
+/// `e` (from deserialising a whole table) as "key `<field>`: …", naming the field that
+/// fails: serde's messages for a table read as a generic value name the type expected but
+/// not the field. Each field of `table` is tried alone (every analyzer setting has a
+/// default); `prefix` is the sub-table, for a server's override.
+fn locate<S: DeserializeOwned>(
+    prefix: &str,
+    table: &Map<String, Value>,
+    e: serde_json::Error,
+) -> String {
+    let at = |field: &str| match (prefix.is_empty(), field.is_empty()) {
+        (true, _) => field.to_string(),
+        (false, true) => prefix.to_string(),
+        (false, false) => format!("{prefix}.{field}"),
+    };
+    let text = e.to_string();
+    // An unknown field's message names it already.
+    if text.starts_with("unknown field") {
+        return if prefix.is_empty() {
+            text
+        } else {
+            format!("key `{prefix}`: {text}")
+        };
+    }
+    let culprit = table.iter().find_map(|(k, v)| {
+        let alone = Map::from_iter([(k.clone(), v.clone())]);
+        S::deserialize(Value::Object(alone)).err().map(|e| (k, e))
+    });
+    match culprit {
+        Some((field, e)) => format!("key `{}`: {e}", at(field)),
+        None if prefix.is_empty() => text,
+        None => format!("key `{prefix}`: {text}"),
     }
 }
 

@@ -225,7 +225,8 @@ pub(super) fn validate(s: &ChannelSettings, path: &str, problems: &mut Vec<Probl
         (None, None) => problems.push(Problem::new(
             key("webhook_url"),
             "required when type = \"wecom\": set the robot's webhook URL \
-             (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…) or use key =",
+             (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…), or use key = \"…\" with the \
+             robot key alone (the part after key= in that URL)",
         )),
         (Some(_), Some(_)) => problems.push(Problem::new(
             key("key"),
