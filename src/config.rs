@@ -615,7 +615,8 @@ mod tests {
         assert_eq!(s.analysis.baseline_offset, Duration::from_secs(168 * 3600));
         assert_eq!(s.analyzers.slow_queries.top_n, 10);
         assert!((s.analyzers.regression.min_factor - 1.5).abs() < 1e-9);
-        assert!(!s.analyzers.workload_change.enabled);
+        // The seed promised workload changes (issue 13): on, as in a native file.
+        assert!(s.analyzers.workload_change.enabled);
         assert_eq!(s.http.listen, "0.0.0.0:8080");
         assert!(s.channels.contains_key("console"));
     }

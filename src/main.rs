@@ -520,6 +520,12 @@ async fn check(settings: Settings, channels: bool, log: Logger) -> ExitCode {
             {
                 warn!(log, "Retention is shorter than the analysis window."; "server" => &s.name);
             }
+            if let (true, Some(rs)) = (analysed, settings.repositories.get(&r.name)) {
+                let reach = powa_sentinel::powa::monitored::Reach::new(&r.name, rs, log.clone());
+                for line in reach.describe(&r.client, &r.info, s).await {
+                    println!("    {line}");
+                }
+            }
         }
     }
     // Errors go to stderr; stdout is the report.

@@ -13,15 +13,15 @@
 //! | analysis.window_duration, analysis.comparison_offset | analysis.window, analysis.baseline_offset (24h, 168h) |
 //! | rules.slow_sql.top_n, rank_by | analyzers.slow_queries.top_n, rank_by (0 means 10, as in the seed) |
 //! | rules.regression.threshold_percent | analyzers.regression.min_factor = 1 + p/100 (0 means 50) |
+//! | rules.index_suggestion.min_improvement_percent | analyzers.missing_index.min_gain = p/100 (0 means 30) |
 //! | notifier.type, webhook_url | channels.console or channels.wecom |
 //! | server.port | http.listen = "0.0.0.0:<port>" (the seed listened on every interface) |
 //!
 //! Keys with no counterpart (`database.expected_extensions`: extensions are detected per
-//! server; `rules.index_suggestion.*`: the seed's feature read a relation that no PoWA
-//! version has; `notifier.retries`/`retry_delay`: deliveries retry within a deadline and
+//! server; `notifier.retries`/`retry_delay`: deliveries retry within a deadline and
 //! classify errors; `server.deep_check`: `/readyz` always checks the repository) are
-//! accepted and reported as notes. The seed had no workload-change analysis, so it is
-//! disabled for a seed file.
+//! accepted and reported as notes. The seed's README promised "abnormal workload
+//! changes" (its code never had them): a seed file gets them, as every native file does.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -343,10 +343,24 @@ pub fn translate(yaml: &str) -> Result<Translation, Vec<Problem>> {
         factor.max(3.0),
         factor.max(10.0)
     ));
-    b("[analyzers.workload_change]\nenabled = false\n\n".to_string());
-    if keys.contains_key("rules.index_suggestion.min_improvement_percent") {
-        notes.push("rules.index_suggestion is ignored: the seed read a relation (powa_qualstats_indexes) that no PoWA version has, so it never suggested anything".into());
+    // The seed's minimum improvement of a suggested index is exactly the share of the
+    // helped queries' estimated cost hypopg must remove (0 means 30, as in the seed).
+    let gain = num(
+        "rules.index_suggestion.min_improvement_percent",
+        &mut problems,
+    )
+    .filter(|n| *n > 0)
+    .unwrap_or(30);
+    if gain > 100 {
+        problems.push(Problem::new(
+            "rules.index_suggestion.min_improvement_percent",
+            format!("{gain} is not a percentage between 0 and 100"),
+        ));
     }
+    b(format!(
+        "[analyzers.missing_index]\nmin_gain = {}\n\n",
+        gain.min(100) as f64 / 100.0
+    ));
 
     // [channels]
     let kind = get("notifier.type").unwrap_or_else(|| "console".into());
@@ -462,6 +476,42 @@ mod tests {
             "{texts:?}"
         );
         assert!(texts[1].contains("did you mean `console`"), "{texts:?}");
+    }
+
+    fn load_seed(yaml: &str) -> crate::config::Settings {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        crate::config::Settings::load_with_env(&path, Some(BTreeMap::new()))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The seed promised "abnormal workload changes" and a minimum improvement for index
+    /// suggestions: a seed file gets both, from the example file as it is.
+    #[test]
+    fn a_seed_file_gets_what_the_seed_promised() {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/seed/config.yaml");
+        let example = std::fs::read_to_string(fixture).unwrap();
+        let s = load_seed(&example);
+        assert!(s.analyzers.workload_change.enabled);
+        assert!(s.analyzers.missing_index.enabled);
+        assert_eq!(s.analyzers.missing_index.min_gain, 0.3);
+        let strict = example.replace("min_improvement_percent: 30", "min_improvement_percent: 55");
+        assert_eq!(load_seed(&strict).analyzers.missing_index.min_gain, 0.55);
+        // Zero means the seed's default, as for its other numbers.
+        let zero = example.replace("min_improvement_percent: 30", "min_improvement_percent: 0");
+        assert_eq!(load_seed(&zero).analyzers.missing_index.min_gain, 0.3);
+        let t = translate("notifier:\n  type: console\nrules:\n  index_suggestion:\n    min_improvement_percent: 130\n").unwrap_err();
+        assert_eq!(t[0].key, "rules.index_suggestion.min_improvement_percent");
+        assert!(
+            !translate("rules:\n  index_suggestion:\n    min_improvement_percent: 40\n")
+                .unwrap()
+                .notes
+                .iter()
+                .any(|n| n.contains("index_suggestion")),
+            "the key is mapped, not ignored"
+        );
     }
 
     #[test]

@@ -245,6 +245,9 @@ pub struct Analyzers {
     /// Direct connections to monitored servers, by repository and server (`local`
     /// defaults to the repository's own connection).
     pub monitored: BTreeMap<String, BTreeMap<String, powa::monitored::MonitoredSettings>>,
+    /// How each repository's collectors reach their servers for names (`monitored`
+    /// first, then `powa_servers`).
+    pub reach: BTreeMap<String, Arc<powa::monitored::Reach>>,
 }
 
 /// One supervised analyzer, started: its name and where to send it snapshots.
@@ -359,6 +362,15 @@ pub fn build_analyzers(settings: &Settings, gate: &Addr<Gate>, log: &Logger) -> 
                 (name.clone(), m)
             })
             .collect(),
+        reach: settings
+            .repositories
+            .iter()
+            .map(|(name, r)| {
+                let reach =
+                    powa::monitored::Reach::new(name, r, log.new(o!("component" => "reach")));
+                (name.clone(), Arc::new(reach))
+            })
+            .collect(),
     }
 }
 
@@ -419,6 +431,9 @@ pub fn start_collector(
                 .and_then(|m| m.get(&server.name))
                 .cloned(),
         });
+    }
+    if let Some(reach) = analyzers.reach.get(repository) {
+        source = source.with_reach(Arc::clone(reach));
     }
     CollectorActor::new(source, analyzers.recipients.clone())
         .with_measure(rows_of)

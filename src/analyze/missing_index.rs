@@ -439,8 +439,13 @@ impl MissingIndexAnalyzer {
         let mut advice = match &statement {
             Some(_) => "Create the index (CONCURRENTLY does not block writes), then check the helped queries' plans.".to_string(),
             None => format!(
-                "PoWA keeps only oids for this server: set [repositories.{}.monitored.\"{}\"] so the sentinel can read names and existing indexes in `{database}` and propose a ready statement.",
-                w.repository, w.server.name
+                "PoWA keeps only oids for this server{}: set [repositories.{}.monitored.\"{}\"] so the sentinel can read names and existing indexes in `{database}` and propose a ready statement.",
+                q.why_no_names
+                    .as_deref()
+                    .map(|why| format!(" and the sentinel cannot reach it ({why})"))
+                    .unwrap_or_default(),
+                w.repository,
+                w.server.name
             ),
         };
         let mut rule = if statement.is_some() {
@@ -853,6 +858,7 @@ mod tests {
                 uses_index: after < before,
             }],
             error: error.map(str::to_string),
+            details: vec![],
         });
         q
     }

@@ -2,6 +2,7 @@
 //! settings beside it.
 
 pub mod baseline;
+pub mod classify;
 #[cfg(test)]
 mod fixtures;
 pub mod health_score;

@@ -206,7 +206,12 @@ impl RegressionAnalyzer {
         let (now, then) = (q.mean_time_ms(), b.mean.median);
         let rows_now = q.get(ROWS) / q.get(CALLS);
         let rows_then = b.rows_per_call;
-        let labels = super::query_labels(w, q);
+        let mut labels = super::query_labels(w, q);
+        let profile = super::classify::classify(w, q, share);
+        labels.insert("class".to_string(), profile.class.to_string());
+        if let Some(f) = &profile.filter {
+            labels.insert("filter".to_string(), f.on.clone());
+        }
         let mut metrics = BTreeMap::new();
         metrics.insert("mean_time_ms".to_string(), now);
         metrics.insert("baseline_mean_time_ms".to_string(), then);
@@ -227,7 +232,20 @@ impl RegressionAnalyzer {
                 "It now returns {rows_now:.0} rows per call instead of {rows_then:.0}: the data or the parameters changed; check the filters and whether the application asks for more than it needs."
             )
         } else {
-            "Same work, slower: compare its plan now with the plan before (EXPLAIN (ANALYZE, BUFFERS)); look for a dropped or invalid index, stale statistics (ANALYZE), a changed setting, or lock waits.".to_string()
+            use super::classify::Class;
+            match profile.class {
+                // The numbers name the cause: say it.
+                Class::LockWait
+                | Class::TempSpill
+                | Class::SelectiveFilter
+                | Class::WholeTableAggregate
+                | Class::IoBound
+                | Class::CpuBound => format!(
+                    "Same work, slower. {} Compare its plan now with the plan before (EXPLAIN (ANALYZE, BUFFERS)).",
+                    profile.advice
+                ),
+                _ => "Same work, slower: compare its plan now with the plan before (EXPLAIN (ANALYZE, BUFFERS)); look for a dropped or invalid index, stale statistics (ANALYZE), a changed setting, or lock waits.".to_string(),
+            }
         };
         let against = if b.n > 1 {
             format!(" (median of {} past windows)", b.n)

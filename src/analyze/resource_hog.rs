@@ -241,6 +241,13 @@ impl ResourceHogAnalyzer {
             metrics.insert("read_bytes".to_string(), k.reads_bytes);
             metrics.insert("write_bytes".to_string(), k.writes_bytes);
         }
+        let profile = super::classify::classify(w, q, 0.0);
+        let mut labels = super::query_labels(w, q);
+        labels.insert("class".to_string(), profile.class.to_string());
+        if let Some(f) = &profile.filter {
+            labels.insert("filter".to_string(), f.on.clone());
+        }
+        let advice = advice(q, r, &profile);
         let title = format!(
             "Query takes {:.0}% of {}'s {} ({} of {}) on {database}",
             share * 100.0,
@@ -258,9 +265,9 @@ impl ResourceHogAnalyzer {
             } else {
                 Severity::Info
             },
-            labels: super::query_labels(w, q),
+            labels,
             title,
-            advice: advice(q, r),
+            advice,
             text: q.query.as_deref().map(str::to_string),
             metrics,
             window: w.window,
@@ -270,15 +277,25 @@ impl ResourceHogAnalyzer {
     }
 }
 
-/// What to do depends on the resource, and on what the counters say about the query.
-fn advice(q: &QueryStats, r: Resource) -> String {
+/// What to do depends on the resource, and on what the counters say about the query
+/// (its class: an index only when pg_qualstats saw a selective filter).
+fn advice(q: &QueryStats, r: Resource, p: &super::classify::Profile) -> String {
+    use super::classify::Class;
+    let cause = matches!(
+        p.class,
+        Class::SelectiveFilter | Class::WholeTableAggregate | Class::TempSpill | Class::LockWait
+    );
     match r {
         Resource::Cpu => {
             let exec = q.get(EXEC_TIME);
             let plan = q.get(PLAN_TIME);
-            let mut a = String::from(
-                "It burns CPU, not disk: in EXPLAIN (ANALYZE, BUFFERS) look for large sorts, hashes or aggregates, nested loops over many rows, and functions or casts evaluated per row (a WHERE on an expression wants an expression index).",
-            );
+            let mut a = if cause {
+                format!("It burns CPU, not disk. {}", p.advice)
+            } else {
+                String::from(
+                    "It burns CPU, not disk: in EXPLAIN (ANALYZE, BUFFERS) look for large sorts, hashes or aggregates, nested loops over many rows, and functions or casts evaluated per row.",
+                )
+            };
             if plan > 0.0 && plan >= 0.2 * (plan + exec) {
                 a.push_str(&format!(
                     " Planning takes {:.0}% of its time: use prepared statements, or simplify the query (fewer joins, partitions).",
@@ -289,9 +306,13 @@ fn advice(q: &QueryStats, r: Resource) -> String {
             a
         }
         Resource::Reads | Resource::BlocksRead | Resource::IoTime => {
-            let mut a = String::from(
-                "It reads from disk rather than memory: give its filters an index (see the missing-index insights) or make it read less (narrower columns, LIMIT, partition pruning); if its working set is hot data, shared_buffers or the machine's RAM are too small.",
-            );
+            let mut a = if cause {
+                format!("It reads from disk rather than memory. {} If its working set is hot data, shared_buffers or the machine's RAM are too small.", p.advice)
+            } else {
+                String::from(
+                    "It reads from disk rather than memory: make it read less (narrower columns, LIMIT, partition pruning; EXPLAIN (ANALYZE, BUFFERS) shows which scan reads most); if its working set is hot data, shared_buffers or the machine's RAM are too small.",
+                )
+            };
             if r != Resource::Reads {
                 a.push_str(" Install pg_stat_kcache on this server to tell real disk reads from the OS cache and to see CPU.");
             }

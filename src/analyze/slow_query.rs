@@ -1,6 +1,8 @@
 //! Top slow queries per server: the few statements that cost a server the most, ranked
 //! per server (a big server must not crowd out a small one), each with its share of the
-//! server's total execution time and advice that depends on *why* it is expensive.
+//! server's total execution time and advice that depends on *why* it is expensive
+//! ([`super::classify`]: lock waits, temp spills, a selective filter, a whole-table
+//! aggregate, CPU, I/O…), named in the `class` label.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -229,9 +231,19 @@ impl SlowQueryAnalyzer {
             metrics.insert("write_bytes".to_string(), k.writes_bytes);
         }
 
+        // Why it is expensive decides the advice (see `classify`): the class goes in a
+        // label, its evidence in the metrics.
+        let profile = super::classify::classify(w, q, share);
+        labels.insert("class".to_string(), profile.class.to_string());
+        if let Some(f) = &profile.filter {
+            labels.insert("filter".to_string(), f.on.clone());
+        }
+        for (k, v) in &profile.evidence {
+            metrics.insert((*k).to_string(), *v);
+        }
         // What it waited on, when pg_wait_sampling says: a mean time made of lock waits
         // is not fixed by an index. 10 samples is 100 ms at the default sampling period.
-        let mut advice = advice(q, share);
+        let mut advice = profile.advice;
         if let Some(t) =
             crate::powa::waits::top_wait(&w.waits, q.key.queryid).filter(|t| t.samples >= 10.0)
         {
@@ -283,45 +295,6 @@ impl SlowQueryAnalyzer {
             observed_at: w.last_ts.unwrap_or(w.window.end),
             status: None,
         }
-    }
-}
-
-/// What to look at first, from the shape of the cost.
-fn advice(q: &QueryStats, share: f64) -> String {
-    let calls = q.get(CALLS);
-    let mean = q.mean_time_ms();
-    let rows_per_call = if calls > 0.0 {
-        q.get(ROWS) / calls
-    } else {
-        0.0
-    };
-    let hit = q.get(SHARED_HIT);
-    let read = q.get(SHARED_READ);
-    let blocks_per_call = if calls > 0.0 {
-        (hit + read) / calls
-    } else {
-        0.0
-    };
-    if q.get(TEMP_WRITTEN) > 0.0 {
-        "It spills to temporary files: check its sorts and hashes with EXPLAIN (ANALYZE, BUFFERS); raise work_mem for it or add an index that provides the order.".to_string()
-    } else if blocks_per_call > 1000.0 && rows_per_call < 100.0 {
-        format!(
-            "It reads {:.0} blocks per call for {:.0} row(s) returned: likely a sequential scan behind a selective filter; look for a missing index with EXPLAIN (ANALYZE, BUFFERS).",
-            blocks_per_call, rows_per_call
-        )
-    } else if mean < 5.0 && calls > 10_000.0 {
-        format!(
-            "Cheap per call ({}) but executed {:.0} times: cache the result, batch the calls, or check for an N+1 pattern in the application.",
-            super::human_ms(mean),
-            calls
-        )
-    } else if read > hit && read > 10_000.0 {
-        "Most of its blocks come from disk, not shared buffers: check its plan, and whether shared_buffers fits the working set.".to_string()
-    } else if share > 0.5 {
-        "It dominates this server's workload: tuning it first pays the most; start with EXPLAIN (ANALYZE, BUFFERS).".to_string()
-    } else {
-        "Check its plan with EXPLAIN (ANALYZE, BUFFERS) and whether its filters are indexed."
-            .to_string()
     }
 }
 

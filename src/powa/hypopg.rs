@@ -9,6 +9,12 @@
 //! `plan_cache_mode = force_generic_plan` and explained through `EXECUTE` with NULL
 //! arguments (a generic plan never looks at them). `hypopg_reset()` runs after each
 //! candidate, whatever happened.
+//!
+//! Normalisation also turns typed literals into bare placeholders (`interval '1 day'`
+//! becomes `interval $3`, which no parser accepts): [`plannable`] writes them back as casts
+//! (`$3::interval`). A text that still cannot be planned, or one cut short, is left out
+//! with a reason for the log; the chat only learns that the check could not be made and
+//! in words, never the SQL error.
 
 use tokio_postgres::SimpleQueryMessage;
 
@@ -32,8 +38,11 @@ pub struct Validation {
     pub relid: u32,
     pub columns: Vec<i32>,
     pub queries: Vec<QueryCost>,
-    /// Why the check could not be made (hypopg missing, no explainable query, …).
+    /// Why the check could not be made (hypopg missing, no explainable query, …), in
+    /// words fit for a chat.
     pub error: Option<String>,
+    /// What went wrong per left-out query (SQL errors included): for the log only.
+    pub details: Vec<String>,
 }
 
 impl Validation {
@@ -64,6 +73,240 @@ pub fn explainable(text: &str) -> Option<&str> {
         .unwrap_or("")
         .to_ascii_lowercase();
     (matches!(first.as_str(), "select" | "with") && !t.contains(';')).then_some(t)
+}
+
+/// Type names that may prefix a string literal (`interval '1 day'`); after
+/// normalisation they prefix a placeholder. Longest first.
+const TYPED_LITERALS: &[&str] = &[
+    "timestamp with time zone",
+    "timestamp without time zone",
+    "time with time zone",
+    "time without time zone",
+    "double precision",
+    "character varying",
+    "interval",
+    "timestamptz",
+    "timestamp",
+    "timetz",
+    "time",
+    "date",
+    "numeric",
+    "decimal",
+    "integer",
+    "int",
+    "int2",
+    "int4",
+    "int8",
+    "bigint",
+    "smallint",
+    "real",
+    "float",
+    "float4",
+    "float8",
+    "boolean",
+    "bool",
+    "text",
+    "varchar",
+    "character",
+    "char",
+    "uuid",
+    "json",
+    "jsonb",
+    "inet",
+    "cidr",
+    "macaddr",
+    "bytea",
+    "money",
+    "xml",
+    "tsquery",
+    "tsvector",
+];
+
+/// One lexical piece of a statement: a word, a `$n` placeholder, or anything else
+/// (punctuation, strings, quoted identifiers, comments, white space).
+#[derive(Debug, PartialEq)]
+enum Tok<'a> {
+    Word(&'a str),
+    Param(&'a str),
+    Space(&'a str),
+    Other(&'a str),
+}
+
+fn lex(t: &str) -> Vec<Tok<'_>> {
+    let b = t.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let start = i;
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            while i < b.len() && b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            out.push(Tok::Space(&t[start..i]));
+            continue;
+        }
+        if c == b'-' && b.get(i + 1) == Some(&b'-') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+            out.push(Tok::Space(&t[start..i]));
+            continue;
+        }
+        if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            i += 2;
+            while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
+                i += 1;
+            }
+            i = (i + 2).min(b.len());
+            out.push(Tok::Space(&t[start..i]));
+            continue;
+        }
+        if c == b'\'' || c == b'"' {
+            i += 1;
+            while i < b.len() {
+                if b[i] == c {
+                    if b.get(i + 1) == Some(&c) {
+                        i += 2;
+                        continue;
+                    }
+                    i += 1;
+                    break;
+                }
+                i += 1;
+            }
+            out.push(Tok::Other(&t[start..i]));
+            continue;
+        }
+        if c == b'$' && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            out.push(Tok::Param(&t[start..i]));
+            continue;
+        }
+        if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
+            {
+                i += 1;
+            }
+            out.push(Tok::Word(&t[start..i]));
+            continue;
+        }
+        // One character (UTF-8 safe: multi-byte characters were taken as words).
+        i += 1;
+        out.push(Tok::Other(&t[start..i]));
+    }
+    out
+}
+
+/// Why a normalised text is not explained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unplannable {
+    /// Not a single plain read (SELECT or WITH).
+    NotARead,
+    /// PoWA's text was cut at the sentinel's length limit.
+    Cut,
+}
+
+impl Unplannable {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Unplannable::NotARead => "not a plain SELECT",
+            Unplannable::Cut => "its text is cut at the sentinel's length limit",
+        }
+    }
+}
+
+/// A normalised text made plannable: a single plain read, with typed literals whose
+/// value normalisation removed (`interval $3`, `date $1`) written as casts
+/// (`$3::interval`). Strings, quoted identifiers and comments are left as they are.
+pub fn plannable(text: &str) -> Result<String, Unplannable> {
+    if text.chars().count() >= super::reader::TEXT_LIMIT as usize {
+        return Err(Unplannable::Cut);
+    }
+    let t = explainable(text).ok_or(Unplannable::NotARead)?;
+    let toks = lex(t);
+    let mut out = String::with_capacity(t.len() + 16);
+    let mut i = 0;
+    'outer: while i < toks.len() {
+        if let Tok::Word(_) = toks[i] {
+            for ty in TYPED_LITERALS {
+                let words: Vec<&str> = ty.split(' ').collect();
+                // words separated by single Space tokens, then Space?, then a Param
+                let mut j = i;
+                let mut ok = true;
+                for (k, w) in words.iter().enumerate() {
+                    if k > 0 {
+                        if !matches!(toks.get(j), Some(Tok::Space(_))) {
+                            ok = false;
+                            break;
+                        }
+                        j += 1;
+                    }
+                    match toks.get(j) {
+                        Some(Tok::Word(x)) if x.eq_ignore_ascii_case(w) => j += 1,
+                        _ => {
+                            ok = false;
+                            break;
+                        }
+                    }
+                }
+                if !ok {
+                    continue;
+                }
+                if matches!(toks.get(j), Some(Tok::Space(_))) {
+                    j += 1;
+                }
+                // A type name right after `::` or `.` is a cast or a qualified name.
+                let before = toks[..i].iter().rev().find(|t| !matches!(t, Tok::Space(_)));
+                if matches!(before, Some(Tok::Other(":")) | Some(Tok::Other("."))) {
+                    continue;
+                }
+                if let Some(Tok::Param(p)) = toks.get(j) {
+                    out.push_str(p);
+                    out.push_str("::");
+                    out.push_str(ty);
+                    i = j + 1;
+                    continue 'outer;
+                }
+            }
+        }
+        match toks[i] {
+            Tok::Word(x) | Tok::Param(x) | Tok::Other(x) | Tok::Space(x) => out.push_str(x),
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// A chat-fit summary of why the helped queries could not be explained, from the raw
+/// errors (which go to the log).
+fn in_words(errors: &[String]) -> &'static str {
+    let any = |needle: &str| errors.iter().any(|e| e.contains(needle));
+    if any("permission denied") {
+        "the role may not read a table of the helped queries (grant SELECT on it, e.g. pg_read_all_data)"
+    } else if any("statement timeout") {
+        "planning took longer than the statement timeout"
+    } else if any("not a plain SELECT") {
+        "the helped queries are not plain SELECTs"
+    } else if any("cut at the sentinel") {
+        "the helped queries' texts are too long to plan"
+    } else {
+        "the helped queries' normalised texts could not be planned"
+    }
+}
+
+/// What one hypopg check gave.
+#[derive(Debug, Default)]
+pub struct Tried {
+    pub queries: Vec<QueryCost>,
+    /// Chat-fit reason when nothing could be measured.
+    pub error: Option<String>,
+    /// Raw errors of left-out queries, for the log.
+    pub details: Vec<String>,
 }
 
 fn first_value(msgs: &[SimpleQueryMessage]) -> Option<String> {
@@ -119,7 +362,8 @@ impl<'a> Explainer<'a> {
 
     /// The plan (JSON text) of a normalised query, generic in its `$n` parameters.
     pub async fn explain(&mut self, text: &str) -> Result<String, String> {
-        let t = explainable(text).ok_or("not a plain SELECT")?;
+        let owned = plannable(text).map_err(|u| u.reason().to_string())?;
+        let t = owned.as_str();
         let err = |e: QueryError| describe_pg_error(&e);
         if self.generic_plan_option {
             let m = self
@@ -167,52 +411,54 @@ impl<'a> Explainer<'a> {
 
     /// Explains `queries` without and with the hypothetical index `create_index` (a
     /// `CREATE INDEX ON …` statement hypopg understands), then forgets the index.
-    pub async fn try_index(
-        &mut self,
-        create_index: &str,
-        queries: &[(i64, String)],
-    ) -> Result<Vec<QueryCost>, String> {
+    pub async fn try_index(&mut self, create_index: &str, queries: &[(i64, String)]) -> Tried {
         let err = |e: QueryError| describe_pg_error(&e);
-        self.client
-            .batch_execute("SELECT hypopg_reset()")
-            .await
-            .map_err(err)?;
+        let mut tried = Tried::default();
+        if let Err(e) = self.client.batch_execute("SELECT hypopg_reset()").await {
+            tried.details.push(format!("hypopg_reset: {}", err(e)));
+            tried.error = Some("hypopg could not be used in this session".to_string());
+            return tried;
+        }
         let mut before = Vec::new();
-        let mut problems = Vec::new();
         for (id, text) in queries {
             match self.explain(text).await {
                 Ok(p) => match total_cost(&p) {
                     Some(c) => before.push((*id, text, c)),
-                    None => problems.push(format!("queryid {id}: unreadable plan")),
+                    None => tried.details.push(format!("queryid {id}: unreadable plan")),
                 },
-                Err(e) => problems.push(format!("queryid {id}: {e}")),
+                Err(e) => tried.details.push(format!("queryid {id}: {e}")),
             }
         }
         if before.is_empty() {
-            return Err(format!(
-                "no helped query could be explained ({})",
-                if problems.is_empty() {
-                    "no text".to_string()
-                } else {
-                    problems.join("; ")
-                }
-            ));
+            tried.error = Some(if queries.is_empty() {
+                "the helped queries' texts are gone from PoWA".to_string()
+            } else {
+                in_words(&tried.details).to_string()
+            });
+            return tried;
         }
-        let name: String = self
+        let name: String = match self
             .client
             .query_one(
                 "SELECT indexname::text FROM hypopg_create_index($1)",
                 &[&create_index],
             )
             .await
-            .map_err(|e| format!("hypopg_create_index: {}", err(e)))?
-            .get(0);
-        let mut out = Vec::new();
+        {
+            Ok(r) => r.get(0),
+            Err(e) => {
+                tried
+                    .details
+                    .push(format!("hypopg_create_index: {}", err(e)));
+                tried.error = Some("hypopg could not create the index".to_string());
+                return tried;
+            }
+        };
         for (id, text, cost) in before {
             match self.explain(text).await {
                 Ok(p) => {
                     if let Some(after) = total_cost(&p) {
-                        out.push(QueryCost {
+                        tried.queries.push(QueryCost {
                             queryid: id,
                             before: cost,
                             after,
@@ -220,20 +466,16 @@ impl<'a> Explainer<'a> {
                         });
                     }
                 }
-                Err(e) => problems.push(format!("queryid {id}: {e}")),
+                Err(e) => tried.details.push(format!("queryid {id}: {e}")),
             }
         }
-        self.client
-            .batch_execute("SELECT hypopg_reset()")
-            .await
-            .map_err(err)?;
-        if out.is_empty() {
-            return Err(format!(
-                "no helped query could be explained with the index ({})",
-                problems.join("; ")
-            ));
+        if let Err(e) = self.client.batch_execute("SELECT hypopg_reset()").await {
+            tried.details.push(format!("hypopg_reset: {}", err(e)));
         }
-        Ok(out)
+        if tried.queries.is_empty() {
+            tried.error = Some(in_words(&tried.details).to_string());
+        }
+        tried
     }
 }
 
@@ -277,6 +519,7 @@ mod tests {
                 },
             ],
             error: None,
+            details: vec![],
         };
         assert_eq!(v.total_costs(), (2000.0, 1100.0));
         assert!((v.gain().unwrap() - 0.45).abs() < 1e-9);
@@ -285,5 +528,45 @@ mod tests {
             ..v
         };
         assert_eq!(none.gain(), None);
+    }
+
+    #[test]
+    fn typed_literals_become_casts() {
+        assert_eq!(
+            plannable("SELECT * FROM t WHERE at > now() - interval $3 AND d = DATE $1").unwrap(),
+            "SELECT * FROM t WHERE at > now() - $3::interval AND d = $1::date"
+        );
+        assert_eq!(
+            plannable("select 1 from t where x = timestamp with time zone $2").unwrap(),
+            "select 1 from t where x = $2::timestamp with time zone"
+        );
+        // Casts, IN lists, strings, quoted names and comments stay as they are.
+        let same = "SELECT \"interval\" FROM t WHERE a = $1::int AND b IN ($2, $3) AND c = 'date $4' /* text $5 */ AND t.date = $6";
+        assert_eq!(plannable(same).unwrap(), same);
+        // pg_stat_statements 18 squashes long IN lists into a comment: still valid.
+        let squashed = "SELECT * FROM t WHERE id IN ($1 /*, ... */)";
+        assert_eq!(plannable(squashed).unwrap(), squashed);
+        // `AT TIME ZONE $1` is not a typed literal.
+        let tz = "SELECT x AT TIME ZONE $1 FROM t";
+        assert_eq!(plannable(tz).unwrap(), tz);
+        assert_eq!(plannable("UPDATE t SET a = $1"), Err(Unplannable::NotARead));
+        let long = format!("SELECT * FROM t WHERE a IN ({})", "$1, ".repeat(1000));
+        assert_eq!(plannable(&long), Err(Unplannable::Cut));
+        // Non-ASCII text survives.
+        assert_eq!(
+            plannable("SELECT 名前 FROM t WHERE d = date $1").unwrap(),
+            "SELECT 名前 FROM t WHERE d = $1::date"
+        );
+    }
+
+    #[test]
+    fn reasons_in_words_never_carry_sql_errors() {
+        let raw = vec!["queryid 7: ERROR: syntax error at or near \"$3\"".to_string()];
+        let w = in_words(&raw);
+        assert!(!w.contains("syntax") && !w.contains("$3"), "{w}");
+        assert!(
+            in_words(&["queryid 1: ERROR: permission denied for table t".to_string()])
+                .contains("SELECT")
+        );
     }
 }

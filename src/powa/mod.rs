@@ -83,6 +83,15 @@ pub struct RepositorySettings {
     /// index checks.
     #[serde(default)]
     pub monitored: BTreeMap<String, monitored::MonitoredSettings>,
+    /// For a remote server with no `monitored` table, open read-only sessions with the
+    /// connection details PoWA keeps in `powa_servers` (as powa-web does), for names,
+    /// existing indexes, hypopg checks and role names. Default true.
+    #[serde(default = "default_reach_servers")]
+    pub reach_servers: bool,
+}
+
+fn default_reach_servers() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -123,6 +132,7 @@ impl RepositorySettings {
             connect_timeout: default_connect_timeout(),
             servers: Vec::new(),
             monitored: BTreeMap::new(),
+            reach_servers: default_reach_servers(),
         }
     }
 

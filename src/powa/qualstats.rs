@@ -19,7 +19,8 @@
 //! Names: PoWA 4.x and 3.x keep no catalog, and a relation oid only means something in
 //! its own database of its own server, so table and column names (and existing indexes)
 //! come from a read-only connection to the monitored database
-//! ([`super::monitored`]) when one is configured. PoWA 5.x keeps `powa_catalog_*`
+//! ([`super::monitored`]): configured, or the repository's own connection for `local`,
+//! or the `powa_servers` entry of a remote server. PoWA 5.x keeps `powa_catalog_*`
 //! snapshots for remote servers, used when present. Operators are built-in for nearly
 //! every qual worth an index, and built-in operator oids are the same on every PostgreSQL,
 //! so their names and btree strategies come from the repository's own catalog.
@@ -150,6 +151,9 @@ pub struct QualsWindow {
     pub notes: Vec<String>,
     /// The values were cumulative (PoWA 5 local mode) and were stepped.
     pub cumulative: bool,
+    /// Why the server itself could not be reached for names (no `monitored` table and
+    /// `reach_servers` off, no readable `powa_servers` entry, …).
+    pub why_no_names: Option<String>,
 }
 
 impl QualsWindow {
@@ -635,6 +639,20 @@ impl QualsCollector {
         server: &ServerInfo,
         window: Window,
     ) -> Result<Option<Arc<QualsWindow>>, String> {
+        self.collect_routed(client, info, server, window, None)
+            .await
+    }
+
+    /// As [`QualsCollector::collect`]; `why_no_names` says why `monitored` is None, when
+    /// it is.
+    pub async fn collect_routed(
+        &self,
+        client: &Session,
+        info: &PowaInfo,
+        server: &ServerInfo,
+        window: Window,
+        why_no_names: Option<String>,
+    ) -> Result<Option<Arc<QualsWindow>>, String> {
         // A failure here must not cost the server its other analyses: it becomes a note
         // the advisor reports.
         let mut w = match read_quals(client, info, server, window).await {
@@ -645,10 +663,14 @@ impl QualsCollector {
                 ..Default::default()
             },
         };
-        if let Some(m) = &self.monitored {
-            if !w.quals.is_empty() {
-                super::monitored::enrich(&mut w, &self.repository, server, m, &self.settings).await;
+        match &self.monitored {
+            Some(m) => {
+                if !w.quals.is_empty() {
+                    super::monitored::enrich(&mut w, &self.repository, server, m, &self.settings)
+                        .await;
+                }
             }
+            None => w.why_no_names = why_no_names,
         }
         Ok(Some(Arc::new(w)))
     }

@@ -26,6 +26,9 @@ pub struct PowaSource {
     live: Arc<tokio::sync::Mutex<LiveWindow>>,
     /// Reads pg_qualstats quals for the missing-index advisor, when it is on.
     quals: Option<super::qualstats::QualsCollector>,
+    /// Reaches the server itself for names PoWA does not keep (tables, columns, roles).
+    reach: Option<Arc<super::monitored::Reach>>,
+    roles: Arc<tokio::sync::Mutex<super::monitored::RoleCache>>,
 }
 
 impl PowaSource {
@@ -49,7 +52,16 @@ impl PowaSource {
             info,
             server,
             quals: None,
+            reach: None,
+            roles: Arc::default(),
         }
+    }
+
+    /// Reach the server itself (see [`super::monitored::Reach`]) for table, column and
+    /// role names, existing indexes and hypopg checks.
+    pub fn with_reach(mut self, reach: Arc<super::monitored::Reach>) -> Self {
+        self.reach = Some(reach);
+        self
     }
 
     /// Also read the server's pg_qualstats quals each cycle.
@@ -82,17 +94,35 @@ impl Source for PowaSource {
         let info = Arc::clone(&self.info);
         let server = self.server.clone();
         let quals = self.quals.clone();
+        let reach = self.reach.clone();
+        let roles = Arc::clone(&self.roles);
         Box::pin(async move {
             let mut live = live.lock().await;
             let (mut w, _cost) = live
                 .cycle(&client, window, &offsets)
                 .await
                 .map_err(SourceError::new)?;
-            if let Some(q) = quals {
+            let route = match &reach {
+                Some(r) => Some(r.route(&client, &info, &server).await),
+                None => None,
+            };
+            if let Some(mut q) = quals {
+                let mut why_not = None;
+                if let Some(route) = &route {
+                    q.monitored = route.settings.clone();
+                    why_not = route.why_not.clone();
+                }
                 w.quals = q
-                    .collect(&client, &info, &server, window)
+                    .collect_routed(&client, &info, &server, window, why_not)
                     .await
                     .map_err(SourceError::new)?;
+                if let (Some(r), Some(qw)) = (&reach, &w.quals) {
+                    r.log_skipped(&server, qw);
+                }
+            }
+            if let (Some(r), Some(route)) = (&reach, &route) {
+                r.name_roles(&client, &info, route, &mut w, &mut *roles.lock().await)
+                    .await;
             }
             let taken_at = w.last_ts.unwrap_or(window.end);
             Ok((Arc::new(w), taken_at))

@@ -1,0 +1,194 @@
+//! Names without extra configuration: a remote server with no `monitored` table is reached
+//! with the connection details PoWA keeps in `powa_servers` (as powa-web does), so its
+//! index advice names the table and columns, carries the statement and is checked with
+//! hypopg, and its roles are shown by name. `reach_servers = false` turns that off, and
+//! `check` says, per server, what is available and why not.
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::Value;
+use support::{exclusive, lab, unique};
+
+/// A 300k-row table on remote1 queried with a selective filter on unindexed columns,
+/// between two snapshots of the remote servers. Returns the table name.
+fn remote_workload() -> String {
+    let lab = lab();
+    let t = format!("t_nr_{}", unique());
+    let _guard = exclusive();
+    lab.psql(
+        "remote1",
+        "app",
+        &format!(
+            "CREATE TABLE {t} AS SELECT g AS id, 1 + (g % 10000) AS customer_id, \
+                    CASE WHEN g % 10 = 0 THEN 'open' ELSE 'closed' END AS status, \
+                    (g % 500)::numeric AS amount \
+             FROM generate_series(1, 300000) g; \
+             ALTER TABLE {t} ADD PRIMARY KEY (id); ANALYZE {t}"
+        ),
+    );
+    lab.snapshot("remote");
+    lab.repeat(
+        "remote1",
+        "app",
+        &format!("SELECT id, amount FROM {t} WHERE customer_id = 4242 AND status = 'open'"),
+        40,
+    );
+    lab.snapshot("remote");
+    t
+}
+
+fn config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let lab = lab();
+    let p = dir.join("sentinel.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+[log]
+level = "warning"
+format = "json"
+
+[analysis]
+window = "15m"
+
+[repositories.lab]
+dsn = "{repo}"
+servers = ["remote1"]
+{extra}
+
+# Other tests' workloads share the lab: room for ours among the top queries.
+[analyzers.slow_queries]
+top_n = 200
+min_total_time = "1ms"
+
+[channels.console]
+type = "console"
+"#,
+            repo = lab.repo_dsn()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn run(args: &[&str], config: &std::path::Path) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    (stdout, stderr)
+}
+
+fn insights(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[test]
+fn remote_servers_are_reached_through_powa_servers() {
+    let lab = lab();
+    let t = remote_workload();
+    let dir = tempfile::tempdir().unwrap();
+    let collector_password = lab.var("POWA_LAB_COLLECTOR_PASSWORD");
+
+    // No monitored table at all: names, DDL and hypopg through powa_servers.
+    let plain = config(dir.path(), "");
+    let (stdout, stderr) = run(&["once", "--output", "json"], &plain);
+    let all = insights(&stdout);
+    let mine: Vec<&Value> = all
+        .iter()
+        .filter(|i| i["kind"] == "missing_index" && i["server"] == "remote1")
+        .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(&t)))
+        .collect();
+    assert_eq!(mine.len(), 1, "{all:#?}");
+    let i = mine[0];
+    assert_eq!(i["table"], format!("public.{t}"), "{i:#}");
+    assert_eq!(i["columns"], "customer_id, status", "{i:#}");
+    assert_eq!(i["rule"], "missing_index.btree_validated", "{i:#}");
+    let text = i["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "CREATE INDEX CONCURRENTLY ON public.{t} USING btree (customer_id, status);"
+        )),
+        "{text}"
+    );
+    let (before, after) = (
+        i["metrics"]["cost_before"].as_f64().unwrap(),
+        i["metrics"]["cost_after"].as_f64().unwrap(),
+    );
+    assert!(after < before / 10.0, "hypopg: {before} -> {after}");
+    // The same query's other findings carry the role by name, not "oid …".
+    let by_query: Vec<&Value> = all
+        .iter()
+        .filter(|i| i["server"] == "remote1" && i["kind"] == "slow_query")
+        .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(&t)))
+        .collect();
+    assert!(!by_query.is_empty(), "{all:#?}");
+    for i in &by_query {
+        assert_eq!(i["user"], lab.var("POWA_LAB_ADMIN_USER"), "{i:#}");
+    }
+    // No hypothetical index became a real one, and the password never shows.
+    assert_eq!(
+        lab.psql(
+            "remote1",
+            "app",
+            &format!("SELECT count(*) FROM pg_indexes WHERE tablename = '{t}'")
+        ),
+        "1"
+    );
+    assert!(!stdout.contains(collector_password) && !stderr.contains(collector_password));
+
+    // `check` says how the server is reached and what works there.
+    let (out, _) = run(&["check"], &plain);
+    assert!(
+        out.contains(&format!(
+            "names, existing indexes and hypopg: through powa_servers as {} at 127.0.0.1:{}",
+            lab.var("POWA_LAB_COLLECTOR_USER"),
+            lab.var("POWA_LAB_REMOTE1_PORT")
+        )),
+        "{out}"
+    );
+    assert!(out.contains("roles: by name"), "{out}");
+    assert!(
+        out.contains("database app: names ok; hypopg checks ok"),
+        "{out}"
+    );
+    assert!(!out.contains(collector_password));
+
+    // Turned off: oids again, and the advice and `check` say why.
+    let off = config(dir.path(), "reach_servers = false");
+    let (stdout, _) = run(&["once", "--output", "json"], &off);
+    let all = insights(&stdout);
+    let unresolved: Vec<&Value> = all
+        .iter()
+        .filter(|i| i["kind"] == "missing_index" && i["server"] == "remote1")
+        .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(&t)))
+        .collect();
+    assert_eq!(unresolved.len(), 1, "{all:#?}");
+    assert_eq!(unresolved[0]["rule"], "missing_index.unresolved");
+    let advice = unresolved[0]["advice"].as_str().unwrap();
+    assert!(
+        advice.contains("reach_servers = false")
+            && advice.contains("[repositories.lab.monitored.\"remote1\"]"),
+        "{advice}"
+    );
+    assert!(all
+        .iter()
+        .filter(|i| i["server"] == "remote1" && i["kind"] == "slow_query")
+        .all(|i| i["user"].as_str().is_some_and(|u| u.starts_with("oid "))));
+    let (out, _) = run(&["check"], &off);
+    assert!(
+        out.contains("names: not available (reach_servers = false in [repositories.lab])"),
+        "{out}"
+    );
+    lab.psql("remote1", "app", &format!("DROP TABLE {t}"));
+}
