@@ -78,6 +78,11 @@ pub struct RepositorySettings {
     /// index checks.
     #[serde(default)]
     pub monitored: BTreeMap<String, monitored::MonitoredSettings>,
+    /// Address of the powa-web that shows this repository (e.g.
+    /// `https://powa.example.com`, with its url prefix if it has one): chat entries then
+    /// link to its server, database and query pages.
+    #[serde(default)]
+    pub powa_web_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -118,6 +123,7 @@ impl RepositorySettings {
             connect_timeout: default_connect_timeout(),
             servers: Vec::new(),
             monitored: BTreeMap::new(),
+            powa_web_url: None,
         }
     }
 
@@ -158,6 +164,16 @@ impl RepositorySettings {
                 format!("{path}.password"),
                 "set only one of password, password_file and password_env",
             ));
+        }
+        if let Some(u) = &self.powa_web_url {
+            if !crate::render::valid_base_url(u) {
+                problems.push(Problem::new(
+                    format!("{path}.powa_web_url"),
+                    format!(
+                        "{u:?} is not a usable address: give powa-web's http:// or https:// URL, without spaces, quotes or brackets (e.g. \"https://powa.example.com\")"
+                    ),
+                ));
+            }
         }
         if let Some(dsn) = &self.dsn {
             if let Err(e) = dsn.expose().parse::<tokio_postgres::Config>() {
