@@ -345,6 +345,9 @@ pub fn order(v: &mut [Story<'_>]) {
 // ---------------------------------------------------------------------------------------
 // Telling a story
 
+/// At most this many other servers are named in an entry; the rest are counted.
+const MAX_ELSEWHERE: usize = 8;
+
 /// What an entry says, in plain text (the renderer escapes and marks it up).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Told {
@@ -674,11 +677,20 @@ pub fn tell(s: &Story<'_>, lang: Lang, place_of: &dyn Fn(&Insight) -> String) ->
     t.elsewhere = s
         .elsewhere
         .iter()
+        .take(MAX_ELSEWHERE)
         .map(|x| match key_figure(x, &w) {
             Some(f) => format!("{} ({f})", place_of(x)),
             None => place_of(x),
         })
         .collect();
+    if s.elsewhere.len() > MAX_ELSEWHERE {
+        let more = s.elsewhere.len() - MAX_ELSEWHERE;
+        t.elsewhere.push(if w.zh() {
+            format!("另有 {more} 台")
+        } else {
+            format!("+{more} more")
+        });
+    }
     if i.kind == "missing_index" && t.query.is_none() {
         // The first helped query's text, from the index finding's own notes.
         t.query = i.text.as_deref().and_then(first_helped_text);
