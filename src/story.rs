@@ -535,6 +535,47 @@ pub fn tell(s: &Story<'_>, lang: Lang, place_of: &dyn Fn(&Insight) -> String) ->
         ("workload_change", rule) => {
             title = workload_title(i, rule, &at, &server, &w, &per, &mut t);
         }
+        ("powa_health", "powa_health.retention") => {
+            if let (Some(ret), Some(need)) = (m("retention_ms"), m("needed_retention_ms")) {
+                let (ret, need) = (duration_ms(ret), duration_ms(need));
+                title = Some(if w.zh() {
+                    format!("{server}：PoWA 只保留 {ret} 的历史，回归检测的基线需要 {need}")
+                } else {
+                    format!("{server}: PoWA keeps {ret} of history, the regression baseline needs {need}")
+                });
+                if w.zh() {
+                    t.advice = Some(
+                        "这台服务器无法发现回归：调大它的保留时间（powa_configure_server / powa.retention），或调小 analysis.baseline_offset。"
+                            .to_string(),
+                    );
+                }
+            }
+        }
+        ("powa_health", "powa_health.stale") => {
+            if let Some(age) = m("snapshot_age_ms").filter(|a| *a < 1e15) {
+                title = Some(if w.zh() {
+                    format!("{server}：PoWA 已有 {} 没有采集快照", duration_ms(age))
+                } else {
+                    format!(
+                        "{server}: PoWA has not snapshotted it for {}",
+                        duration_ms(age)
+                    )
+                });
+                if let Some(f) = m("frequency_ms") {
+                    t.numbers.push(if w.zh() {
+                        format!("快照间隔 {}", duration_ms(f))
+                    } else {
+                        format!("snapshots every {}", duration_ms(f))
+                    });
+                }
+                if w.zh() {
+                    t.advice = Some(
+                        "检查 powa-collector（远程服务器）或 powa 后台进程（本地）是否在运行、能否连上该服务器；其日志和 powa_snapshot_metas.errors 会说明原因。在此之前，这台服务器的其他结论都不可信。"
+                            .to_string(),
+                    );
+                }
+            }
+        }
         ("missing_index", _) if !is_blind(i) => {
             let table = label(i, "table");
             let cols = label(i, "columns");
@@ -657,7 +698,7 @@ pub fn tell(s: &Story<'_>, lang: Lang, place_of: &dyn Fn(&Insight) -> String) ->
             let advice = mi
                 .filter(|_| i.kind == "missing_index")
                 .map_or(&i.advice, |x| &x.advice);
-            if !advice.trim().is_empty() {
+            if t.advice.is_none() && !advice.trim().is_empty() {
                 t.advice = Some(advice.clone());
             }
         }
