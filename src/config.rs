@@ -564,6 +564,34 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_powa_web_url_loads_and_a_bad_one_is_named() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/powa-sentinel.toml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let line = "# powa_web_url = \"https://powa.example.com\"";
+        assert!(text.contains(line), "powa_web_url is documented");
+        let dir = tempfile::tempdir().unwrap();
+        let on = dir.path().join("on.toml");
+        std::fs::write(&on, text.replace(line, &line[2..])).unwrap();
+        let s =
+            Settings::load_with_env(&on, Some(BTreeMap::new())).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.repositories["main"].powa_web_url.as_deref(),
+            Some("https://powa.example.com")
+        );
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(
+            &bad,
+            text.replace(line, "powa_web_url = \"powa.example.com/(x)\""),
+        )
+        .unwrap();
+        let e = Settings::load_with_env(&bad, Some(BTreeMap::new())).unwrap_err();
+        assert!(
+            e.to_string().contains("repositories.main.powa_web_url"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn environment_overrides_the_file() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/powa-sentinel.toml");
         let env = BTreeMap::from([(

@@ -27,6 +27,7 @@ pub mod render;
 pub mod schedule;
 pub mod secret;
 pub mod seed_compat;
+pub mod story;
 pub mod topology;
 
 pub use sentinel_actors as actors;

@@ -17,11 +17,13 @@
 //! then dropped, then its longest lines are cut. No part ever exceeds the budget.
 
 use std::cmp::Reverse;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use sentinel_actors::message::Lifecycle;
 use sentinel_actors::{Insight, Notification, NotifyReason, Severity};
+
+use crate::story::{self, Story};
 
 /// WeCom's hard limit for `markdown` and `markdown_v2` content, in UTF-8 bytes.
 pub const WECOM_MARKDOWN_LIMIT: usize = 4096;
@@ -41,9 +43,6 @@ const TITLE_CHARS: usize = 200;
 const LABEL_CHARS: usize = 100;
 const ADVICE_CHARS: usize = 500;
 const NAME_CHARS: usize = 60;
-/// At most this many metrics and extra labels per insight; the rest is counted.
-const MAX_METRICS: usize = 12;
-const MAX_EXTRA_LABELS: usize = 8;
 /// SQL previews shorter than this are not worth showing: drop the line instead.
 const MIN_PREVIEW_CHARS: usize = 24;
 
@@ -79,6 +78,9 @@ pub struct RenderOptions {
     pub sql_preview_chars: usize,
     /// Language of the fixed wording.
     pub lang: Lang,
+    /// powa-web's address per repository name (`[repositories.<name>] powa_web_url`):
+    /// entries link to its server, database or query page.
+    pub powa_web: BTreeMap<String, String>,
 }
 
 impl Default for RenderOptions {
@@ -86,6 +88,7 @@ impl Default for RenderOptions {
         RenderOptions {
             sql_preview_chars: DEFAULT_SQL_PREVIEW_CHARS,
             lang: Lang::En,
+            powa_web: BTreeMap::new(),
         }
     }
 }
@@ -97,13 +100,12 @@ struct Words {
     alert: &'static str,
     window: &'static str,
     where_: &'static str,
-    metrics: &'static str,
     query: &'static str,
-    advice: &'static str,
+    cause: &'static str,
+    fix: &'static str,
+    also_on: &'static str,
     queryid: &'static str,
     repository: &'static str,
-    metric: &'static str,
-    value: &'static str,
     by_severity: &'static str,
     by_kind: &'static str,
     severity: [&'static str; 3],
@@ -118,13 +120,12 @@ const EN: Words = Words {
     alert: "PoWA Sentinel alert",
     window: "Window",
     where_: "Where",
-    metrics: "Metrics",
     query: "Query",
-    advice: "Advice",
+    cause: "Cause",
+    fix: "Fix",
+    also_on: "Also on",
     queryid: "queryid",
     repository: "repository",
-    metric: "Metric",
-    value: "Value",
     by_severity: "By severity",
     by_kind: "By kind",
     severity: ["critical", "warning", "info"],
@@ -139,13 +140,12 @@ const ZH: Words = Words {
     alert: "PoWA Sentinel 告警",
     window: "时间窗口",
     where_: "位置",
-    metrics: "指标",
     query: "查询",
-    advice: "建议",
+    cause: "原因",
+    fix: "处理",
+    also_on: "其他服务器",
     queryid: "查询 ID",
     repository: "仓库",
-    metric: "指标",
-    value: "数值",
     by_severity: "按级别",
     by_kind: "按类型",
     severity: ["严重", "警告", "提示"],
@@ -176,22 +176,6 @@ impl Lang {
         match self {
             Lang::En => format!("{n} {word}"),
             Lang::Zh => format!("{word} {n}"),
-        }
-    }
-
-    /// "+N more" / "另有 N 条".
-    fn more(self, n: usize) -> String {
-        match self {
-            Lang::En => format!("+{n} more"),
-            Lang::Zh => format!("另有 {n} 条"),
-        }
-    }
-
-    /// "+N more labels" / "另有 N 个标签".
-    fn more_labels(self, n: usize) -> String {
-        match self {
-            Lang::En => format!("+{n} more labels"),
-            Lang::Zh => format!("另有 {n} 个标签"),
         }
     }
 
@@ -300,8 +284,8 @@ pub fn render_digest(
     } else {
         budget.max(MIN_BUDGET)
     };
-    let summary = Summary::of(n);
-    let order = ordered(n);
+    let order = story::stories(&n.insights);
+    let summary = Summary::of(n, &order);
 
     // The header of any part is at most as long as the one with the widest part numbers.
     let widest = order.len() + 1;
@@ -385,11 +369,10 @@ pub fn render_digest(
         .collect()
 }
 
-/// Most severe first, resolved ones after the open ones, then input order.
-fn ordered(n: &Notification) -> Vec<&Insight> {
-    let mut order: Vec<&Insight> = n.insights.iter().collect();
-    order.sort_by_key(|i| (is_resolved(i), Reverse(i.severity))); // stable
-    order
+/// The entries of `n` as the renderers tell them: insights grouped into one story per
+/// problem, most severe and most impactful first (see [`crate::story`]).
+pub fn entries(n: &Notification) -> Vec<Story<'_>> {
+    story::stories(&n.insights)
 }
 
 /// Counts the messages that blocks of the given lengths take when packed greedily, in
@@ -720,6 +703,9 @@ enum Span {
     Strong(String),
     Code(String),
     Font(Color, String),
+    /// A link: its label (our wording) and an address already checked to be safe in a
+    /// markdown link ([`valid_base_url`], percent-encoded segments). Never cut.
+    Link(&'static str, String),
 }
 
 impl Span {
@@ -729,6 +715,7 @@ impl Span {
                 s
             }
             Span::Sep(s) => s,
+            Span::Link(_, u) => u,
         }
     }
 
@@ -737,6 +724,18 @@ impl Span {
         match self {
             Span::Fixed(s) | Span::Text(s) => out.push_str(s),
             Span::Sep(s) => out.push_str(s),
+            Span::Link(label, url) if md => {
+                out.push('[');
+                out.push_str(label);
+                out.push_str("](");
+                out.push_str(url);
+                out.push(')');
+            }
+            Span::Link(label, url) => {
+                out.push_str(label);
+                out.push_str(": ");
+                out.push_str(url);
+            }
             _ if self.content().is_empty() => {}
             Span::Strong(s) if md => {
                 out.push_str("**");
@@ -768,7 +767,7 @@ impl Span {
     fn cut_to(&mut self, max: usize) {
         match self {
             Span::Text(s) | Span::Strong(s) | Span::Code(s) => *s = cut_bytes(s, max),
-            Span::Fixed(_) | Span::Sep(_) | Span::Font(..) => {}
+            Span::Fixed(_) | Span::Sep(_) | Span::Font(..) | Span::Link(..) => {}
         }
     }
 }
@@ -789,11 +788,6 @@ impl Line {
             spans: Vec::new(),
             table_head: false,
         }
-    }
-
-    fn head(mut self) -> Self {
-        self.table_head = true;
-        self
     }
 
     fn sep(mut self, s: &'static str) -> Self {
@@ -865,7 +859,8 @@ struct Summary {
 }
 
 impl Summary {
-    fn of(n: &Notification) -> Summary {
+    /// Counts entries (what the reader sees), by their severity.
+    fn of(n: &Notification, stories: &[Story<'_>]) -> Summary {
         let mut counts = [
             (Severity::Critical, 0),
             (Severity::Warning, 0),
@@ -877,12 +872,14 @@ impl Summary {
             if let Some(r) = i.label("repository") {
                 repos.insert(r);
             }
-            if is_resolved(i) {
+        }
+        for s in stories {
+            if s.is_resolved() {
                 resolved += 1;
                 continue;
             }
             for c in counts.iter_mut() {
-                if c.0 == i.severity {
+                if c.0 == s.severity {
                     c.1 += 1;
                 }
             }
@@ -984,8 +981,8 @@ fn header(style: Style, sum: &Summary, part: Option<(usize, usize)>, lang: Lang)
         .join("\n")
 }
 
-/// The first line of an insight: severity (or "resolved") marker, lifecycle word, title.
-fn title_line(i: &Insight, ctx: &Ctx<'_>) -> Line {
+/// The first line of an entry: severity (or "resolved") marker, lifecycle word, title.
+fn title_line(i: &Insight, severity: Severity, title: &str, ctx: &Ctx<'_>) -> Line {
     let lang = ctx.opts.lang;
     let resolved = is_resolved(i);
     // The lifecycle word after the severity; "resolved" replaces the severity instead.
@@ -993,7 +990,7 @@ fn title_line(i: &Insight, ctx: &Ctx<'_>) -> Line {
         .status
         .filter(|s| *s != Lifecycle::Resolved)
         .map(|s| lang.lifecycle(s));
-    let title = ctx.prose(&i.title, TITLE_CHARS);
+    let title = ctx.prose(title, TITLE_CHARS);
     match ctx.style {
         Style::Markdown => {
             let mut l = Line::new("");
@@ -1004,11 +1001,11 @@ fn title_line(i: &Insight, ctx: &Ctx<'_>) -> Line {
                 ));
             } else {
                 l = l.span(Span::Font(
-                    severity_color(i.severity),
+                    severity_color(severity),
                     format!(
                         "{} {}",
-                        severity_emoji(i.severity),
-                        lang.severity_upper(i.severity)
+                        severity_emoji(severity),
+                        lang.severity_upper(severity)
                     ),
                 ));
                 if let Some(st) = status {
@@ -1025,8 +1022,8 @@ fn title_line(i: &Insight, ctx: &Ctx<'_>) -> Line {
             } else {
                 let mut m = format!(
                     "{} {}",
-                    severity_emoji(i.severity),
-                    lang.severity_upper(i.severity)
+                    severity_emoji(severity),
+                    lang.severity_upper(severity)
                 );
                 if let Some(st) = status {
                     m.push_str(" · ");
@@ -1043,8 +1040,8 @@ fn title_line(i: &Insight, ctx: &Ctx<'_>) -> Line {
                 format!("[{}] ", lang.lifecycle(Lifecycle::Resolved))
             } else {
                 match status {
-                    Some(st) => format!("[{}][{st}] ", lang.severity_upper(i.severity)),
-                    None => format!("[{}] ", lang.severity_upper(i.severity)),
+                    Some(st) => format!("[{}][{st}] ", lang.severity_upper(severity)),
+                    None => format!("[{}] ", lang.severity_upper(severity)),
                 }
             };
             Line::new("").fixed(marker).span(Span::Text(title))
@@ -1068,161 +1065,181 @@ fn list_sep(style: Style) -> &'static str {
     }
 }
 
-/// The lines of one insight, with a SQL preview of at most `preview` characters (none when
-/// 0). A resolved insight is short: its title and where it was.
-fn insight_lines(i: &Insight, ctx: &Ctx<'_>, preview: usize) -> Vec<Line> {
-    let style = ctx.style;
-    let w = ctx.opts.lang.words();
-    let lang = ctx.opts.lang;
-    let detail = detail_prefix(style);
-    let mut lines = vec![title_line(i, ctx)];
-    let sep = list_sep(style);
-
-    // Where: server / database (repository), other labels.
-    let mut place = Vec::new();
-    for key in ["server", "database"] {
-        if let Some(v) = i.label(key).filter(|v| !v.trim().is_empty()) {
-            place.push(ctx.prose(v, LABEL_CHARS));
-        }
-    }
-    let mut where_line = Line::new(format!("{detail}{}: ", w.where_));
-    let mut any = false;
-    if !place.is_empty() {
-        where_line = where_line.span(Span::Text(place.join(" / ")));
-        any = true;
-    }
+/// Where an insight is: "remote1 / app", with its repository when the report spans
+/// several.
+fn place_of(i: &Insight, ctx: &Ctx<'_>) -> String {
+    let mut p = story::place(i);
     if ctx.several_repositories {
         if let Some(r) = i.label("repository") {
-            where_line = where_line.span(Span::Text(format!(
-                " ({} {})",
-                w.repository,
-                ctx.prose(r, LABEL_CHARS)
-            )));
-            any = true;
+            let w = ctx.opts.lang.words();
+            p = if p.is_empty() {
+                format!("{} {r}", w.repository)
+            } else {
+                format!("{p} ({} {r})", w.repository)
+            };
         }
     }
-    let extra: Vec<(&String, &String)> = i
-        .labels
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "server" | "database" | "repository" | "queryid"))
-        .collect();
-    let resolved = is_resolved(i);
-    if !resolved {
-        for (k, v) in extra.iter().take(MAX_EXTRA_LABELS) {
-            if any {
-                where_line = where_line.sep(sep);
-            }
-            where_line = where_line.span(Span::Text(format!(
-                "{} {}",
-                ctx.prose(k, NAME_CHARS),
-                ctx.prose(v, LABEL_CHARS)
-            )));
-            any = true;
-        }
-        if extra.len() > MAX_EXTRA_LABELS {
-            where_line = where_line
-                .sep(sep)
-                .fixed(lang.more_labels(extra.len() - MAX_EXTRA_LABELS));
+    p
+}
+
+/// The powa-web page of an insight: its query's page when it is about one query, else
+/// its database's, else its server's. None without a `powa_web_url` for its repository
+/// or without the server's id.
+///
+/// URL shapes from powa-web's own routes (`QueryOverview`, `DatabaseOverview`,
+/// `ServerOverview`): `/server/<srvid>/database/<dbname>/query/<queryid>/overview`,
+/// `/server/<srvid>/database/<dbname>/overview`, `/server/<srvid>/overview/`.
+pub fn powa_web_link(i: &Insight, opts: &RenderOptions) -> Option<String> {
+    let base = opts.powa_web.get(i.label("repository")?)?;
+    let base = base.trim_end_matches('/');
+    let srvid: i64 = i.label("srvid")?.parse().ok()?;
+    let db = i
+        .label("database")
+        .filter(|d| !d.is_empty() && !d.starts_with("oid "));
+    let queryid = i
+        .label("queryid")
+        .or_else(|| {
+            i.label("queryids")
+                .and_then(|q| q.split(',').next())
+                .filter(|q| !q.starts_with('+'))
+        })
+        .and_then(|q| q.trim().parse::<i64>().ok());
+    Some(match (db, queryid) {
+        (Some(d), Some(q)) => format!(
+            "{base}/server/{srvid}/database/{}/query/{q}/overview",
+            url_segment(d)
+        ),
+        (Some(d), None) => format!("{base}/server/{srvid}/database/{}/overview", url_segment(d)),
+        (None, _) => format!("{base}/server/{srvid}/overview/"),
+    })
+}
+
+/// A path segment, percent-encoded: only unreserved characters stay, so a database name
+/// can neither leave the segment nor end a markdown link.
+fn url_segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
         }
     }
-    if any {
-        lines.push(where_line);
-    }
-    if resolved {
+    out
+}
+
+/// Whether a configured base URL is one a link may carry: http(s), no whitespace, nothing
+/// that could end a markdown link or start markup.
+pub fn valid_base_url(u: &str) -> bool {
+    (u.starts_with("http://") || u.starts_with("https://"))
+        && u.len() > "https://".len()
+        && !u
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "()<>[]`\"'*|{}^".contains(c))
+}
+
+/// The lines of one entry, with a SQL preview of at most `preview` characters (none when
+/// 0): title (what, where, how bad), impact, cause, fix, a few numbers, the query, a link,
+/// the other servers. A resolved entry is short: its title and where it was.
+fn story_lines(s: &Story<'_>, ctx: &Ctx<'_>, preview: usize) -> Vec<Line> {
+    let style = ctx.style;
+    let w = ctx.opts.lang.words();
+    let detail = detail_prefix(style);
+    let sep = list_sep(style);
+    let i = s.lead;
+    let told = story::tell(s, ctx.opts.lang, &|x| place_of(x, ctx));
+    let mut lines = vec![title_line(i, s.severity, &told.title, ctx)];
+    if s.is_resolved() {
+        let p = place_of(i, ctx);
+        if !p.is_empty() {
+            lines.push(
+                Line::new(format!("{detail}{}: ", w.where_))
+                    .span(Span::Text(ctx.prose(&p, LABEL_CHARS))),
+            );
+        }
         return lines;
     }
-
-    // Metrics, the usual ones first.
-    const PREFERRED: [&str; 5] = [
-        "calls",
-        "total_time_ms",
-        "mean_time_ms",
-        "share_of_total_time",
-        "rows",
-    ];
-    let mut names: Vec<&String> = i.metrics.keys().collect();
-    names.sort_by_key(|n| {
-        (
-            PREFERRED
-                .iter()
-                .position(|p| p == n)
-                .unwrap_or(PREFERRED.len()),
-            n.as_str(),
-        )
-    });
-    let shown = names.len().min(MAX_METRICS);
-    let mut table: Vec<Line> = Vec::new();
-    if !names.is_empty() && style == Style::MarkdownV2 {
-        // markdown_v2 has tables: one row per metric, after the list (a blank line first,
-        // so the table is not read as part of the last list item).
-        table.push(
-            Line::new("\n| ")
-                .fixed(format!("{} | {} |", w.metric, w.value))
-                .head(),
+    if told.own_title {
+        let p = place_of(i, ctx);
+        if !p.is_empty() {
+            lines.push(
+                Line::new(format!("{detail}{}: ", w.where_))
+                    .span(Span::Text(ctx.prose(&p, LABEL_CHARS))),
+            );
+        }
+    }
+    if let Some(x) = &told.impact {
+        lines.push(Line::new(detail).span(Span::Text(ctx.prose(x, ADVICE_CHARS))));
+    }
+    if let Some(x) = &told.cause {
+        lines.push(
+            Line::new(format!("{detail}{}: ", w.cause))
+                .span(Span::Text(ctx.prose(x, ADVICE_CHARS))),
         );
-        table.push(Line::new("| --- | --- |").head());
-        for name in names.iter().take(MAX_METRICS) {
-            table.push(
-                Line::new("| ")
-                    .span(Span::Text(ctx.prose(&metric_label(name), NAME_CHARS)))
-                    .fixed(" | ")
-                    .fixed(format_metric(name, i.metrics[*name]))
-                    .fixed(" |"),
-            );
+    }
+    if let Some(ddl) = &told.ddl {
+        let mut l =
+            Line::new(format!("{detail}{}: ", w.fix)).span(Span::Code(ctx.code(ddl, ADVICE_CHARS)));
+        if let Some(note) = &told.ddl_note {
+            l = l
+                .fixed(" (")
+                .span(Span::Text(ctx.prose(note, LABEL_CHARS)))
+                .fixed(")");
         }
-        if names.len() > MAX_METRICS {
-            table.push(
-                Line::new("| ")
-                    .fixed(lang.more(names.len() - MAX_METRICS))
-                    .fixed(" |  |"),
-            );
-        }
-    } else if !names.is_empty() {
-        let mut l = Line::new(format!("{detail}{}: ", w.metrics));
-        for (k, name) in names.iter().take(shown).enumerate() {
+        lines.push(l);
+    } else if let Some(a) = &told.advice {
+        lines.push(
+            Line::new(format!("{detail}{}: ", w.fix)).span(Span::Text(ctx.prose(a, ADVICE_CHARS))),
+        );
+    }
+    if !told.numbers.is_empty() {
+        let mut l = Line::new(detail);
+        for (k, n) in told.numbers.iter().enumerate() {
             if k > 0 {
                 l = l.sep(sep);
             }
-            let value = i.metrics[*name];
-            l = l.span(Span::Text(format!(
-                "{} {}",
-                ctx.prose(&metric_label(name), NAME_CHARS),
-                format_metric(name, value)
-            )));
-        }
-        if names.len() > MAX_METRICS {
-            l = l.sep(sep).fixed(lang.more(names.len() - MAX_METRICS));
+            l = l.span(Span::Text(ctx.prose(n, LABEL_CHARS)));
         }
         lines.push(l);
     }
-
     if preview > 0 {
-        if let Some(sql) = i.text.as_deref() {
+        if let Some(sql) = told.query.as_deref() {
             let p = ctx.code(sql, preview);
             if !p.is_empty() {
                 lines.push(Line::new(format!("{detail}{}: ", w.query)).span(Span::Code(p)));
             }
         }
     }
-    if !i.advice.trim().is_empty() {
-        lines.push(
-            Line::new(format!("{detail}{}: ", w.advice))
-                .span(Span::Text(ctx.prose(&i.advice, ADVICE_CHARS))),
-        );
+    if !told.elsewhere.is_empty() {
+        let mut l = Line::new(format!("{detail}{}: ", w.also_on));
+        for (k, e) in told.elsewhere.iter().enumerate() {
+            if k > 0 {
+                l = l.sep(sep);
+            }
+            l = l.span(Span::Text(ctx.prose(e, LABEL_CHARS)));
+        }
+        lines.push(l);
     }
-    if let Some(q) = i.label("queryid") {
-        let q = ctx.code(q, LABEL_CHARS);
-        if !q.is_empty() {
-            lines.push(Line::new(format!("{detail}{} ", w.queryid)).span(Span::Code(q)));
+    match powa_web_link(i, ctx.opts).filter(|u| u.len() <= MAX_URL_BYTES) {
+        Some(url) => lines.push(Line::new(detail).span(Span::Link("powa-web", url))),
+        None => {
+            if let Some(q) = told.queryid.as_deref() {
+                let q = ctx.code(q, LABEL_CHARS);
+                if !q.is_empty() {
+                    lines.push(Line::new(format!("{detail}{} ", w.queryid)).span(Span::Code(q)));
+                }
+            }
         }
     }
-    lines.extend(table);
     lines
 }
 
+/// Longest link kept (longer ones are left out rather than cut).
+const MAX_URL_BYTES: usize = 400;
+
 /// The digest's "+N more" block for the insights not shown in full: how many, by
 /// severity, by kind (most frequent first).
-fn digest_block(rest: &[&Insight], ctx: &Ctx<'_>, avail: usize) -> String {
+fn digest_block(rest: &[Story<'_>], ctx: &Ctx<'_>, avail: usize) -> String {
     let style = ctx.style;
     let lang = ctx.opts.lang;
     let w = lang.words();
@@ -1237,15 +1254,15 @@ fn digest_block(rest: &[&Insight], ctx: &Ctx<'_>, avail: usize) -> String {
     let mut sev = [0usize; 3];
     let mut resolved = 0usize;
     let mut kinds: Vec<(String, usize)> = Vec::new();
-    for i in rest {
-        if is_resolved(i) {
+    for s in rest {
+        if s.is_resolved() {
             resolved += 1;
         } else {
-            sev[sev_index(i.severity)] += 1;
+            sev[sev_index(s.severity)] += 1;
         }
-        match kinds.iter_mut().find(|(k, _)| *k == i.kind) {
+        match kinds.iter_mut().find(|(k, _)| *k == s.lead.kind) {
             Some(k) => k.1 += 1,
-            None => kinds.push((i.kind.clone(), 1)),
+            None => kinds.push((s.lead.kind.clone(), 1)),
         }
     }
     kinds.sort_by_key(|(k, c)| (Reverse(*c), k.clone()));
@@ -1287,13 +1304,13 @@ fn block_len(lines: &[Line], style: Style) -> usize {
     bytes + lines.len().saturating_sub(1)
 }
 
-/// One insight as text of at most `avail` bytes: shorter SQL preview first, then no
+/// One entry as text of at most `avail` bytes: shorter SQL preview first, then no
 /// preview, then the longest lines cut, then the last lines dropped.
-fn fit_block(i: &Insight, ctx: &Ctx<'_>, avail: usize) -> Option<String> {
+fn fit_block(i: &Story<'_>, ctx: &Ctx<'_>, avail: usize) -> Option<String> {
     let style = ctx.style;
     let mut preview = ctx.opts.sql_preview_chars;
-    let mut lines = loop {
-        let lines = insight_lines(i, ctx, preview);
+    let lines = loop {
+        let lines = story_lines(i, ctx, preview);
         if block_len(&lines, style) <= avail || preview == 0 {
             break lines;
         }
@@ -1303,16 +1320,6 @@ fn fit_block(i: &Insight, ctx: &Ctx<'_>, avail: usize) -> Option<String> {
             0
         };
     };
-    // Then the metrics table's last rows (the table ends the block), before any text is
-    // cut: the title and the place matter more than the fifth metric.
-    let mut lens: Vec<usize> = lines.iter().map(|l| l.render(style).len()).collect();
-    while lens.iter().sum::<usize>() + lens.len().saturating_sub(1) > avail
-        && lines.iter().any(|l| l.table_head)
-    {
-        lines.pop();
-        lens.pop();
-        drop_orphan_heads(&mut lines, &mut lens);
-    }
     fit_lines(lines, style, avail)
 }
 
@@ -1396,10 +1403,10 @@ mod tests {
             ("server", "remote1"),
             ("database", "app"),
             ("user", "bob"),
-            ("queryid", "-123456"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain([("queryid".to_string(), format!("-12345{n}"))])
         .collect();
         let metrics: BTreeMap<String, f64> = [
             ("calls", 52.0),
@@ -1411,10 +1418,12 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        // A kind the stories do not know: told with its own title and advice, never
+        // grouped, so that these tests see one entry per insight.
         Insight {
             fingerprint: Fingerprint::of([n.to_string()]),
-            kind: "slow_query".into(),
-            rule: "slow_query.total_time".into(),
+            kind: "custom".into(),
+            rule: "custom.total_time".into(),
             severity: Severity::Warning,
             labels,
             title: format!("Top query #{n} by total time on remote1 (62% of its time)"),
@@ -1523,11 +1532,13 @@ mod tests {
             "<font color=\"warning\">1 warning</font>",
             "2026-11-23 10:00 – 2026-11-24 10:00 UTC",
             "<font color=\"warning\">🟠 WARNING</font> **Top query #1",
-            ">Where: remote1 / app · user bob",
-            "calls 52 · total time 8.12 s · mean time 156.2 ms · share of total time 62% · rows 52",
+            ">Where: remote1 / app",
+            // No dump of every metric: a few with units (a kind the stories do not know
+            // gets those whose name carries a unit).
+            ">calls 52 · mean time 156.2 ms · share of total time 62% · total time 8.12 s",
             ">Query: `SELECT * FROM t WHERE id = $1`",
-            ">Advice: Check its plan",
-            ">queryid `-123456`",
+            ">Fix: Check its plan",
+            ">queryid `-123451`",
         ] {
             assert!(md.contains(want), "missing {want:?} in\n{md}");
         }
@@ -1558,7 +1569,7 @@ mod tests {
         assert!(!text.contains('`') && !text.contains("**"), "{text}");
 
         let plain = plain_report(&n);
-        assert!(plain.contains("  queryid -123456"), "{plain}");
+        assert!(plain.contains("  queryid -123451"), "{plain}");
         assert!(plain.ends_with('\n'));
     }
 
@@ -1824,31 +1835,25 @@ mod tests {
                 ] {
                     assert!(!words.contains(en), "{style:?}: {en} in\n{p}");
                 }
-                assert!(p.contains("位置: ") && p.contains("建议: "), "{p}");
+                assert!(p.contains("位置: ") && p.contains("处理: "), "{p}");
             }
         }
     }
 
     #[test]
-    fn markdown_v2_shows_metrics_as_a_table() {
+    fn markdown_v2_is_a_list_and_tight_budgets_keep_the_title() {
         let n = notification(vec![slow_query(1, "SELECT 1")]);
         let v2 = &wecom_markdown_v2(&n, 4000)[0];
         assert!(
             v2.contains(
-                "\n\n| Metric | Value |\n| --- | --- |\n| calls | 52 |\n| total time | 8.12 s |"
+                "\n- calls 52 · mean time 156.2 ms · share of total time 62% · total time 8.12 s\n"
             ),
             "{v2}"
         );
-        // A tight budget drops rows, never leaves a heading without rows.
+        assert!(!v2.contains("| Metric |"), "no table of metrics: {v2}");
         for budget in (MIN_BUDGET..900).step_by(7) {
             let p = &wecom_markdown_v2(&n, budget)[0];
             assert!(p.len() <= budget);
-            if p.contains("| --- |") {
-                let after = &p[p.find("| --- | --- |").unwrap()..];
-                assert!(after.lines().count() >= 2, "{budget}: {p}");
-            } else {
-                assert!(!p.contains("| Metric |"), "{budget}: {p}");
-            }
             assert!(p.contains("Top query #1"), "{budget}: {p}");
         }
     }
@@ -1869,6 +1874,53 @@ mod tests {
         assert_eq!(markdown_mentions(&ids, 10), "<@alice>");
         let many: Vec<String> = (0..1000).map(|k| format!("user{k}")).collect();
         assert!(markdown_mentions(&many, 1000).len() <= 1000);
+    }
+
+    #[test]
+    fn entries_link_to_powa_web_pages_with_safe_segments() {
+        let mut opts = RenderOptions::default();
+        let mut i = slow_query(1, "SELECT 1");
+        i.labels.insert("srvid".into(), "3".into());
+        assert_eq!(powa_web_link(&i, &opts), None, "no powa_web_url");
+        opts.powa_web
+            .insert("main".into(), "https://powa.example.com/p/".into());
+        assert_eq!(
+            powa_web_link(&i, &opts).as_deref(),
+            Some("https://powa.example.com/p/server/3/database/app/query/-123451/overview")
+        );
+        i.labels.insert("database".into(), "a b)](x".into());
+        i.labels.remove("queryid");
+        assert_eq!(
+            powa_web_link(&i, &opts).as_deref(),
+            Some("https://powa.example.com/p/server/3/database/a%20b%29%5D%28x/overview")
+        );
+        i.labels.remove("database");
+        assert_eq!(
+            powa_web_link(&i, &opts).as_deref(),
+            Some("https://powa.example.com/p/server/3/overview/")
+        );
+        // In markdown a link, in text the address; the queryid line goes (the link has it).
+        i.labels.insert("database".into(), "app".into());
+        i.labels.insert("queryid".into(), "42".into());
+        let n = notification(vec![i]);
+        let md = &render(&n, Style::Markdown, 4000, &opts)[0];
+        assert!(
+            md.contains(
+                ">[powa-web](https://powa.example.com/p/server/3/database/app/query/42/overview)"
+            ),
+            "{md}"
+        );
+        assert!(!md.contains("queryid"), "{md}");
+        let text = &render(&n, Style::Text, 2000, &opts)[0];
+        assert!(
+            text.contains(
+                "  powa-web: https://powa.example.com/p/server/3/database/app/query/42/overview"
+            ),
+            "{text}"
+        );
+        assert!(!valid_base_url("powa.example.com"));
+        assert!(!valid_base_url("https://x/(y)"));
+        assert!(valid_base_url("http://127.0.0.1:8888/powa"));
     }
 
     #[test]

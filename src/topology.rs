@@ -174,7 +174,13 @@ pub fn build_outputs(
     opts: RunOptions,
     log: &Logger,
 ) -> anyhow::Result<Outputs> {
-    let mut env = ChannelEnv::new(log.new(o!("component" => "channel")), opts.json_output);
+    let powa_web = settings
+        .repositories
+        .iter()
+        .filter_map(|(name, r)| Some((name.clone(), r.powa_web_url.clone()?)))
+        .collect();
+    let mut env = ChannelEnv::new(log.new(o!("component" => "channel")), opts.json_output)
+        .with_powa_web(powa_web);
     if !opts.dry_run {
         let outbox = open_outbox(settings, log).context("the outbox could not be opened")?;
         env = env.with_outbox(outbox);

@@ -4,7 +4,8 @@
 //! mentions, full renderings and digests. Every payload is valid JSON whose content is
 //! within WeCom's byte limit, never cut inside a character (the content is a `str`, and
 //! JSON round-trips it), a code span, a `<font>` tag, a bold run or a table row; every
-//! insight is shown or counted.
+//! entry (one story per problem: insights about the same query series are told together,
+//! see `powa_sentinel::story`) is shown or counted.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -258,7 +259,7 @@ proptest! {
         preview in 20usize..=2000,
     ) {
         for lang in [Lang::En, Lang::Zh] {
-            let opts = RenderOptions { sql_preview_chars: preview, lang };
+            let opts = RenderOptions { sql_preview_chars: preview, lang, ..RenderOptions::default() };
             // The robot: all three msgtypes, through the channel's own body builder.
             for msgtype in [MsgType::Markdown, MsgType::MarkdownV2, MsgType::Text] {
                 let bodies = wecom::bodies(&n, msgtype, &opts, digest);
@@ -293,7 +294,10 @@ proptest! {
                 }
                 shown.sort_unstable();
                 shown.dedup();
-                prop_assert_eq!(shown.len() + more, n.insights.len(), "{:?} {:?}", msgtype, lang);
+                let entries = render::entries(&n);
+                // Every insight is in exactly one entry.
+                prop_assert_eq!(entries.iter().map(|e| e.insights).sum::<usize>(), n.insights.len());
+                prop_assert_eq!(shown.len() + more, entries.len(), "{:?} {:?}", msgtype, lang);
             }
             // Application messages: 2048 bytes, markdown and text.
             for style in [Style::Markdown, Style::Text] {

@@ -377,6 +377,7 @@ impl MissingIndexAnalyzer {
             ("database".to_string(), database.clone()),
             ("table".to_string(), table.clone()),
             ("columns".to_string(), columns.clone()),
+            ("srvid".to_string(), w.server.srvid.to_string()),
         ]);
         let mut shown: Vec<String> = ids
             .iter()

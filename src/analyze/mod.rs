@@ -95,6 +95,8 @@ pub fn query_labels(w: &StatementsWindow, q: &QueryStats) -> BTreeMap<String, St
                 .map_or_else(|| format!("oid {}", q.key.userid), str::to_string),
         ),
         ("queryid".to_string(), q.key.queryid.to_string()),
+        // For links to powa-web's pages, which are addressed by server id.
+        ("srvid".to_string(), w.server.srvid.to_string()),
     ])
 }
 

@@ -343,6 +343,7 @@ impl ChannelSettings {
         RenderOptions {
             sql_preview_chars: self.sql_preview_chars.unwrap_or(DEFAULT_SQL_PREVIEW_CHARS),
             lang: self.language.unwrap_or_default(),
+            powa_web: Default::default(),
         }
     }
 }
@@ -361,6 +362,8 @@ pub struct ChannelEnv {
     outbox: Arc<dyn Outbox>,
     /// Health and drain handles of every channel started, by name.
     controls: BTreeMap<String, ChannelControl>,
+    /// powa-web's address per repository name (`powa_web_url`).
+    powa_web: BTreeMap<String, String>,
 }
 
 /// What the runtime can ask a running channel besides `Deliver`.
@@ -391,12 +394,19 @@ impl ChannelEnv {
             retry: RetryPolicy::default(),
             outbox: Arc::new(MemoryOutbox::new()),
             controls: BTreeMap::new(),
+            powa_web: BTreeMap::new(),
         }
     }
 
     /// The outbox channels journal into (default: in memory).
     pub fn with_outbox(mut self, outbox: Arc<dyn Outbox>) -> Self {
         self.outbox = outbox;
+        self
+    }
+
+    /// powa-web's address per repository, for the links in every channel's messages.
+    pub fn with_powa_web(mut self, powa_web: BTreeMap<String, String>) -> Self {
+        self.powa_web = powa_web;
         self
     }
 
@@ -594,7 +604,8 @@ pub fn start(
     let log = env
         .log
         .new(o!("channel" => name.to_string(), "type" => settings.kind.as_str()));
-    let opts = settings.render_options();
+    let mut opts = settings.render_options();
+    opts.powa_web = env.powa_web.clone();
     let retry = env.retry.clone();
     let recipient = match settings.kind {
         ChannelKind::Console => {

@@ -88,6 +88,11 @@ pub struct RepositorySettings {
     /// existing indexes, hypopg checks and role names. Default true.
     #[serde(default = "default_reach_servers")]
     pub reach_servers: bool,
+    /// Address of the powa-web that shows this repository (e.g.
+    /// `https://powa.example.com`, with its url prefix if it has one): chat entries then
+    /// link to its server, database and query pages.
+    #[serde(default)]
+    pub powa_web_url: Option<String>,
 }
 
 fn default_reach_servers() -> bool {
@@ -133,6 +138,7 @@ impl RepositorySettings {
             servers: Vec::new(),
             monitored: BTreeMap::new(),
             reach_servers: default_reach_servers(),
+            powa_web_url: None,
         }
     }
 
@@ -173,6 +179,16 @@ impl RepositorySettings {
                 format!("{path}.password"),
                 "set only one of password, password_file and password_env",
             ));
+        }
+        if let Some(u) = &self.powa_web_url {
+            if !crate::render::valid_base_url(u) {
+                problems.push(Problem::new(
+                    format!("{path}.powa_web_url"),
+                    format!(
+                        "{u:?} is not a usable address: give powa-web's http:// or https:// URL, without spaces, quotes or brackets (e.g. \"https://powa.example.com\")"
+                    ),
+                ));
+            }
         }
         if let Some(dsn) = &self.dsn {
             if let Err(e) = dsn.expose().parse::<tokio_postgres::Config>() {
