@@ -365,3 +365,120 @@ type = "console"
     assert!(!stderr.contains(&password), "password leaked");
     lab.psql("repo5", "app", &format!("DROP TABLE {t}"));
 }
+
+/// `once --output json` prints what the channels are told: with a state dir, a second run
+/// over the same problem prints nothing for it (README, `--output json`).
+#[test]
+fn once_json_with_a_state_dir_prints_what_changed() {
+    let lab = lab();
+    let t = format!("t_json5_{}", unique());
+    {
+        let _guard = exclusive();
+        lab.psql(
+            "repo5",
+            "app",
+            &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 200000) g"),
+        );
+        lab.snapshot("repo5");
+        lab.repeat(
+            "repo5",
+            "app",
+            &format!("SELECT count(*) FROM {t} a WHERE md5(a.id::text) LIKE 'ab%'"),
+            20,
+        );
+        lab.snapshot("repo5");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sentinel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[log]
+level = "warning"
+
+[analysis]
+window = "1h"
+
+[state]
+dir = "{state}"
+
+[repositories.lab5]
+dsn = "{repo}"
+servers = ["local"]
+
+[analyzers.slow_queries]
+top_n = 50
+min_total_time = "1ms"
+
+[channels.console]
+type = "console"
+"#,
+            state = dir.path().join("state").display(),
+            repo = lab.repo5_dsn()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
+            .args(["once", "--output", "json", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "stdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(&t)))
+            .collect::<Vec<_>>()
+    };
+    let first = run();
+    assert!(!first.is_empty(), "the test's query is a finding");
+    assert!(first.iter().all(|i| i["status"] == "new"), "{first:#?}");
+    let second = run();
+    assert!(second.is_empty(), "nothing changed: {second:#?}");
+    lab.psql("repo5", "app", &format!("DROP TABLE {t}"));
+}
+
+/// `check` on PoWA 5 names the version, both servers, their modules (PoWA 5's new sources
+/// listed, none an error) and the retention.
+#[test]
+fn check_lists_powa_5() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sentinel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[repositories.lab5]\ndsn = \"{}\"\n\n[channels.console]\ntype = \"console\"\n",
+            lab.repo5_dsn()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("PoWA {} in schema public, 2 server(s)", lab.powa5_version())),
+        "{text}"
+    );
+    assert!(text.contains("server local (srvid 0)"), "{text}");
+    assert!(text.contains("server remote5 (srvid 1): snapshot every 5s"), "{text}");
+    for m in ["pg_stat_statements", "pg_stat_kcache", "pg_qualstats", "pg_stat_io"] {
+        assert!(text.contains(m), "{m}: {text}");
+    }
+    assert!(text.contains("retention 30days"), "{text}");
+}
