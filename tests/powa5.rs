@@ -100,7 +100,11 @@ async fn local_quals_count_from_the_point_before_the_window_or_from_zero() {
         .find(|x| w.text(&x.key).is_some_and(|s| s.contains(&t)))
         .unwrap();
     assert_eq!(q.execution_count, 10.0 * 20_000.0, "rows evaluated");
-    lab.psql("repo5", "app", &format!("DROP TABLE {t}; DROP TABLE {born}"));
+    lab.psql(
+        "repo5",
+        "app",
+        &format!("DROP TABLE {t}; DROP TABLE {born}"),
+    );
 }
 
 /// On a remote server powa-collector resets pg_qualstats after each snapshot: plain sums.
@@ -472,12 +476,23 @@ fn check_lists_powa_5() {
     );
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains(&format!("PoWA {} in schema public, 2 server(s)", lab.powa5_version())),
+        text.contains(&format!(
+            "PoWA {} in schema public, 2 server(s)",
+            lab.powa5_version()
+        )),
         "{text}"
     );
     assert!(text.contains("server local (srvid 0)"), "{text}");
-    assert!(text.contains("server remote5 (srvid 1): snapshot every 5s"), "{text}");
-    for m in ["pg_stat_statements", "pg_stat_kcache", "pg_qualstats", "pg_stat_io"] {
+    assert!(
+        text.contains("server remote5 (srvid 1): snapshot every 5s"),
+        "{text}"
+    );
+    for m in [
+        "pg_stat_statements",
+        "pg_stat_kcache",
+        "pg_qualstats",
+        "pg_stat_io",
+    ] {
         assert!(text.contains(m), "{m}: {text}");
     }
     assert!(text.contains("retention 30days"), "{text}");

@@ -210,8 +210,7 @@ impl ResourceHogAnalyzer {
         };
         let mut out = Vec::new();
         for &r in resources {
-            let total: f64 =
-                queries.iter().map(|q| r.amount(q)).sum::<f64>() + r.unmatched(w);
+            let total: f64 = queries.iter().map(|q| r.amount(q)).sum::<f64>() + r.unmatched(w);
             let floor = r.floor(s);
             if total < floor || total <= 0.0 {
                 continue;
@@ -405,7 +404,10 @@ mod tests {
         });
         let out = a.analyze_window(&w);
         assert_eq!(out.len(), 1);
-        assert!((out[0].metric("share").unwrap() - 0.75).abs() < 1e-9, "{out:#?}");
+        assert!(
+            (out[0].metric("share").unwrap() - 0.75).abs() < 1e-9,
+            "{out:#?}"
+        );
         assert!((out[0].metric("server_total").unwrap() - 400_000.0).abs() < 1e-6);
     }
 
