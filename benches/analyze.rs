@@ -82,6 +82,7 @@ fn window(n: usize) -> StatementsWindow {
             baselines: Vec::new(),
             waits: Vec::new(),
             quals: None,
+            kcache_unmatched: None,
         }
     };
     let mut w = at(0, queries(n, 0, true));

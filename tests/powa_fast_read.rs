@@ -139,6 +139,11 @@ async fn fast_read_matches_naive_on_powa_4() {
 }
 
 #[actix_rt::test]
+async fn fast_read_matches_naive_on_powa_5() {
+    fast_matches_naive("repo5", &lab().repo5_dsn()).await;
+}
+
+#[actix_rt::test]
 async fn fast_read_matches_naive_on_powa_3() {
     fast_matches_naive("repo3", &lab().repo3_dsn()).await;
 }

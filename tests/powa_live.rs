@@ -152,6 +152,16 @@ async fn live_window_matches_naive_on_powa_4() {
 }
 
 #[actix_rt::test]
+async fn live_window_matches_naive_on_powa_5() {
+    live_matches_naive(
+        "repo5",
+        &lab().repo5_dsn(),
+        "SELECT powa_statements_aggregate(0), powa_kcache_aggregate(0), powa_wait_sampling_aggregate(0)",
+    )
+    .await;
+}
+
+#[actix_rt::test]
 async fn live_window_matches_naive_on_powa_3() {
     live_matches_naive(
         "repo3",

@@ -70,6 +70,39 @@ async fn discovers_powa_4_with_remote_servers() {
 }
 
 #[actix_rt::test]
+async fn discovers_powa_5_with_a_remote_server() {
+    let lab = lab();
+    let repo = repo(&lab.repo5_dsn()).await;
+    assert_eq!(repo.info.version.to_string(), lab.powa5_version());
+    assert_eq!(repo.info.schema, "public");
+    assert_eq!(repo.info.exec_time_field(), "total_exec_time");
+    let names: Vec<&str> = repo.info.servers.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["local", "remote5"]);
+    let remote = &repo.info.servers[1];
+    assert_eq!(remote.frequency, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(
+        remote.retention,
+        Some(std::time::Duration::from_secs(30 * 86400))
+    );
+    assert!(remote.last_snapshot.is_some(), "{remote:?}");
+    for s in &repo.info.servers {
+        for m in [
+            "pg_stat_statements",
+            "pg_stat_kcache",
+            "pg_qualstats",
+            "pg_wait_sampling",
+        ] {
+            assert!(
+                s.modules.iter().any(|x| x == m),
+                "{m} not in {:?} of {}",
+                s.modules,
+                s.name
+            );
+        }
+    }
+}
+
+#[actix_rt::test]
 async fn discovers_powa_3() {
     let repo = repo(&lab().repo3_dsn()).await;
     assert_eq!(repo.info.version.to_string(), "3.2.0");
@@ -126,6 +159,11 @@ async fn exact_deltas_on_powa_3() {
 }
 
 #[actix_rt::test]
+async fn exact_deltas_on_powa_5() {
+    exact_deltas("repo5", &lab().repo5_dsn()).await;
+}
+
+#[actix_rt::test]
 async fn remote_server_deltas_come_from_powa_collector() {
     let lab = lab();
     let t = format!("t_remote_{}", unique());
@@ -160,6 +198,48 @@ async fn remote_server_deltas_come_from_powa_collector() {
     let w0 = window(&repo, "local", start).await;
     assert_eq!(calls_of(&w0, &t), 0.0);
     lab.psql("remote1", "app", &format!("DROP TABLE {t}"));
+}
+
+/// PoWA 5 in remote mode: powa-collector 1.3 snapshots remote5 into repo5.
+#[actix_rt::test]
+async fn remote_server_deltas_come_from_powa_collector_on_powa_5() {
+    let lab = lab();
+    let t = format!("t_remote5_{}", unique());
+    let start = {
+        let _guard = exclusive();
+        lab.psql(
+            "remote5",
+            "app",
+            &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 100) g"),
+        );
+        lab.snapshot("remote5");
+        let start = Utc::now();
+        lab.repeat(
+            "remote5",
+            "app",
+            &format!("SELECT count(*) FROM {t} WHERE id > 10"),
+            23,
+        );
+        lab.snapshot("remote5");
+        lab.repeat(
+            "remote5",
+            "app",
+            &format!("SELECT count(*) FROM {t} WHERE id > 10"),
+            4,
+        );
+        lab.snapshot("remote5");
+        start
+    };
+    let repo = repo(&lab.repo5_dsn()).await;
+    let w = window(&repo, "remote5", start).await;
+    assert_eq!(calls_of(&w, &t), 27.0);
+    assert!(
+        w.queries.iter().all(|q| q.database.is_some()),
+        "database names resolved"
+    );
+    let w0 = window(&repo, "local", start).await;
+    assert_eq!(calls_of(&w0, &t), 0.0, "the local server never sees it");
+    lab.psql("remote5", "app", &format!("DROP TABLE {t}"));
 }
 
 #[actix_rt::test]

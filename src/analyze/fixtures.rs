@@ -48,6 +48,7 @@ pub fn window(queries: Vec<QueryStats>) -> StatementsWindow {
         baselines: Vec::new(),
         waits: Vec::new(),
         quals: None,
+        kcache_unmatched: None,
     }
 }
 

@@ -132,6 +132,20 @@ impl Resource {
         }
     }
 
+    /// What the server spent outside the window's queries (pg_stat_kcache series without
+    /// a statement row): part of the total a query's share is taken of.
+    fn unmatched(self, w: &StatementsWindow) -> f64 {
+        let Some(k) = w.kcache_unmatched else {
+            return 0.0;
+        };
+        match self {
+            Resource::Cpu => k.cpu_time_ms(),
+            Resource::Reads => k.reads_bytes,
+            Resource::Writes => k.writes_bytes,
+            Resource::IoTime | Resource::BlocksRead => 0.0,
+        }
+    }
+
     fn floor(self, s: &ResourceHogSettings) -> f64 {
         match self {
             Resource::Cpu => s.min_cpu_time.as_secs_f64() * 1000.0,
@@ -196,7 +210,7 @@ impl ResourceHogAnalyzer {
         };
         let mut out = Vec::new();
         for &r in resources {
-            let total: f64 = queries.iter().map(|q| r.amount(q)).sum();
+            let total: f64 = queries.iter().map(|q| r.amount(q)).sum::<f64>() + r.unmatched(w);
             let floor = r.floor(s);
             if total < floor || total <= 0.0 {
                 continue;
@@ -397,6 +411,25 @@ mod tests {
         k(&mut cpu2, 600.0, 0.0, 0.0);
         let again = a.analyze_window(&window(vec![cpu2]));
         assert_eq!(again[0].fingerprint, out[0].fingerprint);
+    }
+
+    #[test]
+    fn shares_count_the_cpu_of_series_without_a_statement_row() {
+        let a = ResourceHogAnalyzer::new(ResourceHogSettings::default());
+        let mut cpu = query(1, 100.0, 400_000.0);
+        k(&mut cpu, 300.0, 0.0, 0.0);
+        let mut w = window(vec![cpu]);
+        w.kcache_unmatched = Some(Kcache {
+            user_time_s: 100.0,
+            ..Default::default()
+        });
+        let out = a.analyze_window(&w);
+        assert_eq!(out.len(), 1);
+        assert!(
+            (out[0].metric("share").unwrap() - 0.75).abs() < 1e-9,
+            "{out:#?}"
+        );
+        assert!((out[0].metric("server_total").unwrap() - 400_000.0).abs() < 1e-6);
     }
 
     #[test]

@@ -262,7 +262,8 @@ fn point<const M: usize>(row: &Row) -> (SeriesKey, DateTime<Utc>, [f64; M]) {
 /// What one cycle cost the repository.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CycleCost {
-    /// Rows returned by the incremental reads.
+    /// Rows the repository returned this cycle: incremental reads, and the start-up and
+    /// baseline window reads when they ran.
     pub rows: u64,
     /// Whether a window read (start-up, lump or baselines) ran this cycle.
     pub window_reads: u32,
@@ -386,13 +387,14 @@ impl LiveWindow {
                         start,
                         end: window.end,
                     },
+                    &mut cost,
                 )
                 .await?;
                 cost.window_reads += 1;
             }
             Some(cursor) => {
                 self.follow(client, cursor, &mut cost).await?;
-                if self.age_lump(client, start).await? {
+                if self.age_lump(client, start, &mut cost).await? {
                     cost.window_reads += 1;
                 }
             }
@@ -416,13 +418,14 @@ impl LiveWindow {
                 };
                 let b = read_baseline(client, &self.repository, &self.info, &self.server, shifted)
                     .await?;
+                cost.rows += b.points;
                 self.baselines.push(b);
                 cost.window_reads += 1;
             }
             self.baselines_k = Some(from_k);
         }
 
-        let w = self
+        let mut w = self
             .materialize(
                 client,
                 Window {
@@ -432,10 +435,21 @@ impl LiveWindow {
                 from_k,
             )
             .await?;
+        // What this cycle read, for the metrics: the baselines it carries were read at
+        // their checkpoint and counted then.
+        w.points = cost.rows;
+        for b in &mut w.baselines {
+            b.points = 0;
+        }
         Ok((w, cost))
     }
 
-    async fn start_up(&mut self, client: &Session, window: Window) -> Result<(), String> {
+    async fn start_up(
+        &mut self,
+        client: &Session,
+        window: Window,
+        cost: &mut CycleCost,
+    ) -> Result<(), String> {
         let srvid = self.server.srvid;
         self.aggts = self.metas(client).await?.and_then(|m| m.1);
         let anchor = anchor_before(client, &self.info, srvid, window.start)
@@ -446,17 +460,20 @@ impl LiveWindow {
             .await
             .map_err(|e| self.err("statements history", e))?;
         let effective = anchor.or(read.earliest);
+        cost.rows += read.rows;
         self.statements.seed(&read, effective);
         if self.kcache_enabled {
             let kread = cold::read_fast::<4>(client, &self.kcache.layout, srvid, from, window.end)
                 .await
                 .map_err(|e| self.err("pg_stat_kcache history", e))?;
+            cost.rows += kread.rows;
             self.kcache.seed(&kread, effective);
         }
         if self.waits_enabled {
             let wread = cold::read_fast::<1>(client, &self.waits.layout, srvid, from, window.end)
                 .await
                 .map_err(|e| self.err("pg_wait_sampling history", e))?;
+            cost.rows += wread.rows;
             self.waits.seed(&wread, effective);
         }
         let cursor = read.latest.or(anchor).unwrap_or(window.start);
@@ -545,6 +562,7 @@ impl LiveWindow {
         &mut self,
         client: &Session,
         grid_start: DateTime<Utc>,
+        cost: &mut CycleCost,
     ) -> Result<bool, String> {
         let Some((lump_start, lump_end)) = self.lump else {
             return Ok(false);
@@ -568,17 +586,20 @@ impl LiveWindow {
             .await
             .map_err(|e| self.err("statements history", e))?;
         let effective = anchor.or(read.earliest);
+        cost.rows += read.rows;
         self.statements.reseed_lump(Some(&read), effective);
         if self.kcache_enabled {
             let kread = cold::read_fast::<4>(client, &self.kcache.layout, srvid, from, lump_end)
                 .await
                 .map_err(|e| self.err("pg_stat_kcache history", e))?;
+            cost.rows += kread.rows;
             self.kcache.reseed_lump(Some(&kread), effective);
         }
         if self.waits_enabled {
             let wread = cold::read_fast::<1>(client, &self.waits.layout, srvid, from, lump_end)
                 .await
                 .map_err(|e| self.err("pg_wait_sampling history", e))?;
+            cost.rows += wread.rows;
             self.waits.reseed_lump(Some(&wread), effective);
         }
         self.lump = Some((grid_start, lump_end));
@@ -643,7 +664,10 @@ impl LiveWindow {
         }
         let waits = waits::wait_stats(totals, &self.event_names);
         let mut baselines = self.baselines.clone();
-        super::reader::drop_powa_own(&mut queries, &mut baselines, &self.info);
+        let own = super::reader::drop_powa_own(&mut queries, &mut baselines, &self.info);
+        let kcache_unmatched = self
+            .kcache_enabled
+            .then(|| super::reader::unmatched_kcache(&kc, &queries, &own));
         Ok(StatementsWindow {
             repository: self.repository.clone(),
             server: self.server.clone(),
@@ -655,6 +679,7 @@ impl LiveWindow {
             baselines,
             waits,
             quals: None,
+            kcache_unmatched,
         })
     }
 

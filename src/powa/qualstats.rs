@@ -10,8 +10,11 @@
 //!   `powa_qualstats_quals_history_current` (flat columns). They are **per-snapshot
 //!   deltas** (PoWA resets pg_qualstats after each snapshot), so a window is a plain sum of
 //!   the rows whose `ts` falls in (start, end]; the coalesce ranges' mins/maxs are useless.
-//!   PoWA 5.x in local mode never actually runs that reset, so there the values are
-//!   cumulative and are stepped like counters instead.
+//!   PoWA 5.x in local mode never actually runs that reset (seen on 5.0.2 and 5.1.2: 5,
+//!   10, 15 for three snapshots of five executions each), so there the values are
+//!   cumulative: a window is the last value in it minus the last value before it (a qual
+//!   with no point before the window was born in it and counts from zero), and a value that
+//!   drops is an eviction from a full pg_qualstats, not new work (see [`step`]).
 //! * `occurences` = executions that used the predicate, `execution_count` = rows it was
 //!   evaluated on, `nbfiltered` = rows it discarded; the filter ratio is
 //!   nbfiltered / execution_count.
@@ -225,11 +228,13 @@ pub async fn read_quals(
         };
         let v = [r.get::<_, f64>(4), r.get::<_, f64>(5), r.get::<_, f64>(6)];
         let inc = if cumulative {
-            // Points come in ts order per key.
-            match step(series.insert(key, v), v) {
-                Some(inc) => inc,
-                None => continue,
+            // Points come in ts order per key; those up to the window's start only anchor.
+            let ts: chrono::DateTime<chrono::Utc> = r.get(7);
+            let prev = series.insert(key, v);
+            if ts <= window.start {
+                continue;
             }
+            step(prev, v)
         } else {
             v
         };
@@ -369,17 +374,26 @@ pub async fn read_quals(
     Ok(Some(out))
 }
 
-/// The increment of a cumulative series from its previous point (None for the first
-/// point, which only anchors the series); a decrease of any counter is a reset and the
-/// new values count whole.
-fn step(prev: Option<[f64; 3]>, cur: [f64; 3]) -> Option<[f64; 3]> {
-    let prev = prev?;
-    if cur.iter().zip(prev).any(|(c, p)| *c < p) {
-        Some(cur)
-    } else {
-        Some([cur[0] - prev[0], cur[1] - prev[1], cur[2] - prev[2]])
+/// The increment of a cumulative series at a point inside the window from its previous
+/// point. Without a previous point the qual was born in the window: its values count
+/// whole. A decrease of any counter means pg_qualstats evicted the entry (it is full) and
+/// re-created it: the point only re-anchors the series. Counting the new values whole
+/// would add the entries that come and go in a full pg_qualstats again and again (seen on
+/// PoWA 5.1.2: executions grew 8 → 75 → 105 → 152 in three minutes on an idle server); the
+/// executions between the eviction and the point are lost instead, which errs on the side
+/// of fewer suggestions.
+fn step(prev: Option<[f64; 3]>, cur: [f64; 3]) -> [f64; 3] {
+    match prev {
+        None => cur,
+        Some(prev) if cur.iter().zip(prev).any(|(c, p)| *c < p) => [0.0; 3],
+        Some(prev) => [cur[0] - prev[0], cur[1] - prev[1], cur[2] - prev[2]],
     }
 }
+
+/// How far before the window a cumulative series' anchor is looked for. PoWA records
+/// every pg_qualstats entry at every snapshot, so one snapshot period would do; a day
+/// covers any frequency and a collector that paused.
+const ANCHOR_LOOKBACK: &str = "1 day";
 
 /// How `powa_qualstats_quals_history_current` stores its counters: flat columns (3.2,
 /// 4.x) or one composite `record` column (the layout of every other current table, which
@@ -419,22 +433,28 @@ fn counters_sql(info: &PowaInfo, cumulative: bool, c: &str) -> String {
     } else {
         ("", "")
     };
+    // Cumulative series also read their anchor, the last point before the window.
+    let from = if cumulative {
+        format!("($1::timestamptz - interval '{ANCHOR_LOOKBACK}')")
+    } else {
+        "$1::timestamptz".to_string()
+    };
     let pts = format!(
-        "SELECT h.qualid, h.queryid, h.dbid, h.userid, (r).ts, \
+        "SELECT h.qualid, h.queryid, h.dbid, h.userid, (r).ts AS ts, \
                 (r).occurences AS o, (r).execution_count AS e, (r).nbfiltered AS f \
          FROM {s}.powa_qualstats_quals_history h CROSS JOIN LATERAL unnest(h.records) r \
-         WHERE {srv_h}h.coalesce_range && tstzrange($1::timestamptz, $2::timestamptz, '(]') \
-           AND (r).ts > $1 AND (r).ts <= $2 \
+         WHERE {srv_h}h.coalesce_range && tstzrange({from}, $2::timestamptz, '(]') \
+           AND (r).ts > {from} AND (r).ts <= $2 \
          UNION ALL \
          SELECT c.qualid, c.queryid, c.dbid, c.userid, {c}.ts, \
                 {c}.occurences, {c}.execution_count, {c}.nbfiltered \
          FROM {s}.powa_qualstats_quals_history_current c \
-         WHERE {srv_c}{c}.ts > $1 AND {c}.ts <= $2"
+         WHERE {srv_c}{c}.ts > {from} AND {c}.ts <= $2"
     );
     if cumulative {
         format!(
             "SELECT qualid, queryid, dbid::int8, userid::int8, \
-                    coalesce(o, 0)::float8, coalesce(e, 0)::float8, coalesce(f, 0)::float8 \
+                    coalesce(o, 0)::float8, coalesce(e, 0)::float8, coalesce(f, 0)::float8, ts \
              FROM ({pts}) p ORDER BY qualid, queryid, dbid, userid, ts"
         )
     } else {
@@ -681,26 +701,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cumulative_values_are_stepped_with_resets() {
-        // PoWA 5 local mode: 10, 25, 40, then a reset to 5, then 12.
+    fn cumulative_values_are_stepped_from_their_anchor_and_drops_only_reanchor() {
+        // PoWA 5 local mode: 10 before the window (the anchor), then 25, 40, then an
+        // eviction (5), then 12.
+        let total = |anchor: Option<[f64; 3]>, pts: &[[f64; 3]]| {
+            let mut prev = anchor;
+            let mut total = [0.0; 3];
+            for p in pts {
+                for (t, i) in total.iter_mut().zip(step(prev, *p)) {
+                    *t += i;
+                }
+                prev = Some(*p);
+            }
+            total
+        };
         let pts = [
-            [10.0, 1e4, 9e3],
             [25.0, 2.5e4, 2.2e4],
             [40.0, 4e4, 3.6e4],
             [5.0, 5e3, 4e3],
             [12.0, 1.2e4, 1e4],
         ];
-        let mut prev = None;
-        let mut total = [0.0; 3];
-        for p in pts {
-            if let Some(inc) = step(prev, p) {
-                for (t, i) in total.iter_mut().zip(inc) {
-                    *t += i;
-                }
-            }
-            prev = Some(p);
-        }
-        assert_eq!(total, [15.0 + 15.0 + 5.0 + 7.0, 4.2e4, 3.7e4]);
+        assert_eq!(
+            total(Some([10.0, 1e4, 9e3]), &pts),
+            [15.0 + 15.0 + 7.0, 3.7e4, 3.3e4]
+        );
+        // Born inside the window: its first point counts whole.
+        assert_eq!(
+            total(None, &[[5.0, 5e4, 4.9e4], [10.0, 1e5, 9.8e4]]),
+            [10.0, 1e5, 9.8e4]
+        );
     }
 
     #[test]

@@ -123,27 +123,51 @@ pub struct StatementsWindow {
     pub waits: Vec<super::waits::WaitStat>,
     /// pg_qualstats predicates over the window (None when PoWA does not collect them).
     pub quals: Option<std::sync::Arc<crate::powa::qualstats::QualsWindow>>,
+    /// What pg_stat_kcache recorded over the window for series no query above carries
+    /// (pg_stat_statements evicted the statement, or it had no call in the window); PoWA's
+    /// own database left out. Part of the server's CPU and I/O totals: without it a query
+    /// shown at 87% of the server's CPU had 76% (None without pg_stat_kcache).
+    pub kcache_unmatched: Option<super::kcache::Kcache>,
 }
 
 /// Leaves out the statements of PoWA's own database (see [`PowaInfo::database`]), in the
 /// window and in its baselines (which carry no names: by the dbids seen in the window).
+/// Returns the dbids left out.
 pub(crate) fn drop_powa_own(
     queries: &mut Vec<QueryStats>,
     baselines: &mut [StatementsWindow],
     info: &PowaInfo,
-) {
+) -> std::collections::BTreeSet<u32> {
     let own: std::collections::BTreeSet<u32> = queries
         .iter()
         .filter(|q| q.database.as_deref() == Some(info.database.as_str()))
         .map(|q| q.key.dbid)
         .collect();
     if own.is_empty() {
-        return;
+        return own;
     }
     queries.retain(|q| !own.contains(&q.key.dbid));
     for b in baselines {
         b.queries.retain(|q| !own.contains(&q.key.dbid));
     }
+    own
+}
+
+/// The kcache numbers of the series no query of the window carries, outside PoWA's own
+/// databases `own` (see [`StatementsWindow::kcache_unmatched`]).
+pub(crate) fn unmatched_kcache(
+    k: &super::kcache::KcacheByQuery,
+    queries: &[QueryStats],
+    own: &std::collections::BTreeSet<u32>,
+) -> super::kcache::Kcache {
+    let carried: std::collections::HashSet<QueryKey> = queries.iter().map(|q| q.key).collect();
+    let mut sum = super::kcache::Kcache::default();
+    for (key, v) in k {
+        if !carried.contains(key) && !own.contains(&key.dbid) {
+            sum.add(v);
+        }
+    }
+    sum
 }
 
 /// Query texts can be megabytes; nobody reads more than this in a chat message.
@@ -375,6 +399,8 @@ async fn read(
         .collect();
 
     let mut waits = Vec::new();
+    let mut kcache_all = None;
+    let mut kcache_unmatched = None;
     if details {
         if server.modules.iter().any(|m| m == "pg_stat_kcache") && !queries.is_empty() {
             let k = super::kcache::read_kcache(
@@ -389,11 +415,13 @@ async fn read(
             .await
             .map_err(|e| ctx("pg_stat_kcache history", e))?;
             super::kcache::attach(&mut queries, &k);
+            kcache_all = Some(k);
         }
         decorate(client, info, server, &mut queries)
             .await
             .map_err(|e| ctx("query texts and names", e))?;
-        drop_powa_own(&mut queries, &mut [], info);
+        let own = drop_powa_own(&mut queries, &mut [], info);
+        kcache_unmatched = kcache_all.map(|k| unmatched_kcache(&k, &queries, &own));
         if super::waits::enabled(&server.modules) {
             let layout = Layout::wait_sampling(info);
             let w = cold::read::<1>(mode, client, &layout, server.srvid, from, window.end)
@@ -423,6 +451,7 @@ async fn read(
         baselines: Vec::new(),
         waits,
         quals: None,
+        kcache_unmatched,
     })
 }
 
@@ -471,6 +500,20 @@ pub(crate) async fn read_names(
                 )
                 .await?,
         )
+    } else if info.version.major >= 5 {
+        // PoWA 5 keeps each remote server's roles in its catalog snapshots (refreshed by
+        // powa-collector; roles rarely change, so their age matters little here). A
+        // repository whose role may not read them just shows oids, as before.
+        client
+            .query(
+                &format!(
+                    "SELECT oid::int8, rolname::text FROM {s}.powa_catalog_roles WHERE srvid = $1"
+                ),
+                &[&srvid],
+            )
+            .await
+            .map(pairs)
+            .unwrap_or_default()
     } else {
         HashMap::new()
     };

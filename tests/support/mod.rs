@@ -99,6 +99,23 @@ impl Lab {
         self.var("POWA_LAB_REPO3_DSN").to_string()
     }
 
+    /// DSN of the PoWA 5 repository (PostgreSQL 17; local server and remote5) for the
+    /// read-only role. `tests/run-tests` always starts it; a lab started with
+    /// `--no-powa5` has none, and the tests that need it say so.
+    pub fn repo5_dsn(&self) -> String {
+        self.vars
+            .get("POWA_LAB_REPO5_DSN")
+            .unwrap_or_else(|| {
+                panic!("this lab has no PoWA 5 repository (started with --no-powa5?)")
+            })
+            .to_string()
+    }
+
+    /// The PoWA 5 version the lab runs (e.g. `5.0.2`).
+    pub fn powa5_version(&self) -> &str {
+        self.var("POWA_LAB_POWA5_VERSION")
+    }
+
     /// Runs psql as the superuser on `cluster` (repo, repo3, remote1, remote2) in `db`
     /// with `args` after the common options; panics with psql's error on failure.
     fn run_psql(&self, cluster: &str, db: &str, args: &[&str]) -> String {
