@@ -589,3 +589,80 @@ type = "console"
         std::fs::read_to_string(&stderr).unwrap_or_default()
     );
 }
+
+/// With no `monitored` table, a PoWA 5 remote server's index advice names its table and
+/// columns and is checked with hypopg: the sentinel reaches remote5 with the connection
+/// details PoWA keeps in `powa_servers`, as powa-web does.
+#[test]
+fn remote_index_advice_names_the_table_without_configuration_on_powa_5() {
+    let lab = lab();
+    let t = format!("t_mir5_{}", unique());
+    {
+        let _guard = exclusive();
+        lab.psql(
+            "remote5",
+            "app",
+            &format!(
+                "CREATE TABLE {t} AS SELECT g AS id, 1 + (g % 10000) AS customer_id, \
+                        CASE WHEN g % 10 = 0 THEN 'open' ELSE 'closed' END AS status \
+                 FROM generate_series(1, 300000) g; \
+                 ALTER TABLE {t} ADD PRIMARY KEY (id); ANALYZE {t}"
+            ),
+        );
+        lab.snapshot("remote5");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        lab.repeat(
+            "remote5",
+            "app",
+            &format!("SELECT id FROM {t} WHERE customer_id = 4242 AND status = 'open'"),
+            30,
+        );
+        lab.snapshot("remote5");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sentinel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[log]
+level = "warning"
+format = "json"
+
+[analysis]
+window = "10min"
+
+[repositories.lab5]
+dsn = "{repo}"
+servers = ["remote5"]
+
+[channels.console]
+type = "console"
+"#,
+            repo = lab.repo5_dsn()
+        ),
+    )
+    .unwrap();
+    let (insights, stderr) = once_json(&config);
+    let mine: Vec<&Value> = insights
+        .iter()
+        .filter(|i| i["kind"] == "missing_index" && i["table"] == format!("public.{t}"))
+        .collect();
+    assert_eq!(mine.len(), 1, "{insights:#?}\n{stderr}");
+    assert_eq!(mine[0]["server"], "remote5");
+    assert_eq!(mine[0]["columns"], "customer_id, status");
+    assert_eq!(mine[0]["rule"], "missing_index.btree_validated");
+    assert!(
+        mine[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("CREATE INDEX CONCURRENTLY ON public.{t}")),
+        "{:#?}",
+        mine[0]
+    );
+    assert!(
+        !stderr.contains(lab.var("POWA_LAB_COLLECTOR_PASSWORD")),
+        "the powa_servers password leaked"
+    );
+    lab.psql("remote5", "app", &format!("DROP TABLE {t}"));
+}
