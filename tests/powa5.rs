@@ -14,7 +14,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use powa_sentinel::powa::live::LiveWindow;
 use powa_sentinel::powa::qualstats::{read_quals, QualsWindow};
-use powa_sentinel::powa::reader::read_window;
+use powa_sentinel::powa::reader::{read_window, StatementsWindow};
 use powa_sentinel::powa::{connect, Repository, RepositorySettings};
 use sentinel_actors::Window;
 use serde_json::Value;
@@ -41,6 +41,41 @@ fn executions(q: &QualsWindow, t: &str) -> f64 {
         .filter(|x| q.text(&x.key).is_some_and(|s| s.contains(t)))
         .map(|x| x.occurrences)
         .sum()
+}
+
+/// `server`'s window from `start` to now.
+async fn window(repo: &Repository, name: &str, start: DateTime<Utc>) -> StatementsWindow {
+    let window = Window {
+        start,
+        end: Utc::now(),
+    };
+    read_window(
+        &repo.client,
+        &repo.name,
+        &repo.info,
+        server(repo, name),
+        window,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("read_window: {e}"))
+}
+
+/// `powa-sentinel once --output json --config <config>`: the insights printed, which must
+/// all be JSON; the run must succeed.
+fn once_json(config: &std::path::Path) -> (Vec<Value>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
+        .args(["once", "--output", "json", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let insights = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    (insights, stderr)
 }
 
 async fn quals(repo: &Repository, name: &str, start: DateTime<Utc>) -> QualsWindow {
@@ -165,20 +200,7 @@ async fn remote_users_are_named_from_the_catalog_snapshots() {
         lab.snapshot("remote5");
         start
     };
-    let repo = repo5().await;
-    let window = Window {
-        start,
-        end: Utc::now(),
-    };
-    let w = read_window(
-        &repo.client,
-        &repo.name,
-        &repo.info,
-        server(&repo, "remote5"),
-        window,
-    )
-    .await
-    .unwrap();
+    let w = window(&repo5().await, "remote5", start).await;
     let q = w
         .queries
         .iter()
@@ -216,20 +238,7 @@ async fn kcache_without_a_statement_row_stays_in_the_server_totals() {
         lab.snapshot("repo5");
         start
     };
-    let repo = repo5().await;
-    let window = Window {
-        start,
-        end: Utc::now(),
-    };
-    let w = read_window(
-        &repo.client,
-        &repo.name,
-        &repo.info,
-        server(&repo, "local"),
-        window,
-    )
-    .await
-    .unwrap();
+    let w = window(&repo5().await, "local", start).await;
     let other = w.kcache_unmatched.expect("pg_stat_kcache is collected");
     assert!(
         other.cpu_time_ms() > 100.0,
@@ -341,18 +350,7 @@ type = "console"
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(["once", "--output", "json", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let insights: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let (insights, stderr) = once_json(&config);
     let mine: Vec<&Value> = insights
         .iter()
         .filter(|i| i["kind"] == "missing_index" && i["table"] == format!("public.{t}"))
@@ -424,20 +422,9 @@ type = "console"
     )
     .unwrap();
     let run = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-            .args(["once", "--output", "json", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "stdout:\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        once_json(&config)
+            .0
+            .into_iter()
             .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(&t)))
             .collect::<Vec<_>>()
     };
@@ -529,10 +516,6 @@ window = "2min"
 listen = "127.0.0.1:{port}"
 [repositories.lab5]
 dsn = "{repo}"
-# powa-collector 1.3 leaves a new COPY statement (a literal timestamp in it) in the
-# remote's pg_stat_statements at every snapshot, and the lab snapshots every 5 s: the
-# first read of remote5 is large on a lab that has run a while.
-statement_timeout = "120s"
 [channels.console]
 type = "console"
 "#,
@@ -564,7 +547,7 @@ type = "console"
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0.0)
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(150);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     let mut last = String::new();
     let mut seen = false;
     while std::time::Instant::now() < deadline {
