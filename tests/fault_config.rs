@@ -199,7 +199,7 @@ fn bad_inputs() -> Vec<Case> {
             "s.toml",
             "[repositories.main]\ndns = \"host=db\"\n[channels.c]\ntype = \"console\"\n",
         )
-        .expect(&["key `repositories.main.dns`: unknown field `dns`; did you mean `dsn`? (the keys here are dsn, host, port, user, dbname, password, password_file, password_env, sslmode, sslrootcert, statement_timeout, connect_timeout, servers, monitored)"]),
+        .expect(&["key `repositories.main.dns`: unknown field `dns`; did you mean `dsn`? (the keys here are dsn, host, port, user, dbname, password, password_file, password_env, sslmode, sslrootcert, statement_timeout, connect_timeout, servers, monitored, reach_servers, powa_web_url)"]),
         case(
             "a key written in the wrong table",
             "s.toml",
