@@ -668,10 +668,11 @@ pub fn tell(s: &Story<'_>, lang: Lang, place_of: &dyn Fn(&Insight) -> String) ->
         .map(|c| class_name(c, &w));
     if !causes.is_empty() || class.is_some() {
         let body = causes.join(w.pick("; ", "；"));
+        // The concrete causes say more than the class's name (and say it again: "spills to
+        // temp files: it spills to temp files (20 MiB written)"); the name stands alone.
         t.cause = Some(match class {
             Some(c) if body.is_empty() => c,
-            Some(c) => format!("{c}{}{body}", w.pick(": ", "：")),
-            None => body,
+            _ => body,
         });
     }
 
