@@ -89,6 +89,51 @@ async fn quals(repo: &Repository, name: &str, start: DateTime<Utc>) -> QualsWind
         .expect("pg_qualstats is collected")
 }
 
+/// A 300k-row table `t` filtered 30 times on unindexed columns (customer_id, status) on
+/// `cluster`, between two snapshots of `snapshot`.
+fn selective_filter_workload(cluster: &str, snapshot: &str, t: &str) {
+    let lab = lab();
+    let _guard = exclusive();
+    lab.psql(
+        cluster,
+        "app",
+        &format!(
+            "CREATE TABLE {t} AS SELECT g AS id, 1 + (g % 10000) AS customer_id, \
+                    CASE WHEN g % 10 = 0 THEN 'open' ELSE 'closed' END AS status \
+             FROM generate_series(1, 300000) g; \
+             ALTER TABLE {t} ADD PRIMARY KEY (id); ANALYZE {t}"
+        ),
+    );
+    lab.snapshot(snapshot);
+    // A remote's collector resets pg_qualstats after its read: let that pass first.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    lab.repeat(
+        cluster,
+        "app",
+        &format!("SELECT id FROM {t} WHERE customer_id = 4242 AND status = 'open'"),
+        30,
+    );
+    lab.snapshot(snapshot);
+}
+
+/// The one index suggestion for `t`, validated with hypopg, on (customer_id, status).
+fn validated_advice<'a>(insights: &'a [Value], t: &str, stderr: &str) -> &'a Value {
+    let mine: Vec<&Value> = insights
+        .iter()
+        .filter(|i| i["kind"] == "missing_index" && i["table"] == format!("public.{t}"))
+        .collect();
+    assert_eq!(mine.len(), 1, "{insights:#?}\n{stderr}");
+    assert_eq!(mine[0]["rule"], "missing_index.btree_validated");
+    assert_eq!(mine[0]["columns"], "customer_id, status");
+    assert!(
+        mine[0]["metrics"]["cost_after"].as_f64().unwrap()
+            < mine[0]["metrics"]["cost_before"].as_f64().unwrap() / 10.0,
+        "{:#?}",
+        mine[0]
+    );
+    mine[0]
+}
+
 /// PoWA 5 does not reset pg_qualstats after a local snapshot: its values only grow (5, 10,
 /// 15 for three snapshots of five executions). A window counts from the last point before
 /// it, and a qual first seen inside the window from zero.
@@ -299,27 +344,7 @@ fn once_suggests_and_validates_an_index_on_powa_5() {
              GRANT CONNECT ON DATABASE app TO {role}; GRANT pg_read_all_data TO {role}"
         ),
     );
-    {
-        let _guard = exclusive();
-        lab.psql(
-            "repo5",
-            "app",
-            &format!(
-                "CREATE TABLE {t} AS SELECT g AS id, 1 + (g % 10000) AS customer_id, \
-                        CASE WHEN g % 10 = 0 THEN 'open' ELSE 'closed' END AS status \
-                 FROM generate_series(1, 300000) g; \
-                 ALTER TABLE {t} ADD PRIMARY KEY (id); ANALYZE {t}"
-            ),
-        );
-        lab.snapshot("repo5");
-        lab.repeat(
-            "repo5",
-            "app",
-            &format!("SELECT id FROM {t} WHERE customer_id = 4242 AND status = 'open'"),
-            30,
-        );
-        lab.snapshot("repo5");
-    }
+    selective_filter_workload("repo5", "repo5", &t);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sentinel.toml");
     let dsn = format!(
@@ -351,19 +376,7 @@ type = "console"
     )
     .unwrap();
     let (insights, stderr) = once_json(&config);
-    let mine: Vec<&Value> = insights
-        .iter()
-        .filter(|i| i["kind"] == "missing_index" && i["table"] == format!("public.{t}"))
-        .collect();
-    assert_eq!(mine.len(), 1, "{insights:#?}");
-    assert_eq!(mine[0]["rule"], "missing_index.btree_validated");
-    assert_eq!(mine[0]["columns"], "customer_id, status");
-    assert!(
-        mine[0]["metrics"]["cost_after"].as_f64().unwrap()
-            < mine[0]["metrics"]["cost_before"].as_f64().unwrap() / 10.0,
-        "{:#?}",
-        mine[0]
-    );
+    validated_advice(&insights, &t, &stderr);
     assert!(!stderr.contains(&password), "password leaked");
     lab.psql("repo5", "app", &format!("DROP TABLE {t}"));
 }
@@ -580,28 +593,7 @@ type = "console"
 fn remote_index_advice_names_the_table_without_configuration_on_powa_5() {
     let lab = lab();
     let t = format!("t_mir5_{}", unique());
-    {
-        let _guard = exclusive();
-        lab.psql(
-            "remote5",
-            "app",
-            &format!(
-                "CREATE TABLE {t} AS SELECT g AS id, 1 + (g % 10000) AS customer_id, \
-                        CASE WHEN g % 10 = 0 THEN 'open' ELSE 'closed' END AS status \
-                 FROM generate_series(1, 300000) g; \
-                 ALTER TABLE {t} ADD PRIMARY KEY (id); ANALYZE {t}"
-            ),
-        );
-        lab.snapshot("remote5");
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        lab.repeat(
-            "remote5",
-            "app",
-            &format!("SELECT id FROM {t} WHERE customer_id = 4242 AND status = 'open'"),
-            30,
-        );
-        lab.snapshot("remote5");
-    }
+    selective_filter_workload("remote5", "remote5", &t);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sentinel.toml");
     std::fs::write(
@@ -627,21 +619,14 @@ type = "console"
     )
     .unwrap();
     let (insights, stderr) = once_json(&config);
-    let mine: Vec<&Value> = insights
-        .iter()
-        .filter(|i| i["kind"] == "missing_index" && i["table"] == format!("public.{t}"))
-        .collect();
-    assert_eq!(mine.len(), 1, "{insights:#?}\n{stderr}");
-    assert_eq!(mine[0]["server"], "remote5");
-    assert_eq!(mine[0]["columns"], "customer_id, status");
-    assert_eq!(mine[0]["rule"], "missing_index.btree_validated");
+    let advice = validated_advice(&insights, &t, &stderr);
+    assert_eq!(advice["server"], "remote5");
     assert!(
-        mine[0]["text"]
+        advice["text"]
             .as_str()
             .unwrap()
             .contains(&format!("CREATE INDEX CONCURRENTLY ON public.{t}")),
-        "{:#?}",
-        mine[0]
+        "{advice:#?}"
     );
     assert!(
         !stderr.contains(lab.var("POWA_LAB_COLLECTOR_PASSWORD")),
