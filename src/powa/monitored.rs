@@ -412,18 +412,12 @@ impl Reach {
         }
     }
 
-    /// Gives a remote server's queries their role names: from PoWA 5's catalog snapshot
-    /// (`powa_catalog_roles`, no connection needed) first, else (PoWA 4 keeps only oids)
-    /// from pg_roles on the server itself through `route`; re-read when an unknown role
-    /// shows up, at most every ten minutes. Failures are logged once and leave oids.
-    pub async fn name_roles(
-        &self,
-        client: &Session,
-        info: &PowaInfo,
-        route: &Route,
-        w: &mut StatementsWindow,
-        cache: &mut RoleCache,
-    ) {
+    /// Gives a remote server's queries the role names the reader could not give them
+    /// (PoWA 4 keeps only oids; PoWA 5's catalog snapshot may predate a role, see
+    /// `reader::read_names`): from pg_roles on the server itself through `route`; re-read
+    /// when an unknown role shows up, at most every ten minutes. Failures are logged once
+    /// and leave oids.
+    pub async fn name_roles(&self, route: &Route, w: &mut StatementsWindow, cache: &mut RoleCache) {
         if w.server.srvid == 0 {
             return;
         }
@@ -434,21 +428,7 @@ impl Reach {
         let due = cache.read_at.is_none_or(|t| t.elapsed() >= ROLES_REFRESH);
         if unknown && due {
             cache.read_at = Some(std::time::Instant::now());
-            if info.version.major >= 5 {
-                match catalog_roles(client, info, w.server.srvid).await {
-                    Ok(names) => cache.names.extend(names),
-                    Err(e) => self.log_once(
-                        &w.server.name,
-                        "PoWA's role catalog is unreadable; trying the server itself.",
-                        &e,
-                    ),
-                }
-            }
-            let still = w
-                .queries
-                .iter()
-                .any(|q| q.user.is_none() && !cache.names.contains_key(&q.key.userid));
-            if let (true, Some(m)) = (still, &route.settings) {
+            if let Some(m) = &route.settings {
                 let db = m.home_database.clone().or_else(|| {
                     w.queries
                         .iter()
@@ -603,44 +583,6 @@ async fn probe(m: &MonitoredSettings, label: &str, database: &str) -> Result<Str
     } else {
         format!("names ok; hypopg checks ok ({tables} tables)")
     })
-}
-
-/// PoWA 5's snapshot of a remote server's roles (refreshed by the collector), when the
-/// table is there.
-fn catalog_roles_sql(schema: &str) -> (String, String) {
-    (
-        format!(
-            "SELECT to_regclass('{}.powa_catalog_roles') IS NOT NULL",
-            schema.replace('\'', "''")
-        ),
-        format!(
-            "SELECT oid::int8, rolname::text FROM {schema}.powa_catalog_roles WHERE srvid = $1"
-        ),
-    )
-}
-
-async fn catalog_roles(
-    client: &Session,
-    info: &PowaInfo,
-    srvid: i32,
-) -> Result<HashMap<u32, Arc<str>>, String> {
-    let (present, read) = catalog_roles_sql(&info.schema);
-    let err = |e: super::session::QueryError| describe_pg_error(&e);
-    if !client
-        .query_one(&present, &[])
-        .await
-        .map_err(err)?
-        .get::<_, bool>(0)
-    {
-        return Ok(HashMap::new());
-    }
-    Ok(client
-        .query(&read, &[&srvid])
-        .await
-        .map_err(err)?
-        .iter()
-        .map(|r| (r.get::<_, i64>(0) as u32, Arc::from(r.get::<_, &str>(1))))
-        .collect())
 }
 
 /// Role names by oid, from the server's pg_roles.
@@ -828,21 +770,6 @@ mod tests {
         assert!(
             !format!("{m:?}").contains("p w'd"),
             "the password is redacted"
-        );
-    }
-
-    /// PoWA 5 only (not in the lab): the shape of the role catalog read, per the 5.x
-    /// install script (powa_catalog_roles: srvid, oid, rolname, …).
-    #[test]
-    fn powa_5_role_catalog_is_read_by_server() {
-        let (present, read) = catalog_roles_sql("\"PoWA\"");
-        assert_eq!(
-            present,
-            "SELECT to_regclass('\"PoWA\".powa_catalog_roles') IS NOT NULL"
-        );
-        assert_eq!(
-            read,
-            "SELECT oid::int8, rolname::text FROM \"PoWA\".powa_catalog_roles WHERE srvid = $1"
         );
     }
 }

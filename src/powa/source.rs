@@ -121,8 +121,7 @@ impl Source for PowaSource {
                 }
             }
             if let (Some(r), Some(route)) = (&reach, &route) {
-                r.name_roles(&client, &info, route, &mut w, &mut *roles.lock().await)
-                    .await;
+                r.name_roles(route, &mut w, &mut *roles.lock().await).await;
             }
             let taken_at = w.last_ts.unwrap_or(window.end);
             Ok((Arc::new(w), taken_at))
