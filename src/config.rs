@@ -19,6 +19,7 @@ use crate::channels::ChannelSettings;
 use crate::http::HttpSettings;
 use crate::logging::LogSettings;
 use crate::powa::RepositorySettings;
+pub use crate::problem::Problem;
 use crate::schedule::{CollectionSettings, ScheduleSettings};
 
 mod describe;
@@ -125,25 +126,6 @@ impl Default for AnalysisSettings {
             window: default_window(),
             baseline_offset: default_baseline_offset(),
             baseline_periods: default_baseline_periods(),
-        }
-    }
-}
-
-/// One thing wrong with the settings, found after parsing (a value out of range, a
-/// reference to something that does not exist).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Dotted key path, e.g. `channels.ops.webhook_url`.
-    pub key: String,
-    /// What is wrong and what to do, as one sentence.
-    pub message: String,
-}
-
-impl Problem {
-    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem {
-            key: key.into(),
-            message: message.into(),
         }
     }
 }
@@ -310,7 +292,8 @@ impl Settings {
             }
         }
         self.analyzers.validate("analyzers", &mut problems);
-        crate::gate::validate(self, &mut problems);
+        let channels: Vec<String> = self.channels.keys().cloned().collect();
+        crate::gate::validate(&self.gate, &self.routes, &channels, &mut problems);
         self.schedule.validate(&mut problems);
         self.collection.validate("collection", &mut problems);
         self.http.validate(&mut problems);
@@ -530,6 +513,53 @@ impl Keys {
             .chain(other.0.keys())
             .map(|k| k.split(['.', '[']).next().unwrap_or(k))
             .collect()
+    }
+}
+
+impl Settings {
+    /// Every secret a settings file holds: repository and monitored-server passwords (also
+    /// inside DSNs), and every secret of the channels (webhook URLs and the robot key inside,
+    /// keys, HMAC keys, signing and application secrets).
+    pub fn secrets(&self) -> Vec<String> {
+        let settings = self;
+        let mut out = Vec::new();
+        let mut connection =
+            |dsn: Option<&crate::secret::Secret>, password: Option<&crate::secret::Secret>| {
+                if let Some(p) = password {
+                    out.push(p.expose().to_string());
+                }
+                if let Some(d) = dsn {
+                    out.push(d.expose().to_string());
+                    if let Ok(cfg) = d.expose().parse::<tokio_postgres::Config>() {
+                        if let Some(p) = cfg.get_password() {
+                            out.push(String::from_utf8_lossy(p).into_owned());
+                        }
+                    }
+                }
+            };
+        for r in settings.repositories.values() {
+            connection(r.dsn.as_ref(), r.password.as_ref());
+            for m in r.monitored.values() {
+                connection(m.dsn.as_ref(), m.password.as_ref());
+            }
+        }
+        for c in settings.channels.values() {
+            let secrets = [
+                &c.webhook_url,
+                &c.key,
+                &c.url,
+                &c.hmac_key,
+                &c.secret,
+                &c.corpsecret,
+            ];
+            for s in secrets.into_iter().flatten() {
+                out.push(s.expose().to_string());
+                if let Some((_, key)) = s.expose().split_once("key=") {
+                    out.push(key.split('&').next().unwrap_or("").to_string());
+                }
+            }
+        }
+        out
     }
 }
 

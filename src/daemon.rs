@@ -338,7 +338,7 @@ fn reload(
     log: &Logger,
 ) -> Result<(Rc<Shared>, ReportSchedule), String> {
     let new = Settings::load(path).map_err(|e| e.to_string())?;
-    crate::logging::register_secrets(crate::logging::secrets_of(&new));
+    crate::logging::register_secrets(new.secrets());
     let schedule = new
         .schedule
         .parse()

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problem;
+use crate::problem::Problem;
 
 /// `[http]`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

@@ -13,6 +13,7 @@
 
 pub mod analyze;
 pub mod channels;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dry_run;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod output;
 pub mod powa;
+pub mod problem;
 pub mod render;
 pub mod schedule;
 pub mod secret;

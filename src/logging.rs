@@ -135,50 +135,6 @@ pub fn redact(text: &str) -> String {
     text
 }
 
-/// Every secret a settings file holds: repository and monitored-server passwords (also
-/// inside DSNs), and every secret of the channels (webhook URLs and the robot key inside,
-/// keys, HMAC keys, signing and application secrets).
-pub fn secrets_of(settings: &crate::config::Settings) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut connection = |dsn: Option<&crate::secret::Secret>,
-                          password: Option<&crate::secret::Secret>| {
-        if let Some(p) = password {
-            out.push(p.expose().to_string());
-        }
-        if let Some(d) = dsn {
-            out.push(d.expose().to_string());
-            if let Ok(cfg) = d.expose().parse::<tokio_postgres::Config>() {
-                if let Some(p) = cfg.get_password() {
-                    out.push(String::from_utf8_lossy(p).into_owned());
-                }
-            }
-        }
-    };
-    for r in settings.repositories.values() {
-        connection(r.dsn.as_ref(), r.password.as_ref());
-        for m in r.monitored.values() {
-            connection(m.dsn.as_ref(), m.password.as_ref());
-        }
-    }
-    for c in settings.channels.values() {
-        let secrets = [
-            &c.webhook_url,
-            &c.key,
-            &c.url,
-            &c.hmac_key,
-            &c.secret,
-            &c.corpsecret,
-        ];
-        for s in secrets.into_iter().flatten() {
-            out.push(s.expose().to_string());
-            if let Some((_, key)) = s.expose().split_once("key=") {
-                out.push(key.split('&').next().unwrap_or("").to_string());
-            }
-        }
-    }
-    out
-}
-
 /// Scrubs registered secrets from what it writes, one line at a time (a secret split
 /// across two writes is still found).
 pub struct Redacting<W: std::io::Write> {

@@ -13,9 +13,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use futures_util::future::join_all;
 use slog::{error, info, o, warn, Logger};
 
+use powa_sentinel::cli::outbox::{self as outbox_cli, OutboxCommand};
+use powa_sentinel::cli::silence::{self as silence_cli, SilenceCommand};
 use powa_sentinel::config::{Origin, Settings};
-use powa_sentinel::gate::cli::{self as silence_cli, SilenceCommand};
-use powa_sentinel::outbox::cli::{self as outbox_cli, OutboxCommand};
 use powa_sentinel::topology::{self, RunOptions};
 use powa_sentinel::{daemon, logging};
 use sentinel_actors::collector::Collect;
@@ -122,7 +122,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    logging::register_secrets(logging::secrets_of(&settings));
+    logging::register_secrets(settings.secrets());
     let (log, guard) = logging::init(&settings.log);
     let code = match cli.command {
         Command::Run { config } => run_system(daemon::run(config, settings, log.clone())),

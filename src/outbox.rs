@@ -22,8 +22,6 @@
 //! [`RedbOutbox::open_read_only`] reads it without writing (previews, `check`), and is
 //! refused while a process holds it.
 
-pub mod cli;
-
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};

@@ -15,7 +15,7 @@ use croner::parser::{CronParser, Seconds};
 use croner::Cron;
 use serde::Deserialize;
 
-use crate::config::Problem;
+use crate::problem::Problem;
 
 /// `[schedule]`: when the gate's pending insights are sent as a report. Critical insights
 /// do not wait for it (the gate sends them at once).

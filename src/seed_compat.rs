@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::config::Problem;
+use crate::problem::Problem;
 
 /// Every key the seed understood, for "did you mean" and to reject typos.
 const SEED_KEYS: &[&str] = &[

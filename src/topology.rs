@@ -220,10 +220,12 @@ pub fn build_outputs(
     } else {
         crate::gate::Access::ReadWrite
     };
-    let decide = crate::gate::Gate::from_settings(
-        settings,
+    let decide = crate::gate::Gate::with_access(
+        &settings.gate,
+        &settings.routes,
         &names,
         &always,
+        settings.state.dir.as_deref(),
         access,
         log.new(o!("component" => "gate")),
     )

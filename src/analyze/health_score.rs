@@ -30,8 +30,8 @@ use serde::Deserialize;
 
 use super::per_server::{AnalyzerSettings, PerServer};
 use super::{PowaHealthAnalyzer, RegressionAnalyzer, ResourceHogAnalyzer, WorkloadChangeAnalyzer};
-use crate::config::Problem;
 use crate::powa::reader::{StatementsWindow, EXEC_TIME, SHARED_HIT, SHARED_READ};
+use crate::problem::Problem;
 use sentinel_actors::analyzer::Analyze;
 use sentinel_actors::{Fingerprint, Insight, Severity, Snapshot};
 

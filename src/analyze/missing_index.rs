@@ -16,11 +16,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Deserialize;
 
-use crate::config::Problem;
 use crate::powa::discovery::quote_ident;
 use crate::powa::hypopg::Validation;
 use crate::powa::qualstats::{QualKey, QualStats, QualsWindow};
 use crate::powa::reader::StatementsWindow;
+use crate::problem::Problem;
 use sentinel_actors::analyzer::Analyze;
 use sentinel_actors::{Fingerprint, Insight, Severity, Snapshot};
 

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::Problem;
 use crate::powa::reader::{QueryStats, StatementsWindow};
+use crate::problem::Problem;
 pub use health_score::{HealthScoreAnalyzer, HealthScoreSettings};
 pub use missing_index::{MissingIndexAnalyzer, MissingIndexSettings};
 pub use per_server::{AnalyzerSettings, PerServer};

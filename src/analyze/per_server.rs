@@ -16,7 +16,7 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use crate::config::Problem;
+use crate::problem::Problem;
 
 /// Settings an analyzer can have per server: deserialisable, and checked after parsing.
 pub trait AnalyzerSettings: DeserializeOwned + Clone + Default {

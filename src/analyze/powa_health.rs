@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::per_server::{AnalyzerSettings, PerServer};
-use crate::config::Problem;
 use crate::powa::reader::StatementsWindow;
+use crate::problem::Problem;
 use sentinel_actors::analyzer::Analyze;
 use sentinel_actors::{Fingerprint, Insight, Severity, Snapshot};
 

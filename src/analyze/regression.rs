@@ -16,8 +16,8 @@ use serde::Deserialize;
 
 use super::baseline::{median, Baselines, Robust};
 use super::per_server::{AnalyzerSettings, PerServer};
-use crate::config::Problem;
 use crate::powa::reader::{QueryStats, StatementsWindow, CALLS, EXEC_TIME, ROWS};
+use crate::problem::Problem;
 use sentinel_actors::analyzer::Analyze;
 use sentinel_actors::{Insight, Severity, Snapshot};
 

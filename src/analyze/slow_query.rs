@@ -10,11 +10,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::per_server::{AnalyzerSettings, PerServer};
-use crate::config::Problem;
 use crate::powa::reader::{
     QueryStats, StatementsWindow, BLK_READ_TIME, BLK_WRITE_TIME, CALLS, EXEC_TIME, ROWS,
     SHARED_HIT, SHARED_READ, TEMP_WRITTEN,
 };
+use crate::problem::Problem;
 use sentinel_actors::analyzer::Analyze;
 use sentinel_actors::{Insight, Severity, Snapshot};
 

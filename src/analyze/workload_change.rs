@@ -16,10 +16,10 @@ use serde::Deserialize;
 
 use super::baseline::{Baselines, Robust};
 use super::per_server::{AnalyzerSettings, PerServer};
-use crate::config::Problem;
 use crate::powa::reader::{
     QueryStats, StatementsWindow, CALLS, EXEC_TIME, SHARED_READ, TEMP_WRITTEN,
 };
+use crate::problem::Problem;
 use sentinel_actors::analyzer::Analyze;
 use sentinel_actors::{Insight, Severity, Snapshot};
 

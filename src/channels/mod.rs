@@ -65,7 +65,7 @@ use slog::{o, warn, Logger};
 use sentinel_actors::channel::{ChannelActor, Deliver, RetryPolicy};
 use sentinel_actors::throttle::Pacer;
 
-use crate::config::Problem;
+use crate::problem::Problem;
 use crate::render::{Lang, RenderOptions, DEFAULT_SQL_PREVIEW_CHARS};
 use crate::secret::Secret;
 

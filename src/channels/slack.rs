@@ -24,7 +24,7 @@ use sentinel_actors::{ChannelError, Notification};
 use super::post;
 use super::wecom::DEFAULT_TIMEOUT;
 use super::ChannelSettings;
-use crate::config::Problem;
+use crate::problem::Problem;
 use crate::render::{self, RenderOptions, Style};
 use crate::secret::Secret;
 

@@ -29,7 +29,7 @@ use sentinel_actors::{ChannelError, Insight, Notification, NotifyReason, Severit
 
 use super::wecom::DEFAULT_TIMEOUT;
 use super::ChannelSettings;
-use crate::config::Problem;
+use crate::problem::Problem;
 use crate::secret::Secret;
 
 /// The payload version; bumped on any incompatible change (new fields are compatible).

@@ -23,7 +23,7 @@ use sentinel_actors::message::Mentions;
 use sentinel_actors::{ChannelError, Notification};
 
 use super::ChannelSettings;
-use crate::config::Problem;
+use crate::problem::Problem;
 use crate::render::{self, RenderOptions, Style};
 use crate::secret::Secret;
 

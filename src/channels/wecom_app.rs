@@ -32,7 +32,7 @@ use sentinel_actors::{ChannelError, Notification};
 
 use super::wecom::{MsgType, DEFAULT_BASE_URL, DEFAULT_TIMEOUT};
 use super::ChannelSettings;
-use crate::config::Problem;
+use crate::problem::Problem;
 use crate::render::{self, RenderOptions};
 use crate::secret::Secret;
 

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use sentinel_actors::message::Lifecycle;
 use sentinel_actors::{Fingerprint, Insight, Severity};
 
-use crate::config::Problem;
+use crate::problem::Problem;
 
 /// The metric compared for magnitude escalation.
 pub const MAGNITUDE_METRIC: &str = "magnitude";

@@ -34,7 +34,6 @@
 //! [[routes]]                     # see routes.rs
 //! ```
 
-pub mod cli;
 pub mod engine;
 pub mod lifecycle;
 pub mod quiet_hours;
@@ -55,7 +54,7 @@ use sentinel_actors::gate::{Decide, Insights, Outgoing};
 use sentinel_actors::outbox::StoredNotification;
 use sentinel_actors::Severity;
 
-use crate::config::{Problem, Settings};
+use crate::problem::Problem;
 use engine::Engine;
 use lifecycle::{LifecycleSettings, Rules};
 use quiet_hours::{QuietHours, QuietHoursSettings};
@@ -165,10 +164,14 @@ pub fn compile(
     }
 }
 
-/// Checks `[gate]` and `[[routes]]` against the configured channels.
-pub fn validate(settings: &Settings, problems: &mut Vec<Problem>) {
-    let channels: Vec<String> = settings.channels.keys().cloned().collect();
-    if let Err(p) = compile(&settings.gate, &settings.routes, &channels, &[]) {
+/// Checks `[gate]` and `[[routes]]` against the configured channels' names.
+pub fn validate(
+    gate: &GateSettings,
+    routes: &[RouteSettings],
+    channels: &[String],
+    problems: &mut Vec<Problem>,
+) {
+    if let Err(p) = compile(gate, routes, channels, &[]) {
         problems.extend(p);
     }
 }
@@ -289,25 +292,6 @@ impl Gate {
             id_moved: false,
             internal: always.iter().cloned().collect(),
         })
-    }
-
-    /// From the whole settings.
-    pub fn from_settings(
-        settings: &Settings,
-        channels: &[String],
-        always: &[String],
-        access: Access,
-        log: Logger,
-    ) -> Result<Gate, GateError> {
-        Gate::with_access(
-            &settings.gate,
-            &settings.routes,
-            channels,
-            always,
-            settings.state.dir.as_deref(),
-            access,
-            log,
-        )
     }
 
     /// Does this gate write its decisions (a state directory, not a preview)?
@@ -496,6 +480,7 @@ pub(crate) fn test_insight(fp: u64, severity: Severity) -> sentinel_actors::Insi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Settings;
 
     #[test]
     fn unknown_channels_and_bad_values_name_their_keys() {

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use sentinel_actors::Severity;
 
-use crate::config::Problem;
+use crate::problem::Problem;
 
 /// One `[gate.quiet_hours.<channel>]` table.
 #[derive(Debug, Clone, Deserialize)]

@@ -32,7 +32,7 @@ use serde::Deserialize;
 use sentinel_actors::message::Mentions;
 use sentinel_actors::{Insight, Severity};
 
-use crate::config::Problem;
+use crate::problem::Problem;
 
 /// One `[[routes]]` table.
 #[derive(Debug, Clone, Default, Deserialize)]

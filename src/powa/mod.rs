@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::Problem;
+use crate::problem::Problem;
 use crate::secret::Secret;
 
 pub use connect::{connect, open_session, Repository};

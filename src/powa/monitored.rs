@@ -31,7 +31,7 @@ use super::reader::StatementsWindow;
 use super::session::Session;
 use super::{validate_tls, RepositorySettings, SslMode};
 use crate::analyze::missing_index::{candidates, ddl, worth_a_look, MissingIndexSettings};
-use crate::config::Problem;
+use crate::problem::Problem;
 use crate::secret::Secret;
 
 /// How to reach one monitored server directly.

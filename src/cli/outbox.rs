@@ -15,8 +15,8 @@ use clap::{ArgGroup, Args, Subcommand};
 
 use sentinel_actors::outbox::{EntryBody, Outbox, OutboxEntry, Seq};
 
-use super::RedbOutbox;
 use crate::config::Settings;
+use crate::outbox::RedbOutbox;
 
 /// Which entries a command acts on.
 #[derive(Args, Debug, Clone)]

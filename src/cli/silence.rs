@@ -8,9 +8,9 @@ use clap::{ArgGroup, Subcommand};
 
 use sentinel_actors::Fingerprint;
 
-use super::silence::{Matcher, Silence};
-use super::store::{Store, StoreError};
 use crate::config::Settings;
+use crate::gate::silence::{Matcher, Silence};
+use crate::gate::store::{Store, StoreError};
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum SilenceCommand {

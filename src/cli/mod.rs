@@ -1,0 +1,8 @@
+//! The operator's commands besides running the pipeline: `silence …` and `outbox …`.
+//!
+//! They sit above the components they act on (the gate's store, the outbox) and take the
+//! whole [`crate::config::Settings`], so the components themselves never import the
+//! configuration that gathers them.
+
+pub mod outbox;
+pub mod silence;
