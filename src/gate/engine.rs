@@ -16,6 +16,7 @@ use sentinel_actors::gate::{Insights, Outgoing};
 use sentinel_actors::message::{Lifecycle, Mentions};
 use sentinel_actors::{Insight, NotifyReason, Severity};
 
+use super::cycle::{companions, Cycles};
 use super::lifecycle::{Finding, Rules, ScopeState};
 use super::quiet_hours::QuietHours;
 use super::routes::{Hit, Routes};
@@ -29,6 +30,9 @@ pub enum Release {
     Report,
     /// Once this time has passed (the end of a channel's quiet hours).
     At(DateTime<Utc>),
+    /// An immediate finding, once its collection cycle is over (see [`super::cycle`]), or
+    /// its wait since `since` (data time) has passed.
+    Cycle { seq: u64, since: DateTime<Utc> },
 }
 
 /// One insight waiting for one channel.
@@ -40,6 +44,9 @@ pub struct Held {
     pub release: Release,
     pub mentions: Mentions,
     pub insight: Insight,
+    /// The source whose report held it (absent in items an older version kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// What changed since the last commit to the store.
@@ -73,6 +80,10 @@ pub struct Engine {
     held: BTreeMap<u64, Held>,
     next_held: u64,
     changes: Changes,
+    /// Collection cycles, for holding immediate findings until theirs is over.
+    cycles: Cycles,
+    /// The longest an immediate finding waits for its cycle.
+    cycle_wait: chrono::Duration,
 }
 
 /// Counters for logs and tests.
@@ -103,6 +114,9 @@ struct Dispatch<'a> {
     routes: &'a Routes,
     quiet: &'a [Option<QuietHours>],
     immediate: Option<Severity>,
+    /// The report's source, and its seq when immediate findings wait for their cycle.
+    source: &'a str,
+    cycle: Option<u64>,
     silences: &'a [Silence],
     held: &'a mut BTreeMap<u64, Held>,
     next_held: &'a mut u64,
@@ -131,6 +145,7 @@ impl<'a> Dispatch<'a> {
                 release,
                 mentions,
                 insight,
+                source: Some(self.source.to_string()),
             },
         );
         self.changes.held_put.insert(id);
@@ -179,7 +194,16 @@ impl<'a> Dispatch<'a> {
                     mentions,
                     insight.clone(),
                 ),
-                None => self.now.push((hit.channel, insight.clone(), mentions)),
+                None => match self.cycle {
+                    Some(seq) => self.hold(
+                        hit.channel,
+                        NotifyReason::Immediate,
+                        Release::Cycle { seq, since: at },
+                        mentions,
+                        insight.clone(),
+                    ),
+                    None => self.now.push((hit.channel, insight.clone(), mentions)),
+                },
             }
         }
         self.hits = hits;
@@ -244,7 +268,24 @@ impl Engine {
             held: BTreeMap::new(),
             next_held: 1,
             changes: Changes::default(),
+            cycles: Cycles::default(),
+            cycle_wait: chrono::Duration::zero(),
         }
+    }
+
+    /// Holds immediate findings until their collection cycle is over: every analyzer of
+    /// `expected` reported on the snapshot, a newer one came, a flush, or `wait` passed.
+    /// `expected` empty: immediate findings go at once (the default).
+    pub fn hold_for_cycles(&mut self, expected: Vec<String>, wait: std::time::Duration) {
+        self.cycles = Cycles::new(expected);
+        self.cycle_wait = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+    }
+
+    /// Does the engine need its timer (quiet hours, or cycles that may outwait their
+    /// analyzers)?
+    pub fn wants_ticks(&self) -> bool {
+        self.quiet.iter().any(Option::is_some)
+            || (self.immediate.is_some() && self.cycles.enabled())
     }
 
     /// Replaces the state (after loading it from the store).
@@ -309,6 +350,8 @@ impl Engine {
             routes: &self.routes,
             quiet: &self.quiet,
             immediate: self.immediate,
+            source: &report.source,
+            cycle: self.cycles.enabled().then_some(report.seq),
             silences: &self.silences,
             held: &mut self.held,
             next_held: &mut self.next_held,
@@ -321,10 +364,16 @@ impl Engine {
         });
         let now = std::mem::take(&mut d.now);
         self.changes.scopes.insert(key);
+        let over = self
+            .cycles
+            .report(&report.analyzer, &report.source, report.seq);
+        let mut out = self.release_cycles(at, |source, seq, _| {
+            source == Some(report.source.as_str()) && over.ends(seq)
+        });
         if now.is_empty() {
-            return Vec::new();
+            return out;
         }
-        group(
+        out.extend(group(
             now.into_iter()
                 .map(|(c, i, m)| {
                     (
@@ -336,7 +385,8 @@ impl Engine {
                 })
                 .collect(),
             at,
-        )
+        ));
+        out
     }
 
     /// Releases what may go at `at`: held items whose condition is met, unless the
@@ -348,6 +398,8 @@ impl Engine {
             let due = match h.release {
                 Release::Report => with_report,
                 Release::At(t) => t <= at,
+                // Released by `release_cycles`, with their companions.
+                Release::Cycle { .. } => false,
             };
             if !due {
                 continue;
@@ -374,14 +426,73 @@ impl Engine {
         group(out, at)
     }
 
-    /// A report is due: everything waiting for it, and everything whose quiet hours ended.
-    pub fn flush(&mut self, at: DateTime<Utc>) -> Vec<Outgoing> {
-        self.release(at, true)
+    /// Releases the immediate findings held for their cycle that `due(source, seq,
+    /// since)` lets go, each with the findings held for the report that tell the same
+    /// story (same source and channel: its cause, its rank, its share), so the alarm
+    /// arrives with its explanation. What a channel's quiet hours now hold waits for
+    /// their end instead.
+    fn release_cycles(
+        &mut self,
+        at: DateTime<Utc>,
+        due: impl Fn(Option<&str>, u64, DateTime<Utc>) -> bool,
+    ) -> Vec<Outgoing> {
+        let leads: Vec<u64> = self
+            .held
+            .values()
+            .filter(|h| match h.release {
+                Release::Cycle { seq, since } => due(h.source.as_deref(), seq, since),
+                _ => false,
+            })
+            .map(|h| h.id)
+            .collect();
+        if leads.is_empty() {
+            return Vec::new();
+        }
+        let mut take: Vec<u64> = Vec::new();
+        for id in &leads {
+            let Some(h) = self.held.get_mut(id) else {
+                continue;
+            };
+            let quiet = (0..self.routes.channel_count())
+                .find(|&c| self.routes.channel(c) == h.channel)
+                .and_then(|c| self.quiet[c].as_ref());
+            match quiet.and_then(|q| q.holds(h.insight.severity, at)) {
+                Some(until) => {
+                    h.release = Release::At(until);
+                    self.changes.held_put.insert(*id);
+                }
+                None => take.push(*id),
+            }
+        }
+        take.extend(companions(&self.held, &take));
+        let mut out = Vec::new();
+        for id in take {
+            if let Some(h) = self.held.remove(&id) {
+                self.changes.held_put.remove(&id);
+                self.changes.held_del.insert(id);
+                out.push((h.channel, NotifyReason::Immediate, h.insight, h.mentions));
+            }
+        }
+        group(out, at)
     }
 
-    /// The timer: what quiet hours held and may now go.
+    /// A report is due: every cycle is over, so the immediate findings still waiting for
+    /// theirs go first, then everything waiting for the report, and everything whose
+    /// quiet hours ended.
+    pub fn flush(&mut self, at: DateTime<Utc>) -> Vec<Outgoing> {
+        let mut out = self.release_cycles(at, |_, _, _| true);
+        self.cycles.clear();
+        out.extend(self.release(at, true));
+        out
+    }
+
+    /// The timer: immediate findings that waited long enough for their cycle, and what
+    /// quiet hours held and may now go.
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Outgoing> {
-        self.release(now, false)
+        let wait = self.cycle_wait;
+        let mut out = self.release_cycles(now, |_, _, since| since + wait <= now);
+        out.extend(self.release(now, false));
+        out
     }
 
     /// The scopes a commit must write.
@@ -398,320 +509,4 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::lifecycle::LifecycleSettings;
-    use super::super::quiet_hours::QuietHoursSettings;
-    use super::super::routes::RouteSettings;
-    use super::super::silence::Matcher;
-    use super::*;
-    use sentinel_actors::{Fingerprint, Window};
-
-    fn t(min: i64) -> DateTime<Utc> {
-        // 2026-03-02T00:00:00Z, a Monday.
-        DateTime::<Utc>::from_timestamp(1_772_409_600 + min * 60, 0).unwrap()
-    }
-
-    fn insight(fp: u64, severity: Severity, db: &str) -> Insight {
-        Insight {
-            fingerprint: Fingerprint(fp),
-            kind: "slow_query".into(),
-            rule: "slow_query.total_time".into(),
-            severity,
-            labels: [("database", db), ("server", "db1")]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            title: format!("finding {fp}"),
-            advice: "a".into(),
-            text: None,
-            metrics: Default::default(),
-            window: Window {
-                start: t(0),
-                end: t(0),
-            },
-            observed_at: t(0),
-            status: None,
-        }
-    }
-
-    fn report(at: DateTime<Utc>, insights: Vec<Insight>) -> Insights {
-        Insights {
-            analyzer: "slow_queries".into(),
-            source: "main/db1".into(),
-            seq: 1,
-            at,
-            insights,
-        }
-    }
-
-    fn engine(routes: Vec<RouteSettings>, quiet: Option<(&str, &str, &str)>) -> Engine {
-        let chans = ["console", "ops", "pay"].map(String::from).to_vec();
-        let routes = Routes::compile(&routes, &[], &chans, &[]).unwrap();
-        let mut q = BTreeMap::new();
-        if let Some((ch, start, end)) = quiet {
-            let mut p = Vec::new();
-            q.insert(
-                ch.to_string(),
-                QuietHours::compile(
-                    &QuietHoursSettings {
-                        start: start.into(),
-                        end: end.into(),
-                        timezone: "UTC".into(),
-                        bypass_severity: "none".into(),
-                    },
-                    "q",
-                    &mut p,
-                )
-                .unwrap(),
-            );
-        }
-        Engine::new(
-            Rules::new(&LifecycleSettings::default()),
-            routes,
-            q,
-            Some(Severity::Critical),
-        )
-    }
-
-    type Summary = Vec<(String, NotifyReason, Vec<(u64, Option<Lifecycle>)>)>;
-
-    fn summary(out: &[Outgoing]) -> Summary {
-        out.iter()
-            .map(|o| {
-                (
-                    o.channel.clone(),
-                    o.reason,
-                    o.insights
-                        .iter()
-                        .map(|i| (i.fingerprint.0, i.status))
-                        .collect(),
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn critical_new_goes_at_once_the_rest_waits_for_the_report() {
-        let routes = vec![RouteSettings {
-            channels: vec!["ops".into()],
-            ..Default::default()
-        }];
-        let mut e = engine(routes, None);
-        let now = e.observe(report(
-            t(0),
-            vec![
-                insight(1, Severity::Critical, "a"),
-                insight(2, Severity::Warning, "a"),
-            ],
-        ));
-        assert_eq!(
-            summary(&now),
-            [(
-                "ops".into(),
-                NotifyReason::Immediate,
-                vec![(1, Some(Lifecycle::New))]
-            )]
-        );
-        let rep = e.flush(t(1));
-        assert_eq!(
-            summary(&rep),
-            [(
-                "ops".into(),
-                NotifyReason::Report,
-                vec![(2, Some(Lifecycle::New))]
-            )]
-        );
-        assert!(e.flush(t(2)).is_empty(), "nothing twice");
-        // Ongoing: quiet. Resolved (critical): waits for the report.
-        assert!(e
-            .observe(report(t(5), vec![insight(1, Severity::Critical, "a")]))
-            .is_empty());
-        for m in [10, 15, 20] {
-            assert!(e.observe(report(t(m), vec![])).is_empty());
-        }
-        let rep = e.flush(t(21));
-        assert_eq!(
-            summary(&rep),
-            [(
-                "ops".into(),
-                NotifyReason::Report,
-                vec![
-                    (1, Some(Lifecycle::Resolved)),
-                    (2, Some(Lifecycle::Resolved))
-                ]
-            )]
-        );
-    }
-
-    #[test]
-    fn immediate_can_be_disabled() {
-        let mut e = engine(vec![], None);
-        e.immediate = None;
-        assert!(e
-            .observe(report(t(0), vec![insight(1, Severity::Critical, "a")]))
-            .is_empty());
-        assert_eq!(e.flush(t(1)).len(), 3, "one report per channel");
-    }
-
-    #[test]
-    fn routes_pick_channels_and_mentions_reach_the_notification() {
-        let routes = vec![
-            RouteSettings {
-                channels: vec!["pay".into()],
-                database: Some("payments".into()),
-                mention_userids: vec!["zhangsan".into()],
-                mention_severity: Some("warning".into()),
-                continue_matching: true,
-                ..Default::default()
-            },
-            RouteSettings {
-                channels: vec!["ops".into()],
-                ..Default::default()
-            },
-        ];
-        let mut e = engine(routes, None);
-        e.observe(report(
-            t(0),
-            vec![
-                insight(1, Severity::Warning, "payments"),
-                insight(2, Severity::Info, "payments"),
-                insight(3, Severity::Info, "x"),
-            ],
-        ));
-        let out = e.flush(t(1));
-        assert_eq!(
-            summary(&out),
-            [
-                (
-                    "ops".into(),
-                    NotifyReason::Report,
-                    vec![
-                        (1, Some(Lifecycle::New)),
-                        (2, Some(Lifecycle::New)),
-                        (3, Some(Lifecycle::New))
-                    ]
-                ),
-                (
-                    "pay".into(),
-                    NotifyReason::Report,
-                    vec![(1, Some(Lifecycle::New)), (2, Some(Lifecycle::New))]
-                ),
-            ]
-        );
-        assert!(out[0].mentions.is_empty());
-        assert_eq!(out[1].mentions.userids, ["zhangsan"]);
-    }
-
-    fn silence(matchers: &[&str], until: DateTime<Utc>) -> Silence {
-        Silence {
-            id: 1,
-            fingerprint: None,
-            matchers: matchers
-                .iter()
-                .map(|m| Matcher::parse(m).unwrap())
-                .collect(),
-            starts_at: t(0),
-            ends_at: until,
-            reason: "deploy".into(),
-            author: "me".into(),
-            created_at: t(0),
-        }
-    }
-
-    #[test]
-    fn silenced_findings_keep_their_lifecycle_and_notify_after_expiry() {
-        let mut e = engine(vec![], None);
-        e.set_silences(vec![silence(&["database=a"], t(12))]);
-        let i = || {
-            vec![
-                insight(1, Severity::Critical, "a"),
-                insight(2, Severity::Info, "b"),
-            ]
-        };
-        assert!(
-            e.observe(report(t(0), i())).is_empty(),
-            "critical but silenced"
-        );
-        let out = e.flush(t(1));
-        assert!(out
-            .iter()
-            .all(|o| o.insights.iter().all(|i| i.fingerprint.0 == 2)));
-        let scope = e.scope(&scope_key("slow_queries", "main/db1")).unwrap();
-        assert!(scope.findings[&Fingerprint(1)].firing, "lifecycle goes on");
-        assert!(e.observe(report(t(5), i())).is_empty());
-        assert!(e.observe(report(t(10), i())).is_empty());
-        // Expired at 12: the still-firing finding is announced as the `new` it was.
-        let now = e.observe(report(t(15), i()));
-        assert_eq!(now.len(), 3);
-        assert_eq!(summary(&now)[0].2, [(1, Some(Lifecycle::New))]);
-        assert!(e.observe(report(t(20), i())).is_empty());
-        assert!(e.flush(t(21)).is_empty());
-    }
-
-    #[test]
-    fn a_finding_resolved_while_silenced_is_never_announced() {
-        let mut e = engine(vec![], None);
-        e.set_silences(vec![silence(&["database=a"], t(60))]);
-        e.observe(report(t(0), vec![insight(1, Severity::Warning, "a")]));
-        for m in [5, 10, 15] {
-            e.observe(report(t(m), vec![]));
-        }
-        assert!(e.flush(t(16)).is_empty());
-        for m in [65, 70] {
-            assert!(e.observe(report(t(m), vec![])).is_empty());
-        }
-        assert!(e.flush(t(71)).is_empty());
-    }
-
-    #[test]
-    fn quiet_hours_hold_until_the_window_ends_then_release_on_tick() {
-        // `ops` is quiet 00:00–07:00 UTC; t(0) is midnight.
-        let mut e = engine(vec![], Some(("ops", "00:00", "07:00")));
-        let now = e.observe(report(t(30), vec![insight(1, Severity::Critical, "a")]));
-        let chans: Vec<_> = now.iter().map(|o| o.channel.as_str()).collect();
-        assert_eq!(
-            chans,
-            ["console", "pay"],
-            "critical goes at once, except to ops"
-        );
-        let rep = e.flush(t(60));
-        assert!(rep.is_empty(), "ops still quiet: {rep:?}");
-        assert!(e.tick(t(7 * 60 - 1)).is_empty());
-        let released = e.tick(t(7 * 60));
-        assert_eq!(
-            summary(&released),
-            [(
-                "ops".into(),
-                NotifyReason::Immediate,
-                vec![(1, Some(Lifecycle::New))]
-            )]
-        );
-        assert_eq!(e.counts().held, 0);
-    }
-
-    #[test]
-    fn report_items_flushed_in_quiet_hours_wait_then_go_with_a_later_flush() {
-        let mut e = engine(vec![], Some(("ops", "00:00", "07:00")));
-        e.observe(report(t(-60), vec![insight(1, Severity::Warning, "a")]));
-        let rep = e.flush(t(60));
-        let chans: Vec<_> = rep.iter().map(|o| o.channel.as_str()).collect();
-        assert_eq!(chans, ["console", "pay"]);
-        assert_eq!(e.counts().held, 1);
-        let later = e.flush(t(8 * 60));
-        assert_eq!(summary(&later)[0].0, "ops");
-        assert_eq!(e.counts().held, 0);
-    }
-
-    #[test]
-    fn changes_track_what_to_persist() {
-        let mut e = engine(vec![], None);
-        e.observe(report(t(0), vec![insight(1, Severity::Warning, "a")]));
-        let c = e.take_changes();
-        assert_eq!(c.scopes.len(), 1);
-        assert_eq!(c.held_put.len(), 3);
-        e.flush(t(1));
-        let c = e.take_changes();
-        assert!(c.held_put.is_empty());
-        assert_eq!(c.held_del.len(), 3);
-    }
-}
+mod tests;

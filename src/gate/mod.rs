@@ -7,8 +7,10 @@
 //! 2. [`silence`]: a silenced finding keeps its lifecycle, its notification is swallowed
 //!    (and sent if the silence ends while it still fires);
 //! 3. [`routes`]: ordered routes pick the channels and the mentions;
-//! 4. immediate or report: critical findings that are new, escalated or reopened go at once,
-//!    the rest waits for the next report (`Flush`);
+//! 4. immediate or report: critical findings that are new, escalated or reopened go as
+//!    soon as their collection cycle is over ([`cycle`]: every analyzer reported on the
+//!    snapshot), with the findings of that cycle that explain them; the rest waits for the
+//!    next report (`Flush`);
 //! 5. [`quiet_hours`]: a channel in its quiet hours gets only the bypass severity; the rest
 //!    waits for the window's end.
 //!
@@ -28,12 +30,14 @@
 //! immediate = true
 //! immediate_severity = "critical"
 //! default_channels = []          # no route matched: these channels (empty: all)
-//! tick_interval = "30s"          # how often held items are checked against quiet hours
+//! immediate_wait = "60s"         # the longest a critical finding waits for its cycle's causes
+//! tick_interval = "30s"          # how often held items are checked (quiet hours, waits)
 //! [gate.lifecycle]               # see lifecycle.rs
 //! [gate.quiet_hours.<channel>]   # see quiet_hours.rs
 //! [[routes]]                     # see routes.rs
 //! ```
 
+pub mod cycle;
 pub mod engine;
 pub mod lifecycle;
 pub mod quiet_hours;
@@ -73,6 +77,11 @@ pub struct GateSettings {
     pub immediate: bool,
     #[serde(default = "default_immediate_severity")]
     pub immediate_severity: String,
+    /// The longest an immediate finding waits for the other analyzers of its collection
+    /// cycle, so that it goes with its cause (the missing index, the temp spill) instead of
+    /// alone. It usually goes sooner: as soon as every analyzer has reported.
+    #[serde(with = "humantime_serde", default = "default_immediate_wait")]
+    pub immediate_wait: Duration,
     /// Where insights that match no route go; empty: every channel.
     #[serde(default)]
     pub default_channels: Vec<String>,
@@ -92,6 +101,10 @@ fn default_immediate_severity() -> String {
     "critical".to_string()
 }
 
+fn default_immediate_wait() -> Duration {
+    Duration::from_secs(60)
+}
+
 fn default_tick_interval() -> Duration {
     Duration::from_secs(30)
 }
@@ -102,6 +115,7 @@ impl Default for GateSettings {
             lifecycle: LifecycleSettings::default(),
             immediate: true,
             immediate_severity: default_immediate_severity(),
+            immediate_wait: default_immediate_wait(),
             default_channels: Vec::new(),
             quiet_hours: BTreeMap::new(),
             tick_interval: default_tick_interval(),
@@ -200,6 +214,8 @@ pub struct Gate {
     engine: Engine,
     store: Option<Store>,
     tick_every: Option<Duration>,
+    tick_interval: Duration,
+    immediate_wait: Duration,
     log: Logger,
     /// Notifications decided and not yet answered by their channel, by id (only with a
     /// store that writes).
@@ -284,6 +300,8 @@ impl Gate {
             engine,
             store,
             tick_every: (!gate.quiet_hours.is_empty()).then_some(gate.tick_interval),
+            tick_interval: gate.tick_interval,
+            immediate_wait: gate.immediate_wait,
             log,
             intents,
             intents_put: BTreeSet::new(),
@@ -292,6 +310,18 @@ impl Gate {
             id_moved: false,
             internal: always.iter().cloned().collect(),
         })
+    }
+
+    /// Holds immediate findings until every one of `analyzers` (the analyzers that report
+    /// on each snapshot) has reported on their snapshot, so an alarm goes with its cause;
+    /// at most `[gate] immediate_wait`.
+    pub fn expect_analyzers(mut self, analyzers: &[String]) -> Gate {
+        self.engine
+            .hold_for_cycles(analyzers.to_vec(), self.immediate_wait);
+        if self.engine.wants_ticks() {
+            self.tick_every = Some(self.tick_interval);
+        }
+        self
     }
 
     /// Does this gate write its decisions (a state directory, not a preview)?
@@ -547,9 +577,15 @@ mod tests {
             (
                 &s.gate.immediate_severity,
                 s.gate.immediate,
+                s.gate.immediate_wait,
                 s.gate.tick_interval
             ),
-            (&d.immediate_severity, d.immediate, d.tick_interval)
+            (
+                &d.immediate_severity,
+                d.immediate,
+                d.immediate_wait,
+                d.tick_interval
+            )
         );
         assert!(s.routes.is_empty() && s.gate.quiet_hours.is_empty());
     }

@@ -1,0 +1,316 @@
+//! The engine's decisions, driven directly with data time.
+use super::super::lifecycle::LifecycleSettings;
+use super::super::quiet_hours::QuietHoursSettings;
+use super::super::routes::RouteSettings;
+use super::super::silence::Matcher;
+use super::*;
+use sentinel_actors::{Fingerprint, Window};
+
+fn t(min: i64) -> DateTime<Utc> {
+    // 2026-03-02T00:00:00Z, a Monday.
+    DateTime::<Utc>::from_timestamp(1_772_409_600 + min * 60, 0).unwrap()
+}
+
+fn insight(fp: u64, severity: Severity, db: &str) -> Insight {
+    Insight {
+        fingerprint: Fingerprint(fp),
+        kind: "slow_query".into(),
+        rule: "slow_query.total_time".into(),
+        severity,
+        labels: [("database", db), ("server", "db1")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        title: format!("finding {fp}"),
+        advice: "a".into(),
+        text: None,
+        metrics: Default::default(),
+        window: Window {
+            start: t(0),
+            end: t(0),
+        },
+        observed_at: t(0),
+        status: None,
+    }
+}
+
+fn report(at: DateTime<Utc>, insights: Vec<Insight>) -> Insights {
+    Insights {
+        analyzer: "slow_queries".into(),
+        source: "main/db1".into(),
+        seq: 1,
+        at,
+        insights,
+    }
+}
+
+fn engine(routes: Vec<RouteSettings>, quiet: Option<(&str, &str, &str)>) -> Engine {
+    let chans = ["console", "ops", "pay"].map(String::from).to_vec();
+    let routes = Routes::compile(&routes, &[], &chans, &[]).unwrap();
+    let mut q = BTreeMap::new();
+    if let Some((ch, start, end)) = quiet {
+        let mut p = Vec::new();
+        q.insert(
+            ch.to_string(),
+            QuietHours::compile(
+                &QuietHoursSettings {
+                    start: start.into(),
+                    end: end.into(),
+                    timezone: "UTC".into(),
+                    bypass_severity: "none".into(),
+                },
+                "q",
+                &mut p,
+            )
+            .unwrap(),
+        );
+    }
+    Engine::new(
+        Rules::new(&LifecycleSettings::default()),
+        routes,
+        q,
+        Some(Severity::Critical),
+    )
+}
+
+type Summary = Vec<(String, NotifyReason, Vec<(u64, Option<Lifecycle>)>)>;
+
+fn summary(out: &[Outgoing]) -> Summary {
+    out.iter()
+        .map(|o| {
+            (
+                o.channel.clone(),
+                o.reason,
+                o.insights
+                    .iter()
+                    .map(|i| (i.fingerprint.0, i.status))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn critical_new_goes_at_once_the_rest_waits_for_the_report() {
+    let routes = vec![RouteSettings {
+        channels: vec!["ops".into()],
+        ..Default::default()
+    }];
+    let mut e = engine(routes, None);
+    let now = e.observe(report(
+        t(0),
+        vec![
+            insight(1, Severity::Critical, "a"),
+            insight(2, Severity::Warning, "a"),
+        ],
+    ));
+    assert_eq!(
+        summary(&now),
+        [(
+            "ops".into(),
+            NotifyReason::Immediate,
+            vec![(1, Some(Lifecycle::New))]
+        )]
+    );
+    let rep = e.flush(t(1));
+    assert_eq!(
+        summary(&rep),
+        [(
+            "ops".into(),
+            NotifyReason::Report,
+            vec![(2, Some(Lifecycle::New))]
+        )]
+    );
+    assert!(e.flush(t(2)).is_empty(), "nothing twice");
+    // Ongoing: quiet. Resolved (critical): waits for the report.
+    assert!(e
+        .observe(report(t(5), vec![insight(1, Severity::Critical, "a")]))
+        .is_empty());
+    for m in [10, 15, 20] {
+        assert!(e.observe(report(t(m), vec![])).is_empty());
+    }
+    let rep = e.flush(t(21));
+    assert_eq!(
+        summary(&rep),
+        [(
+            "ops".into(),
+            NotifyReason::Report,
+            vec![
+                (1, Some(Lifecycle::Resolved)),
+                (2, Some(Lifecycle::Resolved))
+            ]
+        )]
+    );
+}
+
+#[test]
+fn immediate_can_be_disabled() {
+    let mut e = engine(vec![], None);
+    e.immediate = None;
+    assert!(e
+        .observe(report(t(0), vec![insight(1, Severity::Critical, "a")]))
+        .is_empty());
+    assert_eq!(e.flush(t(1)).len(), 3, "one report per channel");
+}
+
+#[test]
+fn routes_pick_channels_and_mentions_reach_the_notification() {
+    let routes = vec![
+        RouteSettings {
+            channels: vec!["pay".into()],
+            database: Some("payments".into()),
+            mention_userids: vec!["zhangsan".into()],
+            mention_severity: Some("warning".into()),
+            continue_matching: true,
+            ..Default::default()
+        },
+        RouteSettings {
+            channels: vec!["ops".into()],
+            ..Default::default()
+        },
+    ];
+    let mut e = engine(routes, None);
+    e.observe(report(
+        t(0),
+        vec![
+            insight(1, Severity::Warning, "payments"),
+            insight(2, Severity::Info, "payments"),
+            insight(3, Severity::Info, "x"),
+        ],
+    ));
+    let out = e.flush(t(1));
+    assert_eq!(
+        summary(&out),
+        [
+            (
+                "ops".into(),
+                NotifyReason::Report,
+                vec![
+                    (1, Some(Lifecycle::New)),
+                    (2, Some(Lifecycle::New)),
+                    (3, Some(Lifecycle::New))
+                ]
+            ),
+            (
+                "pay".into(),
+                NotifyReason::Report,
+                vec![(1, Some(Lifecycle::New)), (2, Some(Lifecycle::New))]
+            ),
+        ]
+    );
+    assert!(out[0].mentions.is_empty());
+    assert_eq!(out[1].mentions.userids, ["zhangsan"]);
+}
+
+fn silence(matchers: &[&str], until: DateTime<Utc>) -> Silence {
+    Silence {
+        id: 1,
+        fingerprint: None,
+        matchers: matchers
+            .iter()
+            .map(|m| Matcher::parse(m).unwrap())
+            .collect(),
+        starts_at: t(0),
+        ends_at: until,
+        reason: "deploy".into(),
+        author: "me".into(),
+        created_at: t(0),
+    }
+}
+
+#[test]
+fn silenced_findings_keep_their_lifecycle_and_notify_after_expiry() {
+    let mut e = engine(vec![], None);
+    e.set_silences(vec![silence(&["database=a"], t(12))]);
+    let i = || {
+        vec![
+            insight(1, Severity::Critical, "a"),
+            insight(2, Severity::Info, "b"),
+        ]
+    };
+    assert!(
+        e.observe(report(t(0), i())).is_empty(),
+        "critical but silenced"
+    );
+    let out = e.flush(t(1));
+    assert!(out
+        .iter()
+        .all(|o| o.insights.iter().all(|i| i.fingerprint.0 == 2)));
+    let scope = e.scope(&scope_key("slow_queries", "main/db1")).unwrap();
+    assert!(scope.findings[&Fingerprint(1)].firing, "lifecycle goes on");
+    assert!(e.observe(report(t(5), i())).is_empty());
+    assert!(e.observe(report(t(10), i())).is_empty());
+    // Expired at 12: the still-firing finding is announced as the `new` it was.
+    let now = e.observe(report(t(15), i()));
+    assert_eq!(now.len(), 3);
+    assert_eq!(summary(&now)[0].2, [(1, Some(Lifecycle::New))]);
+    assert!(e.observe(report(t(20), i())).is_empty());
+    assert!(e.flush(t(21)).is_empty());
+}
+
+#[test]
+fn a_finding_resolved_while_silenced_is_never_announced() {
+    let mut e = engine(vec![], None);
+    e.set_silences(vec![silence(&["database=a"], t(60))]);
+    e.observe(report(t(0), vec![insight(1, Severity::Warning, "a")]));
+    for m in [5, 10, 15] {
+        e.observe(report(t(m), vec![]));
+    }
+    assert!(e.flush(t(16)).is_empty());
+    for m in [65, 70] {
+        assert!(e.observe(report(t(m), vec![])).is_empty());
+    }
+    assert!(e.flush(t(71)).is_empty());
+}
+
+#[test]
+fn quiet_hours_hold_until_the_window_ends_then_release_on_tick() {
+    // `ops` is quiet 00:00–07:00 UTC; t(0) is midnight.
+    let mut e = engine(vec![], Some(("ops", "00:00", "07:00")));
+    let now = e.observe(report(t(30), vec![insight(1, Severity::Critical, "a")]));
+    let chans: Vec<_> = now.iter().map(|o| o.channel.as_str()).collect();
+    assert_eq!(
+        chans,
+        ["console", "pay"],
+        "critical goes at once, except to ops"
+    );
+    let rep = e.flush(t(60));
+    assert!(rep.is_empty(), "ops still quiet: {rep:?}");
+    assert!(e.tick(t(7 * 60 - 1)).is_empty());
+    let released = e.tick(t(7 * 60));
+    assert_eq!(
+        summary(&released),
+        [(
+            "ops".into(),
+            NotifyReason::Immediate,
+            vec![(1, Some(Lifecycle::New))]
+        )]
+    );
+    assert_eq!(e.counts().held, 0);
+}
+
+#[test]
+fn report_items_flushed_in_quiet_hours_wait_then_go_with_a_later_flush() {
+    let mut e = engine(vec![], Some(("ops", "00:00", "07:00")));
+    e.observe(report(t(-60), vec![insight(1, Severity::Warning, "a")]));
+    let rep = e.flush(t(60));
+    let chans: Vec<_> = rep.iter().map(|o| o.channel.as_str()).collect();
+    assert_eq!(chans, ["console", "pay"]);
+    assert_eq!(e.counts().held, 1);
+    let later = e.flush(t(8 * 60));
+    assert_eq!(summary(&later)[0].0, "ops");
+    assert_eq!(e.counts().held, 0);
+}
+
+#[test]
+fn changes_track_what_to_persist() {
+    let mut e = engine(vec![], None);
+    e.observe(report(t(0), vec![insight(1, Severity::Warning, "a")]));
+    let c = e.take_changes();
+    assert_eq!(c.scopes.len(), 1);
+    assert_eq!(c.held_put.len(), 3);
+    e.flush(t(1));
+    let c = e.take_changes();
+    assert!(c.held_put.is_empty());
+    assert_eq!(c.held_del.len(), 3);
+}
