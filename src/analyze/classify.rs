@@ -22,7 +22,7 @@
 //! Thresholds are shares of the query's own time or per-call sizes, so a busy server and a
 //! quiet one classify the same query the same way.
 
-use std::fmt;
+use std::collections::BTreeMap;
 
 use crate::powa::qualstats::QualsWindow;
 use crate::powa::reader::{
@@ -98,12 +98,6 @@ impl Class {
     }
 }
 
-impl fmt::Display for Class {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// The selective filter pg_qualstats saw for a query.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Filter {
@@ -123,6 +117,16 @@ pub struct Profile {
     /// The top wait event (`type:event`) when wait samples say something.
     pub top_wait: Option<String>,
     pub advice: String,
+}
+
+impl Profile {
+    /// Adds its labels to an insight's: the `class`, and the `filter` pg_qualstats saw.
+    pub fn label(&self, labels: &mut BTreeMap<String, String>) {
+        labels.insert("class".to_string(), self.class.as_str().to_string());
+        if let Some(f) = &self.filter {
+            labels.insert("filter".to_string(), f.on.clone());
+        }
+    }
 }
 
 /// Words of a normalised text, lower-cased, outside strings and quoted identifiers.
@@ -423,10 +427,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::analyze::fixtures::{query, window};
+    use crate::analyze::fixtures::{query, wait, window};
     use crate::powa::kcache::Kcache;
     use crate::powa::qualstats::{Predicate, QualKey, QualStats};
-    use crate::powa::waits::WaitStat;
 
     fn q(text: &str, calls: f64, total_ms: f64) -> QueryStats {
         let mut q = query(1, calls, total_ms);
@@ -537,13 +540,7 @@ mod tests {
         );
         // …but not when the rest is a sampled wait (here: the client).
         let mut w = window(vec![busy]);
-        w.waits = vec![WaitStat {
-            dbid: 1,
-            queryid: 1,
-            event_type: "Client".into(),
-            event: "ClientWrite".into(),
-            samples: 150.0,
-        }];
+        w.waits = vec![wait(1, "Client", "ClientWrite", 150.0)];
         assert_eq!(class_of(&w).class, Class::General);
 
         let mut io = q("SELECT * FROM big WHERE id = $1", 10.0, 3000.0);
@@ -563,13 +560,7 @@ mod tests {
 
         let upd = q("UPDATE t SET v = v + $1 WHERE id = $2", 3.0, 4000.0);
         let mut w = window(vec![upd]);
-        w.waits = vec![WaitStat {
-            dbid: 1,
-            queryid: 1,
-            event_type: "Lock".into(),
-            event: "transactionid".into(),
-            samples: 390.0,
-        }];
+        w.waits = vec![wait(1, "Lock", "transactionid", 390.0)];
         let p = class_of(&w);
         assert_eq!(p.class, Class::LockWait);
         assert_eq!(p.top_wait.as_deref(), Some("Lock:transactionid"));
@@ -604,7 +595,7 @@ mod tests {
             assert!(
                 !a.contains("index on") && !a.contains("missing index"),
                 "{}: {}",
-                p.class,
+                p.class.as_str(),
                 p.advice
             );
         }

@@ -28,12 +28,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::checks::Checks;
 use super::per_server::{AnalyzerSettings, PerServer};
 use super::{PowaHealthAnalyzer, RegressionAnalyzer, ResourceHogAnalyzer, WorkloadChangeAnalyzer};
 use crate::powa::reader::{StatementsWindow, EXEC_TIME, SHARED_HIT, SHARED_READ};
-use crate::problem::Problem;
-use sentinel_actors::analyzer::Analyze;
-use sentinel_actors::{Fingerprint, Insight, Severity, Snapshot};
+use sentinel_actors::{Insight, Severity};
 
 /// `[analyzers.health_score]`
 #[derive(Debug, Clone, Deserialize)]
@@ -69,25 +68,21 @@ impl Default for HealthScoreSettings {
 }
 
 impl AnalyzerSettings for HealthScoreSettings {
-    fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
-        for (key, v) in [
-            ("healthy_from", self.healthy_from),
-            ("critical_below", self.critical_below),
-            ("report_below", self.report_below),
-        ] {
-            if !(0.0..=100.0).contains(&v) {
-                problems.push(Problem::new(
-                    format!("{path}.{key}"),
-                    "is a score, between 0 and 100",
-                ));
-            }
-        }
-        if self.critical_below > self.healthy_from {
-            problems.push(Problem::new(
-                format!("{path}.critical_below"),
-                "must not be above healthy_from",
-            ));
-        }
+    fn check(&self, c: &mut Checks<'_>) {
+        c.within(
+            &[
+                ("healthy_from", self.healthy_from),
+                ("critical_below", self.critical_below),
+                ("report_below", self.report_below),
+            ],
+            0.0..=100.0,
+            "is a score, between 0 and 100",
+        );
+        c.flag(
+            self.critical_below > self.healthy_from,
+            "critical_below",
+            "must not be above healthy_from",
+        );
     }
 }
 
@@ -204,15 +199,7 @@ impl HealthScoreAnalyzer {
             15.0,
             format!("{} resource hog(s)", hogs.len()),
         );
-        let user: Vec<_> = w
-            .queries
-            .iter()
-            .filter(|q| {
-                q.query
-                    .as_deref()
-                    .is_none_or(|t| !super::is_monitoring_query(t))
-            })
-            .collect();
+        let user: Vec<_> = super::user_queries(w).collect();
         let total: f64 = user.iter().map(|q| q.get(EXEC_TIME)).sum();
         if total >= s.min_server_time.as_secs_f64() * 1000.0 {
             let top = user.iter().map(|q| q.get(EXEC_TIME)).fold(0.0, f64::max) / total;
@@ -280,20 +267,12 @@ impl HealthScoreAnalyzer {
             Status::Healthy => "Back to healthy: nothing to do.".to_string(),
             _ => "Start with the component that costs the most points; the other insights for this server give the details.".to_string(),
         };
+        let fingerprint = super::server_fingerprint(w, &["health_score"]);
+        let mut found = super::insight(w, "health_score", "score", fingerprint);
+        found
+            .labels
+            .insert("status".to_string(), status.as_str().to_string());
         vec![Insight {
-            fingerprint: Fingerprint::of([
-                w.repository.as_str(),
-                w.server.name.as_str(),
-                "health_score",
-            ]),
-            kind: "health_score".to_string(),
-            rule: "health_score.score".to_string(),
-            severity: Severity::Info,
-            labels: BTreeMap::from([
-                ("repository".to_string(), w.repository.clone()),
-                ("server".to_string(), w.server.name.clone()),
-                ("status".to_string(), status.as_str().to_string()),
-            ]),
             title: format!(
                 "Health of {}: {:.0}/100 ({}{was}): {why}",
                 w.server.name,
@@ -301,26 +280,13 @@ impl HealthScoreAnalyzer {
                 status.as_str()
             ),
             advice,
-            text: None,
             metrics,
-            window: w.window,
-            observed_at: w.last_ts.unwrap_or(w.window.end),
-            status: None,
+            ..found
         }]
     }
 }
 
-impl Analyze for HealthScoreAnalyzer {
-    type Input = StatementsWindow;
-
-    fn name(&self) -> &str {
-        "health_score"
-    }
-
-    fn analyze(&mut self, snapshot: &Snapshot<StatementsWindow>) -> Vec<Insight> {
-        self.analyze_window(&snapshot.body)
-    }
-}
+analyze_statements!(HealthScoreAnalyzer, "health_score");
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,31 @@
 //! Analyzers: each turns a server's snapshot into insights. One file per analyzer, its
-//! settings beside it.
+//! settings beside it; what they share (where a finding is, its identity, its time, the
+//! checks of their settings) is here and in [`checks`].
+
+/// `Analyze` for an analyzer of one server's statements window: its name, and its
+/// `analyze_window` on the snapshot's body. A macro rather than a blanket impl: `Analyze`
+/// belongs to the runtime's crate, and Rust allows no blanket impl of another crate's trait.
+macro_rules! analyze_statements {
+    ($analyzer:ty, $name:literal) => {
+        impl sentinel_actors::analyzer::Analyze for $analyzer {
+            type Input = crate::powa::reader::StatementsWindow;
+
+            fn name(&self) -> &str {
+                $name
+            }
+
+            fn analyze(
+                &mut self,
+                snapshot: &sentinel_actors::Snapshot<Self::Input>,
+            ) -> Vec<sentinel_actors::Insight> {
+                self.analyze_window(&snapshot.body)
+            }
+        }
+    };
+}
 
 pub mod baseline;
+pub mod checks;
 pub mod classify;
 #[cfg(test)]
 mod fixtures;
@@ -26,7 +50,7 @@ pub use per_server::{AnalyzerSettings, PerServer};
 pub use powa_health::{PowaHealthAnalyzer, PowaHealthSettings};
 pub use regression::{RegressionAnalyzer, RegressionSettings};
 pub use resource_hog::{ResourceHogAnalyzer, ResourceHogSettings};
-use sentinel_actors::Fingerprint;
+use sentinel_actors::{Fingerprint, Insight, Severity};
 pub use slow_query::{SlowQueryAnalyzer, SlowQuerySettings};
 pub use workload_change::{WorkloadChangeAnalyzer, WorkloadChangeSettings};
 
@@ -38,40 +62,28 @@ pub const MAGNITUDE: &str = "magnitude";
 /// `[analyzers]`: one table per analyzer, each with optional per-server overrides
 /// (`[analyzers.<name>.servers."<repository>/<server>"]`).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct AnalyzersSettings {
-    #[serde(default)]
     pub slow_queries: PerServer<SlowQuerySettings>,
-    #[serde(default)]
     pub regression: PerServer<RegressionSettings>,
-    #[serde(default)]
     pub powa_health: PerServer<PowaHealthSettings>,
-    #[serde(default)]
     pub workload_change: PerServer<WorkloadChangeSettings>,
-    #[serde(default)]
     pub resource_hogs: PerServer<ResourceHogSettings>,
-    #[serde(default)]
     pub health_score: PerServer<HealthScoreSettings>,
-    #[serde(default)]
     pub missing_index: MissingIndexSettings,
 }
 
 impl AnalyzersSettings {
     pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
-        self.slow_queries
-            .validate(&format!("{path}.slow_queries"), problems);
-        self.regression
-            .validate(&format!("{path}.regression"), problems);
-        self.powa_health
-            .validate(&format!("{path}.powa_health"), problems);
+        let at = |analyzer: &str| format!("{path}.{analyzer}");
+        self.slow_queries.validate(&at("slow_queries"), problems);
+        self.regression.validate(&at("regression"), problems);
+        self.powa_health.validate(&at("powa_health"), problems);
         self.workload_change
-            .validate(&format!("{path}.workload_change"), problems);
-        self.resource_hogs
-            .validate(&format!("{path}.resource_hogs"), problems);
-        self.health_score
-            .validate(&format!("{path}.health_score"), problems);
-        self.missing_index
-            .validate(&format!("{path}.missing_index"), problems);
+            .validate(&at("workload_change"), problems);
+        self.resource_hogs.validate(&at("resource_hogs"), problems);
+        self.health_score.validate(&at("health_score"), problems);
+        self.missing_index.validate(&at("missing_index"), problems);
     }
 }
 
@@ -82,11 +94,18 @@ pub fn database_name(q: &QueryStats) -> String {
         .map_or_else(|| format!("oid {}", q.key.dbid), str::to_string)
 }
 
-/// Where a finding about one query is: repository, server, database, user, queryid.
-pub fn query_labels(w: &StatementsWindow, q: &QueryStats) -> BTreeMap<String, String> {
+/// Where a finding about a server is: repository and server.
+pub fn server_labels(w: &StatementsWindow) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("repository".to_string(), w.repository.clone()),
         ("server".to_string(), w.server.name.clone()),
+    ])
+}
+
+/// Where a finding about one query is: repository, server, database, user, queryid.
+pub fn query_labels(w: &StatementsWindow, q: &QueryStats) -> BTreeMap<String, String> {
+    let mut labels = server_labels(w);
+    labels.extend([
         ("database".to_string(), database_name(q)),
         (
             "user".to_string(),
@@ -97,7 +116,18 @@ pub fn query_labels(w: &StatementsWindow, q: &QueryStats) -> BTreeMap<String, St
         ("queryid".to_string(), q.key.queryid.to_string()),
         // For links to powa-web's pages, which are addressed by server id.
         ("srvid".to_string(), w.server.srvid.to_string()),
-    ])
+    ]);
+    labels
+}
+
+/// Stable identity of a finding about a server: repository, server, then `tags` (the
+/// kind, and what the finding is about on that server).
+pub fn server_fingerprint(w: &StatementsWindow, tags: &[&str]) -> Fingerprint {
+    Fingerprint::of(
+        [w.repository.as_str(), w.server.name.as_str()]
+            .into_iter()
+            .chain(tags.iter().copied()),
+    )
 }
 
 /// Stable identity of a finding about one query series: the series' full PoWA key, then
@@ -112,6 +142,75 @@ pub fn query_fingerprint(w: &StatementsWindow, q: &QueryStats, tags: &[&str]) ->
         q.key.toplevel.map(|t| t.to_string()).unwrap_or_default(),
     ];
     Fingerprint::of(key.iter().map(String::as_str).chain(tags.iter().copied()))
+}
+
+/// The insight of rule `<kind>.<rule>` with identity `fingerprint` about the server of
+/// `w`: labelled with the repository and the server, about the window and dated by its
+/// newest snapshot, as every analyzer does it. It is info and says nothing yet: the
+/// analyzer sets what it found over it, `Insight { severity, title, advice, metrics,
+/// ..insight(…) }`.
+pub fn insight(w: &StatementsWindow, kind: &str, rule: &str, fingerprint: Fingerprint) -> Insight {
+    Insight {
+        fingerprint,
+        kind: kind.to_string(),
+        rule: format!("{kind}.{rule}"),
+        severity: Severity::Info,
+        labels: server_labels(w),
+        title: String::new(),
+        advice: String::new(),
+        text: None,
+        metrics: BTreeMap::new(),
+        window: w.window,
+        observed_at: w.last_ts.unwrap_or(w.window.end),
+        status: None,
+    }
+}
+
+/// [`insight`] about query `q`: its [`query_labels`], its [`query_fingerprint`] with
+/// `tags`, and its text.
+pub fn query_insight(
+    w: &StatementsWindow,
+    q: &QueryStats,
+    kind: &str,
+    rule: &str,
+    tags: &[&str],
+) -> Insight {
+    Insight {
+        labels: query_labels(w, q),
+        text: q.query.as_deref().map(str::to_string),
+        ..insight(w, kind, rule, query_fingerprint(w, q, tags))
+    }
+}
+
+/// Metrics from `(name, value)` pairs.
+pub fn metrics<'a>(pairs: impl IntoIterator<Item = (&'a str, f64)>) -> BTreeMap<String, f64> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// `part / whole`, 0 when there is no whole (an idle server, a filter never run).
+pub fn ratio(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 {
+        part / whole
+    } else {
+        0.0
+    }
+}
+
+/// The queries of `w` that are not PoWA's or the sentinel's own work (a query without
+/// text counts as the user's): what a server's totals are made of.
+pub fn user_queries(w: &StatementsWindow) -> impl Iterator<Item = &QueryStats> {
+    w.queries
+        .iter()
+        .filter(|q| q.query.as_deref().is_none_or(|t| !is_monitoring_query(t)))
+}
+
+/// pg_stat_kcache's numbers of a query as metrics, when it has them.
+pub fn kcache_metrics(q: &QueryStats, metrics: &mut BTreeMap<String, f64>) {
+    if let Some(k) = q.kcache {
+        metrics.insert("cpu_time_ms".to_string(), k.cpu_time_ms());
+        metrics.insert("read_bytes".to_string(), k.reads_bytes);
+        metrics.insert("write_bytes".to_string(), k.writes_bytes);
+    }
 }
 
 /// Statements PoWA itself or the sentinel runs: never the user's problem. Everything
@@ -227,31 +326,16 @@ mod tests {
         let s = crate::config::Settings::load_with_env(&p, Some(BTreeMap::new()))
             .unwrap_or_else(|e| panic!("{e}"));
         let a = &s.analyzers;
+        fn debug<S: std::fmt::Debug>(shipped: &S, default: S) -> (String, String) {
+            (format!("{shipped:?}"), format!("{default:?}"))
+        }
         let pairs = [
-            (
-                format!("{:?}", *a.slow_queries),
-                format!("{:?}", SlowQuerySettings::default()),
-            ),
-            (
-                format!("{:?}", *a.regression),
-                format!("{:?}", RegressionSettings::default()),
-            ),
-            (
-                format!("{:?}", *a.powa_health),
-                format!("{:?}", PowaHealthSettings::default()),
-            ),
-            (
-                format!("{:?}", *a.workload_change),
-                format!("{:?}", WorkloadChangeSettings::default()),
-            ),
-            (
-                format!("{:?}", *a.resource_hogs),
-                format!("{:?}", ResourceHogSettings::default()),
-            ),
-            (
-                format!("{:?}", *a.health_score),
-                format!("{:?}", HealthScoreSettings::default()),
-            ),
+            debug(&*a.slow_queries, SlowQuerySettings::default()),
+            debug(&*a.regression, RegressionSettings::default()),
+            debug(&*a.powa_health, PowaHealthSettings::default()),
+            debug(&*a.workload_change, WorkloadChangeSettings::default()),
+            debug(&*a.resource_hogs, ResourceHogSettings::default()),
+            debug(&*a.health_score, HealthScoreSettings::default()),
         ];
         for (shipped, default) in pairs {
             assert_eq!(shipped, default);

@@ -16,11 +16,18 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
+use super::checks::Checks;
 use crate::problem::Problem;
 
 /// Settings an analyzer can have per server: deserialisable, and checked after parsing.
 pub trait AnalyzerSettings: DeserializeOwned + Clone + Default {
-    fn validate(&self, path: &str, problems: &mut Vec<Problem>);
+    /// Its rules, beyond what its types already say (ranges, orderings between keys).
+    fn check(&self, c: &mut Checks<'_>);
+
+    /// The problems of these settings, found in the table at `path`.
+    fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+        self.check(&mut Checks::new(path, problems));
+    }
 }
 
 /// An analyzer's settings, with optional per-server overrides. Dereferences to the

@@ -2,16 +2,14 @@
 //! too short for the baseline. "PoWA stopped collecting" is itself an insight — without it,
 //! silence from every other analyzer would look like good news.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::checks::Checks;
 use super::per_server::{AnalyzerSettings, PerServer};
 use crate::powa::reader::StatementsWindow;
-use crate::problem::Problem;
-use sentinel_actors::analyzer::Analyze;
-use sentinel_actors::{Fingerprint, Insight, Severity, Snapshot};
+use sentinel_actors::{Insight, Severity};
 
 /// `[analyzers.powa_health]`
 #[derive(Debug, Clone, Deserialize)]
@@ -43,13 +41,12 @@ impl Default for PowaHealthSettings {
 }
 
 impl AnalyzerSettings for PowaHealthSettings {
-    fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
-        if self.stale_after_periods == 0 {
-            problems.push(Problem::new(
-                format!("{path}.stale_after_periods"),
-                "must be at least 1",
-            ));
-        }
+    fn check(&self, c: &mut Checks<'_>) {
+        c.flag(
+            self.stale_after_periods == 0,
+            "stale_after_periods",
+            "must be at least 1",
+        );
     }
 }
 
@@ -74,30 +71,15 @@ impl PowaHealthAnalyzer {
         let mut out = Vec::new();
         let mut push =
             |rule: &str, severity, title: String, advice: &str, metrics: Vec<(&str, f64)>| {
-                let mut labels = BTreeMap::new();
-                labels.insert("repository".to_string(), w.repository.clone());
-                labels.insert("server".to_string(), server.name.clone());
+                let fingerprint = super::server_fingerprint(w, &["powa_health", rule]);
                 out.push(Insight {
-                    fingerprint: Fingerprint::of([
-                        w.repository.as_str(),
-                        server.name.as_str(),
-                        "powa_health",
-                        rule,
-                    ]),
-                    kind: "powa_health".to_string(),
-                    rule: format!("powa_health.{rule}"),
                     severity,
-                    labels,
                     title,
                     advice: advice.to_string(),
-                    text: None,
-                    metrics: metrics
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v))
-                        .collect(),
-                    window: w.window,
+                    metrics: super::metrics(metrics),
+                    // At the window's end, where the snapshot's age is measured from.
                     observed_at: now,
-                    status: None,
+                    ..super::insight(w, "powa_health", rule, fingerprint)
                 });
             };
         if let Some(freq) = server.frequency {
@@ -199,17 +181,7 @@ impl PowaHealthAnalyzer {
     }
 }
 
-impl Analyze for PowaHealthAnalyzer {
-    type Input = StatementsWindow;
-
-    fn name(&self) -> &str {
-        "powa_health"
-    }
-
-    fn analyze(&mut self, snapshot: &Snapshot<StatementsWindow>) -> Vec<Insight> {
-        self.analyze_window(&snapshot.body)
-    }
-}
+analyze_statements!(PowaHealthAnalyzer, "powa_health");
 
 #[cfg(test)]
 mod tests {

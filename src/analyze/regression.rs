@@ -15,11 +15,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::baseline::{median, Baselines, Robust};
+use super::checks::Checks;
 use super::per_server::{AnalyzerSettings, PerServer};
 use crate::powa::reader::{QueryStats, StatementsWindow, CALLS, EXEC_TIME, ROWS};
-use crate::problem::Problem;
-use sentinel_actors::analyzer::Analyze;
-use sentinel_actors::{Insight, Severity, Snapshot};
+use sentinel_actors::{Insight, Severity};
 
 /// `[analyzers.regression]`
 #[derive(Debug, Clone, Deserialize)]
@@ -66,31 +65,22 @@ impl Default for RegressionSettings {
 }
 
 impl AnalyzerSettings for RegressionSettings {
-    fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
-        if self.min_factor.is_nan() || self.min_factor <= 1.0 {
-            problems.push(Problem::new(
-                format!("{path}.min_factor"),
-                "must be above 1 (1.5 means 50% slower than the baseline)",
-            ));
-        }
-        if self.warning_factor < self.min_factor || self.critical_factor < self.warning_factor {
-            problems.push(Problem::new(
-                format!("{path}.warning_factor"),
-                "keep min_factor <= warning_factor <= critical_factor",
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.critical_share) {
-            problems.push(Problem::new(
-                format!("{path}.critical_share"),
-                "is a fraction of the server's time, between 0 and 1",
-            ));
-        }
-        if self.spread_factor.is_nan() || self.spread_factor < 0.0 {
-            problems.push(Problem::new(
-                format!("{path}.spread_factor"),
-                "must be 0 or more (robust standard deviations above the baselines' median)",
-            ));
-        }
+    fn check(&self, c: &mut Checks<'_>) {
+        c.above_one(
+            &[("min_factor", self.min_factor)],
+            "must be above 1 (1.5 means 50% slower than the baseline)",
+        );
+        c.flag(
+            self.warning_factor < self.min_factor || self.critical_factor < self.warning_factor,
+            "warning_factor",
+            "keep min_factor <= warning_factor <= critical_factor",
+        );
+        c.share_of_time("critical_share", self.critical_share);
+        c.deviations(
+            "spread_factor",
+            self.spread_factor,
+            "must be 0 or more (robust standard deviations above the baselines' median)",
+        );
     }
 }
 
@@ -168,11 +158,7 @@ impl RegressionAnalyzer {
                 calls: median(&calls).unwrap_or(0.0),
                 rows_per_call: median(&rows).unwrap_or(0.0),
             };
-            let share = if server_total > 0.0 {
-                q.get(EXEC_TIME) / server_total
-            } else {
-                0.0
-            };
+            let share = super::ratio(q.get(EXEC_TIME), server_total);
             let severity = if factor >= s.critical_factor && share >= s.critical_share {
                 Severity::Critical
             } else if factor >= s.warning_factor || share >= 0.1 {
@@ -206,12 +192,9 @@ impl RegressionAnalyzer {
         let (now, then) = (q.mean_time_ms(), b.mean.median);
         let rows_now = q.get(ROWS) / q.get(CALLS);
         let rows_then = b.rows_per_call;
-        let mut labels = super::query_labels(w, q);
+        let mut found = super::query_insight(w, q, "regression", "mean_time", &["regression"]);
         let profile = super::classify::classify(w, q, share);
-        labels.insert("class".to_string(), profile.class.to_string());
-        if let Some(f) = &profile.filter {
-            labels.insert("filter".to_string(), f.on.clone());
-        }
+        profile.label(&mut found.labels);
         let mut metrics = BTreeMap::new();
         metrics.insert("mean_time_ms".to_string(), now);
         metrics.insert("baseline_mean_time_ms".to_string(), then);
@@ -253,11 +236,7 @@ impl RegressionAnalyzer {
             String::new()
         };
         Insight {
-            fingerprint: super::query_fingerprint(w, q, &["regression"]),
-            kind: "regression".to_string(),
-            rule: "regression.mean_time".to_string(),
             severity,
-            labels,
             title: format!(
                 "Query on {} / {database} is {factor:.1}× slower: {} → {} per call{against}",
                 w.server.name,
@@ -265,26 +244,13 @@ impl RegressionAnalyzer {
                 super::human_ms(now)
             ),
             advice,
-            text: q.query.as_deref().map(str::to_string),
             metrics,
-            window: w.window,
-            observed_at: w.last_ts.unwrap_or(w.window.end),
-            status: None,
+            ..found
         }
     }
 }
 
-impl Analyze for RegressionAnalyzer {
-    type Input = StatementsWindow;
-
-    fn name(&self) -> &str {
-        "regression"
-    }
-
-    fn analyze(&mut self, snapshot: &Snapshot<StatementsWindow>) -> Vec<Insight> {
-        self.analyze_window(&snapshot.body)
-    }
-}
+analyze_statements!(RegressionAnalyzer, "regression");
 
 #[cfg(test)]
 mod tests {
@@ -293,6 +259,14 @@ mod tests {
 
     fn q(id: i64, calls: f64, mean_ms: f64) -> QueryStats {
         query(id, calls, calls * mean_ms)
+    }
+
+    /// Query 1 run 400 times at a mean of `now` ms, and at `then` ms in each past window.
+    fn weekly(now: f64, then: &[f64]) -> StatementsWindow {
+        crate::analyze::fixtures::with_baselines(
+            vec![q(1, 400.0, now)],
+            then.iter().map(|m| vec![q(1, 400.0, *m)]).collect(),
+        )
     }
 
     #[test]
@@ -334,28 +308,14 @@ mod tests {
         let a = RegressionAnalyzer::new(RegressionSettings::default());
         // Against the odd week alone this is 20× slower; against the usual weeks it is
         // the same.
-        let w = crate::analyze::fixtures::with_baselines(
-            vec![q(1, 400.0, 40.0)],
-            vec![
-                vec![q(1, 400.0, 2.0)],
-                vec![q(1, 400.0, 41.0)],
-                vec![q(1, 400.0, 39.0)],
-            ],
-        );
+        let w = weekly(40.0, &[2.0, 41.0, 39.0]);
         assert!(
             a.analyze_window(&w).is_empty(),
             "{:#?}",
             a.analyze_window(&w)
         );
         // An odd slow week does not hide a real slowdown.
-        let w = crate::analyze::fixtures::with_baselines(
-            vec![q(1, 400.0, 40.0)],
-            vec![
-                vec![q(1, 400.0, 2.0)],
-                vec![q(1, 400.0, 45.0)],
-                vec![q(1, 400.0, 2.2)],
-            ],
-        );
+        let w = weekly(40.0, &[2.0, 45.0, 2.2]);
         let out = a.analyze_window(&w);
         assert_eq!(out.len(), 1, "{out:#?}");
         assert_eq!(out[0].metric("baselines_used"), Some(3.0));
@@ -373,14 +333,7 @@ mod tests {
         let a = RegressionAnalyzer::new(RegressionSettings::default());
         // Median 20 ms, but weeks vary by ±10 ms: 35 ms is 1.75× and +15 ms, yet within
         // 3 robust standard deviations (20 + 3 × 14.8).
-        let w = crate::analyze::fixtures::with_baselines(
-            vec![q(1, 400.0, 35.0)],
-            vec![
-                vec![q(1, 400.0, 10.0)],
-                vec![q(1, 400.0, 20.0)],
-                vec![q(1, 400.0, 30.0)],
-            ],
-        );
+        let w = weekly(35.0, &[10.0, 20.0, 30.0]);
         assert!(a.analyze_window(&w).is_empty());
         // With a looser k it is one.
         let loose = RegressionAnalyzer::new(RegressionSettings {

@@ -14,18 +14,18 @@
 //! so there is no CPU finding then.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::checks::Checks;
 use super::per_server::{AnalyzerSettings, PerServer};
 use crate::powa::reader::{
     QueryStats, StatementsWindow, BLK_READ_TIME, BLK_WRITE_TIME, CALLS, EXEC_TIME, PLAN_TIME,
     SHARED_READ, TEMP_WRITTEN,
 };
-use crate::problem::Problem;
-use sentinel_actors::analyzer::Analyze;
-use sentinel_actors::{Insight, Severity, Snapshot};
+use sentinel_actors::{Insight, Severity};
 
 /// `[analyzers.resource_hogs]`
 #[derive(Debug, Clone, Deserialize)]
@@ -69,30 +69,21 @@ impl Default for ResourceHogSettings {
 }
 
 impl AnalyzerSettings for ResourceHogSettings {
-    fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
-        for (key, v) in [
-            ("min_share", self.min_share),
-            ("warning_share", self.warning_share),
-        ] {
-            if !(0.0..=1.0).contains(&v) || v == 0.0 {
-                problems.push(Problem::new(
-                    format!("{path}.{key}"),
-                    "is a fraction of the server's total, above 0 and at most 1",
-                ));
-            }
-        }
-        if self.warning_share < self.min_share {
-            problems.push(Problem::new(
-                format!("{path}.warning_share"),
-                "must not be below min_share",
-            ));
-        }
-        if self.top_n == 0 && self.enabled {
-            problems.push(Problem::new(
-                format!("{path}.top_n"),
-                "must be at least 1 (set enabled = false to turn the analyzer off)",
-            ));
-        }
+    fn check(&self, c: &mut Checks<'_>) {
+        c.within(
+            &[
+                ("min_share", self.min_share),
+                ("warning_share", self.warning_share),
+            ],
+            (Bound::Excluded(0.0), Bound::Included(1.0)),
+            "is a fraction of the server's total, above 0 and at most 1",
+        );
+        c.flag(
+            self.warning_share < self.min_share,
+            "warning_share",
+            "must not be below min_share",
+        );
+        c.at_least_one("top_n", self.top_n, self.enabled);
     }
 }
 
@@ -191,15 +182,7 @@ impl ResourceHogAnalyzer {
         if !s.enabled {
             return Vec::new();
         }
-        let queries: Vec<&QueryStats> = w
-            .queries
-            .iter()
-            .filter(|q| {
-                q.query
-                    .as_deref()
-                    .is_none_or(|t| !super::is_monitoring_query(t))
-            })
-            .collect();
+        let queries: Vec<&QueryStats> = super::user_queries(w).collect();
         let has_kcache = queries.iter().any(|q| q.kcache.is_some());
         let resources: &[Resource] = if has_kcache {
             &[Resource::Cpu, Resource::Reads, Resource::Writes]
@@ -250,17 +233,11 @@ impl ResourceHogAnalyzer {
             ("kcache".to_string(), if has_kcache { 1.0 } else { 0.0 }),
             (super::MAGNITUDE.to_string(), share),
         ]);
-        if let Some(k) = q.kcache {
-            metrics.insert("cpu_time_ms".to_string(), k.cpu_time_ms());
-            metrics.insert("read_bytes".to_string(), k.reads_bytes);
-            metrics.insert("write_bytes".to_string(), k.writes_bytes);
-        }
+        super::kcache_metrics(q, &mut metrics);
         let profile = super::classify::classify(w, q, 0.0);
-        let mut labels = super::query_labels(w, q);
-        labels.insert("class".to_string(), profile.class.to_string());
-        if let Some(f) = &profile.filter {
-            labels.insert("filter".to_string(), f.on.clone());
-        }
+        let mut found =
+            super::query_insight(w, q, "resource_hog", r.rule(), &["resource_hog", r.rule()]);
+        profile.label(&mut found.labels);
         let advice = advice(q, r, &profile);
         let title = format!(
             "Query takes {:.0}% of {}'s {} ({} of {}) on {database}",
@@ -271,22 +248,15 @@ impl ResourceHogAnalyzer {
             r.human(total),
         );
         Insight {
-            fingerprint: super::query_fingerprint(w, q, &["resource_hog", r.rule()]),
-            kind: "resource_hog".to_string(),
-            rule: format!("resource_hog.{}", r.rule()),
             severity: if share >= s.warning_share {
                 Severity::Warning
             } else {
                 Severity::Info
             },
-            labels,
             title,
             advice,
-            text: q.query.as_deref().map(str::to_string),
             metrics,
-            window: w.window,
-            observed_at: w.last_ts.unwrap_or(w.window.end),
-            status: None,
+            ..found
         }
     }
 }
@@ -345,17 +315,7 @@ fn advice(q: &QueryStats, r: Resource, p: &super::classify::Profile) -> String {
     }
 }
 
-impl Analyze for ResourceHogAnalyzer {
-    type Input = StatementsWindow;
-
-    fn name(&self) -> &str {
-        "resource_hogs"
-    }
-
-    fn analyze(&mut self, snapshot: &Snapshot<StatementsWindow>) -> Vec<Insight> {
-        self.analyze_window(&snapshot.body)
-    }
-}
+analyze_statements!(ResourceHogAnalyzer, "resource_hogs");
 
 #[cfg(test)]
 mod tests {

@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::checks::Checks;
 use super::per_server::{AnalyzerSettings, PerServer};
 use crate::powa::reader::{
     QueryStats, StatementsWindow, BLK_READ_TIME, BLK_WRITE_TIME, CALLS, EXEC_TIME, ROWS,
     SHARED_HIT, SHARED_READ, TEMP_WRITTEN,
 };
-use crate::problem::Problem;
-use sentinel_actors::analyzer::Analyze;
-use sentinel_actors::{Insight, Severity, Snapshot};
+use sentinel_actors::{Insight, Severity};
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -109,19 +108,13 @@ impl Default for SlowQuerySettings {
 }
 
 impl AnalyzerSettings for SlowQuerySettings {
-    fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
-        if self.top_n == 0 && self.enabled {
-            problems.push(Problem::new(
-                format!("{path}.top_n"),
-                "must be at least 1 (set enabled = false to turn the analyzer off)",
-            ));
-        }
-        if self.critical_mean_time < self.warning_mean_time {
-            problems.push(Problem::new(
-                format!("{path}.critical_mean_time"),
-                "must not be below warning_mean_time",
-            ));
-        }
+    fn check(&self, c: &mut Checks<'_>) {
+        c.at_least_one("top_n", self.top_n, self.enabled);
+        c.flag(
+            self.critical_mean_time < self.warning_mean_time,
+            "critical_mean_time",
+            "must not be below warning_mean_time",
+        );
     }
 }
 
@@ -163,16 +156,7 @@ impl SlowQueryAnalyzer {
         if !s.enabled {
             return Vec::new();
         }
-        let server_total: f64 = w
-            .queries
-            .iter()
-            .filter(|q| {
-                q.query
-                    .as_deref()
-                    .is_none_or(|t| !super::is_monitoring_query(t))
-            })
-            .map(|q| q.get(EXEC_TIME))
-            .sum();
+        let server_total: f64 = super::user_queries(w).map(|q| q.get(EXEC_TIME)).sum();
         let mut ranked: Vec<&QueryStats> =
             w.queries.iter().filter(|q| Self::eligible(s, q)).collect();
         let rank_by = s.rank_by;
@@ -201,15 +185,12 @@ impl SlowQueryAnalyzer {
         let total = q.get(EXEC_TIME);
         let calls = q.get(CALLS);
         let mean = q.mean_time_ms();
-        let share = if server_total > 0.0 {
-            total / server_total
-        } else {
-            0.0
-        };
+        let share = super::ratio(total, server_total);
         let hit = q.get(SHARED_HIT);
         let read = q.get(SHARED_READ);
 
-        let mut labels = super::query_labels(w, q);
+        let mut found =
+            super::query_insight(w, q, "slow_query", s.rank_by.as_str(), &["slow_query"]);
 
         let mut metrics = BTreeMap::new();
         metrics.insert("rank".to_string(), rank as f64);
@@ -225,19 +206,12 @@ impl SlowQueryAnalyzer {
         if io_time > 0.0 {
             metrics.insert("io_time_ms".to_string(), io_time);
         }
-        if let Some(k) = q.kcache {
-            metrics.insert("cpu_time_ms".to_string(), k.cpu_time_ms());
-            metrics.insert("read_bytes".to_string(), k.reads_bytes);
-            metrics.insert("write_bytes".to_string(), k.writes_bytes);
-        }
+        super::kcache_metrics(q, &mut metrics);
 
         // Why it is expensive decides the advice (see `classify`): the class goes in a
         // label, its evidence in the metrics.
         let profile = super::classify::classify(w, q, share);
-        labels.insert("class".to_string(), profile.class.to_string());
-        if let Some(f) = &profile.filter {
-            labels.insert("filter".to_string(), f.on.clone());
-        }
+        profile.label(&mut found.labels);
         for (k, v) in &profile.evidence {
             metrics.insert((*k).to_string(), *v);
         }
@@ -256,7 +230,7 @@ impl SlowQueryAnalyzer {
                 t.samples,
                 crate::powa::waits::hint(&t.top.event_type)
             );
-            labels.insert("top_wait".to_string(), event);
+            found.labels.insert("top_wait".to_string(), event);
         }
 
         // Worse means a bigger share of the server (total time), or a bigger ranking value.
@@ -282,33 +256,16 @@ impl SlowQueryAnalyzer {
         };
         let title = format!("#{rank} query on {} / {database}: {by}", w.server.name);
         Insight {
-            fingerprint: super::query_fingerprint(w, q, &["slow_query"]),
-            kind: "slow_query".to_string(),
-            rule: format!("slow_query.{}", s.rank_by.as_str()),
             severity: Self::severity(s, mean),
-            labels,
             title,
             advice,
-            text: q.query.as_deref().map(str::to_string),
             metrics,
-            window: w.window,
-            observed_at: w.last_ts.unwrap_or(w.window.end),
-            status: None,
+            ..found
         }
     }
 }
 
-impl Analyze for SlowQueryAnalyzer {
-    type Input = StatementsWindow;
-
-    fn name(&self) -> &str {
-        "slow_queries"
-    }
-
-    fn analyze(&mut self, snapshot: &Snapshot<StatementsWindow>) -> Vec<Insight> {
-        self.analyze_window(&snapshot.body)
-    }
-}
+analyze_statements!(SlowQueryAnalyzer, "slow_queries");
 
 #[cfg(test)]
 mod tests {
@@ -342,19 +299,12 @@ mod tests {
     /// A query mostly waiting on locks says so; a few samples (under 100 ms) say nothing.
     #[test]
     fn names_what_a_query_waits_on() {
-        use crate::powa::waits::WaitStat;
+        use crate::analyze::fixtures::wait;
         let a = SlowQueryAnalyzer::new(SlowQuerySettings::default());
         let mut w = window(vec![
             q(1, 10.0, 3000.0, "UPDATE a SET x = $1"),
             q(2, 10.0, 3000.0, "SELECT b"),
         ]);
-        let wait = |queryid, event_type: &str, event: &str, samples| WaitStat {
-            dbid: 1,
-            queryid,
-            event_type: event_type.into(),
-            event: event.into(),
-            samples,
-        };
         w.waits = vec![
             wait(1, "Lock", "transactionid", 150.0),
             wait(1, "IO", "DataFileRead", 50.0),

@@ -15,13 +15,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::baseline::{Baselines, Robust};
+use super::checks::Checks;
 use super::per_server::{AnalyzerSettings, PerServer};
 use crate::powa::reader::{
     QueryStats, StatementsWindow, CALLS, EXEC_TIME, SHARED_READ, TEMP_WRITTEN,
 };
-use crate::problem::Problem;
-use sentinel_actors::analyzer::Analyze;
-use sentinel_actors::{Insight, Severity, Snapshot};
+use sentinel_actors::{Insight, Severity};
 
 /// `[analyzers.workload_change]`
 #[derive(Debug, Clone, Deserialize)]
@@ -73,28 +72,21 @@ impl Default for WorkloadChangeSettings {
 }
 
 impl AnalyzerSettings for WorkloadChangeSettings {
-    fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
-        for (key, v) in [
-            ("calls_factor", self.calls_factor),
-            ("temp_factor", self.temp_factor),
-            ("read_factor", self.read_factor),
-        ] {
-            if v.is_nan() || v <= 1.0 {
-                problems.push(Problem::new(format!("{path}.{key}"), "must be above 1"));
-            }
-        }
-        if !(0.0..=1.0).contains(&self.new_query_min_share) {
-            problems.push(Problem::new(
-                format!("{path}.new_query_min_share"),
-                "is a fraction of the server's time, between 0 and 1",
-            ));
-        }
-        if self.spread_factor.is_nan() || self.spread_factor < 0.0 {
-            problems.push(Problem::new(
-                format!("{path}.spread_factor"),
-                "must be 0 or more (robust standard deviations around the baselines' median)",
-            ));
-        }
+    fn check(&self, c: &mut Checks<'_>) {
+        c.above_one(
+            &[
+                ("calls_factor", self.calls_factor),
+                ("temp_factor", self.temp_factor),
+                ("read_factor", self.read_factor),
+            ],
+            "must be above 1",
+        );
+        c.share_of_time("new_query_min_share", self.new_query_min_share);
+        c.deviations(
+            "spread_factor",
+            self.spread_factor,
+            "must be 0 or more (robust standard deviations around the baselines' median)",
+        );
     }
 }
 
@@ -177,11 +169,7 @@ impl WorkloadChangeAnalyzer {
                 Robust::of(&vals).expect("at least one baseline")
             };
             let (calls, time) = (q.get(CALLS), q.get(EXEC_TIME));
-            let share = if server_total > 0.0 {
-                time / server_total
-            } else {
-                0.0
-            };
+            let share = super::ratio(time, server_total);
             let calls_then = robust(&|b| b.get(CALLS));
             let time_then = robust(&|b| b.get(EXEC_TIME));
             let temp_then = robust(&|b| b.get(TEMP_WRITTEN));
@@ -338,40 +326,23 @@ impl WorkloadChangeAnalyzer {
     }
 
     fn insight(&self, w: &StatementsWindow, f: Finding<'_>) -> Insight {
-        let q = f.q;
-        let labels = super::query_labels(w, q);
         Insight {
-            fingerprint: super::query_fingerprint(w, q, &["workload_change", f.rule]),
-            kind: "workload_change".to_string(),
-            rule: format!("workload_change.{}", f.rule),
             severity: f.severity,
-            labels,
             title: f.title,
             advice: f.advice.to_string(),
-            text: q.query.as_deref().map(str::to_string),
-            metrics: f
-                .metrics
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-            window: w.window,
-            observed_at: w.last_ts.unwrap_or(w.window.end),
-            status: None,
+            metrics: super::metrics(f.metrics),
+            ..super::query_insight(
+                w,
+                f.q,
+                "workload_change",
+                f.rule,
+                &["workload_change", f.rule],
+            )
         }
     }
 }
 
-impl Analyze for WorkloadChangeAnalyzer {
-    type Input = StatementsWindow;
-
-    fn name(&self) -> &str {
-        "workload_change"
-    }
-
-    fn analyze(&mut self, snapshot: &Snapshot<StatementsWindow>) -> Vec<Insight> {
-        self.analyze_window(&snapshot.body)
-    }
-}
+analyze_statements!(WorkloadChangeAnalyzer, "workload_change");
 
 #[cfg(test)]
 mod tests {
