@@ -293,16 +293,11 @@ impl Outbox for MemoryOutbox {
         Ok(Some(seq))
     }
 
-    fn render(
-        &self,
-        channel: &str,
-        replaces: &[Seq],
-        entry: &RenderedEntry,
-    ) -> Result<Seq, OutboxError> {
+    fn render(&self, ch: &str, from: &[Seq], entry: &RenderedEntry) -> Result<Seq, OutboxError> {
         let seq = self.next_seq();
         let mut map = self.lock();
         let mut accepted_at = None;
-        for s in replaces {
+        for s in from {
             if let Some(e) = map.remove(s) {
                 accepted_at = earliest(accepted_at, e.accepted_at);
             }
@@ -311,7 +306,7 @@ impl Outbox for MemoryOutbox {
             seq,
             OutboxEntry {
                 seq,
-                channel: channel.to_string(),
+                channel: ch.to_string(),
                 body: EntryBody::Rendered(entry.clone()),
                 accepted_at: accepted_at.or(Some(Utc::now())),
                 next_part: 0,
@@ -365,12 +360,6 @@ impl Outbox for MemoryOutbox {
         ))
     }
 
-    fn record_sent(&self, channel: &str, at: DateTime<Utc>) -> Result<(), OutboxError> {
-        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-        remember_sent(sent.entry(channel.to_string()).or_default(), at);
-        Ok(())
-    }
-
     fn sent_since(
         &self,
         channel: &str,
@@ -381,6 +370,12 @@ impl Outbox for MemoryOutbox {
             .get(channel)
             .map(|v| v.iter().copied().filter(|t| *t >= since).collect())
             .unwrap_or_default())
+    }
+
+    fn record_sent(&self, channel: &str, at: DateTime<Utc>) -> Result<(), OutboxError> {
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        remember_sent(sent.entry(channel.to_string()).or_default(), at);
+        Ok(())
     }
 }
 
