@@ -1,0 +1,285 @@
+//! Notification → text, within each message type's byte limit.
+//!
+//! Rendering is a pipeline of pure steps, one module each:
+//!
+//! 1. [`crate::story`] groups the insights into one story per problem and tells each in
+//!    words;
+//! 2. `doc` turns stories into the provider-neutral document: a header, one entry per
+//!    story (title, impact, cause, action, numbers, query, other servers, link), and in a
+//!    digest a block counting the rest;
+//! 3. `layout` writes the document as lines of spans (`line`) in a `dialect`, one per
+//!    kind of message: `wecom`'s markdown and markdown_v2, `text`'s text and the
+//!    console's plain text. User text is escaped as spans are built (`escape`); `words`
+//!    holds our own wording in each language, `format` numbers and units, `link` the
+//!    powa-web links;
+//! 4. `fit` holds each part to its byte budget and packs entries into parts.
+//!
+//! A line is a list of spans, and every construct opens and closes inside one span, so
+//! cutting a message between lines can never leave a backtick, a `**` or a `<font>` open,
+//! and shrinking a span (cutting its text, adding "…") can never break one.
+//!
+//! Budgets are **UTF-8 bytes** (WeCom counts bytes: markdown 4096, text 2048). A message is
+//! split between insights; when one insight alone is too big, its SQL preview is shortened,
+//! then dropped, then its longest lines are cut. No part ever exceeds the budget.
+
+use std::collections::BTreeMap;
+
+use sentinel_actors::Notification;
+
+use crate::story::{self, Story};
+
+mod dialect;
+mod doc;
+mod escape;
+mod fit;
+pub(crate) mod format;
+mod layout;
+mod line;
+mod link;
+mod text;
+pub mod wecom;
+mod words;
+
+#[cfg(test)]
+mod fixture;
+
+pub use dialect::Style;
+pub use escape::sql_preview;
+pub use fit::MIN_BUDGET;
+pub use format::{format_metric, metric_label};
+pub use link::{powa_web_link, valid_base_url};
+pub use wecom::{
+    markdown_mentions, mention_notice, valid_userid, WECOM_MARKDOWN_BUDGET, WECOM_MARKDOWN_LIMIT,
+    WECOM_TEXT_BUDGET, WECOM_TEXT_LIMIT,
+};
+pub use words::Lang;
+
+use doc::{Digest, Entry, Header, Summary};
+
+/// Default length of SQL previews, in characters.
+pub const DEFAULT_SQL_PREVIEW_CHARS: usize = 200;
+
+/// Knobs of the renderers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// Longest SQL preview, in characters, "…" included.
+    pub sql_preview_chars: usize,
+    /// Language of the fixed wording.
+    pub lang: Lang,
+    /// powa-web's address per repository name (`[repositories.<name>] powa_web_url`):
+    /// entries link to its server, database or query page.
+    pub powa_web: BTreeMap<String, String>,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            sql_preview_chars: DEFAULT_SQL_PREVIEW_CHARS,
+            lang: Lang::En,
+            powa_web: BTreeMap::new(),
+        }
+    }
+}
+
+/// The console report: one plain-text string, empty for an empty notification.
+pub fn plain_report(n: &Notification) -> String {
+    plain_report_with(n, &RenderOptions::default())
+}
+
+/// [`plain_report`] with explicit options.
+pub fn plain_report_with(n: &Notification, opts: &RenderOptions) -> String {
+    render(n, Style::Plain, usize::MAX, opts)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
+/// WeCom markdown (v1) messages, each at most `budget` bytes.
+pub fn wecom_markdown(n: &Notification, budget: usize) -> Vec<String> {
+    render(n, Style::Markdown, budget, &RenderOptions::default())
+}
+
+/// WeCom markdown_v2 messages, each at most `budget` bytes.
+pub fn wecom_markdown_v2(n: &Notification, budget: usize) -> Vec<String> {
+    render(n, Style::MarkdownV2, budget, &RenderOptions::default())
+}
+
+/// WeCom text messages, each at most `budget` bytes.
+pub fn wecom_text(n: &Notification, budget: usize) -> Vec<String> {
+    render(n, Style::Text, budget, &RenderOptions::default())
+}
+
+/// Renders `n` in `style` as messages of at most `budget` UTF-8 bytes each (budgets below
+/// [`MIN_BUDGET`] are raised to it; [`Style::Plain`] ignores the budget and gives one part).
+/// Insights appear most severe first (resolved ones last), then in input order; all of
+/// them appear. An empty notification gives no parts. Parts carry "(part i/n)" when there
+/// are several.
+pub fn render(n: &Notification, style: Style, budget: usize, opts: &RenderOptions) -> Vec<String> {
+    render_digest(n, style, budget, opts, usize::MAX)
+}
+
+/// Like [`render`], in at most `max_parts` messages (at least one): most severe first, as
+/// many insights in full as fit, then one "+N more" block that counts the others by
+/// severity and by kind, so every insight is still represented. When everything fits,
+/// this is exactly [`render`].
+pub fn render_digest(
+    n: &Notification,
+    style: Style,
+    budget: usize,
+    opts: &RenderOptions,
+    max_parts: usize,
+) -> Vec<String> {
+    if n.insights.is_empty() {
+        return Vec::new();
+    }
+    let d = style.dialect();
+    let lang = opts.lang;
+    let max_parts = max_parts.max(1);
+    let budget = if d.bounded() {
+        budget.max(MIN_BUDGET)
+    } else {
+        usize::MAX
+    };
+    let order = story::stories(&n.insights);
+    let summary = Summary::of(n, &order);
+    let header = |part| layout::header(&Header::of(&summary, part, lang), d, lang);
+
+    // The header of any part is at most as long as the one with the widest part numbers.
+    let widest = order.len() + 1;
+    let reserve = header(Some((widest, widest))).len() + 2;
+    let avail = budget.saturating_sub(reserve);
+
+    let several_repositories = summary.repositories > 1;
+    let blocks: Vec<String> = order
+        .iter()
+        .map(|s| {
+            let e = Entry::of(s, opts, several_repositories);
+            fit::entry(&e, d, opts, avail).unwrap_or_default()
+        })
+        .collect();
+    let chosen = fit::within(blocks, avail, max_parts, |k| {
+        let lines = layout::digest_lines(&Digest::of(&order[k..], lang), d, lang);
+        fit::fit_lines(lines, d, avail).unwrap_or_default()
+    });
+
+    let grouped = fit::pack(chosen, avail);
+    let total = grouped.len();
+    grouped
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let mut out = header((total > 1).then_some((i + 1, total)));
+            for b in g {
+                out.push_str("\n\n");
+                out.push_str(&b);
+            }
+            out.push_str(d.ending());
+            debug_assert!(
+                out.len() <= budget,
+                "part of {} bytes > {budget}",
+                out.len()
+            );
+            out
+        })
+        .collect()
+}
+
+/// The entries of `n` as the renderers tell them: insights grouped into one story per
+/// problem, most severe and most impactful first (see [`crate::story`]).
+pub fn entries(n: &Notification) -> Vec<Story<'_>> {
+    story::stories(&n.insights)
+}
+
+#[cfg(test)]
+mod tests {
+    use sentinel_actors::Severity;
+
+    use super::fixture::{notification, slow_query};
+    use super::*;
+
+    #[test]
+    fn slow_query_report_shows_everything() {
+        let n = notification(vec![slow_query(1, "SELECT *\n  FROM t WHERE id = $1")]);
+        let md = &wecom_markdown(&n, WECOM_MARKDOWN_BUDGET)[0];
+        for want in [
+            "PoWA Sentinel report",
+            "<font color=\"warning\">1 warning</font>",
+            "2026-11-23 10:00 – 2026-11-24 10:00 UTC",
+            "<font color=\"warning\">🟠 WARNING</font> **Top query #1",
+            ">Where: remote1 / app",
+            // No dump of every metric: a few with units (a kind the stories do not know
+            // gets those whose name carries a unit).
+            ">calls 52 · mean time 156.2 ms · share of total time 62% · total time 8.12 s",
+            ">Query: `SELECT * FROM t WHERE id = $1`",
+            ">Fix: Check its plan",
+            ">queryid `-123451`",
+        ] {
+            assert!(md.contains(want), "missing {want:?} in\n{md}");
+        }
+        assert!(!md.contains("(part"), "{md}");
+        assert!(
+            !md.contains("repository main"),
+            "one repository is not named: {md}"
+        );
+        // v1 shows lists, rules and fences raw: never use them.
+        for l in md.lines() {
+            assert!(!l.starts_with("- ") && !l.starts_with("---") && !l.starts_with("```"));
+        }
+
+        let v2 = &wecom_markdown_v2(&n, WECOM_MARKDOWN_BUDGET)[0];
+        assert!(v2.contains("### 🟠 WARNING: Top query #1"), "{v2}");
+        assert!(
+            v2.contains("- Query: `SELECT * FROM t WHERE id = $1`"),
+            "{v2}"
+        );
+        assert!(!v2.contains("<font"), "{v2}");
+
+        let text = &wecom_text(&n, WECOM_TEXT_BUDGET)[0];
+        assert!(text.contains("[WARNING] Top query #1"), "{text}");
+        assert!(
+            text.contains("  Query: SELECT * FROM t WHERE id = $1"),
+            "{text}"
+        );
+        assert!(!text.contains('`') && !text.contains("**"), "{text}");
+
+        let plain = plain_report(&n);
+        assert!(plain.contains("  queryid -123451"), "{plain}");
+        assert!(plain.ends_with('\n'));
+    }
+
+    #[test]
+    fn most_severe_first_then_input_order() {
+        let mut v = Vec::new();
+        for (k, s) in [
+            Severity::Info,
+            Severity::Warning,
+            Severity::Critical,
+            Severity::Warning,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut i = slow_query(k, "SELECT 1");
+            i.severity = s;
+            v.push(i);
+        }
+        let p = plain_report(&notification(v));
+        let pos = |needle: &str| p.find(needle).unwrap();
+        assert!(pos("Top query #2 ") < pos("Top query #1 "));
+        assert!(pos("Top query #1 ") < pos("Top query #3 "));
+        assert!(pos("Top query #3 ") < pos("Top query #0 "));
+        assert!(
+            p.starts_with("PoWA Sentinel report\n1 critical, 2 warning, 1 info"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn empty_notification_has_no_parts() {
+        let n = notification(vec![]);
+        assert!(wecom_markdown(&n, 4000).is_empty());
+        assert!(wecom_markdown_v2(&n, 4000).is_empty());
+        assert!(wecom_text(&n, 2000).is_empty());
+        assert_eq!(plain_report(&n), "");
+    }
+}
