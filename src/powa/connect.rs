@@ -9,6 +9,7 @@ use super::session::{self, Session};
 use super::tls;
 
 use super::discovery::{self, PowaInfo};
+use super::error::PowaError;
 use super::{RepositorySettings, SslMode};
 
 /// An open, read-only session on one repository, with what discovery found there.
@@ -23,7 +24,8 @@ pub struct Repository {
 /// socket connect and reports first when the host does not accept the connection at all.
 pub const CONNECT_GRACE: Duration = Duration::from_secs(1);
 
-/// Why a repository could not be used. Each message says what to do.
+/// Why a session could not be opened: a repository's (named by `repo`) or a monitored
+/// server's (a database on it). Each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("repository `{repo}`: cannot read the password: {reason}")]
@@ -32,8 +34,6 @@ pub enum ConnectError {
     Connect { repo: String, reason: String },
     #[error("repository `{repo}`: cannot set up a read-only session ({reason})")]
     Session { repo: String, reason: String },
-    #[error("repository `{repo}`: {reason}")]
-    Discovery { repo: String, reason: String },
     /// Connected (or still connecting) but no answer in time: startup, authentication or
     /// the session setup never finished.
     #[error("repository `{repo}` ({addr}): the server accepted the connection but did not answer within {}: is it a PostgreSQL server, is it overloaded? (connect_timeout; check host and port)",
@@ -43,6 +43,30 @@ pub enum ConnectError {
         addr: String,
         after: Duration,
     },
+    /// A monitored server's database could not be reached.
+    #[error("cannot connect to database `{database}` ({reason})")]
+    Database { database: String, reason: String },
+    /// A session on a monitored server's database could not be made read-only.
+    #[error("cannot make the session on `{database}` read-only ({reason})")]
+    ReadOnly { database: String, reason: String },
+    /// A monitored server accepted the connection but did not finish setting it up.
+    #[error("{what}: the server accepted the connection but did not answer within {}: is it overloaded? (connect_timeout)",
+        humantime::format_duration(*.after))]
+    ServerTimeout { what: String, after: Duration },
+}
+
+/// Why the driver could not open a session (before any setup), in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The TLS settings cannot work (see [`tls::connector`]).
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The server's certificate did not pass the check `sslmode` asks for.
+    #[error("TLS: the server's certificate was refused ({0}); check sslrootcert and sslmode")]
+    Certificate(String),
+    /// Anything else the driver said (refused, authentication failed, …).
+    #[error("{0}")]
+    Driver(String),
 }
 
 /// The first meaningful reason in a tokio-postgres error chain: its own `Display` is often
@@ -144,14 +168,14 @@ pub fn pg_config(
 /// queries get `statement_timeout` plus [`session::MARGIN`] on the client side. The
 /// error is one line: TLS problems (unknown CA, wrong host name) come out of the driver's
 /// error chain as rustls words, prefixed with what to check. Not bounded in time: see
-/// [`within_connect_deadline`].
+/// [`connect_deadline`].
 pub async fn open(
     cfg: &tokio_postgres::Config,
     sslmode: SslMode,
     sslrootcert: Option<&std::path::Path>,
     statement_timeout: Duration,
     what: String,
-) -> Result<Session, String> {
+) -> Result<Session, OpenError> {
     // Like libpq, no TLS over Unix-domain sockets (there is no server name to verify and
     // PostgreSQL refuses SSL on them): sslmode only applies to TCP hosts.
     let unix_only = !cfg.get_hosts().is_empty()
@@ -162,44 +186,44 @@ pub async fn open(
     let connector = if unix_only {
         None
     } else {
-        tls::connector(sslmode, sslrootcert).map_err(|e| e.to_string())?
+        tls::connector(sslmode, sslrootcert)?
     };
     let tls_hint = |e: tokio_postgres::Error| {
         let reason = describe_pg_error(&e);
         if reason.contains("certificate") || reason.contains("UnknownIssuer") {
-            format!("TLS: the server's certificate was refused ({reason}); check sslrootcert and sslmode")
+            OpenError::Certificate(reason)
         } else {
-            reason
+            OpenError::Driver(reason)
         }
     };
-    match connector {
+    // The connection future drives the socket; it ends when the client is dropped (or is
+    // aborted when a query times out).
+    let (client, driver) = match connector {
         None => {
             let (client, connection) = cfg.connect(NoTls).await.map_err(tls_hint)?;
-            // The connection future drives the socket; it ends when the client is dropped
-            // (or is aborted when a query times out).
-            let driver = actix_rt::spawn(async move {
-                let _ = connection.await;
-            });
-            Ok(Session::new(
+            (
                 client,
-                driver.abort_handle(),
-                statement_timeout,
-                what,
-            ))
+                actix_rt::spawn(async move {
+                    let _ = connection.await;
+                }),
+            )
         }
         Some(tls) => {
             let (client, connection) = cfg.connect(tls).await.map_err(tls_hint)?;
-            let driver = actix_rt::spawn(async move {
-                let _ = connection.await;
-            });
-            Ok(Session::new(
+            (
                 client,
-                driver.abort_handle(),
-                statement_timeout,
-                what,
-            ))
+                actix_rt::spawn(async move {
+                    let _ = connection.await;
+                }),
+            )
         }
-    }
+    };
+    Ok(Session::new(
+        client,
+        driver.abort_handle(),
+        statement_timeout,
+        what,
+    ))
 }
 
 /// How long connecting may take in all: `connect_timeout` per host tried, plus
@@ -226,61 +250,80 @@ pub async fn make_read_only(
         .await
 }
 
-/// Opens a session on a repository, read-only with timeouts (no discovery): for extra
-/// sessions of a repository already discovered. Connect, TLS, startup, authentication
-/// and the setup are bounded together by [`connect_deadline`]: a server that accepts the
-/// connection and then says nothing (not PostgreSQL, frozen, overloaded) is given up on,
-/// and a session half set up is dropped.
-pub async fn open_session(name: &str, s: &RepositorySettings) -> Result<Session, ConnectError> {
-    let cfg = pg_config(name, s)?;
-    let addr = session::address(&cfg);
-    let deadline = connect_deadline(&cfg, s.connect_timeout);
-    let until = tokio::time::Instant::now() + deadline;
-    let timeout = || ConnectError::Timeout {
-        repo: name.to_string(),
-        addr: addr.clone(),
-        after: deadline,
-    };
+/// Why [`open_within`] gave up.
+pub(crate) enum Opening {
+    /// Connect, startup, authentication and setup did not finish within the deadline.
+    TimedOut { after: Duration },
+    /// The driver could not open the session.
+    Open(OpenError),
+    /// The session opened but its setup failed.
+    Setup(session::QueryError),
+}
+
+/// Opens a session per `cfg` with the TLS settings and timeouts of `s`, then runs `setup`
+/// on it. Connect, TLS, startup, authentication and the setup are bounded together by
+/// [`connect_deadline`]: a server that accepts the connection and then says nothing (not
+/// PostgreSQL, frozen, overloaded) is given up on, and a session half set up is dropped.
+pub(crate) async fn open_within(
+    cfg: &tokio_postgres::Config,
+    s: &RepositorySettings,
+    what: String,
+    setup: impl AsyncFnOnce(&Session) -> Result<(), session::QueryError>,
+) -> Result<Session, Opening> {
+    let after = connect_deadline(cfg, s.connect_timeout);
+    let until = tokio::time::Instant::now() + after;
     let opening = open(
-        &cfg,
+        cfg,
         s.effective_sslmode(),
         s.sslrootcert.as_deref(),
         s.statement_timeout,
-        addr.clone(),
+        what,
     );
     let client = tokio::time::timeout_at(until, opening)
         .await
-        .map_err(|_| timeout())?
-        .map_err(|reason| ConnectError::Connect {
-            repo: name.to_string(),
-            reason,
-        })?;
-    let setup = async {
-        make_read_only(&client, s.statement_timeout).await?;
-        client.batch_execute("SET work_mem = '64MB'").await
-    };
-    match tokio::time::timeout_at(until, setup).await {
+        .map_err(|_| Opening::TimedOut { after })?
+        .map_err(Opening::Open)?;
+    match tokio::time::timeout_at(until, setup(&client)).await {
         Ok(Ok(())) => Ok(client),
-        Ok(Err(e)) => Err(ConnectError::Session {
-            repo: name.to_string(),
-            reason: describe_pg_error(&e),
-        }),
+        Ok(Err(e)) => Err(Opening::Setup(e)),
         Err(_) => {
             client.close("the session setup did not finish in time".into());
-            Err(timeout())
+            Err(Opening::TimedOut { after })
         }
     }
 }
 
+/// Opens a session on a repository, read-only with timeouts (no discovery): for extra
+/// sessions of a repository already discovered. Bounded in time (see [`open_within`]).
+pub async fn open_session(name: &str, s: &RepositorySettings) -> Result<Session, ConnectError> {
+    let cfg = pg_config(name, s)?;
+    let addr = session::address(&cfg);
+    let setup = async |client: &Session| {
+        make_read_only(client, s.statement_timeout).await?;
+        client.batch_execute("SET work_mem = '64MB'").await
+    };
+    let repo = name.to_string();
+    open_within(&cfg, s, addr.clone(), setup)
+        .await
+        .map_err(|o| match o {
+            Opening::TimedOut { after } => ConnectError::Timeout { repo, addr, after },
+            Opening::Open(e) => ConnectError::Connect {
+                repo,
+                reason: e.to_string(),
+            },
+            Opening::Setup(e) => ConnectError::Session {
+                repo,
+                reason: describe_pg_error(&e),
+            },
+        })
+}
+
 /// Connects, makes the session read-only with timeouts, and discovers PoWA.
-pub async fn connect(name: &str, s: &RepositorySettings) -> Result<Repository, ConnectError> {
+pub async fn connect(name: &str, s: &RepositorySettings) -> Result<Repository, PowaError> {
     let client = open_session(name, s).await?;
     let info = discovery::discover(&client)
         .await
-        .map_err(|reason| ConnectError::Discovery {
-            repo: name.to_string(),
-            reason,
-        })?;
+        .map_err(|e| e.prefixed(&format!("repository `{name}`: ")))?;
     Ok(Repository {
         name: name.to_string(),
         client: Arc::new(client),

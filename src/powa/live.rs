@@ -34,8 +34,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::cold::{self, SeriesRead};
-use super::connect::describe_pg_error;
 use super::discovery::{PowaInfo, ServerInfo};
+use super::error::PowaError;
 use super::kcache::{series_query, Kcache};
 use super::layout::{Layout, SeriesKey};
 use super::reader::{
@@ -47,6 +47,17 @@ use super::waits::{self, EventNames};
 use sentinel_actors::Window;
 
 const N: usize = COUNTERS.len();
+
+/// What one window read gave for every family (see [`LiveWindow::read_lump`]).
+struct Lump {
+    /// PoWA's last snapshot before the read's start, if any.
+    anchor: Option<DateTime<Utc>>,
+    /// Where the deltas start: the anchor, else the first point read.
+    effective: Option<DateTime<Utc>>,
+    statements: SeriesRead<N>,
+    kcache: Option<SeriesRead<4>>,
+    waits: Option<SeriesRead<1>>,
+}
 
 /// Bucket width of the live window.
 pub fn checkpoint() -> Duration {
@@ -352,12 +363,8 @@ impl LiveWindow {
                 .sum::<usize>()
     }
 
-    fn err(&self, what: &str, e: QueryError) -> String {
-        format!(
-            "server `{}`: reading {what}: {}",
-            self.server.name,
-            describe_pg_error(&e)
-        )
+    fn err(&self, client: &Session, what: &str, e: QueryError) -> PowaError {
+        PowaError::reading(client, &self.server.name, what, e)
     }
 
     /// Brings the window up to `window.end` and returns it, with baselines shifted back
@@ -367,7 +374,7 @@ impl LiveWindow {
         client: &Session,
         window: Window,
         baseline_offsets: &[Duration],
-    ) -> Result<(StatementsWindow, CycleCost), String> {
+    ) -> Result<(StatementsWindow, CycleCost), PowaError> {
         let mut cost = CycleCost::default();
         let width = self.width;
         // The window starts on a checkpoint, and never before what the lump covers.
@@ -449,44 +456,76 @@ impl LiveWindow {
         client: &Session,
         window: Window,
         cost: &mut CycleCost,
-    ) -> Result<(), String> {
-        let srvid = self.server.srvid;
+    ) -> Result<(), PowaError> {
         self.aggts = self.metas(client).await?.and_then(|m| m.1);
-        let anchor = anchor_before(client, &self.info, srvid, window.start)
-            .await
-            .map_err(|e| self.err("the anchor snapshot", e))?;
-        let from = anchor.unwrap_or(window.start);
-        let read = cold::read_fast::<N>(client, &self.statements.layout, srvid, from, window.end)
-            .await
-            .map_err(|e| self.err("statements history", e))?;
-        let effective = anchor.or(read.earliest);
-        cost.rows += read.rows;
-        self.statements.seed(&read, effective);
-        if self.kcache_enabled {
-            let kread = cold::read_fast::<4>(client, &self.kcache.layout, srvid, from, window.end)
-                .await
-                .map_err(|e| self.err("pg_stat_kcache history", e))?;
-            cost.rows += kread.rows;
-            self.kcache.seed(&kread, effective);
+        let lump = self
+            .read_lump(client, window.start, window.end, cost)
+            .await?;
+        self.statements.seed(&lump.statements, lump.effective);
+        if let Some(k) = &lump.kcache {
+            self.kcache.seed(k, lump.effective);
         }
-        if self.waits_enabled {
-            let wread = cold::read_fast::<1>(client, &self.waits.layout, srvid, from, window.end)
-                .await
-                .map_err(|e| self.err("pg_wait_sampling history", e))?;
-            cost.rows += wread.rows;
-            self.waits.seed(&wread, effective);
+        if let Some(w) = &lump.waits {
+            self.waits.seed(w, lump.effective);
         }
-        let cursor = read.latest.or(anchor).unwrap_or(window.start);
+        let cursor = lump
+            .statements
+            .latest
+            .or(lump.anchor)
+            .unwrap_or(window.start);
         self.cursor = Some(cursor);
         self.lump = Some((window.start, cursor));
         Ok(())
+    }
+
+    /// Every family's totals from the anchor before `start` to `end`, in one fast read
+    /// each (the families PoWA does not record for the server are not read).
+    async fn read_lump(
+        &self,
+        client: &Session,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        cost: &mut CycleCost,
+    ) -> Result<Lump, PowaError> {
+        let srvid = self.server.srvid;
+        let anchor = anchor_before(client, &self.info, srvid, start)
+            .await
+            .map_err(|e| self.err(client, "the anchor snapshot", e))?;
+        let from = anchor.unwrap_or(start);
+        let statements = cold::read_fast::<N>(client, &self.statements.layout, srvid, from, end)
+            .await
+            .map_err(|e| self.err(client, "statements history", e))?;
+        cost.rows += statements.rows;
+        let mut kcache = None;
+        if self.kcache_enabled {
+            let read = cold::read_fast::<4>(client, &self.kcache.layout, srvid, from, end)
+                .await
+                .map_err(|e| self.err(client, "pg_stat_kcache history", e))?;
+            cost.rows += read.rows;
+            kcache = Some(read);
+        }
+        let mut waits = None;
+        if self.waits_enabled {
+            let read = cold::read_fast::<1>(client, &self.waits.layout, srvid, from, end)
+                .await
+                .map_err(|e| self.err(client, "pg_wait_sampling history", e))?;
+            cost.rows += read.rows;
+            waits = Some(read);
+        }
+        Ok(Lump {
+            anchor,
+            effective: anchor.or(statements.earliest),
+            statements,
+            kcache,
+            waits,
+        })
     }
 
     /// (snapts, aggts) of the server; None before PoWA 4.
     async fn metas(
         &self,
         client: &Session,
-    ) -> Result<Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>, String> {
+    ) -> Result<Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>, PowaError> {
         if !self.info.version.multi_server() {
             return Ok(None);
         }
@@ -499,7 +538,7 @@ impl LiveWindow {
         let row = client
             .query_opt(&sql, &[&self.server.srvid])
             .await
-            .map_err(|e| self.err("powa_snapshot_metas", e))?;
+            .map_err(|e| self.err(client, "powa_snapshot_metas", e))?;
         Ok(Some(row.map_or((None, None), |r| (r.get(0), r.get(1)))))
     }
 
@@ -509,7 +548,7 @@ impl LiveWindow {
         client: &Session,
         cursor: DateTime<Utc>,
         cost: &mut CycleCost,
-    ) -> Result<(), String> {
+    ) -> Result<(), PowaError> {
         let metas = self.metas(client).await?;
         let with_history = match metas {
             Some((snapts, aggts)) => {
@@ -532,14 +571,14 @@ impl LiveWindow {
             .statements
             .step(client, srvid, cursor, with_history, self.width)
             .await
-            .map_err(|e| self.err("new statements snapshots", e))?;
+            .map_err(|e| self.err(client, "new statements snapshots", e))?;
         cost.rows += rows;
         if self.kcache_enabled {
             let (krows, _) = self
                 .kcache
                 .step(client, srvid, cursor, with_history, self.width)
                 .await
-                .map_err(|e| self.err("new pg_stat_kcache snapshots", e))?;
+                .map_err(|e| self.err(client, "new pg_stat_kcache snapshots", e))?;
             cost.rows += krows;
         }
         if self.waits_enabled {
@@ -547,7 +586,7 @@ impl LiveWindow {
                 .waits
                 .step(client, srvid, cursor, with_history, self.width)
                 .await
-                .map_err(|e| self.err("new pg_wait_sampling snapshots", e))?;
+                .map_err(|e| self.err(client, "new pg_wait_sampling snapshots", e))?;
             cost.rows += wrows;
         }
         if let Some(n) = newest {
@@ -563,7 +602,7 @@ impl LiveWindow {
         client: &Session,
         grid_start: DateTime<Utc>,
         cost: &mut CycleCost,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, PowaError> {
         let Some((lump_start, lump_end)) = self.lump else {
             return Ok(false);
         };
@@ -577,31 +616,12 @@ impl LiveWindow {
             self.lump = None;
             return Ok(false);
         }
-        let srvid = self.server.srvid;
-        let anchor = anchor_before(client, &self.info, srvid, grid_start)
-            .await
-            .map_err(|e| self.err("the anchor snapshot", e))?;
-        let from = anchor.unwrap_or(grid_start);
-        let read = cold::read_fast::<N>(client, &self.statements.layout, srvid, from, lump_end)
-            .await
-            .map_err(|e| self.err("statements history", e))?;
-        let effective = anchor.or(read.earliest);
-        cost.rows += read.rows;
-        self.statements.reseed_lump(Some(&read), effective);
-        if self.kcache_enabled {
-            let kread = cold::read_fast::<4>(client, &self.kcache.layout, srvid, from, lump_end)
-                .await
-                .map_err(|e| self.err("pg_stat_kcache history", e))?;
-            cost.rows += kread.rows;
-            self.kcache.reseed_lump(Some(&kread), effective);
-        }
-        if self.waits_enabled {
-            let wread = cold::read_fast::<1>(client, &self.waits.layout, srvid, from, lump_end)
-                .await
-                .map_err(|e| self.err("pg_wait_sampling history", e))?;
-            cost.rows += wread.rows;
-            self.waits.reseed_lump(Some(&wread), effective);
-        }
+        let lump = self.read_lump(client, grid_start, lump_end, cost).await?;
+        self.statements
+            .reseed_lump(Some(&lump.statements), lump.effective);
+        self.kcache
+            .reseed_lump(lump.kcache.as_ref(), lump.effective);
+        self.waits.reseed_lump(lump.waits.as_ref(), lump.effective);
         self.lump = Some((grid_start, lump_end));
         Ok(true)
     }
@@ -611,7 +631,7 @@ impl LiveWindow {
         client: &Session,
         window: Window,
         from_k: u32,
-    ) -> Result<StatementsWindow, String> {
+    ) -> Result<StatementsWindow, PowaError> {
         let mut kc: HashMap<QueryKey, Kcache> = HashMap::new();
         for (k, s) in &self.kcache.series {
             let d = Kcache::from_delta(s.total(from_k));
@@ -659,7 +679,7 @@ impl LiveWindow {
                 window.end,
             )
             .await
-            .map_err(|e| self.err("wait event names", e))?;
+            .map_err(|e| self.err(client, "wait event names", e))?;
             self.event_names.extend(names);
         }
         let waits = waits::wait_stats(totals, &self.event_names);
@@ -689,7 +709,7 @@ impl LiveWindow {
         client: &Session,
         queries: &mut [QueryStats],
         k: u32,
-    ) -> Result<(), String> {
+    ) -> Result<(), PowaError> {
         if k != self.texts_checked_k {
             self.texts.retain(|_, t| t.is_some());
             self.texts_checked_k = k;
@@ -705,7 +725,7 @@ impl LiveWindow {
             self.names = Some(
                 read_names(client, &self.info, &self.server)
                     .await
-                    .map_err(|e| self.err("database and role names", e))?,
+                    .map_err(|e| self.err(client, "database and role names", e))?,
             );
         }
         let missing: Vec<i64> = queries
@@ -720,7 +740,7 @@ impl LiveWindow {
         if !missing.is_empty() {
             let found = read_texts(client, &self.info, &self.server, &missing)
                 .await
-                .map_err(|e| self.err("query texts", e))?;
+                .map_err(|e| self.err(client, "query texts", e))?;
             for q in queries.iter() {
                 let id = (q.key.queryid, q.key.dbid, q.key.userid);
                 let t = found.get(&id).cloned();

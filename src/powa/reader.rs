@@ -20,8 +20,8 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
 use super::cold;
-use super::connect::describe_pg_error;
 use super::discovery::{PowaInfo, ServerInfo};
+use super::error::PowaError;
 use super::layout::{Layout, SeriesKey};
 use super::session::{QueryError, Session};
 use sentinel_actors::Window;
@@ -285,7 +285,7 @@ pub async fn read_window(
     info: &PowaInfo,
     server: &ServerInfo,
     window: Window,
-) -> Result<StatementsWindow, String> {
+) -> Result<StatementsWindow, PowaError> {
     read(
         client,
         repository,
@@ -307,7 +307,7 @@ pub async fn read_baseline(
     info: &PowaInfo,
     server: &ServerInfo,
     window: Window,
-) -> Result<StatementsWindow, String> {
+) -> Result<StatementsWindow, PowaError> {
     read(
         client,
         repository,
@@ -329,7 +329,7 @@ pub async fn read_window_with(
     window: Window,
     details: bool,
     mode: ReadMode,
-) -> Result<StatementsWindow, String> {
+) -> Result<StatementsWindow, PowaError> {
     read(client, repository, info, server, window, details, mode).await
 }
 
@@ -366,14 +366,8 @@ async fn read(
     window: Window,
     details: bool,
     mode: ReadMode,
-) -> Result<StatementsWindow, String> {
-    let ctx = |what: &str, e: QueryError| {
-        format!(
-            "server `{}`: reading {what}: {}",
-            server.name,
-            describe_pg_error(&e)
-        )
-    };
+) -> Result<StatementsWindow, PowaError> {
+    let ctx = |what: &str, e: QueryError| PowaError::reading(client, &server.name, what, e);
     let anchor = anchor_before(client, info, server.srvid, window.start)
         .await
         .map_err(|e| ctx("the anchor snapshot", e))?;

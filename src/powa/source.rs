@@ -101,7 +101,7 @@ impl Source for PowaSource {
             let (mut w, _cost) = live
                 .cycle(&client, window, &offsets)
                 .await
-                .map_err(SourceError::new)?;
+                .map_err(|e| SourceError::new(e.to_string()))?;
             let route = match &reach {
                 Some(r) => Some(r.route(&client, &info, &server).await),
                 None => None,
@@ -115,7 +115,7 @@ impl Source for PowaSource {
                 w.quals = q
                     .collect_routed(&client, &info, &server, window, why_not)
                     .await
-                    .map_err(SourceError::new)?;
+                    .map_err(|e| SourceError::new(e.to_string()))?;
                 if let (Some(r), Some(qw)) = (&reach, &w.quals) {
                     r.log_skipped(&server, qw);
                 }
