@@ -27,7 +27,7 @@ use crate::config::Settings;
 use crate::metrics;
 use crate::output::{JsonLinesOutput, JSON_OUTPUT_CHANNEL};
 use crate::powa::live::LiveWindow;
-use crate::powa::source::PowaSource;
+use crate::powa::source::{Baselines, PowaSource};
 use crate::powa::{self, Repository};
 use crate::powa::{PowaInfo, ServerInfo, StatementsWindow};
 use sentinel_actors::analyzer::{Analyze, AnalyzeSnapshot, AnalyzerActor, InsightObserver};
@@ -252,10 +252,9 @@ pub struct Analyzers {
     /// The name of each analyzer started, as its restarts and failures are reported (a
     /// reload, which starts them afresh, clears exactly these).
     pub names: Vec<String>,
-    /// Read the baseline windows too (regression and workload change need them).
-    pub baseline_offset: Option<std::time::Duration>,
-    /// How many past windows to compare with (`analysis.baseline_periods`).
-    pub baseline_periods: u32,
+    /// The baseline windows to read too (regression and workload change need them;
+    /// `analysis.baseline_offset` and `baseline_periods`).
+    pub baselines: Baselines,
     /// Read pg_qualstats for the index advisor (None when it is off).
     pub missing_index: Option<crate::analyze::MissingIndexSettings>,
     /// Direct connections to monitored servers, by repository and server (`local`
@@ -357,14 +356,16 @@ pub fn build_analyzers(settings: &Settings, gate: &Addr<Gate>, log: &Logger) -> 
             &events,
         ));
     }
-    let baseline_offset = (a.regression.any(|s| s.enabled) || a.workload_change.any(|s| s.enabled))
-        .then_some(settings.analysis.baseline_offset);
+    let baselines = Baselines {
+        offset: (a.regression.any(|s| s.enabled) || a.workload_change.any(|s| s.enabled))
+            .then_some(settings.analysis.baseline_offset),
+        periods: settings.analysis.baseline_periods,
+    };
     let (names, recipients) = started.into_iter().unzip();
     Analyzers {
         recipients,
         names,
-        baseline_offset,
-        baseline_periods: settings.analysis.baseline_periods,
+        baselines,
         missing_index: missing.enabled.then_some(missing),
         monitored: settings
             .repositories
@@ -433,8 +434,7 @@ pub fn start_collector(
         client,
         info,
         server.clone(),
-        analyzers.baseline_offset,
-        analyzers.baseline_periods,
+        analyzers.baselines,
         live,
     );
     if let Some(settings) = &analyzers.missing_index {

@@ -165,13 +165,7 @@ mod tests {
     fn a_run_inside_its_period_skips_nothing() {
         let t = five_minutes_at_7s();
         let next = t.after_run(at(0, 5, 7), at(0, 6, 0));
-        assert_eq!(
-            next,
-            Next {
-                at: at(0, 10, 7),
-                skipped: 0
-            }
-        );
+        assert_eq!((next.at, next.skipped), (at(0, 10, 7), 0));
     }
 
     #[test]
@@ -179,13 +173,7 @@ mod tests {
         let t = five_minutes_at_7s();
         // 00:05:07 to 00:16:00 covers the ticks of 00:10:07 and 00:15:07.
         let next = t.after_run(at(0, 5, 7), at(0, 16, 0));
-        assert_eq!(
-            next,
-            Next {
-                at: at(0, 20, 7),
-                skipped: 2
-            }
-        );
+        assert_eq!((next.at, next.skipped), (at(0, 20, 7), 2));
         // Ending exactly on a tick covers it.
         assert_eq!(t.after_run(at(0, 5, 7), at(0, 10, 7)).skipped, 1);
     }

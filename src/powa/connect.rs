@@ -24,35 +24,72 @@ pub struct Repository {
 /// socket connect and reports first when the host does not accept the connection at all.
 pub const CONNECT_GRACE: Duration = Duration::from_secs(1);
 
-/// Why a session could not be opened: a repository's (named by `repo`) or a monitored
-/// server's (a database on it). Each message says what to do.
+/// What a session is opened on, for the words of its errors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A repository, by its name in the settings.
+    Repository(String),
+    /// A database of a monitored server, by name.
+    Database(String),
+}
+
+impl Target {
+    /// What the session's own errors call it, at `addr`.
+    fn session_name(&self, addr: &str) -> String {
+        match self {
+            Target::Repository(_) => addr.to_string(),
+            Target::Database(db) => format!("{addr} database `{db}`"),
+        }
+    }
+
+    fn cannot_connect(&self, reason: &str) -> String {
+        match self {
+            Target::Repository(repo) => format!("repository `{repo}`: cannot connect ({reason}); check host, port, user and password, and that the server accepts connections from here"),
+            Target::Database(db) => format!("cannot connect to database `{db}` ({reason})"),
+        }
+    }
+
+    fn cannot_set_up(&self, reason: &str) -> String {
+        match self {
+            Target::Repository(repo) => {
+                format!("repository `{repo}`: cannot set up a read-only session ({reason})")
+            }
+            Target::Database(db) => {
+                format!("cannot make the session on `{db}` read-only ({reason})")
+            }
+        }
+    }
+
+    fn no_answer(&self, addr: &str, after: Duration) -> String {
+        let after = humantime::format_duration(after);
+        match self {
+            Target::Repository(repo) => format!("repository `{repo}` ({addr}): the server accepted the connection but did not answer within {after}: is it a PostgreSQL server, is it overloaded? (connect_timeout; check host and port)"),
+            Target::Database(_) => format!("{}: the server accepted the connection but did not answer within {after}: is it overloaded? (connect_timeout)", self.session_name(addr)),
+        }
+    }
+}
+
+/// Why a session could not be opened, on a repository or a monitored server's database.
+/// Each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("repository `{repo}`: cannot read the password: {reason}")]
     Password { repo: String, reason: String },
-    #[error("repository `{repo}`: cannot connect ({reason}); check host, port, user and password, and that the server accepts connections from here")]
-    Connect { repo: String, reason: String },
-    #[error("repository `{repo}`: cannot set up a read-only session ({reason})")]
-    Session { repo: String, reason: String },
-    /// Connected (or still connecting) but no answer in time: startup, authentication or
-    /// the session setup never finished.
-    #[error("repository `{repo}` ({addr}): the server accepted the connection but did not answer within {}: is it a PostgreSQL server, is it overloaded? (connect_timeout; check host and port)",
-        humantime::format_duration(*.after))]
+    /// The driver could not open the session (refused, authentication, TLS, a DSN it
+    /// cannot read).
+    #[error("{}", .target.cannot_connect(.reason))]
+    Connect { target: Target, reason: String },
+    /// The session opened but could not be made read-only with its timeouts.
+    #[error("{}", .target.cannot_set_up(.reason))]
+    Session { target: Target, reason: String },
+    /// Connected (or still connecting) to `addr` but no answer in time: startup,
+    /// authentication or the session setup never finished.
+    #[error("{}", .target.no_answer(.addr, *.after))]
     Timeout {
-        repo: String,
+        target: Target,
         addr: String,
         after: Duration,
     },
-    /// A monitored server's database could not be reached.
-    #[error("cannot connect to database `{database}` ({reason})")]
-    Database { database: String, reason: String },
-    /// A session on a monitored server's database could not be made read-only.
-    #[error("cannot make the session on `{database}` read-only ({reason})")]
-    ReadOnly { database: String, reason: String },
-    /// A monitored server accepted the connection but did not finish setting it up.
-    #[error("{what}: the server accepted the connection but did not answer within {}: is it overloaded? (connect_timeout)",
-        humantime::format_duration(*.after))]
-    ServerTimeout { what: String, after: Duration },
 }
 
 /// Why the driver could not open a session (before any setup), in one line.
@@ -132,7 +169,7 @@ pub fn pg_config(
             .expose()
             .parse::<tokio_postgres::Config>()
             .map_err(|e| ConnectError::Connect {
-                repo: name.to_string(),
+                target: Target::Repository(name.to_string()),
                 reason: format!("invalid dsn: {}", describe_pg_error(&e)),
             })?,
         None => tokio_postgres::Config::new(),
@@ -250,26 +287,18 @@ pub async fn make_read_only(
         .await
 }
 
-/// Why [`open_within`] gave up.
-pub(crate) enum Opening {
-    /// Connect, startup, authentication and setup did not finish within the deadline.
-    TimedOut { after: Duration },
-    /// The driver could not open the session.
-    Open(OpenError),
-    /// The session opened but its setup failed.
-    Setup(session::QueryError),
-}
-
-/// Opens a session per `cfg` with the TLS settings and timeouts of `s`, then runs `setup`
-/// on it. Connect, TLS, startup, authentication and the setup are bounded together by
-/// [`connect_deadline`]: a server that accepts the connection and then says nothing (not
-/// PostgreSQL, frozen, overloaded) is given up on, and a session half set up is dropped.
+/// Opens a session on `target` per `cfg` with the TLS settings and timeouts of `s`, then
+/// runs `setup` on it. Connect, TLS, startup, authentication and the setup are bounded
+/// together by [`connect_deadline`]: a server that accepts the connection and then says
+/// nothing (not PostgreSQL, frozen, overloaded) is given up on, and a session half set
+/// up is dropped.
 pub(crate) async fn open_within(
     cfg: &tokio_postgres::Config,
     s: &RepositorySettings,
-    what: String,
+    target: Target,
     setup: impl AsyncFnOnce(&Session) -> Result<(), session::QueryError>,
-) -> Result<Session, Opening> {
+) -> Result<Session, ConnectError> {
+    let addr = session::address(cfg);
     let after = connect_deadline(cfg, s.connect_timeout);
     let until = tokio::time::Instant::now() + after;
     let opening = open(
@@ -277,18 +306,35 @@ pub(crate) async fn open_within(
         s.effective_sslmode(),
         s.sslrootcert.as_deref(),
         s.statement_timeout,
-        what,
+        target.session_name(&addr),
     );
-    let client = tokio::time::timeout_at(until, opening)
-        .await
-        .map_err(|_| Opening::TimedOut { after })?
-        .map_err(Opening::Open)?;
+    let client = match tokio::time::timeout_at(until, opening).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => {
+            let reason = e.to_string();
+            return Err(ConnectError::Connect { target, reason });
+        }
+        Err(_) => {
+            return Err(ConnectError::Timeout {
+                target,
+                addr,
+                after,
+            })
+        }
+    };
     match tokio::time::timeout_at(until, setup(&client)).await {
         Ok(Ok(())) => Ok(client),
-        Ok(Err(e)) => Err(Opening::Setup(e)),
+        Ok(Err(e)) => {
+            let reason = describe_pg_error(&e);
+            Err(ConnectError::Session { target, reason })
+        }
         Err(_) => {
             client.close("the session setup did not finish in time".into());
-            Err(Opening::TimedOut { after })
+            Err(ConnectError::Timeout {
+                target,
+                addr,
+                after,
+            })
         }
     }
 }
@@ -297,25 +343,11 @@ pub(crate) async fn open_within(
 /// sessions of a repository already discovered. Bounded in time (see [`open_within`]).
 pub async fn open_session(name: &str, s: &RepositorySettings) -> Result<Session, ConnectError> {
     let cfg = pg_config(name, s)?;
-    let addr = session::address(&cfg);
     let setup = async |client: &Session| {
         make_read_only(client, s.statement_timeout).await?;
         client.batch_execute("SET work_mem = '64MB'").await
     };
-    let repo = name.to_string();
-    open_within(&cfg, s, addr.clone(), setup)
-        .await
-        .map_err(|o| match o {
-            Opening::TimedOut { after } => ConnectError::Timeout { repo, addr, after },
-            Opening::Open(e) => ConnectError::Connect {
-                repo,
-                reason: e.to_string(),
-            },
-            Opening::Setup(e) => ConnectError::Session {
-                repo,
-                reason: describe_pg_error(&e),
-            },
-        })
+    open_within(&cfg, s, Target::Repository(name.to_string()), setup).await
 }
 
 /// Connects, makes the session read-only with timeouts, and discovers PoWA.
@@ -342,5 +374,51 @@ mod tests {
         let t = Duration::from_secs(10);
         assert_eq!(connect_deadline(&one, t), Duration::from_secs(11));
         assert_eq!(connect_deadline(&two, t), Duration::from_secs(21));
+    }
+
+    #[test]
+    fn errors_say_what_was_being_opened_and_what_to_check() {
+        let repo = || Target::Repository("main".into());
+        let db = || Target::Database("app".into());
+        let texts = [
+            ConnectError::Connect {
+                target: repo(),
+                reason: "refused".into(),
+            },
+            ConnectError::Connect {
+                target: db(),
+                reason: "refused".into(),
+            },
+            ConnectError::Session {
+                target: repo(),
+                reason: "denied".into(),
+            },
+            ConnectError::Session {
+                target: db(),
+                reason: "denied".into(),
+            },
+            ConnectError::Timeout {
+                target: repo(),
+                addr: "db1:5432".into(),
+                after: Duration::from_secs(11),
+            },
+            ConnectError::Timeout {
+                target: db(),
+                addr: "db1:5432".into(),
+                after: Duration::from_secs(6),
+            },
+        ]
+        .map(|e| e.to_string());
+        assert_eq!(
+            texts,
+            [
+                "repository `main`: cannot connect (refused); check host, port, user and password, and that the server accepts connections from here",
+                "cannot connect to database `app` (refused)",
+                "repository `main`: cannot set up a read-only session (denied)",
+                "cannot make the session on `app` read-only (denied)",
+                "repository `main` (db1:5432): the server accepted the connection but did not answer within 11s: is it a PostgreSQL server, is it overloaded? (connect_timeout; check host and port)",
+                "db1:5432 database `app`: the server accepted the connection but did not answer within 6s: is it overloaded? (connect_timeout)",
+            ]
+        );
     }
 }

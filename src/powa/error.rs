@@ -43,13 +43,21 @@ impl PowaError {
         }
     }
 
+    /// A read on `session` failed with `e`; `say` words the driver's reason.
+    pub fn read_failed(
+        session: &Session,
+        e: QueryError,
+        say: impl FnOnce(String) -> String,
+    ) -> PowaError {
+        let text = say(describe_pg_error(&e));
+        PowaError::query(session, &e, PowaError::Read, text)
+    }
+
     /// A read of `what` for server `server` failed: "server `s`: reading what: reason".
     pub fn reading(session: &Session, server: &str, what: &str, e: QueryError) -> PowaError {
-        let text = format!(
-            "server `{server}`: reading {what}: {}",
-            describe_pg_error(&e)
-        );
-        PowaError::query(session, &e, PowaError::Read, text)
+        PowaError::read_failed(session, e, |reason| {
+            format!("server `{server}`: reading {what}: {reason}")
+        })
     }
 
     /// A discovery query failed with `e`; `text` says so (the driver's reason, with a

@@ -333,10 +333,7 @@ pub struct Explainer<'a> {
 impl<'a> Explainer<'a> {
     /// Checks that hypopg is there and sets the session up.
     pub async fn new(client: &'a Session, database: &str) -> Result<Explainer<'a>, PowaError> {
-        let err = |e: QueryError| {
-            let text = describe_pg_error(&e);
-            PowaError::query(client, &e, PowaError::Read, text)
-        };
+        let err = |e: QueryError| PowaError::read_failed(client, e, |reason| reason);
         let row = client
             .query_one(
                 "SELECT current_setting('server_version_num')::int, \
@@ -370,10 +367,7 @@ impl<'a> Explainer<'a> {
         let owned = plannable(text).map_err(|u| PowaError::Read(u.reason().to_string()))?;
         let t = owned.as_str();
         let client = self.client;
-        let err = |e: QueryError| {
-            let text = describe_pg_error(&e);
-            PowaError::query(client, &e, PowaError::Read, text)
-        };
+        let err = |e: QueryError| PowaError::read_failed(client, e, |reason| reason);
         let nothing = || PowaError::Read("EXPLAIN returned nothing".to_string());
         if self.generic_plan_option {
             let m = self

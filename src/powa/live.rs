@@ -48,6 +48,82 @@ use sentinel_actors::Window;
 
 const N: usize = COUNTERS.len();
 
+/// One server's reads on one session, their errors worded for the server.
+struct Reads<'a> {
+    client: &'a Session,
+    server: &'a str,
+    srvid: i32,
+}
+
+/// What a cycle asks of every family: the points newer than `cursor`.
+#[derive(Clone, Copy)]
+struct Step {
+    cursor: DateTime<Utc>,
+    /// Look into the history ranges too (PoWA coalesced since the last cycle).
+    with_history: bool,
+    width: Duration,
+}
+
+impl<'a> Reads<'a> {
+    fn new(client: &'a Session, server: &'a ServerInfo) -> Self {
+        Reads {
+            client,
+            server: &server.name,
+            srvid: server.srvid,
+        }
+    }
+
+    fn err(&self, what: &str, e: QueryError) -> PowaError {
+        PowaError::reading(self.client, self.server, what, e)
+    }
+
+    /// One family's totals from `from` to `end`, in one fast read (None when the
+    /// family is not recorded for the server).
+    async fn lump<const M: usize>(
+        &self,
+        family: &Family<M>,
+        from: DateTime<Utc>,
+        end: DateTime<Utc>,
+        cost: &mut CycleCost,
+    ) -> Result<Option<SeriesRead<M>>, PowaError> {
+        if !family.enabled {
+            return Ok(None);
+        }
+        let read = cold::read_fast::<M>(self.client, &family.layout, self.srvid, from, end)
+            .await
+            .map_err(|e| self.err(&format!("{} history", family.label), e))?;
+        cost.rows += read.rows;
+        Ok(Some(read))
+    }
+
+    /// Folds one family's points newer than the cursor (nothing when the family is not
+    /// recorded for the server); returns the newest point's time.
+    async fn fold<const M: usize>(
+        &self,
+        family: &mut Family<M>,
+        step: Step,
+        cost: &mut CycleCost,
+    ) -> Result<Option<DateTime<Utc>>, PowaError> {
+        if !family.enabled {
+            return Ok(None);
+        }
+        let (
+            srvid,
+            Step {
+                cursor,
+                with_history,
+                width,
+            },
+        ) = (self.srvid, step);
+        let (rows, newest) = family
+            .step(self.client, srvid, cursor, with_history, width)
+            .await
+            .map_err(|e| self.err(&format!("new {} snapshots", family.label), e))?;
+        cost.rows += rows;
+        Ok(newest)
+    }
+}
+
 /// What one window read gave for every family (see [`LiveWindow::read_lump`]).
 struct Lump {
     /// PoWA's last snapshot before the read's start, if any.
@@ -115,17 +191,23 @@ fn bucket_of(ts: DateTime<Utc>, width: Duration) -> u32 {
     us.div_euclid(width.num_microseconds().unwrap_or(3_600_000_000)) as u32
 }
 
-/// The series of one source (statements or kcache).
+/// The series of one source (statements, kcache or wait samples).
 struct Family<const M: usize> {
     layout: Layout,
     series: HashMap<SeriesKey, Series<M>>,
+    /// What the source is called in errors ("reading pg_stat_kcache history").
+    label: &'static str,
+    /// PoWA records it for this server (statements always): else it is never read.
+    enabled: bool,
 }
 
 impl<const M: usize> Family<M> {
-    fn new(layout: Layout) -> Self {
+    fn new(layout: Layout, label: &'static str, enabled: bool) -> Self {
         Family {
             layout,
             series: HashMap::new(),
+            label,
+            enabled,
         }
     }
 
@@ -289,10 +371,8 @@ pub struct LiveWindow {
     info: Arc<PowaInfo>,
     server: ServerInfo,
     width: Duration,
-    kcache_enabled: bool,
     statements: Family<N>,
     kcache: Family<4>,
-    waits_enabled: bool,
     waits: Family<1>,
     event_names: EventNames,
     /// Newest point folded; None until the start-up read.
@@ -324,17 +404,20 @@ impl LiveWindow {
         width: Duration,
     ) -> Self {
         let kcache_enabled = server.modules.iter().any(|m| m == "pg_stat_kcache");
+        let waits_enabled = waits::enabled(&server.modules);
         LiveWindow {
             repository: repository.to_string(),
-            statements: Family::new(Layout::statements(&info)),
-            kcache: Family::new(Layout::kcache(&info)),
-            waits_enabled: waits::enabled(&server.modules),
-            waits: Family::new(Layout::wait_sampling(&info)),
+            statements: Family::new(Layout::statements(&info), "statements", true),
+            kcache: Family::new(Layout::kcache(&info), "pg_stat_kcache", kcache_enabled),
+            waits: Family::new(
+                Layout::wait_sampling(&info),
+                "pg_wait_sampling",
+                waits_enabled,
+            ),
             event_names: EventNames::new(),
             info,
             server,
             width,
-            kcache_enabled,
             cursor: None,
             aggts: None,
             lump: None,
@@ -487,35 +570,18 @@ impl LiveWindow {
         end: DateTime<Utc>,
         cost: &mut CycleCost,
     ) -> Result<Lump, PowaError> {
-        let srvid = self.server.srvid;
-        let anchor = anchor_before(client, &self.info, srvid, start)
+        let reads = Reads::new(client, &self.server);
+        let anchor = anchor_before(client, &self.info, reads.srvid, start)
             .await
-            .map_err(|e| self.err(client, "the anchor snapshot", e))?;
+            .map_err(|e| reads.err("the anchor snapshot", e))?;
         let from = anchor.unwrap_or(start);
-        let statements = cold::read_fast::<N>(client, &self.statements.layout, srvid, from, end)
-            .await
-            .map_err(|e| self.err(client, "statements history", e))?;
-        cost.rows += statements.rows;
-        let mut kcache = None;
-        if self.kcache_enabled {
-            let read = cold::read_fast::<4>(client, &self.kcache.layout, srvid, from, end)
-                .await
-                .map_err(|e| self.err(client, "pg_stat_kcache history", e))?;
-            cost.rows += read.rows;
-            kcache = Some(read);
-        }
-        let mut waits = None;
-        if self.waits_enabled {
-            let read = cold::read_fast::<1>(client, &self.waits.layout, srvid, from, end)
-                .await
-                .map_err(|e| self.err(client, "pg_wait_sampling history", e))?;
-            cost.rows += read.rows;
-            waits = Some(read);
-        }
+        let statements = reads.lump(&self.statements, from, end, cost).await?;
+        let kcache = reads.lump(&self.kcache, from, end, cost).await?;
+        let waits = reads.lump(&self.waits, from, end, cost).await?;
         Ok(Lump {
             anchor,
-            effective: anchor.or(statements.earliest),
-            statements,
+            effective: anchor.or(statements.as_ref().and_then(|s| s.earliest)),
+            statements: statements.unwrap_or_default(),
             kcache,
             waits,
         })
@@ -566,29 +632,15 @@ impl LiveWindow {
             // PoWA 3 keeps no per-server metadata: look at history every cycle.
             None => true,
         };
-        let srvid = self.server.srvid;
-        let (rows, newest) = self
-            .statements
-            .step(client, srvid, cursor, with_history, self.width)
-            .await
-            .map_err(|e| self.err(client, "new statements snapshots", e))?;
-        cost.rows += rows;
-        if self.kcache_enabled {
-            let (krows, _) = self
-                .kcache
-                .step(client, srvid, cursor, with_history, self.width)
-                .await
-                .map_err(|e| self.err(client, "new pg_stat_kcache snapshots", e))?;
-            cost.rows += krows;
-        }
-        if self.waits_enabled {
-            let (wrows, _) = self
-                .waits
-                .step(client, srvid, cursor, with_history, self.width)
-                .await
-                .map_err(|e| self.err(client, "new pg_wait_sampling snapshots", e))?;
-            cost.rows += wrows;
-        }
+        let reads = Reads::new(client, &self.server);
+        let step = Step {
+            cursor,
+            with_history,
+            width: self.width,
+        };
+        let newest = reads.fold(&mut self.statements, step, cost).await?;
+        reads.fold(&mut self.kcache, step, cost).await?;
+        reads.fold(&mut self.waits, step, cost).await?;
         if let Some(n) = newest {
             self.cursor = Some(cursor.max(n));
         }
@@ -686,7 +738,8 @@ impl LiveWindow {
         let mut baselines = self.baselines.clone();
         let own = super::reader::drop_powa_own(&mut queries, &mut baselines, &self.info);
         let kcache_unmatched = self
-            .kcache_enabled
+            .kcache
+            .enabled
             .then(|| super::reader::unmatched_kcache(&kc, &queries, &own));
         Ok(StatementsWindow {
             repository: self.repository.clone(),
@@ -787,14 +840,15 @@ mod tests {
     fn increments_are_reset_aware_and_new_series_count_from_zero() {
         let h = Duration::hours(1);
         let t0 = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
-        let mut f: Family<2> = Family::new(Layout::kcache(&PowaInfo {
+        let layout = Layout::kcache(&PowaInfo {
             version: crate::powa::discovery::PowaVersion::parse("3.2.0").unwrap(),
             schema: "public".into(),
             statement_fields: vec![],
             has_toplevel: false,
             servers: vec![],
             database: "powa".into(),
-        }));
+        });
+        let mut f: Family<2> = Family::new(layout, "test", true);
         let m = |x: i64| t0 + Duration::minutes(x);
         f.apply(key(1), m(5), [10.0, 1.0], h); // new: counts 10
         f.apply(key(1), m(10), [15.0, 2.0], h); // +5

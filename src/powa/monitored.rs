@@ -23,13 +23,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use slog::{info, Logger};
 
-use super::connect::{self, describe_pg_error, ConnectError, Opening};
+use super::connect::{self, describe_pg_error, ConnectError, Target};
 use super::discovery::{PowaInfo, ServerInfo};
 use super::error::PowaError;
 use super::hypopg::{Explainer, Validation};
 use super::qualstats::{read_catalog, read_operators, QualsWindow};
 use super::reader::StatementsWindow;
-use super::session::Session;
+use super::session::{QueryError, Session};
 use super::{validate_tls, RepositorySettings, SslMode};
 use crate::analyze::missing_index::{candidates, ddl, worth_a_look, MissingIndexSettings};
 use crate::problem::Problem;
@@ -211,23 +211,9 @@ impl MonitoredSettings {
         let r = self.as_repository();
         let mut cfg = connect::pg_config(label, &r)?;
         cfg.dbname(database);
-        let what = format!("{} database `{database}`", super::session::address(&cfg));
         let setup =
             async |client: &Session| connect::make_read_only(client, self.statement_timeout).await;
-        let database = database.to_string();
-        connect::open_within(&cfg, &r, what.clone(), setup)
-            .await
-            .map_err(|o| match o {
-                Opening::TimedOut { after } => ConnectError::ServerTimeout { what, after },
-                Opening::Open(e) => ConnectError::Database {
-                    database,
-                    reason: e.to_string(),
-                },
-                Opening::Setup(e) => ConnectError::ReadOnly {
-                    database,
-                    reason: describe_pg_error(&e),
-                },
-            })
+        connect::open_within(&cfg, &r, Target::Database(database.to_string()), setup).await
     }
 }
 
@@ -258,15 +244,14 @@ pub async fn read_powa_server(
         )
         .await
         .map_err(|e| {
-            let text = if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
-                format!(
-                    "the repository role may not read powa_servers ({}): GRANT SELECT ON {s}.powa_servers TO it",
-                    describe_pg_error(&e)
-                )
-            } else {
-                format!("cannot read powa_servers ({})", describe_pg_error(&e))
-            };
-            PowaError::query(client, &e, PowaError::Read, text)
+            let denied = e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
+            PowaError::read_failed(client, e, |reason| {
+                if denied {
+                    format!("the repository role may not read powa_servers ({reason}): GRANT SELECT ON {s}.powa_servers TO it")
+                } else {
+                    format!("cannot read powa_servers ({reason})")
+                }
+            })
         })?;
     let Some(r) = row else {
         return Ok(None);
@@ -536,15 +521,20 @@ async fn known_databases(
             )
             .await
     }
-    .map_err(|e| {
-        let text = describe_pg_error(&e);
-        PowaError::query(client, &e, PowaError::Read, text)
-    })?;
+    .map_err(|e| PowaError::read_failed(client, e, |reason| reason))?;
     Ok(rows
         .iter()
         .map(|r| r.get::<_, String>(0))
         .filter(|d| *d != info.database && d != "template0" && d != "template1")
         .collect())
+}
+
+/// "cannot read `what` (reason)", for a query on a monitored server's session.
+fn cannot_read<'a>(
+    client: &'a Session,
+    what: &'a str,
+) -> impl FnOnce(QueryError) -> PowaError + 'a {
+    move |e| PowaError::read_failed(client, e, |reason| format!("cannot read {what} ({reason})"))
 }
 
 /// Names, hypopg and readable tables in one database, as a line for `check`.
@@ -560,10 +550,7 @@ async fn probe(m: &MonitoredSettings, label: &str, database: &str) -> Result<Str
             &[],
         )
         .await
-        .map_err(|e| {
-            let text = format!("cannot read the catalog ({})", describe_pg_error(&e));
-            PowaError::query(&client, &e, PowaError::Read, text)
-        })?;
+        .map_err(cannot_read(&client, "the catalog"))?;
     let (hypopg, readable, tables): (bool, i64, i64) = (r.get(0), r.get(1), r.get(2));
     Ok(if !hypopg {
         "names ok; hypopg not installed (CREATE EXTENSION hypopg there to check suggestions)"
@@ -590,10 +577,7 @@ async fn read_roles(
             &[],
         )
         .await
-        .map_err(|e| {
-            let text = format!("cannot read pg_roles ({})", describe_pg_error(&e));
-            PowaError::query(&client, &e, PowaError::Read, text)
-        })?;
+        .map_err(cannot_read(&client, "pg_roles"))?;
     Ok(rows
         .iter()
         .map(|r| (r.get::<_, i64>(0) as u32, Arc::from(r.get::<_, &str>(1))))
