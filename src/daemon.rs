@@ -41,6 +41,7 @@ use crate::metrics;
 use crate::schedule::ReportSchedule;
 use crate::topology::{self, Analyzers, Outputs, Pipeline, RunOptions, Telling};
 use sentinel_actors::shutdown::Shutdown;
+use sentinel_actors::supervise::SupervisionEvents as _;
 use sentinel_actors::task::{self, Cancel, Task};
 
 /// Runs the daemon until SIGTERM/SIGINT. Must run inside an actix System.
@@ -180,7 +181,6 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
 async fn watch_outputs(outputs: Rc<Outputs>, board: StatusBoard, mut cancel: Cancel, log: Logger) {
     let events = metrics::MetricEvents { log: log.clone() };
     let mut reported = std::collections::BTreeSet::new();
-    use sentinel_actors::supervise::SupervisionEvents as _;
     while cancel.sleep(Duration::from_secs(5)).await {
         if !outputs.gate.connected() && reported.insert("gate".to_string()) {
             events.failed("gate", "the gate actor stopped; restart powa-sentinel");
@@ -446,7 +446,7 @@ mod tests {
         );
         let events = metrics::MetricEvents { log: log.clone() };
         for name in &analyzers.names {
-            sentinel_actors::supervise::SupervisionEvents::failed(&events, name, "test");
+            events.failed(name, "test");
         }
         let current = Rc::new(Shared {
             settings: Arc::new(settings),
