@@ -9,11 +9,13 @@
 //! - [`gate`]: the gate's decisions (lifecycle, routes, silences, quiet hours) and store;
 //! - [`channels`] and [`render`]: delivery to the console, WeCom, files;
 //! - [`outbox`]: the channels' journal of what is not yet delivered, on disk;
-//! - [`topology`]: wires the actors together for one run.
+//! - [`topology`]: wires the actors together for one run;
+//! - [`daemon`] and [`collection`]: the `run` daemon, its collection tasks.
 
 pub mod analyze;
 pub mod channels;
 pub mod cli;
+pub mod collection;
 pub mod config;
 pub mod daemon;
 pub mod dry_run;

@@ -16,10 +16,10 @@ use slog::{error, info, o, warn, Logger};
 use powa_sentinel::cli::outbox::{self as outbox_cli, OutboxCommand};
 use powa_sentinel::cli::silence::{self as silence_cli, SilenceCommand};
 use powa_sentinel::config::{Origin, Settings};
-use powa_sentinel::topology::{self, RunOptions};
+use powa_sentinel::topology::{self, RunOptions, Telling};
 use powa_sentinel::{daemon, logging};
 use sentinel_actors::collector::Collect;
-use sentinel_actors::gate::Flush;
+use sentinel_actors::shutdown::Shutdown;
 use sentinel_actors::Window;
 
 #[derive(Parser)]
@@ -308,48 +308,24 @@ async fn once(settings: Settings, opts: RunOptions, log: Logger) -> ExitCode {
         }
     }
     let delivering = async {
-        let mut ok = true;
-        match topo.gate.send(Flush { at: Utc::now() }).await {
-            Ok(summary) => {
-                for r in &summary.reports {
-                    match &r.outcome {
-                        Ok(()) if opts.dry_run => {
-                            info!(log, "Rendered, not sent (dry run)."; "channel" => &r.channel,
-                            "parts" => r.parts_total)
-                        }
-                        Ok(()) if r.parts_total == 0 => {
-                            info!(log, "Already accepted by an earlier run; delivered from the outbox."; "channel" => &r.channel)
-                        }
-                        Ok(()) => info!(log, "Delivered."; "channel" => &r.channel,
-                            "parts" => r.parts_total, "attempts" => r.attempts),
-                        Err(e) => {
-                            ok = false;
-                            error!(log, "Delivery failed."; "channel" => &r.channel,
-                                "parts_delivered" => r.parts_delivered, "parts" => r.parts_total, "error" => %e)
-                        }
-                    }
-                }
-                if summary.insights == 0 {
-                    info!(log, "Nothing worth reporting in this window.");
-                }
-            }
-            Err(e) => {
-                ok = false;
-                error!(log, "Gate unavailable."; "error" => %e);
-            }
-        }
+        let telling = Telling::Once {
+            dry_run: opts.dry_run,
+        };
+        let ok = topology::report(&topo.gate, Utc::now(), telling, &log)
+            .await
+            .is_some_and(|summary| summary.reports.iter().all(|r| r.outcome.is_ok()));
         drained(drain.await, &log) && ok
     };
     let mut delivering = std::pin::pin!(delivering);
     let delivered = if interrupted {
-        tokio::time::timeout(deadline, &mut delivering).await.ok()
+        Shutdown::within(deadline).step(&mut delivering).await.ok()
     } else {
         tokio::select! {
             ok = &mut delivering => Some(ok),
             sig = &mut stop => {
                 warn!(log, "Stopping: the delivery goes on within collection.shutdown_deadline.";
                     "signal" => sig, "deadline" => %humantime::format_duration(deadline));
-                tokio::time::timeout(deadline, &mut delivering).await.ok()
+                Shutdown::within(deadline).step(&mut delivering).await.ok()
             }
         }
     };
@@ -680,7 +656,8 @@ async fn backtest(
                 }
             }
         }
-        if let Ok(summary) = topo.gate.send(Flush { at: window.end }).await {
+        if let Some(summary) = topology::report(&topo.gate, window.end, Telling::Quiet, &log).await
+        {
             insights += summary.insights;
             for r in &summary.reports {
                 *per_channel.entry(r.channel.clone()).or_default() += r.parts_delivered;

@@ -1,6 +1,11 @@
 //! Wires one run: channels, the gate, the analyzers and one collector per discovered
 //! server. Repositories are connected concurrently; one that fails is reported and the
 //! others carry on.
+//!
+//! Every command starts the same [`Pipeline`] (the delivery side, then the analyzers
+//! feeding it); `once` and `backtest` add one collector per server ([`build`]), the
+//! daemon supervised collection tasks ([`crate::collection`]). They all hand the gate's
+//! flush to one [`report`] handler, which only words its log lines per command.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,8 +13,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
-use slog::{info, o, warn, Logger};
+use slog::{error, info, o, warn, Logger};
 
 use crate::analyze::health_score::HealthInputs;
 use crate::analyze::{
@@ -21,13 +27,15 @@ use crate::config::Settings;
 use crate::metrics;
 use crate::output::{JsonLinesOutput, JSON_OUTPUT_CHANNEL};
 use crate::powa::live::LiveWindow;
-use crate::powa::source::PowaSource;
+use crate::powa::source::{Baselines, PowaSource};
 use crate::powa::{self, Repository};
 use crate::powa::{PowaInfo, ServerInfo, StatementsWindow};
 use sentinel_actors::analyzer::{Analyze, AnalyzeSnapshot, AnalyzerActor, InsightObserver};
-use sentinel_actors::channel::{ChannelActor, Deliver, Drain, DrainReport, RetryPolicy};
+use sentinel_actors::channel::{
+    ChannelActor, Deliver, DeliveryReport, Drain, DrainReport, RetryPolicy,
+};
 use sentinel_actors::collector::CollectorActor;
-use sentinel_actors::gate::GateActor;
+use sentinel_actors::gate::{Flush, FlushSummary, GateActor};
 use sentinel_actors::outbox::{MemoryOutbox, Outbox};
 use sentinel_actors::supervise::{Events, RestartPolicy};
 
@@ -244,10 +252,9 @@ pub struct Analyzers {
     /// The name of each analyzer started, as its restarts and failures are reported (a
     /// reload, which starts them afresh, clears exactly these).
     pub names: Vec<String>,
-    /// Read the baseline windows too (regression and workload change need them).
-    pub baseline_offset: Option<std::time::Duration>,
-    /// How many past windows to compare with (`analysis.baseline_periods`).
-    pub baseline_periods: u32,
+    /// The baseline windows to read too (regression and workload change need them;
+    /// `analysis.baseline_offset` and `baseline_periods`).
+    pub baselines: Baselines,
     /// Read pg_qualstats for the index advisor (None when it is off).
     pub missing_index: Option<crate::analyze::MissingIndexSettings>,
     /// Direct connections to monitored servers, by repository and server (`local`
@@ -349,14 +356,16 @@ pub fn build_analyzers(settings: &Settings, gate: &Addr<Gate>, log: &Logger) -> 
             &events,
         ));
     }
-    let baseline_offset = (a.regression.any(|s| s.enabled) || a.workload_change.any(|s| s.enabled))
-        .then_some(settings.analysis.baseline_offset);
+    let baselines = Baselines {
+        offset: (a.regression.any(|s| s.enabled) || a.workload_change.any(|s| s.enabled))
+            .then_some(settings.analysis.baseline_offset),
+        periods: settings.analysis.baseline_periods,
+    };
     let (names, recipients) = started.into_iter().unzip();
     Analyzers {
         recipients,
         names,
-        baseline_offset,
-        baseline_periods: settings.analysis.baseline_periods,
+        baselines,
         missing_index: missing.enabled.then_some(missing),
         monitored: settings
             .repositories
@@ -425,8 +434,7 @@ pub fn start_collector(
         client,
         info,
         server.clone(),
-        analyzers.baseline_offset,
-        analyzers.baseline_periods,
+        analyzers.baselines,
         live,
     );
     if let Some(settings) = &analyzers.missing_index {
@@ -449,14 +457,31 @@ pub fn start_collector(
         .start()
 }
 
-/// Builds the pipeline for one run (`once`, `backtest`). Must run inside an actix System.
+/// What every command starts: the delivery side and the analyzers that feed its gate.
+pub struct Pipeline {
+    pub outputs: Outputs,
+    pub analyzers: Analyzers,
+}
+
+/// Starts the channels, the gate and the analyzers. Must run inside an actix System.
+pub fn start_pipeline(
+    settings: &Settings,
+    opts: RunOptions,
+    log: &Logger,
+) -> anyhow::Result<Pipeline> {
+    let outputs = build_outputs(settings, opts, log)?;
+    let analyzers = build_analyzers(settings, &outputs.gate, log);
+    Ok(Pipeline { outputs, analyzers })
+}
+
+/// Builds the pipeline for one run (`once`, `backtest`) with a collector per server.
+/// Must run inside an actix System.
 pub async fn build(
     settings: &Settings,
     opts: RunOptions,
     log: &Logger,
 ) -> anyhow::Result<Topology> {
-    let outputs = build_outputs(settings, opts, log)?;
-    let analyzers = build_analyzers(settings, &outputs.gate, log);
+    let Pipeline { outputs, analyzers } = start_pipeline(settings, opts, log)?;
     let (repositories, failures) = connect_all(settings).await;
     for f in &failures {
         warn!(log, "Repository unavailable; the others are analysed."; "error" => %f);
@@ -491,4 +516,82 @@ pub async fn build(
         repositories,
         failures,
     })
+}
+
+/// How a command words what a flush delivered; what is recorded does not depend on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Telling {
+    /// The daemon's reports: "Report delivered." per channel, then "Report sent." (at
+    /// its time in the report's time zone).
+    Scheduled(chrono_tz::Tz),
+    /// `once`: "Delivered." per channel ("Rendered, not sent (dry run)." in a dry run).
+    Once { dry_run: bool },
+    /// `backtest`: nothing per channel (it counts what would have been sent).
+    Quiet,
+}
+
+/// Flushes the gate at `at`: every channel's outcome goes to the metrics and, worded per
+/// `telling`, to the log. None when the gate is unavailable (logged too, but by
+/// `backtest`, which just counts nothing).
+pub async fn report(
+    gate: &Addr<Gate>,
+    at: DateTime<Utc>,
+    telling: Telling,
+    log: &Logger,
+) -> Option<FlushSummary> {
+    let summary = match gate.send(Flush { at }).await {
+        Ok(s) => s,
+        Err(e) => {
+            match telling {
+                Telling::Scheduled(_) => error!(log, "Gate unavailable; no report."; "error" => %e),
+                Telling::Once { .. } => error!(log, "Gate unavailable."; "error" => %e),
+                Telling::Quiet => {}
+            }
+            return None;
+        }
+    };
+    metrics::metrics().gate_decision("flushed", summary.insights as u64);
+    for r in &summary.reports {
+        let outcome = match &r.outcome {
+            Ok(()) => "delivered",
+            Err(e) if e.is_permanent() => "permanent",
+            Err(_) => "failed",
+        };
+        metrics::metrics().delivery(&r.channel, outcome);
+        tell(r, telling, log);
+    }
+    match telling {
+        Telling::Scheduled(tz) => {
+            info!(log, "Report sent."; "insights" => summary.insights, "at" => at.with_timezone(&tz).to_rfc3339())
+        }
+        Telling::Once { .. } if summary.insights == 0 => {
+            info!(log, "Nothing worth reporting in this window.")
+        }
+        Telling::Once { .. } | Telling::Quiet => {}
+    }
+    Some(summary)
+}
+
+/// One channel's outcome, in the log.
+fn tell(r: &DeliveryReport, telling: Telling, log: &Logger) {
+    match (telling, &r.outcome) {
+        (Telling::Quiet, _) => {}
+        (Telling::Scheduled(_), Ok(())) => {
+            info!(log, "Report delivered."; "channel" => &r.channel, "parts" => r.parts_total)
+        }
+        (Telling::Scheduled(_), Err(e)) => {
+            error!(log, "Report delivery failed."; "channel" => &r.channel,
+            "parts_delivered" => r.parts_delivered, "parts" => r.parts_total, "error" => %e)
+        }
+        (Telling::Once { dry_run: true }, Ok(())) => {
+            info!(log, "Rendered, not sent (dry run)."; "channel" => &r.channel, "parts" => r.parts_total)
+        }
+        (Telling::Once { .. }, Ok(())) if r.parts_total == 0 => {
+            info!(log, "Already accepted by an earlier run; delivered from the outbox."; "channel" => &r.channel)
+        }
+        (Telling::Once { .. }, Ok(())) => info!(log, "Delivered."; "channel" => &r.channel,
+            "parts" => r.parts_total, "attempts" => r.attempts),
+        (Telling::Once { .. }, Err(e)) => error!(log, "Delivery failed."; "channel" => &r.channel,
+            "parts_delivered" => r.parts_delivered, "parts" => r.parts_total, "error" => %e),
+    }
 }

@@ -160,7 +160,12 @@ async fn monitored_server_sessions_use_the_same_tls() {
         .get(0);
     assert!(ssl);
     m.sslrootcert = Some(t.other_ca.clone());
-    let e = m.connect("tls/local", "powa").await.err().unwrap();
+    let e = m
+        .connect("tls/local", "powa")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("certificate was refused"), "{e}");
 }
 

@@ -15,14 +15,10 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
+use crate::failpoint::AnalyzerPanics;
 use crate::gate::Insights;
 use crate::message::{Insight, Snapshot};
 use crate::supervise::{panic_message, Decision, Events, NoEvents, RestartPolicy, RestartTracker};
-
-/// Test-only fault injection: `POWA_SENTINEL_TEST_PANIC_ANALYZER=<analyzer name>[:<n>]`
-/// makes that analyzer panic on its first `n` snapshots (default 1). It exists so that the
-/// runtime tests can prove a panicking analyzer is restarted; never set it in production.
-pub const TEST_PANIC_ENV: &str = "POWA_SENTINEL_TEST_PANIC_ANALYZER";
 
 /// Turns one snapshot into zero or more insights. May keep state between snapshots
 /// (baselines, rolling windows), but must bound it.
@@ -55,22 +51,8 @@ pub struct AnalyzerActor<A: Analyze> {
     observer: Option<InsightObserver>,
     /// Skip snapshots until then (restart backoff).
     resume_at: Option<Instant>,
-    inject_panics: u32,
-}
-
-fn injected_panics(name: &str) -> u32 {
-    let Ok(v) = std::env::var(TEST_PANIC_ENV) else {
-        return 0;
-    };
-    let (target, n) = match v.split_once(':') {
-        Some((t, n)) => (t.to_string(), n.parse().unwrap_or(1)),
-        None => (v.clone(), 1),
-    };
-    if target == name {
-        n
-    } else {
-        0
-    }
+    /// Test builds only (the `failpoints` feature): panics to inject.
+    inject: AnalyzerPanics,
 }
 
 impl<A: Analyze> AnalyzerActor<A> {
@@ -79,7 +61,7 @@ impl<A: Analyze> AnalyzerActor<A> {
     pub fn new(analyzer: A, gate: Recipient<Insights>) -> Self {
         let name = analyzer.name().to_string();
         AnalyzerActor {
-            inject_panics: injected_panics(&name),
+            inject: AnalyzerPanics::for_analyzer(&name),
             analyzer,
             name,
             gate,
@@ -118,17 +100,9 @@ impl<A: Analyze> AnalyzerActor<A> {
     }
 
     fn run(&mut self, snapshot: &Snapshot<A::Input>) -> Result<Vec<Insight>, String> {
-        let inject = if self.inject_panics > 0 {
-            self.inject_panics -= 1;
-            true
-        } else {
-            false
-        };
-        let analyzer = &mut self.analyzer;
+        let (analyzer, inject) = (&mut self.analyzer, &mut self.inject);
         catch_unwind(AssertUnwindSafe(|| {
-            if inject {
-                panic!("injected test panic ({TEST_PANIC_ENV})");
-            }
+            inject.hit();
             analyzer.analyze(snapshot)
         }))
         .map_err(|p| panic_message(p.as_ref()))

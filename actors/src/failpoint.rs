@@ -14,6 +14,10 @@
 //! - `render`: the rendered parts are journaled, nothing sent yet;
 //! - `part-sent`: the provider confirmed a part, its progress is not journaled yet;
 //! - `outbox-done`: the delivered entry is removed, the gate has not heard of it yet.
+//!
+//! With the feature too, [`AnalyzerPanics`] makes a named analyzer panic, so that the
+//! runtime tests can prove a panicking analyzer is restarted (and, past its budget, left
+//! failed) in the real binary.
 
 /// The environment variable naming the failpoint.
 pub const ENV: &str = "POWA_SENTINEL_FAILPOINT";
@@ -40,3 +44,48 @@ pub fn hit(name: &str) {
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn hit(_name: &str) {}
+
+/// The environment variable naming an analyzer to panic: `<analyzer name>[:<n>]` makes it
+/// panic on its first `n` snapshots (default 1).
+#[cfg(feature = "failpoints")]
+pub const PANIC_ANALYZER_ENV: &str = "POWA_SENTINEL_TEST_PANIC_ANALYZER";
+
+/// The panics still to inject into one analyzer (none without the `failpoints` feature).
+#[derive(Debug, Default)]
+pub struct AnalyzerPanics(#[cfg_attr(not(feature = "failpoints"), allow(dead_code))] u32);
+
+impl AnalyzerPanics {
+    /// What [`PANIC_ANALYZER_ENV`] asks of the analyzer `name`.
+    #[cfg(feature = "failpoints")]
+    pub fn for_analyzer(name: &str) -> Self {
+        let Ok(v) = std::env::var(PANIC_ANALYZER_ENV) else {
+            return AnalyzerPanics(0);
+        };
+        let (target, n) = match v.split_once(':') {
+            Some((t, n)) => (t, n.parse().unwrap_or(1)),
+            None => (v.as_str(), 1),
+        };
+        AnalyzerPanics(if target == name { n } else { 0 })
+    }
+
+    /// Without the `failpoints` feature: none.
+    #[cfg(not(feature = "failpoints"))]
+    #[inline(always)]
+    pub fn for_analyzer(_name: &str) -> Self {
+        AnalyzerPanics(0)
+    }
+
+    /// Called where the analyzer runs: panics while injected panics are left.
+    #[cfg(feature = "failpoints")]
+    pub fn hit(&mut self) {
+        if self.0 > 0 {
+            self.0 -= 1;
+            panic!("injected test panic ({PANIC_ANALYZER_ENV})");
+        }
+    }
+
+    /// Without the `failpoints` feature: nothing.
+    #[cfg(not(feature = "failpoints"))]
+    #[inline(always)]
+    pub fn hit(&mut self) {}
+}

@@ -20,10 +20,12 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::layout::{Layout, SeriesKey};
-use super::reader::SeriesAcc;
-use super::session::{QueryError, Session};
+use super::reader::{ReadMode, SeriesAcc};
+use super::session::{QueryError, Rows, Session};
+use sentinel_actors::Window;
 
 /// Per-series accumulators of one window read, and what it cost.
+#[derive(Default)]
 pub struct SeriesRead<const M: usize> {
     pub series: Vec<(SeriesKey, SeriesAcc<M>)>,
     /// Earliest point or piece start seen (the anchor when PoWA had none before the window).
@@ -82,21 +84,28 @@ pub(crate) fn push_point<const M: usize>(
     }
 }
 
-/// Every point in [from, to], the reference computation.
-pub async fn read_naive<const M: usize>(
-    client: &Session,
+/// Streams the rows of `sql` over the window: `$1` from, `$2` to, `$3` the srvid (PoWA 4+);
+/// each row carries the `M` fields of `layout`.
+async fn window_rows<'a, const M: usize>(
+    client: &'a Session,
     layout: &Layout,
+    sql: &str,
     srvid: i32,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<SeriesRead<M>, QueryError> {
+) -> Result<Rows<'a>, QueryError> {
     debug_assert_eq!(layout.width(), M);
     let params: Vec<&(dyn ToSql + Sync)> = if layout.multi() {
         vec![&from, &to, &srvid]
     } else {
         vec![&from, &to]
     };
-    let stream = client.query_raw(&layout.points_sql(), params).await?;
+    client.query_raw(sql, params).await
+}
+
+/// Every point of `stream` (the rows of [`Layout::points_sql`]): the reference
+/// computation.
+async fn fold_points<const M: usize>(stream: Rows<'_>) -> Result<SeriesRead<M>, QueryError> {
     pin_mut!(stream);
     let mut out = SeriesRead::new();
     while let Some(row) = stream.try_next().await? {
@@ -226,18 +235,21 @@ fn fold<const M: usize>(
     acc
 }
 
-/// The window [from, to] read the way `mode` says.
+/// The window `span` (both ends included) read the way `mode` says.
 pub async fn read<const M: usize>(
-    mode: super::reader::ReadMode,
+    mode: ReadMode,
     client: &Session,
     layout: &Layout,
     srvid: i32,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    span: Window,
 ) -> Result<SeriesRead<M>, QueryError> {
+    let (from, to) = (span.start, span.end);
     match mode {
-        super::reader::ReadMode::Fast => read_fast(client, layout, srvid, from, to).await,
-        super::reader::ReadMode::Naive => read_naive(client, layout, srvid, from, to).await,
+        ReadMode::Fast => read_fast(client, layout, srvid, from, to).await,
+        ReadMode::Naive => {
+            let sql = layout.points_sql();
+            fold_points(window_rows::<M>(client, layout, &sql, srvid, from, to).await?).await
+        }
     }
 }
 
@@ -249,16 +261,11 @@ pub async fn read_fast<const M: usize>(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<SeriesRead<M>, QueryError> {
-    debug_assert_eq!(layout.width(), M);
     if !layout.ranges_summable() {
-        return read_naive(client, layout, srvid, from, to).await;
+        let sql = layout.points_sql();
+        return fold_points(window_rows::<M>(client, layout, &sql, srvid, from, to).await?).await;
     }
-    let params: Vec<&(dyn ToSql + Sync)> = if layout.multi() {
-        vec![&from, &to, &srvid]
-    } else {
-        vec![&from, &to]
-    };
-    let stream = client.query_raw(&layout.pieces_sql(), params).await?;
+    let stream = window_rows::<M>(client, layout, &layout.pieces_sql(), srvid, from, to).await?;
     pin_mut!(stream);
     let mut out = SeriesRead::new();
     let mut deferred: Vec<Pending<M>> = Vec::new();
@@ -384,32 +391,28 @@ mod tests {
         assert!(p.any_untrusted);
     }
 
+    fn point(min: i64, v: [f64; 2]) -> Piece<2> {
+        Piece::Point { ts: t(min), v }
+    }
+
+    fn range(from: i64, to: i64, first: [f64; 2], last: [f64; 2], trusted: bool) -> Piece<2> {
+        Piece::Range {
+            t0: t(from),
+            t1: t(to),
+            first,
+            last,
+            trusted,
+        }
+    }
+
     #[test]
     fn trusted_ranges_fold_like_their_points() {
         // Points 10, 12, 14 | 20, 22 | 25: ranges [10..14] and [20..22] then a point.
         let pieces = vec![
-            Piece::Point {
-                ts: t(0),
-                v: [10.0, 1.0],
-            },
-            Piece::Range {
-                t0: t(5),
-                t1: t(15),
-                first: [12.0, 1.0],
-                last: [14.0, 2.0],
-                trusted: true,
-            },
-            Piece::Range {
-                t0: t(20),
-                t1: t(20),
-                first: [20.0, 3.0],
-                last: [20.0, 3.0],
-                trusted: true,
-            },
-            Piece::Point {
-                ts: t(25),
-                v: [25.0, 4.0],
-            },
+            point(0, [10.0, 1.0]),
+            range(5, 15, [12.0, 1.0], [14.0, 2.0], true),
+            range(20, 20, [20.0, 3.0], [20.0, 3.0], true),
+            point(25, [25.0, 4.0]),
         ];
         let d = fold(&pieces, None).unwrap().finish(Some(t(0)));
         assert_eq!(d, [15.0, 3.0]);
@@ -417,13 +420,7 @@ mod tests {
 
     #[test]
     fn untrusted_ranges_use_their_points() {
-        let pieces = vec![Piece::Range {
-            t0: t(0),
-            t1: t(10),
-            first: [1.0, 1.0],
-            last: [50.0, 5.0],
-            trusted: false,
-        }];
+        let pieces = vec![range(0, 10, [1.0, 1.0], [50.0, 5.0], false)];
         // 40, 50, reset to 1, 3: increments 10 + 1 + 2.
         let mut u = HashMap::new();
         u.insert(

@@ -9,6 +9,7 @@ use super::session::{self, Session};
 use super::tls;
 
 use super::discovery::{self, PowaInfo};
+use super::error::PowaError;
 use super::{RepositorySettings, SslMode};
 
 /// An open, read-only session on one repository, with what discovery found there.
@@ -23,26 +24,86 @@ pub struct Repository {
 /// socket connect and reports first when the host does not accept the connection at all.
 pub const CONNECT_GRACE: Duration = Duration::from_secs(1);
 
-/// Why a repository could not be used. Each message says what to do.
+/// What a session is opened on, for the words of its errors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A repository, by its name in the settings.
+    Repository(String),
+    /// A database of a monitored server, by name.
+    Database(String),
+}
+
+impl Target {
+    /// What the session's own errors call it, at `addr`.
+    fn session_name(&self, addr: &str) -> String {
+        match self {
+            Target::Repository(_) => addr.to_string(),
+            Target::Database(db) => format!("{addr} database `{db}`"),
+        }
+    }
+
+    fn cannot_connect(&self, reason: &str) -> String {
+        match self {
+            Target::Repository(repo) => format!("repository `{repo}`: cannot connect ({reason}); check host, port, user and password, and that the server accepts connections from here"),
+            Target::Database(db) => format!("cannot connect to database `{db}` ({reason})"),
+        }
+    }
+
+    fn cannot_set_up(&self, reason: &str) -> String {
+        match self {
+            Target::Repository(repo) => {
+                format!("repository `{repo}`: cannot set up a read-only session ({reason})")
+            }
+            Target::Database(db) => {
+                format!("cannot make the session on `{db}` read-only ({reason})")
+            }
+        }
+    }
+
+    fn no_answer(&self, addr: &str, after: Duration) -> String {
+        let after = humantime::format_duration(after);
+        match self {
+            Target::Repository(repo) => format!("repository `{repo}` ({addr}): the server accepted the connection but did not answer within {after}: is it a PostgreSQL server, is it overloaded? (connect_timeout; check host and port)"),
+            Target::Database(_) => format!("{}: the server accepted the connection but did not answer within {after}: is it overloaded? (connect_timeout)", self.session_name(addr)),
+        }
+    }
+}
+
+/// Why a session could not be opened, on a repository or a monitored server's database.
+/// Each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("repository `{repo}`: cannot read the password: {reason}")]
     Password { repo: String, reason: String },
-    #[error("repository `{repo}`: cannot connect ({reason}); check host, port, user and password, and that the server accepts connections from here")]
-    Connect { repo: String, reason: String },
-    #[error("repository `{repo}`: cannot set up a read-only session ({reason})")]
-    Session { repo: String, reason: String },
-    #[error("repository `{repo}`: {reason}")]
-    Discovery { repo: String, reason: String },
-    /// Connected (or still connecting) but no answer in time: startup, authentication or
-    /// the session setup never finished.
-    #[error("repository `{repo}` ({addr}): the server accepted the connection but did not answer within {}: is it a PostgreSQL server, is it overloaded? (connect_timeout; check host and port)",
-        humantime::format_duration(*.after))]
+    /// The driver could not open the session (refused, authentication, TLS, a DSN it
+    /// cannot read).
+    #[error("{}", .target.cannot_connect(.reason))]
+    Connect { target: Target, reason: String },
+    /// The session opened but could not be made read-only with its timeouts.
+    #[error("{}", .target.cannot_set_up(.reason))]
+    Session { target: Target, reason: String },
+    /// Connected (or still connecting) to `addr` but no answer in time: startup,
+    /// authentication or the session setup never finished.
+    #[error("{}", .target.no_answer(.addr, *.after))]
     Timeout {
-        repo: String,
+        target: Target,
         addr: String,
         after: Duration,
     },
+}
+
+/// Why the driver could not open a session (before any setup), in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The TLS settings cannot work (see [`tls::connector`]).
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The server's certificate did not pass the check `sslmode` asks for.
+    #[error("TLS: the server's certificate was refused ({0}); check sslrootcert and sslmode")]
+    Certificate(String),
+    /// Anything else the driver said (refused, authentication failed, …).
+    #[error("{0}")]
+    Driver(String),
 }
 
 /// The first meaningful reason in a tokio-postgres error chain: its own `Display` is often
@@ -108,7 +169,7 @@ pub fn pg_config(
             .expose()
             .parse::<tokio_postgres::Config>()
             .map_err(|e| ConnectError::Connect {
-                repo: name.to_string(),
+                target: Target::Repository(name.to_string()),
                 reason: format!("invalid dsn: {}", describe_pg_error(&e)),
             })?,
         None => tokio_postgres::Config::new(),
@@ -144,14 +205,14 @@ pub fn pg_config(
 /// queries get `statement_timeout` plus [`session::MARGIN`] on the client side. The
 /// error is one line: TLS problems (unknown CA, wrong host name) come out of the driver's
 /// error chain as rustls words, prefixed with what to check. Not bounded in time: see
-/// [`within_connect_deadline`].
+/// [`connect_deadline`].
 pub async fn open(
     cfg: &tokio_postgres::Config,
     sslmode: SslMode,
     sslrootcert: Option<&std::path::Path>,
     statement_timeout: Duration,
     what: String,
-) -> Result<Session, String> {
+) -> Result<Session, OpenError> {
     // Like libpq, no TLS over Unix-domain sockets (there is no server name to verify and
     // PostgreSQL refuses SSL on them): sslmode only applies to TCP hosts.
     let unix_only = !cfg.get_hosts().is_empty()
@@ -162,44 +223,44 @@ pub async fn open(
     let connector = if unix_only {
         None
     } else {
-        tls::connector(sslmode, sslrootcert).map_err(|e| e.to_string())?
+        tls::connector(sslmode, sslrootcert)?
     };
     let tls_hint = |e: tokio_postgres::Error| {
         let reason = describe_pg_error(&e);
         if reason.contains("certificate") || reason.contains("UnknownIssuer") {
-            format!("TLS: the server's certificate was refused ({reason}); check sslrootcert and sslmode")
+            OpenError::Certificate(reason)
         } else {
-            reason
+            OpenError::Driver(reason)
         }
     };
-    match connector {
+    // The connection future drives the socket; it ends when the client is dropped (or is
+    // aborted when a query times out).
+    let (client, driver) = match connector {
         None => {
             let (client, connection) = cfg.connect(NoTls).await.map_err(tls_hint)?;
-            // The connection future drives the socket; it ends when the client is dropped
-            // (or is aborted when a query times out).
-            let driver = actix_rt::spawn(async move {
-                let _ = connection.await;
-            });
-            Ok(Session::new(
+            (
                 client,
-                driver.abort_handle(),
-                statement_timeout,
-                what,
-            ))
+                actix_rt::spawn(async move {
+                    let _ = connection.await;
+                }),
+            )
         }
         Some(tls) => {
             let (client, connection) = cfg.connect(tls).await.map_err(tls_hint)?;
-            let driver = actix_rt::spawn(async move {
-                let _ = connection.await;
-            });
-            Ok(Session::new(
+            (
                 client,
-                driver.abort_handle(),
-                statement_timeout,
-                what,
-            ))
+                actix_rt::spawn(async move {
+                    let _ = connection.await;
+                }),
+            )
         }
-    }
+    };
+    Ok(Session::new(
+        client,
+        driver.abort_handle(),
+        statement_timeout,
+        what,
+    ))
 }
 
 /// How long connecting may take in all: `connect_timeout` per host tried, plus
@@ -226,61 +287,75 @@ pub async fn make_read_only(
         .await
 }
 
-/// Opens a session on a repository, read-only with timeouts (no discovery): for extra
-/// sessions of a repository already discovered. Connect, TLS, startup, authentication
-/// and the setup are bounded together by [`connect_deadline`]: a server that accepts the
-/// connection and then says nothing (not PostgreSQL, frozen, overloaded) is given up on,
-/// and a session half set up is dropped.
-pub async fn open_session(name: &str, s: &RepositorySettings) -> Result<Session, ConnectError> {
-    let cfg = pg_config(name, s)?;
-    let addr = session::address(&cfg);
-    let deadline = connect_deadline(&cfg, s.connect_timeout);
-    let until = tokio::time::Instant::now() + deadline;
-    let timeout = || ConnectError::Timeout {
-        repo: name.to_string(),
-        addr: addr.clone(),
-        after: deadline,
-    };
+/// Opens a session on `target` per `cfg` with the TLS settings and timeouts of `s`, then
+/// runs `setup` on it. Connect, TLS, startup, authentication and the setup are bounded
+/// together by [`connect_deadline`]: a server that accepts the connection and then says
+/// nothing (not PostgreSQL, frozen, overloaded) is given up on, and a session half set
+/// up is dropped.
+pub(crate) async fn open_within(
+    cfg: &tokio_postgres::Config,
+    s: &RepositorySettings,
+    target: Target,
+    setup: impl AsyncFnOnce(&Session) -> Result<(), session::QueryError>,
+) -> Result<Session, ConnectError> {
+    let addr = session::address(cfg);
+    let after = connect_deadline(cfg, s.connect_timeout);
+    let until = tokio::time::Instant::now() + after;
     let opening = open(
-        &cfg,
+        cfg,
         s.effective_sslmode(),
         s.sslrootcert.as_deref(),
         s.statement_timeout,
-        addr.clone(),
+        target.session_name(&addr),
     );
-    let client = tokio::time::timeout_at(until, opening)
-        .await
-        .map_err(|_| timeout())?
-        .map_err(|reason| ConnectError::Connect {
-            repo: name.to_string(),
-            reason,
-        })?;
-    let setup = async {
-        make_read_only(&client, s.statement_timeout).await?;
-        client.batch_execute("SET work_mem = '64MB'").await
+    let client = match tokio::time::timeout_at(until, opening).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => {
+            let reason = e.to_string();
+            return Err(ConnectError::Connect { target, reason });
+        }
+        Err(_) => {
+            return Err(ConnectError::Timeout {
+                target,
+                addr,
+                after,
+            })
+        }
     };
-    match tokio::time::timeout_at(until, setup).await {
+    match tokio::time::timeout_at(until, setup(&client)).await {
         Ok(Ok(())) => Ok(client),
-        Ok(Err(e)) => Err(ConnectError::Session {
-            repo: name.to_string(),
-            reason: describe_pg_error(&e),
-        }),
+        Ok(Err(e)) => {
+            let reason = describe_pg_error(&e);
+            Err(ConnectError::Session { target, reason })
+        }
         Err(_) => {
             client.close("the session setup did not finish in time".into());
-            Err(timeout())
+            Err(ConnectError::Timeout {
+                target,
+                addr,
+                after,
+            })
         }
     }
 }
 
+/// Opens a session on a repository, read-only with timeouts (no discovery): for extra
+/// sessions of a repository already discovered. Bounded in time (see [`open_within`]).
+pub async fn open_session(name: &str, s: &RepositorySettings) -> Result<Session, ConnectError> {
+    let cfg = pg_config(name, s)?;
+    let setup = async |client: &Session| {
+        make_read_only(client, s.statement_timeout).await?;
+        client.batch_execute("SET work_mem = '64MB'").await
+    };
+    open_within(&cfg, s, Target::Repository(name.to_string()), setup).await
+}
+
 /// Connects, makes the session read-only with timeouts, and discovers PoWA.
-pub async fn connect(name: &str, s: &RepositorySettings) -> Result<Repository, ConnectError> {
+pub async fn connect(name: &str, s: &RepositorySettings) -> Result<Repository, PowaError> {
     let client = open_session(name, s).await?;
     let info = discovery::discover(&client)
         .await
-        .map_err(|reason| ConnectError::Discovery {
-            repo: name.to_string(),
-            reason,
-        })?;
+        .map_err(|e| e.prefixed(&format!("repository `{name}`: ")))?;
     Ok(Repository {
         name: name.to_string(),
         client: Arc::new(client),
@@ -299,5 +374,51 @@ mod tests {
         let t = Duration::from_secs(10);
         assert_eq!(connect_deadline(&one, t), Duration::from_secs(11));
         assert_eq!(connect_deadline(&two, t), Duration::from_secs(21));
+    }
+
+    #[test]
+    fn errors_say_what_was_being_opened_and_what_to_check() {
+        let repo = || Target::Repository("main".into());
+        let db = || Target::Database("app".into());
+        let texts = [
+            ConnectError::Connect {
+                target: repo(),
+                reason: "refused".into(),
+            },
+            ConnectError::Connect {
+                target: db(),
+                reason: "refused".into(),
+            },
+            ConnectError::Session {
+                target: repo(),
+                reason: "denied".into(),
+            },
+            ConnectError::Session {
+                target: db(),
+                reason: "denied".into(),
+            },
+            ConnectError::Timeout {
+                target: repo(),
+                addr: "db1:5432".into(),
+                after: Duration::from_secs(11),
+            },
+            ConnectError::Timeout {
+                target: db(),
+                addr: "db1:5432".into(),
+                after: Duration::from_secs(6),
+            },
+        ]
+        .map(|e| e.to_string());
+        assert_eq!(
+            texts,
+            [
+                "repository `main`: cannot connect (refused); check host, port, user and password, and that the server accepts connections from here",
+                "cannot connect to database `app` (refused)",
+                "repository `main`: cannot set up a read-only session (denied)",
+                "cannot make the session on `app` read-only (denied)",
+                "repository `main` (db1:5432): the server accepted the connection but did not answer within 11s: is it a PostgreSQL server, is it overloaded? (connect_timeout; check host and port)",
+                "db1:5432 database `app`: the server accepted the connection but did not answer within 6s: is it overloaded? (connect_timeout)",
+            ]
+        );
     }
 }

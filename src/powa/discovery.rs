@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::connect::describe_pg_error;
+use super::error::PowaError;
 use super::session::{QueryError, Session};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -125,20 +126,30 @@ pub fn quote_ident(s: &str) -> String {
     }
 }
 
-fn permission_hint(e: &QueryError, what: &str) -> String {
-    let reason = describe_pg_error(e);
-    if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+/// A discovery query failed: its reason, with what to grant when the role may not read.
+fn permission_hint(client: &Session, e: QueryError, what: &str) -> PowaError {
+    let reason = describe_pg_error(&e);
+    let text = if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
         format!("{reason}; the role needs SELECT on the PoWA tables ({what}): GRANT SELECT ON ALL TABLES IN SCHEMA <powa schema> TO <role>")
     } else {
         format!("{reason} (while reading {what})")
-    }
+    };
+    PowaError::discovering(client, &e, text)
 }
 
-pub async fn discover(client: &Session) -> Result<PowaInfo, String> {
+/// A catalog query of discovery failed: the driver's reason.
+fn failed(client: &Session, e: QueryError) -> PowaError {
+    let text = describe_pg_error(&e);
+    PowaError::discovering(client, &e, text)
+}
+
+/// What the repository behind `client` holds. A session lost on the way is
+/// [`PowaError::Closed`]; anything else that stops discovery is [`PowaError::Discover`].
+pub async fn discover(client: &Session) -> Result<PowaInfo, PowaError> {
     let db: String = client
         .query_one("SELECT current_database()::text", &[])
         .await
-        .map_err(|e| describe_pg_error(&e))?
+        .map_err(|e| failed(client, e))?
         .get(0);
     let row = client
         .query_opt(
@@ -147,18 +158,18 @@ pub async fn discover(client: &Session) -> Result<PowaInfo, String> {
             &[],
         )
         .await
-        .map_err(|e| describe_pg_error(&e))?;
+        .map_err(|e| failed(client, e))?;
     let Some(row) = row else {
-        return Err(format!(
+        return Err(PowaError::Discover(format!(
             "PoWA is not installed in database `{db}`: point dsn/dbname at the database that holds the powa extension (usually `powa`)"
-        ));
+        )));
     };
     let version_text: String = row.get(0);
     let schema = quote_ident(&row.get::<_, String>(1));
     let version = PowaVersion::parse(&version_text)
         .filter(|v| (3..=5).contains(&v.major))
         .ok_or_else(|| {
-            format!("PoWA version {version_text} is not supported: powa-sentinel reads PoWA 3.x, 4.x and 5.x")
+            PowaError::Discover(format!("PoWA version {version_text} is not supported: powa-sentinel reads PoWA 3.x, 4.x and 5.x"))
         })?;
 
     let statement_fields: Vec<String> = client
@@ -171,14 +182,14 @@ pub async fn discover(client: &Session) -> Result<PowaInfo, String> {
             &[&row.get::<_, String>(1)],
         )
         .await
-        .map_err(|e| describe_pg_error(&e))?
+        .map_err(|e| failed(client, e))?
         .iter()
         .map(|r| r.get(0))
         .collect();
     if !statement_fields.iter().any(|f| f == "calls") {
-        return Err(format!(
+        return Err(PowaError::Discover(format!(
             "PoWA {version} in schema {schema} has no statements history record type; is the extension complete?"
-        ));
+        )));
     }
     let has_toplevel = client
         .query_opt(
@@ -188,7 +199,7 @@ pub async fn discover(client: &Session) -> Result<PowaInfo, String> {
             &[&row.get::<_, String>(1)],
         )
         .await
-        .map_err(|e| describe_pg_error(&e))?
+        .map_err(|e| failed(client, e))?
         .is_some();
 
     let mut info = PowaInfo {
@@ -233,7 +244,7 @@ async fn local_settings(client: &Session) -> (Option<Duration>, Option<Duration>
     }
 }
 
-async fn servers_v4(client: &Session, info: &PowaInfo) -> Result<Vec<ServerInfo>, String> {
+async fn servers_v4(client: &Session, info: &PowaInfo) -> Result<Vec<ServerInfo>, PowaError> {
     let s = &info.schema;
     let module_col = if info.version.major >= 5 {
         "name"
@@ -258,7 +269,13 @@ async fn servers_v4(client: &Session, info: &PowaInfo) -> Result<Vec<ServerInfo>
             &[],
         )
         .await
-        .map_err(|e| permission_hint(&e, "powa_servers, powa_snapshot_metas, powa_functions"))?;
+        .map_err(|e| {
+            permission_hint(
+                client,
+                e,
+                "powa_servers, powa_snapshot_metas, powa_functions",
+            )
+        })?;
     let (local_freq, local_ret) = local_settings(client).await;
     let mut out = Vec::new();
     for r in rows {
@@ -298,7 +315,7 @@ async fn servers_v4(client: &Session, info: &PowaInfo) -> Result<Vec<ServerInfo>
     Ok(out)
 }
 
-async fn local_v3(client: &Session, info: &PowaInfo) -> Result<ServerInfo, String> {
+async fn local_v3(client: &Session, info: &PowaInfo) -> Result<ServerInfo, PowaError> {
     let s = &info.schema;
     let row = client
         .query_one(
@@ -311,7 +328,7 @@ async fn local_v3(client: &Session, info: &PowaInfo) -> Result<ServerInfo, Strin
             &[],
         )
         .await
-        .map_err(|e| permission_hint(&e, "powa_functions"))?;
+        .map_err(|e| permission_hint(client, e, "powa_functions"))?;
     let modules: Vec<String> = row.get(0);
     let disabled_modules: Vec<String> = row.get(1);
     let last: Option<DateTime<Utc>> = client
@@ -320,7 +337,7 @@ async fn local_v3(client: &Session, info: &PowaInfo) -> Result<ServerInfo, Strin
             &[],
         )
         .await
-        .map_err(|e| permission_hint(&e, "powa_statements_history_current_db"))?
+        .map_err(|e| permission_hint(client, e, "powa_statements_history_current_db"))?
         .get(0);
     let (frequency, retention) = local_settings(client).await;
     Ok(ServerInfo {

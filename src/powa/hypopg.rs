@@ -19,6 +19,7 @@
 use tokio_postgres::SimpleQueryMessage;
 
 use super::connect::describe_pg_error;
+use super::error::PowaError;
 use super::session::{QueryError, Session};
 
 /// Estimated cost of one helped query without and with the hypothetical index.
@@ -331,7 +332,8 @@ pub struct Explainer<'a> {
 
 impl<'a> Explainer<'a> {
     /// Checks that hypopg is there and sets the session up.
-    pub async fn new(client: &'a Session, database: &str) -> Result<Explainer<'a>, String> {
+    pub async fn new(client: &'a Session, database: &str) -> Result<Explainer<'a>, PowaError> {
+        let err = |e: QueryError| PowaError::read_failed(client, e, |reason| reason);
         let row = client
             .query_one(
                 "SELECT current_setting('server_version_num')::int, \
@@ -339,19 +341,19 @@ impl<'a> Explainer<'a> {
                 &[],
             )
             .await
-            .map_err(|e| describe_pg_error(&e))?;
+            .map_err(err)?;
         let version: i32 = row.get(0);
         if !row.get::<_, bool>(1) {
-            return Err(format!(
+            return Err(PowaError::Read(format!(
                 "hypopg is not installed in database `{database}` (CREATE EXTENSION hypopg there, or set hypopg = false)"
-            ));
+            )));
         }
         let generic_plan_option = version >= 160000;
         if !generic_plan_option {
             client
                 .batch_execute("SET plan_cache_mode = force_generic_plan")
                 .await
-                .map_err(|e| describe_pg_error(&e))?;
+                .map_err(err)?;
         }
         Ok(Explainer {
             client,
@@ -361,17 +363,19 @@ impl<'a> Explainer<'a> {
     }
 
     /// The plan (JSON text) of a normalised query, generic in its `$n` parameters.
-    pub async fn explain(&mut self, text: &str) -> Result<String, String> {
-        let owned = plannable(text).map_err(|u| u.reason().to_string())?;
+    pub async fn explain(&mut self, text: &str) -> Result<String, PowaError> {
+        let owned = plannable(text).map_err(|u| PowaError::Read(u.reason().to_string()))?;
         let t = owned.as_str();
-        let err = |e: QueryError| describe_pg_error(&e);
+        let client = self.client;
+        let err = |e: QueryError| PowaError::read_failed(client, e, |reason| reason);
+        let nothing = || PowaError::Read("EXPLAIN returned nothing".to_string());
         if self.generic_plan_option {
             let m = self
                 .client
                 .simple_query(&format!("EXPLAIN (GENERIC_PLAN, FORMAT JSON) {t}"))
                 .await
                 .map_err(err)?;
-            return first_value(&m).ok_or_else(|| "EXPLAIN returned nothing".to_string());
+            return first_value(&m).ok_or_else(nothing);
         }
         self.seq += 1;
         let name = format!("powa_sentinel_hypo_{}", self.seq);
@@ -399,7 +403,7 @@ impl<'a> Explainer<'a> {
                 .simple_query(&format!("EXPLAIN (FORMAT JSON) EXECUTE {name}{args}"))
                 .await
                 .map_err(err)?;
-            first_value(&m).ok_or_else(|| "EXPLAIN returned nothing".to_string())
+            first_value(&m).ok_or_else(nothing)
         }
         .await;
         let _ = self

@@ -16,6 +16,7 @@ use super::discovery::PowaInfo;
 use super::layout::{Layout, SeriesKey};
 use super::reader::{QueryKey, QueryStats, ReadMode};
 use super::session::{QueryError, Session};
+use sentinel_actors::Window;
 
 /// One query's kcache deltas over a window.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -69,7 +70,17 @@ pub async fn read_kcache(
     mode: ReadMode,
 ) -> Result<KcacheByQuery, QueryError> {
     let layout = Layout::kcache(info);
-    let read = cold::read::<4>(mode, client, &layout, srvid, from, to).await?;
+    let read = cold::read::<4>(
+        mode,
+        client,
+        &layout,
+        srvid,
+        Window {
+            start: from,
+            end: to,
+        },
+    )
+    .await?;
     let mut out = KcacheByQuery::new();
     for (k, acc) in &read.series {
         let d = Kcache::from_delta(acc.finish(anchor));

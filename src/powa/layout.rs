@@ -46,35 +46,39 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// pg_stat_statements counters, in [`COUNTERS`] order.
-    pub fn statements(info: &PowaInfo) -> Layout {
+    /// The tables `powa_<table>` and `powa_<table>_current` of `info`'s schema, their
+    /// points in `array` (history) and `record` (current), keyed by user and database;
+    /// no fields yet.
+    fn tables(info: &PowaInfo, table: &str, array: &'static str, record: &'static str) -> Self {
         let s = &info.schema;
         Layout {
-            history: format!("{s}.powa_statements_history"),
-            current: format!("{s}.powa_statements_history_current"),
-            array: "records",
-            record: "record",
-            sub: info.has_toplevel.then_some("toplevel"),
+            history: format!("{s}.powa_{table}"),
+            current: format!("{s}.powa_{table}_current"),
+            array,
+            record,
+            sub: None,
             userid: USERID,
             dbid: DBID,
-            fields: COUNTERS.iter().map(|c| statement_field(info, c)).collect(),
+            fields: Vec::new(),
             multi: info.version.multi_server(),
+        }
+    }
+
+    /// pg_stat_statements counters, in [`COUNTERS`] order.
+    pub fn statements(info: &PowaInfo) -> Layout {
+        Layout {
+            sub: info.has_toplevel.then_some("toplevel"),
+            fields: COUNTERS.iter().map(|c| statement_field(info, c)).collect(),
+            ..Layout::tables(info, "statements_history", "records", "record")
         }
     }
 
     /// pg_stat_kcache: user time, system time (s), reads, writes (bytes). Planning and
     /// execution are added (4.1+); `top` is kept apart as `sub` (4.1+).
     pub fn kcache(info: &PowaInfo) -> Layout {
-        let s = &info.schema;
         let split = (info.version.major, info.version.minor) >= (4, 1);
         Layout {
-            history: format!("{s}.powa_kcache_metrics"),
-            current: format!("{s}.powa_kcache_metrics_current"),
-            array: "metrics",
-            record: "metrics",
             sub: split.then_some("top"),
-            userid: USERID,
-            dbid: DBID,
             fields: ["user_time", "system_time", "reads", "writes"]
                 .iter()
                 .map(|f| {
@@ -87,7 +91,7 @@ impl Layout {
                     }
                 })
                 .collect(),
-            multi: info.version.multi_server(),
+            ..Layout::tables(info, "kcache_metrics", "metrics", "metrics")
         }
     }
 
@@ -97,17 +101,11 @@ impl Layout {
     /// the next (seen on 3.2 and 4.1), which would make every series sparse; the `dbid`
     /// slot is 0 and the rows of one snapshot are summed.
     pub fn wait_sampling(info: &PowaInfo) -> Layout {
-        let s = &info.schema;
         Layout {
-            history: format!("{s}.powa_wait_sampling_history"),
-            current: format!("{s}.powa_wait_sampling_history_current"),
-            array: "records",
-            record: "record",
-            sub: None,
             userid: EVENT_ID,
             dbid: "0::int8",
             fields: vec!["coalesce(({r}).count, 0)::float8".to_string()],
-            multi: info.version.multi_server(),
+            ..Layout::tables(info, "wait_sampling_history", "records", "record")
         }
     }
 
@@ -177,30 +175,38 @@ impl Layout {
         self.multi
     }
 
-    /// Every point with ts in [$1, $2], history arrays unnested: the reference reader.
-    /// Columns: keys(4), ts, fields. `$3` is the srvid (PoWA 4+).
-    pub fn points_sql(&self) -> String {
+    /// The points with ts in [$1, $2] of the history ranges `overlap` picks (a condition
+    /// on `h.coalesce_range`), arrays unnested, then the current rows with ts in [$1,
+    /// $2]: the keys(4), then `columns(ts, fields)`. `$3` is the srvid (PoWA 4+).
+    fn points_union(&self, overlap: &str, columns: impl Fn(&str, &str) -> String) -> String {
+        let rec = format!("c.{}", self.record);
         format!(
-            "SELECT * FROM ( \
-               SELECT {hk}, (r).ts, {hf} \
-               FROM {h} h CROSS JOIN LATERAL unnest(h.{a}) r \
-               WHERE {hs}h.coalesce_range && tstzrange($1::timestamptz, $2::timestamptz, '[]') \
-                 AND (r).ts BETWEEN $1 AND $2 \
-               UNION ALL \
-               SELECT {ck}, (c.{rc}).ts, {cf} \
-               FROM {c} c WHERE {cs}(c.{rc}).ts BETWEEN $1 AND $2) p \
-             ORDER BY 1, 2, 3, 4, 5",
+            "SELECT {hk}, {hcols} \
+             FROM {h} h CROSS JOIN LATERAL unnest(h.{a}) r \
+             WHERE {hs}{overlap} AND (r).ts BETWEEN $1 AND $2 \
+             UNION ALL \
+             SELECT {ck}, {ccols} \
+             FROM {c} c WHERE {cs}({rec}).ts BETWEEN $1 AND $2",
             hk = self.keys("h"),
-            hf = self.fields_of("r"),
+            hcols = columns("(r).ts", &self.fields_of("r")),
             h = self.history,
             a = self.array,
             hs = self.srv("h", 3),
             ck = self.keys("c"),
-            rc = self.record,
-            cf = self.fields_of(&format!("c.{}", self.record)),
+            ccols = columns(&format!("({rec}).ts"), &self.fields_of(&rec)),
             c = self.current,
             cs = self.srv("c", 3),
         )
+    }
+
+    /// Every point with ts in [$1, $2], history arrays unnested: the reference reader.
+    /// Columns: keys(4), ts, fields. `$3` is the srvid (PoWA 4+).
+    pub fn points_sql(&self) -> String {
+        let points = self.points_union(
+            "h.coalesce_range && tstzrange($1::timestamptz, $2::timestamptz, '[]')",
+            |ts, fields| format!("{ts}, {fields}"),
+        );
+        format!("SELECT * FROM ({points}) p ORDER BY 1, 2, 3, 4, 5")
     }
 
     /// The fast window read: whole coalesce ranges inside [$1, $2] as one piece each
@@ -209,32 +215,22 @@ impl Layout {
     /// first fields, last fields (NULL for points). `$3` is the srvid (PoWA 4+).
     pub fn pieces_sql(&self) -> String {
         let w = "tstzrange($1::timestamptz, $2::timestamptz, '[]')";
+        let nulls = self.null_fields();
+        let points = self.points_union(
+            &format!("h.coalesce_range && {w} AND NOT h.coalesce_range <@ {w}"),
+            |ts, fields| format!("false, {ts}, {ts}, {fields}, {nulls}"),
+        );
         format!(
             "SELECT * FROM ( \
                SELECT {hk}, true, lower(h.coalesce_range), upper(h.coalesce_range), {mins}, {maxs} \
                FROM {h} h WHERE {hs}h.coalesce_range <@ {w} \
-               UNION ALL \
-               SELECT {hk}, false, (r).ts, (r).ts, {rf}, {nulls} \
-               FROM {h} h CROSS JOIN LATERAL unnest(h.{a}) r \
-               WHERE {hs}h.coalesce_range && {w} AND NOT h.coalesce_range <@ {w} \
-                 AND (r).ts BETWEEN $1 AND $2 \
-               UNION ALL \
-               SELECT {ck}, false, (c.{rc}).ts, (c.{rc}).ts, {cf}, {nulls} \
-               FROM {c} c WHERE {cs}(c.{rc}).ts BETWEEN $1 AND $2) p \
+               UNION ALL {points}) p \
              ORDER BY 1, 2, 3, 4, 6",
             hk = self.keys("h"),
             mins = self.fields_of("h.mins_in_range"),
             maxs = self.fields_of("h.maxs_in_range"),
             h = self.history,
             hs = self.srv("h", 3),
-            rf = self.fields_of("r"),
-            nulls = self.null_fields(),
-            a = self.array,
-            ck = self.keys("c"),
-            rc = self.record,
-            cf = self.fields_of(&format!("c.{}", self.record)),
-            c = self.current,
-            cs = self.srv("c", 3),
         )
     }
 

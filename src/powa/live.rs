@@ -29,234 +29,40 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use futures_util::{pin_mut, TryStreamExt};
-use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
 
-use super::cold::{self, SeriesRead};
-use super::connect::describe_pg_error;
+use super::cold::SeriesRead;
 use super::discovery::{PowaInfo, ServerInfo};
+use super::error::PowaError;
 use super::kcache::{series_query, Kcache};
 use super::layout::{Layout, SeriesKey};
 use super::reader::{
-    anchor_before, is_reset, query_key, read_baseline, read_names, read_texts, Names, QueryKey,
-    QueryStats, StatementsWindow, CALLS, COUNTERS,
+    anchor_before, query_key, read_baseline, read_names, read_texts, Names, QueryKey, QueryStats,
+    StatementsWindow, CALLS, COUNTERS,
 };
 use super::session::{QueryError, Session};
 use super::waits::{self, EventNames};
 use sentinel_actors::Window;
 
+mod family;
+
+use family::{bucket_of, Family, Reads, Step};
+
 const N: usize = COUNTERS.len();
+
+/// What one window read gave for every family (see [`LiveWindow::read_lump`]).
+struct Lump {
+    /// PoWA's last snapshot before the read's start, if any.
+    anchor: Option<DateTime<Utc>>,
+    /// Where the deltas start: the anchor, else the first point read.
+    effective: Option<DateTime<Utc>>,
+    statements: SeriesRead<N>,
+    kcache: Option<SeriesRead<4>>,
+    waits: Option<SeriesRead<1>>,
+}
 
 /// Bucket width of the live window.
 pub fn checkpoint() -> Duration {
     Duration::hours(1)
-}
-
-/// One checkpoint's increments. `f32` halves the state; increments of one hour keep far
-/// more precision than any threshold needs (relative error below 1e-7).
-#[derive(Clone, Debug)]
-struct Bucket<const M: usize> {
-    k: u32,
-    v: [f32; M],
-}
-
-#[derive(Clone, Debug)]
-struct Series<const M: usize> {
-    last_ts: DateTime<Utc>,
-    last: [f64; M],
-    /// Total over the part of the window covered by the start-up read.
-    lump: Option<Box<[f64; M]>>,
-    buckets: Vec<Bucket<M>>,
-}
-
-impl<const M: usize> Series<M> {
-    fn add(&mut self, k: u32, inc: [f64; M]) {
-        match self.buckets.last_mut() {
-            Some(b) if b.k == k => {
-                for (x, d) in b.v.iter_mut().zip(inc) {
-                    *x += d as f32;
-                }
-            }
-            _ => self.buckets.push(Bucket {
-                k,
-                v: inc.map(|d| d as f32),
-            }),
-        }
-    }
-
-    fn total(&self, from_k: u32) -> [f64; M] {
-        let mut t = self.lump.as_deref().copied().unwrap_or([0.0; M]);
-        for b in self.buckets.iter().filter(|b| b.k >= from_k) {
-            for (x, d) in t.iter_mut().zip(b.v) {
-                *x += d as f64;
-            }
-        }
-        t
-    }
-}
-
-/// Index of the checkpoint bucket holding a point at `ts`: bucket k covers
-/// (k·checkpoint, (k+1)·checkpoint], so a point exactly at a window start (the anchor)
-/// falls before the window, as in the window reads.
-fn bucket_of(ts: DateTime<Utc>, width: Duration) -> u32 {
-    let us = ts.timestamp_micros() - 1;
-    us.div_euclid(width.num_microseconds().unwrap_or(3_600_000_000)) as u32
-}
-
-/// The series of one source (statements or kcache).
-struct Family<const M: usize> {
-    layout: Layout,
-    series: HashMap<SeriesKey, Series<M>>,
-}
-
-impl<const M: usize> Family<M> {
-    fn new(layout: Layout) -> Self {
-        Family {
-            layout,
-            series: HashMap::new(),
-        }
-    }
-
-    /// Start-up: every series' total so far and its last value.
-    fn seed(&mut self, read: &SeriesRead<M>, anchor: Option<DateTime<Utc>>) {
-        self.series.clear();
-        for (k, acc) in &read.series {
-            let (last_ts, last) = acc.last();
-            self.series.insert(
-                *k,
-                Series {
-                    last_ts,
-                    last,
-                    lump: Some(Box::new(acc.finish(anchor))),
-                    buckets: Vec::new(),
-                },
-            );
-        }
-    }
-
-    /// The lump, re-read over a shorter span; last values are not touched.
-    fn reseed_lump(&mut self, read: Option<&SeriesRead<M>>, anchor: Option<DateTime<Utc>>) {
-        let mut fresh: HashMap<SeriesKey, [f64; M]> = read
-            .map(|r| {
-                r.series
-                    .iter()
-                    .map(|(k, acc)| (*k, acc.finish(anchor)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for (k, s) in self.series.iter_mut() {
-            s.lump = fresh.remove(k).map(Box::new);
-        }
-    }
-
-    /// Folds the points newer than `cursor`; returns (rows, newest ts).
-    async fn step(
-        &mut self,
-        client: &Session,
-        srvid: i32,
-        cursor: DateTime<Utc>,
-        with_history: bool,
-        width: Duration,
-    ) -> Result<(u64, Option<DateTime<Utc>>), QueryError> {
-        let params: Vec<&(dyn ToSql + Sync)> = if self.layout.multi() {
-            vec![&cursor, &srvid]
-        } else {
-            vec![&cursor]
-        };
-        let stream = client
-            .query_raw(&self.layout.since_sql(with_history), params)
-            .await?;
-        pin_mut!(stream);
-        let mut rows = 0u64;
-        let mut newest: Option<DateTime<Utc>> = None;
-        let mut cur: Option<(SeriesKey, DateTime<Utc>, [f64; M])> = None;
-        while let Some(row) = stream.try_next().await? {
-            rows += 1;
-            let (key, ts, v) = point::<M>(&row);
-            newest = Some(newest.map_or(ts, |n| n.max(ts)));
-            match cur.as_mut() {
-                Some((k, t, sum)) if *k == key && *t == ts => {
-                    for (s, x) in sum.iter_mut().zip(v) {
-                        *s += x;
-                    }
-                }
-                _ => {
-                    if let Some((k, t, sum)) = cur.replace((key, ts, v)) {
-                        self.apply(k, t, sum, width);
-                    }
-                }
-            }
-        }
-        if let Some((k, t, sum)) = cur {
-            self.apply(k, t, sum, width);
-        }
-        Ok((rows, newest))
-    }
-
-    fn apply(&mut self, key: SeriesKey, ts: DateTime<Utc>, v: [f64; M], width: Duration) {
-        let k = bucket_of(ts, width);
-        match self.series.get_mut(&key) {
-            Some(s) => {
-                if ts <= s.last_ts {
-                    return; // already folded
-                }
-                let reset = is_reset(&v, &s.last);
-                let inc = std::array::from_fn(|i| {
-                    let d = if reset { v[i] } else { v[i] - s.last[i] };
-                    d.max(0.0)
-                });
-                s.add(k, inc);
-                s.last = v;
-                s.last_ts = ts;
-            }
-            None => {
-                // First seen after the start: counted from zero.
-                let mut s = Series {
-                    last_ts: ts,
-                    last: v,
-                    lump: None,
-                    buckets: Vec::new(),
-                };
-                s.add(k, v.map(|x| x.max(0.0)));
-                self.series.insert(key, s);
-            }
-        }
-    }
-
-    /// Drops buckets before the window and series PoWA no longer reports.
-    fn trim(&mut self, from_k: u32, start: DateTime<Utc>) {
-        self.series.retain(|_, s| {
-            s.buckets.retain(|b| b.k >= from_k);
-            s.last_ts >= start || s.lump.is_some() || !s.buckets.is_empty()
-        });
-    }
-
-    fn heap_bytes(&self) -> usize {
-        let per_series = std::mem::size_of::<(SeriesKey, Series<M>)>();
-        self.series.capacity() * (per_series + 8)
-            + self
-                .series
-                .values()
-                .map(|s| {
-                    s.buckets.capacity() * std::mem::size_of::<Bucket<M>>()
-                        + s.lump.as_ref().map_or(0, |_| M * 8)
-                })
-                .sum::<usize>()
-    }
-}
-
-fn point<const M: usize>(row: &Row) -> (SeriesKey, DateTime<Utc>, [f64; M]) {
-    (
-        SeriesKey {
-            dbid: row.get::<_, i64>(0) as u32,
-            userid: row.get::<_, i64>(1) as u32,
-            queryid: row.get(2),
-            sub: row.get::<_, i16>(3) as i8,
-        },
-        row.get(4),
-        std::array::from_fn(|i| row.get::<_, f64>(5 + i)),
-    )
 }
 
 /// What one cycle cost the repository.
@@ -278,10 +84,8 @@ pub struct LiveWindow {
     info: Arc<PowaInfo>,
     server: ServerInfo,
     width: Duration,
-    kcache_enabled: bool,
     statements: Family<N>,
     kcache: Family<4>,
-    waits_enabled: bool,
     waits: Family<1>,
     event_names: EventNames,
     /// Newest point folded; None until the start-up read.
@@ -313,17 +117,20 @@ impl LiveWindow {
         width: Duration,
     ) -> Self {
         let kcache_enabled = server.modules.iter().any(|m| m == "pg_stat_kcache");
+        let waits_enabled = waits::enabled(&server.modules);
         LiveWindow {
             repository: repository.to_string(),
-            statements: Family::new(Layout::statements(&info)),
-            kcache: Family::new(Layout::kcache(&info)),
-            waits_enabled: waits::enabled(&server.modules),
-            waits: Family::new(Layout::wait_sampling(&info)),
+            statements: Family::new(Layout::statements(&info), "statements", true),
+            kcache: Family::new(Layout::kcache(&info), "pg_stat_kcache", kcache_enabled),
+            waits: Family::new(
+                Layout::wait_sampling(&info),
+                "pg_wait_sampling",
+                waits_enabled,
+            ),
             event_names: EventNames::new(),
             info,
             server,
             width,
-            kcache_enabled,
             cursor: None,
             aggts: None,
             lump: None,
@@ -352,12 +159,8 @@ impl LiveWindow {
                 .sum::<usize>()
     }
 
-    fn err(&self, what: &str, e: QueryError) -> String {
-        format!(
-            "server `{}`: reading {what}: {}",
-            self.server.name,
-            describe_pg_error(&e)
-        )
+    fn err(&self, client: &Session, what: &str, e: QueryError) -> PowaError {
+        PowaError::reading(client, &self.server.name, what, e)
     }
 
     /// Brings the window up to `window.end` and returns it, with baselines shifted back
@@ -367,7 +170,7 @@ impl LiveWindow {
         client: &Session,
         window: Window,
         baseline_offsets: &[Duration],
-    ) -> Result<(StatementsWindow, CycleCost), String> {
+    ) -> Result<(StatementsWindow, CycleCost), PowaError> {
         let mut cost = CycleCost::default();
         let width = self.width;
         // The window starts on a checkpoint, and never before what the lump covers.
@@ -449,44 +252,59 @@ impl LiveWindow {
         client: &Session,
         window: Window,
         cost: &mut CycleCost,
-    ) -> Result<(), String> {
-        let srvid = self.server.srvid;
+    ) -> Result<(), PowaError> {
         self.aggts = self.metas(client).await?.and_then(|m| m.1);
-        let anchor = anchor_before(client, &self.info, srvid, window.start)
-            .await
-            .map_err(|e| self.err("the anchor snapshot", e))?;
-        let from = anchor.unwrap_or(window.start);
-        let read = cold::read_fast::<N>(client, &self.statements.layout, srvid, from, window.end)
-            .await
-            .map_err(|e| self.err("statements history", e))?;
-        let effective = anchor.or(read.earliest);
-        cost.rows += read.rows;
-        self.statements.seed(&read, effective);
-        if self.kcache_enabled {
-            let kread = cold::read_fast::<4>(client, &self.kcache.layout, srvid, from, window.end)
-                .await
-                .map_err(|e| self.err("pg_stat_kcache history", e))?;
-            cost.rows += kread.rows;
-            self.kcache.seed(&kread, effective);
+        let lump = self
+            .read_lump(client, window.start, window.end, cost)
+            .await?;
+        self.statements.seed(&lump.statements, lump.effective);
+        if let Some(k) = &lump.kcache {
+            self.kcache.seed(k, lump.effective);
         }
-        if self.waits_enabled {
-            let wread = cold::read_fast::<1>(client, &self.waits.layout, srvid, from, window.end)
-                .await
-                .map_err(|e| self.err("pg_wait_sampling history", e))?;
-            cost.rows += wread.rows;
-            self.waits.seed(&wread, effective);
+        if let Some(w) = &lump.waits {
+            self.waits.seed(w, lump.effective);
         }
-        let cursor = read.latest.or(anchor).unwrap_or(window.start);
+        let cursor = lump
+            .statements
+            .latest
+            .or(lump.anchor)
+            .unwrap_or(window.start);
         self.cursor = Some(cursor);
         self.lump = Some((window.start, cursor));
         Ok(())
+    }
+
+    /// Every family's totals from the anchor before `start` to `end`, in one fast read
+    /// each (the families PoWA does not record for the server are not read).
+    async fn read_lump(
+        &self,
+        client: &Session,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        cost: &mut CycleCost,
+    ) -> Result<Lump, PowaError> {
+        let reads = Reads::new(client, &self.server);
+        let anchor = anchor_before(client, &self.info, reads.srvid, start)
+            .await
+            .map_err(|e| reads.err("the anchor snapshot", e))?;
+        let from = anchor.unwrap_or(start);
+        let statements = reads.lump(&self.statements, from, end, cost).await?;
+        let kcache = reads.lump(&self.kcache, from, end, cost).await?;
+        let waits = reads.lump(&self.waits, from, end, cost).await?;
+        Ok(Lump {
+            anchor,
+            effective: anchor.or(statements.as_ref().and_then(|s| s.earliest)),
+            statements: statements.unwrap_or_default(),
+            kcache,
+            waits,
+        })
     }
 
     /// (snapts, aggts) of the server; None before PoWA 4.
     async fn metas(
         &self,
         client: &Session,
-    ) -> Result<Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>, String> {
+    ) -> Result<Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>, PowaError> {
         if !self.info.version.multi_server() {
             return Ok(None);
         }
@@ -499,7 +317,7 @@ impl LiveWindow {
         let row = client
             .query_opt(&sql, &[&self.server.srvid])
             .await
-            .map_err(|e| self.err("powa_snapshot_metas", e))?;
+            .map_err(|e| self.err(client, "powa_snapshot_metas", e))?;
         Ok(Some(row.map_or((None, None), |r| (r.get(0), r.get(1)))))
     }
 
@@ -509,7 +327,7 @@ impl LiveWindow {
         client: &Session,
         cursor: DateTime<Utc>,
         cost: &mut CycleCost,
-    ) -> Result<(), String> {
+    ) -> Result<(), PowaError> {
         let metas = self.metas(client).await?;
         let with_history = match metas {
             Some((snapts, aggts)) => {
@@ -527,29 +345,15 @@ impl LiveWindow {
             // PoWA 3 keeps no per-server metadata: look at history every cycle.
             None => true,
         };
-        let srvid = self.server.srvid;
-        let (rows, newest) = self
-            .statements
-            .step(client, srvid, cursor, with_history, self.width)
-            .await
-            .map_err(|e| self.err("new statements snapshots", e))?;
-        cost.rows += rows;
-        if self.kcache_enabled {
-            let (krows, _) = self
-                .kcache
-                .step(client, srvid, cursor, with_history, self.width)
-                .await
-                .map_err(|e| self.err("new pg_stat_kcache snapshots", e))?;
-            cost.rows += krows;
-        }
-        if self.waits_enabled {
-            let (wrows, _) = self
-                .waits
-                .step(client, srvid, cursor, with_history, self.width)
-                .await
-                .map_err(|e| self.err("new pg_wait_sampling snapshots", e))?;
-            cost.rows += wrows;
-        }
+        let reads = Reads::new(client, &self.server);
+        let step = Step {
+            cursor,
+            with_history,
+            width: self.width,
+        };
+        let newest = reads.fold(&mut self.statements, step, cost).await?;
+        reads.fold(&mut self.kcache, step, cost).await?;
+        reads.fold(&mut self.waits, step, cost).await?;
         if let Some(n) = newest {
             self.cursor = Some(cursor.max(n));
         }
@@ -563,7 +367,7 @@ impl LiveWindow {
         client: &Session,
         grid_start: DateTime<Utc>,
         cost: &mut CycleCost,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, PowaError> {
         let Some((lump_start, lump_end)) = self.lump else {
             return Ok(false);
         };
@@ -577,31 +381,12 @@ impl LiveWindow {
             self.lump = None;
             return Ok(false);
         }
-        let srvid = self.server.srvid;
-        let anchor = anchor_before(client, &self.info, srvid, grid_start)
-            .await
-            .map_err(|e| self.err("the anchor snapshot", e))?;
-        let from = anchor.unwrap_or(grid_start);
-        let read = cold::read_fast::<N>(client, &self.statements.layout, srvid, from, lump_end)
-            .await
-            .map_err(|e| self.err("statements history", e))?;
-        let effective = anchor.or(read.earliest);
-        cost.rows += read.rows;
-        self.statements.reseed_lump(Some(&read), effective);
-        if self.kcache_enabled {
-            let kread = cold::read_fast::<4>(client, &self.kcache.layout, srvid, from, lump_end)
-                .await
-                .map_err(|e| self.err("pg_stat_kcache history", e))?;
-            cost.rows += kread.rows;
-            self.kcache.reseed_lump(Some(&kread), effective);
-        }
-        if self.waits_enabled {
-            let wread = cold::read_fast::<1>(client, &self.waits.layout, srvid, from, lump_end)
-                .await
-                .map_err(|e| self.err("pg_wait_sampling history", e))?;
-            cost.rows += wread.rows;
-            self.waits.reseed_lump(Some(&wread), effective);
-        }
+        let lump = self.read_lump(client, grid_start, lump_end, cost).await?;
+        self.statements
+            .reseed_lump(Some(&lump.statements), lump.effective);
+        self.kcache
+            .reseed_lump(lump.kcache.as_ref(), lump.effective);
+        self.waits.reseed_lump(lump.waits.as_ref(), lump.effective);
         self.lump = Some((grid_start, lump_end));
         Ok(true)
     }
@@ -611,7 +396,7 @@ impl LiveWindow {
         client: &Session,
         window: Window,
         from_k: u32,
-    ) -> Result<StatementsWindow, String> {
+    ) -> Result<StatementsWindow, PowaError> {
         let mut kc: HashMap<QueryKey, Kcache> = HashMap::new();
         for (k, s) in &self.kcache.series {
             let d = Kcache::from_delta(s.total(from_k));
@@ -659,14 +444,15 @@ impl LiveWindow {
                 window.end,
             )
             .await
-            .map_err(|e| self.err("wait event names", e))?;
+            .map_err(|e| self.err(client, "wait event names", e))?;
             self.event_names.extend(names);
         }
         let waits = waits::wait_stats(totals, &self.event_names);
         let mut baselines = self.baselines.clone();
         let own = super::reader::drop_powa_own(&mut queries, &mut baselines, &self.info);
         let kcache_unmatched = self
-            .kcache_enabled
+            .kcache
+            .enabled
             .then(|| super::reader::unmatched_kcache(&kc, &queries, &own));
         Ok(StatementsWindow {
             repository: self.repository.clone(),
@@ -689,7 +475,7 @@ impl LiveWindow {
         client: &Session,
         queries: &mut [QueryStats],
         k: u32,
-    ) -> Result<(), String> {
+    ) -> Result<(), PowaError> {
         if k != self.texts_checked_k {
             self.texts.retain(|_, t| t.is_some());
             self.texts_checked_k = k;
@@ -705,7 +491,7 @@ impl LiveWindow {
             self.names = Some(
                 read_names(client, &self.info, &self.server)
                     .await
-                    .map_err(|e| self.err("database and role names", e))?,
+                    .map_err(|e| self.err(client, "database and role names", e))?,
             );
         }
         let missing: Vec<i64> = queries
@@ -720,7 +506,7 @@ impl LiveWindow {
         if !missing.is_empty() {
             let found = read_texts(client, &self.info, &self.server, &missing)
                 .await
-                .map_err(|e| self.err("query texts", e))?;
+                .map_err(|e| self.err(client, "query texts", e))?;
             for q in queries.iter() {
                 let id = (q.key.queryid, q.key.dbid, q.key.userid);
                 let t = found.get(&id).cloned();
@@ -738,56 +524,5 @@ impl LiveWindow {
                 .flatten();
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn a_point_on_a_checkpoint_belongs_to_the_bucket_before() {
-        let h = Duration::hours(1);
-        let t = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
-        assert_eq!(bucket_of(t, h) + 1, bucket_of(t + Duration::seconds(1), h));
-        assert_eq!(bucket_of(t - Duration::seconds(1), h), bucket_of(t, h));
-    }
-
-    fn key(q: i64) -> SeriesKey {
-        SeriesKey {
-            dbid: 1,
-            userid: 1,
-            queryid: q,
-            sub: -1,
-        }
-    }
-
-    #[test]
-    fn increments_are_reset_aware_and_new_series_count_from_zero() {
-        let h = Duration::hours(1);
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
-        let mut f: Family<2> = Family::new(Layout::kcache(&PowaInfo {
-            version: crate::powa::discovery::PowaVersion::parse("3.2.0").unwrap(),
-            schema: "public".into(),
-            statement_fields: vec![],
-            has_toplevel: false,
-            servers: vec![],
-            database: "powa".into(),
-        }));
-        let m = |x: i64| t0 + Duration::minutes(x);
-        f.apply(key(1), m(5), [10.0, 1.0], h); // new: counts 10
-        f.apply(key(1), m(10), [15.0, 2.0], h); // +5
-        f.apply(key(1), m(65), [3.0, 0.5], h); // reset: +3, next hour
-        f.apply(key(1), m(65), [99.0, 9.0], h); // already folded: ignored
-        let s = &f.series[&key(1)];
-        let k10 = bucket_of(m(5), h);
-        assert_eq!(s.total(k10), [18.0, 2.5]);
-        assert_eq!(s.total(k10 + 1), [3.0, 0.5]);
-        f.trim(k10 + 1, m(60));
-        assert_eq!(f.series[&key(1)].buckets.len(), 1);
-        // A series gone from PoWA leaves once it has nothing in the window.
-        f.trim(k10 + 5, m(300));
-        assert!(f.series.is_empty());
     }
 }

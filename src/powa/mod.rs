@@ -1,6 +1,8 @@
 //! Everything that talks to a PoWA repository: settings and connection ([`connect`]),
 //! discovery of the PoWA version, schema and servers ([`discovery`]), the window reader
-//! ([`reader`]) and the collector source that feeds the actors ([`source`]).
+//! ([`reader`]), the collector source that feeds the actors ([`source`]) and the
+//! sessions the collections of a repository share ([`pool`]). What fails says in which
+//! phase ([`PowaError`]): the runtime reconnects on a lost session, not on a failed read.
 //!
 //! Read-only, always: every session sets `default_transaction_read_only`, an
 //! `application_name`, and statement and lock timeouts before running anything.
@@ -8,11 +10,13 @@
 pub mod cold;
 pub mod connect;
 pub mod discovery;
+pub mod error;
 pub mod hypopg;
 pub mod kcache;
 pub mod layout;
 pub mod live;
 pub mod monitored;
+pub mod pool;
 pub mod qualstats;
 pub mod reader;
 pub mod session;
@@ -31,6 +35,7 @@ use crate::secret::Secret;
 
 pub use connect::{connect, open_session, Repository};
 pub use discovery::{PowaInfo, PowaVersion, ServerInfo};
+pub use error::PowaError;
 pub use reader::{QueryKey, QueryStats, StatementsWindow};
 pub use session::{QueryError, Session};
 

@@ -23,12 +23,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use slog::{info, Logger};
 
-use super::connect::{self, describe_pg_error};
+use super::connect::{self, describe_pg_error, ConnectError, Target};
 use super::discovery::{PowaInfo, ServerInfo};
+use super::error::PowaError;
 use super::hypopg::{Explainer, Validation};
 use super::qualstats::{read_catalog, read_operators, QualsWindow};
 use super::reader::StatementsWindow;
-use super::session::Session;
+use super::session::{QueryError, Session};
 use super::{validate_tls, RepositorySettings, SslMode};
 use crate::analyze::missing_index::{candidates, ddl, worth_a_look, MissingIndexSettings};
 use crate::problem::Problem;
@@ -206,46 +207,13 @@ impl MonitoredSettings {
     /// A read-only session on `database`, set up within `connect_timeout` (plus
     /// [`connect::CONNECT_GRACE`]); its queries run under `statement_timeout` plus
     /// [`super::session::MARGIN`].
-    pub async fn connect(&self, label: &str, database: &str) -> Result<Session, String> {
+    pub async fn connect(&self, label: &str, database: &str) -> Result<Session, ConnectError> {
         let r = self.as_repository();
-        let mut cfg = connect::pg_config(label, &r).map_err(|e| e.to_string())?;
+        let mut cfg = connect::pg_config(label, &r)?;
         cfg.dbname(database);
-        let what = format!("{} database `{database}`", super::session::address(&cfg));
-        let deadline = connect::connect_deadline(&cfg, self.connect_timeout);
-        let until = tokio::time::Instant::now() + deadline;
-        let timeout = || {
-            format!(
-                "{what}: the server accepted the connection but did not answer within {}: is it overloaded? (connect_timeout)",
-                humantime::format_duration(deadline)
-            )
-        };
-        let opening = connect::open(
-            &cfg,
-            r.effective_sslmode(),
-            r.sslrootcert.as_deref(),
-            self.statement_timeout,
-            what.clone(),
-        );
-        let client = tokio::time::timeout_at(until, opening)
-            .await
-            .map_err(|_| timeout())?
-            .map_err(|e| format!("cannot connect to database `{database}` ({e})"))?;
-        match tokio::time::timeout_at(
-            until,
-            connect::make_read_only(&client, self.statement_timeout),
-        )
-        .await
-        {
-            Ok(Ok(())) => Ok(client),
-            Ok(Err(e)) => Err(format!(
-                "cannot make the session on `{database}` read-only ({})",
-                describe_pg_error(&e)
-            )),
-            Err(_) => {
-                client.close("the session setup did not finish in time".into());
-                Err(timeout())
-            }
-        }
+        let setup =
+            async |client: &Session| connect::make_read_only(client, self.statement_timeout).await;
+        connect::open_within(&cfg, &r, Target::Database(database.to_string()), setup).await
     }
 }
 
@@ -264,7 +232,7 @@ pub async fn read_powa_server(
     client: &Session,
     info: &PowaInfo,
     srvid: i32,
-) -> Result<Option<PowaServerEntry>, String> {
+) -> Result<Option<PowaServerEntry>, PowaError> {
     let s = &info.schema;
     let row = client
         .query_opt(
@@ -276,14 +244,14 @@ pub async fn read_powa_server(
         )
         .await
         .map_err(|e| {
-            if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
-                format!(
-                    "the repository role may not read powa_servers ({}): GRANT SELECT ON {s}.powa_servers TO it",
-                    describe_pg_error(&e)
-                )
-            } else {
-                format!("cannot read powa_servers ({})", describe_pg_error(&e))
-            }
+            let denied = e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
+            PowaError::read_failed(client, e, |reason| {
+                if denied {
+                    format!("the repository role may not read powa_servers ({reason}): GRANT SELECT ON {s}.powa_servers TO it")
+                } else {
+                    format!("cannot read powa_servers ({reason})")
+                }
+            })
         })?;
     let Some(r) = row else {
         return Ok(None);
@@ -291,8 +259,11 @@ pub async fn read_powa_server(
     let port: i32 = r.get(1);
     Ok(Some(PowaServerEntry {
         hostname: r.get(0),
-        port: u16::try_from(port)
-            .map_err(|_| format!("powa_servers gives port {port}, which is not a TCP port"))?,
+        port: u16::try_from(port).map_err(|_| {
+            PowaError::Read(format!(
+                "powa_servers gives port {port}, which is not a TCP port"
+            ))
+        })?,
         username: r.get(2),
         password: r.get::<_, Option<String>>(3).map(Secret::new),
         dbname: r.get(4),
@@ -376,7 +347,7 @@ impl Reach {
                 why_not: None,
             },
             Ok(None) => none("it is no longer in powa_servers".to_string()),
-            Err(e) => none(e),
+            Err(e) => none(e.to_string()),
         }
     }
 
@@ -441,7 +412,7 @@ impl Reach {
                         Err(e) => self.log_once(
                             &w.server.name,
                             "Role names of the server are unavailable; roles are shown by oid.",
-                            &e,
+                            &e.to_string(),
                         ),
                     }
                 }
@@ -528,7 +499,7 @@ async fn known_databases(
     client: &Session,
     info: &PowaInfo,
     server: &ServerInfo,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, PowaError> {
     let s = &info.schema;
     let rows = if info.version.multi_server() {
         client
@@ -550,7 +521,7 @@ async fn known_databases(
             )
             .await
     }
-    .map_err(|e| describe_pg_error(&e))?;
+    .map_err(|e| PowaError::read_failed(client, e, |reason| reason))?;
     Ok(rows
         .iter()
         .map(|r| r.get::<_, String>(0))
@@ -558,8 +529,16 @@ async fn known_databases(
         .collect())
 }
 
+/// "cannot read `what` (reason)", for a query on a monitored server's session.
+fn cannot_read<'a>(
+    client: &'a Session,
+    what: &'a str,
+) -> impl FnOnce(QueryError) -> PowaError + 'a {
+    move |e| PowaError::read_failed(client, e, |reason| format!("cannot read {what} ({reason})"))
+}
+
 /// Names, hypopg and readable tables in one database, as a line for `check`.
-async fn probe(m: &MonitoredSettings, label: &str, database: &str) -> Result<String, String> {
+async fn probe(m: &MonitoredSettings, label: &str, database: &str) -> Result<String, PowaError> {
     let client = m.connect(label, database).await?;
     let r = client
         .query_one(
@@ -571,7 +550,7 @@ async fn probe(m: &MonitoredSettings, label: &str, database: &str) -> Result<Str
             &[],
         )
         .await
-        .map_err(|e| format!("cannot read the catalog ({})", describe_pg_error(&e)))?;
+        .map_err(cannot_read(&client, "the catalog"))?;
     let (hypopg, readable, tables): (bool, i64, i64) = (r.get(0), r.get(1), r.get(2));
     Ok(if !hypopg {
         "names ok; hypopg not installed (CREATE EXTENSION hypopg there to check suggestions)"
@@ -590,7 +569,7 @@ async fn read_roles(
     m: &MonitoredSettings,
     label: &str,
     database: &str,
-) -> Result<HashMap<u32, Arc<str>>, String> {
+) -> Result<HashMap<u32, Arc<str>>, PowaError> {
     let client = m.connect(label, database).await?;
     let rows = client
         .query(
@@ -598,7 +577,7 @@ async fn read_roles(
             &[],
         )
         .await
-        .map_err(|e| format!("cannot read pg_roles ({})", describe_pg_error(&e)))?;
+        .map_err(cannot_read(&client, "pg_roles"))?;
     Ok(rows
         .iter()
         .map(|r| (r.get::<_, i64>(0) as u32, Arc::from(r.get::<_, &str>(1))))

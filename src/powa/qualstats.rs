@@ -38,6 +38,7 @@ use tokio_postgres::types::ToSql;
 
 use super::connect::describe_pg_error;
 use super::discovery::{PowaInfo, ServerInfo};
+use super::error::PowaError;
 use super::reader::TEXT_LIMIT;
 use super::session::{QueryError, Session};
 use sentinel_actors::Window;
@@ -179,17 +180,11 @@ pub async fn read_quals(
     info: &PowaInfo,
     server: &ServerInfo,
     window: Window,
-) -> Result<Option<QualsWindow>, String> {
+) -> Result<Option<QualsWindow>, PowaError> {
     if !server.modules.iter().any(|m| m == MODULE) {
         return Ok(None);
     }
-    let ctx = |what: &str, e: QueryError| {
-        format!(
-            "server `{}`: reading {what}: {}",
-            server.name,
-            describe_pg_error(&e)
-        )
-    };
+    let ctx = |what: &str, e: QueryError| PowaError::reading(client, &server.name, what, e);
     let multi = info.version.multi_server();
     // PoWA 5 formats the local reset statement but never runs it.
     let cumulative = info.version.major >= 5 && server.srvid == 0;
@@ -208,10 +203,10 @@ pub async fn read_quals(
         .await
         .map_err(|e| ctx("the pg_qualstats tables' layout", e))?
         .ok_or_else(|| {
-            format!(
+            PowaError::Read(format!(
                 "server `{}`: PoWA {}'s pg_qualstats tables have no occurences/execution_count counters; reading quals is supported from PoWA 3.2 on",
                 server.name, info.version
-            )
+            ))
         })?;
     let rows = client
         .query(&counters_sql(info, cumulative, layout), &params)
@@ -658,7 +653,7 @@ impl QualsCollector {
         info: &PowaInfo,
         server: &ServerInfo,
         window: Window,
-    ) -> Result<Option<Arc<QualsWindow>>, String> {
+    ) -> Result<Option<Arc<QualsWindow>>, PowaError> {
         self.collect_routed(client, info, server, window, None)
             .await
     }
@@ -672,14 +667,14 @@ impl QualsCollector {
         server: &ServerInfo,
         window: Window,
         why_no_names: Option<String>,
-    ) -> Result<Option<Arc<QualsWindow>>, String> {
+    ) -> Result<Option<Arc<QualsWindow>>, PowaError> {
         // A failure here must not cost the server its other analyses: it becomes a note
         // the advisor reports.
         let mut w = match read_quals(client, info, server, window).await {
             Ok(Some(w)) => w,
             Ok(None) => return Ok(None),
             Err(e) => QualsWindow {
-                notes: vec![e],
+                notes: vec![e.to_string()],
                 ..Default::default()
             },
         };

@@ -20,8 +20,8 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
 use super::cold;
-use super::connect::describe_pg_error;
 use super::discovery::{PowaInfo, ServerInfo};
+use super::error::PowaError;
 use super::layout::{Layout, SeriesKey};
 use super::session::{QueryError, Session};
 use sentinel_actors::Window;
@@ -278,60 +278,36 @@ pub enum ReadMode {
     Naive,
 }
 
-/// Reads one server's per-query deltas for `window`, with CPU/IO, names and texts.
-pub async fn read_window(
-    client: &Session,
-    repository: &str,
-    info: &PowaInfo,
-    server: &ServerInfo,
-    window: Window,
-) -> Result<StatementsWindow, String> {
-    read(
-        client,
-        repository,
-        info,
-        server,
-        window,
-        true,
-        ReadMode::Fast,
-    )
-    .await
+/// The fast window reads the collectors make, one signature for both.
+macro_rules! fast_read {
+    ($(#[$doc:meta])* $name:ident, details: $details:expr) => {
+        $(#[$doc])*
+        pub async fn $name(
+            client: &Session,
+            repository: &str,
+            info: &PowaInfo,
+            server: &ServerInfo,
+            window: Window,
+        ) -> Result<StatementsWindow, PowaError> {
+            read_window_with(client, repository, info, server, window, $details, ReadMode::Fast)
+                .await
+        }
+    };
 }
 
-/// As [`read_window`], counters only: no kcache, names or texts. A baseline is only
-/// compared with the current window, which carries those already; reading them twice
-/// would double the repository's work for nothing.
-pub async fn read_baseline(
-    client: &Session,
-    repository: &str,
-    info: &PowaInfo,
-    server: &ServerInfo,
-    window: Window,
-) -> Result<StatementsWindow, String> {
-    read(
-        client,
-        repository,
-        info,
-        server,
-        window,
-        false,
-        ReadMode::Fast,
-    )
-    .await
-}
+fast_read!(
+    /// Reads one server's per-query deltas for `window`, with CPU/IO, names and texts.
+    read_window,
+    details: true
+);
 
-/// Any read, for tests and benchmarks that compare the modes.
-pub async fn read_window_with(
-    client: &Session,
-    repository: &str,
-    info: &PowaInfo,
-    server: &ServerInfo,
-    window: Window,
-    details: bool,
-    mode: ReadMode,
-) -> Result<StatementsWindow, String> {
-    read(client, repository, info, server, window, details, mode).await
-}
+fast_read!(
+    /// As [`read_window`], counters only: no kcache, names or texts. A baseline is only
+    /// compared with the current window, which carries those already; reading them
+    /// twice would double the repository's work for nothing.
+    read_baseline,
+    details: false
+);
 
 /// The server's last snapshot at or before `at` (the anchor of a window starting there).
 pub async fn anchor_before(
@@ -358,7 +334,9 @@ pub(crate) fn query_key(k: SeriesKey) -> QueryKey {
     }
 }
 
-async fn read(
+/// Any read: with or without `details` (kcache, names, texts, waits), in either `mode`
+/// (tests and benchmarks compare the modes).
+pub async fn read_window_with(
     client: &Session,
     repository: &str,
     info: &PowaInfo,
@@ -366,20 +344,19 @@ async fn read(
     window: Window,
     details: bool,
     mode: ReadMode,
-) -> Result<StatementsWindow, String> {
-    let ctx = |what: &str, e: QueryError| {
-        format!(
-            "server `{}`: reading {what}: {}",
-            server.name,
-            describe_pg_error(&e)
-        )
-    };
+) -> Result<StatementsWindow, PowaError> {
+    let ctx = |what: &str, e: QueryError| PowaError::reading(client, &server.name, what, e);
     let anchor = anchor_before(client, info, server.srvid, window.start)
         .await
         .map_err(|e| ctx("the anchor snapshot", e))?;
     let from = anchor.unwrap_or(window.start);
+    // The read starts at the anchor: the deltas are taken from its values.
+    let span = Window {
+        start: from,
+        end: window.end,
+    };
     let layout = Layout::statements(info);
-    let read = cold::read::<N>(mode, client, &layout, server.srvid, from, window.end)
+    let read = cold::read::<N>(mode, client, &layout, server.srvid, span)
         .await
         .map_err(|e| ctx("statements history", e))?;
     // With no snapshot before the window, the first one inside it is the anchor.
@@ -424,7 +401,7 @@ async fn read(
         kcache_unmatched = kcache_all.map(|k| unmatched_kcache(&k, &queries, &own));
         if super::waits::enabled(&server.modules) {
             let layout = Layout::wait_sampling(info);
-            let w = cold::read::<1>(mode, client, &layout, server.srvid, from, window.end)
+            let w = cold::read::<1>(mode, client, &layout, server.srvid, span)
                 .await
                 .map_err(|e| ctx("pg_wait_sampling history", e))?;
             let names =

@@ -66,6 +66,24 @@ impl QueryError {
     }
 }
 
+/// The driver's statement methods, each under the session's deadline (same names, same
+/// parameters, so a read function written for a `Client` reads the same).
+macro_rules! deadline_queries {
+    ($($name:ident -> $out:ty;)*) => {$(
+        pub async fn $name<T>(
+            &self,
+            statement: &T,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<$out, QueryError>
+        where
+            T: ?Sized + ToStatement,
+        {
+            self.within(self.until(), self.client.$name(statement, params))
+                .await
+        }
+    )*};
+}
+
 /// A read-only session (see [`super::connect::open_session`]) whose queries all run
 /// under a deadline.
 pub struct Session {
@@ -165,40 +183,10 @@ impl Session {
         Instant::now() + self.deadline
     }
 
-    pub async fn query<T>(
-        &self,
-        statement: &T,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, QueryError>
-    where
-        T: ?Sized + ToStatement,
-    {
-        self.within(self.until(), self.client.query(statement, params))
-            .await
-    }
-
-    pub async fn query_one<T>(
-        &self,
-        statement: &T,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, QueryError>
-    where
-        T: ?Sized + ToStatement,
-    {
-        self.within(self.until(), self.client.query_one(statement, params))
-            .await
-    }
-
-    pub async fn query_opt<T>(
-        &self,
-        statement: &T,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, QueryError>
-    where
-        T: ?Sized + ToStatement,
-    {
-        self.within(self.until(), self.client.query_opt(statement, params))
-            .await
+    deadline_queries! {
+        query -> Vec<Row>;
+        query_one -> Row;
+        query_opt -> Option<Row>;
     }
 
     /// Streams the rows; the deadline covers the whole stream, as the server's

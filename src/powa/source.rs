@@ -12,15 +12,21 @@ use super::session::Session;
 use sentinel_actors::collector::{Collected, Source};
 use sentinel_actors::{SourceError, Window};
 
+/// The past windows a source reads beside the current one (see [`baseline_windows`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Baselines {
+    /// Read the window shifted back by this much too (None: no baseline).
+    pub offset: Option<std::time::Duration>,
+    /// How many multiples of the offset to read (as far as retention reaches; at least 1).
+    pub periods: u32,
+}
+
 pub struct PowaSource {
     name: String,
     client: Arc<Session>,
     info: Arc<PowaInfo>,
     server: ServerInfo,
-    /// Read the window shifted back by this much too, for the baseline.
-    baseline_offset: Option<std::time::Duration>,
-    /// How many multiples of the offset to read (as far as retention reaches).
-    baseline_periods: u32,
+    baselines: Baselines,
     /// Shared with the collection future; collections never overlap (the collector
     /// actor runs them one at a time), so the lock is never contended.
     live: Arc<tokio::sync::Mutex<LiveWindow>>,
@@ -39,18 +45,16 @@ impl PowaSource {
         client: Arc<Session>,
         info: Arc<PowaInfo>,
         server: ServerInfo,
-        baseline_offset: Option<std::time::Duration>,
-        baseline_periods: u32,
+        baselines: Baselines,
         live: Arc<tokio::sync::Mutex<LiveWindow>>,
     ) -> Self {
         PowaSource {
             name: format!("{repository}/{}", server.name),
             client,
-            baseline_offset,
-            baseline_periods: baseline_periods.max(1),
-            live,
             info,
             server,
+            baselines,
+            live,
             quals: None,
             reach: None,
             roles: Arc::default(),
@@ -83,9 +87,10 @@ impl Source for PowaSource {
         let live = Arc::clone(&self.live);
         let offsets: Vec<chrono::Duration> = baseline_windows(
             window,
-            self.baseline_offset
+            self.baselines
+                .offset
                 .and_then(|d| chrono::Duration::from_std(d).ok()),
-            self.baseline_periods,
+            self.baselines.periods,
             &self.server,
         )
         .iter()
@@ -101,7 +106,7 @@ impl Source for PowaSource {
             let (mut w, _cost) = live
                 .cycle(&client, window, &offsets)
                 .await
-                .map_err(SourceError::new)?;
+                .map_err(|e| SourceError::new(e.to_string()))?;
             let route = match &reach {
                 Some(r) => Some(r.route(&client, &info, &server).await),
                 None => None,
@@ -115,7 +120,7 @@ impl Source for PowaSource {
                 w.quals = q
                     .collect_routed(&client, &info, &server, window, why_not)
                     .await
-                    .map_err(SourceError::new)?;
+                    .map_err(|e| SourceError::new(e.to_string()))?;
                 if let (Some(r), Some(qw)) = (&reach, &w.quals) {
                     r.log_skipped(&server, qw);
                 }
