@@ -262,6 +262,10 @@ fn reload(
         .map_err(|p| format!("key `{}`: {}", p.key, p.message))?;
     warn_unapplied(&current.settings, &new, log);
     let analyzers = Rc::new(topology::build_analyzers(&new, &outputs.gate, log));
+    // A reload may turn an analyzer on or off: the gate waits for the new set.
+    outputs.gate.do_send(sentinel_actors::gate::ExpectAnalyzers(
+        analyzers.names.clone(),
+    ));
     recovered(&current.analyzers, &analyzers);
     Ok((
         Rc::new(Shared {

@@ -35,7 +35,7 @@ use sentinel_actors::channel::{
     ChannelActor, Deliver, DeliveryReport, Drain, DrainReport, RetryPolicy,
 };
 use sentinel_actors::collector::CollectorActor;
-use sentinel_actors::gate::{Flush, FlushSummary, GateActor};
+use sentinel_actors::gate::{ExpectAnalyzers, Flush, FlushSummary, GateActor};
 use sentinel_actors::outbox::{MemoryOutbox, Outbox};
 use sentinel_actors::supervise::{Events, RestartPolicy};
 
@@ -471,6 +471,11 @@ pub fn start_pipeline(
 ) -> anyhow::Result<Pipeline> {
     let outputs = build_outputs(settings, opts, log)?;
     let analyzers = build_analyzers(settings, &outputs.gate, log);
+    // Before any snapshot: the gate holds a critical finding until these analyzers have
+    // all reported on its snapshot, so it goes with its cause.
+    outputs
+        .gate
+        .do_send(ExpectAnalyzers(analyzers.names.clone()));
     Ok(Pipeline { outputs, analyzers })
 }
 

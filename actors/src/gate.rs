@@ -45,6 +45,13 @@ pub struct Insights {
     pub insights: Vec<Insight>,
 }
 
+/// The analyzers that will report on every snapshot of every source: sent by whoever
+/// starts them (at the start, and again at each reload, which may change the set), before
+/// any snapshot is collected. A decider may use it to know when a collection cycle is over.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct ExpectAnalyzers(pub Vec<String>);
+
 /// Send everything pending now; answered when every channel has reported.
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "FlushSummary")]
@@ -85,9 +92,14 @@ pub trait Decide: Unpin + 'static {
         let _ = now;
         Vec::new()
     }
-    /// How often the actor calls [`Decide::tick`]; `None`: never.
+    /// How often the actor calls [`Decide::tick`]; `None`: never. Asked at the start and
+    /// after each [`ExpectAnalyzers`].
     fn tick_every(&self) -> Option<Duration> {
         None
+    }
+    /// The analyzers that report on every snapshot, from now on (see [`ExpectAnalyzers`]).
+    fn expect_analyzers(&mut self, analyzers: &[String]) {
+        let _ = analyzers;
     }
     /// What an earlier process decided and no channel confirmed having journaled: sent
     /// again, with the same ids, when the actor starts.
@@ -167,6 +179,8 @@ pub struct GateActor<D: Decide> {
     /// Fingerprints sent since the last flush, for the flush summary.
     sent: HashSet<crate::message::Fingerprint>,
     next_id: u64,
+    /// Whether the tick timer runs (it starts when the decider first asks for it).
+    ticking: bool,
 }
 
 impl<D: Decide> GateActor<D> {
@@ -179,6 +193,21 @@ impl<D: Decide> GateActor<D> {
             // Ids only need to be unique per process run; seeding with the start time keeps
             // them unique across runs too, for providers and logs that see several runs.
             next_id: (Utc::now().timestamp_micros() as u64) << 8,
+            ticking: false,
+        }
+    }
+
+    /// Starts the tick timer if the decider wants one and it does not run yet.
+    fn start_ticking(&mut self, ctx: &mut Context<Self>) {
+        if self.ticking {
+            return;
+        }
+        if let Some(every) = self.decide.tick_every() {
+            self.ticking = true;
+            ctx.run_interval(every, |act, ctx| {
+                let out = act.decide.tick(Utc::now());
+                act.spawn_deliveries(out, ctx);
+            });
         }
     }
 
@@ -275,12 +304,16 @@ impl<D: Decide> Actor for GateActor<D> {
         // What an earlier process decided but never saw journaled goes first.
         let replay = self.decide.pending();
         self.spawn_deliveries(replay, ctx);
-        if let Some(every) = self.decide.tick_every() {
-            ctx.run_interval(every, |act, ctx| {
-                let out = act.decide.tick(Utc::now());
-                act.spawn_deliveries(out, ctx);
-            });
-        }
+        self.start_ticking(ctx);
+    }
+}
+
+impl<D: Decide> Handler<ExpectAnalyzers> for GateActor<D> {
+    type Result = ();
+
+    fn handle(&mut self, msg: ExpectAnalyzers, ctx: &mut Self::Context) {
+        self.decide.expect_analyzers(&msg.0);
+        self.start_ticking(ctx);
     }
 }
 

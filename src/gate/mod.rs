@@ -312,18 +312,6 @@ impl Gate {
         })
     }
 
-    /// Holds immediate findings until every one of `analyzers` (the analyzers that report
-    /// on each snapshot) has reported on their snapshot, so an alarm goes with its cause;
-    /// at most `[gate] immediate_wait`.
-    pub fn expect_analyzers(mut self, analyzers: &[String]) -> Gate {
-        self.engine
-            .hold_for_cycles(analyzers.to_vec(), self.immediate_wait);
-        if self.engine.wants_ticks() {
-            self.tick_every = Some(self.tick_interval);
-        }
-        self
-    }
-
     /// Does this gate write its decisions (a state directory, not a preview)?
     fn durable(&self) -> bool {
         self.store.as_ref().is_some_and(|s| !s.is_read_only())
@@ -459,6 +447,16 @@ impl Decide for Gate {
 
     fn tick_every(&self) -> Option<Duration> {
         self.tick_every
+    }
+
+    /// Holds immediate findings until every one of `analyzers` has reported on their
+    /// snapshot, so an alarm goes with its cause; at most `[gate] immediate_wait`.
+    fn expect_analyzers(&mut self, analyzers: &[String]) {
+        self.engine
+            .hold_for_cycles(analyzers.to_vec(), self.immediate_wait);
+        if self.engine.wants_ticks() {
+            self.tick_every = Some(self.tick_interval);
+        }
     }
 
     fn pending(&mut self) -> Vec<Outgoing> {
