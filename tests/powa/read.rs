@@ -2,52 +2,16 @@
 //! SELECT-only role: discovery, exact window deltas for a query first seen in the window,
 //! across a counter reset, and read-only sessions.
 
-mod support;
+use chrono::Utc;
+use powa_sentinel::powa::{connect, RepositorySettings};
 
-use chrono::{DateTime, Utc};
-use powa_sentinel::powa::reader::{read_window, StatementsWindow, CALLS};
-use powa_sentinel::powa::{connect, Repository, RepositorySettings};
-use sentinel_actors::Window;
-use support::{exclusive, lab, unique};
-
-async fn repo(dsn: &str) -> Repository {
-    connect("lab", &RepositorySettings::from_dsn(dsn))
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"))
-}
-
-async fn window(repo: &Repository, server: &str, start: DateTime<Utc>) -> StatementsWindow {
-    let s = repo
-        .info
-        .servers
-        .iter()
-        .find(|s| s.name == server)
-        .unwrap_or_else(|| panic!("server {server} not discovered: {:?}", repo.info.servers));
-    read_window(
-        &repo.client,
-        &repo.name,
-        &repo.info,
-        s,
-        Window {
-            start,
-            end: Utc::now(),
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("read_window: {e}"))
-}
-
-fn calls_of(w: &StatementsWindow, table: &str) -> f64 {
-    w.queries
-        .iter()
-        .filter(|q| q.query.as_deref().is_some_and(|t| t.contains(table)))
-        .map(|q| q.get(CALLS))
-        .sum()
-}
+use crate::support::repo::{calls_of, repository, since};
+use crate::support::workload::after_snapshot;
+use crate::support::{lab, unique};
 
 #[actix_rt::test]
 async fn discovers_powa_4_with_remote_servers() {
-    let repo = repo(&lab().repo_dsn()).await;
+    let repo = repository("lab", &lab().repo_dsn()).await;
     assert_eq!(repo.info.version.to_string(), "4.1.4");
     assert_eq!(repo.info.schema, "public");
     assert_eq!(repo.info.exec_time_field(), "total_exec_time");
@@ -72,7 +36,7 @@ async fn discovers_powa_4_with_remote_servers() {
 #[actix_rt::test]
 async fn discovers_powa_5_with_a_remote_server() {
     let lab = lab();
-    let repo = repo(&lab.repo5_dsn()).await;
+    let repo = repository("lab", &lab.repo5_dsn()).await;
     assert_eq!(repo.info.version.to_string(), lab.powa5_version());
     assert_eq!(repo.info.schema, "public");
     assert_eq!(repo.info.exec_time_field(), "total_exec_time");
@@ -104,7 +68,7 @@ async fn discovers_powa_5_with_a_remote_server() {
 
 #[actix_rt::test]
 async fn discovers_powa_3() {
-    let repo = repo(&lab().repo3_dsn()).await;
+    let repo = repository("lab", &lab().repo3_dsn()).await;
     assert_eq!(repo.info.version.to_string(), "3.2.0");
     assert_eq!(repo.info.exec_time_field(), "total_time");
     let names: Vec<&str> = repo.info.servers.iter().map(|s| s.name.as_str()).collect();
@@ -116,30 +80,20 @@ async fn discovers_powa_3() {
 async fn exact_deltas(cluster: &str, dsn: &str) {
     let lab = lab();
     let t = format!("t_delta_{}", unique());
-    let start = {
-        let _guard = exclusive();
-        lab.psql(
-            cluster,
-            "app",
-            &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 100) g"),
-        );
-        lab.snapshot(cluster);
-        let start = Utc::now();
-        let q = format!("SELECT count(*) FROM {t} WHERE id < 50");
+    let q = format!("SELECT count(*) FROM {t} WHERE id < 50");
+    let start = after_snapshot(cluster, cluster, &t, 100, || {
         lab.repeat(cluster, "app", &q, 37);
         lab.snapshot(cluster);
         lab.repeat(cluster, "app", &q, 5);
         lab.snapshot(cluster);
         lab.psql(cluster, "powa", "SELECT pg_stat_statements_reset()");
         lab.repeat(cluster, "app", &q, 3);
-        lab.snapshot(cluster);
-        start
-    };
+    });
 
-    let repo = repo(dsn).await;
-    let w = window(&repo, "local", start).await;
+    let repo = repository("lab", dsn).await;
+    let w = since(&repo, "local", start).await;
     assert_eq!(calls_of(&w, &t), 45.0, "37 + 5 + 3 calls across a reset");
-    let before_start = window(&repo, "local", Utc::now()).await;
+    let before_start = since(&repo, "local", Utc::now()).await;
     assert_eq!(
         calls_of(&before_start, &t),
         0.0,
@@ -167,35 +121,21 @@ async fn exact_deltas_on_powa_5() {
 async fn remote_server_deltas_come_from_powa_collector() {
     let lab = lab();
     let t = format!("t_remote_{}", unique());
-    let start = {
-        let _guard = exclusive();
-        lab.psql(
-            "remote1",
-            "app",
-            &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 100) g"),
-        );
-        lab.snapshot("remote");
-        let start = Utc::now();
-        lab.repeat(
-            "remote1",
-            "app",
-            &format!("SELECT count(*) FROM {t} WHERE id > 10"),
-            23,
-        );
-        lab.snapshot("remote");
-        start
-    };
-    let repo = repo(&lab.repo_dsn()).await;
-    let w1 = window(&repo, "remote1", start).await;
+    let q = format!("SELECT count(*) FROM {t} WHERE id > 10");
+    let start = after_snapshot("remote1", "remote", &t, 100, || {
+        lab.repeat("remote1", "app", &q, 23);
+    });
+    let repo = repository("lab", &lab.repo_dsn()).await;
+    let w1 = since(&repo, "remote1", start).await;
     assert_eq!(calls_of(&w1, &t), 23.0);
     assert!(
         w1.queries.iter().all(|q| q.database.is_some()),
         "database names resolved"
     );
     // Per-server: the other server and the repository's own server never see it.
-    let w2 = window(&repo, "remote2", start).await;
+    let w2 = since(&repo, "remote2", start).await;
     assert_eq!(calls_of(&w2, &t), 0.0);
-    let w0 = window(&repo, "local", start).await;
+    let w0 = since(&repo, "local", start).await;
     assert_eq!(calls_of(&w0, &t), 0.0);
     lab.psql("remote1", "app", &format!("DROP TABLE {t}"));
 }
@@ -205,46 +145,27 @@ async fn remote_server_deltas_come_from_powa_collector() {
 async fn remote_server_deltas_come_from_powa_collector_on_powa_5() {
     let lab = lab();
     let t = format!("t_remote5_{}", unique());
-    let start = {
-        let _guard = exclusive();
-        lab.psql(
-            "remote5",
-            "app",
-            &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 100) g"),
-        );
+    let q = format!("SELECT count(*) FROM {t} WHERE id > 10");
+    let start = after_snapshot("remote5", "remote5", &t, 100, || {
+        lab.repeat("remote5", "app", &q, 23);
         lab.snapshot("remote5");
-        let start = Utc::now();
-        lab.repeat(
-            "remote5",
-            "app",
-            &format!("SELECT count(*) FROM {t} WHERE id > 10"),
-            23,
-        );
-        lab.snapshot("remote5");
-        lab.repeat(
-            "remote5",
-            "app",
-            &format!("SELECT count(*) FROM {t} WHERE id > 10"),
-            4,
-        );
-        lab.snapshot("remote5");
-        start
-    };
-    let repo = repo(&lab.repo5_dsn()).await;
-    let w = window(&repo, "remote5", start).await;
+        lab.repeat("remote5", "app", &q, 4);
+    });
+    let repo = repository("lab", &lab.repo5_dsn()).await;
+    let w = since(&repo, "remote5", start).await;
     assert_eq!(calls_of(&w, &t), 27.0);
     assert!(
         w.queries.iter().all(|q| q.database.is_some()),
         "database names resolved"
     );
-    let w0 = window(&repo, "local", start).await;
+    let w0 = since(&repo, "local", start).await;
     assert_eq!(calls_of(&w0, &t), 0.0, "the local server never sees it");
     lab.psql("remote5", "app", &format!("DROP TABLE {t}"));
 }
 
 #[actix_rt::test]
 async fn sessions_are_read_only() {
-    let repo = repo(&lab().repo_dsn()).await;
+    let repo = repository("lab", &lab().repo_dsn()).await;
     let err = repo
         .client
         .batch_execute("CREATE TEMP TABLE sentinel_must_not_write (x int)")

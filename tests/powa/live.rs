@@ -4,18 +4,17 @@
 //! out of the window. Checkpoints are seconds here so that the window slides during the
 //! test; the daemon uses hours.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use powa_sentinel::powa::live::LiveWindow;
 use powa_sentinel::powa::reader::{read_window_with, ReadMode};
-use powa_sentinel::powa::{connect, RepositorySettings};
 use sentinel_actors::Window;
-use support::windows::assert_same_windows_of;
-use support::{exclusive, lab, unique};
+
+use crate::support::repo::{repository, server};
+use crate::support::windows::assert_same_windows_of;
+use crate::support::{exclusive, lab, unique};
 
 // The lab lock is held for the whole test: a snapshot taken by another test between a
 // cycle and its reference read would be in one and not the other. Each test has its own
@@ -35,16 +34,8 @@ async fn live_matches_naive(cluster: &str, dsn: &str, aggregate: &str) {
     lab.repeat(cluster, "app", &q1, 3);
     lab.snapshot(cluster);
 
-    let repo = connect("lab", &RepositorySettings::from_dsn(dsn))
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    let server = repo
-        .info
-        .servers
-        .iter()
-        .find(|s| s.name == "local")
-        .expect("local server")
-        .clone();
+    let repo = repository("lab", dsn).await;
+    let server = server(&repo, "local").clone();
     let mut live = LiveWindow::with_checkpoint(
         "lab",
         Arc::new(repo.info.clone()),

@@ -2,35 +2,11 @@
 //! run must not announce the first run's findings again as "new" (successive `once` runs
 //! behave like a slow daemon).
 
-mod support;
-
-use std::path::Path;
-use std::process::Command;
-
 use serde_json::Value;
-use support::{exclusive, lab, unique};
 
-fn run_once(config: &Path) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(["once", "--output", "json", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    (stdout, stderr)
-}
-
-fn lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
+use crate::support::cli::{json_lines, run, succeeded, Settings};
+use crate::support::workload::slow_query;
+use crate::support::{lab, unique};
 
 fn about<'a>(insights: &'a [Value], table: &str) -> Vec<&'a Value> {
     insights
@@ -43,74 +19,35 @@ fn about<'a>(insights: &'a [Value], table: &str) -> Vec<&'a Value> {
 fn a_second_once_with_state_does_not_repeat_the_first_runs_findings() {
     let lab = lab();
     let t = format!("t_gate_{}", unique());
-    {
-        let _guard = exclusive();
-        lab.psql(
-            "repo",
-            "app",
-            &format!(
-                "CREATE TABLE {t} AS SELECT g AS id, md5(g::text) AS payload \
-                 FROM generate_series(1, 300000) g"
-            ),
-        );
-        lab.snapshot("repo");
-        lab.repeat(
-            "repo",
-            "app",
-            &format!("SELECT count(*) FROM {t} WHERE md5(payload) LIKE '%abd%'"),
-            8,
-        );
-        lab.snapshot("repo");
-    }
+    slow_query(&t);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let file = dir.path().join("delivered.jsonl");
-    let config = dir.path().join("sentinel.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[log]
-level = "info"
-format = "json"
-
-[analysis]
-window = "10m"
-
-# Other tests' workloads share the lab: room for ours among the top queries.
-[analyzers.slow_queries]
-top_n = 30
-
-[state]
-dir = "{state}"
-
-[repositories.lab]
-dsn = "{dsn}"
-
-[channels.archive]
-type = "file"
-path = "{file}"
-"#,
-            state = state.display(),
-            dsn = lab.repo_dsn(),
-            file = file.display(),
-        ),
-    )
-    .unwrap();
+    let config = Settings::log("info")
+        .json()
+        .window("10m")
+        .toml("# Other tests' workloads share the lab: room for ours among the top queries.")
+        .toml("[analyzers.slow_queries]\ntop_n = 30")
+        .state(&state)
+        .repository("lab", &lab.repo_dsn())
+        .file("archive", &file)
+        .write(dir.path());
+    let run_once =
+        |config: &std::path::Path| succeeded(&run(&["once", "--output", "json"], config));
 
     let (stdout, _) = run_once(&config);
-    let first = lines(&stdout);
+    let first = json_lines(&stdout);
     let ours = about(&first, &t);
     assert_eq!(ours.len(), 1, "our slow query, once: {first:#?}");
     assert_eq!(ours[0]["status"], "new");
     let fingerprint = ours[0]["fingerprint"].as_str().unwrap().to_string();
-    let delivered = lines(&std::fs::read_to_string(&file).unwrap());
+    let delivered = json_lines(&std::fs::read_to_string(&file).unwrap());
     assert_eq!(about(&delivered, &t).len(), 1, "the file channel got it");
     assert!(state.join("gate.redb").is_file());
 
     // Same data, second run: the finding is ongoing, so nothing about it is sent.
     let (stdout, stderr) = run_once(&config);
-    let second = lines(&stdout);
+    let second = json_lines(&stdout);
     assert!(
         second
             .iter()
@@ -121,7 +58,7 @@ path = "{file}"
         second.iter().all(|i| i["status"] != "new"),
         "nothing is new on an unchanged lab: {second:#?}"
     );
-    let delivered_after = lines(&std::fs::read_to_string(&file).unwrap());
+    let delivered_after = json_lines(&std::fs::read_to_string(&file).unwrap());
     assert_eq!(
         about(&delivered_after, &t).len(),
         1,
@@ -137,7 +74,7 @@ path = "{file}"
     )
     .unwrap();
     let (stdout, _) = run_once(&config);
-    let third = lines(&stdout);
+    let third = json_lines(&stdout);
     let ours = about(&third, &t);
     assert_eq!(ours.len(), 1, "{third:#?}");
     assert_eq!(ours[0]["status"], "new");

@@ -2,7 +2,7 @@
 //! and a gate built on that directory that honours what the command wrote.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use chrono::Utc;
 
@@ -10,28 +10,28 @@ use powa_sentinel::gate::{Gate, GateSettings};
 use sentinel_actors::gate::{Decide, Insights};
 use sentinel_actors::{Fingerprint, Insight, Severity, Window};
 
+use crate::support::cli::{command, Settings};
+
 fn config(dir: &Path, state: bool) -> PathBuf {
-    let p = dir.join("sentinel.toml");
-    let state = if state {
-        format!("[state]\ndir = \"{}\"\n", dir.join("state").display())
+    let settings = Settings::log("warning");
+    let settings = if state {
+        settings.state(&dir.join("state"))
     } else {
-        String::new()
+        settings
     };
-    std::fs::write(
-        &p,
-        format!(
-            "[log]\nlevel = \"warning\"\n{state}[repositories.main]\ndsn = \"host=127.0.0.1 port=1\"\n[channels.console]\ntype = \"console\"\n"
-        ),
-    )
-    .unwrap();
-    p
+    settings
+        .repository("main", "host=127.0.0.1 port=1")
+        .console()
+        .write(dir)
 }
 
 fn silence(config: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"));
-    cmd.arg("silence").arg(args[0]).arg("--config").arg(config);
-    cmd.args(&args[1..]);
-    cmd.output().unwrap()
+    command(&["silence", args[0]])
+        .arg("--config")
+        .arg(config)
+        .args(&args[1..])
+        .output()
+        .unwrap()
 }
 
 fn text(o: &Output) -> (String, String) {

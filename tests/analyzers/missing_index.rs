@@ -2,44 +2,16 @@
 //! pg_qualstats quals read as the SELECT-only role, names and existing indexes read from
 //! the monitored database, candidates checked with hypopg in a read-only session.
 
-mod support;
-
-use std::process::Command;
-
 use chrono::{DateTime, Utc};
 use powa_sentinel::analyze::{MissingIndexAnalyzer, MissingIndexSettings};
-use powa_sentinel::powa::monitored::MonitoredSettings;
-use powa_sentinel::powa::qualstats::{read_quals, QualsCollector};
-use powa_sentinel::powa::reader::read_window;
-use powa_sentinel::powa::{connect, RepositorySettings};
+use powa_sentinel::powa::qualstats::read_quals;
 use sentinel_actors::{Insight, Window};
 use serde_json::Value;
-use support::{exclusive, lab, unique};
 
-/// A login role on the repository's cluster that may read the `app` database (not a
-/// superuser: the advisor's session needs no more).
-fn advisor_role() -> (String, String) {
-    let lab = lab();
-    let role = format!("advisor_{}", unique());
-    let password = format!("pw{}", unique());
-    // GRANTs on the same database from parallel tests can fail with "tuple concurrently
-    // updated": one at a time.
-    static GRANTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = GRANTS.lock().unwrap_or_else(|e| e.into_inner());
-    lab.psql(
-        "repo",
-        "app",
-        &format!(
-            "CREATE ROLE {role} LOGIN PASSWORD '{password}'; \
-             GRANT CONNECT ON DATABASE app TO {role}; GRANT pg_read_all_data TO {role}"
-        ),
-    );
-    let dsn = format!(
-        "host=127.0.0.1 port={} user={role} password={password}",
-        lab.var("POWA_LAB_REPO_PORT")
-    );
-    (role, dsn)
-}
+use crate::support::cli::{once_json, Settings};
+use crate::support::repo::{lab4, read, repository, server, window_with_quals};
+use crate::support::workload::{around, lookup, orders, reader_role};
+use crate::support::{lab, unique};
 
 /// A 300k-row table queried with a selective filter on unindexed columns (as the lab's
 /// `orders` workload), plus an indexed lookup and a small table: only the first needs an
@@ -47,50 +19,41 @@ fn advisor_role() -> (String, String) {
 fn workload(cluster: &str, snapshot: &str) -> (String, DateTime<Utc>, DateTime<Utc>) {
     let lab = lab();
     let t = format!("t_mi_{}", unique());
-    let _guard = exclusive();
-    lab.psql(
-        cluster,
-        "app",
-        &format!(
-            "CREATE TABLE {t} AS SELECT g AS id, 1 + (g % 10000) AS customer_id, \
-                    CASE WHEN g % 10 = 0 THEN 'open' ELSE 'closed' END AS status, \
-                    (g % 500)::numeric AS amount \
-             FROM generate_series(1, 300000) g; \
-             ALTER TABLE {t} ADD PRIMARY KEY (id); \
-             CREATE TABLE {t}_small AS SELECT g AS id, g % 7 AS kind FROM generate_series(1, 300) g; \
-             ANALYZE {t}; ANALYZE {t}_small"
-        ),
-    );
-    lab.snapshot(snapshot);
-    let start = Utc::now();
-    lab.repeat(
-        cluster,
-        "app",
-        &format!("SELECT id, amount FROM {t} WHERE customer_id = 4242 AND status = 'open'"),
-        30,
-    );
-    lab.repeat(
-        cluster,
-        "app",
-        &format!("SELECT amount FROM {t} WHERE id = 77"),
-        30,
-    );
-    lab.repeat(
-        cluster,
-        "app",
-        &format!("SELECT count(*) FROM {t}_small WHERE kind = 3"),
-        30,
-    );
-    if cluster == "repo" {
+    let setup = || {
+        orders(cluster, "app", &t);
+        lab.psql(
+            cluster,
+            "app",
+            &format!(
+                "CREATE TABLE {t}_small AS SELECT g AS id, g % 7 AS kind FROM generate_series(1, 300) g; \
+                 ANALYZE {t}_small"
+            ),
+        );
+    };
+    let (start, end) = around(snapshot, setup, || {
+        lab.repeat(cluster, "app", &lookup(&t), 30);
         lab.repeat(
             cluster,
-            "quiet",
-            "SELECT count(*) FROM pg_class WHERE relname = 'nothing'",
+            "app",
+            &format!("SELECT amount FROM {t} WHERE id = 77"),
             30,
         );
-    }
-    lab.snapshot(snapshot);
-    (t, start, Utc::now())
+        lab.repeat(
+            cluster,
+            "app",
+            &format!("SELECT count(*) FROM {t}_small WHERE kind = 3"),
+            30,
+        );
+        if cluster == "repo" {
+            lab.repeat(
+                cluster,
+                "quiet",
+                "SELECT count(*) FROM pg_class WHERE relname = 'nothing'",
+                30,
+            );
+        }
+    });
+    (t, start, end)
 }
 
 fn ours<'a>(insights: &'a [Insight], t: &str) -> Vec<&'a Insight> {
@@ -106,25 +69,9 @@ fn ours<'a>(insights: &'a [Insight], t: &str) -> Vec<&'a Insight> {
 #[actix_rt::test]
 async fn proposes_and_validates_the_index_of_a_selective_filter() {
     let lab = lab();
-    let (_role, dsn) = advisor_role();
+    let (_role, dsn) = reader_role("repo", "app");
     let (t, start, end) = workload("repo", "repo");
-    let repo = connect("lab", &RepositorySettings::from_dsn(&lab.repo_dsn()))
-        .await
-        .unwrap();
-    let server = repo.info.servers.iter().find(|s| s.srvid == 0).unwrap();
-    let window = Window { start, end };
-    let mut w = read_window(&repo.client, "lab", &repo.info, server, window)
-        .await
-        .unwrap();
-    let collector = QualsCollector {
-        repository: "lab".into(),
-        settings: MissingIndexSettings::default(),
-        monitored: Some(MonitoredSettings::from_dsn(&dsn)),
-    };
-    w.quals = collector
-        .collect(&repo.client, &repo.info, server, window)
-        .await
-        .unwrap();
+    let w = window_with_quals(start, end, Some(&dsn)).await;
     let quals = w.quals.clone().expect("pg_qualstats is collected on local");
     assert!(quals.notes.is_empty(), "{:?}", quals.notes);
 
@@ -189,15 +136,10 @@ async fn proposes_and_validates_the_index_of_a_selective_filter() {
 async fn without_a_monitored_connection_it_says_what_to_configure() {
     let lab = lab();
     let (t, start, end) = workload("repo", "repo");
-    let repo = connect("lab", &RepositorySettings::from_dsn(&lab.repo_dsn()))
-        .await
-        .unwrap();
-    let server = repo.info.servers.iter().find(|s| s.srvid == 0).unwrap();
+    let repo = lab4().await;
     let window = Window { start, end };
-    let mut w = read_window(&repo.client, "lab", &repo.info, server, window)
-        .await
-        .unwrap();
-    let quals = read_quals(&repo.client, &repo.info, server, window)
+    let mut w = read(&repo, "local", window).await;
+    let quals = read_quals(&repo.client, &repo.info, server(&repo, "local"), window)
         .await
         .unwrap()
         .unwrap();
@@ -244,14 +186,16 @@ async fn without_a_monitored_connection_it_says_what_to_configure() {
 async fn reads_quals_from_powa_3() {
     let lab = lab();
     let (t, start, end) = workload("repo3", "repo3");
-    let repo = connect("lab3", &RepositorySettings::from_dsn(&lab.repo3_dsn()))
-        .await
-        .unwrap();
-    let server = &repo.info.servers[0];
-    let quals = read_quals(&repo.client, &repo.info, server, Window { start, end })
-        .await
-        .unwrap()
-        .expect("pg_qualstats is collected on PoWA 3");
+    let repo = repository("lab3", &lab.repo3_dsn()).await;
+    let quals = read_quals(
+        &repo.client,
+        &repo.info,
+        server(&repo, "local"),
+        Window { start, end },
+    )
+    .await
+    .unwrap()
+    .expect("pg_qualstats is collected on PoWA 3");
     let q = quals
         .quals
         .iter()
@@ -278,46 +222,17 @@ async fn reads_quals_from_powa_3() {
 #[test]
 fn once_shows_the_suggestion() {
     let lab = lab();
-    let (_role, dsn) = advisor_role();
+    let (_role, dsn) = reader_role("repo", "app");
     let (t, _, _) = workload("repo", "repo");
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sentinel.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[log]
-level = "warning"
-format = "json"
-
-[analysis]
-window = "1h"
-
-[repositories.lab]
-dsn = "{repo}"
-
-[repositories.lab.monitored."local"]
-dsn = "{dsn}"
-
-[channels.console]
-type = "console"
-"#,
-            repo = lab.repo_dsn()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(["once", "--output", "json", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let insights: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let config = Settings::log("warning")
+        .json()
+        .window("1h")
+        .repository("lab", &lab.repo_dsn())
+        .monitored("lab", "local", &dsn)
+        .console()
+        .write(dir.path());
+    let (insights, stderr) = once_json(&config);
     let mine: Vec<&Value> = insights
         .iter()
         .filter(|i| i["kind"] == "missing_index" && i["table"] == format!("public.{t}"))

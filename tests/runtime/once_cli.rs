@@ -1,99 +1,36 @@
 //! `powa-sentinel once` end to end, as a user runs it: the real binary, a real PoWA 4.1.4
 //! repository read as the SELECT-only role, a WeCom-compatible robot on loopback.
 
-#[path = "support/robot.rs"]
-mod robot;
-mod support;
-
-use std::process::Command;
-
 use serde_json::Value;
-use support::{exclusive, lab, unique};
 
-fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
-    let p = dir.join("sentinel.toml");
-    std::fs::write(&p, body).unwrap();
-    p
-}
+use crate::robot;
+use crate::support::cli::{command, json_lines, run, succeeded, Settings};
+use crate::support::workload::slow_query;
+use crate::support::{lab, same_servers, unique};
 
 #[test]
 fn once_reports_a_slow_query_as_json_and_to_wecom() {
     let lab = lab();
+    // A server registered by another test would be told as stale.
+    let _servers = same_servers();
     let t = format!("t_slow_{}", unique());
-    {
-        let _guard = exclusive();
-        lab.psql(
-            "repo",
-            "app",
-            &format!(
-                "CREATE TABLE {t} AS SELECT g AS id, md5(g::text) AS payload \
-                 FROM generate_series(1, 300000) g"
-            ),
-        );
-        // A quiet database: a handful of trivial queries, nothing to report there.
-        lab.repeat("repo", "quiet", "SELECT 1", 20);
-        lab.snapshot("repo");
-        lab.repeat(
-            "repo",
-            "app",
-            // ~250 ms per call (a hash per row over a sequential scan): 8 calls are
-            // well above every guard.
-            &format!("SELECT count(*) FROM {t} WHERE md5(payload) LIKE '%abc%'"),
-            8,
-        );
-        lab.snapshot("repo");
-    }
+    slow_query(&t);
 
     let fake = robot::start("robot-key-1", &[]);
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &format!(
-            r#"
-[log]
-level = "warning"
-format = "json"
-
-[analysis]
-window = "10m"
-
-# Other tests' workloads share the lab: room for ours among the top queries.
-[analyzers.slow_queries]
-top_n = 30
-
-[repositories.lab]
-dsn = "{dsn}"
-
-[channels.console]
-type = "console"
-
-[channels.robot]
-type = "wecom"
-base_url = "{url}"
-key = "robot-key-1"
-"#,
-            dsn = lab.repo_dsn(),
-            url = fake.url
-        ),
-    );
-    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(["once", "--output", "json", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
+    let config = Settings::log("warning")
+        .json()
+        .window("10m")
+        .toml("# Other tests' workloads share the lab: room for ours among the top queries.")
+        .toml("[analyzers.slow_queries]\ntop_n = 30")
+        .repository("lab", &lab.repo_dsn())
+        .console()
+        .wecom("robot", &fake.url, "robot-key-1")
+        .write(dir.path());
+    let (stdout, stderr) = succeeded(&run(&["once", "--output", "json"], &config));
 
     // stdout is JSON lines only.
-    let insights: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let insights = json_lines(&stdout);
     let ours: Vec<&Value> = insights
         .iter()
         .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(t.as_str())))
@@ -147,15 +84,12 @@ key = "robot-key-1"
 #[test]
 fn invalid_config_names_file_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        "[analysis]\nwindow = \"soon\"\n[repositories.main]\ndsn = \"host=x\"\n[channels.c]\ntype = \"console\"\n",
-    );
-    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(["once", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let config = Settings::default()
+        .window("soon")
+        .repository("main", "host=x")
+        .toml("[channels.c]\ntype = \"console\"")
+        .write(dir.path());
+    let out = run(&["once"], &config);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("sentinel.toml"), "{stderr}");
@@ -164,10 +98,7 @@ fn invalid_config_names_file_and_key() {
 
 #[test]
 fn version_prints() {
-    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .arg("--version")
-        .output()
-        .unwrap();
+    let out = command(&["--version"]).output().unwrap();
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),

@@ -11,9 +11,6 @@
 //! The rate window is scaled down on both sides (20 messages per 2 s instead of per
 //! minute) so the tests take seconds.
 
-#[path = "support/fake_wecom.rs"]
-mod fake_wecom;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +27,7 @@ use powa_sentinel::actors::{
 use powa_sentinel::channels::{self, ChannelEnv, ChannelSettings};
 use powa_sentinel::outbox::RedbOutbox;
 
-use fake_wecom::{Accepted, FakeConfig, FakeWeCom, Fault};
+use crate::fake_wecom::{Accepted, FakeConfig, FakeWeCom, Fault};
 
 const KEY: &str = "robot-key-burst-0001";
 const WINDOW: Duration = Duration::from_secs(2);

@@ -3,16 +3,15 @@
 //! inside a range, a reset at a range boundary, a query born inside a range, current rows,
 //! and windows starting before, inside and between ranges.
 
-mod support;
-
 use chrono::{DateTime, Utc};
 use powa_sentinel::powa::cold;
 use powa_sentinel::powa::layout::Layout;
 use powa_sentinel::powa::reader::{read_window_with, ReadMode, COUNTERS};
-use powa_sentinel::powa::{connect, Repository, RepositorySettings};
 use sentinel_actors::Window;
-use support::windows::assert_same_windows;
-use support::{exclusive, lab, unique};
+
+use crate::support::repo::{repository, server};
+use crate::support::windows::assert_same_windows;
+use crate::support::{exclusive, lab, unique};
 
 fn aggregate(cluster: &str) {
     let sql = if cluster == "repo3" {
@@ -79,15 +78,8 @@ async fn fast_matches_naive(cluster: &str, dsn: &str) {
         let _guard = exclusive();
         build_history(cluster, &t)
     };
-    let repo: Repository = connect("lab", &RepositorySettings::from_dsn(dsn))
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    let server = repo
-        .info
-        .servers
-        .iter()
-        .find(|s| s.name == "local")
-        .expect("local server");
+    let repo = repository("lab", dsn).await;
+    let server = server(&repo, "local");
     let end = *marks.last().unwrap();
     let mut starts = marks[..marks.len() - 1].to_vec();
     // Inside range 2 (straddling it) and long before anything.

@@ -4,106 +4,41 @@
 //! hypopg, and its roles are shown by name. `reach_servers = false` turns that off, and
 //! `check` says, per server, what is available and why not.
 
-mod support;
-
-use std::process::Command;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::{exclusive, lab, unique};
 
-/// A 300k-row table on remote1 queried with a selective filter on unindexed columns,
-/// between two snapshots of the remote servers. Returns the table name.
-fn remote_workload() -> String {
-    let lab = lab();
-    let t = format!("t_nr_{}", unique());
-    let _guard = exclusive();
-    lab.psql(
-        "remote1",
-        "app",
-        &format!(
-            "CREATE TABLE {t} AS SELECT g AS id, 1 + (g % 10000) AS customer_id, \
-                    CASE WHEN g % 10 = 0 THEN 'open' ELSE 'closed' END AS status, \
-                    (g % 500)::numeric AS amount \
-             FROM generate_series(1, 300000) g; \
-             ALTER TABLE {t} ADD PRIMARY KEY (id); ANALYZE {t}"
-        ),
-    );
-    lab.snapshot("remote");
-    lab.repeat(
-        "remote1",
-        "app",
-        &format!("SELECT id, amount FROM {t} WHERE customer_id = 4242 AND status = 'open'"),
-        40,
-    );
-    lab.snapshot("remote");
-    t
-}
+use crate::support::cli::{json_lines, run, succeeded, Settings};
+use crate::support::lab;
+use crate::support::workload::selective_filter;
 
-fn config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
-    let lab = lab();
-    let p = dir.join("sentinel.toml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"
-[log]
-level = "warning"
-format = "json"
-
-[analysis]
-window = "15m"
-
-[repositories.lab]
-dsn = "{repo}"
-servers = ["remote1"]
-{extra}
-
-# Other tests' workloads share the lab: room for ours among the top queries.
-[analyzers.slow_queries]
-top_n = 200
-min_total_time = "1ms"
-
-[channels.console]
-type = "console"
-"#,
-            repo = lab.repo_dsn()
-        ),
-    )
-    .unwrap();
-    p
-}
-
-fn run(args: &[&str], config: &std::path::Path) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    (stdout, stderr)
-}
-
-fn insights(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
+fn config(dir: &Path, extra: &str) -> PathBuf {
+    Settings::log("warning")
+        .json()
+        .window("15m")
+        .repository("lab", &lab().repo_dsn())
+        .toml("servers = [\"remote1\"]")
+        .toml(extra)
+        .toml("# Other tests' workloads share the lab: room for ours among the top queries.")
+        .toml("[analyzers.slow_queries]\ntop_n = 200\nmin_total_time = \"1ms\"")
+        .console()
+        .write(dir)
 }
 
 #[test]
 fn remote_servers_are_reached_through_powa_servers() {
     let lab = lab();
-    let t = remote_workload();
+    // A 300k-row table on remote1 queried with a selective filter on unindexed columns,
+    // between two snapshots of the remote servers.
+    let t = format!("t_nr_{}", crate::support::unique());
+    selective_filter("remote1", "remote", &t, 40);
     let dir = tempfile::tempdir().unwrap();
     let collector_password = lab.var("POWA_LAB_COLLECTOR_PASSWORD");
 
     // No monitored table at all: names, DDL and hypopg through powa_servers.
     let plain = config(dir.path(), "");
-    let (stdout, stderr) = run(&["once", "--output", "json"], &plain);
-    let all = insights(&stdout);
+    let (stdout, stderr) = succeeded(&run(&["once", "--output", "json"], &plain));
+    let all = json_lines(&stdout);
     let mine: Vec<&Value> = all
         .iter()
         .filter(|i| i["kind"] == "missing_index" && i["server"] == "remote1")
@@ -148,7 +83,7 @@ fn remote_servers_are_reached_through_powa_servers() {
     assert!(!stdout.contains(collector_password) && !stderr.contains(collector_password));
 
     // `check` says how the server is reached and what works there.
-    let (out, _) = run(&["check"], &plain);
+    let (out, _) = succeeded(&run(&["check"], &plain));
     assert!(
         out.contains(&format!(
             "names, existing indexes and hypopg: through powa_servers as {} at 127.0.0.1:{}",
@@ -166,8 +101,8 @@ fn remote_servers_are_reached_through_powa_servers() {
 
     // Turned off: oids again, and the advice and `check` say why.
     let off = config(dir.path(), "reach_servers = false");
-    let (stdout, _) = run(&["once", "--output", "json"], &off);
-    let all = insights(&stdout);
+    let (stdout, _) = succeeded(&run(&["once", "--output", "json"], &off));
+    let all = json_lines(&stdout);
     let unresolved: Vec<&Value> = all
         .iter()
         .filter(|i| i["kind"] == "missing_index" && i["server"] == "remote1")
@@ -185,7 +120,7 @@ fn remote_servers_are_reached_through_powa_servers() {
         .iter()
         .filter(|i| i["server"] == "remote1" && i["kind"] == "slow_query")
         .all(|i| i["user"].as_str().is_some_and(|u| u.starts_with("oid "))));
-    let (out, _) = run(&["check"], &off);
+    let (out, _) = succeeded(&run(&["check"], &off));
     assert!(
         out.contains("names: not available (reach_servers = false in [repositories.lab])"),
         "{out}"
