@@ -47,17 +47,11 @@ async fn cpu_hog_and_new_heavy_query_quiet_database_silent() {
     // Hashes every row: CPU, no disk (the table is small and cached).
     let heavy = format!("SELECT count(*) FROM {heavy_t} WHERE md5(md5(g::text)) LIKE '0%'");
     let (t0, t1, t2) = two_phases(
-        || {
-            lab.psql(
-                "repo",
-                "app",
-                &format!(
-                    "CREATE TABLE {steady_t} AS SELECT g AS id FROM generate_series(1, 20000) g; \
+        &format!(
+            "CREATE TABLE {steady_t} AS SELECT g AS id FROM generate_series(1, 20000) g; \
                      CREATE TABLE {heavy_t} AS SELECT g FROM generate_series(1, 200000) g; \
                      ANALYZE {steady_t}; ANALYZE {heavy_t}; SELECT count(*) FROM {heavy_t}"
-                ),
-            );
-        },
+        ),
         || {
             lab.repeat("repo", "app", &steady, 50);
             lab.repeat("repo", "quiet", "SELECT 1", 20);

@@ -4,11 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use powa_sentinel::analyze::{MissingIndexAnalyzer, MissingIndexSettings};
-use powa_sentinel::powa::qualstats::read_quals;
+use powa_sentinel::powa::qualstats::{read_quals, QualStats, QualsWindow};
 use sentinel_actors::{Insight, Window};
-use serde_json::Value;
 
-use crate::support::cli::{once_json, Settings};
+use crate::support::cli::{index_advice, once_advised};
 use crate::support::repo::{lab4, read, repository, server, window_with_quals};
 use crate::support::workload::{around, lookup, orders, reader_role};
 use crate::support::{lab, unique};
@@ -54,6 +53,28 @@ fn workload(cluster: &str, snapshot: &str) -> (String, DateTime<Utc>, DateTime<U
         }
     });
     (t, start, end)
+}
+
+/// Drops the tables of [`workload`].
+fn drop_workload(cluster: &str, t: &str) {
+    lab().psql(
+        cluster,
+        "app",
+        &format!("DROP TABLE {t}; DROP TABLE {t}_small"),
+    );
+}
+
+/// The qual of the selective filter on `t`.
+fn filter_qual<'a>(quals: &'a QualsWindow, t: &str) -> &'a QualStats {
+    quals
+        .quals
+        .iter()
+        .find(|q| {
+            quals
+                .text(&q.key)
+                .is_some_and(|x| x.contains(t) && x.contains("customer_id"))
+        })
+        .expect("the filter's qual")
 }
 
 fn ours<'a>(insights: &'a [Insight], t: &str) -> Vec<&'a Insight> {
@@ -125,16 +146,11 @@ async fn proposes_and_validates_the_index_of_a_selective_filter() {
         ..Default::default()
     };
     assert!(ours(&MissingIndexAnalyzer::new(strict).analyze_window(&w), &t).is_empty());
-    lab.psql(
-        "repo",
-        "app",
-        &format!("DROP TABLE {t}; DROP TABLE {t}_small"),
-    );
+    drop_workload("repo", &t);
 }
 
 #[actix_rt::test]
 async fn without_a_monitored_connection_it_says_what_to_configure() {
-    let lab = lab();
     let (t, start, end) = workload("repo", "repo");
     let repo = lab4().await;
     let window = Window { start, end };
@@ -144,15 +160,7 @@ async fn without_a_monitored_connection_it_says_what_to_configure() {
         .unwrap()
         .unwrap();
     // The 300k-row filter: 30 executions, every row evaluated, nearly all discarded.
-    let q = quals
-        .quals
-        .iter()
-        .find(|q| {
-            quals
-                .text(&q.key)
-                .is_some_and(|x| x.contains(&t) && x.contains("customer_id"))
-        })
-        .expect("the filter's qual");
+    let q = filter_qual(&quals, &t);
     assert_eq!(q.occurrences, 30.0);
     assert_eq!(q.execution_count, 30.0 * 300_000.0);
     assert!(q.filter_ratio() > 0.99);
@@ -174,11 +182,7 @@ async fn without_a_monitored_connection_it_says_what_to_configure() {
         "{:?}",
         unresolved[0].advice
     );
-    lab.psql(
-        "repo",
-        "app",
-        &format!("DROP TABLE {t}; DROP TABLE {t}_small"),
-    );
+    drop_workload("repo", &t);
 }
 
 /// PoWA 3.2.0 keeps quals the same way, without srvid.
@@ -196,26 +200,14 @@ async fn reads_quals_from_powa_3() {
     .await
     .unwrap()
     .expect("pg_qualstats is collected on PoWA 3");
-    let q = quals
-        .quals
-        .iter()
-        .find(|q| {
-            quals
-                .text(&q.key)
-                .is_some_and(|x| x.contains(&t) && x.contains("customer_id"))
-        })
-        .expect("the filter's qual");
+    let q = filter_qual(&quals, &t);
     assert_eq!(q.occurrences, 30.0);
     assert!(q.filter_ratio() > 0.99);
     assert!(q
         .predicates
         .iter()
         .all(|p| quals.operators.get(&p.opno).is_some_and(|o| o.equality)));
-    lab.psql(
-        "repo3",
-        "app",
-        &format!("DROP TABLE {t}; DROP TABLE {t}_small"),
-    );
+    drop_workload("repo3", &t);
 }
 
 /// `powa-sentinel once --output json` carries the suggestion, validated.
@@ -224,19 +216,8 @@ fn once_shows_the_suggestion() {
     let lab = lab();
     let (_role, dsn) = reader_role("repo", "app");
     let (t, _, _) = workload("repo", "repo");
-    let dir = tempfile::tempdir().unwrap();
-    let config = Settings::log("warning")
-        .json()
-        .window("1h")
-        .repository("lab", &lab.repo_dsn())
-        .monitored("lab", "local", &dsn)
-        .console()
-        .write(dir.path());
-    let (insights, stderr) = once_json(&config);
-    let mine: Vec<&Value> = insights
-        .iter()
-        .filter(|i| i["kind"] == "missing_index" && i["table"] == format!("public.{t}"))
-        .collect();
+    let (insights, stderr) = once_advised("lab", &lab.repo_dsn(), &dsn);
+    let mine = index_advice(&insights, &format!("public.{t}"));
     assert_eq!(mine.len(), 1, "{insights:#?}");
     assert_eq!(mine[0]["rule"], "missing_index.btree_validated");
     assert!(
@@ -247,9 +228,5 @@ fn once_shows_the_suggestion() {
         !stderr.contains(dsn.split("password=").nth(1).unwrap()),
         "password leaked"
     );
-    lab.psql(
-        "repo",
-        "app",
-        &format!("DROP TABLE {t}; DROP TABLE {t}_small"),
-    );
+    drop_workload("repo", &t);
 }

@@ -24,17 +24,11 @@ async fn regression_and_call_spike_between_two_phases() {
     // Same plan in both phases, called 15× more in the second: a workload change.
     let spiky = format!("SELECT count(*) FROM {t} WHERE id BETWEEN 1 AND 30000");
     let (t0, t1, t2) = two_phases(
-        || {
-            lab.psql(
-                "repo",
-                "app",
-                &format!(
+        &format!(
                     "CREATE TABLE {t} AS SELECT g AS id, timestamptz '2026-01-01' + g * interval '1 second' AS created_at \
                      FROM generate_series(1, 400000) g; \
                      CREATE INDEX ON {t} (created_at); CREATE INDEX ON {t} (id); ANALYZE {t}"
                 ),
-            );
-        },
         || {
             lab.repeat("repo", "app", &fast, 60);
             lab.repeat("repo", "app", &steady, 60);

@@ -2,18 +2,9 @@
 //! run must not announce the first run's findings again as "new" (successive `once` runs
 //! behave like a slow daemon).
 
-use serde_json::Value;
-
-use crate::support::cli::{json_lines, run, succeeded, Settings};
+use crate::support::cli::{about, json_lines, run, succeeded, Settings};
 use crate::support::workload::slow_query;
 use crate::support::{lab, unique};
-
-fn about<'a>(insights: &'a [Value], table: &str) -> Vec<&'a Value> {
-    insights
-        .iter()
-        .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(table)))
-        .collect()
-}
 
 #[test]
 fn a_second_once_with_state_does_not_repeat_the_first_runs_findings() {

@@ -8,9 +8,10 @@ use chrono::Utc;
 
 use powa_sentinel::gate::{Gate, GateSettings};
 use sentinel_actors::gate::{Decide, Insights};
-use sentinel_actors::{Fingerprint, Insight, Severity, Window};
+use sentinel_actors::Insight;
 
 use crate::support::cli::{command, Settings};
+use crate::support::sample;
 
 fn config(dir: &Path, state: bool) -> PathBuf {
     let settings = Settings::log("warning");
@@ -25,13 +26,38 @@ fn config(dir: &Path, state: bool) -> PathBuf {
         .write(dir)
 }
 
-fn silence(config: &Path, args: &[&str]) -> Output {
-    command(&["silence", args[0]])
+/// `powa-sentinel silence <line>`, the line as a person types it: words, or 'quoted
+/// words'; `--config` right after the subcommand.
+fn silence(config: &Path, line: &str) -> Output {
+    let args = argv(line);
+    command(&["silence", &args[0]])
         .arg("--config")
         .arg(config)
         .args(&args[1..])
         .output()
         .unwrap()
+}
+
+fn argv(line: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut rest = line.trim_start();
+    while !rest.is_empty() {
+        let (arg, tail) = match rest.strip_prefix('\'') {
+            Some(quoted) => quoted.split_once('\'').expect("a closing quote"),
+            None => rest.split_once(' ').unwrap_or((rest, "")),
+        };
+        args.push(arg.to_string());
+        rest = tail.trim_start();
+    }
+    args
+}
+
+/// [`silence`], which must succeed: its stdout.
+fn succeeds(config: &Path, line: &str) -> String {
+    let o = silence(config, line);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    out
 }
 
 fn text(o: &Output) -> (String, String) {
@@ -42,24 +68,7 @@ fn text(o: &Output) -> (String, String) {
 }
 
 fn insight(fp: u64, server: &str) -> Insight {
-    let now = Utc::now();
-    Insight {
-        fingerprint: Fingerprint(fp),
-        kind: "slow_query".into(),
-        rule: "slow_query.total_time".into(),
-        severity: Severity::Warning,
-        labels: [("server".to_string(), server.to_string())].into(),
-        title: "t".into(),
-        advice: "a".into(),
-        text: None,
-        metrics: Default::default(),
-        window: Window {
-            start: now,
-            end: now,
-        },
-        observed_at: now,
-        status: None,
-    }
+    sample::slow_query(fp, Utc::now(), &[("server", server)])
 }
 
 #[test]
@@ -67,77 +76,30 @@ fn add_list_expire_and_the_gate_honours_them() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), true);
 
-    let o = silence(
+    let out = succeeds(
         &cfg,
-        &[
-            "add",
-            "--match",
-            "server=db1",
-            "--until",
-            "2h",
-            "--reason",
-            "index rebuild",
-            "--author",
-            "alice",
-        ],
+        "add --match server=db1 --until 2h --reason 'index rebuild' --author alice",
     );
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{out}\n{err}");
     assert!(
         out.starts_with("silence 1 added: server=db1 until "),
         "{out}"
     );
 
-    let o = silence(
+    let out = succeeds(
         &cfg,
-        &[
-            "add",
-            "--fingerprint",
-            "00000000000000AB",
-            "--until",
-            "2099-01-01T00:00:00+08:00",
-            "--reason",
-            "known, ticket 42",
-        ],
+        "add --fingerprint 00000000000000AB --until 2099-01-01T00:00:00+08:00 --reason 'known, ticket 42'",
     );
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{out}\n{err}");
     assert_eq!(
         out,
         "silence 2 added: fingerprint=00000000000000ab until 2098-12-31T16:00:00Z\n"
     );
 
     // A gate on the same state directory honours both.
-    let log = slog::Logger::root(slog::Discard, slog::o!());
-    let names = ["console".to_string()];
     let state = dir.path().join("state");
-    let mut gate = Gate::new(
-        &GateSettings::default(),
-        &[],
-        &names,
-        &[],
-        Some(&state),
-        log.clone(),
-    )
-    .unwrap();
-    gate.observe(Insights {
-        analyzer: "slow_queries".into(),
-        source: "main/db1".into(),
-        seq: 1,
-        at: Utc::now(),
-        insights: vec![insight(0xab, "db2"), insight(1, "db1"), insight(2, "db2")],
-    });
-    let out = gate.flush(Utc::now());
-    let sent: Vec<u64> = out
-        .iter()
-        .flat_map(|o| o.insights.iter().map(|i| i.fingerprint.0))
-        .collect();
+    let sent = sent_by_a_gate_on(&state, 1);
     assert_eq!(sent, [2], "the silenced fingerprint and server are muted");
-    drop(gate);
 
-    let o = silence(&cfg, &["list"]);
-    let (out, _) = text(&o);
-    assert!(o.status.success());
+    let out = succeeds(&cfg, "list");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "ID\tSTATE\tUNTIL\tMATCH\tAUTHOR\tREASON");
     assert!(
@@ -147,47 +109,45 @@ fn add_list_expire_and_the_gate_honours_them() {
     );
     assert!(lines[2].starts_with("2\tactive\t2098-12-31T16:00:00Z\tfingerprint=00000000000000ab\t"));
 
-    let o = silence(&cfg, &["expire", "1"]);
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
+    let out = succeeds(&cfg, "expire 1");
     assert!(out.starts_with("silence 1 ended at "), "{out}");
-    let (out, _) = text(&silence(&cfg, &["list"]));
+    let (out, _) = text(&silence(&cfg, "list"));
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[1].starts_with("2\tactive\t"), "{out}");
     assert!(lines[2].starts_with("1\tended\t"), "{out}");
 
     // After the expiry a restarted gate lets db1 through again (its finding still fires).
-    let mut gate = Gate::new(
-        &GateSettings::default(),
-        &[],
-        &names,
-        &[],
-        Some(&state),
-        log,
-    )
-    .unwrap();
-    gate.observe(Insights {
-        analyzer: "slow_queries".into(),
-        source: "main/db1".into(),
-        seq: 2,
-        at: Utc::now(),
-        insights: vec![insight(0xab, "db2"), insight(1, "db1"), insight(2, "db2")],
-    });
-    let sent: Vec<u64> = gate
-        .flush(Utc::now())
-        .iter()
-        .flat_map(|o| o.insights.iter().map(|i| i.fingerprint.0))
-        .collect();
+    let sent = sent_by_a_gate_on(&state, 2);
     assert_eq!(sent, [1]);
 }
 
+/// What a gate started on `state` sends of a cycle (`seq`) that finds 0xab and 2 on db2,
+/// 1 on db1: the fingerprints.
+fn sent_by_a_gate_on(state: &Path, seq: u64) -> Vec<u64> {
+    let log = slog::Logger::root(slog::Discard, slog::o!());
+    let names = ["console".to_string()];
+    let settings = GateSettings::default();
+    let mut gate = Gate::new(&settings, &[], &names, &[], Some(state), log).unwrap();
+    gate.observe(Insights {
+        analyzer: "slow_queries".into(),
+        source: "main/db1".into(),
+        seq,
+        at: Utc::now(),
+        insights: vec![insight(0xab, "db2"), insight(1, "db1"), insight(2, "db2")],
+    });
+    gate.flush(Utc::now())
+        .iter()
+        .flat_map(|o| o.insights.iter().map(|i| i.fingerprint.0))
+        .collect()
+}
+
 /// Exit code 2 and a message that names the flag and says what to do.
-fn rejects(cfg: &Path, args: &[&str], expected: &[&str]) {
-    let o = silence(cfg, args);
+fn rejects(cfg: &Path, line: &str, expected: &[&str]) {
+    let o = silence(cfg, line);
     let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{args:?}: {out}\n{err}");
+    assert_eq!(o.status.code(), Some(2), "{line}: {out}\n{err}");
     for e in expected {
-        assert!(err.contains(e), "{args:?}: `{e}` not in:\n{err}");
+        assert!(err.contains(e), "{line}: `{e}` not in:\n{err}");
     }
 }
 
@@ -197,77 +157,41 @@ fn bad_input_names_the_flag_and_the_fix() {
     let cfg = config(dir.path(), true);
     rejects(
         &cfg,
-        &[
-            "add",
-            "--match",
-            "server=db1",
-            "--until",
-            "soon",
-            "--reason",
-            "r",
-        ],
+        "add --match server=db1 --until soon --reason r",
         &["--until `soon`", "RFC 3339", "2h"],
     );
     rejects(
         &cfg,
-        &[
-            "add",
-            "--match",
-            "server=db1",
-            "--until",
-            "2001-01-01T00:00:00Z",
-            "--reason",
-            "r",
-        ],
+        "add --match server=db1 --until 2001-01-01T00:00:00Z --reason r",
         &["--until", "not in the future"],
     );
     rejects(
         &cfg,
-        &["add", "--match", "server", "--until", "2h", "--reason", "r"],
+        "add --match server --until 2h --reason r",
         &["--match", "key=value"],
     );
     rejects(
         &cfg,
-        &[
-            "add",
-            "--match",
-            "server=~db[",
-            "--until",
-            "2h",
-            "--reason",
-            "r",
-        ],
+        "add --match server=~db[ --until 2h --reason r",
         &["--match", "not a valid regular expression"],
     );
     rejects(
         &cfg,
-        &[
-            "add",
-            "--fingerprint",
-            "xyz",
-            "--until",
-            "2h",
-            "--reason",
-            "r",
-        ],
+        "add --fingerprint xyz --until 2h --reason r",
         &["--fingerprint", "16-digit hexadecimal"],
     );
     rejects(
         &cfg,
-        &["add", "--until", "2h", "--reason", "r"],
+        "add --until 2h --reason r",
         &["--fingerprint", "--match"],
     );
     rejects(
         &cfg,
-        &["add", "--match", "a=b", "--until", "2h", "--reason", " "],
+        "add --match a=b --until 2h --reason ' '",
         &["--reason"],
     );
-    rejects(
-        &cfg,
-        &["expire", "99"],
-        &["no silence has id 99", "silence list"],
-    );
+    rejects(&cfg, "expire 99", &["no silence has id 99", "silence list"]);
     let no_state = tempfile::tempdir().unwrap();
     let cfg = config(no_state.path(), false);
-    rejects(&cfg, &["list"], &["state.dir", "[state]"]);
+    rejects(&cfg, "list", &["state.dir", "[state]"]);
 }

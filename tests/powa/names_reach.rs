@@ -8,14 +8,25 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::support::cli::{json_lines, run, succeeded, Settings};
+use crate::support::cli::{about, json_lines, run, succeeded, Settings};
 use crate::support::lab;
 use crate::support::workload::selective_filter;
 
+/// The index advice about `t` on remote1 in `once --output json` with `config`, and
+/// everything that run printed: (advice, insights, stdout, stderr).
+fn advice_about(config: &Path, t: &str) -> (Vec<Value>, Vec<Value>, String, String) {
+    let (stdout, stderr) = succeeded(&run(&["once", "--output", "json"], config));
+    let all = json_lines(&stdout);
+    let advice = about(&all, t)
+        .into_iter()
+        .filter(|i| i["kind"] == "missing_index" && i["server"] == "remote1")
+        .cloned()
+        .collect();
+    (advice, all, stdout, stderr)
+}
+
 fn config(dir: &Path, extra: &str) -> PathBuf {
-    Settings::log("warning")
-        .json()
-        .window("15m")
+    Settings::once("15m")
         .repository("lab", &lab().repo_dsn())
         .toml("servers = [\"remote1\"]")
         .toml(extra)
@@ -37,15 +48,9 @@ fn remote_servers_are_reached_through_powa_servers() {
 
     // No monitored table at all: names, DDL and hypopg through powa_servers.
     let plain = config(dir.path(), "");
-    let (stdout, stderr) = succeeded(&run(&["once", "--output", "json"], &plain));
-    let all = json_lines(&stdout);
-    let mine: Vec<&Value> = all
-        .iter()
-        .filter(|i| i["kind"] == "missing_index" && i["server"] == "remote1")
-        .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(&t)))
-        .collect();
+    let (mine, all, stdout, stderr) = advice_about(&plain, &t);
     assert_eq!(mine.len(), 1, "{all:#?}");
-    let i = mine[0];
+    let i = &mine[0];
     assert_eq!(i["table"], format!("public.{t}"), "{i:#}");
     assert_eq!(i["columns"], "customer_id, status", "{i:#}");
     assert_eq!(i["rule"], "missing_index.btree_validated", "{i:#}");
@@ -62,10 +67,9 @@ fn remote_servers_are_reached_through_powa_servers() {
     );
     assert!(after < before / 10.0, "hypopg: {before} -> {after}");
     // The same query's other findings carry the role by name, not "oid …".
-    let by_query: Vec<&Value> = all
-        .iter()
+    let by_query: Vec<&Value> = about(&all, &t)
+        .into_iter()
         .filter(|i| i["server"] == "remote1" && i["kind"] == "slow_query")
-        .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(&t)))
         .collect();
     assert!(!by_query.is_empty(), "{all:#?}");
     for i in &by_query {
@@ -101,13 +105,7 @@ fn remote_servers_are_reached_through_powa_servers() {
 
     // Turned off: oids again, and the advice and `check` say why.
     let off = config(dir.path(), "reach_servers = false");
-    let (stdout, _) = succeeded(&run(&["once", "--output", "json"], &off));
-    let all = json_lines(&stdout);
-    let unresolved: Vec<&Value> = all
-        .iter()
-        .filter(|i| i["kind"] == "missing_index" && i["server"] == "remote1")
-        .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(&t)))
-        .collect();
+    let (unresolved, all, _, _) = advice_about(&off, &t);
     assert_eq!(unresolved.len(), 1, "{all:#?}");
     assert_eq!(unresolved[0]["rule"], "missing_index.unresolved");
     let advice = unresolved[0]["advice"].as_str().unwrap();

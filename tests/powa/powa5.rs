@@ -15,10 +15,10 @@ use powa_sentinel::powa::Repository;
 use sentinel_actors::Window;
 use serde_json::Value;
 
-use crate::support::cli::{once_json, run, Settings};
+use crate::support::cli::{about, index_advice, once_advised, once_json, run, Settings};
 use crate::support::daemon::Proc;
 use crate::support::repo::{repository, server, since};
-use crate::support::workload::{after_snapshot, between_snapshots, reader_role, selective_filter};
+use crate::support::workload::{batches, between_snapshots, reader_role, selective_filter};
 use crate::support::{exclusive, lab, unique};
 
 async fn repo5() -> Repository {
@@ -47,10 +47,7 @@ async fn quals(repo: &Repository, name: &str, start: DateTime<Utc>) -> QualsWind
 
 /// The one index suggestion for `t`, validated with hypopg, on (customer_id, status).
 fn validated_advice<'a>(insights: &'a [Value], t: &str, stderr: &str) -> &'a Value {
-    let mine: Vec<&Value> = insights
-        .iter()
-        .filter(|i| i["kind"] == "missing_index" && i["table"] == format!("public.{t}"))
-        .collect();
+    let mine = index_advice(insights, &format!("public.{t}"));
     assert_eq!(mine.len(), 1, "{insights:#?}\n{stderr}");
     assert_eq!(mine[0]["rule"], "missing_index.btree_validated");
     assert_eq!(mine[0]["columns"], "customer_id, status");
@@ -124,13 +121,7 @@ async fn local_quals_count_from_the_point_before_the_window_or_from_zero() {
 #[actix_rt::test]
 async fn remote_quals_are_per_snapshot_sums() {
     let lab = lab();
-    let t = format!("t_q5r_{}", unique());
-    let q = format!("SELECT count(*) FROM {t} WHERE k = 7");
-    let start = after_snapshot("remote5", "remote5", &t, 20000, || {
-        lab.repeat("remote5", "app", &q, 5);
-        lab.snapshot("remote5");
-        lab.repeat("remote5", "app", &q, 4);
-    });
+    let (t, start) = batches("remote5", "remote5", "t_q5r", 20000, "k = 7", &[5, 4]);
     let repo = repo5().await;
     let w = quals(&repo, "remote5", start).await;
     assert!(!w.cumulative);
@@ -142,11 +133,7 @@ async fn remote_quals_are_per_snapshot_sums() {
 #[actix_rt::test]
 async fn remote_users_are_named_from_the_catalog_snapshots() {
     let lab = lab();
-    let t = format!("t_role5_{}", unique());
-    let q = format!("SELECT count(*) FROM {t} WHERE id > 3");
-    let start = after_snapshot("remote5", "remote5", &t, 100, || {
-        lab.repeat("remote5", "app", &q, 3);
-    });
+    let (t, start) = batches("remote5", "remote5", "t_role5", 100, "id > 3", &[3]);
     let w = since(&repo5().await, "remote5", start).await;
     let q = w
         .queries
@@ -239,15 +226,7 @@ fn once_suggests_and_validates_an_index_on_powa_5() {
     let (_role, dsn) = reader_role("repo5", "app");
     let password = dsn.split("password=").nth(1).unwrap().to_string();
     selective_filter("repo5", "repo5", &t, 30);
-    let dir = tempfile::tempdir().unwrap();
-    let config = Settings::log("warning")
-        .json()
-        .window("1h")
-        .repository("lab5", &lab.repo5_dsn())
-        .monitored("lab5", "local", &dsn)
-        .console()
-        .write(dir.path());
-    let (insights, stderr) = once_json(&config);
+    let (insights, stderr) = once_advised("lab5", &lab.repo5_dsn(), &dsn);
     validated_advice(&insights, &t, &stderr);
     assert!(!stderr.contains(&password), "password leaked");
     lab.psql("repo5", "app", &format!("DROP TABLE {t}"));
@@ -275,10 +254,10 @@ fn once_json_with_a_state_dir_prints_what_changed() {
         .console()
         .write(dir.path());
     let run = || {
-        once_json(&config)
-            .0
+        let (insights, _) = once_json(&config);
+        about(&insights, &t)
             .into_iter()
-            .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(&t)))
+            .cloned()
             .collect::<Vec<_>>()
     };
     let first = run();
@@ -398,9 +377,7 @@ fn remote_index_advice_names_the_table_without_configuration_on_powa_5() {
     let t = format!("t_mir5_{}", unique());
     selective_filter("remote5", "remote5", &t, 30);
     let dir = tempfile::tempdir().unwrap();
-    let config = Settings::log("warning")
-        .json()
-        .window("10min")
+    let config = Settings::once("10min")
         .repository("lab5", &lab.repo5_dsn())
         .toml("servers = [\"remote5\"]")
         .console()

@@ -3,11 +3,22 @@
 //! across a counter reset, and read-only sessions.
 
 use chrono::Utc;
-use powa_sentinel::powa::{connect, RepositorySettings};
+use powa_sentinel::powa::{connect, RepositorySettings, ServerInfo};
 
 use crate::support::repo::{calls_of, repository, since};
-use crate::support::workload::after_snapshot;
+use crate::support::workload::{after_snapshot, batches};
 use crate::support::{lab, unique};
+
+/// A remote server as the lab's powa-collector snapshots it: every 5 s, kept 30 days,
+/// snapshotted already.
+fn assert_collected_by_powa_collector(remote: &ServerInfo) {
+    assert_eq!(remote.frequency, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(
+        remote.retention,
+        Some(std::time::Duration::from_secs(30 * 86400))
+    );
+    assert!(remote.last_snapshot.is_some(), "{remote:?}");
+}
 
 #[actix_rt::test]
 async fn discovers_powa_4_with_remote_servers() {
@@ -18,12 +29,7 @@ async fn discovers_powa_4_with_remote_servers() {
     let names: Vec<&str> = repo.info.servers.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["local", "remote1", "remote2"]);
     let remote = &repo.info.servers[1];
-    assert_eq!(remote.frequency, Some(std::time::Duration::from_secs(5)));
-    assert_eq!(
-        remote.retention,
-        Some(std::time::Duration::from_secs(30 * 86400))
-    );
-    assert!(remote.last_snapshot.is_some(), "{remote:?}");
+    assert_collected_by_powa_collector(remote);
     for m in ["pg_stat_statements", "pg_stat_kcache", "pg_qualstats"] {
         assert!(
             remote.modules.iter().any(|x| x == m),
@@ -43,12 +49,7 @@ async fn discovers_powa_5_with_a_remote_server() {
     let names: Vec<&str> = repo.info.servers.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["local", "remote5"]);
     let remote = &repo.info.servers[1];
-    assert_eq!(remote.frequency, Some(std::time::Duration::from_secs(5)));
-    assert_eq!(
-        remote.retention,
-        Some(std::time::Duration::from_secs(30 * 86400))
-    );
-    assert!(remote.last_snapshot.is_some(), "{remote:?}");
+    assert_collected_by_powa_collector(remote);
     for s in &repo.info.servers {
         for m in [
             "pg_stat_statements",
@@ -102,65 +103,53 @@ async fn exact_deltas(cluster: &str, dsn: &str) {
     lab.psql(cluster, "app", &format!("DROP TABLE {t}"));
 }
 
-#[actix_rt::test]
-async fn exact_deltas_on_powa_4() {
-    exact_deltas("repo", &lab().repo_dsn()).await;
-}
+on_every_powa!(exact_deltas: exact_deltas_on_powa_4, exact_deltas_on_powa_5, exact_deltas_on_powa_3);
 
-#[actix_rt::test]
-async fn exact_deltas_on_powa_3() {
-    exact_deltas("repo3", &lab().repo3_dsn()).await;
-}
-
-#[actix_rt::test]
-async fn exact_deltas_on_powa_5() {
-    exact_deltas("repo5", &lab().repo5_dsn()).await;
+/// Batches of `calls` to a table of a remote server (`cluster`), each followed by a
+/// snapshot of `snapshot` (its collector's): the server's window counts them all, with
+/// database names resolved, and the repository's `other` servers never see them.
+async fn remote_deltas(cluster: &str, snapshot: &str, dsn: &str, calls: &[usize], other: &[&str]) {
+    let lab = lab();
+    let prefix = format!("t_{cluster}");
+    let (t, start) = batches(cluster, snapshot, &prefix, 100, "id > 10", calls);
+    let repo = repository("lab", dsn).await;
+    let w = since(&repo, cluster, start).await;
+    assert_eq!(calls_of(&w, &t), calls.iter().sum::<usize>() as f64);
+    assert!(
+        w.queries.iter().all(|q| q.database.is_some()),
+        "database names resolved"
+    );
+    for name in other {
+        let w = since(&repo, name, start).await;
+        assert_eq!(calls_of(&w, &t), 0.0, "{name} never sees it");
+    }
+    lab.psql(cluster, "app", &format!("DROP TABLE {t}"));
 }
 
 #[actix_rt::test]
 async fn remote_server_deltas_come_from_powa_collector() {
-    let lab = lab();
-    let t = format!("t_remote_{}", unique());
-    let q = format!("SELECT count(*) FROM {t} WHERE id > 10");
-    let start = after_snapshot("remote1", "remote", &t, 100, || {
-        lab.repeat("remote1", "app", &q, 23);
-    });
-    let repo = repository("lab", &lab.repo_dsn()).await;
-    let w1 = since(&repo, "remote1", start).await;
-    assert_eq!(calls_of(&w1, &t), 23.0);
-    assert!(
-        w1.queries.iter().all(|q| q.database.is_some()),
-        "database names resolved"
-    );
     // Per-server: the other server and the repository's own server never see it.
-    let w2 = since(&repo, "remote2", start).await;
-    assert_eq!(calls_of(&w2, &t), 0.0);
-    let w0 = since(&repo, "local", start).await;
-    assert_eq!(calls_of(&w0, &t), 0.0);
-    lab.psql("remote1", "app", &format!("DROP TABLE {t}"));
+    remote_deltas(
+        "remote1",
+        "remote",
+        &lab().repo_dsn(),
+        &[23],
+        &["remote2", "local"],
+    )
+    .await;
 }
 
 /// PoWA 5 in remote mode: powa-collector 1.3 snapshots remote5 into repo5.
 #[actix_rt::test]
 async fn remote_server_deltas_come_from_powa_collector_on_powa_5() {
-    let lab = lab();
-    let t = format!("t_remote5_{}", unique());
-    let q = format!("SELECT count(*) FROM {t} WHERE id > 10");
-    let start = after_snapshot("remote5", "remote5", &t, 100, || {
-        lab.repeat("remote5", "app", &q, 23);
-        lab.snapshot("remote5");
-        lab.repeat("remote5", "app", &q, 4);
-    });
-    let repo = repository("lab", &lab.repo5_dsn()).await;
-    let w = since(&repo, "remote5", start).await;
-    assert_eq!(calls_of(&w, &t), 27.0);
-    assert!(
-        w.queries.iter().all(|q| q.database.is_some()),
-        "database names resolved"
-    );
-    let w0 = since(&repo, "local", start).await;
-    assert_eq!(calls_of(&w0, &t), 0.0, "the local server never sees it");
-    lab.psql("remote5", "app", &format!("DROP TABLE {t}"));
+    remote_deltas(
+        "remote5",
+        "remote5",
+        &lab().repo5_dsn(),
+        &[23, 4],
+        &["local"],
+    )
+    .await;
 }
 
 #[actix_rt::test]
@@ -182,16 +171,21 @@ async fn sessions_are_read_only() {
     assert_eq!(app, "powa-sentinel");
 }
 
+/// The error of a connection to `dsn` that must fail (`what`).
+async fn refused(dsn: &str, what: &str) -> String {
+    connect("lab", &RepositorySettings::from_dsn(dsn))
+        .await
+        .err()
+        .expect(what)
+        .to_string()
+}
+
 #[actix_rt::test]
 async fn bad_inputs_say_what_to_do() {
     let lab = lab();
     let good = lab.repo_dsn();
     let wrong_pw = format!("{good} password=certainly-wrong");
-    let e = connect("lab", &RepositorySettings::from_dsn(&wrong_pw))
-        .await
-        .err()
-        .expect("wrong password must fail")
-        .to_string();
+    let e = refused(&wrong_pw, "wrong password must fail").await;
     assert!(e.contains("password authentication failed"), "{e}");
     assert!(!e.contains("certainly-wrong"), "password leaked: {e}");
 
@@ -204,11 +198,7 @@ async fn bad_inputs_say_what_to_do() {
         &format!("GRANT CONNECT ON DATABASE {db} TO {ro}"),
     );
     let no_powa = format!("{good} dbname={db}");
-    let e = connect("lab", &RepositorySettings::from_dsn(&no_powa))
-        .await
-        .err()
-        .expect("a database without PoWA must fail")
-        .to_string();
+    let e = refused(&no_powa, "a database without PoWA must fail").await;
     assert!(
         e.contains(&format!("PoWA is not installed in database `{db}`")),
         "{e}"
@@ -220,11 +210,7 @@ async fn bad_inputs_say_what_to_do() {
     );
 
     let closed = "host=127.0.0.1 port=1 user=x dbname=powa connect_timeout=2";
-    let e = connect("lab", &RepositorySettings::from_dsn(closed))
-        .await
-        .err()
-        .expect("a closed port must fail")
-        .to_string();
+    let e = refused(closed, "a closed port must fail").await;
     assert!(e.contains("cannot connect") && e.contains("refused"), "{e}");
 }
 

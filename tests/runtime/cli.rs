@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::robot;
-use crate::support::cli::{run, Settings};
+use crate::support::cli::{run, succeeded, Settings};
 use crate::support::lab;
 
 fn received(f: &robot::Robot) -> usize {
@@ -16,9 +16,7 @@ fn received(f: &robot::Robot) -> usize {
 /// A 1h window and a 7d baseline: PoWA's 1-day retention on the lab's local server is
 /// always worth an info insight, so every window has something to say.
 fn config(dir: &Path, fake: &robot::Robot, extra_channel: &str) -> PathBuf {
-    Settings::log("warning")
-        .json()
-        .window("1h")
+    Settings::once("1h")
         .toml("baseline_offset = \"7d\"")
         .repository("lab", &lab().repo_dsn())
         .toml("servers = [\"local\"]")
@@ -33,13 +31,7 @@ fn once_dry_run_renders_every_channel_and_sends_nothing() {
     let fake = robot::start("robot-key-1", &[]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fake, "");
-    let out = run(&["once", "--dry-run"], &cfg);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, _) = succeeded(&run(&["once", "--dry-run"], &cfg));
     assert!(
         stdout.contains("----- channel console · message 1/"),
         "{stdout}"
@@ -92,13 +84,7 @@ fn backtest_replays_windows_and_counts_messages() {
     let fake = robot::start("robot-key-1", &[]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fake, "");
-    let out = run(&["backtest", "--from", "3h", "--to", "0s"], &cfg);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, _) = succeeded(&run(&["backtest", "--from", "3h", "--to", "0s"], &cfg));
     assert!(stdout.contains("backtest: 3 window(s) of 1h"), "{stdout}");
     let count = |ch: &str| -> usize {
         stdout

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::robot;
-use crate::support::cli::command;
+use crate::support::cli::{command, succeeded};
 use crate::support::daemon::{fast_daemon, has_insights, Proc};
 use crate::support::{lab, new_server, unique, Lab};
 
@@ -372,12 +372,7 @@ fn the_seed_example_config_loads_and_checks() {
         .env("POWA_DB_PASSWORD", lab.var("POWA_LAB_RO_PASSWORD"))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, _) = succeeded(&out);
     assert!(stdout.contains("seed format"), "{stdout}");
     assert!(stdout.contains("cron = \"0 0 9 * * 1\""), "{stdout}");
     assert!(stdout.contains("repository main: PoWA 4.1.4"), "{stdout}");

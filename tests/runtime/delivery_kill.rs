@@ -20,17 +20,13 @@ use serde_json::Value;
 use crate::robot;
 use crate::support::cli::{run, Settings};
 use crate::support::daemon::Proc;
+use crate::support::same_servers;
 use crate::support::workload::many_queries;
-use crate::support::{lab, same_servers};
 
 const KEY: &str = "robot-key-kill-9";
 
 fn config(dir: &Path, fake: &robot::Robot, msgtype: &str) -> PathBuf {
-    Settings::log("info")
-        .json()
-        .window("1h")
-        .state(&dir.join("state"))
-        .repository("lab", &lab().repo_dsn())
+    Settings::delivery(dir)
         .toml(
             r#"
 # Enough findings for several messages: every server's top queries, whatever their time.

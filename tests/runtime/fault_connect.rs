@@ -92,6 +92,15 @@ fn guarded(
     (name, dsn, keys)
 }
 
+/// `run` on the lab's repository (as `frozen`) behind a proxy the test can freeze, with
+/// `statement_timeout`.
+fn run_behind_a_proxy(statement_timeout: &str) -> (Proxy, Proc) {
+    let proxy = Proxy::start(repo_addr(), None);
+    let repos = [guarded("frozen", dsn_via(proxy.port), statement_timeout)];
+    let d = spawn("run", |port, dir| config(port, dir, &repos, ""));
+    (proxy, d)
+}
+
 /// `connect_timeout` of the black-hole tests.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -183,9 +192,7 @@ fn cycles_ok(d: &Proc, repo: &str) -> Option<u64> {
 /// ever.
 #[test]
 fn frozen_repository_is_marked_down_and_recovers_when_thawed() {
-    let proxy = Proxy::start(repo_addr(), None);
-    let repos = [guarded("frozen", dsn_via(proxy.port), "2s")];
-    let mut d = spawn("run", |port, dir| config(port, dir, &repos, ""));
+    let (proxy, mut d) = run_behind_a_proxy("2s");
     d.wait_for("the repository up and a cycle done", LIMIT, |d| {
         up(d, "frozen") && cycles_ok(d, "frozen").is_some()
     });
@@ -238,9 +245,7 @@ fn frozen_repository_is_marked_down_and_recovers_when_thawed() {
 /// spend the whole deadline waiting and give the channels nothing.
 #[test]
 fn sigterm_while_frozen_is_prompt_and_the_channels_flush() {
-    let proxy = Proxy::start(repo_addr(), None);
-    let repos = [guarded("frozen", dsn_via(proxy.port), "120s")];
-    let mut d = spawn("run", |port, dir| config(port, dir, &repos, ""));
+    let (proxy, mut d) = run_behind_a_proxy("120s");
     d.wait_for("cycles with insights", LIMIT, |d| {
         d.status().is_some_and(|s| has_insights(&s))
     });

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use powa_sentinel::actors::failpoint::ENV as FAILPOINT;
@@ -33,10 +33,10 @@ use powa_sentinel::gate::store::Store;
 use serde_json::Value;
 
 use crate::robot;
-use crate::support::cli::{command, run, Settings};
+use crate::support::cli::{command, run, succeeded, Settings};
 use crate::support::daemon::Proc;
 use crate::support::workload::many_queries;
-use crate::support::{exclusive, lab, same_servers};
+use crate::support::{exclusive, same_servers};
 
 const KEY: &str = "robot-key-faults";
 const SIGABRT: i32 = 6;
@@ -48,41 +48,33 @@ fn config(dir: &Path, fake: &robot::Robot) -> PathBuf {
 
 /// [`config`] with another robot key and more `[channels.robot]` settings.
 fn config_with(dir: &Path, fake: &robot::Robot, key: &str, channel_extra: &str) -> PathBuf {
-    Settings::log("info")
-        .json()
-        .window("1h")
-        .state(&dir.join("state"))
-        .repository("lab", &lab().repo_dsn())
-        .toml(
-            r#"
-[analyzers.slow_queries]
-top_n = 8
-min_calls = 1
-min_total_time = "0ms"
-[analyzers.regression]
-enabled = false
-[analyzers.workload_change]
-enabled = false
-[analyzers.powa_health]
-enabled = false
-[analyzers.resource_hogs]
-enabled = false
-[analyzers.health_score]
-enabled = false
-[analyzers.missing_index]
-enabled = false
-"#,
-        )
-        .wecom("robot", &fake.url, key)
-        .toml("msgtype = \"text\"\nsql_preview_chars = 1500")
-        .toml(channel_extra)
-        .write(dir)
+    let settings = Settings::delivery(dir)
+        .toml("[analyzers.slow_queries]\ntop_n = 8\nmin_calls = 1\nmin_total_time = \"0ms\"");
+    [
+        "regression",
+        "workload_change",
+        "powa_health",
+        "resource_hogs",
+        "health_score",
+        "missing_index",
+    ]
+    .iter()
+    .fold(settings, |s, a| {
+        s.toml(&format!("[analyzers.{a}]\nenabled = false"))
+    })
+    .wecom("robot", &fake.url, key)
+    .toml("msgtype = \"text\"\nsql_preview_chars = 1500")
+    .toml(channel_extra)
+    .write(dir)
 }
 
-/// Enough distinct queries for a report of several messages, once per test binary.
-fn workload() {
+/// Enough distinct queries for a report of several messages (made once per test binary);
+/// the lab's servers stay the lab's own while the guard is held.
+fn workload() -> RwLockReadGuard<'static, ()> {
+    let servers = same_servers();
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| many_queries("t_fault", 10));
+    servers
 }
 
 fn once(config: &Path, failpoint: Option<&str>) -> Output {
@@ -118,11 +110,27 @@ fn announced(state: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// The queryids of `ids` that no message of `sent` names.
+fn not_in<'a>(ids: &'a BTreeSet<String>, sent: &[String]) -> Vec<&'a String> {
+    let text = sent.join("\n");
+    ids.iter()
+        .filter(|q| !text.contains(&format!("queryid {q}")))
+        .collect()
+}
+
+/// How many times each message was accepted.
+fn copies(all: &[String]) -> BTreeMap<&str, usize> {
+    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in all {
+        *copies.entry(m.as_str()).or_default() += 1;
+    }
+    copies
+}
+
 /// Run 1 aborted at `failpoint`, run 2 delivers: nothing lost, at most `twice_allowed`
 /// messages repeated.
 fn abort_then_rerun(failpoint: &str, twice_allowed: usize) {
-    let _servers = same_servers();
-    workload();
+    let _lab = workload();
     let dir = tempfile::tempdir().unwrap();
     let fake = robot::start(KEY, &["--max-per-window", "1000"]);
     let cfg = config(dir.path(), &fake);
@@ -152,15 +160,8 @@ fn abort_then_rerun(failpoint: &str, twice_allowed: usize) {
         run2.status
     );
     let all = recorded(&fake.record);
-    let text = all.join("\n");
-    let lost: Vec<&String> = expected
-        .iter()
-        .filter(|q| !text.contains(&format!("queryid {q}")))
-        .collect();
-    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
-    for m in &all {
-        *copies.entry(m.as_str()).or_default() += 1;
-    }
+    let lost = not_in(&expected, &all);
+    let copies = copies(&all);
     let twice: Vec<&&str> = copies
         .iter()
         .filter(|(_, n)| **n > 1)
@@ -250,8 +251,7 @@ fn queryids(text: &str) -> BTreeSet<String> {
 /// everything, and a preview over an existing state leaves its files byte for byte.
 #[test]
 fn a_dry_run_changes_no_state_and_the_real_run_sends_everything() {
-    let _servers = same_servers();
-    workload();
+    let _lab = workload();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let fake = robot::start(KEY, &["--max-per-window", "1000"]);
@@ -288,11 +288,7 @@ fn a_dry_run_changes_no_state_and_the_real_run_sends_everything() {
     drop(lab_lock);
     let stderr = String::from_utf8_lossy(&real.stderr);
     assert!(real.status.success(), "real run failed:\n{stderr}");
-    let sent = recorded(&fake.record).join("\n");
-    let missing: Vec<&String> = previewed
-        .iter()
-        .filter(|q| !sent.contains(&format!("queryid {q}")))
-        .collect();
+    let missing = not_in(&previewed, &recorded(&fake.record));
     assert!(
         missing.is_empty(),
         "previewed but not sent by the real run: {missing:?}\n{stderr}"
@@ -329,16 +325,22 @@ fn a_dry_run_changes_no_state_and_the_real_run_sends_everything() {
     );
 }
 
+/// `once` on a state in `dir` with a robot key the robot does not know: the robot, and the
+/// run.
+fn once_with_a_bad_key(dir: &Path) -> (robot::Robot, Output) {
+    let fake = robot::start(KEY, &["--max-per-window", "1000"]);
+    let bad = config_with(dir, &fake, "robot-key-wrong", "");
+    let run1 = run(&["once"], &bad);
+    (fake, run1)
+}
+
 /// A bad key fails the report for good; once the key is fixed, `once` keeps saying so
 /// (exit 1) until `outbox retry`, after which the same report is delivered.
 #[test]
 fn bad_key_then_fixed_key_then_outbox_retry_delivers_the_report() {
-    let _servers = same_servers();
-    workload();
+    let _lab = workload();
     let dir = tempfile::tempdir().unwrap();
-    let fake = robot::start(KEY, &["--max-per-window", "1000"]);
-    let bad = config_with(dir.path(), &fake, "robot-key-wrong", "");
-    let run1 = run(&["once"], &bad);
+    let (fake, run1) = once_with_a_bad_key(dir.path());
     let stderr = String::from_utf8_lossy(&run1.stderr);
     assert_eq!(run1.status.code(), Some(1), "bad key:\n{stderr}");
     assert!(stderr.contains("93000"), "{stderr}");
@@ -355,13 +357,7 @@ fn bad_key_then_fixed_key_then_outbox_retry_delivers_the_report() {
     );
     assert!(stderr.contains("outbox retry"), "{stderr}");
 
-    let list = run(&["outbox", "list"], &good);
-    let text = String::from_utf8_lossy(&list.stdout);
-    assert!(
-        list.status.success(),
-        "{}",
-        String::from_utf8_lossy(&list.stderr)
-    );
+    let (text, _) = succeeded(&run(&["outbox", "list"], &good));
     assert!(
         text.contains("channel robot seq")
             && text.contains(": failed, age ")
@@ -388,11 +384,7 @@ fn bad_key_then_fixed_key_then_outbox_retry_delivers_the_report() {
     let run3 = run(&["once"], &good);
     let stderr = String::from_utf8_lossy(&run3.stderr);
     assert!(run3.status.success(), "after retry:\n{stderr}");
-    let sent = recorded(&fake.record).join("\n");
-    let lost: Vec<&String> = announced
-        .iter()
-        .filter(|q| !sent.contains(&format!("queryid {q}")))
-        .collect();
+    let lost = not_in(&announced, &recorded(&fake.record));
     assert!(lost.is_empty(), "not delivered after retry: {lost:?}");
     let list = run(&["outbox", "list"], &good);
     assert!(String::from_utf8_lossy(&list.stdout).contains("outbox: empty"));
@@ -407,12 +399,10 @@ fn bad_key_then_fixed_key_then_outbox_retry_delivers_the_report() {
 /// succeeds.
 #[test]
 fn outbox_drop_removes_a_failed_entry() {
-    let _servers = same_servers();
-    workload();
+    let _lab = workload();
     let dir = tempfile::tempdir().unwrap();
-    let fake = robot::start(KEY, &["--max-per-window", "1000"]);
-    let bad = config_with(dir.path(), &fake, "robot-key-wrong", "");
-    assert_eq!(run(&["once"], &bad).status.code(), Some(1));
+    let (fake, run1) = once_with_a_bad_key(dir.path());
+    assert_eq!(run1.status.code(), Some(1));
     let good = config(dir.path(), &fake);
     let drop = run(&["outbox", "drop", "--channel", "robot"], &good);
     let text = String::from_utf8_lossy(&drop.stdout);
@@ -434,8 +424,7 @@ fn outbox_drop_removes_a_failed_entry() {
 /// it is retried only after the rate window, not at the pace of the backoff.
 #[test]
 fn a_provider_slower_than_the_timeout_gets_at_most_one_copy_per_window() {
-    let _servers = same_servers();
-    workload();
+    let _lab = workload();
     let dir = tempfile::tempdir().unwrap();
     let fake = robot::start(KEY, &["--max-per-window", "1000", "--delay", "2500ms"]);
     let cfg = config_with(dir.path(), &fake, KEY, "timeout = \"1s\"");
@@ -460,10 +449,7 @@ fn a_provider_slower_than_the_timeout_gets_at_most_one_copy_per_window() {
     once.kill();
     std::thread::sleep(Duration::from_secs(3));
     let all = recorded(&fake.record);
-    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
-    for m in &all {
-        *copies.entry(m.as_str()).or_default() += 1;
-    }
+    let copies = copies(&all);
     let stderr = once.logs();
     eprintln!(
         "slow provider: {} message(s) accepted in the 25 s after the first, most copies of one: {}",

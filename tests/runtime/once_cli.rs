@@ -1,10 +1,8 @@
 //! `powa-sentinel once` end to end, as a user runs it: the real binary, a real PoWA 4.1.4
 //! repository read as the SELECT-only role, a WeCom-compatible robot on loopback.
 
-use serde_json::Value;
-
 use crate::robot;
-use crate::support::cli::{command, json_lines, run, succeeded, Settings};
+use crate::support::cli::{about, command, json_lines, run, succeeded, Settings};
 use crate::support::workload::slow_query;
 use crate::support::{lab, same_servers, unique};
 
@@ -18,9 +16,7 @@ fn once_reports_a_slow_query_as_json_and_to_wecom() {
 
     let fake = robot::start("robot-key-1", &[]);
     let dir = tempfile::tempdir().unwrap();
-    let config = Settings::log("warning")
-        .json()
-        .window("10m")
+    let config = Settings::once("10m")
         .toml("# Other tests' workloads share the lab: room for ours among the top queries.")
         .toml("[analyzers.slow_queries]\ntop_n = 30")
         .repository("lab", &lab.repo_dsn())
@@ -31,10 +27,7 @@ fn once_reports_a_slow_query_as_json_and_to_wecom() {
 
     // stdout is JSON lines only.
     let insights = json_lines(&stdout);
-    let ours: Vec<&Value> = insights
-        .iter()
-        .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(t.as_str())))
-        .collect();
+    let ours = about(&insights, &t);
     assert_eq!(ours.len(), 1, "our slow query reported once: {insights:#?}");
     let i = ours[0];
     assert_eq!(i["kind"], "slow_query");

@@ -49,6 +49,34 @@ pub fn once_json(config: &Path) -> (Vec<Value>, String) {
     (json_lines(&stdout), stderr)
 }
 
+/// `once --output json` over the last hour on the repository `name` at `dsn`, the index
+/// advisor reaching its local server through `monitored` (a DSN): the insights and stderr.
+pub fn once_advised(name: &str, dsn: &str, monitored: &str) -> (Vec<Value>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Settings::once("1h")
+        .repository(name, dsn)
+        .monitored(name, "local", monitored)
+        .console()
+        .write(dir.path());
+    once_json(&config)
+}
+
+/// The insights whose text (a query's, a statement's) names `marker`, e.g. a test's table.
+pub fn about<'a>(insights: &'a [Value], marker: &str) -> Vec<&'a Value> {
+    insights
+        .iter()
+        .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(marker)))
+        .collect()
+}
+
+/// The missing-index insights about `table` (schema-qualified).
+pub fn index_advice<'a>(insights: &'a [Value], table: &str) -> Vec<&'a Value> {
+    insights
+        .iter()
+        .filter(|i| i["kind"] == "missing_index" && i["table"] == table)
+        .collect()
+}
+
 /// Every line of `text` as JSON.
 pub fn json_lines(text: &str) -> Vec<Value> {
     text.lines()
@@ -65,6 +93,23 @@ impl Settings {
     /// `[log]` at `level`, as text.
     pub fn log(level: &str) -> Settings {
         Settings(format!("[log]\nlevel = \"{level}\"\n"))
+    }
+
+    /// Where a `once --output json` test starts: the log at warning level, as JSON lines
+    /// (stderr stays quiet), and the analysis window.
+    pub fn once(window: &str) -> Settings {
+        Settings::log("warning").json().window(window)
+    }
+
+    /// Where a delivery test starts: `once` on the lab's PoWA 4 repository over the last
+    /// hour, its state (gate, outbox) in `<dir>/state`, its log as JSON lines at info level
+    /// (the test reads its records).
+    pub fn delivery(dir: &Path) -> Settings {
+        Settings::log("info")
+            .json()
+            .window("1h")
+            .state(&dir.join("state"))
+            .repository("lab", &super::lab().repo_dsn())
     }
 
     /// The log as JSON lines (right after [`Settings::log`]).

@@ -1,7 +1,7 @@
 //! What the tests share, included by each test crate (`#[path = "../support/mod.rs"] mod
 //! support;`) and by the benches: the throwaway real-PoWA environment built by
 //! `tests/support/powa-lab` (this file), the workloads run on it ([`workload`]), reading
-//! it in process ([`repo`], [`windows`]), `powa-sentinel` run as a command ([`cli`]) or as
+//! it in process ([`repo`], [`windows`]), sample insights ([`sample`]), `powa-sentinel` run as a command ([`cli`]) or as
 //! a daemon ([`daemon`]), and network faults ([`faults`]). The fake WeCom robot
 //! (`fake_wecom.rs` in process, `robot.rs` as a process) is included by the crates that
 //! use it.
@@ -20,6 +20,7 @@ pub mod cli;
 pub mod daemon;
 pub mod faults;
 pub mod repo;
+pub mod sample;
 pub mod windows;
 pub mod workload;
 

@@ -83,6 +83,32 @@ pub fn after_snapshot(
     around(snapshot, setup, work).0
 }
 
+/// A table `<prefix>_<unique>` of `rows` rows in `app` of `cluster` (as in
+/// [`after_snapshot`]), then `batches` of calls to `SELECT count(*) FROM <table> WHERE
+/// <filter>`, each followed by a snapshot of `snapshot`. Returns the table and when the
+/// first batch began.
+pub fn batches(
+    cluster: &str,
+    snapshot: &str,
+    prefix: &str,
+    rows: usize,
+    filter: &str,
+    batches: &[usize],
+) -> (String, DateTime<Utc>) {
+    let lab = lab();
+    let t = format!("{prefix}_{}", unique());
+    let q = format!("SELECT count(*) FROM {t} WHERE {filter}");
+    let start = after_snapshot(cluster, snapshot, &t, rows, || {
+        for (k, n) in batches.iter().enumerate() {
+            if k > 0 {
+                lab.snapshot(snapshot);
+            }
+            lab.repeat(cluster, "app", &q, *n);
+        }
+    });
+    (t, start)
+}
+
 /// On `cluster`: `create` (the test's table) in `app` and a handful of trivial queries in
 /// the quiet database of the repository (which must give nothing), then `query` run
 /// `calls` times in `app`, [`around`] by snapshots.
@@ -111,6 +137,31 @@ pub fn slow_query(t: &str) {
     );
 }
 
+/// A 1000-row table `t` in `app` of `cluster`, and the two queries on it that the read
+/// tests follow: (a count, a max).
+pub fn two_queries(cluster: &str, t: &str) -> (String, String) {
+    lab().psql(
+        cluster,
+        "app",
+        &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 1000) g"),
+    );
+    (
+        format!("SELECT count(*) FROM {t} WHERE id < 500"),
+        format!("SELECT max(id) FROM {t} WHERE id > 10"),
+    )
+}
+
+/// PoWA's aggregate of the local server's statements, kcache and wait samples on
+/// `cluster`: the rows of `*_current` move to history as one coalesced range.
+pub fn coalesce(cluster: &str) {
+    let sql = if cluster == "repo3" {
+        "SELECT powa_statements_aggregate(), powa_kcache_aggregate(), powa_wait_sampling_aggregate()"
+    } else {
+        "SELECT powa_statements_aggregate(0), powa_kcache_aggregate(0), powa_wait_sampling_aggregate(0)"
+    };
+    lab().psql(cluster, "powa", sql);
+}
+
 /// `tables` distinct queries on the repository's local server (a 20k-row table each,
 /// three calls), then a snapshot: enough findings for a report of several messages.
 pub fn many_queries(prefix: &str, tables: usize) {
@@ -136,17 +187,17 @@ pub fn many_queries(prefix: &str, tables: usize) {
     lab.snapshot("repo");
 }
 
-/// `setup` (the tables), then phase A and phase B on the repository's local server, each
+/// `create` (the tables, in `app`), then phase A and phase B on the repository's local server, each
 /// between snapshots, B lasting at least a second longer than A: a baseline window of B's
 /// length ending where B starts covers all of A. Returns (A's start, B's start, B's end).
 pub fn two_phases(
-    setup: impl FnOnce(),
+    create: &str,
     a: impl FnOnce(),
     b: impl FnOnce(),
 ) -> (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>) {
     let lab = lab();
     let _guard = exclusive();
-    setup();
+    lab.psql("repo", "app", create);
     lab.snapshot("repo");
     let t0 = Utc::now();
     a();
