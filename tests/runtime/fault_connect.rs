@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::RwLockReadGuard;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -93,12 +94,14 @@ fn guarded(
 }
 
 /// `run` on the lab's repository (as `frozen`) behind a proxy the test can freeze, with
-/// `statement_timeout`.
-fn run_behind_a_proxy(statement_timeout: &str) -> (Proxy, Proc) {
+/// `statement_timeout`; the lab's servers stay its own while the guard is held.
+fn run_behind_a_proxy(statement_timeout: &str) -> (Proxy, Proc, RwLockReadGuard<'static, ()>) {
+    // A server registered by another test would be collected too.
+    let servers = same_servers();
     let proxy = Proxy::start(repo_addr(), None);
     let repos = [guarded("frozen", dsn_via(proxy.port), statement_timeout)];
     let d = spawn("run", |port, dir| config(port, dir, &repos, ""));
-    (proxy, d)
+    (proxy, d, servers)
 }
 
 /// `connect_timeout` of the black-hole tests.
@@ -192,7 +195,7 @@ fn cycles_ok(d: &Proc, repo: &str) -> Option<u64> {
 /// ever.
 #[test]
 fn frozen_repository_is_marked_down_and_recovers_when_thawed() {
-    let (proxy, mut d) = run_behind_a_proxy("2s");
+    let (proxy, mut d, _servers) = run_behind_a_proxy("2s");
     d.wait_for("the repository up and a cycle done", LIMIT, |d| {
         up(d, "frozen") && cycles_ok(d, "frozen").is_some()
     });
@@ -245,7 +248,7 @@ fn frozen_repository_is_marked_down_and_recovers_when_thawed() {
 /// spend the whole deadline waiting and give the channels nothing.
 #[test]
 fn sigterm_while_frozen_is_prompt_and_the_channels_flush() {
-    let (proxy, mut d) = run_behind_a_proxy("120s");
+    let (proxy, mut d, _servers) = run_behind_a_proxy("120s");
     d.wait_for("cycles with insights", LIMIT, |d| {
         d.status().is_some_and(|s| has_insights(&s))
     });

@@ -1,7 +1,9 @@
 //! Workloads on the lab that the tests make PoWA record: tables of a test's own (named
 //! with [`unique`], so that its queries are series of their own), the queries that make an
-//! analyzer speak, and the snapshots around them. Each runs under [`exclusive`], so that
-//! another test's snapshot does not cut its phases.
+//! analyzer speak, and the snapshots around them. What takes snapshots runs under
+//! [`exclusive`], so that another test's snapshot does not cut its phases; the pieces
+//! without a snapshot ([`orders`], [`two_queries`], [`coalesce`]) are for tests that hold
+//! it themselves or need no phases.
 
 use std::time::Duration;
 
@@ -187,9 +189,10 @@ pub fn many_queries(prefix: &str, tables: usize) {
     lab.snapshot("repo");
 }
 
-/// `create` (the tables, in `app`), then phase A and phase B on the repository's local server, each
-/// between snapshots, B lasting at least a second longer than A: a baseline window of B's
-/// length ending where B starts covers all of A. Returns (A's start, B's start, B's end).
+/// `create` (the tables, in `app`), then phase A and phase B on the repository's local
+/// server, each between snapshots, B lasting at least a second longer than A: a baseline
+/// window of B's length ending where B starts covers all of A. Returns (A's start, B's
+/// start, B's end).
 pub fn two_phases(
     create: &str,
     a: impl FnOnce(),
