@@ -21,6 +21,10 @@
 //! must bring every one of them to the robot, and repeat no message except the part in
 //! flight at the abort.
 
+// Without the `failpoints` feature the abort tests are compiled out and their helpers go
+// unused.
+#![cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};

@@ -1,19 +1,21 @@
 //! What the tests share, included by each test crate (`#[path = "../support/mod.rs"] mod
 //! support;`) and by the benches: the throwaway real-PoWA environment built by
 //! `tests/support/powa-lab` (this file), the workloads run on it ([`workload`]), reading
-//! it in process ([`repo`], [`windows`]), sample insights ([`sample`]), `powa-sentinel` run as a command ([`cli`]) or as
-//! a daemon ([`daemon`]), and network faults ([`faults`]). The fake WeCom robot
-//! (`fake_wecom.rs` in process, `robot.rs` as a process) is included by the crates that
-//! use it.
+//! it in process ([`repo`], [`windows`]), sample insights ([`sample`]), `powa-sentinel`
+//! run as a command with its settings file ([`cli`]) or as a daemon ([`daemon`]), and
+//! network faults ([`faults`]). The fake WeCom robot (`fake_wecom.rs` in process,
+//! `robot.rs` as a process) is included by the crates that use it.
 //!
 //! `tests/run-tests` starts one environment for the whole run and exports `POWA_LAB_ENV`
-//! (the path of its `lab.env`). A test binary started alone (`cargo test --test x`) starts
-//! its own environment; the lab's watchdog removes it when this process exits, since
-//! `cargo test` has no global teardown.
+//! (the path of its `lab.env`). A test binary started alone (`cargo test --test powa`)
+//! starts its own environment; the lab's watchdog removes it when this process exits,
+//! since `cargo test` has no global teardown.
 //!
-//! The tests of one crate run in one process, several at a time: what they share there
-//! (the lab's statistics, its server list) is guarded by [`exclusive`] and
-//! [`same_servers`]; nothing here sets environment variables or the current directory.
+//! The tests of one crate run in one process, several at a time, where they used to be
+//! processes of their own: what they share there is guarded, the lab's statistics by
+//! [`exclusive`] and its server list by [`same_servers`] / [`new_server`]. Nothing here
+//! sets environment variables or the current directory: a child process gets its own
+//! (`Command::env`).
 #![allow(dead_code)]
 
 pub mod cli;
