@@ -1,7 +1,6 @@
 //! Network faults on loopback, for tests that run `powa-sentinel` as a process: a black
 //! hole (accepts connections, never answers) and a TCP proxy that can be frozen (stops
 //! forwarding bytes, keeps every socket open, as a stopped PostgreSQL does) and thawed.
-//! Included with `#[path = "support/faults.rs"] mod faults;`.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};

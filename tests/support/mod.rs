@@ -1,17 +1,35 @@
-//! Access to the throwaway real-PoWA environment built by `tests/support/powa-lab`.
+//! What the tests share, included by each test crate (`#[path = "../support/mod.rs"] mod
+//! support;`) and by the benches: the throwaway real-PoWA environment built by
+//! `tests/support/powa-lab` (this file), the workloads run on it ([`workload`]), reading
+//! it in process ([`repo`], [`windows`]), sample insights ([`sample`]), `powa-sentinel`
+//! run as a command with its settings file ([`cli`]) or as a daemon ([`daemon`]), and
+//! network faults ([`faults`]). The fake WeCom robot (`fake_wecom.rs` in process,
+//! `robot.rs` as a process) is included by the crates that use it.
 //!
 //! `tests/run-tests` starts one environment for the whole run and exports `POWA_LAB_ENV`
-//! (the path of its `lab.env`). A test binary started alone (`cargo test --test x`) starts
-//! its own environment; the lab's watchdog removes it when this process exits, since
-//! `cargo test` has no global teardown.
+//! (the path of its `lab.env`). A test binary started alone (`cargo test --test powa`)
+//! starts its own environment; the lab's watchdog removes it when this process exits,
+//! since `cargo test` has no global teardown.
+//!
+//! The tests of one crate run in one process, several at a time, where they used to be
+//! processes of their own: what they share there is guarded, the lab's statistics by
+//! [`exclusive`] and its server list by [`same_servers`] / [`new_server`]. Nothing here
+//! sets environment variables or the current directory: a child process gets its own
+//! (`Command::env`).
 #![allow(dead_code)]
 
+pub mod cli;
+pub mod daemon;
+pub mod faults;
+pub mod repo;
+pub mod sample;
 pub mod windows;
+pub mod workload;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub struct Lab {
     pub dir: PathBuf,
@@ -20,6 +38,21 @@ pub struct Lab {
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/powa-lab")
+}
+
+/// `powa-lab <args>`; its stdout. Panics with its stderr when it fails.
+fn powa_lab(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(script())
+        .args(args)
+        .output()
+        .expect("run tests/support/powa-lab");
+    assert!(
+        out.status.success(),
+        "powa-lab {:?} failed:\n{}",
+        args.first(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn parse_env(path: &Path) -> HashMap<String, String> {
@@ -53,19 +86,13 @@ pub fn lab() -> &'static Lab {
                         .unwrap()
                         .as_millis()
                 ));
-                let out = Command::new(script())
-                    .arg("up")
-                    .arg(&base)
-                    .arg("--watch-pid")
-                    .arg(std::process::id().to_string())
-                    .output()
-                    .expect("run tests/support/powa-lab");
-                assert!(
-                    out.status.success(),
-                    "powa-lab up failed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                let stdout = String::from_utf8_lossy(&out.stdout);
+                let pid = std::process::id().to_string();
+                let stdout = powa_lab(&[
+                    "up".as_ref(),
+                    base.as_ref(),
+                    "--watch-pid".as_ref(),
+                    pid.as_ref(),
+                ]);
                 PathBuf::from(stdout.lines().last().expect("lab.env path").trim())
             }
         };
@@ -80,6 +107,20 @@ pub fn lab() -> &'static Lab {
 pub fn exclusive() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+static SERVERS: RwLock<()> = RwLock::new(());
+
+/// Tests whose findings count on the lab's servers being the lab's own (every server of
+/// the PoWA 4 repository analysed, nothing stale) hold this while they run.
+pub fn same_servers() -> RwLockReadGuard<'static, ()> {
+    SERVERS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A test that registers a server of its own in a repository's `powa_servers` holds this
+/// until it is gone again.
+pub fn new_server() -> RwLockWriteGuard<'static, ()> {
+    SERVERS.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Lab {
@@ -119,12 +160,8 @@ impl Lab {
     /// Runs psql as the superuser on `cluster` (repo, repo3, remote1, remote2) in `db`
     /// with `args` after the common options; panics with psql's error on failure.
     fn run_psql(&self, cluster: &str, db: &str, args: &[&str]) -> String {
-        let out = Command::new(script())
-            .arg("psql")
-            .arg(&self.dir)
-            .arg(cluster)
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db])
-            .args(args)
+        let out = self
+            .psql_command(cluster, db, args)
             .output()
             .expect("run powa-lab psql");
         assert!(
@@ -133,6 +170,24 @@ impl Lab {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn psql_command(&self, cluster: &str, db: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(script());
+        cmd.arg("psql")
+            .arg(&self.dir)
+            .arg(cluster)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db])
+            .args(args);
+        cmd
+    }
+
+    /// Runs SQL in the background (to hold a lock while the test goes on).
+    pub fn psql_background(&self, cluster: &str, db: &str, sql: &str) -> Child {
+        self.psql_command(cluster, db, &["-c", sql])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run powa-lab psql")
     }
 
     /// Runs SQL; returns psql's unaligned, tuples-only output.
@@ -156,17 +211,17 @@ impl Lab {
 
     /// `powa-lab snapshot DIR which` (repo, repo3, remote or all).
     pub fn snapshot(&self, which: &str) {
-        let out = Command::new(script())
-            .arg("snapshot")
-            .arg(&self.dir)
-            .arg(which)
-            .output()
-            .expect("run powa-lab snapshot");
-        assert!(
-            out.status.success(),
-            "powa-lab snapshot {which} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        powa_lab(&["snapshot".as_ref(), self.dir.as_ref(), which.as_ref()]);
+    }
+
+    /// `powa-lab tls DIR`: TLS on for the repository cluster (idempotent); its
+    /// `POWA_LAB_TLS_*` lines.
+    pub fn tls(&self) -> HashMap<String, String> {
+        powa_lab(&["tls".as_ref(), self.dir.as_ref()])
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+            .collect()
     }
 }
 

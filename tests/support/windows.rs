@@ -1,6 +1,7 @@
 //! Comparing two reads of the same window, counter by counter.
 
 use powa_sentinel::powa::reader::{StatementsWindow, COUNTERS};
+use powa_sentinel::powa::{QueryKey, QueryStats};
 
 /// Same queries, same counters (relative 1e-6: summation order differs), same kcache,
 /// same wait samples.
@@ -24,20 +25,7 @@ pub fn assert_same_windows_of(
     };
     let (ka, kb) = (kept(a), kept(b));
     let keep_q = |queryid: i64| ka.contains(&queryid) || kb.contains(&queryid);
-    let mut x: Vec<_> = a
-        .queries
-        .iter()
-        .filter(|q| keep_q(q.key.queryid))
-        .map(|q| (q.key, q))
-        .collect();
-    let mut y: Vec<_> = b
-        .queries
-        .iter()
-        .filter(|q| keep_q(q.key.queryid))
-        .map(|q| (q.key, q))
-        .collect();
-    x.sort_by_key(|p| p.0);
-    y.sort_by_key(|p| p.0);
+    let (x, y) = (queries(a, &keep_q), queries(b, &keep_q));
     assert_eq!(
         x.iter().map(|p| p.0).collect::<Vec<_>>(),
         y.iter().map(|p| p.0).collect::<Vec<_>>(),
@@ -64,30 +52,22 @@ pub fn assert_same_windows_of(
             );
         }
     }
-    let mut wa: Vec<_> = a
-        .waits
-        .iter()
-        .filter(|w| keep_q(w.queryid))
-        .map(|w| {
-            (
-                (w.dbid, w.queryid, w.event_type.clone(), w.event.clone()),
-                w.samples,
-            )
-        })
-        .collect();
-    let mut wb: Vec<_> = b
-        .waits
-        .iter()
-        .filter(|w| keep_q(w.queryid))
-        .map(|w| {
-            (
-                (w.dbid, w.queryid, w.event_type.clone(), w.event.clone()),
-                w.samples,
-            )
-        })
-        .collect();
-    wa.sort_by(|x, y| x.0.cmp(&y.0));
-    wb.sort_by(|x, y| x.0.cmp(&y.0));
+    let waits = |w: &StatementsWindow| {
+        let mut v: Vec<_> = w
+            .waits
+            .iter()
+            .filter(|w| keep_q(w.queryid))
+            .map(|w| {
+                (
+                    (w.dbid, w.queryid, w.event_type.clone(), w.event.clone()),
+                    w.samples,
+                )
+            })
+            .collect();
+        v.sort_by(|x, y| x.0.cmp(&y.0));
+        v
+    };
+    let (wa, wb) = (waits(a), waits(b));
     assert_eq!(
         wa.iter().map(|w| &w.0).collect::<Vec<_>>(),
         wb.iter().map(|w| &w.0).collect::<Vec<_>>(),
@@ -99,4 +79,19 @@ pub fn assert_same_windows_of(
             "{what}: wait {k:?}: {va} vs {vb}"
         );
     }
+}
+
+/// The queries of `w` that `keep` selects by queryid, in key order.
+fn queries<'w>(
+    w: &'w StatementsWindow,
+    keep: &dyn Fn(i64) -> bool,
+) -> Vec<(QueryKey, &'w QueryStats)> {
+    let mut v: Vec<_> = w
+        .queries
+        .iter()
+        .filter(|q| keep(q.key.queryid))
+        .map(|q| (q.key, q))
+        .collect();
+    v.sort_by_key(|p| p.0);
+    v
 }

@@ -1,16 +1,14 @@
 //! Analyzers on workloads made to trigger them, on a real PoWA 4.1.4 repository read as
 //! the SELECT-only role.
 
-mod support;
-
-use chrono::Utc;
 use powa_sentinel::analyze::{
     RegressionAnalyzer, RegressionSettings, WorkloadChangeAnalyzer, WorkloadChangeSettings,
 };
-use powa_sentinel::powa::reader::{read_baseline, read_window};
-use powa_sentinel::powa::{connect, RepositorySettings};
-use sentinel_actors::{Severity, Window};
-use support::{exclusive, lab, unique};
+use sentinel_actors::Severity;
+
+use crate::support::repo::window_and_baseline;
+use crate::support::workload::two_phases;
+use crate::support::{lab, unique};
 
 /// An index dropped between a baseline phase and a current phase makes a query slower; a
 /// query called 15× more often is a workload change; a query that did not change stays
@@ -25,68 +23,30 @@ async fn regression_and_call_spike_between_two_phases() {
     let steady = format!("SELECT count(*) FROM {t} WHERE id < 1000");
     // Same plan in both phases, called 15× more in the second: a workload change.
     let spiky = format!("SELECT count(*) FROM {t} WHERE id BETWEEN 1 AND 30000");
-    let (t1, t2, t0) = {
-        let _guard = exclusive();
-        lab.psql(
-            "repo",
-            "app",
-            &format!(
-                "CREATE TABLE {t} AS SELECT g AS id, timestamptz '2026-01-01' + g * interval '1 second' AS created_at \
-                 FROM generate_series(1, 400000) g; \
-                 CREATE INDEX ON {t} (created_at); CREATE INDEX ON {t} (id); ANALYZE {t}"
-            ),
-        );
-        lab.snapshot("repo");
-        let t0 = Utc::now();
-        lab.repeat("repo", "app", &fast, 60);
-        lab.repeat("repo", "app", &steady, 60);
-        lab.repeat("repo", "app", &spiky, 100);
-        lab.snapshot("repo");
-        let t1 = Utc::now();
-        lab.psql("repo", "app", &format!("DROP INDEX {t}_created_at_idx"));
+    let (t0, t1, t2) = two_phases(
+        &format!(
+                    "CREATE TABLE {t} AS SELECT g AS id, timestamptz '2026-01-01' + g * interval '1 second' AS created_at \
+                     FROM generate_series(1, 400000) g; \
+                     CREATE INDEX ON {t} (created_at); CREATE INDEX ON {t} (id); ANALYZE {t}"
+                ),
+        || {
+            lab.repeat("repo", "app", &fast, 60);
+            lab.repeat("repo", "app", &steady, 60);
+            lab.repeat("repo", "app", &spiky, 100);
+        },
         // The current window must be longer than the baseline phase, so that the baseline
         // window (shifted back by the current window's length) covers all of it.
-        let started = std::time::Instant::now();
-        lab.repeat("repo", "app", &fast, 60);
-        lab.repeat("repo", "app", &steady, 60);
-        lab.repeat("repo", "app", &spiky, 1500);
-        let phase_a = (t1 - t0).to_std().unwrap();
-        if let Some(rest) =
-            (phase_a + std::time::Duration::from_secs(1)).checked_sub(started.elapsed())
-        {
-            std::thread::sleep(rest);
-        }
-        lab.snapshot("repo");
-        (t1, Utc::now(), t0)
-    };
+        || {
+            lab.psql("repo", "app", &format!("DROP INDEX {t}_created_at_idx"));
+            lab.repeat("repo", "app", &fast, 60);
+            lab.repeat("repo", "app", &steady, 60);
+            lab.repeat("repo", "app", &spiky, 1500);
+        },
+    );
     let len = t2 - t1;
     assert!(t1 - len <= t0);
 
-    let repo = connect("lab", &RepositorySettings::from_dsn(&lab.repo_dsn()))
-        .await
-        .unwrap();
-    let server = repo.info.servers.iter().find(|s| s.srvid == 0).unwrap();
-    let mut current = read_window(
-        &repo.client,
-        "lab",
-        &repo.info,
-        server,
-        Window { start: t1, end: t2 },
-    )
-    .await
-    .unwrap();
-    let baseline = read_baseline(
-        &repo.client,
-        "lab",
-        &repo.info,
-        server,
-        Window {
-            start: t1 - len,
-            end: t1,
-        },
-    )
-    .await
-    .unwrap();
+    let (mut current, baseline) = window_and_baseline(t1, t2).await;
     current.baselines = vec![baseline];
 
     let insights = RegressionAnalyzer::new(RegressionSettings::default()).analyze_window(&current);

@@ -3,160 +3,36 @@
 //!
 //! Waits are liveness bounds ("this must happen eventually"), never speed assertions.
 
-#[path = "support/robot.rs"]
-mod robot;
-mod support;
-
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
-use support::lab;
 
-struct Daemon {
-    child: Child,
-    port: u16,
-    stderr: PathBuf,
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-}
+use crate::robot;
+use crate::support::cli::{command, succeeded};
+use crate::support::daemon::{fast_daemon, has_insights, Proc};
+use crate::support::{lab, new_server, unique, Lab};
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A fast-paced configuration: collect every second, rediscover every second.
+/// A fast-paced configuration: collect every second, rediscover every second; `extra`
+/// (channels), then the repositories.
 fn config(port: u16, repos: &[(&str, String)], extra: &str) -> String {
-    let mut s = format!(
-        r#"
-[log]
-level = "debug"
-format = "json"
-[schedule]
-cron = "0 0 0 1 1 *"
-[collection]
-interval = "1s"
-min_interval = "1s"
-max_jitter = "200ms"
-rediscover_every = "1s"
-repository_retry_max = "2s"
-shutdown_deadline = "20s"
-[http]
-listen = "127.0.0.1:{port}"
-{extra}
-"#
-    );
-    for (name, dsn) in repos {
-        s.push_str(&format!("[repositories.{name}]\ndsn = \"{dsn}\"\n"));
-    }
-    s
+    let settings = fast_daemon(port, "1s", "20s").toml(extra);
+    repos
+        .iter()
+        .fold(settings, |s, (name, dsn)| s.repository(name, dsn))
+        .into_text()
 }
 
-fn start(body_for_port: impl Fn(u16) -> String, envs: &[(&str, &str)]) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = dir.path().join("sentinel.toml");
-    std::fs::write(&config, body_for_port(port)).unwrap();
-    let stderr = dir.path().join("stderr.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .envs(envs.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .expect("start powa-sentinel run");
-    Daemon {
-        child,
-        port,
-        stderr,
-        _dir: dir,
-        config,
-    }
+const CONSOLE: &str = "[channels.console]\ntype = \"console\"\n";
+
+/// `run` on `repos` with a console channel, `env` added to its environment.
+fn start(repos: &[(&str, String)], env: &[(&str, &str)]) -> Proc {
+    Proc::start("run", |port, _| config(port, repos, CONSOLE), env)
 }
 
-impl Daemon {
-    fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let code = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((code, body.to_string()))
-    }
-
-    fn status(&self) -> Option<Value> {
-        let (code, body) = self.get("/status")?;
-        (code == 200).then(|| serde_json::from_str(&body).ok())?
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig}");
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Polls until `cond` holds; panics with the logs after `limit`.
-    fn wait_for(&mut self, what: &str, limit: Duration, mut cond: impl FnMut(&Daemon) -> bool) {
-        let t0 = Instant::now();
-        loop {
-            if cond(self) {
-                return;
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!(
-                    "daemon exited ({st}) while waiting for {what}:\n{}",
-                    self.logs()
-                );
-            }
-            if t0.elapsed() > limit {
-                panic!(
-                    "never saw {what}; status: {:?}\nlogs:\n{}",
-                    self.status(),
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn wait_exit(&mut self, limit: Duration) -> i32 {
-        let t0 = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st.code().unwrap_or(-1);
-            }
-            if t0.elapsed() > limit {
-                panic!("daemon did not exit:\n{}", self.logs());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+/// [`start`] on the lab's PoWA 4 repository, as `main`.
+fn start_on_main(env: &[(&str, &str)]) -> Proc {
+    start(&[("main", lab().repo_dsn())], env)
 }
 
 fn server_cycles(st: &Value, server: &str) -> u64 {
@@ -171,18 +47,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 #[test]
 fn endpoints_answer_and_sigterm_stops_cleanly() {
-    let lab = lab();
-    let dsn = lab.repo_dsn();
-    let mut d = start(
-        |port| {
-            config(
-                port,
-                &[("main", dsn.clone())],
-                "[channels.console]\ntype = \"console\"\n",
-            )
-        },
-        &[],
-    );
+    let mut d = start_on_main(&[]);
     d.wait_for("ready", LIMIT, |d| {
         d.get("/readyz").is_some_and(|(c, _)| c == 200)
     });
@@ -206,7 +71,7 @@ fn endpoints_answer_and_sigterm_stops_cleanly() {
     assert_eq!(st["repositories"]["main"]["reachable"], true);
     assert_eq!(st["timezone"], "UTC");
     d.signal("TERM");
-    assert_eq!(d.wait_exit(LIMIT), 0, "{}", d.logs());
+    assert_eq!(d.wait_exit(LIMIT).0, 0, "{}", d.logs());
     assert!(d.logs().contains("Stopped cleanly."), "{}", d.logs());
 }
 
@@ -221,14 +86,13 @@ fn sigterm_flushes_what_the_gate_holds() {
         out.display()
     );
     // The report cron is once a year: everything found stays in the gate until SIGTERM.
-    let mut d = start(|port| config(port, &[("main", dsn.clone())], &channel), &[]);
+    let mut d = Proc::start(
+        "run",
+        |port, _| config(port, &[("main", dsn)], &channel),
+        &[],
+    );
     d.wait_for("cycles with insights", LIMIT, |d| {
-        d.status().is_some_and(|s| {
-            s["servers"].as_object().is_some_and(|m| {
-                m.values()
-                    .any(|v| v["last_cycle"]["insights"].as_u64() > Some(0))
-            })
-        })
+        d.status().is_some_and(|s| has_insights(&s))
     });
     let before = std::fs::read_to_string(&out).unwrap_or_default();
     assert!(
@@ -236,7 +100,7 @@ fn sigterm_flushes_what_the_gate_holds() {
         "nothing is sent before the report: {before}"
     );
     d.signal("TERM");
-    assert_eq!(d.wait_exit(LIMIT), 0, "{}", d.logs());
+    assert_eq!(d.wait_exit(LIMIT).0, 0, "{}", d.logs());
     let after = std::fs::read_to_string(&out).unwrap();
     let lines: Vec<Value> = after
         .lines()
@@ -265,9 +129,10 @@ fn sigterm_during_a_delivery_burst_loses_nothing() {
         out.display(),
         fake.url
     );
-    let mut d = start(
-        |port| {
-            config(port, &[("main", dsn.clone())], &channels)
+    let mut d = Proc::start(
+        "run",
+        |port, _| {
+            config(port, &[("main", dsn)], &channels)
                 .replace("cron = \"0 0 0 1 1 *\"", "interval = \"1s\"")
                 // Paced at WeCom's rate, a report of many messages takes a while.
                 .replace(
@@ -287,7 +152,7 @@ fn sigterm_during_a_delivery_burst_loses_nothing() {
             >= 1
     });
     d.signal("TERM");
-    assert_eq!(d.wait_exit(Duration::from_secs(170)), 0, "{}", d.logs());
+    assert_eq!(d.wait_exit(Duration::from_secs(170)).0, 0, "{}", d.logs());
     let logs = d.logs();
     let records: Vec<Value> = logs
         .lines()
@@ -330,14 +195,8 @@ fn sigterm_during_a_delivery_burst_loses_nothing() {
 fn sighup_with_a_broken_config_keeps_the_old_one() {
     let lab = lab();
     let dsn = lab.repo_dsn();
-    let good = |port: u16| {
-        config(
-            port,
-            &[("main", dsn.clone())],
-            "[channels.console]\ntype = \"console\"\n",
-        )
-    };
-    let mut d = start(good, &[]);
+    let good = |port: u16| config(port, &[("main", dsn.clone())], CONSOLE);
+    let mut d = Proc::start("run", |port, _| good(port), &[]);
     d.wait_for("remote servers collected", LIMIT, |d| {
         d.status()
             .is_some_and(|s| server_ok(&s, "main/local") && server_ok(&s, "main/remote1"))
@@ -383,24 +242,13 @@ fn sighup_with_a_broken_config_keeps_the_old_one() {
             .is_some_and(|s| s["servers"]["main/remote1"].is_null() && server_ok(&s, "main/local"))
     });
     d.signal("TERM");
-    assert_eq!(d.wait_exit(LIMIT), 0, "{}", d.logs());
+    assert_eq!(d.wait_exit(LIMIT).0, 0, "{}", d.logs());
 }
 
 #[test]
 fn a_panicking_analyzer_is_restarted() {
-    let lab = lab();
-    let dsn = lab.repo_dsn();
-    let mut d = start(
-        |port| {
-            config(
-                port,
-                &[("main", dsn.clone())],
-                "[channels.console]\ntype = \"console\"\n",
-            )
-        },
-        // Test-only hook: the analyzer panics on its first two snapshots.
-        &[("POWA_SENTINEL_TEST_PANIC_ANALYZER", "slow_queries:2")],
-    );
+    // Test-only hook: the analyzer panics on its first two snapshots.
+    let mut d = start_on_main(&[("POWA_SENTINEL_TEST_PANIC_ANALYZER", "slow_queries:2")]);
     d.wait_for("two restarts of slow_queries", LIMIT, |d| {
         d.get("/metrics").is_some_and(|(_, m)| {
             m.contains(r#"powa_sentinel_actor_restarts_total{actor="slow_queries"} 2"#)
@@ -428,23 +276,13 @@ fn a_panicking_analyzer_is_restarted() {
         d.logs()
     );
     d.signal("TERM");
-    assert_eq!(d.wait_exit(LIMIT), 0);
+    assert_eq!(d.wait_exit(LIMIT).0, 0);
 }
 
 #[test]
 fn a_stopped_repository_recovers_and_the_others_never_stop() {
     let lab = lab();
-    let (main, old) = (lab.repo_dsn(), lab.repo3_dsn());
-    let mut d = start(
-        |port| {
-            config(
-                port,
-                &[("main", main.clone()), ("old", old.clone())],
-                "[channels.console]\ntype = \"console\"\n",
-            )
-        },
-        &[],
-    );
+    let mut d = start(&[("main", lab.repo_dsn()), ("old", lab.repo3_dsn())], &[]);
     d.wait_for("both repositories collected", LIMIT, |d| {
         d.status()
             .is_some_and(|s| server_ok(&s, "main/local") && server_ok(&s, "old/local"))
@@ -496,11 +334,11 @@ fn a_stopped_repository_recovers_and_the_others_never_stop() {
     });
     assert!(d.logs().contains("Repository session lost; reconnecting."));
     d.signal("TERM");
-    assert_eq!(d.wait_exit(LIMIT), 0);
+    assert_eq!(d.wait_exit(LIMIT).0, 0);
 }
 
 /// The backend pids of powa-sentinel's sessions on a cluster, oldest first.
-fn sessions(lab: &support::Lab, cluster: &str) -> Vec<String> {
+fn sessions(lab: &Lab, cluster: &str) -> Vec<String> {
     lab.psql(
         cluster,
         "powa",
@@ -514,7 +352,7 @@ fn sessions(lab: &support::Lab, cluster: &str) -> Vec<String> {
 }
 
 /// Starts the cluster again even when the test fails half-way.
-struct Restart(&'static support::Lab);
+struct Restart(&'static Lab);
 
 impl Drop for Restart {
     fn drop(&mut self) {
@@ -526,8 +364,7 @@ impl Drop for Restart {
 fn the_seed_example_config_loads_and_checks() {
     let lab = lab();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed/config.yaml");
-    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(["check", "--config"])
+    let out = command(&["check", "--config"])
         .arg(&fixture)
         .env("POWA_DB_HOST", "127.0.0.1")
         .env("POWA_DB_PORT", lab.var("POWA_LAB_REPO_PORT"))
@@ -535,12 +372,7 @@ fn the_seed_example_config_loads_and_checks() {
         .env("POWA_DB_PASSWORD", lab.var("POWA_LAB_RO_PASSWORD"))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, _) = succeeded(&out);
     assert!(stdout.contains("seed format"), "{stdout}");
     assert!(stdout.contains("cron = \"0 0 9 * * 1\""), "{stdout}");
     assert!(stdout.contains("repository main: PoWA 4.1.4"), "{stdout}");
@@ -553,18 +385,10 @@ fn the_seed_example_config_loads_and_checks() {
 #[test]
 fn servers_added_to_and_removed_from_powa_servers_follow() {
     let lab = lab();
-    let dsn = lab.repo_dsn();
-    let alias = format!("rt_added_{}", support::unique());
-    let mut d = start(
-        |port| {
-            config(
-                port,
-                &[("main", dsn.clone())],
-                "[channels.console]\ntype = \"console\"\n",
-            )
-        },
-        &[],
-    );
+    // Other tests see every server of the repository while this one is registered.
+    let _servers = new_server();
+    let alias = format!("rt_added_{}", unique());
+    let mut d = start_on_main(&[]);
     d.wait_for("main/local collected", LIMIT, |d| {
         d.status().is_some_and(|s| server_ok(&s, "main/local"))
     });
@@ -595,5 +419,5 @@ fn servers_added_to_and_removed_from_powa_servers_follow() {
     let (_, m) = d.get("/metrics").unwrap();
     assert!(!m.contains(&key), "its series are dropped too: {m}");
     d.signal("TERM");
-    assert_eq!(d.wait_exit(LIMIT), 0);
+    assert_eq!(d.wait_exit(LIMIT).0, 0);
 }

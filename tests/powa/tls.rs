@@ -1,16 +1,13 @@
 //! TLS to a real repository: the lab's `repo` cluster with a throwaway CA and a server
 //! certificate that names `localhost` only (`powa-lab tls`).
 
-mod support;
-
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use powa_sentinel::powa::monitored::MonitoredSettings;
 use powa_sentinel::powa::{connect, RepositorySettings, SslMode};
-use support::lab;
+
+use crate::support::lab;
 
 struct Tls {
     ca: PathBuf,
@@ -21,24 +18,7 @@ struct Tls {
 fn tls() -> &'static Tls {
     static TLS: OnceLock<Tls> = OnceLock::new();
     TLS.get_or_init(|| {
-        let lab = lab();
-        let out = Command::new(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/powa-lab"),
-        )
-        .arg("tls")
-        .arg(&lab.dir)
-        .output()
-        .expect("run powa-lab tls");
-        assert!(
-            out.status.success(),
-            "powa-lab tls failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let vars: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-            .collect();
+        let vars = lab().tls();
         Tls {
             ca: vars["POWA_LAB_TLS_CA"].clone().into(),
             other_ca: vars["POWA_LAB_TLS_OTHER_CA"].clone().into(),

@@ -4,113 +4,53 @@
 //! hypopg, and its roles are shown by name. `reach_servers = false` turns that off, and
 //! `check` says, per server, what is available and why not.
 
-mod support;
-
-use std::process::Command;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::{exclusive, lab, unique};
 
-/// A 300k-row table on remote1 queried with a selective filter on unindexed columns,
-/// between two snapshots of the remote servers. Returns the table name.
-fn remote_workload() -> String {
-    let lab = lab();
-    let t = format!("t_nr_{}", unique());
-    let _guard = exclusive();
-    lab.psql(
-        "remote1",
-        "app",
-        &format!(
-            "CREATE TABLE {t} AS SELECT g AS id, 1 + (g % 10000) AS customer_id, \
-                    CASE WHEN g % 10 = 0 THEN 'open' ELSE 'closed' END AS status, \
-                    (g % 500)::numeric AS amount \
-             FROM generate_series(1, 300000) g; \
-             ALTER TABLE {t} ADD PRIMARY KEY (id); ANALYZE {t}"
-        ),
-    );
-    lab.snapshot("remote");
-    lab.repeat(
-        "remote1",
-        "app",
-        &format!("SELECT id, amount FROM {t} WHERE customer_id = 4242 AND status = 'open'"),
-        40,
-    );
-    lab.snapshot("remote");
-    t
+use crate::support::cli::{about, json_lines, run, succeeded, Settings};
+use crate::support::lab;
+use crate::support::workload::selective_filter;
+
+/// The index advice about `t` on remote1 in `once --output json` with `config`, and
+/// everything that run printed: (advice, insights, stdout, stderr).
+fn advice_about(config: &Path, t: &str) -> (Vec<Value>, Vec<Value>, String, String) {
+    let (stdout, stderr) = succeeded(&run(&["once", "--output", "json"], config));
+    let all = json_lines(&stdout);
+    let advice = about(&all, t)
+        .into_iter()
+        .filter(|i| i["kind"] == "missing_index" && i["server"] == "remote1")
+        .cloned()
+        .collect();
+    (advice, all, stdout, stderr)
 }
 
-fn config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
-    let lab = lab();
-    let p = dir.join("sentinel.toml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"
-[log]
-level = "warning"
-format = "json"
-
-[analysis]
-window = "15m"
-
-[repositories.lab]
-dsn = "{repo}"
-servers = ["remote1"]
-{extra}
-
-# Other tests' workloads share the lab: room for ours among the top queries.
-[analyzers.slow_queries]
-top_n = 200
-min_total_time = "1ms"
-
-[channels.console]
-type = "console"
-"#,
-            repo = lab.repo_dsn()
-        ),
-    )
-    .unwrap();
-    p
-}
-
-fn run(args: &[&str], config: &std::path::Path) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    (stdout, stderr)
-}
-
-fn insights(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
+fn config(dir: &Path, extra: &str) -> PathBuf {
+    Settings::once("15m")
+        .repository("lab", &lab().repo_dsn())
+        .toml("servers = [\"remote1\"]")
+        .toml(extra)
+        .toml("# Other tests' workloads share the lab: room for ours among the top queries.")
+        .toml("[analyzers.slow_queries]\ntop_n = 200\nmin_total_time = \"1ms\"")
+        .console()
+        .write(dir)
 }
 
 #[test]
 fn remote_servers_are_reached_through_powa_servers() {
     let lab = lab();
-    let t = remote_workload();
+    // A 300k-row table on remote1 queried with a selective filter on unindexed columns,
+    // between two snapshots of the remote servers.
+    let t = format!("t_nr_{}", crate::support::unique());
+    selective_filter("remote1", "remote", &t, 40);
     let dir = tempfile::tempdir().unwrap();
     let collector_password = lab.var("POWA_LAB_COLLECTOR_PASSWORD");
 
     // No monitored table at all: names, DDL and hypopg through powa_servers.
     let plain = config(dir.path(), "");
-    let (stdout, stderr) = run(&["once", "--output", "json"], &plain);
-    let all = insights(&stdout);
-    let mine: Vec<&Value> = all
-        .iter()
-        .filter(|i| i["kind"] == "missing_index" && i["server"] == "remote1")
-        .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(&t)))
-        .collect();
+    let (mine, all, stdout, stderr) = advice_about(&plain, &t);
     assert_eq!(mine.len(), 1, "{all:#?}");
-    let i = mine[0];
+    let i = &mine[0];
     assert_eq!(i["table"], format!("public.{t}"), "{i:#}");
     assert_eq!(i["columns"], "customer_id, status", "{i:#}");
     assert_eq!(i["rule"], "missing_index.btree_validated", "{i:#}");
@@ -127,10 +67,9 @@ fn remote_servers_are_reached_through_powa_servers() {
     );
     assert!(after < before / 10.0, "hypopg: {before} -> {after}");
     // The same query's other findings carry the role by name, not "oid …".
-    let by_query: Vec<&Value> = all
-        .iter()
+    let by_query: Vec<&Value> = about(&all, &t)
+        .into_iter()
         .filter(|i| i["server"] == "remote1" && i["kind"] == "slow_query")
-        .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(&t)))
         .collect();
     assert!(!by_query.is_empty(), "{all:#?}");
     for i in &by_query {
@@ -148,7 +87,7 @@ fn remote_servers_are_reached_through_powa_servers() {
     assert!(!stdout.contains(collector_password) && !stderr.contains(collector_password));
 
     // `check` says how the server is reached and what works there.
-    let (out, _) = run(&["check"], &plain);
+    let (out, _) = succeeded(&run(&["check"], &plain));
     assert!(
         out.contains(&format!(
             "names, existing indexes and hypopg: through powa_servers as {} at 127.0.0.1:{}",
@@ -166,13 +105,7 @@ fn remote_servers_are_reached_through_powa_servers() {
 
     // Turned off: oids again, and the advice and `check` say why.
     let off = config(dir.path(), "reach_servers = false");
-    let (stdout, _) = run(&["once", "--output", "json"], &off);
-    let all = insights(&stdout);
-    let unresolved: Vec<&Value> = all
-        .iter()
-        .filter(|i| i["kind"] == "missing_index" && i["server"] == "remote1")
-        .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(&t)))
-        .collect();
+    let (unresolved, all, _, _) = advice_about(&off, &t);
     assert_eq!(unresolved.len(), 1, "{all:#?}");
     assert_eq!(unresolved[0]["rule"], "missing_index.unresolved");
     let advice = unresolved[0]["advice"].as_str().unwrap();
@@ -185,7 +118,7 @@ fn remote_servers_are_reached_through_powa_servers() {
         .iter()
         .filter(|i| i["server"] == "remote1" && i["kind"] == "slow_query")
         .all(|i| i["user"].as_str().is_some_and(|u| u.starts_with("oid "))));
-    let (out, _) = run(&["check"], &off);
+    let (out, _) = succeeded(&run(&["check"], &off));
     assert!(
         out.contains("names: not available (reach_servers = false in [repositories.lab])"),
         "{out}"

@@ -4,47 +4,33 @@
 //! out of the window. Checkpoints are seconds here so that the window slides during the
 //! test; the daemon uses hours.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use powa_sentinel::powa::live::LiveWindow;
 use powa_sentinel::powa::reader::{read_window_with, ReadMode};
-use powa_sentinel::powa::{connect, RepositorySettings};
 use sentinel_actors::Window;
-use support::windows::assert_same_windows_of;
-use support::{exclusive, lab, unique};
+
+use crate::support::repo::{repository, server};
+use crate::support::windows::assert_same_windows_of;
+use crate::support::workload::{coalesce, two_queries};
+use crate::support::{exclusive, lab, unique};
 
 // The lab lock is held for the whole test: a snapshot taken by another test between a
 // cycle and its reference read would be in one and not the other. Each test has its own
 // runtime thread, so holding it across awaits cannot deadlock.
 #[allow(clippy::await_holding_lock)]
-async fn live_matches_naive(cluster: &str, dsn: &str, aggregate: &str) {
+async fn live_matches_naive(cluster: &str, dsn: &str) {
     let lab = lab();
     let _guard = exclusive();
     let t = format!("t_live_{}", unique());
-    lab.psql(
-        cluster,
-        "app",
-        &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 1000) g"),
-    );
-    let q1 = format!("SELECT count(*) FROM {t} WHERE id < 500");
-    let q2 = format!("SELECT max(id) FROM {t} WHERE id > 10");
+    let (q1, q2) = two_queries(cluster, &t);
     lab.repeat(cluster, "app", &q1, 3);
     lab.snapshot(cluster);
 
-    let repo = connect("lab", &RepositorySettings::from_dsn(dsn))
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    let server = repo
-        .info
-        .servers
-        .iter()
-        .find(|s| s.name == "local")
-        .expect("local server")
-        .clone();
+    let repo = repository("lab", dsn).await;
+    let server = server(&repo, "local").clone();
     let mut live = LiveWindow::with_checkpoint(
         "lab",
         Arc::new(repo.info.clone()),
@@ -71,7 +57,7 @@ async fn live_matches_naive(cluster: &str, dsn: &str, aggregate: &str) {
             4 => {
                 lab.repeat(cluster, "app", &q1, 5);
                 lab.snapshot(cluster);
-                lab.psql(cluster, "powa", aggregate);
+                coalesce(cluster);
                 lab.repeat(cluster, "app", &q2, 4);
                 lab.snapshot(cluster);
             }
@@ -141,32 +127,8 @@ async fn live_matches_naive(cluster: &str, dsn: &str, aggregate: &str) {
     lab.psql(cluster, "app", &format!("DROP TABLE {t}"));
 }
 
-#[actix_rt::test]
-async fn live_window_matches_naive_on_powa_4() {
-    live_matches_naive(
-        "repo",
-        &lab().repo_dsn(),
-        "SELECT powa_statements_aggregate(0), powa_kcache_aggregate(0), powa_wait_sampling_aggregate(0)",
-    )
-    .await;
-}
-
-#[actix_rt::test]
-async fn live_window_matches_naive_on_powa_5() {
-    live_matches_naive(
-        "repo5",
-        &lab().repo5_dsn(),
-        "SELECT powa_statements_aggregate(0), powa_kcache_aggregate(0), powa_wait_sampling_aggregate(0)",
-    )
-    .await;
-}
-
-#[actix_rt::test]
-async fn live_window_matches_naive_on_powa_3() {
-    live_matches_naive(
-        "repo3",
-        &lab().repo3_dsn(),
-        "SELECT powa_statements_aggregate(), powa_kcache_aggregate(), powa_wait_sampling_aggregate()",
-    )
-    .await;
-}
+on_every_powa!(
+    live_matches_naive: live_window_matches_naive_on_powa_4,
+    live_window_matches_naive_on_powa_5,
+    live_window_matches_naive_on_powa_3
+);

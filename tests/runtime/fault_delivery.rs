@@ -21,23 +21,26 @@
 //! must bring every one of them to the robot, and repeat no message except the part in
 //! flight at the abort.
 
-#![allow(dead_code)]
-
-#[path = "support/robot.rs"]
-mod robot;
-mod support;
+// Without the `failpoints` feature the abort tests are compiled out and their helpers go
+// unused.
+#![cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::process::Output;
+use std::sync::{OnceLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 use powa_sentinel::actors::failpoint::ENV as FAILPOINT;
 use powa_sentinel::gate::store::Store;
 use serde_json::Value;
-use support::{exclusive, lab, unique};
+
+use crate::robot;
+use crate::support::cli::{command, run, succeeded, Settings};
+use crate::support::daemon::Proc;
+use crate::support::workload::many_queries;
+use crate::support::{exclusive, same_servers};
 
 const KEY: &str = "robot-key-faults";
 const SIGABRT: i32 = 6;
@@ -49,96 +52,38 @@ fn config(dir: &Path, fake: &robot::Robot) -> PathBuf {
 
 /// [`config`] with another robot key and more `[channels.robot]` settings.
 fn config_with(dir: &Path, fake: &robot::Robot, key: &str, channel_extra: &str) -> PathBuf {
-    let p = dir.join("sentinel.toml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"
-[log]
-level = "info"
-format = "json"
-
-[analysis]
-window = "1h"
-
-[state]
-dir = "{state}"
-
-[repositories.lab]
-dsn = "{dsn}"
-
-[analyzers.slow_queries]
-top_n = 8
-min_calls = 1
-min_total_time = "0ms"
-[analyzers.regression]
-enabled = false
-[analyzers.workload_change]
-enabled = false
-[analyzers.powa_health]
-enabled = false
-[analyzers.resource_hogs]
-enabled = false
-[analyzers.health_score]
-enabled = false
-[analyzers.missing_index]
-enabled = false
-
-[channels.robot]
-type = "wecom"
-base_url = "{url}"
-key = "{key}"
-msgtype = "text"
-sql_preview_chars = 1500
-{channel_extra}
-"#,
-            state = dir.join("state").display(),
-            dsn = lab().repo_dsn(),
-            url = fake.url,
-        ),
-    )
-    .unwrap();
-    p
+    let settings = Settings::delivery(dir)
+        .toml("[analyzers.slow_queries]\ntop_n = 8\nmin_calls = 1\nmin_total_time = \"0ms\"");
+    [
+        "regression",
+        "workload_change",
+        "powa_health",
+        "resource_hogs",
+        "health_score",
+        "missing_index",
+    ]
+    .iter()
+    .fold(settings, |s, a| {
+        s.toml(&format!("[analyzers.{a}]\nenabled = false"))
+    })
+    .wecom("robot", &fake.url, key)
+    .toml("msgtype = \"text\"\nsql_preview_chars = 1500")
+    .toml(channel_extra)
+    .write(dir)
 }
 
-/// Enough distinct queries for a report of several messages, once per test binary.
-fn workload() {
+/// Enough distinct queries for a report of several messages (made once per test binary);
+/// the lab's servers stay the lab's own while the guard is held.
+fn workload() -> RwLockReadGuard<'static, ()> {
+    let servers = same_servers();
     static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let lab = lab();
-        let _guard = exclusive();
-        let t = format!("t_fault_{}", unique());
-        for k in 0..10 {
-            lab.psql(
-                "repo",
-                "app",
-                &format!("CREATE TABLE {t}_{k} AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g"),
-            );
-            lab.repeat(
-                "repo",
-                "app",
-                &format!("SELECT count(*) FROM {t}_{k} WHERE v LIKE '%{k}abc%'"),
-                3,
-            );
-        }
-        lab.snapshot("repo");
-    });
-}
-
-fn sentinel(args: &[&str], config: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env_remove(FAILPOINT)
-        .output()
-        .unwrap()
+    DONE.get_or_init(|| many_queries("t_fault", 10));
+    servers
 }
 
 fn once(config: &Path, failpoint: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"));
-    cmd.args(["once", "--config"]).arg(config);
-    cmd.env_remove(FAILPOINT);
+    let mut cmd = command(&["once", "--config"]);
+    cmd.arg(config);
     if let Some(f) = failpoint {
         cmd.env(FAILPOINT, f);
     }
@@ -169,10 +114,27 @@ fn announced(state: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// The queryids of `ids` that no message of `sent` names.
+fn not_in<'a>(ids: &'a BTreeSet<String>, sent: &[String]) -> Vec<&'a String> {
+    let text = sent.join("\n");
+    ids.iter()
+        .filter(|q| !text.contains(&format!("queryid {q}")))
+        .collect()
+}
+
+/// How many times each message was accepted.
+fn copies(all: &[String]) -> BTreeMap<&str, usize> {
+    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in all {
+        *copies.entry(m.as_str()).or_default() += 1;
+    }
+    copies
+}
+
 /// Run 1 aborted at `failpoint`, run 2 delivers: nothing lost, at most `twice_allowed`
 /// messages repeated.
 fn abort_then_rerun(failpoint: &str, twice_allowed: usize) {
-    workload();
+    let _lab = workload();
     let dir = tempfile::tempdir().unwrap();
     let fake = robot::start(KEY, &["--max-per-window", "1000"]);
     let cfg = config(dir.path(), &fake);
@@ -202,15 +164,8 @@ fn abort_then_rerun(failpoint: &str, twice_allowed: usize) {
         run2.status
     );
     let all = recorded(&fake.record);
-    let text = all.join("\n");
-    let lost: Vec<&String> = expected
-        .iter()
-        .filter(|q| !text.contains(&format!("queryid {q}")))
-        .collect();
-    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
-    for m in &all {
-        *copies.entry(m.as_str()).or_default() += 1;
-    }
+    let lost = not_in(&expected, &all);
+    let copies = copies(&all);
     let twice: Vec<&&str> = copies
         .iter()
         .filter(|(_, n)| **n > 1)
@@ -300,13 +255,16 @@ fn queryids(text: &str) -> BTreeSet<String> {
 /// everything, and a preview over an existing state leaves its files byte for byte.
 #[test]
 fn a_dry_run_changes_no_state_and_the_real_run_sends_everything() {
-    workload();
+    let _lab = workload();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let fake = robot::start(KEY, &["--max-per-window", "1000"]);
     let cfg = config(dir.path(), &fake);
 
-    let dry = sentinel(&["once", "--dry-run"], &cfg);
+    // The preview and the real run see the same findings: no other test's snapshot between
+    // them (the top queries would change).
+    let lab_lock = exclusive();
+    let dry = run(&["once", "--dry-run"], &cfg);
     let stdout = String::from_utf8_lossy(&dry.stdout);
     let stderr = String::from_utf8_lossy(&dry.stderr);
     assert!(dry.status.success(), "dry run failed:\n{stderr}");
@@ -330,14 +288,11 @@ fn a_dry_run_changes_no_state_and_the_real_run_sends_everything() {
         "the dry run rendered nothing:\n{stdout}"
     );
 
-    let real = sentinel(&["once"], &cfg);
+    let real = run(&["once"], &cfg);
+    drop(lab_lock);
     let stderr = String::from_utf8_lossy(&real.stderr);
     assert!(real.status.success(), "real run failed:\n{stderr}");
-    let sent = recorded(&fake.record).join("\n");
-    let missing: Vec<&String> = previewed
-        .iter()
-        .filter(|q| !sent.contains(&format!("queryid {q}")))
-        .collect();
+    let missing = not_in(&previewed, &recorded(&fake.record));
     assert!(
         missing.is_empty(),
         "previewed but not sent by the real run: {missing:?}\n{stderr}"
@@ -346,9 +301,9 @@ fn a_dry_run_changes_no_state_and_the_real_run_sends_everything() {
     // Over an existing state (gate, outbox), a preview leaves every file as it was.
     let before = files(&state);
     assert!(before.contains_key("gate.redb") && before.contains_key("outbox.redb"));
-    let dry = sentinel(&["once", "--dry-run"], &cfg);
+    let dry = run(&["once", "--dry-run"], &cfg);
     assert!(dry.status.success());
-    let backtest = sentinel(&["backtest", "--from", "2h"], &cfg);
+    let backtest = run(&["backtest", "--from", "2h"], &cfg);
     assert!(
         backtest.status.success(),
         "{}",
@@ -359,7 +314,7 @@ fn a_dry_run_changes_no_state_and_the_real_run_sends_everything() {
     // With the outbox held by another process (a running daemon), a preview still works
     // and says why it does not show the outbox.
     let held = powa_sentinel::outbox::RedbOutbox::open(&state).unwrap();
-    let dry = sentinel(&["once", "--dry-run"], &cfg);
+    let dry = run(&["once", "--dry-run"], &cfg);
     let stderr = String::from_utf8_lossy(&dry.stderr);
     assert!(dry.status.success(), "dry run beside a daemon:\n{stderr}");
     assert!(
@@ -374,15 +329,22 @@ fn a_dry_run_changes_no_state_and_the_real_run_sends_everything() {
     );
 }
 
+/// `once` on a state in `dir` with a robot key the robot does not know: the robot, and the
+/// run.
+fn once_with_a_bad_key(dir: &Path) -> (robot::Robot, Output) {
+    let fake = robot::start(KEY, &["--max-per-window", "1000"]);
+    let bad = config_with(dir, &fake, "robot-key-wrong", "");
+    let run1 = run(&["once"], &bad);
+    (fake, run1)
+}
+
 /// A bad key fails the report for good; once the key is fixed, `once` keeps saying so
 /// (exit 1) until `outbox retry`, after which the same report is delivered.
 #[test]
 fn bad_key_then_fixed_key_then_outbox_retry_delivers_the_report() {
-    workload();
+    let _lab = workload();
     let dir = tempfile::tempdir().unwrap();
-    let fake = robot::start(KEY, &["--max-per-window", "1000"]);
-    let bad = config_with(dir.path(), &fake, "robot-key-wrong", "");
-    let run1 = sentinel(&["once"], &bad);
+    let (fake, run1) = once_with_a_bad_key(dir.path());
     let stderr = String::from_utf8_lossy(&run1.stderr);
     assert_eq!(run1.status.code(), Some(1), "bad key:\n{stderr}");
     assert!(stderr.contains("93000"), "{stderr}");
@@ -390,7 +352,7 @@ fn bad_key_then_fixed_key_then_outbox_retry_delivers_the_report() {
     assert!(!announced.is_empty());
 
     let good = config(dir.path(), &fake);
-    let run2 = sentinel(&["once"], &good);
+    let run2 = run(&["once"], &good);
     let stderr = String::from_utf8_lossy(&run2.stderr);
     assert_eq!(
         run2.status.code(),
@@ -399,29 +361,23 @@ fn bad_key_then_fixed_key_then_outbox_retry_delivers_the_report() {
     );
     assert!(stderr.contains("outbox retry"), "{stderr}");
 
-    let list = sentinel(&["outbox", "list"], &good);
-    let text = String::from_utf8_lossy(&list.stdout);
-    assert!(
-        list.status.success(),
-        "{}",
-        String::from_utf8_lossy(&list.stderr)
-    );
+    let (text, _) = succeeded(&run(&["outbox", "list"], &good));
     assert!(
         text.contains("channel robot seq")
             && text.contains(": failed, age ")
             && text.contains("93000"),
         "{text}"
     );
-    let check = sentinel(&["check"], &good);
+    let check = run(&["check"], &good);
     let text = String::from_utf8_lossy(&check.stdout);
     assert!(
         text.contains("outbox: channel robot: 0 pending, 1 failed"),
         "{text}"
     );
 
-    let nothing = sentinel(&["outbox", "retry", "424242"], &good);
+    let nothing = run(&["outbox", "retry", "424242"], &good);
     assert_eq!(nothing.status.code(), Some(2));
-    let retry = sentinel(&["outbox", "retry", "--all"], &good);
+    let retry = run(&["outbox", "retry", "--all"], &good);
     let text = String::from_utf8_lossy(&retry.stdout);
     assert!(
         retry.status.success() && text.contains("re-queued: channel robot"),
@@ -429,16 +385,12 @@ fn bad_key_then_fixed_key_then_outbox_retry_delivers_the_report() {
     );
 
     let started = Instant::now();
-    let run3 = sentinel(&["once"], &good);
+    let run3 = run(&["once"], &good);
     let stderr = String::from_utf8_lossy(&run3.stderr);
     assert!(run3.status.success(), "after retry:\n{stderr}");
-    let sent = recorded(&fake.record).join("\n");
-    let lost: Vec<&String> = announced
-        .iter()
-        .filter(|q| !sent.contains(&format!("queryid {q}")))
-        .collect();
+    let lost = not_in(&announced, &recorded(&fake.record));
     assert!(lost.is_empty(), "not delivered after retry: {lost:?}");
-    let list = sentinel(&["outbox", "list"], &good);
+    let list = run(&["outbox", "list"], &good);
     assert!(String::from_utf8_lossy(&list.stdout).contains("outbox: empty"));
     eprintln!(
         "bad key: {} finding(s) failed, delivered {:.1}s after `outbox retry`",
@@ -451,21 +403,20 @@ fn bad_key_then_fixed_key_then_outbox_retry_delivers_the_report() {
 /// succeeds.
 #[test]
 fn outbox_drop_removes_a_failed_entry() {
-    workload();
+    let _lab = workload();
     let dir = tempfile::tempdir().unwrap();
-    let fake = robot::start(KEY, &["--max-per-window", "1000"]);
-    let bad = config_with(dir.path(), &fake, "robot-key-wrong", "");
-    assert_eq!(sentinel(&["once"], &bad).status.code(), Some(1));
+    let (fake, run1) = once_with_a_bad_key(dir.path());
+    assert_eq!(run1.status.code(), Some(1));
     let good = config(dir.path(), &fake);
-    let drop = sentinel(&["outbox", "drop", "--channel", "robot"], &good);
+    let drop = run(&["outbox", "drop", "--channel", "robot"], &good);
     let text = String::from_utf8_lossy(&drop.stdout);
     assert!(
         drop.status.success() && text.contains("dropped: channel robot seq"),
         "{text}"
     );
-    let list = sentinel(&["outbox", "list"], &good);
+    let list = run(&["outbox", "list"], &good);
     assert!(String::from_utf8_lossy(&list.stdout).contains("outbox: empty"));
-    let after = sentinel(&["once"], &good);
+    let after = run(&["once"], &good);
     assert!(
         after.status.success(),
         "{}",
@@ -477,45 +428,33 @@ fn outbox_drop_removes_a_failed_entry() {
 /// it is retried only after the rate window, not at the pace of the backoff.
 #[test]
 fn a_provider_slower_than_the_timeout_gets_at_most_one_copy_per_window() {
-    workload();
+    let _lab = workload();
     let dir = tempfile::tempdir().unwrap();
     let fake = robot::start(KEY, &["--max-per-window", "1000", "--delay", "2500ms"]);
     let cfg = config_with(dir.path(), &fake, KEY, "timeout = \"1s\"");
-    let log = dir.path().join("once.log");
-    let mut run = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(["once", "--config"])
-        .arg(&cfg)
-        .env_remove(FAILPOINT)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut once = Proc::start_on("once", &cfg, &[]);
     // From the first copy the robot accepted (the analysis before it takes what the lab
     // makes it take), watch 25 s, well under the 60 s rate window: the backoff alone (1 s
     // doubling) would have retried four or five times by then.
     let t = Instant::now();
     while recorded(&fake.record).is_empty() {
-        assert!(run.try_wait().unwrap().is_none(), "once ended early");
+        assert!(once.running(), "once ended early");
         assert!(
-            t.elapsed() < std::time::Duration::from_secs(180),
+            t.elapsed() < Duration::from_secs(180),
             "nothing accepted in 3 min"
         );
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100));
     }
     let first = Instant::now();
-    while first.elapsed() < std::time::Duration::from_secs(25) {
-        assert!(run.try_wait().unwrap().is_none(), "once ended early");
-        std::thread::sleep(std::time::Duration::from_millis(200));
+    while first.elapsed() < Duration::from_secs(25) {
+        assert!(once.running(), "once ended early");
+        std::thread::sleep(Duration::from_millis(200));
     }
-    run.kill().unwrap();
-    run.wait().unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    once.kill();
+    std::thread::sleep(Duration::from_secs(3));
     let all = recorded(&fake.record);
-    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
-    for m in &all {
-        *copies.entry(m.as_str()).or_default() += 1;
-    }
-    let stderr = std::fs::read_to_string(&log).unwrap();
+    let copies = copies(&all);
+    let stderr = once.logs();
     eprintln!(
         "slow provider: {} message(s) accepted in the 25 s after the first, most copies of one: {}",
         all.len(),

@@ -3,35 +3,26 @@
 //! pg_qualstats on the local server, which PoWA 5 never resets; role names of a remote
 //! server from PoWA's catalog snapshots; the server's pg_stat_kcache totals; what the live
 //! window reports as read; and the index advisor with hypopg on PostgreSQL 17, end to end.
-//! The reads every version shares run against PoWA 5 in `powa_read`, `powa_fast_read` and
-//! `powa_live`.
+//! The reads every version shares run against PoWA 5 in `read`, `fast_read` and `live`.
 
-mod support;
-
-use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use powa_sentinel::powa::live::LiveWindow;
 use powa_sentinel::powa::qualstats::{read_quals, QualsWindow};
-use powa_sentinel::powa::reader::{read_window, StatementsWindow};
-use powa_sentinel::powa::{connect, Repository, RepositorySettings};
+use powa_sentinel::powa::Repository;
 use sentinel_actors::Window;
 use serde_json::Value;
-use support::{exclusive, lab, unique};
+
+use crate::support::cli::{about, index_advice, once_advised, once_json, run, Settings};
+use crate::support::daemon::Proc;
+use crate::support::repo::{repository, server, since};
+use crate::support::workload::{batches, between_snapshots, reader_role, selective_filter};
+use crate::support::{exclusive, lab, unique};
 
 async fn repo5() -> Repository {
-    connect("lab5", &RepositorySettings::from_dsn(&lab().repo5_dsn()))
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"))
-}
-
-fn server<'a>(repo: &'a Repository, name: &str) -> &'a powa_sentinel::powa::ServerInfo {
-    repo.info
-        .servers
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no server {name}: {:?}", repo.info.servers))
+    repository("lab5", &lab().repo5_dsn()).await
 }
 
 /// Executions of the test's filter on `t`, summed over its quals.
@@ -41,41 +32,6 @@ fn executions(q: &QualsWindow, t: &str) -> f64 {
         .filter(|x| q.text(&x.key).is_some_and(|s| s.contains(t)))
         .map(|x| x.occurrences)
         .sum()
-}
-
-/// `server`'s window from `start` to now.
-async fn window(repo: &Repository, name: &str, start: DateTime<Utc>) -> StatementsWindow {
-    let window = Window {
-        start,
-        end: Utc::now(),
-    };
-    read_window(
-        &repo.client,
-        &repo.name,
-        &repo.info,
-        server(repo, name),
-        window,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("read_window: {e}"))
-}
-
-/// `powa-sentinel once --output json --config <config>`: the insights printed, which must
-/// all be JSON; the run must succeed.
-fn once_json(config: &std::path::Path) -> (Vec<Value>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(["once", "--output", "json", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let insights = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
-    (insights, stderr)
 }
 
 async fn quals(repo: &Repository, name: &str, start: DateTime<Utc>) -> QualsWindow {
@@ -89,39 +45,9 @@ async fn quals(repo: &Repository, name: &str, start: DateTime<Utc>) -> QualsWind
         .expect("pg_qualstats is collected")
 }
 
-/// A 300k-row table `t` filtered 30 times on unindexed columns (customer_id, status) on
-/// `cluster`, between two snapshots of `snapshot`.
-fn selective_filter_workload(cluster: &str, snapshot: &str, t: &str) {
-    let lab = lab();
-    let _guard = exclusive();
-    lab.psql(
-        cluster,
-        "app",
-        &format!(
-            "CREATE TABLE {t} AS SELECT g AS id, 1 + (g % 10000) AS customer_id, \
-                    CASE WHEN g % 10 = 0 THEN 'open' ELSE 'closed' END AS status \
-             FROM generate_series(1, 300000) g; \
-             ALTER TABLE {t} ADD PRIMARY KEY (id); ANALYZE {t}"
-        ),
-    );
-    lab.snapshot(snapshot);
-    // A remote's collector resets pg_qualstats after its read: let that pass first.
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    lab.repeat(
-        cluster,
-        "app",
-        &format!("SELECT id FROM {t} WHERE customer_id = 4242 AND status = 'open'"),
-        30,
-    );
-    lab.snapshot(snapshot);
-}
-
 /// The one index suggestion for `t`, validated with hypopg, on (customer_id, status).
 fn validated_advice<'a>(insights: &'a [Value], t: &str, stderr: &str) -> &'a Value {
-    let mine: Vec<&Value> = insights
-        .iter()
-        .filter(|i| i["kind"] == "missing_index" && i["table"] == format!("public.{t}"))
-        .collect();
+    let mine = index_advice(insights, &format!("public.{t}"));
     assert_eq!(mine.len(), 1, "{insights:#?}\n{stderr}");
     assert_eq!(mine[0]["rule"], "missing_index.btree_validated");
     assert_eq!(mine[0]["columns"], "customer_id, status");
@@ -195,26 +121,7 @@ async fn local_quals_count_from_the_point_before_the_window_or_from_zero() {
 #[actix_rt::test]
 async fn remote_quals_are_per_snapshot_sums() {
     let lab = lab();
-    let t = format!("t_q5r_{}", unique());
-    let start = {
-        let _guard = exclusive();
-        lab.psql(
-            "remote5",
-            "app",
-            &format!(
-                "CREATE TABLE {t} AS SELECT g AS id, g % 100 AS k FROM generate_series(1, 20000) g"
-            ),
-        );
-        lab.snapshot("remote5");
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        let start = Utc::now();
-        let q = format!("SELECT count(*) FROM {t} WHERE k = 7");
-        lab.repeat("remote5", "app", &q, 5);
-        lab.snapshot("remote5");
-        lab.repeat("remote5", "app", &q, 4);
-        lab.snapshot("remote5");
-        start
-    };
+    let (t, start) = batches("remote5", "remote5", "t_q5r", 20000, "k = 7", &[5, 4]);
     let repo = repo5().await;
     let w = quals(&repo, "remote5", start).await;
     assert!(!w.cumulative);
@@ -226,26 +133,8 @@ async fn remote_quals_are_per_snapshot_sums() {
 #[actix_rt::test]
 async fn remote_users_are_named_from_the_catalog_snapshots() {
     let lab = lab();
-    let t = format!("t_role5_{}", unique());
-    let start = {
-        let _guard = exclusive();
-        lab.psql(
-            "remote5",
-            "app",
-            &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 100) g"),
-        );
-        lab.snapshot("remote5");
-        let start = Utc::now();
-        lab.repeat(
-            "remote5",
-            "app",
-            &format!("SELECT count(*) FROM {t} WHERE id > 3"),
-            3,
-        );
-        lab.snapshot("remote5");
-        start
-    };
-    let w = window(&repo5().await, "remote5", start).await;
+    let (t, start) = batches("remote5", "remote5", "t_role5", 100, "id > 3", &[3]);
+    let w = since(&repo5().await, "remote5", start).await;
     let q = w
         .queries
         .iter()
@@ -283,7 +172,7 @@ async fn kcache_without_a_statement_row_stays_in_the_server_totals() {
         lab.snapshot("repo5");
         start
     };
-    let w = window(&repo5().await, "local", start).await;
+    let w = since(&repo5().await, "local", start).await;
     let other = w.kcache_unmatched.expect("pg_stat_kcache is collected");
     assert!(
         other.cpu_time_ms() > 100.0,
@@ -334,48 +223,10 @@ async fn the_live_window_reports_what_it_read() {
 fn once_suggests_and_validates_an_index_on_powa_5() {
     let lab = lab();
     let t = format!("t_mi5_{}", unique());
-    let role = format!("advisor5_{}", unique());
-    let password = format!("pw{}", unique());
-    lab.psql(
-        "repo5",
-        "app",
-        &format!(
-            "CREATE ROLE {role} LOGIN PASSWORD '{password}'; \
-             GRANT CONNECT ON DATABASE app TO {role}; GRANT pg_read_all_data TO {role}"
-        ),
-    );
-    selective_filter_workload("repo5", "repo5", &t);
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sentinel.toml");
-    let dsn = format!(
-        "host=127.0.0.1 port={} user={role} password={password}",
-        lab.var("POWA_LAB_REPO5_PORT")
-    );
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[log]
-level = "warning"
-format = "json"
-
-[analysis]
-window = "1h"
-
-[repositories.lab5]
-dsn = "{repo}"
-
-[repositories.lab5.monitored."local"]
-dsn = "{dsn}"
-
-[channels.console]
-type = "console"
-"#,
-            repo = lab.repo5_dsn()
-        ),
-    )
-    .unwrap();
-    let (insights, stderr) = once_json(&config);
+    let (_role, dsn) = reader_role("repo5", "app");
+    let password = dsn.split("password=").nth(1).unwrap().to_string();
+    selective_filter("repo5", "repo5", &t, 30);
+    let (insights, stderr) = once_advised("lab5", &lab.repo5_dsn(), &dsn);
     validated_advice(&insights, &t, &stderr);
     assert!(!stderr.contains(&password), "password leaked");
     lab.psql("repo5", "app", &format!("DROP TABLE {t}"));
@@ -387,58 +238,26 @@ type = "console"
 fn once_json_with_a_state_dir_prints_what_changed() {
     let lab = lab();
     let t = format!("t_json5_{}", unique());
-    {
-        let _guard = exclusive();
-        lab.psql(
-            "repo5",
-            "app",
-            &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 200000) g"),
-        );
-        lab.snapshot("repo5");
-        lab.repeat(
-            "repo5",
-            "app",
-            &format!("SELECT count(*) FROM {t} a WHERE md5(a.id::text) LIKE 'ab%'"),
-            20,
-        );
-        lab.snapshot("repo5");
-    }
+    between_snapshots(
+        "repo5",
+        &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 200000) g"),
+        &format!("SELECT count(*) FROM {t} a WHERE md5(a.id::text) LIKE 'ab%'"),
+        20,
+    );
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sentinel.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[log]
-level = "warning"
-
-[analysis]
-window = "1h"
-
-[state]
-dir = "{state}"
-
-[repositories.lab5]
-dsn = "{repo}"
-servers = ["local"]
-
-[analyzers.slow_queries]
-top_n = 50
-min_total_time = "1ms"
-
-[channels.console]
-type = "console"
-"#,
-            state = dir.path().join("state").display(),
-            repo = lab.repo5_dsn()
-        ),
-    )
-    .unwrap();
+    let config = Settings::log("warning")
+        .window("1h")
+        .state(&dir.path().join("state"))
+        .repository("lab5", &lab.repo5_dsn())
+        .toml("servers = [\"local\"]")
+        .toml("[analyzers.slow_queries]\ntop_n = 50\nmin_total_time = \"1ms\"")
+        .console()
+        .write(dir.path());
     let run = || {
-        once_json(&config)
-            .0
+        let (insights, _) = once_json(&config);
+        about(&insights, &t)
             .into_iter()
-            .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(&t)))
+            .cloned()
             .collect::<Vec<_>>()
     };
     let first = run();
@@ -455,20 +274,11 @@ type = "console"
 fn check_lists_powa_5() {
     let lab = lab();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sentinel.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[repositories.lab5]\ndsn = \"{}\"\n\n[channels.console]\ntype = \"console\"\n",
-            lab.repo5_dsn()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let config = Settings::default()
+        .repository("lab5", &lab.repo5_dsn())
+        .console()
+        .write(dir.path());
+    let out = run(&["check"], &config);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -502,22 +312,14 @@ fn check_lists_powa_5() {
 /// `powa_sentinel_rows_read_total` (always 0 in `run` before, on every version).
 #[test]
 fn the_daemon_collects_powa_5_and_counts_what_it_reads() {
-    use std::io::{Read, Write};
     let lab = lab();
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.path().join("sentinel.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[log]
-level = "warning"
-[schedule]
+    let repo = lab.repo5_dsn();
+    let mut d = Proc::start(
+        "run",
+        |port, _| {
+            Settings::log("warning")
+                .toml(&format!(
+                    r#"[schedule]
 cron = "0 0 0 1 1 *"
 [collection]
 interval = "1s"
@@ -526,33 +328,14 @@ max_jitter = "200ms"
 [analysis]
 window = "2min"
 [http]
-listen = "127.0.0.1:{port}"
-[repositories.lab5]
-dsn = "{repo}"
-[channels.console]
-type = "console"
-"#,
-            repo = lab.repo5_dsn()
-        ),
-    )
-    .unwrap();
-    let stderr = dir.path().join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let metrics = || -> Option<String> {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .ok()?;
-        write!(s, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        Some(text)
-    };
+listen = "127.0.0.1:{port}""#
+                ))
+                .repository("lab5", &repo)
+                .console()
+                .into_text()
+        },
+        &[],
+    );
     let rows = |text: &str, server: &str| -> f64 {
         let prefix = format!("powa_sentinel_rows_read_total{{server=\"lab5/{server}\"}} ");
         text.lines()
@@ -560,21 +343,20 @@ type = "console"
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0.0)
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
     let mut last = String::new();
     let mut seen = false;
     while std::time::Instant::now() < deadline {
-        if let Some(text) = metrics() {
+        if let Some(text) = d.metrics() {
             if rows(&text, "local") > 0.0 && rows(&text, "remote5") > 0.0 {
                 seen = true;
                 break;
             }
             last = text;
         }
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(500));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    d.kill();
     assert!(
         seen,
         "rows read never counted for both servers:\n{}\nlogs:\n{}",
@@ -582,7 +364,7 @@ type = "console"
             .filter(|l| l.contains("rows_read") || l.contains("cycles_total"))
             .collect::<Vec<_>>()
             .join("\n"),
-        std::fs::read_to_string(&stderr).unwrap_or_default()
+        d.logs()
     );
 }
 
@@ -593,31 +375,13 @@ type = "console"
 fn remote_index_advice_names_the_table_without_configuration_on_powa_5() {
     let lab = lab();
     let t = format!("t_mir5_{}", unique());
-    selective_filter_workload("remote5", "remote5", &t);
+    selective_filter("remote5", "remote5", &t, 30);
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sentinel.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[log]
-level = "warning"
-format = "json"
-
-[analysis]
-window = "10min"
-
-[repositories.lab5]
-dsn = "{repo}"
-servers = ["remote5"]
-
-[channels.console]
-type = "console"
-"#,
-            repo = lab.repo5_dsn()
-        ),
-    )
-    .unwrap();
+    let config = Settings::once("10min")
+        .repository("lab5", &lab.repo5_dsn())
+        .toml("servers = [\"remote5\"]")
+        .console()
+        .write(dir.path());
     let (insights, stderr) = once_json(&config);
     let advice = validated_advice(&insights, &t, &stderr);
     assert_eq!(advice["server"], "remote5");

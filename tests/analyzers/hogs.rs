@@ -2,21 +2,19 @@
 //! with pg_stat_kcache, read as the SELECT-only role; and the quiet control database
 //! produces nothing.
 
-mod support;
-
 use std::time::Duration;
 
-use chrono::Utc;
 use powa_sentinel::analyze::health_score::HealthInputs;
 use powa_sentinel::analyze::{
     HealthScoreAnalyzer, HealthScoreSettings, PerServer, PowaHealthAnalyzer, PowaHealthSettings,
     RegressionAnalyzer, RegressionSettings, ResourceHogAnalyzer, ResourceHogSettings,
     SlowQueryAnalyzer, SlowQuerySettings, WorkloadChangeAnalyzer, WorkloadChangeSettings,
 };
-use powa_sentinel::powa::reader::{read_baseline, read_window};
-use powa_sentinel::powa::{connect, RepositorySettings};
-use sentinel_actors::{Insight, Window};
-use support::{exclusive, lab, unique};
+use sentinel_actors::Insight;
+
+use crate::support::repo::window_and_baseline;
+use crate::support::workload::two_phases;
+use crate::support::{lab, unique};
 
 /// Thresholds scaled to a lab that runs seconds of work, set as a per-server override
 /// of the lab's local server: the analyzer-wide defaults stay production-sized.
@@ -48,62 +46,26 @@ async fn cpu_hog_and_new_heavy_query_quiet_database_silent() {
     let steady = format!("SELECT count(*) FROM {steady_t} WHERE id < 5000");
     // Hashes every row: CPU, no disk (the table is small and cached).
     let heavy = format!("SELECT count(*) FROM {heavy_t} WHERE md5(md5(g::text)) LIKE '0%'");
-    let (t0, t1, t2) = {
-        let _guard = exclusive();
-        lab.psql(
-            "repo",
-            "app",
-            &format!(
-                "CREATE TABLE {steady_t} AS SELECT g AS id FROM generate_series(1, 20000) g; \
-                 CREATE TABLE {heavy_t} AS SELECT g FROM generate_series(1, 200000) g; \
-                 ANALYZE {steady_t}; ANALYZE {heavy_t}; SELECT count(*) FROM {heavy_t}"
-            ),
-        );
-        lab.snapshot("repo");
-        let t0 = Utc::now();
-        lab.repeat("repo", "app", &steady, 50);
-        lab.repeat("repo", "quiet", "SELECT 1", 20);
-        lab.snapshot("repo");
-        let t1 = Utc::now();
-        let started = std::time::Instant::now();
-        lab.repeat("repo", "app", &steady, 50);
-        lab.repeat("repo", "quiet", "SELECT 1", 20);
-        lab.repeat("repo", "app", &heavy, 12);
-        let phase_a = (t1 - t0).to_std().unwrap();
-        if let Some(rest) = (phase_a + Duration::from_secs(1)).checked_sub(started.elapsed()) {
-            std::thread::sleep(rest);
-        }
-        lab.snapshot("repo");
-        (t0, t1, Utc::now())
-    };
+    let (t0, t1, t2) = two_phases(
+        &format!(
+            "CREATE TABLE {steady_t} AS SELECT g AS id FROM generate_series(1, 20000) g; \
+                     CREATE TABLE {heavy_t} AS SELECT g FROM generate_series(1, 200000) g; \
+                     ANALYZE {steady_t}; ANALYZE {heavy_t}; SELECT count(*) FROM {heavy_t}"
+        ),
+        || {
+            lab.repeat("repo", "app", &steady, 50);
+            lab.repeat("repo", "quiet", "SELECT 1", 20);
+        },
+        || {
+            lab.repeat("repo", "app", &steady, 50);
+            lab.repeat("repo", "quiet", "SELECT 1", 20);
+            lab.repeat("repo", "app", &heavy, 12);
+        },
+    );
     let len = t2 - t1;
     assert!(t1 - len <= t0);
 
-    let repo = connect("lab", &RepositorySettings::from_dsn(&lab.repo_dsn()))
-        .await
-        .unwrap();
-    let server = repo.info.servers.iter().find(|s| s.srvid == 0).unwrap();
-    let mut current = read_window(
-        &repo.client,
-        "lab",
-        &repo.info,
-        server,
-        Window { start: t1, end: t2 },
-    )
-    .await
-    .unwrap();
-    let baseline = read_baseline(
-        &repo.client,
-        "lab",
-        &repo.info,
-        server,
-        Window {
-            start: t1 - len,
-            end: t1,
-        },
-    )
-    .await
-    .unwrap();
+    let (mut current, baseline) = window_and_baseline(t1, t2).await;
     assert!(!baseline.queries.is_empty(), "phase A is in the baseline");
     // A second, purged baseline (nothing in retention) counts as absent.
     let mut purged = baseline.clone();

@@ -1,13 +1,11 @@
 //! The operator commands around the daemon: `once --dry-run`, `check --channels`,
 //! `backtest`. Real binary, real PoWA lab, WeCom faked on loopback.
 
-#[path = "support/robot.rs"]
-mod robot;
-mod support;
+use std::path::{Path, PathBuf};
 
-use std::process::{Command, Output};
-
-use support::lab;
+use crate::robot;
+use crate::support::cli::{run, succeeded, Settings};
+use crate::support::lab;
 
 fn received(f: &robot::Robot) -> usize {
     std::fs::read_to_string(&f.record)
@@ -17,44 +15,15 @@ fn received(f: &robot::Robot) -> usize {
 
 /// A 1h window and a 7d baseline: PoWA's 1-day retention on the lab's local server is
 /// always worth an info insight, so every window has something to say.
-fn config(dir: &std::path::Path, fake: &robot::Robot, extra_channel: &str) -> std::path::PathBuf {
-    let p = dir.join("sentinel.toml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"
-[log]
-level = "warning"
-format = "json"
-[analysis]
-window = "1h"
-baseline_offset = "7d"
-[repositories.lab]
-dsn = "{dsn}"
-servers = ["local"]
-[channels.console]
-type = "console"
-[channels.robot]
-type = "wecom"
-base_url = "{url}"
-key = "robot-key-1"
-{extra_channel}
-"#,
-            dsn = lab().repo_dsn(),
-            url = fake.url
-        ),
-    )
-    .unwrap();
-    p
-}
-
-fn run(args: &[&str], config: &std::path::Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap()
+fn config(dir: &Path, fake: &robot::Robot, extra_channel: &str) -> PathBuf {
+    Settings::once("1h")
+        .toml("baseline_offset = \"7d\"")
+        .repository("lab", &lab().repo_dsn())
+        .toml("servers = [\"local\"]")
+        .console()
+        .wecom("robot", &fake.url, "robot-key-1")
+        .toml(extra_channel)
+        .write(dir)
 }
 
 #[test]
@@ -62,13 +31,7 @@ fn once_dry_run_renders_every_channel_and_sends_nothing() {
     let fake = robot::start("robot-key-1", &[]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fake, "");
-    let out = run(&["once", "--dry-run"], &cfg);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, _) = succeeded(&run(&["once", "--dry-run"], &cfg));
     assert!(
         stdout.contains("----- channel console · message 1/"),
         "{stdout}"
@@ -121,13 +84,7 @@ fn backtest_replays_windows_and_counts_messages() {
     let fake = robot::start("robot-key-1", &[]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fake, "");
-    let out = run(&["backtest", "--from", "3h", "--to", "0s"], &cfg);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, _) = succeeded(&run(&["backtest", "--from", "3h", "--to", "0s"], &cfg));
     assert!(stdout.contains("backtest: 3 window(s) of 1h"), "{stdout}");
     let count = |ch: &str| -> usize {
         stdout

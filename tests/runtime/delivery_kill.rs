@@ -9,61 +9,38 @@
 //! part once — except that the one part in flight at the kill may arrive twice (the robot
 //! accepted it, the process died before journaling the answer).
 
-#[path = "support/robot.rs"]
-mod robot;
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use powa_sentinel::actors::outbox::Outbox;
 use powa_sentinel::outbox::RedbOutbox;
 use serde_json::Value;
-use support::{exclusive, lab, unique};
+
+use crate::robot;
+use crate::support::cli::{run, Settings};
+use crate::support::daemon::Proc;
+use crate::support::same_servers;
+use crate::support::workload::many_queries;
 
 const KEY: &str = "robot-key-kill-9";
 
 fn config(dir: &Path, fake: &robot::Robot, msgtype: &str) -> PathBuf {
-    let p = dir.join(format!("sentinel-{msgtype}.toml"));
-    std::fs::write(
-        &p,
-        format!(
+    Settings::delivery(dir)
+        .toml(
             r#"
-[log]
-level = "info"
-format = "json"
-
-[analysis]
-window = "1h"
-
-[state]
-dir = "{state}"
-
-[repositories.lab]
-dsn = "{dsn}"
-
 # Enough findings for several messages: every server's top queries, whatever their time.
 [analyzers.slow_queries]
 top_n = 10
 min_calls = 1
 min_total_time = "0ms"
-
-[channels.robot]
-type = "wecom"
-base_url = "{url}"
-key = "{KEY}"
-msgtype = "{msgtype}"
-sql_preview_chars = 2000
 "#,
-            state = dir.join("state").display(),
-            dsn = lab().repo_dsn(),
-            url = fake.url,
-        ),
-    )
-    .unwrap();
-    p
+        )
+        .wecom("robot", &fake.url, KEY)
+        .toml(&format!(
+            "msgtype = \"{msgtype}\"\nsql_preview_chars = 2000"
+        ))
+        .write_to(dir.join(format!("sentinel-{msgtype}.toml")))
 }
 
 /// The accepted messages so far: (msgtype, content).
@@ -90,50 +67,29 @@ fn part_of(content: &str) -> Option<(usize, usize)> {
     Some((i.parse().ok()?, n.parse().ok()?))
 }
 
-/// Enough distinct queries for a report of many messages, whatever else the lab ran.
-fn workload() {
-    let lab = lab();
-    let _guard = exclusive();
-    let t = format!("t_kill_{}", unique());
-    for k in 0..12 {
-        lab.psql(
-            "repo",
-            "app",
-            &format!("CREATE TABLE {t}_{k} AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g"),
-        );
-        lab.repeat(
-            "repo",
-            "app",
-            &format!("SELECT count(*) FROM {t}_{k} WHERE v LIKE '%{k}abc%'"),
-            3,
-        );
-    }
-    lab.snapshot("repo");
-}
-
 #[test]
 fn kill_9_mid_delivery_then_restart_delivers_the_rest_once() {
-    workload();
+    // A server registered by another test would change the second run's report.
+    let _servers = same_servers();
+    // Enough distinct queries for a report of many messages, whatever else the lab ran.
+    many_queries("t_kill", 12);
     let dir = tempfile::tempdir().unwrap();
     // A slow robot; its quota is not what this test is about (the pacer is fresh after a
     // restart).
     let fake = robot::start(KEY, &["--delay", "700ms", "--max-per-window", "1000"]);
 
     // Run 1: killed after the robot accepted two parts.
-    let mut run1 = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(["once", "--config"])
-        .arg(config(dir.path(), &fake, "text"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut run1 = Proc::start_on("once", &config(dir.path(), &fake, "text"), &[]);
     let t = Instant::now();
     loop {
         if recorded(&fake.record).len() >= 2 {
             break;
         }
-        if let Some(status) = run1.try_wait().unwrap() {
-            panic!("run 1 ended ({status}) before it could be killed mid-delivery");
+        if !run1.running() {
+            panic!(
+                "run 1 ended ({:?}) before it could be killed mid-delivery",
+                run1.wait_exit(Duration::ZERO).0
+            );
         }
         assert!(
             t.elapsed() < Duration::from_secs(120),
@@ -141,9 +97,8 @@ fn kill_9_mid_delivery_then_restart_delivers_the_rest_once() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    run1.kill().unwrap(); // SIGKILL
-    run1.wait().unwrap();
-    // The request in flight may still be answered (and recorded) by the robot.
+    run1.kill(); // SIGKILL
+                 // The request in flight may still be answered (and recorded) by the robot.
     std::thread::sleep(Duration::from_millis(1500));
     let before = recorded(&fake.record);
     let n = part_of(&before[0].1)
@@ -173,11 +128,7 @@ fn kill_9_mid_delivery_then_restart_delivers_the_rest_once() {
             .join(powa_sentinel::gate::store::FILE),
     )
     .expect("run 1 kept the gate's state in the state dir");
-    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(["once", "--config"])
-        .arg(config(dir.path(), &fake, "markdown"))
-        .output()
-        .unwrap();
+    let out = run(&["once"], &config(dir.path(), &fake, "markdown"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "run 2 failed:\n{stderr}");
     assert!(

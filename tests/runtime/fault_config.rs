@@ -6,29 +6,14 @@
 //! What is asserted: the exact message (file, key, what is expected, in words), exit code
 //! 2, nothing on stdout, and no secret anywhere in the output, the log or `/status`.
 
-#[path = "support/robot.rs"]
-#[allow(dead_code)]
-mod robot;
-mod support;
-
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::lab;
 
-fn powa_sentinel(args: &[&str], config: &Path, env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
-}
+use crate::robot;
+use crate::support::cli::run_env;
+use crate::support::daemon::{fast_daemon, Proc};
+use crate::support::lab;
 
 /// A repository nobody listens on and a console channel: enough for a valid file, and
 /// nothing is reached before the file is found wrong.
@@ -280,7 +265,7 @@ fn bad_inputs_name_file_and_key_in_words_and_quote_no_secret() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(c.file);
         std::fs::write(&path, &c.text).unwrap();
-        let out = powa_sentinel(&["check"], &path, c.env);
+        let out = run_env(&["check"], &path, c.env);
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         let expected: String = std::iter::once("powa-sentinel: invalid configuration:".to_string())
@@ -327,7 +312,7 @@ fn a_state_dir_that_is_a_file_is_refused() {
     )
     .unwrap();
     for command in ["check", "once", "run"] {
-        let out = powa_sentinel(&[command], &path, &[]);
+        let out = run_env(&[command], &path, &[]);
         assert_eq!(out.status.code(), Some(2), "{command}");
         assert_eq!(
             String::from_utf8_lossy(&out.stderr),
@@ -347,7 +332,7 @@ fn check_prints_errors_on_stderr() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.toml");
     std::fs::write(&path, BASE).unwrap();
-    let out = powa_sentinel(&["check"], &path, &[]);
+    let out = run_env(&["check"], &path, &[]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -361,141 +346,16 @@ fn check_prints_errors_on_stderr() {
 // ---------------------------------------------------------------------------------------
 // SIGHUP on a running daemon.
 
-struct Daemon {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    config: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Daemon {
-    fn start(config: impl Fn(u16) -> String, env: &[(&str, &str)]) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let path = dir.path().join("sentinel.toml");
-        std::fs::write(&path, config(port)).unwrap();
-        let log = dir.path().join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-            .arg("run")
-            .arg("--config")
-            .arg(&path)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start powa-sentinel run");
-        Daemon {
-            child,
-            port,
-            log,
-            config: path,
-            _dir: dir,
-        }
-    }
-
-    fn get(&self, path: &str) -> Option<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        head.contains(" 200 ").then(|| body.to_string())
-    }
-
-    fn status(&self) -> Option<Value> {
-        serde_json::from_str(&self.get("/status")?).ok()
-    }
-
-    fn hup(&self) {
-        let ok = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -HUP");
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Polls until `cond` holds; panics with the logs after `limit`.
-    fn wait_for(&mut self, what: &str, limit: Duration, mut cond: impl FnMut(&Daemon) -> bool) {
-        let t0 = Instant::now();
-        while !cond(self) {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!(
-                    "daemon exited ({st}) while waiting for {what}:\n{}",
-                    self.logs()
-                );
-            }
-            assert!(
-                t0.elapsed() < limit,
-                "never saw {what}; status: {:?}\nlogs:\n{}",
-                self.status(),
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let t0 = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(t0.elapsed() < LIMIT, "no exit:\n{}", self.logs());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// Collect every second; reports only once a year; `channels` as given.
 fn daemon_config(port: u16, dsn: &str, channels: &str) -> String {
-    format!(
-        r#"
-[log]
-level = "debug"
-format = "json"
-[schedule]
-cron = "0 0 0 1 1 *"
-[collection]
-interval = "1s"
-min_interval = "1s"
-max_jitter = "200ms"
-rediscover_every = "1s"
-repository_retry_max = "2s"
-shutdown_deadline = "20s"
-[http]
-listen = "127.0.0.1:{port}"
-[repositories.main]
-dsn = "{dsn}"
-servers = ["local"]
-[channels.console]
-type = "console"
-{channels}
-"#
-    )
+    fast_daemon(port, "1s", "20s")
+        .repository("main", dsn)
+        .toml("servers = [\"local\"]")
+        .toml("[channels.console]\ntype = \"console\"")
+        .toml(channels)
+        .into_text()
 }
 
 fn metric(text: &str, series: &str) -> Option<f64> {
@@ -523,8 +383,9 @@ fn sighup_with_changed_secrets_warns_keeps_metrics_and_clears_failed_analyzers()
         )
     };
     let before = channels("HMAC-OLD-0123456789abcdef", "ROBOTKEY-OLD-0001");
-    let mut d = Daemon::start(
-        |port| daemon_config(port, &dsn, &before),
+    let mut d = Proc::start(
+        "run",
+        |port, _| daemon_config(port, &dsn, &before),
         // Test-only hook: resource_hogs panics on every snapshot, so it ends up failed.
         &[("POWA_SENTINEL_TEST_PANIC_ANALYZER", "resource_hogs:100000")],
     );
@@ -536,11 +397,11 @@ fn sighup_with_changed_secrets_warns_keeps_metrics_and_clears_failed_analyzers()
         })
     });
     d.wait_for("a few cycles", LIMIT, |d| {
-        d.get("/metrics")
+        d.metrics()
             .and_then(|m| metric(&m, OK_CYCLES))
             .is_some_and(|n| n >= 3.0)
     });
-    let cycles_before = metric(&d.get("/metrics").unwrap(), OK_CYCLES).unwrap();
+    let cycles_before = metric(&d.metrics().unwrap(), OK_CYCLES).unwrap();
 
     let after = channels("HMAC-NEW-0123456789abcdef", "ROBOTKEY-NEW-0002");
     let port = d.port;
@@ -553,7 +414,7 @@ fn sighup_with_changed_secrets_warns_keeps_metrics_and_clears_failed_analyzers()
     )
     .unwrap();
     let t0 = Instant::now();
-    d.hup();
+    d.signal("HUP");
     d.wait_for("the reload", LIMIT, |d| {
         d.status().is_some_and(|s| s["config_reloads"] == 1)
     });
@@ -573,7 +434,7 @@ fn sighup_with_changed_secrets_warns_keeps_metrics_and_clears_failed_analyzers()
     // below what it was and the age of the last success is always there.
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
-        let m = d.get("/metrics").unwrap();
+        let m = d.metrics().unwrap();
         let n = metric(&m, OK_CYCLES);
         if !n.is_some_and(|n| n >= cycles_before) {
             broken.push(format!("cycles_total went from {cycles_before} to {n:?}"));
@@ -609,7 +470,7 @@ fn sighup_with_changed_secrets_warns_keeps_metrics_and_clears_failed_analyzers()
         }
     }
     assert!(broken.is_empty(), "{}\nlogs:\n{logs}", broken.join("\n"));
-    d.stop();
+    d.stop(LIMIT);
 }
 
 /// A file broken on the line of a new secret is refused; the reason names the key and the
@@ -624,7 +485,7 @@ fn sighup_with_a_syntax_error_on_a_secret_line_leaks_nothing() {
             "[channels.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\nhmac_key = \"HMAC-OLD-0123456789abcdef\"\n",
         )
     };
-    let mut d = Daemon::start(good, &[]);
+    let mut d = Proc::start("run", |port, _| good(port), &[]);
     d.wait_for("a cycle", LIMIT, |d| {
         d.status()
             .is_some_and(|s| s["servers"]["main/local"]["last_cycle"]["ok"].as_bool() == Some(true))
@@ -635,12 +496,12 @@ fn sighup_with_a_syntax_error_on_a_secret_line_leaks_nothing() {
         "hmac_key = \"HMAC-NEW-0123456789abcdef\" x",
     );
     std::fs::write(&d.config, broken).unwrap();
-    d.hup();
+    d.signal("HUP");
     d.wait_for("the reload error", LIMIT, |d| {
         d.status()
             .is_some_and(|s| s["last_reload_error"].is_string())
     });
-    let status = d.get("/status").unwrap();
+    let status = d.page("/status").unwrap();
     let st: Value = serde_json::from_str(&status).unwrap();
     let err = st["last_reload_error"].as_str().unwrap();
     assert!(
@@ -656,5 +517,5 @@ fn sighup_with_a_syntax_error_on_a_secret_line_leaks_nothing() {
         assert!(!status.contains(s), "{s} on /status:\n{status}");
         assert!(!logs.contains(s), "{s} in the log:\n{logs}");
     }
-    d.stop();
+    d.stop(LIMIT);
 }

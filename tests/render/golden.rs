@@ -6,7 +6,7 @@
 //! After a deliberate change of wording or layout, regenerate them and read the diff:
 //!
 //! ```text
-//! UPDATE_GOLDEN=1 cargo test --test render_golden
+//! UPDATE_GOLDEN=1 cargo test --test render golden
 //! ```
 
 use std::path::PathBuf;

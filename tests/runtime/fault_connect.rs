@@ -5,24 +5,20 @@
 //! is never stopped.
 //!
 //! Waits are liveness bounds ("this must happen eventually"); the times measured are
-//! printed (`cargo test --test fault_connect -- --nocapture`) for the fault table in
+//! printed (`cargo test --test runtime fault_connect -- --nocapture`) for the fault table in
 //! docs/operations.md.
 
-#[path = "support/faults.rs"]
-mod faults;
-#[path = "support/robot.rs"]
-mod robot;
-mod support;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::RwLockReadGuard;
+use std::time::Duration;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use faults::{BlackHole, Proxy};
 use serde_json::Value;
-use support::lab;
+
+use crate::robot;
+use crate::support::daemon::{fast_daemon, has_insights, Proc};
+use crate::support::faults::{BlackHole, Proxy};
+use crate::support::{lab, same_servers};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -46,207 +42,74 @@ fn dsn_via(port: u16) -> String {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A configuration collecting every second, reporting once a year (what is found stays
 /// in the gate until a flush) to a file channel in `dir`; `repos` are (name, dsn, extra
 /// keys).
-fn config(http_port: u16, dir: &Path, repos: &[(&str, String, &str)], extra: &str) -> String {
-    let mut s = format!(
-        r#"
-[log]
-level = "debug"
-format = "json"
-[schedule]
-cron = "0 0 0 1 1 *"
-[collection]
-interval = "1s"
-min_interval = "1s"
-max_jitter = "200ms"
-rediscover_every = "60s"
-repository_retry_max = "2s"
-shutdown_deadline = "60s"
-[http]
-listen = "127.0.0.1:{http_port}"
-[channels.archive]
-type = "file"
-path = "{archive}"
-{extra}
-"#,
-        archive = dir.join(ARCHIVE).display()
-    );
-    for (name, dsn, keys) in repos {
-        s.push_str(&format!("[repositories.{name}]\ndsn = \"{dsn}\"\n{keys}\n"));
-    }
-    s
+fn config(http_port: u16, dir: &Path, repos: &[(&str, String, String)], extra: &str) -> String {
+    let settings = fast_daemon(http_port, "60s", "60s")
+        .file("archive", &dir.join(ARCHIVE))
+        .toml(extra);
+    repos
+        .iter()
+        .fold(settings, |s, (name, dsn, keys)| {
+            s.repository(name, dsn).toml(keys)
+        })
+        .into_text()
 }
 
-/// A `powa-sentinel` process; its JSON log goes to a file.
-struct Proc {
-    child: Child,
-    http_port: u16,
-    stderr: PathBuf,
-    stdout: PathBuf,
-    _dir: tempfile::TempDir,
+/// The insights the file channel of a process started on [`config`] received.
+fn archived(p: &Proc) -> usize {
+    std::fs::read_to_string(p.dir().join(ARCHIVE))
+        .unwrap_or_default()
+        .lines()
+        .count()
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `repository_up` of the repository `name`, from `/metrics`.
+fn repository_up(p: &Proc, name: &str) -> Option<bool> {
+    let (_, body) = p.get("/metrics")?;
+    let key = format!("repository_up{{repository=\"{name}\"}} ");
+    let line = body.lines().find(|l| l.contains(&key))?;
+    Some(line.trim_end().ends_with(" 1"))
+}
+
+/// `/readyz` says ready.
+fn ready(p: &Proc) -> Option<bool> {
+    p.get("/readyz").map(|(c, _)| c == 200)
 }
 
 /// Starts `powa-sentinel <command>` on the configuration `body(http port, its directory)`.
-fn spawn(command: &str, body: impl Fn(u16, &Path) -> String) -> Proc {
-    let dir = tempfile::tempdir().unwrap();
-    let http_port = free_port();
-    let config = dir.path().join("sentinel.toml");
-    std::fs::write(&config, body(http_port, dir.path())).unwrap();
-    let stderr = dir.path().join("stderr.log");
-    let stdout = dir.path().join("stdout.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .arg(command)
-        .arg("--config")
-        .arg(&config)
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start powa-sentinel");
-    Proc {
-        child,
-        http_port,
-        stderr,
-        stdout,
-        _dir: dir,
-    }
+fn spawn(command: &str, body: impl FnOnce(u16, &Path) -> String) -> Proc {
+    Proc::start(command, body, &[])
 }
 
-impl Proc {
-    /// The insights the file channel received.
-    fn archived(&self) -> usize {
-        std::fs::read_to_string(self._dir.path().join(ARCHIVE))
-            .unwrap_or_default()
-            .lines()
-            .count()
-    }
+/// The repository `name` at `dsn`, with a 2 s connect timeout and `statement_timeout`.
+fn guarded(
+    name: &'static str,
+    dsn: String,
+    statement_timeout: &str,
+) -> (&'static str, String, String) {
+    let keys = format!("connect_timeout = \"2s\"\nstatement_timeout = \"{statement_timeout}\"");
+    (name, dsn, keys)
+}
 
-    fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let code = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((code, body.to_string()))
-    }
-
-    fn ready(&self) -> Option<bool> {
-        self.get("/readyz").map(|(c, _)| c == 200)
-    }
-
-    fn repository_up(&self, name: &str) -> Option<bool> {
-        let (_, body) = self.get("/metrics")?;
-        let key = format!("repository_up{{repository=\"{name}\"}} ");
-        let line = body.lines().find(|l| l.contains(&key))?;
-        Some(line.trim_end().ends_with(" 1"))
-    }
-
-    fn status(&self) -> Option<Value> {
-        let (code, body) = self.get("/status")?;
-        (code == 200).then(|| serde_json::from_str(&body).ok())?
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig}");
-    }
-
-    /// Everything it wrote (log on stderr, `check`'s report on stdout).
-    fn output(&self) -> String {
-        let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
-        format!("{out}{err}")
-    }
-
-    /// The JSON log records with this message.
-    fn records(&self, msg: &str) -> Vec<Value> {
-        std::fs::read_to_string(&self.stderr)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["msg"] == msg)
-            .collect()
-    }
-
-    /// Polls until `cond` holds; returns how long it took; panics with the log after `limit`.
-    fn wait_for(
-        &mut self,
-        what: &str,
-        limit: Duration,
-        mut cond: impl FnMut(&Proc) -> bool,
-    ) -> Duration {
-        let t0 = Instant::now();
-        loop {
-            if cond(self) {
-                return t0.elapsed();
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("exited ({st}) while waiting for {what}:\n{}", self.output());
-            }
-            if t0.elapsed() > limit {
-                panic!(
-                    "never saw {what}; status: {:?}\n{}",
-                    self.status(),
-                    self.output()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// The exit code (-1 for a signal) and how long the exit took.
-    fn wait_exit(&mut self, limit: Duration) -> (i32, Duration) {
-        let t0 = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return (st.code().unwrap_or(-1), t0.elapsed());
-            }
-            if t0.elapsed() > limit {
-                panic!("did not exit within {limit:?}:\n{}", self.output());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+/// `run` on the lab's repository (as `frozen`) behind a proxy the test can freeze, with
+/// `statement_timeout`; the lab's servers stay its own while the guard is held.
+fn run_behind_a_proxy(statement_timeout: &str) -> (Proxy, Proc, RwLockReadGuard<'static, ()>) {
+    // A server registered by another test would be collected too.
+    let servers = same_servers();
+    let proxy = Proxy::start(repo_addr(), None);
+    let repos = [guarded("frozen", dsn_via(proxy.port), statement_timeout)];
+    let d = spawn("run", |port, dir| config(port, dir, &repos, ""));
+    (proxy, d, servers)
 }
 
 /// `connect_timeout` of the black-hole tests.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn black_hole_config(hole: &BlackHole, http_port: u16, dir: &Path) -> String {
-    config(
-        http_port,
-        dir,
-        &[(
-            "hole",
-            dsn_via(hole.port),
-            "connect_timeout = \"2s\"\nstatement_timeout = \"2s\"",
-        )],
-        "",
-    )
+    let repos = [guarded("hole", dsn_via(hole.port), "2s")];
+    config(http_port, dir, &repos, "")
 }
 
 /// What an operator must read: what timed out, on which repository and address, what to
@@ -298,7 +161,7 @@ fn black_hole_run_is_down_retries_and_stops_on_sigterm() {
     let (code, body) = d.get("/readyz").unwrap();
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("did not answer"), "{body}");
-    assert_eq!(d.repository_up("hole"), Some(false));
+    assert_eq!(repository_up(&d, "hole"), Some(false));
     let st = d.status().unwrap();
     assert_eq!(st["repositories"]["hole"]["reachable"], false, "{st}");
     d.signal("TERM");
@@ -311,7 +174,7 @@ fn black_hole_run_is_down_retries_and_stops_on_sigterm() {
 
 /// `repository_up` and `/readyz` say the repository `name` is up.
 fn up(d: &Proc, name: &str) -> bool {
-    d.ready() == Some(true) && d.repository_up(name) == Some(true)
+    ready(d) == Some(true) && repository_up(d, name) == Some(true)
 }
 
 /// A server of repository `repo` whose last cycle worked, and how many cycles it ran.
@@ -332,26 +195,14 @@ fn cycles_ok(d: &Proc, repo: &str) -> Option<u64> {
 /// ever.
 #[test]
 fn frozen_repository_is_marked_down_and_recovers_when_thawed() {
-    let proxy = Proxy::start(repo_addr(), None);
-    let mut d = spawn("run", |port, dir| {
-        config(
-            port,
-            dir,
-            &[(
-                "frozen",
-                dsn_via(proxy.port),
-                "connect_timeout = \"2s\"\nstatement_timeout = \"2s\"",
-            )],
-            "",
-        )
-    });
+    let (proxy, mut d, _servers) = run_behind_a_proxy("2s");
     d.wait_for("the repository up and a cycle done", LIMIT, |d| {
         up(d, "frozen") && cycles_ok(d, "frozen").is_some()
     });
     proxy.freeze();
     let detected = d.wait_for("the frozen repository marked down", LIMIT, |d| {
-        d.ready() == Some(false)
-            && d.repository_up("frozen") == Some(false)
+        ready(d) == Some(false)
+            && repository_up(d, "frozen") == Some(false)
             && !d
                 .records("Repository session lost; reconnecting. Its servers pause until then.")
                 .is_empty()
@@ -397,28 +248,11 @@ fn frozen_repository_is_marked_down_and_recovers_when_thawed() {
 /// spend the whole deadline waiting and give the channels nothing.
 #[test]
 fn sigterm_while_frozen_is_prompt_and_the_channels_flush() {
-    let proxy = Proxy::start(repo_addr(), None);
-    let mut d = spawn("run", |port, dir| {
-        config(
-            port,
-            dir,
-            &[(
-                "frozen",
-                dsn_via(proxy.port),
-                "connect_timeout = \"2s\"\nstatement_timeout = \"120s\"",
-            )],
-            "",
-        )
-    });
+    let (proxy, mut d, _servers) = run_behind_a_proxy("120s");
     d.wait_for("cycles with insights", LIMIT, |d| {
-        d.status().is_some_and(|s| {
-            s["servers"].as_object().is_some_and(|m| {
-                m.values()
-                    .any(|v| v["last_cycle"]["insights"].as_u64() > Some(0))
-            })
-        })
+        d.status().is_some_and(|s| has_insights(&s))
     });
-    assert_eq!(d.archived(), 0, "nothing is sent before the report");
+    assert_eq!(archived(&d), 0, "nothing is sent before the report");
     proxy.freeze();
     // Cycles start every second: some are now stuck on the frozen sessions.
     std::thread::sleep(Duration::from_secs(3));
@@ -428,7 +262,7 @@ fn sigterm_while_frozen_is_prompt_and_the_channels_flush() {
     assert_eq!(code, 0, "{}", d.output());
     assert!(took < Duration::from_secs(60), "{took:?}");
     assert!(
-        d.archived() > 0,
+        archived(&d) > 0,
         "the shutdown flush delivered nothing:\n{}",
         d.output()
     );
@@ -442,20 +276,14 @@ fn sigterm_while_frozen_is_prompt_and_the_channels_flush() {
 fn once_on_sigterm_logs_reports_what_it_has_and_exits_1() {
     // Frozen as soon as a collection's first read is sent: discovery went through.
     let proxy = Proxy::start(repo_addr(), Some(b"powa_statements_history_db "));
+    // A server registered by another test would be analysed too.
+    let _servers = same_servers();
+    let repos = [
+        ("main", lab().repo_dsn(), String::new()),
+        guarded("frozen", dsn_via(proxy.port), "120s"),
+    ];
     let mut p = spawn("once", |port, dir| {
-        config(
-            port,
-            dir,
-            &[
-                ("main", lab().repo_dsn(), ""),
-                (
-                    "frozen",
-                    dsn_via(proxy.port),
-                    "connect_timeout = \"2s\"\nstatement_timeout = \"120s\"",
-                ),
-            ],
-            "[analysis]\nwindow = \"10m\"",
-        )
+        config(port, dir, &repos, "[analysis]\nwindow = \"10m\"")
     });
     let of_main = |records: Vec<Value>| {
         records
@@ -495,7 +323,7 @@ fn once_on_sigterm_logs_reports_what_it_has_and_exits_1() {
             .records("Nothing worth reporting in this window.")
             .is_empty();
     assert!(flushed, "{}", p.output());
-    println!("once: {} insight(s) reached the file channel", p.archived());
+    println!("once: {} insight(s) reached the file channel", archived(&p));
 }
 
 /// SIGTERM while `once` is delivering (a robot that takes 2s to answer): the delivery goes
@@ -508,9 +336,9 @@ fn once_on_sigterm_during_the_delivery_finishes_it() {
         "[channels.robot]\ntype = \"wecom\"\nbase_url = \"{}\"\nkey = \"once-term-key\"\n[analysis]\nwindow = \"10m\"",
         fake.url
     );
-    let mut p = spawn("once", |port, dir| {
-        config(port, dir, &[("main", lab().repo_dsn(), "")], &channel)
-    });
+    let _servers = same_servers();
+    let repos = [("main", lab().repo_dsn(), String::new())];
+    let mut p = spawn("once", |port, dir| config(port, dir, &repos, &channel));
     p.wait_for("every server analysed", LIMIT, |p| {
         let ready = p.records("Collector ready.").len();
         ready > 0 && p.records("Server analysed.").len() == ready

@@ -4,20 +4,18 @@
 //! and in the WeCom robot's markdown; `--output json` still carries every insight and
 //! every metric.
 
-#[path = "support/robot.rs"]
-mod robot;
-mod support;
-
-use std::process::Command;
-
 use serde_json::Value;
-use support::{exclusive, lab, unique};
+
+use crate::robot;
+use crate::support::cli::{once_json, Settings};
+use crate::support::workload::lookup;
+use crate::support::{exclusive, lab, unique};
 
 #[test]
 fn a_regression_caused_by_a_dropped_index_is_one_entry() {
     let lab = lab();
     let t = format!("t_story_{}", unique());
-    let lookup = format!("SELECT id, amount FROM {t} WHERE customer_id = 4242 AND status = 'open'");
+    let lookup = lookup(&t);
     {
         let _guard = exclusive();
         lab.psql(
@@ -52,72 +50,38 @@ fn a_regression_caused_by_a_dropped_index_is_one_entry() {
 
     let robot = robot::start("story-key", &[]);
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sentinel.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = Settings::log("warning")
+        .toml(
             r#"
-[log]
-level = "warning"
-
 # The report tells the story. With immediate alerts on (the default) the critical
 # regression would also go out at once, on its own, before the index advisor has run: the
 # gate decides per finding, and grouping is the renderers' (a report's) business.
 [gate]
 immediate = false
-
-[analysis]
-window = "{window}"
-baseline_offset = "{window}"
-baseline_periods = 1
-
-[repositories.lab]
-dsn = "{dsn}"
-servers = ["local"]
-powa_web_url = "https://powa.example.com/powa"
-
-[repositories.lab.monitored."local"]
-dsn = "{admin}"
-
+"#,
+        )
+        .window(window)
+        .toml(&format!(
+            "baseline_offset = \"{window}\"\nbaseline_periods = 1"
+        ))
+        .repository("lab", &lab.repo_dsn())
+        .toml("servers = [\"local\"]\npowa_web_url = \"https://powa.example.com/powa\"")
+        .monitored("lab", "local", lab.var("POWA_LAB_REPO_ADMIN_DSN"))
+        .toml(
+            r#"
 # Other tests' workloads share the lab: room for ours among the top queries.
 [analyzers.slow_queries]
 top_n = 50
 
 [analyzers.regression]
 min_total_time = "100ms"
-
-[channels.console]
-type = "console"
-
-[channels.wecom]
-type = "wecom"
-base_url = "{robot}"
-key = "story-key"
 "#,
-            dsn = lab.repo_dsn(),
-            admin = lab.var("POWA_LAB_REPO_ADMIN_DSN"),
-            robot = robot.url,
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(["once", "--output", "json", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-
+        )
+        .console()
+        .wecom("wecom", &robot.url, "story-key")
+        .write(dir.path());
     // JSON: the analyzers' findings, each whole.
-    let insights: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let (insights, stderr) = once_json(&config);
     let regression = insights
         .iter()
         .find(|i| i["kind"] == "regression" && i["text"].as_str().is_some_and(|x| x.contains(&t)))

@@ -3,25 +3,21 @@
 //! PoWA recorded them) and gets the advice of its class only. The workload runs in a
 //! database of this test's own on the repository's local server.
 
-mod support;
-
-use std::process::Command;
 use std::sync::OnceLock;
 
-use chrono::Utc;
 use powa_sentinel::analyze::{
     MissingIndexAnalyzer, MissingIndexSettings, SlowQueryAnalyzer, SlowQuerySettings,
 };
-use powa_sentinel::powa::monitored::MonitoredSettings;
-use powa_sentinel::powa::qualstats::QualsCollector;
-use powa_sentinel::powa::reader::read_window;
-use powa_sentinel::powa::{connect, RepositorySettings};
-use sentinel_actors::{Insight, Window};
-use support::{exclusive, lab, unique};
+use sentinel_actors::Insight;
+
+use crate::support::repo::window_with_quals;
+use crate::support::workload::{around, lookup, orders, reader_role};
+use crate::support::{lab, unique};
 
 const DB: &str = "names_adv";
 
-/// The test database, with hypopg (for the advisor) and a role that may read it.
+/// The test database, with hypopg (for the advisor) and a role that may read it: (role,
+/// dsn).
 fn database() -> &'static (String, String) {
     static DBROLE: OnceLock<(String, String)> = OnceLock::new();
     DBROLE.get_or_init(|| {
@@ -39,35 +35,8 @@ fn database() -> &'static (String, String) {
             DB,
             "SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS hypopg",
         );
-        let role = format!("adv_{}", unique());
-        let password = format!("pw{}", unique());
-        lab.psql(
-            "repo",
-            DB,
-            &format!(
-                "CREATE ROLE {role} LOGIN PASSWORD '{password}'; \
-                 GRANT CONNECT ON DATABASE {DB} TO {role}; GRANT pg_read_all_data TO {role}"
-            ),
-        );
-        let dsn = format!(
-            "host=127.0.0.1 port={} user={role} password={password}",
-            lab.var("POWA_LAB_REPO_PORT")
-        );
-        (role, dsn)
+        reader_role("repo", DB)
     })
-}
-
-/// psql on the repository cluster in the test database, run in the background.
-fn psql_background(sql: &str) -> std::process::Child {
-    let lab = lab();
-    Command::new(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/powa-lab"))
-        .arg("psql")
-        .arg(&lab.dir)
-        .arg("repo")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", DB, "-c", sql])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 /// The phrase only each class's advice has.
@@ -101,25 +70,21 @@ async fn each_class_gets_its_own_advice() {
         format!("lk_{u}"),
         format!("one_{u}"),
     );
-    lab.psql(
-        "repo",
-        DB,
-        &format!(
-            "CREATE TABLE {sales} AS SELECT g AS id, g % 20 AS region, (g % 1000)::numeric AS amount \
-             FROM generate_series(1, 300000) g; \
-             CREATE TABLE {cust} AS SELECT g AS id, 1 + (g % 10000) AS customer_id, \
-                    CASE WHEN g % 10 = 0 THEN 'open' ELSE 'closed' END AS status, \
-                    (g % 500)::numeric AS amount FROM generate_series(1, 300000) g; \
-             ALTER TABLE {cust} ADD PRIMARY KEY (id); \
-             CREATE TABLE {lk} (id int PRIMARY KEY, v int); INSERT INTO {lk} VALUES (1, 0); \
-             CREATE TABLE {one} (n int); INSERT INTO {one} VALUES (150000); \
-             ANALYZE {sales}; ANALYZE {cust}"
-        ),
-    );
-    let (start, end) = {
-        let _guard = exclusive();
-        lab.snapshot("repo");
-        let start = Utc::now();
+    let setup = || {
+        lab.psql(
+            "repo",
+            DB,
+            &format!(
+                "CREATE TABLE {sales} AS SELECT g AS id, g % 20 AS region, (g % 1000)::numeric AS amount \
+                 FROM generate_series(1, 300000) g; \
+                 CREATE TABLE {lk} (id int PRIMARY KEY, v int); INSERT INTO {lk} VALUES (1, 0); \
+                 CREATE TABLE {one} (n int); INSERT INTO {one} VALUES (150000); \
+                 ANALYZE {sales}"
+            ),
+        );
+        orders("repo", DB, &cust);
+    };
+    let (start, end) = around("repo", setup, || {
         // Whole-table aggregate: no WHERE, 300k rows read for 5 returned.
         lab.repeat(
             "repo",
@@ -128,12 +93,7 @@ async fn each_class_gets_its_own_advice() {
             10,
         );
         // Selective filter: 300k rows read, a handful kept.
-        lab.repeat(
-            "repo",
-            DB,
-            &format!("SELECT id, amount FROM {cust} WHERE customer_id = 4242 AND status = 'open'"),
-            30,
-        );
+        lab.repeat("repo", DB, &lookup(&cust), 30);
         // CPU: hashing in a projection, no table, nothing spilled.
         lab.repeat(
             "repo",
@@ -157,9 +117,11 @@ async fn each_class_gets_its_own_advice() {
             ),
         );
         // Lock wait: another transaction holds the row for a few seconds.
-        let mut holder = psql_background(&format!(
-            "BEGIN; UPDATE {lk} SET v = v + 1 WHERE id = 1; SELECT pg_sleep(4); COMMIT"
-        ));
+        let mut holder = lab.psql_background(
+            "repo",
+            DB,
+            &format!("BEGIN; UPDATE {lk} SET v = v + 1 WHERE id = 1; SELECT pg_sleep(4); COMMIT"),
+        );
         std::thread::sleep(std::time::Duration::from_millis(2500));
         for _ in 0..3 {
             lab.psql(
@@ -169,26 +131,9 @@ async fn each_class_gets_its_own_advice() {
             );
         }
         assert!(holder.wait().unwrap().success());
-        lab.snapshot("repo");
-        (start, Utc::now())
-    };
+    });
 
-    let repo = connect("lab", &RepositorySettings::from_dsn(&lab.repo_dsn()))
-        .await
-        .unwrap();
-    let server = repo.info.servers.iter().find(|s| s.srvid == 0).unwrap();
-    let window = Window { start, end };
-    let mut w = read_window(&repo.client, "lab", &repo.info, server, window)
-        .await
-        .unwrap();
-    w.quals = QualsCollector {
-        repository: "lab".into(),
-        settings: MissingIndexSettings::default(),
-        monitored: None,
-    }
-    .collect(&repo.client, &repo.info, server, window)
-    .await
-    .unwrap();
+    let w = window_with_quals(start, end, None).await;
     // Other tests share the server: room for every query of ours.
     let all = SlowQueryAnalyzer::new(SlowQuerySettings {
         top_n: 10_000,
@@ -251,47 +196,23 @@ async fn typed_literals_do_not_stop_the_hypopg_check() {
     let lab = lab();
     let (_role, dsn) = database().clone();
     let t = format!("ev_{}", unique());
-    lab.psql(
-        "repo",
-        DB,
-        &format!(
-            "CREATE TABLE {t} AS SELECT g AS id, 1 + (g % 10000) AS customer_id, \
-                    '2026-01-01'::timestamptz + g * interval '1 minute' AS created_at \
-             FROM generate_series(1, 300000) g; ANALYZE {t}"
-        ),
+    let create = format!(
+        "CREATE TABLE {t} AS SELECT g AS id, 1 + (g % 10000) AS customer_id, \
+                '2026-01-01'::timestamptz + g * interval '1 minute' AS created_at \
+         FROM generate_series(1, 300000) g; ANALYZE {t}"
     );
-    let (start, end) = {
-        let _guard = exclusive();
-        lab.snapshot("repo");
-        let start = Utc::now();
-        lab.repeat(
-            "repo",
-            DB,
-            &format!(
-                "SELECT id FROM {t} WHERE customer_id = 4242 \
-                 AND created_at > now() - interval '30 days' * 20"
-            ),
-            30,
-        );
-        lab.snapshot("repo");
-        (start, Utc::now())
-    };
-    let repo = connect("lab", &RepositorySettings::from_dsn(&lab.repo_dsn()))
-        .await
-        .unwrap();
-    let server = repo.info.servers.iter().find(|s| s.srvid == 0).unwrap();
-    let window = Window { start, end };
-    let mut w = read_window(&repo.client, "lab", &repo.info, server, window)
-        .await
-        .unwrap();
-    w.quals = QualsCollector {
-        repository: "lab".into(),
-        settings: MissingIndexSettings::default(),
-        monitored: Some(MonitoredSettings::from_dsn(&dsn)),
-    }
-    .collect(&repo.client, &repo.info, server, window)
-    .await
-    .unwrap();
+    let query = format!(
+        "SELECT id FROM {t} WHERE customer_id = 4242 \
+         AND created_at > now() - interval '30 days' * 20"
+    );
+    let (start, end) = around(
+        "repo",
+        || {
+            lab.psql("repo", DB, &create);
+        },
+        || lab.repeat("repo", DB, &query, 30),
+    );
+    let w = window_with_quals(start, end, Some(&dsn)).await;
     let quals = w.quals.clone().unwrap();
     assert!(
         quals

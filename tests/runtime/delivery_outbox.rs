@@ -11,9 +11,6 @@
 //! The rate window is scaled down on both sides (20 messages per 2 s instead of per
 //! minute) so the tests take seconds.
 
-#[path = "support/fake_wecom.rs"]
-mod fake_wecom;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +27,7 @@ use powa_sentinel::actors::{
 use powa_sentinel::channels::{self, ChannelEnv, ChannelSettings};
 use powa_sentinel::outbox::RedbOutbox;
 
-use fake_wecom::{Accepted, FakeConfig, FakeWeCom, Fault};
+use crate::fake_wecom::{Accepted, FakeConfig, FakeWeCom, Fault};
 
 const KEY: &str = "robot-key-burst-0001";
 const WINDOW: Duration = Duration::from_secs(2);
@@ -116,6 +113,17 @@ fn tally(msgs: &[Accepted], ks: std::ops::Range<usize>) -> (BTreeMap<usize, usiz
     (shown, counted)
 }
 
+/// An on-disk outbox in a directory of its own (kept while the test runs), a fake robot
+/// accepting [`KEY`], 20 messages per [`WINDOW`], and the channels' environment on that
+/// outbox, retrying until `deadline`.
+fn rig(deadline: Duration) -> (tempfile::TempDir, Arc<dyn Outbox>, FakeWeCom, ChannelEnv) {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox: Arc<dyn Outbox> = Arc::new(RedbOutbox::open(dir.path()).unwrap());
+    let fake = FakeWeCom::start_with(FakeConfig::new(&[KEY]).with_window(20, WINDOW)).unwrap();
+    let env = env(Arc::clone(&outbox), deadline);
+    (dir, outbox, fake, env)
+}
+
 async fn health(r: &Recipient<GetHealth>) -> powa_sentinel::actors::channel::ChannelHealth {
     r.send(GetHealth).await.expect("channel answers")
 }
@@ -125,10 +133,7 @@ async fn health(r: &Recipient<GetHealth>) -> powa_sentinel::actors::channel::Cha
 /// window holds more than 20, every insight is represented, every caller is answered.
 #[actix_rt::test]
 async fn burst_of_1000_insights_never_exceeds_the_quota_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox: Arc<dyn Outbox> = Arc::new(RedbOutbox::open(dir.path()).unwrap());
-    let fake = FakeWeCom::start_with(FakeConfig::new(&[KEY]).with_window(20, WINDOW)).unwrap();
-    let mut env = env(Arc::clone(&outbox), Duration::from_secs(300));
+    let (_dir, outbox, fake, mut env) = rig(Duration::from_secs(300));
     let r = channels::start("ops", &wecom(&fake, KEY), &mut env).unwrap();
     let h = env.controls()["ops"].health.clone();
 
@@ -184,10 +189,7 @@ async fn burst_of_1000_insights_never_exceeds_the_quota_and_loses_nothing() {
 /// is delivered, each insight exactly once.
 #[actix_rt::test]
 async fn outage_loses_nothing_and_repeats_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox: Arc<dyn Outbox> = Arc::new(RedbOutbox::open(dir.path()).unwrap());
-    let fake = FakeWeCom::start_with(FakeConfig::new(&[KEY]).with_window(20, WINDOW)).unwrap();
-    let mut env = env(Arc::clone(&outbox), Duration::from_millis(1500));
+    let (_dir, outbox, fake, mut env) = rig(Duration::from_millis(1500));
     let r = channels::start("ops", &wecom(&fake, KEY), &mut env).unwrap();
     let controls = env.controls()["ops"].clone();
 
@@ -253,10 +255,7 @@ async fn outage_loses_nothing_and_repeats_nothing() {
 #[actix_rt::test]
 async fn permanent_error_does_not_block_another_channel() {
     let bad_key = "not-a-robot-key-93000";
-    let dir = tempfile::tempdir().unwrap();
-    let outbox: Arc<dyn Outbox> = Arc::new(RedbOutbox::open(dir.path()).unwrap());
-    let fake = FakeWeCom::start_with(FakeConfig::new(&[KEY]).with_window(20, WINDOW)).unwrap();
-    let mut env = env(Arc::clone(&outbox), Duration::from_secs(60));
+    let (_dir, outbox, fake, mut env) = rig(Duration::from_secs(60));
     let bad = channels::start("bad", &wecom(&fake, bad_key), &mut env).unwrap();
     let good = channels::start("good", &wecom(&fake, KEY), &mut env).unwrap();
 
@@ -312,10 +311,7 @@ async fn permanent_error_does_not_block_another_channel() {
 /// and everything is delivered after it.
 #[actix_rt::test]
 async fn rate_limited_answer_pauses_every_channel_of_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox: Arc<dyn Outbox> = Arc::new(RedbOutbox::open(dir.path()).unwrap());
-    let fake = FakeWeCom::start_with(FakeConfig::new(&[KEY]).with_window(20, WINDOW)).unwrap();
-    let mut env = env(Arc::clone(&outbox), Duration::from_secs(60));
+    let (_dir, _outbox, fake, mut env) = rig(Duration::from_secs(60));
     let a = channels::start("a", &wecom(&fake, KEY), &mut env).unwrap();
     let text: ChannelSettings = serde_json::from_value(serde_json::json!({
         "type": "wecom", "key": KEY, "base_url": fake.url(), "msgtype": "text"
@@ -360,11 +356,7 @@ async fn rate_limited_answer_pauses_every_channel_of_the_key() {
 /// (new pacer, same outbox), 15 more at once: the robot rejects none.
 #[actix_rt::test]
 async fn restart_keeps_counting_the_quota() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox: Arc<dyn Outbox> = Arc::new(RedbOutbox::open(dir.path()).unwrap());
-    let fake = FakeWeCom::start_with(FakeConfig::new(&[KEY]).with_window(20, WINDOW)).unwrap();
-
-    let mut before = env(Arc::clone(&outbox), Duration::from_secs(60));
+    let (_dir, outbox, fake, mut before) = rig(Duration::from_secs(60));
     let r = channels::start("ops", &wecom(&fake, KEY), &mut before).unwrap();
     for k in 0..15usize {
         let rep = r

@@ -1,52 +1,29 @@
 //! `powa-sentinel once --output json` shows the new analyzers' findings, with per-server
 //! thresholds from the settings file, on a real PoWA 4.1.4 repository with pg_stat_kcache.
 
-mod support;
-
-use std::process::Command;
-
 use serde_json::Value;
-use support::{exclusive, lab, unique};
+
+use crate::support::cli::{about, once_json, Settings};
+use crate::support::workload::between_snapshots;
+use crate::support::{lab, unique};
 
 #[test]
 fn once_shows_a_cpu_hog_and_the_health_score_with_per_server_thresholds() {
     let lab = lab();
     let t = format!("t_hog_{}", unique());
-    {
-        let _guard = exclusive();
-        lab.psql(
-            "repo",
-            "app",
-            &format!(
-                "CREATE TABLE {t} AS SELECT g FROM generate_series(1, 200000) g; \
-                 ANALYZE {t}; SELECT count(*) FROM {t}"
-            ),
-        );
-        lab.repeat("repo", "quiet", "SELECT 1", 20);
-        lab.snapshot("repo");
-        lab.repeat(
-            "repo",
-            "app",
-            &format!("SELECT count(*) FROM {t} WHERE md5(md5(g::text)) LIKE '0%'"),
-            20,
-        );
-        lab.snapshot("repo");
-    }
+    // Hashes every row twice: CPU, the table cached.
+    let hog = format!("SELECT count(*) FROM {t} WHERE md5(md5(g::text)) LIKE '0%'");
+    let create = format!(
+        "CREATE TABLE {t} AS SELECT g FROM generate_series(1, 200000) g; \
+         ANALYZE {t}; SELECT count(*) FROM {t}"
+    );
+    between_snapshots("repo", &create, &hog, 20);
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sentinel.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = Settings::log("warning")
+        .window("2m")
+        .repository("lab", &lab.repo_dsn())
+        .toml(
             r#"
-[log]
-level = "warning"
-
-[analysis]
-window = "2m"
-
-[repositories.lab]
-dsn = "{dsn}"
-
 # Lab-sized thresholds for the lab's own server only. Other tests' workloads share the
 # lab's recent minutes: a lower share and more hogs listed leave room for ours.
 [analyzers.resource_hogs.servers."lab/local"]
@@ -56,35 +33,15 @@ top_n = 20
 
 [analyzers.health_score.servers."lab/local"]
 report_below = 100.0
-
-[channels.console]
-type = "console"
 "#,
-            dsn = lab.repo_dsn()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_powa-sentinel"))
-        .args(["once", "--output", "json", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    let insights: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+        )
+        .console()
+        .write(dir.path());
+    let (insights, _) = once_json(&config);
 
-    let hogs: Vec<&Value> = insights
-        .iter()
+    let hogs: Vec<&Value> = about(&insights, &t)
+        .into_iter()
         .filter(|i| i["kind"] == "resource_hog")
-        .filter(|i| i["text"].as_str().is_some_and(|x| x.contains(t.as_str())))
         .collect();
     assert_eq!(hogs.len(), 1, "our CPU hog once: {insights:#?}");
     let h = hogs[0];

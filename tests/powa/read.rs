@@ -2,64 +2,34 @@
 //! SELECT-only role: discovery, exact window deltas for a query first seen in the window,
 //! across a counter reset, and read-only sessions.
 
-mod support;
+use chrono::Utc;
+use powa_sentinel::powa::{connect, RepositorySettings, ServerInfo};
 
-use chrono::{DateTime, Utc};
-use powa_sentinel::powa::reader::{read_window, StatementsWindow, CALLS};
-use powa_sentinel::powa::{connect, Repository, RepositorySettings};
-use sentinel_actors::Window;
-use support::{exclusive, lab, unique};
+use crate::support::repo::{calls_of, repository, since};
+use crate::support::workload::{after_snapshot, batches};
+use crate::support::{lab, unique};
 
-async fn repo(dsn: &str) -> Repository {
-    connect("lab", &RepositorySettings::from_dsn(dsn))
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"))
-}
-
-async fn window(repo: &Repository, server: &str, start: DateTime<Utc>) -> StatementsWindow {
-    let s = repo
-        .info
-        .servers
-        .iter()
-        .find(|s| s.name == server)
-        .unwrap_or_else(|| panic!("server {server} not discovered: {:?}", repo.info.servers));
-    read_window(
-        &repo.client,
-        &repo.name,
-        &repo.info,
-        s,
-        Window {
-            start,
-            end: Utc::now(),
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("read_window: {e}"))
-}
-
-fn calls_of(w: &StatementsWindow, table: &str) -> f64 {
-    w.queries
-        .iter()
-        .filter(|q| q.query.as_deref().is_some_and(|t| t.contains(table)))
-        .map(|q| q.get(CALLS))
-        .sum()
-}
-
-#[actix_rt::test]
-async fn discovers_powa_4_with_remote_servers() {
-    let repo = repo(&lab().repo_dsn()).await;
-    assert_eq!(repo.info.version.to_string(), "4.1.4");
-    assert_eq!(repo.info.schema, "public");
-    assert_eq!(repo.info.exec_time_field(), "total_exec_time");
-    let names: Vec<&str> = repo.info.servers.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["local", "remote1", "remote2"]);
-    let remote = &repo.info.servers[1];
+/// A remote server as the lab's powa-collector snapshots it: every 5 s, kept 30 days,
+/// snapshotted already.
+fn assert_collected_by_powa_collector(remote: &ServerInfo) {
     assert_eq!(remote.frequency, Some(std::time::Duration::from_secs(5)));
     assert_eq!(
         remote.retention,
         Some(std::time::Duration::from_secs(30 * 86400))
     );
     assert!(remote.last_snapshot.is_some(), "{remote:?}");
+}
+
+#[actix_rt::test]
+async fn discovers_powa_4_with_remote_servers() {
+    let repo = repository("lab", &lab().repo_dsn()).await;
+    assert_eq!(repo.info.version.to_string(), "4.1.4");
+    assert_eq!(repo.info.schema, "public");
+    assert_eq!(repo.info.exec_time_field(), "total_exec_time");
+    let names: Vec<&str> = repo.info.servers.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["local", "remote1", "remote2"]);
+    let remote = &repo.info.servers[1];
+    assert_collected_by_powa_collector(remote);
     for m in ["pg_stat_statements", "pg_stat_kcache", "pg_qualstats"] {
         assert!(
             remote.modules.iter().any(|x| x == m),
@@ -72,19 +42,14 @@ async fn discovers_powa_4_with_remote_servers() {
 #[actix_rt::test]
 async fn discovers_powa_5_with_a_remote_server() {
     let lab = lab();
-    let repo = repo(&lab.repo5_dsn()).await;
+    let repo = repository("lab", &lab.repo5_dsn()).await;
     assert_eq!(repo.info.version.to_string(), lab.powa5_version());
     assert_eq!(repo.info.schema, "public");
     assert_eq!(repo.info.exec_time_field(), "total_exec_time");
     let names: Vec<&str> = repo.info.servers.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["local", "remote5"]);
     let remote = &repo.info.servers[1];
-    assert_eq!(remote.frequency, Some(std::time::Duration::from_secs(5)));
-    assert_eq!(
-        remote.retention,
-        Some(std::time::Duration::from_secs(30 * 86400))
-    );
-    assert!(remote.last_snapshot.is_some(), "{remote:?}");
+    assert_collected_by_powa_collector(remote);
     for s in &repo.info.servers {
         for m in [
             "pg_stat_statements",
@@ -104,7 +69,7 @@ async fn discovers_powa_5_with_a_remote_server() {
 
 #[actix_rt::test]
 async fn discovers_powa_3() {
-    let repo = repo(&lab().repo3_dsn()).await;
+    let repo = repository("lab", &lab().repo3_dsn()).await;
     assert_eq!(repo.info.version.to_string(), "3.2.0");
     assert_eq!(repo.info.exec_time_field(), "total_time");
     let names: Vec<&str> = repo.info.servers.iter().map(|s| s.name.as_str()).collect();
@@ -116,30 +81,20 @@ async fn discovers_powa_3() {
 async fn exact_deltas(cluster: &str, dsn: &str) {
     let lab = lab();
     let t = format!("t_delta_{}", unique());
-    let start = {
-        let _guard = exclusive();
-        lab.psql(
-            cluster,
-            "app",
-            &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 100) g"),
-        );
-        lab.snapshot(cluster);
-        let start = Utc::now();
-        let q = format!("SELECT count(*) FROM {t} WHERE id < 50");
+    let q = format!("SELECT count(*) FROM {t} WHERE id < 50");
+    let start = after_snapshot(cluster, cluster, &t, 100, || {
         lab.repeat(cluster, "app", &q, 37);
         lab.snapshot(cluster);
         lab.repeat(cluster, "app", &q, 5);
         lab.snapshot(cluster);
         lab.psql(cluster, "powa", "SELECT pg_stat_statements_reset()");
         lab.repeat(cluster, "app", &q, 3);
-        lab.snapshot(cluster);
-        start
-    };
+    });
 
-    let repo = repo(dsn).await;
-    let w = window(&repo, "local", start).await;
+    let repo = repository("lab", dsn).await;
+    let w = since(&repo, "local", start).await;
     assert_eq!(calls_of(&w, &t), 45.0, "37 + 5 + 3 calls across a reset");
-    let before_start = window(&repo, "local", Utc::now()).await;
+    let before_start = since(&repo, "local", Utc::now()).await;
     assert_eq!(
         calls_of(&before_start, &t),
         0.0,
@@ -148,103 +103,58 @@ async fn exact_deltas(cluster: &str, dsn: &str) {
     lab.psql(cluster, "app", &format!("DROP TABLE {t}"));
 }
 
-#[actix_rt::test]
-async fn exact_deltas_on_powa_4() {
-    exact_deltas("repo", &lab().repo_dsn()).await;
-}
+on_every_powa!(exact_deltas: exact_deltas_on_powa_4, exact_deltas_on_powa_5, exact_deltas_on_powa_3);
 
-#[actix_rt::test]
-async fn exact_deltas_on_powa_3() {
-    exact_deltas("repo3", &lab().repo3_dsn()).await;
-}
-
-#[actix_rt::test]
-async fn exact_deltas_on_powa_5() {
-    exact_deltas("repo5", &lab().repo5_dsn()).await;
+/// Batches of `calls` to a table of a remote server (`cluster`), each followed by a
+/// snapshot of `snapshot` (its collector's): the server's window counts them all, with
+/// database names resolved, and the repository's `other` servers never see them.
+async fn remote_deltas(cluster: &str, snapshot: &str, dsn: &str, calls: &[usize], other: &[&str]) {
+    let lab = lab();
+    let prefix = format!("t_{cluster}");
+    let (t, start) = batches(cluster, snapshot, &prefix, 100, "id > 10", calls);
+    let repo = repository("lab", dsn).await;
+    let w = since(&repo, cluster, start).await;
+    assert_eq!(calls_of(&w, &t), calls.iter().sum::<usize>() as f64);
+    assert!(
+        w.queries.iter().all(|q| q.database.is_some()),
+        "database names resolved"
+    );
+    for name in other {
+        let w = since(&repo, name, start).await;
+        assert_eq!(calls_of(&w, &t), 0.0, "{name} never sees it");
+    }
+    lab.psql(cluster, "app", &format!("DROP TABLE {t}"));
 }
 
 #[actix_rt::test]
 async fn remote_server_deltas_come_from_powa_collector() {
-    let lab = lab();
-    let t = format!("t_remote_{}", unique());
-    let start = {
-        let _guard = exclusive();
-        lab.psql(
-            "remote1",
-            "app",
-            &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 100) g"),
-        );
-        lab.snapshot("remote");
-        let start = Utc::now();
-        lab.repeat(
-            "remote1",
-            "app",
-            &format!("SELECT count(*) FROM {t} WHERE id > 10"),
-            23,
-        );
-        lab.snapshot("remote");
-        start
-    };
-    let repo = repo(&lab.repo_dsn()).await;
-    let w1 = window(&repo, "remote1", start).await;
-    assert_eq!(calls_of(&w1, &t), 23.0);
-    assert!(
-        w1.queries.iter().all(|q| q.database.is_some()),
-        "database names resolved"
-    );
     // Per-server: the other server and the repository's own server never see it.
-    let w2 = window(&repo, "remote2", start).await;
-    assert_eq!(calls_of(&w2, &t), 0.0);
-    let w0 = window(&repo, "local", start).await;
-    assert_eq!(calls_of(&w0, &t), 0.0);
-    lab.psql("remote1", "app", &format!("DROP TABLE {t}"));
+    remote_deltas(
+        "remote1",
+        "remote",
+        &lab().repo_dsn(),
+        &[23],
+        &["remote2", "local"],
+    )
+    .await;
 }
 
 /// PoWA 5 in remote mode: powa-collector 1.3 snapshots remote5 into repo5.
 #[actix_rt::test]
 async fn remote_server_deltas_come_from_powa_collector_on_powa_5() {
-    let lab = lab();
-    let t = format!("t_remote5_{}", unique());
-    let start = {
-        let _guard = exclusive();
-        lab.psql(
-            "remote5",
-            "app",
-            &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 100) g"),
-        );
-        lab.snapshot("remote5");
-        let start = Utc::now();
-        lab.repeat(
-            "remote5",
-            "app",
-            &format!("SELECT count(*) FROM {t} WHERE id > 10"),
-            23,
-        );
-        lab.snapshot("remote5");
-        lab.repeat(
-            "remote5",
-            "app",
-            &format!("SELECT count(*) FROM {t} WHERE id > 10"),
-            4,
-        );
-        lab.snapshot("remote5");
-        start
-    };
-    let repo = repo(&lab.repo5_dsn()).await;
-    let w = window(&repo, "remote5", start).await;
-    assert_eq!(calls_of(&w, &t), 27.0);
-    assert!(
-        w.queries.iter().all(|q| q.database.is_some()),
-        "database names resolved"
-    );
-    let w0 = window(&repo, "local", start).await;
-    assert_eq!(calls_of(&w0, &t), 0.0, "the local server never sees it");
-    lab.psql("remote5", "app", &format!("DROP TABLE {t}"));
+    remote_deltas(
+        "remote5",
+        "remote5",
+        &lab().repo5_dsn(),
+        &[23, 4],
+        &["local"],
+    )
+    .await;
 }
 
 #[actix_rt::test]
 async fn sessions_are_read_only() {
-    let repo = repo(&lab().repo_dsn()).await;
+    let repo = repository("lab", &lab().repo_dsn()).await;
     let err = repo
         .client
         .batch_execute("CREATE TEMP TABLE sentinel_must_not_write (x int)")
@@ -261,16 +171,21 @@ async fn sessions_are_read_only() {
     assert_eq!(app, "powa-sentinel");
 }
 
+/// The error of a connection to `dsn` that must fail (`what`).
+async fn refused(dsn: &str, what: &str) -> String {
+    connect("lab", &RepositorySettings::from_dsn(dsn))
+        .await
+        .err()
+        .expect(what)
+        .to_string()
+}
+
 #[actix_rt::test]
 async fn bad_inputs_say_what_to_do() {
     let lab = lab();
     let good = lab.repo_dsn();
     let wrong_pw = format!("{good} password=certainly-wrong");
-    let e = connect("lab", &RepositorySettings::from_dsn(&wrong_pw))
-        .await
-        .err()
-        .expect("wrong password must fail")
-        .to_string();
+    let e = refused(&wrong_pw, "wrong password must fail").await;
     assert!(e.contains("password authentication failed"), "{e}");
     assert!(!e.contains("certainly-wrong"), "password leaked: {e}");
 
@@ -283,11 +198,7 @@ async fn bad_inputs_say_what_to_do() {
         &format!("GRANT CONNECT ON DATABASE {db} TO {ro}"),
     );
     let no_powa = format!("{good} dbname={db}");
-    let e = connect("lab", &RepositorySettings::from_dsn(&no_powa))
-        .await
-        .err()
-        .expect("a database without PoWA must fail")
-        .to_string();
+    let e = refused(&no_powa, "a database without PoWA must fail").await;
     assert!(
         e.contains(&format!("PoWA is not installed in database `{db}`")),
         "{e}"
@@ -299,11 +210,7 @@ async fn bad_inputs_say_what_to_do() {
     );
 
     let closed = "host=127.0.0.1 port=1 user=x dbname=powa connect_timeout=2";
-    let e = connect("lab", &RepositorySettings::from_dsn(closed))
-        .await
-        .err()
-        .expect("a closed port must fail")
-        .to_string();
+    let e = refused(closed, "a closed port must fail").await;
     assert!(e.contains("cannot connect") && e.contains("refused"), "{e}");
 }
 

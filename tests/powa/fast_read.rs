@@ -3,44 +3,29 @@
 //! inside a range, a reset at a range boundary, a query born inside a range, current rows,
 //! and windows starting before, inside and between ranges.
 
-mod support;
-
 use chrono::{DateTime, Utc};
 use powa_sentinel::powa::cold;
 use powa_sentinel::powa::layout::Layout;
 use powa_sentinel::powa::reader::{read_window_with, ReadMode, COUNTERS};
-use powa_sentinel::powa::{connect, Repository, RepositorySettings};
 use sentinel_actors::Window;
-use support::windows::assert_same_windows;
-use support::{exclusive, lab, unique};
 
-fn aggregate(cluster: &str) {
-    let sql = if cluster == "repo3" {
-        "SELECT powa_statements_aggregate(), powa_kcache_aggregate(), powa_wait_sampling_aggregate()"
-    } else {
-        "SELECT powa_statements_aggregate(0), powa_kcache_aggregate(0), powa_wait_sampling_aggregate(0)"
-    };
-    lab().psql(cluster, "powa", sql);
-}
+use crate::support::repo::{repository, server};
+use crate::support::windows::assert_same_windows;
+use crate::support::workload::{coalesce, two_queries};
+use crate::support::{exclusive, lab, unique};
 
 /// Builds history for one query family and returns the times between phases.
 fn build_history(cluster: &str, t: &str) -> Vec<DateTime<Utc>> {
     let lab = lab();
     let mut marks = vec![Utc::now()];
-    lab.psql(
-        cluster,
-        "app",
-        &format!("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 1000) g"),
-    );
-    let q1 = format!("SELECT count(*) FROM {t} WHERE id < 500");
-    let q2 = format!("SELECT max(id) FROM {t} WHERE id > 10");
+    let (q1, q2) = two_queries(cluster, t);
     // Range 1: three snapshots, with time spent waiting (pg_wait_sampling).
     for n in [7, 11, 13] {
         lab.repeat(cluster, "app", &q1, n);
         lab.psql(cluster, "app", "SELECT pg_sleep(0.2)");
         lab.snapshot(cluster);
     }
-    aggregate(cluster);
+    coalesce(cluster);
     marks.push(Utc::now());
     // Range 2: a reset in the middle, and q2 born inside the range.
     lab.repeat(cluster, "app", &q1, 5);
@@ -52,7 +37,7 @@ fn build_history(cluster: &str, t: &str) -> Vec<DateTime<Utc>> {
     lab.repeat(cluster, "app", &q1, 4);
     lab.repeat(cluster, "app", &q2, 2);
     lab.snapshot(cluster);
-    aggregate(cluster);
+    coalesce(cluster);
     marks.push(Utc::now());
     // Range 3 starts right after a reset (a reset at the range boundary).
     lab.psql(cluster, "powa", "SELECT pg_stat_statements_reset()");
@@ -61,7 +46,7 @@ fn build_history(cluster: &str, t: &str) -> Vec<DateTime<Utc>> {
         lab.repeat(cluster, "app", &q2, n);
         lab.snapshot(cluster);
     }
-    aggregate(cluster);
+    coalesce(cluster);
     marks.push(Utc::now());
     // Current rows.
     for n in [6, 1] {
@@ -79,15 +64,8 @@ async fn fast_matches_naive(cluster: &str, dsn: &str) {
         let _guard = exclusive();
         build_history(cluster, &t)
     };
-    let repo: Repository = connect("lab", &RepositorySettings::from_dsn(dsn))
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    let server = repo
-        .info
-        .servers
-        .iter()
-        .find(|s| s.name == "local")
-        .expect("local server");
+    let repo = repository("lab", dsn).await;
+    let server = server(&repo, "local");
     let end = *marks.last().unwrap();
     let mut starts = marks[..marks.len() - 1].to_vec();
     // Inside range 2 (straddling it) and long before anything.
@@ -133,17 +111,8 @@ async fn fast_matches_naive(cluster: &str, dsn: &str) {
     lab().psql(cluster, "app", &format!("DROP TABLE {t}"));
 }
 
-#[actix_rt::test]
-async fn fast_read_matches_naive_on_powa_4() {
-    fast_matches_naive("repo", &lab().repo_dsn()).await;
-}
-
-#[actix_rt::test]
-async fn fast_read_matches_naive_on_powa_5() {
-    fast_matches_naive("repo5", &lab().repo5_dsn()).await;
-}
-
-#[actix_rt::test]
-async fn fast_read_matches_naive_on_powa_3() {
-    fast_matches_naive("repo3", &lab().repo3_dsn()).await;
-}
+on_every_powa!(
+    fast_matches_naive: fast_read_matches_naive_on_powa_4,
+    fast_read_matches_naive_on_powa_5,
+    fast_read_matches_naive_on_powa_3
+);

@@ -2,7 +2,6 @@
 //! directory. The second must not re-notify what the first notified, must keep honouring
 //! the silences, and must deliver what quiet hours held when the window ends.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
@@ -13,9 +12,11 @@ use powa_sentinel::gate::silence::{Matcher, Silence};
 use powa_sentinel::gate::store::Store;
 use powa_sentinel::gate::{Gate, GateSettings};
 use sentinel_actors::channel::{Deliver, DeliveryReport};
-use sentinel_actors::gate::{Flush, GateActor, Insights};
+use sentinel_actors::gate::{Flush, FlushSummary, GateActor, Insights};
 use sentinel_actors::message::Lifecycle;
-use sentinel_actors::{Fingerprint, Insight, NotifyReason, Severity, Window};
+use sentinel_actors::{Insight, NotifyReason, Severity};
+
+use crate::support::sample;
 
 /// What a channel received: (channel, reason, fingerprint, status).
 type Log = Arc<Mutex<Vec<(String, NotifyReason, u64, Option<Lifecycle>)>>>;
@@ -50,24 +51,15 @@ fn t(s: &str) -> DateTime<Utc> {
 }
 
 fn insight(fp: u64, severity: Severity, database: &str) -> Insight {
-    let at = t("2026-03-02T00:00:00Z");
+    let labels = [
+        ("repository", "main"),
+        ("server", "db1"),
+        ("database", database),
+    ];
     Insight {
-        fingerprint: Fingerprint(fp),
-        kind: "slow_query".into(),
-        rule: "slow_query.total_time".into(),
         severity,
-        labels: BTreeMap::from([
-            ("repository".to_string(), "main".to_string()),
-            ("server".to_string(), "db1".to_string()),
-            ("database".to_string(), database.to_string()),
-        ]),
-        title: format!("finding {fp}"),
-        advice: "add an index".into(),
         text: Some("SELECT 1".into()),
-        metrics: BTreeMap::new(),
-        window: Window { start: at, end: at },
-        observed_at: at,
-        status: None,
+        ..sample::slow_query(fp, t("2026-03-02T00:00:00Z"), &labels)
     }
 }
 
@@ -102,21 +94,29 @@ fn settings() -> GateSettings {
 
 /// Starts a gate on `dir` with channels `day` and `night`, both recording into `log`.
 fn start_gate(dir: &std::path::Path, log: &Log) -> Addr<GateActor<Gate>> {
-    let names = vec!["day".to_string(), "night".to_string()];
-    let gate = Gate::new(
-        &settings(),
-        &[],
-        &names,
-        &[],
-        Some(dir),
-        slog::Logger::root(slog::Discard, slog::o!()),
-    )
-    .unwrap();
+    start_gate_with(&settings(), &["day", "night"], dir, log)
+}
+
+/// Starts a gate with `settings` on `dir`, its channels `names` recording into `log`.
+fn start_gate_with(
+    settings: &GateSettings,
+    names: &[&str],
+    dir: &std::path::Path,
+    log: &Log,
+) -> Addr<GateActor<Gate>> {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let discard = slog::Logger::root(slog::Discard, slog::o!());
+    let gate = Gate::new(settings, &[], &names, &[], Some(dir), discard).unwrap();
     let channels = names
         .iter()
         .map(|n| (n.clone(), Recorder(Arc::clone(log)).start().recipient()))
         .collect();
     GateActor::new(gate, channels).start()
+}
+
+/// A flush at `at` (RFC 3339).
+async fn flush(gate: &Addr<GateActor<Gate>>, at: &str) -> FlushSummary {
+    gate.send(Flush { at: t(at) }).await.unwrap()
 }
 
 fn take(log: &Log) -> Vec<(String, NotifyReason, u64, Option<Lifecycle>)> {
@@ -147,12 +147,7 @@ async fn a_second_gate_on_the_same_state_does_not_renotify_and_remembers_silence
     // First gate, 01:00: `night` is in its quiet hours.
     let gate = start_gate(dir.path(), &log);
     gate.send(report(t("2026-03-02T01:00:00Z"))).await.unwrap();
-    let summary = gate
-        .send(Flush {
-            at: t("2026-03-02T01:00:30Z"),
-        })
-        .await
-        .unwrap();
+    let summary = flush(&gate, "2026-03-02T01:00:30Z").await;
     assert!(summary.reports.iter().all(|r| r.outcome.is_ok()));
     use Lifecycle::New;
     use NotifyReason::{Immediate, Report};
@@ -170,11 +165,7 @@ async fn a_second_gate_on_the_same_state_does_not_renotify_and_remembers_silence
     // Second gate on the same directory (a restart), five minutes later.
     let gate = start_gate(dir.path(), &log);
     gate.send(report(t("2026-03-02T01:05:00Z"))).await.unwrap();
-    gate.send(Flush {
-        at: t("2026-03-02T01:05:30Z"),
-    })
-    .await
-    .unwrap();
+    flush(&gate, "2026-03-02T01:05:30Z").await;
     assert_eq!(
         take(&log),
         [],
@@ -184,27 +175,15 @@ async fn a_second_gate_on_the_same_state_does_not_renotify_and_remembers_silence
 
     // Third start, after the window: what `night` missed arrives, once.
     let gate = start_gate(dir.path(), &log);
-    gate.send(Flush {
-        at: t("2026-03-02T07:00:10Z"),
-    })
-    .await
-    .unwrap();
+    flush(&gate, "2026-03-02T07:00:10Z").await;
     assert_eq!(take(&log), [("night".into(), Report, 1, Some(New))]);
-    gate.send(Flush {
-        at: t("2026-03-02T07:01:00Z"),
-    })
-    .await
-    .unwrap();
+    flush(&gate, "2026-03-02T07:01:00Z").await;
     assert_eq!(take(&log), []);
 
     // The silence ended at 07:07; 3 still fires, so it is announced now (as the `new`
     // nobody heard), and only 3.
     gate.send(report(t("2026-03-02T07:10:00Z"))).await.unwrap();
-    gate.send(Flush {
-        at: t("2026-03-02T07:10:30Z"),
-    })
-    .await
-    .unwrap();
+    flush(&gate, "2026-03-02T07:10:30Z").await;
     assert_eq!(
         take(&log),
         [
@@ -236,21 +215,7 @@ async fn held_items_are_released_by_the_timer_without_a_flush() {
             bypass_severity: "none".into(),
         },
     );
-    let names = vec!["night".to_string()];
-    let gate = Gate::new(
-        &s,
-        &[],
-        &names,
-        &[],
-        Some(dir.path()),
-        slog::Logger::root(slog::Discard, slog::o!()),
-    )
-    .unwrap();
-    let channels = BTreeMap::from([(
-        "night".to_string(),
-        Recorder(Arc::clone(&log)).start().recipient(),
-    )]);
-    let gate = GateActor::new(gate, channels).start();
+    let gate = start_gate_with(&s, &["night"], dir.path(), &log);
     let mut r = report(now);
     r.insights.truncate(2);
     gate.send(r).await.unwrap();

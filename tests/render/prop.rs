@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 use powa_sentinel::actors::message::{Lifecycle, Mentions};
 use powa_sentinel::actors::{Fingerprint, Insight, Notification, NotifyReason, Severity, Window};
@@ -250,7 +251,14 @@ fn content_of(body: &str) -> Result<(String, serde_json::Value), TestCaseError> 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // The regressions file stays beside this file (`prop.proptest-regressions`): by default
+    // proptest would look in a `proptest-regressions` folder beside the crate's folder, since
+    // this crate has a main.rs.
+    #![proptest_config(ProptestConfig {
+        cases: 48,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn payloads_are_always_within_limits(
