@@ -51,15 +51,9 @@ fn a_regression_caused_by_a_dropped_index_is_one_entry() {
     let robot = robot::start("story-key", &[]);
     let dir = tempfile::tempdir().unwrap();
     let config = Settings::log("warning")
-        .toml(
-            r#"
-# The report tells the story. With immediate alerts on (the default) the critical
-# regression would also go out at once, on its own, before the index advisor has run: the
-# gate decides per finding, and grouping is the renderers' (a report's) business.
-[gate]
-immediate = false
-"#,
-        )
+        // The gate's defaults: immediate alerts on. A critical regression waits until every
+        // analyzer has looked at the same snapshot and goes with its cause, the missing
+        // index, in one entry; the report does not tell them again.
         .window(window)
         .toml(&format!(
             "baseline_offset = \"{window}\"\nbaseline_periods = 1"
@@ -109,6 +103,10 @@ min_total_time = "100ms"
         );
     }
     assert!(index["metrics"]["cost_before"].is_number(), "{index:#}");
+    eprintln!(
+        "regression severity: {}, missing index severity: {}",
+        regression["severity"], index["severity"]
+    );
 
     // The console (on stderr while stdout carries JSON): one entry for both.
     let factor = regression["metrics"]["factor"].as_f64().unwrap();
