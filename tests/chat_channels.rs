@@ -583,7 +583,7 @@ async fn the_fakes_refuse_oversized_bodies_and_the_channel_calls_it_permanent() 
         .send_body(body.to_string())
         .await
         .unwrap();
-    let answer = channels::post::Answer {
+    let answer = channels::robot::Answer {
         status: resp.status().as_u16(),
         retry_after: None,
         body: resp.body().await.unwrap().to_vec(),
@@ -601,7 +601,7 @@ async fn the_fakes_refuse_oversized_bodies_and_the_channel_calls_it_permanent() 
     );
     let body = dingtalk::message_body(&"y".repeat(DING_STANDIN_LIMIT));
     let mut resp = client.post(url).send_body(body).await.unwrap();
-    let answer = channels::post::Answer {
+    let answer = channels::robot::Answer {
         status: resp.status().as_u16(),
         retry_after: None,
         body: resp.body().await.unwrap().to_vec(),
