@@ -544,15 +544,7 @@ impl Settings {
             }
         }
         for c in settings.channels.values() {
-            let secrets = [
-                &c.webhook_url,
-                &c.key,
-                &c.url,
-                &c.hmac_key,
-                &c.secret,
-                &c.corpsecret,
-            ];
-            for s in secrets.into_iter().flatten() {
+            for s in c.secrets() {
                 out.push(s.expose().to_string());
                 if let Some((_, key)) = s.expose().split_once("key=") {
                     out.push(key.split('&').next().unwrap_or("").to_string());

@@ -4,12 +4,50 @@
 
 use std::io::Write;
 
+use actix::Recipient;
 use futures_util::future::{self, LocalBoxFuture};
+use serde::Deserialize;
 
-use sentinel_actors::channel::Channel;
+use sentinel_actors::channel::{Channel, Deliver};
 use sentinel_actors::{ChannelError, Notification};
 
+use super::{ChannelType, Starter, Takes};
+use crate::problem::Problem;
 use crate::render::{self, RenderOptions};
+use crate::secret::Secret;
+
+/// `[channels.<name>] type = "console"`: only the keys every kind shares (`language`,
+/// `sql_preview_chars`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSettings {}
+
+/// A checked console channel.
+#[derive(Debug)]
+pub struct Console;
+
+impl ChannelType for Console {
+    const TYPE: &'static str = "console";
+    const SECRET_KEYS: &'static [&'static str] = &[];
+    const TAKES: Takes = Takes {
+        language: true,
+        ..Takes::NOTHING
+    };
+    type Settings = ConsoleSettings;
+
+    fn check(_: ConsoleSettings) -> Result<Self, Vec<Problem>> {
+        Ok(Console)
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        Vec::new()
+    }
+
+    fn start(&self, start: &mut Starter<'_>) -> anyhow::Result<Recipient<Deliver>> {
+        let ch = ConsoleChannel::new(start.console_to_stderr(), start.render_options());
+        Ok(start.spawn(ch, None))
+    }
+}
 
 pub struct ConsoleChannel {
     to_stderr: bool,

@@ -17,21 +17,22 @@
 //! does not document a size limit: we keep texts at [`TEXT_BUDGET`] bytes and bodies
 //! within [`BODY_BUDGET`].
 
-use std::rc::Rc;
 use std::time::Duration;
 
+use actix::Recipient;
 use base64::Engine as _;
-use futures_util::future::LocalBoxFuture;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::Sha256;
 
-use sentinel_actors::channel::Channel;
+use sentinel_actors::channel::Deliver;
 use sentinel_actors::{ChannelError, Notification};
 
-use super::post;
-use super::wecom::DEFAULT_TIMEOUT;
-use super::ChannelSettings;
+use super::check;
+use super::hook::{Signed, SignedHook, SignedHookSettings};
+use super::robot::{self, Answer, HttpChannel, Rendered, Request, Robot, JSON_UTF8};
+use super::{ChannelType, Starter, Takes};
 use crate::problem::Problem;
 use crate::render::{self, RenderOptions, Style};
 use crate::secret::Secret;
@@ -43,6 +44,8 @@ pub const BODY_BUDGET: usize = 6000;
 /// DingTalk's per-robot limit per minute.
 pub const MAX_PER_MINUTE: u32 = 20;
 pub const DEFAULT_MAX_PER_MINUTE: u32 = MAX_PER_MINUTE;
+/// What the limit of `max_per_minute` is, in words.
+const LIMIT: &str = "DingTalk accepts at most 20 messages per minute per bot";
 /// Exceeding the rate throttles the robot for this many rate windows (10 minutes).
 pub const THROTTLE_WINDOWS: u32 = 10;
 /// "send too fast, exceed 20 times per minute".
@@ -50,36 +53,41 @@ pub const RATE_LIMITED: i64 = 130101;
 /// Longest title kept, in characters.
 const TITLE_CHARS: usize = 64;
 
-/// Checks the dingtalk fields (called by [`ChannelSettings::validate`]).
-pub(super) fn validate(s: &ChannelSettings, path: &str, problems: &mut Vec<Problem>) {
-    let key = |field: &str| format!("{path}.{field}");
-    match &s.webhook_url {
-        None => problems.push(Problem::new(
-            key("webhook_url"),
-            "required when type = \"dingtalk\": set the robot's webhook URL \
-             (https://oapi.dingtalk.com/robot/send?access_token=…)",
-        )),
-        Some(u) => {
-            if let Err(e) = check_url(u.expose()) {
-                problems.push(Problem::new(key("webhook_url"), e));
-            }
-        }
+/// A checked `[channels.<name>] type = "dingtalk"`; its table is a [`SignedHookSettings`]
+/// (`webhook_url`: `https://oapi.dingtalk.com/robot/send?access_token=…`; the signing
+/// secret starts with `SEC`).
+#[derive(Debug)]
+pub struct DingTalk(SignedHook);
+
+impl ChannelType for DingTalk {
+    const TYPE: &'static str = "dingtalk";
+    const SECRET_KEYS: &'static [&'static str] = &["webhook_url", "secret"];
+    /// Exceeding DingTalk's limit blocks the robot for 10 minutes.
+    const TAKES: Takes = Takes::robot(MAX_PER_MINUTE, DEFAULT_MAX_PER_MINUTE, LIMIT);
+    type Settings = SignedHookSettings;
+
+    fn check(s: SignedHookSettings) -> Result<Self, Vec<Problem>> {
+        let missing = "required when type = \"dingtalk\": set the robot's webhook URL \
+                       (https://oapi.dingtalk.com/robot/send?access_token=…)";
+        SignedHook::check(s, missing, check_url, Some("SEC")).map(DingTalk)
     }
-    super::validate_secret_pair(s, path, Some("SEC"), problems);
-    super::validate_timeout(s, path, problems);
-    super::validate_max(s, path, MAX_PER_MINUTE, "DingTalk", problems);
+
+    fn secrets(&self) -> Vec<&Secret> {
+        self.0.secrets()
+    }
+
+    fn start(&self, start: &mut Starter<'_>) -> anyhow::Result<Recipient<Deliver>> {
+        let pacing = start.pacing(&destination(&self.0.url));
+        self.0.start(start, pacing, DingTalkRobot)
+    }
 }
 
 fn check_url(u: &str) -> Result<url::Url, String> {
-    let parsed = url::Url::parse(u.trim()).map_err(|_| {
-        "is not a valid URL: copy the whole webhook URL \
-         (https://oapi.dingtalk.com/robot/send?access_token=…) from the robot's settings"
-            .to_string()
-    })?;
-    match parsed.scheme() {
-        "https" | "http" if parsed.host().is_some() => {}
-        _ => return Err("must start with https:// (or http:// for a local test endpoint)".into()),
-    }
+    let parsed = check::webhook_url(
+        u,
+        "https://oapi.dingtalk.com/robot/send?access_token=…",
+        "robot",
+    )?;
     let has_token = parsed
         .query_pairs()
         .any(|(k, v)| k == "access_token" && !v.is_empty());
@@ -100,6 +108,19 @@ fn check_url(u: &str) -> Result<url::Url, String> {
         );
     }
     Ok(parsed)
+}
+
+/// Identity of the robot for pacing: its access token (DingTalk counts per robot). A
+/// secret.
+fn destination(url: &Secret) -> String {
+    url::Url::parse(url.expose())
+        .ok()
+        .and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == "access_token")
+                .map(|(_, v)| v.into_owned())
+        })
+        .unwrap_or_else(|| url.expose().to_string())
 }
 
 /// `sign` for `timestamp_ms`, before URL-encoding:
@@ -125,51 +146,8 @@ pub fn signed_url(url: &str, secret: Option<&Secret>, timestamp_ms: i64) -> Stri
     u.into()
 }
 
-/// Everything the channel needs, resolved.
-#[derive(Clone, Debug)]
-pub struct DingTalkSettings {
-    pub url: Secret,
-    pub secret: Option<Secret>,
-    pub timeout: Duration,
-}
-
-impl DingTalkSettings {
-    /// From validated settings; reads `secret_file`. Errors never quote secrets.
-    pub fn from_settings(s: &ChannelSettings) -> Result<Self, String> {
-        let url = s.webhook_url.as_ref().ok_or("webhook_url is required")?;
-        let parsed = check_url(url.expose()).map_err(|e| format!("webhook_url {e}"))?;
-        Ok(DingTalkSettings {
-            url: Secret::new(parsed.as_str()),
-            secret: super::optional_secret(s)?,
-            timeout: s.timeout.unwrap_or(DEFAULT_TIMEOUT),
-        })
-    }
-
-    /// Identity of the robot for pacing: its access token (DingTalk counts per robot). A
-    /// secret.
-    pub(crate) fn destination(&self) -> String {
-        url::Url::parse(self.url.expose())
-            .ok()
-            .and_then(|u| {
-                u.query_pairs()
-                    .find(|(k, _)| k == "access_token")
-                    .map(|(_, v)| v.into_owned())
-            })
-            .unwrap_or_else(|| self.url.expose().to_string())
-    }
-}
-
 /// One message: the JSON body (the signature goes in the URL, at each attempt).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DingTalkPart {
-    pub body: String,
-}
-
-impl std::fmt::Display for DingTalkPart {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.body)
-    }
-}
+pub type DingTalkPart = robot::Body;
 
 /// The title of a message: its first line without markup, at most [`TITLE_CHARS`]
 /// characters, "powa-sentinel" when that leaves nothing.
@@ -304,7 +282,7 @@ pub fn parts(
     } else {
         TEXT_BUDGET - line.len() - 2
     };
-    post::fit_bodies(budget, BODY_BUDGET, render, |c, k, _| {
+    robot::fit_bodies(budget, BODY_BUDGET, render, |c, k, _| {
         if k == 0 {
             message_body_with(c, &users, &mobiles, &line)
         } else {
@@ -318,8 +296,8 @@ pub fn parts(
 
 /// What DingTalk's answer means: transient statuses first, then `errcode`.
 /// `throttle` is how long the robot is held after errcode 130101.
-pub fn classify(a: &post::Answer, throttle: Duration) -> Result<(), ChannelError> {
-    if let Some(e) = post::transient_status("DingTalk", a) {
+pub fn classify(a: &Answer, throttle: Duration) -> Result<(), ChannelError> {
+    if let Some(e) = robot::transient_status("DingTalk", a) {
         return Err(e);
     }
     if !(200..300).contains(&a.status) {
@@ -368,78 +346,46 @@ pub fn classify(a: &post::Answer, throttle: Duration) -> Result<(), ChannelError
     }
 }
 
-struct Inner {
-    client: awc::Client,
-    hook: DingTalkSettings,
-    opts: RenderOptions,
-    throttle: Duration,
-}
+/// One robot: its URL, signing secret and rules, for [`HttpChannel`].
+///
+/// After errcode 130101 the robot is held for [`THROTTLE_WINDOWS`] rate windows.
+pub struct DingTalkRobot(Signed);
 
 /// Posts notifications to one DingTalk robot. Holds an awc client (`!Send`).
-pub struct DingTalkChannel {
-    inner: Rc<Inner>,
-}
+pub type DingTalkChannel = HttpChannel<DingTalkRobot>;
 
-impl DingTalkChannel {
-    /// `rate_window` is the window DingTalk counts in (one minute); errcode 130101 holds
-    /// the robot for [`THROTTLE_WINDOWS`] of them.
-    pub fn new(hook: DingTalkSettings, opts: RenderOptions, rate_window: Duration) -> Self {
-        let client = post::client(hook.timeout);
-        DingTalkChannel {
-            inner: Rc::new(Inner {
-                client,
-                hook,
-                opts,
-                throttle: rate_window * THROTTLE_WINDOWS,
-            }),
-        }
-    }
-}
-
-impl Channel for DingTalkChannel {
+impl Robot for DingTalkRobot {
     type Part = DingTalkPart;
 
-    fn render(&self, n: &Notification) -> Result<Vec<DingTalkPart>, ChannelError> {
-        Ok(parts(n, &self.inner.opts, None))
+    const PROVIDER: &'static str = "DingTalk";
+
+    fn render(&self, n: &Notification, max_parts: Option<usize>) -> Rendered<DingTalkPart> {
+        Ok(parts(n, &self.0.opts, max_parts))
     }
 
-    fn render_digest(
-        &self,
-        n: &Notification,
-        max_parts: usize,
-    ) -> Result<Vec<DingTalkPart>, ChannelError> {
-        Ok(parts(n, &self.inner.opts, Some(max_parts)))
+    /// Signed at each attempt: DingTalk refuses a timestamp more than an hour off.
+    fn request(&self, part: &DingTalkPart, now: DateTime<Utc>, _token: Option<&Secret>) -> Request {
+        let url = signed_url(
+            self.0.url.expose(),
+            self.0.secret.as_ref(),
+            now.timestamp_millis(),
+        );
+        Request::post(url, JSON_UTF8, part.body.clone())
     }
 
-    fn send(&self, part: DingTalkPart) -> LocalBoxFuture<'static, Result<(), ChannelError>> {
-        let inner = Rc::clone(&self.inner);
-        Box::pin(async move {
-            let hook = &inner.hook;
-            let ts = chrono::Utc::now().timestamp_millis();
-            let url = signed_url(hook.url.expose(), hook.secret.as_ref(), ts);
-            let mut secrets = vec![&hook.url];
-            secrets.extend(hook.secret.as_ref());
-            let answer = post::post_json(
-                &inner.client,
-                "DingTalk",
-                &url,
-                part.body,
-                hook.timeout,
-                &secrets,
-            )
-            .await?;
-            classify(&answer, inner.throttle)
-        })
+    fn classify(&self, answer: &Answer) -> Result<(), ChannelError> {
+        classify(answer, self.0.rate_window * THROTTLE_WINDOWS)
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        self.0.secrets()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn answer(status: u16, body: &str) -> post::Answer {
-        post::Answer::of(status, body, None)
-    }
+    use crate::channels::robot::verdict::*;
 
     #[test]
     fn sign_matches_a_known_vector() {
@@ -529,35 +475,17 @@ mod tests {
     #[test]
     fn errcodes_are_classified() {
         let th = Duration::from_secs(600);
-        assert_eq!(
-            classify(&answer(200, r#"{"errcode":0,"errmsg":"ok"}"#), th),
-            Ok(())
-        );
-        assert!(matches!(
-            classify(&answer(200, r#"{"errcode":130101,"errmsg":"send too fast"}"#), th),
-            Err(ChannelError::RateLimited { retry_after, .. }) if retry_after == th
-        ));
-        assert!(matches!(
-            classify(&answer(200, r#"{"errcode":-1}"#), th),
-            Err(ChannelError::Retryable { .. })
-        ));
-        for c in [310000, 300001, 400013, 12345] {
-            let b = format!(r#"{{"errcode":{c},"errmsg":"ip 1.2.3.4"}}"#);
-            match classify(&answer(200, &b), th) {
-                Err(ChannelError::Permanent { reason }) => {
-                    assert!(reason.contains(&c.to_string()) && !reason.contains("1.2.3.4"))
-                }
-                other => panic!("{c}: {other:?}"),
-            }
+        let c = |s: u16, b: &str| classify(&Answer::of(s, b, None), th);
+        assert_eq!(c(200, r#"{"errcode":0,"errmsg":"ok"}"#), Ok(()));
+        let limited = c(200, r#"{"errcode":130101,"errmsg":"send too fast"}"#);
+        assert!(paused_for(&limited, th));
+        assert!(retryable(&c(200, r#"{"errcode":-1}"#)));
+        for code in [310000, 300001, 400013, 12345] {
+            let b = format!(r#"{{"errcode":{code},"errmsg":"ip 1.2.3.4"}}"#);
+            permanent_naming(c(200, &b), &code.to_string(), "1.2.3.4");
         }
-        assert!(matches!(
-            classify(&answer(503, ""), th),
-            Err(ChannelError::Retryable { .. })
-        ));
-        assert!(matches!(
-            classify(&answer(404, ""), th),
-            Err(ChannelError::Permanent { .. })
-        ));
+        assert!(retryable(&c(503, "")));
+        assert!(permanent(&c(404, "")));
     }
 
     #[test]

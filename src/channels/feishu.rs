@@ -13,24 +13,25 @@
 //! Limits: the request body must stay within 20 KB; we aim every body at
 //! [`BODY_BUDGET`] bytes, signature fields included. Rate: 100 per minute and 5 per second
 //! per bot; the pacer counts in sixths of a minute so that no second sees more than 5
-//! (see [`pacer_quota`]). Feishu signals errors with a JSON `code` (older answers:
+//! (see [`Pacing::in_sixths`]). Feishu signals errors with a JSON `code` (older answers:
 //! `StatusCode`); 0 is success.
 
-use std::rc::Rc;
 use std::time::Duration;
 
+use actix::Recipient;
 use base64::Engine as _;
-use futures_util::future::LocalBoxFuture;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use sentinel_actors::channel::Channel;
+use sentinel_actors::channel::Deliver;
 use sentinel_actors::{ChannelError, Notification};
 
-use super::post;
-use super::wecom::DEFAULT_TIMEOUT;
-use super::ChannelSettings;
+use super::check;
+use super::hook::{Signed, SignedHook, SignedHookSettings};
+use super::robot::{self, Answer, HttpChannel, Rendered, Request, Robot, JSON_UTF8};
+use super::{ChannelType, Starter, Takes};
 use crate::problem::Problem;
 use crate::render::{self, RenderOptions, Style};
 use crate::secret::Secret;
@@ -40,11 +41,13 @@ pub const BODY_LIMIT: usize = 20 * 1024;
 /// What every body is aimed at: the limit less a margin.
 pub const BODY_BUDGET: usize = 19 * 1024;
 /// What the text renderer is first asked for; JSON escaping and the envelope must fit in
-/// the rest ([`post::fit_bodies`] shrinks it if they do not).
+/// the rest ([`robot::fit_bodies`] shrinks it if they do not).
 pub const TEXT_BUDGET: usize = 12 * 1024;
 /// Feishu's per-bot limit per minute (it also allows at most 5 per second).
 pub const MAX_PER_MINUTE: u32 = 100;
 pub const DEFAULT_MAX_PER_MINUTE: u32 = MAX_PER_MINUTE;
+/// What the limit of `max_per_minute` is, in words.
+const LIMIT: &str = "Feishu accepts at most 100 messages per minute per bot";
 /// Feishu's per-second limit.
 pub const MAX_PER_SECOND: u32 = 5;
 /// Rate-limit codes: 11232 (platform under load, "frequency limited") and 9499 ("too
@@ -53,36 +56,37 @@ pub const RATE_LIMIT_CODES: [i64; 2] = [11232, 9499];
 /// Sign check failed or timestamp more than one hour off.
 pub const SIGN_FAIL: i64 = 19021;
 
-/// Checks the feishu fields (called by [`ChannelSettings::validate`]).
-pub(super) fn validate(s: &ChannelSettings, path: &str, problems: &mut Vec<Problem>) {
-    let key = |field: &str| format!("{path}.{field}");
-    match &s.webhook_url {
-        None => problems.push(Problem::new(
-            key("webhook_url"),
-            "required when type = \"feishu\": set the bot's webhook URL \
-             (https://open.feishu.cn/open-apis/bot/v2/hook/…)",
-        )),
-        Some(u) => {
-            if let Err(e) = check_url(u.expose()) {
-                problems.push(Problem::new(key("webhook_url"), e));
-            }
-        }
+/// A checked `[channels.<name>] type = "feishu"` (Feishu or Lark); its table is a
+/// [`SignedHookSettings`] (`webhook_url`:
+/// `https://open.feishu.cn/open-apis/bot/v2/hook/<token>`, or `open.larksuite.com`).
+#[derive(Debug)]
+pub struct Feishu(SignedHook);
+
+impl ChannelType for Feishu {
+    const TYPE: &'static str = "feishu";
+    const SECRET_KEYS: &'static [&'static str] = &["webhook_url", "secret"];
+    /// Also kept under 5 per second (see [`Pacing::in_sixths`]).
+    const TAKES: Takes = Takes::robot(MAX_PER_MINUTE, DEFAULT_MAX_PER_MINUTE, LIMIT);
+    type Settings = SignedHookSettings;
+
+    fn check(s: SignedHookSettings) -> Result<Self, Vec<Problem>> {
+        let missing = "required when type = \"feishu\": set the bot's webhook URL \
+                       (https://open.feishu.cn/open-apis/bot/v2/hook/…)";
+        SignedHook::check(s, missing, check_url, None).map(Feishu)
     }
-    super::validate_secret_pair(s, path, None, problems);
-    super::validate_timeout(s, path, problems);
-    super::validate_max(s, path, MAX_PER_MINUTE, "Feishu", problems);
+
+    fn secrets(&self) -> Vec<&Secret> {
+        self.0.secrets()
+    }
+
+    fn start(&self, start: &mut Starter<'_>) -> anyhow::Result<Recipient<Deliver>> {
+        let pacing = start.pacing(self.0.url.expose()).in_sixths();
+        self.0.start(start, pacing, FeishuRobot)
+    }
 }
 
 fn check_url(u: &str) -> Result<url::Url, String> {
-    let parsed = url::Url::parse(u.trim()).map_err(|_| {
-        "is not a valid URL: copy the whole webhook URL \
-         (https://open.feishu.cn/open-apis/bot/v2/hook/…) from the bot's settings"
-            .to_string()
-    })?;
-    match parsed.scheme() {
-        "https" | "http" if parsed.host().is_some() => {}
-        _ => return Err("must start with https:// (or http:// for a local test endpoint)".into()),
-    }
+    let parsed = check::webhook_url(u, "https://open.feishu.cn/open-apis/bot/v2/hook/…", "bot")?;
     let token = parsed.path_segments().and_then(|mut s| s.next_back());
     if !parsed.path().contains("/bot/v2/hook/") || token.is_none_or(str::is_empty) {
         return Err("has no /bot/v2/hook/<token> path: copy the whole webhook URL".into());
@@ -90,45 +94,11 @@ fn check_url(u: &str) -> Result<url::Url, String> {
     Ok(parsed)
 }
 
-/// The pacer's quota: at most `max_per_minute / 6` (at least 1) in any rolling sixth of
-/// `rate_window`. A one-minute quota would allow a burst of a quarter of it at once (25 >
-/// 5 per second); counting in 10 s windows keeps the burst at 4 and the steady pace under
-/// one per 0.8 s.
-pub fn pacer_quota(max_per_minute: u32, rate_window: Duration) -> (u32, Duration) {
-    ((max_per_minute / 6).max(1), rate_window / 6)
-}
-
 /// `sign` for `timestamp` (seconds): base64(HMAC-SHA256(key = "<ts>\n<secret>", "")).
 pub fn sign(secret: &str, timestamp: i64) -> String {
     let mac = <Hmac<Sha256> as Mac>::new_from_slice(format!("{timestamp}\n{secret}").as_bytes())
         .expect("HMAC accepts any key length");
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
-
-/// Everything the channel needs, resolved.
-#[derive(Clone, Debug)]
-pub struct FeishuSettings {
-    pub url: Secret,
-    pub secret: Option<Secret>,
-    pub timeout: Duration,
-}
-
-impl FeishuSettings {
-    /// From validated settings; reads `secret_file`. Errors never quote secrets.
-    pub fn from_settings(s: &ChannelSettings) -> Result<Self, String> {
-        let url = s.webhook_url.as_ref().ok_or("webhook_url is required")?;
-        let parsed = check_url(url.expose()).map_err(|e| format!("webhook_url {e}"))?;
-        Ok(FeishuSettings {
-            url: Secret::new(parsed.as_str()),
-            secret: super::optional_secret(s)?,
-            timeout: s.timeout.unwrap_or(DEFAULT_TIMEOUT),
-        })
-    }
-
-    /// Identity of the bot for pacing: its URL (the token is in it). A secret.
-    pub(crate) fn destination(&self) -> &str {
-        self.url.expose()
-    }
 }
 
 /// One message: the JSON body without the signature fields (added at each attempt).
@@ -157,7 +127,7 @@ pub fn parts(n: &Notification, opts: &RenderOptions, max_parts: Option<usize>) -
         None => render::render(n, Style::Text, budget, opts),
         Some(m) => render::render_digest(n, Style::Text, budget, opts, m),
     };
-    post::fit_bodies(
+    robot::fit_bodies(
         TEXT_BUDGET,
         BODY_BUDGET - SIGN_FIELDS_BYTES,
         render,
@@ -181,8 +151,8 @@ pub fn signed_body(part: &FeishuPart, secret: Option<&Secret>, timestamp: i64) -
 }
 
 /// What Feishu's answer means: transient statuses first, then the JSON `code`.
-pub fn classify(a: &post::Answer, rate_retry_after: Duration) -> Result<(), ChannelError> {
-    if let Some(e) = post::transient_status("Feishu", a) {
+pub fn classify(a: &Answer, rate_retry_after: Duration) -> Result<(), ChannelError> {
+    if let Some(e) = robot::transient_status("Feishu", a) {
         return Err(e);
     }
     #[derive(Deserialize)]
@@ -228,77 +198,43 @@ pub fn classify(a: &post::Answer, rate_retry_after: Duration) -> Result<(), Chan
     }
 }
 
-struct Inner {
-    client: awc::Client,
-    hook: FeishuSettings,
-    opts: RenderOptions,
-    rate_retry_after: Duration,
-}
+/// One bot: its URL, signing secret and rules, for [`HttpChannel`].
+///
+/// After a rate-limit code the bot is held for the rate window (Feishu counts per
+/// minute).
+pub struct FeishuRobot(Signed);
 
 /// Posts notifications to one Feishu bot. Holds an awc client (`!Send`).
-pub struct FeishuChannel {
-    inner: Rc<Inner>,
-}
+pub type FeishuChannel = HttpChannel<FeishuRobot>;
 
-impl FeishuChannel {
-    /// After a rate-limit code the bot is held for `rate_window` (Feishu counts per
-    /// minute).
-    pub fn new(hook: FeishuSettings, opts: RenderOptions, rate_window: Duration) -> Self {
-        let client = post::client(hook.timeout);
-        FeishuChannel {
-            inner: Rc::new(Inner {
-                client,
-                hook,
-                opts,
-                rate_retry_after: rate_window,
-            }),
-        }
-    }
-}
-
-impl Channel for FeishuChannel {
+impl Robot for FeishuRobot {
     type Part = FeishuPart;
 
-    fn render(&self, n: &Notification) -> Result<Vec<FeishuPart>, ChannelError> {
-        Ok(parts(n, &self.inner.opts, None))
+    const PROVIDER: &'static str = "Feishu";
+
+    fn render(&self, n: &Notification, max_parts: Option<usize>) -> Rendered<FeishuPart> {
+        Ok(parts(n, &self.0.opts, max_parts))
     }
 
-    fn render_digest(
-        &self,
-        n: &Notification,
-        max_parts: usize,
-    ) -> Result<Vec<FeishuPart>, ChannelError> {
-        Ok(parts(n, &self.inner.opts, Some(max_parts)))
+    /// Signed at each attempt: Feishu refuses a timestamp more than an hour off.
+    fn request(&self, part: &FeishuPart, now: DateTime<Utc>, _token: Option<&Secret>) -> Request {
+        let body = signed_body(part, self.0.secret.as_ref(), now.timestamp());
+        Request::post(self.0.url.expose(), JSON_UTF8, body)
     }
 
-    fn send(&self, part: FeishuPart) -> LocalBoxFuture<'static, Result<(), ChannelError>> {
-        let inner = Rc::clone(&self.inner);
-        Box::pin(async move {
-            let hook = &inner.hook;
-            let body = signed_body(&part, hook.secret.as_ref(), chrono::Utc::now().timestamp());
-            let mut secrets = vec![&hook.url];
-            secrets.extend(hook.secret.as_ref());
-            let answer = post::post_json(
-                &inner.client,
-                "Feishu",
-                hook.url.expose(),
-                body,
-                hook.timeout,
-                &secrets,
-            )
-            .await?;
-            classify(&answer, inner.rate_retry_after)
-        })
+    fn classify(&self, answer: &Answer) -> Result<(), ChannelError> {
+        classify(answer, self.0.rate_window)
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        self.0.secrets()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn answer(status: u16, body: &str) -> post::Answer {
-        post::Answer::of(status, body, None)
-    }
+    use crate::channels::robot::verdict::*;
 
     #[test]
     fn sign_matches_feishus_scheme() {
@@ -333,47 +269,22 @@ mod tests {
     #[test]
     fn codes_are_classified() {
         let ra = Duration::from_secs(60);
-        assert_eq!(
-            classify(&answer(200, r#"{"code":0,"msg":"success"}"#), ra),
-            Ok(())
-        );
-        assert_eq!(classify(&answer(200, r#"{"StatusCode":0}"#), ra), Ok(()));
-        for c in RATE_LIMIT_CODES {
-            let b = format!(r#"{{"code":{c},"msg":"x"}}"#);
-            assert!(matches!(
-                classify(&answer(200, &b), ra),
-                Err(ChannelError::RateLimited { retry_after, .. }) if retry_after == ra
+        let c = |s: u16, b: &str| classify(&Answer::of(s, b, None), ra);
+        assert_eq!(c(200, r#"{"code":0,"msg":"success"}"#), Ok(()));
+        assert_eq!(c(200, r#"{"StatusCode":0}"#), Ok(()));
+        for code in RATE_LIMIT_CODES {
+            assert!(paused_for(
+                &c(200, &format!(r#"{{"code":{code},"msg":"x"}}"#)),
+                ra
             ));
         }
-        for c in [19021, 19024, 19001, 19036, 12345] {
-            let b = format!(r#"{{"code":{c},"msg":"from 1.2.3.4"}}"#);
-            match classify(&answer(400, &b), ra) {
-                Err(ChannelError::Permanent { reason }) => {
-                    assert!(reason.contains(&c.to_string()) && !reason.contains("1.2.3.4"))
-                }
-                other => panic!("{c}: {other:?}"),
-            }
+        for code in [19021, 19024, 19001, 19036, 12345] {
+            let b = format!(r#"{{"code":{code},"msg":"from 1.2.3.4"}}"#);
+            permanent_naming(c(400, &b), &code.to_string(), "1.2.3.4");
         }
-        assert!(matches!(
-            classify(&answer(200, "<html>"), ra),
-            Err(ChannelError::Retryable { .. })
-        ));
-        assert!(matches!(
-            classify(&answer(404, ""), ra),
-            Err(ChannelError::Permanent { .. })
-        ));
-        assert!(matches!(
-            classify(&answer(502, ""), ra),
-            Err(ChannelError::Retryable { .. })
-        ));
-    }
-
-    #[test]
-    fn pacer_quota_respects_both_limits() {
-        let (max, window) = pacer_quota(MAX_PER_MINUTE, Duration::from_secs(60));
-        let p = sentinel_actors::throttle::Pacer::new(max, window);
-        assert!(p.worst_case_in(Duration::from_secs(1)) <= MAX_PER_SECOND);
-        assert!(p.worst_case_in(Duration::from_secs(60)) <= MAX_PER_MINUTE);
+        assert!(retryable(&c(200, "<html>")));
+        assert!(permanent(&c(404, "")));
+        assert!(retryable(&c(502, "")));
     }
 
     #[test]

@@ -6,10 +6,65 @@ use std::fs::OpenOptions;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
+use actix::Recipient;
 use futures_util::future::{self, LocalBoxFuture};
+use serde::Deserialize;
 
-use sentinel_actors::channel::Channel;
+use sentinel_actors::channel::{Channel, Deliver};
 use sentinel_actors::{ChannelError, Notification};
+
+use super::{ChannelType, ConsoleChannel, Starter};
+use crate::problem::Problem;
+use crate::secret::Secret;
+
+/// `[channels.<name>] type = "file"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileSettings {
+    /// The JSON-lines file to append insights to (one JSON object per line). Parent
+    /// directories are created. Required.
+    pub path: Option<PathBuf>,
+}
+
+/// A checked file channel.
+#[derive(Debug)]
+pub struct File {
+    path: PathBuf,
+}
+
+impl ChannelType for File {
+    const TYPE: &'static str = "file";
+    const SECRET_KEYS: &'static [&'static str] = &[];
+    type Settings = FileSettings;
+
+    fn check(s: FileSettings) -> Result<Self, Vec<Problem>> {
+        match s.path {
+            None => Err(vec![Problem::new(
+                "path",
+                "required when type = \"file\": set the JSON-lines file to append insights to",
+            )]),
+            Some(p) if p.as_os_str().is_empty() => Err(vec![Problem::new(
+                "path",
+                "is empty: set the JSON-lines file to append insights to",
+            )]),
+            Some(path) => Ok(File { path }),
+        }
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        Vec::new()
+    }
+
+    fn start(&self, start: &mut Starter<'_>) -> anyhow::Result<Recipient<Deliver>> {
+        Ok(start.spawn(FileChannel::new(self.path.clone()), None))
+    }
+
+    /// A dry run prints what the console shows: the JSON lines are for machines.
+    fn dry_run(&self, start: &mut Starter<'_>) -> anyhow::Result<Recipient<Deliver>> {
+        let console = ConsoleChannel::new(false, start.render_options());
+        Ok(start.spawn(console, None))
+    }
+}
 
 pub struct FileChannel {
     path: PathBuf,

@@ -12,18 +12,16 @@
 //! per webhook with short bursts; the pacer counts in sixths of a minute (see
 //! [`pacer_quota`]).
 
-use std::rc::Rc;
-use std::time::Duration;
+use actix::Recipient;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
-use futures_util::future::LocalBoxFuture;
-use serde::{Deserialize, Serialize};
-
-use sentinel_actors::channel::Channel;
+use sentinel_actors::channel::Deliver;
 use sentinel_actors::{ChannelError, Notification};
 
-use super::post;
-use super::wecom::DEFAULT_TIMEOUT;
-use super::ChannelSettings;
+use super::check;
+use super::robot::{self, Answer, HttpChannel, Rendered, Request, Robot, JSON_UTF8};
+use super::{ChannelType, Starter, Takes};
 use crate::problem::Problem;
 use crate::render::{self, RenderOptions, Style};
 use crate::secret::Secret;
@@ -37,78 +35,67 @@ pub const BODY_BUDGET: usize = 30_000;
 /// About one message per second: 60 per minute.
 pub const MAX_PER_MINUTE: u32 = 60;
 pub const DEFAULT_MAX_PER_MINUTE: u32 = MAX_PER_MINUTE;
+/// What the limit of `max_per_minute` is, in words.
+const LIMIT: &str = "Slack accepts at most 60 messages per minute per bot";
 
-/// Checks the slack fields (called by [`ChannelSettings::validate`]).
-pub(super) fn validate(s: &ChannelSettings, path: &str, problems: &mut Vec<Problem>) {
-    let key = |field: &str| format!("{path}.{field}");
-    match &s.webhook_url {
-        None => problems.push(Problem::new(
-            key("webhook_url"),
+/// `[channels.<name>] type = "slack"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlackSettings {
+    /// The incoming webhook's URL (`https://hooks.slack.com/services/…`); required, a
+    /// secret (it is the only credential).
+    pub webhook_url: Option<Secret>,
+}
+
+/// A checked Slack channel.
+#[derive(Debug)]
+pub struct Slack {
+    url: Secret,
+}
+
+impl ChannelType for Slack {
+    const TYPE: &'static str = "slack";
+    const SECRET_KEYS: &'static [&'static str] = &["webhook_url"];
+    /// About one per second (see [`Pacing::in_sixths`]).
+    const TAKES: Takes = Takes::robot(MAX_PER_MINUTE, DEFAULT_MAX_PER_MINUTE, LIMIT);
+    type Settings = SlackSettings;
+
+    fn check(s: SlackSettings) -> Result<Self, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let url = check::url_field(
+            "webhook_url",
+            s.webhook_url.as_ref(),
             "required when type = \"slack\": set the incoming webhook URL \
              (https://hooks.slack.com/services/…)",
-        )),
-        Some(u) => {
-            if check_url(u.expose()).is_err() {
-                problems.push(Problem::new(
-                    key("webhook_url"),
+            |u| {
+                check::http_url(u, true).ok_or_else(|| {
                     "is not a valid http(s) URL: copy the whole incoming webhook URL \
-                     (https://hooks.slack.com/services/…)",
-                ));
-            }
-        }
-    }
-    super::validate_timeout(s, path, problems);
-    super::validate_max(s, path, MAX_PER_MINUTE, "Slack", problems);
-}
-
-fn check_url(u: &str) -> Result<url::Url, ()> {
-    let parsed = url::Url::parse(u.trim()).map_err(|_| ())?;
-    match parsed.scheme() {
-        "http" | "https" if parsed.host().is_some() && parsed.path().len() > 1 => Ok(parsed),
-        _ => Err(()),
-    }
-}
-
-/// The pacer's quota: `max_per_minute / 6` in any rolling sixth of `rate_window`, so a
-/// burst stays at a couple of messages and the pace near one per second.
-pub fn pacer_quota(max_per_minute: u32, rate_window: Duration) -> (u32, Duration) {
-    ((max_per_minute / 6).max(1), rate_window / 6)
-}
-
-/// Everything the channel needs, resolved.
-#[derive(Clone, Debug)]
-pub struct SlackSettings {
-    pub url: Secret,
-    pub timeout: Duration,
-}
-
-impl SlackSettings {
-    pub fn from_settings(s: &ChannelSettings) -> Result<Self, String> {
-        let url = s.webhook_url.as_ref().ok_or("webhook_url is required")?;
-        let parsed = check_url(url.expose()).map_err(|_| "webhook_url is not a valid URL")?;
-        Ok(SlackSettings {
-            url: Secret::new(parsed.as_str()),
-            timeout: s.timeout.unwrap_or(DEFAULT_TIMEOUT),
-        })
+                     (https://hooks.slack.com/services/…)"
+                        .to_string()
+                })
+            },
+            &mut problems,
+        );
+        url.map(|url| Slack { url }).ok_or(problems)
     }
 
-    /// Identity of the webhook for pacing: its URL. A secret.
-    pub(crate) fn destination(&self) -> &str {
-        self.url.expose()
+    fn secrets(&self) -> Vec<&Secret> {
+        vec![&self.url]
+    }
+
+    fn start(&self, start: &mut Starter<'_>) -> anyhow::Result<Recipient<Deliver>> {
+        let pacing = start.pacing(self.url.expose()).in_sixths();
+        let robot = SlackRobot {
+            url: self.url.clone(),
+            opts: start.render_options(),
+        };
+        let ch = SlackChannel::with_robot(robot, start.timeout());
+        Ok(start.spawn(ch, Some(pacing)))
     }
 }
 
 /// One message: the JSON body.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SlackPart {
-    pub body: String,
-}
-
-impl std::fmt::Display for SlackPart {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.body)
-    }
-}
+pub type SlackPart = robot::Body;
 
 /// The request body of one message.
 pub fn message_body(content: &str) -> String {
@@ -122,19 +109,19 @@ pub fn parts(n: &Notification, opts: &RenderOptions, max_parts: Option<usize>) -
         None => render::render(n, Style::Text, budget, opts),
         Some(m) => render::render_digest(n, Style::Text, budget, opts, m),
     };
-    post::fit_bodies(TEXT_BUDGET, BODY_BUDGET, render, |c, _, _| message_body(c))
+    robot::fit_bodies(TEXT_BUDGET, BODY_BUDGET, render, |c, _, _| message_body(c))
         .into_iter()
         .map(|body| SlackPart { body })
         .collect()
 }
 
 /// What Slack's answer means (status first; the text body only names the error).
-pub fn classify(a: &post::Answer) -> Result<(), ChannelError> {
+pub fn classify(a: &Answer) -> Result<(), ChannelError> {
     if (200..300).contains(&a.status) {
         return Ok(());
     }
-    let token = post::short_token(&a.body).unwrap_or("no error token");
-    if let Some(e) = post::transient_status("Slack", a) {
+    let token = short_token(&a.body).unwrap_or("no error token");
+    if let Some(e) = robot::transient_status("Slack", a) {
         return Err(match e {
             ChannelError::RateLimited {
                 reason,
@@ -162,78 +149,73 @@ pub fn classify(a: &post::Answer) -> Result<(), ChannelError> {
     })
 }
 
-struct Inner {
-    client: awc::Client,
-    hook: SlackSettings,
+/// The provider's short error token (e.g. `invalid_payload`) if the body is one:
+/// lowercase letters, digits and `_` only, at most 64 bytes. Anything else (HTML from a
+/// proxy, echoed input) is not quoted.
+pub fn short_token(body: &[u8]) -> Option<&str> {
+    let t = std::str::from_utf8(body).ok()?.trim();
+    (!t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+    .then_some(t)
+}
+
+/// One incoming webhook: its URL and rules, for [`HttpChannel`].
+pub struct SlackRobot {
+    url: Secret,
     opts: RenderOptions,
 }
 
 /// Posts notifications to one Slack incoming webhook. Holds an awc client (`!Send`).
-pub struct SlackChannel {
-    inner: Rc<Inner>,
-}
+pub type SlackChannel = HttpChannel<SlackRobot>;
 
-impl SlackChannel {
-    pub fn new(hook: SlackSettings, opts: RenderOptions) -> Self {
-        let client = post::client(hook.timeout);
-        SlackChannel {
-            inner: Rc::new(Inner { client, hook, opts }),
-        }
-    }
-}
-
-impl Channel for SlackChannel {
+impl Robot for SlackRobot {
     type Part = SlackPart;
 
-    fn render(&self, n: &Notification) -> Result<Vec<SlackPart>, ChannelError> {
-        Ok(parts(n, &self.inner.opts, None))
+    const PROVIDER: &'static str = "Slack";
+
+    fn render(&self, n: &Notification, max_parts: Option<usize>) -> Rendered<SlackPart> {
+        Ok(parts(n, &self.opts, max_parts))
     }
 
-    fn render_digest(
-        &self,
-        n: &Notification,
-        max_parts: usize,
-    ) -> Result<Vec<SlackPart>, ChannelError> {
-        Ok(parts(n, &self.inner.opts, Some(max_parts)))
+    fn request(&self, part: &SlackPart, _now: DateTime<Utc>, _token: Option<&Secret>) -> Request {
+        Request::post(self.url.expose(), JSON_UTF8, part.body.clone())
     }
 
-    fn send(&self, part: SlackPart) -> LocalBoxFuture<'static, Result<(), ChannelError>> {
-        let inner = Rc::clone(&self.inner);
-        Box::pin(async move {
-            let hook = &inner.hook;
-            let answer = post::post_json(
-                &inner.client,
-                "Slack",
-                hook.url.expose(),
-                part.body,
-                hook.timeout,
-                &[&hook.url],
-            )
-            .await?;
-            classify(&answer)
-        })
+    fn classify(&self, answer: &Answer) -> Result<(), ChannelError> {
+        classify(answer)
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        vec![&self.url]
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
 
-    fn answer(status: u16, body: &str, ra: Option<u64>) -> post::Answer {
-        post::Answer::of(status, body, ra.map(Duration::from_secs))
+    use super::*;
+    use crate::channels::robot::verdict::*;
+
+    fn answer(status: u16, body: &str, ra: Option<u64>) -> Answer {
+        Answer::of(status, body, ra.map(Duration::from_secs))
+    }
+
+    #[test]
+    fn only_short_tokens_are_quoted() {
+        assert_eq!(short_token(b"invalid_payload\n"), Some("invalid_payload"));
+        assert_eq!(short_token(b"<html>x</html>"), None);
+        assert_eq!(short_token(b""), None);
     }
 
     #[test]
     fn statuses_are_classified() {
         assert_eq!(classify(&answer(200, "ok", None)), Ok(()));
-        assert!(matches!(
-            classify(&answer(429, "rate_limited", Some(2))),
-            Err(ChannelError::RateLimited { retry_after, .. }) if retry_after == Duration::from_secs(2)
-        ));
-        assert!(matches!(
-            classify(&answer(500, "rollup_error", None)),
-            Err(ChannelError::Retryable { .. })
-        ));
+        let limited = classify(&answer(429, "rate_limited", Some(2)));
+        assert!(paused_for(&limited, Duration::from_secs(2)));
+        assert!(retryable(&classify(&answer(500, "rollup_error", None))));
         for (s, b) in [
             (400, "invalid_payload"),
             (400, "user_not_found"),
@@ -241,23 +223,10 @@ mod tests {
             (404, "channel_not_found"),
             (410, "channel_is_archived"),
         ] {
-            match classify(&answer(s, b, None)) {
-                Err(ChannelError::Permanent { reason }) => assert!(reason.contains(b), "{reason}"),
-                other => panic!("{s}: {other:?}"),
-            }
+            permanent_naming(classify(&answer(s, b, None)), b, "<html>");
         }
-        match classify(&answer(400, "<html>secret echo</html>", None)) {
-            Err(ChannelError::Permanent { reason }) => assert!(!reason.contains("secret")),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn pacer_quota_is_about_one_per_second() {
-        let (max, window) = pacer_quota(MAX_PER_MINUTE, Duration::from_secs(60));
-        let p = sentinel_actors::throttle::Pacer::new(max, window);
-        assert!(p.worst_case_in(Duration::from_secs(1)) <= 2);
-        assert!(p.worst_case_in(Duration::from_secs(60)) <= MAX_PER_MINUTE);
+        let echo = classify(&answer(400, "<html>secret echo</html>", None));
+        permanent_naming(echo, "400", "secret");
     }
 
     #[test]

@@ -13,22 +13,19 @@
 //!
 //! The URL and the HMAC key are [`Secret`]s: error texts are redacted.
 
-use std::rc::Rc;
-use std::time::Duration;
-
-use awc::http::header::CONTENT_TYPE;
+use actix::Recipient;
 use chrono::{DateTime, Utc};
-use futures_util::future::LocalBoxFuture;
 use hmac::{Hmac, Mac};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use sentinel_actors::channel::Channel;
+use sentinel_actors::channel::Deliver;
 use sentinel_actors::message::{Lifecycle, Mentions};
 use sentinel_actors::{ChannelError, Insight, Notification, NotifyReason, Severity};
 
-use super::wecom::DEFAULT_TIMEOUT;
-use super::ChannelSettings;
+use super::check::{self, SecretSource};
+use super::robot::{self, Answer, HttpChannel, Rendered, Request, Robot, JSON};
+use super::{ChannelType, Starter, Takes};
 use crate::problem::Problem;
 use crate::secret::Secret;
 
@@ -41,78 +38,89 @@ pub const DELIVERY_HEADER: &str = "X-Powa-Sentinel-Delivery";
 pub const MAX_TEXT_CHARS: usize = 16 * 1024;
 /// A notification whose payload would be larger is split into several POSTs.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Longest wait honoured from a `Retry-After` header.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
-/// Checks the webhook fields (called by [`ChannelSettings::validate`]).
-pub(super) fn validate(s: &ChannelSettings, path: &str, problems: &mut Vec<Problem>) {
-    let key = |field: &str| format!("{path}.{field}");
-    match &s.url {
-        None => problems.push(Problem::new(
-            key("url"),
+/// `[channels.<name>] type = "webhook"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Where to POST the JSON payload; a secret (such URLs often carry a token).
+    pub url: Option<Secret>,
+    /// The HMAC-SHA256 key that signs each payload, at least 16 characters; a secret. Or
+    /// `hmac_key_file`, or `POWA_SENTINEL__CHANNELS__<NAME>__HMAC_KEY`.
+    pub hmac_key: Option<Secret>,
+    /// A file holding the HMAC key (surrounding whitespace is ignored), read when the
+    /// channel starts.
+    pub hmac_key_file: Option<std::path::PathBuf>,
+}
+
+/// A checked webhook channel; its key may still be in a file.
+#[derive(Debug)]
+pub struct Webhook {
+    url: Secret,
+    hmac_key: SecretSource,
+}
+
+impl ChannelType for Webhook {
+    const TYPE: &'static str = "webhook";
+    const SECRET_KEYS: &'static [&'static str] = &["url", "hmac_key"];
+    const TAKES: Takes = Takes {
+        timeout: true,
+        ..Takes::NOTHING
+    };
+    type Settings = WebhookSettings;
+
+    fn check(s: WebhookSettings) -> Result<Self, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let url = check::url_field(
+            "url",
+            s.url.as_ref(),
             "required when type = \"webhook\": set the receiver's URL (https://…)",
-        )),
-        Some(u) => {
-            if check_url(u.expose()).is_err() {
-                problems.push(Problem::new(
-                    key("url"),
+            |u| {
+                check::http_url(u, false).ok_or_else(|| {
                     "is not a valid http(s) URL: set the receiver's full URL, e.g. \
-                     \"https://example.org/hooks/powa\"",
-                ));
-            }
+                     \"https://example.org/hooks/powa\""
+                        .to_string()
+                })
+            },
+            &mut problems,
+        );
+        let both = s.hmac_key.is_some() && s.hmac_key_file.is_some();
+        let hmac_key = SecretSource::of("hmac_key", s.hmac_key, s.hmac_key_file, &mut problems);
+        match &hmac_key {
+            None if !both => problems.push(Problem::new(
+                "hmac_key",
+                "required when type = \"webhook\": set hmac_key, hmac_key_file or \
+                 POWA_SENTINEL__CHANNELS__<NAME>__HMAC_KEY (the key that signs payloads)",
+            )),
+            Some(SecretSource::Inline(k)) if k.expose().len() < 16 => problems.push(Problem::new(
+                "hmac_key",
+                "is shorter than 16 characters: use a long random key (e.g. `openssl rand -hex 32`)",
+            )),
+            _ => {}
+        }
+        match (url, hmac_key) {
+            (Some(url), Some(hmac_key)) if problems.is_empty() => Ok(Webhook { url, hmac_key }),
+            _ => Err(problems),
         }
     }
-    match (&s.hmac_key, &s.hmac_key_file) {
-        (None, None) => problems.push(Problem::new(
-            key("hmac_key"),
-            "required when type = \"webhook\": set hmac_key, hmac_key_file or \
-             POWA_SENTINEL__CHANNELS__<NAME>__HMAC_KEY (the key that signs payloads)",
-        )),
-        (Some(_), Some(_)) => problems.push(Problem::new(
-            key("hmac_key_file"),
-            "set either hmac_key or hmac_key_file, not both: remove one of them",
-        )),
-        (Some(k), None) if k.expose().trim().len() < 16 => problems.push(Problem::new(
-            key("hmac_key"),
-            "is shorter than 16 characters: use a long random key (e.g. `openssl rand -hex 32`)",
-        )),
-        _ => {}
+
+    fn secrets(&self) -> Vec<&Secret> {
+        std::iter::once(&self.url)
+            .chain(self.hmac_key.inline())
+            .collect()
     }
-    super::validate_timeout(s, path, problems);
-}
 
-fn check_url(u: &str) -> Result<url::Url, ()> {
-    let parsed = url::Url::parse(u.trim()).map_err(|_| ())?;
-    match parsed.scheme() {
-        "http" | "https" if parsed.host().is_some() => Ok(parsed),
-        _ => Err(()),
-    }
-}
-
-/// Everything the channel needs, resolved.
-#[derive(Clone, Debug)]
-pub struct WebhookSettings {
-    pub url: Secret,
-    pub hmac_key: Secret,
-    pub timeout: Duration,
-}
-
-impl WebhookSettings {
-    /// From validated settings; reads `hmac_key_file`. Errors never quote secrets.
-    pub fn from_settings(s: &ChannelSettings) -> Result<Self, String> {
-        let url = s.url.as_ref().ok_or("url is required")?;
-        let parsed = check_url(url.expose()).map_err(|_| "url is not a valid http(s) URL")?;
-        let hmac_key = super::resolve_secret(
-            "webhook",
-            "hmac_key",
-            s.hmac_key.as_ref(),
-            s.hmac_key_file.as_deref(),
-        )?;
-        Ok(WebhookSettings {
-            url: Secret::new(parsed.as_str()),
+    fn start(&self, start: &mut Starter<'_>) -> anyhow::Result<Recipient<Deliver>> {
+        let hmac_key = self
+            .hmac_key
+            .resolve(&start.key("hmac_key"))
+            .map_err(anyhow::Error::msg)?;
+        let robot = WebhookRobot {
+            url: self.url.clone(),
             hmac_key,
-            timeout: s.timeout.unwrap_or(DEFAULT_TIMEOUT),
-        })
+        };
+        let ch = WebhookChannel::with_robot(robot, start.timeout());
+        Ok(start.spawn(ch, None))
     }
 }
 
@@ -245,31 +253,19 @@ pub fn payloads(n: &Notification, max_bytes: usize) -> Result<Vec<String>, serde
         .collect()
 }
 
-/// What the receiver's answer means.
-pub fn classify(status: u16, retry_after: Option<&str>) -> Result<(), ChannelError> {
-    match status {
-        200..=299 => Ok(()),
-        429 => {
-            let wait = retry_after
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
-            match wait {
-                Some(retry_after) => Err(ChannelError::RateLimited {
-                    reason: "the webhook answered HTTP 429".into(),
-                    retry_after,
-                }),
-                None => Err(ChannelError::Retryable {
-                    reason: "the webhook answered HTTP 429".into(),
-                }),
-            }
-        }
-        408 | 500..=599 => Err(ChannelError::Retryable {
-            reason: format!("the webhook answered HTTP {status}"),
-        }),
-        _ => Err(ChannelError::Permanent {
+/// What the receiver's answer means: 2xx is delivered; 408, 429 and 5xx are retried
+/// (429 honouring `Retry-After`); any other status is permanent.
+pub fn classify(a: &Answer) -> Result<(), ChannelError> {
+    if (200..300).contains(&a.status) {
+        return Ok(());
+    }
+    match robot::transient_status("the webhook", a) {
+        Some(e) => Err(e),
+        None => Err(ChannelError::Permanent {
             reason: format!(
-                "the webhook answered HTTP {status}: check url and that the receiver accepts \
-                 payload version {PAYLOAD_VERSION}"
+                "the webhook answered HTTP {}: check url and that the receiver accepts \
+                 payload version {PAYLOAD_VERSION}",
+                a.status
             ),
         }),
     }
@@ -290,36 +286,22 @@ impl std::fmt::Display for WebhookPart {
     }
 }
 
-struct Inner {
-    client: awc::Client,
-    hook: WebhookSettings,
+/// One receiver: its URL and key, for [`HttpChannel`].
+pub struct WebhookRobot {
+    url: Secret,
+    hmac_key: Secret,
 }
 
 /// POSTs notifications to one webhook. Holds an awc client (`!Send`).
-pub struct WebhookChannel {
-    inner: Rc<Inner>,
-}
+pub type WebhookChannel = HttpChannel<WebhookRobot>;
 
-impl WebhookChannel {
-    pub fn new(hook: WebhookSettings, _opts: crate::render::RenderOptions) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = awc::Client::builder()
-            .timeout(hook.timeout)
-            .add_default_header((
-                awc::http::header::USER_AGENT,
-                concat!("powa-sentinel/", env!("CARGO_PKG_VERSION")),
-            ))
-            .finish();
-        WebhookChannel {
-            inner: Rc::new(Inner { client, hook }),
-        }
-    }
-}
-
-impl Channel for WebhookChannel {
+impl Robot for WebhookRobot {
     type Part = WebhookPart;
 
-    fn render(&self, n: &Notification) -> Result<Vec<WebhookPart>, ChannelError> {
+    const PROVIDER: &'static str = "the webhook";
+
+    /// Every part of a notification, whatever the quota: receivers have none.
+    fn render(&self, n: &Notification, _max_parts: Option<usize>) -> Rendered<WebhookPart> {
         let bodies = payloads(n, MAX_BODY_BYTES).map_err(|e| ChannelError::Permanent {
             reason: format!("cannot encode the payload as JSON: {e}"),
         })?;
@@ -334,62 +316,36 @@ impl Channel for WebhookChannel {
             .collect())
     }
 
-    fn send(&self, part: WebhookPart) -> LocalBoxFuture<'static, Result<(), ChannelError>> {
-        let inner = Rc::clone(&self.inner);
-        Box::pin(async move {
-            let hook = &inner.hook;
-            let redact = |t: String| hook.hmac_key.redact_in(&hook.url.redact_in(&t));
-            let ts = Utc::now().timestamp();
-            let sig = signature(hook.hmac_key.expose().as_bytes(), ts, part.body.as_bytes());
-            let exchange = async {
-                let resp = inner
-                    .client
-                    .post(hook.url.expose())
-                    .insert_header((CONTENT_TYPE, "application/json"))
-                    .insert_header((TIMESTAMP_HEADER, ts.to_string()))
-                    .insert_header((SIGNATURE_HEADER, sig))
-                    .insert_header((DELIVERY_HEADER, part.delivery.clone()))
-                    .send_body(part.body)
-                    .await
-                    .map_err(|e| {
-                        super::post::send_error(
-                            &e,
-                            redact(format!("request to the webhook failed: {e}")),
-                        )
-                    })?;
-                let retry_after = resp
-                    .headers()
-                    .get(awc::http::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                Ok::<_, ChannelError>((resp.status().as_u16(), retry_after))
-            };
-            match actix_rt::time::timeout(hook.timeout, exchange).await {
-                Err(_) => Err(ChannelError::Unconfirmed {
-                    reason: format!(
-                        "the webhook did not answer within {}",
-                        humantime::format_duration(hook.timeout)
-                    ),
-                }),
-                Ok(Err(e)) => Err(e),
-                Ok(Ok((status, ra))) => classify(status, ra.as_deref()),
-            }
-        })
+    /// Signed at each attempt, so a retry is signed anew.
+    fn request(&self, part: &WebhookPart, now: DateTime<Utc>, _token: Option<&Secret>) -> Request {
+        let ts = now.timestamp();
+        let sig = signature(self.hmac_key.expose().as_bytes(), ts, part.body.as_bytes());
+        Request::post(self.url.expose(), JSON, part.body.clone())
+            .header(TIMESTAMP_HEADER, ts.to_string())
+            .header(SIGNATURE_HEADER, sig)
+            .header(DELIVERY_HEADER, part.delivery.clone())
+    }
+
+    fn classify(&self, answer: &Answer) -> Result<(), ChannelError> {
+        classify(answer)
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        vec![&self.url, &self.hmac_key]
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
 
-    fn settings(v: serde_json::Value) -> ChannelSettings {
-        serde_json::from_value(v).expect("parse")
-    }
+    use super::*;
+    use crate::channels::robot::verdict::*;
+
+    use crate::channels::settings::testing::{problems_at, settings};
 
     fn problems(v: serde_json::Value) -> Vec<Problem> {
-        let mut p = Vec::new();
-        settings(v).validate("channels.hook", &mut p);
-        p
+        problems_at("channels.hook", v)
     }
 
     #[test]
@@ -408,29 +364,29 @@ mod tests {
         );
     }
 
+    /// The receiver's answer: a status and an optional `Retry-After`.
+    fn classify(status: u16, retry_after: Option<&str>) -> Result<(), ChannelError> {
+        super::classify(&Answer {
+            status,
+            retry_after: retry_after.and_then(robot::parse_retry_after),
+            body: Vec::new(),
+        })
+    }
+
     #[test]
     fn statuses_are_classified() {
         assert_eq!(classify(200, None), Ok(()));
         assert_eq!(classify(204, None), Ok(()));
-        assert!(matches!(
-            classify(429, Some("7")),
-            Err(ChannelError::RateLimited { retry_after, .. }) if retry_after == Duration::from_secs(7)
+        assert!(paused_for(
+            &classify(429, Some("7")),
+            Duration::from_secs(7)
         ));
-        assert!(matches!(
-            classify(429, None),
-            Err(ChannelError::Retryable { .. })
-        ));
+        assert!(retryable(&classify(429, None)));
         for s in [408, 500, 502, 503] {
-            assert!(
-                matches!(classify(s, None), Err(ChannelError::Retryable { .. })),
-                "{s}"
-            );
+            assert!(retryable(&classify(s, None)), "{s}");
         }
         for s in [301, 400, 401, 403, 404, 410, 422] {
-            assert!(
-                matches!(classify(s, None), Err(ChannelError::Permanent { .. })),
-                "{s}"
-            );
+            assert!(permanent(&classify(s, None)), "{s}");
         }
     }
 
@@ -439,7 +395,8 @@ mod tests {
         let good = serde_json::json!({"type": "webhook", "url": "https://h/x?token=T0PS3CRET",
                                       "hmac_key": "0123456789abcdef-S3CRET"});
         assert!(problems(good.clone()).is_empty());
-        let w = WebhookSettings::from_settings(&settings(good)).unwrap();
+        let s = settings(good);
+        let w = s.typed::<Webhook>().unwrap();
         assert!(!format!("{w:?}").contains("S3CRET"));
         let p = problems(serde_json::json!({"type": "webhook"}));
         let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();

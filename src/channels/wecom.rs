@@ -11,18 +11,18 @@
 //! the [`Pacer`](sentinel_actors::throttle::Pacer) the channel actor waits on before each
 //! attempt, shared by all channels with the same key.
 
-use std::rc::Rc;
 use std::time::Duration;
 
-use awc::http::header::CONTENT_TYPE;
-use futures_util::future::LocalBoxFuture;
+use actix::Recipient;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use sentinel_actors::channel::Channel;
+use sentinel_actors::channel::Deliver;
 use sentinel_actors::message::Mentions;
 use sentinel_actors::{ChannelError, Notification};
 
-use super::ChannelSettings;
+use super::robot::{Answer, HttpChannel, Rendered, Request, Robot, JSON};
+use super::{check, ChannelType, Starter, Takes};
 use crate::problem::Problem;
 use crate::render::{self, RenderOptions, Style};
 use crate::secret::Secret;
@@ -31,18 +31,115 @@ use crate::secret::Secret;
 pub const DEFAULT_BASE_URL: &str = "https://qyapi.weixin.qq.com";
 /// The path of the robot webhook below `base_url`.
 pub const SEND_PATH: &str = "/cgi-bin/webhook/send";
-/// Default time limit of one request.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// WeCom accepts at most this many messages per robot per minute.
 pub const MAX_PER_MINUTE: u32 = 20;
 /// Default `max_per_minute`.
 pub const DEFAULT_MAX_PER_MINUTE: u32 = MAX_PER_MINUTE;
-/// The window WeCom counts messages in.
-pub const RATE_WINDOW: Duration = Duration::from_secs(60);
-/// Longest accepted `timeout`.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
-/// Largest answer body read; WeCom's answers are a few dozen bytes.
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// What the limit of `max_per_minute` is, in words.
+const LIMIT: &str = "WeCom accepts at most 20 messages per minute per robot";
+
+/// `[channels.<name>] type = "wecom"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WeComSettings {
+    /// The robot's full webhook URL, as shown when the robot was added to the group:
+    /// `https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=<KEY>`. A secret (the key is
+    /// the robot's only credential). Set this or `key`, not both.
+    pub webhook_url: Option<Secret>,
+    /// The robot key alone (the `key=` value of the webhook URL); a secret. Handy to pass
+    /// from the environment: `POWA_SENTINEL__CHANNELS__<NAME>__KEY`.
+    pub key: Option<Secret>,
+    /// With `key` only: where the WeCom API lives. Default `https://qyapi.weixin.qq.com`.
+    pub base_url: Option<String>,
+    /// Message type, `markdown` (default), `markdown_v2` (lists, headings, tables, no
+    /// colours, no mentions; needs WeCom ≥ 4.1.36) or `text`.
+    pub msgtype: Option<MsgType>,
+}
+
+/// A checked WeCom robot channel.
+#[derive(Debug)]
+pub struct WeCom {
+    target: WeComTarget,
+    msgtype: MsgType,
+}
+
+impl ChannelType for WeCom {
+    const TYPE: &'static str = "wecom";
+    const SECRET_KEYS: &'static [&'static str] = &["webhook_url", "key"];
+    /// Channels that share a key share this budget.
+    const TAKES: Takes = Takes::robot(MAX_PER_MINUTE, DEFAULT_MAX_PER_MINUTE, LIMIT);
+    type Settings = WeComSettings;
+
+    fn check(s: WeComSettings) -> Result<Self, Vec<Problem>> {
+        let mut problems = Vec::new();
+        match target(&s, &mut problems) {
+            Some(target) if problems.is_empty() => Ok(WeCom {
+                target,
+                msgtype: s.msgtype.unwrap_or_default(),
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        self.target.secrets().to_vec()
+    }
+
+    fn start(&self, start: &mut Starter<'_>) -> anyhow::Result<Recipient<Deliver>> {
+        let pacing = start.pacing(self.target.destination());
+        let ch = WeComChannel::new(
+            self.target.clone(),
+            self.msgtype,
+            start.timeout(),
+            start.render_options(),
+            start.rate_window(),
+        );
+        Ok(start.spawn(ch, Some(pacing)))
+    }
+}
+
+/// The robot the settings name: `webhook_url`, or `key` (with `base_url`).
+fn target(s: &WeComSettings, problems: &mut Vec<Problem>) -> Option<WeComTarget> {
+    let (key, found) = match (&s.webhook_url, &s.key) {
+        (None, None) => (
+            "webhook_url",
+            Err(
+                "required when type = \"wecom\": set the robot's webhook URL \
+                 (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…), or use key = \"…\" with \
+                 the robot key alone (the part after key= in that URL)"
+                    .to_string(),
+            ),
+        ),
+        (Some(_), Some(_)) => (
+            "key",
+            Err("set either webhook_url or key, not both: remove one of them".to_string()),
+        ),
+        (Some(url), None) => {
+            let t = WeComTarget::from_webhook_url(url.expose());
+            if let Err(e) = &t {
+                problems.push(Problem::new("webhook_url", e.clone()));
+            }
+            if s.base_url.is_some() {
+                problems.push(Problem::new(
+                    "base_url",
+                    "only used with key =: remove it, webhook_url already names the host",
+                ));
+            }
+            return t.ok();
+        }
+        (None, Some(k)) => match check_key(k.expose()) {
+            Err(e) => ("key", Err(e)),
+            Ok(()) => (
+                "base_url",
+                WeComTarget::from_key(
+                    s.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL),
+                    k.expose(),
+                ),
+            ),
+        },
+    };
+    found.map_err(|e| problems.push(Problem::new(key, e))).ok()
+}
 
 /// The `msgtype` of the messages sent.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -218,54 +315,6 @@ pub fn bodies(
     out
 }
 
-/// Checks the wecom fields of `s` (called by [`ChannelSettings::validate`]).
-pub(super) fn validate(s: &ChannelSettings, path: &str, problems: &mut Vec<Problem>) {
-    let key = |field: &str| format!("{path}.{field}");
-    match (&s.webhook_url, &s.key) {
-        (None, None) => problems.push(Problem::new(
-            key("webhook_url"),
-            "required when type = \"wecom\": set the robot's webhook URL \
-             (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…), or use key = \"…\" with the \
-             robot key alone (the part after key= in that URL)",
-        )),
-        (Some(_), Some(_)) => problems.push(Problem::new(
-            key("key"),
-            "set either webhook_url or key, not both: remove one of them",
-        )),
-        (Some(url), None) => {
-            if let Err(e) = WeComTarget::from_webhook_url(url.expose()) {
-                problems.push(Problem::new(key("webhook_url"), e));
-            }
-            if s.base_url.is_some() {
-                problems.push(Problem::new(
-                    key("base_url"),
-                    "only used with key =: remove it, webhook_url already names the host",
-                ));
-            }
-        }
-        (None, Some(k)) => {
-            let base = s.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
-            if let Err(e) = check_key(k.expose()) {
-                problems.push(Problem::new(key("key"), e));
-            } else if let Err(e) = WeComTarget::from_key(base, k.expose()) {
-                problems.push(Problem::new(key("base_url"), e));
-            }
-        }
-    }
-    super::validate_timeout(s, path, problems);
-    if let Some(n) = s.max_per_minute {
-        if n == 0 || n > MAX_PER_MINUTE {
-            problems.push(Problem::new(
-                key("max_per_minute"),
-                format!(
-                    "must be between 1 and {MAX_PER_MINUTE}: WeCom accepts at most \
-                     {MAX_PER_MINUTE} messages per minute per robot"
-                ),
-            ));
-        }
-    }
-}
-
 fn check_key(k: &str) -> Result<(), String> {
     if k.trim().is_empty() {
         return Err("is empty: set the robot key (the key= part of its webhook URL)".into());
@@ -297,12 +346,11 @@ pub struct WeComTarget {
 impl WeComTarget {
     /// From a full webhook URL with a `key=` parameter. Error texts never quote the URL.
     pub fn from_webhook_url(url: &str) -> Result<Self, String> {
-        let parsed = url::Url::parse(url.trim()).map_err(|_| {
-            "is not a valid URL: copy the whole webhook URL \
-             (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…) from the robot's settings"
-                .to_string()
-        })?;
-        check_scheme(&parsed)?;
+        let parsed = check::webhook_url(
+            url,
+            "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…",
+            "robot",
+        )?;
         let key = parsed
             .query_pairs()
             .find(|(k, _)| k == "key")
@@ -312,18 +360,7 @@ impl WeComTarget {
                 "has no key= parameter: copy the whole webhook URL from the robot's settings"
                     .to_string()
             })?;
-        let key_in_url = parsed
-            .query()
-            .unwrap_or_default()
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("key="))
-            .unwrap_or_default()
-            .to_string();
-        Ok(WeComTarget {
-            url: Secret::new(parsed.as_str()),
-            key: Secret::new(key),
-            key_in_url: Secret::new(key_in_url),
-        })
+        Ok(WeComTarget::of(&parsed, key))
     }
 
     /// From a base URL (e.g. [`DEFAULT_BASE_URL`]) and a robot key.
@@ -331,7 +368,7 @@ impl WeComTarget {
         let base = url::Url::parse(base_url.trim()).map_err(|_| {
             format!("is not a valid URL: use e.g. \"{DEFAULT_BASE_URL}\" (the default)")
         })?;
-        check_scheme(&base)?;
+        check::check_scheme(&base)?;
         if base.query().is_some() || base.fragment().is_some() {
             return Err(
                 "must not have a ?query or #fragment: give only scheme, host and optional path prefix"
@@ -344,41 +381,34 @@ impl WeComTarget {
         ))
         .map_err(|_| "is not a valid URL prefix".to_string())?;
         url.query_pairs_mut().append_pair("key", key);
+        Ok(WeComTarget::of(&url, key.to_string()))
+    }
+
+    /// The robot at `url`, whose `key=` parameter is `key`.
+    fn of(url: &url::Url, key: String) -> Self {
         let key_in_url = url
             .query()
-            .and_then(|q| q.strip_prefix("key="))
             .unwrap_or_default()
-            .to_string();
-        Ok(WeComTarget {
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("key="))
+            .unwrap_or_default();
+        WeComTarget {
             url: Secret::new(url.as_str()),
             key: Secret::new(key),
             key_in_url: Secret::new(key_in_url),
-        })
+        }
     }
 
-    /// From validated settings (either `webhook_url`, or `key` with `base_url`).
-    pub fn from_settings(s: &ChannelSettings) -> Result<Self, String> {
-        match (&s.webhook_url, &s.key) {
-            (Some(url), None) => {
-                Self::from_webhook_url(url.expose()).map_err(|e| format!("webhook_url {e}"))
-            }
-            (None, Some(k)) => {
-                check_key(k.expose()).map_err(|e| format!("key {e}"))?;
-                Self::from_key(
-                    s.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL),
-                    k.expose(),
-                )
-                .map_err(|e| format!("base_url {e}"))
-            }
-            _ => Err("set exactly one of webhook_url and key".into()),
-        }
+    /// The URL, the key, and the key as it appears in the URL.
+    pub fn secrets(&self) -> [&Secret; 3] {
+        [&self.url, &self.key, &self.key_in_url]
     }
 
     /// `text` with the URL and the key masked.
     pub fn redact(&self, text: &str) -> String {
-        let t = self.url.redact_in(text);
-        let t = self.key.redact_in(&t);
-        self.key_in_url.redact_in(&t)
+        self.secrets()
+            .iter()
+            .fold(text.to_string(), |t, s| s.redact_in(&t))
     }
 
     /// Identity of the robot for pacing: its key (WeCom counts messages per robot,
@@ -388,41 +418,40 @@ impl WeComTarget {
     }
 }
 
-fn check_scheme(u: &url::Url) -> Result<(), String> {
-    match u.scheme() {
-        "https" | "http" if u.host().is_some() => Ok(()),
-        _ => Err("must start with https:// (or http:// for a local test endpoint)".into()),
-    }
-}
-
-/// What WeCom's answer means. Decides on the HTTP status and `errcode` only.
-/// `rate_retry_after` is how long to hold the key after errcode 45009 (WeCom's window
-/// plus a margin).
-pub fn classify(status: u16, body: &[u8], rate_retry_after: Duration) -> Result<(), ChannelError> {
+/// The `errcode` of an answer of WeCom's API (`api` names the call in texts: "WeCom",
+/// "WeCom gettoken"). Decides on the HTTP status and `errcode` only, never on `errmsg` (it
+/// carries a hint id and our egress IP): 429 and 5xx are retried, another status outside
+/// 2xx is permanent (`hint` says what to check), an answer without an errcode is retried.
+pub(super) fn errcode(a: &Answer, api: &str, hint: &str) -> Result<i64, ChannelError> {
+    let status = a.status;
     if status == 429 || status >= 500 {
         return Err(ChannelError::Retryable {
-            reason: format!("WeCom answered HTTP {status}"),
+            reason: format!("{api} answered HTTP {status}"),
         });
     }
     if !(200..300).contains(&status) {
         return Err(ChannelError::Permanent {
-            reason: format!("WeCom answered HTTP {status}: check the webhook URL (or base_url)"),
+            reason: format!("{api} answered HTTP {status}: {hint}"),
         });
     }
     #[derive(Deserialize)]
-    struct Answer {
+    struct Body {
         errcode: Option<i64>,
     }
-    let errcode = match serde_json::from_slice::<Answer>(body) {
-        Ok(Answer { errcode: Some(c) }) => c,
-        _ => {
-            return Err(ChannelError::Retryable {
-                reason: format!(
-                    "WeCom answered HTTP {status} without an errcode (a proxy in the way?)"
-                ),
-            })
-        }
-    };
+    match serde_json::from_slice::<Body>(&a.body) {
+        Ok(Body { errcode: Some(c) }) => Ok(c),
+        _ => Err(ChannelError::Retryable {
+            reason: format!(
+                "{api} answered HTTP {status} without an errcode (a proxy in the way?)"
+            ),
+        }),
+    }
+}
+
+/// What the robot's answer means. `rate_retry_after` is how long to hold the key after
+/// errcode 45009 (WeCom's window plus a margin).
+pub fn classify(a: &Answer, rate_retry_after: Duration) -> Result<(), ChannelError> {
+    let errcode = errcode(a, "WeCom", "check the webhook URL (or base_url)")?;
     let permanent = |what: &str| {
         Err(ChannelError::Permanent {
             reason: format!("errcode {errcode}: {what}"),
@@ -441,23 +470,34 @@ pub fn classify(status: u16, body: &[u8], rate_retry_after: Duration) -> Result<
             "the webhook key is invalid or the robot was removed from its group; \
              check webhook_url / key",
         ),
-        40058 => permanent("WeCom refused the message as invalid or too long"),
-        40008 => permanent("WeCom refused the message type"),
-        44004 => permanent("WeCom refused an empty message"),
-        _ => permanent("WeCom refused the message"),
+        other => Err(refused(other)),
     }
+}
+
+/// The permanent refusals both WeCom APIs share: the message itself.
+pub(super) fn refused(errcode: i64) -> ChannelError {
+    let what = match errcode {
+        40058 => "WeCom refused the message as invalid or too long",
+        40008 => "WeCom refused the message type",
+        44004 => "WeCom refused an empty message",
+        _ => "WeCom refused the message",
+    };
+    ChannelError::Permanent {
+        reason: format!("errcode {errcode}: {what}"),
+    }
+}
+
+/// One group robot: its rules, for [`HttpChannel`].
+pub struct WeComRobot {
+    target: WeComTarget,
+    msgtype: MsgType,
+    opts: RenderOptions,
+    rate_retry_after: Duration,
 }
 
 /// Posts notifications to one robot. Holds an awc client, which is `!Send`: build it on
 /// the thread that runs the channel actor.
-pub struct WeComChannel {
-    client: awc::Client,
-    target: Rc<WeComTarget>,
-    msgtype: MsgType,
-    timeout: Duration,
-    opts: RenderOptions,
-    rate_retry_after: Duration,
-}
+pub type WeComChannel = HttpChannel<WeComRobot>;
 
 impl WeComChannel {
     /// `rate_window` is the window WeCom counts messages in (one minute); after errcode
@@ -469,141 +509,73 @@ impl WeComChannel {
         opts: RenderOptions,
         rate_window: Duration,
     ) -> Self {
-        // rustls panics when building a TLS client if it cannot tell which crypto provider
-        // to use (none, or both ring and aws-lc-rs compiled in). Pick ring explicitly; an
-        // Err only means a provider was installed already, which is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = awc::Client::builder()
-            .timeout(timeout)
-            .add_default_header((
-                awc::http::header::USER_AGENT,
-                concat!("powa-sentinel/", env!("CARGO_PKG_VERSION")),
-            ))
-            .finish();
-        WeComChannel {
-            client,
-            target: Rc::new(target),
+        let robot = WeComRobot {
+            target,
             msgtype,
-            timeout,
             opts,
             rate_retry_after: rate_window + Duration::from_secs(1),
-        }
+        };
+        HttpChannel::with_robot(robot, timeout)
     }
 }
 
-impl Channel for WeComChannel {
+impl Robot for WeComRobot {
     /// The JSON body of one message.
     type Part = String;
 
-    fn render(&self, n: &Notification) -> Result<Vec<String>, ChannelError> {
-        Ok(bodies(n, self.msgtype, &self.opts, None))
+    const PROVIDER: &'static str = "WeCom";
+
+    fn render(&self, n: &Notification, max_parts: Option<usize>) -> Rendered<String> {
+        Ok(bodies(n, self.msgtype, &self.opts, max_parts))
     }
 
-    fn render_digest(
-        &self,
-        n: &Notification,
-        max_parts: usize,
-    ) -> Result<Vec<String>, ChannelError> {
-        Ok(bodies(n, self.msgtype, &self.opts, Some(max_parts)))
+    fn request(&self, body: &String, _now: DateTime<Utc>, _token: Option<&Secret>) -> Request {
+        Request::post(self.target.url.expose(), JSON, body.clone())
     }
 
-    fn send(&self, body: String) -> LocalBoxFuture<'static, Result<(), ChannelError>> {
-        let client = self.client.clone();
-        let target = Rc::clone(&self.target);
-        let timeout = self.timeout;
-        let retry_after = self.rate_retry_after;
-        Box::pin(async move {
-            let exchange = async {
-                let mut resp = client
-                    .post(target.url.expose())
-                    .insert_header((CONTENT_TYPE, "application/json"))
-                    .send_body(body)
-                    .await
-                    .map_err(|e| {
-                        super::post::send_error(
-                            &e,
-                            target.redact(&format!("request to WeCom failed: {e}")),
-                        )
-                    })?;
-                let status = resp.status().as_u16();
-                if status != 200 {
-                    return Ok((status, Default::default()));
-                }
-                let bytes = resp.body().limit(MAX_ANSWER_BYTES).await.map_err(|e| {
-                    ChannelError::Retryable {
-                        reason: target.redact(&format!("reading WeCom's answer failed: {e}")),
-                    }
-                })?;
-                Ok((status, bytes))
-            };
-            match actix_rt::time::timeout(timeout, exchange).await {
-                Err(_) => Err(ChannelError::Unconfirmed {
-                    reason: format!(
-                        "WeCom did not answer within {}",
-                        humantime::format_duration(timeout)
-                    ),
-                }),
-                Ok(Err(e)) => Err(e),
-                Ok(Ok((status, bytes))) => classify(status, &bytes, retry_after),
-            }
-        })
+    fn classify(&self, answer: &Answer) -> Result<(), ChannelError> {
+        classify(answer, self.rate_retry_after)
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        self.target.secrets().to_vec()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channels::robot::verdict::*;
 
     const RA: Duration = Duration::from_secs(61);
 
-    fn settings(v: serde_json::Value) -> ChannelSettings {
-        serde_json::from_value(v).expect("parse")
-    }
+    use crate::channels::settings::testing::{problems_at, settings};
 
     fn problems(v: serde_json::Value) -> Vec<Problem> {
-        let mut p = Vec::new();
-        settings(v).validate("channels.ops", &mut p);
-        p
+        problems_at("channels.ops", v)
     }
 
     #[test]
     fn errcodes_are_classified() {
-        let c = |s: u16, b: &str| classify(s, b.as_bytes(), RA);
+        let c = |s: u16, b: &str| classify(&Answer::of(s, b, None), RA);
         assert_eq!(c(200, r#"{"errcode":0,"errmsg":"ok"}"#), Ok(()));
-        assert!(matches!(
-            c(200, r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#),
-            Err(ChannelError::RateLimited { retry_after, .. }) if retry_after == RA
-        ));
-        assert!(matches!(
-            c(200, r#"{"errcode":-1,"errmsg":"system busy"}"#),
-            Err(ChannelError::Retryable { .. })
-        ));
+        let limited = c(200, r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#);
+        assert!(paused_for(&limited, RA));
+        assert!(retryable(&c(
+            200,
+            r#"{"errcode":-1,"errmsg":"system busy"}"#
+        )));
         for code in [93000, 40058, 40008, 44004, 12345] {
             let body = format!(r#"{{"errcode":{code},"errmsg":"from ip: 1.2.3.4"}}"#);
-            match c(200, &body) {
-                Err(ChannelError::Permanent { reason }) => {
-                    assert!(reason.contains(&code.to_string()), "{reason}");
-                    assert!(!reason.contains("1.2.3.4"), "errmsg must not be quoted");
-                }
-                other => panic!("{code}: {other:?}"),
-            }
+            permanent_naming(c(200, &body), &code.to_string(), "1.2.3.4");
         }
         for s in [500, 502, 503, 429] {
-            assert!(
-                matches!(c(s, ""), Err(ChannelError::Retryable { .. })),
-                "{s}"
-            );
+            assert!(retryable(&c(s, "")), "{s}");
         }
         for s in [400, 403, 404] {
-            assert!(
-                matches!(c(s, ""), Err(ChannelError::Permanent { .. })),
-                "{s}"
-            );
+            assert!(permanent(&c(s, "")), "{s}");
         }
-        assert!(matches!(
-            c(200, "<html>"),
-            Err(ChannelError::Retryable { .. })
-        ));
+        assert!(retryable(&c(200, "<html>")));
     }
 
     #[test]
@@ -731,6 +703,6 @@ mod tests {
             assert!(p.is_empty(), "{v}: {p:?}");
         }
         let s = settings(serde_json::json!({"type": "wecom", "key": "k", "timeout": "1m 30s"}));
-        assert_eq!(s.timeout, Some(Duration::from_secs(90)));
+        assert_eq!(s.common().timeout, Some(Duration::from_secs(90)));
     }
 }

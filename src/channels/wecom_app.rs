@@ -19,19 +19,20 @@
 //! The corpsecret and the token are [`Secret`]s; every text that could carry them (awc
 //! errors echo URLs) is redacted.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use awc::http::header::CONTENT_TYPE;
-use futures_util::future::LocalBoxFuture;
+use actix::Recipient;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use url::form_urlencoded;
 
-use sentinel_actors::channel::Channel;
+use sentinel_actors::channel::Deliver;
 use sentinel_actors::{ChannelError, Notification};
 
-use super::wecom::{MsgType, DEFAULT_BASE_URL, DEFAULT_TIMEOUT};
-use super::ChannelSettings;
+use super::check::{self, SecretSource};
+use super::robot::{Answer, Authorize, HttpChannel, Rendered, Request, Robot, Token, JSON};
+use super::wecom::{self, MsgType, DEFAULT_BASE_URL};
+use super::{ChannelSettings, ChannelType, Starter, Takes};
 use crate::problem::Problem;
 use crate::render::{self, RenderOptions};
 use crate::secret::Secret;
@@ -41,13 +42,14 @@ pub const SEND_PATH: &str = "/cgi-bin/message/send";
 /// WeCom drops (silently) messages beyond 30 a minute to one member.
 pub const MAX_PER_MINUTE: u32 = 30;
 pub const DEFAULT_MAX_PER_MINUTE: u32 = 20;
+/// What the limit of `max_per_minute` is, in words.
+const LIMIT: &str = "WeCom silently drops messages beyond 30 a minute to one member";
 /// Content limit of application messages, markdown and text alike, in UTF-8 bytes.
 pub const APP_CONTENT_LIMIT: usize = 2048;
 /// What the renderers aim for: the limit less a safety margin.
 pub const APP_CONTENT_BUDGET: usize = 2000;
 /// A token is fetched again this long before WeCom says it expires.
 pub const TOKEN_MARGIN: Duration = Duration::from_secs(300);
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Most recipients per list (WeCom: 1000 users, 100 departments, 100 tags).
 const MAX_USERS: usize = 1000;
 const MAX_PARTIES: usize = 100;
@@ -57,111 +59,185 @@ fn token_invalid(errcode: i64) -> bool {
     matches!(errcode, 40014 | 41001 | 42001 | 42007)
 }
 
-/// Checks the wecom_app fields (called by [`ChannelSettings::validate`]).
-pub(super) fn validate(s: &ChannelSettings, path: &str, problems: &mut Vec<Problem>) {
-    let key = |field: &str| format!("{path}.{field}");
-    match s.corpid.as_deref().map(str::trim) {
-        None | Some("") => problems.push(Problem::new(
-            key("corpid"),
-            "required when type = \"wecom_app\": set the company id (\"ww…\", My Company → Company Information)",
-        )),
-        Some(c) if !c.chars().all(|c| c.is_ascii_alphanumeric()) => problems.push(Problem::new(
-            key("corpid"),
-            "must be letters and digits only, e.g. \"ww0123456789abcdef\"",
-        )),
-        Some(_) => {}
-    }
-    match (&s.corpsecret, &s.corpsecret_file) {
-        (None, None) => problems.push(Problem::new(
-            key("corpsecret"),
-            "required when type = \"wecom_app\": set corpsecret, corpsecret_file or \
-             POWA_SENTINEL__CHANNELS__<NAME>__CORPSECRET (the application's Secret)",
-        )),
-        (Some(_), Some(_)) => problems.push(Problem::new(
-            key("corpsecret_file"),
-            "set either corpsecret or corpsecret_file, not both: remove one of them",
-        )),
-        (Some(sec), None) if sec.expose().trim().is_empty() => {
-            problems.push(Problem::new(key("corpsecret"), "is empty"))
+/// `[channels.<name>] type = "wecom_app"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WeComAppSettings {
+    /// The company id (`corpid`, "ww…", My Company → Company Information).
+    pub corpid: Option<String>,
+    /// The application's secret; a secret. Or `corpsecret_file`, or the environment:
+    /// `POWA_SENTINEL__CHANNELS__<NAME>__CORPSECRET`.
+    pub corpsecret: Option<Secret>,
+    /// A file holding the application's secret (surrounding whitespace is ignored), read
+    /// when the channel starts.
+    pub corpsecret_file: Option<std::path::PathBuf>,
+    /// The application's `agentid`.
+    pub agentid: Option<i64>,
+    /// Recipients: user ids (`["@all"]` for everyone). At least one of `touser`,
+    /// `toparty`, `totag`.
+    pub touser: Option<Vec<String>>,
+    /// Recipients: department ids.
+    pub toparty: Option<Vec<String>>,
+    /// Recipients: tag ids.
+    pub totag: Option<Vec<String>>,
+    /// `markdown` (default) or `text`.
+    pub msgtype: Option<MsgType>,
+    /// Where the WeCom API lives. Default `https://qyapi.weixin.qq.com`.
+    pub base_url: Option<String>,
+}
+
+/// A checked application channel; its secret may still be in a file.
+#[derive(Debug)]
+pub struct WeComApp {
+    base_url: String,
+    corpid: String,
+    corpsecret: SecretSource,
+    agentid: i64,
+    touser: Vec<String>,
+    toparty: Vec<String>,
+    totag: Vec<String>,
+    msgtype: MsgType,
+}
+
+impl ChannelType for WeComApp {
+    const TYPE: &'static str = "wecom_app";
+    const SECRET_KEYS: &'static [&'static str] = &["corpsecret"];
+    /// Per application (corpid + agentid); default 20.
+    const TAKES: Takes = Takes::robot(MAX_PER_MINUTE, DEFAULT_MAX_PER_MINUTE, LIMIT);
+    type Settings = WeComAppSettings;
+
+    fn check(s: WeComAppSettings) -> Result<Self, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: &str| problems.push(Problem::new(key, message));
+        let corpid = s.corpid.as_deref().map(str::trim).unwrap_or_default();
+        if corpid.is_empty() {
+            problem(
+                "corpid",
+                "required when type = \"wecom_app\": set the company id (\"ww…\", My Company → Company Information)",
+            );
+        } else if !corpid.chars().all(|c| c.is_ascii_alphanumeric()) {
+            problem(
+                "corpid",
+                "must be letters and digits only, e.g. \"ww0123456789abcdef\"",
+            );
         }
-        _ => {}
-    }
-    match s.agentid {
-        None => problems.push(Problem::new(
-            key("agentid"),
-            "required when type = \"wecom_app\": set the application's AgentId (a number)",
-        )),
-        Some(a) if a <= 0 => problems.push(Problem::new(
-            key("agentid"),
-            "must be a positive number (the application's AgentId)",
-        )),
-        Some(_) => {}
-    }
-    let lists = [
-        ("touser", &s.touser, MAX_USERS),
-        ("toparty", &s.toparty, MAX_PARTIES),
-        ("totag", &s.totag, MAX_PARTIES),
-    ];
-    let mut any = false;
-    for (field, list, max) in lists {
-        let Some(list) = list else { continue };
-        any |= !list.is_empty();
-        if list.len() > max {
-            problems.push(Problem::new(
-                key(field),
-                format!("at most {max} entries (WeCom's limit)"),
-            ));
+        let both = s.corpsecret.is_some() && s.corpsecret_file.is_some();
+        let corpsecret =
+            SecretSource::of("corpsecret", s.corpsecret, s.corpsecret_file, &mut problems);
+        let mut problem = |key: &str, message: &str| problems.push(Problem::new(key, message));
+        match &corpsecret {
+            None if !both => problem(
+                "corpsecret",
+                "required when type = \"wecom_app\": set corpsecret, corpsecret_file or \
+                 POWA_SENTINEL__CHANNELS__<NAME>__CORPSECRET (the application's Secret)",
+            ),
+            Some(SecretSource::Inline(v)) if v.is_empty() => problem("corpsecret", "is empty"),
+            _ => {}
         }
-        if list
-            .iter()
-            .any(|x| x.trim().is_empty() || x.contains('|') || x.chars().any(char::is_whitespace))
-        {
-            problems.push(Problem::new(
-                key(field),
-                "entries must be non-empty ids without spaces or '|' (give a list: [\"a\", \"b\"])",
-            ));
+        match s.agentid {
+            None => problem(
+                "agentid",
+                "required when type = \"wecom_app\": set the application's AgentId (a number)",
+            ),
+            Some(a) if a <= 0 => problem(
+                "agentid",
+                "must be a positive number (the application's AgentId)",
+            ),
+            Some(_) => {}
+        }
+        let lists = [
+            ("touser", &s.touser, MAX_USERS),
+            ("toparty", &s.toparty, MAX_PARTIES),
+            ("totag", &s.totag, MAX_PARTIES),
+        ];
+        let mut any = false;
+        for (field, list, max) in lists {
+            let Some(list) = list else { continue };
+            any |= !list.is_empty();
+            if list.len() > max {
+                problem(field, &format!("at most {max} entries (WeCom's limit)"));
+            }
+            if list.iter().any(|x| {
+                x.trim().is_empty() || x.contains('|') || x.chars().any(char::is_whitespace)
+            }) {
+                problem(
+                    field,
+                    "entries must be non-empty ids without spaces or '|' (give a list: [\"a\", \"b\"])",
+                );
+            }
+        }
+        if !any {
+            problem(
+                "touser",
+                "set at least one recipient: touser (user ids, or [\"@all\"]), toparty or totag",
+            );
+        }
+        if s.msgtype == Some(MsgType::MarkdownV2) {
+            problem(
+                "msgtype",
+                "application messages take \"markdown\" or \"text\", not \"markdown_v2\"",
+            );
+        }
+        let base_url = base_url(s.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL));
+        if base_url.is_none() {
+            problem(
+                "base_url",
+                &format!("is not an http(s) URL: use e.g. \"{DEFAULT_BASE_URL}\" (the default)"),
+            );
+        }
+        match (base_url, corpsecret, s.agentid) {
+            (Some(base_url), Some(corpsecret), Some(agentid)) if problems.is_empty() => {
+                Ok(WeComApp {
+                    base_url,
+                    corpid: corpid.to_string(),
+                    corpsecret,
+                    agentid,
+                    touser: s.touser.unwrap_or_default(),
+                    toparty: s.toparty.unwrap_or_default(),
+                    totag: s.totag.unwrap_or_default(),
+                    msgtype: s.msgtype.unwrap_or_default(),
+                })
+            }
+            _ => Err(problems),
         }
     }
-    if !any {
-        problems.push(Problem::new(
-            key("touser"),
-            "set at least one recipient: touser (user ids, or [\"@all\"]), toparty or totag",
-        ));
+
+    fn secrets(&self) -> Vec<&Secret> {
+        self.corpsecret.inline().into_iter().collect()
     }
-    if s.msgtype == Some(MsgType::MarkdownV2) {
-        problems.push(Problem::new(
-            key("msgtype"),
-            "application messages take \"markdown\" or \"text\", not \"markdown_v2\"",
-        ));
-    }
-    if let Some(b) = &s.base_url {
-        if base_url(b).is_err() {
-            problems.push(Problem::new(
-                key("base_url"),
-                format!("is not an http(s) URL: use e.g. \"{DEFAULT_BASE_URL}\" (the default)"),
-            ));
-        }
-    }
-    super::validate_timeout(s, path, problems);
-    if let Some(n) = s.max_per_minute {
-        if n == 0 || n > MAX_PER_MINUTE {
-            problems.push(Problem::new(
-                key("max_per_minute"),
-                format!(
-                    "must be between 1 and {MAX_PER_MINUTE}: WeCom silently drops messages \
-                     beyond {MAX_PER_MINUTE} a minute to one member"
-                ),
-            ));
-        }
+
+    fn start(&self, start: &mut Starter<'_>) -> anyhow::Result<Recipient<Deliver>> {
+        let app = self
+            .resolve(&start.key("corpsecret"), start.timeout())
+            .map_err(anyhow::Error::msg)?;
+        let pacing = start.pacing(&app.destination());
+        let ch = WeComAppChannel::new(app, start.render_options(), start.rate_window());
+        Ok(start.spawn(ch, Some(pacing)))
     }
 }
 
-fn base_url(s: &str) -> Result<String, ()> {
-    let u = url::Url::parse(s.trim()).map_err(|_| ())?;
-    if !matches!(u.scheme(), "http" | "https") || u.host().is_none() || u.query().is_some() {
-        return Err(());
+impl WeComApp {
+    /// Everything the channel needs, its secret read (`corpsecret` is the secret's key
+    /// path, for errors).
+    fn resolve(&self, corpsecret: &str, timeout: Duration) -> Result<AppSettings, String> {
+        Ok(AppSettings {
+            base_url: self.base_url.clone(),
+            corpid: self.corpid.clone(),
+            corpsecret: self.corpsecret.resolve(corpsecret)?,
+            agentid: self.agentid,
+            touser: self.touser.clone(),
+            toparty: self.toparty.clone(),
+            totag: self.totag.clone(),
+            msgtype: self.msgtype,
+            timeout,
+        })
     }
-    Ok(u.as_str().trim_end_matches('/').to_string())
+}
+
+/// `s` as a base URL without a trailing slash, if it is an http(s) URL without a query.
+fn base_url(s: &str) -> Option<String> {
+    let u = check::http_url(s, false)?;
+    (u.query().is_none()).then(|| u.as_str().trim_end_matches('/').to_string())
 }
 
 /// Everything the channel needs, resolved (secret read from its file).
@@ -179,31 +255,12 @@ pub struct AppSettings {
 }
 
 impl AppSettings {
-    /// From validated settings; reads `corpsecret_file`. Errors never quote the secret.
+    /// From valid settings of type `wecom_app`; reads `corpsecret_file`. Errors never
+    /// quote the secret.
     pub fn from_settings(s: &ChannelSettings) -> Result<Self, String> {
-        let corpsecret = super::resolve_secret(
-            "wecom_app",
-            "corpsecret",
-            s.corpsecret.as_ref(),
-            s.corpsecret_file.as_deref(),
-        )?;
-        Ok(AppSettings {
-            base_url: base_url(s.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL))
-                .map_err(|_| "base_url is not an http(s) URL".to_string())?,
-            corpid: s
-                .corpid
-                .clone()
-                .ok_or("corpid is required")?
-                .trim()
-                .to_string(),
-            corpsecret,
-            agentid: s.agentid.ok_or("agentid is required")?,
-            touser: s.touser.clone().unwrap_or_default(),
-            toparty: s.toparty.clone().unwrap_or_default(),
-            totag: s.totag.clone().unwrap_or_default(),
-            msgtype: s.msgtype.unwrap_or_default(),
-            timeout: s.timeout.unwrap_or(DEFAULT_TIMEOUT),
-        })
+        s.typed::<WeComApp>()
+            .ok_or("not valid settings of type = \"wecom_app\"")?
+            .resolve("wecom_app.corpsecret", s.timeout())
     }
 
     /// Identity for pacing: one budget per application. Not secret.
@@ -234,17 +291,8 @@ pub fn app_message_body(a: &AppSettings, content: &str) -> String {
     serde_json::Value::Object(body).to_string()
 }
 
-#[derive(Deserialize)]
-struct Answer {
-    errcode: Option<i64>,
-    #[serde(default)]
-    access_token: Option<String>,
-    #[serde(default)]
-    expires_in: Option<u64>,
-}
-
-/// What WeCom's answer to message/send means, token errors aside (the caller handles
-/// those before calling this).
+/// What WeCom's answer to message/send means, once token errors are handled (a token
+/// refused even after a fresh fetch is retried later).
 pub fn classify_send(errcode: i64, rate_retry_after: Duration) -> Result<(), ChannelError> {
     let permanent = |what: &str| {
         Err(ChannelError::Permanent {
@@ -268,279 +316,161 @@ pub fn classify_send(errcode: i64, rate_retry_after: Duration) -> Result<(), Cha
              and the application's visibility",
         ),
         40056 | 301002 => permanent("invalid agentid; check agentid"),
-        40058 => permanent("WeCom refused the message as invalid or too long"),
-        40008 => permanent("WeCom refused the message type"),
-        44004 => permanent("WeCom refused an empty message"),
         60020 => permanent("this server's IP is not trusted by the application"),
-        _ => permanent("WeCom refused the message"),
+        other => Err(wecom::refused(other)),
     }
 }
 
-/// The cached access token.
-#[derive(Default)]
-struct TokenCache {
-    token: Option<(Secret, Instant)>,
-}
-
-struct Inner {
-    client: awc::Client,
-    app: AppSettings,
-    cache: RefCell<TokenCache>,
-    rate_retry_after: Duration,
-}
-
-impl Inner {
-    /// `text` with the secret and the current token masked.
-    fn redact(&self, text: &str) -> String {
-        let t = self.app.corpsecret.redact_in(text);
-        match &self.cache.borrow().token {
-            Some((tok, _)) => tok.redact_in(&t),
-            None => t,
-        }
-    }
-
-    async fn get(&self, url: String) -> Result<(u16, Vec<u8>), ChannelError> {
-        self.exchange(self.client.get(url).send()).await
-    }
-
-    async fn exchange(&self, send: awc::SendClientRequest) -> Result<(u16, Vec<u8>), ChannelError> {
-        let fut = async {
-            let mut resp = send.await.map_err(|e| {
-                super::post::send_error(&e, self.redact(&format!("request to WeCom failed: {e}")))
-            })?;
-            let status = resp.status().as_u16();
-            if status != 200 {
-                return Ok((status, Vec::new()));
-            }
-            let bytes =
-                resp.body()
-                    .limit(MAX_ANSWER_BYTES)
-                    .await
-                    .map_err(|e| ChannelError::Retryable {
-                        reason: self.redact(&format!("reading WeCom's answer failed: {e}")),
-                    })?;
-            Ok((status, bytes.to_vec()))
-        };
-        // No answer in time: a message may have been delivered (a token request is
-        // harmless to repeat, and waits the same: WeCom asks not to call it often).
-        match actix_rt::time::timeout(self.app.timeout, fut).await {
-            Err(_) => Err(ChannelError::Unconfirmed {
-                reason: format!(
-                    "WeCom did not answer within {}",
-                    humantime::format_duration(self.app.timeout)
-                ),
-            }),
-            Ok(r) => r,
-        }
-    }
-
-    /// The cached token, or a new one.
-    async fn token(&self) -> Result<Secret, ChannelError> {
-        if let Some((tok, until)) = &self.cache.borrow().token {
-            if Instant::now() < *until {
-                return Ok(tok.clone());
-            }
-        }
-        let mut url =
-            url::Url::parse(&format!("{}{GETTOKEN_PATH}", self.app.base_url)).map_err(|_| {
-                ChannelError::Permanent {
-                    reason: "base_url does not make a valid URL".into(),
-                }
-            })?;
-        url.query_pairs_mut()
-            .append_pair("corpid", &self.app.corpid)
-            .append_pair("corpsecret", self.app.corpsecret.expose());
-        let (status, body) = self.get(url.to_string()).await?;
-        if status == 429 || status >= 500 {
+/// What WeCom's answer to gettoken means: the token, kept until [`TOKEN_MARGIN`] before
+/// it expires (or half its life, for short-lived tokens).
+pub fn read_token(a: &Answer, rate_retry_after: Duration) -> Result<Token, ChannelError> {
+    let code = wecom::errcode(a, "WeCom gettoken", "check base_url")?;
+    let refused = |what: &str| ChannelError::Permanent {
+        reason: format!("gettoken errcode {code}: {what}"),
+    };
+    match code {
+        0 => {}
+        -1 => {
             return Err(ChannelError::Retryable {
-                reason: format!("WeCom gettoken answered HTTP {status}"),
-            });
+                reason: "gettoken errcode -1: WeCom is busy".into(),
+            })
         }
-        if status != 200 {
-            return Err(ChannelError::Permanent {
-                reason: format!("WeCom gettoken answered HTTP {status}: check base_url"),
-            });
+        45009 => {
+            return Err(ChannelError::RateLimited {
+                reason: "gettoken errcode 45009: too many token requests".into(),
+                retry_after: rate_retry_after,
+            })
         }
-        let a: Answer = serde_json::from_slice(&body).map_err(|_| ChannelError::Retryable {
-            reason: "WeCom gettoken answered without an errcode (a proxy in the way?)".into(),
+        40001 | 40013 | 40091 => {
+            return Err(refused(
+                "WeCom refused corpid/corpsecret; check corpid and the application's Secret",
+            ))
+        }
+        _ => return Err(refused("WeCom refused the token request")),
+    }
+    #[derive(Deserialize)]
+    struct Body {
+        #[serde(default)]
+        access_token: Option<String>,
+        #[serde(default)]
+        expires_in: Option<u64>,
+    }
+    let body: Option<Body> = serde_json::from_slice(&a.body).ok();
+    let (token, expires_in) = body
+        .map(|b| (b.access_token, b.expires_in))
+        .unwrap_or_default();
+    let token = token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ChannelError::Permanent {
+            reason: "gettoken answered errcode 0 without an access_token".into(),
         })?;
-        match a.errcode.unwrap_or(-2) {
-            0 => {}
-            -1 => {
-                return Err(ChannelError::Retryable {
-                    reason: "gettoken errcode -1: WeCom is busy".into(),
-                })
-            }
-            45009 => {
-                return Err(ChannelError::RateLimited {
-                    reason: "gettoken errcode 45009: too many token requests".into(),
-                    retry_after: self.rate_retry_after,
-                })
-            }
-            c @ (40001 | 40013 | 40091) => {
-                return Err(ChannelError::Permanent {
-                    reason: format!(
-                        "gettoken errcode {c}: WeCom refused corpid/corpsecret; check corpid \
-                         and the application's Secret"
-                    ),
-                })
-            }
-            c => {
-                return Err(ChannelError::Permanent {
-                    reason: format!("gettoken errcode {c}: WeCom refused the token request"),
-                })
-            }
-        }
-        let token =
-            a.access_token
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| ChannelError::Permanent {
-                    reason: "gettoken answered errcode 0 without an access_token".into(),
-                })?;
-        let ttl = Duration::from_secs(a.expires_in.unwrap_or(7200));
-        // Refresh TOKEN_MARGIN early, or at half the lifetime for short-lived tokens.
-        let keep = ttl.saturating_sub(TOKEN_MARGIN.min(ttl / 2));
-        let tok = Secret::new(token);
-        self.cache.borrow_mut().token = Some((tok.clone(), Instant::now() + keep));
-        Ok(tok)
-    }
+    let ttl = Duration::from_secs(expires_in.unwrap_or(7200));
+    Ok(Token {
+        value: Secret::new(token),
+        keep: ttl.saturating_sub(TOKEN_MARGIN.min(ttl / 2)),
+    })
+}
 
-    /// One send with `token`; `Ok(None)` when WeCom refused the token.
-    async fn send_with(&self, token: &Secret, body: &str) -> Result<Option<i64>, ChannelError> {
-        let mut url =
-            url::Url::parse(&format!("{}{SEND_PATH}", self.app.base_url)).map_err(|_| {
-                ChannelError::Permanent {
-                    reason: "base_url does not make a valid URL".into(),
-                }
-            })?;
-        url.query_pairs_mut()
-            .append_pair("access_token", token.expose());
-        let req = self
-            .client
-            .post(url.to_string())
-            .insert_header((CONTENT_TYPE, "application/json"))
-            .send_body(body.to_string());
-        let (status, bytes) = self.exchange(req).await?;
-        if status == 429 || status >= 500 {
-            return Err(ChannelError::Retryable {
-                reason: format!("WeCom answered HTTP {status}"),
-            });
-        }
-        if status != 200 {
-            return Err(ChannelError::Permanent {
-                reason: format!("WeCom answered HTTP {status}: check base_url"),
-            });
-        }
-        match serde_json::from_slice::<Answer>(&bytes) {
-            Ok(Answer {
-                errcode: Some(c), ..
-            }) if token_invalid(c) => Ok(None),
-            Ok(Answer {
-                errcode: Some(c), ..
-            }) => Ok(Some(c)),
-            _ => Err(ChannelError::Retryable {
-                reason: "WeCom answered without an errcode (a proxy in the way?)".into(),
-            }),
-        }
-    }
-
-    async fn send(&self, body: String) -> Result<(), ChannelError> {
-        let token = self.token().await?;
-        let code = match self.send_with(&token, &body).await? {
-            Some(c) => c,
-            None => {
-                // Token refused: forget it, fetch a new one, try once more.
-                self.cache.borrow_mut().token = None;
-                let token = self.token().await?;
-                match self.send_with(&token, &body).await? {
-                    Some(c) => c,
-                    None => {
-                        self.cache.borrow_mut().token = None;
-                        return Err(ChannelError::Retryable {
-                            reason: "WeCom refused a freshly fetched access token".into(),
-                        });
-                    }
-                }
-            }
-        };
-        classify_send(code, self.rate_retry_after)
-    }
+/// One application: its rules, for [`HttpChannel`].
+pub struct WeComAppRobot {
+    app: AppSettings,
+    opts: RenderOptions,
+    rate_retry_after: Duration,
+    /// The gettoken URL, with the corpsecret in it.
+    gettoken: Secret,
 }
 
 /// Sends notifications as application messages. Holds an awc client (`!Send`): build it
 /// on the thread that runs the channel actor.
-pub struct WeComAppChannel {
-    inner: Rc<Inner>,
-    opts: RenderOptions,
-}
+pub type WeComAppChannel = HttpChannel<WeComAppRobot>;
 
 impl WeComAppChannel {
     /// `rate_window` is the window the pacing counts in (one minute); after 45009 the
     /// application is held for that long plus a second.
     pub fn new(app: AppSettings, opts: RenderOptions, rate_window: Duration) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = awc::Client::builder()
-            .timeout(app.timeout)
-            .add_default_header((
-                awc::http::header::USER_AGENT,
-                concat!("powa-sentinel/", env!("CARGO_PKG_VERSION")),
-            ))
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("corpid", &app.corpid)
+            .append_pair("corpsecret", app.corpsecret.expose())
             .finish();
-        WeComAppChannel {
-            inner: Rc::new(Inner {
-                client,
-                app,
-                cache: RefCell::new(TokenCache::default()),
-                rate_retry_after: rate_window + Duration::from_secs(1),
-            }),
+        let gettoken = Secret::new(format!("{}{GETTOKEN_PATH}?{query}", app.base_url));
+        let timeout = app.timeout;
+        let robot = WeComAppRobot {
+            app,
             opts,
-        }
-    }
-
-    fn bodies(&self, n: &Notification, max_parts: usize) -> Vec<String> {
-        let app = &self.inner.app;
-        let style = app.msgtype.style();
-        render::render_digest(n, style, APP_CONTENT_BUDGET, &self.opts, max_parts)
-            .iter()
-            .map(|c| app_message_body(app, c))
-            .collect()
+            rate_retry_after: rate_window + Duration::from_secs(1),
+            gettoken,
+        };
+        HttpChannel::with_robot(robot, timeout)
     }
 }
 
-impl Channel for WeComAppChannel {
+impl Robot for WeComAppRobot {
     /// The JSON body of one message (without the token).
     type Part = String;
 
-    fn render(&self, n: &Notification) -> Result<Vec<String>, ChannelError> {
-        Ok(self.bodies(n, usize::MAX))
+    const PROVIDER: &'static str = "WeCom";
+
+    fn render(&self, n: &Notification, max_parts: Option<usize>) -> Rendered<String> {
+        let app = &self.app;
+        let max_parts = max_parts.unwrap_or(usize::MAX);
+        Ok(render::render_digest(
+            n,
+            app.msgtype.style(),
+            APP_CONTENT_BUDGET,
+            &self.opts,
+            max_parts,
+        )
+        .iter()
+        .map(|c| app_message_body(app, c))
+        .collect())
     }
 
-    fn render_digest(
-        &self,
-        n: &Notification,
-        max_parts: usize,
-    ) -> Result<Vec<String>, ChannelError> {
-        Ok(self.bodies(n, max_parts))
+    fn request(&self, body: &String, _now: DateTime<Utc>, token: Option<&Secret>) -> Request {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("access_token", token.map_or("", Secret::expose))
+            .finish();
+        let url = format!("{}{SEND_PATH}?{query}", self.app.base_url);
+        Request::post(url, JSON, body.clone())
     }
 
-    fn send(&self, body: String) -> LocalBoxFuture<'static, Result<(), ChannelError>> {
-        let inner = Rc::clone(&self.inner);
-        Box::pin(async move { inner.send(body).await })
+    fn classify(&self, answer: &Answer) -> Result<(), ChannelError> {
+        let code = wecom::errcode(answer, "WeCom", "check base_url")?;
+        classify_send(code, self.rate_retry_after)
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        vec![&self.app.corpsecret, &self.gettoken]
+    }
+
+    fn authorize(&self) -> Option<&dyn Authorize> {
+        Some(self)
+    }
+}
+
+impl Authorize for WeComAppRobot {
+    fn request(&self) -> Request {
+        Request::get(self.gettoken.expose())
+    }
+
+    fn token(&self, answer: &Answer) -> Result<Token, ChannelError> {
+        read_token(answer, self.rate_retry_after)
+    }
+
+    fn refused(&self, answer: &Answer) -> bool {
+        (200..300).contains(&answer.status)
+            && wecom::errcode(answer, "WeCom", "").is_ok_and(token_invalid)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channels::robot::verdict::*;
 
-    fn settings(v: serde_json::Value) -> ChannelSettings {
-        serde_json::from_value(v).expect("parse")
-    }
+    use crate::channels::settings::testing::{problems_at, settings};
 
     fn problems(v: serde_json::Value) -> Vec<Problem> {
-        let mut p = Vec::new();
-        settings(v).validate("channels.app", &mut p);
-        p
+        problems_at("channels.app", v)
     }
 
     fn good() -> serde_json::Value {
@@ -617,19 +547,10 @@ mod tests {
     fn send_errcodes_are_classified() {
         let ra = Duration::from_secs(61);
         assert_eq!(classify_send(0, ra), Ok(()));
-        assert!(matches!(
-            classify_send(45009, ra),
-            Err(ChannelError::RateLimited { .. })
-        ));
-        assert!(matches!(
-            classify_send(-1, ra),
-            Err(ChannelError::Retryable { .. })
-        ));
+        assert!(paused_for(&classify_send(45009, ra), ra));
+        assert!(retryable(&classify_send(-1, ra)));
         for c in [81013, 40056, 40058, 60020, 12345] {
-            assert!(
-                matches!(classify_send(c, ra), Err(ChannelError::Permanent { .. })),
-                "{c}"
-            );
+            assert!(permanent(&classify_send(c, ra)), "{c}");
         }
         for c in [40014, 41001, 42001, 42007] {
             assert!(token_invalid(c));

@@ -226,9 +226,9 @@ fn enum_info(rust_name: &str) -> Option<(&'static str, Vec<String>)> {
     type Entry = (&'static str, &'static str, fn() -> Vec<String>);
     let table: [Entry; 6] = [
         (
-            short_name::<crate::channels::ChannelKind>(),
+            crate::channels::registry::TYPE_ENUM,
             "channel type",
-            variants::<crate::channels::ChannelKind>,
+            crate::channels::registry::type_names,
         ),
         (
             short_name::<crate::channels::MsgType>(),

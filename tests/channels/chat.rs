@@ -23,21 +23,20 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix::Recipient;
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, HttpResponse};
 use base64::Engine as _;
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use slog::{o, Logger};
 
-use powa_sentinel::actors::channel::{Deliver, DeliveryReport, RetryPolicy};
+use powa_sentinel::actors::channel::RetryPolicy;
 use powa_sentinel::actors::message::{Lifecycle, Mentions};
-use powa_sentinel::actors::{
-    ChannelError, Fingerprint, Insight, Notification, NotifyReason, Severity, Window,
+use powa_sentinel::actors::{ChannelError, Insight, Notification, NotifyReason, Severity};
+use powa_sentinel::channels::{self, dingtalk, feishu, slack, ChannelEnv, ChannelSettings};
+
+use crate::channel_kit::{
+    self, deliver, discard, paused, permanent, retried, retry_after, Reply, Server, Subject,
 };
-use powa_sentinel::channels::{self, dingtalk, feishu, ChannelEnv, ChannelSettings};
 
 const FEISHU_TOKEN: &str = "fs-t0ken-5ecret";
 const DING_TOKEN: &str = "dt-t0ken-5ecret";
@@ -74,7 +73,7 @@ struct State {
 struct Fake {
     base: String,
     state: Arc<Mutex<State>>,
-    handle: ServerHandle,
+    server: Server,
 }
 
 struct Conf {
@@ -256,30 +255,20 @@ impl Fake {
         let state: Arc<Mutex<State>> = Arc::default();
         let data = web::Data::new(Arc::clone(&state));
         let conf = web::Data::new(conf);
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
+        let server = Server::start(move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(data.clone())
                 .app_data(conf.clone())
-                .app_data(web::PayloadConfig::new(1024 * 1024))
                 .route(
                     "/open-apis/bot/v2/hook/{token}",
                     web::post().to(feishu_hook),
                 )
                 .route("/robot/send", web::post().to(ding_send))
-                .route("/services/{tail:.*}", web::post().to(slack_hook))
-        })
-        .workers(1)
-        .disable_signals()
-        .bind("127.0.0.1:0")
-        .unwrap();
-        let addr = server.addrs()[0];
-        let server = server.run();
-        let handle = server.handle();
-        actix_rt::spawn(server);
+                .route("/services/{tail:.*}", web::post().to(slack_hook));
+        });
         Fake {
-            base: format!("http://{addr}"),
+            base: server.base.clone(),
             state,
-            handle,
+            server,
         }
     }
 
@@ -345,55 +334,39 @@ fn conf(window: Duration) -> Conf {
 }
 
 fn env(window: Duration) -> ChannelEnv {
-    ChannelEnv::new(Logger::root(slog::Discard, o!()), false)
-        .with_rate_window(window)
-        .with_retry(RetryPolicy {
+    channel_kit::env(
+        discard(),
+        window,
+        RetryPolicy {
             initial_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(100),
             deadline: Duration::from_secs(60),
-        })
+        },
+    )
 }
 
 fn insight(n: usize, text: &str) -> Insight {
-    let t0 = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
-    let t1 = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
     Insight {
-        fingerprint: Fingerprint::of(["slow_query", &n.to_string()]),
-        kind: "slow_query".into(),
-        rule: "slow_query.total_time".into(),
         severity: if n.is_multiple_of(3) {
             Severity::Critical
         } else {
             Severity::Warning
         },
-        labels: [("server", "remote1"), ("database", "app")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-        title: format!("Top query Q{n}X"),
         advice: "Check its plan \"now\" and add an index.".into(),
-        text: Some(text.to_string()),
-        metrics: [("calls".to_string(), 52.0)].into_iter().collect(),
-        window: Window { start: t0, end: t1 },
-        observed_at: t1,
         status: Some(Lifecycle::New),
+        ..channel_kit::insight(n, format!("Top query Q{n}X"), text)
     }
 }
 
 fn notification(id: u64, n: usize) -> Notification {
     let sql = "SELECT \"数据\", * FROM t WHERE a = 'x' AND b_c = $1 ".repeat(20);
-    Notification {
+    channel_kit::notification(
         id,
-        channel: "chat".into(),
-        reason: NotifyReason::Immediate,
-        insights: Arc::new((0..n).map(|k| insight(k, &sql)).collect()),
-        created_at: Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap(),
-        mentions: Mentions::default(),
-    }
-}
-
-async fn deliver(r: &Recipient<Deliver>, n: Notification) -> DeliveryReport {
-    r.send(Deliver(n)).await.expect("channel actor answers")
+        "chat",
+        NotifyReason::Immediate,
+        (0..n).map(|k| insight(k, &sql)).collect(),
+        Mentions::default(),
+    )
 }
 
 /// The text of an accepted message, per provider.
@@ -438,7 +411,7 @@ async fn many_insights_are_delivered_within_each_budget_and_signed() {
                     assert!(text_of(p, v).len() <= dingtalk::TEXT_BUDGET);
                 }
                 Provider::Slack => {
-                    assert!(text_of(p, v).len() <= channels::slack::TEXT_BUDGET);
+                    assert!(text_of(p, v).len() <= slack::TEXT_BUDGET);
                     assert_eq!(v["mrkdwn"], false);
                 }
             }
@@ -456,7 +429,7 @@ async fn many_insights_are_delivered_within_each_budget_and_signed() {
         assert!(st.refused.is_empty(), "{:?}", st.refused);
         assert_eq!(st.slack_truncated, 0);
     }
-    fake.handle.stop(false).await;
+    fake.server.stop().await;
 }
 
 #[actix_rt::test]
@@ -523,7 +496,7 @@ async fn permanent_answers_are_not_retried() {
         "{rep:?}"
     );
     assert_eq!(rep.attempts, 1);
-    fake.handle.stop(false).await;
+    fake.server.stop().await;
 }
 
 #[actix_rt::test]
@@ -562,7 +535,7 @@ async fn rate_limits_and_server_errors_are_retried() {
         );
         assert_eq!(fake.accepted(p).len(), 1, "{p:?}");
     }
-    fake.handle.stop(false).await;
+    fake.server.stop().await;
 }
 
 #[actix_rt::test]
@@ -583,7 +556,7 @@ async fn the_fakes_refuse_oversized_bodies_and_the_channel_calls_it_permanent() 
         .send_body(body.to_string())
         .await
         .unwrap();
-    let answer = channels::post::Answer {
+    let answer = channels::robot::Answer {
         status: resp.status().as_u16(),
         retry_after: None,
         body: resp.body().await.unwrap().to_vec(),
@@ -601,7 +574,7 @@ async fn the_fakes_refuse_oversized_bodies_and_the_channel_calls_it_permanent() 
     );
     let body = dingtalk::message_body(&"y".repeat(DING_STANDIN_LIMIT));
     let mut resp = client.post(url).send_body(body).await.unwrap();
-    let answer = channels::post::Answer {
+    let answer = channels::robot::Answer {
         status: resp.status().as_u16(),
         retry_after: None,
         body: resp.body().await.unwrap().to_vec(),
@@ -615,7 +588,7 @@ async fn the_fakes_refuse_oversized_bodies_and_the_channel_calls_it_permanent() 
         refused,
         [(Provider::Feishu, 19036), (Provider::Ding, 460101)]
     );
-    fake.handle.stop(false).await;
+    fake.server.stop().await;
 }
 
 #[actix_rt::test]
@@ -629,7 +602,7 @@ async fn dry_run_renders_the_chat_robots_and_sends_nothing() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let log = Logger::root(slog::Discard, o!());
+    let log = discard();
     let actors = powa_sentinel::dry_run::start_all(&chans, &log).unwrap();
     assert_eq!(actors.len(), 3);
     for (name, r) in &actors {
@@ -640,5 +613,119 @@ async fn dry_run_renders_the_chat_robots_and_sends_nothing() {
     for p in [Provider::Feishu, Provider::Ding, Provider::Slack] {
         assert_eq!(fake.requests(p), 0, "{p:?}: a dry run sends nothing");
     }
-    fake.handle.stop(false).await;
+    fake.server.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// The conformance kit: secrets, limits, answers
+
+fn body_bytes(r: &channel_kit::Recorded) -> usize {
+    r.body.len()
+}
+
+fn feishu_subject() -> Subject {
+    Subject {
+        settings: |base| {
+            serde_json::json!({"type": "feishu", "secret": FEISHU_SECRET,
+                "webhook_url": format!("{base}/open-apis/bot/v2/hook/{FEISHU_TOKEN}")})
+        },
+        spellings: vec![],
+        broken: (
+            serde_json::json!({"type": "feishu",
+                "webhook_url": format!("https://open.feishu.cn/other/{FEISHU_TOKEN}")}),
+            "webhook_url",
+        ),
+        secrets: vec![FEISHU_TOKEN.into(), FEISHU_SECRET.into()],
+        delivered: Reply::new(200, r#"{"code":0,"msg":"success","data":{}}"#),
+        fixed: vec![],
+        table: vec![
+            paused(
+                200,
+                r#"{"code":11232,"msg":"frequency limited"}"#,
+                channel_kit::WINDOW,
+            ),
+            paused(
+                200,
+                r#"{"code":9499,"msg":"too many requests"}"#,
+                channel_kit::WINDOW,
+            ),
+            retry_after(429, "1"),
+            retried(502, ""),
+            retried(200, "<html>proxy</html>"),
+            permanent(200, r#"{"code":19021,"msg":"sign match fail"}"#, "19021"),
+            permanent(400, r#"{"code":19001,"msg":"param invalid"}"#, "19001"),
+            permanent(404, "", "404"),
+        ],
+        size: body_bytes,
+        limit: feishu::BODY_LIMIT,
+    }
+}
+
+fn ding_subject() -> Subject {
+    Subject {
+        settings: |base| {
+            serde_json::json!({"type": "dingtalk", "secret": DING_SECRET,
+                "webhook_url": format!("{base}/robot/send?access_token={DING_TOKEN}")})
+        },
+        spellings: vec![],
+        broken: (
+            serde_json::json!({"type": "dingtalk",
+                "webhook_url": format!("https://oapi.dingtalk.com/robot/send?token={DING_TOKEN}")}),
+            "webhook_url",
+        ),
+        secrets: vec![DING_TOKEN.into(), DING_SECRET.into()],
+        delivered: Reply::new(200, r#"{"errcode":0,"errmsg":"ok"}"#),
+        fixed: vec![],
+        table: vec![
+            paused(
+                200,
+                r#"{"errcode":130101,"errmsg":"send too fast"}"#,
+                channel_kit::WINDOW * dingtalk::THROTTLE_WINDOWS,
+            ),
+            retried(200, r#"{"errcode":-1,"errmsg":"busy"}"#),
+            retried(503, ""),
+            retried(200, "<html>proxy</html>"),
+            permanent(
+                200,
+                r#"{"errcode":310000,"errmsg":"sign not match"}"#,
+                "310000",
+            ),
+            permanent(
+                200,
+                r#"{"errcode":300001,"errmsg":"token is not exist"}"#,
+                "300001",
+            ),
+            permanent(404, "", "404"),
+        ],
+        size: body_bytes,
+        limit: dingtalk::BODY_BUDGET,
+    }
+}
+
+fn slack_subject() -> Subject {
+    Subject {
+        settings: |base| serde_json::json!({"type": "slack", "webhook_url": format!("{base}{SLACK_PATH}")}),
+        spellings: vec![],
+        broken: (
+            serde_json::json!({"type": "slack", "webhook_url": format!("ftp://h{SLACK_PATH}")}),
+            "webhook_url",
+        ),
+        secrets: vec!["sl4ck5ecret".into()],
+        delivered: Reply::new(200, "ok"),
+        fixed: vec![],
+        table: vec![
+            retry_after(429, "1"),
+            retried(500, "rollup_error"),
+            permanent(400, "invalid_payload", "invalid_payload"),
+            permanent(403, "action_prohibited", "action_prohibited"),
+            permanent(404, "channel_not_found", "channel_not_found"),
+            permanent(410, "channel_is_archived", "channel_is_archived"),
+        ],
+        size: |r| r.json()["text"].as_str().unwrap().chars().count(),
+        limit: slack::TEXT_LIMIT_CHARS,
+    }
+}
+
+conformance!(feishu_conformance, feishu_subject());
+conformance!(dingtalk_conformance, ding_subject());
+conformance!(slack_conformance, slack_subject());

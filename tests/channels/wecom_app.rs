@@ -2,62 +2,34 @@
 //! message/send endpoints (token lifetime, 40014/42001 on bad tokens, 40001 on a bad
 //! secret, the 2048-byte limit), over real HTTP on loopback, through `channels::start`.
 
-#[path = "support/fake_wecom.rs"]
-mod fake_wecom;
-
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use slog::Logger;
+
 use actix::Recipient;
-use chrono::{TimeZone, Utc};
-use slog::{o, Drain, Logger};
 
 use powa_sentinel::actors::channel::{Deliver, DeliveryReport, RetryPolicy};
 use powa_sentinel::actors::message::Mentions;
-use powa_sentinel::actors::{
-    ChannelError, Fingerprint, Insight, Notification, NotifyReason, Severity, Window,
-};
+use powa_sentinel::actors::{ChannelError, Insight, Notification, NotifyReason};
 use powa_sentinel::channels::{self, ChannelEnv, ChannelSettings};
 
-use fake_wecom::app::{AppConfig, FakeWeComApp, CONTENT_LIMIT};
+use crate::channel_kit::{self, deliver, paused, permanent, retried, LogBuf, Reply, Subject};
+use crate::fake_wecom::app::{AppConfig, FakeWeComApp, CONTENT_LIMIT};
 
 const CORPID: &str = "ww0123456789abcdef";
 const SECRET: &str = "corp-s3cr3t-5f4e3d2c1b";
 const AGENT: i64 = 1_000_002;
 
-#[derive(Clone, Default)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogBuf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-    fn logger(&self) -> Logger {
-        let deco = slog_term::PlainSyncDecorator::new(self.clone());
-        Logger::root(slog_term::FullFormat::new(deco).build().fuse(), o!())
-    }
-}
-
 fn env(log: Logger) -> ChannelEnv {
-    ChannelEnv::new(log, false)
-        .with_rate_window(Duration::from_secs(1))
-        .with_retry(RetryPolicy {
+    channel_kit::env(
+        log,
+        Duration::from_secs(1),
+        RetryPolicy {
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(200),
             deadline: Duration::from_secs(3),
-        })
+        },
+    )
 }
 
 fn fake(ttl: Duration) -> FakeWeComApp {
@@ -68,56 +40,33 @@ fn fake(ttl: Duration) -> FakeWeComApp {
 }
 
 fn settings(base: &str, extra: serde_json::Value) -> ChannelSettings {
-    let mut v = serde_json::json!({"type": "wecom_app", "base_url": base, "corpid": CORPID,
+    let v = serde_json::json!({"type": "wecom_app", "base_url": base, "corpid": CORPID,
         "corpsecret": SECRET, "agentid": AGENT, "touser": ["zhangsan", "lisi"],
         "max_per_minute": 30});
-    if let serde_json::Value::Object(m) = extra {
-        for (k, x) in m {
-            v[k] = x;
-        }
-    }
-    serde_json::from_value(v).expect("settings parse")
+    channel_kit::settings(channel_kit::with(v, extra))
+}
+
+/// Channel `app` on `fake`.
+fn app(fake: &FakeWeComApp, env: &mut ChannelEnv) -> Recipient<Deliver> {
+    channels::start("app", &settings(&fake.url(), serde_json::json!({})), env).unwrap()
+}
+
+/// Delivers notification `k`, of one insight (`SELECT k`).
+async fn deliver_one(r: &Recipient<Deliver>, k: u64) -> DeliveryReport {
+    let i = insight(k as usize, &format!("SELECT {k}"));
+    deliver(r, notification(k, vec![i])).await
 }
 
 fn insight(n: usize, sql: &str) -> Insight {
-    let t0 = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
-    let t1 = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
-    let labels: BTreeMap<String, String> = [("server", "remote1"), ("database", "app")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Insight {
-        fingerprint: Fingerprint::of(["slow_query", &n.to_string()]),
-        kind: "slow_query".into(),
-        rule: "slow_query.total_time".into(),
-        severity: Severity::Warning,
-        labels,
-        title: format!("Top query #{n} by total time"),
-        advice: "Check its plan.".into(),
-        text: Some(sql.to_string()),
-        metrics: [("calls".to_string(), 52.0)].into_iter().collect(),
-        window: Window { start: t0, end: t1 },
-        observed_at: t1,
-        status: None,
-    }
+    channel_kit::insight(n, format!("Top query #{n} by total time"), sql)
 }
 
 fn notification(id: u64, insights: Vec<Insight>) -> Notification {
-    Notification {
-        id,
-        channel: "app".into(),
-        reason: NotifyReason::Report,
-        insights: Arc::new(insights),
-        created_at: Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap(),
-        mentions: Mentions {
-            userids: vec!["ignored".into()],
-            mobiles: vec![],
-        },
-    }
-}
-
-async fn deliver(r: &Recipient<Deliver>, n: Notification) -> DeliveryReport {
-    r.send(Deliver(n)).await.expect("channel actor answers")
+    let mentions = Mentions {
+        userids: vec!["ignored".into()],
+        mobiles: vec![],
+    };
+    channel_kit::notification(id, "app", NotifyReason::Report, insights, mentions)
 }
 
 #[actix_rt::test]
@@ -125,12 +74,7 @@ async fn one_token_serves_many_messages_within_the_byte_limit() {
     let fake = fake(Duration::from_secs(7200));
     let log = LogBuf::default();
     let mut env = env(log.logger());
-    let r = channels::start(
-        "app",
-        &settings(&fake.url(), serde_json::json!({})),
-        &mut env,
-    )
-    .unwrap();
+    let r = app(&fake, &mut env);
     let sql = "SELECT 数据, emoji 🐘 FROM t WHERE x = $1 ".repeat(200);
     let v: Vec<Insight> = (0..12).map(|k| insight(k, &sql)).collect();
     let rep = deliver(&r, notification(1, v)).await;
@@ -179,18 +123,10 @@ async fn one_token_serves_many_messages_within_the_byte_limit() {
 async fn revoked_token_is_refreshed_and_the_send_retried_once() {
     let fake = fake(Duration::from_secs(7200));
     let mut env = env(LogBuf::default().logger());
-    let r = channels::start(
-        "app",
-        &settings(&fake.url(), serde_json::json!({})),
-        &mut env,
-    )
-    .unwrap();
-    assert!(deliver(&r, notification(1, vec![insight(1, "SELECT 1")]))
-        .await
-        .outcome
-        .is_ok());
+    let r = app(&fake, &mut env);
+    assert!(deliver_one(&r, 1).await.outcome.is_ok());
     fake.revoke_tokens();
-    let rep = deliver(&r, notification(2, vec![insight(2, "SELECT 2")])).await;
+    let rep = deliver_one(&r, 2).await;
     assert!(rep.outcome.is_ok(), "{rep:?}");
     assert_eq!(rep.attempts, 1, "the refresh happens inside one attempt");
     assert_eq!(fake.rejected(), [40014]);
@@ -199,7 +135,7 @@ async fn revoked_token_is_refreshed_and_the_send_retried_once() {
 
     // Expired early (42001): the same.
     fake.expire_tokens();
-    let rep = deliver(&r, notification(3, vec![insight(3, "SELECT 3")])).await;
+    let rep = deliver_one(&r, 3).await;
     assert!(rep.outcome.is_ok(), "{rep:?}");
     assert_eq!(fake.rejected(), [40014, 42001]);
     assert_eq!(fake.gettoken_calls(), 3);
@@ -211,18 +147,10 @@ async fn token_is_renewed_before_it_expires() {
     // A 2 s token is kept 1 s (half its life when that is under the 5 min margin).
     let fake = fake(Duration::from_secs(2));
     let mut env = env(LogBuf::default().logger());
-    let r = channels::start(
-        "app",
-        &settings(&fake.url(), serde_json::json!({})),
-        &mut env,
-    )
-    .unwrap();
-    assert!(deliver(&r, notification(1, vec![insight(1, "SELECT 1")]))
-        .await
-        .outcome
-        .is_ok());
+    let r = app(&fake, &mut env);
+    assert!(deliver_one(&r, 1).await.outcome.is_ok());
     actix_rt::time::sleep(Duration::from_millis(2100)).await;
-    let rep = deliver(&r, notification(2, vec![insight(2, "SELECT 2")])).await;
+    let rep = deliver_one(&r, 2).await;
     assert!(rep.outcome.is_ok(), "{rep:?}");
     assert_eq!(fake.gettoken_calls(), 2);
     assert!(
@@ -242,7 +170,7 @@ async fn bad_secret_is_permanent_and_never_shown() {
     let s = settings(&fake.url(), serde_json::json!({"corpsecret": wrong}));
     assert!(!format!("{s:?}").contains(wrong));
     let r = channels::start("app", &s, &mut env).unwrap();
-    let rep = deliver(&r, notification(1, vec![insight(1, "SELECT 1")])).await;
+    let rep = deliver_one(&r, 1).await;
     match &rep.outcome {
         Err(ChannelError::Permanent { reason }) => {
             assert!(reason.contains("40001"), "{reason}")
@@ -288,7 +216,7 @@ async fn unknown_recipients_only_is_permanent() {
     let mut env = env(LogBuf::default().logger());
     let s = settings(&fake.url(), serde_json::json!({"touser": ["nobody"]}));
     let r = channels::start("app", &s, &mut env).unwrap();
-    let rep = deliver(&r, notification(1, vec![insight(1, "SELECT 1")])).await;
+    let rep = deliver_one(&r, 1).await;
     match &rep.outcome {
         Err(ChannelError::Permanent { reason }) => assert!(reason.contains("81013"), "{reason}"),
         other => panic!("{other:?}"),
@@ -319,3 +247,58 @@ async fn digest_fits_the_asked_number_of_messages() {
         assert!(v["markdown"]["content"].as_str().unwrap().len() <= CONTENT_LIMIT);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The conformance kit: secrets, limits, answers
+
+/// The access token the kit's endpoint hands out.
+const TOKEN: &str = "kit-t0ken-5ecret";
+
+fn subject() -> Subject {
+    Subject {
+        settings: |base| {
+            serde_json::json!({"type": "wecom_app", "base_url": base, "corpid": CORPID,
+                "corpsecret": SECRET, "agentid": AGENT, "touser": ["zhangsan"]})
+        },
+        spellings: vec![],
+        broken: (
+            serde_json::json!({"type": "wecom_app", "corpid": CORPID, "corpsecret": SECRET,
+                "agentid": 0, "touser": ["zhangsan"]}),
+            "agentid",
+        ),
+        secrets: vec![SECRET.into(), TOKEN.into()],
+        delivered: Reply::new(200, r#"{"errcode":0,"errmsg":"ok"}"#),
+        fixed: vec![(
+            "/cgi-bin/gettoken",
+            Reply::new(
+                200,
+                r#"{"errcode":0,"errmsg":"ok","access_token":"kit-t0ken-5ecret","expires_in":7200}"#,
+            ),
+        )],
+        table: vec![
+            retried(200, r#"{"errcode":-1,"errmsg":"busy"}"#),
+            paused(
+                200,
+                r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#,
+                channel_kit::WINDOW + Duration::from_secs(1),
+            ),
+            retried(500, ""),
+            retried(200, "<html>proxy</html>"),
+            permanent(200, r#"{"errcode":81013,"errmsg":"user invalid"}"#, "81013"),
+            permanent(
+                200,
+                r#"{"errcode":60020,"errmsg":"not allow to access from your ip"}"#,
+                "60020",
+            ),
+            permanent(403, "", "403"),
+        ],
+        size: |r| {
+            let v = r.json();
+            let t = v["msgtype"].as_str().unwrap().to_string();
+            v[t]["content"].as_str().unwrap().len()
+        },
+        limit: CONTENT_LIMIT,
+    }
+}
+
+conformance!(conformance, subject());

@@ -2,24 +2,23 @@
 //! HMAC-SHA256 signature the way docs/webhook.md tells receivers to, and answers with
 //! statuses the test chooses.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::io::Write;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix::Recipient;
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use chrono::{TimeZone, Utc};
-use slog::{o, Drain, Logger};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use slog::Logger;
 
-use powa_sentinel::actors::channel::{Deliver, DeliveryReport, RetryPolicy};
+use powa_sentinel::actors::channel::RetryPolicy;
 use powa_sentinel::actors::message::{Lifecycle, Mentions};
-use powa_sentinel::actors::{
-    ChannelError, Fingerprint, Insight, Notification, NotifyReason, Severity, Window,
-};
+use powa_sentinel::actors::{ChannelError, Insight, Notification, NotifyReason, Severity};
 use powa_sentinel::channels::webhook::{self, verify};
 use powa_sentinel::channels::{self, ChannelEnv, ChannelSettings};
+
+use crate::channel_kit::{
+    self, deliver, permanent, retried, retry_after, LogBuf, Reply, Server, Subject,
+};
 
 const KEY: &str = "hmac-k3y-0f1e2d3c4b5a69788796a5b4";
 
@@ -43,7 +42,7 @@ type Shared = Arc<Mutex<Received>>;
 struct Receiver {
     url: String,
     state: Shared,
-    handle: ServerHandle,
+    server: Server,
 }
 
 async fn receive(
@@ -91,25 +90,15 @@ impl Receiver {
         let state: Shared = Arc::default();
         let data = web::Data::new(Arc::clone(&state));
         let key = web::Data::new(key.to_string());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
+        let server = Server::start(move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(data.clone())
                 .app_data(key.clone())
-                .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
-                .route("/hook", web::post().to(receive))
-        })
-        .workers(1)
-        .disable_signals()
-        .bind("127.0.0.1:0")
-        .unwrap();
-        let addr = server.addrs()[0];
-        let server = server.run();
-        let handle = server.handle();
-        actix_rt::spawn(server);
+                .route("/hook", web::post().to(receive));
+        });
         Receiver {
-            url: format!("http://{addr}/hook?token=url-t0ken-secret"),
+            url: format!("{}/hook?token=url-t0ken-secret", server.base),
             state,
-            handle,
+            server,
         }
     }
 
@@ -125,82 +114,36 @@ impl Receiver {
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-#[derive(Clone, Default)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogBuf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-    fn logger(&self) -> Logger {
-        let deco = slog_term::PlainSyncDecorator::new(self.clone());
-        Logger::root(slog_term::FullFormat::new(deco).build().fuse(), o!())
-    }
-}
-
 fn env(log: Logger) -> ChannelEnv {
-    ChannelEnv::new(log, false).with_retry(RetryPolicy {
-        initial_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_millis(200),
-        deadline: Duration::from_secs(5),
-    })
+    channel_kit::env(
+        log,
+        channels::start::RATE_WINDOW,
+        RetryPolicy {
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(200),
+            deadline: Duration::from_secs(5),
+        },
+    )
 }
 
 fn settings(url: &str, key: &str) -> ChannelSettings {
-    serde_json::from_value(serde_json::json!({"type": "webhook", "url": url, "hmac_key": key}))
-        .unwrap()
+    channel_kit::settings(serde_json::json!({"type": "webhook", "url": url, "hmac_key": key}))
 }
 
 fn insight(n: usize, text: &str) -> Insight {
-    let t0 = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
-    let t1 = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
-    Insight {
-        fingerprint: Fingerprint::of(["slow_query", &n.to_string()]),
-        kind: "slow_query".into(),
-        rule: "slow_query.total_time".into(),
-        severity: Severity::Critical,
-        labels: [("server", "remote1"), ("database", "app")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-        title: format!("Top query #{n}"),
-        advice: "Check its plan.".into(),
-        text: Some(text.to_string()),
-        metrics: [("calls".to_string(), 52.0), ("ratio".to_string(), f64::NAN)]
-            .into_iter()
-            .collect(),
-        window: Window { start: t0, end: t1 },
-        observed_at: t1,
-        status: Some(Lifecycle::New),
-    }
+    let mut i = channel_kit::insight(n, format!("Top query #{n}"), text);
+    i.severity = Severity::Critical;
+    i.metrics.insert("ratio".to_string(), f64::NAN);
+    i.status = Some(Lifecycle::New);
+    i
 }
 
 fn notification(id: u64, insights: Vec<Insight>) -> Notification {
-    Notification {
-        id,
-        channel: "hook".into(),
-        reason: NotifyReason::Immediate,
-        insights: Arc::new(insights),
-        created_at: Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap(),
-        mentions: Mentions {
-            userids: vec!["zhangsan".into()],
-            mobiles: vec!["13800000000".into()],
-        },
-    }
-}
-
-async fn deliver(r: &Recipient<Deliver>, n: Notification) -> DeliveryReport {
-    r.send(Deliver(n)).await.expect("channel actor answers")
+    let mentions = Mentions {
+        userids: vec!["zhangsan".into()],
+        mobiles: vec!["13800000000".into()],
+    };
+    channel_kit::notification(id, "hook", NotifyReason::Immediate, insights, mentions)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -244,7 +187,7 @@ async fn signed_versioned_payload_is_verified_by_the_receiver() {
     assert_eq!(i["text_truncated"], false);
     assert_eq!(i["window_start"], "2026-11-23T10:00:00Z");
     assert_eq!(st.deliveries, ["42-1of1"]);
-    rx.handle.stop(false).await;
+    rx.server.stop().await;
 }
 
 #[actix_rt::test]
@@ -268,7 +211,7 @@ async fn wrong_key_is_refused_by_the_receiver_and_permanent() {
         (st.requests, st.bad_signature, st.verified.len()),
         (1, 1, 0)
     );
-    rx.handle.stop(false).await;
+    rx.server.stop().await;
 }
 
 #[actix_rt::test]
@@ -299,7 +242,7 @@ async fn transient_statuses_are_retried_others_are_not() {
         assert_eq!(rep.attempts, 1);
         assert_eq!(rx.state.lock().unwrap().requests, before + 1);
     }
-    rx.handle.stop(false).await;
+    rx.server.stop().await;
 }
 
 #[actix_rt::test]
@@ -329,46 +272,41 @@ async fn large_notifications_are_split_and_long_texts_cut() {
         }
     }
     assert_eq!(seen, 100);
-    rx.handle.stop(false).await;
+    rx.server.stop().await;
 }
 
-#[actix_rt::test]
-async fn secrets_never_leak() {
-    let log = LogBuf::default();
-    let mut env = env(log.logger()).with_retry(RetryPolicy {
-        initial_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(50),
-        deadline: Duration::from_millis(300),
-    });
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}/hook?token=url-t0ken-secret");
-    let s = settings(&url, KEY);
-    let r = channels::start("hook", &s, &mut env).unwrap();
-    let rep = deliver(&r, notification(1, vec![insight(1, "SELECT 1")])).await;
-    assert!(matches!(rep.outcome, Err(ChannelError::Retryable { .. })));
+// ---------------------------------------------------------------------------------------
+// The conformance kit: secrets, limits, answers
 
-    let bad: ChannelSettings = serde_json::from_value(serde_json::json!({
-        "type": "webhook", "url": "ftp://url-t0ken-secret", "hmac_key": "short"
-    }))
-    .unwrap();
-    let e = channels::start("bad", &bad, &mut env).unwrap_err();
-    assert!(e.to_string().contains("channels.bad.url"), "{e}");
-
-    for t in [
-        format!("{s:?}"),
-        format!("{rep:?} {}", rep.outcome.as_ref().unwrap_err()),
-        format!("{e} {e:?}"),
-        format!("{env:?}"),
-        log.text(),
-    ] {
-        assert!(
-            !t.contains(KEY) && !t.contains("url-t0ken-secret") && !t.contains("short\""),
-            "leak: {t}"
-        );
+fn subject() -> Subject {
+    Subject {
+        settings: |base| {
+            serde_json::json!({"type": "webhook", "hmac_key": KEY,
+                "url": format!("{base}/hook?token=url-t0ken-secret")})
+        },
+        spellings: vec![],
+        broken: (
+            serde_json::json!({"type": "webhook", "url": "ftp://url-t0ken-secret", "hmac_key": "short"}),
+            "url",
+        ),
+        secrets: vec![KEY.into(), "url-t0ken-secret".into(), "short\"".into()],
+        delivered: Reply::new(204, ""),
+        fixed: vec![],
+        table: vec![
+            retried(503, ""),
+            retried(500, ""),
+            retried(408, ""),
+            retried(429, ""),
+            retry_after(429, "1"),
+            permanent(400, "", "400"),
+            permanent(401, "bad signature", "401"),
+            permanent(404, "", "404"),
+            permanent(410, "", "410"),
+            permanent(422, "", "422"),
+        ],
+        size: |r| r.body.len(),
+        limit: webhook::MAX_BODY_BYTES,
     }
-    assert!(log.text().contains("Delivery attempt failed."));
 }
+
+conformance!(conformance, subject());

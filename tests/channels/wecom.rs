@@ -5,32 +5,25 @@
 //! The rate window is scaled down (3 s instead of 60 s, same 20-message rule) on both
 //! sides so that pacing tests take seconds, not minutes.
 
-#[path = "support/fake_wecom.rs"]
-mod fake_wecom;
-
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix::Recipient;
-use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
-use slog::{o, Drain, Logger};
+use slog::Logger;
 
+use actix::Recipient;
 use powa_sentinel::actors::channel::Channel;
-use powa_sentinel::actors::channel::{Deliver, DeliveryReport, RetryPolicy};
+
+use powa_sentinel::actors::channel::{Deliver, RetryPolicy};
 use powa_sentinel::actors::message::Mentions;
 use powa_sentinel::actors::throttle::Pacer;
-use powa_sentinel::actors::{
-    ChannelError, Fingerprint, Insight, Notification, NotifyReason, Severity, Window,
-};
+use powa_sentinel::actors::{ChannelError, Insight, Notification, NotifyReason, Severity};
 use powa_sentinel::channels::{
     self, ChannelEnv, ChannelSettings, MsgType, WeComChannel, WeComTarget,
 };
 use powa_sentinel::render::{self, RenderOptions, Style};
 
-use fake_wecom::{FakeConfig, FakeWeCom, Fault};
+use crate::channel_kit::{self, deliver, discard, paused, permanent, retried, Reply, Subject};
+use crate::fake_wecom::{self, FakeConfig, FakeWeCom, Fault};
 
 const KEY: &str = "3f1c9a2e-7b4d-4e1a-9c7f-robot-key-one";
 const WINDOW: Duration = Duration::from_secs(3);
@@ -38,39 +31,16 @@ const WINDOW: Duration = Duration::from_secs(3);
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-/// A log drain into a buffer, to check that logs carry no secret.
-#[derive(Clone, Default)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogBuf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-    fn logger(&self) -> Logger {
-        let deco = slog_term::PlainSyncDecorator::new(self.clone());
-        let drain = slog_term::FullFormat::new(deco).build().fuse();
-        Logger::root(drain, o!())
-    }
-}
-
 fn fast_env(log: Logger) -> ChannelEnv {
-    ChannelEnv::new(log, false)
-        .with_rate_window(WINDOW)
-        .with_retry(RetryPolicy {
+    channel_kit::env(
+        log,
+        WINDOW,
+        RetryPolicy {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
             deadline: Duration::from_secs(20),
-        })
+        },
+    )
 }
 
 fn fake() -> FakeWeCom {
@@ -78,73 +48,75 @@ fn fake() -> FakeWeCom {
 }
 
 fn wecom_settings(base_url: &str, key: &str, extra: serde_json::Value) -> ChannelSettings {
-    let mut v = serde_json::json!({"type": "wecom", "key": key, "base_url": base_url});
-    if let serde_json::Value::Object(m) = extra {
-        for (k, x) in m {
-            v[k] = x;
-        }
-    }
-    serde_json::from_value(v).expect("settings parse")
+    channel_kit::settings(channel_kit::with(
+        serde_json::json!({"type": "wecom", "key": key, "base_url": base_url}),
+        extra,
+    ))
+}
+
+/// A fake robot with key [`KEY`], and channel `name` on it (with the keys of `extra`).
+fn on_fake(name: &str, extra: serde_json::Value) -> (FakeWeCom, ChannelEnv, Recipient<Deliver>) {
+    let fake = fake();
+    let mut env = fast_env(discard());
+    let r = start(&mut env, name, &fake, KEY, extra);
+    (fake, env, r)
+}
+
+/// Starts channel `name` on robot `key` of `fake`, with the keys of `extra`.
+fn start(
+    env: &mut ChannelEnv,
+    name: &str,
+    fake: &FakeWeCom,
+    key: &str,
+    extra: serde_json::Value,
+) -> Recipient<Deliver> {
+    channels::start(name, &wecom_settings(&fake.url(), key, extra), env).unwrap()
 }
 
 fn slow_query(n: usize, sql: &str) -> Insight {
-    let t0 = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
-    let t1 = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
-    let labels: BTreeMap<String, String> = [
-        ("repository", "main".to_string()),
-        ("server", "remote1".to_string()),
-        ("database", "app".to_string()),
-        ("user", "bob".to_string()),
-        ("queryid", format!("-{}", 1_000_000 + n)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let metrics: BTreeMap<String, f64> = [
-        ("calls", 52.0),
-        ("total_time_ms", 8123.4),
-        ("mean_time_ms", 156.2),
-        ("share_of_total_time", 0.62),
-        ("rows", 52.0),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut i = channel_kit::insight(
+        n,
+        format!("Top query by total time on remote1 (62% of its time) #{n}"),
+        sql,
+    );
+    i.labels.extend(
+        [
+            ("repository", "main".to_string()),
+            ("user", "bob".to_string()),
+            ("queryid", format!("-{}", 1_000_000 + n)),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    i.metrics.extend(
+        [
+            ("total_time_ms", 8123.4),
+            ("mean_time_ms", 156.2),
+            ("share_of_total_time", 0.62),
+            ("rows", 52.0),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
     // A kind the renderers tell as it is (own title, never grouped into a story with
     // others): these tests are about delivery and splitting, one entry per insight.
-    Insight {
-        fingerprint: Fingerprint::of(["slow_query", &n.to_string()]),
-        kind: "custom".into(),
-        rule: "custom.total_time".into(),
-        severity: if n.is_multiple_of(7) {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        },
-        labels,
-        title: format!("Top query by total time on remote1 (62% of its time) #{n}"),
-        advice: "Check its plan with EXPLAIN (ANALYZE, BUFFERS); an index may help.".into(),
-        text: Some(sql.to_string()),
-        metrics,
-        window: Window { start: t0, end: t1 },
-        observed_at: t1,
-        status: None,
-    }
+    i.kind = "custom".into();
+    i.rule = "custom.total_time".into();
+    i.severity = if n.is_multiple_of(7) {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
+    i.advice = "Check its plan with EXPLAIN (ANALYZE, BUFFERS); an index may help.".into();
+    i
 }
 
 fn notification(id: u64, insights: Vec<Insight>) -> Notification {
-    Notification {
+    channel_kit::notification(
         id,
-        channel: "ops".into(),
-        reason: NotifyReason::Report,
-        insights: Arc::new(insights),
-        created_at: Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap(),
-        mentions: Default::default(),
-    }
-}
-
-async fn deliver(r: &Recipient<Deliver>, n: Notification) -> DeliveryReport {
-    r.send(Deliver(n)).await.expect("channel actor answers")
+        "ops",
+        NotifyReason::Report,
+        insights,
+        Mentions::default(),
+    )
 }
 
 fn long_sql(n: usize) -> String {
@@ -186,14 +158,7 @@ fn backticks_balanced(s: &str) -> bool {
 /// (none over 4096 bytes, none rate-limited) and every insight is in one of them.
 #[actix_rt::test]
 async fn sixty_slow_queries_arrive_as_several_accepted_markdown_parts() {
-    let fake = fake();
-    let mut env = fast_env(Logger::root(slog::Discard, o!()));
-    let r = channels::start(
-        "ops",
-        &wecom_settings(&fake.url(), KEY, serde_json::json!({})),
-        &mut env,
-    )
-    .unwrap();
+    let (fake, _env, r) = on_fake("ops", serde_json::json!({}));
     let insights: Vec<Insight> = (0..60).map(|n| slow_query(n, &long_sql(n))).collect();
     let report = deliver(&r, notification(1, insights)).await;
 
@@ -233,7 +198,7 @@ async fn sixty_slow_queries_arrive_as_several_accepted_markdown_parts() {
 #[actix_rt::test]
 async fn hostile_text_is_accepted_in_every_msgtype() {
     let fake = fake();
-    let mut env = fast_env(Logger::root(slog::Discard, o!()));
+    let mut env = fast_env(discard());
     let mut insights = Vec::new();
     let mut a = slow_query(
         1,
@@ -254,8 +219,13 @@ async fn hostile_text_is_accepted_in_every_msgtype() {
         ("md2", "markdown_v2", 4096),
         ("txt", "text", 2048),
     ] {
-        let s = wecom_settings(&fake.url(), KEY, serde_json::json!({"msgtype": msgtype}));
-        let r = channels::start(name, &s, &mut env).unwrap();
+        let r = start(
+            &mut env,
+            name,
+            &fake,
+            KEY,
+            serde_json::json!({"msgtype": msgtype}),
+        );
         let before = fake.messages(KEY).len();
         let report = deliver(&r, notification(2, insights.clone())).await;
         assert_eq!(report.outcome, Ok(()), "{msgtype}: {report:?}");
@@ -281,15 +251,10 @@ async fn hostile_text_is_accepted_in_every_msgtype() {
 #[actix_rt::test]
 async fn bad_key_is_permanent_and_not_retried() {
     let fake = fake();
-    let logs = LogBuf::default();
+    let logs = channel_kit::LogBuf::default();
     let mut env = fast_env(logs.logger());
     let bad = "0000-not-a-robot-key-0000";
-    let r = channels::start(
-        "ops",
-        &wecom_settings(&fake.url(), bad, serde_json::json!({})),
-        &mut env,
-    )
-    .unwrap();
+    let r = start(&mut env, "ops", &fake, bad, serde_json::json!({}));
     let report = deliver(&r, notification(3, vec![slow_query(1, "SELECT 1")])).await;
     match &report.outcome {
         Err(ChannelError::Permanent { reason }) => {
@@ -320,14 +285,7 @@ async fn bad_key_is_permanent_and_not_retried() {
 /// HTTP 500 twice, then OK: delivered on the third attempt, and the report counts them.
 #[actix_rt::test]
 async fn http_500_twice_then_delivered() {
-    let fake = fake();
-    let mut env = fast_env(Logger::root(slog::Discard, o!()));
-    let r = channels::start(
-        "ops",
-        &wecom_settings(&fake.url(), KEY, serde_json::json!({})),
-        &mut env,
-    )
-    .unwrap();
+    let (fake, _env, r) = on_fake("ops", serde_json::json!({}));
     fake.inject(Fault::Http500, 2);
     let report = deliver(&r, notification(5, vec![slow_query(1, "SELECT 1")])).await;
     assert_eq!(report.outcome, Ok(()), "{report:?}");
@@ -342,10 +300,7 @@ async fn http_500_twice_then_delivered() {
 /// timeout are all retried until delivered.
 #[actix_rt::test]
 async fn transient_faults_are_retried() {
-    let fake = fake();
-    let mut env = fast_env(Logger::root(slog::Discard, o!()));
-    let s = wecom_settings(&fake.url(), KEY, serde_json::json!({"timeout": "300ms"}));
-    let r = channels::start("ops", &s, &mut env).unwrap();
+    let (fake, _env, r) = on_fake("ops", serde_json::json!({"timeout": "300ms"}));
     fake.inject(Fault::Drop, 1);
     fake.inject(Fault::Errcode(-1), 1);
     fake.inject(Fault::Delay(Duration::from_secs(1)), 1);
@@ -361,14 +316,7 @@ async fn transient_faults_are_retried() {
 /// WeCom's 45009 pauses the key for its window, then the message goes through.
 #[actix_rt::test]
 async fn rate_limited_answer_pauses_then_delivers() {
-    let fake = fake();
-    let mut env = fast_env(Logger::root(slog::Discard, o!()));
-    let r = channels::start(
-        "ops",
-        &wecom_settings(&fake.url(), KEY, serde_json::json!({})),
-        &mut env,
-    )
-    .unwrap();
+    let (fake, _env, r) = on_fake("ops", serde_json::json!({}));
     fake.inject(Fault::Errcode(45009), 1);
     let t = Instant::now();
     let report = deliver(&r, notification(7, vec![slow_query(1, "SELECT 1")])).await;
@@ -389,14 +337,7 @@ async fn burst_of_25_is_paced_within_the_robot_limit() {
     // The real configuration holds too: at most 20 in any rolling minute.
     assert!(Pacer::new(20, Duration::from_secs(60)).worst_case_in(Duration::from_secs(60)) <= 20);
 
-    let fake = fake();
-    let mut env = fast_env(Logger::root(slog::Discard, o!()));
-    let r = channels::start(
-        "ops",
-        &wecom_settings(&fake.url(), KEY, serde_json::json!({})),
-        &mut env,
-    )
-    .unwrap();
+    let (fake, _env, r) = on_fake("ops", serde_json::json!({}));
     let t = Instant::now();
     let sends: Vec<_> = (0..25)
         .map(|k| {
@@ -430,14 +371,7 @@ async fn burst_of_25_is_paced_within_the_robot_limit() {
 /// Two channels posting with the same key draw from one budget.
 #[actix_rt::test]
 async fn channels_sharing_a_key_share_its_budget() {
-    let fake = fake();
-    let mut env = fast_env(Logger::root(slog::Discard, o!()));
-    let a = channels::start(
-        "a",
-        &wecom_settings(&fake.url(), KEY, serde_json::json!({})),
-        &mut env,
-    )
-    .unwrap();
+    let (fake, mut env, a) = on_fake("a", serde_json::json!({}));
     let webhook = serde_json::json!({"type": "wecom", "webhook_url": fake.webhook_url(KEY), "msgtype": "text"});
     let b_settings: ChannelSettings = serde_json::from_value(webhook).unwrap();
     let b = channels::start("b", &b_settings, &mut env).unwrap();
@@ -463,92 +397,57 @@ async fn channels_sharing_a_key_share_its_budget() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Secrets
+// The conformance kit: secrets, limits, answers
 
-/// The key shows in no Debug output, no error text, no log line and no rendered message,
-/// whatever goes wrong.
-#[actix_rt::test]
-async fn secrets_never_leak() {
-    let secret = "s3cr3t-9d8c7b6a";
-    let logs = LogBuf::default();
-    let mut env = fast_env(logs.logger()).with_retry(RetryPolicy {
-        initial_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_millis(200),
-        deadline: Duration::from_secs(1),
-    });
+/// The secret of the kit's channel.
+const SECRET: &str = "s3cr3t-9d8c7b6a";
 
-    // Settings, both spellings.
-    let by_url: ChannelSettings = serde_json::from_value(serde_json::json!({
-        "type": "wecom",
-        "webhook_url": format!("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={secret}")
-    }))
-    .unwrap();
-    let by_key = wecom_settings("https://qyapi.weixin.qq.com", secret, serde_json::json!({}));
-    for s in [&by_url, &by_key] {
-        assert!(!format!("{s:?}").contains(secret), "{s:?}");
+fn subject() -> Subject {
+    Subject {
+        settings: |base| serde_json::json!({"type": "wecom", "key": SECRET, "base_url": base}),
+        spellings: vec![serde_json::json!({
+            "type": "wecom",
+            "webhook_url": format!("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={SECRET}")
+        })],
+        broken: (
+            serde_json::json!({"type": "wecom", "webhook_url": format!("https://h/?k={SECRET}")}),
+            "webhook_url",
+        ),
+        secrets: vec![SECRET.into()],
+        delivered: Reply::new(200, r#"{"errcode":0,"errmsg":"ok"}"#),
+        fixed: vec![],
+        table: vec![
+            retried(200, r#"{"errcode":-1,"errmsg":"system busy"}"#),
+            paused(
+                200,
+                r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#,
+                channel_kit::WINDOW + Duration::from_secs(1),
+            ),
+            retried(500, ""),
+            retried(429, ""),
+            retried(200, "<html>proxy</html>"),
+            permanent(
+                200,
+                r#"{"errcode":93000,"errmsg":"invalid webhook url, from ip: 1.2.3.4"}"#,
+                "93000",
+            ),
+            permanent(
+                200,
+                r#"{"errcode":40058,"errmsg":"content exceed max length"}"#,
+                "40058",
+            ),
+            permanent(404, "", "404"),
+        ],
+        size: |r| {
+            let v = r.json();
+            let t = v["msgtype"].as_str().unwrap().to_string();
+            v[t]["content"].as_str().unwrap().len()
+        },
+        limit: fake_wecom::MARKDOWN_LIMIT,
     }
-    assert!(!format!("{env:?}").contains(secret));
-
-    // Invalid settings: the start error does not quote the value.
-    let broken: ChannelSettings = serde_json::from_value(serde_json::json!({
-        "type": "wecom", "webhook_url": format!("https://h/?k={secret}")
-    }))
-    .unwrap();
-    let e = channels::start("ops", &broken, &mut env).unwrap_err();
-    assert!(e.to_string().contains("channels.ops.webhook_url"), "{e}");
-    assert!(!format!("{e} {e:?}").contains(secret), "{e:?}");
-
-    let mut texts = Vec::new();
-    // Connection refused: a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}/cgi-bin/webhook/send?key={secret}");
-    let s: ChannelSettings =
-        serde_json::from_value(serde_json::json!({"type": "wecom", "webhook_url": url})).unwrap();
-    let r = channels::start("refused", &s, &mut env).unwrap();
-    let rep = deliver(&r, notification(8, vec![slow_query(1, "SELECT 1")])).await;
-    assert!(
-        matches!(rep.outcome, Err(ChannelError::Retryable { .. })),
-        "{rep:?}"
-    );
-    texts.push(format!("{rep:?} {}", rep.outcome.as_ref().unwrap_err()));
-
-    // Unknown key, timeouts, dropped connections at the fake.
-    let fake = FakeWeCom::start_with(FakeConfig::new(&["other"]).with_window(20, WINDOW)).unwrap();
-    let s = wecom_settings(&fake.url(), secret, serde_json::json!({"timeout": "200ms"}));
-    let r = channels::start("fake", &s, &mut env).unwrap();
-    for (id, fault) in [
-        (9, None),
-        (11, Some(Fault::Delay(Duration::from_secs(2)))),
-        (12, Some(Fault::Drop)),
-    ] {
-        fake.clear_faults();
-        if let Some(f) = fault {
-            fake.inject(f, 1000);
-        }
-        // A notification id is accepted once per channel: one each.
-        let rep = deliver(&r, notification(id, vec![slow_query(1, "SELECT 1")])).await;
-        let err = rep.outcome.as_ref().unwrap_err();
-        texts.push(format!("{rep:?} {err}"));
-    }
-    fake.stop().await;
-    // Rendered messages: only insight content, never the destination.
-    let n = notification(10, vec![slow_query(1, "SELECT 1")]);
-    texts.extend(render::wecom_markdown(&n, 4000));
-    texts.push(render::plain_report(&n));
-
-    texts.push(logs.text());
-    for t in &texts {
-        assert!(!t.contains(secret), "secret leaked in: {t}");
-    }
-    assert!(
-        logs.text().contains("Delivery attempt failed."),
-        "logs were captured"
-    );
 }
+
+conformance!(conformance, subject());
 
 // ---------------------------------------------------------------------------------------
 // Mentions, digests, language
@@ -644,14 +543,19 @@ async fn mentions_follow_what_each_msgtype_supports() {
         .contains("Top query")));
 
     // All of them are accepted by the robot.
-    let mut env = fast_env(Logger::root(slog::Discard, o!()));
+    let mut env = fast_env(discard());
     for (name, key, msgtype, parts) in [
         ("md", keys[0], "markdown", md.len()),
         ("md2", keys[1], "markdown_v2", v2.len()),
         ("txt", keys[2], "text", tx.len()),
     ] {
-        let s = wecom_settings(&fake.url(), key, serde_json::json!({"msgtype": msgtype}));
-        let r = channels::start(name, &s, &mut env).unwrap();
+        let r = start(
+            &mut env,
+            name,
+            &fake,
+            key,
+            serde_json::json!({"msgtype": msgtype}),
+        );
         let rep = deliver(&r, n.clone()).await;
         assert_eq!(rep.outcome, Ok(()), "{msgtype}: {rep:?}");
         assert_eq!(rep.parts_total, parts, "{msgtype}");
@@ -727,10 +631,7 @@ async fn digest_of_a_burst_fits_the_quota_and_represents_everything() {
 /// `language = "zh"` through the configuration, against the robot.
 #[actix_rt::test]
 async fn chinese_reports_are_accepted() {
-    let fake = fake();
-    let mut env = fast_env(Logger::root(slog::Discard, o!()));
-    let s = wecom_settings(&fake.url(), KEY, serde_json::json!({"language": "zh"}));
-    let r = channels::start("zh", &s, &mut env).unwrap();
+    let (fake, _env, r) = on_fake("zh", serde_json::json!({"language": "zh"}));
     let v: Vec<Insight> = (0..40)
         .map(|k| slow_query(k, &"SELECT 数据 ".repeat(400)))
         .collect();
@@ -761,7 +662,7 @@ async fn file_channel_appends_one_json_line_per_insight() {
     let path = dir.path().join("out/insights.jsonl");
     let s: ChannelSettings =
         serde_json::from_value(serde_json::json!({"type": "file", "path": path})).unwrap();
-    let mut env = fast_env(Logger::root(slog::Discard, o!()));
+    let mut env = fast_env(discard());
     let r = channels::start("archive", &s, &mut env).unwrap();
     let rep = deliver(
         &r,
@@ -784,7 +685,7 @@ async fn file_channel_appends_one_json_line_per_insight() {
 async fn console_channel_delivers_one_part() {
     let s: ChannelSettings =
         serde_json::from_value(serde_json::json!({"type": "console"})).unwrap();
-    let mut env = ChannelEnv::new(Logger::root(slog::Discard, o!()), true);
+    let mut env = ChannelEnv::new(discard(), true);
     let r = channels::start("console", &s, &mut env).unwrap();
     let rep = deliver(&r, notification(13, vec![slow_query(1, "SELECT 1")])).await;
     assert_eq!((rep.outcome, rep.parts_total), (Ok(()), 1));

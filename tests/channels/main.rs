@@ -1,0 +1,14 @@
+//! The channels against fakes of their providers, over real HTTP on loopback, through the
+//! real `channels::start` → `ChannelActor` path: one module per provider family, and the
+//! conformance kit ([`channel_kit`]) that every HTTP channel runs.
+
+#[macro_use]
+#[path = "../support/channel_kit.rs"]
+mod channel_kit;
+#[path = "../support/fake_wecom.rs"]
+mod fake_wecom;
+
+mod chat;
+mod webhook;
+mod wecom;
+mod wecom_app;
