@@ -22,9 +22,7 @@ use crate::powa::RepositorySettings;
 pub use crate::problem::Problem;
 use crate::schedule::{CollectionSettings, ScheduleSettings};
 
-mod describe;
-
-pub(crate) use describe::describe as describe_error;
+pub(crate) mod describe;
 
 /// The prefix of environment overrides: `POWA_SENTINEL__REPOSITORIES__MAIN__DSN`.
 pub const ENV_PREFIX: &str = "POWA_SENTINEL";

@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::problem::Problem;
+use crate::problem::{did_you_mean, Problem};
 
 /// Every key the seed understood, for "did you mean" and to reject typos.
 const SEED_KEYS: &[&str] = &[
@@ -120,30 +120,6 @@ pub fn is_seed(yaml: &str) -> bool {
         && !top.iter().any(|k| NATIVE_SECTIONS.contains(k))
 }
 
-/// The closest candidate to `word`, if close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    // Swapped letters count as one edit (`dns` → `dsn`); a word that starts like the
-    // candidate may differ more at its end (`wechat` → `wecom`).
-    let close = |d: usize, c: &str| {
-        let longest = c.chars().count().max(word.chars().count());
-        let prefix = word
-            .chars()
-            .zip(c.chars())
-            .take_while(|(a, b)| a == b)
-            .count();
-        d > 0 && (d <= (longest / 3).clamp(1, 3) || (prefix >= 3 && d <= longest / 2))
-    };
-    candidates
-        .into_iter()
-        .map(|c| (strsim::osa_distance(word, c), c))
-        .filter(|(d, c)| close(*d, c))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
 fn flatten(prefix: &str, v: &config::Value, out: &mut BTreeMap<String, config::Value>) {
     match &v.kind {
         config::ValueKind::Table(t) => {
@@ -205,7 +181,7 @@ fn q(s: &str) -> String {
 /// Translates the seed's YAML (after substitution) into native settings.
 pub fn translate(yaml: &str) -> Result<Translation, Vec<Problem>> {
     let describe = |e: config::ConfigError| {
-        vec![crate::config::describe_error(
+        vec![crate::config::describe::describe(
             &e,
             yaml,
             config::FileFormat::Yaml,

@@ -15,7 +15,7 @@ use regex::Regex;
 use serde::de::DeserializeOwned;
 
 use super::Problem;
-use crate::seed_compat::did_you_mean;
+use crate::problem::did_you_mean;
 
 /// Where the parser's error points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

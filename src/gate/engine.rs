@@ -16,7 +16,7 @@ use sentinel_actors::gate::{Insights, Outgoing};
 use sentinel_actors::message::{Lifecycle, Mentions};
 use sentinel_actors::{Insight, NotifyReason, Severity};
 
-use super::cycle::{companions, Cycles};
+use super::cycle::Cycles;
 use super::lifecycle::{Finding, Rules, ScopeState};
 use super::quiet_hours::QuietHours;
 use super::routes::{Hit, Routes};
@@ -244,6 +244,62 @@ fn group(
     for o in &mut out {
         o.insights
             .sort_by_key(|i| (std::cmp::Reverse(i.severity), i.fingerprint));
+    }
+    out
+}
+
+/// The items held for the report that tell the same story as one of `leads` (immediate
+/// items about to go): same channel and source, grouped with a lead by
+/// [`crate::story::stories`], the grouping the message itself will use.
+fn companions(held: &BTreeMap<u64, Held>, leads: &[u64]) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut places: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for h in leads.iter().filter_map(|id| held.get(id)) {
+        if let Some(source) = h.source.as_deref() {
+            places.insert((h.channel.as_str(), source));
+        }
+    }
+    for (channel, source) in places {
+        let lead_fps: HashSet<_> = leads
+            .iter()
+            .filter_map(|id| held.get(id))
+            .filter(|h| h.channel == channel && h.source.as_deref() == Some(source))
+            .map(|h| h.insight.fingerprint)
+            .collect();
+        let pool: Vec<&Held> = held
+            .values()
+            .filter(|h| {
+                h.release == Release::Report
+                    && h.channel == channel
+                    && h.source.as_deref() == Some(source)
+            })
+            .collect();
+        if pool.is_empty() {
+            continue;
+        }
+        let insights: Vec<Insight> = leads
+            .iter()
+            .filter_map(|id| held.get(id))
+            .filter(|h| lead_fps.contains(&h.insight.fingerprint))
+            .chain(pool.iter().copied())
+            .map(|h| h.insight.clone())
+            .collect();
+        let mut joined: HashSet<_> = HashSet::new();
+        for story in crate::story::stories(&insights) {
+            let members: Vec<_> = std::iter::once(story.lead)
+                .chain(story.support.iter().copied())
+                .chain(story.elsewhere.iter().copied())
+                .map(|i| i.fingerprint)
+                .collect();
+            if members.iter().any(|f| lead_fps.contains(f)) {
+                joined.extend(members);
+            }
+        }
+        out.extend(
+            pool.iter()
+                .filter(|h| joined.contains(&h.insight.fingerprint))
+                .map(|h| h.id),
+        );
     }
     out
 }

@@ -314,3 +314,167 @@ fn changes_track_what_to_persist() {
     assert!(c.held_put.is_empty());
     assert_eq!(c.held_del.len(), 3);
 }
+
+/// Immediate findings held for their collection cycle ([`super::super::cycle`]).
+mod cycles {
+
+    use super::super::Engine;
+    use crate::gate::lifecycle::{LifecycleSettings, Rules};
+    use crate::gate::routes::Routes;
+    use chrono::{DateTime, Utc};
+    use sentinel_actors::gate::Insights;
+    use sentinel_actors::Insight;
+    use sentinel_actors::{Fingerprint, NotifyReason, Severity, Window};
+    use std::collections::BTreeMap;
+
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_772_409_600 + secs, 0).unwrap()
+    }
+
+    fn finding(fp: u64, kind: &str, severity: Severity, labels: &[(&str, &str)]) -> Insight {
+        let mut all = vec![
+            ("repository", "main"),
+            ("server", "db1"),
+            ("database", "shop"),
+        ];
+        all.extend_from_slice(labels);
+        Insight {
+            fingerprint: Fingerprint(fp),
+            kind: kind.into(),
+            rule: format!("{kind}.rule"),
+            severity,
+            labels: all
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            title: format!("finding {fp}"),
+            advice: "a".into(),
+            text: None,
+            metrics: Default::default(),
+            window: Window {
+                start: t(-3600),
+                end: t(0),
+            },
+            observed_at: t(0),
+            status: None,
+        }
+    }
+
+    /// A regression of query 42 (critical) and the missing index that explains it.
+    fn regression() -> Insight {
+        finding(1, "regression", Severity::Critical, &[("queryid", "42")])
+    }
+    fn index() -> Insight {
+        finding(2, "missing_index", Severity::Warning, &[("queryids", "42")])
+    }
+    /// A finding about another query: not part of the regression's story.
+    fn unrelated() -> Insight {
+        finding(3, "slow_query", Severity::Warning, &[("queryid", "77")])
+    }
+
+    fn report(analyzer: &str, seq: u64, at: DateTime<Utc>, insights: Vec<Insight>) -> Insights {
+        Insights {
+            analyzer: analyzer.into(),
+            source: "main/db1".into(),
+            seq,
+            at,
+            insights,
+        }
+    }
+
+    fn held_engine() -> Engine {
+        let chans = vec!["ops".to_string()];
+        let routes = Routes::compile(&[], &[], &chans, &[]).unwrap();
+        let mut e = Engine::new(
+            Rules::new(&LifecycleSettings::default()),
+            routes,
+            BTreeMap::new(),
+            Some(Severity::Critical),
+        );
+        e.hold_for_cycles(
+            ["regression", "missing_index", "slow_queries"]
+                .map(String::from)
+                .to_vec(),
+            WAIT,
+        );
+        e
+    }
+
+    fn fingerprints(out: &[sentinel_actors::gate::Outgoing]) -> Vec<u64> {
+        let mut v: Vec<u64> = out
+            .iter()
+            .flat_map(|o| o.insights.iter().map(|i| i.fingerprint.0))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_critical_regression_goes_with_its_cause_once_the_cycle_is_over() {
+        let mut e = held_engine();
+        assert!(e.wants_ticks());
+        // The regression analyzer reports first: nothing goes yet.
+        assert!(e
+            .observe(report("regression", 1, t(0), vec![regression()]))
+            .is_empty());
+        assert!(e
+            .observe(report("slow_queries", 1, t(1), vec![unrelated()]))
+            .is_empty());
+        // The last analyzer of the cycle: the alarm goes now, with the missing index that
+        // explains it, and without the unrelated finding.
+        let out = e.observe(report("missing_index", 1, t(2), vec![index()]));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].reason, NotifyReason::Immediate);
+        assert_eq!(fingerprints(&out), [1, 2]);
+        // The report has the rest, and not the cause a second time.
+        let report = e.flush(t(60));
+        assert_eq!(fingerprints(&report), [3]);
+        assert_eq!(report[0].reason, NotifyReason::Report);
+    }
+
+    #[test]
+    fn the_wait_is_bounded_when_an_analyzer_never_reports() {
+        let mut e = held_engine();
+        assert!(e
+            .observe(report("regression", 1, t(0), vec![regression()]))
+            .is_empty());
+        assert!(e.tick(t(59)).is_empty(), "waits up to immediate_wait");
+        let out = e.tick(t(60));
+        assert_eq!(fingerprints(&out), [1]);
+        assert_eq!(out[0].reason, NotifyReason::Immediate);
+    }
+
+    #[test]
+    fn a_newer_snapshot_or_a_flush_ends_the_wait() {
+        let mut e = held_engine();
+        e.observe(report("regression", 1, t(0), vec![regression()]));
+        e.observe(report("missing_index", 1, t(1), vec![index()]));
+        // The slow-query analyzer died on seq 1; its report on seq 2 ends cycle 1.
+        let out = e.observe(report("slow_queries", 2, t(300), vec![]));
+        assert_eq!(fingerprints(&out), [1, 2]);
+
+        let mut e = held_engine();
+        e.observe(report("regression", 1, t(0), vec![regression()]));
+        let out = e.flush(t(10));
+        assert_eq!(fingerprints(&out), [1]);
+        assert!(out.iter().all(|o| o.reason == NotifyReason::Immediate));
+        assert_eq!(e.counts().held, 0);
+    }
+
+    #[test]
+    fn without_cycles_an_immediate_finding_goes_at_once() {
+        let chans = vec!["ops".to_string()];
+        let routes = Routes::compile(&[], &[], &chans, &[]).unwrap();
+        let mut e = Engine::new(
+            Rules::new(&LifecycleSettings::default()),
+            routes,
+            BTreeMap::new(),
+            Some(Severity::Critical),
+        );
+        assert!(!e.wants_ticks());
+        let out = e.observe(report("regression", 1, t(0), vec![regression()]));
+        assert_eq!(fingerprints(&out), [1]);
+    }
+}
