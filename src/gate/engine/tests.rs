@@ -324,42 +324,25 @@ mod cycles {
     use chrono::{DateTime, Utc};
     use sentinel_actors::gate::Insights;
     use sentinel_actors::Insight;
-    use sentinel_actors::{Fingerprint, NotifyReason, Severity, Window};
+    use sentinel_actors::{NotifyReason, Severity};
     use std::collections::BTreeMap;
 
     const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
+    /// Seconds from the outer tests' epoch.
     fn t(secs: i64) -> DateTime<Utc> {
-        DateTime::<Utc>::from_timestamp(1_772_409_600 + secs, 0).unwrap()
+        super::t(0) + chrono::Duration::seconds(secs)
     }
 
+    /// The outer tests' insight, of `kind`, on repository main, with `labels` too.
     fn finding(fp: u64, kind: &str, severity: Severity, labels: &[(&str, &str)]) -> Insight {
-        let mut all = vec![
-            ("repository", "main"),
-            ("server", "db1"),
-            ("database", "shop"),
-        ];
-        all.extend_from_slice(labels);
-        Insight {
-            fingerprint: Fingerprint(fp),
-            kind: kind.into(),
-            rule: format!("{kind}.rule"),
-            severity,
-            labels: all
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            title: format!("finding {fp}"),
-            advice: "a".into(),
-            text: None,
-            metrics: Default::default(),
-            window: Window {
-                start: t(-3600),
-                end: t(0),
-            },
-            observed_at: t(0),
-            status: None,
+        let mut i = super::insight(fp, severity, "shop");
+        i.kind = kind.into();
+        i.rule = format!("{kind}.rule");
+        for (k, v) in [("repository", "main")].iter().chain(labels) {
+            i.labels.insert(k.to_string(), v.to_string());
         }
+        i
     }
 
     /// A regression of query 42 (critical) and the missing index that explains it.
