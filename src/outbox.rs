@@ -90,6 +90,25 @@ fn err(what: &str, e: impl std::fmt::Display) -> OutboxError {
     OutboxError::new(format!("{what}: {e}"))
 }
 
+/// Why the outbox file could not be opened, in words: who holds it (`in_use`), or what
+/// failed, as `(verb, advice)`.
+fn open_error(
+    e: redb::DatabaseError,
+    path: &Path,
+    in_use: &str,
+    (verb, advice): (&str, &str),
+) -> anyhow::Error {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            anyhow::anyhow!("the outbox {} is in use by {in_use}", path.display())
+        }
+        other => anyhow::anyhow!(
+            "cannot {verb} the outbox {} ({other}); {advice}",
+            path.display()
+        ),
+    }
+}
+
 impl RedbOutbox {
     /// Opens (or creates) `<dir>/outbox.redb`, creating `dir` if needed.
     pub fn open(dir: &Path) -> anyhow::Result<RedbOutbox> {
@@ -100,15 +119,13 @@ impl RedbOutbox {
             )
         })?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => anyhow::anyhow!(
-                "the outbox {} is in use by another powa-sentinel process; stop it, or give this one its own [state] dir",
-                path.display()
-            ),
-            other => anyhow::anyhow!(
-                "cannot open the outbox {} ({other}); move the file aside to start with an empty outbox",
-                path.display()
-            ),
+        let db = Database::create(&path).map_err(|e| {
+            open_error(
+                e,
+                &path,
+                "another powa-sentinel process; stop it, or give this one its own [state] dir",
+                ("open", "move the file aside to start with an empty outbox"),
+            )
         })?;
         let outbox = RedbOutbox {
             db: Handle::Rw(db),
@@ -126,15 +143,16 @@ impl RedbOutbox {
         if !path.exists() {
             return Ok(None);
         }
-        let db = ReadOnlyDatabase::open(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => anyhow::anyhow!(
-                "the outbox {} is in use by a running powa-sentinel; stop it to read or change the outbox",
-                path.display()
-            ),
-            other => anyhow::anyhow!(
-                "cannot read the outbox {} ({other}); the next `once` or `run` repairs it if it needs repair",
-                path.display()
-            ),
+        let db = ReadOnlyDatabase::open(&path).map_err(|e| {
+            open_error(
+                e,
+                &path,
+                "a running powa-sentinel; stop it to read or change the outbox",
+                (
+                    "read",
+                    "the next `once` or `run` repairs it if it needs repair",
+                ),
+            )
         })?;
         Ok(Some(RedbOutbox {
             db: Handle::Ro(db),

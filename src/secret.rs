@@ -246,29 +246,58 @@ mod config_text_tests {
         // Trailing garbage after the value: the parser quotes the whole line.
         let text = "[channels.w]\ntype = \"wecom\"\nkey = \"WECOMKEY-0123456789\" x\n";
         assert!(parser_error(text, TOML).contains("WECOMKEY-0123456789"));
-        redacts(text, TOML, "WECOMKEY-0123456789", "line 3");
-        // A string never closed: the value runs to the end of the line.
-        let text = "[channels.h]\ntype = \"webhook\"\nhmac_key = \"HMACSECRET0123456789\n";
-        redacts(text, TOML, "HMACSECRET0123456789", "line 3");
-        // No `=` at all.
-        let text = "[channels.h]\ntype = \"webhook\"\nhmac_key \"HMACSECRET0123456789\"\n";
-        redacts(text, TOML, "HMACSECRET0123456789", "line 3");
-        // A dotted key, and an inline table.
-        let text = "channels.h.hmac_key = \"HMACSECRET0123456789\" x\n";
-        redacts(text, TOML, "HMACSECRET0123456789", "line 1");
-        let text =
-            "[channels]\nh = { type = \"webhook\", hmac_key = \"HMACSECRET0123456789\" x }\n";
-        redacts(text, TOML, "HMACSECRET0123456789", "line 2");
-        // A password inside a DSN, a webhook URL's key under a misspelt key name.
-        let text = "[repositories.main]\ndsn = \"host=db password=PGSECRET99 user=x\" oops\n";
-        redacts(text, TOML, "PGSECRET99", "line 2");
-        let text = "[channels.w]\nwebhok_url = \"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=ROBOTKEY42\" x\n";
-        redacts(text, TOML, "ROBOTKEY42", "qyapi.weixin.qq.com");
-        // A URL with a password, as a webhook URL or a repository URL.
-        let text = "[channels.h]\nbase_url = \"https://hook:URLPASS77@example.org/x\" x\n";
-        redacts(text, TOML, "URLPASS77", "example.org");
-        let text = "[repositories.main]\ndsn = postgresql://ro:URLPASS77@db/powa\n";
-        redacts(text, TOML, "URLPASS77", "line 2");
+        // (file, the secret, what the message still says).
+        let cases = [
+            (text, "WECOMKEY-0123456789", "line 3"),
+            // A string never closed: the value runs to the end of the line.
+            (
+                "[channels.h]\ntype = \"webhook\"\nhmac_key = \"HMACSECRET0123456789\n",
+                "HMACSECRET0123456789",
+                "line 3",
+            ),
+            // No `=` at all.
+            (
+                "[channels.h]\ntype = \"webhook\"\nhmac_key \"HMACSECRET0123456789\"\n",
+                "HMACSECRET0123456789",
+                "line 3",
+            ),
+            // A dotted key, and an inline table.
+            (
+                "channels.h.hmac_key = \"HMACSECRET0123456789\" x\n",
+                "HMACSECRET0123456789",
+                "line 1",
+            ),
+            (
+                "[channels]\nh = { type = \"webhook\", hmac_key = \"HMACSECRET0123456789\" x }\n",
+                "HMACSECRET0123456789",
+                "line 2",
+            ),
+            // A password inside a DSN, a webhook URL's key under a misspelt key name.
+            (
+                "[repositories.main]\ndsn = \"host=db password=PGSECRET99 user=x\" oops\n",
+                "PGSECRET99",
+                "line 2",
+            ),
+            (
+                "[channels.w]\nwebhok_url = \"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=ROBOTKEY42\" x\n",
+                "ROBOTKEY42",
+                "qyapi.weixin.qq.com",
+            ),
+            // A URL with a password, as a webhook URL or a repository URL.
+            (
+                "[channels.h]\nbase_url = \"https://hook:URLPASS77@example.org/x\" x\n",
+                "URLPASS77",
+                "example.org",
+            ),
+            (
+                "[repositories.main]\ndsn = postgresql://ro:URLPASS77@db/powa\n",
+                "URLPASS77",
+                "line 2",
+            ),
+        ];
+        for (text, secret, context) in cases {
+            redacts(text, TOML, secret, context);
+        }
     }
 
     #[test]

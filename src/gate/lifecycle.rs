@@ -557,59 +557,27 @@ mod tests {
     fn escalates_on_severity_and_magnitude_growth_only() {
         let r = rules();
         let mut s = ScopeState::default();
+        // (minute, severity, magnitude, what it announces).
+        let escalated = [(1, Lifecycle::Escalated)];
+        let steps: [(i64, Severity, Option<f64>, &[(u64, Lifecycle)]); 6] = [
+            (5, Severity::Warning, Some(19.0), &[]),
+            (10, Severity::Warning, Some(20.0), &escalated),
+            // Compared with the last notification (20): a dip and a return is not new.
+            (15, Severity::Info, Some(5.0), &[]),
+            (20, Severity::Warning, Some(30.0), &[]),
+            (25, Severity::Critical, Some(30.0), &escalated),
+            (30, Severity::Critical, None, &[]),
+        ];
         cycle(
             &r,
             &mut s,
             t(0),
             vec![insight(1, Severity::Warning, Some(10.0))],
         );
-        assert!(cycle(
-            &r,
-            &mut s,
-            t(5),
-            vec![insight(1, Severity::Warning, Some(19.0))]
-        )
-        .is_empty());
-        assert_eq!(
-            cycle(
-                &r,
-                &mut s,
-                t(10),
-                vec![insight(1, Severity::Warning, Some(20.0))]
-            ),
-            [(1, Lifecycle::Escalated)]
-        );
-        // Compared with the last notification (20): a dip and a return is not new.
-        assert!(cycle(
-            &r,
-            &mut s,
-            t(15),
-            vec![insight(1, Severity::Info, Some(5.0))]
-        )
-        .is_empty());
-        assert!(cycle(
-            &r,
-            &mut s,
-            t(20),
-            vec![insight(1, Severity::Warning, Some(30.0))]
-        )
-        .is_empty());
-        assert_eq!(
-            cycle(
-                &r,
-                &mut s,
-                t(25),
-                vec![insight(1, Severity::Critical, Some(30.0))]
-            ),
-            [(1, Lifecycle::Escalated)]
-        );
-        assert!(cycle(
-            &r,
-            &mut s,
-            t(30),
-            vec![insight(1, Severity::Critical, None)]
-        )
-        .is_empty());
+        for (min, severity, magnitude, want) in steps {
+            let got = cycle(&r, &mut s, t(min), vec![insight(1, severity, magnitude)]);
+            assert_eq!(got, want, "minute {min}");
+        }
     }
 
     #[test]

@@ -642,38 +642,49 @@ mod tests {
         );
     }
 
+    /// The state tests' time, channels and reports.
+    fn t0() -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_772_409_600, 0).unwrap()
+    }
+
+    /// A gate on `dir` with the default settings and one channel, `console`.
+    fn open(dir: &Path, access: Access) -> Gate {
+        Gate::with_access(
+            &GateSettings::default(),
+            &[],
+            &["console".to_string()],
+            &[],
+            Some(dir),
+            access,
+            slog::Logger::root(slog::Discard, slog::o!()),
+        )
+        .unwrap()
+    }
+
+    /// Analyzer `a`'s report on `source` at `at`: one warning, fingerprint `fp`.
+    fn report(source: &str, fp: u64, at: DateTime<Utc>) -> Insights {
+        Insights {
+            analyzer: "a".into(),
+            source: source.into(),
+            seq: 1,
+            at,
+            insights: vec![test_insight(fp, Severity::Warning)],
+        }
+    }
+
     #[test]
     fn decided_notifications_survive_until_their_channel_answers() {
         let dir = tempfile::tempdir().unwrap();
-        let log = slog::Logger::root(slog::Discard, slog::o!());
-        let chans = ["console".to_string()];
-        let t0 = DateTime::<Utc>::from_timestamp(1_772_409_600, 0).unwrap();
-        let open = || {
-            Gate::new(
-                &GateSettings::default(),
-                &[],
-                &chans,
-                &[],
-                Some(dir.path()),
-                log.clone(),
-            )
-            .unwrap()
-        };
-        let mut g = open();
-        g.observe(Insights {
-            analyzer: "a".into(),
-            source: "s".into(),
-            seq: 1,
-            at: t0,
-            insights: vec![test_insight(1, Severity::Warning)],
-        });
+        let t0 = t0();
+        let mut g = open(dir.path(), Access::ReadWrite);
+        g.observe(report("s", 1, t0));
         let out = g.flush(t0);
         assert_eq!(out.len(), 1);
         let id = out[0].id;
         assert!(id > 0);
         // The process dies before the channel answered: the next start offers it again.
         drop(g);
-        let mut g = open();
+        let mut g = open(dir.path(), Access::ReadWrite);
         let again = g.pending();
         assert_eq!(again, out, "same id, same content");
         g.settled(&DeliveryReport {
@@ -685,44 +696,19 @@ mod tests {
             outcome: Ok(()),
         });
         drop(g);
-        let mut g = open();
+        let mut g = open(dir.path(), Access::ReadWrite);
         assert!(g.pending().is_empty(), "answered: forgotten");
         // New ids never reuse an earlier run's.
-        g.observe(Insights {
-            analyzer: "a".into(),
-            source: "s2".into(),
-            seq: 2,
-            at: t0,
-            insights: vec![test_insight(2, Severity::Warning)],
-        });
+        g.observe(report("s2", 2, t0));
         assert!(g.flush(t0)[0].id > id);
     }
 
     #[test]
     fn a_read_only_gate_decides_from_the_state_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let log = slog::Logger::root(slog::Discard, slog::o!());
-        let chans = ["console".to_string()];
-        let t0 = DateTime::<Utc>::from_timestamp(1_772_409_600, 0).unwrap();
-        let report = |fp| Insights {
-            analyzer: "a".into(),
-            source: format!("s{fp}"),
-            seq: 1,
-            at: t0,
-            insights: vec![test_insight(fp, Severity::Warning)],
-        };
-        let open = |access| {
-            Gate::with_access(
-                &GateSettings::default(),
-                &[],
-                &chans,
-                &[],
-                Some(dir.path()),
-                access,
-                log.clone(),
-            )
-            .unwrap()
-        };
+        let t0 = t0();
+        let report = |fp| report(&format!("s{fp}"), fp, t0);
+        let open = |access| open(dir.path(), access);
         let mut preview = open(Access::ReadOnly);
         preview.observe(report(1));
         assert_eq!(preview.flush(t0).len(), 1);
@@ -748,38 +734,13 @@ mod tests {
     #[test]
     fn a_restarted_gate_remembers_what_it_notified() {
         let dir = tempfile::tempdir().unwrap();
-        let log = slog::Logger::root(slog::Discard, slog::o!());
-        let chans = ["console".to_string()];
-        let report = |at: DateTime<Utc>| Insights {
-            analyzer: "a".into(),
-            source: "s".into(),
-            seq: 1,
-            at,
-            insights: vec![test_insight(1, Severity::Warning)],
-        };
-        let t0 = DateTime::<Utc>::from_timestamp(1_772_409_600, 0).unwrap();
-        let mut g = Gate::new(
-            &GateSettings::default(),
-            &[],
-            &chans,
-            &[],
-            Some(dir.path()),
-            log.clone(),
-        )
-        .unwrap();
-        g.observe(report(t0));
+        let t0 = t0();
+        let mut g = open(dir.path(), Access::ReadWrite);
+        g.observe(report("s", 1, t0));
         assert_eq!(g.flush(t0).len(), 1);
         drop(g);
-        let mut g = Gate::new(
-            &GateSettings::default(),
-            &[],
-            &chans,
-            &[],
-            Some(dir.path()),
-            log,
-        )
-        .unwrap();
-        g.observe(report(t0 + chrono::Duration::minutes(5)));
+        let mut g = open(dir.path(), Access::ReadWrite);
+        g.observe(report("s", 1, t0 + chrono::Duration::minutes(5)));
         assert!(g.flush(t0).is_empty());
     }
 }

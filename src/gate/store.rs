@@ -176,11 +176,20 @@ impl Store {
         if !self.path.exists() {
             return Ok(None);
         }
+        self.when_free(|p| ReadOnlyDatabase::open(p))
+            .map(|db| Some(Handle::Ro(db)))
+    }
+
+    /// Opens the file with `open`, waiting up to [`BUSY_WAIT`] while another process has it
+    /// open (a daemon writing it this instant closes it right after); then it is busy.
+    fn when_free<D>(
+        &self,
+        open: impl Fn(&Path) -> Result<D, DatabaseError>,
+    ) -> Result<D, StoreError> {
         let started = Instant::now();
         loop {
-            match ReadOnlyDatabase::open(&self.path) {
-                Ok(db) => return Ok(Some(Handle::Ro(db))),
-                // A daemon is writing it this instant: it closes the file right after.
+            match open(&self.path) {
+                Ok(db) => return Ok(db),
                 Err(DatabaseError::DatabaseAlreadyOpen) if started.elapsed() < BUSY_WAIT => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -200,21 +209,7 @@ impl Store {
                 path: self.path.clone(),
             });
         }
-        let started = Instant::now();
-        loop {
-            match Database::create(&self.path) {
-                Ok(db) => return Ok(db),
-                Err(DatabaseError::DatabaseAlreadyOpen) if started.elapsed() < BUSY_WAIT => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(DatabaseError::DatabaseAlreadyOpen) => {
-                    return Err(StoreError::Busy {
-                        path: self.path.clone(),
-                    })
-                }
-                Err(e) => return Err(self.err(e)),
-            }
-        }
+        self.when_free(|p| Database::create(p))
     }
 
     /// Reads everything.

@@ -367,15 +367,20 @@ mod cycles {
         }
     }
 
-    fn held_engine() -> Engine {
+    /// One channel, `ops`; critical findings immediate.
+    fn plain_engine() -> Engine {
         let chans = vec!["ops".to_string()];
         let routes = Routes::compile(&[], &[], &chans, &[]).unwrap();
-        let mut e = Engine::new(
+        Engine::new(
             Rules::new(&LifecycleSettings::default()),
             routes,
             BTreeMap::new(),
             Some(Severity::Critical),
-        );
+        )
+    }
+
+    fn held_engine() -> Engine {
+        let mut e = plain_engine();
         e.hold_for_cycles(
             ["regression", "missing_index", "slow_queries"]
                 .map(String::from)
@@ -448,14 +453,7 @@ mod cycles {
 
     #[test]
     fn without_cycles_an_immediate_finding_goes_at_once() {
-        let chans = vec!["ops".to_string()];
-        let routes = Routes::compile(&[], &[], &chans, &[]).unwrap();
-        let mut e = Engine::new(
-            Rules::new(&LifecycleSettings::default()),
-            routes,
-            BTreeMap::new(),
-            Some(Severity::Critical),
-        );
+        let mut e = plain_engine();
         assert!(!e.wants_ticks());
         let out = e.observe(report("regression", 1, t(0), vec![regression()]));
         assert_eq!(fingerprints(&out), [1]);
