@@ -558,8 +558,9 @@ mod tests {
         let r = rules();
         let mut s = ScopeState::default();
         // (minute, severity, magnitude, what it announces).
+        type Step<'a> = (i64, Severity, Option<f64>, &'a [(u64, Lifecycle)]);
         let escalated = [(1, Lifecycle::Escalated)];
-        let steps: [(i64, Severity, Option<f64>, &[(u64, Lifecycle)]); 6] = [
+        let steps: [Step; 6] = [
             (5, Severity::Warning, Some(19.0), &[]),
             (10, Severity::Warning, Some(20.0), &escalated),
             // Compared with the last notification (20): a dip and a return is not new.
