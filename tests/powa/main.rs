@@ -9,20 +9,24 @@ mod support;
 
 /// The tests `$on4`, `$on5` and `$on3` of a check that every PoWA version of the lab must
 /// pass: `$check(cluster, dsn)` on PoWA 4.1.4 (`repo`), 5 (`repo5`) and 3.2.0 (`repo3`).
+/// Each takes its module's turn (`support::turn`), as every test of this crate does.
 macro_rules! on_every_powa {
     ($check:ident: $on4:ident, $on5:ident, $on3:ident) => {
         #[actix_rt::test]
         async fn $on4() {
+            let _turn = crate::support::turn(module_path!());
             $check("repo", &crate::support::lab().repo_dsn()).await;
         }
 
         #[actix_rt::test]
         async fn $on5() {
+            let _turn = crate::support::turn(module_path!());
             $check("repo5", &crate::support::lab().repo5_dsn()).await;
         }
 
         #[actix_rt::test]
         async fn $on3() {
+            let _turn = crate::support::turn(module_path!());
             $check("repo3", &crate::support::lab().repo3_dsn()).await;
         }
     };

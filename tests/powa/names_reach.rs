@@ -38,6 +38,7 @@ fn config(dir: &Path, extra: &str) -> PathBuf {
 
 #[test]
 fn remote_servers_are_reached_through_powa_servers() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     // A 300k-row table on remote1 queried with a selective filter on unindexed columns,
     // between two snapshots of the remote servers.

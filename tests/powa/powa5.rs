@@ -65,6 +65,7 @@ fn validated_advice<'a>(insights: &'a [Value], t: &str, stderr: &str) -> &'a Val
 /// it, and a qual first seen inside the window from zero.
 #[actix_rt::test]
 async fn local_quals_count_from_the_point_before_the_window_or_from_zero() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let t = format!("t_q5_{}", unique());
     let born = format!("t_q5b_{}", unique());
@@ -120,6 +121,7 @@ async fn local_quals_count_from_the_point_before_the_window_or_from_zero() {
 /// returned). The test lets that reset pass before its batches.
 #[actix_rt::test]
 async fn remote_quals_are_per_snapshot_sums() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let (t, start) = batches("remote5", "remote5", "t_q5r", 20000, "k = 7", &[5, 4]);
     let repo = repo5().await;
@@ -132,6 +134,7 @@ async fn remote_quals_are_per_snapshot_sums() {
 /// PoWA 5 keeps a remote server's roles in `powa_catalog_roles`: users by name, not oid.
 #[actix_rt::test]
 async fn remote_users_are_named_from_the_catalog_snapshots() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let (t, start) = batches("remote5", "remote5", "t_role5", 100, "id > 3", &[3]);
     let w = since(&repo5().await, "remote5", start).await;
@@ -152,6 +155,7 @@ async fn remote_users_are_named_from_the_catalog_snapshots() {
 /// belongs to the server's total (it was left out: a query's share came out too high).
 #[actix_rt::test]
 async fn kcache_without_a_statement_row_stays_in_the_server_totals() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let start = {
         let _guard = exclusive();
@@ -184,6 +188,7 @@ async fn kcache_without_a_statement_row_stays_in_the_server_totals() {
 /// `/status` were always 0 in `run`.
 #[actix_rt::test]
 async fn the_live_window_reports_what_it_read() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let repo = repo5().await;
     let local = server(&repo, "local").clone();
@@ -221,6 +226,7 @@ async fn the_live_window_reports_what_it_read() {
 /// hypopg, through `once --output json` as a user runs it.
 #[test]
 fn once_suggests_and_validates_an_index_on_powa_5() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let t = format!("t_mi5_{}", unique());
     let (_role, dsn) = reader_role("repo5", "app");
@@ -236,6 +242,7 @@ fn once_suggests_and_validates_an_index_on_powa_5() {
 /// over the same problem prints nothing for it (README, `--output json`).
 #[test]
 fn once_json_with_a_state_dir_prints_what_changed() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let t = format!("t_json5_{}", unique());
     between_snapshots(
@@ -272,6 +279,7 @@ fn once_json_with_a_state_dir_prints_what_changed() {
 /// listed, none an error) and the retention.
 #[test]
 fn check_lists_powa_5() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let dir = tempfile::tempdir().unwrap();
     let config = Settings::default()
@@ -312,6 +320,7 @@ fn check_lists_powa_5() {
 /// `powa_sentinel_rows_read_total` (always 0 in `run` before, on every version).
 #[test]
 fn the_daemon_collects_powa_5_and_counts_what_it_reads() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let repo = lab.repo5_dsn();
     let mut d = Proc::start(
@@ -373,6 +382,7 @@ listen = "127.0.0.1:{port}""#
 /// details PoWA keeps in `powa_servers`, as powa-web does.
 #[test]
 fn remote_index_advice_names_the_table_without_configuration_on_powa_5() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let t = format!("t_mir5_{}", unique());
     selective_filter("remote5", "remote5", &t, 30);

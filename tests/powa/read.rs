@@ -22,6 +22,7 @@ fn assert_collected_by_powa_collector(remote: &ServerInfo) {
 
 #[actix_rt::test]
 async fn discovers_powa_4_with_remote_servers() {
+    let _turn = crate::support::turn(module_path!());
     let repo = repository("lab", &lab().repo_dsn()).await;
     assert_eq!(repo.info.version.to_string(), "4.1.4");
     assert_eq!(repo.info.schema, "public");
@@ -41,6 +42,7 @@ async fn discovers_powa_4_with_remote_servers() {
 
 #[actix_rt::test]
 async fn discovers_powa_5_with_a_remote_server() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let repo = repository("lab", &lab.repo5_dsn()).await;
     assert_eq!(repo.info.version.to_string(), lab.powa5_version());
@@ -69,6 +71,7 @@ async fn discovers_powa_5_with_a_remote_server() {
 
 #[actix_rt::test]
 async fn discovers_powa_3() {
+    let _turn = crate::support::turn(module_path!());
     let repo = repository("lab", &lab().repo3_dsn()).await;
     assert_eq!(repo.info.version.to_string(), "3.2.0");
     assert_eq!(repo.info.exec_time_field(), "total_time");
@@ -128,6 +131,7 @@ async fn remote_deltas(cluster: &str, snapshot: &str, dsn: &str, calls: &[usize]
 
 #[actix_rt::test]
 async fn remote_server_deltas_come_from_powa_collector() {
+    let _turn = crate::support::turn(module_path!());
     // Per-server: the other server and the repository's own server never see it.
     remote_deltas(
         "remote1",
@@ -142,6 +146,7 @@ async fn remote_server_deltas_come_from_powa_collector() {
 /// PoWA 5 in remote mode: powa-collector 1.3 snapshots remote5 into repo5.
 #[actix_rt::test]
 async fn remote_server_deltas_come_from_powa_collector_on_powa_5() {
+    let _turn = crate::support::turn(module_path!());
     remote_deltas(
         "remote5",
         "remote5",
@@ -154,6 +159,7 @@ async fn remote_server_deltas_come_from_powa_collector_on_powa_5() {
 
 #[actix_rt::test]
 async fn sessions_are_read_only() {
+    let _turn = crate::support::turn(module_path!());
     let repo = repository("lab", &lab().repo_dsn()).await;
     let err = repo
         .client
@@ -182,6 +188,7 @@ async fn refused(dsn: &str, what: &str) -> String {
 
 #[actix_rt::test]
 async fn bad_inputs_say_what_to_do() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let good = lab.repo_dsn();
     let wrong_pw = format!("{good} password=certainly-wrong");
@@ -219,6 +226,7 @@ async fn bad_inputs_say_what_to_do() {
 /// its own, so the shared lab keeps its servers).
 #[actix_rt::test]
 async fn a_server_never_snapshotted_is_discovered() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let db = format!("powa_fresh_{}", unique());
     lab.psql("repo", "postgres", &format!("CREATE DATABASE {db}"));

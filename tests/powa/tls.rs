@@ -56,6 +56,7 @@ async fn encrypted(s: &RepositorySettings) -> Result<bool, String> {
 
 #[actix_rt::test]
 async fn each_sslmode_does_what_libpq_does() {
+    let _turn = crate::support::turn(module_path!());
     let t = tls();
     assert!(!encrypted(&settings("127.0.0.1", SslMode::Disable, None))
         .await
@@ -91,6 +92,7 @@ async fn each_sslmode_does_what_libpq_does() {
 
 #[actix_rt::test]
 async fn prefer_falls_back_to_plain_where_the_server_has_no_tls() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let mut s = RepositorySettings::from_dsn(&lab.repo3_dsn());
     s.sslmode = Some(SslMode::Prefer);
@@ -102,6 +104,7 @@ async fn prefer_falls_back_to_plain_where_the_server_has_no_tls() {
 
 #[actix_rt::test]
 async fn a_wrong_ca_fails_with_a_clear_error() {
+    let _turn = crate::support::turn(module_path!());
     let t = tls();
     for mode in [SslMode::VerifyCa, SslMode::VerifyFull] {
         let e = encrypted(&settings("localhost", mode, Some(&t.other_ca)))
@@ -119,6 +122,7 @@ async fn a_wrong_ca_fails_with_a_clear_error() {
 
 #[actix_rt::test]
 async fn monitored_server_sessions_use_the_same_tls() {
+    let _turn = crate::support::turn(module_path!());
     let t = tls();
     let lab = lab();
     let mut m = MonitoredSettings::from_dsn(&format!(
@@ -151,6 +155,7 @@ async fn monitored_server_sessions_use_the_same_tls() {
 
 #[test]
 fn verification_without_a_ca_file_is_a_config_error() {
+    let _turn = crate::support::turn(module_path!());
     let mut problems = Vec::new();
     let mut s = RepositorySettings::from_dsn("host=db1 user=x dbname=powa");
     s.sslmode = Some(SslMode::VerifyFull);

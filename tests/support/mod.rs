@@ -102,6 +102,43 @@ pub fn lab() -> &'static Lab {
     })
 }
 
+/// A test's turn among the modules of its crate ([`turn`]).
+pub struct Turn;
+
+fn turns() -> &'static (Mutex<(Option<&'static str>, usize)>, std::sync::Condvar) {
+    static TURNS: OnceLock<(Mutex<(Option<&'static str>, usize)>, std::sync::Condvar)> =
+        OnceLock::new();
+    TURNS.get_or_init(|| (Mutex::new((None, 0)), std::sync::Condvar::new()))
+}
+
+/// Waits until no test of another module of this crate runs, then runs beside the tests of
+/// `module` (pass `module_path!()`). The modules of a crate were separate test binaries,
+/// which cargo runs one after another: their workloads on the same clusters (resets,
+/// coalesces, sleeps, the collector's snapshots) were never interleaved, and the reads
+/// that compare a window with its reference rely on that.
+pub fn turn(module: &'static str) -> Turn {
+    let (lock, cv) = turns();
+    let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
+    while g.1 > 0 && g.0 != Some(module) {
+        g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+    }
+    g.0 = Some(module);
+    g.1 += 1;
+    Turn
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let (lock, cv) = turns();
+        let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        g.1 -= 1;
+        if g.1 == 0 {
+            g.0 = None;
+        }
+        cv.notify_all();
+    }
+}
+
 /// Tests that take snapshots or reset statistics hold this, so that their windows do not
 /// interleave with another test's in the same binary.
 pub fn exclusive() -> MutexGuard<'static, ()> {
