@@ -217,6 +217,23 @@ impl RedbOutbox {
         Ok(next)
     }
 
+    /// A new entry under the next sequence number.
+    fn append(
+        tx: &WriteTransaction,
+        channel: &str,
+        body: EntryBody,
+        accepted_at: Option<DateTime<Utc>>,
+    ) -> Result<Seq, OutboxError> {
+        let seq = Self::next_seq(tx)?;
+        let stored = Stored {
+            channel: channel.to_string(),
+            body,
+            accepted_at,
+        };
+        Self::put(tx, seq, &stored)?;
+        Ok(seq)
+    }
+
     fn put(tx: &WriteTransaction, seq: Seq, stored: &Stored) -> Result<(), OutboxError> {
         let mut bytes = Vec::new();
         ciborium::into_writer(stored, &mut bytes).map_err(|e| err("encode entry", e))?;
@@ -329,17 +346,7 @@ impl Outbox for RedbOutbox {
                     .map_err(|e| err("write accepted", e))?;
             }
             Self::forget_accepted(tx, now, false)?;
-            let seq = Self::next_seq(tx)?;
-            Self::put(
-                tx,
-                seq,
-                &Stored {
-                    channel: channel.to_string(),
-                    body: EntryBody::Queued(n.clone()),
-                    accepted_at: Some(now),
-                },
-            )?;
-            Ok(Some(seq))
+            Self::append(tx, channel, EntryBody::Queued(n.clone()), Some(now)).map(Some)
         })
     }
 
@@ -364,17 +371,12 @@ impl Outbox for RedbOutbox {
             for s in replaces {
                 Self::remove(tx, *s)?;
             }
-            let seq = Self::next_seq(tx)?;
-            Self::put(
+            Self::append(
                 tx,
-                seq,
-                &Stored {
-                    channel: channel.to_string(),
-                    body: EntryBody::Rendered(entry.clone()),
-                    accepted_at: accepted_at.or(Some(Utc::now())),
-                },
-            )?;
-            Ok(seq)
+                channel,
+                EntryBody::Rendered(entry.clone()),
+                accepted_at.or(Some(Utc::now())),
+            )
         })
     }
 

@@ -172,33 +172,21 @@ pub fn muted(silences: &[Silence], i: &Insight, at: DateTime<Utc>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sentinel_actors::{Severity, Window};
+    use sentinel_actors::Severity;
 
     fn t(min: i64) -> DateTime<Utc> {
         DateTime::<Utc>::from_timestamp(1_700_000_000 + min * 60, 0).unwrap()
     }
 
     fn insight() -> Insight {
-        Insight {
-            fingerprint: Fingerprint(0xabc),
-            kind: "slow_query".into(),
-            rule: "slow_query.total_time".into(),
-            severity: Severity::Warning,
-            labels: [("server", "db1"), ("database", "payments")]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            title: "t".into(),
-            advice: "a".into(),
-            text: Some("SELECT 1".into()),
-            metrics: Default::default(),
-            window: Window {
-                start: t(0),
-                end: t(0),
-            },
-            observed_at: t(0),
-            status: None,
-        }
+        let mut i = crate::gate::test_insight(0xabc, Severity::Warning);
+        i.labels = [("server", "db1"), ("database", "payments")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        i.title = "t".into();
+        i.text = Some("SELECT 1".into());
+        i
     }
 
     fn silence(fp: Option<u64>, matchers: &[&str]) -> Silence {

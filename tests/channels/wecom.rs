@@ -135,14 +135,7 @@ fn represented(msgs: &[fake_wecom::Accepted], ks: std::ops::Range<usize>) -> usi
     let full = ks
         .filter(|k| all.contains(&format!("-{}", 1_000_000 + k)))
         .count();
-    let counted: usize = all
-        .split('+')
-        .skip(1)
-        .filter_map(|rest| {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse::<usize>().ok()
-        })
-        .sum();
+    let counted = crate::fake_wecom::counted_in_digests(&all);
     full + counted
 }
 

@@ -102,14 +102,7 @@ fn tally(msgs: &[Accepted], ks: std::ops::Range<usize>) -> (BTreeMap<usize, usiz
     let shown = ks
         .map(|k| (k, all.matches(&format!("-{}", 1_000_000 + k)).count()))
         .collect();
-    let counted = all
-        .split('+')
-        .skip(1)
-        .filter_map(|rest| {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse::<usize>().ok()
-        })
-        .sum();
+    let counted = crate::fake_wecom::counted_in_digests(&all);
     (shown, counted)
 }
 

@@ -782,3 +782,15 @@ pub mod app {
             "invaliduser": invalid.join("|"), "msgid": format!("fake-msg-{n}")}))
     }
 }
+
+/// How many insights the digests in `text` count rather than show: the sum of every
+/// "+N" (a digest's "+N more").
+pub fn counted_in_digests(text: &str) -> usize {
+    text.split('+')
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<usize>().ok()
+        })
+        .sum()
+}

@@ -4,7 +4,7 @@ use super::super::quiet_hours::QuietHoursSettings;
 use super::super::routes::RouteSettings;
 use super::super::silence::Matcher;
 use super::*;
-use sentinel_actors::{Fingerprint, Window};
+use sentinel_actors::Fingerprint;
 
 fn t(min: i64) -> DateTime<Utc> {
     // 2026-03-02T00:00:00Z, a Monday.
@@ -12,26 +12,12 @@ fn t(min: i64) -> DateTime<Utc> {
 }
 
 fn insight(fp: u64, severity: Severity, db: &str) -> Insight {
-    Insight {
-        fingerprint: Fingerprint(fp),
-        kind: "slow_query".into(),
-        rule: "slow_query.total_time".into(),
-        severity,
-        labels: [("database", db), ("server", "db1")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        title: format!("finding {fp}"),
-        advice: "a".into(),
-        text: None,
-        metrics: Default::default(),
-        window: Window {
-            start: t(0),
-            end: t(0),
-        },
-        observed_at: t(0),
-        status: None,
-    }
+    let mut i = crate::gate::test_insight(fp, severity);
+    i.labels = [("database", db), ("server", "db1")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    i
 }
 
 fn report(at: DateTime<Utc>, insights: Vec<Insight>) -> Insights {
