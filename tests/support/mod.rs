@@ -105,9 +105,11 @@ pub fn lab() -> &'static Lab {
 /// A test's turn among the modules of its crate ([`turn`]).
 pub struct Turn;
 
-fn turns() -> &'static (Mutex<(Option<&'static str>, usize)>, std::sync::Condvar) {
-    static TURNS: OnceLock<(Mutex<(Option<&'static str>, usize)>, std::sync::Condvar)> =
-        OnceLock::new();
+/// The module whose tests run, how many of them, and the wake-up of those waiting.
+type Turns = (Mutex<(Option<&'static str>, usize)>, std::sync::Condvar);
+
+fn turns() -> &'static Turns {
+    static TURNS: OnceLock<Turns> = OnceLock::new();
     TURNS.get_or_init(|| (Mutex::new((None, 0)), std::sync::Condvar::new()))
 }
 
