@@ -59,6 +59,7 @@ fn find<'a>(insights: &'a [Insight], marker: &str) -> &'a Insight {
 
 #[actix_rt::test]
 async fn each_class_gets_its_own_advice() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     database();
     let u = unique();
@@ -193,6 +194,7 @@ async fn each_class_gets_its_own_advice() {
 /// accepts: the hypopg check still runs, and no SQL error reaches the advice.
 #[actix_rt::test]
 async fn typed_literals_do_not_stop_the_hypopg_check() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let (_role, dsn) = database().clone();
     let t = format!("ev_{}", unique());

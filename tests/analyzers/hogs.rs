@@ -40,6 +40,7 @@ fn ours<'a>(insights: &'a [Insight], marker: &str) -> Vec<&'a Insight> {
 /// quiet in every analyzer.
 #[actix_rt::test]
 async fn cpu_hog_and_new_heavy_query_quiet_database_silent() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let u = unique();
     let (steady_t, heavy_t) = (format!("t_steady_{u}"), format!("t_cpu_{u}"));

@@ -89,6 +89,7 @@ fn ours<'a>(insights: &'a [Insight], t: &str) -> Vec<&'a Insight> {
 
 #[actix_rt::test]
 async fn proposes_and_validates_the_index_of_a_selective_filter() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let (_role, dsn) = reader_role("repo", "app");
     let (t, start, end) = workload("repo", "repo");
@@ -151,6 +152,7 @@ async fn proposes_and_validates_the_index_of_a_selective_filter() {
 
 #[actix_rt::test]
 async fn without_a_monitored_connection_it_says_what_to_configure() {
+    let _turn = crate::support::turn(module_path!());
     let (t, start, end) = workload("repo", "repo");
     let repo = lab4().await;
     let window = Window { start, end };
@@ -188,6 +190,7 @@ async fn without_a_monitored_connection_it_says_what_to_configure() {
 /// PoWA 3.2.0 keeps quals the same way, without srvid.
 #[actix_rt::test]
 async fn reads_quals_from_powa_3() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let (t, start, end) = workload("repo3", "repo3");
     let repo = repository("lab3", &lab.repo3_dsn()).await;
@@ -213,6 +216,7 @@ async fn reads_quals_from_powa_3() {
 /// `powa-sentinel once --output json` carries the suggestion, validated.
 #[test]
 fn once_shows_the_suggestion() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let (_role, dsn) = reader_role("repo", "app");
     let (t, _, _) = workload("repo", "repo");

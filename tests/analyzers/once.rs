@@ -9,6 +9,7 @@ use crate::support::{lab, unique};
 
 #[test]
 fn once_shows_a_cpu_hog_and_the_health_score_with_per_server_thresholds() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let t = format!("t_hog_{}", unique());
     // Hashes every row twice: CPU, the table cached.

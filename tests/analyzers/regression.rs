@@ -15,6 +15,7 @@ use crate::support::{lab, unique};
 /// quiet.
 #[actix_rt::test]
 async fn regression_and_call_spike_between_two_phases() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let t = format!("t_regress_{}", unique());
     let fast = format!(

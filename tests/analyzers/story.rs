@@ -13,6 +13,7 @@ use crate::support::{exclusive, lab, unique};
 
 #[test]
 fn a_regression_caused_by_a_dropped_index_is_one_entry() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let t = format!("t_story_{}", unique());
     let lookup = lookup(&t);

@@ -8,6 +8,7 @@ use crate::support::{lab, unique};
 
 #[test]
 fn a_second_once_with_state_does_not_repeat_the_first_runs_findings() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let t = format!("t_gate_{}", unique());
     slow_query(&t);

@@ -127,6 +127,7 @@ fn take(log: &Log) -> Vec<(String, NotifyReason, u64, Option<Lifecycle>)> {
 
 #[actix_rt::test]
 async fn a_second_gate_on_the_same_state_does_not_renotify_and_remembers_silences_and_held_items() {
+    let _turn = crate::support::turn(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let log: Log = Arc::default();
     // A silence on database `batch`, written to the store the way `silence add` does.
@@ -195,6 +196,7 @@ async fn a_second_gate_on_the_same_state_does_not_renotify_and_remembers_silence
 
 #[actix_rt::test]
 async fn held_items_are_released_by_the_timer_without_a_flush() {
+    let _turn = crate::support::turn(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let log: Log = Arc::default();
     // A quiet window that ends two seconds from now (wall clock: the timer uses it).

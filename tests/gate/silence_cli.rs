@@ -73,6 +73,7 @@ fn insight(fp: u64, server: &str) -> Insight {
 
 #[test]
 fn add_list_expire_and_the_gate_honours_them() {
+    let _turn = crate::support::turn(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), true);
 
@@ -153,6 +154,7 @@ fn rejects(cfg: &Path, line: &str, expected: &[&str]) {
 
 #[test]
 fn bad_input_names_the_flag_and_the_fix() {
+    let _turn = crate::support::turn(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), true);
     rejects(

@@ -28,6 +28,7 @@ fn config(dir: &Path, fake: &robot::Robot, extra_channel: &str) -> PathBuf {
 
 #[test]
 fn once_dry_run_renders_every_channel_and_sends_nothing() {
+    let _turn = crate::support::turn(module_path!());
     let fake = robot::start("robot-key-1", &[]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fake, "");
@@ -47,6 +48,7 @@ fn once_dry_run_renders_every_channel_and_sends_nothing() {
 
 #[test]
 fn check_channels_reports_each_channel() {
+    let _turn = crate::support::turn(module_path!());
     let fake = robot::start("robot-key-1", &[]);
     let dir = tempfile::tempdir().unwrap();
     let bad = format!(
@@ -81,6 +83,7 @@ fn check_channels_reports_each_channel() {
 
 #[test]
 fn backtest_replays_windows_and_counts_messages() {
+    let _turn = crate::support::turn(module_path!());
     let fake = robot::start("robot-key-1", &[]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fake, "");

@@ -47,6 +47,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 #[test]
 fn endpoints_answer_and_sigterm_stops_cleanly() {
+    let _turn = crate::support::turn(module_path!());
     let mut d = start_on_main(&[]);
     d.wait_for("ready", LIMIT, |d| {
         d.get("/readyz").is_some_and(|(c, _)| c == 200)
@@ -77,6 +78,7 @@ fn endpoints_answer_and_sigterm_stops_cleanly() {
 
 #[test]
 fn sigterm_flushes_what_the_gate_holds() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let dsn = lab.repo_dsn();
     let dir = tempfile::tempdir().unwrap();
@@ -118,6 +120,7 @@ fn sigterm_flushes_what_the_gate_holds() {
 /// insights reached the robot, the last one after the signal.
 #[test]
 fn sigterm_during_a_delivery_burst_loses_nothing() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let dsn = lab.repo_dsn();
     // A slow robot: a report of several messages takes seconds to go out.
@@ -193,6 +196,7 @@ fn sigterm_during_a_delivery_burst_loses_nothing() {
 
 #[test]
 fn sighup_with_a_broken_config_keeps_the_old_one() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let dsn = lab.repo_dsn();
     let good = |port: u16| config(port, &[("main", dsn.clone())], CONSOLE);
@@ -247,6 +251,7 @@ fn sighup_with_a_broken_config_keeps_the_old_one() {
 
 #[test]
 fn a_panicking_analyzer_is_restarted() {
+    let _turn = crate::support::turn(module_path!());
     // Test-only hook: the analyzer panics on its first two snapshots.
     let mut d = start_on_main(&[("POWA_SENTINEL_TEST_PANIC_ANALYZER", "slow_queries:2")]);
     d.wait_for("two restarts of slow_queries", LIMIT, |d| {
@@ -281,6 +286,7 @@ fn a_panicking_analyzer_is_restarted() {
 
 #[test]
 fn a_stopped_repository_recovers_and_the_others_never_stop() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let mut d = start(&[("main", lab.repo_dsn()), ("old", lab.repo3_dsn())], &[]);
     d.wait_for("both repositories collected", LIMIT, |d| {
@@ -362,6 +368,7 @@ impl Drop for Restart {
 
 #[test]
 fn the_seed_example_config_loads_and_checks() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed/config.yaml");
     let out = command(&["check", "--config"])
@@ -384,6 +391,7 @@ fn the_seed_example_config_loads_and_checks() {
 
 #[test]
 fn servers_added_to_and_removed_from_powa_servers_follow() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     // Other tests see every server of the repository while this one is registered.
     let _servers = new_server();

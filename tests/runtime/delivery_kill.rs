@@ -69,6 +69,7 @@ fn part_of(content: &str) -> Option<(usize, usize)> {
 
 #[test]
 fn kill_9_mid_delivery_then_restart_delivers_the_rest_once() {
+    let _turn = crate::support::turn(module_path!());
     // A server registered by another test would change the second run's report.
     let _servers = same_servers();
     // Enough distinct queries for a report of many messages, whatever else the lab ran.

@@ -126,6 +126,7 @@ async fn health(r: &Recipient<GetHealth>) -> powa_sentinel::actors::channel::Cha
 /// window holds more than 20, every insight is represented, every caller is answered.
 #[actix_rt::test]
 async fn burst_of_1000_insights_never_exceeds_the_quota_and_loses_nothing() {
+    let _turn = crate::support::turn(module_path!());
     let (_dir, outbox, fake, mut env) = rig(Duration::from_secs(300));
     let r = channels::start("ops", &wecom(&fake, KEY), &mut env).unwrap();
     let h = env.controls()["ops"].health.clone();
@@ -182,6 +183,7 @@ async fn burst_of_1000_insights_never_exceeds_the_quota_and_loses_nothing() {
 /// is delivered, each insight exactly once.
 #[actix_rt::test]
 async fn outage_loses_nothing_and_repeats_nothing() {
+    let _turn = crate::support::turn(module_path!());
     let (_dir, outbox, fake, mut env) = rig(Duration::from_millis(1500));
     let r = channels::start("ops", &wecom(&fake, KEY), &mut env).unwrap();
     let controls = env.controls()["ops"].clone();
@@ -247,6 +249,7 @@ async fn outage_loses_nothing_and_repeats_nothing() {
 /// channel with a good key delivers everything meanwhile.
 #[actix_rt::test]
 async fn permanent_error_does_not_block_another_channel() {
+    let _turn = crate::support::turn(module_path!());
     let bad_key = "not-a-robot-key-93000";
     let (_dir, outbox, fake, mut env) = rig(Duration::from_secs(60));
     let bad = channels::start("bad", &wecom(&fake, bad_key), &mut env).unwrap();
@@ -304,6 +307,7 @@ async fn permanent_error_does_not_block_another_channel() {
 /// and everything is delivered after it.
 #[actix_rt::test]
 async fn rate_limited_answer_pauses_every_channel_of_the_key() {
+    let _turn = crate::support::turn(module_path!());
     let (_dir, _outbox, fake, mut env) = rig(Duration::from_secs(60));
     let a = channels::start("a", &wecom(&fake, KEY), &mut env).unwrap();
     let text: ChannelSettings = serde_json::from_value(serde_json::json!({
@@ -349,6 +353,7 @@ async fn rate_limited_answer_pauses_every_channel_of_the_key() {
 /// (new pacer, same outbox), 15 more at once: the robot rejects none.
 #[actix_rt::test]
 async fn restart_keeps_counting_the_quota() {
+    let _turn = crate::support::turn(module_path!());
     let (_dir, outbox, fake, mut before) = rig(Duration::from_secs(60));
     let r = channels::start("ops", &wecom(&fake, KEY), &mut before).unwrap();
     for k in 0..15usize {

@@ -260,6 +260,7 @@ fn bad_inputs() -> Vec<Case> {
 /// no secret anywhere.
 #[test]
 fn bad_inputs_name_file_and_key_in_words_and_quote_no_secret() {
+    let _turn = crate::support::turn(module_path!());
     let mut failures = Vec::new();
     for c in bad_inputs() {
         let dir = tempfile::tempdir().unwrap();
@@ -302,6 +303,7 @@ fn bad_inputs_name_file_and_key_in_words_and_quote_no_secret() {
 /// anything runs.
 #[test]
 fn a_state_dir_that_is_a_file_is_refused() {
+    let _turn = crate::support::turn(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     std::fs::write(&state, "not a directory").unwrap();
@@ -329,6 +331,7 @@ fn a_state_dir_that_is_a_file_is_refused() {
 /// `check`'s errors go to stderr; stdout is the report.
 #[test]
 fn check_prints_errors_on_stderr() {
+    let _turn = crate::support::turn(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.toml");
     std::fs::write(&path, BASE).unwrap();
@@ -373,6 +376,7 @@ const LAST_SUCCESS: &str = r#"powa_sentinel_seconds_since_last_success{server="m
 /// go on across it instead of starting again from nothing.
 #[test]
 fn sighup_with_changed_secrets_warns_keeps_metrics_and_clears_failed_analyzers() {
+    let _turn = crate::support::turn(module_path!());
     let robot = robot::start("ROBOTKEY-OLD-0001,ROBOTKEY-NEW-0002", &[]);
     let dsn = lab().repo_dsn();
     let channels = |hmac: &str, key: &str| {
@@ -477,6 +481,7 @@ fn sighup_with_changed_secrets_warns_keeps_metrics_and_clears_failed_analyzers()
 /// line, and neither the log nor `/status` (which has no authentication) shows the value.
 #[test]
 fn sighup_with_a_syntax_error_on_a_secret_line_leaks_nothing() {
+    let _turn = crate::support::turn(module_path!());
     let dsn = lab().repo_dsn();
     let good = |port: u16| {
         daemon_config(

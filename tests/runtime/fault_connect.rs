@@ -130,6 +130,7 @@ fn assert_names_the_black_hole(text: &str, hole: &BlackHole) {
 /// used to hang until killed.
 #[test]
 fn black_hole_check_and_once_give_up_after_connect_timeout() {
+    let _turn = crate::support::turn(module_path!());
     let hole = BlackHole::start();
     for command in ["check", "once"] {
         let mut p = spawn(command, |port, dir| black_hole_config(&hole, port, dir));
@@ -150,6 +151,7 @@ fn black_hole_check_and_once_give_up_after_connect_timeout() {
 /// daemon at once and cleanly (it used to wait for the whole shutdown deadline).
 #[test]
 fn black_hole_run_is_down_retries_and_stops_on_sigterm() {
+    let _turn = crate::support::turn(module_path!());
     let hole = BlackHole::start();
     let mut d = spawn("run", |port, dir| black_hole_config(&hole, port, dir));
     let took = d.wait_for("two failed attempts logged", LIMIT, |d| {
@@ -195,6 +197,7 @@ fn cycles_ok(d: &Proc, repo: &str) -> Option<u64> {
 /// ever.
 #[test]
 fn frozen_repository_is_marked_down_and_recovers_when_thawed() {
+    let _turn = crate::support::turn(module_path!());
     let (proxy, mut d, _servers) = run_behind_a_proxy("2s");
     d.wait_for("the repository up and a cycle done", LIMIT, |d| {
         up(d, "frozen") && cycles_ok(d, "frozen").is_some()
@@ -248,6 +251,7 @@ fn frozen_repository_is_marked_down_and_recovers_when_thawed() {
 /// spend the whole deadline waiting and give the channels nothing.
 #[test]
 fn sigterm_while_frozen_is_prompt_and_the_channels_flush() {
+    let _turn = crate::support::turn(module_path!());
     let (proxy, mut d, _servers) = run_behind_a_proxy("120s");
     d.wait_for("cycles with insights", LIMIT, |d| {
         d.status().is_some_and(|s| has_insights(&s))
@@ -274,6 +278,7 @@ fn sigterm_while_frozen_is_prompt_and_the_channels_flush() {
 /// It used to die of the signal (143) without a word.
 #[test]
 fn once_on_sigterm_logs_reports_what_it_has_and_exits_1() {
+    let _turn = crate::support::turn(module_path!());
     // Frozen as soon as a collection's first read is sent: discovery went through.
     let proxy = Proxy::start(repo_addr(), Some(b"powa_statements_history_db "));
     // A server registered by another test would be analysed too.
@@ -331,6 +336,7 @@ fn once_on_sigterm_logs_reports_what_it_has_and_exits_1() {
 /// nothing was left undone. It used to die of the signal (143) mid-delivery.
 #[test]
 fn once_on_sigterm_during_the_delivery_finishes_it() {
+    let _turn = crate::support::turn(module_path!());
     let fake = robot::start("once-term-key", &["--delay", "2s"]);
     let channel = format!(
         "[channels.robot]\ntype = \"wecom\"\nbase_url = \"{}\"\nkey = \"once-term-key\"\n[analysis]\nwindow = \"10m\"",

@@ -8,6 +8,7 @@ use crate::support::{lab, same_servers, unique};
 
 #[test]
 fn once_reports_a_slow_query_as_json_and_to_wecom() {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     // A server registered by another test would be told as stale.
     let _servers = same_servers();
@@ -76,6 +77,7 @@ fn once_reports_a_slow_query_as_json_and_to_wecom() {
 
 #[test]
 fn invalid_config_names_file_and_key() {
+    let _turn = crate::support::turn(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let config = Settings::default()
         .window("soon")
@@ -91,6 +93,7 @@ fn invalid_config_names_file_and_key() {
 
 #[test]
 fn version_prints() {
+    let _turn = crate::support::turn(module_path!());
     let out = command(&["--version"]).output().unwrap();
     assert!(out.status.success());
     assert_eq!(
