@@ -12,7 +12,9 @@ use crate::support::{lab, unique};
 
 /// An index dropped between a baseline phase and a current phase makes a query slower; a
 /// query called 15× more often is a workload change; a query that did not change stays
-/// quiet.
+/// quiet. The table is large enough (a million rows) that the slowed-down query's 60
+/// sequential scans stay well above the default `min_total_time` (1 s) on a fast machine
+/// with the table in cache: at 400,000 rows they took 0.98 s here, and nothing fired.
 #[actix_rt::test]
 async fn regression_and_call_spike_between_two_phases() {
     let _turn = crate::support::turn(module_path!());
@@ -27,7 +29,7 @@ async fn regression_and_call_spike_between_two_phases() {
     let (t0, t1, t2) = two_phases(
         &format!(
                     "CREATE TABLE {t} AS SELECT g AS id, timestamptz '2026-01-01' + g * interval '1 second' AS created_at \
-                     FROM generate_series(1, 400000) g; \
+                     FROM generate_series(1, 1000000) g; \
                      CREATE INDEX ON {t} (created_at); CREATE INDEX ON {t} (id); ANALYZE {t}"
                 ),
         || {
@@ -72,12 +74,20 @@ async fn regression_and_call_spike_between_two_phases() {
 
     let changes =
         WorkloadChangeAnalyzer::new(WorkloadChangeSettings::default()).analyze_window(&current);
-    let ours: Vec<_> = changes
+    let (ours, others): (Vec<_>, Vec<_>) = changes
         .iter()
         .filter(|i| i.text.as_deref().is_some_and(|x| x.contains(&t)))
-        .collect();
+        .partition(|i| i.rule == "workload_change.calls_up");
     assert_eq!(ours.len(), 1, "exactly the spiking query: {changes:#?}");
-    assert_eq!(ours[0].rule, "workload_change.calls_up");
+    // The slowed-down query now reads the whole table: it may also be a change in reads,
+    // and nothing else is.
+    assert!(
+        others.iter().all(|i| i.rule == "workload_change.reads_up"
+            && i.text
+                .as_deref()
+                .is_some_and(|x| x.contains("created_at BETWEEN"))),
+        "{others:#?}"
+    );
     assert!(
         ours[0].text.as_deref().unwrap().contains("BETWEEN"),
         "{:#?}",
