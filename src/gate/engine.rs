@@ -248,40 +248,41 @@ fn group(
     out
 }
 
+/// The quiet hours of `channel`, if it has some.
+fn quiet_of<'a>(
+    routes: &Routes,
+    quiet: &'a [Option<QuietHours>],
+    channel: &str,
+) -> Option<&'a QuietHours> {
+    (0..routes.channel_count())
+        .find(|&c| routes.channel(c) == channel)
+        .and_then(|c| quiet[c].as_ref())
+}
+
 /// The items held for the report that tell the same story as one of `leads` (immediate
 /// items about to go): same channel and source, grouped with a lead by
 /// [`crate::story::stories`], the grouping the message itself will use.
 fn companions(held: &BTreeMap<u64, Held>, leads: &[u64]) -> Vec<u64> {
+    let leads: Vec<&Held> = leads.iter().filter_map(|id| held.get(id)).collect();
+    let places: BTreeSet<(&str, &str)> = leads
+        .iter()
+        .filter_map(|h| Some((h.channel.as_str(), h.source.as_deref()?)))
+        .collect();
     let mut out = Vec::new();
-    let mut places: BTreeSet<(&str, &str)> = BTreeSet::new();
-    for h in leads.iter().filter_map(|id| held.get(id)) {
-        if let Some(source) = h.source.as_deref() {
-            places.insert((h.channel.as_str(), source));
-        }
-    }
     for (channel, source) in places {
-        let lead_fps: HashSet<_> = leads
-            .iter()
-            .filter_map(|id| held.get(id))
-            .filter(|h| h.channel == channel && h.source.as_deref() == Some(source))
-            .map(|h| h.insight.fingerprint)
-            .collect();
+        let at_place = |h: &&Held| h.channel == channel && h.source.as_deref() == Some(source);
+        let here: Vec<&Held> = leads.iter().copied().filter(at_place).collect();
         let pool: Vec<&Held> = held
             .values()
-            .filter(|h| {
-                h.release == Release::Report
-                    && h.channel == channel
-                    && h.source.as_deref() == Some(source)
-            })
+            .filter(|h| h.release == Release::Report && at_place(h))
             .collect();
         if pool.is_empty() {
             continue;
         }
-        let insights: Vec<Insight> = leads
+        let lead_fps: HashSet<_> = here.iter().map(|h| h.insight.fingerprint).collect();
+        let insights: Vec<Insight> = here
             .iter()
-            .filter_map(|id| held.get(id))
-            .filter(|h| lead_fps.contains(&h.insight.fingerprint))
-            .chain(pool.iter().copied())
+            .chain(&pool)
             .map(|h| h.insight.clone())
             .collect();
         let mut joined: HashSet<_> = HashSet::new();
@@ -420,12 +421,15 @@ impl Engine {
         });
         let now = std::mem::take(&mut d.now);
         self.changes.scopes.insert(key);
-        let over = self
-            .cycles
-            .report(&report.analyzer, &report.source, report.seq);
-        let mut out = self.release_cycles(at, |source, seq, _| {
-            source == Some(report.source.as_str()) && over.ends(seq)
-        });
+        let mut out = Vec::new();
+        if self.cycles.enabled() {
+            let over = self
+                .cycles
+                .report(&report.analyzer, &report.source, report.seq);
+            out = self.release_cycles(at, |source, seq, _| {
+                source == Some(report.source.as_str()) && over.ends(seq)
+            });
+        }
         if now.is_empty() {
             return out;
         }
@@ -460,9 +464,7 @@ impl Engine {
             if !due {
                 continue;
             }
-            let quiet = (0..self.routes.channel_count())
-                .find(|&c| self.routes.channel(c) == h.channel)
-                .and_then(|c| self.quiet[c].as_ref());
+            let quiet = quiet_of(&self.routes, &self.quiet, &h.channel);
             if let Some(until) = quiet.and_then(|q| q.holds(h.insight.severity, at)) {
                 if h.release != Release::At(until) {
                     h.release = Release::At(until);
@@ -509,9 +511,7 @@ impl Engine {
             let Some(h) = self.held.get_mut(id) else {
                 continue;
             };
-            let quiet = (0..self.routes.channel_count())
-                .find(|&c| self.routes.channel(c) == h.channel)
-                .and_then(|c| self.quiet[c].as_ref());
+            let quiet = quiet_of(&self.routes, &self.quiet, &h.channel);
             match quiet.and_then(|q| q.holds(h.insight.severity, at)) {
                 Some(until) => {
                     h.release = Release::At(until);
