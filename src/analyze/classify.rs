@@ -81,6 +81,20 @@ pub enum Class {
 }
 
 impl Class {
+    /// Every class.
+    pub const ALL: [Class; 10] = [
+        Class::LockWait,
+        Class::TempSpill,
+        Class::SelectiveFilter,
+        Class::WholeTableAggregate,
+        Class::LargeScan,
+        Class::IoBound,
+        Class::CpuBound,
+        Class::ManyCalls,
+        Class::Dominant,
+        Class::General,
+    ];
+
     /// The `class` label of the insights.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -144,7 +144,7 @@ fn support(x: &Insight, lead: &Insight, lang: Lang) -> Option<String> {
 }
 
 /// The advice classes the analyzers may label a query with (`class`).
-const CLASSES: [(&str, &str, &str); 6] = [
+const CLASSES: [(&str, &str, &str); 10] = [
     (
         "selective_filter",
         "selective filter without an index",
@@ -159,9 +159,46 @@ const CLASSES: [(&str, &str, &str); 6] = [
     ("io_bound", "I/O-bound", "I/O 密集"),
     ("temp_spill", "spills to temp files", "溢出到临时文件"),
     ("lock_wait", "waits on locks", "锁等待"),
+    (
+        "large_scan",
+        "reads many blocks per call",
+        "每次调用读取大量数据块",
+    ),
+    ("many_calls", "called very often", "调用次数很多"),
+    (
+        "dominant",
+        "takes most of the server's time",
+        "占用服务器的大部分时间",
+    ),
+    (
+        "general",
+        "no single cause stands out",
+        "没有突出的单一原因",
+    ),
 ];
 
-/// An advice class's name; a class this module does not know is shown as it is.
+/// An advice class's name in words (every [`crate::analyze::classify::Class`] has one:
+/// a test checks it); a class this module does not know is shown as it is.
 fn class_name(c: &str, lang: Lang) -> String {
     lang.lookup(&CLASSES, c).unwrap_or(c).to_string()
+}
+
+#[cfg(test)]
+mod class_words {
+    use super::*;
+    use crate::analyze::classify::Class;
+
+    /// An identifier such as `large_scan` in chat would be an internal name.
+    #[test]
+    fn every_advice_class_has_words_in_every_language() {
+        for c in Class::ALL {
+            for lang in [Lang::En, Lang::Zh] {
+                assert!(
+                    lang.lookup(&CLASSES, c.as_str()).is_some(),
+                    "{} has no words in {lang:?}",
+                    c.as_str()
+                );
+            }
+        }
+    }
 }
