@@ -42,6 +42,14 @@
 //! type = "feishu"             # Feishu / Lark custom bot; also "dingtalk", "slack"
 //! webhook_url = "https://open.feishu.cn/open-apis/bot/v2/hook/…"
 //! secret_file = "/etc/powa-sentinel/feishu-secret"   # optional signing secret
+//!
+//! [channels.mail]
+//! type = "email"              # SMTP, STARTTLS by default; HTML and plain-text parts
+//! smtp_host = "smtp.example.org"
+//! username = "powa-sentinel"
+//! password_file = "/etc/powa-sentinel/smtp-password"
+//! from = "PoWA Sentinel <powa-sentinel@example.org>"
+//! to = ["dba@example.org"]
 //! ```
 
 pub mod check;
@@ -53,6 +61,7 @@ pub mod start;
 
 pub mod console;
 pub mod dingtalk;
+pub mod email;
 pub mod feishu;
 pub mod file;
 pub mod slack;
@@ -88,6 +97,7 @@ pub const KINDS: &[Kind] = &[
     Kind::of::<feishu::Feishu>(),
     Kind::of::<dingtalk::DingTalk>(),
     Kind::of::<slack::Slack>(),
+    Kind::of::<email::Email>(),
 ];
 
 /// Starts the channel actor of channel `name` on the current arbiter. Must be called

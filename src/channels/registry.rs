@@ -315,7 +315,8 @@ mod tests {
                 "file",
                 "feishu",
                 "dingtalk",
-                "slack"
+                "slack",
+                "email"
             ]
         );
         assert_eq!(

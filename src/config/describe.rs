@@ -591,7 +591,7 @@ mod tests {
         assert_eq!(sub, None);
         assert_eq!(
             text,
-            "unknown channel type `wechat`; expected one of console, wecom, wecom_app, webhook, file, feishu, dingtalk, slack (did you mean `wecom`?)"
+            "unknown channel type `wechat`; expected one of console, wecom, wecom_app, webhook, file, feishu, dingtalk, slack, email (did you mean `wecom`?)"
         );
         let (_, text) =
             message("unknown variant `totl_time`, expected one of `total_time`, `calls`");

@@ -9,6 +9,7 @@
 //! | WeCom robot and application, `markdown` | [`Style::Markdown`] ([`WeCom::Markdown`]) |
 //! | WeCom robot `markdown_v2`; DingTalk (its markdown, tables turned into lists) | [`Style::MarkdownV2`] ([`WeCom::MarkdownV2`]) |
 //! | WeCom robot and application `text`; Feishu `text`; Slack (`mrkdwn` off) | [`Style::Text`] ([`super::text::Text`]) |
+//! | email, HTML part | [`Style::Html`] ([`super::html::Html`]); its plain-text part is [`Style::Plain`] |
 //! | webhook, file | none: they send the insights as JSON |
 //!
 //! The provided methods are plain text's: no markup, two-space details, bracketed
@@ -17,6 +18,7 @@
 use sentinel_actors::message::Lifecycle;
 
 use super::doc::{Header, Marker};
+use super::html::Html;
 use super::line::{Color, Line, Span};
 use super::text::{Plain, Text};
 use super::wecom::WeCom;
@@ -34,6 +36,9 @@ pub enum Style {
     MarkdownV2,
     /// WeCom `text`: no markup at all.
     Text,
+    /// An HTML fragment (the email channel's HTML part): every text escaped, one part,
+    /// no budget.
+    Html,
 }
 
 impl Style {
@@ -43,6 +48,7 @@ impl Style {
             Style::Markdown => &WeCom::Markdown,
             Style::MarkdownV2 => &WeCom::MarkdownV2,
             Style::Text => &Text,
+            Style::Html => &Html,
         }
     }
 }
@@ -61,6 +67,12 @@ pub(crate) trait Dialect: Sync {
     /// What ends every part.
     fn ending(&self) -> &'static str {
         ""
+    }
+
+    /// Writes text as it is shown: our wording, prefixes and (already cleaned) user
+    /// text. HTML escapes it here.
+    fn text(&self, s: &str, out: &mut String) {
+        out.push_str(s);
     }
 
     fn strong(&self, s: &str, out: &mut String) {

@@ -66,8 +66,8 @@ impl Span {
 
     fn render(&self, d: &dyn Dialect, out: &mut String) {
         match self {
-            Span::Fixed(s) | Span::Text(s) => out.push_str(s),
-            Span::Sep(s) => out.push_str(s),
+            Span::Fixed(s) | Span::Text(s) => d.text(s, out),
+            Span::Sep(s) => d.text(s, out),
             Span::Link(label, url) => d.link(label, url, out),
             _ if self.content().is_empty() => {}
             Span::Strong(s) => d.strong(s, out),
@@ -142,7 +142,8 @@ impl Line {
     }
 
     pub(crate) fn render(&self, d: &dyn Dialect) -> String {
-        let mut out = self.prefix.clone();
+        let mut out = String::new();
+        d.text(&self.prefix, &mut out);
         let mut seen = false;
         for (k, s) in self.spans.iter().enumerate() {
             if let Span::Sep(sep) = s {

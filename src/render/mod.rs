@@ -33,6 +33,7 @@ mod doc;
 mod escape;
 mod fit;
 pub(crate) mod format;
+mod html;
 mod layout;
 mod line;
 mod link;
@@ -47,6 +48,7 @@ pub use dialect::Style;
 pub use escape::sql_preview;
 pub use fit::MIN_BUDGET;
 pub use format::{format_metric, metric_label};
+pub use html::{html_report, subject};
 pub use link::{powa_web_link, valid_base_url};
 pub use wecom::{
     markdown_mentions, mention_notice, valid_userid, WECOM_MARKDOWN_BUDGET, WECOM_MARKDOWN_LIMIT,

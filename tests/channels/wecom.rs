@@ -776,6 +776,7 @@ fn insight_lines(style: Style, part: &str) -> usize {
                         || l.contains(" INFO</font>"))
             }
             Style::MarkdownV2 => l.starts_with("### "),
+            Style::Html => l.starts_with("<span style=\"color:") && l.contains("</span> <b>"),
             Style::Text | Style::Plain => {
                 l.starts_with("[CRITICAL] ")
                     || l.starts_with("[WARNING] ")

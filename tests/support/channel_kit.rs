@@ -72,7 +72,7 @@ pub fn env(log: Logger, window: Duration, retry: RetryPolicy) -> ChannelEnv {
 }
 
 /// The kit's retry policy: short backoffs, callers wait `deadline`.
-fn fast(deadline: Duration) -> RetryPolicy {
+pub fn fast(deadline: Duration) -> RetryPolicy {
     RetryPolicy {
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(160),
@@ -411,7 +411,7 @@ pub struct Subject {
 pub const WINDOW: Duration = Duration::from_millis(300);
 
 /// Insights that break naive renderers: long SQL of multi-byte text, markup, mentions.
-fn hostile(k: usize) -> Insight {
+pub fn hostile(k: usize) -> Insight {
     let mut i = insight(
         k,
         format!("数据库 **慢查询** `x` <font color=\"info\">绿</font> <@all> #{k}").repeat(3),

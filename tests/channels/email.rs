@@ -1,0 +1,329 @@
+//! The email channel against a real SMTP server on loopback (aiosmtpd): STARTTLS or TLS
+//! with a throwaway CA, AUTH, refusals, temporary failures; the received message is parsed
+//! and its headers and parts checked, through the real `channels::start` →
+//! `ChannelActor` path.
+
+use std::time::Duration;
+
+use mail_parser::{MessageParser, MimeHeaders};
+
+use powa_sentinel::actors::message::Mentions;
+use powa_sentinel::actors::{ChannelError, NotifyReason, Severity};
+use powa_sentinel::channels;
+
+use crate::channel_kit::{deliver, env, fast, hostile, insight, notification, settings, LogBuf};
+use crate::smtp::{Certs, Options, Smtp};
+
+const PASSWORD: &str = "smtp-pa55word-5ecret";
+
+fn table(smtp: &Smtp, extra: serde_json::Value) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "type": "email",
+        "smtp_host": "localhost",
+        "smtp_port": smtp.port,
+        "from": "PoWA Sentinel <powa@example.org>",
+        "to": ["DBA team <dba@example.org>"],
+        "cc": ["lead@example.org"],
+        "timeout": "5s",
+    });
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+fn temp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// STARTTLS with an internal CA and a login: one message with a subject that says what
+/// matters, the routed on-call address among the recipients, an HTML part in which a
+/// hostile query text is only text, and the plain-text part.
+#[actix_rt::test]
+async fn starttls_login_html_and_text_parts() {
+    let dir = temp();
+    let certs = Certs::make(dir.path());
+    let smtp = Smtp::start(
+        &dir.path().join("mail"),
+        &Options {
+            starttls: Some(certs.clone()),
+            auth: Some(("sentinel".into(), PASSWORD.into())),
+            ..Options::default()
+        },
+    );
+    std::fs::write(dir.path().join("pw"), format!("{PASSWORD}\n")).unwrap();
+    let s = settings(table(
+        &smtp,
+        serde_json::json!({
+            "ca_file": certs.ca,
+            "username": "sentinel",
+            "password_file": dir.path().join("pw"),
+        }),
+    ));
+    let logs = LogBuf::default();
+    let mut env = env(
+        logs.logger(),
+        Duration::from_millis(300),
+        fast(Duration::from_secs(20)),
+    );
+    let r = channels::start("mail", &s, &mut env).unwrap();
+
+    let mut i = insight(
+        1,
+        "Top query #1 by total time on remote1".into(),
+        "SELECT 1",
+    );
+    i.text = Some("SELECT '<script>alert(1)</script>', '<@all>' FROM t WHERE a < $1".into());
+    i.severity = Severity::Critical;
+    let mentions = Mentions {
+        userids: vec!["zhangsan".into(), "oncall@example.org".into()],
+        mobiles: vec!["13800000000".into()],
+    };
+    let n = notification(
+        41,
+        "mail",
+        NotifyReason::Immediate,
+        vec![i, hostile(1)],
+        mentions,
+    );
+    let rep = deliver(&r, n).await;
+    assert!(rep.outcome.is_ok(), "{:?}", rep.outcome);
+    assert_eq!((rep.parts_total, rep.parts_delivered), (1, 1));
+
+    let got = smtp.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1, "one email per notification");
+    let env_ = &got[0].envelope;
+    assert_eq!(env_["tls"], true, "{env_}");
+    assert_eq!(env_["authenticated"], true, "{env_}");
+    assert_eq!(env_["mail_from"], "powa@example.org");
+    let rcpt: Vec<&str> = env_["rcpt_tos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for want in ["dba@example.org", "lead@example.org", "oncall@example.org"] {
+        assert!(rcpt.contains(&want), "{want} not among {rcpt:?}");
+    }
+    assert_eq!(
+        rcpt.len(),
+        3,
+        "zhangsan and the mobile are for chat: {rcpt:?}"
+    );
+
+    let m = MessageParser::default().parse(&got[0].raw).unwrap();
+    let subject = m.subject().unwrap();
+    assert!(
+        subject.starts_with("PoWA Sentinel alert: 1 critical, 1 "),
+        "{subject}"
+    );
+    assert!(subject.contains("Top query #1"), "{subject}");
+    assert!(subject.ends_with("(+1)"), "{subject}");
+    assert_eq!(m.message_id(), Some("powa-sentinel.mail.41@example.org"));
+    let from = m.from().unwrap().first().unwrap();
+    assert_eq!(from.name(), Some("PoWA Sentinel"));
+    let ct = m.content_type().unwrap();
+    assert_eq!(
+        (ct.ctype(), ct.subtype()),
+        ("multipart", Some("alternative"))
+    );
+
+    let text = m.body_text(0).unwrap();
+    assert!(text.starts_with("PoWA Sentinel alert"), "{text}");
+    assert!(text.contains("[CRITICAL] Top query #1"), "{text}");
+    assert!(
+        text.contains("<script>alert(1)</script>"),
+        "plain text as is: {text}"
+    );
+
+    let html = m.body_html(0).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(
+        html.contains("<b>Top query #1 by total time on remote1</b>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("<script>") && !html.contains("<@all>"),
+        "{html}"
+    );
+    assert!(!html.contains("<font"), "hostile markup stays text: {html}");
+
+    let all = format!("{} {:?}", logs.text(), s);
+    assert!(!all.contains(PASSWORD), "{all}");
+}
+
+/// `tls = "tls"`: TLS from the first byte; `format = "text"`: one plain-text part.
+#[actix_rt::test]
+async fn implicit_tls_and_plain_text_only() {
+    let dir = temp();
+    let certs = Certs::make(dir.path());
+    let smtp = Smtp::start(
+        &dir.path().join("mail"),
+        &Options {
+            tls: Some(certs.clone()),
+            ..Options::default()
+        },
+    );
+    let s = settings(table(
+        &smtp,
+        serde_json::json!({"tls": "tls", "ca_file": certs.ca, "format": "text"}),
+    ));
+    let mut env = env(
+        crate::channel_kit::discard(),
+        Duration::from_millis(300),
+        fast(Duration::from_secs(20)),
+    );
+    let r = channels::start("mail", &s, &mut env).unwrap();
+    let n = notification(
+        1,
+        "mail",
+        NotifyReason::Report,
+        vec![insight(1, "Top query #1".into(), "SELECT 1")],
+        Mentions::default(),
+    );
+    let rep = deliver(&r, n).await;
+    assert!(rep.outcome.is_ok(), "{:?}", rep.outcome);
+    let got = smtp.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got[0].envelope["tls"], true);
+    let m = MessageParser::default().parse(&got[0].raw).unwrap();
+    let ct = m.content_type().unwrap();
+    assert_eq!((ct.ctype(), ct.subtype()), ("text", Some("plain")));
+    assert!(m.body_html(0).is_none_or(|h| !h.contains("<b>")));
+    assert!(m
+        .subject()
+        .unwrap()
+        .starts_with("PoWA Sentinel report: 1 warning"));
+}
+
+/// A greylisting server (451 twice): retried, then delivered once.
+#[actix_rt::test]
+async fn temporary_refusals_are_retried() {
+    let dir = temp();
+    let smtp = Smtp::start(
+        &dir.path().join("mail"),
+        &Options {
+            tempfail: 2,
+            ..Options::default()
+        },
+    );
+    let s = settings(table(
+        &smtp,
+        serde_json::json!({"smtp_host": "127.0.0.1", "tls": "none"}),
+    ));
+    let mut env = env(
+        crate::channel_kit::discard(),
+        Duration::from_millis(300),
+        fast(Duration::from_secs(20)),
+    );
+    let r = channels::start("mail", &s, &mut env).unwrap();
+    let n = notification(
+        2,
+        "mail",
+        NotifyReason::Report,
+        vec![insight(1, "Top query #1".into(), "SELECT 1")],
+        Mentions::default(),
+    );
+    let rep = deliver(&r, n).await;
+    assert!(rep.outcome.is_ok(), "{:?}", rep.outcome);
+    assert_eq!(rep.attempts, 3, "{rep:?}");
+    assert_eq!(smtp.wait_for(1, Duration::from_secs(5)).len(), 1);
+}
+
+/// What a person must fix is permanent, says what to check, and never quotes the
+/// password: a refused login, an unknown recipient, a certificate of an unknown CA, a
+/// server that does not offer STARTTLS. A server that is down is retried.
+#[actix_rt::test]
+async fn refusals_are_permanent_and_say_what_to_fix() {
+    let dir = temp();
+    let certs = Certs::make(dir.path());
+    let auth = Smtp::start(
+        &dir.path().join("auth"),
+        &Options {
+            starttls: Some(certs.clone()),
+            auth: Some(("sentinel".into(), "the-right-one".into())),
+            refuse_rcpt: Some("dba@example.org".into()),
+            ..Options::default()
+        },
+    );
+    let plain = Smtp::start(&dir.path().join("plain"), &Options::default());
+    let logs = LogBuf::default();
+    let deadline = Duration::from_secs(3);
+    let cases = [
+        (
+            table(
+                &auth,
+                serde_json::json!({"ca_file": certs.ca, "username": "sentinel", "password": PASSWORD}),
+            ),
+            "535",
+        ),
+        (
+            table(
+                &auth,
+                serde_json::json!({"ca_file": certs.ca, "username": "sentinel",
+                                   "password": "the-right-one"}),
+            ),
+            "550",
+        ),
+        (
+            table(
+                &auth,
+                serde_json::json!({"ca_file": certs.other_ca, "username": "sentinel",
+                                   "password": PASSWORD}),
+            ),
+            "ca_file",
+        ),
+        (table(&plain, serde_json::json!({})), "tls"),
+    ];
+    for (k, (t, word)) in cases.into_iter().enumerate() {
+        let s = settings(t);
+        let mut env = env(logs.logger(), Duration::from_millis(300), fast(deadline));
+        let r = channels::start(&format!("m{k}"), &s, &mut env).unwrap();
+        let n = notification(
+            k as u64,
+            "mail",
+            NotifyReason::Report,
+            vec![insight(1, "Top query #1".into(), "SELECT 1")],
+            Mentions::default(),
+        );
+        let rep = deliver(&r, n).await;
+        match &rep.outcome {
+            Err(ChannelError::Permanent { reason }) => {
+                assert!(reason.contains(word), "case {k}: {word:?} not in {reason}");
+                assert!(!reason.contains(PASSWORD), "{reason}");
+            }
+            other => panic!("case {k}: not permanent: {other:?}"),
+        }
+        assert_eq!(rep.attempts, 1, "case {k}: not retried");
+    }
+    assert!(auth.received().is_empty() && plain.received().is_empty());
+    assert!(!logs.text().contains(PASSWORD), "{}", logs.text());
+
+    // Nobody listening: retried until the deadline, then reported as temporary.
+    let port = crate::channel_kit::refused_port();
+    let down = serde_json::json!({"type": "email", "smtp_host": "127.0.0.1", "smtp_port": port,
+        "tls": "none", "from": "powa@example.org", "to": ["dba@example.org"]});
+    let mut env = env(
+        logs.logger(),
+        Duration::from_millis(300),
+        fast(Duration::from_secs(1)),
+    );
+    let r = channels::start("down", &settings(down), &mut env).unwrap();
+    let n = notification(
+        9,
+        "down",
+        NotifyReason::Report,
+        vec![insight(1, "Top query #1".into(), "SELECT 1")],
+        Mentions::default(),
+    );
+    let rep = deliver(&r, n).await;
+    assert!(
+        matches!(rep.outcome, Err(ChannelError::Retryable { .. })),
+        "{:?}",
+        rep.outcome
+    );
+    assert!(rep.attempts > 1, "{rep:?}");
+}
