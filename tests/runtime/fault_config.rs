@@ -99,7 +99,7 @@ fn bad_inputs() -> Vec<Case> {
             "s.toml",
             format!("{BASE}[channels.x]\ntype = \"wechat\"\n"),
         )
-        .expect(&["key `channels.x.type`: unknown channel type `wechat`; expected one of console, wecom, wecom_app, webhook, file, feishu, dingtalk, slack (did you mean `wecom`?)"]),
+        .expect(&["key `channels.x.type`: unknown channel type `wechat`; expected one of console, wecom, wecom_app, webhook, file, feishu, dingtalk, slack, email (did you mean `wecom`?)"]),
         case(
             "number too large for any setting",
             "s.toml",
