@@ -12,7 +12,7 @@ use sentinel_actors::Notification;
 use super::dialect::{Dialect, Style};
 use super::doc::{Entry, Header, Marker, Summary};
 use super::line::{Color, Line, Span};
-use super::wecom::{resolved_marker, severity_marker};
+use super::wecom::coloured_title;
 use super::words::{Lang, Word};
 use super::{render, RenderOptions};
 use crate::story;
@@ -114,21 +114,7 @@ impl Dialect for Html {
     }
 
     fn title_line(&self, m: Marker, title: String, lang: Lang) -> Line {
-        let l = if m.resolved() {
-            Line::new("").span(Span::Font(Color::Info, resolved_marker(lang)))
-        } else {
-            let mut l = Line::new("").span(Span::Font(
-                Color::of(m.severity),
-                severity_marker(m.severity, lang),
-            ));
-            if let Some(st) = m.lifecycle() {
-                l = l
-                    .fixed(" ")
-                    .span(Span::Font(Color::Comment, lang.lifecycle(st).to_string()));
-            }
-            l
-        };
-        l.fixed(" ").span(Span::Strong(title))
+        coloured_title(m, title, lang)
     }
 
     fn digest_heading(&self, heading: String) -> Line {

@@ -43,13 +43,33 @@ fn severity_emoji(s: Severity) -> &'static str {
 }
 
 /// "🟠 WARNING".
-pub(crate) fn severity_marker(s: Severity, lang: Lang) -> String {
+fn severity_marker(s: Severity, lang: Lang) -> String {
     format!("{} {}", severity_emoji(s), lang.severity_upper(s))
 }
 
 /// "✅ RESOLVED".
-pub(crate) fn resolved_marker(lang: Lang) -> String {
+fn resolved_marker(lang: Lang) -> String {
     format!("{RESOLVED_EMOJI} {}", lang.lifecycle(Lifecycle::Resolved))
+}
+
+/// A title line in colour: the marker in its severity's tone, the lifecycle in grey, the
+/// title in bold (WeCom markdown, HTML).
+pub(crate) fn coloured_title(m: Marker, title: String, lang: Lang) -> Line {
+    let l = if m.resolved() {
+        Line::new("").span(Span::Font(Color::Info, resolved_marker(lang)))
+    } else {
+        let mut l = Line::new("").span(Span::Font(
+            Color::of(m.severity),
+            severity_marker(m.severity, lang),
+        ));
+        if let Some(st) = m.lifecycle() {
+            l = l
+                .fixed(" ")
+                .span(Span::Font(Color::Comment, lang.lifecycle(st).to_string()));
+        }
+        l
+    };
+    l.fixed(" ").span(Span::Strong(title))
 }
 
 impl Dialect for WeCom {
@@ -125,23 +145,7 @@ impl Dialect for WeCom {
 
     fn title_line(&self, m: Marker, title: String, lang: Lang) -> Line {
         match self {
-            WeCom::Markdown => {
-                let l = if m.resolved() {
-                    Line::new("").span(Span::Font(Color::Info, resolved_marker(lang)))
-                } else {
-                    let mut l = Line::new("").span(Span::Font(
-                        Color::of(m.severity),
-                        severity_marker(m.severity, lang),
-                    ));
-                    if let Some(st) = m.lifecycle() {
-                        l = l
-                            .fixed(" ")
-                            .span(Span::Font(Color::Comment, lang.lifecycle(st).to_string()));
-                    }
-                    l
-                };
-                l.fixed(" ").span(Span::Strong(title))
-            }
+            WeCom::Markdown => coloured_title(m, title, lang),
             WeCom::MarkdownV2 => {
                 let marker = if m.resolved() {
                     resolved_marker(lang)

@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use mail_parser::{MessageParser, MimeHeaders};
 
+use powa_sentinel::actors::channel::DeliveryReport;
 use powa_sentinel::actors::message::Mentions;
 use powa_sentinel::actors::{ChannelError, NotifyReason, Severity};
 use powa_sentinel::channels;
 
-use crate::channel_kit::{deliver, env, fast, hostile, insight, notification, settings, LogBuf};
+use crate::channel_kit::{
+    deliver, discard, env, fast, hostile, insight, notification, refused_port, settings, LogBuf,
+};
 use crate::smtp::{Certs, Options, Smtp};
 
 const PASSWORD: &str = "smtp-pa55word-5ecret";
@@ -34,6 +37,26 @@ fn table(smtp: &Smtp, extra: serde_json::Value) -> serde_json::Value {
 
 fn temp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
+}
+
+/// Starts channel `name` with table `t`, delivers one report with one insight, and gives
+/// the delivery report; `deadline` bounds the retries.
+async fn send_one(
+    name: &str,
+    t: serde_json::Value,
+    log: slog::Logger,
+    deadline: Duration,
+) -> DeliveryReport {
+    let mut env = env(log, Duration::from_millis(300), fast(deadline));
+    let r = channels::start(name, &settings(t), &mut env).unwrap();
+    let n = notification(
+        1,
+        name,
+        NotifyReason::Report,
+        vec![insight(1, "Top query #1".into(), "SELECT 1")],
+        Mentions::default(),
+    );
+    deliver(&r, n).await
 }
 
 /// STARTTLS with an internal CA and a login: one message with a subject that says what
@@ -168,24 +191,11 @@ async fn implicit_tls_and_plain_text_only() {
             ..Options::default()
         },
     );
-    let s = settings(table(
+    let t = table(
         &smtp,
         serde_json::json!({"tls": "tls", "ca_file": certs.ca, "format": "text"}),
-    ));
-    let mut env = env(
-        crate::channel_kit::discard(),
-        Duration::from_millis(300),
-        fast(Duration::from_secs(20)),
     );
-    let r = channels::start("mail", &s, &mut env).unwrap();
-    let n = notification(
-        1,
-        "mail",
-        NotifyReason::Report,
-        vec![insight(1, "Top query #1".into(), "SELECT 1")],
-        Mentions::default(),
-    );
-    let rep = deliver(&r, n).await;
+    let rep = send_one("mail", t, discard(), Duration::from_secs(20)).await;
     assert!(rep.outcome.is_ok(), "{:?}", rep.outcome);
     let got = smtp.wait_for(1, Duration::from_secs(5));
     assert_eq!(got[0].envelope["tls"], true);
@@ -210,24 +220,11 @@ async fn temporary_refusals_are_retried() {
             ..Options::default()
         },
     );
-    let s = settings(table(
+    let t = table(
         &smtp,
         serde_json::json!({"smtp_host": "127.0.0.1", "tls": "none"}),
-    ));
-    let mut env = env(
-        crate::channel_kit::discard(),
-        Duration::from_millis(300),
-        fast(Duration::from_secs(20)),
     );
-    let r = channels::start("mail", &s, &mut env).unwrap();
-    let n = notification(
-        2,
-        "mail",
-        NotifyReason::Report,
-        vec![insight(1, "Top query #1".into(), "SELECT 1")],
-        Mentions::default(),
-    );
-    let rep = deliver(&r, n).await;
+    let rep = send_one("mail", t, discard(), Duration::from_secs(20)).await;
     assert!(rep.outcome.is_ok(), "{:?}", rep.outcome);
     assert_eq!(rep.attempts, 3, "{rep:?}");
     assert_eq!(smtp.wait_for(1, Duration::from_secs(5)).len(), 1);
@@ -279,17 +276,7 @@ async fn refusals_are_permanent_and_say_what_to_fix() {
         (table(&plain, serde_json::json!({})), "tls"),
     ];
     for (k, (t, word)) in cases.into_iter().enumerate() {
-        let s = settings(t);
-        let mut env = env(logs.logger(), Duration::from_millis(300), fast(deadline));
-        let r = channels::start(&format!("m{k}"), &s, &mut env).unwrap();
-        let n = notification(
-            k as u64,
-            "mail",
-            NotifyReason::Report,
-            vec![insight(1, "Top query #1".into(), "SELECT 1")],
-            Mentions::default(),
-        );
-        let rep = deliver(&r, n).await;
+        let rep = send_one(&format!("m{k}"), t, logs.logger(), deadline).await;
         match &rep.outcome {
             Err(ChannelError::Permanent { reason }) => {
                 assert!(reason.contains(word), "case {k}: {word:?} not in {reason}");
@@ -303,23 +290,10 @@ async fn refusals_are_permanent_and_say_what_to_fix() {
     assert!(!logs.text().contains(PASSWORD), "{}", logs.text());
 
     // Nobody listening: retried until the deadline, then reported as temporary.
-    let port = crate::channel_kit::refused_port();
+    let port = refused_port();
     let down = serde_json::json!({"type": "email", "smtp_host": "127.0.0.1", "smtp_port": port,
         "tls": "none", "from": "powa@example.org", "to": ["dba@example.org"]});
-    let mut env = env(
-        logs.logger(),
-        Duration::from_millis(300),
-        fast(Duration::from_secs(1)),
-    );
-    let r = channels::start("down", &settings(down), &mut env).unwrap();
-    let n = notification(
-        9,
-        "down",
-        NotifyReason::Report,
-        vec![insight(1, "Top query #1".into(), "SELECT 1")],
-        Mentions::default(),
-    );
-    let rep = deliver(&r, n).await;
+    let rep = send_one("down", down, logs.logger(), Duration::from_secs(1)).await;
     assert!(
         matches!(rep.outcome, Err(ChannelError::Retryable { .. })),
         "{:?}",
