@@ -295,6 +295,13 @@ impl Settings {
         self.schedule.validate(&mut problems);
         self.collection.validate("collection", &mut problems);
         self.http.validate(&mut problems);
+        if self.http.public_url.is_some() && self.state.dir.is_none() {
+            problems.push(Problem::new(
+                "http.public_url",
+                "needs [state] dir: acknowledgements and snoozes made from the links are kept \
+                 there (set state.dir, or remove public_url)",
+            ));
+        }
         problems
     }
 }

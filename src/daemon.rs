@@ -82,7 +82,12 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
         }
     });
     let http = if settings.http.enabled {
-        match http::start(&settings.http, Arc::clone(&board)) {
+        let pages = crate::actions::from_settings(&settings.http, settings.state.dir.as_deref())
+            .ok()
+            .flatten()
+            .zip(settings.state.dir.clone())
+            .map(|(links, dir)| crate::actions::page::Pages::new(links, dir));
+        match http::start(&settings.http, Arc::clone(&board), pages) {
             Ok(h) => {
                 info!(log, "HTTP endpoints listening."; "listen" => &settings.http.listen);
                 Some(h)

@@ -5,7 +5,9 @@
 //!   (200), else 503 with the reasons as JSON;
 //! - `/metrics`: Prometheus text format ([`crate::metrics`]);
 //! - `/status`: the last cycle of every server, the repositories, the channels, the next
-//!   report, as JSON.
+//!   report, the acknowledgements, as JSON;
+//! - `/a/<token>`: the pages behind the action links of the messages (with `public_url`;
+//!   see [`crate::actions`]).
 //!
 //! Unlike the seed's health server, a database outage does not fail `/healthz`: a liveness
 //! probe that restarts the daemon while the repository is down helps nobody.
@@ -30,6 +32,24 @@ pub struct HttpSettings {
     /// write 0.0.0.0:9187 to expose it, e.g. for Kubernetes probes).
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// The address people reach these endpoints at, as seen from their browser
+    /// (`https://sentinel.example.org`, often through a proxy). Set: every message carries
+    /// links to acknowledge or snooze each finding and to see everything that fires now.
+    /// Needs `[state] dir`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// How long a link works. Default 7d.
+    #[serde(with = "humantime_serde", default = "default_link_ttl")]
+    pub link_ttl: std::time::Duration,
+    /// A file holding the key that signs links (at least 32 characters). Default: one is
+    /// made in the state directory (`link.key`). Set it so that several daemons behind one
+    /// address accept each other's links.
+    #[serde(default)]
+    pub link_key_file: Option<std::path::PathBuf>,
+}
+
+fn default_link_ttl() -> std::time::Duration {
+    crate::actions::DEFAULT_TTL
 }
 
 fn default_enabled() -> bool {
@@ -45,6 +65,9 @@ impl Default for HttpSettings {
         HttpSettings {
             enabled: default_enabled(),
             listen: default_listen(),
+            public_url: None,
+            link_ttl: default_link_ttl(),
+            link_key_file: None,
         }
     }
 }
@@ -58,6 +81,30 @@ impl HttpSettings {
                     "`{}` is not an address:port; write e.g. \"127.0.0.1:9187\" or \"[::1]:9187\"",
                     self.listen
                 ),
+            ));
+        }
+        if let Some(u) = &self.public_url {
+            if !crate::render::valid_base_url(u) {
+                problems.push(Problem::new(
+                    "http.public_url",
+                    format!(
+                        "`{u}` is not an http(s) address: write the address people open in \
+                         their browser, e.g. \"https://sentinel.example.org\""
+                    ),
+                ));
+            }
+            if !self.enabled {
+                problems.push(Problem::new(
+                    "http.public_url",
+                    "is set but http.enabled = false: the links would lead nowhere; enable \
+                     [http] or remove public_url",
+                ));
+            }
+        }
+        if self.link_ttl < std::time::Duration::from_secs(3600) {
+            problems.push(Problem::new(
+                "http.link_ttl",
+                "must be at least 1h: a link in a message should still work when it is read",
             ));
         }
     }
@@ -128,6 +175,9 @@ pub struct Status {
     pub servers: BTreeMap<String, ServerStatus>,
     pub channels: BTreeMap<String, ChannelStatus>,
     pub failed_actors: Vec<String>,
+    /// Findings someone acknowledged (read from the state at each request).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub acknowledged: Vec<crate::gate::ack::Ack>,
 }
 
 /// Shared between the daemon (writes) and the HTTP workers (read).
@@ -184,8 +234,15 @@ async fn metrics_endpoint() -> HttpResponse {
         .body(crate::metrics::metrics().render())
 }
 
-async fn status(board: web::Data<StatusBoard>) -> HttpResponse {
-    HttpResponse::Ok().json(snapshot(&board))
+async fn status(
+    board: web::Data<StatusBoard>,
+    actions: web::Data<Option<crate::actions::page::Pages>>,
+) -> HttpResponse {
+    let mut s = snapshot(&board);
+    if let Some(p) = actions.as_ref() {
+        s.acknowledged = p.acks();
+    }
+    HttpResponse::Ok().json(s)
 }
 
 /// Starts the server on the current actix System; it stops with the System (or with the
@@ -193,11 +250,15 @@ async fn status(board: web::Data<StatusBoard>) -> HttpResponse {
 pub fn start(
     settings: &HttpSettings,
     board: StatusBoard,
+    actions: Option<crate::actions::page::Pages>,
 ) -> std::io::Result<actix_web::dev::ServerHandle> {
     let data = web::Data::new(board);
+    let actions = web::Data::new(actions);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(actions.clone())
+            .configure(crate::actions::page::routes)
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics_endpoint))
@@ -255,8 +316,8 @@ mod tests {
     fn listen_must_be_an_address() {
         let mut p = Vec::new();
         HttpSettings {
-            enabled: true,
             listen: "localhost".into(),
+            ..HttpSettings::default()
         }
         .validate(&mut p);
         assert_eq!(p[0].key, "http.listen");

@@ -12,6 +12,7 @@
 //! - [`topology`]: wires the actors together for one run;
 //! - [`daemon`] and [`collection`]: the `run` daemon, its collection tasks.
 
+pub mod actions;
 pub mod analyze;
 pub mod channels;
 pub mod cli;

@@ -187,8 +187,15 @@ pub fn build_outputs(
         .iter()
         .filter_map(|(name, r)| Some((name.clone(), r.powa_web_url.clone()?)))
         .collect();
+    // A dry run sends nothing, so it needs no links (and must not make the key file).
+    let actions = match opts.dry_run {
+        true => None,
+        false => crate::actions::from_settings(&settings.http, settings.state.dir.as_deref())
+            .map_err(|e| anyhow::anyhow!("action links: {e}"))?,
+    };
     let mut env = ChannelEnv::new(log.new(o!("component" => "channel")), opts.json_output)
-        .with_powa_web(powa_web);
+        .with_powa_web(powa_web)
+        .with_actions(actions);
     if !opts.dry_run {
         let outbox = open_outbox(settings, log).context("the outbox could not be opened")?;
         env = env.with_outbox(outbox);

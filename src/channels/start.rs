@@ -20,6 +20,7 @@ use sentinel_actors::throttle::Pacer;
 use sentinel_actors::{ChannelError, Notification};
 
 use super::ChannelSettings;
+use crate::actions::Links;
 use crate::render::RenderOptions;
 
 /// The window `max_per_minute` counts in.
@@ -41,6 +42,8 @@ pub struct ChannelEnv {
     controls: BTreeMap<String, ChannelControl>,
     /// powa-web's address per repository name (`powa_web_url`).
     pub(super) powa_web: BTreeMap<String, String>,
+    /// Action links in every message (`[http] public_url`).
+    actions: Option<Arc<Links>>,
 }
 
 /// What the runtime can ask a running channel besides `Deliver`.
@@ -72,7 +75,14 @@ impl ChannelEnv {
             outbox: Arc::new(MemoryOutbox::new()),
             controls: BTreeMap::new(),
             powa_web: BTreeMap::new(),
+            actions: None,
         }
+    }
+
+    /// Action links (acknowledge, snooze, everything firing) in every channel's messages.
+    pub fn with_actions(mut self, actions: Option<Arc<Links>>) -> Self {
+        self.actions = actions;
+        self
     }
 
     /// The outbox channels journal into (default: in memory).
@@ -168,6 +178,7 @@ pub struct Starter<'a> {
     name: &'a str,
     settings: &'a ChannelSettings,
     powa_web: BTreeMap<String, String>,
+    actions: Option<Arc<Links>>,
     log: Logger,
     mode: Mode<'a>,
 }
@@ -182,6 +193,7 @@ impl<'a> Starter<'a> {
             name,
             settings,
             powa_web: env.powa_web.clone(),
+            actions: env.actions.clone(),
             log: env
                 .log
                 .new(o!("channel" => name.to_string(), "type" => settings.kind())),
@@ -194,6 +206,7 @@ impl<'a> Starter<'a> {
             name,
             settings,
             powa_web: BTreeMap::new(),
+            actions: None,
             log: log.new(o!("channel" => name.to_string(), "dry_run" => true)),
             mode: Mode::DryRun,
         }
@@ -215,6 +228,7 @@ impl<'a> Starter<'a> {
             sql_preview_chars: self.settings.preview_chars(),
             lang: self.settings.language(),
             powa_web: self.powa_web.clone(),
+            actions: self.actions.clone(),
         }
     }
 

@@ -199,6 +199,23 @@ pub fn run(
                     s.reason.replace(['\n', '\t'], " ")
                 ));
             }
+            // Acknowledgements (from the messages' links) end by themselves when the
+            // finding escalates or resolves.
+            let acks = store.acks()?;
+            if !acks.is_empty() {
+                out.push_str("\nFINGERPRINT\tACKNOWLEDGED\tBY\tFINDING\tNOTE\n");
+                for a in &acks {
+                    let clean = |t: &str| t.replace(['\n', '\t'], " ");
+                    out.push_str(&format!(
+                        "{}\t{}\t{}\t{}\t{}\n",
+                        a.fingerprint,
+                        fmt_time(a.at),
+                        clean(&a.by),
+                        clean(&a.title),
+                        clean(a.note.as_deref().unwrap_or(""))
+                    ));
+                }
+            }
             Ok(out)
         }
         SilenceCommand::Expire { config, id } => {

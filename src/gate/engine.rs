@@ -1,4 +1,4 @@
-//! The gate's decision core: lifecycle → silences → routes → immediate or report → quiet
+//! The gate's decision core: lifecycle → acknowledgements → silences → routes → immediate or report → quiet
 //! hours. Plain data and synchronous code, time passed in: the [`super::Gate`] wraps it
 //! with the store and a logger, the bench and the unit tests drive it directly.
 //!
@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use sentinel_actors::gate::{Insights, Outgoing};
 use sentinel_actors::message::{Lifecycle, Mentions};
-use sentinel_actors::{Insight, NotifyReason, Severity};
+use sentinel_actors::{Fingerprint, Insight, NotifyReason, Severity};
 
+use super::ack::{Ack, Verdict};
 use super::cycle::Cycles;
 use super::lifecycle::{Finding, Rules, ScopeState};
 use super::quiet_hours::QuietHours;
@@ -55,11 +56,16 @@ pub struct Changes {
     pub scopes: HashSet<String>,
     pub held_put: BTreeSet<u64>,
     pub held_del: BTreeSet<u64>,
+    /// Acknowledgements that ended (the finding escalated, resolved or fired anew).
+    pub acks_del: BTreeSet<Fingerprint>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.scopes.is_empty() && self.held_put.is_empty() && self.held_del.is_empty()
+        self.scopes.is_empty()
+            && self.held_put.is_empty()
+            && self.held_del.is_empty()
+            && self.acks_del.is_empty()
     }
 }
 
@@ -76,6 +82,7 @@ pub struct Engine {
     /// Minimum severity sent at once (when new, escalated or reopened); `None`: never.
     immediate: Option<Severity>,
     silences: Vec<Silence>,
+    acks: HashMap<Fingerprint, Ack>,
     scopes: HashMap<String, ScopeState>,
     held: BTreeMap<u64, Held>,
     next_held: u64,
@@ -118,6 +125,7 @@ struct Dispatch<'a> {
     source: &'a str,
     cycle: Option<u64>,
     silences: &'a [Silence],
+    acks: &'a HashMap<Fingerprint, Ack>,
     held: &'a mut BTreeMap<u64, Held>,
     next_held: &'a mut u64,
     changes: &'a mut Changes,
@@ -152,6 +160,25 @@ impl<'a> Dispatch<'a> {
     }
 
     fn decide(&mut self, f: &mut Finding, status: Lifecycle, at: DateTime<Utc>) {
+        let fp = f.last.fingerprint;
+        let ack = self
+            .acks
+            .get(&fp)
+            .filter(|_| !self.changes.acks_del.contains(&fp));
+        if let Some(a) = ack {
+            match a.verdict(status) {
+                // Neither announced nor muted: the next cycle asks again, and is quiet
+                // again while the acknowledgement lasts.
+                Verdict::Quiet => return,
+                Verdict::TellAndEnd => {
+                    a.label(&mut f.last);
+                    self.changes.acks_del.insert(fp);
+                }
+                Verdict::End => {
+                    self.changes.acks_del.insert(fp);
+                }
+            }
+        }
         if silence::muted(self.silences, &f.last, at) {
             f.mark_muted(status);
             return;
@@ -321,6 +348,7 @@ impl Engine {
             quiet,
             immediate,
             silences: Vec::new(),
+            acks: HashMap::new(),
             scopes: HashMap::new(),
             held: BTreeMap::new(),
             next_held: 1,
@@ -354,6 +382,11 @@ impl Engine {
 
     pub fn set_silences(&mut self, silences: Vec<Silence>) {
         self.silences = silences;
+    }
+
+    /// Replaces the acknowledgements (read from the store before each decision).
+    pub fn set_acks(&mut self, acks: Vec<Ack>) {
+        self.acks = acks.into_iter().map(|a| (a.fingerprint, a)).collect();
     }
 
     pub fn counts(&self) -> Counts {
@@ -392,6 +425,7 @@ impl Engine {
             }
         }
         self.changes.held_del.extend(c.held_del);
+        self.changes.acks_del.extend(c.acks_del);
     }
 
     /// One scope's report: lifecycle, then a decision for each finding that wants a
@@ -410,6 +444,7 @@ impl Engine {
             source: &report.source,
             cycle: self.cycles.enabled().then_some(report.seq),
             silences: &self.silences,
+            acks: &self.acks,
             held: &mut self.held,
             next_held: &mut self.next_held,
             changes: &mut self.changes,

@@ -4,14 +4,16 @@
 //!
 //! 1. [`lifecycle`]: per fingerprint, new → ongoing → escalated → resolved → reopened, with
 //!    flap damping and a repeat interval; only transitions (and repeats) want a notification;
-//! 2. [`silence`]: a silenced finding keeps its lifecycle, its notification is swallowed
+//! 2. [`ack`]: an acknowledged finding is not repeated; its escalation or resolution is
+//!    told with who acknowledged it, and ends the acknowledgement;
+//! 3. [`silence`]: a silenced finding keeps its lifecycle, its notification is swallowed
 //!    (and sent if the silence ends while it still fires);
-//! 3. [`routes`]: ordered routes pick the channels and the mentions;
-//! 4. immediate or report: critical findings that are new, escalated or reopened go as
+//! 4. [`routes`]: ordered routes pick the channels and the mentions;
+//! 5. immediate or report: critical findings that are new, escalated or reopened go as
 //!    soon as their collection cycle is over ([`cycle`]: every analyzer reported on the
 //!    snapshot), with the findings of that cycle that explain them; the rest waits for the
 //!    next report (`Flush`);
-//! 5. [`quiet_hours`]: a channel in its quiet hours gets only the bypass severity; the rest
+//! 6. [`quiet_hours`]: a channel in its quiet hours gets only the bypass severity; the rest
 //!    waits for the window's end.
 //!
 //! The decisions are the pure [`engine::Engine`]; [`Gate`] adds the [`store`] (so that a
@@ -37,6 +39,7 @@
 //! [[routes]]                     # see routes.rs
 //! ```
 
+pub mod ack;
 pub mod cycle;
 pub mod engine;
 pub mod lifecycle;
@@ -280,6 +283,7 @@ impl Gate {
                     "read_only" => store.is_read_only());
                 engine.restore(loaded.scopes, loaded.held);
                 engine.set_silences(loaded.silences);
+                engine.set_acks(loaded.acks);
                 last_id = last_id.max(loaded.next_notification_id);
                 if !store.is_read_only() {
                     for n in loaded.intents {
@@ -358,14 +362,20 @@ impl Gate {
         &self.engine
     }
 
-    /// Silences are added by another process (`powa-sentinel silence`): read them before
-    /// each decision.
+    /// Silences are added by another process (`powa-sentinel silence`), silences and
+    /// acknowledgements by the HTTP endpoint's links: read them before each decision.
     fn refresh_silences(&mut self) {
         if let Some(store) = &self.store {
             match store.silences() {
                 Ok(s) => self.engine.set_silences(s),
                 Err(e) => {
                     error!(self.log, "Cannot read silences; using the last known ones."; "error" => %e)
+                }
+            }
+            match store.acks() {
+                Ok(a) => self.engine.set_acks(a),
+                Err(e) => {
+                    error!(self.log, "Cannot read acknowledgements; using the last known ones."; "error" => %e)
                 }
             }
         }
@@ -399,6 +409,7 @@ impl Gate {
                 .filter_map(|id| self.intents.get(id))
                 .collect(),
             intents_del: self.intents_del.iter().copied().collect(),
+            acks_del: changes.acks_del.iter().copied().collect(),
             next_notification_id: self.id_moved.then_some(self.last_id),
         };
         match store.write(&commit) {

@@ -2,6 +2,7 @@
 //!
 //! Tables: `scopes` (one JSON value per (analyzer, source) scope: its cycles and its
 //! findings), `held` (insights waiting for a report or for quiet hours to end), `silences`,
+//! `acks` (acknowledgements, by fingerprint),
 //! `intents` (notifications decided and not yet confirmed journaled by their channel,
 //! CBOR because their metrics may be NaN or infinite) and `meta` (the next silence id, the
 //! next notification id). Values are JSON where they can be, so that a newer version can
@@ -27,6 +28,7 @@ use redb::{
 };
 use sentinel_actors::outbox::StoredNotification;
 
+use super::ack::Ack;
 use super::engine::Held;
 use super::lifecycle::ScopeState;
 use super::silence::Silence;
@@ -36,6 +38,7 @@ const HELD: TableDefinition<u64, &[u8]> = TableDefinition::new("held");
 const SILENCES: TableDefinition<u64, &[u8]> = TableDefinition::new("silences");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const INTENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("intents");
+const ACKS: TableDefinition<u64, &[u8]> = TableDefinition::new("acks");
 const NEXT_NOTIFICATION_ID: &str = "next_notification_id";
 
 /// The store file's name inside `state.dir`.
@@ -73,6 +76,7 @@ pub struct Loaded {
     pub scopes: HashMap<String, ScopeState>,
     pub held: Vec<Held>,
     pub silences: Vec<Silence>,
+    pub acks: Vec<Ack>,
     /// Notifications decided and not confirmed journaled by their channel, by id.
     pub intents: Vec<StoredNotification>,
     /// The next notification id to use (0: none recorded yet).
@@ -87,6 +91,8 @@ pub struct Commit<'a> {
     pub held_del: Vec<u64>,
     pub intents_put: Vec<&'a StoredNotification>,
     pub intents_del: Vec<u64>,
+    /// Acknowledgements that ended.
+    pub acks_del: Vec<sentinel_actors::Fingerprint>,
     /// The next notification id, when it moved.
     pub next_notification_id: Option<u64>,
 }
@@ -130,6 +136,7 @@ impl Store {
             tx.open_table(SILENCES).map_err(|e| store.err(e))?;
             tx.open_table(META).map_err(|e| store.err(e))?;
             tx.open_table(INTENTS).map_err(|e| store.err(e))?;
+            tx.open_table(ACKS).map_err(|e| store.err(e))?;
         }
         tx.commit().map_err(|e| store.err(e))?;
         Ok(store)
@@ -257,6 +264,7 @@ impl Store {
         drop(tx);
         drop(db);
         out.silences = self.silences()?;
+        out.acks = self.acks()?;
         Ok(out)
     }
 
@@ -274,24 +282,52 @@ impl Store {
         }
     }
 
-    /// Every silence, active or not, by id.
-    pub fn silences(&self) -> Result<Vec<Silence>, StoreError> {
+    /// Every row of a JSON table, in key order (none when the file or the table does not
+    /// exist yet).
+    fn json_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        def: TableDefinition<u64, &[u8]>,
+        what: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
         let Some(db) = self.reader()? else {
             return Ok(Vec::new());
         };
         let tx = db.begin_read().map_err(|e| self.err(e))?;
-        let Some(t) = self.table(&tx, SILENCES)? else {
+        let Some(t) = self.table(&tx, def)? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for row in t.iter().map_err(|e| self.err(e))? {
             let (_, v) = row.map_err(|e| self.err(e))?;
-            let mut s: Silence =
-                serde_json::from_slice(v.value()).map_err(|e| self.corrupt("silence", e))?;
-            s.compile();
-            out.push(s);
+            out.push(serde_json::from_slice(v.value()).map_err(|e| self.corrupt(what, e))?);
         }
         Ok(out)
+    }
+
+    /// Every silence, active or not, by id.
+    pub fn silences(&self) -> Result<Vec<Silence>, StoreError> {
+        let mut all: Vec<Silence> = self.json_rows(SILENCES, "silence")?;
+        all.iter_mut().for_each(Silence::compile);
+        Ok(all)
+    }
+
+    /// Every acknowledgement in force.
+    pub fn acks(&self) -> Result<Vec<Ack>, StoreError> {
+        self.json_rows(ACKS, "acknowledgement")
+    }
+
+    /// Records an acknowledgement (replacing an earlier one of the same finding).
+    pub fn add_ack(&self, a: &Ack) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let tx = db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let bytes = serde_json::to_vec(a).map_err(|e| self.corrupt("acknowledgement", e))?;
+            let mut t = tx.open_table(ACKS).map_err(|e| self.err(e))?;
+            t.insert(a.fingerprint.0, bytes.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// Stores a new silence, giving it the next id.
@@ -366,6 +402,10 @@ impl Store {
             for h in &c.held_put {
                 let bytes = serde_json::to_vec(h).map_err(|e| self.corrupt("held item", e))?;
                 t.insert(h.id, bytes.as_slice()).map_err(|e| self.err(e))?;
+            }
+            let mut t = tx.open_table(ACKS).map_err(|e| self.err(e))?;
+            for fp in &c.acks_del {
+                t.remove(fp.0).map_err(|e| self.err(e))?;
             }
             let mut t = tx.open_table(INTENTS).map_err(|e| self.err(e))?;
             for id in &c.intents_del {

@@ -113,6 +113,8 @@ pub(crate) struct Header {
     pub(crate) counts: Vec<(String, Color)>,
     /// The window the insights cover.
     pub(crate) window: Option<String>,
+    /// The page of everything that fires now (action links on).
+    pub(crate) report_link: Option<String>,
 }
 
 impl Header {
@@ -129,6 +131,7 @@ impl Header {
             title,
             counts: sum.tally.worded(lang),
             window: sum.window_text(),
+            report_link: None,
         }
     }
 
@@ -182,6 +185,10 @@ pub(crate) struct Entry {
     pub(crate) link: Option<String>,
     /// The queryid, when no link carries it.
     pub(crate) queryid: Option<String>,
+    /// "Acknowledged by alice at …", when someone did.
+    pub(crate) acknowledged: Option<String>,
+    /// The links that acknowledge and snooze it (action links on, open entries).
+    pub(crate) actions: Option<(String, String)>,
 }
 
 impl Entry {
@@ -208,6 +215,8 @@ impl Entry {
             elsewhere: Vec::new(),
             link: None,
             queryid: None,
+            acknowledged: acknowledged(i, lang),
+            actions: None,
         };
         if s.is_resolved() {
             e.place = place;
@@ -234,6 +243,22 @@ impl Entry {
         }
         e
     }
+}
+
+/// Who acknowledged `i` and when, in words (the gate's labels).
+fn acknowledged(i: &Insight, lang: Lang) -> Option<String> {
+    use crate::gate::ack::{AT_LABEL, BY_LABEL};
+    let by = i.label(BY_LABEL)?;
+    let at = i
+        .label(AT_LABEL)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| {
+            t.with_timezone(&Utc)
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string()
+        })
+        .unwrap_or_default();
+    Some(lang.acknowledged(by, &at))
 }
 
 /// Where an insight is: "remote1 / app", with its repository when the report spans

@@ -29,7 +29,11 @@ impl Esc<'_> {
 
 /// The header as text.
 pub(crate) fn header(h: &Header, d: &dyn Dialect, lang: Lang) -> String {
-    render_lines(&d.header(h, lang), d)
+    let mut lines = d.header(h, lang);
+    if let Some(url) = &h.report_link {
+        lines.push(Line::new("").span(Span::Link(lang.word(Word::FullReport), url.clone())));
+    }
+    render_lines(&lines, d)
 }
 
 /// The lines of one entry, with a SQL preview of at most `preview` characters (none when
@@ -43,6 +47,9 @@ pub(crate) fn entry_lines(e: &Entry, d: &dyn Dialect, lang: Lang, preview: usize
     let mut lines = vec![d.title_line(e.marker, esc.prose(&e.title, TITLE_CHARS), lang)];
     if let Some(p) = &e.place {
         lines.push(labelled(Word::Where).span(text(p, LABEL_CHARS)));
+    }
+    if let Some(a) = &e.acknowledged {
+        lines.push(Line::new(detail).span(text(a, LABEL_CHARS)));
     }
     if let Some(x) = &e.impact {
         lines.push(Line::new(detail).span(text(x, ADVICE_CHARS)));
@@ -84,6 +91,14 @@ pub(crate) fn entry_lines(e: &Entry, d: &dyn Dialect, lang: Lang, preview: usize
             let l = Line::new(format!("{detail}{} ", lang.word(Word::QueryId)));
             lines.push(l.span(Span::Code(q)));
         }
+    }
+    if let Some((ack, snooze)) = &e.actions {
+        lines.push(
+            Line::new(detail)
+                .span(Span::Link(lang.word(Word::Acknowledge), ack.clone()))
+                .sep(sep)
+                .span(Span::Link(lang.word(Word::Snooze), snooze.clone())),
+        );
     }
     lines
 }

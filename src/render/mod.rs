@@ -23,9 +23,11 @@
 //! then dropped, then its longest lines are cut. No part ever exceeds the budget.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use sentinel_actors::Notification;
+use sentinel_actors::{Fingerprint, Notification};
 
+use crate::actions::{Action, Links};
 use crate::story::{self, Story};
 
 mod dialect;
@@ -71,6 +73,9 @@ pub struct RenderOptions {
     /// powa-web's address per repository name (`[repositories.<name>] powa_web_url`):
     /// entries link to its server, database or query page.
     pub powa_web: BTreeMap<String, String>,
+    /// Action links (`[http] public_url`): every open entry links to acknowledge and
+    /// snooze it, the header to everything that fires now.
+    pub actions: Option<Arc<Links>>,
 }
 
 impl Default for RenderOptions {
@@ -79,6 +84,7 @@ impl Default for RenderOptions {
             sql_preview_chars: DEFAULT_SQL_PREVIEW_CHARS,
             lang: Lang::En,
             powa_web: BTreeMap::new(),
+            actions: None,
         }
     }
 }
@@ -144,7 +150,15 @@ pub fn render_digest(
     };
     let order = story::stories(&n.insights);
     let summary = Summary::of(n, &order);
-    let header = |part| layout::header(&Header::of(&summary, part, lang), d, lang);
+    let report_link = opts
+        .actions
+        .as_ref()
+        .map(|l| l.url(Action::Report, Fingerprint(0), n.created_at));
+    let header = |part| {
+        let mut h = Header::of(&summary, part, lang);
+        h.report_link = report_link.clone();
+        layout::header(&h, d, lang)
+    };
 
     // The header of any part is at most as long as the one with the widest part numbers.
     let widest = order.len() + 1;
@@ -155,7 +169,14 @@ pub fn render_digest(
     let blocks: Vec<String> = order
         .iter()
         .map(|s| {
-            let e = Entry::of(s, opts, several_repositories);
+            let mut e = Entry::of(s, opts, several_repositories);
+            if let (Some(l), false) = (&opts.actions, s.is_resolved()) {
+                let fp = s.lead.fingerprint;
+                e.actions = Some((
+                    l.url(Action::Ack, fp, n.created_at),
+                    l.url(Action::Snooze, fp, n.created_at),
+                ));
+            }
             fit::entry(&e, d, opts, avail).unwrap_or_default()
         })
         .collect();
@@ -273,6 +294,47 @@ mod tests {
         assert!(
             p.starts_with("PoWA Sentinel report\n1 critical, 2 warning, 1 info"),
             "{p}"
+        );
+    }
+
+    #[test]
+    fn action_links_fit_the_budget_and_every_open_entry_has_them() {
+        let links = crate::actions::Links::new(
+            "https://sentinel.example.org",
+            b"k".repeat(32),
+            crate::actions::DEFAULT_TTL,
+        );
+        let opts = RenderOptions {
+            actions: Some(std::sync::Arc::new(links)),
+            ..RenderOptions::default()
+        };
+        let v: Vec<_> = (0..40)
+            .map(|k| slow_query(k, &"SELECT x FROM t WHERE y = $1 ".repeat(20)))
+            .collect();
+        let n = notification(v);
+        for (style, budget) in [
+            (Style::Markdown, WECOM_MARKDOWN_BUDGET),
+            (Style::MarkdownV2, WECOM_MARKDOWN_BUDGET),
+            (Style::Text, WECOM_TEXT_BUDGET),
+        ] {
+            let parts = render(&n, style, budget, &opts);
+            let mut acks = 0;
+            for p in &parts {
+                assert!(p.len() <= budget, "{style:?}: {} > {budget}", p.len());
+                assert!(p.contains("All that fires now"), "{style:?}: {p}");
+                acks += p.matches("/a/").count();
+            }
+            // Two per entry, one per part header.
+            assert_eq!(acks, 2 * 40 + parts.len(), "{style:?}");
+        }
+        let md = &render(&n, Style::Markdown, WECOM_MARKDOWN_BUDGET, &opts)[0];
+        assert!(
+            md.contains(">[Acknowledge](https://sentinel.example.org/a/"),
+            "{md}"
+        );
+        assert!(
+            md.contains(") · [Snooze](https://sentinel.example.org/a/"),
+            "{md}"
         );
     }
 

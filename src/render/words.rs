@@ -37,6 +37,10 @@ pub(crate) enum Word {
     ResolvedCount,
     /// Between the items of a list in prose.
     ListSep,
+    /// Action links: "Acknowledge", "Snooze", and the header's "All that fires now".
+    Acknowledge,
+    Snooze,
+    FullReport,
     /// A severity as counted in a header: "warning".
     Severity(Severity),
     /// A severity as an entry's marker: "WARNING".
@@ -66,6 +70,9 @@ impl Lang {
             Word::Query => ("Query", "查询"),
             Word::Cause => ("Cause", "原因"),
             Word::Fix => ("Fix", "处理"),
+            Word::Acknowledge => ("Acknowledge", "确认处理"),
+            Word::Snooze => ("Snooze", "暂停提醒"),
+            Word::FullReport => ("All that fires now", "当前全部问题"),
             Word::AlsoOn => ("Also on", "其他服务器"),
             Word::QueryId => ("queryid", "查询 ID"),
             Word::Repository => ("repository", "仓库"),
@@ -101,6 +108,14 @@ impl Lang {
         match self {
             Lang::En => format!("{n} {word}"),
             Lang::Zh => format!("{word} {n}"),
+        }
+    }
+
+    /// "Acknowledged by alice at 2026-12-02 08:10 UTC" / "alice 已于 … 确认处理".
+    pub(crate) fn acknowledged(self, by: &str, at: &str) -> String {
+        match self {
+            Lang::En => format!("Acknowledged by {by} at {at}"),
+            Lang::Zh => format!("{by} 已于 {at} 确认处理"),
         }
     }
 

@@ -445,3 +445,37 @@ mod cycles {
         assert_eq!(fingerprints(&out), [1]);
     }
 }
+
+#[test]
+fn an_acknowledged_finding_is_not_repeated_and_its_escalation_says_who() {
+    use crate::gate::ack::{Ack, BY_LABEL};
+    let mut e = engine(vec![], None);
+    let day = 24 * 60;
+    assert!(e
+        .observe(report(t(0), vec![insight(5, Severity::Warning, "a")]))
+        .is_empty());
+    let first = e.flush(t(1));
+    assert_eq!(summary(&first)[0].2, [(5, Some(Lifecycle::New))]);
+    e.set_acks(vec![Ack {
+        fingerprint: Fingerprint(5),
+        by: "alice".into(),
+        at: t(2),
+        note: None,
+        title: "t".into(),
+    }]);
+    // A day later the repeat is due, and is quiet.
+    e.observe(report(
+        t(day + 10),
+        vec![insight(5, Severity::Warning, "a")],
+    ));
+    assert!(e.flush(t(day + 11)).is_empty(), "acknowledged: no repeat");
+    assert!(e.take_changes().acks_del.is_empty());
+    // Worse: told at once, saying who acknowledged it; the acknowledgement ends.
+    let now = e.observe(report(
+        t(day + 80),
+        vec![insight(5, Severity::Critical, "a")],
+    ));
+    assert_eq!(summary(&now)[0].2, [(5, Some(Lifecycle::Escalated))]);
+    assert_eq!(now[0].insights[0].label(BY_LABEL), Some("alice"));
+    assert!(e.take_changes().acks_del.contains(&Fingerprint(5)));
+}

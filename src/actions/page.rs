@@ -1,0 +1,372 @@
+//! The pages behind the action links: `GET /a/<token>` shows what the link would do and a
+//! button; `POST /a/<token>` (the button) does it. The report link shows everything that
+//! fires now, with its own links.
+//!
+//! Every page is small HTML with inline styles, every text escaped. A link that does not
+//! verify gets 403, an expired one 410, each with a page that says what happened and that
+//! nothing was changed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use sentinel_actors::{Fingerprint, Insight, Notification, NotifyReason};
+
+use super::{Action, LinkError, Links, Token};
+use crate::gate::ack::Ack;
+use crate::gate::silence::Silence;
+use crate::gate::store::Store;
+use crate::render::{self, RenderOptions};
+
+/// What the pages need: the links' key and the gate's state directory.
+#[derive(Clone)]
+pub struct Pages {
+    links: Arc<Links>,
+    state_dir: PathBuf,
+}
+
+/// The snoozes a page offers, and the one it preselects.
+pub const SNOOZES: [(&str, Duration); 3] = [
+    ("1h", Duration::from_secs(3600)),
+    ("1d", Duration::from_secs(86_400)),
+    ("7d", Duration::from_secs(7 * 86_400)),
+];
+const DEFAULT_SNOOZE: &str = "1d";
+
+/// Who, when the person did not say.
+const SOMEONE: &str = "someone (from a notification link)";
+const LONGEST_INPUT: usize = 200;
+
+impl Pages {
+    pub fn new(links: Arc<Links>, state_dir: PathBuf) -> Pages {
+        Pages { links, state_dir }
+    }
+
+    /// The acknowledgements in force (none when the store cannot be read).
+    pub fn acks(&self) -> Vec<Ack> {
+        Store::open_read_only(&self.state_dir)
+            .acks()
+            .unwrap_or_default()
+    }
+
+    /// The latest copy of every finding the gate knows, and whether it fires now.
+    fn findings(&self) -> Result<Vec<(Insight, bool)>, String> {
+        let loaded = Store::open_read_only(&self.state_dir)
+            .load()
+            .map_err(|e| e.to_string())?;
+        Ok(loaded
+            .scopes
+            .into_values()
+            .flat_map(|s| s.findings.into_values())
+            .map(|f| (f.last, f.firing))
+            .collect())
+    }
+}
+
+/// The form of an action page.
+#[derive(Debug, Default, Deserialize)]
+pub struct Form {
+    #[serde(default)]
+    pub who: String,
+    #[serde(default)]
+    pub why: String,
+    /// A snooze's length: one of [`SNOOZES`].
+    #[serde(default, rename = "for")]
+    pub duration: String,
+}
+
+/// Registers `/a/{token}`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/a/{token}", web::get().to(show))
+        .route("/a/{token}", web::post().to(act));
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A whole page: `title` (text) and `body` (HTML, already escaped).
+fn page(status: actix_web::http::StatusCode, title: &str, body: &str) -> HttpResponse {
+    let html = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\">\
+         <meta name=\"robots\" content=\"noindex\"><title>{t} · powa-sentinel</title></head>\n\
+         <body style=\"font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;\
+         max-width:46em;margin:2em auto;padding:0 1em;line-height:1.5\">\n\
+         <h2>{t}</h2>\n{body}\n</body></html>\n",
+        t = escape(title)
+    );
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .body(html)
+}
+
+fn refused(e: &LinkError) -> HttpResponse {
+    let status = match e {
+        LinkError::Expired(_) => actix_web::http::StatusCode::GONE,
+        LinkError::Malformed | LinkError::Tampered => actix_web::http::StatusCode::FORBIDDEN,
+    };
+    let body = format!(
+        "<p>{}.</p><p><b>Nothing was changed.</b> Use the links of a more recent message, \
+         or <code>powa-sentinel silence add</code> on the server.</p>",
+        escape(&e.to_string())
+    );
+    page(status, "This link does not work", &body)
+}
+
+fn unavailable(why: &str) -> HttpResponse {
+    page(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        "Try again in a moment",
+        &format!("<p>{}. Nothing was changed.</p>", escape(why)),
+    )
+}
+
+/// The pages, or 404 when action links are off.
+fn pages(data: &web::Data<Option<Pages>>) -> Option<Pages> {
+    data.as_ref().as_ref().cloned()
+}
+
+fn place(i: &Insight) -> String {
+    [i.label("server"), i.label("database")]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// What a page says about the finding of `fp`: its title and place, and whether it fires.
+fn about(found: &[(Insight, bool)], fp: Fingerprint) -> String {
+    match found.iter().find(|(i, _)| i.fingerprint == fp) {
+        Some((i, firing)) => format!(
+            "<p><b>{}</b><br>{}<br><span style=\"color:#6b7280\">{} · fingerprint {fp}</span></p>",
+            escape(&i.title),
+            escape(&place(i)),
+            if *firing {
+                "firing now"
+            } else {
+                "not firing now"
+            }
+        ),
+        None => format!(
+            "<p>Finding <code>{fp}</code> (no longer in powa-sentinel's state: it may have \
+             resolved long ago).</p>"
+        ),
+    }
+}
+
+fn input(name: &str, label: &str, hint: &str) -> String {
+    format!(
+        "<p><label>{label}<br><input name=\"{name}\" maxlength=\"{LONGEST_INPUT}\" \
+         placeholder=\"{hint}\" style=\"width:100%\"></label></p>"
+    )
+}
+
+async fn show(token: web::Path<String>, data: web::Data<Option<Pages>>) -> HttpResponse {
+    let Some(p) = pages(&data) else {
+        return HttpResponse::NotFound().finish();
+    };
+    let now = Utc::now();
+    let t = match p.links.verify(&token, now) {
+        Ok(t) => t,
+        Err(e) => return refused(&e),
+    };
+    let found = match web::block({
+        let p = p.clone();
+        move || p.findings()
+    })
+    .await
+    {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => return unavailable(&format!("powa-sentinel's state cannot be read ({e})")),
+        Err(e) => return unavailable(&e.to_string()),
+    };
+    let ok = actix_web::http::StatusCode::OK;
+    match t.action {
+        Action::Report => report(&p, found, now),
+        Action::Ack => {
+            let body = format!(
+                "{}<p>Acknowledging tells everyone someone is on it: powa-sentinel stops \
+                 repeating it, and still tells when it gets worse or resolves.</p>\
+                 <form method=\"post\">{}{}<button type=\"submit\">Acknowledge</button></form>",
+                about(&found, t.fingerprint),
+                input("who", "Your name", "shown in the next message about it"),
+                input("why", "Note (optional)", "e.g. index being built"),
+            );
+            page(ok, "Acknowledge this finding?", &body)
+        }
+        Action::Snooze => {
+            let choices: String = SNOOZES
+                .iter()
+                .map(|(v, _)| {
+                    let checked = if *v == DEFAULT_SNOOZE { " checked" } else { "" };
+                    format!(
+                        "<label style=\"margin-right:1em\"><input type=\"radio\" name=\"for\" \
+                         value=\"{v}\"{checked}> {v}</label>"
+                    )
+                })
+                .collect();
+            let body = format!(
+                "{}<p>Snoozing silences it: nothing about it is sent until the snooze ends \
+                 (then, if it still fires, it is told again).</p>\
+                 <form method=\"post\"><p>{choices}</p>{}{}<button type=\"submit\">Snooze</button></form>",
+                about(&found, t.fingerprint),
+                input("who", "Your name", "shown in `silence list`"),
+                input("why", "Why (optional)", "e.g. known, batch job until Friday"),
+            );
+            page(ok, "Snooze this finding?", &body)
+        }
+    }
+}
+
+/// Everything that fires now, with links of its own.
+fn report(p: &Pages, found: Vec<(Insight, bool)>, now: DateTime<Utc>) -> HttpResponse {
+    let firing: Vec<Insight> = found
+        .into_iter()
+        .filter(|(_, f)| *f)
+        .map(|(i, _)| i)
+        .collect();
+    let ok = actix_web::http::StatusCode::OK;
+    if firing.is_empty() {
+        return page(
+            ok,
+            "Nothing fires now",
+            "<p>All quiet: no finding fires now.</p>",
+        );
+    }
+    let n = Notification {
+        id: 0,
+        channel: "page".into(),
+        reason: NotifyReason::Report,
+        insights: Arc::new(firing),
+        created_at: now,
+        mentions: Default::default(),
+    };
+    let opts = RenderOptions {
+        actions: Some(Arc::clone(&p.links)),
+        ..RenderOptions::default()
+    };
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .body(render::html_report(&n, &opts))
+}
+
+/// `s` trimmed and cut to [`LONGEST_INPUT`] characters; `None` when empty.
+fn given(s: &str) -> Option<String> {
+    let s: String = s.trim().chars().take(LONGEST_INPUT).collect();
+    (!s.is_empty()).then_some(s)
+}
+
+/// What the button does, with the time passed in: the acknowledgement or silence
+/// recorded, and what to tell the person.
+pub fn perform(
+    p: &Pages,
+    t: &Token,
+    form: &Form,
+    title: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<String, String> {
+    let store = Store::open(&p.state_dir).map_err(|e| e.to_string())?;
+    let who = given(&form.who).unwrap_or_else(|| SOMEONE.to_string());
+    match t.action {
+        Action::Ack => {
+            store
+                .add_ack(&Ack {
+                    fingerprint: t.fingerprint,
+                    by: who.clone(),
+                    at: now,
+                    note: given(&form.why),
+                    title: title.unwrap_or_default(),
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "Acknowledged by {who}. powa-sentinel will not repeat it; it still tells when \
+                 it gets worse or resolves, saying you acknowledged it."
+            ))
+        }
+        Action::Snooze => {
+            let (label, d) = SNOOZES
+                .iter()
+                .find(|(v, _)| *v == form.duration)
+                .or_else(|| SNOOZES.iter().find(|(v, _)| *v == DEFAULT_SNOOZE))
+                .expect("the default snooze is offered");
+            let until = now + chrono::Duration::from_std(*d).expect("a short duration");
+            let s = store
+                .add_silence(Silence {
+                    id: 0,
+                    fingerprint: Some(t.fingerprint),
+                    matchers: Vec::new(),
+                    starts_at: now,
+                    ends_at: until,
+                    reason: given(&form.why)
+                        .unwrap_or_else(|| format!("snoozed for {label} from a notification link")),
+                    author: who,
+                    created_at: now,
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "Snoozed until {} (silence {}). `powa-sentinel silence expire {}` ends it \
+                 sooner.",
+                until.format("%Y-%m-%d %H:%M UTC"),
+                s.id,
+                s.id
+            ))
+        }
+        Action::Report => Err("this link only shows a page".to_string()),
+    }
+}
+
+async fn act(
+    token: web::Path<String>,
+    form: web::Form<Form>,
+    data: web::Data<Option<Pages>>,
+) -> HttpResponse {
+    let Some(p) = pages(&data) else {
+        return HttpResponse::NotFound().finish();
+    };
+    let now = Utc::now();
+    let t = match p.links.verify(&token, now) {
+        Ok(t) => t,
+        Err(e) => return refused(&e),
+    };
+    if t.action == Action::Report {
+        return HttpResponse::MethodNotAllowed().finish();
+    }
+    let done = web::block(move || {
+        let title = p.findings().ok().and_then(|f| {
+            f.into_iter()
+                .find(|(i, _)| i.fingerprint == t.fingerprint)
+                .map(|(i, _)| i.title)
+        });
+        perform(&p, &t, &form, title, now)
+    })
+    .await;
+    match done {
+        Ok(Ok(said)) => page(
+            actix_web::http::StatusCode::OK,
+            "Done",
+            &format!("<p>{}</p>", escape(&said)),
+        ),
+        Ok(Err(e)) => unavailable(&format!("it could not be recorded ({e})")),
+        Err(e) => unavailable(&e.to_string()),
+    }
+}
