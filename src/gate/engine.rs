@@ -586,6 +586,24 @@ impl Engine {
         out
     }
 
+    /// What a heartbeat says: the servers the gate has heard from, the latest cycle, what
+    /// fires and how much of it is acknowledged.
+    pub fn watch(&self) -> super::heartbeat::Watch {
+        let mut servers = BTreeSet::new();
+        let mut w = super::heartbeat::Watch::default();
+        for (key, scope) in &self.scopes {
+            let Some(last) = scope.last_at else { continue };
+            servers.insert(key.split('\u{1f}').nth(1).unwrap_or(key));
+            w.last_cycle = w.last_cycle.max(Some(last));
+            for f in scope.findings.values().filter(|f| f.firing) {
+                w.firing += 1;
+                w.acknowledged += usize::from(self.acks.contains_key(&f.last.fingerprint));
+            }
+        }
+        w.servers = servers.len();
+        w
+    }
+
     /// The scopes a commit must write.
     pub fn scopes_for(&self, keys: &HashSet<String>) -> Vec<(&str, &ScopeState)> {
         keys.iter()

@@ -2,7 +2,8 @@
 //!
 //! Tables: `scopes` (one JSON value per (analyzer, source) scope: its cycles and its
 //! findings), `held` (insights waiting for a report or for quiet hours to end), `silences`,
-//! `acks` (acknowledgements, by fingerprint),
+//! `acks` (acknowledgements, by fingerprint), `beats` (heartbeat state by channel, and when
+//! the gate was last alive),
 //! `intents` (notifications decided and not yet confirmed journaled by their channel,
 //! CBOR because their metrics may be NaN or infinite) and `meta` (the next silence id, the
 //! next notification id). Values are JSON where they can be, so that a newer version can
@@ -30,6 +31,7 @@ use sentinel_actors::outbox::StoredNotification;
 
 use super::ack::Ack;
 use super::engine::Held;
+use super::heartbeat::BeatState;
 use super::lifecycle::ScopeState;
 use super::silence::Silence;
 
@@ -39,7 +41,12 @@ const SILENCES: TableDefinition<u64, &[u8]> = TableDefinition::new("silences");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const INTENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("intents");
 const ACKS: TableDefinition<u64, &[u8]> = TableDefinition::new("acks");
+const BEATS: TableDefinition<&str, &[u8]> = TableDefinition::new("beats");
 const NEXT_NOTIFICATION_ID: &str = "next_notification_id";
+
+/// The key of the `beats` row that says when the gate was last alive (not a channel name:
+/// those cannot hold control characters).
+pub const ALIVE: &str = "\u{1f}alive";
 
 /// The store file's name inside `state.dir`.
 pub const FILE: &str = "gate.redb";
@@ -77,6 +84,8 @@ pub struct Loaded {
     pub held: Vec<Held>,
     pub silences: Vec<Silence>,
     pub acks: Vec<Ack>,
+    /// Heartbeat state by channel ([`ALIVE`]: when the gate was last alive).
+    pub beats: HashMap<String, BeatState>,
     /// Notifications decided and not confirmed journaled by their channel, by id.
     pub intents: Vec<StoredNotification>,
     /// The next notification id to use (0: none recorded yet).
@@ -93,6 +102,8 @@ pub struct Commit<'a> {
     pub intents_del: Vec<u64>,
     /// Acknowledgements that ended.
     pub acks_del: Vec<sentinel_actors::Fingerprint>,
+    /// Heartbeat states that changed.
+    pub beats_put: Vec<(&'a str, BeatState)>,
     /// The next notification id, when it moved.
     pub next_notification_id: Option<u64>,
 }
@@ -137,6 +148,7 @@ impl Store {
             tx.open_table(META).map_err(|e| store.err(e))?;
             tx.open_table(INTENTS).map_err(|e| store.err(e))?;
             tx.open_table(ACKS).map_err(|e| store.err(e))?;
+            tx.open_table(BEATS).map_err(|e| store.err(e))?;
         }
         tx.commit().map_err(|e| store.err(e))?;
         Ok(store)
@@ -240,6 +252,14 @@ impl Store {
                 out.held.push(
                     serde_json::from_slice(v.value()).map_err(|e| self.corrupt("held item", e))?,
                 );
+            }
+        }
+        if let Some(t) = self.table(&tx, BEATS)? {
+            for row in t.iter().map_err(|e| self.err(e))? {
+                let (k, v) = row.map_err(|e| self.err(e))?;
+                let b = serde_json::from_slice(v.value())
+                    .map_err(|e| self.corrupt("heartbeat state", e))?;
+                out.beats.insert(k.value().to_string(), b);
             }
         }
         if let Some(t) = self.table(&tx, INTENTS)? {
@@ -402,6 +422,12 @@ impl Store {
             for h in &c.held_put {
                 let bytes = serde_json::to_vec(h).map_err(|e| self.corrupt("held item", e))?;
                 t.insert(h.id, bytes.as_slice()).map_err(|e| self.err(e))?;
+            }
+            let mut t = tx.open_table(BEATS).map_err(|e| self.err(e))?;
+            for (k, b) in &c.beats_put {
+                let bytes =
+                    serde_json::to_vec(b).map_err(|e| self.corrupt("heartbeat state", e))?;
+                t.insert(*k, bytes.as_slice()).map_err(|e| self.err(e))?;
             }
             let mut t = tx.open_table(ACKS).map_err(|e| self.err(e))?;
             for fp in &c.acks_del {

@@ -170,7 +170,9 @@ pub fn render_digest(
         .iter()
         .map(|s| {
             let mut e = Entry::of(s, opts, several_repositories);
-            if let (Some(l), false) = (&opts.actions, s.is_resolved()) {
+            // Heartbeats and resolved entries have nothing to acknowledge.
+            let actionable = !s.is_resolved() && s.lead.kind != crate::gate::heartbeat::KIND;
+            if let (Some(l), true) = (&opts.actions, actionable) {
                 let fp = s.lead.fingerprint;
                 e.actions = Some((
                     l.url(Action::Ack, fp, n.created_at),

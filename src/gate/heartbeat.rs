@@ -1,0 +1,342 @@
+//! Heartbeats: silence that is never ambiguous. A channel with a heartbeat gets, at a set
+//! time of day, a short "all quiet" when nothing was sent to it in the day before, so
+//! "nothing came" always means "nothing happened", never "the monitor is dead". After the
+//! daemon was down, the same channels get one "I was not running from … to …" instead
+//! of nothing.
+//!
+//! ```toml
+//! [gate.heartbeat.ops]        # the channel `ops`
+//! at = "09:00"                 # local time in `timezone`
+//! timezone = "Asia/Shanghai"   # IANA name; default UTC
+//! ```
+//!
+//! The decisions are pure ([`Heartbeats::due`], time passed in); the gate keeps their
+//! state in its store (`beats` table), so a restart neither repeats nor skips a day.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use sentinel_actors::{Fingerprint, Insight, Severity, Window};
+
+use crate::problem::Problem;
+
+/// The kind of the notices this module makes; they carry no action links.
+pub const KIND: &str = "sentinel.heartbeat";
+
+/// A gap longer than this between two runs of the gate is told as downtime.
+pub const DOWN_AFTER: Duration = Duration::minutes(15);
+
+/// One `[gate.heartbeat.<channel>]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatSettings {
+    /// When, `HH:MM` local time in `timezone`. Required.
+    pub at: String,
+    /// IANA timezone, e.g. `Asia/Shanghai`. Default `UTC`.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+}
+
+fn default_timezone() -> String {
+    "UTC".to_string()
+}
+
+/// A channel's compiled heartbeat.
+#[derive(Debug, Clone)]
+pub struct Beat {
+    at: NaiveTime,
+    tz: Tz,
+}
+
+/// What the store keeps per channel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeatState {
+    /// When the gate last sent this channel anything.
+    pub last_sent: Option<DateTime<Utc>>,
+    /// The local day of the last heartbeat decision (sent or not needed).
+    pub last_day: Option<NaiveDate>,
+}
+
+impl Beat {
+    pub fn compile(s: &HeartbeatSettings, path: &str, problems: &mut Vec<Problem>) -> Option<Beat> {
+        let at = NaiveTime::parse_from_str(s.at.trim(), "%H:%M")
+            .or_else(|_| NaiveTime::parse_from_str(s.at.trim(), "%H:%M:%S"));
+        let tz = s.timezone.parse::<Tz>();
+        if at.is_err() {
+            problems.push(Problem::new(
+                format!("{path}.at"),
+                format!(
+                    "`{}` is not a time of day: write HH:MM, e.g. \"09:00\"",
+                    s.at
+                ),
+            ));
+        }
+        if tz.is_err() {
+            problems.push(Problem::new(
+                format!("{path}.timezone"),
+                format!(
+                    "`{}` is not an IANA timezone: write e.g. \"Asia/Shanghai\" or \"UTC\"",
+                    s.timezone
+                ),
+            ));
+        }
+        Some(Beat {
+            at: at.ok()?,
+            tz: tz.ok()?,
+        })
+    }
+
+    /// Today's (local) heartbeat instant at `now`, and the local day.
+    fn today(&self, now: DateTime<Utc>) -> (NaiveDate, DateTime<Utc>) {
+        let day = now.with_timezone(&self.tz).date_naive();
+        let local = day.and_time(self.at);
+        // A time in a spring-forward gap: the first instant after it.
+        let at = self
+            .tz
+            .from_local_datetime(&local)
+            .earliest()
+            .or_else(|| {
+                self.tz
+                    .from_local_datetime(&(local + Duration::hours(1)))
+                    .earliest()
+            })
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(now);
+        (day, at)
+    }
+
+    /// Whether the heartbeat goes at `now`: its time of day has come, today's was not
+    /// decided yet, and nothing was sent in the day before. Updates `state` with the
+    /// decision (a heartbeat that is not needed today is not tried again today).
+    pub fn due(&self, state: &mut BeatState, now: DateTime<Utc>) -> bool {
+        let (day, at) = self.today(now);
+        if now < at || state.last_day == Some(day) {
+            return false;
+        }
+        state.last_day = Some(day);
+        state
+            .last_sent
+            .is_none_or(|t| t <= at - Duration::hours(24))
+    }
+}
+
+/// Every channel's heartbeat.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeats {
+    pub beats: BTreeMap<String, Beat>,
+}
+
+impl Heartbeats {
+    pub fn compile(
+        settings: &BTreeMap<String, HeartbeatSettings>,
+        channels: &[String],
+        problems: &mut Vec<Problem>,
+    ) -> Heartbeats {
+        let mut beats = BTreeMap::new();
+        for (name, s) in settings {
+            let path = format!("gate.heartbeat.{name}");
+            if !channels.contains(name) {
+                problems.push(Problem::new(
+                    path.clone(),
+                    format!("no channel is named `{name}`: name a [channels.<name>] table"),
+                ));
+            }
+            if let Some(b) = Beat::compile(s, &path, problems) {
+                beats.insert(name.clone(), b);
+            }
+        }
+        Heartbeats { beats }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.beats.is_empty()
+    }
+}
+
+/// What a heartbeat says about the watch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Watch {
+    /// Servers (sources) the gate has heard from.
+    pub servers: usize,
+    /// The latest collection cycle.
+    pub last_cycle: Option<DateTime<Utc>>,
+    /// Findings firing now, and how many of them are acknowledged.
+    pub firing: usize,
+    pub acknowledged: usize,
+}
+
+fn hm(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn how_long(d: Duration) -> String {
+    let m = d.num_minutes().max(0);
+    match (m / (24 * 60), m / 60 % 24, m % 60) {
+        (0, 0, m) => format!("{m} min"),
+        (0, h, 0) => format!("{h} h"),
+        (0, h, m) => format!("{h} h {m} min"),
+        (d, h, _) => format!("{d} d {h} h"),
+    }
+}
+
+/// The state of the watch in words: "3 servers watched, last cycle at …; 2 findings still
+/// firing (1 acknowledged)."
+fn state_words(w: &Watch) -> String {
+    let mut s = format!(
+        "{} server{} watched",
+        w.servers,
+        if w.servers == 1 { "" } else { "s" }
+    );
+    match w.last_cycle {
+        Some(t) => s.push_str(&format!(", last collection cycle at {}", hm(t))),
+        None => s.push_str(", no collection cycle yet"),
+    }
+    match (w.firing, w.acknowledged) {
+        (0, _) => s.push_str("; nothing fires."),
+        (n, 0) => s.push_str(&format!("; {n} finding(s) still firing, told before.")),
+        (n, a) => s.push_str(&format!(
+            "; {n} finding(s) still firing, told before ({a} acknowledged)."
+        )),
+    }
+    s
+}
+
+fn notice(channel: &str, what: &str, title: String, advice: String, at: DateTime<Utc>) -> Insight {
+    Insight {
+        fingerprint: Fingerprint::of([KIND, what, channel]),
+        kind: KIND.into(),
+        rule: format!("{KIND}.{what}"),
+        severity: Severity::Info,
+        labels: BTreeMap::new(),
+        title,
+        advice,
+        text: None,
+        metrics: BTreeMap::new(),
+        window: Window { start: at, end: at },
+        observed_at: at,
+        status: None,
+    }
+}
+
+/// The "all quiet" of `channel` at `at`.
+pub fn all_quiet(channel: &str, w: &Watch, at: DateTime<Utc>) -> Insight {
+    notice(
+        channel,
+        "quiet",
+        "All quiet: nothing to report in the last 24 h".into(),
+        format!(
+            "{} This message comes once a day when nothing else was sent, so that silence \
+             always means the watch is running.",
+            state_words(w)
+        ),
+        at,
+    )
+}
+
+/// The notice of a downtime from `from` to `to`.
+pub fn was_down(channel: &str, from: DateTime<Utc>, to: DateTime<Utc>, w: &Watch) -> Insight {
+    notice(
+        channel,
+        "down",
+        format!(
+            "powa-sentinel was not running from {} to {} ({})",
+            hm(from),
+            hm(to),
+            how_long(to - from)
+        ),
+        format!(
+            "PoWA kept its snapshots meanwhile: what they show is analysed again and comes \
+             with the next report. {} The service's logs tell why it stopped.",
+            state_words(w)
+        ),
+        to,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn beat(at: &str, tz: &str) -> Beat {
+        let mut p = Vec::new();
+        let b = Beat::compile(
+            &HeartbeatSettings {
+                at: at.into(),
+                timezone: tz.into(),
+            },
+            "gate.heartbeat.ops",
+            &mut p,
+        );
+        assert!(p.is_empty(), "{p:?}");
+        b.unwrap()
+    }
+
+    #[test]
+    fn once_a_day_at_its_time_and_only_after_a_silent_day() {
+        let b = beat("09:00", "Asia/Shanghai"); // 01:00 UTC
+        let mut s = BeatState::default();
+        assert!(!b.due(&mut s, t("2026-12-02T00:59:00Z")), "not yet");
+        assert!(b.due(&mut s, t("2026-12-02T01:00:30Z")));
+        assert!(!b.due(&mut s, t("2026-12-02T05:00:00Z")), "once a day");
+        // Something was sent at 10:00 local that day: the next day needs no heartbeat.
+        s.last_sent = Some(t("2026-12-02T02:00:00Z"));
+        assert!(!b.due(&mut s, t("2026-12-03T01:00:00Z")));
+        assert_eq!(s.last_day, NaiveDate::from_ymd_opt(2026, 12, 3));
+        // The day after, silence again: it goes (late too, e.g. after a restart).
+        assert!(b.due(&mut s, t("2026-12-04T07:00:00Z")));
+    }
+
+    #[test]
+    fn bad_values_name_their_keys() {
+        let mut p = Vec::new();
+        let mut settings = BTreeMap::new();
+        settings.insert(
+            "nope".to_string(),
+            HeartbeatSettings {
+                at: "9h".into(),
+                timezone: "Mars/Olympus".into(),
+            },
+        );
+        Heartbeats::compile(&settings, &["ops".to_string()], &mut p);
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "gate.heartbeat.nope",
+                "gate.heartbeat.nope.at",
+                "gate.heartbeat.nope.timezone"
+            ]
+        );
+    }
+
+    #[test]
+    fn notices_say_what_is_watched() {
+        let w = Watch {
+            servers: 3,
+            last_cycle: Some(t("2026-12-02T08:55:00Z")),
+            firing: 2,
+            acknowledged: 1,
+        };
+        let q = all_quiet("ops", &w, t("2026-12-02T09:00:00Z"));
+        assert_eq!(q.kind, KIND);
+        assert!(q.advice.starts_with("3 servers watched, last collection cycle at 2026-12-02 08:55 UTC; 2 finding(s) still firing, told before (1 acknowledged)."), "{}", q.advice);
+        let d = was_down(
+            "ops",
+            t("2026-12-02T06:10:00Z"),
+            t("2026-12-02T08:15:00Z"),
+            &Watch::default(),
+        );
+        assert_eq!(
+            d.title,
+            "powa-sentinel was not running from 2026-12-02 06:10 UTC to 2026-12-02 08:15 UTC (2 h 5 min)"
+        );
+        assert_ne!(q.fingerprint, d.fingerprint);
+    }
+}
