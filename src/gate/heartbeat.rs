@@ -13,13 +13,14 @@
 //! The decisions are pure ([`Heartbeats::due`], time passed in); the gate keeps their
 //! state in its store (`beats` table), so a restart neither repeats nor skips a day.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use sentinel_actors::{Fingerprint, Insight, Severity, Window};
+use sentinel_actors::gate::Outgoing;
+use sentinel_actors::{Fingerprint, Insight, NotifyReason, Severity, Window};
 
 use crate::problem::Problem;
 
@@ -153,6 +154,118 @@ impl Heartbeats {
 
     pub fn is_empty(&self) -> bool {
         self.beats.is_empty()
+    }
+}
+
+/// How often the gate records that it is alive: a downtime shorter than [`DOWN_AFTER`] is
+/// not told, so a coarse stamp is enough.
+const ALIVE_EVERY: Duration = Duration::minutes(5);
+
+/// The key of the stored state that says when the gate was last alive (not a channel
+/// name: those cannot hold control characters).
+pub const ALIVE: &str = "\u{1f}alive";
+
+/// The heartbeats of a gate with their state: what was sent when, which day was decided,
+/// a downtime to tell. The gate commits [`Pulse::to_commit`] with its decisions.
+#[derive(Debug, Default)]
+pub struct Pulse {
+    heartbeats: Heartbeats,
+    state: HashMap<String, BeatState>,
+    changed: BTreeSet<String>,
+    /// A downtime found at the start, told at the first tick.
+    down: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl Pulse {
+    /// The heartbeats with the state the store kept, started at `now`: a gap since the
+    /// gate was last alive longer than [`DOWN_AFTER`] is a downtime to tell.
+    pub fn new(
+        heartbeats: Heartbeats,
+        state: HashMap<String, BeatState>,
+        now: DateTime<Utc>,
+    ) -> Pulse {
+        let down = match state.get(ALIVE).and_then(|b| b.last_sent) {
+            Some(alive) if !heartbeats.is_empty() && now - alive > DOWN_AFTER => Some((alive, now)),
+            _ => None,
+        };
+        Pulse {
+            heartbeats,
+            state,
+            changed: BTreeSet::new(),
+            down,
+        }
+    }
+
+    /// Any heartbeat configured?
+    pub fn on(&self) -> bool {
+        !self.heartbeats.is_empty()
+    }
+
+    /// Records what `out` sends; and, at most every few minutes, that the gate is alive at
+    /// `now`.
+    pub fn note_sent(&mut self, out: &[Outgoing], now: DateTime<Utc>) {
+        if !self.on() {
+            return;
+        }
+        for o in out {
+            if self.heartbeats.beats.contains_key(&o.channel) {
+                self.state.entry(o.channel.clone()).or_default().last_sent = Some(now);
+                self.changed.insert(o.channel.clone());
+            }
+        }
+        let alive = self.state.entry(ALIVE.to_string()).or_default();
+        if alive.last_sent.is_none_or(|t| now - t >= ALIVE_EVERY) {
+            alive.last_sent = Some(now);
+            self.changed.insert(ALIVE.to_string());
+        }
+    }
+
+    /// The notices due at `now`: after a downtime, one per heartbeat channel (instead of
+    /// that day's "all quiet"); else each channel's "all quiet" when its time came after a
+    /// silent day.
+    pub fn beat(&mut self, now: DateTime<Utc>, watch: &Watch) -> Vec<Outgoing> {
+        let down = self.down.take();
+        let mut out = Vec::new();
+        for (channel, b) in &self.heartbeats.beats {
+            let state = self.state.entry(channel.clone()).or_default();
+            let before = *state;
+            let quiet = b.due(state, now);
+            if *state != before {
+                self.changed.insert(channel.clone());
+            }
+            let notice = match down {
+                Some((from, to)) => was_down(channel, from, to, watch),
+                None if quiet => all_quiet(channel, watch, now),
+                None => continue,
+            };
+            out.push(Outgoing {
+                id: 0,
+                channel: channel.clone(),
+                reason: NotifyReason::Report,
+                insights: vec![notice],
+                mentions: Default::default(),
+                created_at: now,
+            });
+        }
+        out
+    }
+
+    /// Whether state changed since the last commit.
+    pub fn changed(&self) -> bool {
+        !self.changed.is_empty()
+    }
+
+    /// The changed state, for the commit.
+    pub fn to_commit(&self) -> Vec<(&str, BeatState)> {
+        self.changed
+            .iter()
+            .filter_map(|k| Some((k.as_str(), *self.state.get(k)?)))
+            .collect()
+    }
+
+    /// The commit went through.
+    pub fn committed(&mut self) {
+        self.changed.clear();
     }
 }
 

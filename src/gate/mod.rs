@@ -67,7 +67,7 @@ use sentinel_actors::Severity;
 
 use crate::problem::Problem;
 use engine::Engine;
-use heartbeat::{BeatState, HeartbeatSettings, Heartbeats};
+use heartbeat::{HeartbeatSettings, Heartbeats, Pulse};
 use lifecycle::{LifecycleSettings, Rules};
 use quiet_hours::{QuietHours, QuietHoursSettings};
 use routes::{RouteSettings, Routes};
@@ -240,17 +240,9 @@ pub struct Gate {
     id_moved: bool,
     /// Internal sinks of this run only (`--output json`): no intent is kept for them.
     internal: BTreeSet<String>,
-    heartbeats: Heartbeats,
-    /// Heartbeat state by channel, and the changed ones to commit.
-    beats: BTreeMap<String, BeatState>,
-    beats_put: BTreeSet<String>,
-    /// A downtime found at the start, told at the first tick.
-    down: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Heartbeats and their state.
+    pulse: Pulse,
 }
-
-/// How often the gate records that it is alive (with heartbeats): a downtime shorter than
-/// [`heartbeat::DOWN_AFTER`] is not told, so a coarse stamp is enough.
-const ALIVE_EVERY: chrono::Duration = chrono::Duration::minutes(5);
 
 impl Gate {
     /// Builds the gate and, with a state directory, loads what the last run left.
@@ -289,7 +281,7 @@ impl Gate {
         if !problems.is_empty() {
             return Err(GateError::Settings(problems));
         }
-        let mut beats = BTreeMap::new();
+        let mut beats = std::collections::HashMap::new();
         // Ids are seeded from the clock, so they stay unique even if the state is lost, and
         // never go below the last one the store recorded, so they stay unique if the clock
         // goes back.
@@ -310,7 +302,7 @@ impl Gate {
                 engine.restore(loaded.scopes, loaded.held);
                 engine.set_silences(loaded.silences);
                 engine.set_acks(loaded.acks);
-                beats = loaded.beats.into_iter().collect();
+                beats = loaded.beats;
                 last_id = last_id.max(loaded.next_notification_id);
                 if !store.is_read_only() {
                     for n in loaded.intents {
@@ -327,16 +319,8 @@ impl Gate {
             }
             None => None,
         };
-        let down = match beats
-            .get(store::ALIVE)
-            .and_then(|b: &BeatState| b.last_sent)
-        {
-            Some(alive) if !heartbeats.is_empty() && Utc::now() - alive > heartbeat::DOWN_AFTER => {
-                Some((alive, Utc::now()))
-            }
-            _ => None,
-        };
         let ticks = !gate.quiet_hours.is_empty() || !heartbeats.is_empty();
+        let pulse = Pulse::new(heartbeats, beats, Utc::now());
         Ok(Gate {
             engine,
             store,
@@ -350,66 +334,8 @@ impl Gate {
             last_id,
             id_moved: false,
             internal: always.iter().cloned().collect(),
-            heartbeats,
-            beats,
-            beats_put: BTreeSet::new(),
-            down,
+            pulse,
         })
-    }
-
-    /// Records what `out` sends, for the heartbeats; and, at most every few minutes, that
-    /// the gate is alive at `now`.
-    fn note_sent(&mut self, out: &[Outgoing], now: DateTime<Utc>) {
-        if self.heartbeats.is_empty() {
-            return;
-        }
-        for o in out {
-            if self.heartbeats.beats.contains_key(&o.channel) {
-                self.beats.entry(o.channel.clone()).or_default().last_sent = Some(now);
-                self.beats_put.insert(o.channel.clone());
-            }
-        }
-        let alive = self.beats.entry(store::ALIVE.to_string()).or_default();
-        if alive.last_sent.is_none_or(|t| now - t >= ALIVE_EVERY) {
-            alive.last_sent = Some(now);
-            self.beats_put.insert(store::ALIVE.to_string());
-        }
-    }
-
-    /// The heartbeat notices due at `now`: after a downtime, one per heartbeat channel; and
-    /// each channel's "all quiet" when its time came after a silent day.
-    fn beat(&mut self, now: DateTime<Utc>) -> Vec<Outgoing> {
-        let watch = self.engine.watch();
-        let mut out = Vec::new();
-        let down = self.down.take();
-        for (channel, b) in &self.heartbeats.beats {
-            let state = self.beats.entry(channel.clone()).or_default();
-            let before = *state;
-            let mut notices = Vec::new();
-            if let Some((from, to)) = down {
-                notices.push(heartbeat::was_down(channel, from, to, &watch));
-            }
-            if b.due(state, now) && down.is_none() {
-                notices.push(heartbeat::all_quiet(channel, &watch, now));
-            }
-            if *state != before {
-                self.beats_put.insert(channel.clone());
-            }
-            if !notices.is_empty() {
-                out.push(Outgoing {
-                    id: 0,
-                    channel: channel.clone(),
-                    reason: sentinel_actors::NotifyReason::Report,
-                    insights: notices,
-                    mentions: Default::default(),
-                    created_at: now,
-                });
-            }
-        }
-        if !out.is_empty() {
-            info!(self.log, "Heartbeat."; "channels" => out.len(), "after_downtime" => down.is_some());
-        }
-        out
     }
 
     /// Does this gate write its decisions (a state directory, not a preview)?
@@ -491,7 +417,7 @@ impl Gate {
         if changes.is_empty()
             && self.intents_put.is_empty()
             && self.intents_del.is_empty()
-            && self.beats_put.is_empty()
+            && !self.pulse.changed()
             && !self.id_moved
         {
             return;
@@ -507,18 +433,14 @@ impl Gate {
                 .collect(),
             intents_del: self.intents_del.iter().copied().collect(),
             acks_del: changes.acks_del.iter().copied().collect(),
-            beats_put: self
-                .beats_put
-                .iter()
-                .filter_map(|k| Some((k.as_str(), *self.beats.get(k)?)))
-                .collect(),
+            beats_put: self.pulse.to_commit(),
             next_notification_id: self.id_moved.then_some(self.last_id),
         };
         match store.write(&commit) {
             Ok(()) => {
                 self.intents_put.clear();
                 self.intents_del.clear();
-                self.beats_put.clear();
+                self.pulse.committed();
                 self.id_moved = false;
             }
             Err(e) => {
@@ -534,14 +456,14 @@ impl Decide for Gate {
         self.refresh_silences();
         let at = report.at;
         let out = self.engine.observe(report);
-        self.note_sent(&out, at);
+        self.pulse.note_sent(&out, at);
         self.decided(out)
     }
 
     fn flush(&mut self, at: DateTime<Utc>) -> Vec<Outgoing> {
         self.refresh_silences();
         let out = self.engine.flush(at);
-        self.note_sent(&out, at);
+        self.pulse.note_sent(&out, at);
         let out = self.decided(out);
         let held = self.engine.counts().held;
         if held > 0 {
@@ -556,12 +478,17 @@ impl Decide for Gate {
 
     fn tick(&mut self, now: DateTime<Utc>) -> Vec<Outgoing> {
         let mut out = self.engine.tick(now);
-        if !self.heartbeats.is_empty() {
+        if self.pulse.on() {
             self.refresh_silences();
-            out.extend(self.beat(now));
-            self.note_sent(&out, now);
+            let watch = self.engine.watch();
+            let beats = self.pulse.beat(now, &watch);
+            if !beats.is_empty() {
+                info!(self.log, "Heartbeat."; "channels" => beats.len());
+            }
+            out.extend(beats);
+            self.pulse.note_sent(&out, now);
         }
-        if out.is_empty() && self.beats_put.is_empty() {
+        if out.is_empty() && !self.pulse.changed() {
             return out;
         }
         self.decided(out)

@@ -44,10 +44,6 @@ const ACKS: TableDefinition<u64, &[u8]> = TableDefinition::new("acks");
 const BEATS: TableDefinition<&str, &[u8]> = TableDefinition::new("beats");
 const NEXT_NOTIFICATION_ID: &str = "next_notification_id";
 
-/// The key of the `beats` row that says when the gate was last alive (not a channel name:
-/// those cannot hold control characters).
-pub const ALIVE: &str = "\u{1f}alive";
-
 /// The store file's name inside `state.dir`.
 pub const FILE: &str = "gate.redb";
 
@@ -84,7 +80,8 @@ pub struct Loaded {
     pub held: Vec<Held>,
     pub silences: Vec<Silence>,
     pub acks: Vec<Ack>,
-    /// Heartbeat state by channel ([`ALIVE`]: when the gate was last alive).
+    /// Heartbeat state by channel ([`super::heartbeat::ALIVE`]: when the gate was last
+    /// alive).
     pub beats: HashMap<String, BeatState>,
     /// Notifications decided and not confirmed journaled by their channel, by id.
     pub intents: Vec<StoredNotification>,
