@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::checks::Checks;
-use super::per_server::{AnalyzerSettings, PerServer};
+use super::per_server::AnalyzerSettings;
+use super::{WindowAnalyzer, WindowRules};
 use crate::powa::reader::{
     QueryStats, StatementsWindow, BLK_READ_TIME, BLK_WRITE_TIME, CALLS, EXEC_TIME, ROWS,
     SHARED_HIT, SHARED_READ, TEMP_WRITTEN,
@@ -116,19 +117,15 @@ impl AnalyzerSettings for SlowQuerySettings {
             "must not be below warning_mean_time",
         );
     }
+
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
 }
 
-pub struct SlowQueryAnalyzer {
-    settings: PerServer<SlowQuerySettings>,
-}
+pub type SlowQueryAnalyzer = WindowAnalyzer<SlowQuerySettings>;
 
 impl SlowQueryAnalyzer {
-    pub fn new(settings: impl Into<PerServer<SlowQuerySettings>>) -> Self {
-        SlowQueryAnalyzer {
-            settings: settings.into(),
-        }
-    }
-
     fn eligible(s: &SlowQuerySettings, q: &QueryStats) -> bool {
         if let Some(text) = &q.query {
             if super::is_monitoring_query(text) || (s.exclude_utility && super::is_utility(text)) {
@@ -149,13 +146,11 @@ impl SlowQueryAnalyzer {
             Severity::Info
         }
     }
+}
 
+impl WindowRules<SlowQuerySettings> for SlowQueryAnalyzer {
     /// Analyses one server's window.
-    pub fn analyze_window(&self, w: &StatementsWindow) -> Vec<Insight> {
-        let s = self.settings.get(&w.repository, &w.server.name);
-        if !s.enabled {
-            return Vec::new();
-        }
+    fn findings(&self, s: &SlowQuerySettings, w: &StatementsWindow) -> Vec<Insight> {
         let server_total: f64 = super::user_queries(w).map(|q| q.get(EXEC_TIME)).sum();
         let mut ranked: Vec<&QueryStats> =
             w.queries.iter().filter(|q| Self::eligible(s, q)).collect();
@@ -173,7 +168,9 @@ impl SlowQueryAnalyzer {
             .map(|(i, q)| Self::insight(s, w, q, i + 1, server_total))
             .collect()
     }
+}
 
+impl SlowQueryAnalyzer {
     fn insight(
         s: &SlowQuerySettings,
         w: &StatementsWindow,

@@ -16,7 +16,8 @@ use serde::Deserialize;
 
 use super::baseline::{Baselines, Robust};
 use super::checks::Checks;
-use super::per_server::{AnalyzerSettings, PerServer};
+use super::per_server::AnalyzerSettings;
+use super::{WindowAnalyzer, WindowRules};
 use crate::powa::reader::{
     QueryStats, StatementsWindow, CALLS, EXEC_TIME, SHARED_READ, TEMP_WRITTEN,
 };
@@ -88,10 +89,10 @@ impl AnalyzerSettings for WorkloadChangeSettings {
             "must be 0 or more (robust standard deviations around the baselines' median)",
         );
     }
-}
 
-pub struct WorkloadChangeAnalyzer {
-    settings: PerServer<WorkloadChangeSettings>,
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
 }
 
 struct Finding<'a> {
@@ -120,18 +121,10 @@ fn reads(q: &QueryStats, then: &[Option<&QueryStats>]) -> (bool, f64) {
     )
 }
 
-impl WorkloadChangeAnalyzer {
-    pub fn new(settings: impl Into<PerServer<WorkloadChangeSettings>>) -> Self {
-        WorkloadChangeAnalyzer {
-            settings: settings.into(),
-        }
-    }
+pub type WorkloadChangeAnalyzer = WindowAnalyzer<WorkloadChangeSettings>;
 
-    pub fn analyze_window(&self, w: &StatementsWindow) -> Vec<Insight> {
-        let s = self.settings.get(&w.repository, &w.server.name);
-        if !s.enabled {
-            return Vec::new();
-        }
+impl WindowRules<WorkloadChangeSettings> for WorkloadChangeAnalyzer {
+    fn findings(&self, s: &WorkloadChangeSettings, w: &StatementsWindow) -> Vec<Insight> {
         // No baseline data at all (PoWA purged it, or the server is new): nothing is "new".
         let bases = Baselines::of(w);
         if bases.is_empty() {
@@ -324,7 +317,9 @@ impl WorkloadChangeAnalyzer {
         }
         found.into_iter().map(|f| self.insight(w, f)).collect()
     }
+}
 
+impl WorkloadChangeAnalyzer {
     fn insight(&self, w: &StatementsWindow, f: Finding<'_>) -> Insight {
         Insight {
             severity: f.severity,
