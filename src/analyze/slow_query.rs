@@ -275,21 +275,24 @@ mod tests {
         q
     }
 
+    /// What the analyzer with the default settings finds in a window of `queries`.
+    fn with_defaults(queries: Vec<QueryStats>) -> Vec<Insight> {
+        SlowQueryAnalyzer::new(SlowQuerySettings::default()).analyze_window(&window(queries))
+    }
+
     #[test]
     fn ranks_by_total_time_with_share() {
-        let a = SlowQueryAnalyzer::new(SlowQuerySettings::default());
-        let w = window(vec![
+        let out = with_defaults(vec![
             q(1, 10.0, 3000.0, "SELECT a"),
             q(2, 100.0, 6000.0, "SELECT b"),
             q(3, 5.0, 1000.0, "SELECT c"),
         ]);
-        let out = a.analyze_window(&w);
         assert_eq!(out.len(), 3);
         assert_eq!(out[0].label("queryid"), Some("2"));
         assert!((out[0].metric("share_of_total_time").unwrap() - 0.6).abs() < 1e-9);
         assert_eq!(out[0].severity, Severity::Info);
         // Same problem, same fingerprint, whatever the numbers.
-        let again = a.analyze_window(&window(vec![q(2, 1.0e3, 9.0e4, "SELECT b")]));
+        let again = with_defaults(vec![q(2, 1.0e3, 9.0e4, "SELECT b")]);
         assert_eq!(again[0].fingerprint, out[0].fingerprint);
     }
 
@@ -326,24 +329,21 @@ mod tests {
 
     #[test]
     fn quiet_below_the_guards() {
-        let a = SlowQueryAnalyzer::new(SlowQuerySettings::default());
-        let w = window(vec![
+        assert!(with_defaults(vec![
             q(1, 500.0, 900.0, "SELECT fast"),        // under 1 s in total
             q(2, 1.0, 50_000.0, "SELECT once"),       // a single call
             q(3, 50.0, 90_000.0, "VACUUM ANALYZE t"), // maintenance
             q(4, 50.0, 90_000.0, "SELECT powa_take_snapshot()"),
-        ]);
-        assert!(a.analyze_window(&w).is_empty());
+        ])
+        .is_empty());
     }
 
     #[test]
     fn severity_follows_mean_time() {
-        let a = SlowQueryAnalyzer::new(SlowQuerySettings::default());
-        let w = window(vec![
+        let out = with_defaults(vec![
             q(1, 2.0, 12_000.0, "SELECT slow"),
             q(2, 4.0, 2_400.0, "SELECT mid"),
         ]);
-        let out = a.analyze_window(&w);
         assert_eq!(out[0].severity, Severity::Critical);
         assert_eq!(out[1].severity, Severity::Warning);
     }

@@ -350,6 +350,11 @@ mod tests {
             .collect()
     }
 
+    /// `now` alone in the window, and one query in each of three baselines.
+    fn one_query_three_weeks(now: QueryStats, then: [QueryStats; 3]) -> StatementsWindow {
+        crate::analyze::fixtures::with_baselines(vec![now], then.map(|b| vec![b]).to_vec())
+    }
+
     #[test]
     fn spikes_collapses_and_new_heavy_queries_fire() {
         let a = WorkloadChangeAnalyzer::new(WorkloadChangeSettings::default());
@@ -429,13 +434,9 @@ mod tests {
         assert_eq!(out[0].metric("baseline_calls"), Some(3_100.0));
         assert_eq!(out[0].metric("baselines_used"), Some(3.0));
         // A query that ran in only one of three weeks is new.
-        let w = crate::analyze::fixtures::with_baselines(
-            vec![q(3, 500.0, 40_000.0)],
-            vec![
-                vec![q(3, 500.0, 40_000.0)],
-                vec![q(9, 1.0, 1.0)],
-                vec![q(9, 1.0, 1.0)],
-            ],
+        let w = one_query_three_weeks(
+            q(3, 500.0, 40_000.0),
+            [q(3, 500.0, 40_000.0), q(9, 1.0, 1.0), q(9, 1.0, 1.0)],
         );
         assert_eq!(
             rules(&a.analyze_window(&w)),
@@ -445,12 +446,12 @@ mod tests {
             )]
         );
         // Weeks that vary a lot: 9,000 calls is 3× the median but within the spread.
-        let w = crate::analyze::fixtures::with_baselines(
-            vec![q(1, 9_000.0, 6_000.0)],
-            vec![
-                vec![q(1, 1_000.0, 600.0)],
-                vec![q(1, 3_000.0, 600.0)],
-                vec![q(1, 5_000.0, 600.0)],
+        let w = one_query_three_weeks(
+            q(1, 9_000.0, 6_000.0),
+            [
+                q(1, 1_000.0, 600.0),
+                q(1, 3_000.0, 600.0),
+                q(1, 5_000.0, 600.0),
             ],
         );
         assert!(a.analyze_window(&w).is_empty());
