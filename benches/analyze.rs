@@ -68,22 +68,15 @@ fn window(n: usize) -> StatementsWindow {
     let t0 = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
     let at = |week: usize, queries: Vec<QueryStats>| {
         let start = t0 - chrono::Duration::days(7 * week as i64);
-        StatementsWindow {
-            repository: "bench".into(),
-            server: ServerInfo::named(1, "db1"),
-            window: Window {
+        StatementsWindow::new(
+            "bench",
+            ServerInfo::named(1, "db1"),
+            Window {
                 start,
                 end: start + chrono::Duration::hours(24),
             },
-            anchor: Some(start),
-            last_ts: None,
-            points: 0,
             queries,
-            baselines: Vec::new(),
-            waits: Vec::new(),
-            quals: None,
-            kcache_unmatched: None,
-        }
+        )
     };
     let mut w = at(0, queries(n, 0, true));
     // Baselines carry counters only, as the reader gives them.

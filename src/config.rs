@@ -442,6 +442,16 @@ impl fmt::Debug for Keys {
     }
 }
 
+/// `key` under the table at `prefix` (`""` for the top), written the way the file's
+/// dotted keys are (`channels.ops.url`); shared by every walk over a loaded file.
+pub(crate) fn dotted_key(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
 impl Keys {
     fn of(built: &config::Config) -> Keys {
         fn walk(
@@ -452,12 +462,7 @@ impl Keys {
             match &v.kind {
                 config::ValueKind::Table(t) => {
                     for (k, v) in t {
-                        let key = if prefix.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{prefix}.{k}")
-                        };
-                        walk(&key, v, out);
+                        walk(&dotted_key(prefix, k), v, out);
                     }
                 }
                 config::ValueKind::Array(items) => {
@@ -564,12 +569,18 @@ impl Settings {
 mod tests {
     use super::*;
 
+    /// `text` loaded as a file named `name` (its ending says the format), with no
+    /// environment.
+    fn load_text(name: &str, text: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        Settings::load_with_env(&p, Some(BTreeMap::new()))
+    }
+
     #[test]
     fn bad_duration_names_file_and_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("s.toml");
-        std::fs::write(&p, "[analysis]\nwindow = \"five minutes\"\n").unwrap();
-        let e = Settings::load_with_env(&p, Some(BTreeMap::new())).unwrap_err();
+        let e = load_text("s.toml", "[analysis]\nwindow = \"five minutes\"\n").unwrap_err();
         let text = e.to_string();
         assert!(text.contains("s.toml"), "{text}");
         assert!(text.contains("analysis.window"), "{text}");
@@ -631,20 +642,14 @@ mod tests {
 
     #[test]
     fn unknown_key_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("s.toml");
-        std::fs::write(&p, "[analysis]\nwindw = \"1h\"\n").unwrap();
-        let e = Settings::load_with_env(&p, Some(BTreeMap::new())).unwrap_err();
+        let e = load_text("s.toml", "[analysis]\nwindw = \"1h\"\n").unwrap_err();
         assert!(e.to_string().contains("unknown field `windw`"), "{e}");
         assert!(e.to_string().contains("did you mean `window`?"), "{e}");
     }
 
     #[test]
     fn unknown_section_gets_a_suggestion() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("s.toml");
-        std::fs::write(&p, "[shedule]\ncron = \"0 0 9 * * *\"\n").unwrap();
-        let e = Settings::load_with_env(&p, Some(BTreeMap::new())).unwrap_err();
+        let e = load_text("s.toml", "[shedule]\ncron = \"0 0 9 * * *\"\n").unwrap_err();
         assert!(e.to_string().contains("did you mean `schedule`?"), "{e}");
     }
 
@@ -736,10 +741,7 @@ mod tests {
 
     #[test]
     fn missing_sections_are_reported_together() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("s.yaml");
-        std::fs::write(&p, "analysis:\n  window: 2h\n").unwrap();
-        let e = Settings::load_with_env(&p, Some(BTreeMap::new())).unwrap_err();
+        let e = load_text("s.yaml", "analysis:\n  window: 2h\n").unwrap_err();
         let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["repositories", "channels"], "{e}");
     }

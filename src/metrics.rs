@@ -18,7 +18,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use sentinel_actors::supervise::SupervisionEvents;
 use sentinel_actors::Insight;
@@ -62,6 +62,13 @@ pub struct Metrics {
     failed: Mutex<std::collections::BTreeSet<String>>,
 }
 
+/// Registers `metric` under `name` and hands it back, so that each metric is made, named and
+/// described in one place.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 fn server(s: &str) -> Labels {
     vec![("server", s.to_string())]
 }
@@ -69,80 +76,84 @@ fn server(s: &str) -> Labels {
 impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::with_prefix("powa_sentinel");
-        let m = Metrics {
-            registry: Registry::default(),
-            cycles: Family::default(),
-            cycle_duration: Family::new_with_constructor(cycle_histogram),
-            rows_read: Family::default(),
-            insights: Family::default(),
-            gate_decisions: Family::default(),
-            deliveries: Family::default(),
-            queue_depth: Family::default(),
-            restarts: Family::default(),
-            actor_failed: Family::default(),
-            last_success_age: Family::default(),
-            snapshot_age: Family::default(),
-            repository_up: Family::default(),
+        // Fields are evaluated in the order written, which is the order they are exported in.
+        Metrics {
+            cycles: registered(
+                &mut registry,
+                "cycles",
+                "Collection cycles per server and outcome (ok, error, skipped = overran its period)",
+                Family::default(),
+            ),
+            cycle_duration: registered(
+                &mut registry,
+                "cycle_duration_seconds",
+                "Duration of a collection cycle per server (read + analyze)",
+                Family::new_with_constructor(cycle_histogram),
+            ),
+            rows_read: registered(
+                &mut registry,
+                "rows_read",
+                "Rows read from PoWA per server",
+                Family::default(),
+            ),
+            insights: registered(
+                &mut registry,
+                "insights",
+                "Insights produced by analyzer, kind and severity",
+                Family::default(),
+            ),
+            gate_decisions: registered(
+                &mut registry,
+                "gate_decisions",
+                "What the gate decided per insight",
+                Family::default(),
+            ),
+            deliveries: registered(
+                &mut registry,
+                "deliveries",
+                "Notifications handed to channels, by channel and outcome",
+                Family::default(),
+            ),
+            queue_depth: registered(
+                &mut registry,
+                "queue_depth",
+                "Work items waiting per queue",
+                Family::default(),
+            ),
+            restarts: registered(
+                &mut registry,
+                "actor_restarts",
+                "Restarts per actor",
+                Family::default(),
+            ),
+            actor_failed: registered(
+                &mut registry,
+                "actor_failed",
+                "1 when an actor spent its restart budget and is left failed",
+                Family::default(),
+            ),
+            last_success_age: registered(
+                &mut registry,
+                "seconds_since_last_success",
+                "Seconds since the last successful collection cycle per server",
+                Family::default(),
+            ),
+            snapshot_age: registered(
+                &mut registry,
+                "powa_snapshot_age_seconds",
+                "Age of the newest PoWA snapshot seen per server at its last successful cycle",
+                Family::default(),
+            ),
+            repository_up: registered(
+                &mut registry,
+                "repository_up",
+                "1 when the repository is connected and its last discovery succeeded",
+                Family::default(),
+            ),
+            registry,
             times: Mutex::new(HashMap::new()),
             failed: Mutex::new(Default::default()),
-        };
-        registry.register(
-            "cycles",
-            "Collection cycles per server and outcome (ok, error, skipped = overran its period)",
-            m.cycles.clone(),
-        );
-        registry.register(
-            "cycle_duration_seconds",
-            "Duration of a collection cycle per server (read + analyze)",
-            m.cycle_duration.clone(),
-        );
-        registry.register(
-            "rows_read",
-            "Rows read from PoWA per server",
-            m.rows_read.clone(),
-        );
-        registry.register(
-            "insights",
-            "Insights produced by analyzer, kind and severity",
-            m.insights.clone(),
-        );
-        registry.register(
-            "gate_decisions",
-            "What the gate decided per insight",
-            m.gate_decisions.clone(),
-        );
-        registry.register(
-            "deliveries",
-            "Notifications handed to channels, by channel and outcome",
-            m.deliveries.clone(),
-        );
-        registry.register(
-            "queue_depth",
-            "Work items waiting per queue",
-            m.queue_depth.clone(),
-        );
-        registry.register("actor_restarts", "Restarts per actor", m.restarts.clone());
-        registry.register(
-            "actor_failed",
-            "1 when an actor spent its restart budget and is left failed",
-            m.actor_failed.clone(),
-        );
-        registry.register(
-            "seconds_since_last_success",
-            "Seconds since the last successful collection cycle per server",
-            m.last_success_age.clone(),
-        );
-        registry.register(
-            "powa_snapshot_age_seconds",
-            "Age of the newest PoWA snapshot seen per server at its last successful cycle",
-            m.snapshot_age.clone(),
-        );
-        registry.register(
-            "repository_up",
-            "1 when the repository is connected and its last discovery succeeded",
-            m.repository_up.clone(),
-        );
-        Metrics { registry, ..m }
+        }
     }
 
     /// A finished cycle.

@@ -124,12 +124,7 @@ fn flatten(prefix: &str, v: &config::Value, out: &mut BTreeMap<String, config::V
     match &v.kind {
         config::ValueKind::Table(t) => {
             for (k, v) in t {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out);
+                flatten(&crate::config::dotted_key(prefix, k), v, out);
             }
         }
         _ => {

@@ -46,19 +46,12 @@ pub fn end() -> chrono::DateTime<Utc> {
 /// One hour of server `db1` (srvid 1) ending at [`end`].
 pub fn window(queries: Vec<QueryStats>) -> StatementsWindow {
     let start = end() - chrono::Duration::hours(1);
-    StatementsWindow {
-        repository: "main".into(),
-        server: ServerInfo::named(1, "db1"),
-        window: Window { start, end: end() },
-        anchor: Some(start),
-        last_ts: None,
-        points: 0,
+    StatementsWindow::new(
+        "main",
+        ServerInfo::named(1, "db1"),
+        Window { start, end: end() },
         queries,
-        baselines: Vec::new(),
-        waits: Vec::new(),
-        quals: None,
-        kcache_unmatched: None,
-    }
+    )
 }
 
 /// [`window`] of `now`, with `then` as its baseline.

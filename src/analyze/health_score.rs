@@ -84,6 +84,10 @@ impl AnalyzerSettings for HealthScoreSettings {
             "must not be above healthy_from",
         );
     }
+
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
 }
 
 /// The status word of a score.

@@ -87,6 +87,39 @@ impl AnalyzersSettings {
     }
 }
 
+/// An analyzer of one server's statements window whose only state is its settings. The
+/// per-server lookup and the `enabled` switch are here, once; each analyzer supplies its
+/// rules ([`WindowRules`]).
+pub struct WindowAnalyzer<S> {
+    settings: PerServer<S>,
+}
+
+/// What an analyzer finds in a window, under the settings in force for its server (where
+/// the analyzer is enabled).
+pub trait WindowRules<S> {
+    fn findings(&self, s: &S, w: &StatementsWindow) -> Vec<Insight>;
+}
+
+impl<S: AnalyzerSettings> WindowAnalyzer<S>
+where
+    Self: WindowRules<S>,
+{
+    pub fn new(settings: impl Into<PerServer<S>>) -> Self {
+        WindowAnalyzer {
+            settings: settings.into(),
+        }
+    }
+
+    /// Nothing for a server the analyzer is disabled for.
+    pub fn analyze_window(&self, w: &StatementsWindow) -> Vec<Insight> {
+        let s = self.settings.get(&w.repository, &w.server.name);
+        if !s.enabled() {
+            return Vec::new();
+        }
+        self.findings(s, w)
+    }
+}
+
 /// The database name, or its oid when PoWA no longer knows the name.
 pub fn database_name(q: &QueryStats) -> String {
     q.database

@@ -21,6 +21,9 @@ use crate::problem::Problem;
 
 /// Settings an analyzer can have per server: deserialisable, and checked after parsing.
 pub trait AnalyzerSettings: DeserializeOwned + Clone + Default {
+    /// Its `enabled` key: false where the analyzer is switched off.
+    fn enabled(&self) -> bool;
+
     /// Its rules, beyond what its types already say (ranges, orderings between keys).
     fn check(&self, c: &mut Checks<'_>);
 

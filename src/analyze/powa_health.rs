@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::checks::Checks;
-use super::per_server::{AnalyzerSettings, PerServer};
+use super::per_server::AnalyzerSettings;
+use super::{WindowAnalyzer, WindowRules};
 use crate::powa::reader::StatementsWindow;
 use sentinel_actors::{Insight, Severity};
 
@@ -48,24 +49,16 @@ impl AnalyzerSettings for PowaHealthSettings {
             "must be at least 1",
         );
     }
-}
 
-pub struct PowaHealthAnalyzer {
-    settings: PerServer<PowaHealthSettings>,
-}
-
-impl PowaHealthAnalyzer {
-    pub fn new(settings: impl Into<PerServer<PowaHealthSettings>>) -> Self {
-        PowaHealthAnalyzer {
-            settings: settings.into(),
-        }
+    fn enabled(&self) -> bool {
+        self.enabled
     }
+}
 
-    pub fn analyze_window(&self, w: &StatementsWindow) -> Vec<Insight> {
-        let s = self.settings.get(&w.repository, &w.server.name);
-        if !s.enabled {
-            return Vec::new();
-        }
+pub type PowaHealthAnalyzer = WindowAnalyzer<PowaHealthSettings>;
+
+impl WindowRules<PowaHealthSettings> for PowaHealthAnalyzer {
+    fn findings(&self, s: &PowaHealthSettings, w: &StatementsWindow) -> Vec<Insight> {
         let server = &w.server;
         let now = w.window.end;
         let mut out = Vec::new();

@@ -16,7 +16,8 @@ use serde::Deserialize;
 
 use super::baseline::{median, Baselines, Robust};
 use super::checks::Checks;
-use super::per_server::{AnalyzerSettings, PerServer};
+use super::per_server::AnalyzerSettings;
+use super::{WindowAnalyzer, WindowRules};
 use crate::powa::reader::{QueryStats, StatementsWindow, CALLS, EXEC_TIME, ROWS};
 use sentinel_actors::{Insight, Severity};
 
@@ -82,10 +83,10 @@ impl AnalyzerSettings for RegressionSettings {
             "must be 0 or more (robust standard deviations above the baselines' median)",
         );
     }
-}
 
-pub struct RegressionAnalyzer {
-    settings: PerServer<RegressionSettings>,
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
 }
 
 /// The baseline a query is compared with: medians over the baselines where it ran enough.
@@ -97,18 +98,10 @@ struct Then {
     rows_per_call: f64,
 }
 
-impl RegressionAnalyzer {
-    pub fn new(settings: impl Into<PerServer<RegressionSettings>>) -> Self {
-        RegressionAnalyzer {
-            settings: settings.into(),
-        }
-    }
+pub type RegressionAnalyzer = WindowAnalyzer<RegressionSettings>;
 
-    pub fn analyze_window(&self, w: &StatementsWindow) -> Vec<Insight> {
-        let s = self.settings.get(&w.repository, &w.server.name);
-        if !s.enabled {
-            return Vec::new();
-        }
+impl WindowRules<RegressionSettings> for RegressionAnalyzer {
+    fn findings(&self, s: &RegressionSettings, w: &StatementsWindow) -> Vec<Insight> {
         let bases = Baselines::of(w);
         if bases.is_empty() {
             return Vec::new();
@@ -176,7 +169,9 @@ impl RegressionAnalyzer {
         out.sort_by(|a, b| b.0.total_cmp(&a.0));
         out.into_iter().map(|(_, i)| i).collect()
     }
+}
 
+impl RegressionAnalyzer {
     #[allow(clippy::too_many_arguments)]
     fn insight(
         &self,

@@ -20,7 +20,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::checks::Checks;
-use super::per_server::{AnalyzerSettings, PerServer};
+use super::per_server::AnalyzerSettings;
+use super::{WindowAnalyzer, WindowRules};
 use crate::powa::reader::{
     QueryStats, StatementsWindow, BLK_READ_TIME, BLK_WRITE_TIME, CALLS, EXEC_TIME, PLAN_TIME,
     SHARED_READ, TEMP_WRITTEN,
@@ -84,6 +85,10 @@ impl AnalyzerSettings for ResourceHogSettings {
             "must not be below min_share",
         );
         c.at_least_one("top_n", self.top_n, self.enabled);
+    }
+
+    fn enabled(&self) -> bool {
+        self.enabled
     }
 }
 
@@ -166,22 +171,10 @@ impl Resource {
     }
 }
 
-pub struct ResourceHogAnalyzer {
-    settings: PerServer<ResourceHogSettings>,
-}
+pub type ResourceHogAnalyzer = WindowAnalyzer<ResourceHogSettings>;
 
-impl ResourceHogAnalyzer {
-    pub fn new(settings: impl Into<PerServer<ResourceHogSettings>>) -> Self {
-        ResourceHogAnalyzer {
-            settings: settings.into(),
-        }
-    }
-
-    pub fn analyze_window(&self, w: &StatementsWindow) -> Vec<Insight> {
-        let s = self.settings.get(&w.repository, &w.server.name);
-        if !s.enabled {
-            return Vec::new();
-        }
+impl WindowRules<ResourceHogSettings> for ResourceHogAnalyzer {
+    fn findings(&self, s: &ResourceHogSettings, w: &StatementsWindow) -> Vec<Insight> {
         let queries: Vec<&QueryStats> = super::user_queries(w).collect();
         let has_kcache = queries.iter().any(|q| q.kcache.is_some());
         let resources: &[Resource] = if has_kcache {
@@ -210,7 +203,9 @@ impl ResourceHogAnalyzer {
         }
         out
     }
+}
 
+impl ResourceHogAnalyzer {
     #[allow(clippy::too_many_arguments)]
     fn insight(
         &self,
@@ -321,6 +316,7 @@ analyze_statements!(ResourceHogAnalyzer, "resource_hogs");
 mod tests {
     use super::*;
     use crate::analyze::fixtures::{query, window};
+    use crate::analyze::PerServer;
     use crate::powa::kcache::Kcache;
 
     fn k(q: &mut QueryStats, cpu_s: f64, reads: f64, writes: f64) {

@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::checks::Checks;
-use super::per_server::{AnalyzerSettings, PerServer};
+use super::per_server::AnalyzerSettings;
+use super::{WindowAnalyzer, WindowRules};
 use crate::powa::reader::{
     QueryStats, StatementsWindow, BLK_READ_TIME, BLK_WRITE_TIME, CALLS, EXEC_TIME, ROWS,
     SHARED_HIT, SHARED_READ, TEMP_WRITTEN,
@@ -116,19 +117,15 @@ impl AnalyzerSettings for SlowQuerySettings {
             "must not be below warning_mean_time",
         );
     }
+
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
 }
 
-pub struct SlowQueryAnalyzer {
-    settings: PerServer<SlowQuerySettings>,
-}
+pub type SlowQueryAnalyzer = WindowAnalyzer<SlowQuerySettings>;
 
 impl SlowQueryAnalyzer {
-    pub fn new(settings: impl Into<PerServer<SlowQuerySettings>>) -> Self {
-        SlowQueryAnalyzer {
-            settings: settings.into(),
-        }
-    }
-
     fn eligible(s: &SlowQuerySettings, q: &QueryStats) -> bool {
         if let Some(text) = &q.query {
             if super::is_monitoring_query(text) || (s.exclude_utility && super::is_utility(text)) {
@@ -149,13 +146,11 @@ impl SlowQueryAnalyzer {
             Severity::Info
         }
     }
+}
 
+impl WindowRules<SlowQuerySettings> for SlowQueryAnalyzer {
     /// Analyses one server's window.
-    pub fn analyze_window(&self, w: &StatementsWindow) -> Vec<Insight> {
-        let s = self.settings.get(&w.repository, &w.server.name);
-        if !s.enabled {
-            return Vec::new();
-        }
+    fn findings(&self, s: &SlowQuerySettings, w: &StatementsWindow) -> Vec<Insight> {
         let server_total: f64 = super::user_queries(w).map(|q| q.get(EXEC_TIME)).sum();
         let mut ranked: Vec<&QueryStats> =
             w.queries.iter().filter(|q| Self::eligible(s, q)).collect();
@@ -173,7 +168,9 @@ impl SlowQueryAnalyzer {
             .map(|(i, q)| Self::insight(s, w, q, i + 1, server_total))
             .collect()
     }
+}
 
+impl SlowQueryAnalyzer {
     fn insight(
         s: &SlowQuerySettings,
         w: &StatementsWindow,
@@ -278,21 +275,24 @@ mod tests {
         q
     }
 
+    /// What the analyzer with the default settings finds in a window of `queries`.
+    fn with_defaults(queries: Vec<QueryStats>) -> Vec<Insight> {
+        SlowQueryAnalyzer::new(SlowQuerySettings::default()).analyze_window(&window(queries))
+    }
+
     #[test]
     fn ranks_by_total_time_with_share() {
-        let a = SlowQueryAnalyzer::new(SlowQuerySettings::default());
-        let w = window(vec![
+        let out = with_defaults(vec![
             q(1, 10.0, 3000.0, "SELECT a"),
             q(2, 100.0, 6000.0, "SELECT b"),
             q(3, 5.0, 1000.0, "SELECT c"),
         ]);
-        let out = a.analyze_window(&w);
         assert_eq!(out.len(), 3);
         assert_eq!(out[0].label("queryid"), Some("2"));
         assert!((out[0].metric("share_of_total_time").unwrap() - 0.6).abs() < 1e-9);
         assert_eq!(out[0].severity, Severity::Info);
         // Same problem, same fingerprint, whatever the numbers.
-        let again = a.analyze_window(&window(vec![q(2, 1.0e3, 9.0e4, "SELECT b")]));
+        let again = with_defaults(vec![q(2, 1.0e3, 9.0e4, "SELECT b")]);
         assert_eq!(again[0].fingerprint, out[0].fingerprint);
     }
 
@@ -329,24 +329,21 @@ mod tests {
 
     #[test]
     fn quiet_below_the_guards() {
-        let a = SlowQueryAnalyzer::new(SlowQuerySettings::default());
-        let w = window(vec![
+        assert!(with_defaults(vec![
             q(1, 500.0, 900.0, "SELECT fast"),        // under 1 s in total
             q(2, 1.0, 50_000.0, "SELECT once"),       // a single call
             q(3, 50.0, 90_000.0, "VACUUM ANALYZE t"), // maintenance
             q(4, 50.0, 90_000.0, "SELECT powa_take_snapshot()"),
-        ]);
-        assert!(a.analyze_window(&w).is_empty());
+        ])
+        .is_empty());
     }
 
     #[test]
     fn severity_follows_mean_time() {
-        let a = SlowQueryAnalyzer::new(SlowQuerySettings::default());
-        let w = window(vec![
+        let out = with_defaults(vec![
             q(1, 2.0, 12_000.0, "SELECT slow"),
             q(2, 4.0, 2_400.0, "SELECT mid"),
         ]);
-        let out = a.analyze_window(&w);
         assert_eq!(out[0].severity, Severity::Critical);
         assert_eq!(out[1].severity, Severity::Warning);
     }

@@ -16,7 +16,8 @@ use serde::Deserialize;
 
 use super::baseline::{Baselines, Robust};
 use super::checks::Checks;
-use super::per_server::{AnalyzerSettings, PerServer};
+use super::per_server::AnalyzerSettings;
+use super::{WindowAnalyzer, WindowRules};
 use crate::powa::reader::{
     QueryStats, StatementsWindow, CALLS, EXEC_TIME, SHARED_READ, TEMP_WRITTEN,
 };
@@ -88,10 +89,10 @@ impl AnalyzerSettings for WorkloadChangeSettings {
             "must be 0 or more (robust standard deviations around the baselines' median)",
         );
     }
-}
 
-pub struct WorkloadChangeAnalyzer {
-    settings: PerServer<WorkloadChangeSettings>,
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
 }
 
 struct Finding<'a> {
@@ -120,18 +121,10 @@ fn reads(q: &QueryStats, then: &[Option<&QueryStats>]) -> (bool, f64) {
     )
 }
 
-impl WorkloadChangeAnalyzer {
-    pub fn new(settings: impl Into<PerServer<WorkloadChangeSettings>>) -> Self {
-        WorkloadChangeAnalyzer {
-            settings: settings.into(),
-        }
-    }
+pub type WorkloadChangeAnalyzer = WindowAnalyzer<WorkloadChangeSettings>;
 
-    pub fn analyze_window(&self, w: &StatementsWindow) -> Vec<Insight> {
-        let s = self.settings.get(&w.repository, &w.server.name);
-        if !s.enabled {
-            return Vec::new();
-        }
+impl WindowRules<WorkloadChangeSettings> for WorkloadChangeAnalyzer {
+    fn findings(&self, s: &WorkloadChangeSettings, w: &StatementsWindow) -> Vec<Insight> {
         // No baseline data at all (PoWA purged it, or the server is new): nothing is "new".
         let bases = Baselines::of(w);
         if bases.is_empty() {
@@ -324,7 +317,9 @@ impl WorkloadChangeAnalyzer {
         }
         found.into_iter().map(|f| self.insight(w, f)).collect()
     }
+}
 
+impl WorkloadChangeAnalyzer {
     fn insight(&self, w: &StatementsWindow, f: Finding<'_>) -> Insight {
         Insight {
             severity: f.severity,
@@ -353,6 +348,11 @@ mod tests {
         out.iter()
             .map(|i| (i.rule.clone(), i.label("queryid").unwrap().to_string()))
             .collect()
+    }
+
+    /// `now` alone in the window, and one query in each of three baselines.
+    fn one_query_three_weeks(now: QueryStats, then: [QueryStats; 3]) -> StatementsWindow {
+        crate::analyze::fixtures::with_baselines(vec![now], then.map(|b| vec![b]).to_vec())
     }
 
     #[test]
@@ -434,13 +434,9 @@ mod tests {
         assert_eq!(out[0].metric("baseline_calls"), Some(3_100.0));
         assert_eq!(out[0].metric("baselines_used"), Some(3.0));
         // A query that ran in only one of three weeks is new.
-        let w = crate::analyze::fixtures::with_baselines(
-            vec![q(3, 500.0, 40_000.0)],
-            vec![
-                vec![q(3, 500.0, 40_000.0)],
-                vec![q(9, 1.0, 1.0)],
-                vec![q(9, 1.0, 1.0)],
-            ],
+        let w = one_query_three_weeks(
+            q(3, 500.0, 40_000.0),
+            [q(3, 500.0, 40_000.0), q(9, 1.0, 1.0), q(9, 1.0, 1.0)],
         );
         assert_eq!(
             rules(&a.analyze_window(&w)),
@@ -450,12 +446,12 @@ mod tests {
             )]
         );
         // Weeks that vary a lot: 9,000 calls is 3× the median but within the spread.
-        let w = crate::analyze::fixtures::with_baselines(
-            vec![q(1, 9_000.0, 6_000.0)],
-            vec![
-                vec![q(1, 1_000.0, 600.0)],
-                vec![q(1, 3_000.0, 600.0)],
-                vec![q(1, 5_000.0, 600.0)],
+        let w = one_query_three_weeks(
+            q(1, 9_000.0, 6_000.0),
+            [
+                q(1, 1_000.0, 600.0),
+                q(1, 3_000.0, 600.0),
+                q(1, 5_000.0, 600.0),
             ],
         );
         assert!(a.analyze_window(&w).is_empty());

@@ -455,17 +455,16 @@ impl LiveWindow {
             .enabled
             .then(|| super::reader::unmatched_kcache(&kc, &queries, &own));
         Ok(StatementsWindow {
-            repository: self.repository.clone(),
-            server: self.server.clone(),
-            window,
-            anchor: Some(window.start),
             last_ts: self.cursor,
-            points: 0,
-            queries,
             baselines,
             waits,
-            quals: None,
             kcache_unmatched,
+            ..StatementsWindow::new(
+                self.repository.clone(),
+                self.server.clone(),
+                window,
+                queries,
+            )
         })
     }
 

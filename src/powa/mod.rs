@@ -164,13 +164,9 @@ impl RepositorySettings {
         }
     }
 
-    pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
-        if self.dsn.is_none() && self.host.is_none() {
-            problems.push(Problem::new(
-                format!("{path}.dsn"),
-                "say where the repository is: set dsn (e.g. \"host=db1 user=sentinel dbname=powa\") or host",
-            ));
-        }
+    /// At most one of `password`, `password_file` and `password_env`; a monitored server's
+    /// settings follow the same rule (through [`monitored::MonitoredSettings`]).
+    fn validate_password_sources(&self, path: &str, problems: &mut Vec<Problem>) {
         let password_sources = [
             self.password.is_some(),
             self.password_file.is_some(),
@@ -185,6 +181,16 @@ impl RepositorySettings {
                 "set only one of password, password_file and password_env",
             ));
         }
+    }
+
+    pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
+        if self.dsn.is_none() && self.host.is_none() {
+            problems.push(Problem::new(
+                format!("{path}.dsn"),
+                "say where the repository is: set dsn (e.g. \"host=db1 user=sentinel dbname=powa\") or host",
+            ));
+        }
+        self.validate_password_sources(path, problems);
         if let Some(u) = &self.powa_web_url {
             if !crate::render::valid_base_url(u) {
                 problems.push(Problem::new(

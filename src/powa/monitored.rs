@@ -164,21 +164,7 @@ impl MonitoredSettings {
                 "say where the server is: set dsn (e.g. \"host=db1 user=sentinel\") or host",
             ));
         }
-        if [
-            self.password.is_some(),
-            self.password_file.is_some(),
-            self.password_env.is_some(),
-        ]
-        .iter()
-        .filter(|x| **x)
-        .count()
-            > 1
-        {
-            problems.push(Problem::new(
-                format!("{path}.password"),
-                "set only one of password, password_file and password_env",
-            ));
-        }
+        r.validate_password_sources(path, problems);
         if let Some(dsn) = &self.dsn {
             if let Err(e) = dsn.expose().parse::<tokio_postgres::Config>() {
                 problems.push(Problem::new(

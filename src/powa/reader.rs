@@ -130,6 +130,31 @@ pub struct StatementsWindow {
     pub kcache_unmatched: Option<super::kcache::Kcache>,
 }
 
+impl StatementsWindow {
+    /// `queries` of `server` over `window`, its deltas anchored at the window's start, with
+    /// nothing beside them yet (no baselines, waits, quals or kcache remainder).
+    pub fn new(
+        repository: impl Into<String>,
+        server: ServerInfo,
+        window: Window,
+        queries: Vec<QueryStats>,
+    ) -> Self {
+        StatementsWindow {
+            repository: repository.into(),
+            server,
+            window,
+            anchor: Some(window.start),
+            last_ts: None,
+            points: 0,
+            queries,
+            baselines: Vec::new(),
+            waits: Vec::new(),
+            quals: None,
+            kcache_unmatched: None,
+        }
+    }
+}
+
 /// Leaves out the statements of PoWA's own database (see [`PowaInfo::database`]), in the
 /// window and in its baselines (which carry no names: by the dbids seen in the window).
 /// Returns the dbids left out.

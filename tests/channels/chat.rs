@@ -685,16 +685,8 @@ fn ding_subject() -> Subject {
             retried(200, r#"{"errcode":-1,"errmsg":"busy"}"#),
             retried(503, ""),
             retried(200, "<html>proxy</html>"),
-            permanent(
-                200,
-                r#"{"errcode":310000,"errmsg":"sign not match"}"#,
-                "310000",
-            ),
-            permanent(
-                200,
-                r#"{"errcode":300001,"errmsg":"token is not exist"}"#,
-                "300001",
-            ),
+            channel_kit::refused("310000", "sign not match"),
+            channel_kit::refused("300001", "token is not exist"),
             permanent(404, "", "404"),
         ],
         size: body_bytes,

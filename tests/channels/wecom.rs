@@ -22,7 +22,7 @@ use powa_sentinel::channels::{
 };
 use powa_sentinel::render::{self, RenderOptions, Style};
 
-use crate::channel_kit::{self, deliver, discard, paused, permanent, retried, Reply, Subject};
+use crate::channel_kit::{self, deliver, discard, permanent, retried, Reply, Subject};
 use crate::fake_wecom::{self, FakeConfig, FakeWeCom, Fault};
 
 const KEY: &str = "3f1c9a2e-7b4d-4e1a-9c7f-robot-key-one";
@@ -71,6 +71,23 @@ fn start(
     extra: serde_json::Value,
 ) -> Recipient<Deliver> {
     channels::start(name, &wecom_settings(&fake.url(), key, extra), env).unwrap()
+}
+
+/// A channel that sends `msgtype` messages (the tests that run every message type).
+fn start_msgtype(
+    env: &mut ChannelEnv,
+    name: &str,
+    fake: &FakeWeCom,
+    key: &str,
+    msgtype: &str,
+) -> Recipient<Deliver> {
+    start(
+        env,
+        name,
+        fake,
+        key,
+        serde_json::json!({ "msgtype": msgtype }),
+    )
 }
 
 fn slow_query(n: usize, sql: &str) -> Insight {
@@ -212,13 +229,7 @@ async fn hostile_text_is_accepted_in_every_msgtype() {
         ("md2", "markdown_v2", 4096),
         ("txt", "text", 2048),
     ] {
-        let r = start(
-            &mut env,
-            name,
-            &fake,
-            KEY,
-            serde_json::json!({"msgtype": msgtype}),
-        );
+        let r = start_msgtype(&mut env, name, &fake, KEY, msgtype);
         let before = fake.messages(KEY).len();
         let report = deliver(&r, notification(2, insights.clone())).await;
         assert_eq!(report.outcome, Ok(()), "{msgtype}: {report:?}");
@@ -411,31 +422,15 @@ fn subject() -> Subject {
         fixed: vec![],
         table: vec![
             retried(200, r#"{"errcode":-1,"errmsg":"system busy"}"#),
-            paused(
-                200,
-                r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#,
-                channel_kit::WINDOW + Duration::from_secs(1),
-            ),
+            channel_kit::wecom_freq_limited(),
             retried(500, ""),
             retried(429, ""),
             retried(200, "<html>proxy</html>"),
-            permanent(
-                200,
-                r#"{"errcode":93000,"errmsg":"invalid webhook url, from ip: 1.2.3.4"}"#,
-                "93000",
-            ),
-            permanent(
-                200,
-                r#"{"errcode":40058,"errmsg":"content exceed max length"}"#,
-                "40058",
-            ),
+            channel_kit::refused("93000", "invalid webhook url, from ip: 1.2.3.4"),
+            channel_kit::refused("40058", "content exceed max length"),
             permanent(404, "", "404"),
         ],
-        size: |r| {
-            let v = r.json();
-            let t = v["msgtype"].as_str().unwrap().to_string();
-            v[t]["content"].as_str().unwrap().len()
-        },
+        size: channel_kit::Recorded::wecom_content_len,
         limit: fake_wecom::MARKDOWN_LIMIT,
     }
 }
@@ -455,6 +450,14 @@ fn with_mentions(mut n: Notification) -> Notification {
 
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).expect("a JSON body")
+}
+
+/// Whether the content of the `msgtype` message `body` mentions anyone (`<@…>`).
+fn mentions_in(body: &str, msgtype: &str) -> bool {
+    json(body)[msgtype]["content"]
+        .as_str()
+        .unwrap()
+        .contains("<@")
 }
 
 /// Each msgtype carries the mentions the way WeCom supports them, and the fake accepts
@@ -493,10 +496,7 @@ async fn mentions_follow_what_each_msgtype_supports() {
     assert!(content.len() <= render::WECOM_MARKDOWN_BUDGET);
     assert!(md[1..md.len() - 1]
         .iter()
-        .all(|b| !json(b)["markdown"]["content"]
-            .as_str()
-            .unwrap()
-            .contains("<@")));
+        .all(|b| !mentions_in(b, "markdown")));
     let last = json(md.last().unwrap());
     assert_eq!(last["msgtype"], "text");
     assert_eq!(
@@ -509,10 +509,7 @@ async fn mentions_follow_what_each_msgtype_supports() {
     let v2 = mk(MsgType::MarkdownV2).render(&n).unwrap();
     assert!(v2[..v2.len() - 1]
         .iter()
-        .all(|b| !json(b)["markdown_v2"]["content"]
-            .as_str()
-            .unwrap()
-            .contains("<@")));
+        .all(|b| !mentions_in(b, "markdown_v2")));
     let last = json(v2.last().unwrap());
     assert_eq!(
         last["text"]["mentioned_list"],
@@ -542,13 +539,7 @@ async fn mentions_follow_what_each_msgtype_supports() {
         ("md2", keys[1], "markdown_v2", v2.len()),
         ("txt", keys[2], "text", tx.len()),
     ] {
-        let r = start(
-            &mut env,
-            name,
-            &fake,
-            key,
-            serde_json::json!({"msgtype": msgtype}),
-        );
+        let r = start_msgtype(&mut env, name, &fake, key, msgtype);
         let rep = deliver(&r, n.clone()).await;
         assert_eq!(rep.outcome, Ok(()), "{msgtype}: {rep:?}");
         assert_eq!(rep.parts_total, parts, "{msgtype}");

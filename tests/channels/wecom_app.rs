@@ -13,7 +13,7 @@ use powa_sentinel::actors::message::Mentions;
 use powa_sentinel::actors::{ChannelError, Insight, Notification, NotifyReason};
 use powa_sentinel::channels::{self, ChannelEnv, ChannelSettings};
 
-use crate::channel_kit::{self, deliver, paused, permanent, retried, LogBuf, Reply, Subject};
+use crate::channel_kit::{self, deliver, permanent, retried, LogBuf, Reply, Subject};
 use crate::fake_wecom::app::{AppConfig, FakeWeComApp, CONTENT_LIMIT};
 
 const CORPID: &str = "ww0123456789abcdef";
@@ -277,26 +277,14 @@ fn subject() -> Subject {
         )],
         table: vec![
             retried(200, r#"{"errcode":-1,"errmsg":"busy"}"#),
-            paused(
-                200,
-                r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#,
-                channel_kit::WINDOW + Duration::from_secs(1),
-            ),
+            channel_kit::wecom_freq_limited(),
             retried(500, ""),
             retried(200, "<html>proxy</html>"),
-            permanent(200, r#"{"errcode":81013,"errmsg":"user invalid"}"#, "81013"),
-            permanent(
-                200,
-                r#"{"errcode":60020,"errmsg":"not allow to access from your ip"}"#,
-                "60020",
-            ),
+            channel_kit::refused("81013", "user invalid"),
+            channel_kit::refused("60020", "not allow to access from your ip"),
             permanent(403, "", "403"),
         ],
-        size: |r| {
-            let v = r.json();
-            let t = v["msgtype"].as_str().unwrap().to_string();
-            v[t]["content"].as_str().unwrap().len()
-        },
+        size: channel_kit::Recorded::wecom_content_len,
         limit: CONTENT_LIMIT,
     }
 }

@@ -110,8 +110,10 @@ on_every_powa!(exact_deltas: exact_deltas_on_powa_4, exact_deltas_on_powa_5, exa
 
 /// Batches of `calls` to a table of a remote server (`cluster`), each followed by a
 /// snapshot of `snapshot` (its collector's): the server's window counts them all, with
-/// database names resolved, and the repository's `other` servers never see them.
+/// database names resolved, and the repository's `other` servers never see them. Takes
+/// this module's turn on the lab for the whole test.
 async fn remote_deltas(cluster: &str, snapshot: &str, dsn: &str, calls: &[usize], other: &[&str]) {
+    let _turn = crate::support::turn(module_path!());
     let lab = lab();
     let prefix = format!("t_{cluster}");
     let (t, start) = batches(cluster, snapshot, &prefix, 100, "id > 10", calls);
@@ -131,7 +133,6 @@ async fn remote_deltas(cluster: &str, snapshot: &str, dsn: &str, calls: &[usize]
 
 #[actix_rt::test]
 async fn remote_server_deltas_come_from_powa_collector() {
-    let _turn = crate::support::turn(module_path!());
     // Per-server: the other server and the repository's own server never see it.
     remote_deltas(
         "remote1",
@@ -146,7 +147,6 @@ async fn remote_server_deltas_come_from_powa_collector() {
 /// PoWA 5 in remote mode: powa-collector 1.3 snapshots remote5 into repo5.
 #[actix_rt::test]
 async fn remote_server_deltas_come_from_powa_collector_on_powa_5() {
-    let _turn = crate::support::turn(module_path!());
     remote_deltas(
         "remote5",
         "remote5",

@@ -5,12 +5,20 @@ use std::path::{Path, PathBuf};
 
 use crate::robot;
 use crate::support::cli::{run, succeeded, Settings};
-use crate::support::lab;
+use crate::support::{lab, Turn};
 
 fn received(f: &robot::Robot) -> usize {
     std::fs::read_to_string(&f.record)
         .map(|t| t.lines().count())
         .unwrap_or(0)
+}
+
+/// What every test here starts with, kept while it runs: this module's turn on the lab, a
+/// fake robot accepting `robot-key-1`, and a directory for the configuration.
+fn rig() -> (Turn, robot::Robot, tempfile::TempDir) {
+    let turn = crate::support::turn(module_path!());
+    let fake = robot::start("robot-key-1", &[]);
+    (turn, fake, tempfile::tempdir().unwrap())
 }
 
 /// A 1h window and a 7d baseline: PoWA's 1-day retention on the lab's local server is
@@ -28,9 +36,7 @@ fn config(dir: &Path, fake: &robot::Robot, extra_channel: &str) -> PathBuf {
 
 #[test]
 fn once_dry_run_renders_every_channel_and_sends_nothing() {
-    let _turn = crate::support::turn(module_path!());
-    let fake = robot::start("robot-key-1", &[]);
-    let dir = tempfile::tempdir().unwrap();
+    let (_turn, fake, dir) = rig();
     let cfg = config(dir.path(), &fake, "");
     let (stdout, _) = succeeded(&run(&["once", "--dry-run"], &cfg));
     assert!(
@@ -48,9 +54,7 @@ fn once_dry_run_renders_every_channel_and_sends_nothing() {
 
 #[test]
 fn check_channels_reports_each_channel() {
-    let _turn = crate::support::turn(module_path!());
-    let fake = robot::start("robot-key-1", &[]);
-    let dir = tempfile::tempdir().unwrap();
+    let (_turn, fake, dir) = rig();
     let bad = format!(
         "[channels.wrongkey]\ntype = \"wecom\"\nbase_url = \"{}\"\nkey = \"not-a-key\"\n",
         fake.url
@@ -83,9 +87,7 @@ fn check_channels_reports_each_channel() {
 
 #[test]
 fn backtest_replays_windows_and_counts_messages() {
-    let _turn = crate::support::turn(module_path!());
-    let fake = robot::start("robot-key-1", &[]);
-    let dir = tempfile::tempdir().unwrap();
+    let (_turn, fake, dir) = rig();
     let cfg = config(dir.path(), &fake, "");
     let (stdout, _) = succeeded(&run(&["backtest", "--from", "3h", "--to", "0s"], &cfg));
     assert!(stdout.contains("backtest: 3 window(s) of 1h"), "{stdout}");

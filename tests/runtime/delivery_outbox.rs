@@ -28,6 +28,7 @@ use powa_sentinel::channels::{self, ChannelEnv, ChannelSettings};
 use powa_sentinel::outbox::RedbOutbox;
 
 use crate::fake_wecom::{Accepted, FakeConfig, FakeWeCom, Fault};
+use crate::support::Turn;
 
 const KEY: &str = "robot-key-burst-0001";
 const WINDOW: Duration = Duration::from_secs(2);
@@ -106,15 +107,25 @@ fn tally(msgs: &[Accepted], ks: std::ops::Range<usize>) -> (BTreeMap<usize, usiz
     (shown, counted)
 }
 
-/// An on-disk outbox in a directory of its own (kept while the test runs), a fake robot
-/// accepting [`KEY`], 20 messages per [`WINDOW`], and the channels' environment on that
-/// outbox, retrying until `deadline`.
-fn rig(deadline: Duration) -> (tempfile::TempDir, Arc<dyn Outbox>, FakeWeCom, ChannelEnv) {
+/// What every test here runs on, taken first and kept while the test runs: this module's
+/// turn, an on-disk outbox in a directory of its own, a fake robot accepting [`KEY`], 20
+/// messages per [`WINDOW`], and the channels' environment on that outbox, retrying until
+/// `deadline`.
+type Rig = (
+    Turn,
+    tempfile::TempDir,
+    Arc<dyn Outbox>,
+    FakeWeCom,
+    ChannelEnv,
+);
+
+fn rig(deadline: Duration) -> Rig {
+    let turn = crate::support::turn(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let outbox: Arc<dyn Outbox> = Arc::new(RedbOutbox::open(dir.path()).unwrap());
     let fake = FakeWeCom::start_with(FakeConfig::new(&[KEY]).with_window(20, WINDOW)).unwrap();
     let env = env(Arc::clone(&outbox), deadline);
-    (dir, outbox, fake, env)
+    (turn, dir, outbox, fake, env)
 }
 
 async fn health(r: &Recipient<GetHealth>) -> powa_sentinel::actors::channel::ChannelHealth {
@@ -126,8 +137,7 @@ async fn health(r: &Recipient<GetHealth>) -> powa_sentinel::actors::channel::Cha
 /// window holds more than 20, every insight is represented, every caller is answered.
 #[actix_rt::test]
 async fn burst_of_1000_insights_never_exceeds_the_quota_and_loses_nothing() {
-    let _turn = crate::support::turn(module_path!());
-    let (_dir, outbox, fake, mut env) = rig(Duration::from_secs(300));
+    let (_turn, _dir, outbox, fake, mut env) = rig(Duration::from_secs(300));
     let r = channels::start("ops", &wecom(&fake, KEY), &mut env).unwrap();
     let h = env.controls()["ops"].health.clone();
 
@@ -183,8 +193,7 @@ async fn burst_of_1000_insights_never_exceeds_the_quota_and_loses_nothing() {
 /// is delivered, each insight exactly once.
 #[actix_rt::test]
 async fn outage_loses_nothing_and_repeats_nothing() {
-    let _turn = crate::support::turn(module_path!());
-    let (_dir, outbox, fake, mut env) = rig(Duration::from_millis(1500));
+    let (_turn, _dir, outbox, fake, mut env) = rig(Duration::from_millis(1500));
     let r = channels::start("ops", &wecom(&fake, KEY), &mut env).unwrap();
     let controls = env.controls()["ops"].clone();
 
@@ -249,9 +258,8 @@ async fn outage_loses_nothing_and_repeats_nothing() {
 /// channel with a good key delivers everything meanwhile.
 #[actix_rt::test]
 async fn permanent_error_does_not_block_another_channel() {
-    let _turn = crate::support::turn(module_path!());
     let bad_key = "not-a-robot-key-93000";
-    let (_dir, outbox, fake, mut env) = rig(Duration::from_secs(60));
+    let (_turn, _dir, outbox, fake, mut env) = rig(Duration::from_secs(60));
     let bad = channels::start("bad", &wecom(&fake, bad_key), &mut env).unwrap();
     let good = channels::start("good", &wecom(&fake, KEY), &mut env).unwrap();
 
@@ -307,8 +315,7 @@ async fn permanent_error_does_not_block_another_channel() {
 /// and everything is delivered after it.
 #[actix_rt::test]
 async fn rate_limited_answer_pauses_every_channel_of_the_key() {
-    let _turn = crate::support::turn(module_path!());
-    let (_dir, _outbox, fake, mut env) = rig(Duration::from_secs(60));
+    let (_turn, _dir, _outbox, fake, mut env) = rig(Duration::from_secs(60));
     let a = channels::start("a", &wecom(&fake, KEY), &mut env).unwrap();
     let text: ChannelSettings = serde_json::from_value(serde_json::json!({
         "type": "wecom", "key": KEY, "base_url": fake.url(), "msgtype": "text"
@@ -353,8 +360,7 @@ async fn rate_limited_answer_pauses_every_channel_of_the_key() {
 /// (new pacer, same outbox), 15 more at once: the robot rejects none.
 #[actix_rt::test]
 async fn restart_keeps_counting_the_quota() {
-    let _turn = crate::support::turn(module_path!());
-    let (_dir, outbox, fake, mut before) = rig(Duration::from_secs(60));
+    let (_turn, _dir, outbox, fake, mut before) = rig(Duration::from_secs(60));
     let r = channels::start("ops", &wecom(&fake, KEY), &mut before).unwrap();
     for k in 0..15usize {
         let rep = r

@@ -40,7 +40,7 @@ use crate::robot;
 use crate::support::cli::{command, run, succeeded, Settings};
 use crate::support::daemon::Proc;
 use crate::support::workload::many_queries;
-use crate::support::{exclusive, same_servers};
+use crate::support::{exclusive, same_servers, Turn};
 
 const KEY: &str = "robot-key-faults";
 const SIGABRT: i32 = 6;
@@ -72,13 +72,16 @@ fn config_with(dir: &Path, fake: &robot::Robot, key: &str, channel_extra: &str) 
     .write(dir)
 }
 
-/// Enough distinct queries for a report of several messages (made once per test binary);
-/// the lab's servers stay the lab's own while the guard is held.
-fn workload() -> RwLockReadGuard<'static, ()> {
+/// This module's turn on the lab, and enough distinct queries for a report of several
+/// messages (made once per test binary); the lab's servers stay the lab's own while the
+/// guards are held (every test here holds them throughout). The servers' guard is
+/// released first, then the turn.
+fn workload() -> (RwLockReadGuard<'static, ()>, Turn) {
+    let turn = crate::support::turn(module_path!());
     let servers = same_servers();
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| many_queries("t_fault", 10));
-    servers
+    (servers, turn)
 }
 
 fn once(config: &Path, failpoint: Option<&str>) -> Output {
@@ -195,35 +198,30 @@ fn abort_then_rerun(failpoint: &str, twice_allowed: usize) {
 #[test]
 #[cfg(feature = "failpoints")]
 fn abort_after_the_gate_commit_loses_nothing() {
-    let _turn = crate::support::turn(module_path!());
     abort_then_rerun("gate-commit", 0);
 }
 
 #[test]
 #[cfg(feature = "failpoints")]
 fn abort_after_the_journal_accept_loses_nothing() {
-    let _turn = crate::support::turn(module_path!());
     abort_then_rerun("journal-accept", 0);
 }
 
 #[test]
 #[cfg(feature = "failpoints")]
 fn abort_after_render_loses_nothing() {
-    let _turn = crate::support::turn(module_path!());
     abort_then_rerun("render", 0);
 }
 
 #[test]
 #[cfg(feature = "failpoints")]
 fn abort_after_a_confirmed_part_repeats_only_that_part() {
-    let _turn = crate::support::turn(module_path!());
     abort_then_rerun("part-sent@2", 1);
 }
 
 #[test]
 #[cfg(feature = "failpoints")]
 fn abort_after_the_outbox_removed_the_entry_repeats_nothing() {
-    let _turn = crate::support::turn(module_path!());
     abort_then_rerun("outbox-done", 0);
 }
 
@@ -260,7 +258,6 @@ fn queryids(text: &str) -> BTreeSet<String> {
 /// everything, and a preview over an existing state leaves its files byte for byte.
 #[test]
 fn a_dry_run_changes_no_state_and_the_real_run_sends_everything() {
-    let _turn = crate::support::turn(module_path!());
     let _lab = workload();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
@@ -348,7 +345,6 @@ fn once_with_a_bad_key(dir: &Path) -> (robot::Robot, Output) {
 /// (exit 1) until `outbox retry`, after which the same report is delivered.
 #[test]
 fn bad_key_then_fixed_key_then_outbox_retry_delivers_the_report() {
-    let _turn = crate::support::turn(module_path!());
     let _lab = workload();
     let dir = tempfile::tempdir().unwrap();
     let (fake, run1) = once_with_a_bad_key(dir.path());
@@ -410,7 +406,6 @@ fn bad_key_then_fixed_key_then_outbox_retry_delivers_the_report() {
 /// succeeds.
 #[test]
 fn outbox_drop_removes_a_failed_entry() {
-    let _turn = crate::support::turn(module_path!());
     let _lab = workload();
     let dir = tempfile::tempdir().unwrap();
     let (fake, run1) = once_with_a_bad_key(dir.path());
@@ -436,7 +431,6 @@ fn outbox_drop_removes_a_failed_entry() {
 /// it is retried only after the rate window, not at the pace of the backoff.
 #[test]
 fn a_provider_slower_than_the_timeout_gets_at_most_one_copy_per_window() {
-    let _turn = crate::support::turn(module_path!());
     let _lab = workload();
     let dir = tempfile::tempdir().unwrap();
     let fake = robot::start(KEY, &["--max-per-window", "1000", "--delay", "2500ms"]);

@@ -248,6 +248,14 @@ impl Recorded {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("a JSON body")
     }
+
+    /// The bytes of a WeCom message's content, whatever its `msgtype`: what WeCom's
+    /// limits count, for robot and application messages alike.
+    pub fn wecom_content_len(&self) -> usize {
+        let v = self.json();
+        let t = v["msgtype"].as_str().unwrap().to_string();
+        v[t]["content"].as_str().unwrap().len()
+    }
 }
 
 #[derive(Default)]
@@ -384,6 +392,26 @@ pub fn retry_after(status: u16, seconds: &'static str) -> (Reply, Class) {
 /// `status` and `body`: not retried, the reason names `word`.
 pub fn permanent(status: u16, body: &str, word: &'static str) -> (Reply, Class) {
     (Reply::new(status, body), Class::Permanent(word))
+}
+
+/// A 200 answer that refuses with `errcode` (WeCom's and DingTalk's
+/// `{"errcode":…,"errmsg":…}`): permanent, and the error names the code.
+pub fn refused(errcode: &'static str, errmsg: &str) -> (Reply, Class) {
+    permanent(
+        200,
+        &format!(r#"{{"errcode":{errcode},"errmsg":"{errmsg}"}}"#),
+        errcode,
+    )
+}
+
+/// WeCom's rate limit (errcode 45009, robot and application alike): paused for the rate
+/// window and a second.
+pub fn wecom_freq_limited() -> (Reply, Class) {
+    paused(
+        200,
+        r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#,
+        WINDOW + Duration::from_secs(1),
+    )
 }
 
 /// An HTTP channel as the kit sees it.

@@ -178,14 +178,8 @@ impl FakeWeCom {
         .workers(1)
         .disable_signals()
         .bind(cfg.listen)?;
-        let addr = server
-            .addrs()
-            .first()
-            .copied()
-            .ok_or_else(|| std::io::Error::other("the fake WeCom bound no address"))?;
-        let server = server.run();
-        let handle = server.handle();
-        actix_rt::spawn(server);
+        let addr = bound_addr(&server.addrs(), "the fake WeCom")?;
+        let handle = spawn(server.run());
         Ok(FakeWeCom {
             addr,
             state,
@@ -440,6 +434,21 @@ async fn slow_answer(state: &Shared) {
     }
 }
 
+/// Where a fake's server listens (its first address); `what` names the fake in the error.
+fn bound_addr(addrs: &[SocketAddr], what: &str) -> std::io::Result<SocketAddr> {
+    addrs
+        .first()
+        .copied()
+        .ok_or_else(|| std::io::Error::other(format!("{what} bound no address")))
+}
+
+/// Runs a fake's server on the current arbiter, for as long as its handle is not stopped.
+fn spawn(server: actix_web::dev::Server) -> ServerHandle {
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    handle
+}
+
 // ---------------------------------------------------------------------------------------
 // WeCom application messages (a separate server; nothing above depends on it).
 
@@ -568,14 +577,8 @@ pub mod app {
             .workers(1)
             .disable_signals()
             .bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-            let addr = server
-                .addrs()
-                .first()
-                .copied()
-                .ok_or_else(|| std::io::Error::other("the fake WeCom app bound no address"))?;
-            let server = server.run();
-            let handle = server.handle();
-            actix_rt::spawn(server);
+            let addr = super::bound_addr(&server.addrs(), "the fake WeCom app")?;
+            let handle = super::spawn(server.run());
             Ok(FakeWeComApp {
                 addr,
                 state,

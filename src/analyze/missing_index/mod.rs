@@ -95,6 +95,10 @@ impl AnalyzerSettings for MissingIndexSettings {
         }
         c.at_least_one("max_per_table", self.max_per_table, self.enabled);
     }
+
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
 }
 
 pub struct MissingIndexAnalyzer {
