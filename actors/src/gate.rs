@@ -390,14 +390,7 @@ mod tests {
         type Result = MessageResult<Deliver>;
         fn handle(&mut self, msg: Deliver, _: &mut Self::Context) -> Self::Result {
             let n = msg.0;
-            let report = DeliveryReport {
-                channel: n.channel.clone(),
-                notification_id: n.id,
-                parts_total: 1,
-                parts_delivered: 1,
-                attempts: 1,
-                outcome: Ok(()),
-            };
+            let report = DeliveryReport::delivered(&n.channel, n.id);
             self.0.lock().unwrap().push(n);
             MessageResult(report)
         }

@@ -20,7 +20,7 @@ use super::{Action, LinkError, Links, Token};
 use crate::gate::ack::Ack;
 use crate::gate::silence::Silence;
 use crate::gate::store::Store;
-use crate::render::{self, RenderOptions};
+use crate::render::{self, escape_html as escape, RenderOptions};
 
 /// What the pages need: the links' key and the gate's state directory.
 #[derive(Clone)]
@@ -85,21 +85,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/a/{token}", web::post().to(act));
 }
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// A whole page: `title` (text) and `body` (HTML, already escaped).
 fn page(status: actix_web::http::StatusCode, title: &str, body: &str) -> HttpResponse {
     let html = format!(
@@ -139,9 +124,23 @@ fn unavailable(why: &str) -> HttpResponse {
     )
 }
 
-/// The pages, or 404 when action links are off.
-fn pages(data: &web::Data<Option<Pages>>) -> Option<Pages> {
-    data.as_ref().as_ref().cloned()
+/// The pages and the verified token, or the answer: 404 when action links are off, the
+/// refusal page when the token does not verify at `now`.
+fn verified(
+    token: &str,
+    data: &web::Data<Option<Pages>>,
+    now: DateTime<Utc>,
+) -> Result<(Pages, Token), Box<HttpResponse>> {
+    let p = data
+        .as_ref()
+        .as_ref()
+        .cloned()
+        .ok_or_else(|| Box::new(HttpResponse::NotFound().finish()))?;
+    let t = p
+        .links
+        .verify(token, now)
+        .map_err(|e| Box::new(refused(&e)))?;
+    Ok((p, t))
 }
 
 fn place(i: &Insight) -> String {
@@ -180,13 +179,10 @@ fn input(name: &str, label: &str, hint: &str) -> String {
 }
 
 async fn show(token: web::Path<String>, data: web::Data<Option<Pages>>) -> HttpResponse {
-    let Some(p) = pages(&data) else {
-        return HttpResponse::NotFound().finish();
-    };
     let now = Utc::now();
-    let t = match p.links.verify(&token, now) {
-        Ok(t) => t,
-        Err(e) => return refused(&e),
+    let (p, t) = match verified(&token, &data, now) {
+        Ok(v) => v,
+        Err(answer) => return *answer,
     };
     let found = match web::block({
         let p = p.clone();
@@ -340,13 +336,10 @@ async fn act(
     form: web::Form<Form>,
     data: web::Data<Option<Pages>>,
 ) -> HttpResponse {
-    let Some(p) = pages(&data) else {
-        return HttpResponse::NotFound().finish();
-    };
     let now = Utc::now();
-    let t = match p.links.verify(&token, now) {
-        Ok(t) => t,
-        Err(e) => return refused(&e),
+    let (p, t) = match verified(&token, &data, now) {
+        Ok(v) => v,
+        Err(answer) => return *answer,
     };
     if t.action == Action::Report {
         return HttpResponse::MethodNotAllowed().finish();

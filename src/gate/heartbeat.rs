@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use sentinel_actors::gate::Outgoing;
 use sentinel_actors::{Fingerprint, Insight, NotifyReason, Severity, Window};
 
+use super::quiet_hours::{parse_time, parse_tz};
 use crate::problem::Problem;
 
 /// The kind of the notices this module makes; they carry no action links.
@@ -63,31 +64,9 @@ pub struct BeatState {
 
 impl Beat {
     pub fn compile(s: &HeartbeatSettings, path: &str, problems: &mut Vec<Problem>) -> Option<Beat> {
-        let at = NaiveTime::parse_from_str(s.at.trim(), "%H:%M")
-            .or_else(|_| NaiveTime::parse_from_str(s.at.trim(), "%H:%M:%S"));
-        let tz = s.timezone.parse::<Tz>();
-        if at.is_err() {
-            problems.push(Problem::new(
-                format!("{path}.at"),
-                format!(
-                    "`{}` is not a time of day: write HH:MM, e.g. \"09:00\"",
-                    s.at
-                ),
-            ));
-        }
-        if tz.is_err() {
-            problems.push(Problem::new(
-                format!("{path}.timezone"),
-                format!(
-                    "`{}` is not an IANA timezone: write e.g. \"Asia/Shanghai\" or \"UTC\"",
-                    s.timezone
-                ),
-            ));
-        }
-        Some(Beat {
-            at: at.ok()?,
-            tz: tz.ok()?,
-        })
+        let at = parse_time(&s.at, format!("{path}.at"), problems);
+        let tz = parse_tz(&s.timezone, format!("{path}.timezone"), problems);
+        Some(Beat { at: at?, tz: tz? })
     }
 
     /// Today's (local) heartbeat instant at `now`, and the local day.

@@ -736,14 +736,7 @@ mod tests {
         let mut g = open(dir.path(), Access::ReadWrite);
         let again = g.pending();
         assert_eq!(again, out, "same id, same content");
-        g.settled(&DeliveryReport {
-            channel: "console".into(),
-            notification_id: id,
-            parts_total: 1,
-            parts_delivered: 1,
-            attempts: 1,
-            outcome: Ok(()),
-        });
+        g.settled(&DeliveryReport::delivered("console", id));
         drop(g);
         let mut g = open(dir.path(), Access::ReadWrite);
         assert!(g.pending().is_empty(), "answered: forgotten");

@@ -54,7 +54,7 @@ pub struct QuietHours {
     bypass: Option<Severity>,
 }
 
-fn parse_time(v: &str, key: String, problems: &mut Vec<Problem>) -> Option<NaiveTime> {
+pub(super) fn parse_time(v: &str, key: String, problems: &mut Vec<Problem>) -> Option<NaiveTime> {
     let v = v.trim();
     match NaiveTime::parse_from_str(v, "%H:%M")
         .or_else(|_| NaiveTime::parse_from_str(v, "%H:%M:%S"))
@@ -70,6 +70,20 @@ fn parse_time(v: &str, key: String, problems: &mut Vec<Problem>) -> Option<Naive
     }
 }
 
+/// An IANA timezone name, or a problem at `key`.
+pub(super) fn parse_tz(v: &str, key: String, problems: &mut Vec<Problem>) -> Option<Tz> {
+    match v.parse::<Tz>() {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            problems.push(Problem::new(
+                key,
+                format!("`{v}` is not an IANA timezone: use a name such as \"Asia/Shanghai\" or \"UTC\""),
+            ));
+            None
+        }
+    }
+}
+
 impl QuietHours {
     pub fn compile(
         s: &QuietHoursSettings,
@@ -79,19 +93,7 @@ impl QuietHours {
         let key = |f: &str| format!("{path}.{f}");
         let start = parse_time(&s.start, key("start"), problems);
         let end = parse_time(&s.end, key("end"), problems);
-        let tz = match s.timezone.parse::<Tz>() {
-            Ok(tz) => Some(tz),
-            Err(_) => {
-                problems.push(Problem::new(
-                    key("timezone"),
-                    format!(
-                        "`{}` is not an IANA timezone: use a name such as \"Asia/Shanghai\" or \"UTC\"",
-                        s.timezone
-                    ),
-                ));
-                None
-            }
-        };
+        let tz = parse_tz(&s.timezone, key("timezone"), problems);
         let bypass = match s.bypass_severity.as_str() {
             "none" => Some(None),
             v => match v.parse::<Severity>() {

@@ -41,6 +41,13 @@ fn escape(s: &str, out: &mut String) {
     }
 }
 
+/// `s` escaped for HTML text and quoted attributes (the pages of the action links).
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    escape(s, &mut out);
+    out
+}
+
 /// A tone as a colour that reads on white and on dark backgrounds.
 fn css_color(c: Color) -> &'static str {
     match c {

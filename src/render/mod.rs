@@ -50,7 +50,7 @@ pub use dialect::Style;
 pub use escape::sql_preview;
 pub use fit::MIN_BUDGET;
 pub use format::{format_metric, metric_label};
-pub use html::{html_report, subject};
+pub use html::{escape_html, html_report, subject};
 pub use link::{powa_web_link, valid_base_url};
 pub use wecom::{
     markdown_mentions, mention_notice, valid_userid, WECOM_MARKDOWN_BUDGET, WECOM_MARKDOWN_LIMIT,

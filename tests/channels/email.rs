@@ -39,6 +39,24 @@ fn temp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
+/// A temporary directory with a throwaway CA and a certificate for `localhost`, and an SMTP
+/// server on it: TLS from the first byte when `implicit`, else STARTTLS required; with
+/// `login`, AUTH required and only `sentinel` / [`PASSWORD`] accepted.
+fn tls_server(implicit: bool, login: bool) -> (tempfile::TempDir, Certs, Smtp) {
+    let dir = temp();
+    let certs = Certs::make(dir.path());
+    let tls = Some(certs.clone());
+    let (tls, starttls) = if implicit { (tls, None) } else { (None, tls) };
+    let o = Options {
+        tls,
+        starttls,
+        auth: login.then(|| ("sentinel".into(), PASSWORD.into())),
+        ..Options::default()
+    };
+    let smtp = Smtp::start(&dir.path().join("mail"), &o);
+    (dir, certs, smtp)
+}
+
 /// Starts channel `name` with table `t`, delivers one report with one insight, and gives
 /// the delivery report; `deadline` bounds the retries.
 async fn send_one(
@@ -64,16 +82,7 @@ async fn send_one(
 /// hostile query text is only text, and the plain-text part.
 #[actix_rt::test]
 async fn starttls_login_html_and_text_parts() {
-    let dir = temp();
-    let certs = Certs::make(dir.path());
-    let smtp = Smtp::start(
-        &dir.path().join("mail"),
-        &Options {
-            starttls: Some(certs.clone()),
-            auth: Some(("sentinel".into(), PASSWORD.into())),
-            ..Options::default()
-        },
-    );
+    let (dir, certs, smtp) = tls_server(false, true);
     std::fs::write(dir.path().join("pw"), format!("{PASSWORD}\n")).unwrap();
     let s = settings(table(
         &smtp,
@@ -161,19 +170,16 @@ async fn starttls_login_html_and_text_parts() {
 
     let html = m.body_html(0).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
-    assert!(
-        html.contains("<b>Top query #1 by total time on remote1</b>"),
-        "{html}"
-    );
-    assert!(
-        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
-        "{html}"
-    );
-    assert!(
-        !html.contains("<script>") && !html.contains("<@all>"),
-        "{html}"
-    );
-    assert!(!html.contains("<font"), "hostile markup stays text: {html}");
+    for want in [
+        "<b>Top query #1 by total time on remote1</b>",
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+    ] {
+        assert!(html.contains(want), "{want} not in {html}");
+    }
+    // Hostile markup stays text.
+    for never in ["<script>", "<@all>", "<font"] {
+        assert!(!html.contains(never), "{never} in {html}");
+    }
 
     let all = format!("{} {:?}", logs.text(), s);
     assert!(!all.contains(PASSWORD), "{all}");
@@ -182,15 +188,7 @@ async fn starttls_login_html_and_text_parts() {
 /// `tls = "tls"`: TLS from the first byte; `format = "text"`: one plain-text part.
 #[actix_rt::test]
 async fn implicit_tls_and_plain_text_only() {
-    let dir = temp();
-    let certs = Certs::make(dir.path());
-    let smtp = Smtp::start(
-        &dir.path().join("mail"),
-        &Options {
-            tls: Some(certs.clone()),
-            ..Options::default()
-        },
-    );
+    let (_dir, certs, smtp) = tls_server(true, false);
     let t = table(
         &smtp,
         serde_json::json!({"tls": "tls", "ca_file": certs.ca, "format": "text"}),

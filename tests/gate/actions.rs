@@ -40,9 +40,10 @@ fn insight(fp: u64) -> Insight {
 }
 
 fn report(at: DateTime<Utc>, insights: Vec<Insight>) -> Insights {
+    let (analyzer, source) = ("slow_queries".into(), "main/db1".into());
     Insights {
-        analyzer: "slow_queries".into(),
-        source: "main/db1".into(),
+        analyzer,
+        source,
         seq: 1,
         at,
         insights,
@@ -126,22 +127,22 @@ fn start_site(dir: &std::path::Path) -> Site {
     }
 }
 
-#[actix_rt::test]
-async fn a_link_acknowledges_and_the_resolution_says_who() {
-    let _turn = crate::support::turn(module_path!());
+/// A state directory, the daemon's gate on it (one channel, `ops`) and its HTTP endpoint
+/// with action links.
+fn rig() -> (tempfile::TempDir, Gate, Site) {
     let dir = tempfile::tempdir().unwrap();
     let discard = slog::Logger::root(slog::Discard, slog::o!());
     let chans = vec!["ops".to_string()];
-    let mut gate = Gate::new(
-        &GateSettings::default(),
-        &[],
-        &chans,
-        &[],
-        Some(dir.path()),
-        discard,
-    )
-    .unwrap();
+    let settings = GateSettings::default();
+    let gate = Gate::new(&settings, &[], &chans, &[], Some(dir.path()), discard).unwrap();
     let site = start_site(dir.path());
+    (dir, gate, site)
+}
+
+#[actix_rt::test]
+async fn a_link_acknowledges_and_the_resolution_says_who() {
+    let _turn = crate::support::turn(module_path!());
+    let (dir, mut gate, site) = rig();
     let opts = RenderOptions {
         actions: Some(Arc::clone(&site.links)),
         ..RenderOptions::default()
@@ -231,19 +232,7 @@ async fn a_link_acknowledges_and_the_resolution_says_who() {
 #[actix_rt::test]
 async fn a_link_snoozes_and_the_gate_honours_it() {
     let _turn = crate::support::turn(module_path!());
-    let dir = tempfile::tempdir().unwrap();
-    let discard = slog::Logger::root(slog::Discard, slog::o!());
-    let chans = vec!["ops".to_string()];
-    let mut gate = Gate::new(
-        &GateSettings::default(),
-        &[],
-        &chans,
-        &[],
-        Some(dir.path()),
-        discard,
-    )
-    .unwrap();
-    let site = start_site(dir.path());
+    let (dir, mut gate, site) = rig();
 
     // A snooze link made now (the page works on the clock), for a finding the gate knows.
     let snooze = site.links.url(Action::Snooze, Fingerprint(9), Utc::now());

@@ -108,6 +108,21 @@ pub struct DeliveryReport {
     pub outcome: Result<(), ChannelError>,
 }
 
+impl DeliveryReport {
+    /// Notification `id` of `channel` delivered in one part at the first attempt (what
+    /// sinks without parts or retries answer).
+    pub fn delivered(channel: &str, id: u64) -> DeliveryReport {
+        DeliveryReport {
+            channel: channel.to_string(),
+            notification_id: id,
+            parts_total: 1,
+            parts_delivered: 1,
+            attempts: 1,
+            outcome: Ok(()),
+        }
+    }
+}
+
 /// Ask how a channel is doing.
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "ChannelHealth")]
