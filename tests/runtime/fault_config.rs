@@ -190,7 +190,7 @@ fn bad_inputs() -> Vec<Case> {
             "s.toml",
             format!("{BASE}[gate]\nrepeat_interval = \"12h\"\n"),
         )
-        .expect(&["key `gate.repeat_interval`: unknown field `repeat_interval`; `repeat_interval` is a key of [gate.lifecycle] (the keys here are lifecycle, immediate, immediate_severity, immediate_wait, default_channels, quiet_hours, tick_interval)"]),
+        .expect(&["key `gate.repeat_interval`: unknown field `repeat_interval`; `repeat_interval` is a key of [gate.lifecycle] (the keys here are lifecycle, immediate, immediate_severity, immediate_wait, default_channels, quiet_hours, tick_interval, heartbeat)"]),
         case(
             "one channel where a list is expected",
             "s.toml",
