@@ -9,10 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::Utc;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use futures_util::future::join_all;
 use slog::{error, info, o, warn, Logger};
 
+use powa_sentinel::cli::init as init_cli;
 use powa_sentinel::cli::outbox::{self as outbox_cli, OutboxCommand};
 use powa_sentinel::cli::silence::{self as silence_cli, SilenceCommand};
 use powa_sentinel::config::{Origin, Settings};
@@ -22,10 +23,21 @@ use sentinel_actors::collector::Collect;
 use sentinel_actors::shutdown::Shutdown;
 use sentinel_actors::Window;
 
+/// `--version`: the version, the commit it was built from and the build date (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("POWA_SENTINEL_COMMIT"),
+    ", built ",
+    env!("POWA_SENTINEL_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "powa-sentinel",
-    version,
+    version = VERSION,
+    long_version = VERSION,
     about = "Watches PostgreSQL fleets through PoWA and tells people what is going wrong."
 )]
 struct Cli {
@@ -88,6 +100,58 @@ enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
+    /// Write a starter configuration from what a PoWA repository holds: connects read-only,
+    /// finds PoWA's version, servers, modules and retention, and chooses analysis windows
+    /// the retention can serve. Prints it, or writes a new file with --output (never
+    /// overwrites). Unset flags are taken from PGHOST, PGPORT, PGUSER, PGDATABASE,
+    /// PGPASSWORD and PGSSLMODE, as psql does.
+    Init(InitArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (one per command) into a directory; used by the package build.
+    #[command(hide = true)]
+    Manpages {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct InitArgs {
+    /// The repository as a libpq string or URL ("host=db1 user=powa_readonly dbname=powa");
+    /// a password in it is used to connect but never written.
+    #[arg(long)]
+    dsn: Option<String>,
+    #[arg(long)]
+    host: Option<String>,
+    #[arg(long)]
+    port: Option<u16>,
+    #[arg(long)]
+    user: Option<String>,
+    /// The database holding PoWA (default powa).
+    #[arg(long)]
+    dbname: Option<String>,
+    /// A file holding the repository's password (its first line); written into the file.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// disable, prefer, require, verify-ca or verify-full.
+    #[arg(long, value_parser = init_cli::parse_sslmode)]
+    sslmode: Option<powa_sentinel::powa::SslMode>,
+    /// CA certificate (PEM) for verify-ca and verify-full.
+    #[arg(long)]
+    sslrootcert: Option<PathBuf>,
+    /// The repository's name in the file ([repositories.<name>]).
+    #[arg(long, default_value = "main")]
+    name: String,
+    /// The state directory written into the file.
+    #[arg(long, default_value = "/var/lib/powa-sentinel")]
+    state_dir: PathBuf,
+    /// Write the configuration to this new file instead of printing it.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -101,6 +165,13 @@ fn main() -> ExitCode {
     // One TLS crypto provider for the whole process (rustls panics if it has to guess).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match &cli.command {
+        Command::Init(args) => return run_system(init(args)),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(*shell, &mut cmd, "powa-sentinel", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Manpages { dir } => return manpages(dir),
         Command::Run { config }
         | Command::Once { config, .. }
         | Command::Check { config, .. }
@@ -154,10 +225,97 @@ fn main() -> ExitCode {
         }
         Command::Silence { command } => silence(&command, &settings),
         Command::Outbox { command } => outbox(&command, &settings),
+        Command::Init(_) | Command::Completions { .. } | Command::Manpages { .. } => {
+            unreachable!("handled before the configuration is read")
+        }
     };
     drop(log);
     drop(guard);
     code
+}
+
+/// `init`: discover the repository, then print or write the starter configuration.
+async fn init(args: &InitArgs) -> ExitCode {
+    let conn = init_cli::Connection {
+        dsn: args.dsn.clone(),
+        host: args.host.clone(),
+        port: args.port,
+        user: args.user.clone(),
+        dbname: args.dbname.clone(),
+        password_file: args.password_file.clone(),
+        password_env: None,
+        sslmode: args.sslmode,
+        sslrootcert: args.sslrootcert.clone(),
+    };
+    let conn = match conn.with_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty())) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("powa-sentinel init: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(out) = &args.output {
+        if out.exists() {
+            eprintln!(
+                "powa-sentinel init: {}",
+                init_cli::WriteError::Exists(out.clone())
+            );
+            return ExitCode::from(2);
+        }
+    }
+    let found = match init_cli::discover(&args.name, &conn).await {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("powa-sentinel init: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let opts = init_cli::Options {
+        name: args.name.clone(),
+        state_dir: args.state_dir.clone(),
+    };
+    let text = init_cli::render(&found, &conn, &opts, Utc::now());
+    match &args.output {
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Some(path) => match init_cli::write_new(path, &text) {
+            Ok(()) => {
+                eprintln!(
+                    "Wrote {} (PoWA {}, {} server(s)). Next: powa-sentinel check --config {}",
+                    path.display(),
+                    found.info.version,
+                    found.info.servers.len(),
+                    path.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("powa-sentinel init: {e}");
+                ExitCode::from(if matches!(e, init_cli::WriteError::Exists(_)) {
+                    2
+                } else {
+                    1
+                })
+            }
+        },
+    }
+}
+
+/// `manpages --dir`: powa-sentinel.1 and one page per command (powa-sentinel-run.1, …).
+fn manpages(dir: &std::path::Path) -> ExitCode {
+    let cmd = Cli::command();
+    match std::fs::create_dir_all(dir).and_then(|_| clap_mangen::generate_to(cmd, dir)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "powa-sentinel: cannot write man pages into {}: {e}",
+                dir.display()
+            );
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn silence(command: &SilenceCommand, settings: &Settings) -> ExitCode {

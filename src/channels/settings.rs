@@ -439,7 +439,7 @@ mod tests {
             .and_then(|c| c.try_deserialize())
             .unwrap_or_else(|e| panic!("{e}\n{example}"));
         let kinds: Vec<&str> = doc.channels.values().map(|s| s.kind()).collect();
-        for k in ["feishu", "dingtalk", "slack"] {
+        for k in ["wecom", "wecom_app", "feishu", "dingtalk", "slack", "email"] {
             assert!(kinds.contains(&k), "{k} has no example");
         }
         for (name, s) in &doc.channels {
