@@ -90,6 +90,23 @@ impl Connection {
         Ok(self)
     }
 
+    /// Where `init` connects, in libpq's words, without the password.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.dsn.iter().map(|d| strip_password(d)).collect();
+        for (k, v) in [
+            ("host", self.host.clone()),
+            ("port", self.port.map(|p| p.to_string())),
+            ("user", self.user.clone()),
+            ("dbname", self.dbname.clone()),
+            ("sslmode", self.sslmode.map(|m| sslmode_name(m).to_string())),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{k}={v}"));
+            }
+        }
+        parts.join(" ")
+    }
+
     /// The settings `init` connects with, which are also those it writes.
     pub fn settings(&self) -> RepositorySettings {
         let mut s = RepositorySettings::from_dsn(self.dsn.as_deref().unwrap_or(""));
@@ -116,9 +133,11 @@ pub fn parse_sslmode(m: &str) -> Result<SslMode, String> {
         "require" => SslMode::Require,
         "verify-ca" => SslMode::VerifyCa,
         "verify-full" => SslMode::VerifyFull,
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "`{other}` is not an sslmode: use disable, prefer, require, verify-ca or verify-full"
-        )),
+        ))
+        }
     })
 }
 
@@ -190,7 +209,9 @@ pub struct Found {
 /// Connects read-only and discovers the repository.
 pub async fn discover(name: &str, conn: &Connection) -> Result<Found, String> {
     let settings = conn.settings();
-    let repo = connect(name, &settings).await.map_err(|e| e.to_string())?;
+    let repo = connect(name, &settings)
+        .await
+        .map_err(|e| format!("{e}\n  tried: {}", conn.describe()))?;
     Ok(Found { info: repo.info })
 }
 

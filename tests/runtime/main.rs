@@ -3,7 +3,8 @@
 //! endpoints, signals, reload and supervision (`daemon`), configuration faults
 //! (`fault_config`), connection faults (`fault_connect`), delivery faults and kills with
 //! the outbox (`fault_delivery`, `delivery_kill`), and the channel actors' delivery
-//! guarantees against the fake robot in process (`delivery_outbox`).
+//! guarantees against the fake robot in process (`delivery_outbox`), and what the Debian
+//! package ships with `init` for a new user (`packaging`).
 //!
 //! The tests of this crate share one process: the ones that see every server of the lab's
 //! PoWA 4 repository hold [`support::same_servers`], the one that registers a server holds
@@ -24,3 +25,4 @@ mod fault_config;
 mod fault_connect;
 mod fault_delivery;
 mod once_cli;
+mod packaging;
