@@ -2,7 +2,7 @@
 //! end to end (`once_cli`) and the commands around the daemon (`cli`), `run` with its
 //! endpoints, signals, reload and supervision (`daemon`), configuration faults
 //! (`fault_config`), connection faults (`fault_connect`), delivery faults and kills with
-//! the outbox (`fault_delivery`, `delivery_kill`), and the channel actors' delivery
+//! the outbox (`fault_delivery`, `delivery_kill`), the channel actors' delivery
 //! guarantees against the fake robot in process (`delivery_outbox`), and what the Debian
 //! package ships with `init` for a new user (`packaging`).
 //!
