@@ -57,6 +57,8 @@ async fn analyse(max: usize, window: Window) -> (Vec<i32>, Analysed) {
     (pids, analysed)
 }
 
+// Each test has its own runtime thread: holding the guard across awaits cannot deadlock.
+#[allow(clippy::await_holding_lock)]
 #[actix_rt::test]
 async fn once_reads_the_servers_of_a_repository_in_parallel_with_the_same_results() {
     let _turn = crate::support::turn(module_path!());
