@@ -128,6 +128,10 @@ async fn remote_quals_are_per_snapshot_sums() {
     let w = quals(&repo, "remote5", start).await;
     assert!(!w.cumulative);
     assert_eq!(executions(&w, &t), 9.0);
+    assert!(
+        w.rows > 0 && w.rows >= w.quals.len() as u64,
+        "the counters' rows are counted as read"
+    );
     lab.psql("remote5", "app", &format!("DROP TABLE {t}"));
 }
 
