@@ -10,7 +10,6 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use futures_util::future::join_all;
 use slog::{error, info, o, warn, Logger};
 
 use powa_sentinel::cli::init as init_cli;
@@ -424,7 +423,8 @@ async fn once(settings: Settings, opts: RunOptions, log: Logger) -> ExitCode {
     };
     // Each server is logged as soon as it is done, so that a stop can say which were not.
     let done = std::cell::RefCell::new(std::collections::BTreeSet::new());
-    let collecting = join_all(topo.collectors.iter().map(|c| {
+    // Every repository at once, up to `max_concurrent_per_repository` servers of each.
+    let collecting = topology::per_session(&topo.collectors, |c| {
         let (done, log) = (&done, &log);
         async move {
             let ok = match c.addr.send(Collect { window }).await {
@@ -444,7 +444,7 @@ async fn once(settings: Settings, opts: RunOptions, log: Logger) -> ExitCode {
             done.borrow_mut().insert(c.name.clone());
             ok
         }
-    }));
+    });
     let mut interrupted = false;
     tokio::select! {
         oks = collecting => if oks.contains(&false) {
@@ -795,12 +795,8 @@ async fn backtest(
             end: start + step,
         };
         windows += 1;
-        let results = join_all(
-            topo.collectors
-                .iter()
-                .map(|c| c.addr.send(Collect { window })),
-        )
-        .await;
+        let results =
+            topology::per_session(&topo.collectors, |c| c.addr.send(Collect { window })).await;
         for (c, r) in topo.collectors.iter().zip(results) {
             match r {
                 Ok(Ok(_)) => {}

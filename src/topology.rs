@@ -54,6 +54,92 @@ pub struct RunOptions {
 pub struct CollectorHandle {
     pub name: String,
     pub addr: Addr<CollectorActor<PowaSource>>,
+    /// Its repository, and the session it reads on (one of the repository's
+    /// [`collection_sessions`]): the collectors of one session take turns, see
+    /// [`per_session`].
+    pub repository: String,
+    pub session: Arc<powa::Session>,
+}
+
+/// The sessions the collections of `once` and `backtest` read a repository on: the
+/// discovery session (discovery is over) and more, up to `max_concurrent_per_repository`
+/// and no more than `servers` (a repository of one server opens no other connection).
+/// Fewer when the repository refuses more connections; never none.
+pub async fn collection_sessions(
+    repo: &powa::Repository,
+    settings: &Settings,
+    servers: usize,
+    log: &Logger,
+) -> Vec<Arc<powa::Session>> {
+    let wanted = settings
+        .collection
+        .max_concurrent_per_repository
+        .min(servers)
+        .max(1);
+    let mut sessions = vec![Arc::clone(&repo.client)];
+    let Some(rs) = settings.repositories.get(&repo.name) else {
+        return sessions;
+    };
+    while sessions.len() < wanted {
+        match powa::open_session(&repo.name, rs).await {
+            Ok(c) => sessions.push(Arc::new(c)),
+            Err(e) => {
+                warn!(log, "Could not open another collection session; fewer servers are read at once.";
+                    "repository" => &repo.name, "error" => %e, "sessions" => sessions.len(), "wanted" => wanted);
+                break;
+            }
+        }
+    }
+    sessions
+}
+
+/// Runs `f` on every collector: those that share a session one after another (queries
+/// on one session would only queue behind each other), the sessions at once, so a
+/// repository serves at most `max_concurrent_per_repository` reads at a time and every
+/// repository is read in parallel. The results come in the collectors' order.
+pub async fn per_session<'a, T, F, Fut>(collectors: &'a [CollectorHandle], f: F) -> Vec<T>
+where
+    F: Fn(&'a CollectorHandle) -> Fut,
+    Fut: std::future::Future<Output = T> + 'a,
+{
+    in_lanes(collectors, |a, b| Arc::ptr_eq(&a.session, &b.session), f).await
+}
+
+/// Runs `f` on every item: the items of one lane (`same_lane`) one after another, in
+/// their order, the lanes at once. The results come in the items' order.
+async fn in_lanes<'a, I, T, F, Fut>(
+    items: &'a [I],
+    same_lane: impl Fn(&I, &I) -> bool,
+    f: F,
+) -> Vec<T>
+where
+    F: Fn(&'a I) -> Fut,
+    Fut: std::future::Future<Output = T> + 'a,
+{
+    let mut lanes: Vec<Vec<usize>> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match lanes.iter_mut().find(|l| same_lane(&items[l[0]], item)) {
+            Some(l) => l.push(i),
+            None => lanes.push(vec![i]),
+        }
+    }
+    let f = &f;
+    let done = join_all(lanes.into_iter().map(|lane| async move {
+        let mut out = Vec::with_capacity(lane.len());
+        for i in lane {
+            out.push((i, f(&items[i]).await));
+        }
+        out
+    }))
+    .await;
+    let mut results: Vec<Option<T>> = (0..items.len()).map(|_| None).collect();
+    for (i, t) in done.into_iter().flatten() {
+        results[i] = Some(t);
+    }
+    results
+        .into_iter()
+        .map(|t| t.expect("every item ran once"))
+        .collect()
 }
 
 pub struct Topology {
@@ -501,23 +587,34 @@ pub async fn build(
     let mut collectors = Vec::new();
     for repo in &repositories {
         let info = Arc::new(repo.info.clone());
-        for server in &repo.info.servers {
-            if !wanted(settings, &repo.name, &server.name) {
-                continue;
-            }
+        let servers: Vec<&ServerInfo> = repo
+            .info
+            .servers
+            .iter()
+            .filter(|s| wanted(settings, &repo.name, &s.name))
+            .collect();
+        let sessions = collection_sessions(repo, settings, servers.len(), log).await;
+        for (k, server) in servers.into_iter().enumerate() {
             let name = format!("{}/{}", repo.name, server.name);
             info!(log, "Collector ready."; "repository" => &repo.name, "server" => &server.name,
                   "srvid" => server.srvid, "powa" => %repo.info.version);
+            // Round robin: the servers of a repository spread evenly over its sessions.
+            let session = Arc::clone(&sessions[k % sessions.len()]);
             let addr = start_collector(
                 &repo.name,
-                Arc::clone(&repo.client),
+                Arc::clone(&session),
                 Arc::clone(&info),
                 server.clone(),
                 &analyzers,
                 live_state(&repo.name, &info, server),
                 0,
             );
-            collectors.push(CollectorHandle { name, addr });
+            collectors.push(CollectorHandle {
+                name,
+                addr,
+                repository: repo.name.clone(),
+                session,
+            });
         }
     }
     Ok(Topology {
@@ -605,5 +702,45 @@ fn tell(r: &DeliveryReport, telling: Telling, log: &Logger) {
             "parts" => r.parts_total, "attempts" => r.attempts),
         (Telling::Once { .. }, Err(e)) => error!(log, "Delivery failed."; "channel" => &r.channel,
             "parts_delivered" => r.parts_delivered, "parts" => r.parts_total, "error" => %e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    #[actix_rt::test]
+    async fn lanes_take_turns_and_run_beside_each_other() {
+        // (lane, item): two lanes of two, one lane of one.
+        let items = [('a', 0), ('b', 1), ('a', 2), ('c', 3), ('b', 4)];
+        let running: RefCell<Vec<char>> = RefCell::default();
+        let most = RefCell::new(0usize);
+        let order: RefCell<Vec<usize>> = RefCell::default();
+        let got = super::in_lanes(
+            &items,
+            |x, y| x.0 == y.0,
+            |&(lane, n)| {
+                let (running, most, order) = (&running, &most, &order);
+                async move {
+                    assert!(
+                        !running.borrow().contains(&lane),
+                        "two items of lane {lane} at once"
+                    );
+                    running.borrow_mut().push(lane);
+                    let now = running.borrow().len();
+                    most.replace_with(|m| (*m).max(now));
+                    tokio::task::yield_now().await;
+                    running.borrow_mut().retain(|l| *l != lane);
+                    order.borrow_mut().push(n);
+                    n * 10
+                }
+            },
+        )
+        .await;
+        assert_eq!(got, [0, 10, 20, 30, 40], "results in the items' order");
+        assert_eq!(*most.borrow(), 3, "the three lanes at once");
+        let order = order.borrow();
+        let pos = |n| order.iter().position(|&x| x == n).unwrap();
+        assert!(pos(0) < pos(2) && pos(1) < pos(4), "a lane keeps its order");
     }
 }

@@ -237,6 +237,49 @@ impl<'a> Dispatch<'a> {
     }
 }
 
+/// What a held copy of a finding becomes when its scope sees the finding again: the
+/// latest numbers, texts and window, keeping what the notification announces (its
+/// lifecycle status) and who acknowledged it. A report that waits hours for its flush (or
+/// the flush at shutdown) must not tell the numbers of the first cycle the finding came
+/// in.
+fn refreshed(held: &Insight, latest: &Insight) -> Insight {
+    let mut i = latest.clone();
+    i.status = held.status;
+    for k in [super::ack::BY_LABEL, super::ack::AT_LABEL] {
+        if let Some(v) = held.labels.get(k) {
+            i.labels.entry(k.to_string()).or_insert_with(|| v.clone());
+        }
+    }
+    i
+}
+
+/// Brings the items held for `source` up to date with the findings its report just saw
+/// (`scope` after the lifecycle ran). A held resolution keeps the numbers it resolved
+/// with: a sighting after it is a new story, told when it fires again.
+fn refresh_held(
+    held: &mut BTreeMap<u64, Held>,
+    changes: &mut Changes,
+    source: &str,
+    scope: &ScopeState,
+) {
+    for (id, h) in held.iter_mut() {
+        if h.source.as_deref() != Some(source) || h.insight.status == Some(Lifecycle::Resolved) {
+            continue;
+        }
+        let Some(f) = scope.findings.get(&h.insight.fingerprint) else {
+            continue;
+        };
+        if f.seen_cycle != scope.cycle {
+            continue;
+        }
+        let fresh = refreshed(&h.insight, &f.last);
+        if fresh != h.insight {
+            h.insight = fresh;
+            changes.held_put.insert(*id);
+        }
+    }
+}
+
 fn reason_key(r: NotifyReason) -> u8 {
     match r {
         NotifyReason::Immediate => 0,
@@ -455,6 +498,9 @@ impl Engine {
             d.decide(f, status, at)
         });
         let now = std::mem::take(&mut d.now);
+        if let Some(scope) = self.scopes.get(&key) {
+            refresh_held(&mut self.held, &mut self.changes, &report.source, scope);
+        }
         self.changes.scopes.insert(key);
         let mut out = Vec::new();
         if self.cycles.enabled() {

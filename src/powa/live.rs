@@ -19,6 +19,12 @@
 //! One live window per server feeds every analyzer: they all look at the same window, so
 //! the state is kept once rather than once per analyzer.
 //!
+//! Coalesces are seen through `powa_snapshot_metas.aggts`, which PoWA (4 and later) sets
+//! in the very snapshot that coalesces; reading history every cycle would cost a scan of
+//! the kcache history (it has no range index). Rows moved by calling PoWA's aggregate
+//! functions by hand leave `aggts` alone: their increments are then folded at the next
+//! point still in `*_current` (same totals, possibly one checkpoint late).
+//!
 //! Known difference with the window read: a query evicted from pg_stat_statements (or
 //! reset) that comes back after snapshots without it is diffed here against the value it
 //! had before the gap (counted in full only if a counter went down), while the window

@@ -155,6 +155,9 @@ pub struct QualsWindow {
     pub notes: Vec<String>,
     /// The values were cumulative (PoWA 5 local mode) and were stepped.
     pub cumulative: bool,
+    /// Rows the repository returned for the counters (points in PoWA 5 local mode, one
+    /// per predicate group elsewhere), for the rows-read metric.
+    pub rows: u64,
     /// Why the server itself could not be reached for names (no `monitored` table and
     /// `reach_servers` off, no readable `powa_servers` entry, …).
     pub why_no_names: Option<String>,
@@ -212,6 +215,7 @@ pub async fn read_quals(
         .query(&counters_sql(info, cumulative, layout), &params)
         .await
         .map_err(|e| ctx("pg_qualstats history", e))?;
+    out.rows = rows.len() as u64;
     let mut stats: BTreeMap<QualKey, QualStats> = BTreeMap::new();
     let mut series: BTreeMap<QualKey, [f64; 3]> = BTreeMap::new();
     for r in &rows {

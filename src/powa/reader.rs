@@ -110,7 +110,8 @@ pub struct StatementsWindow {
     pub anchor: Option<DateTime<Utc>>,
     /// Newest snapshot time seen in the window.
     pub last_ts: Option<DateTime<Utc>>,
-    /// Rows read from the repository (points, after summing duplicates).
+    /// Rows the repository returned for this window: a window read's points, or what a
+    /// live cycle read (its incremental, start-up and baseline reads, and the quals').
     pub points: u64,
     /// Queries with at least one call in the window.
     pub queries: Vec<QueryStats>,

@@ -124,6 +124,8 @@ impl Source for PowaSource {
                 if let (Some(r), Some(qw)) = (&reach, &w.quals) {
                     r.log_skipped(&server, qw);
                 }
+                // Rows read this cycle: the live window's and the quals'.
+                w.points += w.quals.as_ref().map_or(0, |q| q.rows);
             }
             if let (Some(r), Some(route)) = (&reach, &route) {
                 r.name_roles(route, &mut w, &mut *roles.lock().await).await;

@@ -36,6 +36,7 @@ macro_rules! on_every_powa {
 mod fast_read;
 mod live;
 mod names_reach;
+mod once;
 mod powa5;
 mod read;
 mod tls;

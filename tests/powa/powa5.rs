@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use powa_sentinel::powa::live::LiveWindow;
 use powa_sentinel::powa::qualstats::{read_quals, QualsWindow};
 use powa_sentinel::powa::Repository;
@@ -128,6 +128,10 @@ async fn remote_quals_are_per_snapshot_sums() {
     let w = quals(&repo, "remote5", start).await;
     assert!(!w.cumulative);
     assert_eq!(executions(&w, &t), 9.0);
+    assert!(
+        w.rows > 0 && w.rows >= w.quals.len() as u64,
+        "the counters' rows are counted as read"
+    );
     lab.psql("remote5", "app", &format!("DROP TABLE {t}"));
 }
 
@@ -184,41 +188,66 @@ async fn kcache_without_a_statement_row_stays_in_the_server_totals() {
     );
 }
 
-/// The live window says how many rows it read: `powa_sentinel_rows_read_total` and
-/// `/status` were always 0 in `run`.
+/// The live window says how many rows it read, cycle by cycle: the start-up read (the
+/// window and its baseline), nothing in an idle cycle though it carries the baseline, and
+/// in the next cycle exactly the rows PoWA added since (`powa_sentinel_rows_read_total`
+/// and `/status` were always 0 in `run`, then re-added the baseline every cycle).
 #[actix_rt::test]
+#[allow(clippy::await_holding_lock)]
 async fn the_live_window_reports_what_it_read() {
     let _turn = crate::support::turn(module_path!());
     let lab = lab();
+    // No snapshot of another test between two cycles: the counts are exact.
+    let _guard = exclusive();
     let repo = repo5().await;
     let local = server(&repo, "local").clone();
-    let mut live = LiveWindow::with_checkpoint(
-        "lab5",
-        Arc::new(repo.info.clone()),
-        local,
-        chrono::Duration::seconds(4),
-    );
-    let now = Utc::now();
-    let window = |end: DateTime<Utc>| Window {
-        start: end - chrono::Duration::minutes(10),
-        end,
-    };
+    // Checkpoints of a day: the baseline is read once, at start-up, whatever the clock.
+    let day = chrono::Duration::days(1);
+    let mut live = LiveWindow::with_checkpoint("lab5", Arc::new(repo.info.clone()), local, day);
+    let start = Utc::now().duration_trunc(day).unwrap() + chrono::Duration::seconds(1);
+    let window = |end: DateTime<Utc>| Window { start, end };
+    let baseline = [chrono::Duration::minutes(10)];
     let (first, cost) = live
-        .cycle(&repo.client, window(now), &[])
+        .cycle(&repo.client, window(Utc::now()), &baseline)
         .await
         .expect("start-up cycle");
     assert!(first.points > 0, "the start-up read read rows");
     assert_eq!(first.points, cost.rows);
-    {
-        let _guard = exclusive();
-        lab.repeat("repo5", "app", "SELECT 1", 3);
-        lab.snapshot("repo5");
-    }
+    assert_eq!(cost.window_reads, 2, "the window and its baseline");
+    assert_eq!(first.baselines.len(), 1);
+    let (idle, cost) = live
+        .cycle(&repo.client, window(Utc::now()), &baseline)
+        .await
+        .expect("idle cycle");
+    assert!(cost.idle, "no snapshot since");
+    assert_eq!(idle.baselines.len(), 1, "the baseline is carried");
+    assert_eq!(idle.points, 0, "an idle cycle reads no rows");
+    let cursor = idle.last_ts.expect("the window has data");
+
+    lab.repeat("repo5", "app", "SELECT 1", 3);
+    lab.snapshot("repo5");
+    let added: u64 = lab
+        .psql(
+            "repo5",
+            "powa",
+            &format!(
+                "SELECT (SELECT count(*) FROM powa_statements_history_current \
+                         WHERE srvid = 0 AND (record).ts > '{cursor}') \
+                      + (SELECT count(*) FROM powa_kcache_metrics_current \
+                         WHERE srvid = 0 AND (metrics).ts > '{cursor}') \
+                      + (SELECT count(*) FROM powa_wait_sampling_history_current \
+                         WHERE srvid = 0 AND (record).ts > '{cursor}')"
+            ),
+        )
+        .parse()
+        .unwrap();
     let (next, cost) = live
-        .cycle(&repo.client, window(Utc::now()), &[])
+        .cycle(&repo.client, window(Utc::now()), &baseline)
         .await
         .expect("incremental cycle");
-    assert!(next.points > 0, "the new snapshot's rows were read");
+    assert_eq!(cost.window_reads, 0, "only what PoWA added was read");
+    assert!(added > 0);
+    assert_eq!(next.points, added, "the new snapshot's rows, and only them");
     assert_eq!(next.points, cost.rows);
 }
 

@@ -164,6 +164,54 @@ pub fn coalesce(cluster: &str) {
     lab().psql(cluster, "powa", sql);
 }
 
+/// A snapshot of `cluster` that PoWA itself coalesces, as every `powa.coalesce`-th one
+/// is in production: PoWA's coalesce counter is moved forward so that the next
+/// `powa_take_snapshot()` aggregates the local server's `*_current` rows into history
+/// in the same transaction and, from PoWA 4 on, records it in
+/// `powa_snapshot_metas.aggts`. [`coalesce`] calls the aggregate functions directly and
+/// leaves `aggts` alone, which PoWA never does: a reader that follows `aggts` (the live
+/// window) does not see those rows move. Panics unless the snapshot did coalesce.
+pub fn coalescing_snapshot(cluster: &str) {
+    let lab = lab();
+    // The counter only moves forward: the next value is a multiple of powa.coalesce
+    // (srvid 0, so PoWA 5's `srvid % 20` shift is 0).
+    let (bump, current) = if cluster == "repo3" {
+        (
+            "SELECT setval('powa_coalesce_sequence', \
+                    (last_value / current_setting('powa.coalesce')::bigint + 1) \
+                    * current_setting('powa.coalesce')::bigint - 1) \
+             FROM powa_coalesce_sequence",
+            "SELECT count(*) FROM powa_statements_history_current",
+        )
+    } else {
+        (
+            "UPDATE powa_snapshot_metas \
+             SET coalesce_seq = (coalesce_seq / current_setting('powa.coalesce')::bigint + 1) \
+                                * current_setting('powa.coalesce')::bigint - 1 \
+             WHERE srvid = 0",
+            "SELECT count(*) FROM powa_statements_history_current WHERE srvid = 0",
+        )
+    };
+    lab.psql(cluster, "powa", bump);
+    lab.snapshot(cluster);
+    assert_eq!(
+        lab.psql(cluster, "powa", current),
+        "0",
+        "the snapshot of {cluster} coalesced"
+    );
+    if cluster != "repo3" {
+        assert_eq!(
+            lab.psql(
+                cluster,
+                "powa",
+                "SELECT aggts = snapts FROM powa_snapshot_metas WHERE srvid = 0"
+            ),
+            "t",
+            "PoWA recorded the coalesce of {cluster}"
+        );
+    }
+}
+
 /// `tables` distinct queries on the repository's local server (a 20k-row table each,
 /// three calls), then a snapshot: enough findings for a report of several messages.
 pub fn many_queries(prefix: &str, tables: usize) {

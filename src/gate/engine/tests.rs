@@ -479,3 +479,71 @@ fn an_acknowledged_finding_is_not_repeated_and_its_escalation_says_who() {
     assert_eq!(now[0].insights[0].label(BY_LABEL), Some("alice"));
     assert!(e.take_changes().acks_del.contains(&Fingerprint(5)));
 }
+
+#[test]
+fn the_report_tells_each_findings_latest_numbers_and_window() {
+    let mut e = engine(vec![], None);
+    let seen = |at: DateTime<Utc>, calls: f64| {
+        let mut i = insight(2, Severity::Warning, "a");
+        i.metrics.insert("calls".into(), calls);
+        i.window = sentinel_actors::Window {
+            start: at - chrono::Duration::hours(24),
+            end: at,
+        };
+        i.observed_at = at;
+        i
+    };
+    // New at t(0), held for the report; seen again with more calls, then again.
+    assert!(e.observe(report(t(0), vec![seen(t(0), 10.0)])).is_empty());
+    assert!(e.observe(report(t(5), vec![seen(t(5), 40.0)])).is_empty());
+    assert!(e.observe(report(t(10), vec![seen(t(10), 70.0)])).is_empty());
+    assert!(
+        !e.take_changes().held_put.is_empty(),
+        "the refreshed items are stored"
+    );
+    let rep = e.flush(t(11));
+    assert_eq!(rep.len(), 3, "one report per channel");
+    for o in &rep {
+        let i = &o.insights[0];
+        assert_eq!(i.status, Some(Lifecycle::New), "still announced as new");
+        assert_eq!(
+            i.metric("calls"),
+            Some(70.0),
+            "{}: the latest numbers",
+            o.channel
+        );
+        assert_eq!(i.window.end, t(10), "the latest window");
+        assert_eq!(i.observed_at, t(10));
+    }
+}
+
+#[test]
+fn a_held_resolution_keeps_the_numbers_it_resolved_with() {
+    let routes = vec![RouteSettings {
+        channels: vec!["ops".into()],
+        ..Default::default()
+    }];
+    let mut e = engine(routes, None);
+    let seen = |calls: f64| {
+        let mut i = insight(2, Severity::Warning, "a");
+        i.metrics.insert("calls".into(), calls);
+        i
+    };
+    e.observe(report(t(0), vec![seen(10.0)]));
+    e.flush(t(1));
+    for m in [5, 10, 15] {
+        e.observe(report(t(m), vec![]));
+    }
+    // Seen once more before the report: not firing again yet.
+    e.observe(report(t(20), vec![seen(99.0)]));
+    let rep = e.flush(t(21));
+    assert_eq!(
+        summary(&rep),
+        [(
+            "ops".into(),
+            NotifyReason::Report,
+            vec![(2, Some(Lifecycle::Resolved))]
+        )]
+    );
+    assert_eq!(rep[0].insights[0].metric("calls"), Some(10.0));
+}
