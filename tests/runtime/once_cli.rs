@@ -96,8 +96,25 @@ fn version_prints() {
     let _turn = crate::support::turn(module_path!());
     let out = command(&["--version"]).output().unwrap();
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("powa-sentinel {}", env!("CARGO_PKG_VERSION"))
+    // "powa-sentinel 0.1.0 (commit 1a2b3c4d5e6f, built 2026-12-02)"
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let rest = text
+        .strip_prefix(&format!(
+            "powa-sentinel {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{text}"));
+    let (commit, date) = rest
+        .split_once(", built ")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{text}"
+    );
+    assert!(
+        chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok(),
+        "{text}"
     );
 }
