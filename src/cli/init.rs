@@ -98,7 +98,7 @@ impl Connection {
             ("port", self.port.map(|p| p.to_string())),
             ("user", self.user.clone()),
             ("dbname", self.dbname.clone()),
-            ("sslmode", self.sslmode.map(|m| sslmode_name(m).to_string())),
+            ("sslmode", self.sslmode.map(|m| m.as_str().to_string())),
         ] {
             if let Some(v) = v {
                 parts.push(format!("{k}={v}"));
@@ -127,28 +127,15 @@ impl Connection {
 
 /// libpq's sslmode names.
 pub fn parse_sslmode(m: &str) -> Result<SslMode, String> {
-    Ok(match m {
-        "disable" => SslMode::Disable,
-        "prefer" => SslMode::Prefer,
-        "require" => SslMode::Require,
-        "verify-ca" => SslMode::VerifyCa,
-        "verify-full" => SslMode::VerifyFull,
-        other => {
-            return Err(format!(
-            "`{other}` is not an sslmode: use disable, prefer, require, verify-ca or verify-full"
-        ))
-        }
-    })
-}
-
-fn sslmode_name(m: SslMode) -> &'static str {
-    match m {
-        SslMode::Disable => "disable",
-        SslMode::Prefer => "prefer",
-        SslMode::Require => "require",
-        SslMode::VerifyCa => "verify-ca",
-        SslMode::VerifyFull => "verify-full",
-    }
+    use SslMode::*;
+    [Disable, Prefer, Require, VerifyCa, VerifyFull]
+        .into_iter()
+        .find(|mode| mode.as_str() == m)
+        .ok_or_else(|| {
+            format!(
+                "`{m}` is not an sslmode: use disable, prefer, require, verify-ca or verify-full"
+            )
+        })
 }
 
 /// The analysis windows chosen for a retention.
@@ -289,7 +276,7 @@ fn connection_keys(out: &mut String, conn: &Connection) {
         ),
     }
     if let Some(m) = conn.sslmode {
-        let _ = writeln!(out, "sslmode = \"{}\"", sslmode_name(m));
+        let _ = writeln!(out, "sslmode = \"{}\"", m.as_str());
     }
     if let Some(ca) = &conn.sslrootcert {
         let _ = writeln!(out, "sslrootcert = {}", toml_str(&ca.display().to_string()));
