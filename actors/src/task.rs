@@ -263,7 +263,10 @@ mod tests {
     async fn a_stop_during_the_backoff_ends_the_supervision() {
         let events = Arc::new(Recorded::default());
         let policy = RestartPolicy {
+            // Both: the cap would otherwise cut the hour down to no wait at all, and the
+            // loop would race the stop through its whole budget.
             initial_backoff: Duration::from_secs(3600),
+            max_backoff: Duration::from_secs(3600),
             ..no_wait(5)
         };
         let mut restarts = Restarts::new("x", policy, events.clone());
