@@ -450,6 +450,7 @@ mod tests {
                 "workload_change",
                 "resource_hogs",
                 "health_score",
+                "settings_change",
                 "missing_index",
             ]
         );

@@ -649,6 +649,10 @@ async fn check(settings: Settings, channels: bool, log: Logger) -> ExitCode {
                 fmt_d(s.retention),
                 humantime::format_duration(needed)
             );
+            println!(
+                "    change history: {}",
+                change_history(&r.client, &r.info, s, needed).await
+            );
             if s.retention
                 .is_some_and(|ret| ret < settings.analysis.window)
             {
@@ -676,6 +680,37 @@ async fn check(settings: Settings, channels: bool, log: Logger) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// What `check` says of a server's change history: its sources and how much it holds
+/// over the analysis' reach, or why there is none and how to enable it.
+async fn change_history(
+    client: &powa_sentinel::powa::session::Session,
+    info: &powa_sentinel::powa::discovery::PowaInfo,
+    server: &powa_sentinel::powa::discovery::ServerInfo,
+    reach: std::time::Duration,
+) -> String {
+    use powa_sentinel::powa::changes::{Availability, ChangeReader, What};
+    let since = chrono::Utc::now() - chrono::Duration::from_std(reach).unwrap_or_default();
+    let mut reader = ChangeReader::default();
+    match reader
+        .cycle(client, info, server, since, &Default::default())
+        .await
+    {
+        Ok(t) => match t.availability {
+            Availability::Available => {
+                let restarts = t.events.iter().filter(|e| e.what == What::Restart).count();
+                format!(
+                    "pg_track_settings (settings, per-database and per-role settings, restarts): \
+                     {} setting change(s) and {restarts} restart(s) in the last {}",
+                    t.events.len() - restarts,
+                    humantime::format_duration(reach)
+                )
+            }
+            Availability::Missing(why) => format!("none ({why})"),
+        },
+        Err(e) => format!("none ({})", powa_sentinel::powa::changes::unreadable(&e)),
     }
 }
 
@@ -707,6 +742,7 @@ async fn check_channels(settings: &Settings, log: &Logger) -> bool {
         },
         observed_at: now,
         status: None,
+        changes: Vec::new(),
     };
     let mut ok = true;
     for (i, (name, addr)) in outputs.channels.iter().enumerate() {

@@ -505,6 +505,7 @@ mod tests {
             window: Window { start: t, end: t },
             observed_at: t,
             status: None,
+            changes: Vec::new(),
         }
     }
 

@@ -20,7 +20,7 @@ use slog::{error, info, o, warn, Logger};
 use crate::analyze::health_score::HealthInputs;
 use crate::analyze::{
     HealthScoreAnalyzer, MissingIndexAnalyzer, PowaHealthAnalyzer, RegressionAnalyzer,
-    ResourceHogAnalyzer, SlowQueryAnalyzer, WorkloadChangeAnalyzer,
+    ResourceHogAnalyzer, SettingsChangeAnalyzer, SlowQueryAnalyzer, WorkloadChangeAnalyzer,
 };
 use crate::channels::{self, ChannelControl, ChannelEnv};
 use crate::config::Settings;
@@ -399,6 +399,7 @@ pub fn build_analyzers(settings: &Settings, gate: &Addr<Gate>, log: &Logger) -> 
     let hogs = a.resource_hogs.clone();
     let score = a.health_score.clone();
     let missing = a.missing_index.clone();
+    let changed = a.settings_change.clone();
     let inputs = {
         let (health, regression, workload, hogs) = (
             health.clone(),
@@ -437,6 +438,11 @@ pub fn build_analyzers(settings: &Settings, gate: &Addr<Gate>, log: &Logger) -> 
         ),
         supervised(
             move || HealthScoreAnalyzer::new(score.clone(), inputs()),
+            gate,
+            &events,
+        ),
+        supervised(
+            move || SettingsChangeAnalyzer::new(changed.clone()),
             gate,
             &events,
         ),

@@ -32,4 +32,6 @@ pub mod throttle;
 pub mod ticker;
 
 pub use error::{ChannelError, OutboxError, SourceError};
-pub use message::{Fingerprint, Insight, Notification, NotifyReason, Severity, Snapshot, Window};
+pub use message::{
+    Change, Fingerprint, Insight, Notification, NotifyReason, Severity, Snapshot, Window,
+};

@@ -141,6 +141,29 @@ pub struct Insight {
     /// sets it on the copies it routes so channels can say "new", "resolved", ….
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Lifecycle>,
+    /// What changed on the server between the finding's baseline and now (settings,
+    /// restarts, indexes, a release), nearest first; the ones that likely explain it carry
+    /// their evidence. Empty for findings that do not compare with a past.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+}
+
+/// One change on a monitored server, told with a finding it may explain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub at: DateTime<Utc>,
+    /// `setting`, `restart`, `index_dropped`, `index_created`, `new_queries`.
+    pub kind: String,
+    /// What changed, in words: "`work_mem` 64MB → 64kB on database etl".
+    pub what: String,
+    /// Why it likely explains the finding, when the evidence is direct ("temp blocks per
+    /// call 0 → 53 k"); None for a change that only happened meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    /// The statement that puts a setting back as it was, for a change that is the likely
+    /// cause ("ALTER DATABASE etl SET work_mem = '64MB'").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<String>,
 }
 
 /// The gate's view of one fingerprint over time.

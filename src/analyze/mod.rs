@@ -25,6 +25,7 @@ macro_rules! analyze_statements {
 }
 
 pub mod baseline;
+pub mod changes;
 pub mod checks;
 pub mod classify;
 #[cfg(test)]
@@ -44,6 +45,7 @@ use serde::Deserialize;
 
 use crate::powa::reader::{QueryStats, StatementsWindow};
 use crate::problem::Problem;
+pub use changes::{SettingsChangeAnalyzer, SettingsChangeSettings};
 pub use health_score::{HealthScoreAnalyzer, HealthScoreSettings};
 pub use missing_index::{MissingIndexAnalyzer, MissingIndexSettings};
 pub use per_server::{AnalyzerSettings, PerServer};
@@ -71,6 +73,7 @@ pub struct AnalyzersSettings {
     pub resource_hogs: PerServer<ResourceHogSettings>,
     pub health_score: PerServer<HealthScoreSettings>,
     pub missing_index: MissingIndexSettings,
+    pub settings_change: PerServer<SettingsChangeSettings>,
 }
 
 impl AnalyzersSettings {
@@ -84,6 +87,8 @@ impl AnalyzersSettings {
         self.resource_hogs.validate(&at("resource_hogs"), problems);
         self.health_score.validate(&at("health_score"), problems);
         self.missing_index.validate(&at("missing_index"), problems);
+        self.settings_change
+            .validate(&at("settings_change"), problems);
     }
 }
 
@@ -116,7 +121,9 @@ where
         if !s.enabled() {
             return Vec::new();
         }
-        self.findings(s, w)
+        let mut out = self.findings(s, w);
+        changes::attach(&mut out, w);
+        out
     }
 }
 
@@ -196,6 +203,7 @@ pub fn insight(w: &StatementsWindow, kind: &str, rule: &str, fingerprint: Finger
         window: w.window,
         observed_at: w.last_ts.unwrap_or(w.window.end),
         status: None,
+        changes: Vec::new(),
     }
 }
 

@@ -428,6 +428,7 @@ mod tests {
             window: sentinel_actors::Window { start: t, end: t },
             observed_at: t,
             status: None,
+            changes: Vec::new(),
         };
         let n = Notification {
             id: 1,

@@ -310,6 +310,7 @@ fn notice(channel: &str, what: &str, title: String, advice: String, at: DateTime
         window: Window { start: at, end: at },
         observed_at: at,
         status: None,
+        changes: Vec::new(),
     }
 }
 

@@ -367,7 +367,9 @@ impl Rules {
                 if f.clean >= m {
                     f.firing = false;
                     f.last.status = Some(Lifecycle::Resolved);
-                    if self.send_resolved && f.notified.is_some() {
+                    // An event (a settings change) is told once: it does not "resolve".
+                    let event = f.last.label(crate::analyze::changes::EVENT_LABEL).is_some();
+                    if self.send_resolved && f.notified.is_some() && !event {
                         notify(f, Lifecycle::Resolved);
                     }
                     f.notified = None;
@@ -409,6 +411,7 @@ mod tests {
             },
             observed_at: t(0),
             status: None,
+            changes: Vec::new(),
         }
     }
 

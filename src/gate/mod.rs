@@ -551,6 +551,7 @@ pub(crate) fn test_insight(fp: u64, severity: Severity) -> sentinel_actors::Insi
         window: sentinel_actors::Window { start: t, end: t },
         observed_at: t,
         status: None,
+        changes: Vec::new(),
     }
 }
 

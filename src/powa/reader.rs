@@ -129,6 +129,9 @@ pub struct StatementsWindow {
     /// own database left out. Part of the server's CPU and I/O totals: without it a query
     /// shown at 87% of the server's CPU had 76% (None without pg_stat_kcache).
     pub kcache_unmatched: Option<super::kcache::Kcache>,
+    /// What changed on the server within the baseline's reach (pg_track_settings); None
+    /// where it was not read (baselines, synthetic windows).
+    pub changes: Option<Arc<super::changes::Timeline>>,
 }
 
 impl StatementsWindow {
@@ -152,6 +155,7 @@ impl StatementsWindow {
             waits: Vec::new(),
             quals: None,
             kcache_unmatched: None,
+            changes: None,
         }
     }
 }
@@ -455,6 +459,7 @@ pub async fn read_window_with(
         waits,
         quals: None,
         kcache_unmatched,
+        changes: None,
     })
 }
 

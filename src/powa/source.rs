@@ -35,6 +35,8 @@ pub struct PowaSource {
     /// Reaches the server itself for names PoWA does not keep (tables, columns, roles).
     reach: Option<Arc<super::monitored::Reach>>,
     roles: Arc<tokio::sync::Mutex<super::monitored::RoleCache>>,
+    /// The server's change timeline (pg_track_settings), read incrementally.
+    changes: Arc<tokio::sync::Mutex<super::changes::ChangeReader>>,
 }
 
 impl PowaSource {
@@ -58,6 +60,7 @@ impl PowaSource {
             quals: None,
             reach: None,
             roles: Arc::default(),
+            changes: Arc::default(),
         }
     }
 
@@ -101,6 +104,9 @@ impl Source for PowaSource {
         let quals = self.quals.clone();
         let reach = self.reach.clone();
         let roles = Arc::clone(&self.roles);
+        let changes = Arc::clone(&self.changes);
+        // The timeline reaches back to the oldest baseline window.
+        let since = window.start - offsets.iter().copied().max().unwrap_or_default();
         Box::pin(async move {
             let mut live = live.lock().await;
             let (mut w, _cost) = live
@@ -130,6 +136,26 @@ impl Source for PowaSource {
             if let (Some(r), Some(route)) = (&reach, &route) {
                 r.name_roles(route, &mut w, &mut *roles.lock().await).await;
             }
+            let names: std::collections::HashMap<u32, Arc<str>> = w
+                .queries
+                .iter()
+                .filter_map(|q| Some((q.key.userid, q.user.clone()?)))
+                .collect();
+            // A history that cannot be read (no SELECT on its tables, say) costs the
+            // findings their "what changed", not the cycle; a lost session is the cycle's.
+            let timeline = match changes
+                .lock()
+                .await
+                .cycle(&client, &info, &server, since, &names)
+                .await
+            {
+                Ok(t) => t,
+                Err(e) if !e.is_session_lost() => {
+                    super::changes::Timeline::missing(super::changes::unreadable(&e), since)
+                }
+                Err(e) => return Err(SourceError::new(e.to_string())),
+            };
+            w.changes = Some(Arc::new(timeline));
             let taken_at = w.last_ts.unwrap_or(window.end);
             Ok((Arc::new(w), taken_at))
         })

@@ -176,6 +176,9 @@ pub(crate) struct Entry {
     pub(crate) place: Option<String>,
     pub(crate) impact: Option<String>,
     pub(crate) cause: Option<String>,
+    /// What changed on the server since the baseline (nearest first), or why that is
+    /// not known.
+    pub(crate) changed: Vec<String>,
     pub(crate) action: Option<Action>,
     pub(crate) numbers: Vec<String>,
     /// The SQL text, previewed by the layout.
@@ -209,6 +212,7 @@ impl Entry {
             place: None,
             impact: None,
             cause: None,
+            changed: Vec::new(),
             action: None,
             numbers: Vec::new(),
             query: None,
@@ -227,6 +231,7 @@ impl Entry {
         }
         e.impact = told.impact;
         e.cause = told.cause;
+        e.changed = told.changed;
         e.action = match (told.ddl, told.advice) {
             (Some(ddl), _) => Some(Action::Run {
                 ddl,

@@ -57,6 +57,9 @@ pub(crate) fn entry_lines(e: &Entry, d: &dyn Dialect, lang: Lang, preview: usize
     if let Some(x) = &e.cause {
         lines.push(labelled(Word::Cause).span(text(x, ADVICE_CHARS)));
     }
+    if !e.changed.is_empty() {
+        lines.push(labelled(Word::Changed).list(&e.changed, sep, |x| text(x, LABEL_CHARS)));
+    }
     match &e.action {
         Some(Action::Run { ddl, note }) => {
             let mut l = labelled(Word::Fix).span(Span::Code(esc.code(ddl, ADVICE_CHARS)));

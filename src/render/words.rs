@@ -27,6 +27,8 @@ pub(crate) enum Word {
     Where,
     Query,
     Cause,
+    /// What changed on the server since the baseline.
+    Changed,
     Fix,
     AlsoOn,
     QueryId,
@@ -69,6 +71,7 @@ impl Lang {
             Word::Where => ("Where", "位置"),
             Word::Query => ("Query", "查询"),
             Word::Cause => ("Cause", "原因"),
+            Word::Changed => ("Changed since", "期间变更"),
             Word::Fix => ("Fix", "处理"),
             Word::Acknowledge => ("Acknowledge", "确认处理"),
             Word::Snooze => ("Snooze", "暂停提醒"),

@@ -40,6 +40,7 @@ pub(crate) fn insight(rule: &str, server: &str, queryid: &str, sev: Severity) ->
         window: Window { start: t0, end: t1 },
         observed_at: t1,
         status: None,
+        changes: Vec::new(),
     }
 }
 

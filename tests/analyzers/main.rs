@@ -11,6 +11,7 @@ mod robot;
 mod support;
 
 mod advice_classes;
+mod changes;
 mod hogs;
 mod missing_index;
 mod once;

@@ -130,6 +130,7 @@ fn insight(k: usize) -> impl Strategy<Value = Insight> {
                             Lifecycle::Reopened,
                         ][s as usize]
                     }),
+                    changes: Vec::new(),
                 }
             },
         )

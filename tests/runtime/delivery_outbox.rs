@@ -65,6 +65,7 @@ fn insight(k: usize) -> Insight {
         window: Window { start: t0, end: t1 },
         observed_at: t1,
         status: None,
+        changes: Vec::new(),
     }
 }
 

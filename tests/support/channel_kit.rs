@@ -120,6 +120,7 @@ pub fn insight(n: usize, title: String, text: &str) -> Insight {
         window: Window { start: t0, end: t1 },
         observed_at: t1,
         status: None,
+        changes: Vec::new(),
     }
 }
 

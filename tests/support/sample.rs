@@ -24,5 +24,6 @@ pub fn slow_query(fingerprint: u64, at: DateTime<Utc>, labels: &[(&str, &str)]) 
         window: Window { start: at, end: at },
         observed_at: at,
         status: None,
+        changes: Vec::new(),
     }
 }

@@ -32,6 +32,7 @@ pub fn insight(n: u64, severity: Severity) -> Insight {
         window: Window { start: t, end: t },
         observed_at: t,
         status: None,
+        changes: Vec::new(),
     }
 }
 

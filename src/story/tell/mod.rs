@@ -9,6 +9,7 @@
 //! servers their key figure.
 
 mod cause;
+mod changes;
 mod health;
 mod index;
 mod query;
@@ -34,6 +35,9 @@ pub struct Told {
     pub impact: Option<String>,
     /// Why, when the evidence says.
     pub cause: Option<String>,
+    /// What changed on the server since the baseline that is not the cause, nearest
+    /// first ("14:02 UTC the server restarted"), or why that is not known.
+    pub changed: Vec<String>,
     /// What to do: a statement to run …
     pub ddl: Option<String>,
     /// … with what it is expected to gain …
@@ -147,6 +151,8 @@ pub fn tell(s: &Story<'_>, lang: Lang, place_of: &dyn Fn(&Insight) -> String) ->
 
     // Cause: from the supporting findings (and a missing index, whoever leads).
     t.cause = cause::of(s, mi, t.cause.take(), lang);
+    // What changed since the baseline: a likely cause leads the cause, the rest follow.
+    changes::tell(s, lang, &mut t);
 
     // Numbers the lead does not carry: the slow-query rank, when another finding leads.
     if i.kind != "slow_query" {
@@ -174,6 +180,9 @@ pub fn tell(s: &Story<'_>, lang: Lang, place_of: &dyn Fn(&Insight) -> String) ->
             }
         }
     }
+
+    // A likely cause that is a setting change: the statement that undoes it.
+    changes::fix(s, lang, &mut t);
 
     if let Some(u) = i.label("user").filter(|u| !u.is_empty()) {
         if t.numbers.len() < 4 {

@@ -1,0 +1,180 @@
+//! What changed on the server since a story's baseline ([`crate::analyze::changes`]): the
+//! change that likely explains it leads the cause line ("work_mem 64MB → 64kB on database
+//! etl at 14:02 UTC: temp blocks written per call 0 → 530"), the others are listed on a
+//! line of their own, nearest first; a server without a change history says so.
+
+use chrono::{DateTime, Utc};
+use sentinel_actors::Change;
+
+use super::{Story, Told};
+use crate::analyze::changes::NO_HISTORY_LABEL;
+use crate::render::Lang;
+
+/// At most this many changes are listed besides the causes; the rest are counted.
+const MAX_LISTED: usize = 3;
+
+/// "14:02 UTC", with the day when it is not the report's.
+fn when(at: DateTime<Utc>, end: DateTime<Utc>) -> String {
+    if at.date_naive() == end.date_naive() {
+        at.format("%H:%M UTC").to_string()
+    } else {
+        at.format("%m-%d %H:%M UTC").to_string()
+    }
+}
+
+/// One change in words, with its time where it has one.
+fn said(c: &Change, end: DateTime<Utc>, lang: Lang) -> String {
+    if c.kind == "new_queries" {
+        return c.what.clone();
+    }
+    let at = when(c.at, end);
+    if lang.is_zh() {
+        format!("{at} {}", c.what)
+    } else {
+        format!("{} at {at}", c.what)
+    }
+}
+
+/// Adds the story's changes to `t`: likely causes before its cause, the others listed.
+pub(super) fn tell(s: &Story<'_>, lang: Lang, t: &mut Told) {
+    let end = s.lead.window.end;
+    let mut all: Vec<&Change> = Vec::new();
+    for c in s.findings().flat_map(|i| i.changes.iter()) {
+        match all.iter_mut().find(|x| x.at == c.at && x.what == c.what) {
+            // The same change on two findings of the story: keep the one with evidence.
+            Some(x) if x.evidence.is_none() && c.evidence.is_some() => *x = c,
+            Some(_) => {}
+            None => all.push(c),
+        }
+    }
+    all.sort_by(|a, b| b.at.cmp(&a.at));
+    let causes: Vec<String> = all
+        .iter()
+        .filter_map(|c| {
+            let e = c.evidence.as_deref()?;
+            Some(format!("{}: {e}", said(c, end, lang)))
+        })
+        .collect();
+    if !causes.is_empty() {
+        let sep = lang.pick("; ", "；");
+        let mut cause = causes.join(sep);
+        if let Some(own) = t.cause.take() {
+            cause = format!("{cause}{sep}{own}");
+        }
+        t.cause = Some(cause);
+    }
+    let others: Vec<&&Change> = all.iter().filter(|c| c.evidence.is_none()).collect();
+    t.changed = others
+        .iter()
+        .take(MAX_LISTED)
+        .map(|c| said(c, end, lang))
+        .collect();
+    if others.len() > MAX_LISTED {
+        let more = others.len() - MAX_LISTED;
+        t.changed.push(if lang.is_zh() {
+            format!("另有 {more} 项")
+        } else {
+            format!("+{more} more")
+        });
+    }
+    if all.is_empty() && s.findings().any(|i| i.label(NO_HISTORY_LABEL).is_some()) {
+        t.changed.push(
+            lang.pick(
+                "no change history for this server (powa-sentinel check says how to enable it)",
+                "此服务器没有变更历史（powa-sentinel check 说明如何启用）",
+            )
+            .to_string(),
+        );
+    }
+}
+
+/// When no index statement is the fix, the statement that undoes the likely cause is:
+/// "ALTER DATABASE etl SET work_mem = '64MB';" (if the change was not meant).
+pub(super) fn fix(s: &Story<'_>, lang: Lang, t: &mut Told) {
+    if t.ddl.is_some() {
+        return;
+    }
+    let end = s.lead.window.end;
+    let Some(c) = s
+        .findings()
+        .flat_map(|i| i.changes.iter())
+        .filter(|c| c.undo.is_some())
+        .max_by_key(|c| c.at)
+    else {
+        return;
+    };
+    t.ddl = c.undo.clone();
+    t.ddl_note = Some(if lang.is_zh() {
+        format!("撤销 {} 的变更（如非有意为之）", when(c.at, end))
+    } else {
+        format!(
+            "undoes the change at {}, if it was not meant",
+            when(c.at, end)
+        )
+    });
+    t.advice = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use sentinel_actors::Severity;
+
+    use super::*;
+    use crate::story::fixture::insight;
+    use crate::story::stories;
+
+    fn change(min: i64, what: &str, evidence: Option<&str>) -> Change {
+        Change {
+            at: DateTime::<Utc>::from_timestamp(1_700_000_000 + min * 60, 0).unwrap(),
+            kind: "setting".into(),
+            what: what.into(),
+            evidence: evidence.map(str::to_string),
+            undo: None,
+        }
+    }
+
+    #[test]
+    fn the_likely_cause_leads_and_the_rest_are_listed_nearest_first() {
+        let mut i = insight("regression.mean_time", "db1", "7", Severity::Warning);
+        i.window.end = DateTime::<Utc>::from_timestamp(1_700_000_000 + 90 * 60, 0).unwrap();
+        i.changes = vec![
+            change(60, "the server restarted", None),
+            change(
+                30,
+                "work_mem 64MB → 64kB",
+                Some("temp blocks written per call 0 → 530"),
+            ),
+            change(10, "jit off → on", None),
+        ];
+        let all = [i];
+        let s = &stories(&all)[0];
+        let mut t = Told {
+            cause: Some("it spills to temp files".into()),
+            ..Told::default()
+        };
+        tell(s, Lang::En, &mut t);
+        assert_eq!(
+            t.cause.as_deref(),
+            Some("work_mem 64MB → 64kB at 22:43 UTC: temp blocks written per call 0 → 530; it spills to temp files")
+        );
+        assert_eq!(
+            t.changed,
+            [
+                "the server restarted at 23:13 UTC",
+                "jit off → on at 22:23 UTC"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_server_without_history_says_so() {
+        let mut i = insight("regression.mean_time", "db1", "7", Severity::Warning);
+        i.labels
+            .insert(NO_HISTORY_LABEL.to_string(), "install it".to_string());
+        let all = [i];
+        let mut t = Told::default();
+        tell(&stories(&all)[0], Lang::En, &mut t);
+        assert_eq!(t.changed.len(), 1);
+        assert!(t.changed[0].starts_with("no change history for this server"));
+    }
+}

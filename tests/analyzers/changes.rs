@@ -1,0 +1,210 @@
+//! "What changed?" on the real lab: pg_track_settings snapshotted by PoWA 4.1.4 (the
+//! local server and remote1; remote2 has none), a per-database `work_mem` lowered between
+//! two workload phases, a restart of remote1. The temp spill names its cause, the control
+//! query stays silent, the restart is in remote1's timeline, and a server without the
+//! extension gets the note and what to do.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use powa_sentinel::analyze::{
+    RegressionAnalyzer, RegressionSettings, SettingsChangeAnalyzer, SettingsChangeSettings,
+    WorkloadChangeAnalyzer, WorkloadChangeSettings,
+};
+use powa_sentinel::powa::changes::{Availability, ChangeReader, What};
+use powa_sentinel::powa::reader::read_baseline;
+use sentinel_actors::{Notification, NotifyReason, Window};
+
+use crate::support::repo::{lab4, read, server};
+use crate::support::{exclusive, lab, unique};
+
+#[actix_rt::test]
+async fn a_lowered_work_mem_is_named_as_the_cause_of_the_temp_spill() {
+    let _turn = crate::support::turn(module_path!());
+    let lab = lab();
+    let db = format!("etl_{}", unique());
+    let t = "events";
+    // 300,000 integers sorted: about 10 MB, in memory at 64MB, on disk at 64kB.
+    let sort = format!("SELECT k FROM {t} ORDER BY k OFFSET 299990");
+    let control = format!("SELECT count(*) FROM {t} WHERE id < 100");
+    let (t0, t1, t2) = {
+        let _guard = exclusive();
+        lab.psql("repo", "postgres", &format!("CREATE DATABASE {db}"));
+        lab.psql(
+            "repo",
+            &db,
+            &format!(
+                "CREATE TABLE {t} AS SELECT g AS id, (g::bigint * 7919) % 300000 AS k \
+                 FROM generate_series(1, 300000) g; ALTER TABLE {t} ADD PRIMARY KEY (id); ANALYZE {t}"
+            ),
+        );
+        lab.psql(
+            "repo",
+            "postgres",
+            &format!("ALTER DATABASE {db} SET work_mem = '64MB'"),
+        );
+        lab.snapshot("repo");
+        let t0 = Utc::now();
+        lab.repeat("repo", &db, &sort, 60);
+        lab.repeat("repo", &db, &control, 60);
+        lab.snapshot("repo");
+        let t1 = Utc::now();
+        let started = std::time::Instant::now();
+        lab.psql(
+            "repo",
+            "postgres",
+            &format!("ALTER DATABASE {db} SET work_mem = '64kB'"),
+        );
+        lab.repeat("repo", &db, &sort, 60);
+        lab.repeat("repo", &db, &control, 60);
+        if let Some(rest) =
+            ((t1 - t0).to_std().unwrap() + Duration::from_secs(1)).checked_sub(started.elapsed())
+        {
+            std::thread::sleep(rest);
+        }
+        lab.snapshot("repo");
+        (t0, t1, Utc::now())
+    };
+    let len = t2 - t1;
+    assert!(t1 - len <= t0);
+
+    let repo = lab4().await;
+    let local = server(&repo, "local");
+    let mut current = read(&repo, "local", Window { start: t1, end: t2 }).await;
+    let baseline = read_baseline(
+        &repo.client,
+        &repo.name,
+        &repo.info,
+        local,
+        Window {
+            start: t1 - len,
+            end: t1,
+        },
+    )
+    .await
+    .unwrap();
+    current.baselines = vec![baseline];
+    let timeline = ChangeReader::default()
+        .cycle(&repo.client, &repo.info, local, t1 - len, &HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(timeline.availability, Availability::Available);
+    let lowered = timeline
+        .events
+        .iter()
+        .find(|e| {
+            matches!(&e.what, What::Setting { name, to, database, .. }
+                if name == "work_mem" && to.as_deref() == Some("64kB")
+                    && database.as_deref() == Some(db.as_str()))
+        })
+        .unwrap_or_else(|| panic!("the ALTER DATABASE is in the timeline: {timeline:#?}"));
+    assert!(
+        lowered.at > t1 && lowered.at <= t2,
+        "{lowered:?} in ({t1}, {t2}]"
+    );
+    current.changes = Some(Arc::new(timeline));
+
+    let mut found =
+        WorkloadChangeAnalyzer::new(WorkloadChangeSettings::default()).analyze_window(&current);
+    found.extend(RegressionAnalyzer::new(RegressionSettings::default()).analyze_window(&current));
+    let ours: Vec<_> = found
+        .iter()
+        .filter(|i| i.label("database") == Some(db.as_str()))
+        .collect();
+    assert!(
+        ours.iter()
+            .all(|i| i.text.as_deref().is_some_and(|x| x.contains("ORDER BY k"))),
+        "the control query stays silent: {ours:#?}"
+    );
+    let spill = ours
+        .iter()
+        .find(|i| i.rule == "workload_change.temp_up")
+        .unwrap_or_else(|| panic!("a temp spill finding for the sort: {found:#?}"));
+    let cause = spill
+        .changes
+        .iter()
+        .find(|c| c.evidence.is_some())
+        .unwrap_or_else(|| panic!("a likely cause: {spill:#?}"));
+    assert_eq!(cause.what, format!("work_mem 64MB → 64kB on database {db}"));
+    assert!(
+        cause
+            .evidence
+            .as_deref()
+            .unwrap()
+            .starts_with("temp blocks written per call 0 → "),
+        "{cause:?}"
+    );
+
+    // What the DBA reads.
+    let n = Notification {
+        id: 1,
+        channel: "console".into(),
+        reason: NotifyReason::Report,
+        insights: Arc::new(vec![(*spill).clone()]),
+        created_at: t2,
+        mentions: Default::default(),
+    };
+    let text = powa_sentinel::render::plain_report(&n);
+    assert!(
+        text.contains(&format!("Cause: work_mem 64MB → 64kB on database {db} at ")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Fix: ALTER DATABASE {db} SET work_mem = '64MB'; (undoes the change at "
+        )),
+        "{text}"
+    );
+
+    // The same change, told once as a settings change of the server (work_mem is a
+    // memory setting), within a window that holds it.
+    let events =
+        SettingsChangeAnalyzer::new(SettingsChangeSettings::default()).analyze_window(&current);
+    assert!(
+        events.iter().any(|i| i.title.contains("work_mem")
+            && i.changes.iter().any(|c| c.what.contains(&db))),
+        "{events:#?}"
+    );
+    lab.psql("repo", "postgres", &format!("DROP DATABASE {db}"));
+}
+
+#[actix_rt::test]
+async fn a_restart_is_in_the_timeline_and_a_server_without_history_says_what_to_do() {
+    let _turn = crate::support::turn(module_path!());
+    let lab = lab();
+    let repo = lab4().await;
+    let before = Utc::now() - chrono::Duration::seconds(1);
+    {
+        let _guard = exclusive();
+        lab.pg_ctl("remote1", "stop");
+        lab.pg_ctl("remote1", "start");
+        lab.snapshot("remote");
+    }
+    let remote1 = server(&repo, "remote1");
+    let timeline = ChangeReader::default()
+        .cycle(&repo.client, &repo.info, remote1, before, &HashMap::new())
+        .await
+        .unwrap();
+    assert!(
+        timeline
+            .events
+            .iter()
+            .any(|e| e.what == What::Restart && e.at >= before),
+        "remote1's restart after {before}: {timeline:#?}"
+    );
+
+    let remote2 = server(&repo, "remote2");
+    let none = ChangeReader::default()
+        .cycle(&repo.client, &repo.info, remote2, before, &HashMap::new())
+        .await
+        .unwrap();
+    let Availability::Missing(why) = &none.availability else {
+        panic!("remote2 has no pg_track_settings: {none:#?}");
+    };
+    assert!(
+        why.contains("powa_activate_extension(2, 'pg_track_settings')"),
+        "{why}"
+    );
+}
