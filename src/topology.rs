@@ -356,6 +356,9 @@ pub struct Analyzers {
     /// How each repository's collectors reach their servers for names (`monitored`
     /// first, then `powa_servers`).
     pub reach: BTreeMap<String, Arc<powa::monitored::Reach>>,
+    /// `[state] dir`: where each server's last look at its indexes is kept, so that a
+    /// restart (or the next `once`) still tells what changed since.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// One supervised analyzer, started: its name and where to send it snapshots.
@@ -487,6 +490,7 @@ pub fn build_analyzers(settings: &Settings, gate: &Addr<Gate>, log: &Logger) -> 
                 (name.clone(), Arc::new(reach))
             })
             .collect(),
+        state_dir: settings.state.dir.clone(),
     }
 }
 
@@ -549,6 +553,9 @@ pub fn start_collector(
     }
     if let Some(reach) = analyzers.reach.get(repository) {
         source = source.with_reach(Arc::clone(reach));
+    }
+    if let Some(dir) = &analyzers.state_dir {
+        source = source.with_index_state(powa::indexes::state_file(dir, repository, &server));
     }
     CollectorActor::new(source, analyzers.recipients.clone())
         .with_measure(rows_of)

@@ -139,6 +139,22 @@ fn lowered(from: Option<&str>, to: Option<&str>) -> Option<bool> {
 pub fn describe(e: &Event) -> (String, &'static str) {
     match &e.what {
         What::Restart => ("the server restarted".to_string(), "restart"),
+        What::IndexDropped {
+            table,
+            index,
+            seen_until,
+            ..
+        } => (
+            format!(
+                "index {index} on {table} no longer exists (seen until {})",
+                seen_until.format("%H:%M UTC")
+            ),
+            "index_dropped",
+        ),
+        What::IndexCreated { table, index, .. } => (
+            format!("index {index} on {table} was created"),
+            "index_created",
+        ),
         What::Setting {
             name,
             from,
@@ -162,6 +178,9 @@ pub fn describe(e: &Event) -> (String, &'static str) {
 /// The statement that puts a setting back to its value before `e` (None for a restart,
 /// or a server-wide setting that was not set before: nothing to put back).
 pub fn undo(e: &Event) -> Option<String> {
+    if let What::IndexDropped { def, .. } = &e.what {
+        return Some(concurrently(def));
+    }
     let What::Setting {
         name,
         from,
@@ -188,6 +207,34 @@ pub fn undo(e: &Event) -> Option<String> {
     Some(match value {
         Some(v) => format!("ALTER {target} SET {name} = {v};"),
         None => format!("ALTER {target} RESET {name};"),
+    })
+}
+
+/// `CREATE [UNIQUE] INDEX …` as `CREATE [UNIQUE] INDEX CONCURRENTLY …;`: built again
+/// without locking out writes.
+fn concurrently(def: &str) -> String {
+    let d = def.trim().trim_end_matches(';');
+    for head in ["CREATE UNIQUE INDEX ", "CREATE INDEX "] {
+        if let Some(rest) = d.strip_prefix(head) {
+            return format!("{head}CONCURRENTLY {rest};");
+        }
+    }
+    format!("{d};")
+}
+
+/// Whether the query text names `table` (`schema.table`, quoted or not), as a word.
+fn reads_table(text: &str, table: &str) -> bool {
+    let bare = table.rsplit('.').next().unwrap_or(table).trim_matches('"');
+    if bare.is_empty() {
+        return false;
+    }
+    let lower = text.to_lowercase();
+    let needle = bare.to_lowercase();
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    lower.match_indices(&needle).any(|(k, _)| {
+        let before = lower[..k].chars().next_back();
+        let after = lower[k + needle.len()..].chars().next();
+        !before.is_some_and(word) && !after.is_some_and(word)
     })
 }
 
@@ -219,10 +266,32 @@ fn then_now(then: f64, now: f64) -> String {
 
 /// Why `e` likely explains what the query shows now against its baseline, if the evidence
 /// is direct.
-fn evidence(e: &Event, kind: &str, now: Option<PerCall>, then: Option<PerCall>) -> Option<String> {
+fn evidence(e: &Event, i: &Insight, now: Option<PerCall>, then: Option<PerCall>) -> Option<String> {
+    let kind = i.kind.as_str();
     let (now, then) = (now?, then.unwrap_or_default());
     let grew = |a: f64, b: f64, floor: f64| b >= floor && b >= 2.0 * a;
+    let text = i.text.as_deref().unwrap_or("");
     match &e.what {
+        What::IndexDropped { table, .. } => (reads_table(text, table)
+            && (now.mean_ms >= 2.0 * then.mean_ms || grew(then.read, now.read, 10.0)))
+        .then(|| {
+            format!(
+                "the query reads {table}: mean {} → {} ms since",
+                fmt_ms(then.mean_ms),
+                fmt_ms(now.mean_ms)
+            )
+        }),
+        What::IndexCreated { table, .. } => {
+            (kind == "regression" && reads_table(text, table) && now.mean_ms >= 2.0 * then.mean_ms)
+                .then(|| {
+                    format!(
+                        "the query reads {table} and the planner may now choose the new index: \
+                     mean {} → {} ms; EXPLAIN it",
+                        fmt_ms(then.mean_ms),
+                        fmt_ms(now.mean_ms)
+                    )
+                })
+        }
         What::Restart => grew(then.read, now.read, 10.0).then(|| {
             format!(
                 "blocks read from disk per call {}: the cache was cold after the restart",
@@ -269,6 +338,11 @@ fn fmt_ms(ms: f64) -> String {
     }
 }
 
+/// Settings that move by themselves (computed at start-up): true changes, told nowhere.
+fn is_noise(e: &Event) -> bool {
+    matches!(&e.what, What::Setting { name, .. } if name == "pg_stat_kcache.linux_hz")
+}
+
 /// Whether a change scoped to a database or role applies to the finding's.
 fn applies(e: &Event, i: &Insight) -> bool {
     match &e.what {
@@ -279,6 +353,9 @@ fn applies(e: &Event, i: &Insight) -> bool {
                 && role.as_deref().is_none_or(|r| i.label("user") == Some(r))
         }
         What::Restart => true,
+        What::IndexDropped { database, .. } | What::IndexCreated { database, .. } => {
+            i.label("database") == Some(database.as_str())
+        }
     }
 }
 
@@ -333,8 +410,10 @@ pub fn attach(insights: &mut [Insight], w: &StatementsWindow) {
         .filter(|i| COMPARING.contains(&i.kind.as_str()))
     {
         if let crate::powa::changes::Availability::Missing(why) = &tl.availability {
-            i.labels.insert(NO_HISTORY_LABEL.to_string(), why.clone());
-            continue;
+            if !tl.indexes {
+                i.labels.insert(NO_HISTORY_LABEL.to_string(), why.clone());
+                continue;
+            }
         }
         let from = w
             .baselines
@@ -345,10 +424,10 @@ pub fn attach(insights: &mut [Insight], w: &StatementsWindow) {
         let mut changes: Vec<Change> = tl
             .between(from, w.window.end)
             .into_iter()
-            .filter(|e| applies(e, i))
+            .filter(|e| applies(e, i) && !is_noise(e))
             .map(|e| {
                 let (what, kind) = describe(e);
-                let evidence = evidence(e, &i.kind, now, then);
+                let evidence = evidence(e, i, now, then);
                 Change {
                     at: e.at,
                     kind: kind.to_string(),
@@ -419,7 +498,7 @@ impl WindowRules<SettingsChangeSettings> for SettingsChangeAnalyzer {
             .into_iter()
             .filter_map(|e| match &e.what {
                 What::Setting { name, .. } => performance_family(name).map(|f| (e, f)),
-                What::Restart => None,
+                _ => None,
             })
             .collect();
         if changed.is_empty() {
@@ -442,7 +521,7 @@ impl WindowRules<SettingsChangeSettings> for SettingsChangeAnalyzer {
                 .iter()
                 .filter_map(|(e, _)| match &e.what {
                     What::Setting { name, .. } => Some(name.clone()),
-                    What::Restart => None,
+                    _ => None,
                 })
                 .collect();
             v.dedup();
@@ -551,6 +630,7 @@ mod tests {
             availability: Availability::Available,
             events,
             since: t(-24 * 60),
+            indexes: true,
         }));
         sw
     }
@@ -704,8 +784,49 @@ mod tests {
             availability: Availability::Available,
             events: vec![setting(10, "work_mem", "8MB", "64kB", None)],
             since: t(-100),
+            indexes: false,
         }));
         assert_ne!(a.analyze_window(&w2)[0].fingerprint, i.fingerprint);
+    }
+
+    #[test]
+    fn a_dropped_index_on_the_table_the_query_reads_is_the_cause_and_is_built_again() {
+        let dropped = |table: &str| Event {
+            at: t(-5),
+            what: What::IndexDropped {
+                database: "etl".into(),
+                table: table.into(),
+                index: "public.orders_created_at_idx".into(),
+                def: "CREATE INDEX orders_created_at_idx ON public.orders USING btree (created_at)"
+                    .into(),
+                seen_until: t(-10),
+            },
+        };
+        let mut now = q(7, 100.0, 9000.0, 0.0, 50_000.0);
+        now.query = Some(Arc::from("SELECT * FROM orders WHERE created_at > $1"));
+        let w = window(
+            vec![now],
+            vec![q(7, 100.0, 100.0, 0.0, 10.0)],
+            vec![dropped("public.orders"), dropped("public.orders_archive")],
+        );
+        let mut out = vec![finding(&w, "regression", "regression.mean_time")];
+        attach(&mut out, &w);
+        let c = &out[0].changes;
+        assert_eq!(c.len(), 2, "{c:?}");
+        let cause: Vec<_> = c.iter().filter(|c| c.evidence.is_some()).collect();
+        assert_eq!(cause.len(), 1, "only the table the query reads: {c:?}");
+        assert!(cause[0].what.starts_with(
+            "index public.orders_created_at_idx on public.orders no longer exists (seen until"
+        ));
+        assert_eq!(
+            cause[0].undo.as_deref(),
+            Some("CREATE INDEX CONCURRENTLY orders_created_at_idx ON public.orders USING btree (created_at);")
+        );
+        assert!(reads_table("select 1 from \"orders\" o", "public.orders"));
+        assert!(!reads_table(
+            "select 1 from orders_archive",
+            "public.orders"
+        ));
     }
 
     #[test]

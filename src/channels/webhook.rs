@@ -181,6 +181,9 @@ pub struct PayloadInsight<'a> {
     pub window_start: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
     pub observed_at: DateTime<Utc>,
+    /// What changed on the server since the baseline (omitted when nothing is known).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub changes: &'a [sentinel_actors::Change],
 }
 
 fn payload_insight(i: &Insight) -> PayloadInsight<'_> {
@@ -206,6 +209,7 @@ fn payload_insight(i: &Insight) -> PayloadInsight<'_> {
         window_start: i.window.start,
         window_end: i.window.end,
         observed_at: i.observed_at,
+        changes: &i.changes,
     }
 }
 

@@ -30,13 +30,13 @@ use super::session::{QueryError, Session};
 pub const MODULE: &str = "pg_track_settings";
 
 /// One change, oldest first in a [`Timeline`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub at: DateTime<Utc>,
     pub what: What,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum What {
     /// A setting took a new value: server-wide (`database` and `role` None), or for one
     /// database and/or role (`ALTER DATABASE … SET`, `ALTER ROLE … SET`). `from` None: it
@@ -50,6 +50,21 @@ pub enum What {
     },
     /// The postmaster started at `at` (a restart, or a crash and recovery).
     Restart,
+    /// An index seen until `seen_until` was gone at `at` ([`super::indexes`]).
+    IndexDropped {
+        database: String,
+        table: String,
+        index: String,
+        /// Its `CREATE INDEX` statement, as it was.
+        def: String,
+        seen_until: DateTime<Utc>,
+    },
+    /// An index that was not there at the previous look was there at `at`.
+    IndexCreated {
+        database: String,
+        table: String,
+        index: String,
+    },
 }
 
 /// Whether the change history can be read for a server, and if not, what to do.
@@ -68,6 +83,18 @@ pub struct Timeline {
     pub events: Vec<Event>,
     /// The oldest time the timeline covers (older changes are forgotten).
     pub since: DateTime<Utc>,
+    /// Whether the server's indexes are compared between cycles ([`super::indexes`]).
+    pub indexes: bool,
+}
+
+impl Timeline {
+    /// Adds the index changes of [`super::indexes`], keeping the order by time.
+    pub fn with_indexes(mut self, events: Vec<Event>) -> Self {
+        self.indexes = true;
+        self.events.extend(events);
+        self.events.sort_by_key(|e| e.at);
+        self
+    }
 }
 
 impl Timeline {
@@ -77,6 +104,7 @@ impl Timeline {
             availability: Availability::Missing(why.into()),
             events: Vec::new(),
             since,
+            indexes: false,
         }
     }
 
@@ -173,6 +201,7 @@ impl ChangeReader {
             availability: Availability::Available,
             events: self.events.clone(),
             since,
+            indexes: false,
         })
     }
 }
@@ -183,7 +212,7 @@ impl ChangeReader {
 pub fn unreadable(e: &QueryError) -> String {
     if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
         format!(
-            "this role may not read {MODULE}'s history: GRANT SELECT ON pg_track_settings_history, \
+            "this role may not read the {MODULE} history: GRANT SELECT ON pg_track_settings_history, \
              pg_track_db_role_settings_history, pg_reboot TO it in the PoWA database ({e})"
         )
     } else {
@@ -440,6 +469,7 @@ mod tests {
                 })
                 .collect(),
             since: t(0),
+            indexes: false,
         };
         let got: Vec<_> = tl.between(t(5), t(30)).iter().map(|e| e.at).collect();
         assert_eq!(got, [t(30), t(20), t(10)]);

@@ -13,6 +13,7 @@ pub mod connect;
 pub mod discovery;
 pub mod error;
 pub mod hypopg;
+pub mod indexes;
 pub mod kcache;
 pub mod layout;
 pub mod live;

@@ -37,6 +37,8 @@ pub struct PowaSource {
     roles: Arc<tokio::sync::Mutex<super::monitored::RoleCache>>,
     /// The server's change timeline (pg_track_settings), read incrementally.
     changes: Arc<tokio::sync::Mutex<super::changes::ChangeReader>>,
+    /// The server's indexes as last seen, and their changes.
+    indexes: Arc<tokio::sync::Mutex<super::indexes::IndexTracker>>,
 }
 
 impl PowaSource {
@@ -61,6 +63,7 @@ impl PowaSource {
             reach: None,
             roles: Arc::default(),
             changes: Arc::default(),
+            indexes: Arc::default(),
         }
     }
 
@@ -68,6 +71,15 @@ impl PowaSource {
     /// role names, existing indexes and hypopg checks.
     pub fn with_reach(mut self, reach: Arc<super::monitored::Reach>) -> Self {
         self.reach = Some(reach);
+        self
+    }
+
+    /// Keep the server's last look at its indexes in `file` (see
+    /// [`super::indexes::IndexTracker::persisted`]).
+    pub fn with_index_state(mut self, file: std::path::PathBuf) -> Self {
+        self.indexes = Arc::new(tokio::sync::Mutex::new(
+            super::indexes::IndexTracker::persisted(file),
+        ));
         self
     }
 
@@ -105,6 +117,7 @@ impl Source for PowaSource {
         let reach = self.reach.clone();
         let roles = Arc::clone(&self.roles);
         let changes = Arc::clone(&self.changes);
+        let indexes = Arc::clone(&self.indexes);
         // The timeline reaches back to the oldest baseline window.
         let since = window.start - offsets.iter().copied().max().unwrap_or_default();
         Box::pin(async move {
@@ -154,6 +167,18 @@ impl Source for PowaSource {
                     super::changes::Timeline::missing(super::changes::unreadable(&e), since)
                 }
                 Err(e) => return Err(SourceError::new(e.to_string())),
+            };
+            // Index changes, where the server itself can be reached.
+            let timeline = match route.as_ref().and_then(|r| r.settings.as_ref()) {
+                Some(m) => {
+                    let mut tracker = indexes.lock().await;
+                    let label = format!("{}/{}", w.repository, server.name);
+                    let now = w.last_ts.unwrap_or(window.end);
+                    // A file that cannot be written costs the next run its comparison only.
+                    let _ = tracker.cycle(m, &label, &w, &info.database, now).await;
+                    timeline.with_indexes(tracker.events(since))
+                }
+                None => timeline,
             };
             w.changes = Some(Arc::new(timeline));
             let taken_at = w.last_ts.unwrap_or(window.end);

@@ -208,3 +208,81 @@ async fn a_restart_is_in_the_timeline_and_a_server_without_history_says_what_to_
         "{why}"
     );
 }
+
+/// The index tracker's shell on the real server: the first look records, a dropped index
+/// is found at the next one with its definition, and a persisted tracker carries the
+/// look over to the next run (as `once` does).
+#[actix_rt::test]
+async fn a_dropped_index_is_found_at_the_next_look_even_by_the_next_run() {
+    use powa_sentinel::powa::indexes::{state_file, IndexTracker};
+    use powa_sentinel::powa::monitored::MonitoredSettings;
+
+    let _turn = crate::support::turn(module_path!());
+    let lab = lab();
+    let t = format!("t_idx_{}", unique());
+    let (start, end) = {
+        let _guard = exclusive();
+        lab.psql(
+            "repo",
+            "app",
+            &format!(
+                "CREATE TABLE {t} AS SELECT g AS id, g % 97 AS k FROM generate_series(1, 1000) g; \
+                 CREATE INDEX {t}_k_idx ON {t} (k)"
+            ),
+        );
+        lab.snapshot("repo");
+        let start = Utc::now();
+        lab.repeat(
+            "repo",
+            "app",
+            &format!("SELECT count(*) FROM {t} WHERE k = 3"),
+            5,
+        );
+        lab.snapshot("repo");
+        (start, Utc::now())
+    };
+    let repo = lab4().await;
+    let w = read(&repo, "local", Window { start, end }).await;
+    let m = MonitoredSettings::from_dsn(lab.var("POWA_LAB_REPO_ADMIN_DSN"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = state_file(dir.path(), "lab", server(&repo, "local"));
+
+    let mut first = IndexTracker::persisted(file.clone());
+    first
+        .cycle(&m, "lab/local", &w, &repo.info.database, end)
+        .await
+        .unwrap();
+    assert!(
+        first.events(start).is_empty(),
+        "the first look only records"
+    );
+
+    lab.psql("repo", "app", &format!("DROP INDEX {t}_k_idx"));
+    let later = end + chrono::Duration::minutes(5);
+    let mut next_run = IndexTracker::persisted(file);
+    next_run
+        .cycle(&m, "lab/local", &w, &repo.info.database, later)
+        .await
+        .unwrap();
+    let events = next_run.events(start);
+    let dropped = events
+        .iter()
+        .find_map(|e| match &e.what {
+            What::IndexDropped {
+                index,
+                def,
+                database,
+                seen_until,
+                ..
+            } if index == &format!("public.{t}_k_idx") => Some((def, database, *seen_until)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("the dropped index: {events:#?}"));
+    assert_eq!(
+        dropped.0,
+        &format!("CREATE INDEX {t}_k_idx ON public.{t} USING btree (k)")
+    );
+    assert_eq!(dropped.1, "app");
+    assert_eq!(dropped.2, end);
+    lab.psql("repo", "app", &format!("DROP TABLE {t}"));
+}

@@ -47,7 +47,7 @@ pub(super) fn tell(s: &Story<'_>, lang: Lang, t: &mut Told) {
             None => all.push(c),
         }
     }
-    all.sort_by(|a, b| b.at.cmp(&a.at));
+    all.sort_by_key(|c| std::cmp::Reverse(c.at));
     let causes: Vec<String> = all
         .iter()
         .filter_map(|c| {
