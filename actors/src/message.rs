@@ -139,7 +139,11 @@ pub struct Insight {
     pub observed_at: DateTime<Utc>,
     /// Where the gate's lifecycle puts this finding; analyzers leave it `None`, the gate
     /// sets it on the copies it routes so channels can say "new", "resolved", ….
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_status"
+    )]
     pub status: Option<Lifecycle>,
     /// What changed on the server between the finding's baseline and now (settings,
     /// restarts, indexes, a release), nearest first; the ones that likely explain it carry
@@ -192,6 +196,24 @@ impl Lifecycle {
             Lifecycle::Reopened => "reopened",
         }
     }
+}
+
+/// Reads `status` as a lifecycle, and anything else as none: labels share the insight's
+/// JSON object (`flatten`), and states written when the health score had a `status`
+/// label ("degraded") must still open; the gate sets the status again at its next cycle.
+fn lenient_status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Lifecycle>, D::Error> {
+    let v = Option::<String>::deserialize(d)?;
+    Ok(v.and_then(|s| {
+        [
+            Lifecycle::New,
+            Lifecycle::Ongoing,
+            Lifecycle::Escalated,
+            Lifecycle::Resolved,
+            Lifecycle::Reopened,
+        ]
+        .into_iter()
+        .find(|l| l.as_str() == s)
+    }))
 }
 
 impl Insight {
@@ -264,5 +286,24 @@ pub struct Mentions {
 impl Mentions {
     pub fn is_empty(&self) -> bool {
         self.userids.is_empty() && self.mobiles.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_with_a_status_label_still_reads() {
+        // What a health-score finding looked like when its status word was a label.
+        let old = r#"{"fingerprint":"00000000000000ff","kind":"health_score","rule":"health_score.score",
+            "severity":"info","repository":"main","server":"db1","status":"degraded","title":"t",
+            "advice":"a","metrics":{},"window":{"start":"2026-12-01T00:00:00Z","end":"2026-12-01T01:00:00Z"},
+            "observed_at":"2026-12-01T01:00:00Z"}"#;
+        let i: Insight = serde_json::from_str(old).unwrap();
+        assert_eq!(i.status, None);
+        assert_eq!(i.label("server"), Some("db1"));
+        let new: Insight = serde_json::from_str(&old.replace("degraded", "ongoing")).unwrap();
+        assert_eq!(new.status, Some(Lifecycle::Ongoing));
     }
 }

@@ -275,7 +275,7 @@ impl HealthScoreAnalyzer {
         let mut found = super::insight(w, "health_score", "score", fingerprint);
         found
             .labels
-            .insert("status".to_string(), status.as_str().to_string());
+            .insert("health".to_string(), status.as_str().to_string());
         vec![Insight {
             title: format!(
                 "Health of {}: {:.0}/100 ({}{was}): {why}",
@@ -347,7 +347,7 @@ mod tests {
             i.metric("magnitude"),
             Some(100.0 - i.metric("score").unwrap())
         );
-        assert_eq!(i.label("status"), Some("degraded"));
+        assert_eq!(i.label("health"), Some("degraded"));
         assert!(i.title.contains("1 regression"), "{}", i.title);
         // Same server, next cycle: same fingerprint.
         let again = a.analyze_window(&w);
@@ -356,7 +356,7 @@ mod tests {
         let healthy = with_baseline(calm(), calm());
         let back = a.analyze_window(&healthy);
         assert_eq!(back.len(), 1);
-        assert_eq!(back[0].label("status"), Some("healthy"));
+        assert_eq!(back[0].label("health"), Some("healthy"));
         assert!(back[0].title.contains("was degraded"), "{}", back[0].title);
         assert!(a.analyze_window(&healthy).is_empty());
     }

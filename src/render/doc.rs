@@ -237,7 +237,7 @@ impl Entry {
                 ddl,
                 note: told.ddl_note,
             }),
-            (None, advice) => advice.map(Action::Advice),
+            (None, advice) => advice.filter(|a| !a.trim().is_empty()).map(Action::Advice),
         };
         e.numbers = told.numbers;
         e.query = told.query;

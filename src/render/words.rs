@@ -71,7 +71,7 @@ impl Lang {
             Word::Where => ("Where", "位置"),
             Word::Query => ("Query", "查询"),
             Word::Cause => ("Cause", "原因"),
-            Word::Changed => ("Changed since", "期间变更"),
+            Word::Changed => ("What changed", "期间变更"),
             Word::Fix => ("Fix", "处理"),
             Word::Acknowledge => ("Acknowledge", "确认处理"),
             Word::Snooze => ("Snooze", "暂停提醒"),

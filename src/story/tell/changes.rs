@@ -88,6 +88,21 @@ pub(super) fn tell(s: &Story<'_>, lang: Lang, t: &mut Told) {
     }
 }
 
+/// A settings-change finding: its title, what it means as the impact line (not a fix:
+/// nothing is wrong yet), and the changes listed with their times.
+pub(super) fn settings_change(lead: &super::Lead<'_>, t: &mut Told) -> String {
+    let i = lead.i;
+    let end = i.window.end;
+    if !i.advice.trim().is_empty() {
+        t.impact = Some(i.advice.clone());
+    }
+    // The renderer takes the lead's advice as the fix when nothing else is: this one is
+    // said as the impact already.
+    t.advice = Some(String::new());
+    t.changed = i.changes.iter().map(|c| said(c, end, lead.lang)).collect();
+    i.title.clone()
+}
+
 /// When no index statement is the fix, the statement that undoes the likely cause is:
 /// "ALTER DATABASE etl SET work_mem = '64MB';" (if the change was not meant).
 pub(super) fn fix(s: &Story<'_>, lang: Lang, t: &mut Told) {

@@ -137,6 +137,7 @@ pub fn tell(s: &Story<'_>, lang: Lang, place_of: &dyn Fn(&Insight) -> String) ->
         "slow_query" => query::slow_query(&lead, &mut t),
         "resource_hog" => query::resource_hog(&lead, &mut t),
         "workload_change" => workload::tell(&lead, &mut t),
+        "settings_change" => Some(changes::settings_change(&lead, &mut t)),
         "powa_health" => health::tell(&lead, &mut t),
         "missing_index" if !is_blind(i) => Some(index::tell(&lead, &mut t)),
         _ => None,
