@@ -146,7 +146,7 @@ pub fn describe(e: &Event) -> (String, &'static str) {
             ..
         } => (
             format!(
-                "index {index} on {table} no longer exists (seen until {})",
+                "index {index} on {table}, there at {}, was dropped",
                 seen_until.format("%H:%M UTC")
             ),
             "index_dropped",
@@ -154,6 +154,18 @@ pub fn describe(e: &Event) -> (String, &'static str) {
         What::IndexCreated { table, index, .. } => (
             format!("index {index} on {table} was created"),
             "index_created",
+        ),
+        What::StatsReset { databases } if databases.is_empty() => (
+            "pg_stat_statements' statistics were reset (pg_stat_statements_reset() or a crash)"
+                .to_string(),
+            "stats_reset",
+        ),
+        What::StatsReset { databases } => (
+            format!(
+                "the statistics of database {} were reset",
+                databases.join(", ")
+            ),
+            "stats_reset",
         ),
         What::Setting {
             name,
@@ -298,6 +310,8 @@ fn evidence(e: &Event, i: &Insight, now: Option<PerCall>, then: Option<PerCall>)
                 then_now(then.read, now.read)
             )
         }),
+        // A reset explains nothing by itself; it is told as a change.
+        What::StatsReset { .. } => None,
         What::Setting { name, from, to, .. } => {
             let down = lowered(from.as_deref(), to.as_deref());
             if SPILL.contains(&name.as_str()) && down == Some(true) {
@@ -355,6 +369,12 @@ fn applies(e: &Event, i: &Insight) -> bool {
         What::Restart => true,
         What::IndexDropped { database, .. } | What::IndexCreated { database, .. } => {
             i.label("database") == Some(database.as_str())
+        }
+        What::StatsReset { databases } => {
+            databases.is_empty()
+                || databases
+                    .iter()
+                    .any(|d| i.label("database") == Some(d.as_str()))
         }
     }
 }
@@ -815,9 +835,9 @@ mod tests {
         assert_eq!(c.len(), 2, "{c:?}");
         let cause: Vec<_> = c.iter().filter(|c| c.evidence.is_some()).collect();
         assert_eq!(cause.len(), 1, "only the table the query reads: {c:?}");
-        assert!(cause[0].what.starts_with(
-            "index public.orders_created_at_idx on public.orders no longer exists (seen until"
-        ));
+        assert!(cause[0]
+            .what
+            .starts_with("index public.orders_created_at_idx on public.orders, there at "));
         assert_eq!(
             cause[0].undo.as_deref(),
             Some("CREATE INDEX CONCURRENTLY orders_created_at_idx ON public.orders USING btree (created_at);")

@@ -59,6 +59,9 @@ pub enum What {
         def: String,
         seen_until: DateTime<Utc>,
     },
+    /// pg_stat_statements' statistics were reset (empty `databases`: every database, the
+    /// server's reset or a crash), [`super::resets`].
+    StatsReset { databases: Vec<String> },
     /// An index that was not there at the previous look was there at `at`.
     IndexCreated {
         database: String,
@@ -91,6 +94,11 @@ impl Timeline {
     /// Adds the index changes of [`super::indexes`], keeping the order by time.
     pub fn with_indexes(mut self, events: Vec<Event>) -> Self {
         self.indexes = true;
+        self.with(events)
+    }
+
+    /// Adds changes of another source (statistics resets), keeping the order by time.
+    pub fn with(mut self, events: Vec<Event>) -> Self {
         self.events.extend(events);
         self.events.sort_by_key(|e| e.at);
         self

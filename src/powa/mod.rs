@@ -21,6 +21,7 @@ pub mod monitored;
 pub mod pool;
 pub mod qualstats;
 pub mod reader;
+pub mod resets;
 pub mod session;
 pub mod source;
 pub mod tls;

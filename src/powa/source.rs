@@ -39,6 +39,8 @@ pub struct PowaSource {
     changes: Arc<tokio::sync::Mutex<super::changes::ChangeReader>>,
     /// The server's indexes as last seen, and their changes.
     indexes: Arc<tokio::sync::Mutex<super::indexes::IndexTracker>>,
+    /// The server's statistics resets.
+    resets: Arc<tokio::sync::Mutex<super::resets::ResetReader>>,
 }
 
 impl PowaSource {
@@ -64,6 +66,7 @@ impl PowaSource {
             roles: Arc::default(),
             changes: Arc::default(),
             indexes: Arc::default(),
+            resets: Arc::default(),
         }
     }
 
@@ -118,6 +121,7 @@ impl Source for PowaSource {
         let roles = Arc::clone(&self.roles);
         let changes = Arc::clone(&self.changes);
         let indexes = Arc::clone(&self.indexes);
+        let resets = Arc::clone(&self.resets);
         // The timeline reaches back to the oldest baseline window.
         let since = window.start - offsets.iter().copied().max().unwrap_or_default();
         Box::pin(async move {
@@ -167,6 +171,15 @@ impl Source for PowaSource {
                     super::changes::Timeline::missing(super::changes::unreadable(&e), since)
                 }
                 Err(e) => return Err(SourceError::new(e.to_string())),
+            };
+            // Statistics resets, from PoWA's own totals (always there).
+            let timeline = {
+                let mut r = resets.lock().await;
+                match r.cycle(&client, &info, &server, since).await {
+                    Ok(()) => timeline.with(r.events(since)),
+                    Err(e) if e.is_session_lost() => return Err(SourceError::new(e.to_string())),
+                    Err(_) => timeline,
+                }
             };
             // Index changes, where the server itself can be reached.
             let timeline = match route.as_ref().and_then(|r| r.settings.as_ref()) {

@@ -15,6 +15,7 @@ use powa_sentinel::analyze::{
 };
 use powa_sentinel::powa::changes::{Availability, ChangeReader, What};
 use powa_sentinel::powa::reader::read_baseline;
+use powa_sentinel::powa::resets::ResetReader;
 use sentinel_actors::{Notification, NotifyReason, Window};
 
 use crate::support::repo::{lab4, read, server};
@@ -195,7 +196,37 @@ async fn a_restart_is_in_the_timeline_and_a_server_without_history_says_what_to_
         "remote1's restart after {before}: {timeline:#?}"
     );
 
+    // A statistics reset is known without pg_track_settings: PoWA's own totals fall.
     let remote2 = server(&repo, "remote2");
+    let t = format!("t_reset_{}", unique());
+    {
+        let _guard = exclusive();
+        lab.psql("remote2", "app", &format!("CREATE TABLE {t} (id int)"));
+        lab.repeat("remote2", "app", &format!("SELECT count(*) FROM {t}"), 120);
+        lab.snapshot("remote");
+        lab.psql(
+            "remote2",
+            "powa",
+            "SELECT pg_stat_statements_reset(0::oid, \
+             (SELECT oid FROM pg_database WHERE datname = 'app'), 0::bigint)",
+        );
+        lab.snapshot("remote");
+        lab.psql("remote2", "app", &format!("DROP TABLE {t}"));
+    }
+    let mut resets = ResetReader::default();
+    resets
+        .cycle(&repo.client, &repo.info, remote2, before)
+        .await
+        .unwrap();
+    let told = resets.events(before);
+    assert!(
+        told.iter().any(|e| e.what
+            == What::StatsReset {
+                databases: vec!["app".into()]
+            }),
+        "the reset of app on remote2: {told:#?}"
+    );
+
     let none = ChangeReader::default()
         .cycle(&repo.client, &repo.info, remote2, before, &HashMap::new())
         .await

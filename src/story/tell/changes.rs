@@ -30,6 +30,9 @@ fn said(c: &Change, end: DateTime<Utc>, lang: Lang) -> String {
     let at = when(c.at, end);
     if lang.is_zh() {
         format!("{at} {}", c.what)
+    } else if c.kind == "index_dropped" {
+        // Found gone at the look at `at`: dropped by then.
+        format!("{} by {at}", c.what)
     } else {
         format!("{} at {at}", c.what)
     }
