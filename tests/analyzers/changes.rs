@@ -14,6 +14,8 @@ use powa_sentinel::analyze::{
     WorkloadChangeAnalyzer, WorkloadChangeSettings,
 };
 use powa_sentinel::powa::changes::{Availability, ChangeReader, What};
+use powa_sentinel::powa::indexes::IndexTracker;
+use powa_sentinel::powa::monitored::MonitoredSettings;
 use powa_sentinel::powa::reader::read_baseline;
 use powa_sentinel::powa::resets::ResetReader;
 use sentinel_actors::{Notification, NotifyReason, Window};
@@ -30,7 +32,12 @@ async fn a_lowered_work_mem_is_named_as_the_cause_of_the_temp_spill() {
     // 300,000 integers sorted: about 10 MB, in memory at 64MB, on disk at 64kB.
     let sort = format!("SELECT k FROM {t} ORDER BY k OFFSET 299990");
     let control = format!("SELECT count(*) FROM {t} WHERE id < 100");
-    let (t0, t1, t2) = {
+    // A range read through an index that is dropped between the phases: a regression.
+    let range = "SELECT count(*) FROM orders WHERE created_at BETWEEN '2026-01-01 10:00' AND '2026-01-01 10:01'";
+    let repo = lab4().await;
+    let m = MonitoredSettings::from_dsn(lab.var("POWA_LAB_REPO_ADMIN_DSN"));
+    let mut tracker = IndexTracker::default();
+    let (t0, t1) = {
         let _guard = exclusive();
         lab.psql("repo", "postgres", &format!("CREATE DATABASE {db}"));
         lab.psql(
@@ -38,7 +45,9 @@ async fn a_lowered_work_mem_is_named_as_the_cause_of_the_temp_spill() {
             &db,
             &format!(
                 "CREATE TABLE {t} AS SELECT g AS id, (g::bigint * 7919) % 300000 AS k \
-                 FROM generate_series(1, 300000) g; ALTER TABLE {t} ADD PRIMARY KEY (id); ANALYZE {t}"
+                 FROM generate_series(1, 300000) g; ALTER TABLE {t} ADD PRIMARY KEY (id); ANALYZE {t}; \
+                 CREATE TABLE orders AS SELECT g AS id, timestamptz '2026-01-01' + g * interval '1 second' AS created_at \
+                 FROM generate_series(1, 1000000) g; CREATE INDEX orders_created_at_idx ON orders (created_at); ANALYZE orders"
             ),
         );
         lab.psql(
@@ -50,9 +59,20 @@ async fn a_lowered_work_mem_is_named_as_the_cause_of_the_temp_spill() {
         let t0 = Utc::now();
         lab.repeat("repo", &db, &sort, 60);
         lab.repeat("repo", &db, &control, 60);
+        lab.repeat("repo", &db, range, 60);
         lab.snapshot("repo");
-        let t1 = Utc::now();
+        (t0, Utc::now())
+    };
+    // The collector's look at the indexes after the first phase.
+    let a = read(&repo, "local", Window { start: t0, end: t1 }).await;
+    tracker
+        .cycle(&m, "lab/local", &a, &repo.info.database, t1)
+        .await
+        .unwrap();
+    let t2 = {
+        let _guard = exclusive();
         let started = std::time::Instant::now();
+        lab.psql("repo", &db, "DROP INDEX orders_created_at_idx");
         lab.psql(
             "repo",
             "postgres",
@@ -60,20 +80,24 @@ async fn a_lowered_work_mem_is_named_as_the_cause_of_the_temp_spill() {
         );
         lab.repeat("repo", &db, &sort, 60);
         lab.repeat("repo", &db, &control, 60);
+        lab.repeat("repo", &db, range, 60);
         if let Some(rest) =
             ((t1 - t0).to_std().unwrap() + Duration::from_secs(1)).checked_sub(started.elapsed())
         {
             std::thread::sleep(rest);
         }
         lab.snapshot("repo");
-        (t0, t1, Utc::now())
+        Utc::now()
     };
     let len = t2 - t1;
     assert!(t1 - len <= t0);
 
-    let repo = lab4().await;
     let local = server(&repo, "local");
     let mut current = read(&repo, "local", Window { start: t1, end: t2 }).await;
+    tracker
+        .cycle(&m, "lab/local", &current, &repo.info.database, t2)
+        .await
+        .unwrap();
     let baseline = read_baseline(
         &repo.client,
         &repo.name,
@@ -105,7 +129,7 @@ async fn a_lowered_work_mem_is_named_as_the_cause_of_the_temp_spill() {
         lowered.at > t1 && lowered.at <= t2,
         "{lowered:?} in ({t1}, {t2}]"
     );
-    current.changes = Some(Arc::new(timeline));
+    current.changes = Some(Arc::new(timeline.with_indexes(tracker.events(t1 - len))));
 
     let mut found =
         WorkloadChangeAnalyzer::new(WorkloadChangeSettings::default()).analyze_window(&current);
@@ -115,9 +139,40 @@ async fn a_lowered_work_mem_is_named_as_the_cause_of_the_temp_spill() {
         .filter(|i| i.label("database") == Some(db.as_str()))
         .collect();
     assert!(
-        ours.iter()
-            .all(|i| i.text.as_deref().is_some_and(|x| x.contains("ORDER BY k"))),
+        ours.iter().all(|i| i
+            .text
+            .as_deref()
+            .is_some_and(|x| x.contains("ORDER BY k") || x.contains("FROM orders"))),
         "the control query stays silent: {ours:#?}"
+    );
+    // The regression names the dropped index, and building it again is the fix.
+    let slower = ours
+        .iter()
+        .find(|i| {
+            i.kind == "regression" && i.text.as_deref().is_some_and(|x| x.contains("FROM orders"))
+        })
+        .unwrap_or_else(|| panic!("the range read regressed: {found:#?}"));
+    let gone = slower
+        .changes
+        .iter()
+        .find(|c| c.kind == "index_dropped" && c.evidence.is_some())
+        .unwrap_or_else(|| panic!("the dropped index as the cause: {slower:#?}"));
+    assert!(
+        gone.what
+            .starts_with("index public.orders_created_at_idx on public.orders, there at "),
+        "{gone:?}"
+    );
+    assert_eq!(
+        gone.undo.as_deref(),
+        Some("CREATE INDEX CONCURRENTLY orders_created_at_idx ON public.orders USING btree (created_at);")
+    );
+    // The work_mem change is no cause of the range read's slowdown.
+    assert!(
+        slower
+            .changes
+            .iter()
+            .all(|c| c.kind == "index_dropped" || c.evidence.is_none()),
+        "{slower:#?}"
     );
     let spill = ours
         .iter()
@@ -245,8 +300,7 @@ async fn a_restart_is_in_the_timeline_and_a_server_without_history_says_what_to_
 /// look over to the next run (as `once` does).
 #[actix_rt::test]
 async fn a_dropped_index_is_found_at_the_next_look_even_by_the_next_run() {
-    use powa_sentinel::powa::indexes::{state_file, IndexTracker};
-    use powa_sentinel::powa::monitored::MonitoredSettings;
+    use powa_sentinel::powa::indexes::state_file;
 
     let _turn = crate::support::turn(module_path!());
     let lab = lab();
