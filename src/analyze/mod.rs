@@ -280,6 +280,8 @@ pub fn is_monitoring_query(text: &str) -> bool {
     ];
     let t = text.to_ascii_lowercase();
     (t.contains("powa_") && (t.contains("_src(") || POWA.iter().any(|p| t.contains(p))))
+        // The sentinel's own reads on the monitored servers say who they are.
+        || t.contains("/* powa-sentinel */")
         || t.contains("pg_qualstats_reset")
         || t.contains("pg_stat_kcache_reset")
 }
@@ -392,6 +394,9 @@ mod tests {
         assert!(is_monitoring_query("SELECT powa_take_snapshot()"));
         assert!(is_monitoring_query("SELECT powa_statements_snapshot($1)"));
         assert!(is_monitoring_query("SELECT powa_kcache_aggregate($1)"));
+        assert!(is_monitoring_query(
+            "/* powa-sentinel */ SELECT quote_ident(n.nspname) FROM pg_catalog.pg_index i"
+        ));
         assert!(is_monitoring_query(
             "SELECT $1, * FROM public.powa_statements_src($2)"
         ));

@@ -185,7 +185,7 @@ impl IndexTracker {
             };
             let Ok(rows) = session
                 .query(
-                    "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
+                    "/* powa-sentinel */ SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
                             quote_ident(tn.nspname) || '.' || quote_ident(t.relname), \
                             pg_catalog.pg_get_indexdef(i.indexrelid) \
                        FROM pg_catalog.pg_index i \

@@ -186,7 +186,8 @@ fn abort_then_rerun(failpoint: &str, twice_allowed: usize) {
     );
     assert!(
         lost.is_empty(),
-        "`{failpoint}`: findings announced by run 1 never reached the robot: {lost:?}\nrun 2:\n{stderr2}"
+        "`{failpoint}`: findings announced by run 1 never reached the robot: {lost:?}\nrun 2:\n{stderr2}\nthe robot got:\n{}",
+        all.join("\n----\n")
     );
     assert!(
         twice.len() <= twice_allowed,
