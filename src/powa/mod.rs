@@ -24,6 +24,7 @@ pub mod reader;
 pub mod session;
 pub mod source;
 pub mod tls;
+pub mod trend;
 pub mod waits;
 
 use std::collections::BTreeMap;
