@@ -590,6 +590,9 @@ pub(super) fn refused(errcode: i64) -> ChannelError {
         40058 => "WeCom refused the message as invalid or too long",
         40008 => "WeCom refused the message type",
         44004 => "WeCom refused an empty message",
+        40009 => "WeCom refused the image as larger than 2 MB",
+        40005 => "WeCom refused the image as neither PNG nor JPEG",
+        301019 => "WeCom refused the image: its md5 does not match its bytes",
         _ => "WeCom refused the message",
     };
     ChannelError::Permanent {
@@ -701,7 +704,7 @@ mod tests {
             200,
             r#"{"errcode":-1,"errmsg":"system busy"}"#
         )));
-        for code in [93000, 40058, 40008, 44004, 12345] {
+        for code in [93000, 40058, 40008, 44004, 40009, 40005, 301019, 12345] {
             let body = format!(r#"{{"errcode":{code},"errmsg":"from ip: 1.2.3.4"}}"#);
             permanent_naming(c(200, &body), &code.to_string(), "1.2.3.4");
         }
