@@ -229,7 +229,8 @@ fn ago(secs: i64, lang: Lang) -> String {
         s if s % (7 * 86400) == 0 => (s / (7 * 86400), "week", "周"),
         s if s % 86400 == 0 => (s / 86400, "day", "天"),
         s if s % 3600 == 0 => (s / 3600, "h", "小时"),
-        s => (s / 60, "min", "分钟"),
+        s if s >= 60 => (s / 60, "min", "分钟"),
+        s => (s, "s", "秒"),
     };
     match lang {
         Lang::En if unit_en.len() > 3 && n != 1 => format!("{n} {unit_en}s"),
@@ -299,9 +300,15 @@ fn draw(
     let x_of =
         |s: &TrendSeries, at: DateTime<Utc>| (at - s.start).num_milliseconds() as f64 / 1000.0;
     let start = now.start;
+    // Seconds for a window of minutes, the date for one of days.
+    let format = match span {
+        s if s < 1200.0 => "%H:%M:%S",
+        s if s > 2.0 * 86400.0 => "%m-%d %H:%M",
+        _ => "%H:%M",
+    };
     let x_label = move |x: &f64| {
         (start + TimeDelta::milliseconds((*x * 1000.0) as i64))
-            .format("%H:%M")
+            .format(format)
             .to_string()
     };
     let (top, bottom) = rest.split_vertically((HEIGHT - HEADER) / 2 + 10);
@@ -324,7 +331,7 @@ fn draw(
             .iter()
             .flat_map(|s| s.points.iter().filter_map(value))
             .fold(0.0f64, f64::max);
-        let ymax = if max > 0.0 { max * 1.18 } else { 1.0 };
+        let ymax = if max > 0.0 { max * 1.4 } else { 1.0 };
         let mut chart = ChartBuilder::on(area)
             .margin_left(12)
             .margin_right(28)
@@ -335,7 +342,7 @@ fn draw(
             .build_cartesian_2d(0f64..span, 0f64..ymax)
             .map_err(e)?;
         let mut mesh = chart.configure_mesh();
-        mesh.x_labels(5)
+        mesh.x_labels(if format.len() > 8 { 4 } else { 5 })
             .y_labels(5)
             .x_label_formatter(&x_label)
             .y_label_formatter(&|y: &f64| short_number(*y))
