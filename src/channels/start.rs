@@ -222,6 +222,11 @@ impl<'a> Starter<'a> {
         }
     }
 
+    /// The channel's logger.
+    pub fn log(&self) -> &Logger {
+        &self.log
+    }
+
     /// The channel's name.
     pub fn name(&self) -> &str {
         self.name

@@ -94,7 +94,13 @@ impl ChannelType for WeCom {
 
     fn start(&self, start: &mut Starter<'_>) -> anyhow::Result<Recipient<Deliver>> {
         let pacing = start.pacing(self.target.destination());
-        let trends = self.charts.then(|| start.trends()).flatten();
+        let mut trends = self.charts.then(|| start.trends()).flatten();
+        if trends.is_some() {
+            if let Err(e) = crate::chart::fonts_available(start.render_options().lang) {
+                slog::warn!(start.log(), "Trend charts are off for this channel."; "error" => %e);
+                trends = None;
+            }
+        }
         let ch = WeComChannel::with_charts(
             self.target.clone(),
             self.msgtype,

@@ -31,20 +31,39 @@ const CJK: &[(&str, &str)] = &[
     ),
 ];
 
+/// Whether a font for `lang` is installed, without reading it (a channel checks at start,
+/// so a missing package is said once, not with every message).
+pub fn available(lang: Lang) -> Result<(), ChartError> {
+    let (files, package) = files(lang);
+    if files
+        .iter()
+        .any(|(regular, _)| std::path::Path::new(regular).is_file())
+    {
+        return Ok(());
+    }
+    Err(ChartError::NoFont {
+        tried: files.iter().map(|(r, _)| r.to_string()).collect(),
+        package: package.to_string(),
+    })
+}
+
+fn files(lang: Lang) -> (&'static [(&'static str, &'static str)], &'static str) {
+    match lang {
+        Lang::En => (LATIN, "fonts-dejavu-core"),
+        Lang::Zh => (CJK, "fonts-wqy-microhei (or fonts-noto-cjk)"),
+    }
+}
+
 /// The family name registered for `lang`, after registering it if this is the first
 /// chart in that language.
 pub fn family(lang: Lang) -> Result<&'static str, ChartError> {
     static EN: OnceLock<Result<(), ChartError>> = OnceLock::new();
     static ZH: OnceLock<Result<(), ChartError>> = OnceLock::new();
-    let (name, cell, files, package) = match lang {
-        Lang::En => ("powa-sentinel-latin", &EN, LATIN, "fonts-dejavu-core"),
-        Lang::Zh => (
-            "powa-sentinel-cjk",
-            &ZH,
-            CJK,
-            "fonts-wqy-microhei (or fonts-noto-cjk)",
-        ),
+    let (name, cell) = match lang {
+        Lang::En => ("powa-sentinel-latin", &EN),
+        Lang::Zh => ("powa-sentinel-cjk", &ZH),
     };
+    let (files, package) = files(lang);
     cell.get_or_init(|| load(name, files, package))
         .clone()
         .map(|()| name)

@@ -14,6 +14,8 @@
 pub mod enrich;
 mod fonts;
 
+pub use fonts::available as fonts_available;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -155,7 +157,7 @@ pub fn png(i: &Insight, lang: Lang) -> Result<Vec<u8>, ChartError> {
     let mut rgb = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(&root, i, trend, now, family, &words(lang)).map_err(|e| ChartError::Draw(e))?;
+        draw(&root, i, trend, now, family, lang).map_err(ChartError::Draw)?;
         root.present()
             .map_err(|e| ChartError::Draw(e.to_string()))?;
     }
@@ -245,14 +247,10 @@ fn draw(
     trend: &Trend,
     now: &TrendSeries,
     family: &'static str,
-    w: &Words,
+    lang: Lang,
 ) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<_>| e.to_string();
-    let lang = if w.now == "this window" {
-        Lang::En
-    } else {
-        Lang::Zh
-    };
+    let w = &words(lang);
     root.fill(&WHITE).map_err(e)?;
     let title = FontDesc::new(FontFamily::Name(family), 28.0, FontStyle::Bold);
     let body = FontDesc::new(FontFamily::Name(family), 22.0, FontStyle::Normal);
