@@ -837,12 +837,26 @@ mod tests {
     }
 
     #[test]
+    fn charts_must_be_true_or_false() {
+        let e = serde_json::from_value::<crate::channels::ChannelSettings>(
+            serde_json::json!({"type": "wecom", "key": "k", "charts": "sometimes"}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("key `charts`: invalid type: string \"sometimes\", expected a boolean"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn good_settings_pass() {
         for v in [
             serde_json::json!({"type": "wecom", "key": "abc-123"}),
             serde_json::json!({"type": "wecom", "webhook_url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc",
                                "msgtype": "markdown_v2", "timeout": "3s", "max_per_minute": 10}),
             serde_json::json!({"type": "wecom", "key": "abc", "base_url": "http://127.0.0.1:9/", "msgtype": "text"}),
+            serde_json::json!({"type": "wecom", "key": "abc", "charts": false}),
         ] {
             let p = problems(v.clone());
             assert!(p.is_empty(), "{v}: {p:?}");

@@ -230,3 +230,52 @@ impl Handler<Deliver> for ChartEnricher {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use sentinel_actors::{NotifyReason, Severity};
+
+    fn source() -> TrendSource {
+        TrendSource::new(
+            BTreeMap::new(),
+            Duration::from_secs(7 * 86400),
+            2,
+            Logger::root(slog::Discard, slog::o!()),
+        )
+    }
+
+    #[test]
+    fn the_baselines_are_the_analyzers_windows() {
+        let t0 = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        let w = Window {
+            start: t0,
+            end: t0 + TimeDelta::hours(1),
+        };
+        let ws = source().windows(w);
+        assert_eq!(ws.len(), 3);
+        assert_eq!(ws[0], (0, w));
+        assert_eq!(ws[2].0, 14 * 86400);
+        assert_eq!(ws[2].1.start, t0 - TimeDelta::days(14));
+    }
+
+    /// A repository the configuration does not know (or that cannot be reached) costs the
+    /// insight its chart, nothing else.
+    #[actix_rt::test]
+    async fn an_unreadable_trend_leaves_the_insight_as_it_was() {
+        let i =
+            crate::story::fixture::insight("regression.mean_time", "db1", "42", Severity::Warning);
+        let n = Notification {
+            id: 7,
+            channel: "ops".into(),
+            reason: NotifyReason::Immediate,
+            insights: Arc::new(vec![i.clone()]),
+            created_at: i.observed_at,
+            mentions: Default::default(),
+        };
+        let out = source().attach(n).await;
+        assert_eq!(out.id, 7);
+        assert_eq!(out.insights.as_ref(), &vec![i]);
+    }
+}
