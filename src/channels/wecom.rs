@@ -614,6 +614,43 @@ pub struct WeComRobot {
     rate_retry_after: Duration,
     /// Whether the insights' trends are drawn as `image` messages.
     charts: bool,
+    /// The charts drawn lately: the channel actor renders a notification again to count
+    /// its parts (and as part of a digest), and drawing is the costly part.
+    drawn: std::cell::RefCell<ChartCache>,
+}
+
+/// The PNGs of the last [`ChartCache::KEPT`] charts drawn, by insight (fingerprint and
+/// newest data time: the same finding seen again has a new trend).
+#[derive(Default)]
+pub struct ChartCache {
+    entries:
+        std::collections::VecDeque<((sentinel_actors::Fingerprint, i64), std::rc::Rc<Vec<u8>>)>,
+}
+
+impl ChartCache {
+    /// About 2 MB of PNGs at most.
+    pub const KEPT: usize = 32;
+
+    /// The chart of `i`, drawn now or earlier; None when it cannot be drawn.
+    pub fn png(
+        &mut self,
+        i: &sentinel_actors::Insight,
+        lang: render::Lang,
+    ) -> Option<std::rc::Rc<Vec<u8>>> {
+        let key = (i.fingerprint, i.observed_at.timestamp_millis());
+        if let Some((_, png)) = self.entries.iter().find(|(k, _)| *k == key) {
+            return Some(std::rc::Rc::clone(png));
+        }
+        let png = std::rc::Rc::new(crate::chart::png(i, lang).ok()?);
+        if png.len() > IMAGE_LIMIT {
+            return None;
+        }
+        if self.entries.len() == Self::KEPT {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((key, std::rc::Rc::clone(&png)));
+        Some(png)
+    }
 }
 
 /// Posts notifications to one robot. Holds an awc client, which is `!Send`: build it on
@@ -649,6 +686,7 @@ impl WeComChannel {
             opts,
             rate_retry_after: rate_window + Duration::from_secs(1),
             charts,
+            drawn: Default::default(),
         };
         HttpChannel::with_robot(robot, timeout)
     }
@@ -661,8 +699,14 @@ impl Robot for WeComRobot {
     const PROVIDER: &'static str = "WeCom";
 
     fn render(&self, n: &Notification, max_parts: Option<usize>) -> Rendered<String> {
-        let charts = match self.charts {
-            true => charts_of(n, &self.opts),
+        let charts: Vec<(usize, Vec<u8>)> = match self.charts {
+            true => {
+                let mut drawn = self.drawn.borrow_mut();
+                crate::chart::charted(&n.insights)
+                    .into_iter()
+                    .filter_map(|k| Some((k, drawn.png(&n.insights[k], self.opts.lang)?.to_vec())))
+                    .collect()
+            }
             false => Vec::new(),
         };
         Ok(bodies_with_charts(
