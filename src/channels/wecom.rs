@@ -623,9 +623,11 @@ pub struct WeComRobot {
 /// newest data time: the same finding seen again has a new trend).
 #[derive(Default)]
 pub struct ChartCache {
-    entries:
-        std::collections::VecDeque<((sentinel_actors::Fingerprint, i64), std::rc::Rc<Vec<u8>>)>,
+    entries: std::collections::VecDeque<(ChartKey, std::rc::Rc<Vec<u8>>)>,
 }
+
+/// Which insight a cached chart shows: its fingerprint and newest data time (ms).
+type ChartKey = (sentinel_actors::Fingerprint, i64);
 
 impl ChartCache {
     /// About 2 MB of PNGs at most.
