@@ -11,7 +11,7 @@ RUN cargo build --release --locked --bin powa-sentinel
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates tzdata \
+ && apt-get install -y --no-install-recommends ca-certificates tzdata fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin powa-sentinel \
  && install -d -o powa-sentinel -m 0700 /var/lib/powa-sentinel

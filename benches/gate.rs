@@ -71,6 +71,7 @@ fn insight(scope: usize, fp: u64, cycle: usize) -> Insight {
         observed_at: t0(),
         status: None,
         changes: Vec::new(),
+        trend: None,
     }
 }
 

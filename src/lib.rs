@@ -15,6 +15,7 @@
 pub mod actions;
 pub mod analyze;
 pub mod channels;
+pub mod chart;
 pub mod cli;
 pub mod collection;
 pub mod config;

@@ -743,6 +743,7 @@ async fn check_channels(settings: &Settings, log: &Logger) -> bool {
         observed_at: now,
         status: None,
         changes: Vec::new(),
+        trend: None,
     };
     let mut ok = true;
     for (i, (name, addr)) in outputs.channels.iter().enumerate() {

@@ -506,6 +506,7 @@ mod tests {
             observed_at: t,
             status: None,
             changes: Vec::new(),
+            trend: None,
         }
     }
 

@@ -279,9 +279,16 @@ pub fn build_outputs(
         false => crate::actions::from_settings(&settings.http, settings.state.dir.as_deref())
             .map_err(|e| anyhow::anyhow!("action links: {e}"))?,
     };
+    let trends = Arc::new(crate::chart::enrich::TrendSource::new(
+        settings.repositories.clone(),
+        settings.analysis.baseline_offset,
+        settings.analysis.baseline_periods,
+        log.new(o!("component" => "chart")),
+    ));
     let mut env = ChannelEnv::new(log.new(o!("component" => "channel")), opts.json_output)
         .with_powa_web(powa_web)
-        .with_actions(actions);
+        .with_actions(actions)
+        .with_trends(Some(trends));
     if !opts.dry_run {
         let outbox = open_outbox(settings, log).context("the outbox could not be opened")?;
         env = env.with_outbox(outbox);

@@ -412,6 +412,7 @@ mod tests {
             observed_at: t,
             status: None,
             changes: Vec::new(),
+            trend: None,
         }
     }
 

@@ -33,5 +33,6 @@ pub mod ticker;
 
 pub use error::{ChannelError, OutboxError, SourceError};
 pub use message::{
-    Change, Fingerprint, Insight, Notification, NotifyReason, Severity, Snapshot, Window,
+    Change, Fingerprint, Insight, Notification, NotifyReason, Severity, Snapshot, Trend,
+    TrendPoint, TrendSeries, Window,
 };

@@ -150,6 +150,38 @@ pub struct Insight {
     /// their evidence. Empty for findings that do not compare with a past.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<Change>,
+    /// The query's numbers snapshot by snapshot over the window and its baselines, for a
+    /// trend chart. Analyzers leave it `None`: a channel that draws charts has it read
+    /// from PoWA just before it journals the notification, for the few insights it charts,
+    /// so the collectors keep no per-snapshot history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trend: Option<Trend>,
+}
+
+/// One query's per-snapshot numbers: the window's series first, then one per baseline
+/// window (shifted back by `offset_secs`), nearest first.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Trend {
+    pub series: Vec<TrendSeries>,
+}
+
+/// The points of one window. `offset_secs` is 0 for the window itself, else how far back
+/// the baseline window lies (its points keep their own times).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrendSeries {
+    pub offset_secs: i64,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub points: Vec<TrendPoint>,
+}
+
+/// What one snapshot added: calls and mean execution time per call (ms) since the one
+/// before.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrendPoint {
+    pub at: DateTime<Utc>,
+    pub calls: f64,
+    pub mean_time_ms: f64,
 }
 
 /// One change on a monitored server, told with a finding it may explain.

@@ -204,6 +204,7 @@ pub fn insight(w: &StatementsWindow, kind: &str, rule: &str, fingerprint: Finger
         observed_at: w.last_ts.unwrap_or(w.window.end),
         status: None,
         changes: Vec::new(),
+        trend: None,
     }
 }
 

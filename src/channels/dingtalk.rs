@@ -429,6 +429,7 @@ mod tests {
             observed_at: t,
             status: None,
             changes: Vec::new(),
+            trend: None,
         };
         let n = Notification {
             id: 1,

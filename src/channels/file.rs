@@ -153,6 +153,7 @@ mod tests {
             observed_at: t,
             status: None,
             changes: Vec::new(),
+            trend: None,
         }
     }
 

@@ -321,7 +321,7 @@ mod tests {
         );
         assert_eq!(
             KINDS[1].keys(),
-            ["webhook_url", "key", "base_url", "msgtype"]
+            ["webhook_url", "key", "base_url", "msgtype", "charts"]
         );
         assert!(KINDS[0].keys().is_empty(), "console has only common keys");
     }

@@ -4,6 +4,7 @@
 //! for real or, for `--dry-run` and `backtest`, as a [`DryRun`] that prints what it would
 //! send.
 
+use crate::chart::enrich::TrendSource;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Write as _;
@@ -44,6 +45,8 @@ pub struct ChannelEnv {
     pub(super) powa_web: BTreeMap<String, String>,
     /// Action links in every message (`[http] public_url`).
     actions: Option<Arc<Links>>,
+    /// Where channels that draw charts read their trends (none: no charts).
+    trends: Option<Arc<TrendSource>>,
 }
 
 /// What the runtime can ask a running channel besides `Deliver`.
@@ -76,7 +79,14 @@ impl ChannelEnv {
             controls: BTreeMap::new(),
             powa_web: BTreeMap::new(),
             actions: None,
+            trends: None,
         }
+    }
+
+    /// Where channels that draw trend charts read them (see [`crate::chart::enrich`]).
+    pub fn with_trends(mut self, trends: Option<Arc<TrendSource>>) -> Self {
+        self.trends = trends;
+        self
     }
 
     /// Action links (acknowledge, snooze, everything firing) in every channel's messages.
@@ -212,6 +222,11 @@ impl<'a> Starter<'a> {
         }
     }
 
+    /// The channel's logger.
+    pub fn log(&self) -> &Logger {
+        &self.log
+    }
+
     /// The channel's name.
     pub fn name(&self) -> &str {
         self.name
@@ -220,6 +235,15 @@ impl<'a> Starter<'a> {
     /// The key path of `field` in this channel's table, for error texts.
     pub fn key(&self, field: &str) -> String {
         format!("channels.{}.{field}", self.name)
+    }
+
+    /// Where to read the trends of charts; None in a dry run (it sends nothing) or when
+    /// the run has no repositories to read them from.
+    pub fn trends(&self) -> Option<Arc<TrendSource>> {
+        match &self.mode {
+            Mode::Deliver(env) => env.trends.clone(),
+            Mode::DryRun => None,
+        }
     }
 
     /// What the renderers need: `sql_preview_chars`, `language`, powa-web's addresses.

@@ -13,13 +13,13 @@
 
 use std::time::Duration;
 
-use actix::Recipient;
+use actix::{Actor, Recipient};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use sentinel_actors::channel::Deliver;
 use sentinel_actors::message::Mentions;
-use sentinel_actors::{ChannelError, Notification};
+use sentinel_actors::{ChannelError, Notification, Severity};
 
 use super::robot::{Answer, HttpChannel, Rendered, Request, Robot, JSON};
 use super::{check, ChannelType, Starter, Takes};
@@ -54,6 +54,11 @@ pub struct WeComSettings {
     /// Message type, `markdown` (default), `markdown_v2` (lists, headings, tables, no
     /// colours, no mentions; needs WeCom ≥ 4.1.36) or `text`.
     pub msgtype: Option<MsgType>,
+    /// Trend charts (PNG `image` messages) after the regressions, workload changes and
+    /// worst slow queries they show, read from PoWA when the message is sent. Each is a
+    /// message of the robot's 20 per minute; a digest drops them first. Default true;
+    /// `false` sends text only.
+    pub charts: Option<bool>,
 }
 
 /// A checked WeCom robot channel.
@@ -61,6 +66,7 @@ pub struct WeComSettings {
 pub struct WeCom {
     target: WeComTarget,
     msgtype: MsgType,
+    charts: bool,
 }
 
 impl ChannelType for WeCom {
@@ -76,6 +82,7 @@ impl ChannelType for WeCom {
             Some(target) if problems.is_empty() => Ok(WeCom {
                 target,
                 msgtype: s.msgtype.unwrap_or_default(),
+                charts: s.charts.unwrap_or(true),
             }),
             _ => Err(problems),
         }
@@ -87,14 +94,28 @@ impl ChannelType for WeCom {
 
     fn start(&self, start: &mut Starter<'_>) -> anyhow::Result<Recipient<Deliver>> {
         let pacing = start.pacing(self.target.destination());
-        let ch = WeComChannel::new(
+        let mut trends = self.charts.then(|| start.trends()).flatten();
+        if trends.is_some() {
+            if let Err(e) = crate::chart::fonts_available(start.render_options().lang) {
+                slog::warn!(start.log(), "Trend charts are off for this channel."; "error" => %e);
+                trends = None;
+            }
+        }
+        let ch = WeComChannel::with_charts(
             self.target.clone(),
             self.msgtype,
             start.timeout(),
             start.render_options(),
             start.rate_window(),
+            trends.is_some(),
         );
-        Ok(start.spawn(ch, Some(pacing)))
+        let channel = start.spawn(ch, Some(pacing));
+        Ok(match trends {
+            Some(t) => crate::chart::enrich::ChartEnricher::new(start.name(), channel, t)
+                .start()
+                .recipient(),
+            None => channel,
+        })
     }
 }
 
@@ -262,6 +283,65 @@ pub fn bodies(
     opts: &RenderOptions,
     max_parts: Option<usize>,
 ) -> Vec<String> {
+    bodies_with_charts(n, msgtype, opts, max_parts, &[])
+}
+
+/// WeCom takes at most this many bytes of image (before base64), JPG or PNG.
+pub const IMAGE_LIMIT: usize = 2 * 1024 * 1024;
+
+/// The body of an `image` message: the image in base64 and the md5 of its bytes.
+pub fn image_body(image: &[u8]) -> String {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let md5 = hex::encode(md5::Md5::digest(image));
+    serde_json::json!({
+        "msgtype": "image",
+        "image": {
+            "base64": base64::engine::general_purpose::STANDARD.encode(image),
+            "md5": md5,
+        }
+    })
+    .to_string()
+}
+
+/// The charts of notification `n` as PNG, each with the index of its insight (see
+/// [`crate::chart::charted`]); those that cannot be drawn are left out (logged once by
+/// the caller's channel, the text says everything anyway).
+pub fn charts_of(n: &Notification, opts: &RenderOptions) -> Vec<(usize, Vec<u8>)> {
+    crate::chart::charted(&n.insights)
+        .into_iter()
+        .filter_map(|k| {
+            let png = crate::chart::png(&n.insights[k], opts.lang).ok()?;
+            (png.len() <= IMAGE_LIMIT).then_some((k, png))
+        })
+        .collect()
+}
+
+/// The line a digest adds when it left `n` charts out.
+pub fn charts_left_out(n: usize, lang: render::Lang) -> String {
+    match lang {
+        render::Lang::En => format!(
+            "Charts: {n} left out to stay within the robot's {MAX_PER_MINUTE} messages per minute."
+        ),
+        render::Lang::Zh => {
+            format!("趋势图：为不超过机器人每分钟 {MAX_PER_MINUTE} 条的限制，省略了 {n} 张。")
+        }
+    }
+}
+
+/// [`bodies`], with `charts` (PNG images of insights, by index, as [`charts_of`] gives
+/// them) as `image` messages, each right after the message that tells its insight — but
+/// never before a message that tells a critical insight: the charts of earlier messages
+/// wait until after the last such message, so a chart never delays a critical text. A
+/// digest (`max_parts`) drops charts first, the least important ones first, as many as
+/// needed to stay within `max_parts`, and says so in its first message.
+pub fn bodies_with_charts(
+    n: &Notification,
+    msgtype: MsgType,
+    opts: &RenderOptions,
+    max_parts: Option<usize>,
+    charts: &[(usize, Vec<u8>)],
+) -> Vec<String> {
     let (users, mobiles) = valid_mentions(&n.mentions);
     let md_line = if msgtype == MsgType::Markdown {
         render::markdown_mentions(&users, MENTION_LINE_BYTES)
@@ -273,36 +353,72 @@ pub fn bodies(
         MsgType::MarkdownV2 => !users.is_empty() || !mobiles.is_empty(),
         MsgType::Text => false,
     };
-    let budget = if md_line.is_empty() {
+    let mut budget = if md_line.is_empty() {
         msgtype.budget()
     } else {
         msgtype.budget() - md_line.len() - 1
     };
+    // Room for the line saying charts were left out, in a digest that has charts.
+    let note_room = charts_left_out(charts.len(), opts.lang).len() + 1;
+    if max_parts.is_some() && !charts.is_empty() {
+        budget = budget.saturating_sub(note_room);
+    }
     let style = msgtype.style();
-    let mut contents = match max_parts {
-        None => render::render(n, style, budget, opts),
+    let placed = match max_parts {
+        None => render::render_placed(n, style, budget, opts, usize::MAX),
         Some(m) => {
-            render::render_digest(n, style, budget, opts, m.saturating_sub(usize::from(extra)))
+            render::render_placed(n, style, budget, opts, m.saturating_sub(usize::from(extra)))
         }
     };
-    if contents.is_empty() {
+    if placed.is_empty() {
         return Vec::new();
+    }
+    let mut contents: Vec<String> = placed.iter().map(|p| p.text.clone()).collect();
+    // Charts kept: all of them, or in a digest as many as the parts left allow (the
+    // first ones are the most important, see crate::chart::charted).
+    let room = max_parts.map_or(usize::MAX, |m| {
+        m.saturating_sub(contents.len() + usize::from(extra))
+    });
+    let kept = &charts[..charts.len().min(room)];
+    if kept.len() < charts.len() {
+        contents[0].push('\n');
+        contents[0].push_str(&charts_left_out(charts.len() - kept.len(), opts.lang));
     }
     if !md_line.is_empty() {
         contents[0].push('\n');
         contents[0].push_str(&md_line);
     }
-    let mut out: Vec<String> = contents
+    // After which message each kept chart goes: the one telling its insight (the last
+    // one for an insight told only in a "+N more" block), and not before the last message
+    // telling a critical insight.
+    let last_critical = placed
         .iter()
-        .enumerate()
-        .map(|(k, c)| {
-            if k == 0 && msgtype == MsgType::Text {
-                message_body_with(msgtype, c, &users, &mobiles)
-            } else {
-                message_body(msgtype, c)
-            }
+        .rposition(|p| {
+            p.insights.iter().any(|&k| {
+                n.insights
+                    .get(k)
+                    .is_some_and(|i| i.severity == Severity::Critical)
+            })
         })
-        .collect();
+        .unwrap_or(0);
+    let mut after: Vec<Vec<&[u8]>> = vec![Vec::new(); contents.len()];
+    for (k, png) in kept {
+        let part = placed
+            .iter()
+            .position(|p| p.insights.contains(k))
+            .unwrap_or(contents.len() - 1)
+            .max(last_critical);
+        after[part].push(png);
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (k, c) in contents.iter().enumerate() {
+        out.push(if k == 0 && msgtype == MsgType::Text {
+            message_body_with(msgtype, c, &users, &mobiles)
+        } else {
+            message_body(msgtype, c)
+        });
+        out.extend(after[k].iter().map(|png| image_body(png)));
+    }
     if extra {
         let users: &[String] = if msgtype == MsgType::MarkdownV2 {
             &users
@@ -480,6 +596,9 @@ pub(super) fn refused(errcode: i64) -> ChannelError {
         40058 => "WeCom refused the message as invalid or too long",
         40008 => "WeCom refused the message type",
         44004 => "WeCom refused an empty message",
+        40009 => "WeCom refused the image as larger than 2 MB",
+        40005 => "WeCom refused the image as neither PNG nor JPEG",
+        301019 => "WeCom refused the image: its md5 does not match its bytes",
         _ => "WeCom refused the message",
     };
     ChannelError::Permanent {
@@ -493,6 +612,47 @@ pub struct WeComRobot {
     msgtype: MsgType,
     opts: RenderOptions,
     rate_retry_after: Duration,
+    /// Whether the insights' trends are drawn as `image` messages.
+    charts: bool,
+    /// The charts drawn lately: the channel actor renders a notification again to count
+    /// its parts (and as part of a digest), and drawing is the costly part.
+    drawn: std::cell::RefCell<ChartCache>,
+}
+
+/// The PNGs of the last [`ChartCache::KEPT`] charts drawn, by insight (fingerprint and
+/// newest data time: the same finding seen again has a new trend).
+#[derive(Default)]
+pub struct ChartCache {
+    entries: std::collections::VecDeque<(ChartKey, std::rc::Rc<Vec<u8>>)>,
+}
+
+/// Which insight a cached chart shows: its fingerprint and newest data time (ms).
+type ChartKey = (sentinel_actors::Fingerprint, i64);
+
+impl ChartCache {
+    /// About 2 MB of PNGs at most.
+    pub const KEPT: usize = 32;
+
+    /// The chart of `i`, drawn now or earlier; None when it cannot be drawn.
+    pub fn png(
+        &mut self,
+        i: &sentinel_actors::Insight,
+        lang: render::Lang,
+    ) -> Option<std::rc::Rc<Vec<u8>>> {
+        let key = (i.fingerprint, i.observed_at.timestamp_millis());
+        if let Some((_, png)) = self.entries.iter().find(|(k, _)| *k == key) {
+            return Some(std::rc::Rc::clone(png));
+        }
+        let png = std::rc::Rc::new(crate::chart::png(i, lang).ok()?);
+        if png.len() > IMAGE_LIMIT {
+            return None;
+        }
+        if self.entries.len() == Self::KEPT {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((key, std::rc::Rc::clone(&png)));
+        Some(png)
+    }
 }
 
 /// Posts notifications to one robot. Holds an awc client, which is `!Send`: build it on
@@ -509,11 +669,26 @@ impl WeComChannel {
         opts: RenderOptions,
         rate_window: Duration,
     ) -> Self {
+        Self::with_charts(target, msgtype, timeout, opts, rate_window, false)
+    }
+
+    /// [`WeComChannel::new`], sending the insights' trend charts as `image` messages when
+    /// `charts` (see [`bodies_with_charts`]).
+    pub fn with_charts(
+        target: WeComTarget,
+        msgtype: MsgType,
+        timeout: Duration,
+        opts: RenderOptions,
+        rate_window: Duration,
+        charts: bool,
+    ) -> Self {
         let robot = WeComRobot {
             target,
             msgtype,
             opts,
             rate_retry_after: rate_window + Duration::from_secs(1),
+            charts,
+            drawn: Default::default(),
         };
         HttpChannel::with_robot(robot, timeout)
     }
@@ -526,7 +701,23 @@ impl Robot for WeComRobot {
     const PROVIDER: &'static str = "WeCom";
 
     fn render(&self, n: &Notification, max_parts: Option<usize>) -> Rendered<String> {
-        Ok(bodies(n, self.msgtype, &self.opts, max_parts))
+        let charts: Vec<(usize, Vec<u8>)> = match self.charts {
+            true => {
+                let mut drawn = self.drawn.borrow_mut();
+                crate::chart::charted(&n.insights)
+                    .into_iter()
+                    .filter_map(|k| Some((k, drawn.png(&n.insights[k], self.opts.lang)?.to_vec())))
+                    .collect()
+            }
+            false => Vec::new(),
+        };
+        Ok(bodies_with_charts(
+            n,
+            self.msgtype,
+            &self.opts,
+            max_parts,
+            &charts,
+        ))
     }
 
     fn request(&self, body: &String, _now: DateTime<Utc>, _token: Option<&Secret>) -> Request {
@@ -565,7 +756,7 @@ mod tests {
             200,
             r#"{"errcode":-1,"errmsg":"system busy"}"#
         )));
-        for code in [93000, 40058, 40008, 44004, 12345] {
+        for code in [93000, 40058, 40008, 44004, 40009, 40005, 301019, 12345] {
             let body = format!(r#"{{"errcode":{code},"errmsg":"from ip: 1.2.3.4"}}"#);
             permanent_naming(c(200, &body), &code.to_string(), "1.2.3.4");
         }
@@ -692,12 +883,26 @@ mod tests {
     }
 
     #[test]
+    fn charts_must_be_true_or_false() {
+        let e = serde_json::from_value::<crate::channels::ChannelSettings>(
+            serde_json::json!({"type": "wecom", "key": "k", "charts": "sometimes"}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("key `charts`: invalid type: string \"sometimes\", expected a boolean"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn good_settings_pass() {
         for v in [
             serde_json::json!({"type": "wecom", "key": "abc-123"}),
             serde_json::json!({"type": "wecom", "webhook_url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc",
                                "msgtype": "markdown_v2", "timeout": "3s", "max_per_minute": 10}),
             serde_json::json!({"type": "wecom", "key": "abc", "base_url": "http://127.0.0.1:9/", "msgtype": "text"}),
+            serde_json::json!({"type": "wecom", "key": "abc", "charts": false}),
         ] {
             let p = problems(v.clone());
             assert!(p.is_empty(), "{v}: {p:?}");

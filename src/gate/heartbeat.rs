@@ -311,6 +311,7 @@ fn notice(channel: &str, what: &str, title: String, advice: String, at: DateTime
         observed_at: at,
         status: None,
         changes: Vec::new(),
+        trend: None,
     }
 }
 

@@ -412,6 +412,7 @@ mod tests {
             observed_at: t(0),
             status: None,
             changes: Vec::new(),
+            trend: None,
         }
     }
 

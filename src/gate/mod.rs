@@ -552,6 +552,7 @@ pub(crate) fn test_insight(fp: u64, severity: Severity) -> sentinel_actors::Insi
         observed_at: t,
         status: None,
         changes: Vec::new(),
+        trend: None,
     }
 }
 

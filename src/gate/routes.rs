@@ -354,6 +354,7 @@ mod tests {
             observed_at: t,
             status: None,
             changes: Vec::new(),
+            trend: None,
         }
     }
 

@@ -209,6 +209,36 @@ impl Layout {
         format!("SELECT * FROM ({points}) p ORDER BY 1, 2, 3, 4, 5")
     }
 
+    /// Every point of one query with ts in [$1, $2], for a trend chart: queryid `$3`,
+    /// database oid `$4`, srvid `$5` (PoWA 4+); history arrays unnested (one query's
+    /// ranges are few). Columns: keys(4), ts, fields; ordered by key and time.
+    pub fn query_points_sql(&self) -> String {
+        let rec = format!("c.{}", self.record);
+        let of = |t: &str| format!("{t}.queryid = $3 AND {t}.dbid::int8 = $4 AND ");
+        format!(
+            "SELECT * FROM ( \
+               SELECT {hk}, (r).ts, {hf} \
+               FROM {h} h CROSS JOIN LATERAL unnest(h.{a}) r \
+               WHERE {hs}{hq}h.coalesce_range && tstzrange($1::timestamptz, $2::timestamptz, '[]') \
+                 AND (r).ts BETWEEN $1 AND $2 \
+               UNION ALL \
+               SELECT {ck}, ({rec}).ts, {cf} \
+               FROM {c} c WHERE {cs}{cq}({rec}).ts BETWEEN $1 AND $2) p \
+             ORDER BY 1, 2, 3, 4, 5",
+            hk = self.keys("h"),
+            hf = self.fields_of("r"),
+            h = self.history,
+            a = self.array,
+            hs = self.srv("h", 5),
+            hq = of("h"),
+            ck = self.keys("c"),
+            cf = self.fields_of(&rec),
+            c = self.current,
+            cs = self.srv("c", 5),
+            cq = of("c"),
+        )
+    }
+
     /// The fast window read: whole coalesce ranges inside [$1, $2] as one piece each
     /// (from `mins_in_range`/`maxs_in_range`, the array is not read), the boundary
     /// ranges and the current rows as points. Columns: keys(4), is_piece, t0, t1,

@@ -25,6 +25,7 @@ pub mod resets;
 pub mod session;
 pub mod source;
 pub mod tls;
+pub mod trend;
 pub mod waits;
 
 use std::collections::BTreeMap;

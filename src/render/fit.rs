@@ -135,19 +135,22 @@ impl Packer {
 
 /// The blocks to send in at most `max_parts` messages: all of them when they fit, else
 /// the most blocks in full such that they and `rest(k)` (the "+N more" block for the
-/// blocks from `k` on) fit. `rest(0)`, the block alone, always fits.
+/// blocks from `k` on) fit. `rest(0)`, the block alone, always fits. Also returns how
+/// many blocks are kept in full (the "+N more" block, when there is one, is the last one
+/// returned and is not counted).
 pub(crate) fn within(
     blocks: Vec<String>,
     avail: usize,
     max_parts: usize,
     rest: impl Fn(usize) -> String,
-) -> Vec<String> {
+) -> (Vec<String>, usize) {
     let mut all = Packer::new(avail);
     for b in &blocks {
         all.push(b.len());
     }
     if all.groups <= max_parts {
-        return blocks;
+        let n = blocks.len();
+        return (blocks, n);
     }
     let mut best: (usize, String) = (0, String::new());
     let mut packer = Packer::new(avail);
@@ -163,21 +166,22 @@ pub(crate) fn within(
     let (k, r) = best;
     let mut v: Vec<String> = blocks.into_iter().take(k).collect();
     v.push(r);
-    v
+    (v, k)
 }
 
-/// The blocks grouped into messages as [`Packer`] counts them.
-pub(crate) fn pack(blocks: Vec<String>, avail: usize) -> Vec<Vec<String>> {
+/// The blocks grouped into messages as [`Packer`] counts them, each with its index in
+/// `blocks`: which message carries which entry.
+pub(crate) fn pack(blocks: Vec<String>, avail: usize) -> Vec<Vec<(usize, String)>> {
     let mut packer = Packer::new(avail);
-    let mut grouped: Vec<Vec<String>> = Vec::new();
-    for b in blocks {
+    let mut grouped: Vec<Vec<(usize, String)>> = Vec::new();
+    for (k, b) in blocks.into_iter().enumerate() {
         if b.is_empty() {
             continue;
         }
         let starts = packer.push(b.len());
         match grouped.last_mut() {
-            Some(g) if !starts => g.push(b),
-            _ => grouped.push(vec![b]),
+            Some(g) if !starts => g.push((k, b)),
+            _ => grouped.push(vec![(k, b)]),
         }
     }
     grouped

@@ -137,6 +137,29 @@ pub fn render_digest(
     opts: &RenderOptions,
     max_parts: usize,
 ) -> Vec<String> {
+    render_placed(n, style, budget, opts, max_parts)
+        .into_iter()
+        .map(|p| p.text)
+        .collect()
+}
+
+/// One message of a rendered notification, and the insights it tells in full (the
+/// leads, support and other servers of its entries), as indexes into the notification's
+/// insights: what a chart sent after it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub text: String,
+    pub insights: Vec<usize>,
+}
+
+/// [`render_digest`], saying which message tells which insight.
+pub fn render_placed(
+    n: &Notification,
+    style: Style,
+    budget: usize,
+    opts: &RenderOptions,
+    max_parts: usize,
+) -> Vec<Placed> {
     if n.insights.is_empty() {
         return Vec::new();
     }
@@ -182,10 +205,17 @@ pub fn render_digest(
             fit::entry(&e, d, opts, avail).unwrap_or_default()
         })
         .collect();
-    let chosen = fit::within(blocks, avail, max_parts, |k| {
+    let (chosen, full) = fit::within(blocks, avail, max_parts, |k| {
         let lines = layout::digest_lines(&Digest::of(&order[k..], lang), d, lang);
         fit::fit_lines(lines, d, avail).unwrap_or_default()
     });
+    // Where each insight is in `n`, by address: a story holds references into it.
+    let index_of = |i: &sentinel_actors::Insight| {
+        n.insights
+            .iter()
+            .position(|x| std::ptr::eq(x, i))
+            .unwrap_or(usize::MAX)
+    };
 
     let grouped = fit::pack(chosen, avail);
     let total = grouped.len();
@@ -194,9 +224,19 @@ pub fn render_digest(
         .enumerate()
         .map(|(i, g)| {
             let mut out = header((total > 1).then_some((i + 1, total)));
-            for b in g {
+            let mut told = Vec::new();
+            for (k, b) in g {
                 out.push_str("\n\n");
                 out.push_str(&b);
+                if k < full {
+                    let s = &order[k];
+                    told.extend(
+                        std::iter::once(s.lead)
+                            .chain(s.support.iter().copied())
+                            .chain(s.elsewhere.iter().copied())
+                            .map(index_of),
+                    );
+                }
             }
             out.push_str(d.ending());
             debug_assert!(
@@ -204,7 +244,10 @@ pub fn render_digest(
                 "part of {} bytes > {budget}",
                 out.len()
             );
-            out
+            Placed {
+                text: out,
+                insights: told,
+            }
         })
         .collect()
 }

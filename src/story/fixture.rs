@@ -41,6 +41,7 @@ pub(crate) fn insight(rule: &str, server: &str, queryid: &str, sev: Severity) ->
         observed_at: t1,
         status: None,
         changes: Vec::new(),
+        trend: None,
     }
 }
 

@@ -12,6 +12,7 @@ mod support;
 
 mod advice_classes;
 mod changes;
+mod charts;
 mod hogs;
 mod missing_index;
 mod once;

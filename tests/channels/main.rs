@@ -11,6 +11,7 @@ mod fake_wecom;
 #[path = "../support/smtp.rs"]
 mod smtp;
 
+mod charts;
 mod chat;
 mod email;
 mod webhook;

@@ -131,6 +131,7 @@ fn insight(k: usize) -> impl Strategy<Value = Insight> {
                         ][s as usize]
                     }),
                     changes: Vec::new(),
+                    trend: None,
                 }
             },
         )

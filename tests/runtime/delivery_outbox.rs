@@ -66,6 +66,7 @@ fn insight(k: usize) -> Insight {
         observed_at: t1,
         status: None,
         changes: Vec::new(),
+        trend: None,
     }
 }
 

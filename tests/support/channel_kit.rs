@@ -121,6 +121,7 @@ pub fn insight(n: usize, title: String, text: &str) -> Insight {
         observed_at: t1,
         status: None,
         changes: Vec::new(),
+        trend: None,
     }
 }
 

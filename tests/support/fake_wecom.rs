@@ -7,6 +7,10 @@
 //! - a body that is not JSON → 40058; a `msgtype` other than markdown, markdown_v2, text
 //!   → 40008; a missing `<msgtype>.content` → 40058; empty content → 44004;
 //! - content over 4096 bytes (markdown, markdown_v2) or 2048 bytes (text) → 40058;
+//! - an `image` message: `image.base64` or `image.md5` missing, or base64 that does not
+//!   decode → 40058; decoded image over 2 MB → 40009 (invalid image size); md5 (hex) not
+//!   that of the decoded bytes → 301019 (media md5 not match); bytes that are neither PNG
+//!   nor JPEG → 40005 (invalid media type);
 //! - rate limit, decided here as: at most `max_per_window` (20) *accepted* messages per key
 //!   in any rolling `window` (60 s); the next one → 45009. Rejected attempts are not
 //!   counted (WeCom does not say either way; the channel paces every attempt anyway).
@@ -36,6 +40,8 @@ use serde::Serialize;
 /// WeCom's content limits, in UTF-8 bytes.
 pub const MARKDOWN_LIMIT: usize = 4096;
 pub const TEXT_LIMIT: usize = 2048;
+/// WeCom's limit on an image message's image, before base64.
+pub const IMAGE_LIMIT: usize = 2 * 1024 * 1024;
 /// WeCom's rate limit: messages per robot per minute.
 pub const MAX_PER_WINDOW: usize = 20;
 pub const WINDOW: Duration = Duration::from_secs(60);
@@ -88,7 +94,11 @@ pub struct Accepted {
     pub instant: Instant,
     pub key: String,
     pub msgtype: String,
+    /// The text of a text or markdown message; for an image, "PNG image, N bytes".
     pub content: String,
+    /// The decoded bytes of an image message.
+    #[serde(skip)]
+    pub image: Option<Vec<u8>>,
 }
 
 /// One request answered with a non-zero errcode (faults excluded).
@@ -314,13 +324,14 @@ fn judge(st: &mut State, key: &str, body: &[u8]) -> (i64, String) {
     let now = Instant::now();
     let verdict = check(st, key, body, now);
     match verdict {
-        Ok((msgtype, content)) => {
+        Ok((msgtype, content, image)) => {
             let m = Accepted {
                 at: Utc::now(),
                 instant: now,
                 key: key.to_string(),
                 msgtype,
                 content,
+                image,
             };
             if let Some(f) = st.record.as_mut() {
                 let line = serde_json::to_string(&m).unwrap_or_default();
@@ -343,12 +354,11 @@ fn judge(st: &mut State, key: &str, body: &[u8]) -> (i64, String) {
     }
 }
 
-fn check(
-    st: &State,
-    key: &str,
-    body: &[u8],
-    now: Instant,
-) -> Result<(String, String), (i64, String)> {
+/// What an accepted message carried: its msgtype, its text (or a word on the image) and
+/// the image's bytes.
+type Verdict = Result<(String, String, Option<Vec<u8>>), (i64, String)>;
+
+fn check(st: &State, key: &str, body: &[u8], now: Instant) -> Verdict {
     if !st.keys.contains(key) {
         return Err((93000, "invalid webhook url, hint: [fake]".into()));
     }
@@ -366,6 +376,11 @@ fn check(
     let limit = match msgtype.as_str() {
         "markdown" | "markdown_v2" => MARKDOWN_LIMIT,
         "text" => TEXT_LIMIT,
+        "image" => {
+            let (content, image) = check_image(&v)?;
+            check_rate(st, key, now)?;
+            return Ok((msgtype, content, Some(image)));
+        }
         _ => return Err((40008, "invalid message type, hint: [fake]".into())),
     };
     let content = v
@@ -387,6 +402,12 @@ fn check(
             format!("{msgtype}.content exceed max length {limit}, hint: [fake]"),
         ));
     }
+    check_rate(st, key, now)?;
+    Ok((msgtype, content.to_string(), None))
+}
+
+/// 45009 beyond `max_per_window` accepted messages of `key` in the window.
+fn check_rate(st: &State, key: &str, now: Instant) -> Result<(), (i64, String)> {
     let recent = st
         .accepted
         .iter()
@@ -395,7 +416,39 @@ fn check(
     if recent >= st.cfg.max_per_window {
         return Err((45009, "api freq out of limit, hint: [fake]".into()));
     }
-    Ok((msgtype, content.to_string()))
+    Ok(())
+}
+
+/// An image message as WeCom checks it: `image.base64` decodes, the image is at most
+/// 2 MB, `image.md5` is the md5 of the decoded bytes, and they are a PNG or a JPEG.
+fn check_image(v: &serde_json::Value) -> Result<(String, Vec<u8>), (i64, String)> {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let field = |name: &str| {
+        v.get("image")
+            .and_then(|o| o.get(name))
+            .and_then(|c| c.as_str())
+            .ok_or_else(|| (40058, format!("missing field image.{name}, hint: [fake]")))
+    };
+    let b64 = field("base64")?;
+    let md5 = field("md5")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| (40058, "invalid base64 of image, hint: [fake]".to_string()))?;
+    if bytes.len() > IMAGE_LIMIT {
+        return Err((40009, "invalid image size, hint: [fake]".into()));
+    }
+    if hex::encode(md5::Md5::digest(&bytes)) != md5.to_ascii_lowercase() {
+        return Err((301019, "media md5 not match, hint: [fake]".into()));
+    }
+    let kind = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        "PNG"
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        "JPEG"
+    } else {
+        return Err((40005, "invalid media type, hint: [fake]".into()));
+    };
+    Ok((format!("{kind} image, {} bytes", bytes.len()), bytes))
 }
 
 /// Delivery-test controls that last a while rather than a number of requests.

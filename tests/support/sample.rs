@@ -25,5 +25,6 @@ pub fn slow_query(fingerprint: u64, at: DateTime<Utc>, labels: &[(&str, &str)]) 
         observed_at: at,
         status: None,
         changes: Vec::new(),
+        trend: None,
     }
 }

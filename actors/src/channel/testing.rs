@@ -33,6 +33,7 @@ pub fn insight(n: u64, severity: Severity) -> Insight {
         observed_at: t,
         status: None,
         changes: Vec::new(),
+        trend: None,
     }
 }
 
