@@ -366,6 +366,8 @@ pub struct Analyzers {
     /// `[state] dir`: where each server's last look at its indexes is kept, so that a
     /// restart (or the next `once`) still tells what changed since.
     pub state_dir: Option<std::path::PathBuf>,
+    /// A dry run reads what is kept there and writes nothing.
+    pub state_read_only: bool,
 }
 
 /// One supervised analyzer, started: its name and where to send it snapshots.
@@ -498,6 +500,7 @@ pub fn build_analyzers(settings: &Settings, gate: &Addr<Gate>, log: &Logger) -> 
             })
             .collect(),
         state_dir: settings.state.dir.clone(),
+        state_read_only: false,
     }
 }
 
@@ -562,7 +565,10 @@ pub fn start_collector(
         source = source.with_reach(Arc::clone(reach));
     }
     if let Some(dir) = &analyzers.state_dir {
-        source = source.with_index_state(powa::indexes::state_file(dir, repository, &server));
+        source = source.with_index_state(
+            powa::indexes::state_file(dir, repository, &server),
+            analyzers.state_read_only,
+        );
     }
     CollectorActor::new(source, analyzers.recipients.clone())
         .with_measure(rows_of)
@@ -583,7 +589,8 @@ pub fn start_pipeline(
     log: &Logger,
 ) -> anyhow::Result<Pipeline> {
     let outputs = build_outputs(settings, opts, log)?;
-    let analyzers = build_analyzers(settings, &outputs.gate, log);
+    let mut analyzers = build_analyzers(settings, &outputs.gate, log);
+    analyzers.state_read_only = opts.dry_run;
     // Before any snapshot: the gate holds a critical finding until these analyzers have
     // all reported on its snapshot, so it goes with its cause.
     outputs

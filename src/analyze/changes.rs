@@ -567,6 +567,9 @@ impl WindowRules<SettingsChangeSettings> for SettingsChangeAnalyzer {
             .to_string();
         i.labels.insert(EVENT_LABEL.to_string(), "true".to_string());
         i.metrics.insert("settings_changed".to_string(), n as f64);
+        // Its identity is the set of changes: another change is another finding, so the
+        // size only says how many (the gate's convention, like every analyzer's).
+        i.metrics.insert(super::MAGNITUDE.to_string(), n as f64);
         i.changes = changed
             .iter()
             .map(|(e, f)| Change {
@@ -797,6 +800,7 @@ mod tests {
             "2 memory/planner settings changed on db1: random_page_cost, work_mem"
         );
         assert_eq!(i.label(EVENT_LABEL), Some("true"));
+        assert_eq!(i.metric(super::super::MAGNITUDE), Some(2.0));
         assert_eq!(i.changes[0].what, "random_page_cost 4 → 1.1 (planner)");
         // Another change makes another finding.
         let mut w2 = window(vec![q(7, 1.0, 1.0, 0.0, 0.0)], Vec::new(), Vec::new());

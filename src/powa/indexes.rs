@@ -51,6 +51,9 @@ pub struct IndexTracker {
     file: Option<PathBuf>,
     #[serde(skip)]
     loaded: bool,
+    /// Read the file, never write it (a dry run changes no state).
+    #[serde(skip)]
+    read_only: bool,
 }
 
 /// The file under `[state] dir` that keeps a server's last look at its indexes.
@@ -84,6 +87,12 @@ impl IndexTracker {
         }
     }
 
+    /// This tracker reads its file but never writes it.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
     fn load(&mut self) {
         if self.loaded {
             return;
@@ -104,7 +113,7 @@ impl IndexTracker {
     /// Writes the tracker to its file (through a temporary file and a rename, so a crash
     /// leaves the old or the new one). A failure only costs the next run its comparison.
     fn save(&self) -> std::io::Result<()> {
-        let Some(file) = &self.file else {
+        let Some(file) = self.file.as_ref().filter(|_| !self.read_only) else {
             return Ok(());
         };
         if let Some(dir) = file.parent() {
@@ -294,11 +303,19 @@ mod tests {
         a.load();
         a.diff("app", vec![row("a")], t(0));
         a.save().unwrap();
-        let mut b = IndexTracker::persisted(file);
+        let mut b = IndexTracker::persisted(file.clone());
         b.load();
         b.diff("app", vec![], t(5));
         assert!(
             matches!(&b.events(t(0))[0].what, What::IndexDropped { index, .. } if index == "public.a")
         );
+        // A read-only tracker (a dry run) compares with the file and leaves it as it was.
+        let before = std::fs::read(&file).unwrap();
+        let mut dry = IndexTracker::persisted(file.clone()).read_only();
+        dry.load();
+        dry.diff("app", vec![], t(10));
+        dry.save().unwrap();
+        assert_eq!(dry.events(t(0)).len(), 1, "compared with the kept look");
+        assert_eq!(std::fs::read(&file).unwrap(), before);
     }
 }

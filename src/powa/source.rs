@@ -79,10 +79,12 @@ impl PowaSource {
 
     /// Keep the server's last look at its indexes in `file` (see
     /// [`super::indexes::IndexTracker::persisted`]).
-    pub fn with_index_state(mut self, file: std::path::PathBuf) -> Self {
-        self.indexes = Arc::new(tokio::sync::Mutex::new(
-            super::indexes::IndexTracker::persisted(file),
-        ));
+    pub fn with_index_state(mut self, file: std::path::PathBuf, read_only: bool) -> Self {
+        let mut tracker = super::indexes::IndexTracker::persisted(file);
+        if read_only {
+            tracker = tracker.read_only();
+        }
+        self.indexes = Arc::new(tokio::sync::Mutex::new(tracker));
         self
     }
 
