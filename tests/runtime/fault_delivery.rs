@@ -231,14 +231,19 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return BTreeMap::new();
     };
-    rd.map(|e| e.unwrap())
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
+    let mut out = BTreeMap::new();
+    for e in rd.map(|e| e.unwrap()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().unwrap().is_dir() {
+            // The index looks (`indexes/`) are state too.
+            for (sub, bytes) in files(&e.path()) {
+                out.insert(format!("{name}/{sub}"), bytes);
+            }
+        } else {
+            out.insert(name, std::fs::read(e.path()).unwrap());
+        }
+    }
+    out
 }
 
 /// The queryids a rendered text names.
