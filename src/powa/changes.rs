@@ -12,7 +12,8 @@
 //!
 //! Read incrementally like the statements: each cycle reads the rows newer than the newest
 //! one already kept, and the timeline keeps what lies within the baseline's reach (the
-//! oldest baseline window's start), so a cycle costs three index lookups of a few rows.
+//! nearest baseline window's start, as far back as the findings look), so a cycle costs
+//! three index lookups of a few rows.
 //!
 //! Without pg_track_settings (not installed in the repository, or not snapshotted for
 //! this server), the timeline says so with what to do ([`Availability`]), and the findings
@@ -272,6 +273,42 @@ async fn find_tables(client: &Session) -> Result<Option<Tables>, QueryError> {
     }))
 }
 
+impl Tables {
+    /// Runs `sql` with `$1` = `from`, and `$2` = `srvid` when the tables are keyed by
+    /// server (the SQL then says `… srvid = $2`, see [`by_server`]).
+    async fn query(
+        &self,
+        client: &Session,
+        sql: &str,
+        from: DateTime<Utc>,
+        srvid: i32,
+    ) -> Result<Vec<tokio_postgres::Row>, QueryError> {
+        if self.keyed {
+            client.query(sql, &[&from, &srvid]).await
+        } else {
+            client.query(sql, &[&from]).await
+        }
+    }
+}
+
+/// A history row's values before and after: columns `to`, `dropped`, `from` and
+/// `from_dropped`. A removed setting has no value after it; one that was removed before
+/// has none before.
+fn before_after(r: &tokio_postgres::Row, cols: [usize; 4]) -> (Option<String>, Option<String>) {
+    let [to, dropped, from, from_dropped] = cols;
+    let from = if r.get::<_, Option<bool>>(from_dropped) == Some(true) {
+        None
+    } else {
+        r.get(from)
+    };
+    let to = if r.get::<_, bool>(dropped) {
+        None
+    } else {
+        r.get(to)
+    };
+    (from, to)
+}
+
 /// `AND x.srvid = $n` when the tables are keyed by server.
 fn by_server(t: &Tables, alias: &str, n: usize) -> String {
     if t.keyed {
@@ -309,26 +346,17 @@ async fn read_settings(
         q_srv = by_server(t, "q", 2),
         h_srv = by_server(t, "h", 2),
     );
-    let rows = if t.keyed {
-        client.query(&sql, &[&from, &srvid]).await?
-    } else {
-        client.query(&sql, &[&from]).await?
-    };
+    let rows = t.query(client, &sql, from, srvid).await?;
     Ok(rows
         .iter()
         .map(|r| {
-            let dropped: bool = r.get(3);
-            let prev_dropped: Option<bool> = r.get(5);
+            let (from, to) = before_after(r, [2, 3, 4, 5]);
             Event {
                 at: r.get(0),
                 what: What::Setting {
                     name: r.get(1),
-                    from: if prev_dropped == Some(true) {
-                        None
-                    } else {
-                        r.get(4)
-                    },
-                    to: if dropped { None } else { r.get(2) },
+                    from,
+                    to,
                     database: None,
                     role: None,
                 },
@@ -375,16 +403,11 @@ async fn read_db_role_settings(
         q_srv = by_server(t, "q", 2),
         h_srv = by_server(t, "h", 2),
     );
-    let rows = if t.keyed {
-        client.query(&sql, &[&from, &srvid]).await?
-    } else {
-        client.query(&sql, &[&from]).await?
-    };
+    let rows = t.query(client, &sql, from, srvid).await?;
     Ok(rows
         .iter()
         .map(|r| {
-            let dropped: bool = r.get(3);
-            let prev_dropped: Option<bool> = r.get(5);
+            let (from, to) = before_after(r, [2, 3, 4, 5]);
             let dbid: u32 = r.get(6);
             let roleid: u32 = r.get(7);
             let datname: Option<String> = r.get(8);
@@ -392,12 +415,8 @@ async fn read_db_role_settings(
                 at: r.get(0),
                 what: What::Setting {
                     name: r.get(1),
-                    from: if prev_dropped == Some(true) {
-                        None
-                    } else {
-                        r.get(4)
-                    },
-                    to: if dropped { None } else { r.get(2) },
+                    from,
+                    to,
                     database: (dbid != 0)
                         .then(|| datname.unwrap_or_else(|| format!("with oid {dbid}"))),
                     role: (roleid != 0).then(|| {
@@ -424,11 +443,7 @@ async fn read_restarts(
         t.schema,
         by_server(t, "r", 2)
     );
-    let rows = if t.keyed {
-        client.query(&sql, &[&from, &srvid]).await?
-    } else {
-        client.query(&sql, &[&from]).await?
-    };
+    let rows = t.query(client, &sql, from, srvid).await?;
     Ok(rows
         .iter()
         .map(|r| Event {

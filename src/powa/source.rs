@@ -124,8 +124,9 @@ impl Source for PowaSource {
         let changes = Arc::clone(&self.changes);
         let indexes = Arc::clone(&self.indexes);
         let resets = Arc::clone(&self.resets);
-        // The timeline reaches back to the oldest baseline window.
-        let since = window.start - offsets.iter().copied().max().unwrap_or_default();
+        // The timeline reaches back to the nearest baseline window's start: what the
+        // findings are told with (older changes would be read and never shown).
+        let since = window.start - offsets.iter().copied().min().unwrap_or_default();
         Box::pin(async move {
             let mut live = live.lock().await;
             let (mut w, _cost) = live
