@@ -78,13 +78,31 @@ pub enum Origin {
 
 /// Where the state that must survive a restart lives (the gate's lifecycle and silences,
 /// the channels' outbox). Each component keeps its own file in this directory.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateSettings {
     /// Data directory, created if missing. Unset: state is kept in memory only (fine for
     /// `once`; `run` warns, since a restart then forgets what was pending).
     #[serde(default)]
     pub dir: Option<std::path::PathBuf>,
+    /// How long the report page of each notification is kept (`reports/` in `dir`; the
+    /// "Full report" link of messages, with `[http] public_url`). Default 30d; "0s" writes
+    /// none.
+    #[serde(with = "humantime_serde", default = "default_keep_reports")]
+    pub keep_reports: Duration,
+}
+
+fn default_keep_reports() -> Duration {
+    crate::archive::DEFAULT_KEEP
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        StateSettings {
+            dir: None,
+            keep_reports: default_keep_reports(),
+        }
+    }
 }
 
 /// What window the analyzers look at.
@@ -560,6 +578,9 @@ impl Settings {
                     out.push(key.split('&').next().unwrap_or("").to_string());
                 }
             }
+        }
+        if let Some(t) = &settings.http.token {
+            out.push(t.expose().to_string());
         }
         out
     }

@@ -87,7 +87,12 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
             .flatten()
             .zip(settings.state.dir.clone())
             .map(|(links, dir)| crate::actions::page::Pages::new(links, dir));
-        match http::start(&settings.http, Arc::clone(&board), pages) {
+        match http::start(
+            &settings.http,
+            Arc::clone(&board),
+            pages,
+            settings.state.dir.clone(),
+        ) {
             Ok(h) => {
                 info!(log, "HTTP endpoints listening."; "listen" => &settings.http.listen);
                 Some(h)
@@ -189,6 +194,25 @@ async fn watch_outputs(outputs: Rc<Outputs>, board: StatusBoard, mut cancel: Can
     while cancel.sleep(Duration::from_secs(5)).await {
         if !outputs.gate.connected() && reported.insert("gate".to_string()) {
             events.failed("gate", "the gate actor stopped; restart powa-sentinel");
+        }
+        // Each channel's health and what waits in its outbox, for `/status`.
+        for (name, c) in &outputs.controls {
+            if let Ok(h) = c.health.send(sentinel_actors::channel::GetHealth).await {
+                update(&board, |s| {
+                    let c = s.channels.entry(name.clone()).or_default();
+                    c.state = Some(
+                        serde_json::to_value(h.state)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                    );
+                    c.pending = h.pending;
+                    c.failed_in_outbox = h.failed_in_outbox;
+                    if h.last_error.is_some() {
+                        c.last_error.clone_from(&h.last_error);
+                    }
+                });
+            }
         }
         for (name, r) in &outputs.channels {
             if !r.connected() && reported.insert(format!("channel {name}")) {

@@ -5,7 +5,8 @@
 //!   (200), else 503 with the reasons as JSON;
 //! - `/metrics`: Prometheus text format ([`crate::metrics`]);
 //! - `/status`: the last cycle of every server, the repositories, the channels, the next
-//!   report, the acknowledgements, as JSON;
+//!   report, the acknowledgements, as JSON; to a browser (`Accept: text/html`), the page
+//!   of [`crate::status_page`] with the open findings and silences too;
 //! - `/a/<token>`: the pages behind the action links of the messages (with `public_url`;
 //!   see [`crate::actions`]).
 //!
@@ -16,10 +17,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde::{Deserialize, Serialize};
 
 use crate::problem::Problem;
+use crate::secret::Secret;
 
 /// `[http]`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -46,6 +48,12 @@ pub struct HttpSettings {
     /// address accept each other's links.
     #[serde(default)]
     pub link_key_file: Option<std::path::PathBuf>,
+    /// When set, `/status` and `/metrics` answer only requests that carry it
+    /// (`Authorization: Bearer <token>`, or `?token=<token>` from a browser); `/healthz`,
+    /// `/readyz` and the signed links stay open. Set it when `listen` is reachable beyond
+    /// this host.
+    #[serde(default)]
+    pub token: Option<crate::secret::Secret>,
 }
 
 fn default_link_ttl() -> std::time::Duration {
@@ -68,6 +76,7 @@ impl Default for HttpSettings {
             public_url: None,
             link_ttl: default_link_ttl(),
             link_key_file: None,
+            token: None,
         }
     }
 }
@@ -101,6 +110,15 @@ impl HttpSettings {
                 ));
             }
         }
+        if let Some(t) = &self.token {
+            if t.expose().len() < 16 {
+                problems.push(Problem::new(
+                    "http.token",
+                    "is shorter than 16 characters: make a long random one, e.g. \
+                     `openssl rand -hex 24`",
+                ));
+            }
+        }
         if self.link_ttl < std::time::Duration::from_secs(3600) {
             problems.push(Problem::new(
                 "http.link_ttl",
@@ -111,7 +129,7 @@ impl HttpSettings {
 }
 
 /// The last collection cycle of one server.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct CycleStatus {
     /// When the cycle started, in the schedule's timezone.
     pub started_at: String,
@@ -157,6 +175,14 @@ pub struct ChannelStatus {
     pub permanently_failed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// `ok`, `degraded` (retrying) or `failed`, as the channel says (none before it was
+    /// first asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Notifications waiting to be delivered (queued, in the outbox, in flight).
+    pub pending: usize,
+    /// Notifications kept in the outbox after failing for good.
+    pub failed_in_outbox: usize,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -228,36 +254,124 @@ async fn readyz(board: web::Data<StatusBoard>) -> HttpResponse {
     }
 }
 
-async fn metrics_endpoint() -> HttpResponse {
+/// Whether `req` may read `/status` and `/metrics`: always without `[http] token`, else
+/// when it carries the token (compared in constant time).
+fn authorized(req: &HttpRequest, token: &Option<Secret>) -> bool {
+    let Some(want) = token else {
+        return true;
+    };
+    let bearer = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let query = web::Query::<BTreeMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("token").cloned());
+    let given = bearer.map(str::to_string).or(query);
+    given.is_some_and(|g| constant_time_eq(g.as_bytes(), want.expose().as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn unauthorized() -> HttpResponse {
+    HttpResponse::Unauthorized()
+        .insert_header(("WWW-Authenticate", "Bearer realm=\"powa-sentinel\""))
+        .content_type("text/plain; charset=utf-8")
+        .body(
+            "this endpoint needs the token of [http] token: send `Authorization: Bearer <token>` \
+             or add ?token=<token> to the address\n",
+        )
+}
+
+/// Whether the request asks for the HTML page: a browser's `Accept` (text/html), or
+/// `?format=html`; `?format=json` and everything else get JSON.
+fn wants_html(req: &HttpRequest) -> bool {
+    let q = web::Query::<BTreeMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("format").cloned());
+    match q.as_deref() {
+        Some("html") => true,
+        Some(_) => false,
+        None => req
+            .headers()
+            .get(actix_web::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html")),
+    }
+}
+
+async fn metrics_endpoint(req: HttpRequest, site: web::Data<Site>) -> HttpResponse {
+    if !authorized(&req, &site.token) {
+        return unauthorized();
+    }
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(crate::metrics::metrics().render())
 }
 
 async fn status(
+    req: HttpRequest,
     board: web::Data<StatusBoard>,
     actions: web::Data<Option<crate::actions::page::Pages>>,
+    site: web::Data<Site>,
 ) -> HttpResponse {
+    if !authorized(&req, &site.token) {
+        return unauthorized();
+    }
     let mut s = snapshot(&board);
     if let Some(p) = actions.as_ref() {
         s.acknowledged = p.acks();
     }
-    HttpResponse::Ok().json(s)
+    if !wants_html(&req) {
+        return HttpResponse::Ok().json(s);
+    }
+    let dir = site.state_dir.clone();
+    let gate = web::block(move || crate::status_page::GateView::read(dir.as_deref()))
+        .await
+        .unwrap_or_default();
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'",
+        ))
+        .body(crate::status_page::html(&s, &gate, chrono::Utc::now()))
+}
+
+/// What the handlers share besides the board: the token, and where the gate's state is.
+struct Site {
+    token: Option<Secret>,
+    state_dir: Option<std::path::PathBuf>,
 }
 
 /// Starts the server on the current actix System; it stops with the System (or with the
 /// returned handle).
+///
+/// `state_dir` is `[state] dir`: the status page reads the gate's findings and silences
+/// there.
 pub fn start(
     settings: &HttpSettings,
     board: StatusBoard,
     actions: Option<crate::actions::page::Pages>,
+    state_dir: Option<std::path::PathBuf>,
 ) -> std::io::Result<actix_web::dev::ServerHandle> {
     let data = web::Data::new(board);
     let actions = web::Data::new(actions);
+    let site = web::Data::new(Site {
+        token: settings.token.clone(),
+        state_dir,
+    });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .app_data(actions.clone())
+            .app_data(site.clone())
             .configure(crate::actions::page::routes)
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))

@@ -14,6 +14,7 @@
 
 pub mod actions;
 pub mod analyze;
+pub mod archive;
 pub mod channels;
 pub mod chart;
 pub mod cli;
@@ -33,6 +34,7 @@ pub mod render;
 pub mod schedule;
 pub mod secret;
 pub mod seed_compat;
+pub mod status_page;
 pub mod story;
 pub mod topology;
 

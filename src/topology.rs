@@ -285,10 +285,18 @@ pub fn build_outputs(
         settings.analysis.baseline_periods,
         log.new(o!("component" => "chart")),
     ));
+    // Pages only where their links go: with action links (which need the state dir).
+    let archive = match (&actions, &settings.state.dir) {
+        (Some(_), Some(dir)) => {
+            crate::archive::Archive::new(dir, settings.state.keep_reports).map(Arc::new)
+        }
+        _ => None,
+    };
     let mut env = ChannelEnv::new(log.new(o!("component" => "channel")), opts.json_output)
         .with_powa_web(powa_web)
         .with_actions(actions)
-        .with_trends(Some(trends));
+        .with_trends(Some(trends))
+        .with_archive(archive);
     if !opts.dry_run {
         let outbox = open_outbox(settings, log).context("the outbox could not be opened")?;
         env = env.with_outbox(outbox);

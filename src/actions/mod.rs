@@ -42,8 +42,11 @@ pub enum Action {
     Ack,
     /// A silence of the finding for 1 hour, 1 day or 7 days (chosen on the page).
     Snooze,
-    /// What fires now, everywhere: the full report.
+    /// What fires now, everywhere (the live report).
     Report,
+    /// The page of one notification as it was sent, kept by [`crate::archive`]; the
+    /// token's target is the notification's id.
+    Page,
 }
 
 impl Action {
@@ -52,6 +55,7 @@ impl Action {
             Action::Ack => 1,
             Action::Snooze => 2,
             Action::Report => 3,
+            Action::Page => 4,
         }
     }
 
@@ -60,6 +64,7 @@ impl Action {
             1 => Some(Action::Ack),
             2 => Some(Action::Snooze),
             3 => Some(Action::Report),
+            4 => Some(Action::Page),
             _ => None,
         }
     }
@@ -69,7 +74,8 @@ impl Action {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Token {
     pub action: Action,
-    /// The finding (zero for [`Action::Report`]).
+    /// The finding (zero for [`Action::Report`]; the notification's id for
+    /// [`Action::Page`]).
     pub fingerprint: Fingerprint,
     pub expires: DateTime<Utc>,
 }

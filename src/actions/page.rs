@@ -184,6 +184,9 @@ async fn show(token: web::Path<String>, data: web::Data<Option<Pages>>) -> HttpR
         Ok(v) => v,
         Err(answer) => return *answer,
     };
+    if t.action == Action::Page {
+        return archived(&p, t.fingerprint.0, now).await;
+    }
     let found = match web::block({
         let p = p.clone();
         move || p.findings()
@@ -196,7 +199,8 @@ async fn show(token: web::Path<String>, data: web::Data<Option<Pages>>) -> HttpR
     };
     let ok = actix_web::http::StatusCode::OK;
     match t.action {
-        Action::Report => report(&p, found, now),
+        Action::Report => report(&p, found, now, None),
+        Action::Page => unreachable!("answered above"),
         Action::Ack => {
             let body = format!(
                 "{}<p>Acknowledging tells everyone someone is on it: powa-sentinel stops \
@@ -232,8 +236,51 @@ async fn show(token: web::Path<String>, data: web::Data<Option<Pages>>) -> HttpR
     }
 }
 
-/// Everything that fires now, with links of its own.
-fn report(p: &Pages, found: Vec<(Insight, bool)>, now: DateTime<Utc>) -> HttpResponse {
+/// The page of notification `id` as it was sent, from the archive; when it is no longer
+/// kept (or was never written), what fires now, saying so.
+async fn archived(p: &Pages, id: u64, now: DateTime<Utc>) -> HttpResponse {
+    let read = web::block({
+        let dir = p.state_dir.clone();
+        move || crate::archive::Archive::read(&dir, id)
+    })
+    .await;
+    match read {
+        Ok(Ok(Some(html))) => HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .insert_header(("Cache-Control", "private, max-age=3600"))
+            .insert_header(("Referrer-Policy", "no-referrer"))
+            .insert_header(("Content-Security-Policy", PAGE_POLICY))
+            .body(html),
+        Ok(Ok(None)) => {
+            let p2 = p.clone();
+            match web::block(move || p2.findings()).await {
+                Ok(Ok(found)) => report(
+                    p,
+                    found,
+                    now,
+                    Some("This report is no longer kept (see [state] keep_reports); here is what fires now."),
+                ),
+                Ok(Err(e)) => unavailable(&format!("powa-sentinel's state cannot be read ({e})")),
+                Err(e) => unavailable(&e.to_string()),
+            }
+        }
+        Ok(Err(e)) => unavailable(&format!("the report page cannot be read ({e})")),
+        Err(e) => unavailable(&e.to_string()),
+    }
+}
+
+/// What a report page may load: its own inline style and inline images, nothing else
+/// (it has no script, and must not get one from a query text).
+pub const PAGE_POLICY: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; base-uri 'none'";
+
+/// Everything that fires now, with links of its own; `note` first when given.
+fn report(
+    p: &Pages,
+    found: Vec<(Insight, bool)>,
+    now: DateTime<Utc>,
+    note: Option<&str>,
+) -> HttpResponse {
     let firing: Vec<Insight> = found
         .into_iter()
         .filter(|(_, f)| *f)
@@ -241,10 +288,13 @@ fn report(p: &Pages, found: Vec<(Insight, bool)>, now: DateTime<Utc>) -> HttpRes
         .collect();
     let ok = actix_web::http::StatusCode::OK;
     if firing.is_empty() {
+        let note = note
+            .map(|n| format!("<p>{}</p>", escape(n)))
+            .unwrap_or_default();
         return page(
             ok,
             "Nothing fires now",
-            "<p>All quiet: no finding fires now.</p>",
+            &format!("{note}<p>All quiet: no finding fires now.</p>"),
         );
     }
     let n = Notification {
@@ -259,11 +309,20 @@ fn report(p: &Pages, found: Vec<(Insight, bool)>, now: DateTime<Utc>) -> HttpRes
         actions: Some(Arc::clone(&p.links)),
         ..RenderOptions::default()
     };
+    let mut html = render::html_page(&n, &opts, &[], None);
+    if let Some(note) = note {
+        html = html.replacen(
+            "<main>\n",
+            &format!("<main>\n<p><b>{}</b></p>\n", escape(note)),
+            1,
+        );
+    }
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
         .insert_header(("Referrer-Policy", "no-referrer"))
-        .body(render::html_report(&n, &opts))
+        .insert_header(("Content-Security-Policy", PAGE_POLICY))
+        .body(html)
 }
 
 /// `s` trimmed and cut to [`LONGEST_INPUT`] characters; `None` when empty.
@@ -327,7 +386,7 @@ pub fn perform(
                 s.id
             ))
         }
-        Action::Report => Err("this link only shows a page".to_string()),
+        Action::Report | Action::Page => Err("this link only shows a page".to_string()),
     }
 }
 
@@ -341,7 +400,7 @@ async fn act(
         Ok(v) => v,
         Err(answer) => return *answer,
     };
-    if t.action == Action::Report {
+    if matches!(t.action, Action::Report | Action::Page) {
         return HttpResponse::MethodNotAllowed().finish();
     }
     let done = web::block(move || {

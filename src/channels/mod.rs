@@ -109,8 +109,11 @@ pub fn start(
     env: &mut ChannelEnv,
 ) -> anyhow::Result<Recipient<Deliver>> {
     let checked = settings.checked(name)?;
-    let started = checked.start(&mut Starter::deliver(name, settings, env));
-    started.map_err(|e| anyhow::anyhow!("channel `{name}`: {e}"))
+    let mut starter = Starter::deliver(name, settings, env);
+    let started = checked
+        .start(&mut starter)
+        .map_err(|e| anyhow::anyhow!("channel `{name}`: {e}"))?;
+    Ok(starter.archived(started))
 }
 
 /// Starts a printing actor for channel `name` that renders as the channel does and sends

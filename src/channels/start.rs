@@ -4,6 +4,7 @@
 //! for real or, for `--dry-run` and `backtest`, as a [`DryRun`] that prints what it would
 //! send.
 
+use crate::archive::{Archive, ArchiveWriter};
 use crate::chart::enrich::TrendSource;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -47,6 +48,8 @@ pub struct ChannelEnv {
     actions: Option<Arc<Links>>,
     /// Where channels that draw charts read their trends (none: no charts).
     trends: Option<Arc<TrendSource>>,
+    /// Where the report page of every notification is written (`[http] public_url`).
+    archive: Option<Arc<Archive>>,
 }
 
 /// What the runtime can ask a running channel besides `Deliver`.
@@ -80,7 +83,15 @@ impl ChannelEnv {
             powa_web: BTreeMap::new(),
             actions: None,
             trends: None,
+            archive: None,
         }
+    }
+
+    /// Writes the report page of every notification a channel is given, before it is
+    /// given it (see [`crate::archive`]).
+    pub fn with_archive(mut self, archive: Option<Arc<Archive>>) -> Self {
+        self.archive = archive;
+        self
     }
 
     /// Where channels that draw trend charts read them (see [`crate::chart::enrich`]).
@@ -225,6 +236,27 @@ impl<'a> Starter<'a> {
     /// The channel's logger.
     pub fn log(&self) -> &Logger {
         &self.log
+    }
+
+    /// `channel` behind the writer of report pages when the run keeps them (see
+    /// [`crate::archive`]), else itself.
+    pub fn archived(&self, channel: Recipient<Deliver>) -> Recipient<Deliver> {
+        let Mode::Deliver(env) = &self.mode else {
+            return channel;
+        };
+        let Some(archive) = &env.archive else {
+            return channel;
+        };
+        ArchiveWriter::new(
+            self.name,
+            channel,
+            Arc::clone(archive),
+            env.trends.clone(),
+            self.render_options(),
+            self.log.new(slog::o!("component" => "archive")),
+        )
+        .start()
+        .recipient()
     }
 
     /// The channel's name.

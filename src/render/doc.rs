@@ -114,7 +114,7 @@ pub(crate) struct Header {
     /// The window the insights cover.
     pub(crate) window: Option<String>,
     /// The page of everything that fires now (action links on).
-    pub(crate) report_link: Option<String>,
+    pub(crate) report_link: Option<(Word, String)>,
 }
 
 impl Header {

@@ -149,6 +149,120 @@ pub fn html_report(n: &Notification, opts: &RenderOptions) -> String {
     out
 }
 
+/// A chart of a report page: the insight it shows (an index into the notification's
+/// insights) and its PNG.
+pub struct PageChart {
+    pub insight: usize,
+    pub png: Vec<u8>,
+}
+
+/// The page's style: one `<style>` block (the page is served by us, not mailed), light
+/// and dark, narrow enough to read on a phone.
+const PAGE_STYLE: &str = "body{font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,\
+sans-serif;font-size:15px;line-height:1.55;margin:0;background:#f6f7f9;color:#111827}\
+main{max-width:60em;margin:0 auto;padding:1em}\
+header,section{background:#fff;border:1px solid #e5e7eb;border-radius:6px;padding:.8em 1em;\
+margin:0 0 1em;overflow-wrap:anywhere}\
+figure{margin:.8em 0 0}img{max-width:100%;height:auto;border:1px solid #e5e7eb}\
+footer{color:#6b7280;font-size:13px;margin:1em 0}a{color:#1d4ed8}\
+@media (prefers-color-scheme:dark){body{background:#111827;color:#e5e7eb}\
+header,section{background:#1f2937;border-color:#374151}a{color:#93c5fd}\
+code{background:#374151!important}}";
+
+/// The longest SQL text a page shows: all of it in practice, bounded so that a
+/// pathological 1 MB statement does not make a 1 MB page.
+pub const PAGE_SQL_CHARS: usize = 20_000;
+
+/// Lines of a block as HTML: each line ends with `<br>`.
+fn push_lines(block: &str, out: &mut String) {
+    for line in block.split('\n') {
+        out.push_str(line);
+        out.push_str("<br>\n");
+    }
+}
+
+/// One notification as a whole web page, for the report archive ([`crate::archive`]):
+/// the header, every entry in full, each followed by the charts of the insights it tells
+/// (inline PNG, so the page needs nothing else), and when the page is kept until.
+/// Everything is escaped as in [`html_report`]; the page has no script. Empty for an
+/// empty notification.
+pub fn html_page(
+    n: &Notification,
+    opts: &RenderOptions,
+    charts: &[PageChart],
+    kept_until: Option<chrono::DateTime<chrono::Utc>>,
+) -> String {
+    use base64::Engine as _;
+    let opts = &RenderOptions {
+        sql_preview_chars: opts.sql_preview_chars.max(PAGE_SQL_CHARS),
+        ..opts.clone()
+    };
+    let Some((header, entries)) = super::page_entries(n, opts) else {
+        return String::new();
+    };
+    let lang = opts.lang;
+    let mut out = String::with_capacity(
+        8 * 1024
+            + entries.iter().map(|(b, _)| b.len()).sum::<usize>()
+            + charts
+                .iter()
+                .map(|c| c.png.len() * 4 / 3 + 200)
+                .sum::<usize>(),
+    );
+    out.push_str("<!DOCTYPE html>\n<html lang=\"");
+    out.push_str(lang.code());
+    out.push_str("\"><head><meta charset=\"utf-8\">\n");
+    out.push_str("<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n");
+    out.push_str("<meta name=\"robots\" content=\"noindex\">\n<title>");
+    escape(&subject(n, opts), &mut out);
+    out.push_str("</title>\n<style>");
+    out.push_str(PAGE_STYLE);
+    out.push_str("</style></head>\n<body><main>\n<header>\n");
+    push_lines(&header, &mut out);
+    out.push_str("</header>\n");
+    for (block, told) in &entries {
+        out.push_str("<section>\n");
+        push_lines(block, &mut out);
+        for c in charts.iter().filter(|c| told.contains(&c.insight)) {
+            let alt = n
+                .insights
+                .get(c.insight)
+                .map(|i| i.title.as_str())
+                .unwrap_or("");
+            out.push_str("<figure><img width=\"720\" height=\"820\" alt=\"");
+            escape(lang.word(Word::ChartOf), &mut out);
+            out.push_str(": ");
+            escape(alt, &mut out);
+            out.push_str("\" src=\"data:image/png;base64,");
+            out.push_str(&base64::engine::general_purpose::STANDARD.encode(&c.png));
+            out.push_str("\"></figure>\n");
+        }
+        out.push_str("</section>\n");
+    }
+    out.push_str("<footer>");
+    escape(
+        &format!(
+            "powa-sentinel {} · {}",
+            env!("CARGO_PKG_VERSION"),
+            n.created_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+        &mut out,
+    );
+    if let Some(until) = kept_until {
+        out.push_str(" · ");
+        escape(
+            &format!(
+                "{} {}",
+                lang.word(Word::KeptUntil),
+                until.format("%Y-%m-%d")
+            ),
+            &mut out,
+        );
+    }
+    out.push_str("</footer>\n</main></body></html>\n");
+    out
+}
+
 /// A subject that says what matters before the message is opened: the counts and the
 /// first entry's title, "PoWA Sentinel alert: 1 critical — Top query #1 … (+2 more)".
 pub fn subject(n: &Notification, opts: &RenderOptions) -> String {
@@ -213,6 +327,64 @@ mod tests {
         }
         assert_eq!(
             html_report(&notification(vec![]), &RenderOptions::default()),
+            ""
+        );
+    }
+
+    #[test]
+    fn a_page_tells_every_entry_in_full_with_its_charts_and_no_script() {
+        use base64::Engine as _;
+        let long = format!("SELECT '<script>x</script>' {}", "a, ".repeat(400));
+        let mut first = slow_query(1, &long);
+        first.title = "first <i>".into();
+        let second = slow_query(2, "SELECT 2");
+        let n = notification(vec![first, second]);
+        let png = vec![0x89, b'P', b'N', b'G', 1, 2, 3];
+        let charts = [PageChart {
+            insight: 1,
+            png: png.clone(),
+        }];
+        let until = chrono::DateTime::parse_from_rfc3339("2026-12-31T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let page = html_page(&n, &RenderOptions::default(), &charts, Some(until));
+        assert!(
+            page.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"),
+            "{page}"
+        );
+        assert!(
+            !page.contains("<script") && page.contains("&lt;script&gt;"),
+            "{page}"
+        );
+        // Unlike a chat message, the whole SQL text is there (past the default preview)…
+        assert!(page.matches("a, ").count() >= 399, "{page}");
+        // …and one section per entry, the chart after the second one's text.
+        assert_eq!(page.matches("<section>").count(), 2, "{page}");
+        let sections: Vec<&str> = page.split("<section>").collect();
+        let img = sections
+            .iter()
+            .position(|s| s.contains("<img "))
+            .expect("a chart");
+        assert!(sections[img].contains("SELECT 2"), "{}", sections[img]);
+        let b64 = page
+            .split("base64,")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+            png
+        );
+        assert!(
+            page.contains("this page is kept until 2026-12-31"),
+            "{page}"
+        );
+        assert_eq!(
+            html_page(&notification(vec![]), &RenderOptions::default(), &[], None),
             ""
         );
     }

@@ -30,8 +30,8 @@ impl Esc<'_> {
 /// The header as text.
 pub(crate) fn header(h: &Header, d: &dyn Dialect, lang: Lang) -> String {
     let mut lines = d.header(h, lang);
-    if let Some(url) = &h.report_link {
-        lines.push(Line::new("").span(Span::Link(lang.word(Word::FullReport), url.clone())));
+    if let Some((label, url)) = &h.report_link {
+        lines.push(Line::new("").span(Span::Link(lang.word(*label), url.clone())));
     }
     render_lines(&lines, d)
 }

@@ -29,6 +29,7 @@ use sentinel_actors::{Fingerprint, Notification};
 
 use crate::actions::{Action, Links};
 use crate::story::{self, Story};
+use words::Word;
 
 mod dialect;
 mod doc;
@@ -44,13 +45,13 @@ pub mod wecom;
 mod words;
 
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 
 pub use dialect::Style;
 pub use escape::sql_preview;
 pub use fit::MIN_BUDGET;
 pub use format::{format_metric, metric_label};
-pub use html::{escape_html, html_report, subject};
+pub use html::{escape_html, html_page, html_report, subject, PageChart};
 pub use link::{powa_web_link, valid_base_url};
 pub use wecom::{
     markdown_mentions, mention_notice, valid_userid, WECOM_MARKDOWN_BUDGET, WECOM_MARKDOWN_LIMIT,
@@ -173,15 +174,8 @@ pub fn render_placed(
     };
     let order = story::stories(&n.insights);
     let summary = Summary::of(n, &order);
-    let report_link = opts
-        .actions
-        .as_ref()
-        .map(|l| l.url(Action::Report, Fingerprint(0), n.created_at));
-    let header = |part| {
-        let mut h = Header::of(&summary, part, lang);
-        h.report_link = report_link.clone();
-        layout::header(&h, d, lang)
-    };
+    let report_link = full_report_link(n, opts);
+    let header = |part| header_of(&summary, part, report_link.clone(), d, lang);
 
     // The header of any part is at most as long as the one with the widest part numbers.
     let widest = order.len() + 1;
@@ -192,16 +186,7 @@ pub fn render_placed(
     let blocks: Vec<String> = order
         .iter()
         .map(|s| {
-            let mut e = Entry::of(s, opts, several_repositories);
-            // Heartbeats and resolved entries have nothing to acknowledge.
-            let actionable = !s.is_resolved() && s.lead.kind != crate::gate::heartbeat::KIND;
-            if let (Some(l), true) = (&opts.actions, actionable) {
-                let fp = s.lead.fingerprint;
-                e.actions = Some((
-                    l.url(Action::Ack, fp, n.created_at),
-                    l.url(Action::Snooze, fp, n.created_at),
-                ));
-            }
+            let e = entry_of(n, s, opts, several_repositories);
             fit::entry(&e, d, opts, avail).unwrap_or_default()
         })
         .collect();
@@ -209,14 +194,6 @@ pub fn render_placed(
         let lines = layout::digest_lines(&Digest::of(&order[k..], lang), d, lang);
         fit::fit_lines(lines, d, avail).unwrap_or_default()
     });
-    // Where each insight is in `n`, by address: a story holds references into it.
-    let index_of = |i: &sentinel_actors::Insight| {
-        n.insights
-            .iter()
-            .position(|x| std::ptr::eq(x, i))
-            .unwrap_or(usize::MAX)
-    };
-
     let grouped = fit::pack(chosen, avail);
     let total = grouped.len();
     grouped
@@ -229,13 +206,7 @@ pub fn render_placed(
                 out.push_str("\n\n");
                 out.push_str(&b);
                 if k < full {
-                    let s = &order[k];
-                    told.extend(
-                        std::iter::once(s.lead)
-                            .chain(s.support.iter().copied())
-                            .chain(s.elsewhere.iter().copied())
-                            .map(index_of),
-                    );
+                    told.extend(told_by(n, &order[k]));
                 }
             }
             out.push_str(d.ending());
@@ -250,6 +221,97 @@ pub fn render_placed(
             }
         })
         .collect()
+}
+
+/// The link of a message's header to the whole report: the page of this notification
+/// (see [`crate::archive`]), when action links are on.
+fn full_report_link(n: &Notification, opts: &RenderOptions) -> Option<(Word, String)> {
+    opts.actions.as_ref().map(|l| {
+        (
+            Word::FullReport,
+            l.url(Action::Page, Fingerprint(n.id), n.created_at),
+        )
+    })
+}
+
+/// The header of a message (of `part` (i, n) when split), as text of dialect `d`.
+fn header_of(
+    summary: &Summary,
+    part: Option<(usize, usize)>,
+    report_link: Option<(Word, String)>,
+    d: &dyn dialect::Dialect,
+    lang: Lang,
+) -> String {
+    let mut h = Header::of(summary, part, lang);
+    h.report_link = report_link;
+    layout::header(&h, d, lang)
+}
+
+/// The entry of story `s`, with the links that acknowledge and snooze it when action
+/// links are on (heartbeats and resolved entries have nothing to acknowledge).
+fn entry_of<'a>(
+    n: &Notification,
+    s: &'a Story<'a>,
+    opts: &RenderOptions,
+    several_repositories: bool,
+) -> Entry {
+    let mut e = Entry::of(s, opts, several_repositories);
+    let actionable = !s.is_resolved() && s.lead.kind != crate::gate::heartbeat::KIND;
+    if let (Some(l), true) = (&opts.actions, actionable) {
+        let fp = s.lead.fingerprint;
+        e.actions = Some((
+            l.url(Action::Ack, fp, n.created_at),
+            l.url(Action::Snooze, fp, n.created_at),
+        ));
+    }
+    e
+}
+
+/// The insights story `s` tells in full (its lead, support and other servers), as
+/// indexes into `n`'s insights, found by address: a story holds references into them.
+fn told_by(n: &Notification, s: &Story<'_>) -> Vec<usize> {
+    std::iter::once(s.lead)
+        .chain(s.support.iter().copied())
+        .chain(s.elsewhere.iter().copied())
+        .map(|i| {
+            n.insights
+                .iter()
+                .position(|x| std::ptr::eq(x, i))
+                .unwrap_or(usize::MAX)
+        })
+        .collect()
+}
+
+/// A report page's header, and each entry's HTML with the insights it tells.
+pub(crate) type PageEntries = (String, Vec<(String, Vec<usize>)>);
+
+/// The report page of `n` in HTML, entry by entry: the header, then each entry with the
+/// insights it tells (where its charts go). None for an empty notification.
+pub(crate) fn page_entries(n: &Notification, opts: &RenderOptions) -> Option<PageEntries> {
+    if n.insights.is_empty() {
+        return None;
+    }
+    let d = Style::Html.dialect();
+    let order = story::stories(&n.insights);
+    let summary = Summary::of(n, &order);
+    // The page is what the link leads to: its own header links to what fires now.
+    let live = opts.actions.as_ref().map(|l| {
+        (
+            Word::FiringNow,
+            l.url(Action::Report, Fingerprint(0), n.created_at),
+        )
+    });
+    let header = header_of(&summary, None, live, d, opts.lang);
+    let several_repositories = summary.repositories > 1;
+    let entries = order
+        .iter()
+        .map(|s| {
+            let e = entry_of(n, s, opts, several_repositories);
+            let block = fit::entry(&e, d, opts, usize::MAX).unwrap_or_default();
+            (block, told_by(n, s))
+        })
+        .collect();
+    Some((header, entries))
 }
 
 /// The entries of `n` as the renderers tell them: insights grouped into one story per
@@ -366,7 +428,7 @@ mod tests {
             let mut acks = 0;
             for p in &parts {
                 assert!(p.len() <= budget, "{style:?}: {} > {budget}", p.len());
-                assert!(p.contains("All that fires now"), "{style:?}: {p}");
+                assert!(p.contains("Full report"), "{style:?}: {p}");
                 acks += p.matches("/a/").count();
             }
             // Two per entry, one per part header.

@@ -43,6 +43,11 @@ pub(crate) enum Word {
     Acknowledge,
     Snooze,
     FullReport,
+    /// The report page's link to what fires now, everywhere.
+    FiringNow,
+    /// A report page: a chart's description, and until when the page is kept.
+    ChartOf,
+    KeptUntil,
     /// A severity as counted in a header: "warning".
     Severity(Severity),
     /// A severity as an entry's marker: "WARNING".
@@ -51,6 +56,11 @@ pub(crate) enum Word {
 }
 
 impl Lang {
+    /// The language's code, as HTML's `lang` attribute takes it.
+    pub fn code(self) -> &'static str {
+        self.pick("en", "zh")
+    }
+
     /// `en` or `zh`, by this language.
     pub(crate) fn pick<'a>(self, en: &'a str, zh: &'a str) -> &'a str {
         match self {
@@ -75,7 +85,10 @@ impl Lang {
             Word::Fix => ("Fix", "处理"),
             Word::Acknowledge => ("Acknowledge", "确认处理"),
             Word::Snooze => ("Snooze", "暂停提醒"),
-            Word::FullReport => ("All that fires now", "当前全部问题"),
+            Word::FullReport => ("Full report", "完整报告"),
+            Word::FiringNow => ("All that fires now", "当前全部问题"),
+            Word::ChartOf => ("Chart of", "趋势图"),
+            Word::KeptUntil => ("this page is kept until", "本页保留至"),
             Word::AlsoOn => ("Also on", "其他服务器"),
             Word::QueryId => ("queryid", "查询 ID"),
             Word::Repository => ("repository", "仓库"),

@@ -117,7 +117,13 @@ fn start_site(dir: &std::path::Path) -> Site {
         .unwrap()
         .unwrap();
     let pages = Pages::new(Arc::clone(&links), dir.to_path_buf());
-    http::start(&settings, StatusBoard::default(), Some(pages)).unwrap();
+    http::start(
+        &settings,
+        StatusBoard::default(),
+        Some(pages),
+        Some(dir.to_path_buf()),
+    )
+    .unwrap();
     Site {
         base,
         links,
@@ -157,7 +163,7 @@ async fn a_link_acknowledges_and_the_resolution_says_who() {
     let md = render::render(&notification(&out[0]), Style::Markdown, 4000, &opts).remove(0);
     let ack = link(&md, "Acknowledge");
     assert!(ack.starts_with(&format!("{}/a/", site.base)), "{ack}");
-    assert!(md.contains("[All that fires now]("), "{md}");
+    assert!(md.contains("[Full report]("), "{md}");
 
     // Opening the link (as a chat app's preview does) changes nothing.
     let (status, page) = site.get(&ack).await;
@@ -272,4 +278,26 @@ async fn a_link_snoozes_and_the_gate_honours_it() {
     assert!(page.contains(&format!("href=\"{}/a/", site.base)), "{page}");
     let (status, _) = site.post(&all, &[]).await;
     assert_eq!(status, 405, "the report page only shows");
+
+    // A message's own page is served from the archive as it was written; one no longer
+    // kept shows what fires now, saying so.
+    let archive = powa_sentinel::archive::Archive::new(dir.path(), Duration::from_secs(3600))
+        .expect("pages on");
+    archive
+        .write(41, "<!DOCTYPE html><p>the page of 41</p>")
+        .unwrap();
+    let kept = site.links.url(Action::Page, Fingerprint(41), Utc::now());
+    let (status, page) = site.get(&kept).await;
+    assert_eq!(
+        (status, page.as_str()),
+        (200, "<!DOCTYPE html><p>the page of 41</p>")
+    );
+    let gone = site.links.url(Action::Page, Fingerprint(42), Utc::now());
+    let (status, page) = site.get(&gone).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("no longer kept") && page.contains("Top query #1"),
+        "{page}"
+    );
+    assert_eq!(site.post(&kept, &[]).await.0, 405, "a page only shows");
 }

@@ -26,3 +26,4 @@ mod fault_connect;
 mod fault_delivery;
 mod once_cli;
 mod packaging;
+mod pages;
