@@ -43,8 +43,9 @@ mod text;
 pub mod wecom;
 mod words;
 
+/// Also what the channels' unit tests render.
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 
 pub use dialect::Style;
 pub use escape::sql_preview;
