@@ -5,6 +5,13 @@
 //! because Feishu's `text` shows every character as sent, while its markdown flavours
 //! differ from WeCom's (colours, headings) and would show stray markup.
 //!
+//! Mentions: Feishu reads `<at user_id="…">…</at>` inside a `text` message, `user_id="all"`
+//! being the whole group. A query text, table name or any other PoWA-sourced string must
+//! never mention anyone, so every `<` of the rendered text is replaced by a look-alike
+//! ([`defang`]); only a route's `mention_userids` become `<at>` tags, on the first message
+//! ([`mention_line`]). A custom bot cannot mention by mobile number: `mention_mobiles`
+//! are left out.
+//!
 //! Signing (optional, when the bot has "signature verification" on): `timestamp` is Unix
 //! time in **seconds**, `sign` = base64(HMAC-SHA256 with key `"<timestamp>\n<secret>"`
 //! over an empty message); both go in the JSON body. Feishu refuses a timestamp more than
@@ -120,18 +127,80 @@ fn text_body(content: &str) -> serde_json::Value {
     serde_json::json!({"msg_type": "text", "content": {"text": content}})
 }
 
+/// What every `<` of the rendered text becomes: the fullwidth `＜`, which reads the same
+/// and opens no tag.
+pub const LESS_THAN: char = '\u{FF1C}';
+
+/// `text` with every `<` replaced by [`LESS_THAN`], so no PoWA-sourced string (a query
+/// text `SELECT '<at user_id="all"></at>'`) can become a mention. Our own wording has no
+/// tags, so nothing meant as markup is lost. Each `<` grows by 2 bytes: applied before
+/// the bodies are measured.
+pub fn defang(text: &str) -> String {
+    text.chars()
+        .map(|c| if c == '<' { LESS_THAN } else { c })
+        .collect()
+}
+
+/// At most this many people are mentioned per notification.
+pub const MAX_MENTIONS: usize = 50;
+
+/// A user id as Feishu's `<at user_id="…">` takes it (an `open_id` such as `ou_…`, a
+/// `user_id`, or `all`): ASCII letters, digits, `_` and `-`, 1 to 64 bytes. Anything else
+/// could close the attribute and is skipped.
+pub fn valid_userid(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
+/// The `<at>` tags of a notification's mentions, space-separated: its valid user ids, in
+/// order, without duplicates, at most [`MAX_MENTIONS`]. WeCom's `@all` (a route may serve
+/// both robots) is read as `all`, the whole group. Empty when there is no one to mention;
+/// mobiles are skipped (a custom bot cannot mention by mobile number).
+pub fn mention_line(n: &Notification) -> String {
+    let mut ids: Vec<&str> = Vec::new();
+    for id in n.mentions.userids.iter().map(|x| x.trim()) {
+        let id = if id == "@all" { "all" } else { id };
+        if valid_userid(id) && !ids.contains(&id) && ids.len() < MAX_MENTIONS {
+            ids.push(id);
+        }
+    }
+    ids.iter()
+        .map(|id| format!("<at user_id=\"{id}\"></at>"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The parts for `n`: text messages whose bodies, signature included, stay within
-/// [`BODY_BUDGET`]; a digest of at most `max_parts` when given.
+/// [`BODY_BUDGET`]; a digest of at most `max_parts` when given. The text is defanged
+/// before it is measured; the first message then gets the route's mentions on its last
+/// line, for which its text budget keeps room.
 pub fn parts(n: &Notification, opts: &RenderOptions, max_parts: Option<usize>) -> Vec<FeishuPart> {
-    let render = |budget: usize| match max_parts {
-        None => render::render(n, Style::Text, budget, opts),
-        Some(m) => render::render_digest(n, Style::Text, budget, opts, m),
+    let render = |budget: usize| {
+        let contents = match max_parts {
+            None => render::render(n, Style::Text, budget, opts),
+            Some(m) => render::render_digest(n, Style::Text, budget, opts, m),
+        };
+        contents.iter().map(|c| defang(c)).collect()
+    };
+    let line = mention_line(n);
+    let budget = if line.is_empty() {
+        TEXT_BUDGET
+    } else {
+        TEXT_BUDGET - line.len() - 1
     };
     robot::fit_bodies(
-        TEXT_BUDGET,
+        budget,
         BODY_BUDGET - SIGN_FIELDS_BYTES,
         render,
-        |c, _, _| text_body(c).to_string(),
+        |c, k, _| {
+            if k == 0 && !line.is_empty() {
+                text_body(&format!("{c}\n{line}")).to_string()
+            } else {
+                text_body(c).to_string()
+            }
+        },
     )
     .into_iter()
     .map(|b| FeishuPart {
@@ -285,6 +354,114 @@ mod tests {
         assert!(retryable(&c(200, "<html>")));
         assert!(permanent(&c(404, "")));
         assert!(retryable(&c(502, "")));
+    }
+
+    /// What a query text could try, in every test of what PoWA text can do.
+    const HOSTILE_SQL: &str =
+        r#"SELECT '<at user_id="all"></at>' , '<!channel>' , '<@U123>' , 'a & b'"#;
+
+    /// Enough insights carrying [`HOSTILE_SQL`] to be split, with `userids` to mention.
+    fn hostile(userids: &[&str]) -> Notification {
+        use crate::render::fixture;
+        let mut n = fixture::notification(
+            (0..80)
+                .map(|k| fixture::slow_query(k, HOSTILE_SQL))
+                .collect(),
+        );
+        n.mentions = sentinel_actors::message::Mentions {
+            userids: userids.iter().map(|s| s.to_string()).collect(),
+            mobiles: vec!["13800000000".into()],
+        };
+        n
+    }
+
+    fn text_of(p: &FeishuPart) -> &str {
+        p.body["content"]["text"].as_str().unwrap()
+    }
+
+    #[test]
+    fn query_texts_cannot_mention_anyone() {
+        let ps = parts(&hostile(&[]), &RenderOptions::default(), None);
+        assert!(ps.len() > 1);
+        for p in &ps {
+            let text = text_of(p);
+            assert!(!text.contains("<at"), "{text}");
+            assert!(!text.contains('<'), "{text}");
+        }
+        // Still readable: the query shows, with a look-alike bracket.
+        assert!(text_of(&ps[0]).contains(r#"'＜at user_id="all">＜/at>' , '＜!channel>'"#));
+        assert_eq!(
+            defang(r#"a<at user_id="all"></at>b"#),
+            r#"a＜at user_id="all">＜/at>b"#
+        );
+    }
+
+    #[test]
+    fn route_mentions_go_in_the_first_part_only() {
+        let ids = [
+            "ou_7d8a6e6df7621556ce0d21922b676706",
+            "bad id!",
+            r#"x" user_id="all"#,
+            "@all",
+            &"x".repeat(65),
+            "ou_7d8a6e6df7621556ce0d21922b676706",
+            "all",
+        ];
+        let ps = parts(&hostile(&ids), &RenderOptions::default(), None);
+        assert!(ps.len() > 1);
+        let first = text_of(&ps[0]);
+        let line =
+            r#"<at user_id="ou_7d8a6e6df7621556ce0d21922b676706"></at> <at user_id="all"></at>"#;
+        assert!(first.ends_with(&format!("\n{line}")), "{first}");
+        assert_eq!(first.matches("<at").count(), 2, "{first}");
+        for p in &ps[1..] {
+            assert!(!text_of(p).contains("<at"));
+        }
+        for p in &ps {
+            let signed = signed_body(p, Some(&Secret::new("k")), 1_700_000_000);
+            assert!(signed.len() <= BODY_BUDGET, "{}", signed.len());
+        }
+        // A digest too.
+        let ds = parts(&hostile(&ids), &RenderOptions::default(), Some(2));
+        assert!(text_of(&ds[0]).ends_with(line));
+        assert!(ds[1..].iter().all(|p| !text_of(p).contains("<at")));
+    }
+
+    #[test]
+    fn bodies_are_measured_as_sent() {
+        // A query of nothing but '<' grows the most when made safe: the budget must see it.
+        let sql = "<".repeat(3000);
+        let mut n = hostile(&["all"]);
+        n.insights = std::sync::Arc::new(
+            (0..40)
+                .map(|k| crate::render::fixture::slow_query(k, &sql))
+                .collect(),
+        );
+        let opts = RenderOptions {
+            sql_preview_chars: 2000,
+            ..RenderOptions::default()
+        };
+        let ps = parts(&n, &opts, None);
+        assert!(ps.len() > 2);
+        for p in &ps {
+            let signed = signed_body(p, Some(&Secret::new("k")), 1_700_000_000);
+            assert!(signed.len() <= BODY_BUDGET, "{}", signed.len());
+        }
+    }
+
+    #[test]
+    fn at_most_fifty_valid_ids_are_mentioned() {
+        let ids: Vec<String> = (0..80).map(|k| format!("ou_{k:0>61}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let ps = parts(&hostile(&ids), &RenderOptions::default(), None);
+        assert_eq!(text_of(&ps[0]).matches("<at").count(), MAX_MENTIONS);
+        for p in &ps {
+            let signed = signed_body(p, Some(&Secret::new("k")), 1_700_000_000);
+            assert!(signed.len() <= BODY_BUDGET, "{}", signed.len());
+        }
+        assert!(valid_userid("ou_a-b_C9") && valid_userid("all"));
+        assert!(!valid_userid("") && !valid_userid("a\"b") && !valid_userid("a.b"));
+        assert!(!valid_userid(&"a".repeat(65)));
     }
 
     #[test]

@@ -4,6 +4,13 @@
 //! The URL is the only credential (nothing to sign), so it is a [`Secret`]. Plain text
 //! with `mrkdwn` off: Slack's mrkdwn would turn the `*` and `_` of SQL into emphasis.
 //!
+//! Even with `mrkdwn` off Slack reads `<!channel>`, `<!here>`, `<@U…>`,
+//! `<!subteam^S…>` and `<http://x|label>` in `text`. A query text, table name or any
+//! other PoWA-sourced string must never mention anyone or make a link, so the rendered
+//! text is escaped the way Slack documents (`&`, `<`, `>` as `&amp;`, `&lt;`, `&gt;`,
+//! shown as typed; see [`escape`]); only a route's `mention_userids` become mentions, on
+//! the first message ([`mention_line`]). Mobile numbers cannot be mentioned: skipped.
+//!
 //! Answers are HTTP statuses with a short text body: 200 `ok`; 400 `invalid_payload` /
 //! `no_text` / `user_not_found`, 403 `action_prohibited`, 404 `channel_not_found`, 410
 //! `channel_is_archived` are permanent; 429 (with `Retry-After`) and 5xx (`rollup_error`)
@@ -102,17 +109,90 @@ pub fn message_body(content: &str) -> String {
     serde_json::json!({"text": content, "mrkdwn": false}).to_string()
 }
 
-/// The parts for `n`: text messages within [`TEXT_BUDGET`] and [`BODY_BUDGET`]; a digest
-/// of at most `max_parts` when given.
+/// `text` escaped as Slack documents for message text: `&` → `&amp;`, `<` → `&lt;`,
+/// `>` → `&gt;`. Slack shows the characters as typed and reads no mention, channel
+/// alert or link in them. Lengths grow (up to 5 bytes for 1): applied before the bodies
+/// are measured.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// At most this many mentions per notification.
+pub const MAX_MENTIONS: usize = 50;
+
+/// The mention syntax of one route user id, or `None` when Slack would not read it as
+/// one (it is then skipped): `channel` and `all` (also WeCom's `@all`, for a route that
+/// serves both) → `<!channel>`, `here` → `<!here>`; a user group id (`S…`) →
+/// `<!subteam^S…>`; a user id (`U…`, `W…`) → `<@U…>`. Ids are uppercase ASCII letters
+/// and digits, at most 64 bytes.
+pub fn mention(id: &str) -> Option<String> {
+    match id.trim() {
+        "channel" | "all" | "@all" => return Some("<!channel>".into()),
+        "here" => return Some("<!here>".into()),
+        _ => {}
+    }
+    let id = id.trim();
+    let well_formed = (2..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    match id.as_bytes().first() {
+        Some(b'S') if well_formed => Some(format!("<!subteam^{id}>")),
+        Some(b'U' | b'W') if well_formed => Some(format!("<@{id}>")),
+        _ => None,
+    }
+}
+
+/// The mentions of a notification, space-separated: its route user ids that Slack reads
+/// (see [`mention`]), in order, without duplicates, at most [`MAX_MENTIONS`]. Empty when
+/// there is no one to mention.
+pub fn mention_line(n: &Notification) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for m in n.mentions.userids.iter().filter_map(|id| mention(id)) {
+        if !out.contains(&m) && out.len() < MAX_MENTIONS {
+            out.push(m);
+        }
+    }
+    out.join(" ")
+}
+
+/// The parts for `n`: text messages aimed at [`TEXT_BUDGET`] bytes before escaping, each
+/// body within [`BODY_BUDGET`] as sent (escaping and mentions included); a digest of at
+/// most `max_parts` when given. The first message gets the route's mentions on its last
+/// line, for which its text budget keeps room.
 pub fn parts(n: &Notification, opts: &RenderOptions, max_parts: Option<usize>) -> Vec<SlackPart> {
-    let render = |budget: usize| match max_parts {
-        None => render::render(n, Style::Text, budget, opts),
-        Some(m) => render::render_digest(n, Style::Text, budget, opts, m),
+    let render = |budget: usize| {
+        let contents = match max_parts {
+            None => render::render(n, Style::Text, budget, opts),
+            Some(m) => render::render_digest(n, Style::Text, budget, opts, m),
+        };
+        contents.iter().map(|c| escape(c)).collect()
     };
-    robot::fit_bodies(TEXT_BUDGET, BODY_BUDGET, render, |c, _, _| message_body(c))
-        .into_iter()
-        .map(|body| SlackPart { body })
-        .collect()
+    let line = mention_line(n);
+    let budget = if line.is_empty() {
+        TEXT_BUDGET
+    } else {
+        TEXT_BUDGET - line.len() - 1
+    };
+    robot::fit_bodies(budget, BODY_BUDGET, render, |c, k, _| {
+        if k == 0 && !line.is_empty() {
+            message_body(&format!("{c}\n{line}"))
+        } else {
+            message_body(c)
+        }
+    })
+    .into_iter()
+    .map(|body| SlackPart { body })
+    .collect()
 }
 
 /// What Slack's answer means (status first; the text body only names the error).
@@ -227,6 +307,113 @@ mod tests {
         }
         let echo = classify(&answer(400, "<html>secret echo</html>", None));
         permanent_naming(echo, "400", "secret");
+    }
+
+    /// What a query text could try.
+    const HOSTILE_SQL: &str =
+        r#"SELECT '<at user_id="all"></at>' , '<!channel>' , '<@U123>' , 'a & b'"#;
+
+    /// Enough insights carrying [`HOSTILE_SQL`] to be split, with `userids` to mention.
+    fn hostile(userids: &[&str]) -> Notification {
+        use crate::render::fixture;
+        let mut n = fixture::notification(
+            (0..80)
+                .map(|k| fixture::slow_query(k, HOSTILE_SQL))
+                .collect(),
+        );
+        n.mentions = sentinel_actors::message::Mentions {
+            userids: userids.iter().map(|s| s.to_string()).collect(),
+            mobiles: vec!["13800000000".into()],
+        };
+        n
+    }
+
+    fn text_of(p: &SlackPart) -> String {
+        let v: serde_json::Value = serde_json::from_str(&p.body).unwrap();
+        v["text"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn query_texts_cannot_mention_anyone() {
+        let ps = parts(&hostile(&[]), &RenderOptions::default(), None);
+        assert!(ps.len() > 1);
+        for p in &ps {
+            let text = text_of(p);
+            assert!(!text.contains('<') && !text.contains('>'), "{text}");
+            assert!(p.body.len() <= BODY_BUDGET, "{}", p.body.len());
+        }
+        // Shown as typed once Slack unescapes it.
+        let first = text_of(&ps[0]);
+        assert!(
+            first.contains("'&lt;!channel&gt;' , '&lt;@U123&gt;' , 'a &amp; b'"),
+            "{first}"
+        );
+        assert_eq!(escape("a&b <@U1> &amp;"), "a&amp;b &lt;@U1&gt; &amp;amp;");
+    }
+
+    #[test]
+    fn route_mentions_go_in_the_first_part_only() {
+        let ids = [
+            "U024BE7LH",
+            "u024be7lh",
+            "W0123ABC",
+            "SAZ94GDB8",
+            "here",
+            "all",
+            "channel",
+            "@all",
+            "U024BE7LH",
+            "U1>|<!everyone",
+            "zhangsan",
+            "X123",
+        ];
+        let ps = parts(&hostile(&ids), &RenderOptions::default(), None);
+        assert!(ps.len() > 1);
+        let first = text_of(&ps[0]);
+        let line = "<@U024BE7LH> <@W0123ABC> <!subteam^SAZ94GDB8> <!here> <!channel>";
+        assert!(first.ends_with(&format!("\n{line}")), "{first}");
+        assert_eq!(first.matches('<').count(), 5, "{first}");
+        for p in &ps[1..] {
+            assert!(!text_of(p).contains('<'));
+        }
+        for p in &ps {
+            assert!(p.body.len() <= BODY_BUDGET, "{}", p.body.len());
+        }
+        let ds = parts(&hostile(&ids), &RenderOptions::default(), Some(2));
+        assert!(text_of(&ds[0]).ends_with(line));
+        assert!(ds[1..].iter().all(|p| !text_of(p).contains('<')));
+    }
+
+    #[test]
+    fn bodies_are_measured_as_sent() {
+        // A query of nothing but '&' grows the most when made safe: the budget must see it.
+        let sql = "&".repeat(3000);
+        let mut n = hostile(&["all"]);
+        n.insights = std::sync::Arc::new(
+            (0..40)
+                .map(|k| crate::render::fixture::slow_query(k, &sql))
+                .collect(),
+        );
+        let opts = RenderOptions {
+            sql_preview_chars: 2000,
+            ..RenderOptions::default()
+        };
+        let ps = parts(&n, &opts, None);
+        assert!(ps.len() > 2);
+        for p in &ps {
+            assert!(p.body.len() <= BODY_BUDGET, "{}", p.body.len());
+        }
+    }
+
+    #[test]
+    fn at_most_fifty_are_mentioned_within_the_budget() {
+        let ids: Vec<String> = (0..80).map(|k| format!("S{k:0>63}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let ps = parts(&hostile(&ids), &RenderOptions::default(), None);
+        assert_eq!(text_of(&ps[0]).matches("<!subteam^").count(), MAX_MENTIONS);
+        assert!(ps.iter().all(|p| p.body.len() <= BODY_BUDGET));
+        assert_eq!(mention(&format!("U{}", "1".repeat(64))), None);
+        assert_eq!(mention("U"), None);
     }
 
     #[test]

@@ -44,6 +44,7 @@ mod text;
 pub mod wecom;
 mod words;
 
+/// Also what the channels' unit tests render.
 #[cfg(test)]
 pub(crate) mod fixture;
 

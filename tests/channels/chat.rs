@@ -432,6 +432,88 @@ async fn many_insights_are_delivered_within_each_budget_and_signed() {
     fake.server.stop().await;
 }
 
+/// What a query text could try: a Feishu mention of everyone, Slack's channel alert and
+/// user mention, and an `&` Slack would read as the start of an entity.
+const HOSTILE_SQL: &str =
+    r#"SELECT '<at user_id="all"></at>' , '<!channel>' , '<@U123>' , 'a & b' FROM t"#;
+
+#[actix_rt::test]
+async fn query_texts_mention_no_one_and_route_mentions_reach_the_first_message() {
+    let window = Duration::from_millis(600);
+    let fake = Fake::start(conf(window));
+    let mut env = env(window);
+    let userids = [
+        "ou_7d8a6e6df7621556ce0d21922b676706",
+        "U024BE7LH",
+        "here",
+        "bad id!",
+        "u<@U9>",
+    ];
+    let mentions = Mentions {
+        userids: userids.iter().map(|s| s.to_string()).collect(),
+        mobiles: vec!["13800000000".into()],
+    };
+    let n = channel_kit::notification(
+        7,
+        "chat",
+        NotifyReason::Immediate,
+        (0..80).map(|k| insight(k, HOSTILE_SQL)).collect(),
+        mentions,
+    );
+    let cases = [
+        (
+            Provider::Feishu,
+            fake.feishu(FEISHU_TOKEN, Some(FEISHU_SECRET)),
+            // Feishu: valid ids as <at> tags; U024BE7LH and here are valid Feishu ids too.
+            r#"<at user_id="ou_7d8a6e6df7621556ce0d21922b676706"></at> <at user_id="U024BE7LH"></at> <at user_id="here"></at>"#,
+            "<at",
+        ),
+        (
+            Provider::Slack,
+            fake.slack(SLACK_PATH),
+            "<@U024BE7LH> <!here>",
+            "<",
+        ),
+    ];
+    for (p, s, line, tag) in cases {
+        let r = channels::start(&format!("{p:?}"), &s, &mut env).unwrap();
+        let rep = deliver(&r, n.clone()).await;
+        assert!(rep.outcome.is_ok(), "{p:?}: {rep:?}");
+        let got = fake.accepted(p);
+        assert!(got.len() > 1, "{p:?}: split");
+        let first = text_of(p, &got[0]);
+        let (report, mentioned) = first
+            .rsplit_once('\n')
+            .unwrap_or_else(|| panic!("{p:?}: {first}"));
+        assert_eq!(mentioned, line, "{p:?}: exactly the route's mentions");
+        assert!(!report.contains(tag), "{p:?}: {report}");
+        for v in &got[1..] {
+            let text = text_of(p, v);
+            assert!(!text.contains(tag), "{p:?}: {text}");
+        }
+        let all: String = got.iter().map(|v| text_of(p, v)).collect();
+        match p {
+            Provider::Feishu => {
+                assert!(all.contains(
+                    r#"'＜at user_id="all">＜/at>' , '＜!channel>' , '＜@U123>' , 'a & b'"#
+                ));
+                assert!(got
+                    .iter()
+                    .all(|v| v.to_string().len() <= feishu::BODY_BUDGET));
+            }
+            _ => {
+                assert!(all.contains("'&lt;!channel&gt;' , '&lt;@U123&gt;' , 'a &amp; b'"));
+                assert!(!all.contains(" & "), "every & escaped");
+                assert!(got
+                    .iter()
+                    .all(|v| v.to_string().len() <= slack::BODY_BUDGET));
+            }
+        }
+    }
+    assert!(fake.state.lock().unwrap().refused.is_empty());
+    fake.server.stop().await;
+}
+
 #[actix_rt::test]
 async fn permanent_answers_are_not_retried() {
     let window = Duration::from_millis(600);
