@@ -87,11 +87,26 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
             .flatten()
             .zip(settings.state.dir.clone())
             .map(|(links, dir)| crate::actions::page::Pages::new(links, dir));
+        let callbacks = crate::channels::wecom_callback::Callbacks {
+            by_channel: settings
+                .channels
+                .iter()
+                .filter_map(|(name, ch)| {
+                    let app = ch.typed::<crate::channels::wecom_app::WeComApp>()?;
+                    Some((name.clone(), app.callback()?))
+                })
+                .collect(),
+            state_dir: settings.state.dir.clone(),
+        };
+        for name in callbacks.by_channel.keys() {
+            info!(log, "WeCom card buttons report to /wecom/<channel>; set that address (behind [http] public_url) as the application's callback URL."; "channel" => name);
+        }
         match http::start(
             &settings.http,
             Arc::clone(&board),
             pages,
             settings.state.dir.clone(),
+            callbacks,
         ) {
             Ok(h) => {
                 info!(log, "HTTP endpoints listening."; "listen" => &settings.http.listen);

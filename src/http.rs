@@ -8,7 +8,9 @@
 //!   report, the acknowledgements, as JSON; to a browser (`Accept: text/html`), the page
 //!   of [`crate::status_page`] with the open findings and silences too;
 //! - `/a/<token>`: the pages behind the action links of the messages (with `public_url`;
-//!   see [`crate::actions`]).
+//!   see [`crate::actions`]);
+//! - `/wecom/<channel>`: WeCom's callback for the buttons of a `wecom_app` channel's
+//!   cards ([`crate::channels::wecom_callback`]).
 //!
 //! Unlike the seed's health server, a database outage does not fail `/healthz`: a liveness
 //! probe that restarts the daemon while the repository is down helps nobody.
@@ -354,15 +356,18 @@ struct Site {
 /// returned handle).
 ///
 /// `state_dir` is `[state] dir`: the status page reads the gate's findings and silences
-/// there.
+/// there. `callbacks`: the WeCom applications whose card buttons report to
+/// `/wecom/<channel>`.
 pub fn start(
     settings: &HttpSettings,
     board: StatusBoard,
     actions: Option<crate::actions::page::Pages>,
     state_dir: Option<std::path::PathBuf>,
+    callbacks: crate::channels::wecom_callback::Callbacks,
 ) -> std::io::Result<actix_web::dev::ServerHandle> {
     let data = web::Data::new(board);
     let actions = web::Data::new(actions);
+    let callbacks = web::Data::new(callbacks);
     let site = web::Data::new(Site {
         token: settings.token.clone(),
         state_dir,
@@ -372,6 +377,8 @@ pub fn start(
             .app_data(data.clone())
             .app_data(actions.clone())
             .app_data(site.clone())
+            .app_data(callbacks.clone())
+            .configure(crate::channels::wecom_callback::routes)
             .configure(crate::actions::page::routes)
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))

@@ -23,6 +23,9 @@ pub const SECRET_KEYS: &[&str] = &[
     "hmac_key",
     "secret",
     "corpsecret",
+    "callback_token",
+    "callback_aes_key",
+    "token",
 ];
 
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -319,7 +322,7 @@ mod config_text_tests {
     }
 
     /// Every key named secret is a real settings field (of a channel, a repository or a
-    /// monitored server), so the list cannot name something that does not exist.
+    /// monitored server, or `[http]`), so the list cannot name something that does not exist.
     #[test]
     fn every_secret_key_is_a_settings_field() {
         for key in SECRET_KEYS {
@@ -329,7 +332,12 @@ mod config_text_tests {
             let repo = serde_json::from_value::<crate::powa::RepositorySettings>(
                 serde_json::json!({*key: "x"}),
             );
-            assert!(channel.is_ok() || repo.is_ok(), "{key} is not a field");
+            let http =
+                serde_json::from_value::<crate::http::HttpSettings>(serde_json::json!({*key: "x"}));
+            assert!(
+                channel.is_ok() || repo.is_ok() || http.is_ok(),
+                "{key} is not a field"
+            );
         }
     }
 }

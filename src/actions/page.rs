@@ -67,6 +67,17 @@ impl Pages {
     }
 }
 
+/// The title of the finding `fp` as the gate last saw it, for listings.
+pub fn title_of(state_dir: &std::path::Path, fp: Fingerprint) -> Option<String> {
+    let loaded = Store::open_read_only(state_dir).load().ok()?;
+    loaded
+        .scopes
+        .into_values()
+        .flat_map(|s| s.findings.into_values())
+        .find(|f| f.last.fingerprint == fp)
+        .map(|f| f.last.title)
+}
+
 /// The form of an action page.
 #[derive(Debug, Default, Deserialize)]
 pub struct Form {
@@ -334,13 +345,13 @@ fn given(s: &str) -> Option<String> {
 /// What the button does, with the time passed in: the acknowledgement or silence
 /// recorded, and what to tell the person.
 pub fn perform(
-    p: &Pages,
+    state_dir: &std::path::Path,
     t: &Token,
     form: &Form,
     title: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<String, String> {
-    let store = Store::open(&p.state_dir).map_err(|e| e.to_string())?;
+    let store = Store::open(state_dir).map_err(|e| e.to_string())?;
     let who = given(&form.who).unwrap_or_else(|| SOMEONE.to_string());
     match t.action {
         Action::Ack => {
@@ -404,12 +415,8 @@ async fn act(
         return HttpResponse::MethodNotAllowed().finish();
     }
     let done = web::block(move || {
-        let title = p.findings().ok().and_then(|f| {
-            f.into_iter()
-                .find(|(i, _)| i.fingerprint == t.fingerprint)
-                .map(|(i, _)| i.title)
-        });
-        perform(&p, &t, &form, title, now)
+        let title = title_of(&p.state_dir, t.fingerprint);
+        perform(&p.state_dir, &t, &form, title, now)
     })
     .await;
     match done {

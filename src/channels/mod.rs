@@ -68,6 +68,7 @@ pub mod slack;
 pub mod webhook;
 pub mod wecom;
 pub mod wecom_app;
+pub mod wecom_callback;
 
 use actix::Recipient;
 use slog::Logger;

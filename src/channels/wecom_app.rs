@@ -84,7 +84,31 @@ pub struct WeComAppSettings {
     pub msgtype: Option<MsgType>,
     /// Where the WeCom API lives. Default `https://qyapi.weixin.qq.com`.
     pub base_url: Option<String>,
+    /// `card`: one `template_card` per open finding with Acknowledge / Snooze buttons
+    /// (needs the callback below; the rest of a report goes as one message); `message`:
+    /// `msgtype` messages only. Default: `card` when the callback is set, else `message`.
+    pub format: Option<AppFormat>,
+    /// The application's callback ("接收消息" → API 接收): its Token, a secret. WeCom
+    /// posts the taps on card buttons to `<[http] public_url>/wecom/<channel name>`.
+    pub callback_token: Option<Secret>,
+    /// The callback's EncodingAESKey (43 characters), a secret.
+    pub callback_aes_key: Option<Secret>,
 }
+
+/// How findings go to a WeCom application.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AppFormat {
+    /// `template_card` (button_interaction) per open finding.
+    Card,
+    /// `markdown` or `text` messages (`msgtype`).
+    #[default]
+    Message,
+}
+
+/// At most this many cards per notification (each is a message of the member's 30 a
+/// minute); the rest of the notification goes as one message after them.
+pub const MAX_CARDS: usize = 5;
 
 /// A checked application channel; its secret may still be in a file.
 #[derive(Debug)]
@@ -97,11 +121,15 @@ pub struct WeComApp {
     toparty: Vec<String>,
     totag: Vec<String>,
     msgtype: MsgType,
+    format: AppFormat,
+    /// The callback's token and AES key, when set.
+    callback: Option<(Secret, [u8; 32])>,
 }
 
 impl ChannelType for WeComApp {
     const TYPE: &'static str = "wecom_app";
-    const SECRET_KEYS: &'static [&'static str] = &["corpsecret"];
+    const SECRET_KEYS: &'static [&'static str] =
+        &["corpsecret", "callback_token", "callback_aes_key"];
     /// Per application (corpid + agentid); default 20.
     const TAKES: Takes = Takes::robot(MAX_PER_MINUTE, DEFAULT_MAX_PER_MINUTE, LIMIT);
     type Settings = WeComAppSettings;
@@ -185,6 +213,45 @@ impl ChannelType for WeComApp {
                 &format!("is not an http(s) URL: use e.g. \"{DEFAULT_BASE_URL}\" (the default)"),
             );
         }
+        let callback = match (&s.callback_token, &s.callback_aes_key) {
+            (None, None) => None,
+            (Some(t), Some(k)) => {
+                if t.expose().trim().is_empty() {
+                    problem(
+                        "callback_token",
+                        "is empty: copy the Token of the application's callback settings",
+                    );
+                }
+                match crate::channels::wecom_callback::aes_key(k.expose()) {
+                    Ok(key) => Some((Secret::new(t.expose().trim()), key)),
+                    Err(e) => {
+                        problem("callback_aes_key", &e);
+                        None
+                    }
+                }
+            }
+            (Some(_), None) => {
+                problem("callback_aes_key", "required with callback_token: copy the EncodingAESKey of the application's callback settings");
+                None
+            }
+            (None, Some(_)) => {
+                problem("callback_token", "required with callback_aes_key: copy the Token of the application's callback settings");
+                None
+            }
+        };
+        let format = s.format.unwrap_or(if callback.is_some() {
+            AppFormat::Card
+        } else {
+            AppFormat::Message
+        });
+        if format == AppFormat::Card && callback.is_none() && s.callback_token.is_none() {
+            problem(
+                "format",
+                "\"card\" needs the application's callback: set callback_token and \
+                 callback_aes_key (its buttons report to <[http] public_url>/wecom/<channel>), \
+                 or use format = \"message\"",
+            );
+        }
         match (base_url, corpsecret, s.agentid) {
             (Some(base_url), Some(corpsecret), Some(agentid)) if problems.is_empty() => {
                 Ok(WeComApp {
@@ -196,6 +263,8 @@ impl ChannelType for WeComApp {
                     toparty: s.toparty.unwrap_or_default(),
                     totag: s.totag.unwrap_or_default(),
                     msgtype: s.msgtype.unwrap_or_default(),
+                    format,
+                    callback,
                 })
             }
             _ => Err(problems),
@@ -203,7 +272,9 @@ impl ChannelType for WeComApp {
     }
 
     fn secrets(&self) -> Vec<&Secret> {
-        self.corpsecret.inline().into_iter().collect()
+        let mut out: Vec<&Secret> = self.corpsecret.inline().into_iter().collect();
+        out.extend(self.callback.as_ref().map(|(t, _)| t));
+        out
     }
 
     fn start(&self, start: &mut Starter<'_>) -> anyhow::Result<Recipient<Deliver>> {
@@ -217,6 +288,13 @@ impl ChannelType for WeComApp {
 }
 
 impl WeComApp {
+    /// The callback that receives the taps on this application's cards, when set.
+    pub fn callback(&self) -> Option<crate::channels::wecom_callback::Callback> {
+        self.callback.as_ref().map(|(token, key)| {
+            crate::channels::wecom_callback::Callback::new(token.clone(), *key, &self.corpid)
+        })
+    }
+
     /// Everything the channel needs, its secret read (`corpsecret` is the secret's key
     /// path, for errors).
     fn resolve(&self, corpsecret: &str, timeout: Duration) -> Result<AppSettings, String> {
@@ -229,6 +307,7 @@ impl WeComApp {
             toparty: self.toparty.clone(),
             totag: self.totag.clone(),
             msgtype: self.msgtype,
+            cards: self.format == AppFormat::Card,
             timeout,
         })
     }
@@ -251,6 +330,8 @@ pub struct AppSettings {
     pub toparty: Vec<String>,
     pub totag: Vec<String>,
     pub msgtype: MsgType,
+    /// Open findings as `template_card`s with buttons.
+    pub cards: bool,
     pub timeout: Duration,
 }
 
@@ -269,12 +350,8 @@ impl AppSettings {
     }
 }
 
-/// The request body of one application message (the token goes in the URL).
-pub fn app_message_body(a: &AppSettings, content: &str) -> String {
-    let msgtype = match a.msgtype {
-        MsgType::Text => "text",
-        _ => "markdown",
-    };
+/// The recipients and the application, common to every body.
+fn envelope(a: &AppSettings, msgtype: &str) -> serde_json::Map<String, serde_json::Value> {
     let mut body = serde_json::Map::new();
     for (k, v) in [
         ("touser", &a.touser),
@@ -287,8 +364,134 @@ pub fn app_message_body(a: &AppSettings, content: &str) -> String {
     }
     body.insert("msgtype".into(), msgtype.into());
     body.insert("agentid".into(), a.agentid.into());
+    body
+}
+
+/// The request body of one application message (the token goes in the URL).
+pub fn app_message_body(a: &AppSettings, content: &str) -> String {
+    let msgtype = match a.msgtype {
+        MsgType::Text => "text",
+        _ => "markdown",
+    };
+    let mut body = envelope(a, msgtype);
     body.insert(msgtype.into(), serde_json::json!({ "content": content }));
     serde_json::Value::Object(body).to_string()
+}
+
+/// What WeCom shows of a card's texts (its documented recommendations, in characters):
+/// longer texts are cut here, with "…", and the whole entry is one tap away.
+const TITLE_CHARS: usize = 36;
+const DESC_CHARS: usize = 44;
+const SUB_TITLE_CHARS: usize = 160;
+const KEYNAME_CHARS: usize = 8;
+const VALUE_CHARS: usize = 60;
+
+/// The `template_card` (button_interaction) body of `card`, the `k`-th of notification
+/// `id`: Acknowledge, Snooze 1 d and Snooze 7 d buttons whose keys name the finding (see
+/// [`crate::channels::wecom_callback`]); a tap on the card opens `open` (the report page,
+/// or powa-web) when there is one.
+pub fn card_body(
+    a: &AppSettings,
+    card: &render::card::Card,
+    id: u64,
+    k: usize,
+    open: Option<&str>,
+    lang: render::Lang,
+) -> String {
+    use crate::channels::wecom_callback::{button_key, Tap};
+    use render::card::line;
+    let colour = match (card.resolved, card.severity) {
+        (true, _) => 3,
+        (false, sentinel_actors::Severity::Critical) => 2,
+        (false, sentinel_actors::Severity::Warning) => 1,
+        (false, sentinel_actors::Severity::Info) => 0,
+    };
+    let mut rows: Vec<serde_json::Value> = card
+        .fields
+        .iter()
+        .take(5)
+        .map(|(k, v)| {
+            serde_json::json!({"keyname": line(k, KEYNAME_CHARS), "value": line(v, VALUE_CHARS)})
+        })
+        .collect();
+    if let Some(url) = &card.link {
+        rows.push(serde_json::json!({"type": 1, "keyname": "powa-web", "value": line(&card.title, VALUE_CHARS), "url": url}));
+    }
+    let fp = card.fingerprint.0;
+    let (ack, snooze) = match lang {
+        render::Lang::En => ("Acknowledge", "Snooze"),
+        render::Lang::Zh => ("确认处理", "暂停提醒"),
+    };
+    let mut tc = serde_json::json!({
+        "card_type": "button_interaction",
+        "source": {"desc": line(&format!("powa-sentinel · {}", card.marker), DESC_CHARS), "desc_color": colour},
+        "main_title": {
+            "title": line(&card.title, TITLE_CHARS),
+            "desc": line(card.place.as_deref().unwrap_or(""), DESC_CHARS),
+        },
+        "sub_title_text": line(&card.summary, SUB_TITLE_CHARS),
+        "horizontal_content_list": rows,
+        "task_id": format!("ps-{id}-{k}-{fp:016x}"),
+        "button_list": [
+            {"text": ack, "style": 1, "key": button_key(Tap::Ack, fp)},
+            {"text": format!("{snooze} 1d"), "style": 2, "key": button_key(Tap::Snooze(24), fp)},
+            {"text": format!("{snooze} 7d"), "style": 2, "key": button_key(Tap::Snooze(168), fp)},
+        ],
+    });
+    if let Some(url) = open {
+        tc["card_action"] = serde_json::json!({"type": 1, "url": url});
+    }
+    let mut body = envelope(a, "template_card");
+    body.insert("template_card".into(), tc);
+    serde_json::Value::Object(body).to_string()
+}
+
+/// The parts of `n` as cards: one per open finding, at most [`MAX_CARDS`], then one
+/// message (within `max_parts` when given) with everything else — resolved entries,
+/// heartbeats, findings past the cards' cap — so that every insight is told.
+pub fn card_parts(
+    a: &AppSettings,
+    n: &Notification,
+    opts: &RenderOptions,
+    max_parts: usize,
+) -> Vec<String> {
+    let cards = render::card::cards(n, opts);
+    let page = opts.actions.as_ref().map(|l| {
+        l.url(
+            crate::actions::Action::Page,
+            sentinel_actors::Fingerprint(n.id),
+            n.created_at,
+        )
+    });
+    // A digest of one part has room for one card at most: the rest goes in its message.
+    let room = max_parts.saturating_sub(1).min(MAX_CARDS);
+    let mut out = Vec::new();
+    let mut carded = std::collections::HashSet::new();
+    for (k, c) in cards.iter().filter(|c| c.actionable).take(room).enumerate() {
+        let open = page.as_deref().or(c.link.as_deref());
+        out.push(card_body(a, c, n.id, k, open, opts.lang));
+        carded.extend(c.insights.iter().copied());
+    }
+    let rest: Vec<sentinel_actors::Insight> = n
+        .insights
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| !carded.contains(k))
+        .map(|(_, i)| i.clone())
+        .collect();
+    if !rest.is_empty() {
+        let rest_n = Notification {
+            insights: std::sync::Arc::new(rest),
+            ..n.clone()
+        };
+        let left = max_parts.saturating_sub(out.len()).max(1);
+        out.extend(
+            render::render_digest(&rest_n, a.msgtype.style(), APP_CONTENT_BUDGET, opts, left)
+                .iter()
+                .map(|c| app_message_body(a, c)),
+        );
+    }
+    out
 }
 
 /// What WeCom's answer to message/send means, once token errors are handled (a token
@@ -413,6 +616,9 @@ impl Robot for WeComAppRobot {
     fn render(&self, n: &Notification, max_parts: Option<usize>) -> Rendered<String> {
         let app = &self.app;
         let max_parts = max_parts.unwrap_or(usize::MAX);
+        if app.cards {
+            return Ok(card_parts(app, n, &self.opts, max_parts));
+        }
         Ok(render::render_digest(
             n,
             app.msgtype.style(),

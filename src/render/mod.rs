@@ -31,6 +31,7 @@ use crate::actions::{Action, Links};
 use crate::story::{self, Story};
 use words::Word;
 
+pub mod card;
 mod dialect;
 mod doc;
 mod escape;

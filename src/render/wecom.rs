@@ -43,12 +43,12 @@ fn severity_emoji(s: Severity) -> &'static str {
 }
 
 /// "🟠 WARNING".
-fn severity_marker(s: Severity, lang: Lang) -> String {
+pub(crate) fn severity_marker(s: Severity, lang: Lang) -> String {
     format!("{} {}", severity_emoji(s), lang.severity_upper(s))
 }
 
 /// "✅ RESOLVED".
-fn resolved_marker(lang: Lang) -> String {
+pub(crate) fn resolved_marker(lang: Lang) -> String {
     format!("{RESOLVED_EMOJI} {}", lang.lifecycle(Lifecycle::Resolved))
 }
 

@@ -26,6 +26,8 @@ pub(crate) enum Word {
     Window,
     Where,
     Query,
+    /// A card's row of numbers.
+    Numbers,
     Cause,
     /// What changed on the server since the baseline.
     Changed,
@@ -80,6 +82,7 @@ impl Lang {
             Word::Window => ("Window", "时间窗口"),
             Word::Where => ("Where", "位置"),
             Word::Query => ("Query", "查询"),
+            Word::Numbers => ("Numbers", "数据"),
             Word::Cause => ("Cause", "原因"),
             Word::Changed => ("What changed", "期间变更"),
             Word::Fix => ("Fix", "处理"),

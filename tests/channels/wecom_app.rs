@@ -290,3 +290,251 @@ fn subject() -> Subject {
 }
 
 conformance!(conformance, subject());
+
+const CB_TOKEN: &str = "callback-t0ken";
+const CB_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+/// `data` through `openssl` (a second implementation of the crypto, so that the test
+/// checks the protocol rather than our own round trip).
+fn openssl(args: &[&str], data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("openssl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl (Debian package `openssl`)");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl {args:?} failed");
+    out.stdout
+}
+
+/// The AES key and IV in hex, decoded as WeCom's Python SDK does (`b64decode(key + "=")`,
+/// which ignores the bits past the 32 bytes).
+fn key_hex() -> (String, String) {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import base64,sys; print(base64.b64decode(sys.argv[1] + '=').hex())",
+            CB_KEY,
+        ])
+        .output()
+        .expect("python3");
+    let hex = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(hex.len(), 64, "{hex}");
+    (hex.clone(), hex[..32].to_string())
+}
+
+/// What WeCom sends: `msg` for `CORPID`, encrypted as its callback protocol says.
+fn wecom_encrypt(msg: &str) -> String {
+    use base64::Engine as _;
+    let mut plain = b"0123456789abcdef".to_vec();
+    plain.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    plain.extend_from_slice(msg.as_bytes());
+    plain.extend_from_slice(CORPID.as_bytes());
+    let pad = 32 - plain.len() % 32;
+    plain.extend(std::iter::repeat_n(pad as u8, pad));
+    let (k, iv) = key_hex();
+    let enc = openssl(
+        &[
+            "enc",
+            "-aes-256-cbc",
+            "-nopad",
+            "-nosalt",
+            "-K",
+            &k,
+            "-iv",
+            &iv,
+        ],
+        &plain,
+    );
+    base64::engine::general_purpose::STANDARD.encode(enc)
+}
+
+/// What WeCom reads of a reply: the plain message, after checking its receiver.
+fn wecom_decrypt(encrypted: &str) -> String {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(encrypted)
+        .unwrap();
+    let (k, iv) = key_hex();
+    let plain = openssl(
+        &[
+            "enc",
+            "-d",
+            "-aes-256-cbc",
+            "-nopad",
+            "-nosalt",
+            "-K",
+            &k,
+            "-iv",
+            &iv,
+        ],
+        &raw,
+    );
+    let pad = *plain.last().unwrap() as usize;
+    assert!((1..=32).contains(&pad), "padding to 32-byte blocks");
+    let plain = &plain[..plain.len() - pad];
+    let len = u32::from_be_bytes(plain[16..20].try_into().unwrap()) as usize;
+    assert_eq!(&plain[20 + len..], CORPID.as_bytes(), "for our corpid");
+    String::from_utf8(plain[20..20 + len].to_vec()).unwrap()
+}
+
+fn wecom_signature(timestamp: &str, nonce: &str, encrypted: &str) -> String {
+    let mut parts = [CB_TOKEN, timestamp, nonce, encrypted];
+    parts.sort_unstable();
+    let out = openssl(&["dgst", "-sha1", "-r"], parts.concat().as_bytes());
+    String::from_utf8(out).unwrap()[..40].to_string()
+}
+
+fn xml_element(xml: &str, name: &str) -> String {
+    let start = xml.find(&format!("<{name}>")).unwrap() + name.len() + 2;
+    let end = xml[start..].find(&format!("</{name}>")).unwrap() + start;
+    xml[start..end]
+        .trim_start_matches("<![CDATA[")
+        .trim_end_matches("]]>")
+        .to_string()
+}
+
+/// A card per open finding with its buttons; a tap posted by WeCom through the callback
+/// acknowledges the finding and the button says who; the URL check answers; a request
+/// with a bad signature changes nothing.
+#[actix_rt::test]
+async fn cards_carry_buttons_and_a_tap_acknowledges_through_the_callback() {
+    use powa_sentinel::actors::message::Lifecycle;
+    use powa_sentinel::channels::wecom_app::WeComApp;
+    use powa_sentinel::channels::wecom_callback::Callbacks;
+    use powa_sentinel::gate::store::Store;
+
+    let fake = fake(Duration::from_secs(7200));
+    let mut env = env(LogBuf::default().logger());
+    let s = settings(
+        &fake.url(),
+        serde_json::json!({"callback_token": CB_TOKEN, "callback_aes_key": CB_KEY}),
+    );
+    let r = channels::start("app", &s, &mut env).unwrap();
+    let mut gone = insight(3, "SELECT 3");
+    gone.status = Some(Lifecycle::Resolved);
+    let n = notification(
+        7,
+        vec![
+            insight(1, "SELECT 1 FROM t WHERE <b>x</b>"),
+            insight(2, "SELECT 2"),
+            gone,
+        ],
+    );
+    let fp1 = n.insights[0].fingerprint.0;
+    let rep = deliver(&r, n).await;
+    assert!(rep.outcome.is_ok(), "{rep:?} {:?}", fake.rejected());
+    let msgs = fake.messages();
+    let cards: Vec<serde_json::Value> = msgs
+        .iter()
+        .filter(|m| m.msgtype == "template_card")
+        .map(|m| serde_json::from_str(&m.content).unwrap())
+        .collect();
+    assert_eq!(cards.len(), 2, "one card per open finding: {msgs:?}");
+    // The resolved one is told in a message after the cards.
+    assert_eq!(msgs.last().unwrap().msgtype, "markdown");
+    assert!(msgs.last().unwrap().content.contains("Top query #3"));
+    let ack_key = cards
+        .iter()
+        .flat_map(|c| c["button_list"].as_array().unwrap().clone())
+        .map(|b| b["key"].as_str().unwrap().to_string())
+        .find(|k| k == &format!("ack-{fp1:016x}"))
+        .expect("an Acknowledge button for the first finding");
+    assert!(
+        cards[0]["main_title"]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Top query #"),
+        "{}",
+        cards[0]
+    );
+
+    // The daemon's HTTP endpoint with the channel's callback, on a state directory.
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let http = powa_sentinel::http::HttpSettings {
+        listen: format!("127.0.0.1:{port}"),
+        ..Default::default()
+    };
+    let callback = s.typed::<WeComApp>().unwrap().callback().unwrap();
+    let callbacks = Callbacks {
+        by_channel: [("app".to_string(), callback)].into_iter().collect(),
+        state_dir: Some(dir.path().to_path_buf()),
+    };
+    powa_sentinel::http::start(&http, Default::default(), None, None, callbacks).unwrap();
+    let base = format!("http://127.0.0.1:{port}/wecom/app");
+    let client = awc::Client::default();
+
+    // WeCom checks the URL when the callback is saved.
+    let echo = wecom_encrypt("echo-4711");
+    let sig = wecom_signature("1700000000", "abc", &echo);
+    let url = format!(
+        "{base}?msg_signature={sig}&timestamp=1700000000&nonce=abc&echostr={}",
+        url::form_urlencoded::byte_serialize(echo.as_bytes()).collect::<String>()
+    );
+    let mut resp = client.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.body().await.unwrap(), "echo-4711");
+
+    // zhangsan taps Acknowledge.
+    let event = format!(
+        "<xml><ToUserName><![CDATA[{CORPID}]]></ToUserName><FromUserName><![CDATA[zhangsan]]></FromUserName>\
+         <CreateTime>1700000001</CreateTime><MsgType><![CDATA[event]]></MsgType>\
+         <Event><![CDATA[template_card_event]]></Event><EventKey><![CDATA[{ack_key}]]></EventKey>\
+         <TaskId><![CDATA[{}]]></TaskId><CardType><![CDATA[button_interaction]]></CardType>\
+         <ResponseCode><![CDATA[rc1]]></ResponseCode><AgentID>{AGENT}</AgentID></xml>",
+        cards[0]["task_id"].as_str().unwrap()
+    );
+    let enc = wecom_encrypt(&event);
+    let body = format!(
+        "<xml><ToUserName><![CDATA[{CORPID}]]></ToUserName><AgentID><![CDATA[{AGENT}]]></AgentID>\
+         <Encrypt><![CDATA[{enc}]]></Encrypt></xml>"
+    );
+    let post = |sig: String| {
+        client
+            .post(format!(
+                "{base}?msg_signature={sig}&timestamp=1700000001&nonce=n1"
+            ))
+            .send_body(body.clone())
+    };
+
+    // A forged request first: refused, nothing recorded.
+    let mut resp = post("0".repeat(40)).await.unwrap();
+    assert_eq!(resp.status(), 403, "{:?}", resp.body().await);
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.acks().unwrap().is_empty());
+
+    let mut resp = post(wecom_signature("1700000001", "n1", &enc))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let reply = String::from_utf8(resp.body().await.unwrap().to_vec()).unwrap();
+    let renc = xml_element(&reply, "Encrypt");
+    assert_eq!(
+        xml_element(&reply, "MsgSignature"),
+        wecom_signature(
+            &xml_element(&reply, "TimeStamp"),
+            &xml_element(&reply, "Nonce"),
+            &renc
+        ),
+        "the reply is signed"
+    );
+    let update = wecom_decrypt(&renc);
+    assert_eq!(xml_element(&update, "MsgType"), "update_button");
+    assert_eq!(
+        xml_element(&update, "ReplaceName"),
+        "Acknowledged by zhangsan"
+    );
+    let acks = store.acks().unwrap();
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].fingerprint.0, fp1);
+    assert_eq!(acks[0].by, "zhangsan (WeCom)");
+    fake.stop().await;
+}

@@ -122,6 +122,7 @@ fn start_site(dir: &std::path::Path) -> Site {
         StatusBoard::default(),
         Some(pages),
         Some(dir.to_path_buf()),
+        Default::default(),
     )
     .unwrap();
     Site {

@@ -592,6 +592,52 @@ pub mod app {
         per_member: HashMap<String, Vec<Instant>>,
         /// Every URL query string received (to check what goes on the wire).
         queries: Vec<String>,
+        /// The task ids of the cards accepted: WeCom refuses one used before.
+        task_ids: Vec<String>,
+    }
+
+    /// What WeCom checks of a `button_interaction` card: a task id of 1–128 bytes of
+    /// letters, digits and `_-@`, never used before by the application; 1 to 6 buttons,
+    /// each with a text and a key; a main title or a sub-title text.
+    fn check_card(c: &serde_json::Value, used: &[String]) -> Result<(), (i64, &'static str)> {
+        if c["card_type"] != "button_interaction" {
+            return Err((40058, "card_type: only button_interaction is faked"));
+        }
+        let task = c["task_id"].as_str().unwrap_or_default();
+        if task.is_empty()
+            || task.len() > 128
+            || !task
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "_-@".contains(ch))
+        {
+            return Err((40058, "invalid task_id"));
+        }
+        if used.iter().any(|t| t == task) {
+            return Err((40058, "task_id already used"));
+        }
+        let buttons = c["button_list"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        if buttons.is_empty() || buttons.len() > 6 {
+            return Err((40058, "button_list must hold 1 to 6 buttons"));
+        }
+        for b in buttons {
+            let text = b["text"].as_str().unwrap_or_default();
+            let key = b["key"].as_str().unwrap_or_default();
+            if text.is_empty() || key.is_empty() || key.len() > 1024 {
+                return Err((
+                    40058,
+                    "a button needs a text and a key (at most 1024 bytes)",
+                ));
+            }
+        }
+        let title = c["main_title"]["title"].as_str().unwrap_or_default();
+        let sub = c["sub_title_text"].as_str().unwrap_or_default();
+        if title.is_empty() && sub.is_empty() {
+            return Err((40058, "main_title.title or sub_title_text is required"));
+        }
+        Ok(())
     }
 
     type Shared = Arc<Mutex<State>>;
@@ -618,6 +664,7 @@ pub mod app {
                 rejected: Vec::new(),
                 per_member: HashMap::new(),
                 queries: Vec::new(),
+                task_ids: Vec::new(),
             }));
             let data = web::Data::new(Arc::clone(&state));
             let server = HttpServer::new(move || {
@@ -761,14 +808,24 @@ pub mod app {
             .and_then(|m| m.as_str())
             .unwrap_or_default()
             .to_string();
-        if !matches!(msgtype.as_str(), "markdown" | "text") {
+        if !matches!(msgtype.as_str(), "markdown" | "text" | "template_card") {
             return err(&mut st, 40008, "invalid message type");
         }
-        let Some(content) = v
-            .get(&msgtype)
-            .and_then(|o| o.get("content"))
-            .and_then(|c| c.as_str())
-        else {
+        let card;
+        let content = if msgtype == "template_card" {
+            if let Err((code, why)) = check_card(&v["template_card"], &st.task_ids) {
+                return err(&mut st, code, why);
+            }
+            let task = v["template_card"]["task_id"].as_str().unwrap_or_default();
+            st.task_ids.push(task.to_string());
+            card = v["template_card"].to_string();
+            Some(card.as_str())
+        } else {
+            v.get(&msgtype)
+                .and_then(|o| o.get("content"))
+                .and_then(|c| c.as_str())
+        };
+        let Some(content) = content else {
             return err(&mut st, 40058, "missing content");
         };
         if content.is_empty() {
