@@ -300,6 +300,9 @@ async fn reconcile(
         .filter(|s| topology::wanted(&shared.settings, repo, &s.name))
         .map(|s| (format!("{repo}/{}", s.name), s))
         .collect();
+    update(&shared.board, |s| {
+        s.repositories.entry(repo.to_string()).or_default().watched = wanted.len();
+    });
     let gone: Vec<String> = servers
         .iter()
         .filter(|(k, t)| wanted.get(*k).is_none_or(|s| s.srvid != t.srvid))

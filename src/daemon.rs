@@ -138,7 +138,18 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
         let board = Arc::clone(&board);
         let log = log.new(o!("component" => "reports"));
         let at_start = settings.schedule.report_at_start;
-        move |cancel| report_loop(outputs, board, schedule_rx, at_start, cancel, log)
+        let repositories = settings.repositories.len();
+        move |cancel| {
+            report_loop(
+                outputs,
+                board,
+                schedule_rx,
+                at_start,
+                repositories,
+                cancel,
+                log,
+            )
+        }
     });
 
     let watch = Task::spawn({
@@ -417,18 +428,55 @@ async fn flush(
     });
 }
 
+/// Longest the start-up report (`report_at_start`) waits for the first cycles.
+const START_REPORT_WAIT: Duration = Duration::from_secs(120);
+
+/// Whether every configured repository was reached or found unreachable, and every
+/// server collected from those reached has finished (or failed) its first cycle.
+fn first_cycles_done(s: &http::Status, repositories: usize) -> bool {
+    s.repositories.len() >= repositories
+        && s.repositories.iter().all(|(name, r)| {
+            !r.reachable
+                || s.servers
+                    .values()
+                    .filter(|v| &v.repository == name)
+                    .filter(|v| v.cycles > 0 || v.consecutive_failures > 0 || v.skipped > 0)
+                    .count()
+                    >= r.watched
+        })
+}
+
 async fn report_loop(
     outputs: Rc<Outputs>,
     board: StatusBoard,
     mut schedule: watch::Receiver<ReportSchedule>,
     at_start: bool,
+    repositories: usize,
     mut cancel: Cancel,
     log: Logger,
 ) {
     if at_start {
-        // Give the first cycles a chance to run: the first report says what they found.
+        // The first report says what the first cycles found: it waits until every
+        // server of every reachable repository has had its first cycle (bounded, so that
+        // a stuck server does not hold the report back), then a moment for the analyzers.
         let tz = schedule.borrow().tz();
-        if !cancel.sleep(Duration::from_secs(5)).await {
+        let started = tokio::time::Instant::now();
+        loop {
+            let done = board
+                .lock()
+                .map(|s| first_cycles_done(&s, repositories))
+                .unwrap_or(true);
+            if done || started.elapsed() >= START_REPORT_WAIT {
+                if !done {
+                    warn!(log, "The start-up report goes before every server's first cycle ended."; "waited_s" => START_REPORT_WAIT.as_secs());
+                }
+                break;
+            }
+            if !cancel.sleep(Duration::from_millis(500)).await {
+                return;
+            }
+        }
+        if !cancel.sleep(Duration::from_secs(1)).await {
             return;
         }
         flush(&outputs, &board, Utc::now(), tz, &log).await;
@@ -462,6 +510,47 @@ async fn report_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_start_up_report_waits_for_every_watched_server() {
+        use crate::http::{RepositoryStatus, ServerStatus, Status};
+        let mut s = Status::default();
+        assert!(!first_cycles_done(&s, 1), "no repository reached yet");
+        s.repositories.insert(
+            "main".into(),
+            RepositoryStatus {
+                reachable: true,
+                servers: 3,
+                watched: 2,
+                ..Default::default()
+            },
+        );
+        let server = |cycles, failures| ServerStatus {
+            repository: "main".into(),
+            cycles,
+            consecutive_failures: failures,
+            ..Default::default()
+        };
+        s.servers.insert("main/a".into(), server(1, 0));
+        assert!(!first_cycles_done(&s, 1), "one of two watched servers");
+        s.servers.insert("main/b".into(), server(0, 1));
+        assert!(first_cycles_done(&s, 1), "a failed first cycle counts");
+        assert!(
+            !first_cycles_done(&s, 2),
+            "a second repository not heard of yet"
+        );
+        s.repositories.insert(
+            "down".into(),
+            RepositoryStatus {
+                reachable: false,
+                ..Default::default()
+            },
+        );
+        assert!(
+            first_cycles_done(&s, 2),
+            "an unreachable one holds nothing back"
+        );
+    }
 
     /// A reload clears the failed state of every analyzer `build_analyzers` started (the
     /// seven of them with the defaults), not of a hand-kept few: resource_hogs,

@@ -167,6 +167,8 @@ pub struct RepositoryStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub powa_version: Option<String>,
     pub servers: usize,
+    /// Of those, the servers collected (the others are left out by the configuration).
+    pub watched: usize,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
