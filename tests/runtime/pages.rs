@@ -197,25 +197,20 @@ fn the_full_report_and_the_status_page_in_a_real_browser() {
     assert_eq!(get(port, "/status", &[]).0, 401);
     assert_eq!(get(port, "/metrics", &[]).0, 401);
     assert_eq!(get(port, "/healthz", &[]).0, 200, "probes stay open");
-    let (code, _, json) = get(
-        port,
-        "/status",
-        &[&format!("Authorization: Bearer {TOKEN}")],
+    // The report's delivery and the channel's health reach /status.
+    d.wait_for(
+        "the delivery and the channel's health in /status",
+        LIMIT,
+        |_| {
+            let bearer = format!("Authorization: Bearer {TOKEN}");
+            let (code, _, j) = get(port, "/status", &[&bearer]);
+            assert_eq!(code, 200, "{j}");
+            serde_json::from_str::<Value>(&j).is_ok_and(|v| {
+                v["channels"]["robot"]["state"] == "ok"
+                    && v["channels"]["robot"]["delivered"].as_u64() > Some(0)
+            })
+        },
     );
-    assert_eq!(code, 200);
-    let st: Value = serde_json::from_str(&json).unwrap();
-    assert!(
-        st["channels"]["robot"]["delivered"].as_u64() > Some(0),
-        "{st}"
-    );
-    d.wait_for("the channel's health in /status", LIMIT, |_| {
-        let (_, _, j) = get(
-            port,
-            "/status",
-            &[&format!("Authorization: Bearer {TOKEN}")],
-        );
-        serde_json::from_str::<Value>(&j).is_ok_and(|v| v["channels"]["robot"]["state"] == "ok")
-    });
 
     // In a real browser: screenshots, no console message, every link answers.
     let dir = shots_dir();
