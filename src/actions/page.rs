@@ -167,7 +167,7 @@ fn about(found: &[(Insight, bool)], fp: Fingerprint) -> String {
     match found.iter().find(|(i, _)| i.fingerprint == fp) {
         Some((i, firing)) => format!(
             "<p><b>{}</b><br>{}<br><span style=\"color:#6b7280\">{} · fingerprint {fp}</span></p>",
-            escape(&i.title),
+            escape(&render::told_title(i, &RenderOptions::default())),
             escape(&place(i)),
             if *firing {
                 "firing now"

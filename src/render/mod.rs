@@ -316,6 +316,16 @@ pub(crate) fn page_entries(n: &Notification, opts: &RenderOptions) -> Option<Pag
     Some((header, entries))
 }
 
+/// The title a message gives `i` when told alone ("local / app: top query #2, 10% of
+/// local's time"), for the pages that name one finding.
+pub fn told_title(i: &sentinel_actors::Insight, opts: &RenderOptions) -> String {
+    let one = [i.clone()];
+    story::stories(&one)
+        .first()
+        .map(|s| Entry::of(s, opts, false).title)
+        .unwrap_or_else(|| i.title.clone())
+}
+
 /// The entries of `n` as the renderers tell them: insights grouped into one story per
 /// problem, most severe and most impactful first (see [`crate::story`]).
 pub fn entries(n: &Notification) -> Vec<Story<'_>> {
