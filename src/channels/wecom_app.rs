@@ -392,14 +392,14 @@ const VALUE_CHARS: usize = 60;
 /// or powa-web) when there is one.
 pub fn card_body(
     a: &AppSettings,
-    card: &render::card::Card,
+    card: &render::tiles::Tile,
     id: u64,
     k: usize,
     open: Option<&str>,
     lang: render::Lang,
 ) -> String {
     use crate::channels::wecom_callback::{button_key, Tap};
-    use render::card::line;
+    use render::tiles::line;
     let colour = match (card.resolved, card.severity) {
         (true, _) => 3,
         (false, sentinel_actors::Severity::Critical) => 2,
@@ -455,7 +455,7 @@ pub fn card_parts(
     opts: &RenderOptions,
     max_parts: usize,
 ) -> Vec<String> {
-    let cards = render::card::cards(n, opts);
+    let cards = render::tiles::tiles(n, opts);
     let page = opts.actions.as_ref().map(|l| {
         l.url(
             crate::actions::Action::Page,

@@ -31,7 +31,6 @@ use crate::actions::{Action, Links};
 use crate::story::{self, Story};
 use words::Word;
 
-pub mod card;
 mod dialect;
 mod doc;
 mod escape;
@@ -42,6 +41,7 @@ mod layout;
 mod line;
 mod link;
 mod text;
+pub mod tiles;
 pub mod wecom;
 mod words;
 

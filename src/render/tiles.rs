@@ -1,6 +1,7 @@
-//! Entries as cards: the same stories as every message, told in short fields for the
-//! providers whose cards have a title, a line of text, a few key/value rows and buttons
-//! (WeCom application `template_card`). Cards show plain text: no markup to escape, but
+//! Entries as tiles: one finding per tile, the same stories as every message told in short
+//! fields, for the providers whose cards hold one thing each — a title, a line of text, a
+//! few key/value rows and buttons (WeCom application `template_card`). Feishu's and
+//! Slack's cards, which list many entries each, are [`super::card`]'s. Cards show plain text: no markup to escape, but
 //! every field is one line, cut to what a phone shows, with the whole entry one tap away
 //! (the report page, or powa-web).
 
@@ -12,9 +13,9 @@ use super::words::Word;
 use super::{told_by, RenderOptions};
 use crate::story;
 
-/// One entry as a card.
+/// One entry as a tile.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Card {
+pub struct Tile {
     pub severity: Severity,
     pub resolved: bool,
     /// "🟠 WARNING NEW", in the channel's language.
@@ -35,7 +36,7 @@ pub struct Card {
     pub insights: Vec<usize>,
 }
 
-/// Longest field of a card: each is one line, cut further by the provider's shell.
+/// Longest field of a tile: each is one line, cut further by the provider's shell.
 const FIELD_CHARS: usize = 2000;
 
 /// `s` as one line of at most `chars` characters ("…" when cut).
@@ -43,8 +44,8 @@ pub fn line(s: &str, chars: usize) -> String {
     clean(s, false, Escape::Prose, chars)
 }
 
-/// The entries of `n` as cards, most severe first (the order of every message).
-pub fn cards(n: &Notification, opts: &RenderOptions) -> Vec<Card> {
+/// The entries of `n` as tiles, most severe first (the order of every message).
+pub fn tiles(n: &Notification, opts: &RenderOptions) -> Vec<Tile> {
     let lang = opts.lang;
     let order = story::stories(&n.insights);
     let summary = Summary::of(n, &order);
@@ -86,7 +87,7 @@ pub fn cards(n: &Notification, opts: &RenderOptions) -> Vec<Card> {
             if let Some(ch) = e.changed.first() {
                 fields.push((lang.word(Word::Changed).to_string(), one(ch)));
             }
-            Card {
+            Tile {
                 severity: e.marker.severity,
                 resolved,
                 marker,
@@ -109,13 +110,13 @@ mod tests {
     use crate::render::fixture::{notification, slow_query};
 
     #[test]
-    fn every_entry_is_a_card_with_one_line_fields() {
+    fn every_entry_is_a_tile_with_one_line_fields() {
         let mut i = slow_query(1, "SELECT *\n  FROM t\tWHERE id = $1");
         i.title = "Top query\n#1".into();
         let n = notification(vec![i, slow_query(2, "SELECT 2")]);
-        let cards = cards(&n, &RenderOptions::default());
-        assert_eq!(cards.len(), 2);
-        let c = &cards[0];
+        let tiles = tiles(&n, &RenderOptions::default());
+        assert_eq!(tiles.len(), 2);
+        let c = &tiles[0];
         assert!(c.marker.starts_with("🟠 WARNING"), "{c:?}");
         assert_eq!(c.title, "Top query #1");
         assert!(c.actionable && !c.resolved);
