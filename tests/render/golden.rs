@@ -117,12 +117,18 @@ fn renderings(n: &Notification, lang: Lang) -> Vec<(String, String)> {
         .iter()
         .map(|p| card_transcript(&p.body))
         .collect();
-    out.push(("feishu-card".to_string(), transcript(&cards, feishu::BODY_BUDGET)));
+    out.push((
+        "feishu-card".to_string(),
+        transcript(&cards, feishu::BODY_BUDGET),
+    ));
     let blocks: Vec<String> = slack::block_parts(n, &o, None)
         .iter()
         .map(|p| blocks_transcript(&serde_json::from_str(&p.body).unwrap()))
         .collect();
-    out.push(("slack-blocks".to_string(), transcript(&blocks, slack::BODY_BUDGET)));
+    out.push((
+        "slack-blocks".to_string(),
+        transcript(&blocks, slack::BODY_BUDGET),
+    ));
     out
 }
 
@@ -137,7 +143,10 @@ fn card_transcript(body: &Value) -> String {
     );
     for e in card["elements"].as_array().unwrap() {
         match e["tag"].as_str().unwrap() {
-            "div" => out.push_str(&format!("[div]\n{}\n", e["text"]["content"].as_str().unwrap())),
+            "div" => out.push_str(&format!(
+                "[div]\n{}\n",
+                e["text"]["content"].as_str().unwrap()
+            )),
             "action" => {
                 let labels: Vec<&str> = e["actions"]
                     .as_array()
@@ -171,7 +180,10 @@ fn blocks_transcript(body: &Value) -> String {
             t => out.push_str(&format!("[{t}]\n{}\n", b["text"]["text"].as_str().unwrap())),
         }
     }
-    out.push_str(&format!("[fallback text]\n{}\n", body["text"].as_str().unwrap()));
+    out.push_str(&format!(
+        "[fallback text]\n{}\n",
+        body["text"].as_str().unwrap()
+    ));
     out
 }
 
