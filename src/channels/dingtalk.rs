@@ -6,6 +6,19 @@
 //! `markdown_v2` dialect with its tables turned into lists ([`without_tables`]).
 //! The title is what the conversation list and the notification show.
 //!
+//! With action links on (`[http] public_url`), a message is an `actionCard` with the same
+//! markdown text (its inline links kept) and buttons ([`action_card_body`]): a message
+//! that tells one entry in full gets "Acknowledge", "Snooze" and "Full report" buttons
+//! (`btns`, side by side); a message of several entries gets one "Full report" button
+//! (`singleTitle` / `singleURL`), since three buttons per entry would bury the text and
+//! the report page has every entry's links. DingTalk reads `at` on `text` and `markdown`
+//! messages only, so the first message stays `markdown` when it mentions someone.
+//!
+//! Mentions: DingTalk notifies whoever is listed in `at` and named by `@<mobile>` or
+//! `@<userid>` in the text. Every `@` of the rendered text is written `＠`
+//! (`render`'s DingTalk dialect), so only the "@…" line a route's mentions make
+//! ([`mentions`]) can name anyone.
+//!
 //! Signing ("加签", optional; the secret starts with `SEC`): `timestamp` is Unix time in
 //! **milliseconds**, `sign` = URL-encode(base64(HMAC-SHA256 with key = secret over
 //! `"<timestamp>\n<secret>"`)), both appended to the URL's query. DingTalk refuses a
@@ -34,7 +47,8 @@ use super::hook::{Signed, SignedHook, SignedHookSettings};
 use super::robot::{self, Answer, HttpChannel, Rendered, Request, Robot, JSON_UTF8};
 use super::{ChannelType, Starter, Takes};
 use crate::problem::Problem;
-use crate::render::{self, RenderOptions, Style};
+use crate::render::card;
+use crate::render::{self, Lang, RenderOptions, Style};
 use crate::secret::Secret;
 
 /// What the markdown text of one message is aimed at, in bytes.
@@ -262,19 +276,48 @@ pub fn message_body_with(
     .to_string()
 }
 
-/// The parts for `n`: markdown messages within [`TEXT_BUDGET`] and [`BODY_BUDGET`]; a
-/// digest of at most `max_parts` when given. The first one carries the mentions.
+/// The request body of an `actionCard` message of `p` (whose text is already DingTalk's
+/// markdown), linking to `report`: buttons of its one entry's links when it tells one
+/// entry in full and has them, else one button to the report (see the module's
+/// documentation).
+pub fn action_card_body(p: &render::Placed, report: &str, lang: Lang) -> String {
+    let b = card::buttons(lang);
+    let mut action_card = serde_json::json!({"title": title(&p.text), "text": p.text});
+    match p.actions.as_slice() {
+        [(ack, snooze)] if p.entries == 1 => {
+            // "1": side by side (three short labels fit a phone's width).
+            action_card["btnOrientation"] = "1".into();
+            action_card["btns"] = serde_json::json!([
+                {"title": b.acknowledge, "actionURL": ack},
+                {"title": b.snooze, "actionURL": snooze},
+                {"title": b.full_report, "actionURL": report},
+            ]);
+        }
+        _ => {
+            action_card["singleTitle"] = b.full_report.into();
+            action_card["singleURL"] = report.into();
+        }
+    }
+    serde_json::json!({"msgtype": "actionCard", "actionCard": action_card}).to_string()
+}
+
+/// The parts for `n`: markdown messages within [`TEXT_BUDGET`] and [`BODY_BUDGET`], as
+/// action cards when action links are on (see [`action_card_body`]); a digest of at
+/// most `max_parts` when given. The first one carries the mentions (as `markdown`).
 pub fn parts(
     n: &Notification,
     opts: &RenderOptions,
     max_parts: Option<usize>,
 ) -> Vec<DingTalkPart> {
     let render = |budget: usize| {
-        let contents = match max_parts {
-            None => render::render(n, Style::MarkdownV2, budget, opts),
-            Some(m) => render::render_digest(n, Style::MarkdownV2, budget, opts, m),
-        };
-        contents.iter().map(|c| without_tables(c)).collect()
+        let max = max_parts.unwrap_or(usize::MAX);
+        render::render_placed(n, Style::DingTalk, budget, opts, max)
+            .into_iter()
+            .map(|mut p| {
+                p.text = without_tables(&p.text);
+                p
+            })
+            .collect::<Vec<_>>()
     };
     let (users, mobiles, line) = mentions(n);
     let budget = if line.is_empty() {
@@ -282,12 +325,10 @@ pub fn parts(
     } else {
         TEXT_BUDGET - line.len() - 2
     };
-    robot::fit_bodies(budget, BODY_BUDGET, render, |c, k, _| {
-        if k == 0 {
-            message_body_with(c, &users, &mobiles, &line)
-        } else {
-            message_body(c)
-        }
+    robot::fit_bodies(budget, BODY_BUDGET, render, |p, k, _| match &p.report {
+        _ if k == 0 && !line.is_empty() => message_body_with(&p.text, &users, &mobiles, &line),
+        Some(report) => action_card_body(p, report, opts.lang),
+        None => message_body(&p.text),
     })
     .into_iter()
     .map(|body| DingTalkPart { body })
@@ -455,6 +496,96 @@ mod tests {
             assert!(v.get("at").is_none());
             assert!(p.body.len() <= BODY_BUDGET);
         }
+    }
+
+    fn links() -> RenderOptions {
+        RenderOptions {
+            actions: Some(std::sync::Arc::new(crate::actions::Links::new(
+                "https://sentinel.example.org",
+                b"k".repeat(32),
+                crate::actions::DEFAULT_TTL,
+            ))),
+            ..RenderOptions::default()
+        }
+    }
+
+    fn body(p: &DingTalkPart) -> serde_json::Value {
+        serde_json::from_str(&p.body).unwrap()
+    }
+
+    #[test]
+    fn action_cards_have_buttons_for_one_entry_and_the_report_for_several() {
+        use crate::render::fixture;
+        let one = fixture::notification(vec![fixture::slow_query(1, "SELECT 1")]);
+        let v = body(&parts(&one, &links(), None)[0]);
+        assert_eq!(v["msgtype"], "actionCard");
+        let card = &v["actionCard"];
+        let titles: Vec<&str> = card["btns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["title"].as_str().unwrap())
+            .collect();
+        assert_eq!(titles, ["Acknowledge", "Snooze", "Full report"]);
+        for b in card["btns"].as_array().unwrap() {
+            assert!(b["actionURL"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://sentinel.example.org/a/"));
+        }
+        assert!(card["text"].as_str().unwrap().contains("Top query #1"));
+        assert!(!card["title"].as_str().unwrap().is_empty());
+
+        let several = fixture::notification(
+            (0..40)
+                .map(|k| fixture::slow_query(k, &"SELECT 1 ".repeat(100)))
+                .collect(),
+        );
+        let ps = parts(&several, &links(), None);
+        assert!(ps.len() > 1);
+        for p in &ps {
+            let v = body(p);
+            assert_eq!(v["msgtype"], "actionCard");
+            assert_eq!(v["actionCard"]["singleTitle"], "Full report");
+            assert!(v["actionCard"].get("btns").is_none());
+            assert!(p.body.len() <= BODY_BUDGET);
+        }
+        // Without links: markdown, as before.
+        let v = body(&parts(&one, &RenderOptions::default(), None)[0]);
+        assert_eq!(v["msgtype"], "markdown");
+        // With mentions: the first message stays markdown (DingTalk reads `at` there only).
+        let mut m = several.clone();
+        m.mentions.mobiles = vec!["13800000000".into()];
+        let ps = parts(&m, &links(), None);
+        assert_eq!(body(&ps[0])["msgtype"], "markdown");
+        assert_eq!(
+            body(&ps[0])["at"]["atMobiles"],
+            serde_json::json!(["13800000000"])
+        );
+        assert!(ps[1..].iter().all(|p| body(p)["msgtype"] == "actionCard"));
+    }
+
+    #[test]
+    fn query_texts_cannot_mention_a_listed_mobile_again() {
+        use crate::render::fixture;
+        let mut i = fixture::slow_query(1, "SELECT '@13800000000', '@all' FROM t");
+        i.title = "Ping @13800000000 and @zhangsan".into();
+        let mut n = fixture::notification(vec![i]);
+        n.mentions = sentinel_actors::message::Mentions {
+            userids: vec!["zhangsan".into()],
+            mobiles: vec!["13800000000".into()],
+        };
+        let v = body(&parts(&n, &RenderOptions::default(), None)[0]);
+        let text = v["markdown"]["text"].as_str().unwrap();
+        assert_eq!(text.matches("@13800000000").count(), 1, "{text}");
+        assert_eq!(text.matches("@zhangsan").count(), 1, "{text}");
+        assert!(text.ends_with("\n\n@zhangsan @13800000000"), "{text}");
+        assert!(
+            text.contains("SELECT '＠13800000000', '＠all' FROM t"),
+            "{text}"
+        );
+        assert!(text.contains("Ping ＠13800000000 and ＠zhangsan"), "{text}");
+        assert_eq!(v["at"]["isAtAll"], false);
     }
 
     #[test]

@@ -1,6 +1,15 @@
 //! Email over SMTP: one message per notification, with an HTML part and a plain-text
 //! part (or plain text only), sent through the organisation's own mail server.
 //!
+//! Charts (`charts = true`, the default, as for WeCom): the trend charts of the
+//! notification's charted insights ([`crate::chart::charted`]; their trends read by a
+//! [`ChartEnricher`](crate::chart::enrich::ChartEnricher) in front of the channel) go in
+//! the HTML part, each right after the entry that tells its insight, as
+//! `<img src="cid:…">` referring to an `image/png` part: the message is then
+//! `multipart/alternative` of the text and a `multipart/related` of the HTML and its
+//! images (RFC 2387), so that clients show them without fetching anything. The text part
+//! is unchanged.
+//!
 //! The connection is secured by STARTTLS by default, and refused when the server does not
 //! offer it (lettre's opportunistic mode would fall back to plain text on a stripped
 //! `STARTTLS`); `tls = "tls"` speaks TLS from the first byte (port 465); `tls = "none"` is
@@ -21,10 +30,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use actix::Recipient;
+use actix::{Actor, Recipient};
 use futures_util::future::LocalBoxFuture;
 use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -79,6 +88,11 @@ pub struct EmailSettings {
     /// `"html"` (default: an HTML part and a plain-text part, the client picks) or
     /// `"text"` (plain text only).
     pub format: Option<String>,
+    /// Trend charts in the HTML part, each right after the regression, workload change
+    /// or worst slow query it shows (inline PNG images, read from PoWA when the message
+    /// is sent; WeCom's key). Default true; `false` sends the text only. Ignored with
+    /// `format = "text"`.
+    pub charts: Option<bool>,
 }
 
 /// How the connection is secured.
@@ -111,6 +125,7 @@ pub struct Email {
     to: Vec<Mailbox>,
     cc: Vec<Mailbox>,
     html: bool,
+    charts: bool,
 }
 
 /// `value` as a mailbox, or what is wrong with it.
@@ -292,6 +307,7 @@ impl ChannelType for Email {
                 to,
                 cc,
                 html,
+                charts: s.charts.unwrap_or(true),
             }),
             _ => Err(problems),
         }
@@ -309,6 +325,13 @@ impl ChannelType for Email {
             .transpose()
             .map_err(anyhow::Error::msg)?;
         let transport = self.transport(&start.key("ca_file"), password.clone(), start.timeout())?;
+        let mut trends = (self.charts && self.html).then(|| start.trends()).flatten();
+        if trends.is_some() {
+            if let Err(e) = crate::chart::fonts_available(start.render_options().lang) {
+                slog::warn!(start.log(), "Trend charts are off for this channel."; "error" => %e);
+                trends = None;
+            }
+        }
         let ch = EmailChannel {
             transport,
             server: format!("{}:{}", self.host, self.port),
@@ -317,11 +340,19 @@ impl ChannelType for Email {
             to: self.to.clone(),
             cc: self.cc.clone(),
             html: self.html,
+            charts: trends.is_some(),
+            drawn: Default::default(),
             opts: start.render_options(),
         };
         let destination = format!("smtp://{}:{}", self.host, self.port);
         let pacing = start.pacing(&destination);
-        Ok(start.spawn(ch, Some(pacing)))
+        let channel = start.spawn(ch, Some(pacing));
+        Ok(match trends {
+            Some(t) => crate::chart::enrich::ChartEnricher::new(start.name(), channel, t)
+                .start()
+                .recipient(),
+            None => channel,
+        })
     }
 }
 
@@ -370,6 +401,17 @@ pub struct Mail {
     /// addresses), besides `to`.
     #[serde(default)]
     pub extra_to: Vec<String>,
+    /// The charts the HTML part shows (`<img src="cid:…">`), sent as its related parts.
+    #[serde(default)]
+    pub images: Vec<InlineImage>,
+}
+
+/// One image of an email: its `Content-ID` (without angle brackets) and its PNG, in
+/// base64 so that the outbox journals it as text.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InlineImage {
+    pub cid: String,
+    pub png_base64: String,
 }
 
 impl std::fmt::Display for Mail {
@@ -392,7 +434,18 @@ pub struct EmailChannel {
     to: Vec<Mailbox>,
     cc: Vec<Mailbox>,
     html: bool,
+    /// Whether the charts of the insights (their trends read by a
+    /// [`crate::chart::enrich::ChartEnricher`] in front) go in the HTML part.
+    charts: bool,
+    /// The charts drawn lately: the channel actor may render a notification more than
+    /// once (to count its parts, in a digest), and drawing is the costly part.
+    drawn: std::cell::RefCell<super::wecom::ChartCache>,
     opts: RenderOptions,
+}
+
+/// The `Content-ID` of the chart of insight `k` of notification `id`.
+fn chart_cid(id: u64, k: usize) -> String {
+    format!("chart{k}.n{id}@powa-sentinel")
 }
 
 impl EmailChannel {
@@ -424,13 +477,29 @@ impl EmailChannel {
             .header(ContentType::TEXT_PLAIN)
             .body(mail.text.clone());
         let built = match &mail.html {
-            Some(html) => b.multipart(
-                MultiPart::alternative().singlepart(text).singlepart(
-                    SinglePart::builder()
-                        .header(ContentType::TEXT_HTML)
-                        .body(html.clone()),
-                ),
-            ),
+            Some(html) => {
+                let html = SinglePart::builder()
+                    .header(ContentType::TEXT_HTML)
+                    .body(html.clone());
+                let alternative = MultiPart::alternative().singlepart(text);
+                if mail.images.is_empty() {
+                    b.multipart(alternative.singlepart(html))
+                } else {
+                    // The HTML and the images it refers to by Content-ID (RFC 2387).
+                    let mut related = MultiPart::related().singlepart(html);
+                    for image in &mail.images {
+                        use base64::Engine as _;
+                        let png = base64::engine::general_purpose::STANDARD
+                            .decode(&image.png_base64)
+                            .map_err(|e| permanent(format!("a chart of the email: {e}")))?;
+                        related = related.singlepart(
+                            Attachment::new_inline(image.cid.clone())
+                                .body(png, ContentType::parse("image/png").expect("a MIME type")),
+                        );
+                    }
+                    b.multipart(alternative.multipart(related))
+                }
+            }
             None => b.singlepart(text),
         };
         built.map_err(|e| permanent(format!("cannot build the email: {e}")))
@@ -509,12 +578,34 @@ impl Channel for EmailChannel {
             return Ok(Vec::new());
         }
         let host = self.from.email.domain().to_string();
+        let mut images = Vec::new();
+        let mut charts = Vec::new();
+        if self.html && self.charts {
+            use base64::Engine as _;
+            let mut drawn = self.drawn.borrow_mut();
+            for k in crate::chart::charted(&n.insights) {
+                if let Some(png) = drawn.png(&n.insights[k], self.opts.lang) {
+                    let cid = chart_cid(n.id, k);
+                    charts.push(render::InlineChart {
+                        insight: k,
+                        cid: cid.clone(),
+                    });
+                    images.push(InlineImage {
+                        cid,
+                        png_base64: base64::engine::general_purpose::STANDARD.encode(&*png),
+                    });
+                }
+            }
+        }
         Ok(vec![Mail {
             message_id: format!("<powa-sentinel.{}.{}@{host}>", n.channel, n.id),
             subject: render::subject(n, &self.opts),
-            html: self.html.then(|| render::html_report(n, &self.opts)),
+            html: self
+                .html
+                .then(|| render::html_report_with(n, &self.opts, &charts)),
             text,
             extra_to: addresses(&n.mentions.userids),
+            images,
         }])
     }
 

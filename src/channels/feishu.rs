@@ -1,24 +1,34 @@
 //! Feishu / Lark custom bot ("自定义机器人") over its webhook.
 //!
 //! `POST https://open.feishu.cn/open-apis/bot/v2/hook/<token>` (Lark:
-//! `open.larksuite.com`) with `{"msg_type":"text","content":{"text":…}}`. Plain text
-//! because Feishu's `text` shows every character as sent, while its markdown flavours
-//! differ from WeCom's (colours, headings) and would show stray markup.
+//! `open.larksuite.com`), by default with an interactive card (`format = "card"`):
+//! `{"msg_type":"interactive","card":{"config":…,"header":…,"elements":[…]}}`. The card's
+//! header is the report's title in the colour of its most severe entry (`template` red,
+//! orange, blue; green when all are resolved); then one `div` element with `lark_md`
+//! text for the counts and one per entry, each open entry followed by an `action`
+//! element whose buttons open its Acknowledge and Snooze links, and a "Full report"
+//! button last, when action links are on (`[http] public_url`). `format = "text"` sends
+//! `{"msg_type":"text","content":{"text":…}}` instead: Feishu's `text` shows every
+//! character as sent.
 //!
-//! Mentions: Feishu reads `<at user_id="…">…</at>` inside a `text` message, `user_id="all"`
-//! being the whole group. A query text, table name or any other PoWA-sourced string must
-//! never mention anyone, so every `<` of the rendered text is replaced by a look-alike
-//! ([`defang`]); only a route's `mention_userids` become `<at>` tags, on the first message
-//! ([`mention_line`]). A custom bot cannot mention by mobile number: `mention_mobiles`
-//! are left out.
+//! Mentions: Feishu reads `<at user_id="…">…</at>` inside a `text` message and
+//! `<at id=…></at>` inside `lark_md`, `all` being the whole group. A query text, table name
+//! or any other PoWA-sourced string must never mention anyone: in text every `<` of the
+//! rendered text is replaced by a look-alike ([`defang`]); in a card every special of
+//! `lark_md` (`<`, `*`, `~`, `[`, `]`, `` ` ``, `&`, …) is (see `render::lark`). Only a
+//! route's `mention_userids` become tags, on the first message ([`mention_line`],
+//! [`card_mention_line`]). A custom bot cannot mention by mobile number:
+//! `mention_mobiles` are left out.
 //!
 //! Signing (optional, when the bot has "signature verification" on): `timestamp` is Unix
 //! time in **seconds**, `sign` = base64(HMAC-SHA256 with key `"<timestamp>\n<secret>"`
 //! over an empty message); both go in the JSON body. Feishu refuses a timestamp more than
 //! an hour off (code 19021), so they are computed at each attempt, not when rendering.
 //!
-//! Limits: the request body must stay within 20 KB; we aim every body at
-//! [`BODY_BUDGET`] bytes, signature fields included. Rate: 100 per minute and 5 per second
+//! Limits: the request body must stay within 20 KB (the custom bot's limit; a card sent
+//! through the application API may be 30 KB, but a webhook's body is the smaller
+//! bound); we aim every body, card or text, at [`BODY_BUDGET`] bytes, signature fields
+//! included. Rate: 100 per minute and 5 per second
 //! per bot; the pacer counts in sixths of a minute so that no second sees more than 5
 //! (see [`Pacing::in_sixths`]). Feishu signals errors with a JSON `code` (older answers:
 //! `StatusCode`); 0 is success.
@@ -35,12 +45,15 @@ use sha2::Sha256;
 use sentinel_actors::channel::Deliver;
 use sentinel_actors::{ChannelError, Notification};
 
+use std::path::PathBuf;
+
 use super::check;
 use super::hook::{Signed, SignedHook, SignedHookSettings};
 use super::robot::{self, Answer, HttpChannel, Rendered, Request, Robot, JSON_UTF8};
 use super::{ChannelType, Starter, Takes};
 use crate::problem::Problem;
-use crate::render::{self, RenderOptions, Style};
+use crate::render::card::{self, Card, CardLimits};
+use crate::render::{self, Lang, RenderOptions, Style};
 use crate::secret::Secret;
 
 /// Feishu's documented limit for a request body, in bytes.
@@ -63,32 +76,97 @@ pub const RATE_LIMIT_CODES: [i64; 2] = [11232, 9499];
 /// Sign check failed or timestamp more than one hour off.
 pub const SIGN_FAIL: i64 = 19021;
 
-/// A checked `[channels.<name>] type = "feishu"` (Feishu or Lark); its table is a
-/// [`SignedHookSettings`] (`webhook_url`:
-/// `https://open.feishu.cn/open-apis/bot/v2/hook/<token>`, or `open.larksuite.com`).
+/// `[channels.<name>] type = "feishu"` (Feishu or Lark).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeishuSettings {
+    /// The bot's webhook URL, copied whole from its settings
+    /// (`https://open.feishu.cn/open-apis/bot/v2/hook/<token>`, or `open.larksuite.com`);
+    /// required, a secret (its token is the bot's credential).
+    pub webhook_url: Option<Secret>,
+    /// The bot's signing secret ("signature verification"); a secret. Optional: without
+    /// it messages are not signed. Or `secret_file`, or
+    /// `POWA_SENTINEL__CHANNELS__<NAME>__SECRET`.
+    pub secret: Option<Secret>,
+    /// A file holding the signing secret (surrounding whitespace is ignored), read when
+    /// the channel starts.
+    pub secret_file: Option<PathBuf>,
+    /// `"card"` (default: an interactive card, one element per entry, buttons for the
+    /// action links) or `"text"` (a plain text message).
+    pub format: Option<String>,
+}
+
+/// What a Feishu message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `msg_type: "interactive"`.
+    Card,
+    /// `msg_type: "text"`.
+    Text,
+}
+
+/// A checked `[channels.<name>] type = "feishu"` (Feishu or Lark).
 #[derive(Debug)]
-pub struct Feishu(SignedHook);
+pub struct Feishu {
+    hook: SignedHook,
+    format: Format,
+}
 
 impl ChannelType for Feishu {
     const TYPE: &'static str = "feishu";
     const SECRET_KEYS: &'static [&'static str] = &["webhook_url", "secret"];
     /// Also kept under 5 per second (see [`Pacing::in_sixths`]).
     const TAKES: Takes = Takes::robot(MAX_PER_MINUTE, DEFAULT_MAX_PER_MINUTE, LIMIT);
-    type Settings = SignedHookSettings;
+    type Settings = FeishuSettings;
 
-    fn check(s: SignedHookSettings) -> Result<Self, Vec<Problem>> {
+    fn check(s: FeishuSettings) -> Result<Self, Vec<Problem>> {
         let missing = "required when type = \"feishu\": set the bot's webhook URL \
                        (https://open.feishu.cn/open-apis/bot/v2/hook/…)";
-        SignedHook::check(s, missing, check_url, None).map(Feishu)
+        let format = match s.format.as_deref() {
+            None | Some("card") => Ok(Format::Card),
+            Some("text") => Ok(Format::Text),
+            Some(other) => Err(Problem::new(
+                "format",
+                format!(
+                    "{other:?} is not a Feishu format: use \"card\" (an interactive card, \
+                     the default) or \"text\" (a plain text message)"
+                ),
+            )),
+        };
+        let hook = SignedHook::check(
+            SignedHookSettings {
+                webhook_url: s.webhook_url,
+                secret: s.secret,
+                secret_file: s.secret_file,
+            },
+            missing,
+            check_url,
+            None,
+        );
+        match (hook, format) {
+            (Ok(hook), Ok(format)) => Ok(Feishu { hook, format }),
+            (hook, format) => {
+                let mut problems = hook.err().unwrap_or_default();
+                problems.extend(format.err());
+                Err(problems)
+            }
+        }
     }
 
     fn secrets(&self) -> Vec<&Secret> {
-        self.0.secrets()
+        self.hook.secrets()
     }
 
     fn start(&self, start: &mut Starter<'_>) -> anyhow::Result<Recipient<Deliver>> {
-        let pacing = start.pacing(self.0.url.expose()).in_sixths();
-        self.0.start(start, pacing, FeishuRobot)
+        let pacing = start.pacing(self.hook.url.expose()).in_sixths();
+        match self.format {
+            Format::Card => self
+                .hook
+                .start(start, pacing, |s| FeishuRobot(s, Format::Card)),
+            Format::Text => self
+                .hook
+                .start(start, pacing, |s| FeishuRobot(s, Format::Text)),
+        }
     }
 }
 
@@ -159,6 +237,15 @@ pub fn valid_userid(id: &str) -> bool {
 /// both robots) is read as `all`, the whole group. Empty when there is no one to mention;
 /// mobiles are skipped (a custom bot cannot mention by mobile number).
 pub fn mention_line(n: &Notification) -> String {
+    mention_ids(n)
+        .iter()
+        .map(|id| format!("<at user_id=\"{id}\"></at>"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The valid user ids of a notification's mentions (see [`mention_line`]).
+fn mention_ids(n: &Notification) -> Vec<&str> {
     let mut ids: Vec<&str> = Vec::new();
     for id in n.mentions.userids.iter().map(|x| x.trim()) {
         let id = if id == "@all" { "all" } else { id };
@@ -166,10 +253,7 @@ pub fn mention_line(n: &Notification) -> String {
             ids.push(id);
         }
     }
-    ids.iter()
-        .map(|id| format!("<at user_id=\"{id}\"></at>"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    ids
 }
 
 /// The parts for `n`: text messages whose bodies, signature included, stay within
@@ -200,6 +284,126 @@ pub fn parts(n: &Notification, opts: &RenderOptions, max_parts: Option<usize>) -
             } else {
                 text_body(c).to_string()
             }
+        },
+    )
+    .into_iter()
+    .map(|b| FeishuPart {
+        body: serde_json::from_str(&b).expect("we just serialized it"),
+    })
+    .collect()
+}
+
+/// What the card renderer is first asked for per card (the envelope of each element,
+/// its buttons and JSON escaping must fit in the rest of [`BODY_BUDGET`]).
+pub const CARD_TEXT_BUDGET: usize = 12 * 1024;
+/// Entries per card: each is one or two elements, and a card of more than a few dozen
+/// elements is long to scroll on a phone.
+pub const CARD_ENTRIES: usize = 20;
+/// What one entry costs besides its text: its `div` element and its `action` element
+/// with two buttons (their URLs are counted apart).
+const CARD_ENTRY_OVERHEAD: usize = 320;
+
+/// The header's colour (`template`) of a card whose most severe open entry is `s`
+/// (None: all resolved).
+pub fn template(s: Option<sentinel_actors::Severity>) -> &'static str {
+    use sentinel_actors::Severity;
+    match s {
+        Some(Severity::Critical) => "red",
+        Some(Severity::Warning) => "orange",
+        Some(Severity::Info) => "blue",
+        None => "green",
+    }
+}
+
+/// The `<at>` tags of a notification's mentions as `lark_md` writes them
+/// (`<at id=ou_…></at>`, `<at id=all></at>`): the same ids as [`mention_line`].
+pub fn card_mention_line(n: &Notification) -> String {
+    mention_ids(n)
+        .iter()
+        .map(|id| format!("<at id={id}></at>"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn div(content: &str) -> serde_json::Value {
+    serde_json::json!({"tag": "div", "text": {"tag": "lark_md", "content": content}})
+}
+
+fn button(label: &str, url: &str, primary: bool) -> serde_json::Value {
+    serde_json::json!({
+        "tag": "button",
+        "text": {"tag": "plain_text", "content": label},
+        "type": if primary { "primary" } else { "default" },
+        "url": url,
+    })
+}
+
+/// The body of card `c`; `mentions` (a [`card_mention_line`]) ends it when not empty.
+pub fn card_body(c: &Card, lang: Lang, mentions: &str) -> serde_json::Value {
+    let b = card::buttons(lang);
+    let mut elements = Vec::new();
+    if !c.summary.is_empty() {
+        elements.push(div(&c.summary));
+    }
+    for e in &c.entries {
+        elements.push(div(&e.text));
+        if let Some((ack, snooze)) = &e.actions {
+            elements.push(serde_json::json!({"tag": "action", "actions": [
+                button(b.acknowledge, ack, true),
+                button(b.snooze, snooze, false),
+            ]}));
+        }
+    }
+    if let Some(more) = &c.more {
+        elements.push(div(more));
+    }
+    if let Some(url) = &c.report {
+        elements.push(serde_json::json!({"tag": "action", "actions": [
+            button(b.full_report, url, false),
+        ]}));
+    }
+    if !mentions.is_empty() {
+        elements.push(div(mentions));
+    }
+    serde_json::json!({
+        "msg_type": "interactive",
+        "card": {
+            "config": {"wide_screen_mode": true},
+            "header": {
+                "title": {"tag": "plain_text", "content": c.title},
+                "template": template(c.severity),
+            },
+            "elements": elements,
+        },
+    })
+}
+
+/// The parts for `n` as interactive cards whose bodies, signature included, stay within
+/// [`BODY_BUDGET`]; a digest of at most `max_parts` when given. The first card ends with
+/// the route's mentions.
+pub fn card_parts(
+    n: &Notification,
+    opts: &RenderOptions,
+    max_parts: Option<usize>,
+) -> Vec<FeishuPart> {
+    let line = card_mention_line(n);
+    let render = |budget: usize| {
+        let limits = CardLimits {
+            part: budget,
+            entry: budget,
+            entries: CARD_ENTRIES,
+            overhead: CARD_ENTRY_OVERHEAD,
+        };
+        card::cards(n, Style::LarkMd, limits, opts, max_parts)
+    };
+    let budget = CARD_TEXT_BUDGET - line.len();
+    robot::fit_bodies(
+        budget,
+        BODY_BUDGET - SIGN_FIELDS_BYTES,
+        render,
+        |c, k, _| {
+            let mentions = if k == 0 { line.as_str() } else { "" };
+            card_body(c, opts.lang, mentions).to_string()
         },
     )
     .into_iter()
@@ -271,7 +475,7 @@ pub fn classify(a: &Answer, rate_retry_after: Duration) -> Result<(), ChannelErr
 ///
 /// After a rate-limit code the bot is held for the rate window (Feishu counts per
 /// minute).
-pub struct FeishuRobot(Signed);
+pub struct FeishuRobot(Signed, Format);
 
 /// Posts notifications to one Feishu bot. Holds an awc client (`!Send`).
 pub type FeishuChannel = HttpChannel<FeishuRobot>;
@@ -282,7 +486,10 @@ impl Robot for FeishuRobot {
     const PROVIDER: &'static str = "Feishu";
 
     fn render(&self, n: &Notification, max_parts: Option<usize>) -> Rendered<FeishuPart> {
-        Ok(parts(n, &self.0.opts, max_parts))
+        Ok(match self.1 {
+            Format::Card => card_parts(n, &self.0.opts, max_parts),
+            Format::Text => parts(n, &self.0.opts, max_parts),
+        })
     }
 
     /// Signed at each attempt: Feishu refuses a timestamp more than an hour off.
@@ -462,6 +669,148 @@ mod tests {
         assert!(valid_userid("ou_a-b_C9") && valid_userid("all"));
         assert!(!valid_userid("") && !valid_userid("a\"b") && !valid_userid("a.b"));
         assert!(!valid_userid(&"a".repeat(65)));
+    }
+
+    /// What a query text could try in `lark_md`: mentions, font and link tags, emphasis,
+    /// strike-through, a markdown link, an entity that decodes to a tag.
+    const HOSTILE_MD: &str = r#"SELECT '<at id=all></at>', '<font color=red>x</font>', '<link url="https://e.vil">x</link>', '**b** *i* ~~s~~ [l](https://e.vil) `c`', '&lt;at id=all&gt;' FROM t"#;
+
+    fn links() -> RenderOptions {
+        RenderOptions {
+            actions: Some(std::sync::Arc::new(crate::actions::Links::new(
+                "https://sentinel.example.org",
+                b"k".repeat(32),
+                crate::actions::DEFAULT_TTL,
+            ))),
+            ..RenderOptions::default()
+        }
+    }
+
+    fn elements(p: &FeishuPart) -> &Vec<serde_json::Value> {
+        p.body["card"]["elements"].as_array().unwrap()
+    }
+
+    /// Every `lark_md` content of a card.
+    fn contents(p: &FeishuPart) -> Vec<String> {
+        elements(p)
+            .iter()
+            .filter_map(|e| e["text"]["content"].as_str())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn cards_keep_powa_text_inert_in_lark_md() {
+        use crate::render::fixture;
+        let mut i = fixture::slow_query(1, HOSTILE_MD);
+        i.title = "<at id=all></at> **x** [y](https://e.vil) ~~z~~ & <font color=red>".into();
+        let n = fixture::notification(vec![i]);
+        let p = &card_parts(&n, &RenderOptions::default(), None)[0];
+        assert_eq!(p.body["msg_type"], "interactive");
+        for c in contents(p) {
+            for never in ["<", "[", "~", "`", "&", "*x", "x*"] {
+                assert!(!c.contains(never), "{never:?} in {c}");
+            }
+            // Our own bold stays balanced.
+            assert_eq!(c.matches("**").count() % 2, 0, "{c}");
+        }
+        let all = contents(p).join("\n");
+        assert!(all.contains("‹at id=all›‹/at›"), "{all}");
+        assert!(all.contains("SELECT '‹at id=all›‹/at›'"), "{all}");
+        assert!(all.contains("＆lt;at id=all＆gt;"), "{all}");
+    }
+
+    #[test]
+    fn cards_carry_the_colour_the_buttons_and_the_mentions() {
+        use crate::render::fixture;
+        let mut v: Vec<_> = (0..60)
+            .map(|k| fixture::slow_query(k, &"SELECT x FROM t WHERE y = $1 ".repeat(30)))
+            .collect();
+        v[0].severity = sentinel_actors::Severity::Critical;
+        let mut n = fixture::notification(v);
+        n.mentions.userids = vec!["ou_7d8a6e6df7621556ce0d21922b676706".into(), "@all".into()];
+        let ps = card_parts(&n, &links(), None);
+        assert!(ps.len() > 1);
+        assert_eq!(ps[0].body["card"]["header"]["template"], "red");
+        assert_eq!(ps[1].body["card"]["header"]["template"], "orange");
+        let title = ps[0].body["card"]["header"]["title"]["content"]
+            .as_str()
+            .unwrap();
+        assert!(
+            title.ends_with(&format!("(part 1/{})", ps.len())),
+            "{title}"
+        );
+        let mut acks = 0;
+        for (k, p) in ps.iter().enumerate() {
+            let signed = signed_body(p, Some(&Secret::new("k")), 1_700_000_000);
+            assert!(signed.len() <= BODY_BUDGET, "{}", signed.len());
+            let els = elements(p);
+            assert!(els.len() <= 2 * CARD_ENTRIES + 4);
+            for e in els.iter().filter(|e| e["tag"] == "action") {
+                for b in e["actions"].as_array().unwrap() {
+                    assert_eq!(b["tag"], "button");
+                    assert!(b["url"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("https://sentinel.example.org/a/"));
+                    acks += usize::from(b["text"]["content"] == "Acknowledge");
+                }
+            }
+            // The Full report button ends the card, before the first card's mentions.
+            let last = &els[els.len() - 1 - usize::from(k == 0)];
+            assert_eq!(last["tag"], "action");
+            assert_eq!(last["actions"][0]["text"]["content"], "Full report");
+            let mentions = contents(p).iter().filter(|c| c.contains("<at")).count();
+            assert_eq!(mentions, usize::from(k == 0));
+        }
+        assert_eq!(acks, 60, "one Acknowledge button per entry");
+        let m = &ps[0].body["card"]["elements"];
+        let m = m.as_array().unwrap();
+        let line = m[m.len() - 1]["text"]["content"].as_str().unwrap();
+        assert_eq!(
+            line,
+            "<at id=ou_7d8a6e6df7621556ce0d21922b676706></at> <at id=all></at>"
+        );
+        // A digest of two cards still says how many are left out.
+        let ds = card_parts(&n, &links(), Some(2));
+        assert_eq!(ds.len(), 2);
+        assert!(contents(&ds[1])
+            .iter()
+            .any(|c| c.contains("more not shown in full")));
+    }
+
+    #[test]
+    fn card_bodies_are_measured_as_sent() {
+        // Every '<' grows when made safe, and quotes grow in JSON: the budget sees both.
+        let sql = "<\"".repeat(3000);
+        let n = crate::render::fixture::notification(
+            (0..40)
+                .map(|k| crate::render::fixture::slow_query(k, &sql))
+                .collect(),
+        );
+        let opts = RenderOptions {
+            sql_preview_chars: 2000,
+            ..links()
+        };
+        let ps = card_parts(&n, &opts, None);
+        assert!(ps.len() > 2);
+        for p in &ps {
+            let signed = signed_body(p, Some(&Secret::new("k")), 1_700_000_000);
+            assert!(signed.len() <= BODY_BUDGET, "{}", signed.len());
+        }
+    }
+
+    #[test]
+    fn the_format_is_card_or_text() {
+        use crate::channels::settings::testing::problems_at;
+        let t = |f: &str| {
+            serde_json::json!({"type": "feishu", "format": f,
+                "webhook_url": "https://open.feishu.cn/open-apis/bot/v2/hook/x"})
+        };
+        assert!(problems_at("channels.lark", t("card")).is_empty());
+        assert!(problems_at("channels.lark", t("text")).is_empty());
+        let p = problems_at("channels.lark", t("post"));
+        assert!(p.iter().any(|p| p.key == "channels.lark.format"), "{p:?}");
     }
 
     #[test]

@@ -42,6 +42,7 @@
 //! type = "feishu"             # Feishu / Lark custom bot; also "dingtalk", "slack"
 //! webhook_url = "https://open.feishu.cn/open-apis/bot/v2/hook/…"
 //! secret_file = "/etc/powa-sentinel/feishu-secret"   # optional signing secret
+//! format = "card"            # interactive cards (Slack: "blocks"), or "text"
 //!
 //! [channels.mail]
 //! type = "email"              # SMTP, STARTTLS by default; HTML and plain-text parts

@@ -213,10 +213,12 @@ fn send_error(e: &awc::error::SendRequestError, reason: String) -> ChannelError 
 /// Renders at `budget` and wraps each content into a request body; if any body exceeds
 /// `limit` bytes (JSON escaping can grow a text), renders again at a smaller budget.
 /// Every body returned is at most `limit` bytes, or the smallest budget is used.
-pub fn fit_bodies<R, W>(budget: usize, limit: usize, render: R, wrap: W) -> Vec<String>
+/// The contents may be anything a body is made of: text, or cards
+/// ([`crate::render::card::Card`]).
+pub fn fit_bodies<T, R, W>(budget: usize, limit: usize, render: R, wrap: W) -> Vec<String>
 where
-    R: Fn(usize) -> Vec<String>,
-    W: Fn(&str, usize, usize) -> String,
+    R: Fn(usize) -> Vec<T>,
+    W: Fn(&T, usize, usize) -> String,
 {
     let mut budget = budget;
     loop {

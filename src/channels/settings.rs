@@ -375,7 +375,7 @@ mod tests {
         let e = read("type = \"slack\"\nwebhok_url = \"x\"").unwrap_err();
         assert!(
             e.to_string().starts_with(
-                "unknown field `webhok_url`, expected one of `type`, `webhook_url`, `timeout`"
+                "unknown field `webhok_url`, expected one of `type`, `webhook_url`, `format`, `timeout`"
             ),
             "{e}"
         );

@@ -1,13 +1,23 @@
 //! Slack incoming webhook.
 //!
-//! `POST https://hooks.slack.com/services/T…/B…/…` with `{"text": …, "mrkdwn": false}`.
-//! The URL is the only credential (nothing to sign), so it is a [`Secret`]. Plain text
-//! with `mrkdwn` off: Slack's mrkdwn would turn the `*` and `_` of SQL into emphasis.
+//! `POST https://hooks.slack.com/services/T…/B…/…`. The URL is the only credential
+//! (nothing to sign), so it is a [`Secret`].
+//!
+//! By default (`format = "blocks"`) a message is Block Kit: a `header` block (the
+//! report's title), a `section` with the counts, one `section` per entry (`mrkdwn`, see
+//! `render::mrkdwn` for its escaping), each open entry followed by an `actions` block
+//! whose buttons open its Acknowledge and Snooze links, and a "Full report" button last,
+//! when action links are on (`[http] public_url`); `text` carries the title and counts as
+//! the notification's fallback. Slack's limits are kept: at most [`MAX_BLOCKS`] blocks
+//! per message ([`BLOCK_ENTRIES`] entries), [`SECTION_CHARS`] characters per section
+//! text, [`HEADER_CHARS`] per header; more entries make more messages, or a digest when
+//! the quota says so. `format = "text"` sends `{"text": …, "mrkdwn": false}` instead:
+//! plain text, since Slack's mrkdwn would turn the `*` and `_` of SQL into emphasis.
 //!
 //! Even with `mrkdwn` off Slack reads `<!channel>`, `<!here>`, `<@U…>`,
 //! `<!subteam^S…>` and `<http://x|label>` in `text`. A query text, table name or any
 //! other PoWA-sourced string must never mention anyone or make a link, so the rendered
-//! text is escaped the way Slack documents (`&`, `<`, `>` as `&amp;`, `&lt;`, `&gt;`,
+//! text (of either format) is escaped the way Slack documents (`&`, `<`, `>` as `&amp;`, `&lt;`, `&gt;`,
 //! shown as typed; see [`escape`]); only a route's `mention_userids` become mentions, on
 //! the first message ([`mention_line`]). Mobile numbers cannot be mentioned: skipped.
 //!
@@ -30,7 +40,8 @@ use super::check;
 use super::robot::{self, Answer, HttpChannel, Rendered, Request, Robot, JSON_UTF8};
 use super::{ChannelType, Starter, Takes};
 use crate::problem::Problem;
-use crate::render::{self, RenderOptions, Style};
+use crate::render::card::{self, Card, CardLimits};
+use crate::render::{self, Lang, RenderOptions, Style};
 use crate::secret::Secret;
 
 /// Slack truncates `text` after this many characters.
@@ -52,12 +63,23 @@ pub struct SlackSettings {
     /// The incoming webhook's URL (`https://hooks.slack.com/services/…`); required, a
     /// secret (it is the only credential).
     pub webhook_url: Option<Secret>,
+    /// `"blocks"` (default: Block Kit, one section per entry, buttons for the action
+    /// links) or `"text"` (plain text).
+    pub format: Option<String>,
+}
+
+/// What a Slack message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Blocks,
+    Text,
 }
 
 /// A checked Slack channel.
 #[derive(Debug)]
 pub struct Slack {
     url: Secret,
+    format: Format,
 }
 
 impl ChannelType for Slack {
@@ -83,7 +105,24 @@ impl ChannelType for Slack {
             },
             &mut problems,
         );
-        url.map(|url| Slack { url }).ok_or(problems)
+        let format = match s.format.as_deref() {
+            None | Some("blocks") => Format::Blocks,
+            Some("text") => Format::Text,
+            Some(other) => {
+                problems.push(Problem::new(
+                    "format",
+                    format!(
+                        "{other:?} is not a Slack format: use \"blocks\" (Block Kit, the \
+                         default) or \"text\" (plain text)"
+                    ),
+                ));
+                Format::Blocks
+            }
+        };
+        match url {
+            Some(url) if problems.is_empty() => Ok(Slack { url, format }),
+            _ => Err(problems),
+        }
     }
 
     fn secrets(&self) -> Vec<&Secret> {
@@ -94,6 +133,7 @@ impl ChannelType for Slack {
         let pacing = start.pacing(self.url.expose()).in_sixths();
         let robot = SlackRobot {
             url: self.url.clone(),
+            format: self.format,
             opts: start.render_options(),
         };
         let ch = SlackChannel::with_robot(robot, start.timeout());
@@ -195,6 +235,111 @@ pub fn parts(n: &Notification, opts: &RenderOptions, max_parts: Option<usize>) -
     .collect()
 }
 
+/// Most blocks in one message (Slack's limit).
+pub const MAX_BLOCKS: usize = 50;
+/// Longest text of a `section` block, in characters (Slack's limit).
+pub const SECTION_CHARS: usize = 3000;
+/// Longest text of a `header` block, in characters (Slack's limit).
+pub const HEADER_CHARS: usize = 150;
+/// Longest text of a button, in characters (Slack's limit).
+pub const BUTTON_CHARS: usize = 75;
+/// Entries per message: each takes a section and an actions block; the header, the
+/// counts, the "+N more" block, the "Full report" button and the mentions take five.
+pub const BLOCK_ENTRIES: usize = (MAX_BLOCKS - 5) / 2;
+/// What one entry's section is held to, in bytes as sent (escaping included): a byte
+/// budget bounds the characters, with room to spare.
+const SECTION_BUDGET: usize = SECTION_CHARS - 100;
+/// What one entry costs besides its text: its section and its actions block with two
+/// buttons (their URLs are counted apart).
+const BLOCK_ENTRY_OVERHEAD: usize = 260;
+
+/// `s` cut to at most `max` characters, "…" included.
+fn cut_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max.saturating_sub(1)) {
+        Some((cut, _)) if s.chars().count() > max => format!("{}…", &s[..cut]),
+        _ => s.to_string(),
+    }
+}
+
+fn section(text: &str) -> serde_json::Value {
+    serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+}
+
+fn button(label: &str, url: &str, primary: bool) -> serde_json::Value {
+    let mut b = serde_json::json!({
+        "type": "button",
+        "text": {"type": "plain_text", "text": cut_chars(label, BUTTON_CHARS)},
+        "url": url,
+    });
+    if primary {
+        b["style"] = "primary".into();
+    }
+    b
+}
+
+/// The body of message `c`: its blocks, and `text` as the notification's fallback (the
+/// title and counts). `mentions` (a [`mention_line`]) ends both when not empty.
+pub fn blocks_body(c: &Card, lang: Lang, mentions: &str) -> String {
+    let b = card::buttons(lang);
+    let mut blocks = vec![serde_json::json!({
+        "type": "header",
+        "text": {"type": "plain_text", "text": cut_chars(&c.title, HEADER_CHARS), "emoji": true},
+    })];
+    if !c.summary.is_empty() {
+        blocks.push(section(&c.summary));
+    }
+    for e in &c.entries {
+        blocks.push(section(&e.text));
+        if let Some((ack, snooze)) = &e.actions {
+            blocks.push(serde_json::json!({"type": "actions", "elements": [
+                button(b.acknowledge, ack, true),
+                button(b.snooze, snooze, false),
+            ]}));
+        }
+    }
+    if let Some(more) = &c.more {
+        blocks.push(section(more));
+    }
+    if let Some(url) = &c.report {
+        blocks.push(serde_json::json!({"type": "actions", "elements": [
+            button(b.full_report, url, false),
+        ]}));
+    }
+    let mut fallback = format!("{}\n{}", escape(&c.title), c.summary);
+    if !mentions.is_empty() {
+        blocks.push(section(mentions));
+        fallback.push('\n');
+        fallback.push_str(mentions);
+    }
+    serde_json::json!({"text": fallback, "blocks": blocks}).to_string()
+}
+
+/// The parts for `n` as Block Kit messages within Slack's limits (see the module's
+/// documentation) and [`BODY_BUDGET`]; a digest of at most `max_parts` when given. The
+/// first message ends with the route's mentions.
+pub fn block_parts(
+    n: &Notification,
+    opts: &RenderOptions,
+    max_parts: Option<usize>,
+) -> Vec<SlackPart> {
+    let line = mention_line(n);
+    let render = |budget: usize| {
+        let limits = CardLimits {
+            part: budget,
+            entry: SECTION_BUDGET,
+            entries: BLOCK_ENTRIES,
+            overhead: BLOCK_ENTRY_OVERHEAD,
+        };
+        card::cards(n, Style::Mrkdwn, limits, opts, max_parts)
+    };
+    robot::fit_bodies(TEXT_BUDGET, BODY_BUDGET, render, |c, k, _| {
+        blocks_body(c, opts.lang, if k == 0 { &line } else { "" })
+    })
+    .into_iter()
+    .map(|body| SlackPart { body })
+    .collect()
+}
+
 /// What Slack's answer means (status first; the text body only names the error).
 pub fn classify(a: &Answer) -> Result<(), ChannelError> {
     if (200..300).contains(&a.status) {
@@ -217,7 +362,9 @@ pub fn classify(a: &Answer) -> Result<(), ChannelError> {
         });
     }
     let hint = match token {
-        "invalid_payload" | "no_text" => "Slack refused the message",
+        "invalid_payload" | "no_text" | "invalid_blocks" | "invalid_blocks_format" => {
+            "Slack refused the message"
+        }
         "action_prohibited" => "the workspace forbids posting with this webhook",
         "channel_not_found" | "channel_is_archived" | "no_service" | "no_service_id" => {
             "the webhook's channel is gone or the webhook was revoked: check webhook_url"
@@ -244,6 +391,7 @@ pub fn short_token(body: &[u8]) -> Option<&str> {
 /// One incoming webhook: its URL and rules, for [`HttpChannel`].
 pub struct SlackRobot {
     url: Secret,
+    format: Format,
     opts: RenderOptions,
 }
 
@@ -256,7 +404,10 @@ impl Robot for SlackRobot {
     const PROVIDER: &'static str = "Slack";
 
     fn render(&self, n: &Notification, max_parts: Option<usize>) -> Rendered<SlackPart> {
-        Ok(parts(n, &self.opts, max_parts))
+        Ok(match self.format {
+            Format::Blocks => block_parts(n, &self.opts, max_parts),
+            Format::Text => parts(n, &self.opts, max_parts),
+        })
     }
 
     fn request(&self, part: &SlackPart, _now: DateTime<Utc>, _token: Option<&Secret>) -> Request {
@@ -414,6 +565,126 @@ mod tests {
         assert!(ps.iter().all(|p| p.body.len() <= BODY_BUDGET));
         assert_eq!(mention(&format!("U{}", "1".repeat(64))), None);
         assert_eq!(mention("U"), None);
+    }
+
+    fn links() -> RenderOptions {
+        RenderOptions {
+            actions: Some(std::sync::Arc::new(crate::actions::Links::new(
+                "https://sentinel.example.org",
+                b"k".repeat(32),
+                crate::actions::DEFAULT_TTL,
+            ))),
+            ..RenderOptions::default()
+        }
+    }
+
+    fn blocks(p: &SlackPart) -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(&p.body).unwrap();
+        v["blocks"].as_array().unwrap().clone()
+    }
+
+    fn sections(p: &SlackPart) -> Vec<String> {
+        blocks(p)
+            .iter()
+            .filter(|b| b["type"] == "section")
+            .map(|b| b["text"]["text"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn sections_keep_powa_text_inert_in_mrkdwn() {
+        use crate::render::fixture;
+        let mut i = fixture::slow_query(1, HOSTILE_SQL);
+        i.title = "<!here> *b* _i_ ~s~ `c` <https://e.vil|x> @channel a_b & >q".into();
+        let n = fixture::notification(vec![i]);
+        let p = &block_parts(&n, &RenderOptions::default(), None)[0];
+        for t in sections(p) {
+            assert!(!t.contains('<') && !t.contains('>'), "{t}");
+            assert!(!t.contains("@channel") && !t.contains("_i_"), "{t}");
+            assert!(!t.contains(" & "), "{t}");
+        }
+        let all = sections(p).join("\n");
+        // The title: look-alikes, Slack's entities, a_b as it is.
+        assert!(
+            all.contains("*‹!here› ∗b∗ ＿i＿ ∼s∼ ʼcʼ ‹https://e.vil│x› ＠channel a_b &amp; ›q*"),
+            "{all}"
+        );
+        // The query, in code: entities only, tag-like brackets as look-alikes.
+        assert!(
+            all.contains("'‹!channel&gt;' , '‹@U123&gt;' , 'a &amp; b'"),
+            "{all}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&p.body).unwrap();
+        assert!(v["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("PoWA Sentinel report"));
+    }
+
+    #[test]
+    fn block_messages_keep_slacks_limits_and_carry_buttons_and_mentions() {
+        use crate::render::fixture;
+        let sql = "SELECT x FROM t WHERE y = $1 AND z < 3 & 4 ".repeat(200);
+        let n0 = fixture::notification((0..70).map(|k| fixture::slow_query(k, &sql)).collect());
+        let mut n = n0.clone();
+        n.mentions.userids = vec!["U024BE7LH".into(), "here".into()];
+        let opts = RenderOptions {
+            sql_preview_chars: 2000,
+            ..links()
+        };
+        let ps = block_parts(&n, &opts, None);
+        assert!(ps.len() >= 70 / BLOCK_ENTRIES, "{}", ps.len());
+        let mut acks = 0;
+        for (k, p) in ps.iter().enumerate() {
+            assert!(p.body.len() <= BODY_BUDGET, "{}", p.body.len());
+            let bs = blocks(p);
+            assert!(bs.len() <= MAX_BLOCKS, "{}", bs.len());
+            assert_eq!(bs[0]["type"], "header");
+            assert!(bs[0]["text"]["text"].as_str().unwrap().chars().count() <= HEADER_CHARS);
+            for t in sections(p) {
+                assert!(t.chars().count() <= SECTION_CHARS, "{}", t.chars().count());
+            }
+            for b in bs.iter().filter(|b| b["type"] == "actions") {
+                for e in b["elements"].as_array().unwrap() {
+                    assert_eq!(e["type"], "button");
+                    assert!(e["url"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("https://sentinel.example.org/a/"));
+                    acks += usize::from(e["text"]["text"] == "Acknowledge");
+                }
+            }
+            let mentioned = sections(p)
+                .iter()
+                .filter(|t| t.contains("<@U024BE7LH>"))
+                .count();
+            assert_eq!(mentioned, usize::from(k == 0));
+        }
+        assert_eq!(acks, 70);
+        let first: serde_json::Value = serde_json::from_str(&ps[0].body).unwrap();
+        assert!(first["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("\n<@U024BE7LH> <!here>"));
+        // A digest: at most the quota, the rest counted.
+        let ds = block_parts(&n0, &opts, Some(2));
+        assert_eq!(ds.len(), 2);
+        assert!(sections(&ds[1])
+            .iter()
+            .any(|t| t.contains("more not shown in full")));
+    }
+
+    #[test]
+    fn the_format_is_blocks_or_text() {
+        use crate::channels::settings::testing::problems_at;
+        let t = |f: &str| {
+            serde_json::json!({"type": "slack", "format": f,
+                "webhook_url": "https://hooks.slack.com/services/T/B/x"})
+        };
+        assert!(problems_at("channels.s", t("blocks")).is_empty());
+        assert!(problems_at("channels.s", t("text")).is_empty());
+        let p = problems_at("channels.s", t("attachments"));
+        assert!(p.iter().any(|p| p.key == "channels.s.format"), "{p:?}");
     }
 
     #[test]

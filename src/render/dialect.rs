@@ -7,9 +7,12 @@
 //! | --- | --- |
 //! | console | [`Style::Plain`] ([`super::text::Plain`]): one part, no budget |
 //! | WeCom robot and application, `markdown` | [`Style::Markdown`] ([`WeCom::Markdown`]) |
-//! | WeCom robot `markdown_v2`; DingTalk (its markdown, tables turned into lists) | [`Style::MarkdownV2`] ([`WeCom::MarkdownV2`]) |
+//! | WeCom robot `markdown_v2` | [`Style::MarkdownV2`] ([`WeCom::MarkdownV2`]) |
+//! | DingTalk `markdown` and `actionCard` (tables turned into lists, `@` defused) | [`Style::DingTalk`] ([`super::dingtalk::DingTalkMd`]) |
 //! | WeCom robot and application `text`; Feishu `text`; Slack (`mrkdwn` off) | [`Style::Text`] ([`super::text::Text`]) |
 //! | email, HTML part | [`Style::Html`] ([`super::html::Html`]); its plain-text part is [`Style::Plain`] |
+//! | Feishu `card` (interactive cards, one text element per entry; see [`super::card`]) | [`Style::LarkMd`] ([`super::lark::LarkMd`]) |
+//! | Slack `blocks` (one section per entry; see [`super::card`]) | [`Style::Mrkdwn`] ([`super::mrkdwn::Mrkdwn`]) |
 //! | webhook, file | none: they send the insights as JSON |
 //!
 //! The provided methods are plain text's: no markup, two-space details, bracketed
@@ -17,9 +20,12 @@
 
 use sentinel_actors::message::Lifecycle;
 
+use super::dingtalk::DingTalkMd;
 use super::doc::{Header, Marker};
 use super::html::Html;
+use super::lark::LarkMd;
 use super::line::{Color, Line, Span};
+use super::mrkdwn::Mrkdwn;
 use super::text::{Plain, Text};
 use super::wecom::WeCom;
 use super::words::{Lang, Word};
@@ -39,6 +45,12 @@ pub enum Style {
     /// An HTML fragment (the email channel's HTML part): every text escaped, one part,
     /// no budget.
     Html,
+    /// Feishu's `lark_md` (interactive cards): bold and links; code written as prose.
+    LarkMd,
+    /// Slack's `mrkdwn` (Block Kit sections): bold, code, `<url|label>` links.
+    Mrkdwn,
+    /// DingTalk's markdown: [`Style::MarkdownV2`] with every `@` of the text defused.
+    DingTalk,
 }
 
 impl Style {
@@ -49,6 +61,9 @@ impl Style {
             Style::MarkdownV2 => &WeCom::MarkdownV2,
             Style::Text => &Text,
             Style::Html => &Html,
+            Style::LarkMd => &LarkMd,
+            Style::Mrkdwn => &Mrkdwn,
+            Style::DingTalk => &DingTalkMd,
         }
     }
 }
@@ -57,6 +72,12 @@ pub(crate) trait Dialect: Sync {
     /// Whether prose has its markdown specials defused (and code its tag-like `<`).
     fn markup(&self) -> bool {
         false
+    }
+
+    /// Whether code spans show their text as is (else their text is escaped as prose:
+    /// the dialect has no code span its provider promises to keep literal).
+    fn literal_code(&self) -> bool {
+        true
     }
 
     /// Whether parts are held to a byte budget (else: one part, however long).

@@ -14,7 +14,7 @@ use super::doc::{Entry, Header, Marker, Summary};
 use super::line::{Color, Line, Span};
 use super::wecom::coloured_title;
 use super::words::{Lang, Word};
-use super::{render, RenderOptions};
+use super::RenderOptions;
 use crate::story;
 
 /// The HTML dialect.
@@ -132,18 +132,55 @@ impl Dialect for Html {
 /// The report as an HTML document (the email's HTML part); empty for an empty
 /// notification.
 pub fn html_report(n: &Notification, opts: &RenderOptions) -> String {
-    let Some(body) = render(n, Style::Html, usize::MAX, opts).into_iter().next() else {
+    html_report_with(n, opts, &[])
+}
+
+/// An image of an email's HTML part, shown by reference to its MIME part: the insight it
+/// shows (an index into the notification's insights) and its `Content-ID` (without the
+/// angle brackets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InlineChart {
+    pub insight: usize,
+    pub cid: String,
+}
+
+/// [`html_report`] with `charts` shown right after the entry that tells their insight
+/// (`<img src="cid:…">`, the image a MIME part of the same message). A chart whose
+/// insight no entry tells is left out.
+pub fn html_report_with(n: &Notification, opts: &RenderOptions, charts: &[InlineChart]) -> String {
+    let Some((header, entries)) = super::message_entries(n, Style::Html, opts) else {
         return String::new();
     };
-    let mut out = String::with_capacity(body.len() * 5 / 4 + 300);
+    let size: usize = entries.iter().map(|(b, _)| b.len()).sum();
+    let mut out = String::with_capacity((header.len() + size) * 5 / 4 + 300);
     out.push_str("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"></head>\n");
     out.push_str(
         "<body><div style=\"font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,\
          sans-serif;font-size:14px;line-height:1.5\">\n",
     );
-    for line in body.split('\n') {
-        out.push_str(line);
+    push_lines(&header, &mut out);
+    let mut shown: Vec<usize> = Vec::new();
+    for (block, told) in entries.iter().filter(|(b, _)| !b.is_empty()) {
         out.push_str("<br>\n");
+        push_lines(block, &mut out);
+        for c in charts.iter().filter(|c| told.contains(&c.insight)) {
+            if shown.contains(&c.insight) {
+                continue;
+            }
+            shown.push(c.insight);
+            let alt = n
+                .insights
+                .get(c.insight)
+                .map(|i| i.title.as_str())
+                .unwrap_or("");
+            out.push_str("<img width=\"720\" style=\"max-width:100%;height:auto\" alt=\"");
+            escape(opts.lang.word(Word::ChartOf), &mut out);
+            out.push_str(": ");
+            escape(alt, &mut out);
+            out.push_str("\" src=\"cid:");
+            escape(&c.cid, &mut out);
+            out.push_str("\"><br>\n");
+        }
     }
     out.push_str("</div></body></html>\n");
     out

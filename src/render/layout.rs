@@ -23,7 +23,12 @@ impl Esc<'_> {
     }
 
     fn code(&self, s: &str, max_chars: usize) -> String {
-        clean(s, self.0.markup(), Escape::Code, max_chars)
+        let ctx = if self.0.literal_code() {
+            Escape::Code
+        } else {
+            Escape::Prose
+        };
+        clean(s, self.0.markup(), ctx, max_chars)
     }
 }
 

@@ -31,15 +31,19 @@ use crate::actions::{Action, Links};
 use crate::story::{self, Story};
 use words::Word;
 
+pub mod card;
 mod dialect;
+mod dingtalk;
 mod doc;
 mod escape;
 mod fit;
 pub(crate) mod format;
 mod html;
+mod lark;
 mod layout;
 mod line;
 mod link;
+mod mrkdwn;
 mod text;
 pub mod tiles;
 pub mod wecom;
@@ -53,7 +57,9 @@ pub use dialect::Style;
 pub use escape::sql_preview;
 pub use fit::MIN_BUDGET;
 pub use format::{format_metric, metric_label};
-pub use html::{escape_html, html_page, html_report, subject, PageChart};
+pub use html::{
+    escape_html, html_page, html_report, html_report_with, subject, InlineChart, PageChart,
+};
 pub use link::{powa_web_link, valid_base_url};
 pub use wecom::{
     markdown_mentions, mention_notice, valid_userid, WECOM_MARKDOWN_BUDGET, WECOM_MARKDOWN_LIMIT,
@@ -153,6 +159,13 @@ pub fn render_digest(
 pub struct Placed {
     pub text: String,
     pub insights: Vec<usize>,
+    /// How many entries it tells in full.
+    pub entries: usize,
+    /// The acknowledge and snooze links of those entries that have them (action links
+    /// on), in order: what a provider's buttons may open.
+    pub actions: Vec<(String, String)>,
+    /// The notification's report page (action links on).
+    pub report: Option<String>,
 }
 
 /// [`render_digest`], saying which message tells which insight.
@@ -185,10 +198,12 @@ pub fn render_placed(
     let avail = budget.saturating_sub(reserve);
 
     let several_repositories = summary.repositories > 1;
+    let mut actions: Vec<Option<(String, String)>> = Vec::with_capacity(order.len());
     let blocks: Vec<String> = order
         .iter()
         .map(|s| {
             let e = entry_of(n, s, opts, several_repositories);
+            actions.push(e.actions.clone());
             fit::entry(&e, d, opts, avail).unwrap_or_default()
         })
         .collect();
@@ -204,11 +219,14 @@ pub fn render_placed(
         .map(|(i, g)| {
             let mut out = header((total > 1).then_some((i + 1, total)));
             let mut told = Vec::new();
+            let (mut entries, mut links) = (0, Vec::new());
             for (k, b) in g {
                 out.push_str("\n\n");
                 out.push_str(&b);
                 if k < full {
                     told.extend(told_by(n, &order[k]));
+                    entries += 1;
+                    links.extend(actions[k].clone());
                 }
             }
             out.push_str(d.ending());
@@ -220,6 +238,9 @@ pub fn render_placed(
             Placed {
                 text: out,
                 insights: told,
+                entries,
+                actions: links,
+                report: report_link.as_ref().map(|(_, url)| url.clone()),
             }
         })
         .collect()
@@ -282,6 +303,34 @@ fn told_by(n: &Notification, s: &Story<'_>) -> Vec<usize> {
                 .unwrap_or(usize::MAX)
         })
         .collect()
+}
+
+/// One message in `style`, unbounded, entry by entry: its header (with the "Full report"
+/// link when action links are on), then each entry with the insights it tells (where
+/// its charts go). Joined with blank lines, this is [`render`]'s one part. None for an
+/// empty notification.
+pub(crate) fn message_entries(
+    n: &Notification,
+    style: Style,
+    opts: &RenderOptions,
+) -> Option<PageEntries> {
+    if n.insights.is_empty() {
+        return None;
+    }
+    let d = style.dialect();
+    let order = story::stories(&n.insights);
+    let summary = Summary::of(n, &order);
+    let header = header_of(&summary, None, full_report_link(n, opts), d, opts.lang);
+    let several_repositories = summary.repositories > 1;
+    let entries = order
+        .iter()
+        .map(|s| {
+            let e = entry_of(n, s, opts, several_repositories);
+            let block = fit::entry(&e, d, opts, usize::MAX).unwrap_or_default();
+            (block, told_by(n, s))
+        })
+        .collect();
+    Some((header, entries))
 }
 
 /// A report page's header, and each entry's HTML with the insights it tells.

@@ -106,7 +106,7 @@ async fn image_messages_are_checked_like_wecom() {
 
 /// A regression about query `q` on remote1/app with a made-up trend: 12 snapshots, the
 /// mean time per call 1 ms in the baseline and 1 then 8 ms in the window.
-fn regression(q: usize, severity: Severity) -> Insight {
+pub(crate) fn regression(q: usize, severity: Severity) -> Insight {
     let mut i = channel_kit::insight(
         q,
         format!("Regression of query #{q}"),

@@ -5,7 +5,12 @@
 //!   20 KB → a non-zero code (19036 here); with a secret, `timestamp` (s) and `sign` in
 //!   the body must match base64(HMAC-SHA256(key = "<ts>\n<secret>", "")) and be within one
 //!   hour, else 19021; more than 100 accepted per window → 11232. Success is
-//!   `{"code":0,…}` with HTTP 200.
+//!   `{"code":0,…}` with HTTP 200. An `interactive` message must carry a `card` as the
+//!   card JSON (1.0) documents it: a header with a `plain_text` title and a known
+//!   `template` colour, `elements` each with a known `tag`, `div` texts `lark_md` or
+//!   `plain_text`, `action` elements of `button`s with a label, a known `type` and an
+//!   http(s) `url`; a malformed card gets a non-zero code (11246 here, a stand-in: the
+//!   real code is not documented for webhooks).
 //! - DingTalk: `POST /robot/send?access_token=<token>`; unknown token → errcode 300001;
 //!   with a secret, `timestamp` (ms) and `sign` query parameters must match
 //!   base64(HMAC-SHA256(key = secret, "<ts>\n<secret>")) within one hour, else 310000;
@@ -13,7 +18,14 @@
 //!   refuses bodies over 20 KB with a non-zero errcode, as a stand-in.
 //! - Slack: `POST /services/<path>`; unknown path → 404 `no_service`; not JSON or no
 //!   `text` → 400 `invalid_payload` / `no_text`; success 200 `ok`; texts over 40 000
-//!   characters are truncated (counted here).
+//!   characters are truncated (counted here). `blocks`, when present, are checked against
+//!   Block Kit's limits: at most 50; `header` text `plain_text` of at most 150
+//!   characters; `section` text `mrkdwn` or `plain_text` of at most 3000; `actions` of 1
+//!   to 25 `button`s, each a `plain_text` label of at most 75 characters and a `url` of at
+//!   most 3000; anything else → 400 `invalid_blocks`.
+//! - DingTalk `actionCard`: `title` and `text` required, and either `singleTitle` with
+//!   `singleURL` or a non-empty `btns` of `title` + `actionURL`; else errcode 40035 as for
+//!   a markdown message without its fields.
 //!
 //! Faults scripted with [`Fake::script`] answer the next requests of that provider first.
 //! The fakes' signature checks are written here from the documented schemes, not with the
@@ -161,8 +173,18 @@ async fn feishu_hook(
             );
         }
     }
-    if v["msg_type"] != "text" || v["content"]["text"].as_str().is_none_or(str::is_empty) {
-        return refuse(&mut st, 19001, "param invalid: message content is empty");
+    match v["msg_type"].as_str() {
+        Some("text") if v["content"]["text"].as_str().is_some_and(|t| !t.is_empty()) => {}
+        Some("interactive") => {
+            if let Err(what) = feishu_card(&v["card"]) {
+                return refuse(
+                    &mut st,
+                    11246,
+                    &format!("create message content fail: {what}"),
+                );
+            }
+        }
+        _ => return refuse(&mut st, 19001, "param invalid: message content is empty"),
     }
     if !admit(&mut st, Provider::Feishu, 100, conf.window) {
         return refuse(&mut st, 11232, "frequency limited");
@@ -171,6 +193,102 @@ async fn feishu_hook(
     json(
         serde_json::json!({"StatusCode": 0, "StatusMessage": "success", "code": 0, "data": {}, "msg": "success"}),
     )
+}
+
+/// What Feishu checks of a card (JSON 1.0), or what is wrong with it.
+fn feishu_card(card: &serde_json::Value) -> Result<(), String> {
+    const TEMPLATES: &[&str] = &[
+        "blue",
+        "wathet",
+        "turquoise",
+        "green",
+        "yellow",
+        "orange",
+        "red",
+        "carmine",
+        "violet",
+        "purple",
+        "indigo",
+        "grey",
+        "default",
+    ];
+    let text = |t: &serde_json::Value, tags: &[&str]| {
+        tags.contains(&t["tag"].as_str().unwrap_or_default())
+            && t["content"].as_str().is_some_and(|c| !c.is_empty())
+    };
+    let header = &card["header"];
+    if !text(&header["title"], &["plain_text"]) {
+        return Err("header.title must be plain_text with content".into());
+    }
+    if !TEMPLATES.contains(&header["template"].as_str().unwrap_or("default")) {
+        return Err(format!("unknown header.template {}", header["template"]));
+    }
+    let elements = card["elements"].as_array().ok_or("no elements")?;
+    if elements.is_empty() {
+        return Err("no elements".into());
+    }
+    for e in elements {
+        match e["tag"].as_str() {
+            Some("div") if text(&e["text"], &["lark_md", "plain_text"]) => {}
+            Some("hr") => {}
+            Some("action") => {
+                let buttons = e["actions"].as_array().ok_or("action without actions")?;
+                if buttons.is_empty() {
+                    return Err("action without actions".into());
+                }
+                for b in buttons {
+                    let url = b["url"].as_str().unwrap_or_default();
+                    if b["tag"] != "button"
+                        || !text(&b["text"], &["plain_text", "lark_md"])
+                        || !["default", "primary", "danger"]
+                            .contains(&b["type"].as_str().unwrap_or("default"))
+                        || !(url.starts_with("https://") || url.starts_with("http://"))
+                    {
+                        return Err(format!("bad button {b}"));
+                    }
+                }
+            }
+            _ => return Err(format!("bad element {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// What Slack checks of `blocks`, or what is wrong with them.
+fn slack_blocks(blocks: &serde_json::Value) -> Result<(), String> {
+    let blocks = blocks.as_array().ok_or("blocks is not an array")?;
+    if blocks.len() > 50 {
+        return Err(format!("{} blocks", blocks.len()));
+    }
+    let chars = |v: &serde_json::Value| v.as_str().map(|s| s.chars().count());
+    for b in blocks {
+        let t = &b["text"];
+        let ok = match b["type"].as_str() {
+            Some("header") => {
+                t["type"] == "plain_text"
+                    && chars(&t["text"]).is_some_and(|n| (1..=150).contains(&n))
+            }
+            Some("section") => {
+                ["mrkdwn", "plain_text"].contains(&t["type"].as_str().unwrap_or_default())
+                    && chars(&t["text"]).is_some_and(|n| (1..=3000).contains(&n))
+            }
+            Some("actions") => b["elements"].as_array().is_some_and(|es| {
+                (1..=25).contains(&es.len())
+                    && es.iter().all(|e| {
+                        e["type"] == "button"
+                            && e["text"]["type"] == "plain_text"
+                            && chars(&e["text"]["text"]).is_some_and(|n| (1..=75).contains(&n))
+                            && chars(&e["url"]).is_some_and(|n| (1..=3000).contains(&n))
+                    })
+            }),
+            Some("divider") => true,
+            _ => false,
+        };
+        if !ok {
+            return Err(format!("bad block {b}"));
+        }
+    }
+    Ok(())
 }
 
 async fn ding_send(
@@ -209,11 +327,24 @@ async fn ding_send(
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return refuse(&mut st, 400, "invalid json");
     };
-    if v["msgtype"] != "markdown"
-        || v["markdown"]["title"].as_str().is_none_or(str::is_empty)
-        || v["markdown"]["text"].as_str().is_none_or(str::is_empty)
-    {
-        return refuse(&mut st, 40035, "missing markdown title or text");
+    let filled = |x: &serde_json::Value| x.as_str().is_some_and(|s| !s.is_empty());
+    let well_formed = match v["msgtype"].as_str() {
+        Some("markdown") => filled(&v["markdown"]["title"]) && filled(&v["markdown"]["text"]),
+        Some("actionCard") => {
+            let c = &v["actionCard"];
+            let single = filled(&c["singleTitle"]) && filled(&c["singleURL"]);
+            let btns = c["btns"].as_array().is_some_and(|bs| {
+                !bs.is_empty()
+                    && bs
+                        .iter()
+                        .all(|b| filled(&b["title"]) && filled(&b["actionURL"]))
+            });
+            filled(&c["title"]) && filled(&c["text"]) && (single || btns)
+        }
+        _ => false,
+    };
+    if !well_formed {
+        return refuse(&mut st, 40035, "missing title, text or buttons");
     }
     if !admit(&mut st, Provider::Ding, 20, conf.window) {
         return refuse(&mut st, 130101, "send too fast, exceed 20 times per minute");
@@ -243,6 +374,10 @@ async fn slack_hook(
         st.refused.push((Provider::Slack, 400));
         return HttpResponse::BadRequest().body("no_text");
     };
+    if !v["blocks"].is_null() && slack_blocks(&v["blocks"]).is_err() {
+        st.refused.push((Provider::Slack, 400));
+        return HttpResponse::BadRequest().body("invalid_blocks");
+    }
     if text.chars().count() > SLACK_TEXT_CHARS {
         st.slack_truncated += 1;
     }
@@ -301,7 +436,11 @@ impl Fake {
     }
 
     fn feishu(&self, token: &str, secret: Option<&str>) -> ChannelSettings {
-        let mut v = serde_json::json!({"type": "feishu",
+        self.feishu_as(token, secret, "card")
+    }
+
+    fn feishu_as(&self, token: &str, secret: Option<&str>, format: &str) -> ChannelSettings {
+        let mut v = serde_json::json!({"type": "feishu", "format": format,
             "webhook_url": format!("{}/open-apis/bot/v2/hook/{token}", self.base)});
         if let Some(s) = secret {
             v["secret"] = s.into();
@@ -319,7 +458,11 @@ impl Fake {
     }
 
     fn slack(&self, path: &str) -> ChannelSettings {
-        serde_json::from_value(serde_json::json!({"type": "slack",
+        self.slack_as(path, "blocks")
+    }
+
+    fn slack_as(&self, path: &str, format: &str) -> ChannelSettings {
+        serde_json::from_value(serde_json::json!({"type": "slack", "format": format,
             "webhook_url": format!("{}{path}", self.base)}))
         .unwrap()
     }
@@ -369,11 +512,28 @@ fn notification(id: u64, n: usize) -> Notification {
     )
 }
 
-/// The text of an accepted message, per provider.
+/// The text of an accepted message, per provider: of a card, its `lark_md` texts; of
+/// Block Kit, its sections; of an action card, its markdown.
 fn text_of(p: Provider, v: &serde_json::Value) -> String {
+    let join = |items: &serde_json::Value, pointer: &str| {
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.pointer(pointer).and_then(|t| t.as_str()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     match p {
+        Provider::Feishu if v["msg_type"] == "interactive" => {
+            join(&v["card"]["elements"], "/text/content")
+        }
         Provider::Feishu => v["content"]["text"].as_str().unwrap().to_string(),
+        Provider::Ding if v["msgtype"] == "actionCard" => {
+            v["actionCard"]["text"].as_str().unwrap().to_string()
+        }
         Provider::Ding => v["markdown"]["text"].as_str().unwrap().to_string(),
+        Provider::Slack if !v["blocks"].is_null() => join(&v["blocks"], "/text/text"),
         Provider::Slack => v["text"].as_str().unwrap().to_string(),
     }
 }
@@ -411,8 +571,8 @@ async fn many_insights_are_delivered_within_each_budget_and_signed() {
                     assert!(text_of(p, v).len() <= dingtalk::TEXT_BUDGET);
                 }
                 Provider::Slack => {
-                    assert!(text_of(p, v).len() <= slack::TEXT_BUDGET);
-                    assert_eq!(v["mrkdwn"], false);
+                    assert!(body.len() <= slack::BODY_BUDGET, "{}", body.len());
+                    assert!(v["blocks"].as_array().unwrap().len() <= slack::MAX_BLOCKS);
                 }
             }
             all.push_str(&text_of(p, v));
@@ -463,14 +623,14 @@ async fn query_texts_mention_no_one_and_route_mentions_reach_the_first_message()
     let cases = [
         (
             Provider::Feishu,
-            fake.feishu(FEISHU_TOKEN, Some(FEISHU_SECRET)),
+            fake.feishu_as(FEISHU_TOKEN, Some(FEISHU_SECRET), "text"),
             // Feishu: valid ids as <at> tags; U024BE7LH and here are valid Feishu ids too.
             r#"<at user_id="ou_7d8a6e6df7621556ce0d21922b676706"></at> <at user_id="U024BE7LH"></at> <at user_id="here"></at>"#,
             "<at",
         ),
         (
             Provider::Slack,
-            fake.slack(SLACK_PATH),
+            fake.slack_as(SLACK_PATH, "text"),
             "<@U024BE7LH> <!here>",
             "<",
         ),
@@ -511,6 +671,215 @@ async fn query_texts_mention_no_one_and_route_mentions_reach_the_first_message()
         }
     }
     assert!(fake.state.lock().unwrap().refused.is_empty());
+    fake.server.stop().await;
+}
+
+/// Feishu cards, Slack blocks and DingTalk action cards with action links on: every
+/// message passes the fakes' checks of its format, each open entry has its buttons, a
+/// hostile query text stays text, and the route's mentions are in the first message
+/// only, as its own element.
+#[actix_rt::test]
+async fn cards_blocks_and_action_cards_carry_buttons_and_mention_no_one_else() {
+    let window = Duration::from_millis(600);
+    let fake = Fake::start(conf(window));
+    let links = powa_sentinel::actions::Links::new(
+        "https://sentinel.example.org",
+        b"k".repeat(32),
+        powa_sentinel::actions::DEFAULT_TTL,
+    );
+    let mut env = env(window).with_actions(Some(Arc::new(links)));
+    let mentions = Mentions {
+        userids: vec![
+            "ou_7d8a6e6df7621556ce0d21922b676706".into(),
+            "U024BE7LH".into(),
+        ],
+        mobiles: vec![],
+    };
+    let n = channel_kit::notification(
+        9,
+        "chat",
+        NotifyReason::Immediate,
+        (0..50).map(|k| insight(k, HOSTILE_SQL)).collect(),
+        mentions,
+    );
+    let cases = [
+        (
+            Provider::Feishu,
+            fake.feishu(FEISHU_TOKEN, Some(FEISHU_SECRET)),
+            "<at id=ou_7d8a6e6df7621556ce0d21922b676706></at> <at id=U024BE7LH></at>",
+        ),
+        (Provider::Slack, fake.slack(SLACK_PATH), "<@U024BE7LH>"),
+        (Provider::Ding, fake.ding(DING_TOKEN, Some(DING_SECRET)), ""),
+    ];
+    for (p, s, line) in cases {
+        let r = channels::start(&format!("{p:?}"), &s, &mut env).unwrap();
+        let rep = deliver(&r, n.clone()).await;
+        assert!(rep.outcome.is_ok(), "{p:?}: {rep:?}");
+        let got = fake.accepted(p);
+        assert!(got.len() > 1, "{p:?}: split");
+        // The buttons: (label, url) of every message.
+        let buttons = |v: &serde_json::Value| -> Vec<(String, String)> {
+            let (items, label, url) = match p {
+                Provider::Feishu => (
+                    v["card"]["elements"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .flat_map(|e| e["actions"].as_array().cloned().unwrap_or_default())
+                        .collect::<Vec<_>>(),
+                    "/text/content",
+                    "/url",
+                ),
+                Provider::Slack => (
+                    v["blocks"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+                        .collect(),
+                    "/text/text",
+                    "/url",
+                ),
+                Provider::Ding => {
+                    let c = &v["actionCard"];
+                    let mut bs = c["btns"].as_array().cloned().unwrap_or_default();
+                    if c["singleURL"].is_string() {
+                        bs.push(serde_json::json!({"title": c["singleTitle"], "actionURL": c["singleURL"]}));
+                    }
+                    (bs, "/title", "/actionURL")
+                }
+            };
+            items
+                .iter()
+                .map(|b| {
+                    let s = |ptr| b.pointer(ptr).and_then(|x| x.as_str()).unwrap().to_string();
+                    (s(label), s(url))
+                })
+                .collect()
+        };
+        let mut acks = 0;
+        for (k, v) in got.iter().enumerate() {
+            if p == Provider::Ding && k == 0 {
+                // DingTalk reads `at` on markdown only: the message that mentions stays one.
+                assert_eq!(v["msgtype"], "markdown");
+                assert_eq!(v["at"]["atUserIds"][1], "U024BE7LH");
+                continue;
+            }
+            let bs = buttons(v);
+            for (label, url) in &bs {
+                assert!(
+                    url.starts_with("https://sentinel.example.org/a/"),
+                    "{p:?}: {url}"
+                );
+                acks += usize::from(label == "Acknowledge");
+            }
+            assert!(bs.iter().any(|(l, _)| l == "Full report"), "{p:?}: {bs:?}");
+            let text = text_of(p, v);
+            match p {
+                Provider::Ding => assert_eq!(v["msgtype"], "actionCard"),
+                _ => {
+                    let mentioned = text.contains(line);
+                    assert_eq!(mentioned, k == 0, "{p:?} message {k}: {text}");
+                    let report = text.replace(line, "");
+                    for never in ["<at", "<!channel>", "<@U123>", "<@U024BE7LH>"] {
+                        assert!(!report.contains(never), "{p:?}: {never} in {report}");
+                    }
+                }
+            }
+        }
+        match p {
+            // DingTalk: several entries per message, so each links to the full report.
+            Provider::Ding => assert_eq!(acks, 0),
+            _ => assert_eq!(acks, 50, "{p:?}: one Acknowledge button per entry"),
+        }
+    }
+    assert!(
+        fake.state.lock().unwrap().refused.is_empty(),
+        "{:?}",
+        fake.state.lock().unwrap().refused
+    );
+    fake.server.stop().await;
+}
+
+/// The fakes refuse what the providers refuse: a card without a title, a button without
+/// a URL, a section over 3000 characters, an action card without buttons; the channels
+/// call those answers permanent.
+#[actix_rt::test]
+async fn the_fakes_refuse_malformed_cards_and_blocks() {
+    let fake = Fake::start(conf(Duration::from_secs(60)));
+    let client = awc::Client::default();
+    let ts = Utc::now().timestamp();
+    let feishu = |card: serde_json::Value| {
+        serde_json::json!({"msg_type": "interactive", "card": card,
+            "timestamp": ts.to_string(), "sign": feishu::sign(FEISHU_SECRET, ts)})
+        .to_string()
+    };
+    let good = serde_json::json!({"header": {"title": {"tag": "plain_text", "content": "t"}, "template": "red"},
+        "elements": [{"tag": "div", "text": {"tag": "lark_md", "content": "x"}}]});
+    let mut no_title = good.clone();
+    no_title["header"]["title"] = serde_json::json!({"tag": "lark_md", "content": ""});
+    let mut no_url = good.clone();
+    no_url["elements"] = serde_json::json!([{"tag": "action", "actions": [
+        {"tag": "button", "text": {"tag": "plain_text", "content": "b"}, "type": "primary"}]}]);
+    let url = format!("{}/open-apis/bot/v2/hook/{FEISHU_TOKEN}", fake.base);
+    let mut codes = Vec::new();
+    for card in [good, no_title, no_url] {
+        let mut resp = client.post(&url).send_body(feishu(card)).await.unwrap();
+        let answer = channels::robot::Answer {
+            status: resp.status().as_u16(),
+            retry_after: None,
+            body: resp.body().await.unwrap().to_vec(),
+        };
+        codes.push(feishu::classify(&answer, Duration::from_secs(60)));
+    }
+    assert_eq!(codes[0], Ok(()));
+    for c in &codes[1..] {
+        assert!(
+            matches!(c, Err(ChannelError::Permanent { reason }) if reason.contains("11246")),
+            "{c:?}"
+        );
+    }
+
+    let slack_url = format!("{}{SLACK_PATH}", fake.base);
+    let long = "x".repeat(3001);
+    for blocks in [
+        serde_json::json!([{"type": "section", "text": {"type": "mrkdwn", "text": long}}]),
+        serde_json::json!([{"type": "header", "text": {"type": "mrkdwn", "text": "t"}}]),
+        serde_json::json!((0..51)
+            .map(|_| serde_json::json!({"type": "divider"}))
+            .collect::<Vec<_>>()),
+    ] {
+        let body = serde_json::json!({"text": "t", "blocks": blocks}).to_string();
+        let mut resp = client.post(&slack_url).send_body(body).await.unwrap();
+        let answer = channels::robot::Answer {
+            status: resp.status().as_u16(),
+            retry_after: None,
+            body: resp.body().await.unwrap().to_vec(),
+        };
+        assert!(
+            matches!(slack::classify(&answer), Err(ChannelError::Permanent { reason }) if reason.contains("invalid_blocks")),
+            "{answer:?}"
+        );
+    }
+
+    let ding_url = dingtalk::signed_url(
+        &format!("{}/robot/send?access_token={DING_TOKEN}", fake.base),
+        Some(&powa_sentinel::secret::Secret::new(DING_SECRET)),
+        Utc::now().timestamp_millis(),
+    );
+    let body = serde_json::json!({"msgtype": "actionCard",
+        "actionCard": {"title": "t", "text": "x", "btns": []}})
+    .to_string();
+    let mut resp = client.post(ding_url).send_body(body).await.unwrap();
+    let answer = channels::robot::Answer {
+        status: resp.status().as_u16(),
+        retry_after: None,
+        body: resp.body().await.unwrap().to_vec(),
+    };
+    assert!(matches!(
+        dingtalk::classify(&answer, Duration::from_secs(600)),
+        Err(ChannelError::Permanent { reason }) if reason.contains("40035")
+    ));
     fake.server.stop().await;
 }
 

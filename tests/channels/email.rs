@@ -299,3 +299,128 @@ async fn refusals_are_permanent_and_say_what_to_fix() {
     );
     assert!(rep.attempts > 1, "{rep:?}");
 }
+
+/// A channel env whose chart source has no repository: the insights carry their trends
+/// (as [`crate::charts`] makes them).
+fn env_with_charts() -> powa_sentinel::channels::ChannelEnv {
+    let trends = powa_sentinel::chart::enrich::TrendSource::new(
+        Default::default(),
+        Duration::from_secs(7 * 86400),
+        1,
+        discard(),
+    );
+    env(
+        discard(),
+        Duration::from_millis(300),
+        fast(Duration::from_secs(20)),
+    )
+    .with_trends(Some(std::sync::Arc::new(trends)))
+}
+
+/// The charts of the charted insights go inline: the received message is
+/// `multipart/alternative` of the text and a `multipart/related` of the HTML and one
+/// `image/png` per chart, each image's Content-ID referred to by a `cid:` in the HTML
+/// right after the entry of its insight, its bytes a PNG of the chart's size; the text
+/// part is the report alone. `charts = false` sends no image.
+#[actix_rt::test]
+async fn charts_go_inline_after_their_entries() {
+    use mail_parser::PartType;
+    let dir = temp();
+    let smtp = Smtp::start(&dir.path().join("mail"), &Options::default());
+    let plain = serde_json::json!({"smtp_host": "127.0.0.1", "tls": "none"});
+    let mut env = env_with_charts();
+    let r = channels::start("mail", &settings(table(&smtp, plain.clone())), &mut env).unwrap();
+    let insights = vec![
+        crate::charts::regression(1, Severity::Critical),
+        insight(3, "Top query #3".into(), "SELECT 3"),
+        crate::charts::regression(2, Severity::Warning),
+    ];
+    let n = notification(
+        5,
+        "mail",
+        NotifyReason::Report,
+        insights.clone(),
+        Mentions::default(),
+    );
+    let rep = deliver(&r, n).await;
+    assert!(rep.outcome.is_ok(), "{:?}", rep.outcome);
+    let got = smtp.wait_for(1, Duration::from_secs(5));
+    let m = MessageParser::default().parse(&got[0].raw).unwrap();
+    let ct = m.content_type().unwrap();
+    assert_eq!(
+        (ct.ctype(), ct.subtype()),
+        ("multipart", Some("alternative"))
+    );
+
+    let related = m
+        .parts
+        .iter()
+        .find(|p| {
+            p.content_type()
+                .is_some_and(|c| c.ctype() == "multipart" && c.subtype() == Some("related"))
+        })
+        .expect("a multipart/related part");
+    let PartType::Multipart(children) = &related.body else {
+        panic!("related is not a multipart");
+    };
+    let children: Vec<_> = children.iter().map(|&k| &m.parts[k as usize]).collect();
+    let PartType::Html(html) = &children[0].body else {
+        panic!("the related part starts with the HTML: {:?}", children[0]);
+    };
+    let images: Vec<_> = children[1..].iter().collect();
+    assert_eq!(images.len(), 2, "one image per charted insight");
+    let mut at = Vec::new();
+    for img in &images {
+        let c = img.content_type().unwrap();
+        assert_eq!((c.ctype(), c.subtype()), ("image", Some("png")));
+        let cid = img.content_id().expect("a Content-ID");
+        let cid = cid.trim_start_matches('<').trim_end_matches('>');
+        let reference = format!("src=\"cid:{cid}\"");
+        let pos = html
+            .find(&reference)
+            .unwrap_or_else(|| panic!("{reference} not in {html}"));
+        at.push(pos);
+        let decoder = png::Decoder::new(std::io::Cursor::new(img.contents()));
+        let info = decoder.read_info().expect("the bytes are a PNG");
+        assert_eq!(
+            (info.info().width, info.info().height),
+            (powa_sentinel::chart::WIDTH, powa_sentinel::chart::HEIGHT)
+        );
+    }
+    assert_eq!(html.matches("src=\"cid:").count(), 2, "{html}");
+    // Each right after the entry of its insight, before the next entry.
+    let title = |q: &str| html.find(q).unwrap_or_else(|| panic!("{q} not in {html}"));
+    let (r1, r2, q3) = (
+        title("Regression of query #1"),
+        title("Regression of query #2"),
+        title("Top query #3"),
+    );
+    let (i1, i2) = (at[0].min(at[1]), at[0].max(at[1]));
+    assert!(r1 < i1 && i1 < r2.min(q3), "{html}");
+    assert!(r2 < i2 && (q3 < r2 || i2 < q3), "{html}");
+    let text = m.body_text(0).unwrap();
+    assert!(
+        !text.contains("cid:") && text.contains("Regression of query #1"),
+        "{text}"
+    );
+
+    // charts = false: the alternative of text and HTML alone.
+    let mut off = plain.clone();
+    off["charts"] = false.into();
+    let r = channels::start("mail2", &settings(table(&smtp, off)), &mut env).unwrap();
+    let n = notification(
+        6,
+        "mail2",
+        NotifyReason::Report,
+        insights,
+        Mentions::default(),
+    );
+    assert!(deliver(&r, n).await.outcome.is_ok());
+    let got = smtp.wait_for(2, Duration::from_secs(5));
+    let m = MessageParser::default().parse(&got[1].raw).unwrap();
+    assert!(m
+        .parts
+        .iter()
+        .all(|p| p.content_type().is_none_or(|c| c.ctype() != "image")));
+    assert!(!m.body_html(0).unwrap().contains("cid:"));
+}

@@ -773,6 +773,8 @@ fn insight_lines(style: Style, part: &str) -> usize {
                     || l.starts_with("[WARNING] ")
                     || l.starts_with("[INFO] ")
             }
+            // Not WeCom's: cards and DingTalk are counted in their own tests.
+            Style::LarkMd | Style::Mrkdwn | Style::DingTalk => false,
         })
         .count()
 }

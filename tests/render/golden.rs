@@ -49,7 +49,8 @@ fn opts(lang: Lang) -> RenderOptions {
     }
 }
 
-/// The parts as a person reads them: each message's text, with its size.
+/// The parts as a person reads them: each message's text, with its size (of a card or
+/// a Block Kit message: its transcript's).
 fn transcript(parts: &[String], limit: usize) -> String {
     let mut out = String::new();
     for (k, p) in parts.iter().enumerate() {
@@ -112,6 +113,77 @@ fn renderings(n: &Notification, lang: Lang) -> Vec<(String, String)> {
         .map(|p| content(&p.body, "/text"))
         .collect();
     out.push(("slack".to_string(), transcript(&parts, 40_000)));
+    let cards: Vec<String> = feishu::card_parts(n, &o, None)
+        .iter()
+        .map(|p| card_transcript(&p.body))
+        .collect();
+    out.push((
+        "feishu-card".to_string(),
+        transcript(&cards, feishu::BODY_BUDGET),
+    ));
+    let blocks: Vec<String> = slack::block_parts(n, &o, None)
+        .iter()
+        .map(|p| blocks_transcript(&serde_json::from_str(&p.body).unwrap()))
+        .collect();
+    out.push((
+        "slack-blocks".to_string(),
+        transcript(&blocks, slack::BODY_BUDGET),
+    ));
+    out
+}
+
+/// A Feishu card as a person reads it: the header and its colour, each element's text,
+/// its buttons.
+fn card_transcript(body: &Value) -> String {
+    let card = &body["card"];
+    let mut out = format!(
+        "[header {}] {}\n",
+        card["header"]["template"].as_str().unwrap(),
+        card["header"]["title"]["content"].as_str().unwrap()
+    );
+    for e in card["elements"].as_array().unwrap() {
+        match e["tag"].as_str().unwrap() {
+            "div" => out.push_str(&format!(
+                "[div]\n{}\n",
+                e["text"]["content"].as_str().unwrap()
+            )),
+            "action" => {
+                let labels: Vec<&str> = e["actions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|b| b["text"]["content"].as_str().unwrap())
+                    .collect();
+                out.push_str(&format!("[buttons] {}\n", labels.join(" | ")));
+            }
+            other => out.push_str(&format!("[{other}]\n")),
+        }
+    }
+    out
+}
+
+/// A Slack Block Kit message as a person reads it: each block's text, the buttons, the
+/// fallback text.
+fn blocks_transcript(body: &Value) -> String {
+    let mut out = String::new();
+    for b in body["blocks"].as_array().unwrap() {
+        match b["type"].as_str().unwrap() {
+            "actions" => {
+                let labels: Vec<&str> = b["elements"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["text"]["text"].as_str().unwrap())
+                    .collect();
+                out.push_str(&format!("[actions] {}\n", labels.join(" | ")));
+            }
+            t => out.push_str(&format!("[{t}]\n{}\n", b["text"]["text"].as_str().unwrap())),
+        }
+    }
+    out.push_str(&format!(
+        "[fallback text]\n{}\n",
+        body["text"].as_str().unwrap()
+    ));
     out
 }
 

@@ -319,6 +319,80 @@ proptest! {
         }
     }
 
+    /// Feishu cards and Slack Block Kit, through the channels' own body builders: every
+    /// body within its budget, Slack's block, section and header limits kept, at most the
+    /// digest's quota of messages, no PoWA text read as markup or a mention (only the
+    /// route's mention element has a tag), every entry shown or counted.
+    #[test]
+    fn cards_and_blocks_keep_their_limits(
+        n in notification(),
+        digest in prop::option::of(1usize..4),
+        preview in 20usize..=2000,
+    ) {
+        use powa_sentinel::channels::{feishu, slack};
+        let entries = render::entries(&n).len();
+        for lang in [Lang::En, Lang::Zh] {
+            let opts = RenderOptions { sql_preview_chars: preview, lang, ..RenderOptions::default() };
+            let mention = feishu::card_mention_line(&n);
+            let cards = feishu::card_parts(&n, &opts, digest);
+            prop_assert!(!cards.is_empty());
+            prop_assert!(cards.len() <= digest.unwrap_or(usize::MAX));
+            let mut all = String::new();
+            for c in &cards {
+                let signed = feishu::signed_body(c, Some(&powa_sentinel::secret::Secret::new("k")), 1_700_000_000);
+                prop_assert!(signed.len() <= feishu::BODY_BUDGET, "{}", signed.len());
+                for e in c.body["card"]["elements"].as_array().unwrap() {
+                    let Some(t) = e["text"]["content"].as_str() else { continue };
+                    if !mention.is_empty() && t == mention {
+                        continue;
+                    }
+                    for never in ['<', '[', ']', '`', '&', '~'] {
+                        prop_assert!(!t.contains(never), "{:?} in {}", never, t);
+                    }
+                    prop_assert_eq!(t.matches("**").count() % 2, 0, "{}", t);
+                    all.push_str(t);
+                    all.push('\n');
+                }
+            }
+            let (mut shown, more) = check_content(&all, Style::LarkMd, usize::MAX)?;
+            shown.sort_unstable();
+            shown.dedup();
+            prop_assert_eq!(shown.len() + more, entries, "Feishu {:?}", lang);
+
+            let mention = slack::mention_line(&n);
+            let messages = slack::block_parts(&n, &opts, digest);
+            prop_assert!(!messages.is_empty());
+            prop_assert!(messages.len() <= digest.unwrap_or(usize::MAX));
+            let mut all = String::new();
+            for m in &messages {
+                prop_assert!(m.body.len() <= slack::BODY_BUDGET, "{}", m.body.len());
+                let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+                let blocks = v["blocks"].as_array().unwrap();
+                prop_assert!(blocks.len() <= slack::MAX_BLOCKS);
+                for b in blocks {
+                    let t = b["text"]["text"].as_str().unwrap_or_default();
+                    match b["type"].as_str().unwrap() {
+                        "header" => prop_assert!(t.chars().count() <= slack::HEADER_CHARS),
+                        "section" => {
+                            prop_assert!(t.chars().count() <= slack::SECTION_CHARS);
+                            if !mention.is_empty() && t == mention {
+                                continue;
+                            }
+                            prop_assert!(!t.contains('<') && !t.contains('>'), "{}", t);
+                            all.push_str(t);
+                            all.push('\n');
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let (mut shown, more) = check_content(&all, Style::Mrkdwn, usize::MAX)?;
+            shown.sort_unstable();
+            shown.dedup();
+            prop_assert_eq!(shown.len() + more, entries, "Slack {:?}", lang);
+        }
+    }
+
     /// SQL previews: one line, bounded, no backtick, never cut inside a character.
     #[test]
     fn previews_are_bounded(sql in query_text(), max in 0usize..400) {
