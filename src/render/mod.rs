@@ -60,7 +60,7 @@ pub use wecom::{
 };
 pub use words::Lang;
 
-use doc::{Digest, Entry, Header, Summary};
+use doc::{ChangesSection, Digest, Entry, Header, Summary};
 
 /// Default length of SQL previews, in characters.
 pub const DEFAULT_SQL_PREVIEW_CHARS: usize = 200;
@@ -184,15 +184,26 @@ pub fn render_placed(
     let avail = budget.saturating_sub(reserve);
 
     let several_repositories = summary.repositories > 1;
-    let blocks: Vec<String> = order
+    let mut blocks: Vec<String> = order
         .iter()
         .map(|s| {
             let e = entry_of(n, s, opts, several_repositories);
             fit::entry(&e, d, opts, avail).unwrap_or_default()
         })
         .collect();
+    // The "Changes" section comes after the entries: a digest leaves it out before any
+    // entry, and says so.
+    let changes = ChangesSection::of(&order, &summary, lang, several_repositories);
+    let left_out = changes
+        .as_ref()
+        .and_then(|c| fit::changes(c, d, lang, avail).map(|b| (c.count(), b)))
+        .map(|(count, b)| {
+            blocks.push(b);
+            count
+        });
     let (chosen, full) = fit::within(blocks, avail, max_parts, |k| {
-        let lines = layout::digest_lines(&Digest::of(&order[k..], lang), d, lang);
+        let digest = Digest::of(&order[k.min(order.len())..], lang, left_out);
+        let lines = layout::digest_lines(&digest, d, lang);
         fit::fit_lines(lines, d, avail).unwrap_or_default()
     });
     let grouped = fit::pack(chosen, avail);
@@ -206,7 +217,7 @@ pub fn render_placed(
             for (k, b) in g {
                 out.push_str("\n\n");
                 out.push_str(&b);
-                if k < full {
+                if k < full && k < order.len() {
                     told.extend(told_by(n, &order[k]));
                 }
             }
@@ -304,7 +315,7 @@ pub(crate) fn page_entries(n: &Notification, opts: &RenderOptions) -> Option<Pag
     });
     let header = header_of(&summary, None, live, d, opts.lang);
     let several_repositories = summary.repositories > 1;
-    let entries = order
+    let mut entries: Vec<(String, Vec<usize>)> = order
         .iter()
         .map(|s| {
             let e = entry_of(n, s, opts, several_repositories);
@@ -312,6 +323,11 @@ pub(crate) fn page_entries(n: &Notification, opts: &RenderOptions) -> Option<Pag
             (block, told_by(n, s))
         })
         .collect();
+    if let Some(c) = ChangesSection::of(&order, &summary, opts.lang, several_repositories) {
+        // Every change of every server: the page has no budget.
+        let lines = layout::changes_lines(&c, d, opts.lang, usize::MAX);
+        entries.push((line::render_lines(&lines, d), Vec::new()));
+    }
     Some((header, entries))
 }
 
