@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sentinel_actors::Change;
 
 use super::{Story, Told};
-use crate::analyze::changes::NO_HISTORY_LABEL;
+use crate::analyze::changes::{CATALOG_AGE_LABEL, NO_HISTORY_LABEL};
 use crate::render::Lang;
 
 /// At most this many changes are listed besides the causes; the rest are counted.
@@ -79,6 +79,9 @@ pub(super) fn tell(s: &Story<'_>, lang: Lang, t: &mut Told) {
         } else {
             format!("+{more} more")
         });
+    }
+    if let Some(note) = s.findings().find_map(|i| i.label(CATALOG_AGE_LABEL)) {
+        t.changed.push(note.to_string());
     }
     if all.is_empty() && s.findings().any(|i| i.label(NO_HISTORY_LABEL).is_some()) {
         t.changed.push(
