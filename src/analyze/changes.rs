@@ -916,6 +916,61 @@ mod tests {
     }
 
     #[test]
+    fn a_catalog_drop_with_scans_moved_names_them_and_has_no_statement() {
+        use crate::powa::catalog::{Scans, TableScans};
+        let mut now = q(7, 100.0, 900.0, 0.0, 0.0);
+        now.query = Some(Arc::from(
+            "SELECT count(*) FROM orders WHERE created_at > $1",
+        ));
+        let mut w = window(
+            vec![now],
+            vec![q(7, 100.0, 800.0, 0.0, 0.0)],
+            vec![Event {
+                at: t(-5),
+                what: What::IndexDropped {
+                    database: "etl".into(),
+                    table: "public.orders".into(),
+                    index: "public.orders_created_at_idx".into(),
+                    def: String::new(),
+                    seen_until: t(-10),
+                },
+            }],
+        );
+        let scans = |seq: f64, idx: f64| {
+            Some(Scans {
+                seq_per_hour: seq,
+                idx_per_hour: idx,
+            })
+        };
+        let base = (**w.changes.as_ref().unwrap()).clone();
+        let with = |then, now| {
+            let mut tl = base.clone();
+            tl.scans = vec![TableScans {
+                database: "etl".into(),
+                table: "public.orders".into(),
+                then,
+                now,
+            }];
+            Arc::new(tl)
+        };
+        // Mean barely moved: the scans alone make the index the cause.
+        w.changes = Some(with(scans(12.0, 9000.0), scans(4800.0, 0.0)));
+        let mut out = vec![finding(&w, "regression", "regression.mean_time")];
+        attach(&mut out, &w);
+        let c = &out[0].changes[0];
+        assert_eq!(
+            c.evidence.as_deref(),
+            Some("the query reads public.orders: mean 8.00 → 9.00 ms since; seq scans on public.orders 12 → 4,800 per hour, index scans 9,000 → 0")
+        );
+        assert_eq!(c.undo, None, "the catalog has no definition");
+        // Index scans that did not fall are no evidence.
+        w.changes = Some(with(scans(12.0, 9000.0), scans(4800.0, 8000.0)));
+        let mut out = vec![finding(&w, "regression", "regression.mean_time")];
+        attach(&mut out, &w);
+        assert_eq!(out[0].changes[0].evidence, None);
+    }
+
+    #[test]
     fn undo_puts_each_scope_back() {
         let mut e = setting(0, "work_mem", "4MB", "64kB", None);
         assert_eq!(

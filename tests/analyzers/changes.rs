@@ -639,3 +639,90 @@ async fn on_powa_5_the_catalog_names_the_dropped_indexes_and_the_scans_moved() {
         lab.psql("remote5", "app", &format!("DROP TABLE {t}"));
     }
 }
+
+/// What the change sources cost per cycle on the lab, measured: the first cycle of each
+/// (reading the baseline's reach, a day here) and a steady one (only what PoWA added
+/// since), in milliseconds and in rows the repository returned (from its own
+/// pg_stat_statements, as the read-only role). A steady cycle stays well under the
+/// bound; `--nocapture` prints the figures.
+#[actix_rt::test]
+async fn the_change_sources_cost_little_per_cycle() {
+    let _turn = crate::support::turn(module_path!());
+    let lab = lab();
+    let ro = lab.var("POWA_LAB_RO_USER").to_string();
+    // Calls, rows and ms of the read-only role's statements that match `re`.
+    let stats = |cluster: &str, re: &str| -> (f64, f64, f64) {
+        let out = lab.psql(
+            cluster,
+            "powa",
+            &format!(
+                "SELECT coalesce(sum(calls), 0), coalesce(sum(rows), 0), \
+                        coalesce(sum(total_exec_time), 0) \
+                   FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid \
+                  WHERE r.rolname = '{ro}' AND s.query ~ '{re}'"
+            ),
+        );
+        let v: Vec<f64> = out.split('|').map(|x| x.parse().unwrap_or(0.0)).collect();
+        (v[0], v[1], v[2])
+    };
+    let since = Utc::now() - chrono::Duration::days(1);
+    let repo = lab4().await;
+    let remote1 = server(&repo, "remote1");
+    let mut changes = ChangeReader::default();
+    let mut resets = ResetReader::default();
+    let mut report = Vec::new();
+    for pass in ["first", "steady"] {
+        let before = stats("repo", "pg_track_settings|pg_reboot");
+        let t = std::time::Instant::now();
+        let tl = changes
+            .cycle(&repo.client, &repo.info, remote1, since, &HashMap::new())
+            .await
+            .unwrap();
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        let after = stats("repo", "pg_track_settings|pg_reboot");
+        report.push(format!(
+            "pg_track_settings (PoWA 4, remote1), {pass}: {ms:.1} ms, {} rows in {} queries, {} events kept",
+            after.1 - before.1,
+            after.0 - before.0,
+            tl.events.len()
+        ));
+        if pass == "steady" {
+            assert!(ms < 250.0, "{report:#?}");
+        }
+        let t = std::time::Instant::now();
+        resets
+            .cycle(&repo.client, &repo.info, remote1, since)
+            .await
+            .unwrap();
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        report.push(format!(
+            "statistics resets (PoWA 4, remote1), {pass}: {ms:.1} ms"
+        ));
+        if pass == "steady" {
+            assert!(ms < 250.0, "{report:#?}");
+        }
+    }
+    let repo5 = crate::support::repo::repository("lab5", &lab.repo5_dsn()).await;
+    let srvid = server(&repo5, "remote5").srvid;
+    let mut tracker = IndexTracker::default();
+    for pass in ["first", "steady"] {
+        let before = stats("repo5", "powa_catalog");
+        let t = std::time::Instant::now();
+        let looked = tracker
+            .catalog_cycle(&repo5.client, &repo5.info, srvid)
+            .await
+            .unwrap();
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        let after = stats("repo5", "powa_catalog");
+        report.push(format!(
+            "PoWA 5 catalog (remote5, {} databases), {pass}: {ms:.1} ms, {} rows in {} queries",
+            looked.len(),
+            after.1 - before.1,
+            after.0 - before.0
+        ));
+        if pass == "steady" {
+            assert!(ms < 250.0, "{report:#?}");
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+}
