@@ -653,6 +653,20 @@ async fn check(settings: Settings, channels: bool, log: Logger) -> ExitCode {
                 "    change history: {}",
                 change_history(&r.client, &r.info, s, needed).await
             );
+            println!(
+                "    index changes from PoWA: {}",
+                match powa_sentinel::powa::catalog::describe(
+                    &r.client,
+                    &r.info,
+                    s.srvid,
+                    Utc::now()
+                )
+                .await
+                {
+                    Ok(d) => d,
+                    Err(e) => format!("unknown (PoWA's catalog could not be read: {e})"),
+                }
+            );
             if s.retention
                 .is_some_and(|ret| ret < settings.analysis.window)
             {

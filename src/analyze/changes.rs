@@ -21,7 +21,7 @@ use sentinel_actors::{Change, Insight, Severity};
 use super::checks::Checks;
 use super::per_server::AnalyzerSettings;
 use super::{insight, server_fingerprint, WindowAnalyzer, WindowRules};
-use crate::powa::changes::{Event, What};
+use crate::powa::changes::{Event, Timeline, What};
 use crate::powa::discovery::quote_ident;
 use crate::powa::reader::{
     QueryStats, StatementsWindow, CALLS, EXEC_TIME, ROWS, SHARED_READ, TEMP_WRITTEN,
@@ -31,6 +31,10 @@ use crate::render::format::count;
 /// The label a finding carries when its server has no change history: the reason, with
 /// what enables it.
 pub const NO_HISTORY_LABEL: &str = "change_history";
+
+/// The label a finding carries when its server's indexes are known from PoWA 5's
+/// catalog and that catalog is old: how old, and how to refresh it.
+pub const CATALOG_AGE_LABEL: &str = "catalog_age";
 
 /// The label of findings that are events: told once, never resolved (see
 /// [`crate::gate::lifecycle`]).
@@ -135,6 +139,16 @@ fn lowered(from: Option<&str>, to: Option<&str>) -> Option<bool> {
     }
 }
 
+/// " on public.orders", or nothing when the table is not known (an index PoWA 5's
+/// catalog lists and its statistics do not).
+fn on_table(table: &str) -> String {
+    if table.is_empty() {
+        String::new()
+    } else {
+        format!(" on {table}")
+    }
+}
+
 /// A change in words, without its time (the renderer says when).
 pub fn describe(e: &Event) -> (String, &'static str) {
     match &e.what {
@@ -146,13 +160,14 @@ pub fn describe(e: &Event) -> (String, &'static str) {
             ..
         } => (
             format!(
-                "index {index} on {table}, there at {}, was dropped",
+                "index {index}{}, there at {}, was dropped",
+                on_table(table),
                 seen_until.format("%H:%M UTC")
             ),
             "index_dropped",
         ),
         What::IndexCreated { table, index, .. } => (
-            format!("index {index} on {table} was created"),
+            format!("index {index}{} was created", on_table(table)),
             "index_created",
         ),
         What::StatsReset { databases } if databases.is_empty() => (
@@ -191,7 +206,8 @@ pub fn describe(e: &Event) -> (String, &'static str) {
 /// or a server-wide setting that was not set before: nothing to put back).
 pub fn undo(e: &Event) -> Option<String> {
     if let What::IndexDropped { def, .. } = &e.what {
-        return Some(concurrently(def));
+        // PoWA 5's catalog knows no definition: nothing to run.
+        return (!def.trim().is_empty()).then(|| concurrently(def));
     }
     let What::Setting {
         name,
@@ -278,21 +294,39 @@ fn then_now(then: f64, now: f64) -> String {
 
 /// Why `e` likely explains what the query shows now against its baseline, if the evidence
 /// is direct.
-fn evidence(e: &Event, i: &Insight, now: Option<PerCall>, then: Option<PerCall>) -> Option<String> {
+fn evidence(
+    e: &Event,
+    i: &Insight,
+    now: Option<PerCall>,
+    then: Option<PerCall>,
+    tl: &Timeline,
+) -> Option<String> {
     let kind = i.kind.as_str();
     let (now, then) = (now?, then.unwrap_or_default());
     let grew = |a: f64, b: f64, floor: f64| b >= floor && b >= 2.0 * a;
     let text = i.text.as_deref().unwrap_or("");
     match &e.what {
-        What::IndexDropped { table, .. } => (reads_table(text, table)
-            && (now.mean_ms >= 2.0 * then.mean_ms || grew(then.read, now.read, 10.0)))
-        .then(|| {
-            format!(
-                "the query reads {table}: mean {} → {} ms since",
-                fmt_ms(then.mean_ms),
-                fmt_ms(now.mean_ms)
-            )
-        }),
+        What::IndexDropped {
+            table, database, ..
+        } => {
+            let scans = scans_shift(tl, database, table);
+            (reads_table(text, table)
+                && (now.mean_ms >= 2.0 * then.mean_ms
+                    || grew(then.read, now.read, 10.0)
+                    || scans.is_some()))
+            .then(|| {
+                let mut s = format!(
+                    "the query reads {table}: mean {} → {} ms since",
+                    fmt_ms(then.mean_ms),
+                    fmt_ms(now.mean_ms)
+                );
+                if let Some(scans) = scans {
+                    s.push_str("; ");
+                    s.push_str(&scans);
+                }
+                s
+            })
+        }
         What::IndexCreated { table, .. } => {
             (kind == "regression" && reads_table(text, table) && now.mean_ms >= 2.0 * then.mean_ms)
                 .then(|| {
@@ -350,6 +384,27 @@ fn fmt_ms(ms: f64) -> String {
     } else {
         format!("{ms:.2}")
     }
+}
+
+/// "seq scans on public.orders 12 → 4,800 per hour, index scans 9,000 → 0", when PoWA
+/// recorded the table's scans in the baseline and the window and they moved from index
+/// to sequential scans: seq scans at least doubled (and at least one an hour), index
+/// scans at least halved.
+fn scans_shift(tl: &Timeline, database: &str, table: &str) -> Option<String> {
+    let s = tl
+        .scans
+        .iter()
+        .find(|s| s.table == table && s.database == database)?;
+    let (a, b) = (s.then?, s.now?);
+    let more_seq = b.seq_per_hour >= 1.0 && b.seq_per_hour >= 2.0 * a.seq_per_hour;
+    let fewer_idx = a.idx_per_hour > 0.0 && b.idx_per_hour <= a.idx_per_hour / 2.0;
+    (more_seq && fewer_idx).then(|| {
+        format!(
+            "seq scans on {table} {} per hour, index scans {}",
+            then_now(a.seq_per_hour, b.seq_per_hour),
+            then_now(a.idx_per_hour, b.idx_per_hour)
+        )
+    })
 }
 
 /// Settings that move by themselves (computed at start-up): true changes, told nowhere.
@@ -435,6 +490,9 @@ pub fn attach(insights: &mut [Insight], w: &StatementsWindow) {
                 continue;
             }
         }
+        if let Some(note) = &tl.catalog_note {
+            i.labels.insert(CATALOG_AGE_LABEL.to_string(), note.clone());
+        }
         let from = w
             .baselines
             .first()
@@ -447,7 +505,7 @@ pub fn attach(insights: &mut [Insight], w: &StatementsWindow) {
             .filter(|e| applies(e, i) && !is_noise(e))
             .map(|e| {
                 let (what, kind) = describe(e);
-                let evidence = evidence(e, i, now, then);
+                let evidence = evidence(e, i, now, then, tl);
                 Change {
                     at: e.at,
                     kind: kind.to_string(),
@@ -654,6 +712,8 @@ mod tests {
             events,
             since: t(-24 * 60),
             indexes: true,
+            scans: Vec::new(),
+            catalog_note: None,
         }));
         sw
     }
@@ -809,6 +869,8 @@ mod tests {
             events: vec![setting(10, "work_mem", "8MB", "64kB", None)],
             since: t(-100),
             indexes: false,
+            scans: Vec::new(),
+            catalog_note: None,
         }));
         assert_ne!(a.analyze_window(&w2)[0].fingerprint, i.fingerprint);
     }
@@ -851,6 +913,61 @@ mod tests {
             "select 1 from orders_archive",
             "public.orders"
         ));
+    }
+
+    #[test]
+    fn a_catalog_drop_with_scans_moved_names_them_and_has_no_statement() {
+        use crate::powa::catalog::{Scans, TableScans};
+        let mut now = q(7, 100.0, 900.0, 0.0, 0.0);
+        now.query = Some(Arc::from(
+            "SELECT count(*) FROM orders WHERE created_at > $1",
+        ));
+        let mut w = window(
+            vec![now],
+            vec![q(7, 100.0, 800.0, 0.0, 0.0)],
+            vec![Event {
+                at: t(-5),
+                what: What::IndexDropped {
+                    database: "etl".into(),
+                    table: "public.orders".into(),
+                    index: "public.orders_created_at_idx".into(),
+                    def: String::new(),
+                    seen_until: t(-10),
+                },
+            }],
+        );
+        let scans = |seq: f64, idx: f64| {
+            Some(Scans {
+                seq_per_hour: seq,
+                idx_per_hour: idx,
+            })
+        };
+        let base = (**w.changes.as_ref().unwrap()).clone();
+        let with = |then, now| {
+            let mut tl = base.clone();
+            tl.scans = vec![TableScans {
+                database: "etl".into(),
+                table: "public.orders".into(),
+                then,
+                now,
+            }];
+            Arc::new(tl)
+        };
+        // Mean barely moved: the scans alone make the index the cause.
+        w.changes = Some(with(scans(12.0, 9000.0), scans(4800.0, 0.0)));
+        let mut out = vec![finding(&w, "regression", "regression.mean_time")];
+        attach(&mut out, &w);
+        let c = &out[0].changes[0];
+        assert_eq!(
+            c.evidence.as_deref(),
+            Some("the query reads public.orders: mean 8.00 → 9.00 ms since; seq scans on public.orders 12 → 4,800 per hour, index scans 9,000 → 0")
+        );
+        assert_eq!(c.undo, None, "the catalog has no definition");
+        // Index scans that did not fall are no evidence.
+        w.changes = Some(with(scans(12.0, 9000.0), scans(4800.0, 8000.0)));
+        let mut out = vec![finding(&w, "regression", "regression.mean_time")];
+        attach(&mut out, &w);
+        assert_eq!(out[0].changes[0].evidence, None);
     }
 
     #[test]

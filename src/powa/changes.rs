@@ -89,6 +89,12 @@ pub struct Timeline {
     pub since: DateTime<Utc>,
     /// Whether the server's indexes are compared between cycles ([`super::indexes`]).
     pub indexes: bool,
+    /// The scans of the tables whose indexes changed, in the nearest baseline and in the
+    /// window, where PoWA records them ([`super::catalog::table_scans`]).
+    pub scans: Vec<super::catalog::TableScans>,
+    /// Said when the indexes are known from PoWA 5's catalog and it is old
+    /// ([`super::catalog::catalog_note`]).
+    pub catalog_note: Option<String>,
 }
 
 impl Timeline {
@@ -114,6 +120,8 @@ impl Timeline {
             events: Vec::new(),
             since,
             indexes: false,
+            scans: Vec::new(),
+            catalog_note: None,
         }
     }
 
@@ -211,6 +219,8 @@ impl ChangeReader {
             events: self.events.clone(),
             since,
             indexes: false,
+            scans: Vec::new(),
+            catalog_note: None,
         })
     }
 }
@@ -493,6 +503,8 @@ mod tests {
                 .collect(),
             since: t(0),
             indexes: false,
+            scans: Vec::new(),
+            catalog_note: None,
         };
         let got: Vec<_> = tl.between(t(5), t(30)).iter().map(|e| e.at).collect();
         assert_eq!(got, [t(30), t(20), t(10)]);

@@ -29,8 +29,12 @@ pub struct IndexRow {
     pub index: String,
     /// `schema.table`.
     pub table: String,
-    /// `pg_get_indexdef`.
+    /// `pg_get_indexdef`; empty where it is not known (PoWA 5's catalog).
     pub def: String,
+    /// The index's and its table's oids, where PoWA's statistics know them (the
+    /// catalog source, [`super::catalog`]): what tells when a dropped index was last
+    /// seen.
+    pub oids: Option<(u32, u32)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -38,6 +42,8 @@ struct Seen {
     table: String,
     def: String,
     last: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    oids: Option<(u32, u32)>,
 }
 
 /// What was seen per database of one server, and the changes found so far.
@@ -46,6 +52,10 @@ pub struct IndexTracker {
     /// Per database, per `schema.index`.
     known: BTreeMap<String, BTreeMap<String, Seen>>,
     events: Vec<Event>,
+    /// Per database, the catalog refresh last compared (the catalog source): a refresh
+    /// is compared once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    refreshed: BTreeMap<String, DateTime<Utc>>,
     /// Where the above is kept between runs (None: in memory only).
     #[serde(skip)]
     file: Option<PathBuf>,
@@ -107,6 +117,7 @@ impl IndexTracker {
         {
             self.known = kept.known;
             self.events = kept.events;
+            self.refreshed = kept.refreshed;
         }
     }
 
@@ -150,6 +161,7 @@ impl IndexTracker {
                     table: r.table,
                     def: r.def,
                     last: now,
+                    oids: r.oids,
                 },
             );
         }
@@ -174,6 +186,64 @@ impl IndexTracker {
     pub fn events(&mut self, since: DateTime<Utc>) -> Vec<Event> {
         self.events.retain(|e| e.at >= since);
         self.events.clone()
+    }
+
+    /// The catalog source (PoWA 5, [`super::catalog`]): compares each database's catalog
+    /// refreshed since the last look with that look, as of its refresh time. A dropped
+    /// index is dated by PoWA's statistics where they have it: last seen at its last
+    /// record, found gone at its table's next one (else at the refresh that lacks it).
+    /// Returns the refresh time of each database looked at (what [`super::catalog::catalog_note`]
+    /// tells the age of); a refresh already compared costs one small query.
+    pub async fn catalog_cycle(
+        &mut self,
+        client: &super::session::Session,
+        info: &super::discovery::PowaInfo,
+        srvid: i32,
+    ) -> Result<BTreeMap<String, DateTime<Utc>>, super::session::QueryError> {
+        use super::catalog;
+        self.load();
+        let refreshes = catalog::refreshes(client, info, srvid).await?;
+        for r in &refreshes {
+            if self
+                .refreshed
+                .get(&r.database)
+                .is_some_and(|at| *at >= r.at)
+            {
+                continue;
+            }
+            let rows = catalog::indexes(client, info, srvid, r.dbid).await?;
+            let before = self.events.len();
+            let oids: BTreeMap<String, (u32, u32)> = self
+                .known
+                .get(&r.database)
+                .map(|k| {
+                    k.iter()
+                        .filter_map(|(name, s)| Some((name.clone(), s.oids?)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.diff(&r.database, rows, r.at);
+            for e in &mut self.events[before..] {
+                let What::IndexDropped {
+                    index, seen_until, ..
+                } = &mut e.what
+                else {
+                    continue;
+                };
+                let Some(pair) = oids.get(index) else {
+                    continue;
+                };
+                let (last, gone) = catalog::last_seen(client, info, srvid, r.dbid, *pair).await?;
+                if let Some(last) = last {
+                    *seen_until = last;
+                    e.at = gone.unwrap_or(e.at).max(last);
+                }
+            }
+            self.refreshed.insert(r.database.clone(), r.at);
+        }
+        // A file that cannot be written costs the next run its comparison only.
+        let _ = self.save();
+        Ok(refreshes.into_iter().map(|r| (r.database, r.at)).collect())
     }
 
     /// Reads the indexes of the window's busiest databases through `m` and compares them
@@ -217,6 +287,7 @@ impl IndexTracker {
                     index: r.get(0),
                     table: r.get(1),
                     def: r.get(2),
+                    oids: None,
                 })
                 .collect();
             self.diff(&db, rows, now);
@@ -255,6 +326,7 @@ mod tests {
             index: format!("public.{index}"),
             table: "public.orders".into(),
             def: format!("CREATE INDEX {index} ON public.orders USING btree (x)"),
+            oids: None,
         }
     }
 

@@ -7,6 +7,7 @@
 //! Read-only, always: every session sets `default_transaction_read_only`, an
 //! `application_name`, and statement and lock timeouts before running anything.
 
+pub mod catalog;
 pub mod changes;
 pub mod cold;
 pub mod connect;

@@ -194,8 +194,45 @@ impl Source for PowaSource {
                     let _ = tracker.cycle(m, &label, &w, &info.database, now).await;
                     timeline.with_indexes(tracker.events(since))
                 }
+                // PoWA 5 keeps a catalog of its remote servers: no connection needed.
+                None if super::catalog::kept(&info) && server.srvid != 0 => {
+                    let mut tracker = indexes.lock().await;
+                    match tracker.catalog_cycle(&client, &info, server.srvid).await {
+                        Ok(refreshed) if !refreshed.is_empty() => {
+                            let now = w.last_ts.unwrap_or(window.end);
+                            let mut t = timeline.with_indexes(tracker.events(since));
+                            t.catalog_note =
+                                super::catalog::catalog_note(&refreshed, server.srvid, now);
+                            t
+                        }
+                        Ok(_) => timeline,
+                        Err(e) if e.is_session_lost() => {
+                            return Err(SourceError::new(e.to_string()))
+                        }
+                        Err(_) => timeline,
+                    }
+                }
                 None => timeline,
             };
+            // How the tables of those index changes were scanned, then and now.
+            let mut timeline = timeline;
+            if let Some(off) = offsets.iter().copied().min() {
+                let then = (window.start - off, window.end - off);
+                match super::catalog::scans_of(
+                    &client,
+                    &info,
+                    server.srvid,
+                    &timeline,
+                    then,
+                    (window.start, window.end),
+                )
+                .await
+                {
+                    Ok(scans) => timeline.scans = scans,
+                    Err(e) if e.is_session_lost() => return Err(SourceError::new(e.to_string())),
+                    Err(_) => {}
+                }
+            }
             w.changes = Some(Arc::new(timeline));
             let taken_at = w.last_ts.unwrap_or(window.end);
             Ok((Arc::new(w), taken_at))

@@ -11,7 +11,7 @@
 use sentinel_actors::Severity;
 
 use super::dialect::Style;
-use super::doc::{Digest, Header, Summary};
+use super::doc::{ChangesSection, Digest, Header, Summary};
 use super::words::{Lang, Word};
 use super::{entry_of, fit, full_report_link, layout, story, told_by, RenderOptions};
 
@@ -140,9 +140,31 @@ pub fn cards(
             (entry, cost)
         })
         .collect();
+    let mut entries = entries;
+    // The "Changes" section is one more element after the entries; a digest leaves it
+    // out before any entry, and counts it.
+    let changes = ChangesSection::of(&order, &summary, lang, several)
+        .and_then(|c| fit::changes(&c, d, lang, entry_budget.min(avail)).map(|b| (c.count(), b)));
+    let mut left_out = None;
+    if let Some((count, text)) = changes {
+        let cost = text.len() + limits.overhead;
+        let with: Vec<usize> = entries.iter().map(|(_, c)| *c).chain([cost]).collect();
+        let fits = max_parts.is_none_or(|m| group(&with, avail, max_entries).len() <= m.max(1));
+        if fits {
+            let entry = CardEntry {
+                text,
+                actions: None,
+                insights: Vec::new(),
+            };
+            entries.push((entry, cost));
+        } else {
+            left_out = Some(count);
+        }
+    }
     let costs: Vec<usize> = entries.iter().map(|(_, c)| *c).collect();
     let rest = |k: usize| {
-        let lines = layout::digest_lines(&Digest::of(&order[k..], lang), d, lang);
+        let digest = Digest::of(&order[k.min(order.len())..], lang, left_out);
+        let lines = layout::digest_lines(&digest, d, lang);
         fit::fit_lines(lines, d, entry_budget.min(avail)).unwrap_or_default()
     };
 
@@ -195,7 +217,7 @@ pub fn cards(
                     card.more = more.take();
                     continue;
                 }
-                card.severity = card.severity.max(severities[k]);
+                card.severity = card.severity.max(severities.get(k).copied().flatten());
                 if let Some(e) = entries[k].take() {
                     card.entries.push(e);
                 }

@@ -283,6 +283,47 @@ fn place_of(i: &Insight, lang: Lang, several_repositories: bool) -> String {
     p
 }
 
+/// The report's "Changes" section: per server, what changed, nearest first (see
+/// [`story::changes_section`] for what it holds and when it is left out).
+pub(crate) struct ChangesSection {
+    pub(crate) heading: &'static str,
+    pub(crate) servers: Vec<story::ServerChanges>,
+}
+
+impl ChangesSection {
+    /// The section of `stories`, None when there is nothing to list.
+    pub(crate) fn of(
+        stories: &[Story<'_>],
+        sum: &Summary,
+        lang: Lang,
+        several_repositories: bool,
+    ) -> Option<ChangesSection> {
+        let end = sum.end?;
+        let server_of = |i: &Insight| {
+            let mut p = i.label("server").unwrap_or("").to_string();
+            if several_repositories {
+                if let Some(r) = i.label("repository") {
+                    p = format!("{p} ({} {r})", lang.word(Word::Repository));
+                }
+            }
+            p
+        };
+        let servers = story::changes_section(stories, end, lang, &server_of);
+        (!servers.is_empty()).then(|| ChangesSection {
+            heading: lang.word(Word::Changes),
+            servers,
+        })
+    }
+
+    /// How many changes it lists, on how many servers.
+    pub(crate) fn count(&self) -> (usize, usize) {
+        (
+            self.servers.iter().map(|s| s.items.len()).sum(),
+            self.servers.len(),
+        )
+    }
+}
+
 /// At most this many kinds are named in a digest's "+N more" block.
 const MAX_DIGEST_KINDS: usize = 8;
 
@@ -295,10 +336,18 @@ pub(crate) struct Digest {
     pub(crate) kinds: Vec<(String, usize)>,
     /// "+N more kinds", when there are more.
     pub(crate) more_kinds: Option<String>,
+    /// "7 changes on 2 servers not shown", when the "Changes" section is left out.
+    pub(crate) changes: Option<String>,
 }
 
 impl Digest {
-    pub(crate) fn of(rest: &[Story<'_>], lang: Lang) -> Digest {
+    /// The digest of `rest`, saying the "Changes" section is left out when
+    /// `changes_left_out` ((changes, servers)) is given.
+    pub(crate) fn of(
+        rest: &[Story<'_>],
+        lang: Lang,
+        changes_left_out: Option<(usize, usize)>,
+    ) -> Digest {
         let mut kinds: Vec<(String, usize)> = Vec::new();
         for s in rest {
             match kinds.iter_mut().find(|(k, _)| *k == s.lead.kind) {
@@ -310,8 +359,14 @@ impl Digest {
         let more_kinds = (kinds.len() > MAX_DIGEST_KINDS)
             .then(|| lang.more_kinds(kinds.len() - MAX_DIGEST_KINDS));
         kinds.truncate(MAX_DIGEST_KINDS);
+        let changes = changes_left_out.map(|(c, s)| lang.changes_not_shown(c, s));
         Digest {
-            heading: lang.not_shown(rest.len()),
+            heading: match (&changes, rest.is_empty()) {
+                // Only the section is left out: that is the heading.
+                (Some(c), true) => c.clone(),
+                _ => lang.not_shown(rest.len()),
+            },
+            changes: changes.filter(|_| !rest.is_empty()),
             by_severity: Tally::of(rest)
                 .worded(lang)
                 .into_iter()

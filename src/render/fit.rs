@@ -7,9 +7,10 @@
 //! the budget, and no cut falls inside a span.
 
 use super::dialect::Dialect;
-use super::doc::Entry;
-use super::layout::entry_lines;
+use super::doc::{ChangesSection, Entry};
+use super::layout::{changes_lines, entry_lines};
 use super::line::{render_lines, Line};
+use super::words::Lang;
 use super::RenderOptions;
 
 /// Smallest budget the splitter works with; smaller budgets are raised to this.
@@ -38,6 +39,26 @@ pub(crate) fn entry(
         };
     };
     fit_lines(lines, d, avail)
+}
+
+/// At most this many changes per server in the "Changes" section; the rest are counted.
+pub(crate) const MAX_SECTION_ITEMS: usize = 8;
+
+/// The "Changes" section as text of at most `avail` bytes: fewer changes per server
+/// first (nearest kept, the rest counted), then cut like any lines.
+pub(crate) fn changes(
+    c: &ChangesSection,
+    d: &dyn Dialect,
+    lang: Lang,
+    avail: usize,
+) -> Option<String> {
+    for cap in [MAX_SECTION_ITEMS, 4, 2, 1] {
+        let lines = changes_lines(c, d, lang, cap);
+        if block_len(&lines, d) <= avail {
+            return Some(render_lines(&lines, d));
+        }
+    }
+    fit_lines(changes_lines(c, d, lang, 1), d, avail)
 }
 
 fn block_len(lines: &[Line], d: &dyn Dialect) -> usize {

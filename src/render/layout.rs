@@ -3,7 +3,7 @@
 //! language, with user text escaped for the dialect and cut to its longest length.
 
 use super::dialect::Dialect;
-use super::doc::{Action, Digest, Entry, Header};
+use super::doc::{Action, ChangesSection, Digest, Entry, Header};
 use super::escape::{clean, Escape};
 use super::line::{render_lines, Line, Span};
 use super::words::{Lang, Word};
@@ -111,16 +111,50 @@ pub(crate) fn entry_lines(e: &Entry, d: &dyn Dialect, lang: Lang, preview: usize
     lines
 }
 
+/// The lines of the "Changes" section: its heading, then one line per server ("remote1:
+/// work_mem 4MB → 64kB at 14:02 UTC · the server restarted at 03:12 UTC"), at most `cap`
+/// changes each and the rest counted. Names and values come from PoWA: escaped as any
+/// user text.
+pub(crate) fn changes_lines(
+    c: &ChangesSection,
+    d: &dyn Dialect,
+    lang: Lang,
+    cap: usize,
+) -> Vec<Line> {
+    let esc = Esc(d);
+    let detail = d.detail_prefix();
+    // Not the dialect's ", ": a change's own words may hold commas.
+    let sep = " · ";
+    let mut lines = vec![d.digest_heading(c.heading.to_string())];
+    for s in &c.servers {
+        let l = Line::new(detail)
+            .span(Span::Text(esc.prose(&s.server, NAME_CHARS)))
+            .fixed(": ")
+            .list(s.items.iter().take(cap), sep, |x| {
+                Span::Text(esc.prose(x, LABEL_CHARS))
+            });
+        let more = s.items.len().saturating_sub(cap);
+        lines.push(if more > 0 {
+            l.sep(sep).fixed(lang.more(more))
+        } else {
+            l
+        });
+    }
+    lines
+}
+
 /// The lines of a digest's "+N more" block.
 pub(crate) fn digest_lines(g: &Digest, d: &dyn Dialect, lang: Lang) -> Vec<Line> {
     let esc = Esc(d);
     let detail = d.detail_prefix();
     let sep = d.list_sep();
-    let mut lines = vec![
-        d.digest_heading(g.heading.clone()),
-        Line::new(format!("{detail}{}: ", lang.word(Word::BySeverity)))
-            .fixed(g.by_severity.join(sep)),
-    ];
+    let mut lines = vec![d.digest_heading(g.heading.clone())];
+    if !g.by_severity.is_empty() {
+        lines.push(
+            Line::new(format!("{detail}{}: ", lang.word(Word::BySeverity)))
+                .fixed(g.by_severity.join(sep)),
+        );
+    }
     if !g.kinds.is_empty() {
         let mut l = Line::new(format!("{detail}{}: ", lang.word(Word::ByKind))).list(
             &g.kinds,
@@ -131,6 +165,9 @@ pub(crate) fn digest_lines(g: &Digest, d: &dyn Dialect, lang: Lang) -> Vec<Line>
             l = l.sep(sep).fixed(more.clone());
         }
         lines.push(l);
+    }
+    if let Some(c) = &g.changes {
+        lines.push(Line::new(detail).fixed(c.clone()));
     }
     lines
 }
@@ -202,5 +239,204 @@ mod tests {
         assert!(t.contains("[严重][升级] Top query #1"), "{t}");
         assert!(t.contains("[已恢复] Top query #2"), "{t}");
         assert!(t.starts_with("PoWA Sentinel 报告\n严重 1，已恢复 1"), "{t}");
+    }
+
+    mod changes_section {
+        use chrono::{DateTime, TimeZone, Utc};
+        use sentinel_actors::{Change, Insight, Severity};
+
+        use crate::render::fixture::{all_styles, backticks_balanced, notification, slow_query};
+        use crate::render::*;
+
+        fn at(h: u32, m: u32) -> DateTime<Utc> {
+            Utc.with_ymd_and_hms(2026, 11, 24, h, m, 0).unwrap()
+        }
+
+        fn change(at: DateTime<Utc>, kind: &str, what: &str) -> Change {
+            Change {
+                at,
+                kind: kind.into(),
+                what: what.into(),
+                evidence: None,
+                undo: None,
+            }
+        }
+
+        /// A finding on `server` holding `changes`.
+        fn on(n: usize, server: &str, changes: Vec<Change>) -> Insight {
+            let mut i = slow_query(n, "SELECT 1");
+            i.labels.insert("server".into(), server.into());
+            i.changes = changes;
+            i
+        }
+
+        fn two_servers() -> Vec<Insight> {
+            let mut cause = change(at(9, 2), "setting", "work_mem 4MB → 64kB on database etl");
+            cause.evidence = Some("temp blocks written per call 0 → 530".into());
+            cause.undo = Some("ALTER DATABASE etl SET work_mem = '4MB';".into());
+            let mut settings = on(
+                3,
+                "remote1",
+                vec![change(
+                    at(9, 2),
+                    "setting",
+                    "work_mem 4MB → 64kB on database etl (memory)",
+                )],
+            );
+            settings.kind = "settings_change".into();
+            settings.severity = Severity::Info;
+            vec![
+                on(
+                    1,
+                    "remote1",
+                    vec![cause, change(at(3, 12), "restart", "the server restarted")],
+                ),
+                settings,
+                on(
+                    2,
+                    "remote2",
+                    vec![change(
+                        at(8, 0),
+                        "index_dropped",
+                        "index public.orders_customer_idx on public.orders, there at 07:40 UTC, was dropped",
+                    )],
+                ),
+            ]
+        }
+
+        #[test]
+        fn one_line_per_server_nearest_first_told_once_in_every_dialect() {
+            let n = notification(two_servers());
+            let plain = plain_report(&n);
+            let section = &plain[plain.find("[Changes]").expect(&plain)..];
+            let lines: Vec<&str> = section.lines().collect();
+            assert_eq!(
+                lines[1],
+                "  remote1: work_mem 4MB → 64kB on database etl at 09:02 UTC · the server restarted at 03:12 UTC",
+                "the settings change and the regression's cause are one change: {plain}"
+            );
+            assert_eq!(
+                lines[2],
+                "  remote2: index public.orders_customer_idx on public.orders, there at 07:40 UTC, was dropped by 08:00 UTC"
+            );
+            // The evidence and the undo statement stay in the story.
+            assert_eq!(section.matches("temp blocks").count(), 0, "{section}");
+            for lang in [Lang::En, Lang::Zh] {
+                let opts = RenderOptions {
+                    lang,
+                    ..Default::default()
+                };
+                let heading = lang.pick("Changes", "变更记录");
+                for (style, budget) in all_styles() {
+                    let p = render(&n, style, budget, &opts).join("\n");
+                    assert!(p.contains(heading), "{style:?}\n{p}");
+                    assert!(p.contains("remote2: "), "{style:?}\n{p}");
+                }
+                let html = html_report(&n, &opts);
+                assert!(
+                    html.contains(heading) && html.contains("remote1: "),
+                    "{html}"
+                );
+            }
+        }
+
+        #[test]
+        fn names_and_values_from_powa_are_escaped() {
+            let evil = "idx_`*_<font color=\"warning\">x</font>_**";
+            let n = notification(vec![
+                on(1, "remote1", vec![change(at(9, 0), "index_created", evil)]),
+                on(
+                    2,
+                    "remote2",
+                    vec![change(at(9, 0), "setting", "search_path a → <b>&'\"")],
+                ),
+            ]);
+            for (style, budget) in all_styles() {
+                for p in render(&n, style, budget, &RenderOptions::default()) {
+                    assert!(backticks_balanced(&p), "{style:?}\n{p}");
+                    assert_eq!(
+                        p.matches("<font").count(),
+                        p.matches("</font>").count(),
+                        "{p}"
+                    );
+                    assert_eq!(p.matches("**").count() % 2, 0, "{style:?}\n{p}");
+                }
+            }
+            let html = html_report(&n, &RenderOptions::default());
+            assert!(!html.contains("<b>&"), "{html}");
+            assert!(html.contains("&lt;b&gt;&amp;&#39;&quot;"), "{html}");
+            assert!(!html.contains("<font color=\"warning\">x"), "{html}");
+        }
+
+        #[test]
+        fn a_single_story_that_tells_its_changes_gets_no_section() {
+            let n = notification(vec![on(
+                1,
+                "remote1",
+                vec![change(at(3, 12), "restart", "the server restarted")],
+            )]);
+            let p = plain_report(&n);
+            assert!(
+                p.contains("What changed: the server restarted at 03:12 UTC"),
+                "{p}"
+            );
+            assert!(!p.contains("[Changes]"), "{p}");
+            // No changes, no section.
+            assert!(
+                !plain_report(&notification(vec![slow_query(1, "SELECT 1")])).contains("[Changes]")
+            );
+        }
+
+        #[test]
+        fn within_the_budget_and_a_digest_counts_what_it_leaves_out() {
+            // 40 servers with 30 long changes each: far more than a message.
+            let v: Vec<Insight> = (0..40)
+                .map(|k| {
+                    let changes = (0..30)
+                        .map(|m| {
+                            change(
+                                at(1 + (m % 20) as u32, m as u32),
+                                "setting",
+                                &format!(
+                                    "some_setting_{m} {} → {}",
+                                    "x".repeat(60),
+                                    "y".repeat(60)
+                                ),
+                            )
+                        })
+                        .collect();
+                    on(k, &format!("server{k}"), changes)
+                })
+                .collect();
+            let n = notification(v);
+            for lang in [Lang::En, Lang::Zh] {
+                let opts = RenderOptions {
+                    lang,
+                    ..Default::default()
+                };
+                for (style, budget) in all_styles() {
+                    let parts = render(&n, style, budget, &opts);
+                    for p in &parts {
+                        assert!(p.len() <= budget, "{style:?}: {} > {budget}", p.len());
+                        assert!(backticks_balanced(p));
+                    }
+                    let all = parts.join("\n");
+                    let more = lang.pick("+29 more", "另有 29 项");
+                    assert!(
+                        all.contains(more),
+                        "{style:?}: changes beyond the cap are counted\n{all}"
+                    );
+                    // In one message, the section is left out and counted.
+                    let one = render_digest(&n, style, budget, &opts, 1);
+                    assert_eq!(one.len(), 1);
+                    assert!(one[0].len() <= budget);
+                    let counted = lang.pick(
+                        "Changes: 1200 changes on 40 servers not shown",
+                        "变更记录：40 台服务器的 1200 项变更未显示",
+                    );
+                    assert!(one[0].contains(counted), "{style:?}\n{}", one[0]);
+                }
+            }
+        }
     }
 }

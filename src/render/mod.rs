@@ -67,7 +67,7 @@ pub use wecom::{
 };
 pub use words::Lang;
 
-use doc::{Digest, Entry, Header, Summary};
+use doc::{ChangesSection, Digest, Entry, Header, Summary};
 
 /// Default length of SQL previews, in characters.
 pub const DEFAULT_SQL_PREVIEW_CHARS: usize = 200;
@@ -199,7 +199,7 @@ pub fn render_placed(
 
     let several_repositories = summary.repositories > 1;
     let mut actions: Vec<Option<(String, String)>> = Vec::with_capacity(order.len());
-    let blocks: Vec<String> = order
+    let mut blocks: Vec<String> = order
         .iter()
         .map(|s| {
             let e = entry_of(n, s, opts, several_repositories);
@@ -207,8 +207,19 @@ pub fn render_placed(
             fit::entry(&e, d, opts, avail).unwrap_or_default()
         })
         .collect();
+    // The "Changes" section comes after the entries: a digest leaves it out before any
+    // entry, and says so.
+    let changes = ChangesSection::of(&order, &summary, lang, several_repositories);
+    let left_out = changes
+        .as_ref()
+        .and_then(|c| fit::changes(c, d, lang, avail).map(|b| (c.count(), b)))
+        .map(|(count, b)| {
+            blocks.push(b);
+            count
+        });
     let (chosen, full) = fit::within(blocks, avail, max_parts, |k| {
-        let lines = layout::digest_lines(&Digest::of(&order[k..], lang), d, lang);
+        let digest = Digest::of(&order[k.min(order.len())..], lang, left_out);
+        let lines = layout::digest_lines(&digest, d, lang);
         fit::fit_lines(lines, d, avail).unwrap_or_default()
     });
     let grouped = fit::pack(chosen, avail);
@@ -223,7 +234,7 @@ pub fn render_placed(
             for (k, b) in g {
                 out.push_str("\n\n");
                 out.push_str(&b);
-                if k < full {
+                if k < full && k < order.len() {
                     told.extend(told_by(n, &order[k]));
                     entries += 1;
                     links.extend(actions[k].clone());
@@ -314,23 +325,7 @@ pub(crate) fn message_entries(
     style: Style,
     opts: &RenderOptions,
 ) -> Option<PageEntries> {
-    if n.insights.is_empty() {
-        return None;
-    }
-    let d = style.dialect();
-    let order = story::stories(&n.insights);
-    let summary = Summary::of(n, &order);
-    let header = header_of(&summary, None, full_report_link(n, opts), d, opts.lang);
-    let several_repositories = summary.repositories > 1;
-    let entries = order
-        .iter()
-        .map(|s| {
-            let e = entry_of(n, s, opts, several_repositories);
-            let block = fit::entry(&e, d, opts, usize::MAX).unwrap_or_default();
-            (block, told_by(n, s))
-        })
-        .collect();
-    Some((header, entries))
+    unbounded_entries(n, style, opts, full_report_link(n, opts))
 }
 
 /// A report page's header, and each entry's HTML with the insights it tells.
@@ -339,12 +334,6 @@ pub(crate) type PageEntries = (String, Vec<(String, Vec<usize>)>);
 /// The report page of `n` in HTML, entry by entry: the header, then each entry with the
 /// insights it tells (where its charts go). None for an empty notification.
 pub(crate) fn page_entries(n: &Notification, opts: &RenderOptions) -> Option<PageEntries> {
-    if n.insights.is_empty() {
-        return None;
-    }
-    let d = Style::Html.dialect();
-    let order = story::stories(&n.insights);
-    let summary = Summary::of(n, &order);
     // The page is what the link leads to: its own header links to what fires now.
     let live = opts.actions.as_ref().map(|l| {
         (
@@ -352,9 +341,26 @@ pub(crate) fn page_entries(n: &Notification, opts: &RenderOptions) -> Option<Pag
             l.url(Action::Report, Fingerprint(0), n.created_at),
         )
     });
-    let header = header_of(&summary, None, live, d, opts.lang);
+    unbounded_entries(n, Style::Html, opts, live)
+}
+
+/// The header (linking to `header_link`) and every entry of `n` in `style` without a
+/// budget, each with the insights it tells, then the "Changes" section in full.
+fn unbounded_entries(
+    n: &Notification,
+    style: Style,
+    opts: &RenderOptions,
+    header_link: Option<(Word, String)>,
+) -> Option<PageEntries> {
+    if n.insights.is_empty() {
+        return None;
+    }
+    let d = style.dialect();
+    let order = story::stories(&n.insights);
+    let summary = Summary::of(n, &order);
+    let header = header_of(&summary, None, header_link, d, opts.lang);
     let several_repositories = summary.repositories > 1;
-    let entries = order
+    let mut entries: Vec<(String, Vec<usize>)> = order
         .iter()
         .map(|s| {
             let e = entry_of(n, s, opts, several_repositories);
@@ -362,6 +368,11 @@ pub(crate) fn page_entries(n: &Notification, opts: &RenderOptions) -> Option<Pag
             (block, told_by(n, s))
         })
         .collect();
+    if let Some(c) = ChangesSection::of(&order, &summary, opts.lang, several_repositories) {
+        // Every change of every server: there is no budget.
+        let lines = layout::changes_lines(&c, d, opts.lang, usize::MAX);
+        entries.push((line::render_lines(&lines, d), Vec::new()));
+    }
     Some((header, entries))
 }
 

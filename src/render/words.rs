@@ -31,6 +31,8 @@ pub(crate) enum Word {
     Cause,
     /// What changed on the server since the baseline.
     Changed,
+    /// The report's section of every server's changes.
+    Changes,
     Fix,
     AlsoOn,
     QueryId,
@@ -85,6 +87,7 @@ impl Lang {
             Word::Numbers => ("Numbers", "数据"),
             Word::Cause => ("Cause", "原因"),
             Word::Changed => ("What changed", "期间变更"),
+            Word::Changes => ("Changes", "变更记录"),
             Word::Fix => ("Fix", "处理"),
             Word::Acknowledge => ("Acknowledge", "确认处理"),
             Word::Snooze => ("Snooze", "暂停提醒"),
@@ -138,6 +141,14 @@ impl Lang {
         }
     }
 
+    /// "+N more" / "另有 N 项".
+    pub(crate) fn more(self, n: usize) -> String {
+        match self {
+            Lang::En => format!("+{n} more"),
+            Lang::Zh => format!("另有 {n} 项"),
+        }
+    }
+
     /// "+N more kinds" / "另有 N 种类型".
     pub(crate) fn more_kinds(self, n: usize) -> String {
         match self {
@@ -151,6 +162,18 @@ impl Lang {
         match self {
             Lang::En => format!("+{n} more not shown in full"),
             Lang::Zh => format!("另有 {n} 条未完整显示"),
+        }
+    }
+
+    /// A digest's line for the "Changes" section it leaves out.
+    pub(crate) fn changes_not_shown(self, changes: usize, servers: usize) -> String {
+        match self {
+            Lang::En => format!(
+                "Changes: {changes} change{} on {servers} server{} not shown",
+                if changes == 1 { "" } else { "s" },
+                if servers == 1 { "" } else { "s" }
+            ),
+            Lang::Zh => format!("变更记录：{servers} 台服务器的 {changes} 项变更未显示"),
         }
     }
 

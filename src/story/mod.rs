@@ -42,7 +42,7 @@ pub(crate) mod fixture;
 
 pub use group::{order, stories};
 pub use impact::{per_day_factor, Impact};
-pub use tell::{place, tell, Told};
+pub use tell::{changes_section, place, tell, ServerChanges, Told};
 
 /// Findings about one query series, in the order a story prefers as its lead.
 const QUERY_KINDS: [&str; 4] = [

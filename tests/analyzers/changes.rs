@@ -371,3 +371,358 @@ async fn a_dropped_index_is_found_at_the_next_look_even_by_the_next_run() {
     assert_eq!(dropped.2, end);
     lab.psql("repo", "app", &format!("DROP TABLE {t}"));
 }
+
+/// Asks powa-collector to refresh remote5's catalog of `app` over its NOTIFY protocol
+/// (as powa-web's "refresh catalog" does; it is otherwise refreshed once a year) and
+/// waits until it did. The refresh is stamped with its snapshot's start, which may
+/// precede the request: wait for a new stamp, not for one after now.
+fn refresh_catalog(lab: &crate::support::Lab) {
+    let srvid = lab.var("POWA_LAB_REMOTE5_SRVID");
+    let stamp = format!(
+        "SELECT coalesce(last_refresh::text, '') FROM powa_catalog_databases \
+         WHERE srvid = {srvid} AND datname = 'app'"
+    );
+    let old = lab.psql("repo5", "powa", &stamp);
+    // The collector checks the sender's role in pg_stat_activity: the session must
+    // outlive the NOTIFY (delivered at COMMIT), else the request is ignored.
+    lab.psql(
+        "repo5",
+        "powa",
+        &format!(
+            "NOTIFY powa_collector, 'REFRESH_DB_CAT - {srvid} 1 app'; COMMIT; SELECT pg_sleep(2)"
+        ),
+    );
+    for _ in 0..120 {
+        if lab.psql("repo5", "powa", &stamp) != old {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("powa-collector did not refresh remote5's catalog of app (last at {old})");
+}
+
+/// PoWA 5 with no connection to the server: two indexes of remote5 dropped between two
+/// workload phases are named from the repository's catalog snapshots (refreshed by
+/// powa-collector), dated by PoWA's index statistics; each range read's regression
+/// names its dropped index with the table's seq scans up and index scans down, and the
+/// report lists both drops in its "Changes" section in every dialect.
+#[actix_rt::test]
+async fn on_powa_5_the_catalog_names_the_dropped_indexes_and_the_scans_moved() {
+    use powa_sentinel::powa::catalog;
+    use powa_sentinel::render::{self, Lang, RenderOptions, Style};
+
+    let _turn = crate::support::turn(module_path!());
+    let lab = lab();
+    let tag = unique();
+    let tables = [format!("ord_a_{tag}"), format!("ord_b_{tag}")];
+    let range = |t: &str| {
+        format!(
+            "SELECT count(*) FROM {t} WHERE created_at BETWEEN '2026-01-01 10:00' AND '2026-01-01 10:01'"
+        )
+    };
+    // Each phase lasts this long at least: several of remote5's 5 s snapshots.
+    let phase = Duration::from_secs(25);
+    let repo = crate::support::repo::repository("lab5", &lab.repo5_dsn()).await;
+    let srvid = server(&repo, "remote5").srvid;
+    let mut tracker = IndexTracker::default();
+    for t in &tables {
+        lab.psql(
+            "remote5",
+            "app",
+            &format!(
+                "CREATE TABLE {t} AS SELECT g AS id, timestamptz '2026-01-01' + g * interval '1 second' AS created_at \
+                 FROM generate_series(1, 300000) g; CREATE INDEX {t}_created_at_idx ON {t} (created_at); ANALYZE {t}"
+            ),
+        );
+    }
+    refresh_catalog(lab);
+    lab.snapshot("remote5");
+    let t0 = Utc::now();
+    let started = std::time::Instant::now();
+    for t in &tables {
+        lab.repeat("remote5", "app", &range(t), 60);
+    }
+    std::thread::sleep(phase.saturating_sub(started.elapsed()));
+    lab.snapshot("remote5");
+    let t1 = Utc::now();
+    // The first look records what the catalog has.
+    let cost = std::time::Instant::now();
+    let refreshed = tracker
+        .catalog_cycle(&repo.client, &repo.info, srvid)
+        .await
+        .unwrap();
+    eprintln!("catalog source, first look: {:?}", cost.elapsed());
+    assert!(refreshed.contains_key("app"), "{refreshed:?}");
+    assert!(tracker.events(t0).is_empty(), "the first look only records");
+
+    let started = std::time::Instant::now();
+    for t in &tables {
+        lab.psql("remote5", "app", &format!("DROP INDEX {t}_created_at_idx"));
+        lab.repeat("remote5", "app", &range(t), 60);
+    }
+    std::thread::sleep(
+        ((t1 - t0).to_std().unwrap() + Duration::from_secs(1)).saturating_sub(started.elapsed()),
+    );
+    lab.snapshot("remote5");
+    let t2 = Utc::now();
+    let len = t2 - t1;
+    refresh_catalog(lab);
+    let cost = std::time::Instant::now();
+    tracker
+        .catalog_cycle(&repo.client, &repo.info, srvid)
+        .await
+        .unwrap();
+    eprintln!(
+        "catalog source, a look at a new refresh: {:?}",
+        cost.elapsed()
+    );
+    let cost = std::time::Instant::now();
+    let again = tracker
+        .catalog_cycle(&repo.client, &repo.info, srvid)
+        .await
+        .unwrap();
+    eprintln!(
+        "catalog source, a cycle with no new refresh: {:?}",
+        cost.elapsed()
+    );
+    assert_eq!(again.len(), refreshed.len());
+    let events = tracker.events(t1 - len);
+    for t in &tables {
+        let (at, seen_until, def) = events
+            .iter()
+            .find_map(|e| match &e.what {
+                What::IndexDropped {
+                    index,
+                    table,
+                    database,
+                    seen_until,
+                    def,
+                } if *index == format!("public.{t}_created_at_idx") => {
+                    assert_eq!(table, &format!("public.{t}"));
+                    assert_eq!(database, "app");
+                    Some((e.at, *seen_until, def.clone()))
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("the dropped index of {t}: {events:#?}"));
+        // Dated by PoWA's statistics, not by the catalog refreshes.
+        assert!(
+            seen_until >= t0 && seen_until < t2,
+            "{seen_until} in [{t0}, {t2})"
+        );
+        assert!(at > seen_until && at <= t2, "{at} in ({seen_until}, {t2}]");
+        assert!(def.is_empty(), "the catalog has no definition");
+    }
+
+    let mut current = read(&repo, "remote5", Window { start: t1, end: t2 }).await;
+    let baseline = read_baseline(
+        &repo.client,
+        &repo.name,
+        &repo.info,
+        server(&repo, "remote5"),
+        Window {
+            start: t1 - len,
+            end: t1,
+        },
+    )
+    .await
+    .unwrap();
+    current.baselines = vec![baseline];
+    let timeline = ChangeReader::default()
+        .cycle(
+            &repo.client,
+            &repo.info,
+            server(&repo, "remote5"),
+            t1 - len,
+            &HashMap::new(),
+        )
+        .await
+        .unwrap();
+    assert!(!timeline.is_available(), "remote5 has no pg_track_settings");
+    let mut timeline = timeline.with_indexes(events);
+    let cost = std::time::Instant::now();
+    timeline.scans = catalog::scans_of(
+        &repo.client,
+        &repo.info,
+        srvid,
+        &timeline,
+        (t1 - len, t1),
+        (t1, t2),
+    )
+    .await
+    .unwrap();
+    eprintln!(
+        "relation statistics, {} table(s) over two windows: {:?}",
+        timeline.scans.len(),
+        cost.elapsed()
+    );
+    assert_eq!(timeline.scans.len(), 2, "{:#?}", timeline.scans);
+    current.changes = Some(Arc::new(timeline));
+    let found = RegressionAnalyzer::new(RegressionSettings::default()).analyze_window(&current);
+    let mut told = Vec::new();
+    for t in &tables {
+        let slower = found
+            .iter()
+            .find(|i| i.text.as_deref().is_some_and(|x| x.contains(t.as_str())))
+            .unwrap_or_else(|| panic!("the range read of {t} regressed: {found:#?}"));
+        let gone = slower
+            .changes
+            .iter()
+            .find(|c| c.kind == "index_dropped" && c.evidence.is_some())
+            .unwrap_or_else(|| panic!("the dropped index as the cause: {slower:#?}"));
+        let evidence = gone.evidence.as_deref().unwrap();
+        assert!(
+            evidence.contains(&format!("seq scans on public.{t} 0 → ")),
+            "{evidence}"
+        );
+        assert!(evidence.contains(" per hour, index scans "), "{evidence}");
+        assert!(
+            evidence.ends_with(" → 0"),
+            "no index scans after: {evidence}"
+        );
+        assert_eq!(gone.undo, None, "no definition, no statement: {gone:?}");
+        told.push(slower.clone());
+    }
+
+    // The report: one entry per regression, and the section with both drops.
+    let n = Notification {
+        id: 1,
+        channel: "console".into(),
+        reason: NotifyReason::Report,
+        insights: Arc::new(told),
+        created_at: t2,
+        mentions: Default::default(),
+    };
+    for lang in [Lang::En, Lang::Zh] {
+        let opts = RenderOptions {
+            lang,
+            ..RenderOptions::default()
+        };
+        let heading = match lang {
+            Lang::En => "Changes",
+            Lang::Zh => "变更记录",
+        };
+        let mut all = vec![
+            ("console", render::plain_report_with(&n, &opts)),
+            ("html", render::html_report(&n, &opts)),
+        ];
+        for (name, style, budget) in [
+            ("markdown", Style::Markdown, render::WECOM_MARKDOWN_BUDGET),
+            (
+                "markdown_v2",
+                Style::MarkdownV2,
+                render::WECOM_MARKDOWN_BUDGET,
+            ),
+            ("text", Style::Text, render::WECOM_TEXT_BUDGET),
+        ] {
+            let parts = render::render(&n, style, budget, &opts);
+            assert!(parts.iter().all(|p| p.len() <= budget), "{name}");
+            all.push((name, parts.join("\n")));
+        }
+        for (name, text) in all {
+            let at = text
+                .rfind(heading)
+                .unwrap_or_else(|| panic!("{name} {lang:?}: no section:\n{text}"));
+            let section = &text[at..];
+            assert!(section.contains("remote5: "), "{name}: {section}");
+            for t in &tables {
+                // Markdown defuses `_`: look for the escaped-or-not name's distinctive tail.
+                let tail = &t[t.len() - 8..];
+                assert!(
+                    section.contains(tail),
+                    "{name} {lang:?}: {t} in the section:\n{section}"
+                );
+            }
+        }
+    }
+    for t in &tables {
+        lab.psql("remote5", "app", &format!("DROP TABLE {t}"));
+    }
+}
+
+/// What the change sources cost per cycle on the lab, measured: the first cycle of each
+/// (reading the baseline's reach, a day here) and a steady one (only what PoWA added
+/// since), in milliseconds and in rows the repository returned (from its own
+/// pg_stat_statements, as the read-only role). A steady cycle stays well under the
+/// bound; `--nocapture` prints the figures.
+#[actix_rt::test]
+async fn the_change_sources_cost_little_per_cycle() {
+    let _turn = crate::support::turn(module_path!());
+    let lab = lab();
+    let ro = lab.var("POWA_LAB_RO_USER").to_string();
+    // Calls, rows and ms of the read-only role's statements that match `re`.
+    let stats = |cluster: &str, re: &str| -> (f64, f64, f64) {
+        let out = lab.psql(
+            cluster,
+            "powa",
+            &format!(
+                "SELECT coalesce(sum(calls), 0), coalesce(sum(rows), 0), \
+                        coalesce(sum(total_exec_time), 0) \
+                   FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid \
+                  WHERE r.rolname = '{ro}' AND s.query ~ '{re}'"
+            ),
+        );
+        let v: Vec<f64> = out.split('|').map(|x| x.parse().unwrap_or(0.0)).collect();
+        (v[0], v[1], v[2])
+    };
+    let since = Utc::now() - chrono::Duration::days(1);
+    let repo = lab4().await;
+    let remote1 = server(&repo, "remote1");
+    let mut changes = ChangeReader::default();
+    let mut resets = ResetReader::default();
+    let mut report = Vec::new();
+    for pass in ["first", "steady"] {
+        let before = stats("repo", "pg_track_settings|pg_reboot");
+        let t = std::time::Instant::now();
+        let tl = changes
+            .cycle(&repo.client, &repo.info, remote1, since, &HashMap::new())
+            .await
+            .unwrap();
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        let after = stats("repo", "pg_track_settings|pg_reboot");
+        report.push(format!(
+            "pg_track_settings (PoWA 4, remote1), {pass}: {ms:.1} ms, {} rows in {} queries, {} events kept",
+            after.1 - before.1,
+            after.0 - before.0,
+            tl.events.len()
+        ));
+        if pass == "steady" {
+            assert!(ms < 250.0, "{report:#?}");
+        }
+        let t = std::time::Instant::now();
+        resets
+            .cycle(&repo.client, &repo.info, remote1, since)
+            .await
+            .unwrap();
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        report.push(format!(
+            "statistics resets (PoWA 4, remote1), {pass}: {ms:.1} ms"
+        ));
+        if pass == "steady" {
+            assert!(ms < 250.0, "{report:#?}");
+        }
+    }
+    let repo5 = crate::support::repo::repository("lab5", &lab.repo5_dsn()).await;
+    let srvid = server(&repo5, "remote5").srvid;
+    let mut tracker = IndexTracker::default();
+    for pass in ["first", "steady"] {
+        let before = stats("repo5", "powa_catalog");
+        let t = std::time::Instant::now();
+        let looked = tracker
+            .catalog_cycle(&repo5.client, &repo5.info, srvid)
+            .await
+            .unwrap();
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        let after = stats("repo5", "powa_catalog");
+        report.push(format!(
+            "PoWA 5 catalog (remote5, {} databases), {pass}: {ms:.1} ms, {} rows in {} queries",
+            looked.len(),
+            after.1 - before.1,
+            after.0 - before.0
+        ));
+        if pass == "steady" {
+            assert!(ms < 250.0, "{report:#?}");
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+}

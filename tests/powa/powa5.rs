@@ -343,6 +343,20 @@ fn check_lists_powa_5() {
         assert!(text.contains(m), "{m}: {text}");
     }
     assert!(text.contains("retention 30days"), "{text}");
+    // Index changes from PoWA itself: the catalog of remote servers only.
+    assert!(
+        text.contains(
+            "index changes from PoWA: none from PoWA (PoWA 5 keeps no catalog of its local server)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("index changes from PoWA: PoWA 5 catalog snapshots (")
+            && text.contains(
+                "relation statistics (pg_stat_all_indexes, pg_stat_all_tables): when an index was last seen"
+            ),
+        "{text}"
+    );
 }
 
 /// `run` on PoWA 5: both servers are collected, and what they read shows in

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sentinel_actors::Change;
 
 use super::{Story, Told};
-use crate::analyze::changes::NO_HISTORY_LABEL;
+use crate::analyze::changes::{CATALOG_AGE_LABEL, NO_HISTORY_LABEL};
 use crate::render::Lang;
 
 /// At most this many changes are listed besides the causes; the rest are counted.
@@ -23,7 +23,7 @@ fn when(at: DateTime<Utc>, end: DateTime<Utc>) -> String {
 }
 
 /// One change in words, with its time where it has one.
-fn said(c: &Change, end: DateTime<Utc>, lang: Lang) -> String {
+pub(super) fn said(c: &Change, end: DateTime<Utc>, lang: Lang) -> String {
     if c.kind == "new_queries" {
         return c.what.clone();
     }
@@ -80,6 +80,9 @@ pub(super) fn tell(s: &Story<'_>, lang: Lang, t: &mut Told) {
             format!("+{more} more")
         });
     }
+    if let Some(note) = s.findings().find_map(|i| i.label(CATALOG_AGE_LABEL)) {
+        t.changed.push(note.to_string());
+    }
     if all.is_empty() && s.findings().any(|i| i.label(NO_HISTORY_LABEL).is_some()) {
         t.changed.push(
             lang.pick(
@@ -89,6 +92,119 @@ pub(super) fn tell(s: &Story<'_>, lang: Lang, t: &mut Told) {
             .to_string(),
         );
     }
+}
+
+/// The changes of one server in a report's "Changes" section, nearest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerChanges {
+    /// The server's name (with its repository when the report spans several).
+    pub server: String,
+    /// Each change in words with its time: compact, without its evidence or the
+    /// statement that undoes it (those stay in the story it explains).
+    pub items: Vec<String>,
+}
+
+/// The families a settings-change finding adds to a change's words ("(memory)"): the
+/// same change told by a regression has none, and the section tells it once.
+const FAMILIES: [&str; 5] = ["memory", "planner", "parallelism", "autovacuum", "WAL"];
+
+fn without_family(what: &str) -> &str {
+    FAMILIES
+        .iter()
+        .find_map(|f| {
+            what.strip_suffix(')')
+                .and_then(|w| w.strip_suffix(f))
+                .and_then(|w| w.strip_suffix(" ("))
+        })
+        .unwrap_or(what)
+}
+
+/// The report's "Changes" section: per server (in the order the stories first name
+/// them), the distinct changes the open stories hold, nearest first; `place_of` names a
+/// server. A "new queries" note is about one query, not the server: it stays in its
+/// story.
+///
+/// Why a change already told in a story is listed again: the section is the server's
+/// timeline, which a reader scans to see everything that moved; each item is short (what
+/// and when, at most one line's worth), while the evidence and the undo statement are
+/// told once, in the story. The section is left out (None) only when it would say
+/// nothing new: no changes at all, or a single story whose own lines already list every
+/// one of them.
+pub fn section(
+    stories: &[Story<'_>],
+    end: DateTime<Utc>,
+    lang: Lang,
+    server_of: &dyn Fn(&sentinel_actors::Insight) -> String,
+) -> Vec<ServerChanges> {
+    let open: Vec<&Story<'_>> = stories.iter().filter(|s| !s.is_resolved()).collect();
+    let mut by_server: Vec<(String, Vec<&Change>)> = Vec::new();
+    for s in &open {
+        for i in s.findings().chain(s.elsewhere.iter().copied()) {
+            let server = server_of(i);
+            let k = match by_server.iter().position(|(n, _)| *n == server) {
+                Some(k) => k,
+                None => {
+                    by_server.push((server, Vec::new()));
+                    by_server.len() - 1
+                }
+            };
+            let list = &mut by_server[k].1;
+            for c in i.changes.iter().filter(|c| c.kind != "new_queries") {
+                let same = |x: &&Change| {
+                    x.at == c.at
+                        && x.kind == c.kind
+                        && without_family(&x.what) == without_family(&c.what)
+                };
+                if !list.iter().any(same) {
+                    list.push(c);
+                }
+            }
+        }
+    }
+    by_server.retain(|(_, l)| !l.is_empty());
+    if by_server.is_empty() || (open.len() == 1 && all_told(open[0])) {
+        return Vec::new();
+    }
+    by_server
+        .into_iter()
+        .map(|(server, mut l)| {
+            l.sort_by_key(|c| std::cmp::Reverse(c.at));
+            let items = l
+                .into_iter()
+                .map(|c| {
+                    let c = Change {
+                        what: without_family(&c.what).to_string(),
+                        ..c.clone()
+                    };
+                    said(&c, end, lang)
+                })
+                .collect();
+            ServerChanges { server, items }
+        })
+        .collect()
+}
+
+/// Whether the story's own lines list every change it holds (the causes on the cause
+/// line, the others within [`MAX_LISTED`]; a settings change lists all of its own).
+fn all_told(s: &Story<'_>) -> bool {
+    if s.lead.kind == "settings_change" && s.support.is_empty() && s.elsewhere.is_empty() {
+        return true;
+    }
+    if !s.elsewhere.is_empty() {
+        return false;
+    }
+    let mut seen: Vec<(&DateTime<Utc>, &str)> = Vec::new();
+    let mut others = 0;
+    for c in s.findings().flat_map(|i| i.changes.iter()) {
+        if seen.contains(&(&c.at, c.what.as_str())) {
+            continue;
+        }
+        seen.push((&c.at, &c.what));
+        if c.evidence.is_none() {
+            others += 1;
+        }
+    }
+    others <= MAX_LISTED
 }
 
 /// A settings-change finding: its title, what it means as the impact line (not a fix:

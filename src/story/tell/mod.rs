@@ -10,6 +10,8 @@
 
 mod cause;
 mod changes;
+
+pub use changes::{section as changes_section, ServerChanges};
 mod health;
 mod index;
 mod query;
