@@ -27,7 +27,7 @@ use slog::{debug, warn, Logger};
 use crate::chart::enrich::TrendSource;
 use crate::render::{self, PageChart, RenderOptions};
 use sentinel_actors::channel::{Deliver, DeliveryReport};
-use sentinel_actors::{ChannelError, Notification};
+use sentinel_actors::Notification;
 
 /// The archive's directory under `[state] dir`.
 pub const DIR: &str = "reports";
@@ -221,7 +221,6 @@ impl Handler<Deliver> for ArchiveWriter {
     /// The page is written (`wait`: in order) before the channel is handed the
     /// notification, so that its link works when the message arrives.
     fn handle(&mut self, Deliver(n): Deliver, ctx: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let id = n.id;
         let prune = self.last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
         if prune {
@@ -235,28 +234,11 @@ impl Handler<Deliver> for ArchiveWriter {
             prune,
             self.log.clone(),
         );
-        ctx.wait(write.into_actor(self).map(move |(), act, _| {
-            let sent = act.inner.send(Deliver(n));
-            actix::spawn(async move {
-                let _ = tx.send(sent.await);
-            });
-        }));
-        let channel = self.channel.clone();
-        Box::pin(async move {
-            match rx.await {
-                Ok(Ok(report)) => report,
-                _ => DeliveryReport {
-                    channel,
-                    notification_id: id,
-                    parts_total: 0,
-                    parts_delivered: 0,
-                    attempts: 0,
-                    outcome: Err(ChannelError::Retryable {
-                        reason: "the channel stopped before answering".into(),
-                    }),
-                },
-            }
-        })
+        let prepare = async move {
+            write.await;
+            n
+        };
+        crate::channels::front::hand_on(ctx, self.inner.clone(), self.channel.clone(), id, prepare)
     }
 }
 

@@ -65,6 +65,7 @@ pub mod dingtalk;
 pub mod email;
 pub mod feishu;
 pub mod file;
+pub mod front;
 pub mod slack;
 pub mod webhook;
 pub mod wecom;

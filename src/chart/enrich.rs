@@ -24,7 +24,7 @@ use slog::{debug, warn, Logger};
 use crate::powa::trend::{self, TrendQuery};
 use crate::powa::{self, Repository, RepositorySettings};
 use sentinel_actors::channel::{Deliver, DeliveryReport};
-use sentinel_actors::{ChannelError, Insight, Notification, Trend, Window};
+use sentinel_actors::{Insight, Notification, Trend, Window};
 
 /// Longest a notification waits for its trends, all of them together.
 pub const READ_BUDGET: Duration = Duration::from_secs(3);
@@ -199,35 +199,10 @@ impl Handler<Deliver> for ChartEnricher {
     /// order they came; the delivery itself does not, so the channel still sees what
     /// queues up meanwhile (and may merge it into a digest).
     fn handle(&mut self, Deliver(n): Deliver, ctx: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let id = n.id;
         let source = Arc::clone(&self.source);
-        ctx.wait(
-            async move { source.attach(n).await }
-                .into_actor(self)
-                .map(move |n, act, _| {
-                    let sent = act.inner.send(Deliver(n));
-                    actix::spawn(async move {
-                        let _ = tx.send(sent.await);
-                    });
-                }),
-        );
-        let channel = self.channel.clone();
-        Box::pin(async move {
-            match rx.await {
-                Ok(Ok(report)) => report,
-                _ => DeliveryReport {
-                    channel,
-                    notification_id: id,
-                    parts_total: 0,
-                    parts_delivered: 0,
-                    attempts: 0,
-                    outcome: Err(ChannelError::Retryable {
-                        reason: "the channel stopped before answering".into(),
-                    }),
-                },
-            }
-        })
+        let prepare = async move { source.attach(n).await };
+        crate::channels::front::hand_on(ctx, self.inner.clone(), self.channel.clone(), id, prepare)
     }
 }
 
