@@ -327,12 +327,13 @@ async fn status(
         return unauthorized();
     }
     let mut s = snapshot(&board);
-    if let Some(p) = actions.as_ref() {
-        s.acknowledged = p.acks();
-    }
     if !wants_html(&req) {
+        if let Some(p) = actions.as_ref() {
+            s.acknowledged = p.acks();
+        }
         return HttpResponse::Ok().json(s);
     }
+    // The page reads the acknowledgements with the rest of the gate's state, once.
     let dir = site.state_dir.clone();
     let gate = web::block(move || crate::status_page::GateView::read(dir.as_deref()))
         .await

@@ -202,7 +202,11 @@ impl Callback {
 
 /// The text of the first element `name` of `xml`, CDATA or not.
 pub fn element(xml: &str, name: &str) -> Option<String> {
-    let doc = roxmltree::Document::parse(xml).ok()?;
+    text_of(&roxmltree::Document::parse(xml).ok()?, name)
+}
+
+/// The text of the first element `name` of a parsed document.
+fn text_of(doc: &roxmltree::Document<'_>, name: &str) -> Option<String> {
     let node = doc.descendants().find(|n| n.has_tag_name(name))?;
     Some(node.text().unwrap_or_default().to_string())
 }
@@ -260,15 +264,17 @@ pub struct CardTap {
 /// The tap an event's XML carries; None for any other message or event (they are
 /// answered with nothing).
 pub fn card_tap(xml: &str) -> Option<CardTap> {
-    if element(xml, "MsgType")? != "event" || element(xml, "Event")? != "template_card_event" {
+    let doc = roxmltree::Document::parse(xml).ok()?;
+    let get = |name: &str| text_of(&doc, name);
+    if get("MsgType")? != "event" || get("Event")? != "template_card_event" {
         return None;
     }
-    let (tap, fingerprint) = parse_key(&element(xml, "EventKey")?)?;
+    let (tap, fingerprint) = parse_key(&get("EventKey")?)?;
     Some(CardTap {
-        user: element(xml, "FromUserName")?,
+        user: get("FromUserName")?,
         tap,
         fingerprint,
-        to: element(xml, "ToUserName").unwrap_or_default(),
+        to: get("ToUserName").unwrap_or_default(),
     })
 }
 

@@ -37,8 +37,26 @@ pub struct TrendSource {
     budget: Duration,
     /// One session per repository, kept while it works.
     open: tokio::sync::Mutex<HashMap<String, Arc<Repository>>>,
+    /// Trends read in the last [`RECENT`], by insight fingerprint and window: the report
+    /// page's writer and the channel's own enricher chart the same insights moments
+    /// apart, and the repository is read once for both.
+    recent: std::sync::Mutex<HashMap<RecentKey, (std::time::Instant, Option<Trend>)>>,
     log: Logger,
 }
+
+/// An insight's fingerprint and its window's bounds (microseconds).
+type RecentKey = (u64, i64, i64);
+
+fn recent_key(i: &Insight) -> RecentKey {
+    (
+        i.fingerprint.0,
+        i.window.start.timestamp_micros(),
+        i.window.end.timestamp_micros(),
+    )
+}
+
+/// How long a trend read is reused.
+const RECENT: Duration = Duration::from_secs(60);
 
 impl TrendSource {
     /// `baseline_offset` and `baseline_periods` are `[analysis]`'s: the windows drawn
@@ -55,8 +73,21 @@ impl TrendSource {
             baseline_periods,
             budget: READ_BUDGET,
             open: tokio::sync::Mutex::new(HashMap::new()),
+            recent: std::sync::Mutex::new(HashMap::new()),
             log,
         }
+    }
+
+    /// The trend of `i` read in the last [`RECENT`], if any (outer None: not read).
+    fn recently_read(&self, i: &Insight) -> Option<Option<Trend>> {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.retain(|_, (at, _)| at.elapsed() < RECENT);
+        recent.get(&recent_key(i)).map(|(_, t)| t.clone())
+    }
+
+    fn remember(&self, i: &Insight, t: &Option<Trend>) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.insert(recent_key(i), (std::time::Instant::now(), t.clone()));
     }
 
     /// The windows of a chart about `w`: itself, then each baseline, nearest first.
@@ -88,8 +119,15 @@ impl TrendSource {
             if insights[k].trend.is_some() {
                 continue;
             }
+            if let Some(t) = self.recently_read(&insights[k]) {
+                insights[k].trend = t;
+                continue;
+            }
             match tokio::time::timeout_at(deadline, self.trend_of(&insights[k])).await {
-                Ok(Ok(t)) => insights[k].trend = t,
+                Ok(Ok(t)) => {
+                    self.remember(&insights[k], &t);
+                    insights[k].trend = t;
+                }
                 Ok(Err(e)) => {
                     warn!(self.log, "Could not read a chart's trend; the insight goes without it."; "error" => e,
                           "fingerprint" => %insights[k].fingerprint);

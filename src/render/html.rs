@@ -168,22 +168,35 @@ pub fn html_report_with(n: &Notification, opts: &RenderOptions, charts: &[Inline
                 continue;
             }
             shown.push(c.insight);
-            let alt = n
-                .insights
-                .get(c.insight)
-                .map(|i| i.title.as_str())
-                .unwrap_or("");
-            out.push_str("<img width=\"720\" style=\"max-width:100%;height:auto\" alt=\"");
-            escape(opts.lang.word(Word::ChartOf), &mut out);
-            out.push_str(": ");
-            escape(alt, &mut out);
-            out.push_str("\" src=\"cid:");
-            escape(&c.cid, &mut out);
-            out.push_str("\"><br>\n");
+            let src = format!("cid:{}", c.cid);
+            push_chart(
+                n,
+                c.insight,
+                opts.lang,
+                "style=\"max-width:100%;height:auto\"",
+                &src,
+                &mut out,
+            );
+            out.push_str("<br>\n");
         }
     }
     out.push_str("</div></body></html>\n");
     out
+}
+
+/// `<img width="720" {attrs} alt="Chart of: <title>" src="{src}">`: the chart of insight
+/// `k` of `n`, in the email's HTML part and on the report page alike (`src` is escaped).
+fn push_chart(n: &Notification, k: usize, lang: Lang, attrs: &str, src: &str, out: &mut String) {
+    let alt = n.insights.get(k).map(|i| i.title.as_str()).unwrap_or("");
+    out.push_str("<img width=\"720\" ");
+    out.push_str(attrs);
+    out.push_str(" alt=\"");
+    escape(lang.word(Word::ChartOf), out);
+    out.push_str(": ");
+    escape(alt, out);
+    out.push_str("\" src=\"");
+    escape(src, out);
+    out.push_str("\">");
 }
 
 /// A chart of a report page: the insight it shows (an index into the notification's
@@ -261,18 +274,13 @@ pub fn html_page(
         out.push_str("<section>\n");
         push_lines(block, &mut out);
         for c in charts.iter().filter(|c| told.contains(&c.insight)) {
-            let alt = n
-                .insights
-                .get(c.insight)
-                .map(|i| i.title.as_str())
-                .unwrap_or("");
-            out.push_str("<figure><img width=\"720\" height=\"820\" alt=\"");
-            escape(lang.word(Word::ChartOf), &mut out);
-            out.push_str(": ");
-            escape(alt, &mut out);
-            out.push_str("\" src=\"data:image/png;base64,");
-            out.push_str(&base64::engine::general_purpose::STANDARD.encode(&c.png));
-            out.push_str("\"></figure>\n");
+            let src = format!(
+                "data:image/png;base64,{}",
+                base64::engine::general_purpose::STANDARD.encode(&c.png)
+            );
+            out.push_str("<figure>");
+            push_chart(n, c.insight, lang, "height=\"820\"", &src, &mut out);
+            out.push_str("</figure>\n");
         }
         out.push_str("</section>\n");
     }
