@@ -408,7 +408,8 @@ async fn server_loop(ctx: ServerCtx, mut cancel: Cancel) {
         .spread(sentinel_actors::Fingerprint::of([&ctx.key]).0);
     let mut live = ctx.fresh_live();
     let mut addr = ctx.start(&session, &live, seq);
-    // The first cycle runs right away (after the jitter), later ones on the grid.
+    // The first cycle runs right away (the pool bounds how many read at once), later
+    // ones on the jittered grid.
     let mut ticks = Ticks::start(Ticker::new(period, jitter), SystemClock);
     while ticks.wait(&mut cancel).await {
         let lease = tokio::select! {

@@ -5,7 +5,11 @@
 //! after the last run": a collector keeps its place on the grid whatever its runs take,
 //! and a run that overruns its period skips the ticks it covered instead of queueing
 //! them (a slow repository is not read again at once, twice). The first run does not
-//! wait for the grid: it comes `offset` after the start.
+//! wait for the grid nor for the offset: it is due at the start. The offset spreads the
+//! steady rhythm; at start-up the repository's session pool already bounds how many
+//! collectors read at once, and waiting out each one's offset only delayed a fleet's first
+//! complete cycle by up to the largest offset (the offsets added to the reads, not the
+//! reads alone).
 //!
 //! [`Ticker`] is the pure core (time passed in); [`Ticks`] the thin async shell that
 //! waits for each tick on a [`Clock`], so that tests run it on virtual time.
@@ -59,9 +63,9 @@ impl Ticker {
         self.period
     }
 
-    /// When the first run is due, for a collector started at `now`.
+    /// When the first run is due, for a collector started at `now`: right away.
     pub fn first(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        now + chrono::Duration::from_std(self.offset).unwrap_or_default()
+        now
     }
 
     /// The grid index of the last tick at or before `t`.
@@ -103,7 +107,7 @@ pub struct Ticks<C: Clock = SystemClock> {
 }
 
 impl<C: Clock> Ticks<C> {
-    /// Starts the grid now: the first tick is `offset` away.
+    /// Starts the grid now: the first run is due at once, the later ones on the grid.
     pub fn start(ticker: Ticker, clock: C) -> Self {
         let due = ticker.first(clock.now());
         Ticks { ticker, clock, due }
@@ -157,8 +161,8 @@ mod tests {
         let first = t.next_after(at(0, 4, 59));
         assert_eq!(first, at(0, 5, 7));
         assert_eq!(t.next_after(first), at(0, 10, 7));
-        // The first run is due the offset after the start, off the grid.
-        assert_eq!(t.first(at(0, 1, 0)), at(0, 1, 7));
+        // The first run is due at the start, off the grid and without the offset.
+        assert_eq!(t.first(at(0, 1, 0)), at(0, 1, 0));
     }
 
     #[test]
@@ -207,7 +211,8 @@ mod tests {
             runs.push((started, skipped));
         }
         assert!(ticks.wait(&mut cancel).await);
-        assert_eq!(runs, [(at(0, 1, 7), 0), (at(0, 5, 7), 2)]);
+        // The first run at the start, the next ones on the grid (7 s into each period).
+        assert_eq!(runs, [(at(0, 1, 0), 0), (at(0, 5, 7), 2)]);
         assert_eq!(ticks.now(), at(0, 20, 7));
     }
 }
