@@ -7,10 +7,15 @@
 //! no reset happened inside the range. That is trusted only when the piece follows an
 //! earlier piece of the same series and does not start below where that one ended; the
 //! first piece of a series, a piece after a decrease, and a piece after an untrusted one
-//! are unnested in a second, targeted query instead (the PoWA 4.1 duplicate rows of
-//! `track = all` land there too: their field-wise minimum is below the summed previous
-//! point). So the fast read gives the naive read's numbers, reading the arrays of the
-//! boundary ranges only.
+//! are unnested in a second, targeted query instead. The points the fast read does need
+//! (those of the boundary ranges, of the unnested ranges, and the current rows) are
+//! collapsed by the repository into one [`Run`] per range or key (first and last point,
+//! and the values just before each reset: see [`Layout::pieces_sql`]), so they never
+//! cross the wire. A key whose points share a timestamp, or whose pieces interleave in
+//! time (PoWA 4.1's duplicate rows under `track = all`), cannot be chained that way: its
+//! points are read and folded one by one. So the fast read gives the naive read's
+//! numbers, reading the arrays of the boundary ranges only and sending a few rows per
+//! key.
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,7 +25,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::layout::{Layout, SeriesKey};
-use super::reader::{ReadMode, SeriesAcc};
+use super::reader::{ReadMode, Run, SeriesAcc};
 use super::session::{QueryError, Rows, Session};
 use sentinel_actors::Window;
 
@@ -120,10 +125,8 @@ async fn fold_points<const M: usize>(stream: Rows<'_>) -> Result<SeriesRead<M>, 
 /// One element of a series in the fast read.
 #[derive(Clone, Copy, Debug)]
 enum Piece<const M: usize> {
-    Point {
-        ts: DateTime<Utc>,
-        v: [f64; M],
-    },
+    /// Points collapsed by the repository: of a boundary range, or the current rows.
+    Run(Run<M>),
     Range {
         t0: DateTime<Utc>,
         t1: DateTime<Utc>,
@@ -137,10 +140,14 @@ enum Piece<const M: usize> {
 struct Pending<const M: usize> {
     key: SeriesKey,
     pieces: Vec<Piece<M>>,
-    /// Value at the end of the previous piece (points of one timestamp summed).
+    /// Value at the end of the previous piece.
     prev_last: Option<(DateTime<Utc>, [f64; M])>,
     prev_untrusted: bool,
     any_untrusted: bool,
+    /// A piece started before the previous one ended: two history rows of one key
+    /// whose points interleave (PoWA 4.1's `track = all` duplicates). Pieces cannot be
+    /// chained then; the key's points are read instead.
+    overlap: bool,
 }
 
 impl<const M: usize> Pending<M> {
@@ -151,21 +158,19 @@ impl<const M: usize> Pending<M> {
             prev_last: None,
             prev_untrusted: false,
             any_untrusted: false,
+            overlap: false,
         }
     }
 
-    fn point(&mut self, ts: DateTime<Utc>, v: [f64; M]) {
-        self.prev_last = Some(match self.prev_last {
-            Some((t, mut sum)) if t == ts => {
-                for (s, x) in sum.iter_mut().zip(v) {
-                    *s += x;
-                }
-                (t, sum)
-            }
-            _ => (ts, v),
-        });
+    fn follows(&mut self, t0: DateTime<Utc>) {
+        self.overlap |= self.prev_last.is_some_and(|(t, _)| t0 <= t);
+    }
+
+    fn run(&mut self, run: Run<M>) {
+        self.follows(run.t0);
+        self.prev_last = Some((run.t1, run.last));
         self.prev_untrusted = false;
-        self.pieces.push(Piece::Point { ts, v });
+        self.pieces.push(Piece::Run(run));
     }
 
     /// Adds a whole range; says whether it is trusted.
@@ -176,6 +181,7 @@ impl<const M: usize> Pending<M> {
         first: [f64; M],
         last: [f64; M],
     ) -> bool {
+        self.follows(t0);
         let trusted = match self.prev_last {
             Some((_, prev)) => !self.prev_untrusted && !super::reader::is_reset(&first, &prev),
             None => false,
@@ -194,45 +200,63 @@ impl<const M: usize> Pending<M> {
     }
 }
 
-/// The points of unnested ranges of one series, by the range's lower bound.
-type RangePoints<const M: usize> = HashMap<DateTime<Utc>, Vec<(DateTime<Utc>, [f64; M])>>;
+/// The runs of unnested ranges of one series, by the range's lower bound.
+type RangeRuns<const M: usize> = HashMap<DateTime<Utc>, Run<M>>;
 
-/// Folds the pieces of one series into an accumulator; `unnested` gives the points of
+/// Folds the pieces of one series into an accumulator; `unnested` gives the runs of
 /// untrusted ranges by their lower bound.
 fn fold<const M: usize>(
     pieces: &[Piece<M>],
-    unnested: Option<&RangePoints<M>>,
+    unnested: Option<&RangeRuns<M>>,
 ) -> Option<SeriesAcc<M>> {
     let mut acc: Option<SeriesAcc<M>> = None;
-    let mut push = |ts, v| match acc.as_mut() {
-        Some(a) => a.push(ts, v),
-        None => acc = Some(SeriesAcc::new(ts, v)),
+    let push_run = |run: &Run<M>, acc: &mut Option<SeriesAcc<M>>| match acc.as_mut() {
+        Some(a) => a.push_run(run),
+        None => *acc = Some(SeriesAcc::from_run(run)),
     };
     for p in pieces {
-        match *p {
-            Piece::Point { ts, v } => push(ts, v),
-            Piece::Range {
+        match p {
+            Piece::Run(run) => push_run(run, &mut acc),
+            &Piece::Range {
                 t0,
                 t1,
                 first,
                 last,
                 trusted: true,
             } => {
-                push(t0, first);
+                match acc.as_mut() {
+                    Some(a) => a.push(t0, first),
+                    None => acc = Some(SeriesAcc::new(t0, first)),
+                }
                 if t1 > t0 {
-                    push(t1, last);
+                    acc.as_mut().expect("pushed above").push(t1, last);
                 }
             }
             Piece::Range { t0, .. } => {
-                if let Some(points) = unnested.and_then(|u| u.get(&t0)) {
-                    for &(ts, v) in points {
-                        push(ts, v);
-                    }
+                if let Some(run) = unnested.and_then(|u| u.get(t0)) {
+                    push_run(run, &mut acc);
                 }
             }
         }
     }
     acc
+}
+
+/// The run at column `at` (t0, t1, first, last, values before resets, duplicates; see
+/// [`Layout::pieces_sql`]); None when points of the run share a timestamp.
+fn run_at<const M: usize>(row: &Row, at: usize) -> Option<Run<M>> {
+    if row.get::<_, bool>(at + 2 + 3 * M) {
+        return None;
+    }
+    let (first, last) = (values::<M>(row, at + 2), values::<M>(row, at + 2 + M));
+    let before = values::<M>(row, at + 2 + 2 * M);
+    Some(Run {
+        t0: row.get(at),
+        t1: row.get(at + 1),
+        first,
+        last,
+        inc: std::array::from_fn(|i| (last[i] - first[i] + before[i]).max(0.0)),
+    })
 }
 
 /// The window `span` (both ends included) read the way `mode` says.
@@ -269,9 +293,12 @@ pub async fn read_fast<const M: usize>(
     pin_mut!(stream);
     let mut out = SeriesRead::new();
     let mut deferred: Vec<Pending<M>> = Vec::new();
+    let mut interleaved: Vec<SeriesKey> = Vec::new();
     let mut cur: Option<Pending<M>> = None;
     let mut finish_one = |p: Pending<M>, out: &mut SeriesRead<M>| {
-        if p.any_untrusted {
+        if p.overlap {
+            interleaved.push(p.key);
+        } else if p.any_untrusted {
             deferred.push(p);
         } else if let Some(acc) = fold(&p.pieces, None) {
             out.series.push((p.key, acc));
@@ -288,23 +315,38 @@ pub async fn read_fast<const M: usize>(
         let t0: DateTime<Utc> = row.get(5);
         let t1: DateTime<Utc> = row.get(6);
         out.saw(t0, t1);
-        let first = values::<M>(&row, 7);
         if is_range {
-            if p.range(t0, t1, first, values::<M>(&row, 7 + M)) {
+            if p.range(t0, t1, values::<M>(&row, 7), values::<M>(&row, 7 + M)) {
                 out.ranges_trusted += 1;
             }
         } else {
-            p.point(t0, first);
+            match run_at(&row, 5) {
+                Some(run) => p.run(run),
+                None => p.overlap = true,
+            }
         }
     }
     if let Some(p) = cur.take() {
         finish_one(p, &mut out);
     }
-    if deferred.is_empty() {
-        return Ok(out);
+    if !deferred.is_empty() {
+        interleaved.extend(unnest_untrusted(client, layout, srvid, deferred, &mut out).await?);
     }
+    if !interleaved.is_empty() {
+        read_keys(client, layout, srvid, from, to, &interleaved, &mut out).await?;
+    }
+    Ok(out)
+}
 
-    // Second pass: the arrays of the untrusted ranges.
+/// Second pass: the untrusted ranges of `deferred`, collapsed by the repository. Returns
+/// the keys whose ranges hold duplicated timestamps (to be read point by point).
+async fn unnest_untrusted<const M: usize>(
+    client: &Session,
+    layout: &Layout,
+    srvid: i32,
+    deferred: Vec<Pending<M>>,
+    out: &mut SeriesRead<M>,
+) -> Result<Vec<SeriesKey>, QueryError> {
     let mut wanted: HashSet<(SeriesKey, DateTime<Utc>)> = HashSet::new();
     let (mut qids, mut dbids, mut userids, mut los) = (vec![], vec![], vec![], vec![]);
     for p in &deferred {
@@ -330,7 +372,8 @@ pub async fn read_fast<const M: usize>(
     };
     let stream = client.query_raw(&layout.ranges_sql(), params).await?;
     pin_mut!(stream);
-    let mut points: HashMap<SeriesKey, RangePoints<M>> = HashMap::new();
+    let mut runs: HashMap<SeriesKey, RangeRuns<M>> = HashMap::new();
+    let mut points_wanted: HashSet<SeriesKey> = HashSet::new();
     while let Some(row) = stream.try_next().await? {
         out.rows += 1;
         let key = key_of(&row);
@@ -338,20 +381,67 @@ pub async fn read_fast<const M: usize>(
         if !wanted.contains(&(key, lo)) {
             continue; // the other `sub` variant of the same query and range
         }
-        let ts: DateTime<Utc> = row.get(5);
-        points
-            .entry(key)
-            .or_default()
-            .entry(lo)
-            .or_default()
-            .push((ts, values::<M>(&row, 6)));
+        match run_at(&row, 6) {
+            Some(run) => {
+                runs.entry(key).or_default().insert(lo, run);
+            }
+            None => {
+                points_wanted.insert(key);
+            }
+        }
     }
     for p in deferred {
-        if let Some(acc) = fold(&p.pieces, points.get(&p.key)) {
+        if points_wanted.contains(&p.key) {
+            continue;
+        }
+        if let Some(acc) = fold(&p.pieces, runs.get(&p.key)) {
             out.series.push((p.key, acc));
         }
     }
-    Ok(out)
+    Ok(points_wanted.into_iter().collect())
+}
+
+/// The points of `keys` in [from, to], folded one by one (the reference read, for the
+/// keys whose pieces interleave).
+async fn read_keys<const M: usize>(
+    client: &Session,
+    layout: &Layout,
+    srvid: i32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    keys: &[SeriesKey],
+    out: &mut SeriesRead<M>,
+) -> Result<(), QueryError> {
+    let wanted: HashSet<SeriesKey> = keys.iter().copied().collect();
+    let mut asked = HashSet::new();
+    let (mut qids, mut dbids, mut userids) = (vec![], vec![], vec![]);
+    for k in keys {
+        if asked.insert((k.queryid, k.dbid, k.userid)) {
+            qids.push(k.queryid);
+            dbids.push(k.dbid as i64);
+            userids.push(k.userid as i64);
+        }
+    }
+    let params: Vec<&(dyn ToSql + Sync)> = if layout.multi() {
+        vec![&qids, &dbids, &userids, &from, &to, &srvid]
+    } else {
+        vec![&qids, &dbids, &userids, &from, &to]
+    };
+    let stream = client.query_raw(&layout.key_points_sql(), params).await?;
+    pin_mut!(stream);
+    let mut series = Vec::new();
+    while let Some(row) = stream.try_next().await? {
+        out.rows += 1;
+        let key = key_of(&row);
+        if !wanted.contains(&key) {
+            continue; // another `sub` variant of the same query
+        }
+        let ts: DateTime<Utc> = row.get(4);
+        out.saw(ts, ts);
+        push_point(&mut series, key, ts, values::<M>(&row, 5));
+    }
+    out.series.extend(series);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -363,17 +453,32 @@ mod tests {
         Utc.timestamp_opt(1_700_000_000 + min * 60, 0).unwrap()
     }
 
-    #[test]
-    fn first_range_and_ranges_after_a_decrease_are_not_trusted() {
-        let mut p = Pending::<2>::new(SeriesKey {
+    fn key() -> SeriesKey {
+        SeriesKey {
             dbid: 1,
             userid: 1,
             queryid: 1,
             sub: -1,
-        });
+        }
+    }
+
+    /// A run of one point.
+    fn single(min: i64, v: [f64; 2]) -> Run<2> {
+        Run {
+            t0: t(min),
+            t1: t(min),
+            first: v,
+            last: v,
+            inc: [0.0; 2],
+        }
+    }
+
+    #[test]
+    fn first_range_and_ranges_after_a_decrease_are_not_trusted() {
+        let mut p = Pending::<2>::new(key());
         p.range(t(0), t(10), [10.0, 1.0], [20.0, 2.0]);
         p.range(t(15), t(25), [25.0, 2.5], [30.0, 3.0]); // after an untrusted one
-        p.point(t(30), [5.0, 0.5]); // reset
+        p.run(single(30, [5.0, 0.5])); // reset
         p.range(t(35), t(45), [6.0, 0.6], [9.0, 0.9]);
         p.range(t(50), t(60), [1.0, 0.1], [2.0, 0.2]); // decrease: untrusted
         p.range(t(65), t(70), [3.0, 0.3], [4.0, 0.4]); // after an untrusted one
@@ -386,13 +491,36 @@ mod tests {
             })
             .collect();
         // The first range is unnested, and so is the one after it (its predecessor's
-        // end is not known until then); after a point, ranges are checked again.
+        // end is not known until then); after a run, ranges are checked again.
         assert_eq!(trust, vec![false, false, true, false, false]);
         assert!(p.any_untrusted);
+        assert!(!p.overlap);
     }
 
-    fn point(min: i64, v: [f64; 2]) -> Piece<2> {
-        Piece::Point { ts: t(min), v }
+    #[test]
+    fn interleaved_pieces_are_seen() {
+        let mut p = Pending::<2>::new(key());
+        p.run(Run {
+            t0: t(0),
+            t1: t(10),
+            first: [1.0, 1.0],
+            last: [3.0, 3.0],
+            inc: [2.0, 2.0],
+        });
+        assert!(!p.overlap);
+        // A second history row of the same key and range (4.1 `track = all`).
+        p.run(Run {
+            t0: t(0),
+            t1: t(10),
+            first: [5.0, 5.0],
+            last: [6.0, 6.0],
+            inc: [1.0, 1.0],
+        });
+        assert!(p.overlap);
+        let mut q = Pending::<2>::new(key());
+        q.range(t(0), t(10), [1.0, 1.0], [2.0, 2.0]);
+        q.range(t(10), t(20), [2.0, 2.0], [3.0, 3.0]);
+        assert!(q.overlap, "a range starting where the previous one ends");
     }
 
     fn range(from: i64, to: i64, first: [f64; 2], last: [f64; 2], trusted: bool) -> Piece<2> {
@@ -409,29 +537,27 @@ mod tests {
     fn trusted_ranges_fold_like_their_points() {
         // Points 10, 12, 14 | 20, 22 | 25: ranges [10..14] and [20..22] then a point.
         let pieces = vec![
-            point(0, [10.0, 1.0]),
+            Piece::Run(single(0, [10.0, 1.0])),
             range(5, 15, [12.0, 1.0], [14.0, 2.0], true),
             range(20, 20, [20.0, 3.0], [20.0, 3.0], true),
-            point(25, [25.0, 4.0]),
+            Piece::Run(single(25, [25.0, 4.0])),
         ];
         let d = fold(&pieces, None).unwrap().finish(Some(t(0)));
         assert_eq!(d, [15.0, 3.0]);
     }
 
     #[test]
-    fn untrusted_ranges_use_their_points() {
+    fn untrusted_ranges_use_their_runs() {
         let pieces = vec![range(0, 10, [1.0, 1.0], [50.0, 5.0], false)];
         // 40, 50, reset to 1, 3: increments 10 + 1 + 2.
+        let points = [
+            (t(0), [40.0, 4.0]),
+            (t(5), [50.0, 5.0]),
+            (t(7), [1.0, 1.0]),
+            (t(10), [3.0, 1.5]),
+        ];
         let mut u = HashMap::new();
-        u.insert(
-            t(0),
-            vec![
-                (t(0), [40.0, 4.0]),
-                (t(5), [50.0, 5.0]),
-                (t(7), [1.0, 1.0]),
-                (t(10), [3.0, 1.5]),
-            ],
-        );
+        u.insert(t(0), Run::of(&points).unwrap());
         let d = fold(&pieces, Some(&u)).unwrap().finish(Some(t(0)));
         assert_eq!(d[0], 13.0);
     }

@@ -141,13 +141,30 @@ impl Layout {
 
     /// Key columns of table alias `t`: dbid, userid, queryid, sub.
     fn keys(&self, t: &str) -> String {
+        self.key_exprs(t).join(", ")
+    }
+
+    fn key_exprs(&self, t: &str) -> [String; 4] {
         let sub = match self.sub {
             Some(c) => format!("{t}.{c}::int4::int2"),
             None => "(-1)::int2".to_string(),
         };
-        let userid = self.userid.replace("{t}", t);
-        let dbid = self.dbid.replace("{t}", t);
-        format!("{dbid}, {userid}, {t}.queryid, {sub}")
+        [
+            self.dbid.replace("{t}", t),
+            self.userid.replace("{t}", t),
+            format!("{t}.queryid"),
+            sub,
+        ]
+    }
+
+    /// [`Layout::keys`] named [`RUN_KEYS`], for [`Layout::runs_of`].
+    fn named_keys(&self, t: &str) -> String {
+        self.key_exprs(t)
+            .iter()
+            .zip(RUN_KEYS.split(", "))
+            .map(|(k, n)| format!("{k} AS {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn fields_of(&self, rec: &str) -> String {
@@ -240,54 +257,171 @@ impl Layout {
     }
 
     /// The fast window read: whole coalesce ranges inside [$1, $2] as one piece each
-    /// (from `mins_in_range`/`maxs_in_range`, the array is not read), the boundary
-    /// ranges and the current rows as points. Columns: keys(4), is_piece, t0, t1,
-    /// first fields, last fields (NULL for points). `$3` is the srvid (PoWA 4+).
+    /// (from `mins_in_range`/`maxs_in_range`, the array is not read); the in-window points
+    /// of each boundary range collapsed into one run inside its own row (a sort of at most
+    /// one range's points), and the current rows in the window into one run per key (see
+    /// [`Layout::runs_of`]). So the repository sends a few rows per key, not the boundary
+    /// points. Columns: keys(4), is_range, t0, t1, first fields, last fields, the values
+    /// before resets (NULL for ranges), whether points share a timestamp (false for
+    /// ranges). `$3` is the srvid (PoWA 4+).
     pub fn pieces_sql(&self) -> String {
         let w = "tstzrange($1::timestamptz, $2::timestamptz, '[]')";
-        let nulls = self.null_fields();
-        let points = self.points_union(
-            &format!("h.coalesce_range && {w} AND NOT h.coalesce_range <@ {w}"),
-            |ts, fields| format!("false, {ts}, {ts}, {fields}, {nulls}"),
+        let rec = format!("c.{}", self.record);
+        let boundary = self.runs_of(
+            &format!(
+                "SELECT (rec).ts AS ts, rec FROM (SELECT unnest(h.{a}) AS rec) u \
+                 WHERE (rec).ts BETWEEN $1 AND $2",
+                a = self.array,
+            ),
+            None,
+        );
+        let current = self.runs_of(
+            &format!(
+                "SELECT {ck}, ({rec}).ts AS ts, {rec} AS rec FROM {c} c \
+                 WHERE {cs}({rec}).ts BETWEEN $1 AND $2",
+                ck = self.named_keys("c"),
+                c = self.current,
+                cs = self.srv("c", 3),
+            ),
+            Some(RUN_KEYS),
         );
         format!(
             "SELECT * FROM ( \
-               SELECT {hk}, true, lower(h.coalesce_range), upper(h.coalesce_range), {mins}, {maxs} \
+               SELECT {hk}, true, lower(h.coalesce_range), upper(h.coalesce_range), {mins}, {maxs}, {nulls}, false \
                FROM {h} h WHERE {hs}h.coalesce_range <@ {w} \
-               UNION ALL {points}) p \
+               UNION ALL \
+               SELECT {hk}, b.* FROM {h} h CROSS JOIN LATERAL ({boundary}) b \
+               WHERE {hs}h.coalesce_range && {w} AND NOT h.coalesce_range <@ {w} AND b.t0 IS NOT NULL \
+               UNION ALL \
+               SELECT * FROM ({current}) r) p \
              ORDER BY 1, 2, 3, 4, 6",
             hk = self.keys("h"),
             mins = self.fields_of("h.mins_in_range"),
             maxs = self.fields_of("h.maxs_in_range"),
+            nulls = self.null_fields(),
             h = self.history,
             hs = self.srv("h", 3),
         )
     }
 
-    /// The points of chosen coalesce ranges, found by (queryid, dbid, userid, lower bound)
-    /// in the parallel arrays $1..$4. Columns: keys(4), lower(range), ts, fields. `$5`
-    /// is the srvid (PoWA 4+).
-    pub fn ranges_sql(&self) -> String {
-        // A plain column compares as an oid (the history indexes can serve it); a
-        // computed id (wait events) as the number it is.
-        let userid = if self.userid == USERID {
-            "h.userid = w.userid::oid".to_string()
+    /// Collapses `points` (columns: the `group` columns, `ts`, and `rec`, a whole record)
+    /// into one run per group: columns `group`, false (not a range), t0, t1, the first
+    /// point's fields, the last point's, each field's sum over the resets of the value
+    /// just before the reset, and whether two points share a timestamp.
+    ///
+    /// A series' increments between two resets add up to its last value minus its first
+    /// (the counters only grow), and a reset (a drop of the first two fields, the rule of
+    /// [`super::reader::SeriesAcc`]) counts the new value instead of the difference: so
+    /// the sum of the increments is `last - first + Σ value before each reset`, with only
+    /// the two reset fields compared per point and the others read at the two ends and at
+    /// the resets. That is the assumption mins/maxs already rest on for whole ranges.
+    /// Points sharing a timestamp (PoWA 4.1's `track = all` duplicates, which are summed
+    /// first) are only flagged: the caller reads such a series point by point. Without
+    /// `group`, one row, with NULLs when there is no point.
+    fn runs_of(&self, points: &str, group: Option<&str>) -> String {
+        let (g, by, part) = match group {
+            Some(g) => (
+                format!("{g}, "),
+                format!(" GROUP BY {g}"),
+                format!("PARTITION BY {g} "),
+            ),
+            None => (String::new(), String::new(), String::new()),
+        };
+        let field = |i: usize, rec: &str| self.fields[i].replace("{r}", rec);
+        let reset = if self.fields.len() > 1 {
+            format!(
+                "{} < {} OR {} < {}",
+                field(0, "rec"),
+                field(0, "prev"),
+                field(1, "rec"),
+                field(1, "prev")
+            )
         } else {
-            format!("{} = w.userid", self.userid.replace("{t}", "h"))
+            format!("{} < {}", field(0, "rec"), field(0, "prev"))
+        };
+        let each = |f: &dyn Fn(usize) -> String| {
+            (0..self.fields.len()).map(f).collect::<Vec<_>>().join(", ")
         };
         format!(
-            "SELECT {hk}, lower(h.coalesce_range), (r).ts, {rf} \
+            "SELECT {g}false AS is_range, t0, t1, {firsts}, {lasts}, {before}, dup \
+             FROM (SELECT {g}min(ts) AS t0, max(ts) AS t1, \
+                     (array_agg(rec) FILTER (WHERE prev_ts IS NULL))[1] AS fr, \
+                     (array_agg(rec) FILTER (WHERE next_ts IS NULL))[1] AS lr, \
+                     {sums}, coalesce(bool_or(prev_ts = ts), false) AS dup \
+                   FROM (SELECT *, {reset} AS reset \
+                         FROM (SELECT {g}ts, rec, lag(rec) OVER w AS prev, \
+                                 lag(ts) OVER w AS prev_ts, lead(ts) OVER w AS next_ts \
+                               FROM ({points}) x WINDOW w AS ({part}ORDER BY ts)) s1) s2{by}) s3",
+            firsts = each(&|i| format!("{} AS f{i}", field(i, "fr"))),
+            lasts = each(&|i| format!("{} AS l{i}", field(i, "lr"))),
+            before = each(&|i| format!("coalesce(b{i}, 0) AS b{i}")),
+            sums = each(&|i| format!("sum({}) FILTER (WHERE reset) AS b{i}", field(i, "prev"))),
+        )
+    }
+
+    /// The runs of chosen coalesce ranges (each range's points collapsed as in
+    /// [`Layout::runs_of`]), found by (queryid, dbid, userid, lower bound) in the parallel
+    /// arrays $1..$4. Columns: keys(4), lower(range), then those of a run. `$5` is the
+    /// srvid (PoWA 4+).
+    pub fn ranges_sql(&self) -> String {
+        let points = format!(
+            "SELECT {hk}, lower(h.coalesce_range) AS k_lo, (rec).ts AS ts, rec \
              FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::timestamptz[]) AS w(queryid, dbid, userid, lo) \
              JOIN {h} h ON {hs}h.queryid = w.queryid AND h.dbid = w.dbid::oid AND {userid} \
                AND lower(h.coalesce_range) = w.lo \
-             CROSS JOIN LATERAL unnest(h.{a}) r \
-             ORDER BY 1, 2, 3, 4, 6",
-            hk = self.keys("h"),
-            rf = self.fields_of("r"),
+             CROSS JOIN LATERAL (SELECT unnest(h.{a}) AS rec) u",
+            hk = self.named_keys("h"),
             h = self.history,
             hs = self.srv("h", 5),
+            userid = self.userid_is("h", "w"),
             a = self.array,
+        );
+        format!(
+            "SELECT * FROM ({runs}) r ORDER BY 1, 2, 3, 4, 5",
+            runs = self.runs_of(&points, Some(&format!("{RUN_KEYS}, k_lo"))),
         )
+    }
+
+    /// Every point with ts in [$4, $5] of the queries in the parallel arrays $1..$3
+    /// (queryid, dbid, userid): the reference read, for the few keys whose pieces the
+    /// fast read cannot chain. Columns: keys(4), ts, fields. `$6` is the srvid (PoWA 4+).
+    pub fn key_points_sql(&self) -> String {
+        let rec = format!("c.{}", self.record);
+        let keys = "unnest($1::int8[], $2::int8[], $3::int8[]) AS w(queryid, dbid, userid)";
+        format!(
+            "SELECT * FROM ( \
+               SELECT {hk}, (r).ts, {hf} FROM {keys} \
+               JOIN {h} h ON {hs}h.queryid = w.queryid AND h.dbid = w.dbid::oid AND {hu} \
+               CROSS JOIN LATERAL unnest(h.{a}) r \
+               WHERE h.coalesce_range && tstzrange($4::timestamptz, $5::timestamptz, '[]') \
+                 AND (r).ts BETWEEN $4 AND $5 \
+               UNION ALL \
+               SELECT {ck}, ({rec}).ts, {cf} FROM {keys} \
+               JOIN {c} c ON {cs}c.queryid = w.queryid AND c.dbid = w.dbid::oid AND {cu} \
+               WHERE ({rec}).ts BETWEEN $4 AND $5) p \
+             ORDER BY 1, 2, 3, 4, 5",
+            hk = self.keys("h"),
+            hf = self.fields_of("r"),
+            h = self.history,
+            hs = self.srv("h", 6),
+            hu = self.userid_is("h", "w"),
+            a = self.array,
+            ck = self.keys("c"),
+            cf = self.fields_of(&rec),
+            c = self.current,
+            cs = self.srv("c", 6),
+            cu = self.userid_is("c", "w"),
+        )
+    }
+
+    /// `t`'s user id equals `w.userid`: as an oid for a plain column (the history
+    /// indexes can serve it), as the number it is for a computed id (wait events).
+    fn userid_is(&self, t: &str, w: &str) -> String {
+        if self.userid == USERID {
+            format!("{t}.userid = {w}.userid::oid")
+        } else {
+            format!("{} = {w}.userid", self.userid.replace("{t}", t))
+        }
     }
 
     /// Points newer than $1: the current rows and, when `with_history` (PoWA coalesced
@@ -323,6 +457,9 @@ impl Layout {
 }
 
 const USERID: &str = "{t}.userid::int8";
+
+/// The key columns of [`Layout::runs_of`]'s points.
+const RUN_KEYS: &str = "k_db, k_user, k_q, k_sub";
 const DBID: &str = "{t}.dbid::int8";
 
 /// A wait event as a number, so that it fits the numeric key of a series.
@@ -399,7 +536,12 @@ mod tests {
         assert!(sql.contains("(c.metrics).plan_user_time"));
         assert!(sql.contains("h.srvid = $2"));
         let k3 = Layout::kcache(&info("3.2.0", &[], false));
-        assert!(k3.ranges_sql().contains("(r).reads"));
+        let r3 = k3.ranges_sql();
+        assert!(r3.contains("(lr).reads"), "the last point's fields");
+        assert!(
+            r3.contains("(rec).user_time, 0)::float8 < coalesce((prev).user_time"),
+            "a reset: a drop of user time"
+        );
 
         let w = Layout::wait_sampling(&info("4.1.4", &[], false));
         assert!(w.points_sql().contains("hashtext(h.event_type"));

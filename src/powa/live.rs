@@ -11,10 +11,13 @@
 //!
 //! The window start moves by whole checkpoints (hours): the window of a cycle at 10:20
 //! with a 24-hour length starts at 10:00 the day before, so the state stays bounded (at
-//! most one bucket per series and hour). The lump of the start-up read is re-read, shorter,
-//! each time the start passes a checkpoint, until it has aged out of the window; from then
-//! on a cycle costs the repository only the rows PoWA added. Baselines (past windows)
-//! are re-read once per checkpoint, not per cycle.
+//! most one bucket per series and hour). When the start passes a checkpoint, the hours it
+//! left behind are read (their increments, from the same anchor as the lump's) and taken
+//! off the lump, until the lump has aged out of the window: increments add up along a
+//! series, so the rest of the lump is never read again. Baselines (past windows) are kept
+//! as per-series totals and moved the same way once per checkpoint: the hour they lost is
+//! taken off, the hour they gained added. So every read after start-up covers what PoWA
+//! added or the hours the windows moved by, never a whole window.
 //!
 //! One live window per server feeds every analyzer: they all look at the same window, so
 //! the state is kept once rather than once per analyzer.
@@ -42,7 +45,7 @@ use super::error::PowaError;
 use super::kcache::{series_query, Kcache};
 use super::layout::{Layout, SeriesKey};
 use super::reader::{
-    anchor_before, query_key, read_baseline, read_names, read_texts, Names, QueryKey, QueryStats,
+    anchor_before, query_key, read_names, read_texts, Names, QueryKey, QueryStats,
     StatementsWindow, CALLS, COUNTERS,
 };
 use super::session::{QueryError, Session};
@@ -66,6 +69,49 @@ struct Lump {
     waits: Option<SeriesRead<1>>,
 }
 
+/// Per-series totals of the statements over a span.
+struct Totals {
+    anchor: Option<DateTime<Utc>>,
+    latest: Option<DateTime<Utc>>,
+    series: HashMap<SeriesKey, [f64; N]>,
+}
+
+/// A baseline: the window shifted back by `offset`, kept as per-series totals so that it
+/// moves with the window by the hours it gained and lost (see
+/// [`LiveWindow::slide_baseline`]), not by reading it again every checkpoint.
+struct Baseline {
+    offset: Duration,
+    span: Window,
+    anchor: Option<DateTime<Utc>>,
+    last_ts: Option<DateTime<Utc>>,
+    totals: HashMap<SeriesKey, [f64; N]>,
+}
+
+impl Baseline {
+    /// As a window read of its span gives it (counters only, like `read_baseline`).
+    fn window(&self, repository: &str, server: &ServerInfo) -> StatementsWindow {
+        let mut queries: Vec<QueryStats> = self
+            .totals
+            .iter()
+            .filter(|(_, c)| c[CALLS] > 0.0)
+            .map(|(k, c)| QueryStats {
+                key: query_key(*k),
+                database: None,
+                user: None,
+                counters: *c,
+                kcache: None,
+                query: None,
+            })
+            .collect();
+        queries.sort_by_key(|q| q.key);
+        StatementsWindow {
+            anchor: self.anchor,
+            last_ts: self.last_ts,
+            ..StatementsWindow::new(repository.to_string(), server.clone(), self.span, queries)
+        }
+    }
+}
+
 /// Bucket width of the live window.
 pub fn checkpoint() -> Duration {
     Duration::hours(1)
@@ -77,8 +123,11 @@ pub struct CycleCost {
     /// Rows the repository returned this cycle: incremental reads, and the start-up and
     /// baseline window reads when they ran.
     pub rows: u64,
-    /// Whether a window read (start-up, lump or baselines) ran this cycle.
+    /// Whole windows read this cycle: the start-up read, a baseline's first read.
     pub window_reads: u32,
+    /// Reads of only the hours a window moved by: the lump's or a baseline's start
+    /// passing a checkpoint.
+    pub slides: u32,
     /// Whether PoWA had nothing new (only `powa_snapshot_metas` was read).
     pub idle: bool,
 }
@@ -106,7 +155,7 @@ pub struct LiveWindow {
     /// checkpoint).
     texts: HashMap<(i64, u32, u32), Option<Arc<str>>>,
     texts_checked_k: u32,
-    baselines: Vec<StatementsWindow>,
+    baselines: Vec<Baseline>,
     baselines_k: Option<u32>,
 }
 
@@ -204,7 +253,7 @@ impl LiveWindow {
             Some(cursor) => {
                 self.follow(client, cursor, &mut cost).await?;
                 if self.age_lump(client, start, &mut cost).await? {
-                    cost.window_reads += 1;
+                    cost.slides += 1;
                 }
             }
         }
@@ -217,19 +266,26 @@ impl LiveWindow {
         self.kcache.trim(from_k, start);
         self.waits.trim(from_k, start);
 
-        // Baselines: once per checkpoint.
+        // Baselines: once per checkpoint, each moved by the hours it gained and lost.
         if self.baselines_k != Some(from_k) {
-            self.baselines.clear();
+            let mut kept = std::mem::take(&mut self.baselines);
             for off in baseline_offsets {
-                let shifted = Window {
+                let span = Window {
                     start: start - *off,
                     end: window.end - *off,
                 };
-                let b = read_baseline(client, &self.repository, &self.info, &self.server, shifted)
-                    .await?;
-                cost.rows += b.points;
+                let b = match kept.iter().position(|b| b.offset == *off) {
+                    Some(i) => {
+                        let mut b = kept.swap_remove(i);
+                        self.slide_baseline(client, &mut b, span, &mut cost).await?;
+                        b
+                    }
+                    None => {
+                        cost.window_reads += 1;
+                        self.read_baseline(client, *off, span, &mut cost).await?
+                    }
+                };
                 self.baselines.push(b);
-                cost.window_reads += 1;
             }
             self.baselines_k = Some(from_k);
         }
@@ -251,6 +307,93 @@ impl LiveWindow {
             b.points = 0;
         }
         Ok((w, cost))
+    }
+
+    /// The statements' per-series totals over [from, to], anchored like a window read.
+    async fn read_totals(
+        &self,
+        client: &Session,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cost: &mut CycleCost,
+    ) -> Result<Totals, PowaError> {
+        let reads = Reads::new(client, &self.server);
+        let anchor = anchor_before(client, &self.info, reads.srvid, from)
+            .await
+            .map_err(|e| reads.err("the anchor snapshot", e))?;
+        let read = reads
+            .lump(&self.statements, anchor.unwrap_or(from), to, cost)
+            .await?
+            .unwrap_or_default();
+        let effective = anchor.or(read.earliest);
+        Ok(Totals {
+            anchor,
+            latest: read.latest,
+            series: read
+                .series
+                .iter()
+                .map(|(k, acc)| (*k, acc.finish(effective)))
+                .collect(),
+        })
+    }
+
+    /// A baseline read whole (the first time, or when it moved by more than it spans).
+    async fn read_baseline(
+        &self,
+        client: &Session,
+        offset: Duration,
+        span: Window,
+        cost: &mut CycleCost,
+    ) -> Result<Baseline, PowaError> {
+        let t = self.read_totals(client, span.start, span.end, cost).await?;
+        Ok(Baseline {
+            offset,
+            span,
+            anchor: t.anchor,
+            last_ts: t.latest,
+            totals: t.series,
+        })
+    }
+
+    /// Moves `b` to `span`: takes off the hours its start passed and adds the ones its
+    /// end reached (increments add up along a series), reading those hours only.
+    async fn slide_baseline(
+        &self,
+        client: &Session,
+        b: &mut Baseline,
+        span: Window,
+        cost: &mut CycleCost,
+    ) -> Result<(), PowaError> {
+        if span.start < b.span.start || span.start >= b.span.end || span.end < b.span.end {
+            cost.window_reads += 1;
+            *b = self.read_baseline(client, b.offset, span, cost).await?;
+            return Ok(());
+        }
+        cost.slides += 1;
+        if span.start > b.span.start {
+            let gone = self
+                .read_totals(client, b.span.start, span.start, cost)
+                .await?;
+            for (k, part) in &gone.series {
+                if let Some(total) = b.totals.get_mut(k) {
+                    family::subtract(total, part);
+                }
+            }
+            // The last snapshot before the new start (none in those hours: the old one).
+            b.anchor = gone.latest.or(b.anchor);
+        }
+        if span.end > b.span.end {
+            let more = self.read_totals(client, b.span.end, span.end, cost).await?;
+            for (k, part) in more.series {
+                let total = b.totals.entry(k).or_insert([0.0; N]);
+                for (t, p) in total.iter_mut().zip(part) {
+                    *t += p;
+                }
+            }
+            b.last_ts = more.latest.or(b.last_ts);
+        }
+        b.span = span;
+        Ok(())
     }
 
     async fn start_up(
@@ -366,8 +509,9 @@ impl LiveWindow {
         Ok(())
     }
 
-    /// Re-reads the lump when the window start passed into it; drops it once it aged out.
-    /// Returns whether a window read ran.
+    /// Shrinks the lump when the window start passed into it, by reading the hours it
+    /// passed and taking them off (a read of those hours only, not of the rest of the
+    /// lump); drops it once it aged out. Returns whether a read ran.
     async fn age_lump(
         &mut self,
         client: &Session,
@@ -381,18 +525,21 @@ impl LiveWindow {
             return Ok(false);
         }
         if grid_start >= lump_end {
-            self.statements.reseed_lump(None, None);
-            self.kcache.reseed_lump(None, None);
-            self.waits.reseed_lump(None, None);
+            self.statements.drop_lumps();
+            self.kcache.drop_lumps();
+            self.waits.drop_lumps();
             self.lump = None;
             return Ok(false);
         }
-        let lump = self.read_lump(client, grid_start, lump_end, cost).await?;
+        // The same anchor as the lump's own read (the last snapshot before its start),
+        // up to the last snapshot before the new start: exactly the increments the lump
+        // holds for the hours left behind.
+        let gone = self.read_lump(client, lump_start, grid_start, cost).await?;
         self.statements
-            .reseed_lump(Some(&lump.statements), lump.effective);
+            .shrink_lump(Some(&gone.statements), gone.effective);
         self.kcache
-            .reseed_lump(lump.kcache.as_ref(), lump.effective);
-        self.waits.reseed_lump(lump.waits.as_ref(), lump.effective);
+            .shrink_lump(gone.kcache.as_ref(), gone.effective);
+        self.waits.shrink_lump(gone.waits.as_ref(), gone.effective);
         self.lump = Some((grid_start, lump_end));
         Ok(true)
     }
@@ -454,7 +601,11 @@ impl LiveWindow {
             self.event_names.extend(names);
         }
         let waits = waits::wait_stats(totals, &self.event_names);
-        let mut baselines = self.baselines.clone();
+        let mut baselines: Vec<StatementsWindow> = self
+            .baselines
+            .iter()
+            .map(|b| b.window(&self.repository, &self.server))
+            .collect();
         let own = super::reader::drop_powa_own(&mut queries, &mut baselines, &self.info);
         let kcache_unmatched = self
             .kcache

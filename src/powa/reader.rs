@@ -210,6 +210,43 @@ pub(crate) fn is_reset<const M: usize>(cur: &[f64; M], prev: &[f64; M]) -> bool 
     cur[0] < prev[0] || (M > 1 && cur[1] < prev[1])
 }
 
+/// Consecutive points of one series collapsed into one piece by the repository (see
+/// [`super::layout::Layout::pieces_sql`]): the first and last point and the sum of the
+/// increments between them, as [`SeriesAcc`] would add them (a drop of the first two
+/// fields is a reset; each field's step is at least 0).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Run<const M: usize> {
+    pub t0: DateTime<Utc>,
+    pub t1: DateTime<Utc>,
+    pub first: [f64; M],
+    pub last: [f64; M],
+    pub inc: [f64; M],
+}
+
+impl<const M: usize> Run<M> {
+    /// Collapses points ordered by time (the reference for the repository's SQL).
+    #[cfg(test)]
+    pub fn of(points: &[(DateTime<Utc>, [f64; M])]) -> Option<Run<M>> {
+        let (&(t0, _), _) = points.split_first()?;
+        let mut acc: Option<SeriesAcc<M>> = None;
+        for &(ts, v) in points {
+            match acc.as_mut() {
+                Some(a) => a.push(ts, v),
+                None => acc = Some(SeriesAcc::new(ts, v)),
+            }
+        }
+        let acc = acc?;
+        let (t1, last) = acc.last();
+        Some(Run {
+            t0,
+            t1,
+            first: acc.first,
+            last,
+            inc: acc.finish(None),
+        })
+    }
+}
+
 /// Accumulates one key's points, in timestamp order. Rows with the same timestamp are one
 /// snapshot (duplicates are summed), so a point is only stepped over once the next
 /// timestamp arrives.
@@ -220,6 +257,9 @@ pub struct SeriesAcc<const M: usize = N> {
     prev: Option<[f64; M]>,
     pending_ts: DateTime<Utc>,
     pending: [f64; M],
+    /// When the pending point ends a run ([`SeriesAcc::push_run`]): the run's own
+    /// increments, which stand for the step into the pending point.
+    pending_inc: Option<[f64; M]>,
     /// Sum of increments since `first`, pending point excluded.
     inc: [f64; M],
 }
@@ -232,7 +272,33 @@ impl<const M: usize> SeriesAcc<M> {
             prev: None,
             pending_ts: ts,
             pending: v,
+            pending_inc: None,
             inc: [0.0; M],
+        }
+    }
+
+    /// A series starting with a run (see [`SeriesAcc::push_run`]).
+    pub fn from_run(run: &Run<M>) -> Self {
+        let mut acc = SeriesAcc::new(run.t0, run.first);
+        acc.end_run(run);
+        acc
+    }
+
+    /// Adds a run of consecutive points collapsed by the repository: as if its points
+    /// were pushed one by one, given that the run starts after the newest point so far
+    /// (a run's points are never merged with another piece's).
+    pub fn push_run(&mut self, run: &Run<M>) {
+        debug_assert!(run.t0 > self.pending_ts, "a run overlaps the series");
+        self.push(run.t0, run.first);
+        self.end_run(run);
+    }
+
+    fn end_run(&mut self, run: &Run<M>) {
+        if run.t1 > run.t0 {
+            self.commit();
+            self.pending_ts = run.t1;
+            self.pending = run.last;
+            self.pending_inc = Some(run.inc);
         }
     }
 
@@ -254,7 +320,11 @@ impl<const M: usize> SeriesAcc<M> {
 
     fn commit(&mut self) {
         let cur = self.pending;
-        if let Some(prev) = self.prev {
+        if let Some(inc) = self.pending_inc.take() {
+            for (a, x) in self.inc.iter_mut().zip(inc) {
+                *a += x;
+            }
+        } else if let Some(prev) = self.prev {
             let reset = is_reset(&cur, &prev);
             for i in 0..M {
                 let step = if reset { cur[i] } else { cur[i] - prev[i] };
@@ -612,6 +682,59 @@ mod tests {
         v[CALLS] = calls;
         v[EXEC_TIME] = time;
         v
+    }
+
+    proptest::proptest! {
+        /// Collapsing consecutive points into runs and pushing the runs gives what pushing
+        /// the points gives, resets and duplicated timestamps included: the rule the
+        /// repository's SQL implements ([`Run`]).
+        #[test]
+        fn runs_fold_like_their_points(
+            steps in proptest::collection::vec((0u8..4, 0.0f64..50.0, 0.0f64..50.0, 0.0f64..9.0), 1..40),
+            cuts in proptest::collection::vec(proptest::bool::ANY, 40),
+        ) {
+            // A series: mostly growing, sometimes dropping (a reset), sometimes a second
+            // row of the same timestamp.
+            let mut points: Vec<(DateTime<Utc>, [f64; 3])> = Vec::new();
+            let (mut min, mut v) = (0i64, [0.0; 3]);
+            for &(kind, a, b, c) in &steps {
+                match kind {
+                    0 if !points.is_empty() => {
+                        points.push((t(min), [a / 10.0, b / 10.0, c]));
+                        continue;
+                    }
+                    1 => v = [a / 5.0, b / 5.0, c],
+                    _ => v = [v[0] + a, v[1] + b, c],
+                }
+                min += 5;
+                points.push((t(min), v));
+            }
+            let mut whole = SeriesAcc::new(points[0].0, points[0].1);
+            for &(ts, p) in &points[1..] {
+                whole.push(ts, p);
+            }
+            // Cut between distinct timestamps only (a run holds all rows of its times).
+            let mut runs: Vec<Run<3>> = Vec::new();
+            let mut from = 0;
+            for i in 1..=points.len() {
+                let end = i == points.len();
+                if end || (points[i].0 != points[i - 1].0 && cuts[i % cuts.len()]) {
+                    runs.push(Run::of(&points[from..i]).unwrap());
+                    from = i;
+                }
+            }
+            let mut pieces = SeriesAcc::from_run(&runs[0]);
+            for r in &runs[1..] {
+                pieces.push_run(r);
+            }
+            for anchor in [None, Some(t(0)), Some(t(5))] {
+                let (a, b) = (whole.finish(anchor), pieces.finish(anchor));
+                for i in 0..3 {
+                    proptest::prop_assert!((a[i] - b[i]).abs() < 1e-9, "{a:?} vs {b:?}");
+                }
+            }
+            proptest::prop_assert_eq!(whole.last(), pieces.last());
+        }
     }
 
     #[test]

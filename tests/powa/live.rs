@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DurationRound, Utc};
 use powa_sentinel::powa::live::LiveWindow;
-use powa_sentinel::powa::reader::{read_window_with, ReadMode, CALLS};
+use powa_sentinel::powa::reader::{read_window_with, ReadMode, StatementsWindow, CALLS};
 use sentinel_actors::Window;
 
 use crate::support::repo::{repository, server};
@@ -38,6 +38,11 @@ async fn live_matches_naive(cluster: &str, dsn: &str) {
         chrono::Duration::seconds(4),
     );
     let length = chrono::Duration::seconds(12);
+    // A baseline over the window itself: it moves by a checkpoint every other cycle or
+    // so, and the hours it leaves behind hold the test's calls (a baseline further back
+    // would only ever lose hours from before the test).
+    let offset = chrono::Duration::zero();
+    let mut slides = 0;
     let mut incremental_cycles = 0;
     let mut idle_cycles = 0;
     let mut slid = false;
@@ -93,13 +98,14 @@ async fn live_matches_naive(cluster: &str, dsn: &str) {
                     start: now - length,
                     end: now,
                 },
-                &[],
+                &[offset],
             )
             .await
             .unwrap_or_else(|e| panic!("cycle {step}: {e}"));
         if step > 0 && cost.window_reads == 0 {
             incremental_cycles += 1;
         }
+        slides += cost.slides;
         idle_cycles += usize::from(cost.idle);
         slid |= w.window.start > now - length - chrono::Duration::seconds(4)
             && w.window.start.timestamp() % 4 == 0;
@@ -125,6 +131,51 @@ async fn live_matches_naive(cluster: &str, dsn: &str) {
         assert_same_windows_of(&w, &naive, &format!("{cluster} cycle {step}"), |x| {
             x.contains(&t)
         });
+        // The baseline, moved by the hours it gained and lost, against a read of its span.
+        let ours: Vec<i64> = naive
+            .queries
+            .iter()
+            .filter(|q| q.query.as_deref().is_some_and(|x| x.contains(&t)))
+            .map(|q| q.key.queryid)
+            .collect();
+        let b = &w.baselines[0];
+        let fresh = read_window_with(
+            &repo.client,
+            "lab",
+            &repo.info,
+            &server,
+            b.window,
+            false,
+            ReadMode::Naive,
+        )
+        .await
+        .expect("naive baseline read");
+        let counters = |x: &StatementsWindow| {
+            let mut v: Vec<_> = x
+                .queries
+                .iter()
+                .filter(|q| ours.contains(&q.key.queryid))
+                .map(|q| (q.key, q.counters))
+                .collect();
+            v.sort_by_key(|p| p.0);
+            v
+        };
+        let (live_b, naive_b) = (counters(b), counters(&fresh));
+        assert_eq!(
+            live_b.iter().map(|p| p.0).collect::<Vec<_>>(),
+            naive_b.iter().map(|p| p.0).collect::<Vec<_>>(),
+            "{cluster} cycle {step}: the baseline's queries"
+        );
+        for ((k, x), (_, y)) in live_b.iter().zip(&naive_b) {
+            for i in 0..x.len() {
+                assert!(
+                    (x[i] - y[i]).abs() <= 1e-6 * x[i].abs().max(y[i].abs()).max(1.0),
+                    "{cluster} cycle {step}: baseline {k:?} counter {i}: live {} vs naive {}",
+                    x[i],
+                    y[i]
+                );
+            }
+        }
         waited |= w.waits.iter().any(|x| &*x.event == "PgSleep");
         let ours = w
             .queries
@@ -139,6 +190,10 @@ async fn live_matches_naive(cluster: &str, dsn: &str) {
         assert!(idle_cycles >= 1, "a cycle without a snapshot read nothing");
     }
     assert!(slid, "the window start moved onto the checkpoint grid");
+    assert!(
+        slides >= 2,
+        "the lump and the baseline moved without a whole read"
+    );
     assert!(waited, "the live window carries pg_wait_sampling's samples");
     lab.psql(cluster, "app", &format!("DROP TABLE {t}"));
 }

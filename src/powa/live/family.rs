@@ -137,6 +137,16 @@ impl<const M: usize> Series<M> {
     }
 }
 
+/// `total -= part`, field by field: what is left of a sum once the increments of its first
+/// part are taken off. A difference within rounding of zero (the part was all of it) is
+/// zero, so a query idle since then does not linger with a few femtoseconds.
+pub(crate) fn subtract<const M: usize>(total: &mut [f64; M], part: &[f64; M]) {
+    for (t, p) in total.iter_mut().zip(part) {
+        let left = *t - p;
+        *t = if left <= t.abs() * 1e-12 { 0.0 } else { left };
+    }
+}
+
 /// Index of the checkpoint bucket holding a point at `ts`: bucket k covers
 /// (k·checkpoint, (k+1)·checkpoint], so a point exactly at a window start (the anchor)
 /// falls before the window, as in the window reads.
@@ -182,22 +192,26 @@ impl<const M: usize> Family<M> {
         }
     }
 
-    /// The lump, re-read over a shorter span; last values are not touched.
-    pub(super) fn reseed_lump(
+    /// Takes off the lump what `read` gave for its first part (the hours the window
+    /// start passed): increments add up along a series, so the lump over the rest is the
+    /// difference, without reading the rest again. Last values are not touched.
+    pub(super) fn shrink_lump(
         &mut self,
         read: Option<&SeriesRead<M>>,
         anchor: Option<DateTime<Utc>>,
     ) {
-        let mut fresh: HashMap<SeriesKey, [f64; M]> = read
-            .map(|r| {
-                r.series
-                    .iter()
-                    .map(|(k, acc)| (*k, acc.finish(anchor)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for (k, s) in self.series.iter_mut() {
-            s.lump = fresh.remove(k).map(Box::new);
+        let Some(read) = read else { return };
+        for (k, acc) in &read.series {
+            if let Some(lump) = self.series.get_mut(k).and_then(|s| s.lump.as_deref_mut()) {
+                subtract(lump, &acc.finish(anchor));
+            }
+        }
+    }
+
+    /// Forgets every lump (the window start passed the start-up read's end).
+    pub(super) fn drop_lumps(&mut self) {
+        for s in self.series.values_mut() {
+            s.lump = None;
         }
     }
 
