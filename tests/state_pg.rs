@@ -67,7 +67,7 @@ fn pg_settings(test: &str) -> DbSettings {
 /// Where one test keeps its state: a directory, or a schema of the state database.
 enum Backend {
     File(tempfile::TempDir),
-    Pg(DbSettings),
+    Pg(Box<DbSettings>),
 }
 
 impl Drop for Backend {
@@ -85,7 +85,7 @@ impl Backend {
     fn both(test: &str) -> [Backend; 2] {
         [
             Backend::File(tempfile::tempdir().unwrap()),
-            Backend::Pg(pg_settings(test)),
+            Backend::Pg(Box::new(pg_settings(test))),
         ]
     }
 
@@ -250,7 +250,7 @@ fn the_gate_state_round_trips_and_a_second_gate_does_not_renotify() {
             .unwrap();
         let after = b.store().load().unwrap();
         assert!(after.held.is_empty(), "{name}");
-        assert_eq!(after.intents, [keep.clone()], "{name}: ids keep 64 bits");
+        assert_eq!(after.intents, [keep], "{name}: ids keep 64 bits");
         assert_eq!(after.next_notification_id, u64::MAX - 1, "{name}");
     }
 }

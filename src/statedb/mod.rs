@@ -310,13 +310,15 @@ impl StateDb {
                 let _ = tx.send(r);
             })
         });
-        let stopped = |_| StateDbError::Stopped {
+        let stopped = |reason: String| StateDbError::Stopped {
             target: self.target.clone(),
-            reason: "it ended".into(),
+            reason,
         };
-        self.jobs.send(job).map_err(|e| stopped(e.to_string()))?;
+        self.jobs
+            .send(job)
+            .map_err(|_| stopped("it no longer takes calls".into()))?;
         rx.recv()
-            .map_err(|e| stopped(e.to_string()))?
+            .map_err(|_| stopped("it ended without answering".into()))?
             .map_err(|f| self.fail(f))
     }
 }
