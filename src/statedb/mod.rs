@@ -198,9 +198,14 @@ impl StateDb {
             deadline: connect_deadline(&cfg, db.connection.connect_timeout),
             cfg,
             tls,
+            // synchronous_commit off (a server default some set for speed) would let a
+            // COMMIT return before it is on disk: raised for this session, so a call
+            // that returned survives the server's crash, as a redb commit survives ours.
             setup: format!(
                 "SET search_path TO {}; SET statement_timeout = {timeout_ms}; \
-                 SET lock_timeout = {timeout_ms}; SET idle_in_transaction_session_timeout = {idle};",
+                 SET lock_timeout = {timeout_ms}; SET idle_in_transaction_session_timeout = {idle}; \
+                 SELECT set_config('synchronous_commit', 'on', false) \
+                 WHERE current_setting('synchronous_commit') = 'off';",
                 quote_ident(&db.schema),
                 idle = timeout_ms * 2,
             ),
