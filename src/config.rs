@@ -118,7 +118,8 @@ pub struct StateSettings {
     /// How long the report page of each notification is kept (`reports/` in `dir`; the
     /// "Full report" link of messages, with `[http] public_url`). Default 30d; "0s" writes
     /// none. With `dsn` and no `dir`, report pages are kept in a directory of this process
-    /// under the system's temporary directory, and gone when it ends.
+    /// under the system's temporary directory: after a restart (a new directory) their
+    /// links show what fires now.
     #[serde(with = "humantime_serde", default = "default_keep_reports")]
     pub keep_reports: Duration,
 }

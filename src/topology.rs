@@ -293,7 +293,7 @@ pub fn build_outputs(
             .map_err(|e| anyhow::anyhow!("action links: {e}"))?,
     };
     // Report pages are files of the host that serves them: in `dir`, or with `dsn`
-    // alone in a directory of this process (said in the log; gone when it ends).
+    // alone in a directory of this process (said in the log; a restart starts another).
     let reports_dir = settings.state.local_dir();
     let trends = Arc::new(crate::chart::enrich::TrendSource::new(
         settings.repositories.clone(),
@@ -305,7 +305,7 @@ pub fn build_outputs(
     let archive = match (&actions, &reports_dir) {
         (Some(_), Some(dir)) => {
             if settings.state.dir.is_none() {
-                info!(log, "With [state] dsn and no dir, report pages are kept in a directory of this process only, gone when it ends (a page no longer kept shows what fires now).";
+                info!(log, "With [state] dsn and no dir, report pages are kept in a directory of this process only: after a restart, their links show what fires now.";
                     "dir" => %dir.display());
             }
             crate::archive::Archive::new(dir, settings.state.keep_reports).map(Arc::new)

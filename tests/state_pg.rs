@@ -672,3 +672,42 @@ fn check_once_and_silence_run_on_the_state_database() {
         "{err}"
     );
 }
+
+#[test]
+fn the_action_pages_and_the_status_page_use_the_database() {
+    use powa_sentinel::actions::page::{self, Form};
+    use powa_sentinel::actions::{Action, Token};
+    use powa_sentinel::gate::store::Location;
+    use powa_sentinel::status_page::GateView;
+
+    let db = pg_settings("pages");
+    // The one handle the daemon gives its pages and card buttons.
+    let state = Location::Database(Arc::new(PgStore::open(&db, Access::ReadWrite).unwrap()));
+    let now = Utc::now();
+    let tap = |action| Token {
+        action,
+        fingerprint: Fingerprint(5),
+        expires: now,
+    };
+    let form = |duration: &str| Form {
+        who: "erin".into(),
+        why: "known".into(),
+        duration: duration.into(),
+    };
+    let said = page::perform(&state, &tap(Action::Ack), &form(""), None, now).unwrap();
+    assert!(said.starts_with("Acknowledged by erin."), "{said}");
+    let said = page::perform(&state, &tap(Action::Snooze), &form("1h"), None, now).unwrap();
+    assert!(said.contains("(silence 1)"), "{said}");
+    let view = GateView::read(Some(&state));
+    assert_eq!(view.error, None);
+    assert_eq!(view.acks.len(), 1);
+    assert_eq!(view.acks[0].by, "erin");
+    assert_eq!(view.silences.len(), 1);
+    assert_eq!(view.silences[0].fingerprint, Some(Fingerprint(5)));
+    // What the gate reads before its next decision (its own connection).
+    let gate_side = PgStore::open(&db, Access::ReadWrite).unwrap();
+    assert_eq!(gate_side.acks().unwrap().len(), 1);
+    assert_eq!(gate_side.silences().unwrap()[0].author, "erin");
+    drop((state, gate_side));
+    admin(&format!("DROP SCHEMA {} CASCADE", db.schema));
+}

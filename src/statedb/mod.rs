@@ -295,7 +295,7 @@ impl StateDb {
         }
     }
 
-    /// Runs `body` in one transaction (`write`: read-write, else READ ONLY) on this
+    /// Runs `body` in one transaction (`write`: read-write, else a READ ONLY snapshot) on this
     /// connection's thread and waits for it: COMMIT when it returns `Ok`, ROLLBACK when it
     /// fails. Refused on a read-only handle when `write`.
     pub fn transact<T, F>(&self, write: bool, body: F) -> Result<T, StateDbError>
@@ -403,7 +403,13 @@ impl Conn {
     /// found closed by this first statement (the server restarted, an idle connection
     /// was cut) is replaced once: nothing had been done on it.
     async fn begin(&mut self, write: bool) -> Result<&Client, Fail> {
-        let sql = if write { "BEGIN" } else { "BEGIN READ ONLY" };
+        // Reads see one snapshot, as a redb read transaction does: a commit of another
+        // process between two of their statements is not half seen.
+        let sql = if write {
+            "BEGIN"
+        } else {
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        };
         if self.client.as_ref().is_some_and(|c| c.is_closed()) {
             self.client = None;
         }
