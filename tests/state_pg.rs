@@ -657,6 +657,23 @@ fn check_once_and_silence_run_on_the_state_database() {
     assert!(list.contains("server=x"), "{list}");
     let (out, _) = support::cli::succeeded(&support::cli::run(&["outbox", "list"], &config));
     assert!(out.contains("outbox: empty"), "{out}");
+    // An entry that failed for good, listed and re-queued by the `outbox` command.
+    let seq = {
+        let o = PgOutbox::open(&db, Access::ReadWrite).unwrap();
+        let seq = o.accept("console", &stored(21)).unwrap().unwrap();
+        o.fail(seq, "errcode 93000").unwrap();
+        seq
+    };
+    let (out, _) = support::cli::succeeded(&support::cli::run(&["outbox", "list"], &config));
+    assert!(
+        out.contains(&format!("channel console seq {seq}: failed")),
+        "{out}"
+    );
+    let (out, _) =
+        support::cli::succeeded(&support::cli::run(&["outbox", "retry", "--all"], &config));
+    assert!(out.contains("re-queued: channel console"), "{out}");
+    let o = PgOutbox::open(&db, Access::ReadOnly).unwrap();
+    assert_eq!(o.entries("console").unwrap()[0].failed, None);
     // Both keys at once: refused, naming both.
     let both = support::cli::Settings::once("1h")
         .repository("lab", &support::lab().repo_dsn())
@@ -671,6 +688,8 @@ fn check_once_and_silence_run_on_the_state_database() {
         err.contains("state.dsn") && err.contains("`state.dir` and `state.dsn` are alternatives"),
         "{err}"
     );
+    drop(o);
+    admin(&format!("DROP SCHEMA {} CASCADE", db.schema));
 }
 
 #[test]
