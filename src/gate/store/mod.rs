@@ -193,3 +193,49 @@ impl Location {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settings_choose_the_store() {
+        let none = StateSettings::default();
+        assert!(
+            open(&none, Access::ReadWrite).unwrap().is_none(),
+            "in memory"
+        );
+        assert!(Location::from_settings(&none).unwrap().is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateSettings {
+            dir: Some(dir.path().join("state")),
+            ..StateSettings::default()
+        };
+        // A preview opens nothing on disk.
+        let preview = open(&state, Access::ReadOnly).unwrap().unwrap();
+        assert!(preview.is_read_only());
+        assert!(preview.load().unwrap().scopes.is_empty());
+        assert!(!dir.path().join("state").exists());
+        let store = open(&state, Access::ReadWrite).unwrap().unwrap();
+        assert!(!store.is_read_only());
+        assert!(store.describe().ends_with(FILE), "{}", store.describe());
+        drop(store);
+        let at = Location::from_settings(&state).unwrap().unwrap();
+        assert_eq!(at.store().unwrap().add_silence(silence()).unwrap().id, 1);
+        assert_eq!(at.reader().silences().unwrap().len(), 1);
+    }
+
+    fn silence() -> Silence {
+        let t = chrono::DateTime::<Utc>::from_timestamp(1_772_409_600, 0).unwrap();
+        Silence {
+            id: 0,
+            fingerprint: Some(sentinel_actors::Fingerprint(1)),
+            matchers: Vec::new(),
+            starts_at: t,
+            ends_at: t,
+            reason: "r".into(),
+            author: "a".into(),
+            created_at: t,
+        }
+    }
+}
