@@ -730,3 +730,51 @@ fn the_action_pages_and_the_status_page_use_the_database() {
     drop((state, gate_side));
     admin(&format!("DROP SCHEMA {} CASCADE", db.schema));
 }
+
+#[test]
+fn a_server_that_stops_answering_is_given_up_on_then_left_alone_until_retried() {
+    use std::time::{Duration, Instant};
+    let lab = support::lab();
+    let port = lab.var("POWA_LAB_REPO_PORT");
+    let upstream = format!("127.0.0.1:{port}").parse().unwrap();
+    let proxy = support::faults::Proxy::start(upstream, None);
+    let mut db = pg_settings("frozen");
+    db.connection.dsn = Some(powa_sentinel::secret::Secret::new(
+        lab.state_dsn()
+            .replace(&format!("port={port}"), &format!("port={}", proxy.port)),
+    ));
+    db.connection.connect_timeout = Duration::from_secs(1);
+    db.connection.statement_timeout = Duration::from_secs(1);
+    let store = PgStore::open(&db, Access::ReadWrite).unwrap();
+    assert_eq!(store.add_silence(silence(None, 5)).unwrap().id, 1);
+
+    proxy.freeze();
+    // A call on the frozen session: given up on at its limit, the session dropped.
+    let started = Instant::now();
+    let e = store.add_silence(silence(None, 5)).unwrap_err().to_string();
+    assert!(e.contains("no answer within"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // The next one tries a new session, which does not answer either...
+    let e = store.silences().unwrap_err().to_string();
+    assert!(e.contains("cannot be reached"), "{e}");
+    // ...and the one right after fails at once with the same reason.
+    let started = Instant::now();
+    let again = store.silences().unwrap_err().to_string();
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(again, e);
+
+    proxy.thaw();
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(store.add_silence(silence(None, 5)).unwrap().id, 2);
+    assert_eq!(store.silences().unwrap().len(), 2);
+    drop(store);
+    admin(&format!("DROP SCHEMA {} CASCADE", db.schema));
+}

@@ -13,7 +13,10 @@
 //! fencing check (a lease epoch compared on every write) will go when replicas share the
 //! work. A lost connection is reopened at the next call: a transaction whose first
 //! statement finds the connection closed is retried once on a new one (nothing had been
-//! done), any other failure is the caller's error, in words that say what to check.
+//! done), any other failure is the caller's error, in words that say what to check. A
+//! connect that failed is not tried again for [`HOLD_OFF`]: calls fail at once meanwhile,
+//! so that a server that does not answer does not hold every caller for the connect
+//! deadline.
 //!
 //! The schema is created and migrated by the process itself ([`schema`]), under an
 //! advisory transaction lock, so replicas starting together do not race.
@@ -214,6 +217,7 @@ impl StateDb {
             limit: db.connection.statement_timeout * 3 + db.connection.connect_timeout,
             target: target.clone(),
             client: None,
+            down: None,
         };
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
@@ -358,10 +362,25 @@ pub struct Conn {
     limit: Duration,
     target: String,
     client: Option<Client>,
+    /// After a failed connect, the last reason and until when calls fail with it at once
+    /// instead of trying again: the callers are actors waiting for the answer, and a
+    /// server that does not answer would hold each of them for the connect deadline.
+    down: Option<(String, std::time::Instant)>,
 }
+
+/// How long a failed connect is not retried (at most the connect deadline).
+const HOLD_OFF: Duration = Duration::from_secs(2);
 
 impl Conn {
     async fn connect(&mut self) -> Result<(), Fail> {
+        if let Some((reason, until)) = &self.down {
+            if std::time::Instant::now() < *until {
+                return Err(Fail::Db(StateDbError::Unreachable {
+                    target: self.target.clone(),
+                    reason: reason.clone(),
+                }));
+            }
+        }
         let opening = async {
             let client = match &self.tls {
                 None => {
@@ -385,6 +404,7 @@ impl Conn {
         let reason = match tokio::time::timeout(self.deadline, opening).await {
             Ok(Ok(client)) => {
                 self.client = Some(client);
+                self.down = None;
                 return Ok(());
             }
             Ok(Err(e)) => describe_pg_error(&e),
@@ -393,6 +413,10 @@ impl Conn {
                 humantime::format_duration(self.deadline)
             ),
         };
+        self.down = Some((
+            reason.clone(),
+            std::time::Instant::now() + HOLD_OFF.min(self.deadline),
+        ));
         Err(Fail::Db(StateDbError::Unreachable {
             target: self.target.clone(),
             reason,
