@@ -21,6 +21,7 @@ use crate::logging::LogSettings;
 use crate::powa::RepositorySettings;
 pub use crate::problem::Problem;
 use crate::schedule::{CollectionSettings, ScheduleSettings};
+use crate::secret::Secret;
 
 pub(crate) mod describe;
 
@@ -81,13 +82,44 @@ pub enum Origin {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateSettings {
-    /// Data directory, created if missing. Unset: state is kept in memory only (fine for
-    /// `once`; `run` warns, since a restart then forgets what was pending).
+    /// Data directory, created if missing. Unset (and no `dsn`): state is kept in memory
+    /// only (fine for `once`; `run` warns, since a restart then forgets what was pending).
     #[serde(default)]
     pub dir: Option<std::path::PathBuf>,
+    /// A writable PostgreSQL database of powa-sentinel's own (never the PoWA repository)
+    /// that keeps what `dir` keeps, for processes that share it. An alternative to `dir`:
+    /// set one of the two. Same format as a repository's `dsn`; it must name the
+    /// database (`dbname=`).
+    #[serde(default)]
+    pub dsn: Option<Secret>,
+    /// The state database's password, or where to read it (at most one of the three), as
+    /// for a repository.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// TLS to the state database, as for a repository.
+    #[serde(default)]
+    pub sslmode: Option<crate::powa::SslMode>,
+    #[serde(default)]
+    pub sslrootcert: Option<std::path::PathBuf>,
+    /// Longest to wait for a connection to the state database. Default 10s.
+    #[serde(with = "humantime_serde", default = "default_state_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Longest one statement on the state database may run. Default 30s.
+    #[serde(with = "humantime_serde", default = "default_state_statement_timeout")]
+    pub statement_timeout: Duration,
+    /// The schema (created if missing) that holds powa-sentinel's tables in that
+    /// database. Default `powa_sentinel`.
+    #[serde(default = "default_state_schema")]
+    pub schema: String,
     /// How long the report page of each notification is kept (`reports/` in `dir`; the
     /// "Full report" link of messages, with `[http] public_url`). Default 30d; "0s" writes
-    /// none.
+    /// none. With `dsn` and no `dir`, report pages are kept in a directory of this process
+    /// under the system's temporary directory: after a restart (a new directory) their
+    /// links show what fires now.
     #[serde(with = "humantime_serde", default = "default_keep_reports")]
     pub keep_reports: Duration,
 }
@@ -96,11 +128,155 @@ fn default_keep_reports() -> Duration {
     crate::archive::DEFAULT_KEEP
 }
 
+fn default_state_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_state_statement_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_state_schema() -> String {
+    crate::statedb::DEFAULT_SCHEMA.to_string()
+}
+
 impl Default for StateSettings {
     fn default() -> Self {
         StateSettings {
             dir: None,
+            dsn: None,
+            password: None,
+            password_file: None,
+            password_env: None,
+            sslmode: None,
+            sslrootcert: None,
+            connect_timeout: default_state_connect_timeout(),
+            statement_timeout: default_state_statement_timeout(),
+            schema: default_state_schema(),
             keep_reports: default_keep_reports(),
+        }
+    }
+}
+
+impl StateSettings {
+    /// The state database's settings, when `dsn` is set: the connection keys as a
+    /// repository's, so that the same code (password sources, TLS, timeouts) opens it.
+    pub fn database(&self) -> Option<crate::statedb::DbSettings> {
+        let dsn = self.dsn.clone()?;
+        Some(crate::statedb::DbSettings {
+            connection: crate::powa::RepositorySettings {
+                dsn: Some(dsn),
+                host: None,
+                port: None,
+                user: None,
+                dbname: None,
+                password: self.password.clone(),
+                password_file: self.password_file.clone(),
+                password_env: self.password_env.clone(),
+                sslmode: self.sslmode,
+                sslrootcert: self.sslrootcert.clone(),
+                statement_timeout: self.statement_timeout,
+                connect_timeout: self.connect_timeout,
+                servers: Vec::new(),
+                monitored: BTreeMap::new(),
+                reach_servers: false,
+                powa_web_url: None,
+            },
+            schema: self.schema.clone(),
+        })
+    }
+
+    /// Is anything kept beyond this process (a directory or a database)?
+    pub fn is_durable(&self) -> bool {
+        self.dir.is_some() || self.dsn.is_some()
+    }
+
+    /// Where the files that stay local to a host go (report pages): `dir`, or with `dsn`
+    /// alone a directory of this process under the system's temporary directory (which
+    /// the caller says in its log). `None` when state is in memory.
+    pub fn local_dir(&self) -> Option<std::path::PathBuf> {
+        if let Some(d) = &self.dir {
+            return Some(d.clone());
+        }
+        self.dsn.as_ref()?;
+        Some(std::env::temp_dir().join(format!(
+            "powa-sentinel-{}-{}",
+            self.schema,
+            std::process::id()
+        )))
+    }
+
+    /// The `[state]` problems: `dir` and `dsn` are alternatives; the database's keys.
+    fn validate(&self, problems: &mut Vec<Problem>) {
+        if let Some(dir) = &self.dir {
+            if let Some(p) = state_dir_problem(dir) {
+                problems.push(p);
+            }
+        }
+        let connection_keys = [
+            ("password", self.password.is_some()),
+            ("password_file", self.password_file.is_some()),
+            ("password_env", self.password_env.is_some()),
+            ("sslmode", self.sslmode.is_some()),
+            ("sslrootcert", self.sslrootcert.is_some()),
+        ];
+        let Some(db) = self.database() else {
+            for (key, set) in connection_keys {
+                if set {
+                    problems.push(Problem::new(
+                        format!("state.{key}"),
+                        "is a key of the state database, and `state.dsn` is not set: set dsn, or remove it",
+                    ));
+                }
+            }
+            return;
+        };
+        if self.dir.is_some() {
+            problems.push(Problem::new(
+                "state.dsn",
+                "`state.dir` and `state.dsn` are alternatives (a directory for one process, a                  database that processes share): remove one of them",
+            ));
+        }
+        if !crate::statedb::valid_schema(&self.schema) {
+            problems.push(Problem::new(
+                "state.schema",
+                format!(
+                    "{:?} is not a usable schema name: lower-case letters, digits and '_', not starting with a digit or pg_, at most 63 characters (e.g. \"powa_sentinel\")",
+                    self.schema
+                ),
+            ));
+        }
+        match db
+            .connection
+            .dsn
+            .as_ref()
+            .map(|d| d.expose().parse::<tokio_postgres::Config>())
+        {
+            Some(Err(e)) => problems.push(Problem::new(
+                "state.dsn",
+                format!(
+                    "not a valid connection string ({}); use key=value pairs or a postgresql:// URL",
+                    crate::powa::connect::describe_pg_error(&e)
+                ),
+            )),
+            Some(Ok(cfg)) if cfg.get_dbname().is_none() => problems.push(Problem::new(
+                "state.dsn",
+                "names no database: add dbname=... (a database powa-sentinel may write, not the PoWA repository)",
+            )),
+            _ => {}
+        }
+        db.connection.validate_password_sources("state", problems);
+        crate::powa::validate_tls(
+            "state",
+            db.connection.effective_sslmode(),
+            db.connection.sslrootcert.as_deref(),
+            problems,
+        );
+        if self.statement_timeout < Duration::from_secs(1) {
+            problems.push(Problem::new(
+                "state.statement_timeout",
+                "must be at least 1s",
+            ));
         }
     }
 }
@@ -302,22 +478,30 @@ impl Settings {
                 ),
             ));
         }
-        if let Some(dir) = &self.state.dir {
-            if let Some(p) = state_dir_problem(dir) {
-                problems.push(p);
-            }
-        }
+        self.state.validate(&mut problems);
         self.analyzers.validate("analyzers", &mut problems);
         let channels: Vec<String> = self.channels.keys().cloned().collect();
         crate::gate::validate(&self.gate, &self.routes, &channels, &mut problems);
         self.schedule.validate(&mut problems);
         self.collection.validate("collection", &mut problems);
         self.http.validate(&mut problems);
-        if self.http.public_url.is_some() && self.state.dir.is_none() {
+        if self.http.public_url.is_some() && !self.state.is_durable() {
             problems.push(Problem::new(
                 "http.public_url",
-                "needs [state] dir: acknowledgements and snoozes made from the links are kept \
-                 there (set state.dir, or remove public_url)",
+                "needs [state] dir or dsn: acknowledgements and snoozes made from the links are \
+                 kept there (set state.dir, or remove public_url)",
+            ));
+        }
+        if self.http.public_url.is_some()
+            && self.state.dir.is_none()
+            && self.state.dsn.is_some()
+            && self.http.link_key_file.is_none()
+        {
+            problems.push(Problem::new(
+                "http.link_key_file",
+                "is needed with [state] dsn and http.public_url: there is no state directory to \
+                 keep the key in, and every process sharing the database must sign links with \
+                 the same key (write one with `openssl rand -hex 32`)",
             ));
         }
         problems
@@ -758,6 +942,57 @@ mod tests {
         assert!(p.message.contains("cannot be created"), "{p:?}");
         assert_eq!(state_dir_problem(dir.path()), None);
         assert_eq!(state_dir_problem(&dir.path().join("new/sub")), None);
+    }
+
+    #[test]
+    fn state_dir_and_dsn_are_alternatives_and_the_database_keys_are_checked() {
+        let base = "[repositories.main]\ndsn = \"host=x\"\n[channels.c]\ntype = \"console\"\n";
+        let problems = |state: &str| -> Vec<(String, String)> {
+            match load_text("s.toml", &format!("{base}[state]\n{state}")) {
+                Ok(_) => Vec::new(),
+                Err(e) => e.problems.into_iter().map(|p| (p.key, p.message)).collect(),
+            }
+        };
+        let both = problems("dir = \"/tmp/x\"\ndsn = \"host=db dbname=s\"\n");
+        assert_eq!(both.len(), 1, "{both:?}");
+        assert_eq!(both[0].0, "state.dsn");
+        assert!(
+            both[0]
+                .1
+                .contains("`state.dir` and `state.dsn` are alternatives"),
+            "{both:?}"
+        );
+        assert!(problems("dsn = \"host=db dbname=s user=u\"\n").is_empty());
+        let no_db = problems("dsn = \"host=db user=u\"\n");
+        assert!(no_db[0].1.contains("names no database"), "{no_db:?}");
+        let lone = problems("password_file = \"/p\"\n");
+        assert_eq!(lone[0].0, "state.password_file", "{lone:?}");
+        assert!(lone[0].1.contains("`state.dsn` is not set"), "{lone:?}");
+        let two = problems("dsn = \"host=db dbname=s\"\npassword = \"a\"\npassword_env = \"P\"\n");
+        assert_eq!(two[0].0, "state.password", "{two:?}");
+        let schema = problems("dsn = \"host=db dbname=s\"\nschema = \"Bad-Name\"\n");
+        assert_eq!(schema[0].0, "state.schema", "{schema:?}");
+        let typo = problems("dsn = \"host=db dbname=s\"\nshema = \"x\"\n");
+        assert!(typo[0].1.contains("schema"), "did-you-mean: {typo:?}");
+        // Links with a database and no directory need a key file of their own.
+        let links = load_text(
+            "s.toml",
+            &format!("{base}[http]\npublic_url = \"https://s.example\"\n[state]\ndsn = \"host=db dbname=s\"\n"),
+        )
+        .unwrap_err();
+        assert_eq!(links.problems[0].key, "http.link_key_file", "{links}");
+        let s = load_text(
+            "s.toml",
+            &format!("{base}[state]\ndsn = \"host=db dbname=s\"\n"),
+        )
+        .unwrap();
+        let db = s.state.database().unwrap();
+        assert_eq!(db.schema, crate::statedb::DEFAULT_SCHEMA);
+        assert!(s.state.is_durable());
+        assert!(
+            s.state.local_dir().is_some(),
+            "report pages have a directory"
+        );
     }
 
     #[test]

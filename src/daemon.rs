@@ -54,8 +54,8 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
             info!(log, "Seed configuration note."; "note" => n);
         }
     }
-    if settings.state.dir.is_none() {
-        warn!(log, "No [state] dir: pending findings and lifecycle are kept in memory only and a restart forgets them.");
+    if !settings.state.is_durable() {
+        warn!(log, "No [state] dir or dsn: pending findings and lifecycle are kept in memory only and a restart forgets them.");
     }
     let schedule = match settings.schedule.parse() {
         Ok(s) => s,
@@ -82,11 +82,22 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
         }
     });
     let http = if settings.http.enabled {
+        // The pages' own handle on the gate's state: the directory, or one connection to
+        // the state database (the gate has its own).
+        let state = match crate::gate::store::Location::from_settings(&settings.state) {
+            Ok(s) => s,
+            Err(e) => {
+                error!(log, "Cannot open the state for the HTTP pages."; "error" => %e);
+                return ExitCode::from(2);
+            }
+        };
         let pages = crate::actions::from_settings(&settings.http, settings.state.dir.as_deref())
             .ok()
             .flatten()
-            .zip(settings.state.dir.clone())
-            .map(|(links, dir)| crate::actions::page::Pages::new(links, dir));
+            .zip(state.clone())
+            .map(|(links, state)| {
+                crate::actions::page::Pages::on(links, state, settings.state.local_dir())
+            });
         let callbacks = crate::channels::wecom_callback::Callbacks {
             by_channel: settings
                 .channels
@@ -96,18 +107,12 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
                     Some((name.clone(), app.callback()?))
                 })
                 .collect(),
-            state_dir: settings.state.dir.clone(),
+            state: state.clone(),
         };
         for name in callbacks.by_channel.keys() {
             info!(log, "WeCom card buttons report to /wecom/<channel>; set that address (behind [http] public_url) as the application's callback URL."; "channel" => name);
         }
-        match http::start(
-            &settings.http,
-            Arc::clone(&board),
-            pages,
-            settings.state.dir.clone(),
-            callbacks,
-        ) {
+        match http::start(&settings.http, Arc::clone(&board), pages, state, callbacks) {
             Ok(h) => {
                 info!(log, "HTTP endpoints listening."; "listen" => &settings.http.listen);
                 Some(h)

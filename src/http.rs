@@ -334,8 +334,8 @@ async fn status(
         return HttpResponse::Ok().json(s);
     }
     // The page reads the acknowledgements with the rest of the gate's state, once.
-    let dir = site.state_dir.clone();
-    let gate = web::block(move || crate::status_page::GateView::read(dir.as_deref()))
+    let state = site.state.clone();
+    let gate = web::block(move || crate::status_page::GateView::read(state.as_ref()))
         .await
         .unwrap_or_default();
     HttpResponse::Ok()
@@ -352,20 +352,20 @@ async fn status(
 /// What the handlers share besides the board: the token, and where the gate's state is.
 struct Site {
     token: Option<Secret>,
-    state_dir: Option<std::path::PathBuf>,
+    state: Option<crate::gate::store::Location>,
 }
 
 /// Starts the server on the current actix System; it stops with the System (or with the
 /// returned handle).
 ///
-/// `state_dir` is `[state] dir`: the status page reads the gate's findings and silences
-/// there. `callbacks`: the WeCom applications whose card buttons report to
+/// `state` is where `[state] dir` or `dsn` keeps the gate's state: the status page reads
+/// the gate's findings and silences there. `callbacks`: the WeCom applications whose card buttons report to
 /// `/wecom/<channel>`.
 pub fn start(
     settings: &HttpSettings,
     board: StatusBoard,
     actions: Option<crate::actions::page::Pages>,
-    state_dir: Option<std::path::PathBuf>,
+    state: Option<crate::gate::store::Location>,
     callbacks: crate::channels::wecom_callback::Callbacks,
 ) -> std::io::Result<actix_web::dev::ServerHandle> {
     let data = web::Data::new(board);
@@ -373,7 +373,7 @@ pub fn start(
     let callbacks = web::Data::new(callbacks);
     let site = web::Data::new(Site {
         token: settings.token.clone(),
-        state_dir,
+        state,
     });
     let server = HttpServer::new(move || {
         App::new()

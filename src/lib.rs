@@ -34,6 +34,7 @@ pub mod render;
 pub mod schedule;
 pub mod secret;
 pub mod seed_compat;
+pub mod statedb;
 pub mod status_page;
 pub mod story;
 pub mod topology;

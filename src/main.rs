@@ -684,6 +684,13 @@ async fn check(settings: Settings, channels: bool, log: Logger) -> ExitCode {
     for f in &failures {
         eprintln!("error: {f}");
     }
+    match state_line(&settings) {
+        Ok(line) => println!("{line}"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            failed = true;
+        }
+    }
     for line in outbox_cli::summary(&settings) {
         println!("{line}");
     }
@@ -695,6 +702,28 @@ async fn check(settings: Settings, channels: bool, log: Logger) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// What `check` says of the state backend: where it is and, for the state database,
+/// whether it is reachable and writable and its schema version (an error when it cannot
+/// be used: `run` would not start).
+fn state_line(settings: &Settings) -> Result<String, String> {
+    if let Some(db) = settings.state.database() {
+        let h = powa_sentinel::statedb::health(&db).map_err(|e| e.to_string())?;
+        return match h.not_writable {
+            Some(_) => Err(h.line()),
+            None => Ok(h.line()),
+        };
+    }
+    Ok(match &settings.state.dir {
+        Some(dir) => format!(
+            "state: directory {} (embedded files, one process)",
+            dir.display()
+        ),
+        None => {
+            "state: in memory (no [state] dir or dsn): a restart forgets what was pending".into()
+        }
+    })
 }
 
 /// What `check` says of a server's change history: its sources and how much it holds

@@ -5,17 +5,15 @@
 //!
 //! The JSON of `/status` stays what scripts read (`Accept: application/json`, or anything
 //! that does not ask for HTML); this page is made from the same [`Status`], plus the
-//! gate's state read from `[state] dir` at each request (read-only: the page never
+//! gate's state read from `[state] dir` (or the state database) at each request (read-only: the page never
 //! writes). Pure: the state and the time are passed in, every text is escaped, and the
 //! page has no script.
-
-use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
 use crate::gate::ack::Ack;
 use crate::gate::silence::Silence;
-use crate::gate::store::Store;
+use crate::gate::store::Location;
 use crate::http::Status;
 use crate::render::escape_html as esc;
 use sentinel_actors::message::Lifecycle;
@@ -33,20 +31,21 @@ pub struct GateView {
 }
 
 impl GateView {
-    /// The gate's state in `dir` (none without a state directory: then the gate keeps it
-    /// in memory, and the page says so).
-    pub fn read(dir: Option<&Path>) -> GateView {
-        let Some(dir) = dir else {
+    /// The gate's state at `state` (none without `[state] dir` or `dsn`: then the gate
+    /// keeps it in memory, and the page says so).
+    pub fn read(state: Option<&Location>) -> GateView {
+        let Some(state) = state else {
             return GateView {
                 error: Some(
-                    "no [state] dir: the gate keeps its findings in memory, where this page \
-                     cannot see them"
+                    "no [state] dir or dsn: the gate keeps its findings in memory, where this \
+                     page cannot see them"
                         .into(),
                 ),
                 ..GateView::default()
             };
         };
-        match Store::open_read_only(dir).load() {
+        let store = state.reader();
+        match store.load() {
             Ok(l) => {
                 let mut open: Vec<(Insight, DateTime<Utc>)> = l
                     .scopes
@@ -70,7 +69,7 @@ impl GateView {
             Err(e) => GateView {
                 error: Some(format!(
                     "the state in {} cannot be read: {e}",
-                    dir.display()
+                    store.describe()
                 )),
                 ..GateView::default()
             },

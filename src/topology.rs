@@ -189,12 +189,17 @@ pub fn drain_deadline() -> Duration {
     RetryPolicy::default().deadline
 }
 
-/// Opens the outbox: `<state.dir>/outbox.redb`, or memory when no directory is set.
+/// Opens the outbox: the state database of `[state] dsn`, `<state.dir>/outbox.redb`, or
+/// memory when neither is set.
 pub fn open_outbox(settings: &Settings, log: &Logger) -> anyhow::Result<Arc<dyn Outbox>> {
-    let Some(dir) = &settings.state.dir else {
-        return Ok(Arc::new(MemoryOutbox::new()));
+    let outbox: Arc<dyn Outbox> = match (settings.state.database(), &settings.state.dir) {
+        (Some(db), _) => Arc::new(
+            crate::statedb::outbox::PgOutbox::open(&db, crate::gate::Access::ReadWrite)
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?,
+        ),
+        (None, Some(dir)) => Arc::new(crate::outbox::RedbOutbox::open(dir)?),
+        (None, None) => return Ok(Arc::new(MemoryOutbox::new())),
     };
-    let outbox = crate::outbox::RedbOutbox::open(dir)?;
     match outbox.backlog() {
         Ok(backlog) => {
             for b in backlog {
@@ -206,17 +211,25 @@ pub fn open_outbox(settings: &Settings, log: &Logger) -> anyhow::Result<Arc<dyn 
         }
         Err(e) => warn!(log, "Cannot read the outbox's backlog."; "error" => %e),
     }
-    Ok(Arc::new(outbox))
+    Ok(outbox)
 }
 
 /// A preview (`--dry-run`, `backtest`) reads the outbox without writing it, to say what
 /// an earlier run left there (it does not send it). A running daemon holds the file: then
 /// the preview says so and goes on without it.
 fn preview_outbox(settings: &Settings, log: &Logger) {
-    let Some(dir) = &settings.state.dir else {
-        return;
-    };
-    match crate::outbox::RedbOutbox::open_read_only(dir) {
+    let opened: anyhow::Result<Option<Box<dyn Outbox>>> =
+        match (settings.state.database(), &settings.state.dir) {
+            (Some(db), _) => {
+                crate::statedb::outbox::PgOutbox::open(&db, crate::gate::Access::ReadOnly)
+                    .map(|o| Some(Box::new(o) as Box<dyn Outbox>))
+                    .map_err(|e| anyhow::anyhow!("{}", e.message))
+            }
+            (None, Some(dir)) => crate::outbox::RedbOutbox::open_read_only(dir)
+                .map(|o| o.map(|o| Box::new(o) as Box<dyn Outbox>)),
+            (None, None) => return,
+        };
+    match opened {
         Ok(None) => {}
         Ok(Some(outbox)) => match outbox.backlog() {
             Ok(backlog) => {
@@ -279,6 +292,9 @@ pub fn build_outputs(
         false => crate::actions::from_settings(&settings.http, settings.state.dir.as_deref())
             .map_err(|e| anyhow::anyhow!("action links: {e}"))?,
     };
+    // Report pages are files of the host that serves them: in `dir`, or with `dsn`
+    // alone in a directory of this process (said in the log; a restart starts another).
+    let reports_dir = settings.state.local_dir();
     let trends = Arc::new(crate::chart::enrich::TrendSource::new(
         settings.repositories.clone(),
         settings.analysis.baseline_offset,
@@ -286,8 +302,12 @@ pub fn build_outputs(
         log.new(o!("component" => "chart")),
     ));
     // Pages only where their links go: with action links (which need the state dir).
-    let archive = match (&actions, &settings.state.dir) {
+    let archive = match (&actions, &reports_dir) {
         (Some(_), Some(dir)) => {
+            if settings.state.dir.is_none() {
+                info!(log, "With [state] dsn and no dir, report pages are kept in a directory of this process only: after a restart, their links show what fires now.";
+                    "dir" => %dir.display());
+            }
             crate::archive::Archive::new(dir, settings.state.keep_reports).map(Arc::new)
         }
         _ => None,
@@ -336,13 +356,14 @@ pub fn build_outputs(
     } else {
         crate::gate::Access::ReadWrite
     };
-    let decide = crate::gate::Gate::with_access(
+    let store = crate::gate::store::open(&settings.state, access)
+        .context("the gate's state could not be opened")?;
+    let decide = crate::gate::Gate::with_store(
         &settings.gate,
         &settings.routes,
         &names,
         &always,
-        settings.state.dir.as_deref(),
-        access,
+        store,
         log.new(o!("component" => "gate")),
     )
     .context("the gate could not start")?;

@@ -201,8 +201,15 @@ pub fn from_settings(
     let Some(url) = &http.public_url else {
         return Ok(None);
     };
-    let dir = state_dir.ok_or("http.public_url needs [state] dir")?;
-    let key = load_key(http.link_key_file.as_deref(), dir)?;
+    // With `[state] dsn` there is no directory: the key must be a file of its own
+    // (config.rs says so), shared by every process that signs links.
+    let key = match (http.link_key_file.as_deref(), state_dir) {
+        (Some(file), _) => load_key(Some(file), Path::new(""))?,
+        (None, Some(dir)) => load_key(None, dir)?,
+        (None, None) => {
+            return Err("http.public_url needs [state] dir or http.link_key_file".into())
+        }
+    };
     Ok(Some(Arc::new(Links::new(url, key, http.link_ttl))))
 }
 

@@ -19,14 +19,16 @@ use sentinel_actors::{Fingerprint, Insight, Notification, NotifyReason};
 use super::{Action, LinkError, Links, Token};
 use crate::gate::ack::Ack;
 use crate::gate::silence::Silence;
-use crate::gate::store::Store;
+use crate::gate::store::Location;
 use crate::render::{self, escape_html as escape, RenderOptions};
 
-/// What the pages need: the links' key and the gate's state directory.
+/// What the pages need: the links' key, where the gate's state is, and the directory of
+/// the report pages (`None`: none are kept).
 #[derive(Clone)]
 pub struct Pages {
     links: Arc<Links>,
-    state_dir: PathBuf,
+    state: Location,
+    reports_dir: Option<PathBuf>,
 }
 
 /// The snoozes a page offers, and the one it preselects.
@@ -42,22 +44,32 @@ const SOMEONE: &str = "someone (from a notification link)";
 const LONGEST_INPUT: usize = 200;
 
 impl Pages {
+    /// Pages on the state of a directory, whose report pages are there too.
     pub fn new(links: Arc<Links>, state_dir: PathBuf) -> Pages {
-        Pages { links, state_dir }
+        Pages {
+            links,
+            state: Location::Dir(state_dir.clone()),
+            reports_dir: Some(state_dir),
+        }
+    }
+
+    /// Pages on the state at `state`, with the report pages of `reports_dir`.
+    pub fn on(links: Arc<Links>, state: Location, reports_dir: Option<PathBuf>) -> Pages {
+        Pages {
+            links,
+            state,
+            reports_dir,
+        }
     }
 
     /// The acknowledgements in force (none when the store cannot be read).
     pub fn acks(&self) -> Vec<Ack> {
-        Store::open_read_only(&self.state_dir)
-            .acks()
-            .unwrap_or_default()
+        self.state.reader().acks().unwrap_or_default()
     }
 
     /// The latest copy of every finding the gate knows, and whether it fires now.
     fn findings(&self) -> Result<Vec<(Insight, bool)>, String> {
-        let loaded = Store::open_read_only(&self.state_dir)
-            .load()
-            .map_err(|e| e.to_string())?;
+        let loaded = self.state.reader().load().map_err(|e| e.to_string())?;
         Ok(loaded
             .scopes
             .into_values()
@@ -68,8 +80,8 @@ impl Pages {
 }
 
 /// The title of the finding `fp` as the gate last saw it, for listings.
-pub fn title_of(state_dir: &std::path::Path, fp: Fingerprint) -> Option<String> {
-    let loaded = Store::open_read_only(state_dir).load().ok()?;
+pub fn title_of(state: &Location, fp: Fingerprint) -> Option<String> {
+    let loaded = state.reader().load().ok()?;
     loaded
         .scopes
         .into_values()
@@ -251,8 +263,11 @@ async fn show(token: web::Path<String>, data: web::Data<Option<Pages>>) -> HttpR
 /// kept (or was never written), what fires now, saying so.
 async fn archived(p: &Pages, id: u64, now: DateTime<Utc>) -> HttpResponse {
     let read = web::block({
-        let dir = p.state_dir.clone();
-        move || crate::archive::Archive::read(&dir, id)
+        let dir = p.reports_dir.clone();
+        move || match dir {
+            Some(dir) => crate::archive::Archive::read(&dir, id),
+            None => Ok(None),
+        }
     })
     .await;
     match read {
@@ -345,13 +360,13 @@ fn given(s: &str) -> Option<String> {
 /// What the button does, with the time passed in: the acknowledgement or silence
 /// recorded, and what to tell the person.
 pub fn perform(
-    state_dir: &std::path::Path,
+    state: &Location,
     t: &Token,
     form: &Form,
     title: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<String, String> {
-    let store = Store::open(state_dir).map_err(|e| e.to_string())?;
+    let store = state.store().map_err(|e| e.to_string())?;
     let who = given(&form.who).unwrap_or_else(|| SOMEONE.to_string());
     match t.action {
         Action::Ack => {
@@ -415,8 +430,8 @@ async fn act(
         return HttpResponse::MethodNotAllowed().finish();
     }
     let done = web::block(move || {
-        let title = title_of(&p.state_dir, t.fingerprint);
-        perform(&p.state_dir, &t, &form, title, now)
+        let title = title_of(&p.state, t.fingerprint);
+        perform(&p.state, &t, &form, title, now)
     })
     .await;
     match done {

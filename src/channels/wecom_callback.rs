@@ -295,7 +295,8 @@ pub fn update_button(tap: &CardTap, text: &str, now_secs: i64) -> String {
 #[derive(Clone, Debug, Default)]
 pub struct Callbacks {
     pub by_channel: std::collections::BTreeMap<String, Callback>,
-    pub state_dir: Option<std::path::PathBuf>,
+    /// Where the gate's state is (`None`: in memory, nowhere to record an action).
+    pub state: Option<crate::gate::store::Location>,
 }
 
 /// The query of every callback request.
@@ -385,9 +386,9 @@ async fn event(
         // Another message or event: nothing to do, nothing to answer.
         return actix_web::HttpResponse::Ok().finish();
     };
-    let Some(dir) = data.state_dir.clone() else {
+    let Some(state) = data.state.clone() else {
         return actix_web::HttpResponse::ServiceUnavailable()
-            .body("no [state] dir: nowhere to record the action\n");
+            .body("no [state] dir or dsn: nowhere to record the action\n");
     };
     let now = chrono::Utc::now();
     let token = Token {
@@ -407,8 +408,8 @@ async fn event(
         },
     };
     let recorded = actix_web::web::block(move || {
-        let title = page::title_of(&dir, token.fingerprint);
-        page::perform(&dir, &token, &form, title, now)
+        let title = page::title_of(&state, token.fingerprint);
+        page::perform(&state, &token, &form, title, now)
     })
     .await;
     match recorded {

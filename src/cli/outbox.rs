@@ -17,6 +17,8 @@ use sentinel_actors::outbox::{EntryBody, Outbox, OutboxEntry, Seq};
 
 use crate::config::Settings;
 use crate::outbox::RedbOutbox;
+use crate::statedb::outbox::PgOutbox;
+use sentinel_actors::OutboxError;
 
 /// Which entries a command acts on.
 #[derive(Args, Debug, Clone)]
@@ -77,13 +79,54 @@ pub enum CliError {
     Outbox(String),
 }
 
-fn dir<'a>(settings: &'a Settings, config: &Path) -> Result<&'a Path, CliError> {
-    settings.state.dir.as_deref().ok_or_else(|| {
-        CliError::Usage(format!(
-            "{}: the outbox is kept in the state directory, and `state.dir` is not set: without it nothing outlives a run, so there is nothing to list",
-            config.display()
-        ))
-    })
+/// The outbox the settings name, file or database.
+enum Opened {
+    File(RedbOutbox),
+    Db(PgOutbox),
+}
+
+impl Opened {
+    /// Opens it (`write`: to change it); `None` when there is no outbox file yet.
+    fn open(settings: &Settings, config: &Path, write: bool) -> Result<Option<Opened>, CliError> {
+        let access = if write {
+            crate::gate::Access::ReadWrite
+        } else {
+            crate::gate::Access::ReadOnly
+        };
+        if let Some(db) = settings.state.database() {
+            return Ok(Some(Opened::Db(
+                PgOutbox::open(&db, access).map_err(outbox_err)?,
+            )));
+        }
+        let Some(dir) = settings.state.dir.as_deref() else {
+            return Err(CliError::Usage(format!(
+                "{}: the outbox is kept in the state directory or database, and neither `state.dir` nor `state.dsn` is set: without them nothing outlives a run, so there is nothing to list",
+                config.display()
+            )));
+        };
+        if write {
+            return RedbOutbox::open(dir)
+                .map(|o| Some(Opened::File(o)))
+                .map_err(|e| CliError::Outbox(format!("{e:#}")));
+        }
+        Ok(RedbOutbox::open_read_only(dir)
+            .map_err(outbox_err)?
+            .map(Opened::File))
+    }
+
+    fn all(&self) -> Result<Vec<OutboxEntry>, OutboxError> {
+        match self {
+            Opened::File(o) => o.all(),
+            Opened::Db(o) => o.all(),
+        }
+    }
+
+    fn outbox(&self) -> &dyn Outbox {
+        match self {
+            Opened::File(o) => o,
+            Opened::Db(o) => o,
+        }
+    }
 }
 
 fn outbox_err(e: impl std::fmt::Display) -> CliError {
@@ -168,11 +211,10 @@ pub fn run(
     now: DateTime<Utc>,
 ) -> Result<String, CliError> {
     let config = cmd.config();
-    let dir = dir(settings, config)?;
     let mut out = String::new();
     match cmd {
         OutboxCommand::List { .. } => {
-            let Some(outbox) = RedbOutbox::open_read_only(dir).map_err(outbox_err)? else {
+            let Some(outbox) = Opened::open(settings, config, false)? else {
                 return Ok("outbox: empty (no outbox file yet)\n".into());
             };
             let entries = outbox.all().map_err(outbox_err)?;
@@ -193,8 +235,11 @@ pub fn run(
         }
         OutboxCommand::Retry { which, .. } | OutboxCommand::Drop { which, .. } => {
             let retry = matches!(cmd, OutboxCommand::Retry { .. });
-            let outbox = RedbOutbox::open(dir).map_err(|e| CliError::Outbox(format!("{e:#}")))?;
-            let entries = outbox.all().map_err(outbox_err)?;
+            let Some(opened) = Opened::open(settings, config, true)? else {
+                return Err(CliError::Outbox("the outbox could not be opened".into()));
+            };
+            let entries = opened.all().map_err(outbox_err)?;
+            let outbox = opened.outbox();
             let chosen = select(&entries, which)?;
             if chosen.is_empty() {
                 out.push_str("no failed entry matches: nothing to do\n");
@@ -218,14 +263,13 @@ pub fn run(
 
 /// Pending and failed counts per channel for `check`, or why the outbox cannot be read.
 pub fn summary(settings: &Settings) -> Vec<String> {
-    let Some(dir) = settings.state.dir.as_deref() else {
-        return Vec::new();
-    };
-    let outbox = match RedbOutbox::open_read_only(dir) {
+    let outbox = match Opened::open(settings, Path::new(""), false) {
         Ok(Some(o)) => o,
         Ok(None) => return Vec::new(),
-        Err(e) => return vec![format!("outbox: not read: {e:#}")],
+        Err(CliError::Usage(_)) => return Vec::new(),
+        Err(e) => return vec![format!("outbox: not read: {e}")],
     };
+    let outbox = outbox.outbox();
     match outbox.backlog() {
         Ok(backlog) => backlog
             .into_iter()

@@ -1,5 +1,6 @@
 //! `powa-sentinel silence add|list|expire`: silences in the gate's store
-//! (`<state.dir>/gate.redb`), which the running gate reads before each decision.
+//! (`<state.dir>/gate.redb`, or the state database of `[state] dsn`), which the running
+//! gate reads before each decision.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,7 @@ use sentinel_actors::Fingerprint;
 
 use crate::config::Settings;
 use crate::gate::silence::{Matcher, Silence};
-use crate::gate::store::{Store, StoreError};
+use crate::gate::store::{GateStore, StoreError};
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum SilenceCommand {
@@ -99,14 +100,13 @@ pub fn parse_until(v: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, CliErro
     Ok(t)
 }
 
-fn store(settings: &Settings, config: &Path) -> Result<Store, CliError> {
-    let Some(dir) = &settings.state.dir else {
-        return Err(CliError::Usage(format!(
-            "{}: silences are kept in the state directory, and `state.dir` is not set: add [state] dir = \"/var/lib/powa-sentinel\"",
+fn store(settings: &Settings, config: &Path) -> Result<Box<dyn GateStore>, CliError> {
+    crate::gate::store::open(&settings.state, crate::gate::Access::ReadWrite)?.ok_or_else(|| {
+        CliError::Usage(format!(
+            "{}: silences are kept in the state directory or database, and neither `state.dir` nor `state.dsn` is set: add [state] dir = \"/var/lib/powa-sentinel\"",
             config.display()
-        )));
-    };
-    Ok(Store::open(dir)?)
+        ))
+    })
 }
 
 fn fmt_time(t: DateTime<Utc>) -> String {

@@ -71,7 +71,7 @@ use heartbeat::{HeartbeatSettings, Heartbeats, Pulse};
 use lifecycle::{LifecycleSettings, Rules};
 use quiet_hours::{QuietHours, QuietHoursSettings};
 use routes::{RouteSettings, Routes};
-use store::{Commit, Store};
+use store::{Commit, GateStore, Store};
 
 /// `[gate]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -225,7 +225,7 @@ pub enum Access {
 /// The engine with its store: what `GateActor` runs.
 pub struct Gate {
     engine: Engine,
-    store: Option<Store>,
+    store: Option<Box<dyn GateStore>>,
     tick_every: Option<Duration>,
     tick_interval: Duration,
     immediate_wait: Duration,
@@ -275,6 +275,26 @@ impl Gate {
         access: Access,
         log: Logger,
     ) -> Result<Gate, GateError> {
+        let store: Option<Box<dyn GateStore>> = match state_dir {
+            Some(dir) => Some(match access {
+                Access::ReadWrite => Box::new(Store::open(dir)?),
+                Access::ReadOnly => Box::new(Store::open_read_only(dir)),
+            }),
+            None => None,
+        };
+        Gate::with_store(gate, routes, channels, always, store, log)
+    }
+
+    /// The gate on an open store (see [`store::open`]; `None`: in memory), loading what
+    /// the last run left there.
+    pub fn with_store(
+        gate: &GateSettings,
+        routes: &[RouteSettings],
+        channels: &[String],
+        always: &[String],
+        store: Option<Box<dyn GateStore>>,
+        log: Logger,
+    ) -> Result<Gate, GateError> {
         let mut engine = compile(gate, routes, channels, always).map_err(GateError::Settings)?;
         let mut problems = Vec::new();
         let heartbeats = Heartbeats::compile(&gate.heartbeat, channels, &mut problems);
@@ -288,37 +308,29 @@ impl Gate {
         let mut last_id = (Utc::now().timestamp_micros().max(0) as u64) << 8;
         let mut intents = BTreeMap::new();
         let mut dropped = Vec::new();
-        let store = match state_dir {
-            Some(dir) => {
-                let store = match access {
-                    Access::ReadWrite => Store::open(dir)?,
-                    Access::ReadOnly => Store::open_read_only(dir),
-                };
-                let loaded = store.load()?;
-                info!(log, "Gate state loaded."; "path" => %store.path().display(),
-                    "scopes" => loaded.scopes.len(), "held" => loaded.held.len(),
-                    "silences" => loaded.silences.len(), "unconfirmed" => loaded.intents.len(),
-                    "read_only" => store.is_read_only());
-                engine.restore(loaded.scopes, loaded.held);
-                engine.set_silences(loaded.silences);
-                engine.set_acks(loaded.acks);
-                beats = loaded.beats;
-                last_id = last_id.max(loaded.next_notification_id);
-                if !store.is_read_only() {
-                    for n in loaded.intents {
-                        if channels.contains(&n.channel) {
-                            intents.insert(n.id, n);
-                        } else {
-                            warn!(log, "A notification decided by an earlier run is for a channel that is no longer configured; it is dropped.";
-                                "channel" => &n.channel, "insights" => n.insights.len());
-                            dropped.push(n.id);
-                        }
+        if let Some(store) = &store {
+            let loaded = store.load()?;
+            info!(log, "Gate state loaded."; "path" => store.describe(),
+                "scopes" => loaded.scopes.len(), "held" => loaded.held.len(),
+                "silences" => loaded.silences.len(), "unconfirmed" => loaded.intents.len(),
+                "read_only" => store.is_read_only());
+            engine.restore(loaded.scopes, loaded.held);
+            engine.set_silences(loaded.silences);
+            engine.set_acks(loaded.acks);
+            beats = loaded.beats;
+            last_id = last_id.max(loaded.next_notification_id);
+            if !store.is_read_only() {
+                for n in loaded.intents {
+                    if channels.contains(&n.channel) {
+                        intents.insert(n.id, n);
+                    } else {
+                        warn!(log, "A notification decided by an earlier run is for a channel that is no longer configured; it is dropped.";
+                            "channel" => &n.channel, "insights" => n.insights.len());
+                        dropped.push(n.id);
                     }
                 }
-                Some(store)
             }
-            None => None,
-        };
+        }
         let ticks = !gate.quiet_hours.is_empty() || !heartbeats.is_empty();
         let pulse = Pulse::new(heartbeats, beats, Utc::now());
         Ok(Gate {

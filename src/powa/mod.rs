@@ -171,7 +171,7 @@ impl RepositorySettings {
 
     /// At most one of `password`, `password_file` and `password_env`; a monitored server's
     /// settings follow the same rule (through [`monitored::MonitoredSettings`]).
-    fn validate_password_sources(&self, path: &str, problems: &mut Vec<Problem>) {
+    pub(crate) fn validate_password_sources(&self, path: &str, problems: &mut Vec<Problem>) {
         let password_sources = [
             self.password.is_some(),
             self.password_file.is_some(),

@@ -466,7 +466,7 @@ async fn cards_carry_buttons_and_a_tap_acknowledges_through_the_callback() {
     let callback = s.typed::<WeComApp>().unwrap().callback().unwrap();
     let callbacks = Callbacks {
         by_channel: [("app".to_string(), callback)].into_iter().collect(),
-        state_dir: Some(dir.path().to_path_buf()),
+        state: Some(powa_sentinel::gate::store::Location::dir(dir.path())),
     };
     powa_sentinel::http::start(&http, Default::default(), None, None, callbacks).unwrap();
     let base = format!("http://127.0.0.1:{port}/wecom/app");

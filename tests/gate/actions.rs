@@ -121,7 +121,7 @@ fn start_site(dir: &std::path::Path) -> Site {
         &settings,
         StatusBoard::default(),
         Some(pages),
-        Some(dir.to_path_buf()),
+        Some(powa_sentinel::gate::store::Location::dir(dir)),
         Default::default(),
     )
     .unwrap();

@@ -127,6 +127,14 @@ impl Settings {
         self.toml(&format!("[state]\ndir = \"{}\"", dir.display()))
     }
 
+    /// `[state] dsn` (the lab's state database) with `schema`.
+    pub fn state_db(self, schema: &str) -> Settings {
+        self.toml(&format!(
+            "[state]\ndsn = \"{}\"\nschema = \"{schema}\"",
+            super::lab().state_dsn()
+        ))
+    }
+
     /// `[repositories.<name>]` read through `dsn`.
     pub fn repository(self, name: &str, dsn: &str) -> Settings {
         self.toml(&format!("[repositories.{name}]\ndsn = \"{dsn}\""))

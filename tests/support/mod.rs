@@ -174,6 +174,12 @@ impl Lab {
         self.var("POWA_LAB_REPO_DSN").to_string()
     }
 
+    /// DSN of the writable state database (`[state] dsn`): database `sentinel_state`
+    /// on the repo cluster, owned by the role of the same name.
+    pub fn state_dsn(&self) -> String {
+        self.var("POWA_LAB_STATE_DSN").to_string()
+    }
+
     /// DSN of the PoWA 3.2.0 repository for the read-only role.
     pub fn repo3_dsn(&self) -> String {
         self.var("POWA_LAB_REPO3_DSN").to_string()

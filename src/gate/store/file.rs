@@ -1,4 +1,5 @@
-//! The gate's store: `<state.dir>/gate.redb` (redb: one file, ACID, crash-safe).
+//! The gate's embedded store: `<state.dir>/gate.redb` (redb: one file, ACID, crash-safe),
+//! one implementation of [`GateStore`] (the other is the state database, [`super::pg`]).
 //!
 //! Tables: `scopes` (one JSON value per (analyzer, source) scope: its cycles and its
 //! findings), `held` (insights waiting for a report or for quiet hours to end), `silences`,
@@ -18,7 +19,6 @@
 //! a daemon runs. An open that finds the file busy retries for a few seconds. A store
 //! opened with [`Store::open_read_only`] (previews) never writes, nor creates the file.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -27,13 +27,11 @@ use redb::{
     Database, DatabaseError, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
     TableDefinition, TableError,
 };
-use sentinel_actors::outbox::StoredNotification;
 
-use super::ack::Ack;
-use super::engine::Held;
-use super::heartbeat::BeatState;
-use super::lifecycle::ScopeState;
-use super::silence::Silence;
+use super::{Commit, GateStore, Loaded, StoreError, BUSY_WAIT};
+use crate::gate::ack::Ack;
+use crate::gate::lifecycle::ScopeState;
+use crate::gate::silence::Silence;
 
 const SCOPES: TableDefinition<&str, &[u8]> = TableDefinition::new("scopes");
 const HELD: TableDefinition<u64, &[u8]> = TableDefinition::new("held");
@@ -46,64 +44,6 @@ const NEXT_NOTIFICATION_ID: &str = "next_notification_id";
 
 /// The store file's name inside `state.dir`.
 pub const FILE: &str = "gate.redb";
-
-/// How long an operation waits for another process to close the file.
-const BUSY_WAIT: Duration = Duration::from_secs(10);
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(
-        "cannot create the state directory {path}: {source}; check `state.dir` and its permissions"
-    )]
-    Dir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the gate store {path} is in use by another process for more than {}s; try again", BUSY_WAIT.as_secs())]
-    Busy { path: PathBuf },
-    #[error("the gate store {path} failed: {reason}")]
-    Db { path: PathBuf, reason: String },
-    #[error("the gate store {path} holds a {what} that cannot be read ({reason}); move the file away to start with an empty state")]
-    Corrupt {
-        path: PathBuf,
-        what: &'static str,
-        reason: String,
-    },
-    #[error("the gate store {path} was opened read-only (a preview): nothing may be written")]
-    ReadOnly { path: PathBuf },
-}
-
-/// Everything the gate keeps.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    pub scopes: HashMap<String, ScopeState>,
-    pub held: Vec<Held>,
-    pub silences: Vec<Silence>,
-    pub acks: Vec<Ack>,
-    /// Heartbeat state by channel ([`super::heartbeat::ALIVE`]: when the gate was last
-    /// alive).
-    pub beats: HashMap<String, BeatState>,
-    /// Notifications decided and not confirmed journaled by their channel, by id.
-    pub intents: Vec<StoredNotification>,
-    /// The next notification id to use (0: none recorded yet).
-    pub next_notification_id: u64,
-}
-
-/// One commit: what a decision changed, written in one transaction.
-#[derive(Debug, Default)]
-pub struct Commit<'a> {
-    pub scopes: Vec<(&'a str, &'a ScopeState)>,
-    pub held_put: Vec<&'a Held>,
-    pub held_del: Vec<u64>,
-    pub intents_put: Vec<&'a StoredNotification>,
-    pub intents_del: Vec<u64>,
-    /// Acknowledgements that ended.
-    pub acks_del: Vec<sentinel_actors::Fingerprint>,
-    /// Heartbeat states that changed.
-    pub beats_put: Vec<(&'a str, BeatState)>,
-    /// The next notification id, when it moved.
-    pub next_notification_id: Option<u64>,
-}
 
 pub struct Store {
     path: PathBuf,
@@ -451,6 +391,45 @@ impl Store {
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(())
+    }
+}
+
+/// The embedded store behind the trait: the same operations, one redb transaction each.
+impl GateStore for Store {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn load(&self) -> Result<Loaded, StoreError> {
+        Store::load(self)
+    }
+
+    fn silences(&self) -> Result<Vec<Silence>, StoreError> {
+        Store::silences(self)
+    }
+
+    fn acks(&self) -> Result<Vec<Ack>, StoreError> {
+        Store::acks(self)
+    }
+
+    fn add_ack(&self, a: &Ack) -> Result<(), StoreError> {
+        Store::add_ack(self, a)
+    }
+
+    fn add_silence(&self, s: Silence) -> Result<Silence, StoreError> {
+        Store::add_silence(self, s)
+    }
+
+    fn expire_silence(&self, id: u64, at: DateTime<Utc>) -> Result<Option<Silence>, StoreError> {
+        Store::expire_silence(self, id, at)
+    }
+
+    fn write(&self, c: &Commit<'_>) -> Result<(), StoreError> {
+        Store::write(self, c)
     }
 }
 
