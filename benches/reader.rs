@@ -13,13 +13,15 @@
 //! the last day) and a one-hour spike; server 101 also has a server-wide reset inside
 //! the last day. Server 100 and 101 are generated, the others are copies of 100. The
 //! table `bench_synthetic` (in the repository) records each server's model and whether
-//! it is complete: a complete build of the same size is reused. Each run then adds 13
+//! it is complete: a complete build of the same size is reused (a build takes about 8
+//! minutes on 2 cores; one stopped half-way goes on where it stopped). Each run then adds 13
 //! snapshots to every server (and one coalesce), so the history grows a little per run.
 //!
 //! **Run**: `POWA_LAB_ENV=…/lab.env BENCH_REPEAT=1 nice cargo bench --all-features
 //! --bench reader` (without POWA_LAB_ENV it starts a lab of its own). Sizes:
 //! BENCH_SERVERS, BENCH_KEYS, BENCH_SNAPSHOTS; repetitions of the cold reads:
-//! BENCH_REPEAT (default 3).
+//! BENCH_REPEAT (default 3). `benches/once_sessions.sh` then times `once` over the same
+//! repository with 1 and 4 sessions.
 //!
 //! **What it reports**, as ratios within one run (no timed assertion):
 //! - cold analysis (24 h window, statements and kcache, plus the baseline the same day a
@@ -31,7 +33,8 @@
 //!   SQL's are both checked number by number against the naive read;
 //! - the live window (`LiveWindow::cycle`): start-up, the steady cycle per new
 //!   snapshot, the cycle right after a coalesce, the hourly cycle (the window start passes
-//!   a checkpoint: the baseline is re-read), its windows checked against the naive read;
+//!   a checkpoint: the start-up lump and the baseline are re-read), its windows and
+//!   baselines checked against the naive read;
 //! - memory: the process's RSS (now and peak) and the live windows' heap (a counting
 //!   allocator).
 
@@ -305,7 +308,7 @@ fn add_snapshot(servers: usize, coalesce: bool) -> bool {
     ))
     .parse()
     .unwrap();
-    coalesce || seq % 100 == 0
+    coalesce || seq.is_multiple_of(100)
 }
 
 /// A source's tables and counters for the reference SQL (PoWA 4.1 names).
