@@ -12,12 +12,14 @@
 # gets the report (thrown away) and no server is reached directly (reach_servers =
 # false: the bench servers do not exist). Each setting runs RUNS times (default 3) after
 # one warm-up; every run's wall time is printed, then the median of each.
-# Sizes: BENCH_SERVERS (default 10), as for the reader bench.
+# Sizes: BENCH_SERVERS (default 10) from srvid BENCH_FIRST_SRVID (default 100), as for
+# the reader bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${POWA_LAB_ENV:?set POWA_LAB_ENV to the lab.env of a running lab (see tests/support/powa-lab)}"
 RUNS=${RUNS:-3}
 SERVERS=${BENCH_SERVERS:-10}
+FIRST=${BENCH_FIRST_SRVID:-100}
 # shellcheck disable=SC1090
 . "$POWA_LAB_ENV"
 
@@ -27,7 +29,7 @@ trap 'rm -rf "$work"' EXIT INT TERM
 nice cargo build --release --all-features --bin powa-sentinel >&2
 bin=${CARGO_TARGET_DIR:-target}/release/powa-sentinel
 
-names=$(seq 100 $((100 + SERVERS - 1)) | sed 's/.*/"bench-&"/' | paste -sd, -)
+names=$(seq "$FIRST" $((FIRST + SERVERS - 1)) | sed 's/.*/"bench-&"/' | paste -sd, -)
 config() {
     cat > "$work/once-$1.toml" <<TOML
 [log]

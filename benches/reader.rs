@@ -19,7 +19,8 @@
 //!
 //! **Run**: `POWA_LAB_ENV=…/lab.env BENCH_REPEAT=1 nice cargo bench --all-features
 //! --bench reader` (without POWA_LAB_ENV it starts a lab of its own). Sizes:
-//! BENCH_SERVERS, BENCH_KEYS, BENCH_SNAPSHOTS; repetitions of the cold reads:
+//! BENCH_SERVERS, BENCH_KEYS, BENCH_SNAPSHOTS (servers from srvid BENCH_FIRST_SRVID, default
+//! 100, on); repetitions of the cold reads:
 //! BENCH_REPEAT (default 3). `benches/once_sessions.sh` then times `once` over the same
 //! repository with 1 and 4 sessions.
 //!
@@ -87,7 +88,11 @@ fn env_usize(key: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-const FIRST_SRVID: usize = 100;
+/// srvid of the first bench server (BENCH_FIRST_SRVID, at least 100; default 100): the
+/// others follow it.
+fn first_srvid() -> usize {
+    env_usize("BENCH_FIRST_SRVID", 100).max(100)
+}
 /// Version of the workload model in the SQL files: a build by another version is redone.
 const GENERATOR: u32 = 2;
 
@@ -152,7 +157,7 @@ fn psql_script(text: &str, vars: &[(&str, String)]) {
 /// Builds the synthetic repository unless a complete one of this size is there; returns
 /// how long the build took (None: reused).
 fn build_data(servers: usize, keys: usize, snapshots: usize) -> Option<Duration> {
-    let last = FIRST_SRVID + servers - 1;
+    let last = first_srvid() + servers - 1;
     let spec = format!("generator = {GENERATOR} AND keys = {keys} AND snapshots = {snapshots}");
     let have_table = repo_psql("SELECT to_regclass('public.bench_synthetic') IS NOT NULL") == "t";
     let complete = |a: usize, b: usize| -> usize {
@@ -165,7 +170,7 @@ fn build_data(servers: usize, keys: usize, snapshots: usize) -> Option<Duration>
         .parse()
         .unwrap()
     };
-    if complete(FIRST_SRVID, last) == servers {
+    if complete(first_srvid(), last) == servers {
         eprintln!("reusing the synthetic repository already in the lab");
         return None;
     }
@@ -173,7 +178,8 @@ fn build_data(servers: usize, keys: usize, snapshots: usize) -> Option<Duration>
     // All servers share one timeline: the one already begun, else ending now.
     let t_end = if have_table {
         repo_psql(&format!(
-            "SELECT t_end FROM bench_synthetic WHERE srvid = {FIRST_SRVID} AND {spec}"
+            "SELECT t_end FROM bench_synthetic WHERE srvid = {f} AND {spec}",
+            f = first_srvid()
         ))
     } else {
         String::new()
@@ -184,11 +190,13 @@ fn build_data(servers: usize, keys: usize, snapshots: usize) -> Option<Duration>
         t_end
     };
     // Server 100: no server-wide reset; server 101: one inside the last day.
-    let generated: Vec<(usize, i64)> =
-        [(FIRST_SRVID, -1), (FIRST_SRVID + 1, snapshots as i64 - 150)]
-            .into_iter()
-            .take(servers)
-            .collect();
+    let generated: Vec<(usize, i64)> = [
+        (first_srvid(), -1),
+        (first_srvid() + 1, snapshots as i64 - 150),
+    ]
+    .into_iter()
+    .take(servers)
+    .collect();
     for (srvid, global_reset) in generated {
         if complete(srvid, srvid) == 1 {
             continue;
@@ -225,8 +233,8 @@ fn build_data(servers: usize, keys: usize, snapshots: usize) -> Option<Duration>
         ));
         eprintln!("generated server {srvid} in {:.0?}", t.elapsed());
     }
-    let f = FIRST_SRVID;
-    for s in FIRST_SRVID + 2..=last {
+    let f = first_srvid();
+    for s in first_srvid() + 2..=last {
         if complete(s, s) == 1 {
             continue;
         }
@@ -292,7 +300,7 @@ fn build_data(servers: usize, keys: usize, snapshots: usize) -> Option<Duration>
 /// then PoWA's aggregates when `coalesce` or when coalesce_seq reaches a multiple of 100
 /// (returns whether they ran).
 fn add_snapshot(servers: usize, coalesce: bool) -> bool {
-    let ids: Vec<String> = (FIRST_SRVID..FIRST_SRVID + servers)
+    let ids: Vec<String> = (first_srvid()..first_srvid() + servers)
         .map(|s| s.to_string())
         .collect();
     psql_script(
@@ -304,7 +312,8 @@ fn add_snapshot(servers: usize, coalesce: bool) -> bool {
         ],
     );
     let seq: u64 = repo_psql(&format!(
-        "SELECT coalesce_seq FROM powa_snapshot_metas WHERE srvid = {FIRST_SRVID}"
+        "SELECT coalesce_seq FROM powa_snapshot_metas WHERE srvid = {}",
+        first_srvid()
     ))
     .parse()
     .unwrap();
@@ -658,7 +667,8 @@ fn main() {
     let built = build_data(servers, keys, snapshots);
     let size = repo_psql("SELECT pg_size_pretty(pg_database_size('powa'))");
     let now_snapshots = repo_psql(&format!(
-        "SELECT min(coalesce_seq) FROM powa_snapshot_metas WHERE srvid = {FIRST_SRVID}"
+        "SELECT min(coalesce_seq) FROM powa_snapshot_metas WHERE srvid = {}",
+        first_srvid()
     ));
     println!(
         "synthetic PoWA 4.1 repository: {servers} servers x {keys} query keys, {now_snapshots} snapshots \
@@ -677,12 +687,12 @@ fn main() {
         let repo = connect("bench", &settings)
             .await
             .unwrap_or_else(|e| panic!("connect: {e}"));
-        let last_srvid = (FIRST_SRVID + servers - 1) as i32;
+        let last_srvid = (first_srvid() + servers - 1) as i32;
         let targets: Vec<_> = repo
             .info
             .servers
             .iter()
-            .filter(|s| (FIRST_SRVID as i32..=last_srvid).contains(&s.srvid))
+            .filter(|s| (first_srvid() as i32..=last_srvid).contains(&s.srvid))
             .cloned()
             .collect();
         assert_eq!(targets.len(), servers, "bench servers discovered");
@@ -778,7 +788,7 @@ fn main() {
             let t = Instant::now();
             for w in [window, baseline] {
                 client
-                    .query(SEED_SQL, &[&w.start, &w.end, &(FIRST_SRVID as i32), &last_srvid])
+                    .query(SEED_SQL, &[&w.start, &w.end, &(first_srvid() as i32), &last_srvid])
                     .await
                     .expect("seed query, fleet");
             }
