@@ -127,13 +127,9 @@ async fn fold_points<const M: usize>(stream: Rows<'_>) -> Result<SeriesRead<M>, 
 enum Piece<const M: usize> {
     /// Points collapsed by the repository: of a boundary range, or the current rows.
     Run(Run<M>),
-    Range {
-        t0: DateTime<Utc>,
-        t1: DateTime<Utc>,
-        first: [f64; M],
-        last: [f64; M],
-        trusted: bool,
-    },
+    /// A whole coalesce range, as the run its mins/maxs make (a real one only when
+    /// `trusted`: no reset inside, so the counters just grew from first to last).
+    Range { run: Run<M>, trusted: bool },
 }
 
 /// Pieces of one series, with the running state that decides whether a range is trusted.
@@ -189,11 +185,15 @@ impl<const M: usize> Pending<M> {
         self.prev_last = Some((t1, last));
         self.prev_untrusted = !trusted;
         self.any_untrusted |= !trusted;
+        let inc = std::array::from_fn(|i| last[i] - first[i]);
         self.pieces.push(Piece::Range {
-            t0,
-            t1,
-            first,
-            last,
+            run: Run {
+                t0,
+                t1,
+                first,
+                last,
+                inc,
+            },
             trusted,
         });
         trusted
@@ -210,33 +210,17 @@ fn fold<const M: usize>(
     unnested: Option<&RangeRuns<M>>,
 ) -> Option<SeriesAcc<M>> {
     let mut acc: Option<SeriesAcc<M>> = None;
-    let push_run = |run: &Run<M>, acc: &mut Option<SeriesAcc<M>>| match acc.as_mut() {
-        Some(a) => a.push_run(run),
-        None => *acc = Some(SeriesAcc::from_run(run)),
-    };
     for p in pieces {
-        match p {
-            Piece::Run(run) => push_run(run, &mut acc),
-            &Piece::Range {
-                t0,
-                t1,
-                first,
-                last,
-                trusted: true,
-            } => {
-                match acc.as_mut() {
-                    Some(a) => a.push(t0, first),
-                    None => acc = Some(SeriesAcc::new(t0, first)),
-                }
-                if t1 > t0 {
-                    acc.as_mut().expect("pushed above").push(t1, last);
-                }
-            }
-            Piece::Range { t0, .. } => {
-                if let Some(run) = unnested.and_then(|u| u.get(t0)) {
-                    push_run(run, &mut acc);
-                }
-            }
+        let run = match p {
+            Piece::Run(run) | Piece::Range { run, trusted: true } => run,
+            Piece::Range { run, .. } => match unnested.and_then(|u| u.get(&run.t0)) {
+                Some(points) => points,
+                None => continue,
+            },
+        };
+        match acc.as_mut() {
+            Some(a) => a.push_run(run),
+            None => acc = Some(SeriesAcc::from_run(run)),
         }
     }
     acc
@@ -352,14 +336,15 @@ async fn unnest_untrusted<const M: usize>(
     for p in &deferred {
         for piece in &p.pieces {
             if let Piece::Range {
-                t0, trusted: false, ..
+                run,
+                trusted: false,
             } = piece
             {
-                if wanted.insert((p.key, *t0)) {
+                if wanted.insert((p.key, run.t0)) {
                     qids.push(p.key.queryid);
                     dbids.push(p.key.dbid as i64);
                     userids.push(p.key.userid as i64);
-                    los.push(*t0);
+                    los.push(run.t0);
                 }
             }
         }
@@ -525,10 +510,13 @@ mod tests {
 
     fn range(from: i64, to: i64, first: [f64; 2], last: [f64; 2], trusted: bool) -> Piece<2> {
         Piece::Range {
-            t0: t(from),
-            t1: t(to),
-            first,
-            last,
+            run: Run {
+                t0: t(from),
+                t1: t(to),
+                first,
+                last,
+                inc: std::array::from_fn(|i| last[i] - first[i]),
+            },
             trusted,
         }
     }

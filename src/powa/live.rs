@@ -309,6 +309,18 @@ impl LiveWindow {
         Ok((w, cost))
     }
 
+    /// PoWA's last snapshot of the server at or before `at`: where a read starting there
+    /// takes its deltas from.
+    async fn anchor(
+        &self,
+        reads: &Reads<'_>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, PowaError> {
+        anchor_before(reads.client, &self.info, reads.srvid, at)
+            .await
+            .map_err(|e| reads.err("the anchor snapshot", e))
+    }
+
     /// The statements' per-series totals over [from, to], anchored like a window read.
     async fn read_totals(
         &self,
@@ -318,9 +330,7 @@ impl LiveWindow {
         cost: &mut CycleCost,
     ) -> Result<Totals, PowaError> {
         let reads = Reads::new(client, &self.server);
-        let anchor = anchor_before(client, &self.info, reads.srvid, from)
-            .await
-            .map_err(|e| reads.err("the anchor snapshot", e))?;
+        let anchor = self.anchor(&reads, from).await?;
         let read = reads
             .lump(&self.statements, anchor.unwrap_or(from), to, cost)
             .await?
@@ -433,9 +443,7 @@ impl LiveWindow {
         cost: &mut CycleCost,
     ) -> Result<Lump, PowaError> {
         let reads = Reads::new(client, &self.server);
-        let anchor = anchor_before(client, &self.info, reads.srvid, start)
-            .await
-            .map_err(|e| reads.err("the anchor snapshot", e))?;
+        let anchor = self.anchor(&reads, start).await?;
         let from = anchor.unwrap_or(start);
         let statements = reads.lump(&self.statements, from, end, cost).await?;
         let kcache = reads.lump(&self.kcache, from, end, cost).await?;

@@ -302,6 +302,22 @@ impl StateDb {
     /// Runs `body` in one transaction (`write`: read-write, else a READ ONLY snapshot) on this
     /// connection's thread and waits for it: COMMIT when it returns `Ok`, ROLLBACK when it
     /// fails. Refused on a read-only handle when `write`.
+    /// One writing statement in a transaction of its own; returns the rows it touched.
+    pub fn execute(
+        &self,
+        what: &'static str,
+        sql: &'static str,
+        params: Vec<Box<dyn tokio_postgres::types::ToSql + Send + Sync>>,
+    ) -> Result<u64, StateDbError> {
+        self.transact(true, move |c| {
+            Box::pin(async move {
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    params.iter().map(|p| p.as_ref() as _).collect();
+                c.execute(sql, &refs).await.at(what)
+            })
+        })
+    }
+
     pub fn transact<T, F>(&self, write: bool, body: F) -> Result<T, StateDbError>
     where
         T: Send + 'static,

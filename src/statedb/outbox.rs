@@ -199,62 +199,40 @@ impl Outbox for PgOutbox {
     }
 
     fn progress(&self, seq: Seq, next_part: usize) -> Result<(), OutboxError> {
-        let (seq, part) = (seq as i64, next_part.min(i32::MAX as usize) as i32);
-        Ok(self.db.transact(true, move |c| {
-            Box::pin(async move {
-                c.execute(
-                    "UPDATE outbox_entries SET next_part = $2 WHERE seq = $1",
-                    &[&seq, &part],
-                )
-                .await
-                .at("record progress")?;
-                Ok(())
-            })
-        })?)
+        let part = next_part.min(i32::MAX as usize) as i32;
+        self.db.execute(
+            "record progress",
+            "UPDATE outbox_entries SET next_part = $2 WHERE seq = $1",
+            vec![Box::new(seq as i64), Box::new(part)],
+        )?;
+        Ok(())
     }
 
     fn fail(&self, seq: Seq, error: &str) -> Result<(), OutboxError> {
-        let (seq, error) = (seq as i64, error.to_string());
-        Ok(self.db.transact(true, move |c| {
-            Box::pin(async move {
-                c.execute(
-                    "UPDATE outbox_entries SET failed = $2 WHERE seq = $1",
-                    &[&seq, &error],
-                )
-                .await
-                .at("mark an entry failed")?;
-                Ok(())
-            })
-        })?)
+        self.db.execute(
+            "mark an entry failed",
+            "UPDATE outbox_entries SET failed = $2 WHERE seq = $1",
+            vec![Box::new(seq as i64), Box::new(error.to_string())],
+        )?;
+        Ok(())
     }
 
     fn requeue(&self, seq: Seq) -> Result<bool, OutboxError> {
-        let seq = seq as i64;
-        Ok(self.db.transact(true, move |c| {
-            Box::pin(async move {
-                let n = c
-                    .execute(
-                        "UPDATE outbox_entries SET failed = NULL
-                         WHERE seq = $1 AND failed IS NOT NULL",
-                        &[&seq],
-                    )
-                    .await
-                    .at("re-queue an entry")?;
-                Ok(n > 0)
-            })
-        })?)
+        let n = self.db.execute(
+            "re-queue an entry",
+            "UPDATE outbox_entries SET failed = NULL WHERE seq = $1 AND failed IS NOT NULL",
+            vec![Box::new(seq as i64)],
+        )?;
+        Ok(n > 0)
     }
 
     fn done(&self, seq: Seq) -> Result<(), OutboxError> {
-        let seq = seq as i64;
-        Ok(self.db.transact(true, move |c| {
-            Box::pin(async move {
-                c.execute("DELETE FROM outbox_entries WHERE seq = $1", &[&seq])
-                    .await
-                    .at("remove a delivered entry")?;
-                Ok(())
-            })
-        })?)
+        self.db.execute(
+            "remove a delivered entry",
+            "DELETE FROM outbox_entries WHERE seq = $1",
+            vec![Box::new(seq as i64)],
+        )?;
+        Ok(())
     }
 
     fn entries(&self, channel: &str) -> Result<Vec<OutboxEntry>, OutboxError> {

@@ -20,7 +20,7 @@ use super::CycleCost;
 
 /// One server's reads on one session, their errors worded for the server.
 pub(super) struct Reads<'a> {
-    client: &'a Session,
+    pub(super) client: &'a Session,
     server: &'a str,
     pub(super) srvid: i32,
 }
