@@ -56,6 +56,20 @@ pub struct Shared {
     pub board: StatusBoard,
     pub tz: chrono_tz::Tz,
     pub log: Logger,
+    /// With replicas: the servers this one may collect (the others collect the rest).
+    pub owned: Option<Rc<crate::replica::Owned>>,
+}
+
+impl Shared {
+    /// Should this process collect `server` of `repository`: configured, and with
+    /// replicas, this replica's share.
+    fn collects(&self, repository: &str, server: &str) -> bool {
+        topology::wanted(&self.settings, repository, server)
+            && self
+                .owned
+                .as_ref()
+                .is_none_or(|o| o.may_collect(&format!("{repository}/{server}")))
+    }
 }
 
 /// A time as `/status` shows it: RFC 3339 in the report's time zone.
@@ -89,7 +103,7 @@ pub fn start_repositories(shared: &Rc<Shared>) -> Vec<Task> {
                 let server = key
                     .strip_prefix(&format!("{}/", v.repository))
                     .unwrap_or(key);
-                !topology::wanted(&shared.settings, &v.repository, server)
+                !shared.collects(&v.repository, server)
             })
             .map(|(key, _)| key.clone())
             .collect();
@@ -187,8 +201,11 @@ async fn repository_loop(shared: Rc<Shared>, name: String, mut cancel: Cancel) {
     'connect: loop {
         // A new generation: collectors (and sessions) of the old one cannot be reused; its
         // servers pause until the repository is back.
-        for (_, s) in std::mem::take(&mut servers) {
+        for (key, s) in std::mem::take(&mut servers) {
             s.task.stop().await;
+            if let Some(owned) = &shared.owned {
+                owned.set_running(&key, false);
+            }
         }
         let Some(repo) = connect_with_backoff(&shared, &name, &mut cancel, &log).await else {
             break 'connect;
@@ -211,6 +228,7 @@ async fn repository_loop(shared: Rc<Shared>, name: String, mut cancel: Cancel) {
         let mut info = repo.info;
         let mut last_discovery = Instant::now();
         let mut last_probe = Instant::now();
+        let mut share = shared.owned.as_ref().map(|o| o.subscribe());
         loop {
             metrics().repository_up(&name, true);
             update(&shared.board, |s| {
@@ -249,6 +267,16 @@ async fn repository_loop(shared: Rc<Shared>, name: String, mut cancel: Cancel) {
                 if last_discovery.elapsed() >= coll.rediscover_every {
                     break;
                 }
+                // This replica's share changed: start and stop collectors now.
+                if share
+                    .as_mut()
+                    .is_some_and(|s| s.has_changed().unwrap_or(false))
+                {
+                    if let Some(s) = share.as_mut() {
+                        s.borrow_and_update();
+                    }
+                    reconcile(&shared, &name, &pool, &info, &mut servers, &log).await;
+                }
             }
             last_discovery = Instant::now();
             let found = tokio::select! {
@@ -270,8 +298,11 @@ async fn repository_loop(shared: Rc<Shared>, name: String, mut cancel: Cancel) {
     // Stopped (shutdown or reload): its servers keep their status and metrics, which the
     // next generation's tasks continue (`start_repositories` drops those no longer
     // configured).
-    for (_, s) in servers {
+    for (key, s) in servers {
         s.task.stop().await;
+        if let Some(owned) = &shared.owned {
+            owned.set_running(&key, false);
+        }
     }
 }
 
@@ -294,10 +325,22 @@ async fn reconcile(
     servers: &mut BTreeMap<String, ServerTask>,
     log: &Logger,
 ) {
+    if let Some(owned) = &shared.owned {
+        // Every server this repository would have collected alone: the replicas share
+        // them out.
+        owned.offer(
+            repo,
+            info.servers
+                .iter()
+                .filter(|s| topology::wanted(&shared.settings, repo, &s.name))
+                .map(|s| format!("{repo}/{}", s.name))
+                .collect(),
+        );
+    }
     let wanted: BTreeMap<String, &ServerInfo> = info
         .servers
         .iter()
-        .filter(|s| topology::wanted(&shared.settings, repo, &s.name))
+        .filter(|s| shared.collects(repo, &s.name))
         .map(|s| (format!("{repo}/{}", s.name), s))
         .collect();
     update(&shared.board, |s| {
@@ -310,8 +353,11 @@ async fn reconcile(
         .collect();
     for k in gone {
         if let Some(t) = servers.remove(&k) {
-            info!(log, "Server gone from the repository; its collector stops."; "server" => &k);
+            info!(log, "Server gone from the repository (or from this replica's share); its collector stops."; "server" => &k);
             t.task.stop().await;
+            if let Some(owned) = &shared.owned {
+                owned.set_running(&k, false);
+            }
             metrics().forget_server(&k);
             update(&shared.board, |s| {
                 s.servers.remove(&k);
@@ -335,6 +381,9 @@ async fn reconcile(
                 .log
                 .new(o!("component" => "collector", "server" => key.clone())),
         };
+        if let Some(owned) = &shared.owned {
+            owned.set_running(&key, true);
+        }
         let task = Task::spawn(move |cancel| server_loop(ctx, cancel));
         servers.insert(
             key,
@@ -401,7 +450,13 @@ async fn server_loop(ctx: ServerCtx, mut cancel: Cancel) {
         e.period_seconds = period.as_secs();
     });
     let mut restarts = Restarts::new(ctx.key.clone(), RestartPolicy::default(), events(&ctx.log));
-    let mut seq = 0u64;
+    // With replicas a server's snapshots are numbered from the time its collector
+    // started, so that the replica that takes it over numbers after the one before (the
+    // gate orders a server's cycles by number; the queue keeps one report per number).
+    let mut seq = match ctx.shared.owned {
+        Some(_) => Utc::now().timestamp_millis().max(0) as u64 * 1000,
+        None => 0,
+    };
     // Spread the collectors' first sessions; later each takes whichever is free.
     let mut session = ctx
         .pool

@@ -122,6 +122,17 @@ pub struct StateSettings {
     /// links show what fires now.
     #[serde(with = "humantime_serde", default = "default_keep_reports")]
     pub keep_reports: Duration,
+    /// With `dsn`, `run` processes on the same database share the work (see
+    /// `docs/replicas.md`): how long a replica's leases (a server to collect, the
+    /// delivery) last without renewal. A replica that dies is replaced after at most
+    /// this much (plus a third of it); one cut off from the state database stops before
+    /// it. Default 15s; between 3s and 10min.
+    #[serde(with = "humantime_serde", default = "default_lease")]
+    pub lease: Duration,
+}
+
+fn default_lease() -> Duration {
+    Duration::from_secs(15)
 }
 
 fn default_keep_reports() -> Duration {
@@ -154,6 +165,7 @@ impl Default for StateSettings {
             statement_timeout: default_state_statement_timeout(),
             schema: default_state_schema(),
             keep_reports: default_keep_reports(),
+            lease: default_lease(),
         }
     }
 }
@@ -183,6 +195,7 @@ impl StateSettings {
                 powa_web_url: None,
             },
             schema: self.schema.clone(),
+            fence: None,
         })
     }
 
@@ -235,6 +248,15 @@ impl StateSettings {
             problems.push(Problem::new(
                 "state.dsn",
                 "`state.dir` and `state.dsn` are alternatives (a directory for one process, a                  database that processes share): remove one of them",
+            ));
+        }
+        if !(Duration::from_secs(3)..=Duration::from_secs(600)).contains(&self.lease) {
+            problems.push(Problem::new(
+                "state.lease",
+                format!(
+                    "{} is out of range: between 3s (a beat every second) and 10min (a dead replica replaced that late); e.g. \"15s\"",
+                    humantime::format_duration(self.lease)
+                ),
             ));
         }
         if !crate::statedb::valid_schema(&self.schema) {

@@ -23,6 +23,7 @@
 //! for: one stuck on a frozen repository would take the channels' time; PoWA keeps what it
 //! had read), flush the gate, wait for the channels to report.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,8 +39,12 @@ use crate::collection::{self, show, update, Shared};
 use crate::config::Settings;
 use crate::http::{self, ChannelStatus, StatusBoard};
 use crate::metrics;
+use crate::replica::coordinator;
 use crate::schedule::ReportSchedule;
+use crate::statedb::lease::Fence;
 use crate::topology::{self, Analyzers, Outputs, Pipeline, RunOptions, Telling};
+use actix::prelude::*;
+use sentinel_actors::gate::{ExpectAnalyzers, Insights};
 use sentinel_actors::shutdown::Shutdown;
 use sentinel_actors::supervise::SupervisionEvents as _;
 use sentinel_actors::task::{self, Cancel, Task};
@@ -64,23 +69,28 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
             return ExitCode::from(2);
         }
     };
-    let Pipeline { outputs, analyzers } =
-        match topology::start_pipeline(&settings, RunOptions::default(), &log) {
-            Ok(p) => p,
-            Err(e) => {
-                error!(log, "Cannot start."; "error" => format!("{e:#}"));
-                return ExitCode::from(2);
-            }
-        };
     let board: StatusBoard = Arc::default();
     update(&board, |s| {
         s.version = env!("CARGO_PKG_VERSION");
         s.started_at = show(schedule.tz(), Utc::now());
         s.timezone = schedule.tz().to_string();
-        for name in outputs.channels.keys() {
+        for name in settings.channels.keys() {
             s.channels.insert(name.clone(), ChannelStatus::default());
         }
     });
+    // One process delivers what it analyses; with a state database, the replicas on it
+    // share the servers and the one holding the delivery lease delivers.
+    let start = match settings.state.database() {
+        None => start_local(&settings, &log),
+        Some(db) => start_replica(&settings, db, &board, schedule.tz(), &log),
+    };
+    let (wiring, analyzers, replica) = match start {
+        Ok(s) => s,
+        Err(e) => {
+            error!(log, "Cannot start."; "error" => format!("{e:#}"));
+            return ExitCode::from(2);
+        }
+    };
     let http = if settings.http.enabled {
         // The pages' own handle on the gate's state: the directory, or one connection to
         // the state database (the gate has its own).
@@ -134,35 +144,52 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
         analyzers: Rc::new(analyzers),
         board: Arc::clone(&board),
         log: log.clone(),
+        owned: replica.as_ref().map(|r| Rc::clone(&r.owned)),
     });
-    let outputs = Rc::new(outputs);
     let mut repos = collection::start_repositories(&shared);
     let (schedule_tx, schedule_rx) = watch::channel(schedule);
-    let reports = Task::spawn({
-        let outputs = Rc::clone(&outputs);
-        let board = Arc::clone(&board);
-        let log = log.new(o!("component" => "reports"));
-        let at_start = settings.schedule.report_at_start;
-        let repositories = settings.repositories.len();
-        move |cancel| {
-            report_loop(
-                outputs,
-                board,
-                schedule_rx,
-                at_start,
-                repositories,
-                cancel,
-                log,
-            )
+    let delivery = match &replica {
+        // Here for good: the reports and the watch on the gate and the channels.
+        None => {
+            let outputs = wiring.outputs.borrow().clone().expect("started");
+            let report = Task::spawn({
+                let outputs = Rc::clone(&outputs);
+                let board = Arc::clone(&board);
+                let log = log.new(o!("component" => "reports"));
+                let at_start = settings.schedule.report_at_start;
+                let repositories = settings.repositories.len();
+                move |cancel| {
+                    report_loop(
+                        outputs,
+                        board,
+                        schedule_rx,
+                        at_start,
+                        repositories,
+                        cancel,
+                        log,
+                    )
+                }
+            });
+            let watch = Task::spawn({
+                let board = Arc::clone(&board);
+                let log = log.new(o!("component" => "supervisor"));
+                move |cancel| watch_outputs(outputs, board, cancel, log)
+            });
+            vec![report, watch]
         }
-    });
-
-    let watch = Task::spawn({
-        let outputs = Rc::clone(&outputs);
-        let board = Arc::clone(&board);
-        let log = log.new(o!("component" => "supervisor"));
-        move |cancel| watch_outputs(outputs, board, cancel, log)
-    });
+        // Wherever the delivery lease is.
+        Some(r) => vec![Task::spawn({
+            let held = Held {
+                settings: Arc::clone(&settings),
+                fence: r.delivery.clone(),
+                wiring: wiring.clone(),
+                board: Arc::clone(&board),
+                schedule: schedule_rx,
+                log: log.new(o!("component" => "delivery")),
+            };
+            move |cancel| held.deliver(cancel)
+        })],
+    };
 
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -184,7 +211,7 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
             _ = term.recv() => { info!(log, "SIGTERM: shutting down."); break; }
             _ = tokio::signal::ctrl_c() => { info!(log, "SIGINT: shutting down."); break; }
             _ = hup.recv() => {
-                match reload(&config_path, &shared, &outputs, &log) {
+                match reload(&config_path, &shared, &wiring, &log) {
                     Err(reason) => {
                         error!(log, "Configuration reload refused; the running configuration is kept.";
                             "file" => %config_path.display(), "error" => &reason);
@@ -202,9 +229,11 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
             }
         }
     }
-    watch.stop().await;
     let deadline = shared.settings.collection.shutdown_deadline;
-    let clean = shutdown(repos, reports, &outputs, &board, deadline, &shared, &log).await;
+    let clean = shutdown(
+        repos, delivery, &wiring, replica, &board, deadline, &shared, &log,
+    )
+    .await;
     if let Some(h) = http {
         h.stop(true).await;
     }
@@ -261,11 +290,15 @@ async fn watch_outputs(outputs: Rc<Outputs>, board: StatusBoard, mut cancel: Can
     }
 }
 
-/// Stop collecting, flush, wait for the channels; false if the deadline ran out.
+/// Stop collecting, flush, wait for the channels; false if the deadline ran out. A
+/// replica flushes only when it is the last one (the others report at their time, from
+/// the state it leaves), then gives its leases back.
+#[allow(clippy::too_many_arguments)]
 async fn shutdown(
     repos: Vec<Task>,
-    reports: Task,
-    outputs: &Outputs,
+    delivery: Vec<Task>,
+    wiring: &Wiring,
+    replica: Option<coordinator::Handle>,
     board: &StatusBoard,
     deadline: Duration,
     shared: &Shared,
@@ -273,21 +306,32 @@ async fn shutdown(
 ) -> bool {
     let stop = Shutdown::within(deadline);
     let stop_all = async {
-        reports.stop().await;
+        task::stop_all(delivery).await;
         task::stop_all(repos).await;
     };
     if stop.step(stop_all).await.is_err() {
         error!(log, "Running cycles did not finish before the shutdown deadline; flushing what the gate has.");
     }
+    let alone = board
+        .lock()
+        .ok()
+        .and_then(|s| s.replicas.as_ref().map(|r| r.members.len() <= 1))
+        .unwrap_or(true);
+    let outputs = wiring.outputs.borrow().clone();
     let at = Utc::now();
     // The report, then whatever the channels still hold (immediate alerts in flight,
     // what they resumed from the outbox), all before the deadline.
     let finish = async {
-        flush(outputs, board, at, shared.tz, log).await;
+        let Some(outputs) = outputs else {
+            return;
+        };
+        if alone {
+            flush(&outputs, board, at, shared.tz, log).await;
+        }
         for (name, report) in topology::drain(&outputs.controls, stop.left()).await {
             match report {
                 Some(r) if r.pending > 0 => {
-                    warn!(log, "A channel still holds notifications at exit (kept in the outbox when [state] dir is set).";
+                    warn!(log, "A channel still holds notifications at exit (kept in the outbox when [state] dir or dsn is set).";
                         "channel" => name, "pending" => r.pending)
                 }
                 Some(_) => {}
@@ -297,12 +341,182 @@ async fn shutdown(
             }
         }
     };
-    match stop.step(finish).await {
+    let clean = match stop.step(finish).await {
         Ok(()) => true,
         Err(_) => {
             error!(log, "The channels did not finish delivering before collection.shutdown_deadline; what was still being sent may be lost (kept in the outbox when [state] dir is set).";
                 "deadline" => %humantime::format_duration(deadline));
             false
+        }
+    };
+    if let Some(r) = replica {
+        r.leave(log).await;
+    }
+    clean
+}
+
+/// What the collection side hands its reports to, and the delivery side as it is now.
+#[derive(Clone)]
+struct Wiring {
+    /// Where the analyzers send their reports: the gate, or the findings queue.
+    insights: Recipient<Insights>,
+    /// The gate and the channels, while this process delivers.
+    outputs: Rc<RefCell<Option<Rc<Outputs>>>>,
+    /// The analyzers the gate waits for (a reload may change them).
+    names: Rc<RefCell<Vec<String>>>,
+}
+
+type Started = (Wiring, Analyzers, Option<coordinator::Handle>);
+
+/// One process: the gate and the channels start now, the analyzers feed the gate.
+fn start_local(settings: &Settings, log: &Logger) -> anyhow::Result<Started> {
+    let Pipeline { outputs, analyzers } =
+        topology::start_pipeline(settings, RunOptions::default(), log)?;
+    let wiring = Wiring {
+        insights: outputs.gate.clone().recipient(),
+        names: Rc::new(RefCell::new(analyzers.names.clone())),
+        outputs: Rc::new(RefCell::new(Some(Rc::new(outputs)))),
+    };
+    Ok((wiring, analyzers, None))
+}
+
+/// A replica: the beat starts, the analyzers feed the findings queue, and the gate and
+/// channels start when (and while) this replica holds the delivery lease.
+fn start_replica(
+    settings: &Settings,
+    db: crate::statedb::DbSettings,
+    board: &StatusBoard,
+    tz: chrono_tz::Tz,
+    log: &Logger,
+) -> anyhow::Result<Started> {
+    let open = || {
+        crate::statedb::StateDb::open(&db, crate::gate::Access::ReadWrite)
+            .map(Arc::new)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let handle = coordinator::start(
+        open()?,
+        settings.state.lease,
+        Arc::clone(board),
+        tz,
+        log.new(o!("component" => "replicas")),
+    );
+    let forward = crate::replica::forward::Forward::new(
+        open()?,
+        &handle.me.id,
+        log.new(o!("component" => "queue")),
+    )
+    .start();
+    let insights: Recipient<Insights> = forward.recipient();
+    let analyzers = topology::build_analyzers(settings, &insights, log);
+    let wiring = Wiring {
+        insights,
+        names: Rc::new(RefCell::new(analyzers.names.clone())),
+        outputs: Rc::new(RefCell::new(None)),
+    };
+    Ok((wiring, analyzers, Some(handle)))
+}
+
+/// The delivery side of a replica: started when the beat hands it the delivery lease,
+/// stopped when the lease goes (what it held stays in the state database for the next
+/// holder).
+struct Held {
+    settings: Arc<Settings>,
+    fence: watch::Receiver<Option<Arc<Fence>>>,
+    wiring: Wiring,
+    board: StatusBoard,
+    schedule: watch::Receiver<ReportSchedule>,
+    log: Logger,
+}
+
+impl Held {
+    async fn deliver(mut self, mut cancel: Cancel) {
+        let mut at_start = self.settings.schedule.report_at_start;
+        loop {
+            let fence = loop {
+                if let Some(f) = self.fence.borrow_and_update().clone() {
+                    break f;
+                }
+                tokio::select! {
+                    r = self.fence.changed() => if r.is_err() { return },
+                    _ = cancel.cancelled() => return,
+                }
+            };
+            let outputs = match topology::build_fenced_outputs(
+                &self.settings,
+                RunOptions::default(),
+                Some(Arc::clone(&fence)),
+                &self.log,
+            ) {
+                Ok(o) => Rc::new(o),
+                Err(e) => {
+                    error!(self.log, "Cannot start the delivery; trying again."; "error" => format!("{e:#}"));
+                    if !cancel.sleep(Duration::from_secs(5)).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            outputs
+                .gate
+                .do_send(ExpectAnalyzers(self.wiring.names.borrow().clone()));
+            *self.wiring.outputs.borrow_mut() = Some(Rc::clone(&outputs));
+            let db = self
+                .settings
+                .state
+                .database()
+                .map(|db| crate::statedb::StateDb::open(&db, crate::gate::Access::ReadWrite));
+            let consume = match db {
+                Some(Ok(db)) => Some(Task::spawn({
+                    let gate = outputs.gate.clone();
+                    let log = self.log.new(o!("component" => "queue"));
+                    move |cancel| crate::replica::consume::run(Arc::new(db), gate, cancel, log)
+                })),
+                Some(Err(e)) => {
+                    error!(self.log, "Cannot read the findings queue; the delivery waits for the next lease."; "error" => %e);
+                    None
+                }
+                None => None,
+            };
+            let report = Task::spawn({
+                let outputs = Rc::clone(&outputs);
+                let board = Arc::clone(&self.board);
+                let log = self.log.new(o!("component" => "reports"));
+                let schedule = self.schedule.clone();
+                let repositories = self.settings.repositories.len();
+                let first = std::mem::take(&mut at_start);
+                move |cancel| {
+                    report_loop(outputs, board, schedule, first, repositories, cancel, log)
+                }
+            });
+            let watch = Task::spawn({
+                let outputs = Rc::clone(&outputs);
+                let board = Arc::clone(&self.board);
+                let log = self.log.new(o!("component" => "supervisor"));
+                move |cancel| watch_outputs(outputs, board, cancel, log)
+            });
+            // Until the lease goes (or comes back under another epoch), or a stop.
+            let stopping = loop {
+                tokio::select! {
+                    r = self.fence.changed() => {
+                        if r.is_err() {
+                            break true;
+                        }
+                        let same = self.fence.borrow().as_ref().is_some_and(|n| Arc::ptr_eq(n, &fence));
+                        if !same {
+                            break false;
+                        }
+                    }
+                    _ = cancel.cancelled() => break true,
+                }
+            };
+            task::stop_all(consume.into_iter().chain([report, watch])).await;
+            if stopping {
+                // The shutdown drains what the channels hold.
+                return;
+            }
+            self.wiring.outputs.borrow_mut().take();
+            info!(self.log, "Delivery handed over: this replica's gate and channels stop; what they held is in the state database for the next holder.");
         }
     }
 }
@@ -311,7 +525,7 @@ async fn shutdown(
 fn reload(
     path: &std::path::Path,
     current: &Rc<Shared>,
-    outputs: &Outputs,
+    wiring: &Wiring,
     log: &Logger,
 ) -> Result<(Rc<Shared>, ReportSchedule), String> {
     let new = Settings::load(path).map_err(|e| e.to_string())?;
@@ -321,11 +535,15 @@ fn reload(
         .parse()
         .map_err(|p| format!("key `{}`: {}", p.key, p.message))?;
     warn_unapplied(&current.settings, &new, log);
-    let analyzers = Rc::new(topology::build_analyzers(&new, &outputs.gate, log));
-    // A reload may turn an analyzer on or off: the gate waits for the new set.
-    outputs.gate.do_send(sentinel_actors::gate::ExpectAnalyzers(
-        analyzers.names.clone(),
-    ));
+    let analyzers = Rc::new(topology::build_analyzers(&new, &wiring.insights, log));
+    // A reload may turn an analyzer on or off: the gate waits for the new set (and a
+    // replica's gate started later, too).
+    wiring.names.replace(analyzers.names.clone());
+    if let Some(outputs) = wiring.outputs.borrow().as_ref() {
+        outputs
+            .gate
+            .do_send(ExpectAnalyzers(analyzers.names.clone()));
+    }
     recovered(&current.analyzers, &analyzers);
     Ok((
         Rc::new(Shared {
@@ -334,6 +552,7 @@ fn reload(
             analyzers,
             board: Arc::clone(&current.board),
             log: current.log.clone(),
+            owned: current.owned.clone(),
         }),
         schedule,
     ))
@@ -597,8 +816,14 @@ mod tests {
             board: StatusBoard::default(),
             tz: chrono_tz::UTC,
             log: log.clone(),
+            owned: None,
         });
-        let (next, _) = reload(&path, &current, &outputs, &log).unwrap();
+        let wiring = Wiring {
+            insights: outputs.gate.clone().recipient(),
+            names: Rc::default(),
+            outputs: Rc::new(RefCell::new(Some(Rc::new(outputs)))),
+        };
+        let (next, _) = reload(&path, &current, &wiring, &log).unwrap();
         let failed = metrics::failed_actors();
         for name in &next.analyzers.names {
             assert!(!failed.contains(name), "{name} is still failed: {failed:?}");

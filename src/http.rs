@@ -205,6 +205,9 @@ pub struct Status {
     pub servers: BTreeMap<String, ServerStatus>,
     pub channels: BTreeMap<String, ChannelStatus>,
     pub failed_actors: Vec<String>,
+    /// With `[state] dsn`: the replicas, who holds what, the findings queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<crate::replica::coordinator::ReplicaStatus>,
     /// Findings someone acknowledged (read from the state at each request).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub acknowledged: Vec<crate::gate::ack::Ack>,

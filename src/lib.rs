@@ -10,7 +10,8 @@
 //! - [`channels`] and [`render`]: delivery to the console, WeCom, files;
 //! - [`outbox`]: the channels' journal of what is not yet delivered, on disk;
 //! - [`topology`]: wires the actors together for one run;
-//! - [`daemon`] and [`collection`]: the `run` daemon, its collection tasks.
+//! - [`daemon`] and [`collection`]: the `run` daemon, its collection tasks;
+//! - [`replica`]: several `run` processes on one state database, sharing the work.
 
 pub mod actions;
 pub mod analyze;
@@ -31,6 +32,7 @@ pub mod output;
 pub mod powa;
 pub mod problem;
 pub mod render;
+pub mod replica;
 pub mod schedule;
 pub mod secret;
 pub mod seed_compat;

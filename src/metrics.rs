@@ -57,6 +57,16 @@ pub struct Metrics {
     pub last_success_age: Family<Labels, Gauge<f64, AtomicU64>>,
     pub snapshot_age: Family<Labels, Gauge<f64, AtomicU64>>,
     pub repository_up: Family<Labels, Gauge>,
+    /// Replicas: leases this member holds, by kind (`server`, `delivery`).
+    pub leases_held: Family<Labels, Gauge>,
+    /// Replicas: leases this member took over from another holder, by kind.
+    pub handovers: Family<Labels, Counter>,
+    /// Replicas: reports this member queued for the delivering replica, and those it
+    /// fed to its gate from the queue.
+    pub queued: Counter,
+    pub consumed: Counter,
+    /// Replicas: age of the oldest report waiting in a queue.
+    pub queue_age: Family<Labels, Gauge<f64, AtomicU64>>,
     /// When each server last completed a cycle, and the data time it saw.
     times: Mutex<SuccessTimes>,
     failed: Mutex<std::collections::BTreeSet<String>>,
@@ -150,6 +160,36 @@ impl Metrics {
                 "1 when the repository is connected and its last discovery succeeded",
                 Family::default(),
             ),
+            leases_held: registered(
+                &mut registry,
+                "leases_held",
+                "Leases this replica holds, by kind (server, delivery)",
+                Family::default(),
+            ),
+            handovers: registered(
+                &mut registry,
+                "lease_handovers",
+                "Leases this replica took over from another holder, by kind",
+                Family::default(),
+            ),
+            queued: registered(
+                &mut registry,
+                "findings_queued",
+                "Reports this replica queued for the delivering replica",
+                Counter::default(),
+            ),
+            consumed: registered(
+                &mut registry,
+                "findings_consumed",
+                "Queued reports this replica fed to its gate",
+                Counter::default(),
+            ),
+            queue_age: registered(
+                &mut registry,
+                "queue_oldest_age_seconds",
+                "Age of the oldest item waiting per queue",
+                Family::default(),
+            ),
             registry,
             times: Mutex::new(HashMap::new()),
             failed: Mutex::new(Default::default()),
@@ -241,6 +281,32 @@ impl Metrics {
         self.queue_depth
             .get_or_create(&vec![("queue", queue.to_string())])
             .set(depth);
+    }
+
+    pub fn leases_held(&self, kind: &str, n: i64) {
+        self.leases_held
+            .get_or_create(&vec![("kind", kind.to_string())])
+            .set(n);
+    }
+
+    pub fn handover(&self, kind: &str) {
+        self.handovers
+            .get_or_create(&vec![("kind", kind.to_string())])
+            .inc();
+    }
+
+    pub fn queued(&self, n: u64) {
+        self.queued.inc_by(n);
+    }
+
+    pub fn consumed(&self, n: u64) {
+        self.consumed.inc_by(n);
+    }
+
+    pub fn queue_age(&self, queue: &str, seconds: f64) {
+        self.queue_age
+            .get_or_create(&vec![("queue", queue.to_string())])
+            .set(seconds);
     }
 
     pub fn repository_up(&self, repo: &str, up: bool) {

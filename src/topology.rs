@@ -30,12 +30,13 @@ use crate::powa::live::LiveWindow;
 use crate::powa::source::{Baselines, PowaSource};
 use crate::powa::{self, Repository};
 use crate::powa::{PowaInfo, ServerInfo, StatementsWindow};
+use crate::statedb::lease::Fence;
 use sentinel_actors::analyzer::{Analyze, AnalyzeSnapshot, AnalyzerActor, InsightObserver};
 use sentinel_actors::channel::{
     ChannelActor, Deliver, DeliveryReport, Drain, DrainReport, RetryPolicy,
 };
 use sentinel_actors::collector::CollectorActor;
-use sentinel_actors::gate::{ExpectAnalyzers, Flush, FlushSummary, GateActor};
+use sentinel_actors::gate::{ExpectAnalyzers, Flush, FlushSummary, GateActor, Insights};
 use sentinel_actors::outbox::{MemoryOutbox, Outbox};
 use sentinel_actors::supervise::{Events, RestartPolicy};
 
@@ -191,8 +192,17 @@ pub fn drain_deadline() -> Duration {
 
 /// Opens the outbox: the state database of `[state] dsn`, `<state.dir>/outbox.redb`, or
 /// memory when neither is set.
-pub fn open_outbox(settings: &Settings, log: &Logger) -> anyhow::Result<Arc<dyn Outbox>> {
-    let outbox: Arc<dyn Outbox> = match (settings.state.database(), &settings.state.dir) {
+/// `fence`: a replica's delivery lease, which every write of the state database checks.
+pub fn open_outbox(
+    settings: &Settings,
+    fence: Option<&Arc<Fence>>,
+    log: &Logger,
+) -> anyhow::Result<Arc<dyn Outbox>> {
+    let database = settings.state.database().map(|mut db| {
+        db.fence = fence.cloned();
+        db
+    });
+    let outbox: Arc<dyn Outbox> = match (database, &settings.state.dir) {
         (Some(db), _) => Arc::new(
             crate::statedb::outbox::PgOutbox::open(&db, crate::gate::Access::ReadWrite)
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?,
@@ -281,6 +291,17 @@ pub fn build_outputs(
     opts: RunOptions,
     log: &Logger,
 ) -> anyhow::Result<Outputs> {
+    build_fenced_outputs(settings, opts, None, log)
+}
+
+/// [`build_outputs`] for a replica that delivers under `fence` (its delivery lease):
+/// the gate's store and the outbox check it on every write.
+pub fn build_fenced_outputs(
+    settings: &Settings,
+    opts: RunOptions,
+    fence: Option<Arc<Fence>>,
+    log: &Logger,
+) -> anyhow::Result<Outputs> {
     let powa_web = settings
         .repositories
         .iter()
@@ -318,7 +339,8 @@ pub fn build_outputs(
         .with_trends(Some(trends))
         .with_archive(archive);
     if !opts.dry_run {
-        let outbox = open_outbox(settings, log).context("the outbox could not be opened")?;
+        let outbox =
+            open_outbox(settings, fence.as_ref(), log).context("the outbox could not be opened")?;
         env = env.with_outbox(outbox);
     }
     let mut channel_addrs = BTreeMap::new();
@@ -356,7 +378,7 @@ pub fn build_outputs(
     } else {
         crate::gate::Access::ReadWrite
     };
-    let store = crate::gate::store::open(&settings.state, access)
+    let store = crate::gate::store::open_fenced(&settings.state, access, fence)
         .context("the gate's state could not be opened")?;
     let decide = crate::gate::Gate::with_store(
         &settings.gate,
@@ -402,7 +424,11 @@ pub struct Analyzers {
 /// One supervised analyzer, started: its name and where to send it snapshots.
 type Started = (String, Recipient<AnalyzeSnapshot<StatementsWindow>>);
 
-fn supervised<A>(factory: impl Fn() -> A + 'static, gate: &Addr<Gate>, events: &Events) -> Started
+fn supervised<A>(
+    factory: impl Fn() -> A + 'static,
+    gate: &Recipient<Insights>,
+    events: &Events,
+) -> Started
 where
     A: Analyze<Input = StatementsWindow>,
 {
@@ -412,7 +438,7 @@ where
         });
     let actor = AnalyzerActor::supervised(
         factory,
-        gate.clone().recipient(),
+        gate.clone(),
         RestartPolicy::default(),
         Arc::clone(events),
     )
@@ -423,7 +449,8 @@ where
 
 /// Starts one supervised actor per analyzer. A panicking analyzer is rebuilt from its
 /// settings (see `sentinel_actors::analyzer`).
-pub fn build_analyzers(settings: &Settings, gate: &Addr<Gate>, log: &Logger) -> Analyzers {
+/// `gate`: where their reports go (the gate, or with replicas the findings queue).
+pub fn build_analyzers(settings: &Settings, gate: &Recipient<Insights>, log: &Logger) -> Analyzers {
     let events: Events = Arc::new(metrics::MetricEvents {
         log: log.new(o!("component" => "supervisor")),
     });
@@ -618,7 +645,7 @@ pub fn start_pipeline(
     log: &Logger,
 ) -> anyhow::Result<Pipeline> {
     let outputs = build_outputs(settings, opts, log)?;
-    let mut analyzers = build_analyzers(settings, &outputs.gate, log);
+    let mut analyzers = build_analyzers(settings, &outputs.gate.clone().recipient(), log);
     analyzers.state_read_only = opts.dry_run;
     // Before any snapshot: the gate holds a critical finding until these analyzers have
     // all reported on its snapshot, so it goes with its cause.

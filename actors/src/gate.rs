@@ -45,6 +45,16 @@ pub struct Insights {
     pub insights: Vec<Insight>,
 }
 
+/// A report that came through a durable queue, at `position`: the decider records the
+/// position with the decision it takes on it ([`Decide::consumed`]), so that whoever
+/// consumes the queue next resumes after it, and the report is decided once.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct Queued {
+    pub position: u64,
+    pub report: Insights,
+}
+
 /// The analyzers that will report on every snapshot of every source: sent by whoever
 /// starts them (at the start, and again at each reload, which may change the set), before
 /// any snapshot is collected. A decider may use it to know when a collection cycle is over.
@@ -85,6 +95,11 @@ pub struct Outgoing {
 pub trait Decide: Unpin + 'static {
     /// One scope's report. Returns what must go out now (immediate notifications).
     fn observe(&mut self, report: Insights) -> Vec<Outgoing>;
+    /// The next report came from a durable queue at `position` (see [`Queued`]); a
+    /// decider that keeps state commits it with that report's decision.
+    fn consumed(&mut self, position: u64) {
+        let _ = position;
+    }
     /// A report is due at `at`: returns everything that is due.
     fn flush(&mut self, at: DateTime<Utc>) -> Vec<Outgoing>;
     /// Timer: what became deliverable by `now` (e.g. held by quiet hours that ended).
@@ -322,6 +337,16 @@ impl<D: Decide> Handler<Insights> for GateActor<D> {
 
     fn handle(&mut self, msg: Insights, ctx: &mut Self::Context) {
         let out = self.decide.observe(msg);
+        self.spawn_deliveries(out, ctx);
+    }
+}
+
+impl<D: Decide> Handler<Queued> for GateActor<D> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Queued, ctx: &mut Self::Context) {
+        self.decide.consumed(msg.position);
+        let out = self.decide.observe(msg.report);
         self.spawn_deliveries(out, ctx);
     }
 }

@@ -163,6 +163,13 @@ pub trait Outbox: Send + Sync + 'static {
     /// process keep counting (instead of starting from a full budget).
     fn record_sent(&self, channel: &str, at: DateTime<Utc>) -> Result<(), OutboxError>;
 
+    /// May a part be sent now? An outbox shared by replicas answers no once this
+    /// process may have lost the right to deliver (its lease passed: another replica
+    /// sends now). Asked right before each send, after the pacer's wait.
+    fn may_send(&self) -> Result<(), OutboxError> {
+        Ok(())
+    }
+
     /// When messages of `channel` were confirmed since `since`, oldest first.
     fn sent_since(
         &self,

@@ -242,6 +242,11 @@ pub struct Gate {
     internal: BTreeSet<String>,
     /// Heartbeats and their state.
     pulse: Pulse,
+    /// Findings-queue positions consumed and not yet committed.
+    consumed: Vec<u64>,
+    /// A commit was refused because this replica lost the delivery lease: nothing it
+    /// decides goes out any more (another replica decides now).
+    fenced: bool,
 }
 
 impl Gate {
@@ -347,6 +352,8 @@ impl Gate {
             id_moved: false,
             internal: always.iter().cloned().collect(),
             pulse,
+            consumed: Vec::new(),
+            fenced: false,
         })
     }
 
@@ -386,6 +393,11 @@ impl Gate {
     fn decided(&mut self, mut out: Vec<Outgoing>) -> Vec<Outgoing> {
         self.number(&mut out);
         self.persist();
+        if self.fenced {
+            // Another replica holds the delivery: it decides (and sends) from the state
+            // as last committed; what this one decided since is not told twice.
+            return Vec::new();
+        }
         if !out.is_empty() {
             sentinel_actors::failpoint::hit("gate-commit");
         }
@@ -431,6 +443,7 @@ impl Gate {
             && self.intents_del.is_empty()
             && !self.pulse.changed()
             && !self.id_moved
+            && self.consumed.is_empty()
         {
             return;
         }
@@ -447,13 +460,22 @@ impl Gate {
             acks_del: changes.acks_del.iter().copied().collect(),
             beats_put: self.pulse.to_commit(),
             next_notification_id: self.id_moved.then_some(self.last_id),
+            consumed: self.consumed.clone(),
         };
         match store.write(&commit) {
             Ok(()) => {
+                self.consumed.clear();
                 self.intents_put.clear();
                 self.intents_del.clear();
                 self.pulse.committed();
                 self.id_moved = false;
+            }
+            Err(store::StoreError::Database(e @ crate::statedb::StateDbError::Fenced { .. })) => {
+                if !self.fenced {
+                    warn!(self.log, "The delivery moved to another replica; this one decides nothing more."; "error" => %e);
+                }
+                self.fenced = true;
+                self.engine.return_changes(changes);
             }
             Err(e) => {
                 error!(self.log, "Cannot save the gate state; will retry. A restart before then could repeat or miss these notifications."; "error" => %e);
@@ -464,6 +486,10 @@ impl Gate {
 }
 
 impl Decide for Gate {
+    fn consumed(&mut self, position: u64) {
+        self.consumed.push(position);
+    }
+
     fn observe(&mut self, report: Insights) -> Vec<Outgoing> {
         self.refresh_silences();
         let at = report.at;

@@ -21,11 +21,13 @@
 //! The schema is created and migrated by the process itself ([`schema`]), under an
 //! advisory transaction lock, so replicas starting together do not race.
 
+pub mod lease;
 pub mod outbox;
+pub mod queue;
 pub mod schema;
 
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use futures_util::future::LocalBoxFuture;
 use tokio_postgres::{Client, NoTls};
@@ -44,6 +46,9 @@ pub const DEFAULT_SCHEMA: &str = "powa_sentinel";
 pub struct DbSettings {
     pub connection: RepositorySettings,
     pub schema: String,
+    /// Every write transaction checks this lease first (a replica's delivery side):
+    /// see [`lease::Fence`].
+    pub fence: Option<Arc<lease::Fence>>,
 }
 
 /// Why the state database could not do what was asked. Each message says what to check.
@@ -82,6 +87,14 @@ pub enum StateDbError {
         "the state database {target} was opened read-only (a preview): nothing may be written"
     )]
     ReadOnly { target: String },
+    /// This process no longer holds the lease its writes depend on (it was paused or cut
+    /// off past the lease, and another replica took over): nothing was written.
+    #[error("the state database {target}: this replica no longer holds the `{lease}` lease (epoch {epoch}); another replica took over, so nothing was written")]
+    Fenced {
+        target: String,
+        lease: String,
+        epoch: i64,
+    },
     /// The connection's thread is gone (it could not start its runtime).
     #[error("the state database {target}: the connection thread stopped ({reason})")]
     Stopped { target: String, reason: String },
@@ -128,6 +141,7 @@ pub struct StateDb {
     schema: String,
     read_only: bool,
     version: i32,
+    fence: Option<Arc<lease::Fence>>,
 }
 
 impl std::fmt::Debug for StateDb {
@@ -233,6 +247,8 @@ impl StateDb {
             schema: db.schema.clone(),
             read_only: access == Access::ReadOnly,
             version: 0,
+            // The schema's migration is not fenced (it precedes any lease).
+            fence: None,
         };
         let schema = db.schema.clone();
         out.version = match access {
@@ -247,7 +263,13 @@ impl StateDb {
                 found
             }
         };
+        out.fence = db.fence.clone();
         Ok(out)
+    }
+
+    /// The lease this handle's writes check, if any.
+    pub fn fence(&self) -> Option<&Arc<lease::Fence>> {
+        self.fence.as_ref()
     }
 
     /// Where it is: address, database and schema.
@@ -299,9 +321,6 @@ impl StateDb {
         }
     }
 
-    /// Runs `body` in one transaction (`write`: read-write, else a READ ONLY snapshot) on this
-    /// connection's thread and waits for it: COMMIT when it returns `Ok`, ROLLBACK when it
-    /// fails. Refused on a read-only handle when `write`.
     /// One writing statement in a transaction of its own; returns the rows it touched.
     pub fn execute(
         &self,
@@ -318,6 +337,11 @@ impl StateDb {
         })
     }
 
+    /// Runs `body` in one transaction (`write`: read-write, else a READ ONLY snapshot) on this
+    /// connection's thread and waits for it: COMMIT when it returns `Ok`, ROLLBACK when it
+    /// fails. Refused on a read-only handle when `write`. With a fence, a write is
+    /// refused at once past the lease's local deadline, and otherwise begins by checking
+    /// the lease in the transaction ([`lease::Fence::check`]).
     pub fn transact<T, F>(&self, write: bool, body: F) -> Result<T, StateDbError>
     where
         T: Send + 'static,
@@ -328,10 +352,16 @@ impl StateDb {
                 target: self.target.clone(),
             });
         }
+        let fence = self.fence.clone().filter(|_| write);
+        if let Some(f) = &fence {
+            if !f.valid(Instant::now()) {
+                return Err(f.refused(&self.target));
+            }
+        }
         let (tx, rx) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |conn: &mut Conn| {
             Box::pin(async move {
-                let r = conn.run(write, body).await;
+                let r = conn.run(write, fence, body).await;
                 let _ = tx.send(r);
             })
         });
@@ -473,14 +503,28 @@ impl Conn {
 
     /// One transaction: BEGIN, the body, COMMIT (or ROLLBACK), bounded by `limit`; past
     /// it the session is dropped, which rolls back what was not committed.
-    async fn run<T, F>(&mut self, write: bool, body: F) -> Result<T, Fail>
+    async fn run<T, F>(
+        &mut self,
+        write: bool,
+        fence: Option<Arc<lease::Fence>>,
+        body: F,
+    ) -> Result<T, Fail>
     where
         F: for<'c> FnOnce(&'c Client) -> LocalBoxFuture<'c, Result<T, Fail>>,
     {
         let limit = self.limit;
+        let target = self.target.clone();
         let outcome = tokio::time::timeout(limit, async {
             let client = self.begin(write).await?;
-            match body(client).await {
+            let fenced = match &fence {
+                Some(f) => f.check(client, &target).await,
+                None => Ok(()),
+            };
+            let done = match fenced {
+                Ok(()) => body(client).await,
+                Err(e) => Err(e),
+            };
+            match done {
                 Ok(v) => {
                     client.batch_execute("COMMIT").await.at("COMMIT")?;
                     Ok(v)

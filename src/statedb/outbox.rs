@@ -145,6 +145,18 @@ impl PgOutbox {
 }
 
 impl Outbox for PgOutbox {
+    /// A replica's outbox: only while its delivery lease holds by the local clock (no
+    /// round trip before each send; the writes around it check the lease in the
+    /// database).
+    fn may_send(&self) -> Result<(), OutboxError> {
+        match self.db.fence() {
+            Some(f) if !f.valid(std::time::Instant::now()) => {
+                Err(f.refused(self.db.target()).into())
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn accept(&self, channel: &str, n: &StoredNotification) -> Result<Option<Seq>, OutboxError> {
         let channel = channel.to_string();
         let id = n.id as i64;

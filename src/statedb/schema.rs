@@ -12,14 +12,17 @@
 //! `beats` as JSON in `jsonb`; `intents` as CBOR in `bytea`, since their metrics may be
 //! NaN; `meta`: the next ids) and the outbox's (`outbox_entries` with its progress and
 //! failure in columns, `outbox_sent`, `outbox_accepted`, the `outbox_seq` sequence).
-//! Leases and their epoch (fencing) come with a later migration.
+//! Version 2 adds what replicas share ([`super::lease`], [`super::queue`]): `members`
+//! (who is alive, until when), `leases` (who holds what, since when, with an epoch that
+//! grows at each change of holder: the fencing token), `findings` (the durable queue from
+//! the replicas that analyse to the one that delivers).
 
 use tokio_postgres::Client;
 
 use super::{quote_ident, At, Fail};
 
 /// The schema version this binary writes and reads.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
 
 /// The first key of the migration's advisory lock ("PSNT"); the second is the schema's
 /// hash, so that databases holding several schemas migrate them independently.
@@ -27,7 +30,8 @@ pub const LOCK_CLASS: i32 = 0x5053_4e54;
 
 /// Migration `n` (1-based) brings the schema from version `n - 1` to `n`. `@s` stands
 /// for the quoted schema name. Never edit one that was released: add the next.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE @s.scopes (key text PRIMARY KEY, body jsonb NOT NULL);
 CREATE TABLE @s.held (id bigint PRIMARY KEY, body jsonb NOT NULL);
 CREATE TABLE @s.silences (id bigint PRIMARY KEY, body jsonb NOT NULL);
@@ -54,7 +58,37 @@ CREATE TABLE @s.outbox_accepted (
     PRIMARY KEY (channel, notification_id)
 );
 CREATE INDEX outbox_accepted_at ON @s.outbox_accepted (at);
-"#];
+"#,
+    r#"
+CREATE TABLE @s.members (
+    id text PRIMARY KEY,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    version text NOT NULL,
+    started_at timestamptz NOT NULL,
+    seen_at timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE TABLE @s.leases (
+    name text PRIMARY KEY,
+    holder text,
+    epoch bigint NOT NULL,
+    since timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX leases_holder ON @s.leases (holder);
+CREATE TABLE @s.findings (
+    seq bigserial PRIMARY KEY,
+    source text NOT NULL,
+    analyzer text NOT NULL,
+    snapshot bigint NOT NULL,
+    body bytea NOT NULL,
+    by_member text NOT NULL,
+    queued_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (source, analyzer, snapshot)
+);
+"#,
+];
 
 fn sql(template: &str, schema: &str) -> String {
     template.replace("@s", &quote_ident(schema))
@@ -200,9 +234,11 @@ mod tests {
 
     #[test]
     fn migrations_qualify_every_table_with_the_schema() {
-        let s = sql(MIGRATIONS[0], "my_state");
-        for line in s.lines().filter(|l| l.starts_with("CREATE")) {
-            assert!(line.contains("\"my_state\"."), "{line}");
+        for m in MIGRATIONS {
+            let s = sql(m, "my_state");
+            for line in s.lines().filter(|l| l.starts_with("CREATE")) {
+                assert!(line.contains("\"my_state\"."), "{line}");
+            }
         }
     }
 

@@ -26,6 +26,9 @@ pub struct ChannelActor<C: Channel> {
     /// A step of the queue is under way (the pacer's wait and a send, or the sleep until a
     /// retry): the next one is asked for when it ends.
     stepping: bool,
+    /// Why the outbox refused a send ([`Outbox::may_send`]): the actor stops.
+    stopped_by: Option<String>,
+    log: Logger,
 }
 
 impl<C: Channel> ChannelActor<C> {
@@ -40,12 +43,14 @@ impl<C: Channel> ChannelActor<C> {
         let channel = Rc::new(channel);
         let window = pacer.as_ref().map(|p| p.window());
         ChannelActor {
-            queue: DeliveryQueue::new(name, Rc::clone(&channel), retry, window, log),
+            queue: DeliveryQueue::new(name, Rc::clone(&channel), retry, window, log.clone()),
             channel,
             pacer,
             waiters: HashMap::new(),
             drains: Vec::new(),
             stepping: false,
+            stopped_by: None,
+            log,
         }
     }
 
@@ -94,10 +99,27 @@ impl<C: Channel> ChannelActor<C> {
                 let attempt = paced
                     .into_actor(self)
                     .then(move |(), act, _| {
-                        act.queue.attempting();
-                        act.channel.send(part).into_actor(act)
+                        // Checked after the pacer's wait, which may have been long: a
+                        // replica that lost the delivery meanwhile sends nothing.
+                        let send = match act.queue.may_send() {
+                            Ok(()) => {
+                                act.queue.attempting();
+                                act.channel.send(part)
+                            }
+                            Err(e) => {
+                                act.stopped_by = Some(e.to_string());
+                                Box::pin(std::future::ready(Ok(())))
+                            }
+                        };
+                        send.into_actor(act)
                     })
                     .map(|result, act, ctx| {
+                        if let Some(why) = &act.stopped_by {
+                            slog::warn!(act.log, "This channel stops: it may not send any more; what it holds stays in the outbox for the replica that delivers now.";
+                                "reason" => why);
+                            ctx.stop();
+                            return;
+                        }
                         if let Finished::PauseDestination(d) =
                             act.queue.finish(Moment::now(), result)
                         {

@@ -478,6 +478,11 @@ impl<C: Channel> DeliveryQueue<C> {
         self.local_seq
     }
 
+    /// May the part [`Next::Send`] named be sent now? (See [`Outbox::may_send`].)
+    pub fn may_send(&self) -> Result<(), crate::OutboxError> {
+        self.outbox.may_send()
+    }
+
     /// The part [`Next::Send`] named is about to be sent (the pacer let it go).
     pub fn attempting(&mut self) {
         self.progress.attempts += 1;

@@ -91,6 +91,9 @@ pub struct Commit<'a> {
     pub beats_put: Vec<(&'a str, BeatState)>,
     /// The next notification id, when it moved.
     pub next_notification_id: Option<u64>,
+    /// The findings queue's positions this decision consumed (the state database
+    /// removes them in the same transaction; the file store has no queue).
+    pub consumed: Vec<u64>,
 }
 
 /// What the gate, the `silence` command, the status page and the action pages need of a
@@ -128,7 +131,17 @@ pub fn open(
     state: &StateSettings,
     access: Access,
 ) -> Result<Option<Box<dyn GateStore>>, StoreError> {
-    if let Some(db) = state.database() {
+    open_fenced(state, access, None)
+}
+
+/// [`open`] for a replica's delivery: every write of the state database checks `fence`.
+pub fn open_fenced(
+    state: &StateSettings,
+    access: Access,
+    fence: Option<Arc<crate::statedb::lease::Fence>>,
+) -> Result<Option<Box<dyn GateStore>>, StoreError> {
+    if let Some(mut db) = state.database() {
+        db.fence = fence;
         return Ok(Some(Box::new(pg::PgStore::open(&db, access)?)));
     }
     let Some(dir) = &state.dir else {

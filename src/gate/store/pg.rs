@@ -46,6 +46,7 @@ struct Rows {
     intent_bodies: Vec<Vec<u8>>,
     intents_del: Vec<i64>,
     next_notification_id: Option<i64>,
+    consumed: Vec<i64>,
 }
 
 /// Ids and fingerprints are u64; PostgreSQL has signed bigints: the same 64 bits.
@@ -92,10 +93,13 @@ impl Rows {
         }
         r.intents_del = c.intents_del.iter().map(|id| sql_id(*id)).collect();
         r.next_notification_id = c.next_notification_id.map(sql_id);
+        r.consumed = c.consumed.iter().map(|p| sql_id(*p)).collect();
         Ok(r)
     }
 
     async fn write(self, c: &Client) -> Result<(), Fail> {
+        // The queued reports this decision consumed leave the queue with it.
+        crate::statedb::queue::remove(c, &self.consumed).await?;
         if !self.scope_keys.is_empty() {
             c.execute(
                 "INSERT INTO scopes (key, body)
