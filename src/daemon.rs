@@ -182,6 +182,7 @@ pub async fn run(config_path: PathBuf, settings: Settings, log: Logger) -> ExitC
             let held = Held {
                 settings: Arc::clone(&settings),
                 fence: r.delivery.clone(),
+                queue: Arc::clone(&r.db),
                 wiring: wiring.clone(),
                 board: Arc::clone(&board),
                 schedule: schedule_rx,
@@ -389,20 +390,20 @@ fn start_replica(
     tz: chrono_tz::Tz,
     log: &Logger,
 ) -> anyhow::Result<Started> {
-    let open = || {
-        crate::statedb::StateDb::open(&db, crate::gate::Access::ReadWrite)
-            .map(Arc::new)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-    };
+    // One connection for the beat, the queue's writes and its reads (each call is short;
+    // they take turns on it); the gate and the outbox have their own, fenced.
+    let shared = crate::statedb::StateDb::open(&db, crate::gate::Access::ReadWrite)
+        .map(Arc::new)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let handle = coordinator::start(
-        open()?,
+        Arc::clone(&shared),
         settings.state.lease,
         Arc::clone(board),
         tz,
         log.new(o!("component" => "replicas")),
     );
     let forward = crate::replica::forward::Forward::new(
-        open()?,
+        shared,
         &handle.me.id,
         log.new(o!("component" => "queue")),
     )
@@ -423,6 +424,8 @@ fn start_replica(
 struct Held {
     settings: Arc<Settings>,
     fence: watch::Receiver<Option<Arc<Fence>>>,
+    /// Where the findings queue is read.
+    queue: Arc<crate::statedb::StateDb>,
     wiring: Wiring,
     board: StatusBoard,
     schedule: watch::Receiver<ReportSchedule>,
@@ -461,23 +464,12 @@ impl Held {
                 .gate
                 .do_send(ExpectAnalyzers(self.wiring.names.borrow().clone()));
             *self.wiring.outputs.borrow_mut() = Some(Rc::clone(&outputs));
-            let db = self
-                .settings
-                .state
-                .database()
-                .map(|db| crate::statedb::StateDb::open(&db, crate::gate::Access::ReadWrite));
-            let consume = match db {
-                Some(Ok(db)) => Some(Task::spawn({
-                    let gate = outputs.gate.clone();
-                    let log = self.log.new(o!("component" => "queue"));
-                    move |cancel| crate::replica::consume::run(Arc::new(db), gate, cancel, log)
-                })),
-                Some(Err(e)) => {
-                    error!(self.log, "Cannot read the findings queue; the delivery waits for the next lease."; "error" => %e);
-                    None
-                }
-                None => None,
-            };
+            let consume = Task::spawn({
+                let gate = outputs.gate.clone();
+                let db = Arc::clone(&self.queue);
+                let log = self.log.new(o!("component" => "queue"));
+                move |cancel| crate::replica::consume::run(db, gate, cancel, log)
+            });
             let report = Task::spawn({
                 let outputs = Rc::clone(&outputs);
                 let board = Arc::clone(&self.board);
@@ -510,7 +502,7 @@ impl Held {
                     _ = cancel.cancelled() => break true,
                 }
             };
-            task::stop_all(consume.into_iter().chain([report, watch])).await;
+            task::stop_all([consume, report, watch]).await;
             if stopping {
                 // The shutdown drains what the channels hold.
                 return;

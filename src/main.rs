@@ -710,9 +710,13 @@ async fn check(settings: Settings, channels: bool, log: Logger) -> ExitCode {
 fn state_line(settings: &Settings) -> Result<String, String> {
     if let Some(db) = settings.state.database() {
         let h = powa_sentinel::statedb::health(&db).map_err(|e| e.to_string())?;
+        let text = std::iter::once(h.line())
+            .chain(h.replica_lines())
+            .collect::<Vec<_>>()
+            .join("\n");
         return match h.not_writable {
-            Some(_) => Err(h.line()),
-            None => Ok(h.line()),
+            Some(_) => Err(text),
+            None => Ok(text),
         };
     }
     Ok(match &settings.state.dir {

@@ -560,6 +560,9 @@ pub struct Health {
     pub version: i32,
     /// Why it cannot be written, if it cannot.
     pub not_writable: Option<String>,
+    /// The live members and the leases held (schema 2 and later).
+    pub members: Vec<lease::Member>,
+    pub leases: Vec<lease::LeaseRow>,
 }
 
 impl Health {
@@ -586,6 +589,55 @@ impl Health {
     }
 }
 
+impl Health {
+    /// What `check` says of the replicas sharing this database: who is alive, who
+    /// delivers, how the servers are split. Every replica of one fleet must be listed
+    /// here: one missing reaches another database (or a standby), and does not share.
+    pub fn replica_lines(&self) -> Vec<String> {
+        if self.version < 2 {
+            return Vec::new();
+        }
+        if self.members.is_empty() {
+            return vec![
+                "replicas: none running on this database (each `run` on it joins; they share the servers and one delivers)".into(),
+            ];
+        }
+        let delivery = self.leases.iter().find(|l| l.name == lease::DELIVERY);
+        let mut out = vec![format!(
+            "replicas: {} live on this database (every replica of the fleet must be listed; one that is not reaches another database or a standby)",
+            self.members.len()
+        )];
+        for m in &self.members {
+            let servers = self
+                .leases
+                .iter()
+                .filter(|l| {
+                    l.holder.as_deref() == Some(&m.id) && lease::server_of(&l.name).is_some()
+                })
+                .count();
+            let delivers = match delivery {
+                Some(d) if d.holder.as_deref() == Some(&m.id) => format!(
+                    ", delivers since {} (epoch {})",
+                    d.since.format("%Y-%m-%d %H:%M:%S UTC"),
+                    d.epoch
+                ),
+                _ => String::new(),
+            };
+            out.push(format!(
+                "  {} (version {}, since {}, last seen {}): {servers} servers{delivers}",
+                m.id,
+                m.version,
+                m.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                m.seen_at.format("%H:%M:%S UTC"),
+            ));
+        }
+        if delivery.is_none() {
+            out.push("  nobody delivers right now (a replica takes the delivery at its next beat)".into());
+        }
+        out
+    }
+}
+
 /// Connects without writing anything and says whether the state database can be used:
 /// reachable (else the error), the schema version (a newer one is refused, as at a
 /// start), and whether this role can write there (a hot standby, a read-only
@@ -596,10 +648,17 @@ pub fn health(db: &DbSettings) -> Result<Health, StateDbError> {
     let not_writable = handle.transact(false, move |c| {
         Box::pin(async move { schema::writable(c, &schema).await })
     })?;
+    let (members, leases) = if handle.version >= 2 {
+        handle.transact(false, |c| Box::pin(async move { lease::overview(c).await }))?
+    } else {
+        Default::default()
+    };
     Ok(Health {
         target: handle.target.clone(),
         version: handle.version,
         not_writable,
+        members,
+        leases,
     })
 }
 
@@ -633,6 +692,8 @@ mod tests {
             target: "127.0.0.1:5432/state (schema s)".into(),
             version,
             not_writable: not_writable.map(String::from),
+            members: Vec::new(),
+            leases: Vec::new(),
         };
         assert_eq!(
             h(0, None).line(),

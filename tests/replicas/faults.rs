@@ -1,0 +1,98 @@
+//! The state database's faults under two replicas: their sessions terminated by the
+//! server (`pg_terminate_backend`), and the database frozen past the lease (a proxy that
+//! stops forwarding, as a stopped server does). Every replica recovers: beats go on, the
+//! servers are collected again, the delivery goes on, no finding is told twice.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::support::faults::Proxy;
+use crate::support::{self};
+use crate::{collecting, deliverer, file_insights, replica, replicas, schema, wait_all};
+
+fn extra(out: &std::path::Path) -> String {
+    format!(
+        r#"[schedule]
+cron = "*/5 * * * * *"
+[channels.file]
+type = "file"
+path = "{}""#,
+        out.display()
+    )
+}
+
+/// Beats seen so far by a replica (its `last_beat` changes each one).
+fn last_beat(p: &support::daemon::Proc) -> Option<String> {
+    replicas(p).and_then(|r| r["last_beat"].as_str().map(String::from))
+}
+
+fn no_finding_twice(out: &std::path::Path) {
+    let mut times: BTreeMap<String, usize> = BTreeMap::new();
+    for i in file_insights(out) {
+        *times
+            .entry(format!("{}:{}", i["fingerprint"], i["status"]))
+            .or_default() += 1;
+    }
+    let twice: Vec<&String> = times.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k).collect();
+    assert!(twice.is_empty(), "findings told twice: {twice:?}");
+}
+
+#[test]
+fn terminated_sessions_and_a_frozen_state_database_are_recovered_from() {
+    let schema = schema("faults");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("findings.jsonl");
+    // Through a proxy that can freeze, to the lab's state database.
+    let lab = support::lab();
+    let port: u16 = lab.var("POWA_LAB_REPO_PORT").parse().unwrap();
+    let proxy = Proxy::start(([127, 0, 0, 1], port).into(), None);
+    let dsn = lab
+        .state_dsn()
+        .replace(&format!("port={port}"), &format!("port={}", proxy.port));
+    let mut a = replica(&schema, &dsn, &extra(&out));
+    let mut b = replica(&schema, &dsn, &extra(&out));
+    let settled = |ps: &[&support::daemon::Proc]| {
+        let want = crate::expected_servers(ps[0]);
+        let total: usize = ps.iter().map(|p| collecting(p).len()).sum();
+        want > 0
+            && total == want
+            && ps.iter().all(|p| deliverer(p).is_some())
+            && ps.iter().all(|p| {
+                replicas(p).is_some_and(|r| r["members"].as_array().map(Vec::len) == Some(2))
+            })
+    };
+    wait_all(&mut [&mut a, &mut b], "two replicas sharing", Duration::from_secs(90), settled);
+    wait_all(&mut [&mut a, &mut b], "a first report", Duration::from_secs(60), |_| {
+        !file_insights(&out).is_empty()
+    });
+
+    // Every session of the schema's processes terminated by the server.
+    let killed = crate::state_sql(&format!(
+        "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity
+         WHERE application_name = 'powa-sentinel/{schema}'"
+    ));
+    eprintln!("terminated {killed:?} sessions");
+    let beats: Vec<Option<String>> = [&a, &b].iter().map(|p| last_beat(p)).collect();
+    wait_all(&mut [&mut a, &mut b], "beats after the sessions were cut", Duration::from_secs(30), |ps| {
+        ps.iter().zip(&beats).all(|(p, before)| last_beat(p) != *before && last_beat(p).is_some())
+            && settled(ps)
+    });
+
+    // Frozen past the lease: both stop collecting and delivering, then carry on.
+    proxy.freeze();
+    wait_all(&mut [&mut a, &mut b], "both stop at their deadline", Duration::from_secs(30), |ps| {
+        ps.iter().all(|p| collecting(p).is_empty() && p.logs().contains("Lost the leases"))
+    });
+    let frozen_at = file_insights(&out).len();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(file_insights(&out).len(), frozen_at, "nothing delivered while frozen");
+    proxy.thaw();
+    wait_all(&mut [&mut a, &mut b], "the replicas sharing again", Duration::from_secs(60), settled);
+    std::thread::sleep(Duration::from_secs(6));
+    no_finding_twice(&out);
+    crate::assert_never_collected_twice(&[&a, &b]);
+    for p in [a, b] {
+        p.stop(Duration::from_secs(30));
+    }
+    crate::state_sql(&format!("DROP SCHEMA {schema} CASCADE"));
+}

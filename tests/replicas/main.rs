@@ -1,0 +1,252 @@
+//! Replicas: several real `powa-sentinel run` processes on one state database (the lab's
+//! `sentinel_state`, a schema per test), the lab's real PoWA repositories, a file channel
+//! and the WeCom-compatible robot as a process of its own.
+//!
+//! - `split`: three replicas share the servers (none collected by two, none left out) and
+//!   one report's findings arrive once, whichever replica analysed them;
+//! - `takeover`: `kill -9` of the delivering replica in the middle of a multi-part report,
+//!   `SIGSTOP` of it past its lease then `SIGCONT`: the other one carries on, nothing is
+//!   lost, nothing is sent twice but the one part in flight;
+//! - `faults`: the replicas' state-database sessions terminated, the state database
+//!   frozen past the lease: every replica recovers, nothing lost or doubled.
+//!
+//! Waits are liveness bounds, never speed assertions.
+
+#[path = "../support/robot.rs"]
+mod robot;
+#[path = "../support/mod.rs"]
+mod support;
+
+mod faults;
+mod split;
+mod takeover;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use support::daemon::Proc;
+
+/// A fresh schema of the lab's state database for one test (dropped first).
+pub fn schema(test: &str) -> String {
+    let schema = format!("r_{test}_{}", std::process::id());
+    state_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+    schema
+}
+
+/// Runs `sql` on the state database as its owner; the first column of each row.
+pub fn state_sql(sql: &str) -> Vec<String> {
+    let dsn = support::lab().state_dsn();
+    let sql = sql.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+                .await
+                .expect("connect to the lab's state database");
+            tokio::spawn(conn);
+            let mut out = Vec::new();
+            for m in client.simple_query(&sql).await.expect(&sql) {
+                if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+                    out.push(r.get(0).unwrap_or("").to_string());
+                }
+            }
+            out
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// The settings every replica of a test shares (but `[http] listen`): the lab's three
+/// servers of its PoWA 4 repository and the PoWA 5 repository's, collected every second,
+/// the state database of `schema` with a 3 s lease (`state` may point it elsewhere),
+/// then `extra` (the channels, the schedule's keys).
+pub fn replica_settings(port: u16, schema: &str, state_dsn: &str, extra: &str) -> String {
+    let lab = support::lab();
+    format!(
+        r#"[log]
+level = "debug"
+format = "json"
+[collection]
+interval = "1s"
+min_interval = "1s"
+max_jitter = "200ms"
+rediscover_every = "5s"
+repository_retry_max = "2s"
+shutdown_deadline = "10s"
+[http]
+listen = "127.0.0.1:{port}"
+[analysis]
+window = "1h"
+[repositories.main]
+dsn = "{main}"
+servers = ["local", "remote1", "remote2"]
+[repositories.five]
+dsn = "{five}"
+[state]
+dsn = "{state_dsn}"
+schema = "{schema}"
+lease = "3s"
+connect_timeout = "2s"
+statement_timeout = "2s"
+{extra}
+"#,
+        main = lab.repo_dsn(),
+        five = lab.repo5_dsn(),
+    )
+}
+
+/// Starts one replica.
+pub fn replica(schema: &str, state_dsn: &str, extra: &str) -> Proc {
+    let (schema, dsn, extra) = (schema.to_string(), state_dsn.to_string(), extra.to_string());
+    Proc::start(
+        "run",
+        move |port, _| replica_settings(port, &schema, &dsn, &extra),
+        &[],
+    )
+}
+
+/// `/status` → `replicas`, when the replica answers.
+pub fn replicas(p: &Proc) -> Option<Value> {
+    p.status().map(|s| s["replicas"].clone()).filter(|r| r.is_object())
+}
+
+/// This replica's member id.
+pub fn me(p: &Proc) -> Option<String> {
+    replicas(p).and_then(|r| r["me"].as_str().map(String::from))
+}
+
+/// The servers a replica collects now.
+pub fn collecting(p: &Proc) -> BTreeSet<String> {
+    replicas(p)
+        .map(|r| {
+            r["collecting"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Who delivers, as a replica sees it.
+pub fn deliverer(p: &Proc) -> Option<String> {
+    replicas(p).and_then(|r| r["delivery"]["holder"].as_str().map(String::from))
+}
+
+/// How many servers the fleet collects, as a replica discovered them: the three chosen
+/// of the PoWA 4 repository and every server of the PoWA 5 one (0 before both answered).
+pub fn expected_servers(p: &Proc) -> usize {
+    p.status()
+        .and_then(|s| {
+            let five = s["repositories"]["five"]["servers"].as_u64()?;
+            s["repositories"]["main"]["reachable"]
+                .as_bool()
+                .filter(|r| *r)?;
+            Some(3 + five as usize)
+        })
+        .unwrap_or(0)
+}
+
+/// When each replica ran a collector for each server: (server → [(start, stop)]) from its
+/// log, the stop `None` while it still runs.
+pub fn collector_intervals(p: &Proc) -> BTreeMap<String, Vec<(String, Option<String>)>> {
+    let mut out: BTreeMap<String, Vec<(String, Option<String>)>> = BTreeMap::new();
+    for line in p.logs().lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let (Some(msg), Some(server), Some(ts)) =
+            (v["msg"].as_str(), v["server"].as_str(), v["ts"].as_str())
+        else {
+            continue;
+        };
+        if msg == "Collector started." {
+            out.entry(server.to_string())
+                .or_default()
+                .push((ts.to_string(), None));
+        } else if msg.starts_with("Server gone from the repository") {
+            if let Some(last) = out.get_mut(server).and_then(|v| v.last_mut()) {
+                last.1 = Some(ts.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// No server had collectors on two replicas at once: the intervals of each server, over
+/// every replica, do not overlap (RFC 3339 times of one clock compare as text).
+pub fn assert_never_collected_twice(procs: &[&Proc]) {
+    let mut by_server: BTreeMap<String, Vec<(String, String, usize)>> = BTreeMap::new();
+    for (i, p) in procs.iter().enumerate() {
+        for (server, spans) in collector_intervals(p) {
+            for (start, stop) in spans {
+                by_server.entry(server.clone()).or_default().push((
+                    start,
+                    stop.unwrap_or_else(|| "9999".into()),
+                    i,
+                ));
+            }
+        }
+    }
+    for (server, mut spans) in by_server {
+        spans.sort();
+        for w in spans.windows(2) {
+            assert!(
+                w[0].1 <= w[1].0 || w[0].2 == w[1].2,
+                "{server} was collected by replicas {} and {} at once: {:?} and {:?}",
+                w[0].2,
+                w[1].2,
+                w[0],
+                w[1]
+            );
+        }
+    }
+}
+
+/// Waits until `cond` holds over all the replicas; panics with their logs after `limit`.
+pub fn wait_all(procs: &mut [&mut Proc], what: &str, limit: Duration, cond: impl Fn(&[&Proc]) -> bool) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let views: Vec<&Proc> = procs.iter().map(|p| &**p).collect();
+        if cond(&views) {
+            return;
+        }
+        for p in procs.iter_mut() {
+            assert!(p.running(), "a replica exited while waiting for {what}:\n{}", p.output());
+        }
+        if t0.elapsed() > limit {
+            let logs: Vec<String> = procs
+                .iter()
+                .map(|p| format!("status {:?}\n{}", p.status(), tail(&p.logs(), 40)))
+                .collect();
+            panic!("never saw {what}:\n{}", logs.join("\n-----\n"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The last `n` lines of `text` that are not debug records.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("\"level\":\"DEBUG\""))
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The insights a file channel wrote.
+pub fn file_insights(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
