@@ -230,6 +230,11 @@ pub fn not_ready(status: &Status) -> Vec<String> {
             ));
         }
     }
+    if let Some(e) = status.replicas.as_ref().and_then(|r| r.error.as_ref()) {
+        reasons.push(format!(
+            "the state database does not answer this replica's beats ({e}); it collects and delivers nothing past its lease"
+        ));
+    }
     for (name, c) in &status.channels {
         if c.permanently_failed {
             reasons.push(format!(

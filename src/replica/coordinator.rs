@@ -298,13 +298,20 @@ impl Beating {
     fn lose_all(&self, why: &str) {
         warn!(self.log, "Lost the leases: collection and delivery stop here until the state database answers (another replica may take over)."; "reason" => why);
         self.owned.set_collect(BTreeSet::new());
-        if let Some(f) = self.delivery.borrow().clone() {
+        // Not inside `if let` on the borrow: its read guard would outlive the send.
+        let current = self.delivery.borrow().clone();
+        if let Some(f) = current {
             f.lose();
             let _ = self.delivery.send(None);
         }
         metrics().leases_held("delivery", 0);
         metrics().leases_held("server", 0);
         self.show_error(why);
+        update(&self.board, |s| {
+            if let Some(r) = s.replicas.as_mut() {
+                r.collecting.clear();
+            }
+        });
     }
 
     fn show(&self, beat: &Beat, handovers: u64, error: Option<String>) {

@@ -211,21 +211,37 @@ pub async fn beat(c: &Client, me: &Me, ttl: Duration, ask: &Ask) -> Result<Beat,
     }
     let mut acquired = Vec::new();
     if !wanted.is_empty() {
-        for r in c
+        // New names first (no row to lock), then the free or expired ones. SKIP LOCKED:
+        // a row another transaction holds (a delivering replica's write checking its
+        // fence) is not waited for; it is taken at a later beat, so a holder frozen in
+        // the middle of a write never stalls everyone's beat.
+        let fresh = c
             .query(
                 "INSERT INTO leases (name, holder, epoch, since, expires_at)
                  SELECT n, $1, 1, now(), now() + $3 * interval '1 millisecond'
                  FROM unnest($2::text[]) n
-                 ON CONFLICT (name) DO UPDATE
-                     SET holder = excluded.holder, epoch = leases.epoch + 1,
-                         since = now(), expires_at = excluded.expires_at
-                     WHERE leases.holder IS NULL OR leases.expires_at <= now()
+                 ON CONFLICT (name) DO NOTHING
                  RETURNING name, epoch",
                 &[&me.id, &wanted, &ttl_ms],
             )
             .await
-            .at("take leases")?
-        {
+            .at("take new leases")?;
+        let free = c
+            .query(
+                "WITH free AS (
+                     SELECT name FROM leases
+                     WHERE name = ANY($2) AND (holder IS NULL OR expires_at <= now())
+                     FOR UPDATE SKIP LOCKED)
+                 UPDATE leases l
+                 SET holder = $1, epoch = l.epoch + 1, since = now(),
+                     expires_at = now() + $3 * interval '1 millisecond'
+                 FROM free WHERE l.name = free.name
+                 RETURNING l.name, l.epoch",
+                &[&me.id, &wanted, &ttl_ms],
+            )
+            .await
+            .at("take leases")?;
+        for r in fresh.iter().chain(&free) {
             acquired.push((r.get(0), r.get(1)));
         }
     }

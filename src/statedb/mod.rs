@@ -218,14 +218,12 @@ impl StateDb {
             // synchronous_commit off (a server default some set for speed) would let a
             // COMMIT return before it is on disk: raised for this session, so a call
             // that returned survives the server's crash, as a redb commit survives ours.
-            setup: format!(
-                "SET search_path TO {}; SET statement_timeout = {timeout_ms}; \
-                 SET lock_timeout = {timeout_ms}; SET idle_in_transaction_session_timeout = {idle}; \
-                 SELECT set_config('synchronous_commit', 'on', false) \
-                 WHERE current_setting('synchronous_commit') = 'off';",
-                quote_ident(&db.schema),
-                idle = timeout_ms * 2,
-            ),
+            setup: settings_sql(&db.schema, timeout_ms, false),
+            // Again at each BEGIN, in the same round trip, for this transaction only: a
+            // pooler in transaction mode (PgBouncer's `pool_mode = transaction`) hands
+            // each transaction to any server session, where the session's settings are
+            // not; and no session lock is ever used (leases are rows).
+            local: settings_sql(&db.schema, timeout_ms, true),
             // A call's whole transaction: its statements, bounded by the server, and a
             // connect, bounded here, with room.
             limit: db.connection.statement_timeout * 3 + db.connection.connect_timeout,
@@ -404,6 +402,8 @@ pub struct Conn {
     deadline: Duration,
     /// Run on every new session: the schema as search path, the timeouts.
     setup: String,
+    /// The same for one transaction (`SET LOCAL`), sent with every BEGIN.
+    local: String,
     /// The longest one transaction may take in all.
     limit: Duration,
     target: String,
@@ -413,6 +413,30 @@ pub struct Conn {
     /// server that does not answer would hold each of them for the connect deadline.
     down: Option<(String, std::time::Instant)>,
 }
+
+/// The settings of a session (or with `local`, of one transaction): the schema as search
+/// path, the statement and lock timeouts, the idle-in-transaction limit, and
+/// synchronous_commit on where the server default turned it off (else a COMMIT could
+/// return before it is on disk: a call that returned survives the server's crash, as a
+/// redb commit survives ours).
+fn settings_sql(schema: &str, timeout_ms: u128, local: bool) -> String {
+    let set = if local { "SET LOCAL" } else { "SET" };
+    // Every transaction here is a few statements sent back to back: a session idle inside
+    // one is a frozen or cut-off process, whose row locks (a lease's, checked by a fenced
+    // write) must not outlive it for long.
+    let idle = (timeout_ms * 2).min(IDLE_IN_TRANSACTION.as_millis());
+    format!(
+        "{set} search_path TO {}; {set} statement_timeout = {timeout_ms}; \
+         {set} lock_timeout = {timeout_ms}; {set} idle_in_transaction_session_timeout = {idle}; \
+         SELECT set_config('synchronous_commit', 'on', {local}) \
+         WHERE current_setting('synchronous_commit') = 'off';",
+        quote_ident(schema),
+    )
+}
+
+/// The longest a session of this process may sit idle inside a transaction before the
+/// server ends it.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(2);
 
 /// How long a failed connect is not retried (at most the connect deadline).
 const HOLD_OFF: Duration = Duration::from_secs(2);
@@ -476,10 +500,14 @@ impl Conn {
         // Reads see one snapshot, as a redb read transaction does: a commit of another
         // process between two of their statements is not half seen.
         let sql = if write {
-            "BEGIN"
+            format!("BEGIN; {}", self.local)
         } else {
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+            format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {}",
+                self.local
+            )
         };
+        let sql = sql.as_str();
         if self.client.as_ref().is_some_and(|c| c.is_closed()) {
             self.client = None;
         }
@@ -632,7 +660,10 @@ impl Health {
             ));
         }
         if delivery.is_none() {
-            out.push("  nobody delivers right now (a replica takes the delivery at its next beat)".into());
+            out.push(
+                "  nobody delivers right now (a replica takes the delivery at its next beat)"
+                    .into(),
+            );
         }
         out
     }

@@ -33,7 +33,11 @@ fn no_finding_twice(out: &std::path::Path) {
             .entry(format!("{}:{}", i["fingerprint"], i["status"]))
             .or_default() += 1;
     }
-    let twice: Vec<&String> = times.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k).collect();
+    let twice: Vec<&String> = times
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, _)| k)
+        .collect();
     assert!(twice.is_empty(), "findings told twice: {twice:?}");
 }
 
@@ -61,10 +65,18 @@ fn terminated_sessions_and_a_frozen_state_database_are_recovered_from() {
                 replicas(p).is_some_and(|r| r["members"].as_array().map(Vec::len) == Some(2))
             })
     };
-    wait_all(&mut [&mut a, &mut b], "two replicas sharing", Duration::from_secs(90), settled);
-    wait_all(&mut [&mut a, &mut b], "a first report", Duration::from_secs(60), |_| {
-        !file_insights(&out).is_empty()
-    });
+    wait_all(
+        &mut [&mut a, &mut b],
+        "two replicas sharing",
+        Duration::from_secs(90),
+        settled,
+    );
+    wait_all(
+        &mut [&mut a, &mut b],
+        "a first report",
+        Duration::from_secs(60),
+        |_| !file_insights(&out).is_empty(),
+    );
 
     // Every session of the schema's processes terminated by the server.
     let killed = crate::state_sql(&format!(
@@ -73,21 +85,43 @@ fn terminated_sessions_and_a_frozen_state_database_are_recovered_from() {
     ));
     eprintln!("terminated {killed:?} sessions");
     let beats: Vec<Option<String>> = [&a, &b].iter().map(|p| last_beat(p)).collect();
-    wait_all(&mut [&mut a, &mut b], "beats after the sessions were cut", Duration::from_secs(30), |ps| {
-        ps.iter().zip(&beats).all(|(p, before)| last_beat(p) != *before && last_beat(p).is_some())
-            && settled(ps)
-    });
+    wait_all(
+        &mut [&mut a, &mut b],
+        "beats after the sessions were cut",
+        Duration::from_secs(30),
+        |ps| {
+            ps.iter()
+                .zip(&beats)
+                .all(|(p, before)| last_beat(p) != *before && last_beat(p).is_some())
+                && settled(ps)
+        },
+    );
 
     // Frozen past the lease: both stop collecting and delivering, then carry on.
     proxy.freeze();
-    wait_all(&mut [&mut a, &mut b], "both stop at their deadline", Duration::from_secs(30), |ps| {
-        ps.iter().all(|p| collecting(p).is_empty() && p.logs().contains("Lost the leases"))
-    });
+    wait_all(
+        &mut [&mut a, &mut b],
+        "both stop at their deadline",
+        Duration::from_secs(30),
+        |ps| {
+            ps.iter()
+                .all(|p| collecting(p).is_empty() && p.logs().contains("Lost the leases"))
+        },
+    );
     let frozen_at = file_insights(&out).len();
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(file_insights(&out).len(), frozen_at, "nothing delivered while frozen");
+    assert_eq!(
+        file_insights(&out).len(),
+        frozen_at,
+        "nothing delivered while frozen"
+    );
     proxy.thaw();
-    wait_all(&mut [&mut a, &mut b], "the replicas sharing again", Duration::from_secs(60), settled);
+    wait_all(
+        &mut [&mut a, &mut b],
+        "the replicas sharing again",
+        Duration::from_secs(60),
+        settled,
+    );
     std::thread::sleep(Duration::from_secs(6));
     no_finding_twice(&out);
     crate::assert_never_collected_twice(&[&a, &b]);

@@ -80,6 +80,7 @@ max_jitter = "200ms"
 rediscover_every = "5s"
 repository_retry_max = "2s"
 shutdown_deadline = "10s"
+max_concurrent_per_repository = 2
 [http]
 listen = "127.0.0.1:{port}"
 [analysis]
@@ -114,7 +115,9 @@ pub fn replica(schema: &str, state_dsn: &str, extra: &str) -> Proc {
 
 /// `/status` → `replicas`, when the replica answers.
 pub fn replicas(p: &Proc) -> Option<Value> {
-    p.status().map(|s| s["replicas"].clone()).filter(|r| r.is_object())
+    p.status()
+        .map(|s| s["replicas"].clone())
+        .filter(|r| r.is_object())
 }
 
 /// This replica's member id.
@@ -212,7 +215,12 @@ pub fn assert_never_collected_twice(procs: &[&Proc]) {
 }
 
 /// Waits until `cond` holds over all the replicas; panics with their logs after `limit`.
-pub fn wait_all(procs: &mut [&mut Proc], what: &str, limit: Duration, cond: impl Fn(&[&Proc]) -> bool) {
+pub fn wait_all(
+    procs: &mut [&mut Proc],
+    what: &str,
+    limit: Duration,
+    cond: impl Fn(&[&Proc]) -> bool,
+) {
     let t0 = std::time::Instant::now();
     loop {
         let views: Vec<&Proc> = procs.iter().map(|p| &**p).collect();
@@ -220,7 +228,11 @@ pub fn wait_all(procs: &mut [&mut Proc], what: &str, limit: Duration, cond: impl
             return;
         }
         for p in procs.iter_mut() {
-            assert!(p.running(), "a replica exited while waiting for {what}:\n{}", p.output());
+            assert!(
+                p.running(),
+                "a replica exited while waiting for {what}:\n{}",
+                p.output()
+            );
         }
         if t0.elapsed() > limit {
             let logs: Vec<String> = procs

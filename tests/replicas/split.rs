@@ -56,7 +56,11 @@ path = "{}""#,
     let delivering = deliverer(&a).expect("someone delivers");
     assert!(ids.contains(&delivering), "{delivering} is one of {ids:?}");
     for p in [&a, &b, &c] {
-        assert_eq!(deliverer(p).as_deref(), Some(delivering.as_str()), "one view");
+        assert_eq!(
+            deliverer(p).as_deref(),
+            Some(delivering.as_str()),
+            "one view"
+        );
     }
 
     // Two reports' worth: findings of servers collected by at least two replicas reach
@@ -86,7 +90,11 @@ path = "{}""#,
             .entry(format!("{}:{}", i["fingerprint"], i["status"]))
             .or_default() += 1;
     }
-    let twice: Vec<&String> = times.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k).collect();
+    let twice: Vec<&String> = times
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, _)| k)
+        .collect();
     assert!(twice.is_empty(), "findings told twice: {twice:?}");
     eprintln!(
         "{} findings from {} servers; shares {:?}",
@@ -96,7 +104,10 @@ path = "{}""#,
             .map(|i| format!("{}/{}", i["repository"], i["server"]))
             .collect::<BTreeSet<_>>()
             .len(),
-        [&a, &b, &c].iter().map(|p| collecting(p).len()).collect::<Vec<_>>()
+        [&a, &b, &c]
+            .iter()
+            .map(|p| collecting(p).len())
+            .collect::<Vec<_>>()
     );
 
     // `check` lists the three and who delivers.

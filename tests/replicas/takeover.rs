@@ -71,11 +71,16 @@ fn two_replicas_mid_report(schema: &str, robot: &robot::Robot) -> (Proc, Proc, u
         me(p).is_some() && deliverer(p) == me(p)
     });
     let mut b = replica(schema, &state, &extra(robot));
-    wait_all(&mut [&mut a, &mut b], "two members, B with a share", Duration::from_secs(60), |ps| {
-        ps.iter()
-            .all(|p| replicas(p).is_some_and(|r| r["members"].as_array().map(Vec::len) == Some(2)))
-            && !crate::collecting(ps[1]).is_empty()
-    });
+    wait_all(
+        &mut [&mut a, &mut b],
+        "two members, B with a share",
+        Duration::from_secs(60),
+        |ps| {
+            ps.iter().all(|p| {
+                replicas(p).is_some_and(|r| r["members"].as_array().map(Vec::len) == Some(2))
+            }) && !crate::collecting(ps[1]).is_empty()
+        },
+    );
     let t = Instant::now();
     loop {
         let sent = parts(&robot.record);
@@ -115,7 +120,11 @@ fn assert_first_report_whole(record: &Path, n: usize, cut: usize) {
         (1..=n).collect::<Vec<_>>(),
         "every part of the report arrived: {seen:?}"
     );
-    let twice: Vec<usize> = seen.iter().filter(|(_, c)| **c > 1).map(|(i, _)| *i).collect();
+    let twice: Vec<usize> = seen
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(i, _)| *i)
+        .collect();
     assert!(
         seen.values().all(|c| *c <= 2) && twice.len() <= 1,
         "parts repeated: {seen:?}"
@@ -142,7 +151,10 @@ fn kill_9_of_the_delivering_replica_mid_report_loses_nothing() {
     let took = b.wait_for("B takes the delivery over", Duration::from_secs(30), |p| {
         deliverer(p).is_some_and(|d| d != a_id)
     });
-    eprintln!("hand-over {:?} after the kill (lease 3s)", killed.elapsed().min(took + Duration::from_millis(1500)));
+    eprintln!(
+        "hand-over {:?} after the kill (lease 3s)",
+        killed.elapsed().min(took + Duration::from_millis(1500))
+    );
     b.wait_for("the rest of the report", Duration::from_secs(60), |_| {
         let sent = parts(&fake.record);
         let first = &sent[0].0;
