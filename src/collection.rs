@@ -90,6 +90,9 @@ fn events(log: &Logger) -> Events {
 
 /// Starts one supervised task per configured repository.
 pub fn start_repositories(shared: &Rc<Shared>) -> Vec<Task> {
+    if let Some(owned) = &shared.owned {
+        owned.keep_repositories(&shared.settings.repositories.keys().cloned().collect());
+    }
     // Repositories and servers dropped from the configuration leave the status page and
     // the metrics; the others keep theirs across a reload (their cycle counts and the age
     // of their last success go on, so a server stuck before the reload still shows it).

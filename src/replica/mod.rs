@@ -125,6 +125,13 @@ impl Owned {
             .insert(repository.to_string(), keys);
     }
 
+    /// Forgets what repositories no longer configured offered (a reload dropped them).
+    pub fn keep_repositories(&self, configured: &BTreeSet<String>) {
+        self.candidates
+            .borrow_mut()
+            .retain(|r, _| configured.contains(r));
+    }
+
     /// Every server offered.
     pub fn candidates(&self) -> BTreeSet<String> {
         self.candidates
@@ -263,5 +270,7 @@ mod tests {
         o.offer("a", set(&["a/b", "a/c"]));
         o.offer("z", set(&["z/x"]));
         assert_eq!(o.candidates().len(), 3);
+        o.keep_repositories(&set(&["a"]));
+        assert_eq!(o.candidates(), set(&["a/b", "a/c"]), "a reload dropped z");
     }
 }

@@ -737,6 +737,56 @@ mod tests {
     }
 
     #[test]
+    fn check_lists_the_replicas_and_who_delivers() {
+        let t = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let member = |id: &str| lease::Member {
+            id: id.into(),
+            host: "h".into(),
+            pid: 1,
+            version: "0.1.0".into(),
+            started_at: t("2026-12-04T10:00:00Z"),
+            seen_at: t("2026-12-04T10:05:00Z"),
+        };
+        let held = |name: &str, holder: &str| lease::LeaseRow {
+            name: name.into(),
+            holder: Some(holder.into()),
+            epoch: 3,
+            since: t("2026-12-04T10:01:00Z"),
+            expires_at: t("2026-12-04T10:05:15Z"),
+        };
+        let mut h = Health {
+            target: "db".into(),
+            version: schema::VERSION,
+            not_writable: None,
+            members: Vec::new(),
+            leases: Vec::new(),
+        };
+        assert!(h.replica_lines()[0].starts_with("replicas: none running"));
+        h.members = vec![member("a:1:x"), member("b:2:y")];
+        h.leases = vec![
+            held(lease::DELIVERY, "a:1:x"),
+            held("server:r/s1", "a:1:x"),
+            held("server:r/s2", "b:2:y"),
+            held("server:r/s3", "b:2:y"),
+        ];
+        let lines = h.replica_lines();
+        assert!(lines[0].starts_with("replicas: 2 live"), "{lines:?}");
+        assert_eq!(
+            lines[1],
+            "  a:1:x (version 0.1.0, since 2026-12-04 10:00:00 UTC, last seen 10:05:00 UTC): 1 servers, delivers since 2026-12-04 10:01:00 UTC (epoch 3)"
+        );
+        assert!(lines[2].ends_with(": 2 servers"), "{lines:?}");
+        h.leases.remove(0);
+        assert!(h.replica_lines().last().unwrap().contains("nobody delivers"));
+        h.version = 1;
+        assert!(h.replica_lines().is_empty(), "no replicas before schema 2");
+    }
+
+    #[test]
     fn a_password_that_cannot_be_read_names_the_state_keys() {
         let e = settings_error(ConnectError::Password {
             repo: "state".into(),
