@@ -213,7 +213,8 @@ impl LiveWindow {
         &self.server
     }
 
-    /// Approximate heap held by the rolling state (series, buckets, lumps, texts).
+    /// Approximate heap held by the rolling state (series, buckets, lumps, boundary
+    /// caches, texts).
     pub fn heap_bytes(&self) -> usize {
         self.statements.heap_bytes()
             + self.kcache.heap_bytes()
@@ -221,10 +222,7 @@ impl LiveWindow {
             + self
                 .baselines
                 .iter()
-                .map(|b| {
-                    b.totals.capacity() * (std::mem::size_of::<(SeriesKey, [f64; N])>() + 8)
-                        + b.cache.as_ref().map_or(0, |c| c.heap_bytes())
-                })
+                .map(|b| b.cache.as_ref().map_or(0, |c| c.heap_bytes()))
                 .sum::<usize>()
             + self
                 .texts

@@ -24,11 +24,15 @@
 //! and summed per snapshot first, as the window read does.
 //!
 //! Memory: one part per series and checkpoint ahead of the start, all-zero parts (idle
-//! hours) left out, each `8 + 8·M` bytes (136 for the 16 statements counters, 40 for
-//! kcache), plus about 48 bytes per series: a range of PoWA's default 100 snapshots of 5
-//! minutes spans 9 checkpoints, so at most about `keys × (48 + 9 × (8 + 8·M))` bytes,
-//! right after a fill, falling as the start moves — 21 MB of statements and 6.7 MB of
-//! kcache for 16,500 busy keys, nothing once the start-up lump has aged out.
+//! hours) left out, packed ([`Packed`]): 8 bytes, then 4 per field that `f32` holds
+//! exactly (counts), 8 per other non-zero field (times), nothing per zero field — at most
+//! `8 + 8·M` bytes (136 for the 16 statements counters, 40 for kcache), about 80 and 32
+//! on the bench's workload — plus about 60 bytes per series. A range of PoWA's default
+//! 100 snapshots of 5 minutes spans 9 checkpoints, so a cache holds at most about
+//! `keys × (60 + 9 × part)` bytes, right after a fill, falling as the start moves: for
+//! 16,500 keys busy every hour, about 13 MB of statements and 5 MB of kcache for the
+//! lump (gone once the start-up lump has aged out, 24 h after start) and 13 MB per
+//! baseline, at the worst; idle keys cost their 60 bytes.
 
 use std::collections::{HashMap, HashSet};
 
@@ -39,7 +43,7 @@ use tokio_postgres::types::ToSql;
 use super::super::cold::{key_of, run_at, values};
 use super::super::layout::{Layout, SeriesKey};
 use super::super::reader::{is_reset, Run};
-use super::super::session::{QueryError, Session};
+use super::super::session::{QueryError, Rows, Session};
 use super::family::bucket_of;
 
 /// What one series gained over one checkpoint.
@@ -47,6 +51,87 @@ use super::family::bucket_of;
 pub(super) struct Part<const M: usize> {
     k: u32,
     v: [f64; M],
+}
+
+/// One series' parts, packed: per part its checkpoint (`u32`), a 2-bit tag per field
+/// (zero, `f32`, `f64`), then its non-zero fields, each as `f32` when that holds it
+/// exactly (counts of calls, rows and blocks), else as `f64` (times): so nothing is
+/// rounded, and an idle field costs nothing.
+#[derive(Clone, Debug, Default)]
+struct Packed(Vec<u8>);
+
+const ZERO: u32 = 0;
+const F32: u32 = 1;
+const F64: u32 = 2;
+
+impl Packed {
+    fn push<const M: usize>(&mut self, part: &Part<M>) {
+        const { assert!(M <= 16, "2-bit tags of at most 16 fields fit a u32") };
+        let mut tags = 0u32;
+        let at = self.0.len();
+        self.0.extend_from_slice(&part.k.to_le_bytes());
+        self.0.extend_from_slice(&[0; 4]);
+        for (i, &x) in part.v.iter().enumerate() {
+            let tag = if x == 0.0 {
+                ZERO
+            } else if (x as f32) as f64 == x {
+                self.0.extend_from_slice(&(x as f32).to_le_bytes());
+                F32
+            } else {
+                self.0.extend_from_slice(&x.to_le_bytes());
+                F64
+            };
+            tags |= tag << (2 * i);
+        }
+        self.0[at + 4..at + 8].copy_from_slice(&tags.to_le_bytes());
+    }
+
+    /// The part at byte `at` and where the next one starts.
+    fn read<const M: usize>(&self, mut at: usize) -> (Part<M>, usize) {
+        let word = |at: usize| u32::from_le_bytes(self.0[at..at + 4].try_into().unwrap());
+        let (k, tags) = (word(at), word(at + 4));
+        at += 8;
+        let v = std::array::from_fn(|i| match (tags >> (2 * i)) & 3 {
+            F32 => {
+                at += 4;
+                f32::from_le_bytes(self.0[at - 4..at].try_into().unwrap()) as f64
+            }
+            F64 => {
+                at += 8;
+                f64::from_le_bytes(self.0[at - 8..at].try_into().unwrap())
+            }
+            _ => 0.0,
+        });
+        (Part { k, v }, at)
+    }
+
+    fn unpack<const M: usize>(&self) -> Vec<Part<M>> {
+        let (mut out, mut at) = (Vec::new(), 0);
+        while at < self.0.len() {
+            let (p, next) = self.read(at);
+            out.push(p);
+            at = next;
+        }
+        out
+    }
+
+    /// The sum of the parts up to checkpoint `last` (None when there are none), which
+    /// are forgotten.
+    fn take<const M: usize>(&mut self, last: u32) -> Option<[f64; M]> {
+        let (mut sum, mut at, mut any) = ([0.0; M], 0, false);
+        while at < self.0.len() {
+            let (p, next) = self.read::<M>(at);
+            if p.k > last {
+                break;
+            }
+            for (s, x) in sum.iter_mut().zip(p.v) {
+                *s += x;
+            }
+            (at, any) = (next, true);
+        }
+        self.0.drain(..at);
+        any.then_some(sum)
+    }
 }
 
 /// The checkpoint grid of a cache: that of the window, shifted back by `shift` for a
@@ -81,7 +166,7 @@ pub(super) struct BoundaryCache<const M: usize> {
     /// The checkpoint the parts reach: the start moves up to there without a read.
     horizon: DateTime<Utc>,
     grid: Grid,
-    parts: HashMap<SeriesKey, Vec<Part<M>>>,
+    parts: HashMap<SeriesKey, Packed>,
     /// Newest point of each checkpoint, over all series: the last snapshot before a start
     /// moved past it.
     latest: Vec<(u32, DateTime<Utc>)>,
@@ -108,6 +193,27 @@ impl<const M: usize> BoundaryCache<M> {
         grid: Grid,
         keep: impl Fn(&SeriesKey) -> bool,
     ) -> Result<Filled<M>, QueryError> {
+        let mut cache = BoundaryCache {
+            edge,
+            horizon,
+            grid,
+            parts: HashMap::new(),
+            latest: Vec::new(),
+        };
+        if !layout.ranges_summable() {
+            // Wait samples: a series is spread over several rows per snapshot and range
+            // (see `Layout::wait_sampling`), so its points are read, as the window read
+            // reads them.
+            let params: Vec<&(dyn ToSql + Sync)> = if layout.multi() {
+                vec![&anchor, &horizon, &srvid]
+            } else {
+                vec![&anchor, &horizon]
+            };
+            let stream = client.query_raw(&layout.points_sql(), params).await?;
+            let rows = cache.fold_points(stream, None, &keep).await?;
+            cache.latest.sort_unstable();
+            return Ok(Filled { cache, rows });
+        }
         let bounds: Vec<DateTime<Utc>> = (grid.bucket(anchor)..=grid.bucket(horizon))
             .map(|k| grid.bucket_start(k))
             .collect();
@@ -120,13 +226,6 @@ impl<const M: usize> BoundaryCache<M> {
             .query_raw(&layout.bucket_runs_sql(), params)
             .await?;
         pin_mut!(stream);
-        let mut cache = BoundaryCache {
-            edge,
-            horizon,
-            grid,
-            parts: HashMap::new(),
-            latest: Vec::new(),
-        };
         let mut rows = 0u64;
         let mut pointwise: Vec<SeriesKey> = Vec::new();
         // The runs of one key, None once they cannot be chained.
@@ -183,7 +282,12 @@ impl<const M: usize> BoundaryCache<M> {
         }
         let parts = parts_of(runs, self.edge, |ts| self.grid.bucket(ts));
         if !parts.is_empty() {
-            self.parts.insert(key, parts);
+            let mut packed = Packed::default();
+            for p in &parts {
+                packed.push(p);
+            }
+            packed.0.shrink_to_fit();
+            self.parts.insert(key, packed);
         }
     }
 
@@ -214,13 +318,25 @@ impl<const M: usize> BoundaryCache<M> {
             vec![&qids, &dbids, &userids, &anchor, &horizon]
         };
         let stream = client.query_raw(&layout.key_points_sql(), params).await?;
+        self.fold_points(stream, Some(&wanted), &|_| true)
+            .await
+    }
+
+    /// Parts from point rows (keys, ts, fields; ordered by key and ts) of the series
+    /// `wanted` (all when None) that `keep` selects; returns the rows read.
+    async fn fold_points(
+        &mut self,
+        stream: Rows<'_>,
+        wanted: Option<&HashSet<SeriesKey>>,
+        keep: &impl Fn(&SeriesKey) -> bool,
+    ) -> Result<u64, QueryError> {
         pin_mut!(stream);
         let mut rows = 0u64;
         let mut cur: Option<(SeriesKey, Vec<Run<M>>)> = None;
         while let Some(row) = stream.try_next().await? {
             rows += 1;
             let key = key_of(&row);
-            if !wanted.contains(&key) {
+            if wanted.is_some_and(|w| !w.contains(&key)) || !keep(&key) {
                 continue; // another `sub` variant of the same query
             }
             if cur.as_ref().is_some_and(|(k, _)| *k != key) {
@@ -266,17 +382,10 @@ impl<const M: usize> BoundaryCache<M> {
         let last = self.grid.bucket(to);
         let mut out = Vec::new();
         self.parts.retain(|key, parts| {
-            let n = parts.iter().take_while(|p| p.k <= last).count();
-            if n > 0 {
-                let mut sum = [0.0; M];
-                for p in parts.drain(..n) {
-                    for (s, x) in sum.iter_mut().zip(p.v) {
-                        *s += x;
-                    }
-                }
+            if let Some(sum) = parts.take::<M>(last) {
                 out.push((*key, sum));
             }
-            !parts.is_empty()
+            !parts.0.is_empty()
         });
         let n = self.latest.iter().take_while(|(k, _)| *k <= last).count();
         let newest = self.latest.drain(..n).map(|(_, t)| t).max();
@@ -285,12 +394,8 @@ impl<const M: usize> BoundaryCache<M> {
     }
 
     pub(super) fn heap_bytes(&self) -> usize {
-        self.parts.capacity() * (std::mem::size_of::<(SeriesKey, Vec<Part<M>>)>() + 8)
-            + self
-                .parts
-                .values()
-                .map(|p| p.capacity() * std::mem::size_of::<Part<M>>())
-                .sum::<usize>()
+        self.parts.capacity() * (std::mem::size_of::<(SeriesKey, Packed)>() + 8)
+            + self.parts.values().map(|p| p.0.capacity()).sum::<usize>()
             + self.latest.capacity() * std::mem::size_of::<(u32, DateTime<Utc>)>()
     }
 }
@@ -486,6 +591,36 @@ mod tests {
         assert_eq!(grid.bucket(t(90)), grid.bucket(t(31)));
         assert_eq!(grid.bucket(t(91)), grid.bucket(t(90)) + 1);
         assert_eq!(grid.bucket_start(grid.bucket(t(90))), t(30) + Duration::microseconds(1));
+    }
+
+    #[test]
+    fn packed_parts_are_exact_and_small() {
+        let parts = [
+            Part {
+                k: 7,
+                v: [3.0, 0.1],
+            },
+            Part {
+                k: 9,
+                v: [0.0, 1e300],
+            },
+            Part {
+                k: 12,
+                v: [16_777_217.0, 0.5],
+            },
+        ];
+        let mut p = Packed::default();
+        for x in &parts {
+            p.push(x);
+        }
+        assert_eq!(p.unpack::<2>(), parts.to_vec());
+        // 3 as f32, 0.1 as f64; zero; 2^24 + 1 needs f64, 0.5 fits f32.
+        assert_eq!(p.0.len(), (8 + 4 + 8) + (8 + 8) + (8 + 8 + 4));
+        assert_eq!(p.take::<2>(6), None);
+        assert_eq!(p.take::<2>(9), Some([3.0, 0.1 + 1e300]));
+        assert_eq!(p.unpack::<2>(), parts[2..].to_vec());
+        assert_eq!(p.take::<2>(99), Some([16_777_217.0, 0.5]));
+        assert!(p.0.is_empty());
     }
 
     #[test]
