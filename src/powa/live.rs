@@ -12,12 +12,17 @@
 //! The window start moves by whole checkpoints (hours): the window of a cycle at 10:20
 //! with a 24-hour length starts at 10:00 the day before, so the state stays bounded (at
 //! most one bucket per series and hour). When the start passes a checkpoint, the hours it
-//! left behind are read (their increments, from the same anchor as the lump's) and taken
-//! off the lump, until the lump has aged out of the window: increments add up along a
-//! series, so the rest of the lump is never read again. Baselines (past windows) are kept
-//! as per-series totals and moved the same way once per checkpoint: the hour they lost is
-//! taken off, the hour they gained added. So every read after start-up covers what PoWA
-//! added or the hours the windows moved by, never a whole window.
+//! left behind are taken off the lump, until the lump has aged out of the window:
+//! increments add up along a series, so the rest of the lump is never read again. Those
+//! hours lie inside a coalesced history range (24 h back, PoWA has coalesced long ago),
+//! which a read of one hour would unnest whole for every key; so the ranges around the
+//! start are unnested once, when the start enters them, into per-checkpoint parts
+//! ([`boundary`]), and the hours are taken off from there — a read of them only where
+//! the start lies in `*_current` or a range ends within the hour. Baselines (past
+//! windows) are kept as per-series totals and moved the same way once per checkpoint: the
+//! hour they lost is taken off (from their own boundary cache), the hour they gained read
+//! and added. So every read after start-up covers what PoWA added, the hours a baseline
+//! gained, or a range the start entered, never a whole window.
 //!
 //! One live window per server feeds every analyzer: they all look at the same window, so
 //! the state is kept once rather than once per analyzer.
@@ -378,8 +383,15 @@ impl LiveWindow {
         // The start lies in the ranges unnested now: the first hours it loses are there.
         let cache = match t.anchor {
             Some(anchor) => {
-                self.fill_baseline_cache(client, anchor, span, grid, grid.floor(span.start) + self.width, cost)
-                    .await?
+                self.fill_baseline_cache(
+                    client,
+                    anchor,
+                    span,
+                    grid,
+                    grid.floor(span.start) + self.width,
+                    cost,
+                )
+                .await?
             }
             None => None,
         };
@@ -417,7 +429,15 @@ impl LiveWindow {
         // Every series: one born after the baseline's end is added when the end reaches
         // it, and taken off when the start does.
         reads
-            .fill(&self.statements, anchor, span.start, horizon, grid, |_| true, cost)
+            .fill(
+                &self.statements,
+                anchor,
+                span.start,
+                horizon,
+                grid,
+                |_| true,
+                cost,
+            )
             .await
     }
 

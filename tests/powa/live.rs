@@ -34,6 +34,13 @@ async fn live_matches_naive(cluster: &str, dsn: &str) {
     // instead of reading them; the comparisons below check those subtractions.
     for i in 0..7 {
         lab.repeat(cluster, "app", &q1, i + 1);
+        // Wait samples in that history too (a statement of its own: after the reset of
+        // step 2 it is gone for good, so it never comes back across a gap).
+        lab.psql(
+            cluster,
+            "app",
+            &format!("SELECT pg_sleep(0.1), count(*) + 1 FROM {t}"),
+        );
         lab.snapshot(cluster);
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }

@@ -105,6 +105,7 @@ impl Packed {
         (Part { k, v }, at)
     }
 
+    #[cfg(test)]
     fn unpack<const M: usize>(&self) -> Vec<Part<M>> {
         let (mut out, mut at) = (Vec::new(), 0);
         while at < self.0.len() {
@@ -149,7 +150,10 @@ impl Grid {
 
     /// The checkpoint at or before `ts`.
     pub(super) fn floor(&self, ts: DateTime<Utc>) -> DateTime<Utc> {
-        (ts + self.shift).duration_trunc(self.width).unwrap_or(ts + self.shift) - self.shift
+        (ts + self.shift)
+            .duration_trunc(self.width)
+            .unwrap_or(ts + self.shift)
+            - self.shift
     }
 
     /// The first instant of bucket `k` (buckets hold (k·width, (k+1)·width]).
@@ -171,6 +175,10 @@ pub(super) struct BoundaryCache<const M: usize> {
     /// moved past it.
     latest: Vec<(u32, DateTime<Utc>)>,
 }
+
+/// What moving a start took off: each series' sum of the parts passed, and the newest
+/// point among them.
+pub(super) type Taken<const M: usize> = (Vec<(SeriesKey, [f64; M])>, Option<DateTime<Utc>>);
 
 /// What a fill read.
 pub(super) struct Filled<const M: usize> {
@@ -222,9 +230,7 @@ impl<const M: usize> BoundaryCache<M> {
         } else {
             vec![&anchor, &horizon, &bounds]
         };
-        let stream = client
-            .query_raw(&layout.bucket_runs_sql(), params)
-            .await?;
+        let stream = client.query_raw(&layout.bucket_runs_sql(), params).await?;
         pin_mut!(stream);
         let mut rows = 0u64;
         let mut pointwise: Vec<SeriesKey> = Vec::new();
@@ -318,8 +324,7 @@ impl<const M: usize> BoundaryCache<M> {
             vec![&qids, &dbids, &userids, &anchor, &horizon]
         };
         let stream = client.query_raw(&layout.key_points_sql(), params).await?;
-        self.fold_points(stream, Some(&wanted), &|_| true)
-            .await
+        self.fold_points(stream, Some(&wanted), &|_| true).await
     }
 
     /// Parts from point rows (keys, ts, fields; ordered by key and ts) of the series
@@ -375,10 +380,7 @@ impl<const M: usize> BoundaryCache<M> {
 
     /// Moves the start to `to` (see [`BoundaryCache::covers`]): each series' parts of the
     /// checkpoints passed, summed, and the newest point among them; forgets those parts.
-    pub(super) fn take(
-        &mut self,
-        to: DateTime<Utc>,
-    ) -> (Vec<(SeriesKey, [f64; M])>, Option<DateTime<Utc>>) {
+    pub(super) fn take(&mut self, to: DateTime<Utc>) -> Taken<M> {
         let last = self.grid.bucket(to);
         let mut out = Vec::new();
         self.parts.retain(|key, parts| {
@@ -480,7 +482,11 @@ mod tests {
     }
 
     /// What a window read of [anchor, to] gives for the series.
-    fn read(points: &[(DateTime<Utc>, [f64; 2])], anchor: DateTime<Utc>, to: DateTime<Utc>) -> [f64; 2] {
+    fn read(
+        points: &[(DateTime<Utc>, [f64; 2])],
+        anchor: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> [f64; 2] {
         let mut acc: Option<SeriesAcc<2>> = None;
         for &(ts, v) in points.iter().filter(|(ts, _)| *ts >= anchor && *ts <= to) {
             match acc.as_mut() {
@@ -590,7 +596,10 @@ mod tests {
         assert_eq!(grid.floor(t(90)), t(90));
         assert_eq!(grid.bucket(t(90)), grid.bucket(t(31)));
         assert_eq!(grid.bucket(t(91)), grid.bucket(t(90)) + 1);
-        assert_eq!(grid.bucket_start(grid.bucket(t(90))), t(30) + Duration::microseconds(1));
+        assert_eq!(
+            grid.bucket_start(grid.bucket(t(90))),
+            t(30) + Duration::microseconds(1)
+        );
     }
 
     #[test]
@@ -638,7 +647,12 @@ mod tests {
             queryid: 7,
             sub: -1,
         };
-        let pts = [(t(0), [1.0, 1.0]), (t(30), [2.0, 2.0]), (t(90), [4.0, 4.0]), (t(150), [5.0, 6.0])];
+        let pts = [
+            (t(0), [1.0, 1.0]),
+            (t(30), [2.0, 2.0]),
+            (t(90), [4.0, 4.0]),
+            (t(150), [5.0, 6.0]),
+        ];
         c.insert(key, &runs_of(&pts, HOUR));
         assert!(c.covers(t(0), t(120)) && !c.covers(t(60), t(120)) && !c.covers(t(0), t(240)));
         let (got, newest) = c.take(t(120));
