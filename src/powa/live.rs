@@ -16,9 +16,9 @@
 //! increments add up along a series, so the rest of the lump is never read again. Those
 //! hours lie inside a coalesced history range (24 h back, PoWA has coalesced long ago),
 //! which a read of one hour would unnest whole for every key; so the ranges around the
-//! start are unnested once, when the start enters them, into per-checkpoint parts
-//! (the `boundary` module), and the hours are taken off from there — a read of them only where
-//! the start lies in `*_current` or a range ends within the hour. Baselines (past
+//! start are unnested once, when the start enters them, into per-checkpoint parts (the
+//! `boundary` module), and the hours are taken off from there — a read of them only
+//! where the start lies in `*_current` or a range ends within the hour. Baselines (past
 //! windows) are kept as per-series totals and moved the same way once per checkpoint: the
 //! hour they lost is taken off (from their own boundary cache), the hour they gained read
 //! and added. So every read after start-up covers what PoWA added, the hours a baseline
