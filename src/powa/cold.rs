@@ -63,7 +63,7 @@ impl<const M: usize> SeriesRead<M> {
     }
 }
 
-fn key_of(row: &Row) -> SeriesKey {
+pub(crate) fn key_of(row: &Row) -> SeriesKey {
     SeriesKey {
         dbid: row.get::<_, i64>(0) as u32,
         userid: row.get::<_, i64>(1) as u32,
@@ -72,7 +72,7 @@ fn key_of(row: &Row) -> SeriesKey {
     }
 }
 
-fn values<const M: usize>(row: &Row, at: usize) -> [f64; M] {
+pub(crate) fn values<const M: usize>(row: &Row, at: usize) -> [f64; M] {
     std::array::from_fn(|i| row.get::<_, f64>(at + i))
 }
 
@@ -228,7 +228,7 @@ fn fold<const M: usize>(
 
 /// The run at column `at` (t0, t1, first, last, values before resets, duplicates; see
 /// [`Layout::pieces_sql`]); None when points of the run share a timestamp.
-fn run_at<const M: usize>(row: &Row, at: usize) -> Option<Run<M>> {
+pub(crate) fn run_at<const M: usize>(row: &Row, at: usize) -> Option<Run<M>> {
     if row.get::<_, bool>(at + 2 + 3 * M) {
         return None;
     }

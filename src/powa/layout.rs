@@ -382,6 +382,60 @@ impl Layout {
         )
     }
 
+    /// The points with ts in [$1, $2] split at checkpoints, for the live window's boundary
+    /// cache: every history range overlapping [$1, $2] unnested once, its points collapsed
+    /// into one run per checkpoint bucket inside its own row (a sort of one range's points,
+    /// as in [`Layout::pieces_sql`]), and the current rows into one run per key and
+    /// bucket. A point's bucket is its place among the bucket starts `$3` (ascending: bucket
+    /// i holds the points in [$3[i], $3[i+1]), see `width_bucket`), so the repository sends
+    /// about one row per key and checkpoint, not the points. Columns: keys(4), bucket,
+    /// false, then those of a run ([`Layout::runs_of`]: t0 is column 7). `$4` is the srvid
+    /// (PoWA 4+).
+    pub fn bucket_runs_sql(&self) -> String {
+        let rec = format!("c.{}", self.record);
+        let history = self.runs_of(
+            &format!(
+                "SELECT width_bucket((rec).ts, $3::timestamptz[]) AS k_b, (rec).ts AS ts, rec \
+                 FROM (SELECT unnest(h.{a}) AS rec) u WHERE (rec).ts BETWEEN $1 AND $2",
+                a = self.array,
+            ),
+            Some("k_b"),
+        );
+        let current = self.runs_of(
+            &format!(
+                "SELECT {ck}, width_bucket(({rec}).ts, $3::timestamptz[]) AS k_b, \
+                        ({rec}).ts AS ts, {rec} AS rec FROM {c} c \
+                 WHERE {cs}({rec}).ts BETWEEN $1 AND $2",
+                ck = self.named_keys("c"),
+                c = self.current,
+                cs = self.srv("c", 4),
+            ),
+            Some(&format!("{RUN_KEYS}, k_b")),
+        );
+        format!(
+            "SELECT * FROM ( \
+               SELECT {hk}, b.* FROM {h} h CROSS JOIN LATERAL ({history}) b \
+               WHERE {hs}h.coalesce_range && tstzrange($1::timestamptz, $2::timestamptz, '[]') \
+               UNION ALL \
+               SELECT * FROM ({current}) r) p \
+             ORDER BY 1, 2, 3, 4, 7",
+            hk = self.keys("h"),
+            h = self.history,
+            hs = self.srv("h", 4),
+        )
+    }
+
+    /// The newest upper bound of the history ranges overlapping [$1, $2] (NULL when none
+    /// does): how far the ranges around a window start reach. `$3` is the srvid (PoWA 4+).
+    pub fn reach_sql(&self) -> String {
+        format!(
+            "SELECT max(upper(h.coalesce_range)) FROM {h} h \
+             WHERE {hs}h.coalesce_range && tstzrange($1::timestamptz, $2::timestamptz, '[]')",
+            h = self.history,
+            hs = self.srv("h", 3),
+        )
+    }
+
     /// Every point with ts in [$4, $5] of the queries in the parallel arrays $1..$3
     /// (queryid, dbid, userid): the reference read, for the few keys whose pieces the
     /// fast read cannot chain. Columns: keys(4), ts, fields. `$6` is the srvid (PoWA 4+).

@@ -12,12 +12,17 @@
 //! The window start moves by whole checkpoints (hours): the window of a cycle at 10:20
 //! with a 24-hour length starts at 10:00 the day before, so the state stays bounded (at
 //! most one bucket per series and hour). When the start passes a checkpoint, the hours it
-//! left behind are read (their increments, from the same anchor as the lump's) and taken
-//! off the lump, until the lump has aged out of the window: increments add up along a
-//! series, so the rest of the lump is never read again. Baselines (past windows) are kept
-//! as per-series totals and moved the same way once per checkpoint: the hour they lost is
-//! taken off, the hour they gained added. So every read after start-up covers what PoWA
-//! added or the hours the windows moved by, never a whole window.
+//! left behind are taken off the lump, until the lump has aged out of the window:
+//! increments add up along a series, so the rest of the lump is never read again. Those
+//! hours lie inside a coalesced history range (24 h back, PoWA has coalesced long ago),
+//! which a read of one hour would unnest whole for every key; so the ranges around the
+//! start are unnested once, when the start enters them, into per-checkpoint parts (the
+//! `boundary` module), and the hours are taken off from there — a read of them only
+//! where the start lies in `*_current` or a range ends within the hour. Baselines (past
+//! windows) are kept as per-series totals and moved the same way once per checkpoint: the
+//! hour they lost is taken off (from their own boundary cache), the hour they gained read
+//! and added. So every read after start-up covers what PoWA added, the hours a baseline
+//! gained, or a range the start entered, never a whole window.
 //!
 //! One live window per server feeds every analyzer: they all look at the same window, so
 //! the state is kept once rather than once per analyzer.
@@ -52,8 +57,10 @@ use super::session::{QueryError, Session};
 use super::waits::{self, EventNames};
 use sentinel_actors::Window;
 
+mod boundary;
 mod family;
 
+use boundary::{BoundaryCache, Grid};
 use family::{bucket_of, Family, Reads, Step};
 
 const N: usize = COUNTERS.len();
@@ -85,6 +92,9 @@ struct Baseline {
     anchor: Option<DateTime<Utc>>,
     last_ts: Option<DateTime<Utc>>,
     totals: HashMap<SeriesKey, [f64; N]>,
+    /// The parts ahead of its start, while that lies in coalesced history: the hours it
+    /// loses are taken off from there, not read (see [`BoundaryCache`]).
+    cache: Option<BoundaryCache<N>>,
 }
 
 impl Baseline {
@@ -125,9 +135,15 @@ pub struct CycleCost {
     pub rows: u64,
     /// Whole windows read this cycle: the start-up read, a baseline's first read.
     pub window_reads: u32,
-    /// Reads of only the hours a window moved by: the lump's or a baseline's start
-    /// passing a checkpoint.
+    /// Reads of only the hours a window moved by: the lump's start passing a checkpoint
+    /// outside the boundary cache, a baseline moving (the hours it gained are read).
     pub slides: u32,
+    /// Starts (the lump's, a baseline's) moved past a checkpoint by the boundary cache,
+    /// without a read.
+    pub cached_slides: u32,
+    /// Boundary caches filled: the history ranges around a start unnested once (a read
+    /// per family), the start-up's included.
+    pub boundary_fills: u32,
     /// Whether PoWA had nothing new (only `powa_snapshot_metas` was read).
     pub idle: bool,
 }
@@ -202,11 +218,17 @@ impl LiveWindow {
         &self.server
     }
 
-    /// Approximate heap held by the rolling state (series, buckets, lumps, texts).
+    /// Approximate heap held by the rolling state (series, buckets, lumps, boundary
+    /// caches, texts).
     pub fn heap_bytes(&self) -> usize {
         self.statements.heap_bytes()
             + self.kcache.heap_bytes()
             + self.waits.heap_bytes()
+            + self
+                .baselines
+                .iter()
+                .map(|b| b.cache.as_ref().map_or(0, |c| c.heap_bytes()))
+                .sum::<usize>()
             + self
                 .texts
                 .values()
@@ -252,9 +274,7 @@ impl LiveWindow {
             }
             Some(cursor) => {
                 self.follow(client, cursor, &mut cost).await?;
-                if self.age_lump(client, start, &mut cost).await? {
-                    cost.slides += 1;
-                }
+                self.age_lump(client, start, &mut cost).await?;
             }
         }
         let start = match self.lump {
@@ -356,13 +376,69 @@ impl LiveWindow {
         cost: &mut CycleCost,
     ) -> Result<Baseline, PowaError> {
         let t = self.read_totals(client, span.start, span.end, cost).await?;
+        let grid = Grid {
+            width: self.width,
+            shift: offset,
+        };
+        // The start lies in the ranges unnested now: the first hours it loses are there.
+        let cache = match t.anchor {
+            Some(anchor) => {
+                self.fill_baseline_cache(
+                    client,
+                    anchor,
+                    span,
+                    grid,
+                    grid.floor(span.start) + self.width,
+                    cost,
+                )
+                .await?
+            }
+            None => None,
+        };
         Ok(Baseline {
             offset,
             span,
             anchor: t.anchor,
             last_ts: t.latest,
             totals: t.series,
+            cache,
         })
+    }
+
+    /// The boundary cache of a baseline starting at `span.start` (`anchor` the snapshot
+    /// before it), if coalesced history reaches from there to `need` (a checkpoint of
+    /// `grid`): see [`LiveWindow::fill_lump_cache`].
+    async fn fill_baseline_cache(
+        &self,
+        client: &Session,
+        anchor: DateTime<Utc>,
+        span: Window,
+        grid: Grid,
+        need: DateTime<Utc>,
+        cost: &mut CycleCost,
+    ) -> Result<Option<BoundaryCache<N>>, PowaError> {
+        let reads = Reads::new(client, &self.server);
+        let Some(reach) = reads.reach(&self.statements, span.start, need).await? else {
+            return Ok(None);
+        };
+        let horizon = grid.floor(reach);
+        if horizon < need {
+            return Ok(None);
+        }
+        cost.boundary_fills += 1;
+        // Every series: one born after the baseline's end is added when the end reaches
+        // it, and taken off when the start does.
+        reads
+            .fill(
+                &self.statements,
+                anchor,
+                span.start,
+                horizon,
+                grid,
+                |_| true,
+                cost,
+            )
+            .await
     }
 
     /// Moves `b` to `span`: takes off the hours its start passed and adds the ones its
@@ -381,16 +457,45 @@ impl LiveWindow {
         }
         cost.slides += 1;
         if span.start > b.span.start {
-            let gone = self
-                .read_totals(client, b.span.start, span.start, cost)
-                .await?;
-            for (k, part) in &gone.series {
+            let covered = |b: &Baseline| {
+                b.cache
+                    .as_ref()
+                    .is_some_and(|c| c.covers(b.span.start, span.start))
+            };
+            if !covered(b) {
+                // The start left the ranges the cache holds: unnest the next ones.
+                b.cache = None;
+                let reads = Reads::new(client, &self.server);
+                if let Some(anchor) = self.anchor(&reads, b.span.start).await? {
+                    let grid = Grid {
+                        width: self.width,
+                        shift: b.offset,
+                    };
+                    b.cache = self
+                        .fill_baseline_cache(client, anchor, b.span, grid, span.start, cost)
+                        .await?;
+                }
+            }
+            let cached = covered(b);
+            let (gone, latest) = match b.cache.as_mut().filter(|_| cached) {
+                Some(cache) => {
+                    cost.cached_slides += 1;
+                    cache.take(span.start)
+                }
+                None => {
+                    let t = self
+                        .read_totals(client, b.span.start, span.start, cost)
+                        .await?;
+                    (t.series.into_iter().collect(), t.latest)
+                }
+            };
+            for (k, part) in &gone {
                 if let Some(total) = b.totals.get_mut(k) {
                     family::subtract(total, part);
                 }
             }
             // The last snapshot before the new start (none in those hours: the old one).
-            b.anchor = gone.latest.or(b.anchor);
+            b.anchor = latest.or(b.anchor);
         }
         if span.end > b.span.end {
             let more = self.read_totals(client, b.span.end, span.end, cost).await?;
@@ -430,6 +535,66 @@ impl LiveWindow {
             .unwrap_or(window.start);
         self.cursor = Some(cursor);
         self.lump = Some((window.start, cursor));
+        // The start lies in the ranges just read: the first hours it passes are there.
+        if let Some(anchor) = lump.anchor {
+            let grid = Grid {
+                width: self.width,
+                shift: Duration::zero(),
+            };
+            let need = grid.floor(window.start) + self.width;
+            self.fill_lump_cache(client, anchor, window.start, need, cost)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Fills the boundary caches of the lump's families for the window start `edge`
+    /// (`anchor`: PoWA's last snapshot at or before it), when the history ranges around
+    /// it reach past `need` (a checkpoint): those ranges are unnested once, up to the
+    /// checkpoint before their end (no further than the lump), and the start then moves
+    /// through them without a read. Else the caches are left empty and the hours the
+    /// start passes are read (the start lies in `*_current`, or a range ends within
+    /// the hour).
+    async fn fill_lump_cache(
+        &mut self,
+        client: &Session,
+        anchor: DateTime<Utc>,
+        edge: DateTime<Utc>,
+        need: DateTime<Utc>,
+        cost: &mut CycleCost,
+    ) -> Result<(), PowaError> {
+        self.statements.cache = None;
+        self.kcache.cache = None;
+        self.waits.cache = None;
+        let Some((_, lump_end)) = self.lump else {
+            return Ok(());
+        };
+        let grid = Grid {
+            width: self.width,
+            shift: Duration::zero(),
+        };
+        let reads = Reads::new(client, &self.server);
+        let Some(reach) = reads.reach(&self.statements, edge, need).await? else {
+            return Ok(());
+        };
+        let horizon = grid.floor(reach).min(grid.floor(lump_end));
+        if horizon < need {
+            return Ok(());
+        }
+        cost.boundary_fills += 1;
+        let (st, kc, wa) = (&self.statements, &self.kcache, &self.waits);
+        let s = reads
+            .fill(st, anchor, edge, horizon, grid, |k| st.has_lump(k), cost)
+            .await?;
+        let k = reads
+            .fill(kc, anchor, edge, horizon, grid, |k| kc.has_lump(k), cost)
+            .await?;
+        let w = reads
+            .fill(wa, anchor, edge, horizon, grid, |k| wa.has_lump(k), cost)
+            .await?;
+        self.statements.cache = s;
+        self.kcache.cache = k;
+        self.waits.cache = w;
         Ok(())
     }
 
@@ -517,28 +682,57 @@ impl LiveWindow {
         Ok(())
     }
 
-    /// Shrinks the lump when the window start passed into it, by reading the hours it
-    /// passed and taking them off (a read of those hours only, not of the rest of the
-    /// lump); drops it once it aged out. Returns whether a read ran.
+    /// Shrinks the lump when the window start passed into it, by taking off the hours it
+    /// passed: from the boundary cache while the start lies in the history ranges it
+    /// holds (filling it again, once, when the start enters the next ranges), else by
+    /// reading those hours only (not the rest of the lump); drops it once it aged out.
     async fn age_lump(
         &mut self,
         client: &Session,
         grid_start: DateTime<Utc>,
         cost: &mut CycleCost,
-    ) -> Result<bool, PowaError> {
+    ) -> Result<(), PowaError> {
         let Some((lump_start, lump_end)) = self.lump else {
-            return Ok(false);
+            return Ok(());
         };
         if grid_start <= lump_start {
-            return Ok(false);
+            return Ok(());
         }
         if grid_start >= lump_end {
             self.statements.drop_lumps();
             self.kcache.drop_lumps();
             self.waits.drop_lumps();
             self.lump = None;
-            return Ok(false);
+            return Ok(());
         }
+        let covered = |w: &Self| {
+            w.statements.cache_covers(lump_start, grid_start)
+                && w.kcache.cache_covers(lump_start, grid_start)
+                && w.waits.cache_covers(lump_start, grid_start)
+        };
+        if !covered(self) {
+            let reads = Reads::new(client, &self.server);
+            match self.anchor(&reads, lump_start).await? {
+                Some(anchor) => {
+                    self.fill_lump_cache(client, anchor, lump_start, grid_start, cost)
+                        .await?
+                }
+                None => {
+                    self.statements.cache = None;
+                    self.kcache.cache = None;
+                    self.waits.cache = None;
+                }
+            }
+        }
+        if covered(self) {
+            self.statements.shrink_lump_cached(grid_start);
+            self.kcache.shrink_lump_cached(grid_start);
+            self.waits.shrink_lump_cached(grid_start);
+            self.lump = Some((grid_start, lump_end));
+            cost.cached_slides += 1;
+            return Ok(());
+        }
+        cost.slides += 1;
         // The same anchor as the lump's own read (the last snapshot before its start),
         // up to the last snapshot before the new start: exactly the increments the lump
         // holds for the hours left behind.
@@ -549,7 +743,7 @@ impl LiveWindow {
             .shrink_lump(gone.kcache.as_ref(), gone.effective);
         self.waits.shrink_lump(gone.waits.as_ref(), gone.effective);
         self.lump = Some((grid_start, lump_end));
-        Ok(true)
+        Ok(())
     }
 
     async fn materialize(

@@ -1,7 +1,8 @@
 //! The live window against the naive reference on real PoWA, cycle after cycle: new
 //! snapshots, a counter reset, a query born between cycles, a coalesce (rows moving from
-//! `*_current` to history), idle cycles, the start-up lump aging out and buckets sliding
-//! out of the window. Checkpoints are seconds here so that the window slides during the
+//! `*_current` to history), idle cycles, the window start moving through coalesced
+//! history (the boundary cache), the start-up lump aging out and buckets sliding out of
+//! the window. Checkpoints are seconds here so that the window slides during the
 //! test; the daemon uses hours.
 
 use std::sync::Arc;
@@ -26,8 +27,24 @@ async fn live_matches_naive(cluster: &str, dsn: &str) {
     let _guard = exclusive();
     let t = format!("t_live_{}", unique());
     let (q1, q2) = two_queries(cluster, &t);
-    lab.repeat(cluster, "app", &q1, 3);
-    lab.snapshot(cluster);
+    // History for the window start to move through: snapshots of q1's calls over a bit
+    // more than the window's length, coalesced by PoWA, so that the start lies in one
+    // range for several checkpoints. The live window unnests that range once, at
+    // start-up, and takes the checkpoints the start passes off its boundary cache
+    // instead of reading them; the comparisons below check those subtractions.
+    for i in 0..7 {
+        lab.repeat(cluster, "app", &q1, i + 1);
+        // Wait samples in that history too (a statement of its own: after the reset of
+        // step 2 it is gone for good, so it never comes back across a gap).
+        lab.psql(
+            cluster,
+            "app",
+            &format!("SELECT pg_sleep(0.1), count(*) + 1 FROM {t}"),
+        );
+        lab.snapshot(cluster);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    coalescing_snapshot(cluster);
 
     let repo = repository("lab", dsn).await;
     let server = server(&repo, "local").clone();
@@ -43,6 +60,7 @@ async fn live_matches_naive(cluster: &str, dsn: &str) {
     // would only ever lose hours from before the test).
     let offset = chrono::Duration::zero();
     let mut slides = 0;
+    let (mut cached_slides, mut fills) = (0, 0);
     let mut incremental_cycles = 0;
     let mut idle_cycles = 0;
     let mut slid = false;
@@ -106,6 +124,8 @@ async fn live_matches_naive(cluster: &str, dsn: &str) {
             incremental_cycles += 1;
         }
         slides += cost.slides;
+        cached_slides += cost.cached_slides;
+        fills += cost.boundary_fills;
         idle_cycles += usize::from(cost.idle);
         slid |= w.window.start > now - length - chrono::Duration::seconds(4)
             && w.window.start.timestamp() % 4 == 0;
@@ -195,6 +215,11 @@ async fn live_matches_naive(cluster: &str, dsn: &str) {
         "the lump and the baseline moved without a whole read"
     );
     assert!(waited, "the live window carries pg_wait_sampling's samples");
+    assert!(
+        fills >= 1 && cached_slides >= 2,
+        "{cluster}: the starts moved through coalesced history without reading it \
+         ({fills} fills, {cached_slides} checkpoints from the boundary cache)"
+    );
     lab.psql(cluster, "app", &format!("DROP TABLE {t}"));
 }
 

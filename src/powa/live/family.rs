@@ -16,6 +16,7 @@ use super::super::error::PowaError;
 use super::super::layout::{Layout, SeriesKey};
 use super::super::reader::is_reset;
 use super::super::session::{QueryError, Session};
+use super::boundary::{BoundaryCache, Grid};
 use super::CycleCost;
 
 /// One server's reads on one session, their errors worded for the server.
@@ -64,6 +65,59 @@ impl<'a> Reads<'a> {
             .map_err(|e| self.err(&format!("{} history", family.label), e))?;
         cost.rows += read.rows;
         Ok(Some(read))
+    }
+
+    /// The newest end of `family`'s history ranges overlapping [from, to], if any.
+    pub(super) async fn reach<const M: usize>(
+        &self,
+        family: &Family<M>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, PowaError> {
+        let params: Vec<&(dyn ToSql + Sync)> = if family.layout.multi() {
+            vec![&from, &to, &self.srvid]
+        } else {
+            vec![&from, &to]
+        };
+        let row = self
+            .client
+            .query_one(&family.layout.reach_sql(), &params)
+            .await
+            .map_err(|e| self.err(&format!("{} history ranges", family.label), e))?;
+        Ok(row.get(0))
+    }
+
+    /// One family's boundary cache for the window start `edge` (`anchor` the snapshot
+    /// before it), up to `horizon`, of the series `keep` selects (None when the family is
+    /// not recorded for the server).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn fill<const M: usize>(
+        &self,
+        family: &Family<M>,
+        anchor: DateTime<Utc>,
+        edge: DateTime<Utc>,
+        horizon: DateTime<Utc>,
+        grid: Grid,
+        keep: impl Fn(&SeriesKey) -> bool,
+        cost: &mut CycleCost,
+    ) -> Result<Option<BoundaryCache<M>>, PowaError> {
+        if !family.enabled {
+            return Ok(None);
+        }
+        let filled = BoundaryCache::fill(
+            self.client,
+            &family.layout,
+            self.srvid,
+            anchor,
+            edge,
+            horizon,
+            grid,
+            keep,
+        )
+        .await
+        .map_err(|e| self.err(&format!("{} history", family.label), e))?;
+        cost.rows += filled.rows;
+        Ok(Some(filled.cache))
     }
 
     /// Folds one family's points newer than the cursor (nothing when the family is not
@@ -163,6 +217,9 @@ pub(super) struct Family<const M: usize> {
     label: &'static str,
     /// PoWA records it for this server (statements always): else it is never read.
     pub(super) enabled: bool,
+    /// The parts of the lump ahead of the window start, while it lies in coalesced
+    /// history (see [`BoundaryCache`]).
+    pub(super) cache: Option<BoundaryCache<M>>,
 }
 
 impl<const M: usize> Family<M> {
@@ -172,6 +229,7 @@ impl<const M: usize> Family<M> {
             series: HashMap::new(),
             label,
             enabled,
+            cache: None,
         }
     }
 
@@ -208,10 +266,37 @@ impl<const M: usize> Family<M> {
         }
     }
 
+    /// Whether the series has a lump (the start-up read saw it).
+    pub(super) fn has_lump(&self, key: &SeriesKey) -> bool {
+        self.series.get(key).is_some_and(|s| s.lump.is_some())
+    }
+
     /// Forgets every lump (the window start passed the start-up read's end).
     pub(super) fn drop_lumps(&mut self) {
         for s in self.series.values_mut() {
             s.lump = None;
+        }
+        self.cache = None;
+    }
+
+    /// Whether the boundary cache takes the window start from `from` to `to` (true for a
+    /// family PoWA does not record: there is nothing to take).
+    pub(super) fn cache_covers(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
+        !self.enabled || self.cache.as_ref().is_some_and(|c| c.covers(from, to))
+    }
+
+    /// Moves the window start to `to` with the boundary cache (see
+    /// [`Family::cache_covers`]): the parts of the checkpoints passed are taken off the
+    /// lumps, as [`Family::shrink_lump`] takes off a read of them.
+    pub(super) fn shrink_lump_cached(&mut self, to: DateTime<Utc>) {
+        let Some(cache) = self.cache.as_mut() else {
+            return;
+        };
+        let (gone, _) = cache.take(to);
+        for (k, part) in &gone {
+            if let Some(lump) = self.series.get_mut(k).and_then(|s| s.lump.as_deref_mut()) {
+                subtract(lump, part);
+            }
         }
     }
 
@@ -308,6 +393,7 @@ impl<const M: usize> Family<M> {
                         + s.lump.as_ref().map_or(0, |_| M * 8)
                 })
                 .sum::<usize>()
+            + self.cache.as_ref().map_or(0, |c| c.heap_bytes())
     }
 }
 
