@@ -244,6 +244,9 @@ pub struct Gate {
     pulse: Pulse,
     /// Findings-queue positions consumed and not yet committed.
     consumed: Vec<u64>,
+    /// When silences and acknowledgements were last read (see
+    /// [`GateStore::refresh_every`]).
+    refreshed: Option<std::time::Instant>,
     /// A commit was refused because this replica lost the delivery lease: nothing it
     /// decides goes out any more (another replica decides now).
     fenced: bool,
@@ -353,6 +356,7 @@ impl Gate {
             internal: always.iter().cloned().collect(),
             pulse,
             consumed: Vec::new(),
+            refreshed: None,
             fenced: false,
         })
     }
@@ -412,6 +416,14 @@ impl Gate {
     /// acknowledgements by the HTTP endpoint's links: read them before each decision.
     fn refresh_silences(&mut self) {
         if let Some(store) = &self.store {
+            let now = std::time::Instant::now();
+            if self
+                .refreshed
+                .is_some_and(|t| now.duration_since(t) < store.refresh_every())
+            {
+                return;
+            }
+            self.refreshed = Some(now);
             match store.silences() {
                 Ok(s) => self.engine.set_silences(s),
                 Err(e) => {

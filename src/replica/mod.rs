@@ -8,7 +8,7 @@
 //! ```
 //!
 //! - **Who collects what**: each server goes to the live member that ranks first for it
-//!   by rendezvous hashing ([`owner`]): every member computes the same answer from the
+//!   by rendezvous hashing with bounded loads ([`assign`]): every member computes the same answer from the
 //!   same member list, a member joining or leaving moves only its share. A member
 //!   collects a server only while it holds the server's lease ([`crate::statedb::lease`]),
 //!   takes it only when free, and gives it back only after its collector stopped: never
@@ -36,13 +36,52 @@ use tokio::sync::watch;
 
 use crate::statedb::lease::{server_lease, Ask};
 
-/// The member that should collect `key` among `members`: the one that ranks it highest
-/// (rendezvous hashing). `None` without members.
-pub fn owner<'a>(members: &'a [String], key: &str) -> Option<&'a str> {
-    members
-        .iter()
-        .max_by_key(|m| (Fingerprint::of([m.as_str(), key]).0, m.as_str()))
-        .map(String::as_str)
+/// Who collects which of `candidates` among `members`: rendezvous hashing with bounded
+/// loads. Keys are taken in the order of their own hash; each goes to the member that
+/// ranks it highest among those not yet at the cap, `ceil(1.05 × keys / members)`. Every
+/// member computes the same map from the same inputs; one joining or leaving moves its
+/// own share and few others (the cap), and no member holds more than 5 % above an even
+/// share, so none less than 10 % below it with three members.
+///
+/// Plain rendezvous hashing leaves the shares to chance: about 4.5 % of deviation per
+/// member for 1,000 servers on three, 13 % in one trial of thirty.
+pub fn assign<'a>(
+    members: &'a [String],
+    candidates: &BTreeSet<String>,
+) -> BTreeMap<String, &'a str> {
+    let mut out = BTreeMap::new();
+    if members.is_empty() {
+        return out;
+    }
+    let n = candidates.len();
+    let cap = (n * 105).div_ceil(members.len() * 100).max(1);
+    let mut load: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut keys: Vec<&String> = candidates.iter().collect();
+    keys.sort_by_key(|k| (rank("", k), k.as_str()));
+    for key in keys {
+        let mut ranked: Vec<&'a String> = members.iter().collect();
+        ranked.sort_by_key(|m| std::cmp::Reverse((rank(m, key), m.as_str())));
+        let chosen = ranked
+            .iter()
+            .find(|m| load.get(m.as_str()).copied().unwrap_or(0) < cap)
+            .unwrap_or(&ranked[0]);
+        *load.entry(chosen.as_str()).or_default() += 1;
+        out.insert(key.clone(), chosen.as_str());
+    }
+    out
+}
+
+/// A member's rank for a key. FNV alone spreads strings that differ in a few characters
+/// (`fleet-1`, `fleet-2`, member ids that share their host) unevenly — 409/242/350 of
+/// 1,001 servers on three members were measured — so its value goes through a
+/// finalizer (MurmurHash3's fmix64) that makes every input bit move every output bit.
+fn rank(member: &str, key: &str) -> u64 {
+    let mut h = Fingerprint::of([member, key]).0;
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// What a member should ask at its next beat, from what it knows now.
@@ -61,7 +100,8 @@ pub fn plan(
     held: &BTreeSet<String>,
     running: &BTreeSet<String>,
 ) -> Ask {
-    let mine = |k: &String| owner(members, k) == Some(me);
+    let owners = assign(members, candidates);
+    let mine = |k: &String| owners.get(k).copied() == Some(me);
     // Kept: still this member's, or its collector has not stopped yet.
     let keep = |k: &String| (candidates.contains(k) && mine(k)) || running.contains(k);
     Ask {
@@ -87,8 +127,9 @@ pub fn to_collect(
     candidates: &BTreeSet<String>,
     held: &BTreeSet<String>,
 ) -> BTreeSet<String> {
+    let owners = assign(members, candidates);
     held.iter()
-        .filter(|k| candidates.contains(*k) && owner(members, k) == Some(me))
+        .filter(|k| owners.get(*k).copied() == Some(me))
         .cloned()
         .collect()
 }
@@ -187,42 +228,68 @@ mod tests {
         keys.iter().map(|k| k.to_string()).collect()
     }
 
+    /// Ids as `coordinator::me` makes them: one host, nearby pids, a short salt.
     fn members(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("host{i}:100{i}:ab")).collect()
+        (0..n)
+            .map(|i| format!("vm:{}:{:04x}", 11213 + 40 * i, 0x6417 + 997 * i))
+            .collect()
+    }
+
+    fn fleet(n: usize) -> BTreeSet<String> {
+        (1..=n).map(|i| format!("fleet/fleet-{i}")).collect()
     }
 
     #[test]
     fn every_server_has_one_owner_and_the_split_is_even() {
-        let m = members(3);
-        let keys: Vec<String> = (0..1000).map(|i| format!("main/srv{i}")).collect();
-        let mut counts = BTreeMap::new();
-        for k in &keys {
-            *counts.entry(owner(&m, k).unwrap()).or_insert(0) += 1;
+        let keys = fleet(1000);
+        // Many member sets: the bound holds for each, not on average.
+        for trial in 0..30 {
+            let m: Vec<String> = (0..3)
+                .map(|i| {
+                    format!(
+                        "vm:{}:{:04x}",
+                        1000 + 97 * trial + 13 * i,
+                        0x1f3 * (trial + 1) * (i + 7)
+                    )
+                })
+                .collect();
+            let owners = assign(&m, &keys);
+            assert_eq!(owners.len(), keys.len(), "every server has an owner");
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for o in owners.values() {
+                *counts.entry(o).or_default() += 1;
+            }
+            assert_eq!(counts.len(), 3);
+            for (member, n) in &counts {
+                assert!(
+                    (300..=367).contains(n),
+                    "trial {trial}: {member} has {n} of 1000 (±10 %)"
+                );
+            }
+            // The order of the member list does not matter.
+            let mut reversed = m.clone();
+            reversed.reverse();
+            assert_eq!(assign(&reversed, &keys), owners);
         }
-        assert_eq!(counts.len(), 3);
-        for (member, n) in &counts {
-            assert!((300..=367).contains(n), "{member}: {n} of 1000");
-        }
-        // The order of the member list does not matter.
-        let mut reversed = m.clone();
-        reversed.reverse();
-        for k in &keys {
-            assert_eq!(owner(&m, k), owner(&reversed, k));
-        }
-        assert_eq!(owner(&[], "x"), None);
+        assert!(assign(&[], &keys).is_empty());
     }
 
     #[test]
-    fn a_member_leaving_moves_only_its_share() {
+    fn a_member_leaving_moves_its_share_and_few_others() {
+        let keys = fleet(500);
         let three = members(3);
         let two = three[..2].to_vec();
-        for i in 0..500 {
-            let k = format!("main/srv{i}");
-            let before = owner(&three, &k).unwrap();
-            if before != three[2] {
-                assert_eq!(owner(&two, &k), Some(before), "{k} moved needlessly");
-            }
-        }
+        let before = assign(&three, &keys);
+        let after = assign(&two, &keys);
+        let moved_needlessly = keys
+            .iter()
+            .filter(|k| before[*k] != three[2] && before[*k] != after[*k])
+            .count();
+        let kept = keys.iter().filter(|k| before[*k] != three[2]).count();
+        assert!(
+            moved_needlessly * 10 <= kept,
+            "{moved_needlessly} of {kept} servers of the staying members moved"
+        );
     }
 
     #[test]
@@ -230,11 +297,8 @@ mod tests {
         let m = members(2);
         let keys: BTreeSet<String> = (0..40).map(|i| format!("r/s{i}")).collect();
         let me = m[0].as_str();
-        let mine: BTreeSet<String> = keys
-            .iter()
-            .filter(|k| owner(&m, k) == Some(me))
-            .cloned()
-            .collect();
+        let owners = assign(&m, &keys);
+        let mine: BTreeSet<String> = keys.iter().filter(|k| owners[*k] == me).cloned().collect();
         let theirs: BTreeSet<String> = keys.difference(&mine).cloned().collect();
         // Alone at first, it held everything and runs everything.
         let ask = plan(me, &m, &keys, &keys, &keys);

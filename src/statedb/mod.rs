@@ -420,17 +420,20 @@ pub struct Conn {
 /// return before it is on disk: a call that returned survives the server's crash, as a
 /// redb commit survives ours).
 fn settings_sql(schema: &str, timeout_ms: u128, local: bool) -> String {
-    let set = if local { "SET LOCAL" } else { "SET" };
     // Every transaction here is a few statements sent back to back: a session idle inside
     // one is a frozen or cut-off process, whose row locks (a lease's, checked by a fenced
     // write) must not outlive it for long.
     let idle = (timeout_ms * 2).min(IDLE_IN_TRANSACTION.as_millis());
+    // One statement (it runs before every transaction): the schema name is checked by
+    // `valid_schema`, so quoting it as an identifier inside a literal is enough.
     format!(
-        "{set} search_path TO {}; {set} statement_timeout = {timeout_ms}; \
-         {set} lock_timeout = {timeout_ms}; {set} idle_in_transaction_session_timeout = {idle}; \
-         SELECT set_config('synchronous_commit', 'on', {local}) \
-         WHERE current_setting('synchronous_commit') = 'off';",
-        quote_ident(schema),
+        "SELECT set_config('search_path', '{}', {local}), \
+                set_config('statement_timeout', '{timeout_ms}', {local}), \
+                set_config('lock_timeout', '{timeout_ms}', {local}), \
+                set_config('idle_in_transaction_session_timeout', '{idle}', {local}), \
+                CASE WHEN current_setting('synchronous_commit') = 'off' \
+                     THEN set_config('synchronous_commit', 'on', {local}) END;",
+        quote_ident(schema).replace('\'', "''"),
     )
 }
 
@@ -781,7 +784,11 @@ mod tests {
         );
         assert!(lines[2].ends_with(": 2 servers"), "{lines:?}");
         h.leases.remove(0);
-        assert!(h.replica_lines().last().unwrap().contains("nobody delivers"));
+        assert!(h
+            .replica_lines()
+            .last()
+            .unwrap()
+            .contains("nobody delivers"));
         h.version = 1;
         assert!(h.replica_lines().is_empty(), "no replicas before schema 2");
     }

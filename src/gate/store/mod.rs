@@ -114,6 +114,12 @@ pub trait GateStore: Send + Sync {
     fn silences(&self) -> Result<Vec<Silence>, StoreError>;
     /// Every acknowledgement in force.
     fn acks(&self) -> Result<Vec<Ack>, StoreError>;
+    /// How long the gate may use the silences and acknowledgements it last read before
+    /// reading them again: a file is read in microseconds, a database answers over the
+    /// network, and its gate decides on every report of every server.
+    fn refresh_every(&self) -> Duration {
+        Duration::ZERO
+    }
     /// Records an acknowledgement (replacing an earlier one of the same finding).
     fn add_ack(&self, a: &Ack) -> Result<(), StoreError>;
     /// Stores a new silence, giving it the next id (ids start at 1 and never repeat).

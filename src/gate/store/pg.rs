@@ -283,6 +283,11 @@ impl GateStore for PgStore {
             .transact(false, |c| Box::pin(async move { read_all(c).await }))?)
     }
 
+    /// A silence typed by a person takes effect within a second.
+    fn refresh_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+
     fn silences(&self) -> Result<Vec<Silence>, StoreError> {
         if self.empty() {
             return Ok(Vec::new());
