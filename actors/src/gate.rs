@@ -45,15 +45,13 @@ pub struct Insights {
     pub insights: Vec<Insight>,
 }
 
-/// A report that came through a durable queue, at `position`: the decider records the
-/// position with the decision it takes on it ([`Decide::consumed`]), so that whoever
-/// consumes the queue next resumes after it, and the report is decided once.
+/// Reports that came through a durable queue, each at its position: the decider records
+/// the positions with the decisions it takes on them ([`Decide::observe_queued`]), so
+/// that whoever consumes the queue next resumes after them, and each report is decided
+/// once. Several at a time, so that a decider that commits may commit once for all.
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
-pub struct Queued {
-    pub position: u64,
-    pub report: Insights,
-}
+pub struct Queued(pub Vec<(u64, Insights)>);
 
 /// The analyzers that will report on every snapshot of every source: sent by whoever
 /// starts them (at the start, and again at each reload, which may change the set), before
@@ -95,10 +93,14 @@ pub struct Outgoing {
 pub trait Decide: Unpin + 'static {
     /// One scope's report. Returns what must go out now (immediate notifications).
     fn observe(&mut self, report: Insights) -> Vec<Outgoing>;
-    /// The next report came from a durable queue at `position` (see [`Queued`]); a
-    /// decider that keeps state commits it with that report's decision.
-    fn consumed(&mut self, position: u64) {
-        let _ = position;
+    /// Reports from a durable queue, each at its position (see [`Queued`]); a decider
+    /// that keeps state commits the positions with the decisions. By default, one
+    /// [`Decide::observe`] each.
+    fn observe_queued(&mut self, reports: Vec<(u64, Insights)>) -> Vec<Outgoing> {
+        reports
+            .into_iter()
+            .flat_map(|(_, r)| self.observe(r))
+            .collect()
     }
     /// A report is due at `at`: returns everything that is due.
     fn flush(&mut self, at: DateTime<Utc>) -> Vec<Outgoing>;
@@ -345,8 +347,7 @@ impl<D: Decide> Handler<Queued> for GateActor<D> {
     type Result = ();
 
     fn handle(&mut self, msg: Queued, ctx: &mut Self::Context) {
-        self.decide.consumed(msg.position);
-        let out = self.decide.observe(msg.report);
+        let out = self.decide.observe_queued(msg.0);
         self.spawn_deliveries(out, ctx);
     }
 }

@@ -247,6 +247,8 @@ pub struct Gate {
     /// When silences and acknowledgements were last read (see
     /// [`GateStore::refresh_every`]).
     refreshed: Option<std::time::Instant>,
+    /// Several reports are decided together: one commit at the end, not one each.
+    batching: bool,
     /// A commit was refused because this replica lost the delivery lease: nothing it
     /// decides goes out any more (another replica decides now).
     fenced: bool,
@@ -357,6 +359,7 @@ impl Gate {
             pulse,
             consumed: Vec::new(),
             refreshed: None,
+            batching: false,
             fenced: false,
         })
     }
@@ -396,6 +399,9 @@ impl Gate {
     /// The decision core's output, numbered, committed with the decision.
     fn decided(&mut self, mut out: Vec<Outgoing>) -> Vec<Outgoing> {
         self.number(&mut out);
+        if self.batching {
+            return out;
+        }
         self.persist();
         if self.fenced {
             // Another replica holds the delivery: it decides (and sends) from the state
@@ -498,8 +504,17 @@ impl Gate {
 }
 
 impl Decide for Gate {
-    fn consumed(&mut self, position: u64) {
-        self.consumed.push(position);
+    /// Every report decided, then one commit with all the decisions, their
+    /// notifications and the queue positions they consumed.
+    fn observe_queued(&mut self, reports: Vec<(u64, Insights)>) -> Vec<Outgoing> {
+        self.batching = true;
+        let mut out = Vec::new();
+        for (position, report) in reports {
+            self.consumed.push(position);
+            out.extend(self.observe(report));
+        }
+        self.batching = false;
+        self.decided(out)
     }
 
     fn observe(&mut self, report: Insights) -> Vec<Outgoing> {

@@ -1,6 +1,7 @@
 //! The delivery's side of the findings queue: the replica holding the delivery feeds the
-//! queued reports to its gate, oldest first, each as [`Queued`] so that the gate's commit
-//! of its decision removes it from the queue (exactly once, whichever replica dies when).
+//! queued reports to its gate, oldest first, a batch at a time as [`Queued`], so that the
+//! gate's one commit of their decisions removes them from the queue (exactly once,
+//! whichever replica dies when).
 //!
 //! A report fed whose commit failed stays in the queue (the gate retries the removal
 //! with its next commit): it is remembered here and not fed twice. A new consumer (after
@@ -58,13 +59,17 @@ pub async fn run(db: Arc<StateDb>, gate: Addr<Gate>, mut cancel: Cancel, log: Lo
         // Those fed and since removed by a commit are no longer in the queue.
         let present: BTreeSet<i64> = rows.iter().map(|(p, _)| *p).collect();
         fed.retain(|p| present.contains(p));
-        let mut new = 0;
-        for (position, report) in rows {
-            if fed.contains(&position) {
-                continue;
-            }
+        let batch: Vec<(u64, _)> = rows
+            .into_iter()
+            .filter(|(p, _)| !fed.contains(p))
+            .map(|(p, r)| (p as u64, r))
+            .collect();
+        let new = batch.len() as u64;
+        if new > 0 {
+            let positions: Vec<i64> = batch.iter().map(|(p, _)| *p as i64).collect();
+            // One decision, one commit, for the whole batch.
             let sent = tokio::select! {
-                r = gate.send(Queued { position: position as u64, report }) => r,
+                r = gate.send(Queued(batch)) => r,
                 _ = cancel.cancelled() => return,
             };
             if sent.is_err() {
@@ -74,8 +79,7 @@ pub async fn run(db: Arc<StateDb>, gate: Addr<Gate>, mut cancel: Cancel, log: Lo
                 );
                 return;
             }
-            fed.insert(position);
-            new += 1;
+            fed.extend(positions);
         }
         crate::metrics::metrics().consumed(new);
         if new == 0 && !cancel.sleep(POLL).await {

@@ -7,16 +7,21 @@
 //! - `takeover`: `kill -9` of the delivering replica in the middle of a multi-part report,
 //!   `SIGSTOP` of it past its lease then `SIGCONT`: the other one carries on, nothing is
 //!   lost, nothing is sent twice but the one part in flight;
+//! - `burst`: a few hundred critical findings at once through three replicas to one robot
+//!   key: one quota for the fleet, every finding told;
 //! - `faults`: the replicas' state-database sessions terminated, the state database
 //!   frozen past the lease: every replica recovers, nothing lost or doubled.
 //!
 //! Waits are liveness bounds, never speed assertions.
 
+#[path = "../support/fake_wecom.rs"]
+mod fake_wecom;
 #[path = "../support/robot.rs"]
 mod robot;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod burst;
 mod faults;
 mod split;
 mod takeover;
@@ -69,6 +74,23 @@ pub fn state_sql(sql: &str) -> Vec<String> {
 /// then `extra` (the channels, the schedule's keys).
 pub fn replica_settings(port: u16, schema: &str, state_dsn: &str, extra: &str) -> String {
     let lab = support::lab();
+    let repositories = format!(
+        "[repositories.main]\ndsn = \"{}\"\nservers = [\"local\", \"remote1\", \"remote2\"]\n\
+         [repositories.five]\ndsn = \"{}\"",
+        lab.repo_dsn(),
+        lab.repo5_dsn()
+    );
+    settings_on(port, schema, state_dsn, &repositories, extra)
+}
+
+/// [`replica_settings`] on the `repositories` tables given.
+pub fn settings_on(
+    port: u16,
+    schema: &str,
+    state_dsn: &str,
+    repositories: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"[log]
 level = "debug"
@@ -85,11 +107,7 @@ max_concurrent_per_repository = 2
 listen = "127.0.0.1:{port}"
 [analysis]
 window = "1h"
-[repositories.main]
-dsn = "{main}"
-servers = ["local", "remote1", "remote2"]
-[repositories.five]
-dsn = "{five}"
+{repositories}
 [state]
 dsn = "{state_dsn}"
 schema = "{schema}"
@@ -97,9 +115,7 @@ lease = "3s"
 connect_timeout = "2s"
 statement_timeout = "2s"
 {extra}
-"#,
-        main = lab.repo_dsn(),
-        five = lab.repo5_dsn(),
+"#
     )
 }
 

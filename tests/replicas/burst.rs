@@ -1,0 +1,164 @@
+//! A burst through three replicas to one robot key: a PoWA repository of its own lists
+//! a few hundred servers that never snapshot, so the first cycles find a critical finding
+//! per server (and its health score), analysed on whichever replica collects the server,
+//! all in the next report. The one delivering replica keeps the WeCom quota for the whole fleet: no
+//! errcode 45009, at most 20 messages in any 60 s, and every finding is in a message,
+//! shown or counted in a digest.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::robot;
+use crate::support;
+use crate::{collecting, replicas, schema, tail, wait_all};
+
+const KEY: &str = "robot-key-burst";
+const SERVERS: usize = 300;
+
+/// (at, content) of every message the robot accepted.
+fn accepted(path: &std::path::Path) -> Vec<(chrono::DateTime<chrono::Utc>, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            let at = chrono::DateTime::parse_from_rfc3339(v["at"].as_str()?).ok()?;
+            Some((
+                at.with_timezone(&chrono::Utc),
+                v["content"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// How many of the fleet's servers the messages represent: the servers they name (in an
+/// alert's title or its "Also on"), and those they count (a digest's or a list's "+N").
+fn represented(msgs: &[(chrono::DateTime<chrono::Utc>, String)]) -> (usize, usize) {
+    let all: Vec<&str> = msgs.iter().map(|(_, c)| c.as_str()).collect();
+    let all = all.join("\n");
+    let named: std::collections::BTreeSet<usize> = all
+        .split("fleet-")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .filter(|n| (1..=SERVERS).contains(n))
+        .collect();
+    (named.len(), crate::fake_wecom::counted_in_digests(&all))
+}
+
+#[test]
+fn a_burst_through_three_replicas_keeps_one_robot_quota() {
+    let lab = support::lab();
+    let db = format!("fleet_{}", std::process::id());
+    lab.psql("repo", "postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+    lab.psql("repo", "postgres", &format!("CREATE DATABASE {db}"));
+    lab.psql("repo", &db, "CREATE EXTENSION powa CASCADE");
+    lab.psql(
+        "repo",
+        &db,
+        &format!(
+            "INSERT INTO powa_servers (hostname, alias, port, username, dbname)
+             SELECT 'fleet-'||i, 'fleet-'||i, 5432, 'powa', 'powa' FROM generate_series(1, {SERVERS}) i;
+             GRANT CONNECT ON DATABASE {db} TO {ro}; GRANT USAGE ON SCHEMA public TO {ro};
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO {ro}",
+            ro = lab.var("POWA_LAB_RO_USER")
+        ),
+    );
+    let fleet_dsn = lab
+        .repo_dsn()
+        .replace("dbname=powa", &format!("dbname={db}"));
+    let schema = schema("burst");
+    let fake = robot::start(KEY, &[]);
+    let extra = format!(
+        r#"[schedule]
+cron = "*/30 * * * * *"
+[channels.robot]
+type = "wecom"
+base_url = "{}"
+key = "{KEY}""#,
+        fake.url
+    );
+    let repositories =
+        format!("[repositories.fleet]\ndsn = \"{fleet_dsn}\"\nreach_servers = false");
+    let state = lab.state_dsn();
+    let start = || {
+        let (schema, state, repositories, extra) = (
+            schema.clone(),
+            state.clone(),
+            repositories.clone(),
+            extra.clone(),
+        );
+        support::daemon::Proc::start(
+            "run",
+            move |port, _| {
+                // A few hundred servers: every 5 s is plenty.
+                crate::settings_on(port, &schema, &state, &repositories, &extra)
+                    .replace("interval = \"1s\"", "interval = \"5s\"")
+            },
+            &[],
+        )
+    };
+    let mut a = start();
+    let mut b = start();
+    let mut c = start();
+    wait_all(
+        &mut [&mut a, &mut b, &mut c],
+        "the fleet split between three replicas",
+        Duration::from_secs(90),
+        |ps| {
+            let total: usize = ps.iter().map(|p| collecting(p).len()).sum();
+            ps.iter().all(|p| {
+                replicas(p).is_some_and(|r| r["members"].as_array().map(Vec::len) == Some(3))
+            }) && total == SERVERS + 1
+                && ps.iter().all(|p| !collecting(p).is_empty())
+        },
+    );
+    let t0 = std::time::Instant::now();
+    loop {
+        let (shown, counted) = represented(&accepted(&fake.record));
+        if shown + counted >= SERVERS {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(240) {
+            let msgs = accepted(&fake.record);
+            let sample: Vec<&str> = msgs.iter().take(3).map(|(_, c)| c.as_str()).collect();
+            panic!(
+                "{shown} shown + {counted} counted of {SERVERS} servers in {} messages; the first:\n{}\n{}",
+                msgs.len(),
+                sample.join("\n-----\n"),
+                [&a, &b, &c].iter().map(|p| tail(&p.logs(), 15)).collect::<Vec<_>>().join("\n=====\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let msgs = accepted(&fake.record);
+    let (shown, counted) = represented(&msgs);
+    let mut most = 0;
+    for (i, (t, _)) in msgs.iter().enumerate() {
+        let n = msgs[i..]
+            .iter()
+            .take_while(|(u, _)| *u - *t < chrono::TimeDelta::seconds(60))
+            .count();
+        most = most.max(n);
+    }
+    eprintln!(
+        "{} messages for {SERVERS} servers: {shown} shown, {counted} counted in digests; at most {most} in 60 s",
+        msgs.len()
+    );
+    assert!(most <= 20, "{most} messages in 60 s to one key");
+    for p in [&a, &b, &c] {
+        assert!(
+            !p.logs().contains("45009"),
+            "a replica hit the quota:\n{}",
+            tail(&p.logs(), 20)
+        );
+    }
+    for p in [a, b, c] {
+        p.stop(Duration::from_secs(30));
+    }
+    crate::state_sql(&format!("DROP SCHEMA {schema} CASCADE"));
+    lab.psql("repo", "postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+}
