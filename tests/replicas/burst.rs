@@ -53,7 +53,11 @@ fn represented(msgs: &[(chrono::DateTime<chrono::Utc>, String)]) -> (usize, usiz
 fn a_burst_through_three_replicas_keeps_one_robot_quota() {
     let lab = support::lab();
     let db = format!("fleet_{}", std::process::id());
-    lab.psql("repo", "postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+    lab.psql(
+        "repo",
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
     lab.psql("repo", "postgres", &format!("CREATE DATABASE {db}"));
     lab.psql("repo", &db, "CREATE EXTENSION powa CASCADE");
     lab.psql(
@@ -160,5 +164,9 @@ key = "{KEY}""#,
         p.stop(Duration::from_secs(30));
     }
     crate::state_sql(&format!("DROP SCHEMA {schema} CASCADE"));
-    lab.psql("repo", "postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+    lab.psql(
+        "repo",
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
 }
