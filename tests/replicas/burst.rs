@@ -88,23 +88,8 @@ key = "{KEY}""#,
     let repositories =
         format!("[repositories.fleet]\ndsn = \"{fleet_dsn}\"\nreach_servers = false");
     let state = lab.state_dsn();
-    let start = || {
-        let (schema, state, repositories, extra) = (
-            schema.clone(),
-            state.clone(),
-            repositories.clone(),
-            extra.clone(),
-        );
-        support::daemon::Proc::start(
-            "run",
-            move |port, _| {
-                // A few hundred servers: every 5 s is plenty.
-                crate::settings_on(port, &schema, &state, &repositories, &extra)
-                    .replace("interval = \"1s\"", "interval = \"5s\"")
-            },
-            &[],
-        )
-    };
+    // A few hundred servers: every 5 s is plenty.
+    let start = || crate::replica_on(&schema, &state, &repositories, "5s", &extra);
     let mut a = start();
     let mut b = start();
     let mut c = start();

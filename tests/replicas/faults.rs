@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::support::faults::Proxy;
 use crate::support::{self};
 use crate::{collecting, deliverer, file_insights, replica, replicas, schema, wait_all};
 
@@ -41,42 +40,65 @@ fn no_finding_twice(out: &std::path::Path) {
     assert!(twice.is_empty(), "findings told twice: {twice:?}");
 }
 
+/// Both replicas see each other, every server is collected by one of them, one delivers.
+fn two_sharing(ps: &[&support::daemon::Proc]) -> bool {
+    let want = crate::expected_servers(ps[0]);
+    let total: usize = ps.iter().map(|p| collecting(p).len()).sum();
+    want > 0
+        && total == want
+        && ps.iter().all(|p| deliverer(p).is_some())
+        && ps
+            .iter()
+            .all(|p| replicas(p).is_some_and(|r| r["members"].as_array().map(Vec::len) == Some(2)))
+}
+
+/// Waits until two replicas share the work and a first report reached `out`.
+fn until_sharing_and_reported(
+    a: &mut support::daemon::Proc,
+    b: &mut support::daemon::Proc,
+    out: &std::path::Path,
+) {
+    wait_all(
+        &mut [a, b],
+        "two replicas sharing",
+        Duration::from_secs(90),
+        two_sharing,
+    );
+    wait_all(
+        &mut [a, b],
+        "a first report",
+        Duration::from_secs(60),
+        |_| !file_insights(out).is_empty(),
+    );
+}
+
+/// After a fault: a few more cycles, then no finding told twice, no server collected by
+/// both at once; both stopped, the schema dropped.
+fn settle_and_stop(
+    a: support::daemon::Proc,
+    b: support::daemon::Proc,
+    out: &std::path::Path,
+    schema: &str,
+) {
+    std::thread::sleep(Duration::from_secs(6));
+    no_finding_twice(out);
+    crate::assert_never_collected_twice(&[&a, &b]);
+    for p in [a, b] {
+        p.stop(Duration::from_secs(30));
+    }
+    crate::state_sql(&format!("DROP SCHEMA {schema} CASCADE"));
+}
+
 #[test]
 fn terminated_sessions_and_a_frozen_state_database_are_recovered_from() {
     let schema = schema("faults");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("findings.jsonl");
     // Through a proxy that can freeze, to the lab's state database.
-    let lab = support::lab();
-    let port: u16 = lab.var("POWA_LAB_REPO_PORT").parse().unwrap();
-    let proxy = Proxy::start(([127, 0, 0, 1], port).into(), None);
-    let dsn = lab
-        .state_dsn()
-        .replace(&format!("port={port}"), &format!("port={}", proxy.port));
+    let (proxy, dsn) = crate::through_proxy(&support::lab().state_dsn());
     let mut a = replica(&schema, &dsn, &extra(&out));
     let mut b = replica(&schema, &dsn, &extra(&out));
-    let settled = |ps: &[&support::daemon::Proc]| {
-        let want = crate::expected_servers(ps[0]);
-        let total: usize = ps.iter().map(|p| collecting(p).len()).sum();
-        want > 0
-            && total == want
-            && ps.iter().all(|p| deliverer(p).is_some())
-            && ps.iter().all(|p| {
-                replicas(p).is_some_and(|r| r["members"].as_array().map(Vec::len) == Some(2))
-            })
-    };
-    wait_all(
-        &mut [&mut a, &mut b],
-        "two replicas sharing",
-        Duration::from_secs(90),
-        settled,
-    );
-    wait_all(
-        &mut [&mut a, &mut b],
-        "a first report",
-        Duration::from_secs(60),
-        |_| !file_insights(&out).is_empty(),
-    );
+    until_sharing_and_reported(&mut a, &mut b, &out);
 
     // Every session of the schema's processes terminated by the server.
     let killed = crate::state_sql(&format!(
@@ -93,7 +115,7 @@ fn terminated_sessions_and_a_frozen_state_database_are_recovered_from() {
             ps.iter()
                 .zip(&beats)
                 .all(|(p, before)| last_beat(p) != *before && last_beat(p).is_some())
-                && settled(ps)
+                && two_sharing(ps)
         },
     );
 
@@ -120,13 +142,69 @@ fn terminated_sessions_and_a_frozen_state_database_are_recovered_from() {
         &mut [&mut a, &mut b],
         "the replicas sharing again",
         Duration::from_secs(60),
-        settled,
+        two_sharing,
     );
-    std::thread::sleep(Duration::from_secs(6));
-    no_finding_twice(&out);
-    crate::assert_never_collected_twice(&[&a, &b]);
-    for p in [a, b] {
-        p.stop(Duration::from_secs(30));
-    }
-    crate::state_sql(&format!("DROP SCHEMA {schema} CASCADE"));
+    settle_and_stop(a, b, &out, &schema);
+}
+
+#[test]
+fn a_powa_repository_outage_pauses_its_servers_on_every_replica() {
+    let schema = schema("powa_down");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("findings.jsonl");
+    let lab = support::lab();
+    // The PoWA 4 repository through a proxy that can freeze; the state database direct.
+    let (proxy, repo) = crate::through_proxy(&lab.repo_dsn());
+    let repositories = format!(
+        "[repositories.main]\ndsn = \"{repo}\"\nservers = [\"local\", \"remote1\", \"remote2\"]\n\
+         statement_timeout = \"2s\"\nconnect_timeout = \"2s\"\n\
+         [repositories.five]\ndsn = \"{}\"",
+        lab.repo5_dsn()
+    );
+    let state = lab.state_dsn();
+    let start = || crate::replica_on(&schema, &state, &repositories, "1s", &extra(&out));
+    let mut a = start();
+    let mut b = start();
+    until_sharing_and_reported(&mut a, &mut b, &out);
+    let reachable = |p: &support::daemon::Proc| {
+        p.status()
+            .and_then(|s| s["repositories"]["main"]["reachable"].as_bool())
+    };
+    proxy.freeze();
+    wait_all(
+        &mut [&mut a, &mut b],
+        "the repository marked down on both",
+        Duration::from_secs(60),
+        |ps| ps.iter().all(|p| reachable(p) == Some(false)),
+    );
+    // The leases stay where they were: nobody else could reach it either.
+    let shares: Vec<_> = [&a, &b].iter().map(|p| collecting(p)).collect();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        [&a, &b].iter().map(|p| collecting(p)).collect::<Vec<_>>(),
+        shares,
+        "a repository outage moves no server"
+    );
+    proxy.thaw();
+    let cycles = |p: &support::daemon::Proc| {
+        p.status().and_then(|s| {
+            s["servers"]["main/local"]["last_success"]
+                .as_str()
+                .map(String::from)
+        })
+    };
+    let before: Vec<_> = [&a, &b].iter().map(|p| cycles(p)).collect();
+    wait_all(
+        &mut [&mut a, &mut b],
+        "the repository back on both",
+        Duration::from_secs(60),
+        |ps| {
+            ps.iter().all(|p| reachable(p) == Some(true))
+                && ps
+                    .iter()
+                    .zip(&before)
+                    .any(|(p, b)| cycles(p).is_some() && cycles(p) != *b)
+        },
+    );
+    settle_and_stop(a, b, &out, &schema);
 }

@@ -80,15 +80,17 @@ pub fn replica_settings(port: u16, schema: &str, state_dsn: &str, extra: &str) -
         lab.repo_dsn(),
         lab.repo5_dsn()
     );
-    settings_on(port, schema, state_dsn, &repositories, extra)
+    settings_on(port, schema, state_dsn, &repositories, "1s", extra)
 }
 
-/// [`replica_settings`] on the `repositories` tables given.
+/// [`replica_settings`] on the `repositories` tables given, each server collected every
+/// `interval`.
 pub fn settings_on(
     port: u16,
     schema: &str,
     state_dsn: &str,
     repositories: &str,
+    interval: &str,
     extra: &str,
 ) -> String {
     format!(
@@ -96,7 +98,7 @@ pub fn settings_on(
 level = "debug"
 format = "json"
 [collection]
-interval = "1s"
+interval = "{interval}"
 min_interval = "1s"
 max_jitter = "200ms"
 rediscover_every = "5s"
@@ -117,6 +119,37 @@ statement_timeout = "2s"
 {extra}
 "#
     )
+}
+
+/// Starts one replica on the `repositories` tables given (see [`settings_on`]).
+pub fn replica_on(
+    schema: &str,
+    state_dsn: &str,
+    repositories: &str,
+    interval: &str,
+    extra: &str,
+) -> Proc {
+    let (schema, dsn, repositories, interval, extra) = (
+        schema.to_string(),
+        state_dsn.to_string(),
+        repositories.to_string(),
+        interval.to_string(),
+        extra.to_string(),
+    );
+    Proc::start(
+        "run",
+        move |port, _| settings_on(port, &schema, &dsn, &repositories, &interval, &extra),
+        &[],
+    )
+}
+
+/// A proxy that can freeze in front of the lab's repo cluster (which holds the PoWA 4
+/// repository and the state database), and `dsn` rewritten to go through it.
+pub fn through_proxy(dsn: &str) -> (support::faults::Proxy, String) {
+    let port: u16 = support::lab().var("POWA_LAB_REPO_PORT").parse().unwrap();
+    let proxy = support::faults::Proxy::start(([127, 0, 0, 1], port).into(), None);
+    let dsn = dsn.replace(&format!("port={port}"), &format!("port={}", proxy.port));
+    (proxy, dsn)
 }
 
 /// Starts one replica.
