@@ -88,8 +88,8 @@ key = "{KEY}""#,
     let repositories =
         format!("[repositories.fleet]\ndsn = \"{fleet_dsn}\"\nreach_servers = false");
     let state = lab.state_dsn();
-    // A few hundred servers: every 5 s is plenty.
-    let start = || crate::replica_on(&schema, &state, &repositories, "5s", &extra);
+    // A few hundred servers: every 15 s is plenty (a finding fires at its second sight).
+    let start = || crate::replica_on(&schema, &state, &repositories, "15s", &extra);
     let mut a = start();
     let mut b = start();
     let mut c = start();

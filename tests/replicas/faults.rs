@@ -29,7 +29,10 @@ fn no_finding_twice(out: &std::path::Path) {
     let mut times: BTreeMap<String, usize> = BTreeMap::new();
     for i in file_insights(out) {
         *times
-            .entry(format!("{}:{}", i["fingerprint"], i["status"]))
+            .entry(format!(
+                "{}:{}:{}",
+                i["fingerprint"], i["status"], i["observed_at"]
+            ))
             .or_default() += 1;
     }
     let twice: Vec<&String> = times

@@ -64,7 +64,8 @@ path = "{}""#,
     }
 
     // Two reports' worth: findings of servers collected by at least two replicas reach
-    // the file, through the queue, each once.
+    // the file, through the queue, each decision once (a finding may escalate twice, at
+    // two different cycles; the same decision told twice would carry the same time).
     wait_all(
         &mut [&mut a, &mut b, &mut c],
         "findings of two replicas' servers in one report",
@@ -87,7 +88,10 @@ path = "{}""#,
     let mut times: BTreeMap<String, usize> = BTreeMap::new();
     for i in &insights {
         *times
-            .entry(format!("{}:{}", i["fingerprint"], i["status"]))
+            .entry(format!(
+                "{}:{}:{}",
+                i["fingerprint"], i["status"], i["observed_at"]
+            ))
             .or_default() += 1;
     }
     let twice: Vec<&String> = times
