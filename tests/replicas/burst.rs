@@ -14,7 +14,7 @@ use crate::support;
 use crate::{collecting, replicas, schema, tail, wait_all};
 
 const KEY: &str = "robot-key-burst";
-const SERVERS: usize = 300;
+const SERVERS: usize = 200;
 
 /// (at, content) of every message the robot accepted.
 fn accepted(path: &std::path::Path) -> Vec<(chrono::DateTime<chrono::Utc>, String)> {
@@ -111,7 +111,7 @@ key = "{KEY}""#,
         if shown + counted >= SERVERS {
             break;
         }
-        if t0.elapsed() > Duration::from_secs(240) {
+        if t0.elapsed() > Duration::from_secs(300) {
             let msgs = accepted(&fake.record);
             let sample: Vec<&str> = msgs.iter().take(3).map(|(_, c)| c.as_str()).collect();
             panic!(
