@@ -13,6 +13,11 @@
 //!   frozen past the lease: every replica recovers, nothing lost or doubled.
 //!
 //! Waits are liveness bounds, never speed assertions.
+//!
+//! The crate is named to run after the others (cargo runs them in name order): the
+//! replicas' state database is on the lab's PoWA 4 repository cluster, so PoWA records
+//! their statements as top queries of its `local` server, which the other crates'
+//! expectations do not know of.
 
 #[path = "../support/fake_wecom.rs"]
 mod fake_wecom;
