@@ -30,24 +30,7 @@ use support::sample;
 
 /// Runs `sql` on the state database as its owner (setup and inspection only).
 fn admin(sql: &str) -> Vec<String> {
-    let dsn = support::lab().state_dsn();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-            .await
-            .expect("connect to the lab's state database");
-        tokio::spawn(conn);
-        let mut out = Vec::new();
-        for m in client.simple_query(sql).await.expect(sql) {
-            if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
-                out.push(r.get(0).unwrap_or("").to_string());
-            }
-        }
-        out
-    })
+    support::lab().state_sql(sql)
 }
 
 /// The settings of a schema of this test's own in the lab's state database.

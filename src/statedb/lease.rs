@@ -245,23 +245,7 @@ pub async fn beat(c: &Client, me: &Me, ttl: Duration, ask: &Ask) -> Result<Beat,
             acquired.push((r.get(0), r.get(1)));
         }
     }
-    let leases: Vec<LeaseRow> = c
-        .query(
-            "SELECT name, CASE WHEN expires_at > now() THEN holder END, epoch, since, expires_at
-             FROM leases ORDER BY name",
-            &[],
-        )
-        .await
-        .at("read the leases")?
-        .iter()
-        .map(|r| LeaseRow {
-            name: r.get(0),
-            holder: r.get(1),
-            epoch: r.get(2),
-            since: r.get(3),
-            expires_at: r.get(4),
-        })
-        .collect();
+    let leases = read_leases(c).await?;
     let held = leases
         .iter()
         .filter(|l| l.holder.as_deref() == Some(me.id.as_str()))
@@ -280,6 +264,26 @@ pub async fn beat(c: &Client, me: &Me, ttl: Duration, ask: &Ask) -> Result<Beat,
         queue_depth: q.get(0),
         queue_oldest: q.get(1),
     })
+}
+
+/// Every lease, by name; the holder of an expired one reads as none.
+async fn read_leases(c: &Client) -> Result<Vec<LeaseRow>, Fail> {
+    Ok(c.query(
+        "SELECT name, CASE WHEN expires_at > now() THEN holder END, epoch, since, expires_at
+             FROM leases ORDER BY name",
+        &[],
+    )
+    .await
+    .at("read the leases")?
+    .iter()
+    .map(|r| LeaseRow {
+        name: r.get(0),
+        holder: r.get(1),
+        epoch: r.get(2),
+        since: r.get(3),
+        expires_at: r.get(4),
+    })
+    .collect())
 }
 
 /// The members whose heartbeat has not expired, oldest first.
@@ -321,22 +325,10 @@ pub async fn leave(c: &Client, me: &str) -> Result<(), Fail> {
 /// What `check` and `/status` show: the live members, and every lease held.
 pub async fn overview(c: &Client) -> Result<(Vec<Member>, Vec<LeaseRow>), Fail> {
     let members = live_members(c).await?;
-    let leases = c
-        .query(
-            "SELECT name, holder, epoch, since, expires_at FROM leases
-             WHERE holder IS NOT NULL AND expires_at > now() ORDER BY name",
-            &[],
-        )
-        .await
-        .at("read the leases")?
-        .iter()
-        .map(|r| LeaseRow {
-            name: r.get(0),
-            holder: r.get(1),
-            epoch: r.get(2),
-            since: r.get(3),
-            expires_at: r.get(4),
-        })
+    let leases = read_leases(c)
+        .await?
+        .into_iter()
+        .filter(|l| l.holder.is_some())
         .collect();
     Ok((members, leases))
 }

@@ -48,29 +48,7 @@ pub fn schema(test: &str) -> String {
 
 /// Runs `sql` on the state database as its owner; the first column of each row.
 pub fn state_sql(sql: &str) -> Vec<String> {
-    let dsn = support::lab().state_dsn();
-    let sql = sql.to_string();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-                .await
-                .expect("connect to the lab's state database");
-            tokio::spawn(conn);
-            let mut out = Vec::new();
-            for m in client.simple_query(&sql).await.expect(&sql) {
-                if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
-                    out.push(r.get(0).unwrap_or("").to_string());
-                }
-            }
-            out
-        })
-    })
-    .join()
-    .unwrap()
+    support::lab().state_sql(sql)
 }
 
 /// The settings every replica of a test shares (but `[http] listen`): the lab's three

@@ -61,6 +61,18 @@ fn part_of(content: &str) -> Option<(usize, usize)> {
     Some((i.parse().ok()?, n.parse().ok()?))
 }
 
+/// How many times each part of the report `report` (of `n` parts) was accepted, by
+/// part number.
+fn copies_of(record: &Path, report: &str, n: usize) -> BTreeMap<usize, usize> {
+    let mut seen = BTreeMap::new();
+    for (r, i, total, _) in parts(record) {
+        if r == report && total == n {
+            *seen.entry(i).or_default() += 1;
+        }
+    }
+    seen
+}
+
 /// Starts A, waits until it delivers, starts B, waits until B holds servers; then waits
 /// for a report of several parts to be half sent.
 fn two_replicas_mid_report(schema: &str, robot: &robot::Robot) -> (Proc, Proc, String, usize) {
@@ -108,13 +120,7 @@ fn two_replicas_mid_report(schema: &str, robot: &robot::Robot) -> (Proc, Proc, S
 /// Every part of the first report arrived; none twice but the one in flight (`cut`: how
 /// many were recorded when A was stopped).
 fn assert_first_report_whole(record: &Path, first: &str, n: usize, cut: usize) {
-    let sent = parts(record);
-    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
-    for (report, i, total, _) in &sent {
-        if report == first && *total == n {
-            *seen.entry(*i).or_default() += 1;
-        }
-    }
+    let seen = copies_of(record, first, n);
     eprintln!("{cut} of {n} parts before the stop; parts seen: {seen:?}");
     assert_eq!(
         seen.keys().copied().collect::<Vec<_>>(),
@@ -147,10 +153,7 @@ fn kill_9_of_the_delivering_replica_mid_report_loses_nothing() {
     a.kill();
     let killed = Instant::now();
     std::thread::sleep(Duration::from_millis(1500));
-    let cut = parts(&fake.record)
-        .iter()
-        .filter(|(r, _, m, _)| *r == report && *m == n)
-        .count();
+    let cut: usize = copies_of(&fake.record, &report, n).values().sum();
     assert!(cut < n, "A finished ({cut} of {n} parts) before the kill");
     let took = b.wait_for("B takes the delivery over", Duration::from_secs(30), |p| {
         deliverer(p).is_some_and(|d| d != a_id)
@@ -160,16 +163,7 @@ fn kill_9_of_the_delivering_replica_mid_report_loses_nothing() {
         killed.elapsed().min(took + Duration::from_millis(1500))
     );
     b.wait_for("the rest of the report", Duration::from_secs(60), |_| {
-        let sent = parts(&fake.record);
-        let first = &report;
-        let mut got: Vec<usize> = sent
-            .iter()
-            .filter(|(r, _, t, _)| r == first && *t == n)
-            .map(|(_, i, _, _)| *i)
-            .collect();
-        got.sort();
-        got.dedup();
-        got.len() == n
+        copies_of(&fake.record, &report, n).len() == n
     });
     // B now collects every server.
     b.wait_for("B collects A's servers too", Duration::from_secs(30), |p| {
@@ -194,25 +188,13 @@ fn a_replica_frozen_past_its_lease_sends_nothing_when_it_wakes() {
     let a_id = me(&a).unwrap();
     a.signal("STOP");
     std::thread::sleep(Duration::from_millis(1500));
-    let cut = parts(&fake.record)
-        .iter()
-        .filter(|(r, _, m, _)| *r == report && *m == n)
-        .count();
+    let cut: usize = copies_of(&fake.record, &report, n).values().sum();
     assert!(cut < n, "A finished ({cut} of {n} parts) before it froze");
     b.wait_for("B takes the delivery over", Duration::from_secs(30), |p| {
         deliverer(p).is_some_and(|d| d != a_id)
     });
     b.wait_for("the rest of the report", Duration::from_secs(60), |_| {
-        let sent = parts(&fake.record);
-        let first = &report;
-        let mut got: Vec<usize> = sent
-            .iter()
-            .filter(|(r, _, t, _)| r == first && *t == n)
-            .map(|(_, i, _, _)| *i)
-            .collect();
-        got.sort();
-        got.dedup();
-        got.len() == n
+        copies_of(&fake.record, &report, n).len() == n
     });
     let before_wake = parts(&fake.record).len();
     a.signal("CONT");

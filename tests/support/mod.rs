@@ -180,6 +180,29 @@ impl Lab {
         self.var("POWA_LAB_STATE_DSN").to_string()
     }
 
+    /// Runs `sql` on the state database as its owner (setup and inspection only): the
+    /// first column of each row.
+    pub fn state_sql(&self, sql: &str) -> Vec<String> {
+        let dsn = self.state_dsn();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+                .await
+                .expect("connect to the lab's state database");
+            tokio::spawn(conn);
+            let mut out = Vec::new();
+            for m in client.simple_query(sql).await.expect(sql) {
+                if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+                    out.push(r.get(0).unwrap_or("").to_string());
+                }
+            }
+            out
+        })
+    }
+
     /// DSN of the PoWA 3.2.0 repository for the read-only role.
     pub fn repo3_dsn(&self) -> String {
         self.var("POWA_LAB_REPO3_DSN").to_string()
