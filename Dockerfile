@@ -17,9 +17,13 @@ RUN apt-get update \
  && install -d -o powa-sentinel -m 0700 /var/lib/powa-sentinel
 COPY --from=build /src/target/release/powa-sentinel /usr/local/bin/powa-sentinel
 COPY config/powa-sentinel.toml /etc/powa-sentinel/powa-sentinel.toml
+# The image's own configuration keeps the state in the volume. Not an environment
+# variable: `[state] dir` and `dsn` are alternatives, and a configuration of replicas
+# (`dsn`) would have to unset it.
+RUN sed -i 's|^# dir = "/var/lib/powa-sentinel"$|dir = "/var/lib/powa-sentinel"|' /etc/powa-sentinel/powa-sentinel.toml \
+ && grep -q '^dir = "/var/lib/powa-sentinel"$' /etc/powa-sentinel/powa-sentinel.toml
 USER powa-sentinel
-ENV POWA_SENTINEL__HTTP__LISTEN=0.0.0.0:9187 \
-    POWA_SENTINEL__STATE__DIR=/var/lib/powa-sentinel
+ENV POWA_SENTINEL__HTTP__LISTEN=0.0.0.0:9187
 EXPOSE 9187
 VOLUME ["/var/lib/powa-sentinel"]
 # SIGTERM is handled: pending report flushed, channels given collection.shutdown_deadline.

@@ -7,10 +7,11 @@
 //! - `takeover`: `kill -9` of the delivering replica in the middle of a multi-part report,
 //!   `SIGSTOP` of it past its lease then `SIGCONT`: the other one carries on, nothing is
 //!   lost, nothing is sent twice but the one part in flight;
-//! - `burst`: a few hundred critical findings at once through three replicas to one robot
-//!   key: one quota for the fleet, every finding told;
+//! - `burst`: 2,000 findings of 500 servers in two waves through three replicas to one
+//!   robot key: one quota for the fleet, every finding told;
 //! - `faults`: the replicas' state-database sessions terminated, the state database
-//!   frozen past the lease: every replica recovers, nothing lost or doubled.
+//!   frozen past the lease, restarted and crashed, PgBouncer in transaction mode in front
+//!   of it, a PoWA repository outage: every replica recovers, nothing lost or doubled.
 //!
 //! Waits are liveness bounds, never speed assertions.
 //!

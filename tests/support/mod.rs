@@ -309,8 +309,9 @@ pub fn unique() -> String {
 }
 
 impl Lab {
-    /// Stops (`-m fast`) or starts one cluster of the lab with pg_ctl, on the same port
-    /// (the port lives in the cluster's own configuration). For fault tests.
+    /// Stops (`stop`: `-m fast`; `crash`: `-m immediate`, as a power cut leaves it, WAL
+    /// replayed at the next start) or starts one cluster of the lab with pg_ctl, on the
+    /// same port (the port lives in the cluster's own configuration). For fault tests.
     pub fn pg_ctl(&self, cluster: &str, action: &str) {
         let pg_ctl = Path::new(self.var("POWA_LAB_PG_BIN")).join("pg_ctl");
         let data = self.dir.join(cluster);
@@ -325,6 +326,7 @@ impl Lab {
         ];
         match action {
             "stop" => args.extend(["-m".into(), "fast".into(), "stop".into()]),
+            "crash" => args.extend(["-m".into(), "immediate".into(), "stop".into()]),
             "start" => args.extend(["-l".into(), log.display().to_string(), "start".into()]),
             other => panic!("pg_ctl action {other}"),
         }
