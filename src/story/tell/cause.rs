@@ -56,6 +56,20 @@ fn index(mi: &Insight, lang: Lang) -> Option<String> {
     })
 }
 
+/// How much of a query's run time is CPU. Above 100 %, the CPU of parallel workers adds
+/// to the leader's (pg_stat_kcache counts both; the run time is the leader's alone):
+/// said as a multiple, which a reader believes, rather than "113 % of its time".
+fn cpu_share(ratio: f64, zh: bool) -> String {
+    match (ratio > 1.0, zh) {
+        (false, false) => format!("{} of its time is CPU", pct(ratio)),
+        (false, true) => format!("{} 的执行时间花在 CPU 上", pct(ratio)),
+        (true, false) => format!(
+            "it is CPU-bound: its CPU time is {ratio:.1}× its run time (parallel workers add theirs)"
+        ),
+        (true, true) => format!("CPU 密集：CPU 时间是执行时间的 {ratio:.1} 倍（含并行工作进程）"),
+    }
+}
+
 /// The cause a finding adds (`x` may be the lead itself, for its wait event).
 fn support(x: &Insight, lead: &Insight, lang: Lang) -> Option<String> {
     let m = |k: &str| metric(x, k);
@@ -74,11 +88,7 @@ fn support(x: &Insight, lead: &Insight, lang: Lang) -> Option<String> {
             }
             if let (Some(cpu), Some(total)) = (m("cpu_time_ms"), m("total_time_ms")) {
                 if total > 0.0 && cpu / total >= 0.6 {
-                    c.push(if zh {
-                        format!("{} 的执行时间花在 CPU 上", pct(cpu / total))
-                    } else {
-                        format!("{} of its time is CPU", pct(cpu / total))
-                    });
+                    c.push(cpu_share(cpu / total, zh));
                 }
             }
             if let Some(ev) = x.label("top_wait") {
@@ -200,5 +210,18 @@ mod class_words {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod cpu_words {
+    /// Parallel workers' CPU counts beside the leader's run time: never "113% of its time".
+    #[test]
+    fn cpu_above_the_run_time_is_a_multiple_not_a_share() {
+        assert_eq!(super::cpu_share(0.8, false), "80% of its time is CPU");
+        let over = super::cpu_share(1.13, false);
+        assert!(over.contains("1.1× its run time"), "{over}");
+        assert!(!over.contains('%'), "{over}");
+        assert!(super::cpu_share(1.5, true).contains("1.5 倍"));
     }
 }
