@@ -377,27 +377,24 @@ fn bouncer() -> Bouncer {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    // PgBouncer refuses to run as root: as the lab's clusters' user then.
+    // PgBouncer refuses to run as root: it switches to the lab's clusters' user itself
+    // (`-u`), so that the child is PgBouncer and killing it stops it. Its output goes to
+    // its log file, never to the test's (a survivor holding the test's stderr open would
+    // keep whoever reads it waiting).
     let ini = dir.path().join("pgbouncer.ini");
     let root = std::process::Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let mut cmd = if root {
-        let mut c = std::process::Command::new("runuser");
-        c.args([
-            "-u",
-            lab.var("POWA_LAB_OS_USER"),
-            "--",
-            "/usr/sbin/pgbouncer",
-        ]);
-        c
-    } else {
-        std::process::Command::new("/usr/sbin/pgbouncer")
-    };
+    let mut cmd = std::process::Command::new("/usr/sbin/pgbouncer");
+    if root {
+        cmd.args(["-u", lab.var("POWA_LAB_OS_USER")]);
+    }
     let child = cmd
         .arg(&ini)
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start pgbouncer (Debian package pgbouncer; powa-lab install installs it)");
     let t0 = std::time::Instant::now();
