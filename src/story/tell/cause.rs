@@ -56,17 +56,18 @@ fn index(mi: &Insight, lang: Lang) -> Option<String> {
     })
 }
 
-/// How much of a query's run time is CPU. Above 100 %, the CPU of parallel workers adds
-/// to the leader's (pg_stat_kcache counts both; the run time is the leader's alone):
-/// said as a multiple, which a reader believes, rather than "113 % of its time".
+/// How much of a query's run time is CPU. Above 100 %, pg_stat_kcache counted CPU the run
+/// time does not hold (its planning, parallel workers beside the leader, the coarse
+/// resolution of the kernel's counters on sub-millisecond calls): said as a multiple with
+/// those reasons, which a reader believes, rather than "113 % of its time".
 fn cpu_share(ratio: f64, zh: bool) -> String {
     match (ratio > 1.0, zh) {
         (false, false) => format!("{} of its time is CPU", pct(ratio)),
         (false, true) => format!("{} 的执行时间花在 CPU 上", pct(ratio)),
         (true, false) => format!(
-            "it is CPU-bound: its CPU time is {ratio:.1}× its run time (parallel workers add theirs)"
+            "it is CPU-bound: pg_stat_kcache counts {ratio:.1}× its run time in CPU (its planning and any parallel workers count there too)"
         ),
-        (true, true) => format!("CPU 密集：CPU 时间是执行时间的 {ratio:.1} 倍（含并行工作进程）"),
+        (true, true) => format!("CPU 密集：pg_stat_kcache 统计的 CPU 时间是执行时间的 {ratio:.1} 倍（规划和并行工作进程也计入其中）"),
     }
 }
 
@@ -220,7 +221,7 @@ mod cpu_words {
     fn cpu_above_the_run_time_is_a_multiple_not_a_share() {
         assert_eq!(super::cpu_share(0.8, false), "80% of its time is CPU");
         let over = super::cpu_share(1.13, false);
-        assert!(over.contains("1.1× its run time"), "{over}");
+        assert!(over.contains("1.1× its run time in CPU"), "{over}");
         assert!(!over.contains('%'), "{over}");
         assert!(super::cpu_share(1.5, true).contains("1.5 倍"));
     }
