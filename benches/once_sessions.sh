@@ -11,25 +11,19 @@
 # as in the reader bench) over every bench server, kcache included; the console channel
 # gets the report (thrown away) and no server is reached directly (reach_servers =
 # false: the bench servers do not exist). Each setting runs RUNS times (default 3) after
-# one warm-up; every run's wall time is printed, then the median of each.
+# one warm-up, in turns with the seed system's query for the same two windows (the
+# target: `once` at least twice as fast); every run's wall time is printed, then the
+# median of each and the ratios.
 # Sizes: BENCH_SERVERS (default 10) from srvid BENCH_FIRST_SRVID (default 100), as for
 # the reader bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${POWA_LAB_ENV:?set POWA_LAB_ENV to the lab.env of a running lab (see tests/support/powa-lab)}"
 RUNS=${RUNS:-3}
-SERVERS=${BENCH_SERVERS:-10}
-FIRST=${BENCH_FIRST_SRVID:-100}
-# shellcheck disable=SC1090
-. "$POWA_LAB_ENV"
+. benches/synthetic_fleet.sh
 
 work=$(mktemp -d -t powa-sentinel-once.XXXXXX)
 trap 'rm -rf "$work"' EXIT INT TERM
 
-nice cargo build --release --all-features --bin powa-sentinel >&2
-bin=${CARGO_TARGET_DIR:-target}/release/powa-sentinel
-
-names=$(seq "$FIRST" $((FIRST + SERVERS - 1)) | sed 's/.*/"bench-&"/' | paste -sd, -)
 config() {
     cat > "$work/once-$1.toml" <<TOML
 [log]
@@ -40,17 +34,11 @@ baseline_offset = "7d"
 baseline_periods = 1
 [collection]
 max_concurrent_per_repository = $1
-[repositories.bench]
-dsn = "host=127.0.0.1 port=$POWA_LAB_REPO_PORT dbname=powa user=$POWA_LAB_RO_USER"
-password_env = "BENCH_REPO_PASSWORD"
-statement_timeout = "300s"
-reach_servers = false
-servers = [$names]
+$repository
 [channels.console]
 type = "console"
 TOML
 }
-export BENCH_REPO_PASSWORD=$POWA_LAB_RO_PASSWORD
 
 # Wall seconds of one run (its output kept in the work dir; a failed run stops the script).
 once() {
@@ -67,16 +55,51 @@ once() {
 
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
-declare -A med
+# The seed system's query (benches/seed_query.sql, statements only) for the same two
+# windows over the same servers, one query per window over the whole fleet, as the seed
+# runs it: wall seconds of both.
+seed_sql() {
+    sed -e "s/\$1/'$1'::timestamptz/g" -e "s/\$2/'$2'::timestamptz/g" \
+        -e "s/\$3/$FIRST/g" -e "s/\$4/$((FIRST + SERVERS - 1))/g" benches/seed_query.sql
+}
+seed() {
+    local now start end
+    now=$(date -u +%s)
+    for back in 0 7; do
+        seed_sql "$(date -u -d "@$((now - (back + 1) * 86400))" '+%F %T+00')" \
+            "$(date -u -d "@$((now - back * 86400))" '+%F %T+00')"
+        echo ";"
+    done >"$work/seed.sql"
+    start=$(date +%s.%N)
+    PGPASSWORD=$POWA_LAB_RO_PASSWORD psql -X -q -o /dev/null -v ON_ERROR_STOP=1 \
+        "host=127.0.0.1 port=$POWA_LAB_REPO_PORT dbname=powa user=$POWA_LAB_RO_USER" -f "$work/seed.sql"
+    end=$(date +%s.%N)
+    echo "$end - $start" | bc -l
+}
+
+# The settings take turns in every round, so that a slower stretch of the machine
+# weighs on all of them alike.
+config 1
+config 4
+once 1 >/dev/null # warm-up
+once 4 >/dev/null
+declare -A runs med
+for _ in $(seq "$RUNS"); do
+    runs[seed]+="$(seed) "
+    runs[1]+="$(once 1) "
+    runs[4]+="$(once 4) "
+done
+for k in seed 1 4; do
+    # shellcheck disable=SC2086
+    med[$k]=$(printf '%s\n' ${runs[$k]} | median)
+done
+# shellcheck disable=SC2086
+printf 'seed query, %s servers, both windows: runs %s s; median %.2f s\n' "$SERVERS" \
+    "$(printf '%.2f ' ${runs[seed]})" "${med[seed]}"
 for sessions in 1 4; do
-    config "$sessions"
-    once "$sessions" >/dev/null # warm-up
-    times=()
-    for _ in $(seq "$RUNS"); do
-        times+=("$(once "$sessions")")
-    done
-    med[$sessions]=$(printf '%s\n' "${times[@]}" | median)
-    printf 'once, %s servers, %s session(s): runs %s s; median %.2f s\n' "$SERVERS" "$sessions" \
-        "$(printf '%.2f ' "${times[@]}")" "${med[$sessions]}"
+    # shellcheck disable=SC2086
+    printf 'once, %s servers, %s session(s): runs %s s; median %.2f s (seed/once %.2fx)\n' "$SERVERS" \
+        "$sessions" "$(printf '%.2f ' ${runs[$sessions]})" "${med[$sessions]}" \
+        "$(echo "${med[seed]} / ${med[$sessions]}" | bc -l)"
 done
 printf 'once with 1 session / with 4 sessions: %.2fx\n' "$(echo "${med[1]} / ${med[4]}" | bc -l)"

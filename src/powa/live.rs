@@ -95,6 +95,8 @@ struct Baseline {
     /// The parts ahead of its start, while that lies in coalesced history: the hours it
     /// loses are taken off from there, not read (see [`BoundaryCache`]).
     cache: Option<BoundaryCache<N>>,
+    /// The cache is to be filled at the next cycle (see [`LiveWindow::fill_due`]).
+    cache_due: bool,
 }
 
 impl Baseline {
@@ -173,6 +175,9 @@ pub struct LiveWindow {
     texts_checked_k: u32,
     baselines: Vec<Baseline>,
     baselines_k: Option<u32>,
+    /// The anchor of the start-up read, while the lump's boundary cache is still to be
+    /// filled (see [`LiveWindow::fill_due`]).
+    lump_cache_due: Option<DateTime<Utc>>,
 }
 
 impl LiveWindow {
@@ -211,6 +216,7 @@ impl LiveWindow {
             texts_checked_k: 0,
             baselines: Vec::new(),
             baselines_k: None,
+            lump_cache_due: None,
         }
     }
 
@@ -273,6 +279,7 @@ impl LiveWindow {
                 cost.window_reads += 1;
             }
             Some(cursor) => {
+                self.fill_due(client, &mut cost).await?;
                 self.follow(client, cursor, &mut cost).await?;
                 self.age_lump(client, start, &mut cost).await?;
             }
@@ -376,32 +383,16 @@ impl LiveWindow {
         cost: &mut CycleCost,
     ) -> Result<Baseline, PowaError> {
         let t = self.read_totals(client, span.start, span.end, cost).await?;
-        let grid = Grid {
-            width: self.width,
-            shift: offset,
-        };
-        // The start lies in the ranges unnested now: the first hours it loses are there.
-        let cache = match t.anchor {
-            Some(anchor) => {
-                self.fill_baseline_cache(
-                    client,
-                    anchor,
-                    span,
-                    grid,
-                    grid.floor(span.start) + self.width,
-                    cost,
-                )
-                .await?
-            }
-            None => None,
-        };
+        // The start lies in the ranges unnested now: the first hours it loses are there,
+        // cached at the next cycle (see [`LiveWindow::fill_due`]).
         Ok(Baseline {
             offset,
             span,
             anchor: t.anchor,
             last_ts: t.latest,
             totals: t.series,
-            cache,
+            cache: None,
+            cache_due: t.anchor.is_some(),
         })
     }
 
@@ -465,6 +456,7 @@ impl LiveWindow {
             if !covered(b) {
                 // The start left the ranges the cache holds: unnest the next ones.
                 b.cache = None;
+                b.cache_due = false;
                 let reads = Reads::new(client, &self.server);
                 if let Some(anchor) = self.anchor(&reads, b.span.start).await? {
                     let grid = Grid {
@@ -535,16 +527,48 @@ impl LiveWindow {
             .unwrap_or(window.start);
         self.cursor = Some(cursor);
         self.lump = Some((window.start, cursor));
-        // The start lies in the ranges just read: the first hours it passes are there.
-        if let Some(anchor) = lump.anchor {
+        // The start lies in the ranges just read: the first hours it passes are there,
+        // cached at the next cycle.
+        self.lump_cache_due = lump.anchor;
+        Ok(())
+    }
+
+    /// Fills the boundary caches the start-up and the baselines' first reads left due:
+    /// at the second cycle, not with those reads, so that a one-shot analysis (`once`)
+    /// and a fleet's first cycle do not unnest the ranges around the starts a second
+    /// time for caches they may never use, while the first checkpoint the starts pass
+    /// already finds them (else it would pay for them, see [`LiveWindow::age_lump`]).
+    async fn fill_due(&mut self, client: &Session, cost: &mut CycleCost) -> Result<(), PowaError> {
+        if let (Some(anchor), Some((lump_start, _))) = (self.lump_cache_due.take(), self.lump) {
             let grid = Grid {
                 width: self.width,
                 shift: Duration::zero(),
             };
-            let need = grid.floor(window.start) + self.width;
-            self.fill_lump_cache(client, anchor, window.start, need, cost)
+            let need = grid.floor(lump_start) + self.width;
+            self.fill_lump_cache(client, anchor, lump_start, need, cost)
                 .await?;
         }
+        let mut baselines = std::mem::take(&mut self.baselines);
+        for b in baselines.iter_mut().filter(|b| b.cache_due) {
+            b.cache_due = false;
+            let Some(anchor) = b.anchor else { continue };
+            let grid = Grid {
+                width: self.width,
+                shift: b.offset,
+            };
+            let need = grid.floor(b.span.start) + self.width;
+            match self
+                .fill_baseline_cache(client, anchor, b.span, grid, need, cost)
+                .await
+            {
+                Ok(cache) => b.cache = cache,
+                Err(e) => {
+                    self.baselines = baselines;
+                    return Err(e);
+                }
+            }
+        }
+        self.baselines = baselines;
         Ok(())
     }
 
