@@ -26,6 +26,7 @@ pub mod dry_run;
 pub mod gate;
 pub mod http;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod outbox;
 pub mod output;
