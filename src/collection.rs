@@ -524,8 +524,6 @@ async fn server_loop(ctx: ServerCtx, mut cancel: Cancel) {
         };
         let ok = outcome.error.is_none();
         metrics().cycle(&ctx.key, ok, secs, outcome.rows, outcome.data);
-        // What the cycle's reads freed goes back to the system, not to the high-water mark.
-        crate::memory::give_back();
         match &outcome.error {
             None => {
                 debug!(ctx.log, "Cycle done."; "insights" => outcome.insights, "rows" => outcome.rows, "seconds" => secs)

@@ -26,7 +26,6 @@ pub mod dry_run;
 pub mod gate;
 pub mod http;
 pub mod logging;
-pub mod memory;
 pub mod metrics;
 pub mod outbox;
 pub mod output;
