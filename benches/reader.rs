@@ -486,10 +486,8 @@ fn s3_sql(s: &Shape) -> String {
     )
 }
 
-/// The seed system's PoWA ≥ 4 query (statements only): every record of the history
-/// ranges touching the window unnested, first and last value per key by ts, joined to
-/// server, database and text, top 10,000 by total time; srvids $3..$4. It reads no
-/// `*_current` rows and is wrong on resets: timed, not checked.
+/// The seed system's PoWA ≥ 4 query, statements only (what it reads and gets wrong: see
+/// the file); srvids $3..$4.
 const SEED_SQL: &str = include_str!("seed_query.sql");
 
 /// Reference deltas per query: statements counters, and kcache (top variants summed).

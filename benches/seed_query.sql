@@ -2,7 +2,8 @@
 -- ranges touching the window unnested, first and last value per key by ts, joined to
 -- server, database and text, top 10,000 by total time; srvids $3..$4. It reads no
 -- `*_current` rows and is wrong on resets: timed, not checked.
--- Shared by the reader bench ($1..$4 bound) and benches/once_sessions.sh (substituted).
+-- $1, $2: the window; shared by the reader bench (bound) and benches/once_sessions.sh
+-- (substituted).
 SELECT coalesce(nullif(s.alias, ''), s.hostname || ':' || s.port) AS server, d.datname, h.queryid, st.query,
 h.calls, h.total_time, h.total_time / nullif(h.calls, 0) AS mean_time
 FROM (SELECT srvid, queryid, dbid, userid,

@@ -357,7 +357,7 @@ impl Layout {
                          FROM (SELECT {g}ts, rec, lag(ts) OVER w AS prev_ts, \
                                  lead(ts) OVER w AS next_ts, {leads} \
                                FROM ({points}) x WINDOW w AS ({part}ORDER BY ts)) s1) s2 \
-                   WHERE prev_ts IS NULL OR next_ts IS NULL OR prev_ts = ts OR {pre}{by}) s3",
+                   WHERE prev_ts IS NULL OR next_ts IS NULL OR prev_ts = ts OR pre{by}) s3",
             firsts = each(&|i| format!("{} AS f{i}", field(i, "fr"))),
             lasts = each(&|i| format!("{} AS l{i}", field(i, "lr"))),
             before = each(&|i| format!("coalesce(b{i}, 0) AS b{i}")),
