@@ -282,6 +282,21 @@ impl Lab {
         powa_lab(&["snapshot".as_ref(), self.dir.as_ref(), which.as_ref()]);
     }
 
+    /// A snapshot of `which`, then the time from which every call run is in its later
+    /// records: the start of a phase. powa-collector stamps a remote's record with the
+    /// time its read began, which under load is seconds before the read itself, so a
+    /// periodic snapshot begun before that time could still take in a phase's first calls
+    /// and put them before it. For a remote, one more snapshot, done after the time, lets
+    /// every read begun before it end first.
+    pub fn mark(&self, which: &str) -> chrono::DateTime<chrono::Utc> {
+        self.snapshot(which);
+        let at = chrono::Utc::now();
+        if which.starts_with("remote") || which == "all" {
+            self.snapshot(which);
+        }
+        at
+    }
+
     /// `powa-lab tls DIR`: TLS on for the repository cluster (idempotent); its
     /// `POWA_LAB_TLS_*` lines.
     pub fn tls(&self) -> HashMap<String, String> {

@@ -23,12 +23,11 @@ pub fn around(
     let lab = lab();
     let _guard = exclusive();
     setup();
-    lab.snapshot(snapshot);
-    if snapshot.starts_with("remote") {
+    let start = lab.mark(snapshot);
+    if snapshot.starts_with("remote") || snapshot == "all" {
         // powa-collector resets pg_qualstats after its read: let that pass first.
         std::thread::sleep(Duration::from_secs(1));
     }
-    let start = Utc::now();
     work();
     lab.snapshot(snapshot);
     (start, Utc::now())
