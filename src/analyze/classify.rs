@@ -115,10 +115,21 @@ impl Class {
 /// The selective filter pg_qualstats saw for a query.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Filter {
-    /// `schema.table (col, col)` when the names are known, else oids.
+    /// `schema.table (col, col)` when the names are known, else
+    /// `relation oid <n> (database <name>)`.
     pub on: String,
     pub ratio: f64,
     pub rows_per_execution: f64,
+    /// Names unknown: the oid and its database, and why (what gives the names), if known.
+    pub unnamed: Option<Unnamed>,
+}
+
+/// A filtered relation known by its oid only.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unnamed {
+    pub relid: u32,
+    pub database: Option<String>,
+    pub why: Option<String>,
 }
 
 /// A query's class, the numbers behind it, and the advice that follows.
@@ -220,6 +231,7 @@ fn selective_filter(quals: &QualsWindow, q: &QueryStats) -> Option<Filter> {
         })
         .max_by(|a, b| a.nbfiltered.total_cmp(&b.nbfiltered))?;
     let relid = best.predicates[0].relid;
+    let mut unnamed = None;
     let on = match quals.relation(q.key.dbid, relid) {
         Some(rel) => {
             let cols: Vec<String> = best
@@ -235,7 +247,19 @@ fn selective_filter(quals: &QualsWindow, q: &QueryStats) -> Option<Filter> {
                 .collect();
             format!("{}.{} ({})", rel.schema, rel.name, cols.join(", "))
         }
-        None => format!("relation oid {relid}"),
+        None => {
+            let database = quals.databases.get(&q.key.dbid).cloned();
+            let on = match &database {
+                Some(d) => format!("relation oid {relid} (database {d})"),
+                None => format!("relation oid {relid}"),
+            };
+            unnamed = Some(Unnamed {
+                relid,
+                database,
+                why: quals.why_unnamed(q.key.dbid).map(str::to_string),
+            });
+            on
+        }
     };
     Some(Filter {
         on,
@@ -245,7 +269,39 @@ fn selective_filter(quals: &QualsWindow, q: &QueryStats) -> Option<Filter> {
         } else {
             0.0
         },
+        unnamed,
     })
+}
+
+/// What to do about a selective filter. A missing-index finding, where the advisor has
+/// one for the query, replaces this with its statement; this is for the rest: names
+/// unknown (then what gives them), or a filter below the advisor's guards.
+fn filter_advice(f: &Filter) -> String {
+    let seen = format!(
+        "pg_qualstats: its filter on {} throws away {} of the {} rows it reads per execution",
+        f.on,
+        pct(f.ratio),
+        crate::render::format::count(f.rows_per_execution)
+    );
+    match &f.unnamed {
+        None => format!(
+            "{seen}: an index on those columns would let it read only the rows it keeps. EXPLAIN (ANALYZE, BUFFERS) shows the scan that reads them."
+        ),
+        Some(u) => {
+            let why = u
+                .why
+                .as_deref()
+                .map(|w| format!(": {w}"))
+                .unwrap_or_else(|| " (PoWA keeps only oids for this server)".to_string());
+            let name_it = match &u.database {
+                Some(d) => format!(" SELECT {}::regclass in {d} names the table.", u.relid),
+                None => String::new(),
+            };
+            format!(
+                "{seen}; an index on the filtered columns would let it read only the rows it keeps. Names unknown, so no statement{why}.{name_it}"
+            )
+        }
+    }
 }
 
 fn pct(x: f64) -> String {
@@ -345,15 +401,7 @@ pub fn classify(w: &StatementsWindow, q: &QueryStats, share: f64) -> Profile {
             ),
         )
     } else if let Some(f) = &filter {
-        (
-            Class::SelectiveFilter,
-            format!(
-                "pg_qualstats: its filter on {} throws away {} of the {:.0} rows it reads per execution. An index on those columns lets it read only the rows it keeps (see the missing-index finding for the statement).",
-                f.on,
-                pct(f.ratio),
-                f.rows_per_execution
-            ),
-        )
+        (Class::SelectiveFilter, filter_advice(f))
     } else if large_scan && aggregates && (has_where == Some(false) || quals_seen) {
         let why = if has_where == Some(false) {
             "it has no WHERE clause"
@@ -515,13 +563,73 @@ mod tests {
         let p = class_of(&w);
         assert_eq!(p.class, Class::SelectiveFilter);
         assert!(
-            p.advice.contains("99%") && p.advice.contains("300000"),
+            p.advice.contains("99%") && p.advice.contains("300,000"),
             "{}",
             p.advice
         );
         // A filter keeping most rows is no index case.
         w.quals = Some(quals(&filtered, 0.1, 300_000.0));
         assert_eq!(class_of(&w).class, Class::WholeTableAggregate);
+    }
+
+    /// Where the table has no name, the advice says why and what gives it, and how to name
+    /// it by hand meanwhile; where it has one, the columns. Neither points at a finding
+    /// that may not exist.
+    #[test]
+    fn a_selective_filter_says_what_it_is_on_or_why_it_cannot() {
+        let filtered = blocks(
+            q("SELECT * FROM orders WHERE customer_id = $1", 50.0, 4000.0),
+            2500.0,
+            1.0,
+        );
+        let mut w = window(vec![filtered.clone()]);
+        let mut qw = (*quals(&filtered, 0.99, 300_000.0)).clone();
+        let dbid = filtered.key.dbid;
+        qw.databases.insert(dbid, "app".into());
+        qw.unnamed.insert(
+            dbid,
+            "sentinel_ro may not connect to database app: GRANT CONNECT ON DATABASE app TO sentinel_ro".into(),
+        );
+        w.quals = Some(Arc::new(qw.clone()));
+        let p = class_of(&w);
+        assert_eq!(p.class, Class::SelectiveFilter);
+        assert_eq!(
+            p.filter.as_ref().map(|f| f.on.as_str()),
+            Some("relation oid 100 (database app)")
+        );
+        for part in [
+            "GRANT CONNECT ON DATABASE app TO sentinel_ro",
+            "SELECT 100::regclass in app",
+            "Names unknown",
+        ] {
+            assert!(p.advice.contains(part), "{part}: {}", p.advice);
+        }
+        assert!(!p.advice.contains("finding"), "{}", p.advice);
+
+        // Named: the table and its column.
+        qw.catalogs.insert(
+            dbid,
+            crate::powa::qualstats::DbCatalog {
+                relations: [(
+                    100,
+                    crate::powa::qualstats::Relation {
+                        schema: "public".into(),
+                        name: "orders".into(),
+                        rows: 300_000.0,
+                        columns: [(2, "customer_id".to_string())].into(),
+                        indexes: Some(vec![]),
+                    },
+                )]
+                .into(),
+            },
+        );
+        w.quals = Some(Arc::new(qw));
+        let p = class_of(&w);
+        assert!(
+            p.advice.contains("public.orders (customer_id)") && !p.advice.contains("Names unknown"),
+            "{}",
+            p.advice
+        );
     }
 
     #[test]

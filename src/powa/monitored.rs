@@ -24,14 +24,14 @@ use serde::Deserialize;
 use slog::{info, Logger};
 
 use super::connect::{self, describe_pg_error, ConnectError, Target};
-use super::discovery::{PowaInfo, ServerInfo};
+use super::discovery::{quote_ident, PowaInfo, ServerInfo};
 use super::error::PowaError;
 use super::hypopg::{Explainer, Validation};
 use super::qualstats::{read_catalog, read_operators, QualsWindow};
 use super::reader::StatementsWindow;
 use super::session::{QueryError, Session};
 use super::{validate_tls, RepositorySettings, SslMode};
-use crate::analyze::missing_index::{candidates, ddl, worth_a_look, MissingIndexSettings};
+use crate::analyze::missing_index::{candidates, ddl, worth_naming, MissingIndexSettings};
 use crate::problem::Problem;
 use crate::secret::Secret;
 
@@ -570,10 +570,42 @@ async fn read_roles(
         .collect())
 }
 
+/// Why the names of `datname` are unknown and what gives them, for a finding that shows
+/// oids: a role without CONNECT there gets the GRANT, anything else the setting.
+fn unreachable(
+    m: &MonitoredSettings,
+    repository: &str,
+    server: &ServerInfo,
+    datname: &str,
+    e: &ConnectError,
+) -> String {
+    let setting = format!("[repositories.{repository}.monitored.\"{}\"]", server.name);
+    // The role as the session used it: set as `user`, or inside a DSN.
+    let role = m.user.clone().or_else(|| {
+        connect::pg_config("", &m.as_repository())
+            .ok()
+            .and_then(|c| c.get_user().map(str::to_string))
+    });
+    match e {
+        ConnectError::Connect { reason, .. }
+            if reason.contains("permission denied for database") =>
+        {
+            format!(
+                "{} may not connect to database {datname}: GRANT CONNECT ON DATABASE {} TO {}, or set {setting}",
+                role.as_deref().unwrap_or("the role"),
+                quote_ident(datname),
+                role.as_deref().map(quote_ident).unwrap_or_else(|| "<role>".to_string())
+            )
+        }
+        _ if m.implicit => format!("{e}: set {setting} to reach database {datname}"),
+        _ => format!("{e}: check {setting}"),
+    }
+}
+
 /// At most this many databases of one server are visited per cycle.
 const MAX_DATABASES: usize = 20;
 
-/// Reads names and indexes for the quals worth a look, from each of their databases on
+/// Reads names and indexes for the selective quals, from each of their databases on
 /// the monitored server, then (with `settings.hypopg`) tries the candidates with hypopg.
 /// Failures become notes: the advisor still works on what could be read.
 pub async fn enrich(
@@ -587,7 +619,7 @@ pub async fn enrich(
     let mut relids_by_db: HashMap<u32, BTreeSet<i64>> = HashMap::new();
     let mut opnos_by_db: HashMap<u32, BTreeSet<i64>> = HashMap::new();
     for q in &w.quals {
-        if !worth_a_look(w, q, settings) {
+        if !worth_naming(w, q, settings) {
             continue;
         }
         for p in &q.predicates {
@@ -614,9 +646,14 @@ pub async fn enrich(
         };
         let client = match m.connect(&label, &datname).await {
             Ok(c) => c,
-            Err(_) if m.implicit => continue,
             Err(e) => {
-                w.notes.push(format!("server `{}`: {e}", server.name));
+                w.unnamed
+                    .insert(dbid, unreachable(m, repository, server, &datname, &e));
+                // The repository's own connection is a guess, not a setting: what it cannot
+                // do is said where oids are shown, not as a problem to fix.
+                if !m.implicit {
+                    w.notes.push(format!("server `{}`: {e}", server.name));
+                }
                 continue;
             }
         };
@@ -626,10 +663,12 @@ pub async fn enrich(
                 w.catalogs.insert(dbid, cat);
             }
             Err(e) => {
-                w.notes.push(format!(
+                let why = format!(
                     "database `{datname}`: cannot read the catalog ({})",
                     describe_pg_error(&e)
-                ));
+                );
+                w.unnamed.insert(dbid, why.clone());
+                w.notes.push(why);
                 continue;
             }
         }
@@ -735,6 +774,37 @@ mod tests {
         assert!(
             !format!("{m:?}").contains("p w'd"),
             "the password is redacted"
+        );
+    }
+
+    /// What a finding showing oids says about a database the role could not enter: the
+    /// GRANT when PostgreSQL refused CONNECT, the setting otherwise.
+    #[test]
+    fn an_unreachable_database_says_what_opens_it() {
+        // The role inside a DSN, as a seed configuration gives it.
+        let m = MonitoredSettings::implicit_from(&RepositorySettings::from_dsn(
+            "host=repo user=sentinel_ro",
+        ));
+        let server = ServerInfo::named(0, "local");
+        let refused = |reason: &str| ConnectError::Connect {
+            target: Target::Database("Sales DB".into()),
+            reason: reason.into(),
+        };
+        let denied = unreachable(
+            &m,
+            "main",
+            &server,
+            "Sales DB",
+            &refused("FATAL: permission denied for database \"Sales DB\""),
+        );
+        assert_eq!(
+            denied,
+            "sentinel_ro may not connect to database Sales DB: GRANT CONNECT ON DATABASE \"Sales DB\" TO sentinel_ro, or set [repositories.main.monitored.\"local\"]"
+        );
+        let other = unreachable(&m, "main", &server, "app", &refused("connection refused"));
+        assert!(
+            other.ends_with("set [repositories.main.monitored.\"local\"] to reach database app"),
+            "{other}"
         );
     }
 }

@@ -161,11 +161,40 @@ pub struct QualsWindow {
     /// Why the server itself could not be reached for names (no `monitored` table and
     /// `reach_servers` off, no readable `powa_servers` entry, …).
     pub why_no_names: Option<String>,
+    /// Per database oid whose catalog could not be read though the server was reached:
+    /// why, and what to do (a role without CONNECT there, say), for the findings that
+    /// must show oids.
+    pub unnamed: HashMap<u32, String>,
+    /// pg_stat_statements' calls per (queryid, dbid, userid) in the same window.
+    /// pg_qualstats undercounts executions: it samples them (one in `max_connections` by
+    /// default) and stops tracking new predicates while its table is full
+    /// (`pg_qualstats.max`), while calls are exact.
+    pub calls: HashMap<(i64, u32, u32), f64>,
 }
 
 impl QualsWindow {
     pub fn relation(&self, dbid: u32, relid: u32) -> Option<&Relation> {
         self.catalogs.get(&dbid)?.relations.get(&relid)
+    }
+
+    /// How often the query of `q` ran in the window: its pg_stat_statements calls, or
+    /// pg_qualstats' occurrences when those are more (a predicate on the inner side of a
+    /// nested loop runs many times per call).
+    pub fn executions(&self, q: &QualStats) -> f64 {
+        let calls = self
+            .calls
+            .get(&(q.key.queryid, q.key.dbid, q.key.userid))
+            .copied()
+            .unwrap_or(0.0);
+        q.occurrences.max(calls)
+    }
+
+    /// Why a relation of database `dbid` is known by its oid only, when that is known.
+    pub fn why_unnamed(&self, dbid: u32) -> Option<&str> {
+        self.unnamed
+            .get(&dbid)
+            .or(self.why_no_names.as_ref())
+            .map(String::as_str)
     }
 
     pub fn text(&self, k: &QualKey) -> Option<&str> {
@@ -657,8 +686,9 @@ impl QualsCollector {
         info: &PowaInfo,
         server: &ServerInfo,
         window: Window,
+        calls: HashMap<(i64, u32, u32), f64>,
     ) -> Result<Option<Arc<QualsWindow>>, PowaError> {
-        self.collect_routed(client, info, server, window, None)
+        self.collect_routed(client, info, server, window, calls, None)
             .await
     }
 
@@ -670,6 +700,7 @@ impl QualsCollector {
         info: &PowaInfo,
         server: &ServerInfo,
         window: Window,
+        calls: HashMap<(i64, u32, u32), f64>,
         why_no_names: Option<String>,
     ) -> Result<Option<Arc<QualsWindow>>, PowaError> {
         // A failure here must not cost the server its other analyses: it becomes a note
@@ -682,6 +713,7 @@ impl QualsCollector {
                 ..Default::default()
             },
         };
+        w.calls = calls;
         match &self.monitored {
             Some(m) => {
                 if !w.quals.is_empty() {

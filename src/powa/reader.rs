@@ -135,6 +135,17 @@ pub struct StatementsWindow {
 }
 
 impl StatementsWindow {
+    /// Calls per (queryid, dbid, userid), top-level and nested entries summed: what the
+    /// quals of the same window are matched with.
+    pub fn calls_by_query(&self) -> HashMap<(i64, u32, u32), f64> {
+        let mut out = HashMap::new();
+        for q in &self.queries {
+            *out.entry((q.key.queryid, q.key.dbid, q.key.userid))
+                .or_insert(0.0) += q.get(CALLS);
+        }
+        out
+    }
+
     /// `queries` of `server` over `window`, its deltas anchored at the window's start, with
     /// nothing beside them yet (no baselines, waits, quals or kcache remainder).
     pub fn new(

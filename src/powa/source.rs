@@ -144,7 +144,7 @@ impl Source for PowaSource {
                     why_not = route.why_not.clone();
                 }
                 w.quals = q
-                    .collect_routed(&client, &info, &server, window, why_not)
+                    .collect_routed(&client, &info, &server, window, w.calls_by_query(), why_not)
                     .await
                     .map_err(|e| SourceError::new(e.to_string()))?;
                 if let (Some(r), Some(qw)) = (&reach, &w.quals) {

@@ -126,3 +126,58 @@ fn remote_servers_are_reached_through_powa_servers() {
     );
     lab.psql("remote1", "app", &format!("DROP TABLE {t}"));
 }
+
+/// The repository's own server is read through the repository's connection, as a
+/// standard deployment lets it. Where its role may not enter a database (the lab's
+/// `sentinel_ro` has no CONNECT on `app`), what shows the table's oid says why and what
+/// opens it — the GRANT, or the setting — and how to name the table meanwhile; and that
+/// guess of a route is not reported as a problem of its own.
+#[test]
+fn a_database_the_repository_role_may_not_enter_says_what_opens_it() {
+    let _turn = crate::support::turn(module_path!());
+    let lab = lab();
+    let t = format!("t_nrl_{}", crate::support::unique());
+    selective_filter("repo", "repo", &t, 40);
+    let oid = lab
+        .psql("repo", "app", &format!("SELECT '{t}'::regclass::oid"))
+        .trim()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let local = Settings::once("15m")
+        .repository("lab", &lab.repo_dsn())
+        .toml("servers = [\"local\"]")
+        .toml("[analyzers.slow_queries]\ntop_n = 200\nmin_total_time = \"1ms\"")
+        .console()
+        .write(dir.path());
+    let (stdout, _) = succeeded(&run(&["once", "--output", "json"], &local));
+    let all = json_lines(&stdout);
+    let mine = about(&all, &t);
+    let grant = "sentinel_ro may not connect to database app: GRANT CONNECT ON DATABASE app TO sentinel_ro, or set [repositories.lab.monitored.\"local\"]";
+    let by_hand = format!("SELECT {oid}::regclass in app names the table");
+    let slow = mine
+        .iter()
+        .find(|i| i["kind"] == "slow_query")
+        .unwrap_or_else(|| panic!("no slow-query finding about {t}: {all:#?}"));
+    assert_eq!(slow["class"], "selective_filter", "{slow:#}");
+    assert_eq!(slow["filter"], format!("relation oid {oid} (database app)"));
+    let advice = slow["advice"].as_str().unwrap();
+    assert!(
+        advice.contains(grant) && advice.contains(&by_hand),
+        "{advice}"
+    );
+    let index = mine
+        .iter()
+        .find(|i| i["kind"] == "missing_index")
+        .unwrap_or_else(|| panic!("no index finding about {t}: {all:#?}"));
+    assert_eq!(index["rule"], "missing_index.unresolved", "{index:#}");
+    let advice = index["advice"].as_str().unwrap();
+    assert!(
+        advice.contains(grant) && advice.contains(&by_hand),
+        "{advice}"
+    );
+    assert!(
+        !all.iter().any(|i| i["rule"] == "missing_index.blind"),
+        "{all:#?}"
+    );
+    lab.psql("repo", "app", &format!("DROP TABLE {t}"));
+}

@@ -97,7 +97,13 @@ pub async fn window_with_quals(
         settings: MissingIndexSettings::default(),
         monitored: monitored.map(MonitoredSettings::from_dsn),
     }
-    .collect(&repo.client, &repo.info, server(&repo, "local"), window)
+    .collect(
+        &repo.client,
+        &repo.info,
+        server(&repo, "local"),
+        window,
+        w.calls_by_query(),
+    )
     .await
     .unwrap_or_else(|e| panic!("collect quals: {e}"));
     w

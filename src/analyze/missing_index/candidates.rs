@@ -23,9 +23,13 @@ pub struct Candidate {
     pub quals: Vec<QualKey>,
     /// (queryid, userid) of the queries it would help.
     pub queries: BTreeSet<(i64, u32)>,
+    /// pg_qualstats' counters, summed over its groups: sampled (see
+    /// [`QualsWindow::calls`]), so they give shares and per-execution sizes.
     pub occurrences: f64,
     pub execution_count: f64,
     pub nbfiltered: f64,
+    /// How often its groups' queries ran ([`QualsWindow::executions`]).
+    pub executions: f64,
 }
 
 impl Candidate {
@@ -37,6 +41,12 @@ impl Candidate {
     /// Rows its groups discarded per execution.
     pub fn filtered_per_execution(&self) -> f64 {
         ratio(self.nbfiltered, self.occurrences)
+    }
+
+    /// Rows its groups discarded in the window: per execution, times the executions
+    /// pg_stat_statements counted.
+    pub fn filtered(&self) -> f64 {
+        self.filtered_per_execution() * self.executions
     }
 }
 
@@ -53,8 +63,13 @@ fn covered(index_cols: &[i32], columns: &[i32], equality: usize) -> bool {
 
 /// A predicate group past the numeric guards, not from PoWA's own work.
 pub fn worth_a_look(w: &QualsWindow, q: &QualStats, s: &MissingIndexSettings) -> bool {
-    q.occurrences >= s.min_executions as f64
-        && q.filtered_per_execution() >= s.min_filtered_rows_per_execution
+    w.executions(q) >= s.min_executions as f64 && worth_naming(w, q, s)
+}
+
+/// A predicate group selective enough for a candidate, however few times it ran: its
+/// table is named for the findings about its query, which show the filter.
+pub fn worth_naming(w: &QualsWindow, q: &QualStats, s: &MissingIndexSettings) -> bool {
+    q.filtered_per_execution() >= s.min_filtered_rows_per_execution
         && q.filter_ratio() >= s.min_filter_ratio
         && !w
             .text(&q.key)
@@ -70,6 +85,7 @@ struct Group {
     occ: f64,
     exec: f64,
     filt: f64,
+    runs: f64,
 }
 
 /// The candidates of one server's quals, strongest first. Pure: the collector calls it
@@ -95,8 +111,8 @@ pub fn candidates(w: &QualsWindow, s: &MissingIndexSettings) -> Vec<Candidate> {
         .flat_map(|((dbid, relid), groups)| of_table(w, s, dbid, relid, groups))
         .collect();
     out.sort_by(|a, b| {
-        b.nbfiltered
-            .total_cmp(&a.nbfiltered)
+        b.filtered()
+            .total_cmp(&a.filtered())
             .then((a.dbid, a.relid).cmp(&(b.dbid, b.relid)))
     });
     out
@@ -133,6 +149,7 @@ fn group(w: &QualsWindow, q: &QualStats, relid: u32) -> Option<Group> {
         occ: q.occurrences,
         exec: q.execution_count,
         filt: q.nbfiltered,
+        runs: w.executions(q),
     })
 }
 
@@ -192,6 +209,7 @@ fn of_table(
                     occurrences: 0.0,
                     execution_count: 0.0,
                     nbfiltered: 0.0,
+                    executions: 0.0,
                 });
                 table.last_mut().expect("just pushed")
             }
@@ -201,6 +219,7 @@ fn of_table(
         c.occurrences += g.occ;
         c.execution_count += g.exec;
         c.nbfiltered += g.filt;
+        c.executions += g.runs;
     }
     if let Some(indexes) = rel.and_then(|r| r.indexes.as_ref()) {
         table.retain(|c| {
@@ -209,7 +228,7 @@ fn of_table(
             })
         });
     }
-    table.sort_by(|a, b| b.nbfiltered.total_cmp(&a.nbfiltered));
+    table.sort_by(|a, b| b.filtered().total_cmp(&a.filtered()));
     table.truncate(s.max_per_table);
     table
 }

@@ -28,7 +28,7 @@ use super::checks::Checks;
 use super::per_server::AnalyzerSettings;
 use crate::powa::qualstats::QualsWindow;
 use crate::powa::reader::StatementsWindow;
-pub use candidates::{candidates, worth_a_look, Candidate};
+pub use candidates::{candidates, worth_a_look, worth_naming, Candidate};
 use sentinel_actors::{Insight, Severity};
 pub use statement::ddl;
 use statement::Names;
@@ -40,7 +40,9 @@ pub use verdict::validation_of;
 pub struct MissingIndexSettings {
     /// Default true (it only has data where PoWA collects pg_qualstats).
     pub enabled: bool,
-    /// A predicate group must have run at least this many times in the window. Default 10.
+    /// A predicate group's query must have run at least this many times in the window
+    /// ([`QualsWindow::executions`]: pg_stat_statements' calls, as pg_qualstats samples).
+    /// Default 10.
     pub min_executions: u64,
     /// …and discarded at least this many rows per execution on average. Default 1000.
     pub min_filtered_rows_per_execution: f64,
@@ -134,9 +136,12 @@ impl MissingIndexAnalyzer {
         let names = Names::of(q, c);
         let ids = statement::helped(c);
         let mut metrics = BTreeMap::from([
-            ("executions".to_string(), c.occurrences),
-            ("rows_evaluated".to_string(), c.execution_count),
-            ("rows_filtered".to_string(), c.nbfiltered),
+            ("executions".to_string(), c.executions),
+            (
+                "rows_evaluated".to_string(),
+                crate::analyze::ratio(c.execution_count, c.occurrences) * c.executions,
+            ),
+            ("rows_filtered".to_string(), c.filtered()),
             ("filter_ratio".to_string(), c.filter_ratio()),
             (
                 "rows_filtered_per_execution".to_string(),
@@ -149,7 +154,7 @@ impl MissingIndexAnalyzer {
         if let Some(r) = names.relation.filter(|r| r.rows >= 0.0) {
             metrics.insert("table_rows".to_string(), r.rows);
         }
-        let severity = if c.nbfiltered >= s.warning_filtered_rows {
+        let severity = if c.filtered() >= s.warning_filtered_rows {
             Severity::Warning
         } else {
             Severity::Info
@@ -172,7 +177,7 @@ impl MissingIndexAnalyzer {
                 "missing_index",
             ],
         );
-        let (rule, advice) = names.advice(w, q);
+        let (rule, advice) = names.advice(w, q, c);
         let mut found = Insight {
             severity,
             title,
@@ -222,6 +227,42 @@ mod tests {
     use crate::analyze::fixtures::{
         advise, advise_with, orders, qual, quals, window, INT_EQ, LIKE, TEXT_EQ,
     };
+
+    /// pg_qualstats sampled 3 of the query's 50 calls (its sample rate, or its table
+    /// full): the guard and the figures go by the calls pg_stat_statements counted, the
+    /// shares and sizes per execution by what pg_qualstats saw.
+    #[test]
+    fn sampled_quals_count_the_query_calls() {
+        let rel = || Some(orders(300_000.0, vec![]));
+        let sampled = || {
+            quals(
+                vec![qual(1, 11, &[(2, INT_EQ)], 3.0, 300_000.0, 3.0)],
+                rel(),
+            )
+        };
+        assert!(
+            advise(sampled()).is_empty(),
+            "3 executions alone are too few"
+        );
+        let mut q = sampled();
+        q.calls.insert((11, 1, 10), 50.0);
+        let found = advise(q);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let i = &found[0];
+        assert_eq!(i.metric("executions"), Some(50.0));
+        assert_eq!(i.metric("rows_filtered"), Some(50.0 * 299_997.0));
+        assert_eq!(i.metric("rows_filtered_per_execution"), Some(299_997.0));
+        // 15M rows thrown away over the 50 calls: past warning_filtered_rows, which the
+        // 900k pg_qualstats saw are not.
+        assert_eq!(i.severity, Severity::Warning);
+        // A filter inside a nested loop runs more often than its query: its own count.
+        let mut inner = quals(
+            vec![qual(1, 11, &[(2, INT_EQ)], 400.0, 300_000.0, 3.0)],
+            rel(),
+        );
+        inner.calls.insert((11, 1, 10), 20.0);
+        assert_eq!(advise(inner)[0].metric("executions"), Some(400.0));
+    }
 
     #[test]
     fn quiet_below_every_guard() {

@@ -55,17 +55,29 @@ impl<'a> Names<'a> {
 
     /// The suggestion's rule (`btree`, or `unresolved` without names) and its advice: run
     /// the statement, or what to configure so that the next suggestion has one.
-    pub fn advice(&self, w: &StatementsWindow, q: &QualsWindow) -> (&'static str, String) {
-        match &self.statement {
-            Some(_) => ("btree", "Create the index (CONCURRENTLY does not block writes), then check the helped queries' plans.".to_string()),
-            None => ("unresolved", format!(
-                "PoWA keeps only oids for this server{}: set [repositories.{}.monitored.\"{}\"] so the sentinel can read names and existing indexes in `{}` and propose a ready statement.",
+    pub fn advice(
+        &self,
+        w: &StatementsWindow,
+        q: &QualsWindow,
+        c: &Candidate,
+    ) -> (&'static str, String) {
+        let setting = format!(
+            "[repositories.{}.monitored.\"{}\"]",
+            w.repository, w.server.name
+        );
+        match (&self.statement, q.unnamed.get(&c.dbid)) {
+            (Some(_), _) => ("btree", "Create the index (CONCURRENTLY does not block writes), then check the helped queries' plans.".to_string()),
+            // The server was reached, the database was not: say what opens it.
+            (None, Some(why)) => ("unresolved", format!(
+                "Names and existing indexes in database {} unknown, so no statement: {why}. SELECT {}::regclass in {} names the table.",
+                self.database, c.relid, self.database
+            )),
+            (None, None) => ("unresolved", format!(
+                "PoWA keeps only oids for this server{}: set {setting} so the sentinel can read names and existing indexes in `{}` and propose a ready statement.",
                 q.why_no_names
                     .as_deref()
                     .map(|why| format!(" and the sentinel cannot reach it ({why})"))
                     .unwrap_or_default(),
-                w.repository,
-                w.server.name,
                 self.database
             )),
         }

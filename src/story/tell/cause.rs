@@ -16,7 +16,11 @@ pub(super) fn of(
     lang: Lang,
 ) -> Option<String> {
     let mut causes: Vec<String> = own.into_iter().collect();
-    if let Some(c) = mi.and_then(|mi| index(mi, lang)) {
+    let unindexed = match mi {
+        Some(mi) => index(mi, lang),
+        None => s.findings().find_map(|x| filtered(x, lang)),
+    };
+    if let Some(c) = unindexed {
         causes.insert(0, c);
     }
     causes.extend(s.findings().filter_map(|x| support(x, s.lead, lang)));
@@ -38,10 +42,26 @@ pub(super) fn of(
 
 /// "public.orders is read without a usable index: 99.97% of the rows read are thrown away".
 fn index(mi: &Insight, lang: Lang) -> Option<String> {
-    let table = label(mi, "table");
     let ratio = metric(mi, "filter_ratio")?;
     let per_exec = metric(mi, "rows_filtered_per_execution").unwrap_or(0.0);
-    Some(if lang.is_zh() {
+    Some(unindexed(label(mi, "table"), ratio, per_exec, lang))
+}
+
+/// The same, from the selective filter a query's own finding saw (`class`
+/// selective_filter) when no missing-index finding names the index: the table may be
+/// known by its oid only, or the filter be under the advisor's guards.
+fn filtered(x: &Insight, lang: Lang) -> Option<String> {
+    if x.label("class") != Some("selective_filter") {
+        return None;
+    }
+    let on = x.label("filter")?;
+    let ratio = metric(x, "filter_ratio")?;
+    let read = metric(x, "filter_rows_per_execution").unwrap_or(0.0);
+    Some(unindexed(on, ratio, ratio * read, lang))
+}
+
+fn unindexed(table: &str, ratio: f64, per_exec: f64, lang: Lang) -> String {
+    if lang.is_zh() {
         format!(
             "{table} 没有可用的索引：读取的行中 {} 被过滤掉（每次执行 {} 行）",
             pct_fine(ratio),
@@ -53,7 +73,7 @@ fn index(mi: &Insight, lang: Lang) -> Option<String> {
             pct_fine(ratio),
             count(per_exec)
         )
-    })
+    }
 }
 
 /// How much of a query's run time is CPU. Above 100 %, pg_stat_kcache counted CPU the run

@@ -302,4 +302,30 @@ mod tests {
             )
         );
     }
+    /// A slow query whose filter pg_qualstats saw, with no missing-index finding (the
+    /// table known by its oid only, or under the advisor's guards): the cause says what
+    /// is read for nothing, as an index finding would, not the class's bare name.
+    #[test]
+    fn a_selective_filter_without_an_index_finding_is_the_cause() {
+        let mut sq = with(
+            insight("slow_query.total_time", "db1", "7", Severity::Info),
+            &[
+                ("rank", 1.0),
+                ("total_time_ms", 36_970.0),
+                ("calls", 400.0),
+                ("filter_ratio", 0.9946),
+                ("filter_rows_per_execution", 22_333.0),
+            ],
+        );
+        sq.labels.insert("class".into(), "selective_filter".into());
+        sq.labels
+            .insert("filter".into(), "relation oid 19262 (database app)".into());
+        let v = vec![sq];
+        let s = stories(&v);
+        let t = tell(&s[0], Lang::En, &place);
+        assert_eq!(
+            t.cause.as_deref(),
+            Some("relation oid 19262 (database app) is read without a usable index: 99.46% of the rows read are thrown away (22,212 per execution)")
+        );
+    }
 }
