@@ -43,7 +43,7 @@ fn database() -> &'static (String, String) {
 const SIGNATURES: [(&str, &str); 5] = [
     ("lock_wait", "waiting for locks"),
     ("temp_spill", "temporary files"),
-    ("selective_filter", "An index on those columns"),
+    ("selective_filter", "read only the rows it keeps"),
     ("whole_table_aggregate", "aggregates a whole table"),
     ("cpu_bound", "of its execution time is CPU"),
 ];
