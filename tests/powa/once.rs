@@ -11,7 +11,7 @@ use sentinel_actors::collector::Collect;
 use sentinel_actors::Window;
 
 use crate::support::cli::Settings;
-use crate::support::{lab, same_servers};
+use crate::support::{exclusive, lab, same_servers};
 
 /// What each server's collection gave: (server, insights, newest data time).
 type Analysed = Vec<(String, usize, Option<DateTime<Utc>>)>;
@@ -62,10 +62,15 @@ async fn analyse(max: usize, window: Window) -> (Vec<i32>, Analysed) {
 #[actix_rt::test]
 async fn once_reads_the_servers_of_a_repository_in_parallel_with_the_same_results() {
     let _turn = crate::support::turn(module_path!());
-    // The lab's own servers only, while both runs read them.
+    // The lab's own servers only, while both runs read them, and no other test's
+    // snapshots in between.
     let _servers = same_servers();
-    // A window that is over: both runs read the same points.
+    let _snapshots = exclusive();
+    // A window that is over: both runs read the same points. powa-collector stamps a
+    // remote's record with the time its read began and commits it later, so a window is
+    // over for the remotes once a snapshot begun after its end is done.
     let end = Utc::now() - chrono::Duration::seconds(1);
+    lab().snapshot("remote");
     let window = Window {
         start: end - chrono::Duration::minutes(10),
         end,
