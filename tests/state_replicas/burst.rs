@@ -62,6 +62,7 @@ fn represented(msgs: &[(chrono::DateTime<chrono::Utc>, String)]) -> (usize, usiz
 
 #[test]
 fn a_burst_through_three_replicas_keeps_one_robot_quota() {
+    let _slot = crate::whole_machine();
     let lab = support::lab();
     let db = format!("fleet_{}", std::process::id());
     lab.psql(

@@ -96,6 +96,7 @@ fn settle_and_stop(
 
 #[test]
 fn terminated_sessions_and_a_frozen_state_database_are_recovered_from() {
+    let _slot = crate::slot();
     let schema = schema("faults");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("findings.jsonl");
@@ -154,6 +155,7 @@ fn terminated_sessions_and_a_frozen_state_database_are_recovered_from() {
 
 #[test]
 fn a_powa_repository_outage_pauses_its_servers_on_every_replica() {
+    let _slot = crate::slot();
     let schema = schema("powa_down");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("findings.jsonl");
@@ -262,6 +264,7 @@ fn state_on_repo3() -> String {
 
 #[test]
 fn a_state_database_restart_and_crash_are_recovered_from() {
+    let _slot = crate::slot();
     let schema = schema("restart");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("findings.jsonl");
@@ -416,6 +419,7 @@ fn bouncer() -> Bouncer {
 
 #[test]
 fn replicas_work_through_a_pooler_in_transaction_mode() {
+    let _slot = crate::slot();
     let schema = schema("pooler");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("findings.jsonl");

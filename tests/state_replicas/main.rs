@@ -40,6 +40,50 @@ use serde_json::Value;
 
 use support::daemon::Proc;
 
+/// How many of this crate's tests run at once. Each starts two or three replicas that
+/// collect every second and beat a 3 s lease: four tests at once on a two-core machine
+/// (the load average went past 6) starved the beats and lost the leases, which is what
+/// the tests check for, not what they set up.
+const SLOTS: usize = 2;
+
+/// Held for the whole of a test: the [`SLOTS`] it took.
+pub struct Slot(usize);
+
+fn slots() -> &'static (std::sync::Mutex<usize>, std::sync::Condvar) {
+    static S: std::sync::OnceLock<(std::sync::Mutex<usize>, std::sync::Condvar)> =
+        std::sync::OnceLock::new();
+    S.get_or_init(Default::default)
+}
+
+/// Waits until a slot is free and takes it.
+pub fn slot() -> Slot {
+    take(1)
+}
+
+/// Waits until the crate's other tests are done and takes every slot: for a test whose
+/// replicas alone keep the machine busy (a fleet of hundreds of servers).
+pub fn whole_machine() -> Slot {
+    take(SLOTS)
+}
+
+fn take(n: usize) -> Slot {
+    let (lock, cv) = slots();
+    let mut busy = lock.lock().unwrap_or_else(|e| e.into_inner());
+    while *busy + n > SLOTS {
+        busy = cv.wait(busy).unwrap_or_else(|e| e.into_inner());
+    }
+    *busy += n;
+    Slot(n)
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let (lock, cv) = slots();
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) -= self.0;
+        cv.notify_all();
+    }
+}
+
 /// A fresh schema of the lab's state database for one test (dropped first).
 pub fn schema(test: &str) -> String {
     let schema = format!("r_{test}_{}", std::process::id());

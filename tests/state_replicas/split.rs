@@ -13,6 +13,7 @@ use crate::{
 
 #[test]
 fn three_replicas_share_the_servers_and_report_each_finding_once() {
+    let _slot = crate::slot();
     let schema = schema("split");
     let robot = crate::robot::start("robot-key-split", &["--max-per-window", "1000"]);
     let dir = tempfile::tempdir().unwrap();

@@ -146,6 +146,7 @@ fn assert_first_report_whole(record: &Path, first: &str, n: usize, cut: usize) {
 
 #[test]
 fn kill_9_of_the_delivering_replica_mid_report_loses_nothing() {
+    let _slot = crate::slot();
     let schema = schema("kill");
     let fake = robot::start(KEY, &["--delay", "700ms", "--max-per-window", "1000"]);
     let (mut a, mut b, report, n) = two_replicas_mid_report(&schema, &fake);
@@ -182,6 +183,7 @@ fn kill_9_of_the_delivering_replica_mid_report_loses_nothing() {
 
 #[test]
 fn a_replica_frozen_past_its_lease_sends_nothing_when_it_wakes() {
+    let _slot = crate::slot();
     let schema = schema("stop");
     let fake = robot::start(KEY, &["--delay", "700ms", "--max-per-window", "1000"]);
     let (a, mut b, report, n) = two_replicas_mid_report(&schema, &fake);
