@@ -29,6 +29,7 @@ use crate::powa::reader::{
     QueryStats, StatementsWindow, BLK_READ_TIME, BLK_WRITE_TIME, CALLS, EXEC_TIME, ROWS,
     SHARED_HIT, SHARED_READ, TEMP_WRITTEN,
 };
+use crate::render::format::count;
 
 /// pg_wait_sampling's default `profile_period`: the time one sample stands for.
 pub const SAMPLE_MS: f64 = 10.0;
@@ -281,7 +282,7 @@ fn filter_advice(f: &Filter) -> String {
         "pg_qualstats: its filter on {} throws away {} of the {} rows it reads per execution",
         f.on,
         pct(f.ratio),
-        crate::render::format::count(f.rows_per_execution)
+        count(f.rows_per_execution)
     );
     match &f.unnamed {
         None => format!(
@@ -294,7 +295,7 @@ fn filter_advice(f: &Filter) -> String {
                 .map(|w| format!(": {w}"))
                 .unwrap_or_else(|| " (PoWA keeps only oids for this server)".to_string());
             let name_it = match &u.database {
-                Some(d) => format!(" SELECT {}::regclass in {d} names the table.", u.relid),
+                Some(d) => format!(" {}", QualsWindow::name_by_hand(u.relid, d)),
                 None => String::new(),
             };
             format!(

@@ -79,6 +79,10 @@ pub enum ConnectError {
     /// cannot read).
     #[error("{}", .target.cannot_connect(.reason))]
     Connect { target: Target, reason: String },
+    /// The server refused the role this database (no CONNECT privilege there): a GRANT
+    /// opens it.
+    #[error("{}", .target.cannot_connect(.reason))]
+    Denied { target: Target, reason: String },
     /// The session opened but could not be made read-only with its timeouts.
     #[error("{}", .target.cannot_set_up(.reason))]
     Session { target: Target, reason: String },
@@ -101,6 +105,9 @@ pub enum OpenError {
     /// The server's certificate did not pass the check `sslmode` asks for.
     #[error("TLS: the server's certificate was refused ({0}); check sslrootcert and sslmode")]
     Certificate(String),
+    /// The server refused the role the database (SQLSTATE 42501 at startup).
+    #[error("{0}")]
+    Denied(String),
     /// Anything else the driver said (refused, authentication failed, …).
     #[error("{0}")]
     Driver(String),
@@ -229,6 +236,8 @@ pub async fn open(
         let reason = describe_pg_error(&e);
         if reason.contains("certificate") || reason.contains("UnknownIssuer") {
             OpenError::Certificate(reason)
+        } else if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+            OpenError::Denied(reason)
         } else {
             OpenError::Driver(reason)
         }
@@ -312,7 +321,10 @@ pub(crate) async fn open_within(
         Ok(Ok(client)) => client,
         Ok(Err(e)) => {
             let reason = e.to_string();
-            return Err(ConnectError::Connect { target, reason });
+            return Err(match e {
+                OpenError::Denied(_) => ConnectError::Denied { target, reason },
+                _ => ConnectError::Connect { target, reason },
+            });
         }
         Err(_) => {
             return Err(ConnectError::Timeout {

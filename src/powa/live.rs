@@ -364,13 +364,12 @@ impl LiveWindow {
         };
         let grid = self.grid(Duration::zero());
         let reads = Reads::new(client, &self.server);
-        let Some(reach) = reads.reach(&self.statements, edge, need).await? else {
+        let Some(horizon) = reads
+            .horizon(&self.statements, edge, need, grid, Some(lump_end))
+            .await?
+        else {
             return Ok(());
         };
-        let horizon = grid.floor(reach).min(grid.floor(lump_end));
-        if horizon < need {
-            return Ok(());
-        }
         cost.boundary_fills += 1;
         let (st, kc, wa) = (&self.statements, &self.kcache, &self.waits);
         let s = reads

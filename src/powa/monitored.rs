@@ -587,9 +587,7 @@ fn unreachable(
             .and_then(|c| c.get_user().map(str::to_string))
     });
     match e {
-        ConnectError::Connect { reason, .. }
-            if reason.contains("permission denied for database") =>
-        {
+        ConnectError::Denied { .. } => {
             format!(
                 "{} may not connect to database {datname}: GRANT CONNECT ON DATABASE {} TO {}, or set {setting}",
                 role.as_deref().unwrap_or("the role"),
@@ -786,22 +784,26 @@ mod tests {
             "host=repo user=sentinel_ro",
         ));
         let server = ServerInfo::named(0, "local");
-        let refused = |reason: &str| ConnectError::Connect {
-            target: Target::Database("Sales DB".into()),
-            reason: reason.into(),
-        };
+        let target = || Target::Database("Sales DB".into());
         let denied = unreachable(
             &m,
             "main",
             &server,
             "Sales DB",
-            &refused("FATAL: permission denied for database \"Sales DB\""),
+            &ConnectError::Denied {
+                target: target(),
+                reason: "FATAL: permission denied for database \"Sales DB\"".into(),
+            },
         );
         assert_eq!(
             denied,
             "sentinel_ro may not connect to database Sales DB: GRANT CONNECT ON DATABASE \"Sales DB\" TO sentinel_ro, or set [repositories.main.monitored.\"local\"]"
         );
-        let other = unreachable(&m, "main", &server, "app", &refused("connection refused"));
+        let refused = ConnectError::Connect {
+            target: target(),
+            reason: "connection refused".into(),
+        };
+        let other = unreachable(&m, "main", &server, "app", &refused);
         assert!(
             other.ends_with("set [repositories.main.monitored.\"local\"] to reach database app"),
             "{other}"

@@ -189,6 +189,11 @@ impl QualsWindow {
         q.occurrences.max(calls)
     }
 
+    /// How a DBA names relation `relid` of `database` by hand, while the sentinel cannot.
+    pub fn name_by_hand(relid: u32, database: &str) -> String {
+        format!("SELECT {relid}::regclass in {database} names the table.")
+    }
+
     /// Why a relation of database `dbid` is known by its oid only, when that is known.
     pub fn why_unnamed(&self, dbid: u32) -> Option<&str> {
         self.unnamed

@@ -176,7 +176,7 @@ pub fn valid_schema(name: &str) -> bool {
 fn settings_error(e: ConnectError) -> StateDbError {
     StateDbError::Settings(match e {
         ConnectError::Password { reason, .. } => format!("cannot read the password: {reason}"),
-        ConnectError::Connect { reason, .. } => reason,
+        ConnectError::Connect { reason, .. } | ConnectError::Denied { reason, .. } => reason,
         other => other.to_string(),
     })
 }

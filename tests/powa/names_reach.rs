@@ -25,10 +25,11 @@ fn advice_about(config: &Path, t: &str) -> (Vec<Value>, Vec<Value>, String, Stri
     (advice, all, stdout, stderr)
 }
 
-fn config(dir: &Path, extra: &str) -> PathBuf {
+/// `once` over the last 15 minutes of the lab's PoWA 4 repository, its `server` only.
+fn config(dir: &Path, server: &str, extra: &str) -> PathBuf {
     Settings::once("15m")
         .repository("lab", &lab().repo_dsn())
-        .toml("servers = [\"remote1\"]")
+        .toml(&format!("servers = [\"{server}\"]"))
         .toml(extra)
         .toml("# Other tests' workloads share the lab: room for ours among the top queries.")
         .toml("[analyzers.slow_queries]\ntop_n = 200\nmin_total_time = \"1ms\"")
@@ -48,7 +49,7 @@ fn remote_servers_are_reached_through_powa_servers() {
     let collector_password = lab.var("POWA_LAB_COLLECTOR_PASSWORD");
 
     // No monitored table at all: names, DDL and hypopg through powa_servers.
-    let plain = config(dir.path(), "");
+    let plain = config(dir.path(), "remote1", "");
     let (mine, all, stdout, stderr) = advice_about(&plain, &t);
     assert_eq!(mine.len(), 1, "{all:#?}");
     let i = &mine[0];
@@ -105,7 +106,7 @@ fn remote_servers_are_reached_through_powa_servers() {
     assert!(!out.contains(collector_password));
 
     // Turned off: oids again, and the advice and `check` say why.
-    let off = config(dir.path(), "reach_servers = false");
+    let off = config(dir.path(), "remote1", "reach_servers = false");
     let (unresolved, all, _, _) = advice_about(&off, &t);
     assert_eq!(unresolved.len(), 1, "{all:#?}");
     assert_eq!(unresolved[0]["rule"], "missing_index.unresolved");
@@ -143,12 +144,7 @@ fn a_database_the_repository_role_may_not_enter_says_what_opens_it() {
         .trim()
         .to_string();
     let dir = tempfile::tempdir().unwrap();
-    let local = Settings::once("15m")
-        .repository("lab", &lab.repo_dsn())
-        .toml("servers = [\"local\"]")
-        .toml("[analyzers.slow_queries]\ntop_n = 200\nmin_total_time = \"1ms\"")
-        .console()
-        .write(dir.path());
+    let local = config(dir.path(), "local", "");
     let (stdout, _) = succeeded(&run(&["once", "--output", "json"], &local));
     let all = json_lines(&stdout);
     let mine = about(&all, &t);

@@ -48,6 +48,11 @@ impl Candidate {
     pub fn filtered(&self) -> f64 {
         self.filtered_per_execution() * self.executions
     }
+
+    /// Rows its groups were evaluated on in the window, counted the same way.
+    pub fn evaluated(&self) -> f64 {
+        ratio(self.execution_count, self.occurrences) * self.executions
+    }
 }
 
 /// Does this existing index already give what `columns` (the first `equality` of them

@@ -137,10 +137,7 @@ impl MissingIndexAnalyzer {
         let ids = statement::helped(c);
         let mut metrics = BTreeMap::from([
             ("executions".to_string(), c.executions),
-            (
-                "rows_evaluated".to_string(),
-                crate::analyze::ratio(c.execution_count, c.occurrences) * c.executions,
-            ),
+            ("rows_evaluated".to_string(), c.evaluated()),
             ("rows_filtered".to_string(), c.filtered()),
             ("filter_ratio".to_string(), c.filter_ratio()),
             (

@@ -69,8 +69,9 @@ impl<'a> Names<'a> {
             (Some(_), _) => ("btree", "Create the index (CONCURRENTLY does not block writes), then check the helped queries' plans.".to_string()),
             // The server was reached, the database was not: say what opens it.
             (None, Some(why)) => ("unresolved", format!(
-                "Names and existing indexes in database {} unknown, so no statement: {why}. SELECT {}::regclass in {} names the table.",
-                self.database, c.relid, self.database
+                "Names and existing indexes in database {} unknown, so no statement: {why}. {}",
+                self.database,
+                QualsWindow::name_by_hand(c.relid, &self.database)
             )),
             (None, None) => ("unresolved", format!(
                 "PoWA keeps only oids for this server{}: set {setting} so the sentinel can read names and existing indexes in `{}` and propose a ready statement.",

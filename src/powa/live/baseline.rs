@@ -131,13 +131,12 @@ impl LiveWindow {
         cost: &mut CycleCost,
     ) -> Result<Option<BoundaryCache<N>>, PowaError> {
         let reads = Reads::new(client, &self.server);
-        let Some(reach) = reads.reach(&self.statements, span.start, need).await? else {
+        let Some(horizon) = reads
+            .horizon(&self.statements, span.start, need, grid, None)
+            .await?
+        else {
             return Ok(None);
         };
-        let horizon = grid.floor(reach);
-        if horizon < need {
-            return Ok(None);
-        }
         cost.boundary_fills += 1;
         // Every series: one born after the baseline's end is added when the end reaches
         // it, and taken off when the start does.

@@ -68,7 +68,7 @@ impl<'a> Reads<'a> {
     }
 
     /// The newest end of `family`'s history ranges overlapping [from, to], if any.
-    pub(super) async fn reach<const M: usize>(
+    async fn reach<const M: usize>(
         &self,
         family: &Family<M>,
         from: DateTime<Utc>,
@@ -85,6 +85,27 @@ impl<'a> Reads<'a> {
             .await
             .map_err(|e| self.err(&format!("{} history ranges", family.label), e))?;
         Ok(row.get(0))
+    }
+
+    /// How far a boundary cache for the start `edge` can reach: the checkpoint of `grid`
+    /// before the end of `family`'s history ranges around `edge` (and before `limit`),
+    /// when that is `need` or later; None when the cache would not hold one checkpoint.
+    pub(super) async fn horizon<const M: usize>(
+        &self,
+        family: &Family<M>,
+        edge: DateTime<Utc>,
+        need: DateTime<Utc>,
+        grid: Grid,
+        limit: Option<DateTime<Utc>>,
+    ) -> Result<Option<DateTime<Utc>>, PowaError> {
+        let Some(reach) = self.reach(family, edge, need).await? else {
+            return Ok(None);
+        };
+        let horizon = match limit {
+            Some(l) => grid.floor(reach).min(grid.floor(l)),
+            None => grid.floor(reach),
+        };
+        Ok((horizon >= need).then_some(horizon))
     }
 
     /// One family's boundary cache for the window start `edge` (`anchor` the snapshot
